@@ -1,0 +1,135 @@
+//! Command line of the `podcreds` binary. Every `run` flag has an environment variable twin.
+
+use std::net::SocketAddr;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::controller::Settings;
+use crate::spec::StsPolicy;
+
+#[derive(Parser, Debug)]
+#[command(name = "podcreds", version, about = "Short-lived AWS credentials for Kubernetes ServiceAccounts")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the operator.
+    Run(Box<RunArgs>),
+    /// Print the AWSRoleBinding CustomResourceDefinition as YAML.
+    Crd,
+    /// Print the version.
+    Version,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Json,
+    Text,
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct RunArgs {
+    /// AWS region for bindings that name none.
+    #[arg(long, env = "PODCREDS_DEFAULT_REGION", default_value = "us-east-1")]
+    pub default_region: String,
+    /// STS endpoint for bindings that name none (default: the AWS regional endpoint).
+    #[arg(long, env = "PODCREDS_STS_ENDPOINT")]
+    pub sts_endpoint: Option<String>,
+    /// Further STS endpoints a binding may name in spec.sts.endpoint (comma separated).
+    #[arg(long, env = "PODCREDS_ALLOWED_STS_ENDPOINTS", value_delimiter = ',')]
+    pub allowed_sts_endpoints: Vec<String>,
+    /// Token audience for bindings that name none.
+    #[arg(long, env = "PODCREDS_AUDIENCE", default_value = "sts.amazonaws.com")]
+    pub audience: String,
+    /// Further audiences a binding may name in spec.audience (comma separated).
+    #[arg(long, env = "PODCREDS_ALLOWED_AUDIENCES", value_delimiter = ',')]
+    pub allowed_audiences: Vec<String>,
+    /// Lifetime requested for ServiceAccount tokens, in seconds (the apiserver's minimum is 600).
+    #[arg(long, env = "PODCREDS_TOKEN_EXPIRATION_SECONDS", default_value_t = 600, value_parser = clap::value_parser!(i64).range(600..=3600))]
+    pub token_expiration_seconds: i64,
+    /// Bindings reconciled concurrently.
+    #[arg(long, env = "PODCREDS_CONCURRENCY", default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub concurrency: u16,
+    /// Client-side limit on STS calls per second (the AWS account quota, shared with every other caller, is about 600/s).
+    #[arg(long, env = "PODCREDS_STS_QPS", default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=10000))]
+    pub sts_qps: u32,
+    /// Burst allowed above --sts-qps.
+    #[arg(long, env = "PODCREDS_STS_BURST", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=10000))]
+    pub sts_burst: u32,
+    /// Namespaces to watch (comma separated); all namespaces when empty.
+    #[arg(long, env = "PODCREDS_NAMESPACES", value_delimiter = ',')]
+    pub namespaces: Vec<String>,
+    /// Address of the admin server (/healthz, /readyz, /metrics).
+    #[arg(long, env = "PODCREDS_ADMIN_ADDRESS", default_value = "0.0.0.0:8080")]
+    pub admin_address: SocketAddr,
+    /// Log format.
+    #[arg(long, env = "PODCREDS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Json)]
+    pub log_format: LogFormat,
+    /// Log filter, in tracing's EnvFilter syntax (for example `info` or `podcreds=debug`).
+    #[arg(long, env = "PODCREDS_LOG_LEVEL", default_value = "info")]
+    pub log_level: String,
+    /// Name reported on Events (set from the pod name by the Helm chart).
+    #[arg(long, env = "POD_NAME")]
+    pub instance: Option<String>,
+}
+
+impl RunArgs {
+    /// The operator settings these flags describe.
+    pub fn settings(&self) -> Settings {
+        Settings {
+            sts_policy: StsPolicy {
+                default_region: self.default_region.clone(),
+                default_endpoint: self.sts_endpoint.clone().filter(|e| !e.is_empty()),
+                default_audience: self.audience.clone(),
+                allowed_audiences: self.allowed_audiences.iter().filter(|a| !a.is_empty()).cloned().collect(),
+                allowed_endpoints: self.allowed_sts_endpoints.iter().filter(|e| !e.is_empty()).cloned().collect(),
+            },
+            token_expiration_seconds: self.token_expiration_seconds,
+            concurrency: self.concurrency,
+            namespaces: self.namespaces.iter().filter(|n| !n.is_empty()).cloned().collect(),
+            sts_rate_per_second: self.sts_qps,
+            sts_burst: self.sts_burst,
+            instance: self.instance.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_parse_into_settings() {
+        let cli = Cli::try_parse_from([
+            "podcreds",
+            "run",
+            "--sts-endpoint",
+            "http://127.0.0.1:9000",
+            "--allowed-audiences",
+            "minio,other",
+            "--namespaces",
+            "a,b",
+            "--log-format",
+            "text",
+        ])
+        .expect("parses");
+        let Command::Run(args) = cli.command else {
+            panic!("expected run")
+        };
+        let s = args.settings();
+        assert_eq!(s.sts_policy.default_endpoint.as_deref(), Some("http://127.0.0.1:9000"));
+        assert_eq!(s.sts_policy.allowed_audiences, vec!["minio", "other"]);
+        assert_eq!(s.namespaces, vec!["a", "b"]);
+        assert_eq!(s.token_expiration_seconds, 600);
+        assert_eq!(args.log_format, LogFormat::Text);
+    }
+
+    #[test]
+    fn out_of_range_flags_are_rejected() {
+        assert!(Cli::try_parse_from(["podcreds", "run", "--token-expiration-seconds", "60"]).is_err());
+        assert!(Cli::try_parse_from(["podcreds", "run", "--concurrency", "0"]).is_err());
+    }
+}

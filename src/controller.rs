@@ -1,0 +1,688 @@
+//! The reconciler: fetch -> validate -> plan -> act -> status, wired into kube-runtime.
+//!
+//! Decisions are made by the pure modules ([`crate::spec`], [`crate::plan`], [`crate::secret`],
+//! [`crate::status`]); this module only does the I/O they ask for.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use jiff::{SignedDuration, Timestamp};
+use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
+use kube::core::PartialObjectMeta;
+use kube::runtime::controller::{self, Action, Controller};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Client, Resource, ResourceExt};
+use tracing::{debug, info, warn};
+
+use crate::api::AWSRoleBinding;
+use crate::plan::{self, Decision, IssuedMeta, ObservedSecret, RefreshReason, RetryClass};
+use crate::secret::{self, FIELD_MANAGER, MANAGED_SELECTOR, Owner, Rendering};
+use crate::spec::{self, ResolvedSpec, StsPolicy};
+use crate::status::{Outcome, build_status};
+use crate::sts::{AssumeRoleRequest, SharedSts, StsError};
+use crate::token::{self, TokenError};
+
+/// How often a binding blocked by a Secret it does not own looks again (the foreign Secret is
+/// not labelled, so no watch event announces its removal).
+const CONFLICT_RECHECK: Duration = Duration::from_secs(120);
+/// Slack added to a requeue so the planner sees the renewal as due when it wakes up.
+const REQUEUE_SLACK: Duration = Duration::from_millis(250);
+
+/// Operator settings that shape reconciliation.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub sts_policy: StsPolicy,
+    /// Lifetime requested for ServiceAccount tokens (the apiserver's minimum is 600 s).
+    pub token_expiration_seconds: i64,
+    /// Bindings reconciled at once.
+    pub concurrency: u16,
+    /// Namespaces watched; empty means all.
+    pub namespaces: Vec<String>,
+    /// Client-side STS rate limit (calls per second) and burst.
+    pub sts_rate_per_second: u32,
+    pub sts_burst: u32,
+    /// Name reported on Events (usually the pod name).
+    pub instance: Option<String>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            sts_policy: StsPolicy::default(),
+            token_expiration_seconds: 600,
+            concurrency: 32,
+            namespaces: Vec::new(),
+            sts_rate_per_second: 50,
+            sts_burst: 100,
+            instance: None,
+        }
+    }
+}
+
+/// Errors that escape a reconciliation (everything else becomes status).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("binding has no {0}")]
+    MissingMetadata(&'static str),
+    #[error("reading Secret {name}: {source}")]
+    ReadSecret { name: String, source: kube::Error },
+    #[error("writing status: {0}")]
+    WriteStatus(#[source] kube::Error),
+}
+
+impl Error {
+    pub fn category(&self) -> &'static str {
+        match self {
+            Error::MissingMetadata(_) => "InvalidObject",
+            Error::ReadSecret { .. } => "KubeApiError",
+            Error::WriteStatus(_) => "KubeApiError",
+        }
+    }
+}
+
+/// A failed refresh; becomes a condition, an Event and a metric.
+#[derive(Debug, thiserror::Error)]
+pub enum RefreshError {
+    #[error(transparent)]
+    Token(#[from] TokenError),
+    #[error(transparent)]
+    Sts(#[from] StsError),
+    #[error("writing Secret {name}: {reason}")]
+    WriteSecret { name: String, reason: String },
+    #[error("Secret {0} was created by someone else meanwhile; it is left untouched")]
+    Raced(String),
+}
+
+impl RefreshError {
+    pub fn category(&self) -> &'static str {
+        match self {
+            RefreshError::Token(e) => e.category(),
+            RefreshError::Sts(e) => e.kind.category(),
+            RefreshError::WriteSecret { .. } => "SecretWriteFailed",
+            RefreshError::Raced(_) => "SecretConflict",
+        }
+    }
+
+    pub fn retry_class(&self) -> RetryClass {
+        match self {
+            RefreshError::Token(e) => e.retry_class(),
+            RefreshError::Sts(e) => e.kind.retry_class(),
+            RefreshError::WriteSecret { .. } | RefreshError::Raced(_) => RetryClass::Transient,
+        }
+    }
+}
+
+/// State shared by every watched scope.
+pub struct Shared {
+    pub client: Client,
+    pub sts: SharedSts,
+    pub settings: Settings,
+    pub recorder: Recorder,
+    pub metrics: crate::metrics::Metrics,
+    failures: Mutex<HashMap<String, u32>>,
+    limiter: DefaultDirectRateLimiter,
+}
+
+impl Shared {
+    pub fn new(client: Client, sts: SharedSts, settings: Settings, metrics: crate::metrics::Metrics) -> Self {
+        let reporter = Reporter {
+            controller: "podcreds".into(),
+            instance: settings.instance.clone(),
+        };
+        let rate = std::num::NonZeroU32::new(settings.sts_rate_per_second.max(1)).unwrap_or(std::num::NonZeroU32::MIN);
+        let burst = std::num::NonZeroU32::new(settings.sts_burst.max(1)).unwrap_or(std::num::NonZeroU32::MIN);
+        Self {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            sts,
+            metrics,
+            limiter: RateLimiter::direct(Quota::per_second(rate).allow_burst(burst)),
+            failures: Mutex::new(HashMap::new()),
+            settings,
+        }
+    }
+
+    fn failures(&self) -> std::sync::MutexGuard<'_, HashMap<String, u32>> {
+        match self.failures.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        }
+    }
+}
+
+/// Per-scope context handed to every reconciliation.
+pub struct Context {
+    pub shared: Arc<Shared>,
+    /// Metadata of the Secrets podcreds manages (label-selected, never their data).
+    pub secrets: Store<PartialObjectMeta<Secret>>,
+}
+
+fn truncate_to_second(t: Timestamp) -> Timestamp {
+    Timestamp::from_second(t.as_second()).unwrap_or(t)
+}
+
+fn until(t: Timestamp, now: Timestamp) -> Duration {
+    Duration::try_from(t.duration_since(now)).unwrap_or(Duration::ZERO) + REQUEUE_SLACK
+}
+
+fn owner_of(binding: &AWSRoleBinding, uid: &str) -> Owner {
+    Owner {
+        api_version: AWSRoleBinding::api_version(&()).into_owned(),
+        kind: AWSRoleBinding::kind(&()).into_owned(),
+        name: binding.name_any(),
+        uid: uid.to_string(),
+    }
+}
+
+impl Context {
+    /// The Secret's metadata: from the cache, or (on a miss) from the apiserver, so that a cold
+    /// cache or a Secret without our label is never mistaken for a missing one.
+    async fn secret_meta(&self, ns: &str, name: &str) -> Result<Option<PartialObjectMeta<Secret>>, Error> {
+        if let Some(cached) = self.secrets.get(&ObjectRef::new(name).within(ns)) {
+            return Ok(Some((*cached).clone()));
+        }
+        let api: Api<Secret> = Api::namespaced(self.shared.client.clone(), ns);
+        api.get_metadata_opt(name).await.map_err(|source| Error::ReadSecret {
+            name: name.to_string(),
+            source,
+        })
+    }
+
+    async fn publish(&self, binding: &AWSRoleBinding, type_: EventType, reason: &str, action: &str, note: String) {
+        let event = Event {
+            type_,
+            reason: reason.into(),
+            note: Some(crate::sts::bounded(&note, 1000)),
+            action: action.into(),
+            secondary: None,
+        };
+        if let Err(e) = self.shared.recorder.publish(&event, &binding.object_ref(&())).await {
+            warn!(error = %e, "could not publish Event");
+        }
+    }
+
+    async fn write_status(&self, binding: &AWSRoleBinding, outcome: &Outcome<'_>, now: Timestamp) -> Result<(), Error> {
+        let status = build_status(binding.status.as_ref(), binding.metadata.generation, outcome, now);
+        if binding.status.as_ref() == Some(&status) {
+            return Ok(());
+        }
+        let ns = binding.namespace().ok_or(Error::MissingMetadata("namespace"))?;
+        let api: Api<AWSRoleBinding> = Api::namespaced(self.shared.client.clone(), &ns);
+        let patch = serde_json::json!({
+            "apiVersion": AWSRoleBinding::api_version(&()),
+            "kind": AWSRoleBinding::kind(&()),
+            "status": status,
+        });
+        api.patch_status(
+            &binding.name_any(),
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(patch),
+        )
+        .await
+        .map_err(Error::WriteStatus)?;
+        Ok(())
+    }
+
+    /// TokenRequest -> STS -> Secret. Returns what the Secret now says about its credentials.
+    async fn refresh(
+        &self,
+        binding: &AWSRoleBinding,
+        spec: &ResolvedSpec,
+        fingerprint: &str,
+        uid: &str,
+        observed: &ObservedSecret,
+        existing: Option<&PartialObjectMeta<Secret>>,
+    ) -> Result<IssuedMeta, RefreshError> {
+        let ns = binding.namespace().unwrap_or_default();
+        let shared = &self.shared;
+
+        let started = Instant::now();
+        let token = token::request_token(
+            shared.client.clone(),
+            &ns,
+            &spec.service_account_name,
+            &spec.audience,
+            shared.settings.token_expiration_seconds,
+        )
+        .await;
+        shared.metrics.token_duration.observe(started.elapsed().as_secs_f64());
+        let token = token?;
+
+        shared.limiter.until_ready().await;
+        let started = Instant::now();
+        let result = shared
+            .sts
+            .assume_role_with_web_identity(AssumeRoleRequest {
+                role_arn: spec.role_arn.clone(),
+                session_name: spec.session_name.clone(),
+                web_identity_token: token.token,
+                duration_seconds: spec.duration_seconds,
+                session_policy: spec.session_policy.clone(),
+                policy_arns: spec.policy_arns.clone(),
+                region: spec.region.clone(),
+                endpoint: spec.endpoint.clone(),
+            })
+            .await;
+        let outcome = match &result {
+            Ok(_) => "success",
+            Err(e) => e.kind.category(),
+        };
+        shared.metrics.observe_sts(outcome, started.elapsed());
+        let credentials = result?;
+
+        let issued_at = truncate_to_second(Timestamp::now());
+        let expiration = truncate_to_second(credentials.expiration);
+        let jitter = plan::jitter_from(&format!("{uid}/{}", expiration.as_second()));
+        let renewal_time = truncate_to_second(plan::renewal_time(issued_at, expiration, spec.renew_before, jitter));
+        let owner = owner_of(binding, uid);
+        let secret = secret::render(&Rendering {
+            namespace: &ns,
+            owner: &owner,
+            spec,
+            fingerprint,
+            credentials: &credentials,
+            issued_at,
+            renewal_time,
+        });
+        let api: Api<Secret> = Api::namespaced(shared.client.clone(), &ns);
+        let write_error = |e: kube::Error| RefreshError::WriteSecret {
+            name: spec.secret_name.clone(),
+            reason: crate::sts::bounded(&e.to_string(), 256),
+        };
+        match observed {
+            ObservedSecret::Missing => {
+                // Create, never apply: an apply would silently take over a Secret someone else
+                // created since we looked.
+                let params = PostParams {
+                    field_manager: Some(FIELD_MANAGER.into()),
+                    ..PostParams::default()
+                };
+                match api.create(&params, &secret).await {
+                    Ok(_) => {}
+                    Err(kube::Error::Api(s)) if s.code == 409 => {
+                        return Err(RefreshError::Raced(spec.secret_name.clone()));
+                    }
+                    Err(e) => return Err(write_error(e)),
+                }
+            }
+            _ => {
+                // Apply with the observed resourceVersion as a precondition, so a Secret that
+                // changed hands since we looked is not overwritten.
+                let mut secret = secret;
+                secret.metadata.resource_version = existing.and_then(|m| m.metadata.resource_version.clone());
+                match api
+                    .patch(
+                        &spec.secret_name,
+                        &PatchParams::apply(FIELD_MANAGER).force(),
+                        &Patch::Apply(&secret),
+                    )
+                    .await
+                {
+                    Ok(_) => {}
+                    Err(kube::Error::Api(s)) if s.code == 409 => {
+                        return Err(RefreshError::WriteSecret {
+                            name: spec.secret_name.clone(),
+                            reason: "the Secret changed while it was being refreshed; retrying".into(),
+                        });
+                    }
+                    Err(e) => return Err(write_error(e)),
+                }
+            }
+        }
+        Ok(IssuedMeta {
+            issued_at,
+            expiration,
+            renewal_time,
+            fingerprint: fingerprint.to_string(),
+            assumed_role_arn: credentials.assumed_role_arn.clone(),
+        })
+    }
+
+    /// Deletes Secrets this binding wrote under an earlier `secretName`.
+    async fn delete_stale_secrets(&self, ns: &str, uid: &str, current: &str) {
+        let stale: Vec<(String, Option<String>)> = self
+            .secrets
+            .state()
+            .iter()
+            .filter(|s| s.metadata.namespace.as_deref() == Some(ns))
+            .filter(|s| s.metadata.name.as_deref() != Some(current))
+            .filter(|s| secret::controller_of(&s.metadata).is_some_and(|o| o.uid == uid))
+            .filter_map(|s| Some((s.metadata.name.clone()?, s.metadata.uid.clone())))
+            .collect();
+        let api: Api<Secret> = Api::namespaced(self.shared.client.clone(), ns);
+        for (name, secret_uid) in stale {
+            // Delete exactly the Secret we saw, not a namesake created since.
+            let params = DeleteParams {
+                preconditions: Some(Preconditions {
+                    uid: secret_uid,
+                    resource_version: None,
+                }),
+                ..DeleteParams::default()
+            };
+            match api.delete(&name, &params).await {
+                Ok(_) => info!(secret = %name, "deleted Secret left behind by a secretName change"),
+                Err(e) => warn!(secret = %name, error = %e, "could not delete stale Secret"),
+            }
+        }
+    }
+}
+
+/// One reconciliation of one binding.
+pub async fn reconcile(binding: Arc<AWSRoleBinding>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let ns = binding.namespace().ok_or(Error::MissingMetadata("namespace"))?;
+    let uid = binding.uid().ok_or(Error::MissingMetadata("uid"))?;
+    let name = binding.name_any();
+    let shared = &ctx.shared;
+    let now = Timestamp::now();
+
+    // Validate.
+    let spec = match spec::resolve(&binding.spec, &ns, &name, &shared.settings.sts_policy) {
+        Ok(spec) => spec,
+        Err(e) => {
+            let message = e.to_string();
+            if ready_reason(&binding) != Some(e.category()) {
+                ctx.publish(&binding, EventType::Warning, e.category(), "Validate", message.clone())
+                    .await;
+            }
+            ctx.write_status(
+                &binding,
+                &Outcome::Blocked {
+                    category: e.category(),
+                    message,
+                },
+                now,
+            )
+            .await?;
+            shared.metrics.reconciled("invalid");
+            return Ok(Action::await_change());
+        }
+    };
+    let fingerprint = spec.fingerprint();
+
+    // Fetch what the Secret says.
+    let existing = ctx.secret_meta(&ns, &spec.secret_name).await?;
+    let observed = secret::observe(existing.as_ref(), &uid);
+
+    // Plan and act.
+    match plan::plan(&fingerprint, &observed, now) {
+        Decision::Conflict { owner } => {
+            let message = format!(
+                "Secret {} already exists and is not managed by this binding (controller: {}); it is left untouched",
+                spec.secret_name,
+                owner.as_deref().unwrap_or("none"),
+            );
+            if ready_reason(&binding) != Some("SecretConflict") {
+                ctx.publish(&binding, EventType::Warning, "SecretConflict", "Refresh", message.clone())
+                    .await;
+            }
+            ctx.write_status(
+                &binding,
+                &Outcome::Blocked {
+                    category: "SecretConflict",
+                    message,
+                },
+                now,
+            )
+            .await?;
+            shared.metrics.reconciled("conflict");
+            Ok(Action::requeue(CONFLICT_RECHECK))
+        }
+        Decision::Wait(issued) => {
+            debug!(binding = %name, renewal = %issued.renewal_time, "credentials are fresh");
+            ctx.write_status(
+                &binding,
+                &Outcome::Valid {
+                    issued: &issued,
+                    secret_name: &spec.secret_name,
+                },
+                now,
+            )
+            .await?;
+            ctx.delete_stale_secrets(&ns, &uid, &spec.secret_name).await;
+            shared.failures().remove(&uid);
+            shared.metrics.reconciled("fresh");
+            Ok(Action::requeue(until(issued.renewal_time, now)))
+        }
+        Decision::Refresh(reason) => {
+            let still_valid = match &observed {
+                ObservedSecret::Owned {
+                    issued: Some(i),
+                    intact: true,
+                } if i.fingerprint == fingerprint && i.expiration > now => Some(i.clone()),
+                _ => None,
+            };
+            match ctx
+                .refresh(&binding, &spec, &fingerprint, &uid, &observed, existing.as_ref())
+                .await
+            {
+                Ok(issued) => on_refreshed(&ctx, &binding, &spec, &uid, reason, issued).await,
+                Err(e) => on_refresh_failed(&ctx, &binding, &spec, &uid, still_valid.as_ref(), e).await,
+            }
+        }
+    }
+}
+
+async fn on_refreshed(
+    ctx: &Context,
+    binding: &AWSRoleBinding,
+    spec: &ResolvedSpec,
+    uid: &str,
+    reason: RefreshReason,
+    issued: IssuedMeta,
+) -> Result<Action, Error> {
+    let shared = &ctx.shared;
+    let now = Timestamp::now();
+    shared.failures().remove(uid);
+    shared.metrics.refreshed(reason.as_str());
+    shared.metrics.reconciled("refreshed");
+    info!(
+        binding = %binding.name_any(),
+        namespace = binding.namespace().unwrap_or_default(),
+        reason = reason.as_str(),
+        expiration = %issued.expiration,
+        renewal = %issued.renewal_time,
+        "issued credentials"
+    );
+    ctx.publish(
+        binding,
+        EventType::Normal,
+        "Refreshed",
+        "Refresh",
+        format!(
+            "Wrote credentials for {} to Secret {}, valid until {} ({})",
+            spec.role_arn,
+            spec.secret_name,
+            secret::rfc3339(issued.expiration),
+            reason.as_str()
+        ),
+    )
+    .await;
+    ctx.write_status(
+        binding,
+        &Outcome::Valid {
+            issued: &issued,
+            secret_name: &spec.secret_name,
+        },
+        now,
+    )
+    .await?;
+    ctx.delete_stale_secrets(&binding.namespace().unwrap_or_default(), uid, &spec.secret_name)
+        .await;
+    Ok(Action::requeue(until(issued.renewal_time, now)))
+}
+
+async fn on_refresh_failed(
+    ctx: &Context,
+    binding: &AWSRoleBinding,
+    spec: &ResolvedSpec,
+    uid: &str,
+    still_valid: Option<&IssuedMeta>,
+    error: RefreshError,
+) -> Result<Action, Error> {
+    let shared = &ctx.shared;
+    let now = Timestamp::now();
+    let category = error.category();
+    let message = error.to_string();
+    let attempt = {
+        let mut failures = shared.failures();
+        let n = failures.entry(uid.to_string()).or_insert(0);
+        *n += 1;
+        *n
+    };
+    shared.metrics.failed(category);
+    shared.metrics.reconciled("failed");
+    let remaining = still_valid.map(|i| i.expiration.duration_since(now).max(SignedDuration::ZERO));
+    let jitter = plan::jitter_from(&format!("{uid}/{attempt}/{}", now.as_millisecond()));
+    let delay = plan::retry_delay(error.retry_class(), attempt, remaining, jitter);
+    warn!(
+        binding = %binding.name_any(),
+        namespace = binding.namespace().unwrap_or_default(),
+        category,
+        attempt,
+        retry_in = ?delay,
+        error = %message,
+        "refresh failed"
+    );
+    ctx.publish(
+        binding,
+        EventType::Warning,
+        "RefreshFailed",
+        "Refresh",
+        format!("{category}: {message}"),
+    )
+    .await;
+    ctx.write_status(
+        binding,
+        &Outcome::RefreshFailed {
+            category,
+            message,
+            still_valid,
+            secret_name: &spec.secret_name,
+        },
+        now,
+    )
+    .await?;
+    Ok(match delay {
+        Some(d) => Action::requeue(d),
+        None => Action::await_change(),
+    })
+}
+
+fn ready_reason(binding: &AWSRoleBinding) -> Option<&str> {
+    crate::status::ready_condition(binding.status.as_ref()).map(|c| c.reason.as_str())
+}
+
+/// Errors that escaped `reconcile` (apiserver trouble): retry soon, with jitter.
+pub fn error_policy(binding: Arc<AWSRoleBinding>, error: &Error, ctx: Arc<Context>) -> Action {
+    let uid = binding.uid().unwrap_or_default();
+    let attempt = {
+        let mut failures = ctx.shared.failures();
+        let n = failures.entry(uid.clone()).or_insert(0);
+        *n += 1;
+        *n
+    };
+    ctx.shared.metrics.failed(error.category());
+    warn!(binding = %binding.name_any(), error = %error, attempt, "reconciliation failed");
+    let jitter = plan::jitter_from(&format!("{uid}/{attempt}"));
+    Action::requeue(plan::retry_delay(RetryClass::Transient, attempt, None, jitter).unwrap_or(plan::BACKOFF_CAP))
+}
+
+/// The stores the admin server and metrics read; filled in as scopes start.
+pub type BindingStores = Arc<Mutex<Vec<Store<AWSRoleBinding>>>>;
+
+/// Runs one controller per watched scope until `shutdown` resolves. `ready` is told once every
+/// cache has synced.
+pub async fn run(
+    shared: Arc<Shared>,
+    stores: BindingStores,
+    ready: tokio::sync::watch::Sender<bool>,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + Clone + 'static,
+) {
+    let scopes: Vec<Option<String>> = if shared.settings.namespaces.is_empty() {
+        vec![None]
+    } else {
+        shared.settings.namespaces.iter().cloned().map(Some).collect()
+    };
+    let mut waits = Vec::new();
+    let mut runs = Vec::new();
+    for scope in scopes {
+        let client = shared.client.clone();
+        let (bindings, secrets, accounts): (
+            Api<AWSRoleBinding>,
+            Api<PartialObjectMeta<Secret>>,
+            Api<PartialObjectMeta<ServiceAccount>>,
+        ) = match &scope {
+            Some(ns) => (
+                Api::namespaced(client.clone(), ns),
+                Api::namespaced(client.clone(), ns),
+                Api::namespaced(client, ns),
+            ),
+            None => (Api::all(client.clone()), Api::all(client.clone()), Api::all(client)),
+        };
+
+        let (secret_store, secret_writer) = reflector::store();
+        let secret_stream = reflector::reflector(
+            secret_writer,
+            watcher(secrets, watcher::Config::default().labels(MANAGED_SELECTOR)).default_backoff(),
+        )
+        .touched_objects();
+        // ServiceAccounts are only a trigger (a missing account appearing): no cache.
+        let account_stream = watcher(accounts, watcher::Config::default())
+            .default_backoff()
+            .touched_objects();
+
+        let controller = Controller::new(bindings, watcher::Config::default());
+        let binding_store = controller.store();
+        if let Ok(mut s) = stores.lock() {
+            s.push(binding_store.clone());
+        }
+        let mapper_store = binding_store.clone();
+        let controller = controller
+            .owns_stream(secret_stream)
+            .watches_stream(account_stream, move |account: PartialObjectMeta<ServiceAccount>| {
+                let ns = account.metadata.namespace.clone();
+                let name = account.metadata.name.clone();
+                mapper_store
+                    .state()
+                    .into_iter()
+                    .filter(|b| b.metadata.namespace == ns && Some(&b.spec.service_account_name) == name.as_ref())
+                    .map(|b| ObjectRef::from_obj(&*b))
+                    .collect::<Vec<_>>()
+            })
+            .with_config(controller::Config::default().concurrency(shared.settings.concurrency))
+            .graceful_shutdown_on(shutdown.clone());
+
+        let ctx = Arc::new(Context {
+            shared: shared.clone(),
+            secrets: secret_store.clone(),
+        });
+        waits.push(async move {
+            let _ = binding_store.wait_until_ready().await;
+            let _ = secret_store.wait_until_ready().await;
+        });
+        let scope_name = scope.clone().unwrap_or_else(|| "all namespaces".into());
+        runs.push(async move {
+            info!(scope = %scope_name, "controller started");
+            controller
+                .run(reconcile, error_policy, ctx)
+                .for_each(|result| async move {
+                    if let Err(e) = result {
+                        debug!(error = %e, "reconcile loop error");
+                    }
+                })
+                .await;
+        });
+    }
+    let readiness = async move {
+        futures::future::join_all(waits).await;
+        info!("caches synced; ready");
+        let _ = ready.send(true);
+    };
+    futures::future::join(readiness, futures::future::join_all(runs)).await;
+}

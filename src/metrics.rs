@@ -1,0 +1,172 @@
+//! Prometheus metrics (prometheus-client), served on the admin address at `/metrics`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use kube::runtime::reflector::Store;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use std::sync::Mutex;
+
+use crate::api::AWSRoleBinding;
+use crate::status::ready_condition;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabels {
+    pub result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CategoryLabels {
+    pub category: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    pub outcome: String,
+}
+
+/// Every metric the operator records.
+#[derive(Clone)]
+pub struct Metrics {
+    pub reconciliations: Family<ResultLabels, Counter>,
+    pub refreshes: Family<ReasonLabels, Counter>,
+    pub failures: Family<CategoryLabels, Counter>,
+    pub sts_duration: Family<OutcomeLabels, Histogram>,
+    pub token_duration: Histogram,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self {
+            reconciliations: Family::default(),
+            refreshes: Family::default(),
+            failures: Family::default(),
+            sts_duration: Family::new_with_constructor(|| Histogram::new(exponential_buckets(0.005, 2.0, 14))),
+            token_duration: Histogram::new(exponential_buckets(0.001, 2.0, 14)),
+        }
+    }
+}
+
+impl Metrics {
+    /// Registers the metrics, plus a collector that reads per-binding state from `bindings` at
+    /// scrape time (so deleted bindings disappear from the output without bookkeeping).
+    pub fn register(&self, registry: &mut Registry, bindings: Arc<Mutex<Vec<Store<AWSRoleBinding>>>>) {
+        registry.register(
+            "podcreds_reconciliations",
+            "Reconciliations of AWSRoleBindings by result",
+            self.reconciliations.clone(),
+        );
+        registry.register(
+            "podcreds_credential_refreshes",
+            "Credentials issued and written, by why they were refreshed",
+            self.refreshes.clone(),
+        );
+        registry.register(
+            "podcreds_refresh_failures",
+            "Failed refreshes by error category",
+            self.failures.clone(),
+        );
+        registry.register(
+            "podcreds_sts_request_duration_seconds",
+            "Latency of STS AssumeRoleWithWebIdentity calls by outcome",
+            self.sts_duration.clone(),
+        );
+        registry.register(
+            "podcreds_token_request_duration_seconds",
+            "Latency of Kubernetes TokenRequest calls",
+            self.token_duration.clone(),
+        );
+        registry.register_collector(Box::new(BindingCollector { stores: bindings }));
+    }
+
+    pub fn observe_sts(&self, outcome: &str, elapsed: Duration) {
+        self.sts_duration
+            .get_or_create(&OutcomeLabels {
+                outcome: outcome.to_string(),
+            })
+            .observe(elapsed.as_secs_f64());
+    }
+
+    pub fn reconciled(&self, result: &str) {
+        self.reconciliations
+            .get_or_create(&ResultLabels { result: result.into() })
+            .inc();
+    }
+
+    pub fn refreshed(&self, reason: &str) {
+        self.refreshes.get_or_create(&ReasonLabels { reason: reason.into() }).inc();
+    }
+
+    pub fn failed(&self, category: &str) {
+        self.failures
+            .get_or_create(&CategoryLabels {
+                category: category.into(),
+            })
+            .inc();
+    }
+}
+
+/// Per-binding gauges computed from the binding caches at scrape time.
+#[derive(Debug)]
+struct BindingCollector {
+    stores: Arc<Mutex<Vec<Store<AWSRoleBinding>>>>,
+}
+
+impl Collector for BindingCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let bindings: Vec<Arc<AWSRoleBinding>> = match self.stores.lock() {
+            Ok(stores) => stores.iter().flat_map(|s| s.state()).collect(),
+            Err(_) => Vec::new(),
+        };
+        let mut expiry = encoder.encode_descriptor(
+            "podcreds_credentials_expiration_timestamp_seconds",
+            "When the credentials in each binding's Secret expire (Unix time)",
+            None,
+            prometheus_client::metrics::MetricType::Gauge,
+        )?;
+        let mut ready_counts = [0i64; 2];
+        for b in &bindings {
+            let Some(exp) = b.status.as_ref().and_then(|s| s.expiration.as_ref()) else {
+                continue;
+            };
+            let labels = [
+                ("namespace", b.metadata.namespace.clone().unwrap_or_default()),
+                ("name", b.metadata.name.clone().unwrap_or_default()),
+            ];
+            ConstGauge::new(exp.0.as_second()).encode(expiry.encode_family(&labels)?)?;
+        }
+        drop(expiry);
+        for b in &bindings {
+            let ready = ready_condition(b.status.as_ref()).is_some_and(|c| c.status == "True");
+            ready_counts[usize::from(ready)] += 1;
+        }
+        let mut gauge = encoder.encode_descriptor(
+            "podcreds_bindings",
+            "AWSRoleBindings known to the operator, by readiness",
+            None,
+            prometheus_client::metrics::MetricType::Gauge,
+        )?;
+        for (ready, count) in [("false", ready_counts[0]), ("true", ready_counts[1])] {
+            ConstGauge::new(count).encode(gauge.encode_family(&[("ready", ready)])?)?;
+        }
+        Ok(())
+    }
+}
+
+/// The text exposition of `registry`.
+pub fn encode(registry: &Registry) -> Result<String, std::fmt::Error> {
+    let mut out = String::new();
+    prometheus_client::encoding::text::encode(&mut out, registry)?;
+    Ok(out)
+}

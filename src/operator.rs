@@ -1,0 +1,88 @@
+//! Wiring for `podcreds run`: telemetry, the Kubernetes client, STS, metrics, the admin server,
+//! the controllers and graceful shutdown.
+
+use std::sync::{Arc, Mutex};
+
+use futures::FutureExt;
+use prometheus_client::registry::Registry;
+use tracing_subscriber::EnvFilter;
+
+use crate::cli::{LogFormat, RunArgs};
+use crate::controller::{self, Shared};
+use crate::metrics::Metrics;
+use crate::sts::{AwsStsClient, StsTimeouts};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("invalid --log-level {0:?}: {1}")]
+    LogFilter(String, String),
+    #[error("no usable Kubernetes configuration (in-cluster or KUBECONFIG): {0}")]
+    KubeConfig(#[source] kube::Error),
+    #[error("cannot serve the admin address: {0}")]
+    Admin(#[source] std::io::Error),
+}
+
+/// Installs the tracing subscriber once (a second call is a no-op).
+pub fn init_telemetry(format: LogFormat, filter: &str) -> Result<(), StartError> {
+    let filter = EnvFilter::try_new(filter).map_err(|e| StartError::LogFilter(filter.to_string(), e.to_string()))?;
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(false);
+    let _ = match format {
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+    Ok(())
+}
+
+/// Resolves once SIGTERM or SIGINT arrives.
+async fn termination() {
+    let sigterm = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => futures::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = sigterm => {},
+        _ = tokio::signal::ctrl_c() => {},
+    }
+    tracing::info!("termination signal received; shutting down");
+}
+
+/// Runs the operator until a termination signal.
+pub async fn run(args: RunArgs) -> Result<(), StartError> {
+    init_telemetry(args.log_format, &args.log_level)?;
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let settings = args.settings();
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        region = %settings.sts_policy.default_region,
+        endpoint = settings.sts_policy.default_endpoint.as_deref().unwrap_or("aws-regional"),
+        audience = %settings.sts_policy.default_audience,
+        namespaces = ?settings.namespaces,
+        "starting podcreds"
+    );
+    let client = kube::Client::try_default().await.map_err(StartError::KubeConfig)?;
+    let sts = Arc::new(AwsStsClient::new(StsTimeouts::default()).await);
+
+    let metrics = Metrics::default();
+    let stores: controller::BindingStores = Arc::new(Mutex::new(Vec::new()));
+    let mut registry = Registry::default();
+    metrics.register(&mut registry, stores.clone());
+
+    let shutdown = termination().boxed().shared();
+    let (ready_tx, ready_rx) = tokio::sync::watch::channel(false);
+    let admin = crate::admin::serve(args.admin_address, Arc::new(registry), ready_rx, shutdown.clone())
+        .await
+        .map_err(StartError::Admin)?;
+    let admin = tokio::spawn(admin);
+
+    let shared = Arc::new(Shared::new(client, sts, settings, metrics));
+    controller::run(shared, stores, ready_tx, shutdown).await;
+    if let Ok(Err(e)) = admin.await {
+        tracing::warn!(error = %e, "admin server stopped with an error");
+    }
+    tracing::info!("stopped");
+    Ok(())
+}

@@ -1,0 +1,440 @@
+//! Build step (pure): the Secret podcreds writes, and how it reads back what a Secret says about
+//! the credentials it holds (annotations and managed fields only; never the data).
+
+use std::collections::BTreeMap;
+
+use jiff::Timestamp;
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ManagedFieldsEntry, ObjectMeta, OwnerReference};
+use kube::core::PartialObjectMeta;
+use secrecy::ExposeSecret;
+
+use crate::plan::{IssuedMeta, ObservedSecret};
+use crate::spec::ResolvedSpec;
+use crate::sts::IssuedCredentials;
+
+/// The one server-side apply field manager podcreds writes with.
+pub const FIELD_MANAGER: &str = "podcreds";
+
+/// Label on every Secret podcreds manages; the operator's Secret watch selects on it.
+pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
+pub const MANAGED_BY_VALUE: &str = "podcreds";
+/// Label selector for the Secret watch.
+pub const MANAGED_SELECTOR: &str = "app.kubernetes.io/managed-by=podcreds";
+
+pub const ANNOTATION_EXPIRATION: &str = "podcreds.dev/expiration";
+pub const ANNOTATION_RENEWAL_TIME: &str = "podcreds.dev/renewal-time";
+pub const ANNOTATION_ISSUED_AT: &str = "podcreds.dev/issued-at";
+pub const ANNOTATION_ROLE_ARN: &str = "podcreds.dev/role-arn";
+pub const ANNOTATION_ASSUMED_ROLE_ARN: &str = "podcreds.dev/assumed-role-arn";
+pub const ANNOTATION_FINGERPRINT: &str = "podcreds.dev/spec-hash";
+
+pub const KEY_CREDENTIAL_PROCESS: &str = "credential-process.json";
+pub const KEY_CONFIG: &str = "config";
+pub const KEY_CREDENTIALS: &str = "credentials";
+pub const KEY_ACCESS_KEY_ID: &str = "AWS_ACCESS_KEY_ID";
+pub const KEY_SECRET_ACCESS_KEY: &str = "AWS_SECRET_ACCESS_KEY";
+pub const KEY_SESSION_TOKEN: &str = "AWS_SESSION_TOKEN";
+pub const KEY_REGION: &str = "AWS_REGION";
+pub const KEY_DEFAULT_REGION: &str = "AWS_DEFAULT_REGION";
+pub const KEY_EXPIRATION: &str = "expiration";
+
+/// Every data key podcreds writes.
+pub const DATA_KEYS: [&str; 9] = [
+    KEY_CREDENTIAL_PROCESS,
+    KEY_CONFIG,
+    KEY_CREDENTIALS,
+    KEY_ACCESS_KEY_ID,
+    KEY_SECRET_ACCESS_KEY,
+    KEY_SESSION_TOKEN,
+    KEY_REGION,
+    KEY_DEFAULT_REGION,
+    KEY_EXPIRATION,
+];
+
+/// Identity of the binding that owns the Secret.
+#[derive(Clone, Debug)]
+pub struct Owner {
+    pub api_version: String,
+    pub kind: String,
+    pub name: String,
+    pub uid: String,
+}
+
+/// Everything that goes into one rendering of the Secret.
+pub struct Rendering<'a> {
+    pub namespace: &'a str,
+    pub owner: &'a Owner,
+    pub spec: &'a ResolvedSpec,
+    pub fingerprint: &'a str,
+    pub credentials: &'a IssuedCredentials,
+    pub issued_at: Timestamp,
+    pub renewal_time: Timestamp,
+}
+
+/// RFC 3339 in whole seconds, as STS and the SDKs write it.
+pub fn rfc3339(t: Timestamp) -> String {
+    let whole = Timestamp::from_second(t.as_second()).unwrap_or(t);
+    whole.to_string()
+}
+
+/// The `credential_process` output document.
+pub fn credential_process_json(creds: &IssuedCredentials) -> String {
+    serde_json::json!({
+        "Version": 1,
+        "AccessKeyId": creds.access_key_id,
+        "SecretAccessKey": creds.secret_access_key.expose_secret(),
+        "SessionToken": creds.session_token.expose_secret(),
+        "Expiration": rfc3339(creds.expiration),
+    })
+    .to_string()
+}
+
+/// The AWS config file: SDKs run `credential_process` again before `Expiration`, so pods pick up
+/// refreshed credentials without a restart.
+pub fn aws_config_file(spec: &ResolvedSpec) -> String {
+    format!(
+        "[default]\nregion = {region}\ncredential_process = cat {path}/{KEY_CREDENTIAL_PROCESS}\n",
+        region = spec.region,
+        path = spec.mount_path,
+    )
+}
+
+/// The shared credentials file (read once at start by most SDKs).
+pub fn aws_credentials_file(creds: &IssuedCredentials) -> String {
+    format!(
+        "[default]\naws_access_key_id = {}\naws_secret_access_key = {}\naws_session_token = {}\n",
+        creds.access_key_id,
+        creds.secret_access_key.expose_secret(),
+        creds.session_token.expose_secret(),
+    )
+}
+
+/// The Secret exactly as podcreds applies it (server-side apply, fields it owns only).
+pub fn render(r: &Rendering<'_>) -> Secret {
+    let creds = r.credentials;
+    let data: BTreeMap<String, ByteString> = [
+        (KEY_CREDENTIAL_PROCESS, credential_process_json(creds)),
+        (KEY_CONFIG, aws_config_file(r.spec)),
+        (KEY_CREDENTIALS, aws_credentials_file(creds)),
+        (KEY_ACCESS_KEY_ID, creds.access_key_id.clone()),
+        (KEY_SECRET_ACCESS_KEY, creds.secret_access_key.expose_secret().to_string()),
+        (KEY_SESSION_TOKEN, creds.session_token.expose_secret().to_string()),
+        (KEY_REGION, r.spec.region.clone()),
+        (KEY_DEFAULT_REGION, r.spec.region.clone()),
+        (KEY_EXPIRATION, rfc3339(creds.expiration)),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), ByteString(v.into_bytes())))
+    .collect();
+
+    let mut annotations = BTreeMap::from([
+        (ANNOTATION_EXPIRATION.to_string(), rfc3339(creds.expiration)),
+        (ANNOTATION_RENEWAL_TIME.to_string(), rfc3339(r.renewal_time)),
+        (ANNOTATION_ISSUED_AT.to_string(), rfc3339(r.issued_at)),
+        (ANNOTATION_ROLE_ARN.to_string(), r.spec.role_arn.clone()),
+        (ANNOTATION_FINGERPRINT.to_string(), r.fingerprint.to_string()),
+    ]);
+    if let Some(arn) = &creds.assumed_role_arn {
+        annotations.insert(ANNOTATION_ASSUMED_ROLE_ARN.to_string(), arn.clone());
+    }
+
+    Secret {
+        metadata: ObjectMeta {
+            name: Some(r.spec.secret_name.clone()),
+            namespace: Some(r.namespace.to_string()),
+            labels: Some(BTreeMap::from([(
+                MANAGED_BY_LABEL.to_string(),
+                MANAGED_BY_VALUE.to_string(),
+            )])),
+            annotations: Some(annotations),
+            owner_references: Some(vec![OwnerReference {
+                api_version: r.owner.api_version.clone(),
+                kind: r.owner.kind.clone(),
+                name: r.owner.name.clone(),
+                uid: r.owner.uid.clone(),
+                controller: Some(true),
+                block_owner_deletion: Some(true),
+            }]),
+            ..ObjectMeta::default()
+        },
+        type_: Some("Opaque".to_string()),
+        data: Some(data),
+        ..Secret::default()
+    }
+}
+
+fn parse_time(annotations: &BTreeMap<String, String>, key: &str) -> Option<Timestamp> {
+    annotations.get(key).and_then(|v| v.parse::<Timestamp>().ok())
+}
+
+/// Reads the issued-credentials annotations; `None` if any is missing or unparsable.
+pub fn issued_meta(meta: &ObjectMeta) -> Option<IssuedMeta> {
+    let annotations = meta.annotations.as_ref()?;
+    let issued_at = parse_time(annotations, ANNOTATION_ISSUED_AT)?;
+    let expiration = parse_time(annotations, ANNOTATION_EXPIRATION)?;
+    let renewal_time = parse_time(annotations, ANNOTATION_RENEWAL_TIME)?;
+    if !(issued_at <= renewal_time && renewal_time <= expiration) {
+        return None;
+    }
+    Some(IssuedMeta {
+        issued_at,
+        expiration,
+        renewal_time,
+        fingerprint: annotations.get(ANNOTATION_FINGERPRINT)?.clone(),
+        assumed_role_arn: annotations.get(ANNOTATION_ASSUMED_ROLE_ARN).cloned(),
+    })
+}
+
+/// The controller owner reference of an object, if any.
+pub fn controller_of(meta: &ObjectMeta) -> Option<&OwnerReference> {
+    meta.owner_references
+        .as_ref()?
+        .iter()
+        .find(|o| o.controller == Some(true))
+}
+
+fn data_keys_in(entry: &ManagedFieldsEntry) -> Vec<String> {
+    entry
+        .fields_v1
+        .as_ref()
+        .and_then(|f| f.0.get("f:data"))
+        .and_then(|d| d.as_object())
+        .map(|d| {
+            d.keys()
+                .filter_map(|k| k.strip_prefix("f:").map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Whether every data key podcreds writes is still owned by podcreds alone. Someone editing or
+/// deleting a key takes its ownership in `managedFields`, which the metadata watch sees without
+/// ever reading the Secret's data.
+pub fn data_intact(meta: &ObjectMeta) -> bool {
+    let Some(entries) = meta.managed_fields.as_ref() else {
+        // Without managed fields (they can be stripped) there is nothing to go on: trust the Secret.
+        return true;
+    };
+    let mut ours: Vec<String> = Vec::new();
+    for entry in entries {
+        let keys = data_keys_in(entry);
+        // podcreds creates with Update and refreshes with Apply: both entries are its own.
+        if entry.manager.as_deref() == Some(FIELD_MANAGER) {
+            ours.extend(keys);
+        } else if keys.iter().any(|k| DATA_KEYS.contains(&k.as_str())) {
+            return false;
+        }
+    }
+    DATA_KEYS.iter().all(|k| ours.iter().any(|o| o == k))
+}
+
+/// Classifies the binding's Secret as seen through a metadata-only read.
+pub fn observe(secret: Option<&PartialObjectMeta<Secret>>, binding_uid: &str) -> ObservedSecret {
+    let Some(secret) = secret else {
+        return ObservedSecret::Missing;
+    };
+    let meta = &secret.metadata;
+    if meta.deletion_timestamp.is_some() {
+        // Being deleted: treat as gone; the apply after it recreates the Secret.
+        return ObservedSecret::Missing;
+    }
+    match controller_of(meta) {
+        Some(owner) if owner.uid == binding_uid => ObservedSecret::Owned {
+            issued: issued_meta(meta),
+            intact: data_intact(meta),
+        },
+        Some(owner) => ObservedSecret::Foreign {
+            owner: Some(format!("{}/{}", owner.kind, owner.name)),
+        },
+        None => ObservedSecret::Foreign { owner: None },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::{StsPolicy, resolve};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::FieldsV1;
+    use secrecy::SecretString;
+
+    fn creds() -> IssuedCredentials {
+        IssuedCredentials {
+            access_key_id: "ASIAEXAMPLE0000001".into(),
+            secret_access_key: SecretString::from("secret/key+value".to_string()),
+            session_token: SecretString::from("token==".to_string()),
+            expiration: Timestamp::from_second(1_800_003_600).expect("time"),
+            assumed_role_arn: Some("arn:aws:sts::123456789012:assumed-role/app/ns.b".into()),
+        }
+    }
+
+    fn owner() -> Owner {
+        Owner {
+            api_version: "podcreds.dev/v1alpha1".into(),
+            kind: "AWSRoleBinding".into(),
+            name: "b".into(),
+            uid: "uid-1".into(),
+        }
+    }
+
+    fn rendered() -> Secret {
+        let spec = resolve(
+            &serde_json::from_value(serde_json::json!({
+                "serviceAccountName": "app",
+                "roleArn": "arn:aws:iam::123456789012:role/app",
+                "sts": {"region": "eu-west-1"}
+            }))
+            .expect("spec"),
+            "ns",
+            "b",
+            &StsPolicy::default(),
+        )
+        .expect("valid");
+        let c = creds();
+        let o = owner();
+        render(&Rendering {
+            namespace: "ns",
+            owner: &o,
+            spec: &spec,
+            fingerprint: "fp",
+            credentials: &c,
+            issued_at: Timestamp::from_second(1_800_000_000).expect("time"),
+            renewal_time: Timestamp::from_second(1_800_002_400).expect("time"),
+        })
+    }
+
+    fn data(secret: &Secret, key: &str) -> String {
+        let bytes = secret.data.as_ref().and_then(|d| d.get(key)).expect(key).0.clone();
+        String::from_utf8(bytes).expect("utf-8")
+    }
+
+    #[test]
+    fn credential_process_output_parses() {
+        let s = rendered();
+        let doc: serde_json::Value = serde_json::from_str(&data(&s, KEY_CREDENTIAL_PROCESS)).expect("json");
+        assert_eq!(doc["Version"], 1);
+        assert_eq!(doc["AccessKeyId"], "ASIAEXAMPLE0000001");
+        assert_eq!(doc["SecretAccessKey"], "secret/key+value");
+        assert_eq!(doc["SessionToken"], "token==");
+        assert_eq!(doc["Expiration"], "2027-01-15T09:00:00Z");
+    }
+
+    fn ini(text: &str) -> BTreeMap<String, String> {
+        let mut out = BTreeMap::new();
+        let mut section = String::new();
+        for line in text.lines() {
+            if let Some(s) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+                section = s.to_string();
+            } else if let Some((k, v)) = line.split_once(" = ") {
+                out.insert(format!("{section}.{k}"), v.to_string());
+            } else {
+                assert!(line.trim().is_empty(), "unparsable line {line:?}");
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn config_and_credentials_files_parse() {
+        let s = rendered();
+        let config = ini(&data(&s, KEY_CONFIG));
+        assert_eq!(config["default.region"], "eu-west-1");
+        assert_eq!(
+            config["default.credential_process"],
+            "cat /var/run/secrets/podcreds/credential-process.json"
+        );
+        let creds = ini(&data(&s, KEY_CREDENTIALS));
+        assert_eq!(creds["default.aws_access_key_id"], "ASIAEXAMPLE0000001");
+        assert_eq!(creds["default.aws_secret_access_key"], "secret/key+value");
+        assert_eq!(creds["default.aws_session_token"], "token==");
+    }
+
+    #[test]
+    fn env_keys_and_metadata_are_set() {
+        let s = rendered();
+        assert_eq!(data(&s, KEY_REGION), "eu-west-1");
+        assert_eq!(data(&s, KEY_EXPIRATION), "2027-01-15T09:00:00Z");
+        assert_eq!(s.type_.as_deref(), Some("Opaque"));
+        let owner = controller_of(&s.metadata).expect("controller ref");
+        assert_eq!(owner.uid, "uid-1");
+        assert_eq!(owner.block_owner_deletion, Some(true));
+        let keys: Vec<&str> = s.data.as_ref().expect("data").keys().map(String::as_str).collect();
+        for k in DATA_KEYS {
+            assert!(keys.contains(&k), "{k}");
+        }
+        let issued = issued_meta(&s.metadata).expect("annotations read back");
+        assert_eq!(issued.fingerprint, "fp");
+        assert_eq!(issued.expiration, creds().expiration);
+    }
+
+    fn observed_meta(mut meta: ObjectMeta) -> PartialObjectMeta<Secret> {
+        meta.namespace = Some("ns".into());
+        PartialObjectMeta {
+            types: None,
+            metadata: meta,
+            _phantom: Default::default(),
+        }
+    }
+
+    fn entry(manager: &str, operation: &str, keys: &[&str]) -> ManagedFieldsEntry {
+        let data: serde_json::Map<String, serde_json::Value> =
+            keys.iter().map(|k| (format!("f:{k}"), serde_json::json!({}))).collect();
+        ManagedFieldsEntry {
+            manager: Some(manager.into()),
+            operation: Some(operation.into()),
+            fields_v1: Some(FieldsV1(serde_json::json!({ "f:data": data }))),
+            ..ManagedFieldsEntry::default()
+        }
+    }
+
+    #[test]
+    fn observation_classifies_ownership() {
+        assert_eq!(observe(None, "uid-1"), ObservedSecret::Missing);
+        let mine = observed_meta(rendered().metadata);
+        match observe(Some(&mine), "uid-1") {
+            ObservedSecret::Owned { issued: Some(_), intact: true } => {}
+            other => panic!("unexpected {other:?}"),
+        }
+        assert!(matches!(
+            observe(Some(&mine), "other-uid"),
+            ObservedSecret::Foreign { owner: Some(o) } if o == "AWSRoleBinding/b"
+        ));
+        let unowned = observed_meta(ObjectMeta {
+            name: Some("b".into()),
+            ..ObjectMeta::default()
+        });
+        assert_eq!(observe(Some(&unowned), "uid-1"), ObservedSecret::Foreign { owner: None });
+    }
+
+    #[test]
+    fn hand_edits_are_detected_from_managed_fields() {
+        let mut meta = rendered().metadata;
+        meta.managed_fields = Some(vec![entry(FIELD_MANAGER, "Apply", &DATA_KEYS)]);
+        assert!(data_intact(&meta));
+        // Someone added an unrelated key: fine.
+        meta.managed_fields = Some(vec![
+            entry(FIELD_MANAGER, "Apply", &DATA_KEYS),
+            entry("kubectl-edit", "Update", &["extra"]),
+        ]);
+        assert!(data_intact(&meta));
+        // Someone changed one of ours.
+        meta.managed_fields = Some(vec![
+            entry(FIELD_MANAGER, "Apply", &DATA_KEYS[1..]),
+            entry("kubectl-edit", "Update", &[KEY_CREDENTIAL_PROCESS]),
+        ]);
+        assert!(!data_intact(&meta));
+        // Someone deleted one of ours.
+        meta.managed_fields = Some(vec![entry(FIELD_MANAGER, "Apply", &DATA_KEYS[2..])]);
+        assert!(!data_intact(&meta));
+    }
+
+    #[test]
+    fn unreadable_annotations_read_as_none() {
+        let mut meta = rendered().metadata;
+        if let Some(a) = meta.annotations.as_mut() {
+            a.insert(ANNOTATION_EXPIRATION.into(), "yesterday".into());
+        }
+        assert_eq!(issued_meta(&meta), None);
+    }
+}

@@ -1,0 +1,466 @@
+//! Validate step (pure): turns a binding's spec plus the operator's policy into a
+//! [`ResolvedSpec`] with every default filled in, or a [`SpecError`] that says what is wrong.
+
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use regex::bytes::{Regex, RegexBuilder};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::api::AWSRoleBindingSpec;
+use crate::patterns;
+
+/// What the cluster admin decides about where tokens go (operator flags / chart values).
+#[derive(Clone, Debug)]
+pub struct StsPolicy {
+    /// Region used when a binding names none.
+    pub default_region: String,
+    /// STS endpoint used when a binding names none; `None` means the AWS regional endpoint.
+    pub default_endpoint: Option<String>,
+    /// Token audience used when a binding names none.
+    pub default_audience: String,
+    /// Audiences a binding may ask for besides the default.
+    pub allowed_audiences: Vec<String>,
+    /// STS endpoints a binding may name besides the default.
+    pub allowed_endpoints: Vec<String>,
+}
+
+impl Default for StsPolicy {
+    fn default() -> Self {
+        Self {
+            default_region: "us-east-1".into(),
+            default_endpoint: None,
+            default_audience: "sts.amazonaws.com".into(),
+            allowed_audiences: Vec::new(),
+            allowed_endpoints: Vec::new(),
+        }
+    }
+}
+
+/// A binding's spec with defaults applied and every rule checked.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ResolvedSpec {
+    pub service_account_name: String,
+    pub role_arn: String,
+    pub secret_name: String,
+    pub audience: String,
+    pub duration_seconds: i32,
+    #[serde(serialize_with = "serialize_opt_secs")]
+    pub renew_before: Option<Duration>,
+    pub session_name: String,
+    pub session_policy: Option<String>,
+    pub policy_arns: Vec<String>,
+    pub region: String,
+    pub endpoint: Option<String>,
+    pub mount_path: String,
+}
+
+fn serialize_opt_secs<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+    d.map(|d| d.as_secs()).serialize(s)
+}
+
+impl ResolvedSpec {
+    /// A short, stable hash of everything that shapes the issued credentials and the rendered
+    /// Secret. Stored on the Secret so a changed spec (or a restart) is decided from the Secret.
+    pub fn fingerprint(&self) -> String {
+        // Serialising a struct of plain fields cannot fail; an empty hash input would still be stable.
+        let canonical = serde_json::to_vec(self).unwrap_or_default();
+        let digest = Sha256::digest(&canonical);
+        hex::encode(&digest[..12])
+    }
+}
+
+/// Why a spec cannot be acted on. Every variant is permanent: it waits for the binding to change.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SpecError {
+    #[error("spec.{field} is invalid: {problem}")]
+    Invalid { field: &'static str, problem: String },
+    #[error("spec.audience {0:?} is not in the operator's allowed audiences; ask the cluster admin to allow it")]
+    AudienceNotAllowed(String),
+    #[error("spec.sts.endpoint {0:?} is not in the operator's allowed STS endpoints; ask the cluster admin to allow it")]
+    EndpointNotAllowed(String),
+}
+
+impl SpecError {
+    /// Stable, low-cardinality category used as condition reason, Event reason and metric label.
+    pub fn category(&self) -> &'static str {
+        match self {
+            SpecError::Invalid { .. } => "InvalidSpec",
+            SpecError::AudienceNotAllowed(_) => "AudienceNotAllowed",
+            SpecError::EndpointNotAllowed(_) => "EndpointNotAllowed",
+        }
+    }
+}
+
+fn compile(pattern: &str) -> Regex {
+    // The patterns are constants covered by unit tests; AWS and Go's RE2 read `\w` as ASCII,
+    // hence Unicode off (and byte regexes, which allow that).
+    match RegexBuilder::new(pattern).unicode(false).build() {
+        Ok(re) => re,
+        Err(e) => panic!("built-in pattern {pattern:?} does not compile: {e}"),
+    }
+}
+
+static DNS_SUBDOMAIN: LazyLock<Regex> = LazyLock::new(|| compile(patterns::DNS_SUBDOMAIN));
+static ROLE_ARN: LazyLock<Regex> = LazyLock::new(|| compile(patterns::ROLE_ARN));
+static POLICY_ARN: LazyLock<Regex> = LazyLock::new(|| compile(patterns::POLICY_ARN));
+static SESSION_NAME: LazyLock<Regex> = LazyLock::new(|| compile(patterns::SESSION_NAME));
+static DURATION: LazyLock<Regex> = LazyLock::new(|| compile(patterns::DURATION));
+static REGION: LazyLock<Regex> = LazyLock::new(|| compile(patterns::REGION));
+static MOUNT_PATH: LazyLock<Regex> = LazyLock::new(|| compile(patterns::MOUNT_PATH));
+static AUDIENCE: LazyLock<Regex> = LazyLock::new(|| compile(patterns::AUDIENCE));
+
+fn invalid(field: &'static str, problem: impl Into<String>) -> SpecError {
+    SpecError::Invalid {
+        field,
+        problem: problem.into(),
+    }
+}
+
+fn check(field: &'static str, value: &str, re: &Regex, max_len: usize, what: &str) -> Result<(), SpecError> {
+    if value.len() > max_len {
+        return Err(invalid(field, format!("longer than {max_len} characters")));
+    }
+    if !re.is_match(value.as_bytes()) {
+        return Err(invalid(field, format!("must be {what}")));
+    }
+    Ok(())
+}
+
+/// Validates `spec` of the binding `namespace/name` and applies defaults and the admin's policy.
+pub fn resolve(
+    spec: &AWSRoleBindingSpec,
+    namespace: &str,
+    name: &str,
+    policy: &StsPolicy,
+) -> Result<ResolvedSpec, SpecError> {
+    check(
+        "serviceAccountName",
+        &spec.service_account_name,
+        &DNS_SUBDOMAIN,
+        253,
+        "a ServiceAccount name in this namespace (DNS subdomain)",
+    )?;
+    check(
+        "roleArn",
+        &spec.role_arn,
+        &ROLE_ARN,
+        2048,
+        "an IAM role ARN such as arn:aws:iam::123456789012:role/name",
+    )?;
+    let secret_name = spec.secret_name.clone().unwrap_or_else(|| name.to_string());
+    check("secretName", &secret_name, &DNS_SUBDOMAIN, 253, "a Secret name (DNS subdomain)")?;
+
+    let audience = match &spec.audience {
+        None => policy.default_audience.clone(),
+        Some(aud) => {
+            check("audience", aud, &AUDIENCE, 256, "a non-empty string without white space")?;
+            if *aud != policy.default_audience && !policy.allowed_audiences.contains(aud) {
+                return Err(SpecError::AudienceNotAllowed(aud.clone()));
+            }
+            aud.clone()
+        }
+    };
+
+    if !(900..=43200).contains(&spec.duration_seconds) {
+        return Err(invalid("durationSeconds", "must be between 900 and 43200"));
+    }
+    let renew_before = match &spec.renew_before {
+        None => None,
+        Some(text) => {
+            check("renewBefore", text, &DURATION, 32, "a duration such as 20m or 1h30m")?;
+            let parsed = humantime::parse_duration(text).map_err(|e| invalid("renewBefore", e.to_string()))?;
+            if parsed < Duration::from_secs(60) {
+                return Err(invalid("renewBefore", "must be at least 60s"));
+            }
+            if parsed.as_secs() >= u64::from(spec.duration_seconds.unsigned_abs()) {
+                return Err(invalid("renewBefore", "must be shorter than durationSeconds"));
+            }
+            Some(parsed)
+        }
+    };
+
+    let session_name = match &spec.session_name {
+        Some(s) => {
+            check("sessionName", s, &SESSION_NAME, 64, "2 to 64 characters of letters, digits and _+=,.@-")?;
+            s.clone()
+        }
+        None => default_session_name(namespace, name),
+    };
+
+    if let Some(p) = &spec.session_policy {
+        if p.len() > 2048 {
+            return Err(invalid("sessionPolicy", "longer than 2048 characters"));
+        }
+        match serde_json::from_str::<serde_json::Value>(p) {
+            Ok(serde_json::Value::Object(_)) => {}
+            Ok(_) => return Err(invalid("sessionPolicy", "must be a JSON object")),
+            Err(e) => return Err(invalid("sessionPolicy", format!("is not valid JSON: {e}"))),
+        }
+    }
+    let policy_arns = spec.policy_arns.clone().unwrap_or_default();
+    if policy_arns.len() > 10 {
+        return Err(invalid("policyArns", "at most 10 entries"));
+    }
+    for arn in &policy_arns {
+        check("policyArns", arn, &POLICY_ARN, 2048, "IAM policy ARNs")?;
+    }
+
+    let sts = spec.sts.clone().unwrap_or_default();
+    let region = match sts.region {
+        Some(r) => {
+            check("sts.region", &r, &REGION, 64, "an AWS region such as eu-west-1")?;
+            r
+        }
+        None => policy.default_region.clone(),
+    };
+    let endpoint = match sts.endpoint {
+        None => policy.default_endpoint.clone(),
+        Some(e) => {
+            if !(e.starts_with("https://") || e.starts_with("http://")) || e.len() > 2048 {
+                return Err(invalid("sts.endpoint", "must be an http(s) URL"));
+            }
+            if Some(&e) != policy.default_endpoint.as_ref() && !policy.allowed_endpoints.contains(&e) {
+                return Err(SpecError::EndpointNotAllowed(e));
+            }
+            Some(e)
+        }
+    };
+
+    check(
+        "mountPath",
+        &spec.mount_path,
+        &MOUNT_PATH,
+        512,
+        "an absolute path of letters, digits and ._/-",
+    )?;
+    if spec.mount_path.contains("..") {
+        return Err(invalid("mountPath", "must not contain '..'"));
+    }
+
+    Ok(ResolvedSpec {
+        service_account_name: spec.service_account_name.clone(),
+        role_arn: spec.role_arn.clone(),
+        secret_name,
+        audience,
+        duration_seconds: spec.duration_seconds,
+        renew_before,
+        session_name,
+        session_policy: spec.session_policy.clone(),
+        policy_arns,
+        region,
+        endpoint,
+        mount_path: spec.mount_path.trim_end_matches('/').to_string(),
+    })
+}
+
+/// `<namespace>.<name>` cut to the STS session name rules. Kubernetes names only use characters
+/// STS accepts, so only the length needs care; a cut name keeps a hash of the full one so that two
+/// long names sharing a prefix stay distinguishable in CloudTrail.
+pub fn default_session_name(namespace: &str, name: &str) -> String {
+    let full: String = format!("{namespace}.{name}")
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "_+=,.@-".contains(c) {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    let mut session = if full.len() <= 64 {
+        full
+    } else {
+        let digest = hex::encode(&Sha256::digest(full.as_bytes())[..4]);
+        format!("{}-{digest}", &full[..55])
+    };
+    while session.len() < 2 {
+        session.push('-');
+    }
+    session
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec() -> AWSRoleBindingSpec {
+        serde_json::from_value(serde_json::json!({
+            "serviceAccountName": "app",
+            "roleArn": "arn:aws:iam::123456789012:role/app-reader",
+        }))
+        .expect("minimal spec")
+    }
+
+    fn resolve_ok(s: &AWSRoleBindingSpec) -> ResolvedSpec {
+        resolve(s, "team-a", "reader", &StsPolicy::default()).expect("valid spec")
+    }
+
+    #[test]
+    fn defaults_are_applied() {
+        let r = resolve_ok(&spec());
+        assert_eq!(r.secret_name, "reader");
+        assert_eq!(r.audience, "sts.amazonaws.com");
+        assert_eq!(r.duration_seconds, 3600);
+        assert_eq!(r.session_name, "team-a.reader");
+        assert_eq!(r.region, "us-east-1");
+        assert_eq!(r.endpoint, None);
+        assert_eq!(r.mount_path, "/var/run/secrets/podcreds");
+        assert_eq!(r.renew_before, None);
+    }
+
+    #[test]
+    fn role_arns_of_every_partition_are_accepted() {
+        for arn in [
+            "arn:aws:iam::123456789012:role/a",
+            "arn:aws-cn:iam::123456789012:role/path/to/role-name",
+            "arn:aws-us-gov:iam::123456789012:role/x_y+z=a,b.c@d-e",
+            "arn:aws-iso-b:iam::123456789012:role/r",
+        ] {
+            let mut s = spec();
+            s.role_arn = arn.into();
+            assert_eq!(resolve_ok(&s).role_arn, arn);
+        }
+    }
+
+    #[test]
+    fn bad_role_arns_are_rejected() {
+        for arn in [
+            "",
+            "arn:aws:iam::12345678901:role/short-account",
+            "arn:aws:iam::123456789012:user/not-a-role",
+            "arn:aws:s3:::bucket",
+            "arn:gcp:iam::123456789012:role/r",
+            "arn:aws:iam::123456789012:role/",
+            "arn:aws:iam::123456789012:role/has space",
+            "arn:aws:iam::123456789012:role/ünicode",
+            &format!("arn:aws:iam::123456789012:role/{}", "r".repeat(65)),
+        ] {
+            let mut s = spec();
+            s.role_arn = arn.into();
+            let err = resolve(&s, "ns", "n", &StsPolicy::default()).expect_err(arn);
+            assert_eq!(err.category(), "InvalidSpec", "{arn}");
+            assert!(err.to_string().contains("spec.roleArn"), "{err}");
+        }
+    }
+
+    #[test]
+    fn session_names_follow_sts_rules() {
+        let long_ns = "n".repeat(63);
+        let long_name = "b".repeat(200);
+        let s = default_session_name(&long_ns, &long_name);
+        assert_eq!(s.len(), 64);
+        assert!(SESSION_NAME.is_match(s.as_bytes()), "{s}");
+        // Two long names with the same prefix get different session names.
+        assert_ne!(s, default_session_name(&long_ns, &format!("{long_name}x")));
+        assert_eq!(default_session_name("a", "b"), "a.b");
+        let odd = default_session_name("ns", "ná me");
+        assert!(SESSION_NAME.is_match(odd.as_bytes()), "{odd}");
+    }
+
+    #[test]
+    fn explicit_session_names_are_checked() {
+        let mut s = spec();
+        s.session_name = Some("x".into());
+        assert!(resolve(&s, "ns", "n", &StsPolicy::default()).is_err());
+        s.session_name = Some("a".repeat(65));
+        assert!(resolve(&s, "ns", "n", &StsPolicy::default()).is_err());
+        s.session_name = Some("ok_name@x".into());
+        assert_eq!(resolve_ok(&s).session_name, "ok_name@x");
+    }
+
+    #[test]
+    fn durations_and_renew_before_are_checked() {
+        let mut s = spec();
+        s.duration_seconds = 899;
+        assert!(resolve(&s, "ns", "n", &StsPolicy::default()).is_err());
+        s.duration_seconds = 43201;
+        assert!(resolve(&s, "ns", "n", &StsPolicy::default()).is_err());
+        s.duration_seconds = 3600;
+        s.renew_before = Some("1h".into());
+        let err = resolve(&s, "ns", "n", &StsPolicy::default()).expect_err("renewBefore >= duration");
+        assert!(err.to_string().contains("shorter than durationSeconds"));
+        s.renew_before = Some("30s".into());
+        assert!(resolve(&s, "ns", "n", &StsPolicy::default()).is_err());
+        s.renew_before = Some("1.5h".into());
+        assert!(resolve(&s, "ns", "n", &StsPolicy::default()).is_err());
+        s.renew_before = Some("20m30s".into());
+        assert_eq!(resolve_ok(&s).renew_before, Some(Duration::from_secs(1230)));
+    }
+
+    #[test]
+    fn session_policies_must_be_json_objects() {
+        let mut s = spec();
+        for bad in ["[]", "{", "not json", &format!("{{\"a\":\"{}\"}}", "x".repeat(2048))] {
+            s.session_policy = Some(bad.into());
+            assert!(resolve(&s, "ns", "n", &StsPolicy::default()).is_err(), "{bad}");
+        }
+        s.session_policy = Some(r#"{"Version":"2012-10-17","Statement":[]}"#.into());
+        assert!(resolve(&s, "ns", "n", &StsPolicy::default()).is_ok());
+    }
+
+    #[test]
+    fn policy_arns_are_checked() {
+        let mut s = spec();
+        s.policy_arns = Some(vec!["arn:aws:iam::aws:policy/ReadOnlyAccess".into()]);
+        assert!(resolve(&s, "ns", "n", &StsPolicy::default()).is_ok());
+        s.policy_arns = Some(vec!["arn:aws:iam::123456789012:role/not-a-policy".into()]);
+        assert!(resolve(&s, "ns", "n", &StsPolicy::default()).is_err());
+        s.policy_arns = Some(vec!["arn:aws:iam::aws:policy/P".into(); 11]);
+        assert!(resolve(&s, "ns", "n", &StsPolicy::default()).is_err());
+    }
+
+    #[test]
+    fn audiences_and_endpoints_need_the_admins_allowlist() {
+        let mut s = spec();
+        s.audience = Some("https://kubernetes.default.svc".into());
+        assert_eq!(
+            resolve(&s, "ns", "n", &StsPolicy::default()).expect_err("audience").category(),
+            "AudienceNotAllowed"
+        );
+        s.audience = None;
+        s.sts = Some(crate::api::StsSettings {
+            region: Some("eu-west-1".into()),
+            endpoint: Some("https://evil.example".into()),
+        });
+        assert_eq!(
+            resolve(&s, "ns", "n", &StsPolicy::default()).expect_err("endpoint").category(),
+            "EndpointNotAllowed"
+        );
+        let policy = StsPolicy {
+            allowed_endpoints: vec!["https://evil.example".into()],
+            allowed_audiences: vec!["minio".into()],
+            ..StsPolicy::default()
+        };
+        s.audience = Some("minio".into());
+        let r = resolve(&s, "ns", "n", &policy).expect("allowed");
+        assert_eq!(r.endpoint.as_deref(), Some("https://evil.example"));
+        assert_eq!(r.region, "eu-west-1");
+        assert_eq!(r.audience, "minio");
+    }
+
+    #[test]
+    fn mount_paths_cannot_inject_commands() {
+        let mut s = spec();
+        for bad in ["relative", "/a b", "/a;rm -rf /", "/a/../b", "/$(id)"] {
+            s.mount_path = bad.into();
+            assert!(resolve(&s, "ns", "n", &StsPolicy::default()).is_err(), "{bad}");
+        }
+        s.mount_path = "/etc/aws/".into();
+        assert_eq!(resolve_ok(&s).mount_path, "/etc/aws");
+    }
+
+    #[test]
+    fn fingerprint_tracks_credential_shaping_fields() {
+        let base = resolve_ok(&spec());
+        let mut s = spec();
+        s.role_arn = "arn:aws:iam::123456789012:role/other".into();
+        assert_ne!(base.fingerprint(), resolve_ok(&s).fingerprint());
+        let mut s = spec();
+        s.duration_seconds = 7200;
+        assert_ne!(base.fingerprint(), resolve_ok(&s).fingerprint());
+        assert_eq!(base.fingerprint(), resolve_ok(&spec()).fingerprint());
+    }
+}

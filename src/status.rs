@@ -1,0 +1,268 @@
+//! Status step (pure): the binding's status for an outcome of one reconciliation.
+
+use jiff::Timestamp;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+
+use crate::api::AWSRoleBindingStatus;
+use crate::plan::IssuedMeta;
+
+pub const CONDITION_READY: &str = "Ready";
+/// True while refreshing fails although the credentials in the Secret are still valid.
+pub const CONDITION_DEGRADED: &str = "Degraded";
+
+/// Reason of `Ready=True`.
+pub const REASON_ISSUED: &str = "CredentialsIssued";
+/// Reason of `Degraded=False`.
+pub const REASON_REFRESHING: &str = "RefreshSucceeded";
+
+/// What one reconciliation found.
+#[derive(Clone, Debug)]
+pub enum Outcome<'a> {
+    /// The Secret holds valid credentials (just issued, or still fresh).
+    Valid { issued: &'a IssuedMeta, secret_name: &'a str },
+    /// A refresh failed; `still_valid` holds the Secret's credentials if they have not expired.
+    RefreshFailed {
+        category: &'static str,
+        message: String,
+        still_valid: Option<&'a IssuedMeta>,
+        secret_name: &'a str,
+    },
+    /// The binding cannot be acted on (invalid spec, conflict, not allowed).
+    Blocked { category: &'static str, message: String },
+}
+
+fn time(t: Timestamp) -> Time {
+    Time(t)
+}
+
+/// Sets condition `type_` in `conditions`, keeping its `lastTransitionTime` unless the status flips.
+fn set_condition(
+    conditions: &mut Vec<Condition>,
+    type_: &str,
+    status: bool,
+    reason: &str,
+    message: String,
+    generation: Option<i64>,
+    now: Timestamp,
+) {
+    let status = if status { "True" } else { "False" }.to_string();
+    let last_transition_time = conditions
+        .iter()
+        .find(|c| c.type_ == type_ && c.status == status)
+        .map(|c| c.last_transition_time.clone())
+        .unwrap_or_else(|| time(now));
+    conditions.retain(|c| c.type_ != type_);
+    conditions.push(Condition {
+        type_: type_.to_string(),
+        status,
+        reason: reason.to_string(),
+        message,
+        observed_generation: generation,
+        last_transition_time,
+    });
+    conditions.sort_by(|a, b| a.type_.cmp(&b.type_));
+}
+
+/// The status after `outcome`, starting from the `current` one.
+pub fn build_status(
+    current: Option<&AWSRoleBindingStatus>,
+    generation: Option<i64>,
+    outcome: &Outcome<'_>,
+    now: Timestamp,
+) -> AWSRoleBindingStatus {
+    let mut status = current.cloned().unwrap_or_default();
+    status.observed_generation = generation;
+    let mut conditions = std::mem::take(&mut status.conditions);
+    match outcome {
+        Outcome::Valid { issued, secret_name } => {
+            status.expiration = Some(time(issued.expiration));
+            status.renewal_time = Some(time(issued.renewal_time));
+            status.last_refresh_time = Some(time(issued.issued_at));
+            status.assumed_role_arn = issued.assumed_role_arn.clone();
+            status.secret_name = Some(secret_name.to_string());
+            set_condition(
+                &mut conditions,
+                CONDITION_READY,
+                true,
+                REASON_ISSUED,
+                format!(
+                    "Secret {secret_name} holds credentials valid until {}",
+                    crate::secret::rfc3339(issued.expiration)
+                ),
+                generation,
+                now,
+            );
+            set_condition(
+                &mut conditions,
+                CONDITION_DEGRADED,
+                false,
+                REASON_REFRESHING,
+                "the last refresh succeeded".into(),
+                generation,
+                now,
+            );
+        }
+        Outcome::RefreshFailed {
+            category,
+            message,
+            still_valid,
+            secret_name,
+        } => {
+            status.secret_name = Some(secret_name.to_string());
+            match still_valid {
+                Some(issued) => {
+                    status.expiration = Some(time(issued.expiration));
+                    status.renewal_time = Some(time(issued.renewal_time));
+                    status.last_refresh_time = Some(time(issued.issued_at));
+                    status.assumed_role_arn = issued.assumed_role_arn.clone();
+                    set_condition(
+                        &mut conditions,
+                        CONDITION_READY,
+                        true,
+                        REASON_ISSUED,
+                        format!(
+                            "Secret {secret_name} holds credentials valid until {}; refreshing them is failing",
+                            crate::secret::rfc3339(issued.expiration)
+                        ),
+                        generation,
+                        now,
+                    );
+                }
+                None => {
+                    let expired = status.expiration.as_ref().is_some_and(|e| e.0 <= now);
+                    let suffix = if expired { " (the previous credentials have expired)" } else { "" };
+                    set_condition(
+                        &mut conditions,
+                        CONDITION_READY,
+                        false,
+                        category,
+                        format!("{message}{suffix}"),
+                        generation,
+                        now,
+                    );
+                }
+            }
+            set_condition(
+                &mut conditions,
+                CONDITION_DEGRADED,
+                true,
+                category,
+                message.clone(),
+                generation,
+                now,
+            );
+        }
+        Outcome::Blocked { category, message } => {
+            set_condition(
+                &mut conditions,
+                CONDITION_READY,
+                false,
+                category,
+                message.clone(),
+                generation,
+                now,
+            );
+            conditions.retain(|c| c.type_ != CONDITION_DEGRADED);
+        }
+    }
+    status.conditions = conditions;
+    status
+}
+
+/// The `Ready` condition of a status, if any.
+pub fn ready_condition(status: Option<&AWSRoleBindingStatus>) -> Option<&Condition> {
+    status?.conditions.iter().find(|c| c.type_ == CONDITION_READY)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(secs: i64) -> Timestamp {
+        Timestamp::from_second(1_800_000_000 + secs).expect("valid")
+    }
+
+    fn issued() -> IssuedMeta {
+        IssuedMeta {
+            issued_at: t(0),
+            expiration: t(3600),
+            renewal_time: t(2400),
+            fingerprint: "f".into(),
+            assumed_role_arn: Some("arn:aws:sts::1:assumed-role/r/s".into()),
+        }
+    }
+
+    fn cond<'a>(s: &'a AWSRoleBindingStatus, type_: &str) -> &'a Condition {
+        s.conditions.iter().find(|c| c.type_ == type_).expect(type_)
+    }
+
+    #[test]
+    fn valid_credentials_make_the_binding_ready() {
+        let i = issued();
+        let s = build_status(None, Some(3), &Outcome::Valid { issued: &i, secret_name: "s" }, t(1));
+        assert_eq!(cond(&s, "Ready").status, "True");
+        assert_eq!(cond(&s, "Ready").reason, "CredentialsIssued");
+        assert_eq!(cond(&s, "Ready").observed_generation, Some(3));
+        assert_eq!(cond(&s, "Degraded").status, "False");
+        assert_eq!(s.expiration, Some(Time(t(3600))));
+        assert_eq!(s.renewal_time, Some(Time(t(2400))));
+        assert_eq!(s.secret_name.as_deref(), Some("s"));
+        assert_eq!(s.observed_generation, Some(3));
+    }
+
+    #[test]
+    fn transition_time_only_moves_when_status_flips() {
+        let i = issued();
+        let first = build_status(None, Some(1), &Outcome::Valid { issued: &i, secret_name: "s" }, t(1));
+        let again = build_status(Some(&first), Some(1), &Outcome::Valid { issued: &i, secret_name: "s" }, t(50));
+        assert_eq!(first, again, "an unchanged outcome must not change the status");
+        let failed = build_status(
+            Some(&again),
+            Some(1),
+            &Outcome::RefreshFailed {
+                category: "StsUnavailable",
+                message: "down".into(),
+                still_valid: Some(&i),
+                secret_name: "s",
+            },
+            t(60),
+        );
+        assert_eq!(cond(&failed, "Ready").status, "True");
+        assert_eq!(cond(&failed, "Ready").last_transition_time, Time(t(1)));
+        assert_eq!(cond(&failed, "Degraded").status, "True");
+        assert_eq!(cond(&failed, "Degraded").reason, "StsUnavailable");
+        assert_eq!(cond(&failed, "Degraded").last_transition_time, Time(t(60)));
+    }
+
+    #[test]
+    fn failure_without_valid_credentials_is_not_ready() {
+        let s = build_status(
+            None,
+            Some(1),
+            &Outcome::RefreshFailed {
+                category: "StsAccessDenied",
+                message: "not authorized".into(),
+                still_valid: None,
+                secret_name: "s",
+            },
+            t(0),
+        );
+        assert_eq!(cond(&s, "Ready").status, "False");
+        assert_eq!(cond(&s, "Ready").reason, "StsAccessDenied");
+    }
+
+    #[test]
+    fn blocked_bindings_say_why() {
+        let s = build_status(
+            None,
+            Some(2),
+            &Outcome::Blocked {
+                category: "SecretConflict",
+                message: "taken".into(),
+            },
+            t(0),
+        );
+        assert_eq!(cond(&s, "Ready").reason, "SecretConflict");
+        assert!(s.conditions.iter().all(|c| c.type_ != "Degraded"));
+    }
+}

@@ -1,0 +1,343 @@
+//! The STS edge: `AssumeRoleWithWebIdentity` behind a trait, so the emulator, moto or real AWS
+//! can stand behind it, plus the AWS SDK implementation.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use aws_sdk_sts::config::{Region, retry::RetryConfig, timeout::TimeoutConfig};
+use aws_sdk_sts::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_sts::types::PolicyDescriptorType;
+use jiff::Timestamp;
+use futures::future::BoxFuture;
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::plan::RetryClass;
+
+/// Most characters of a remote error message that are ever copied into status, Events or logs.
+pub const MAX_REMOTE_MESSAGE: usize = 256;
+
+/// One `AssumeRoleWithWebIdentity` call.
+#[derive(Debug)]
+pub struct AssumeRoleRequest {
+    pub role_arn: String,
+    pub session_name: String,
+    pub web_identity_token: SecretString,
+    pub duration_seconds: i32,
+    pub session_policy: Option<String>,
+    pub policy_arns: Vec<String>,
+    pub region: String,
+    /// `None`: the AWS regional endpoint of `region`.
+    pub endpoint: Option<String>,
+}
+
+/// Temporary credentials; the secret parts are redacted from `Debug`.
+#[derive(Clone, Debug)]
+pub struct IssuedCredentials {
+    pub access_key_id: String,
+    pub secret_access_key: SecretString,
+    pub session_token: SecretString,
+    pub expiration: Timestamp,
+    pub assumed_role_arn: Option<String>,
+}
+
+/// Low-cardinality classes of STS failures.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StsErrorKind {
+    /// The role's trust policy refused the token (`AccessDenied`, `IDPRejectedClaim`).
+    AccessDenied,
+    /// The token itself was refused (`InvalidIdentityToken`, `ExpiredTokenException`).
+    InvalidIdentityToken,
+    /// STS refused the parameters (`ValidationError`, `PackedPolicyTooLarge`, `MalformedPolicyDocument`,
+    /// `RegionDisabledException`).
+    InvalidRequest,
+    /// `Throttling`.
+    Throttled,
+    /// 5xx, `IDPCommunicationError`, timeouts, connection failures, unreadable answers.
+    Unavailable,
+}
+
+impl StsErrorKind {
+    pub fn category(self) -> &'static str {
+        match self {
+            StsErrorKind::AccessDenied => "StsAccessDenied",
+            StsErrorKind::InvalidIdentityToken => "StsInvalidIdentityToken",
+            StsErrorKind::InvalidRequest => "StsInvalidRequest",
+            StsErrorKind::Throttled => "StsThrottled",
+            StsErrorKind::Unavailable => "StsUnavailable",
+        }
+    }
+
+    pub fn retry_class(self) -> RetryClass {
+        match self {
+            StsErrorKind::AccessDenied | StsErrorKind::InvalidIdentityToken | StsErrorKind::InvalidRequest => {
+                RetryClass::External
+            }
+            StsErrorKind::Throttled | StsErrorKind::Unavailable => RetryClass::Transient,
+        }
+    }
+
+    /// Maps an AWS error code to its class; unknown codes count as unavailability.
+    pub fn from_code(code: &str) -> StsErrorKind {
+        match code {
+            "AccessDenied" | "AccessDeniedException" | "IDPRejectedClaim" => StsErrorKind::AccessDenied,
+            "InvalidIdentityToken" | "ExpiredTokenException" | "ExpiredToken" => StsErrorKind::InvalidIdentityToken,
+            "ValidationError" | "PackedPolicyTooLarge" | "MalformedPolicyDocument" | "RegionDisabledException"
+            | "InvalidParameterValue" => StsErrorKind::InvalidRequest,
+            "Throttling" | "ThrottlingException" | "RequestLimitExceeded" => StsErrorKind::Throttled,
+            _ => StsErrorKind::Unavailable,
+        }
+    }
+}
+
+/// A failed STS call. The message is bounded and stripped of control characters, because it
+/// can come from any endpoint the admin allowed and ends up in status and Events.
+#[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
+#[error("STS {}: {}", code.as_deref().unwrap_or("error"), message)]
+pub struct StsError {
+    pub kind: StsErrorKind,
+    pub code: Option<String>,
+    pub message: String,
+}
+
+impl StsError {
+    pub fn new(kind: StsErrorKind, code: Option<&str>, message: &str) -> Self {
+        Self {
+            kind,
+            code: code.map(|c| bounded(c, 64)),
+            message: bounded(message, MAX_REMOTE_MESSAGE),
+        }
+    }
+}
+
+/// Cuts `text` to `max` characters and replaces control characters.
+pub fn bounded(text: &str, max: usize) -> String {
+    let mut out: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(max)
+        .collect();
+    if text.chars().count() > max {
+        out.push('…');
+    }
+    out
+}
+
+/// Something that can exchange a web identity token for role credentials.
+pub trait StsClient: Send + Sync {
+    fn assume_role_with_web_identity(
+        &self,
+        request: AssumeRoleRequest,
+    ) -> BoxFuture<'_, Result<IssuedCredentials, StsError>>;
+}
+
+/// Timeouts for every STS call (the SDK has none by default).
+#[derive(Clone, Copy, Debug)]
+pub struct StsTimeouts {
+    pub connect: Duration,
+    pub attempt: Duration,
+    pub operation: Duration,
+}
+
+impl Default for StsTimeouts {
+    fn default() -> Self {
+        Self {
+            connect: Duration::from_secs(3),
+            attempt: Duration::from_secs(10),
+            operation: Duration::from_secs(25),
+        }
+    }
+}
+
+/// [`StsClient`] backed by `aws-sdk-sts`. One SDK client per (region, endpoint), created lazily.
+pub struct AwsStsClient {
+    base: aws_config::SdkConfig,
+    clients: Mutex<HashMap<(String, Option<String>), aws_sdk_sts::Client>>,
+}
+
+impl AwsStsClient {
+    /// Builds the shared SDK configuration. `AssumeRoleWithWebIdentity` is unsigned, so no
+    /// credentials provider is configured at all.
+    pub async fn new(timeouts: StsTimeouts) -> Self {
+        let base = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .no_credentials()
+            .region(Region::new("us-east-1"))
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .connect_timeout(timeouts.connect)
+                    .operation_attempt_timeout(timeouts.attempt)
+                    .operation_timeout(timeouts.operation)
+                    .build(),
+            )
+            // One SDK retry for a blip; the controller's own backoff handles the rest.
+            .retry_config(RetryConfig::standard().with_max_attempts(2))
+            .load()
+            .await;
+        Self {
+            base,
+            clients: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn client_for(&self, region: &str, endpoint: Option<&str>) -> aws_sdk_sts::Client {
+        let key = (region.to_string(), endpoint.map(str::to_string));
+        let mut clients = match self.clients.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        clients
+            .entry(key)
+            .or_insert_with(|| {
+                let mut conf = aws_sdk_sts::config::Builder::from(&self.base).region(Region::new(region.to_string()));
+                if let Some(url) = endpoint {
+                    conf = conf.endpoint_url(url);
+                }
+                aws_sdk_sts::Client::from_conf(conf.build())
+            })
+            .clone()
+    }
+}
+
+impl StsClient for AwsStsClient {
+    fn assume_role_with_web_identity(
+        &self,
+        request: AssumeRoleRequest,
+    ) -> BoxFuture<'_, Result<IssuedCredentials, StsError>> {
+        Box::pin(async move {
+            let client = self.client_for(&request.region, request.endpoint.as_deref());
+            let policy_arns = (!request.policy_arns.is_empty()).then(|| {
+                request
+                    .policy_arns
+                    .iter()
+                    .map(|arn| PolicyDescriptorType::builder().arn(arn).build())
+                    .collect::<Vec<_>>()
+            });
+            let output = client
+                .assume_role_with_web_identity()
+                .role_arn(&request.role_arn)
+                .role_session_name(&request.session_name)
+                .web_identity_token(request.web_identity_token.expose_secret())
+                .duration_seconds(request.duration_seconds)
+                .set_policy(request.session_policy.clone())
+                .set_policy_arns(policy_arns)
+                .send()
+                .await
+                .map_err(classify_sdk_error)?;
+            let creds = output.credentials().ok_or_else(|| {
+                StsError::new(
+                    StsErrorKind::Unavailable,
+                    None,
+                    "STS answered without credentials",
+                )
+            })?;
+            let expiration = Timestamp::from_second(creds.expiration().secs())
+                .map_err(|_| StsError::new(StsErrorKind::Unavailable, None, "STS returned an invalid Expiration"))?;
+            if creds.access_key_id().is_empty() || creds.secret_access_key().is_empty() {
+                return Err(StsError::new(
+                    StsErrorKind::Unavailable,
+                    None,
+                    "STS returned empty credentials",
+                ));
+            }
+            Ok(IssuedCredentials {
+                access_key_id: creds.access_key_id().to_string(),
+                secret_access_key: SecretString::from(creds.secret_access_key().to_string()),
+                session_token: SecretString::from(creds.session_token().to_string()),
+                expiration,
+                assumed_role_arn: output.assumed_role_user().map(|u| u.arn().to_string()),
+            })
+        })
+    }
+}
+
+fn classify_sdk_error<E, R>(err: SdkError<E, R>) -> StsError
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    match &err {
+        SdkError::ServiceError(service) => {
+            let meta = service.err();
+            let code = meta.code();
+            let kind = code.map(StsErrorKind::from_code).unwrap_or(StsErrorKind::Unavailable);
+            StsError::new(kind, code, meta.message().unwrap_or("no message"))
+        }
+        SdkError::TimeoutError(_) => StsError::new(StsErrorKind::Unavailable, Some("Timeout"), "STS did not answer in time"),
+        SdkError::DispatchFailure(d) => {
+            let what = if d.is_timeout() {
+                "timed out connecting to STS"
+            } else if d.is_io() {
+                "could not connect to STS"
+            } else {
+                "could not send the request to STS"
+            };
+            StsError::new(StsErrorKind::Unavailable, Some("DispatchFailure"), what)
+        }
+        SdkError::ResponseError(_) => StsError::new(
+            StsErrorKind::Unavailable,
+            Some("MalformedResponse"),
+            "STS sent an answer that could not be read",
+        ),
+        SdkError::ConstructionFailure(_) => StsError::new(
+            StsErrorKind::InvalidRequest,
+            Some("ConstructionFailure"),
+            "the STS request could not be built",
+        ),
+        _ => StsError::new(StsErrorKind::Unavailable, None, "unexpected STS client error"),
+    }
+}
+
+/// Shared handle to whichever STS implementation is in use.
+pub type SharedSts = Arc<dyn StsClient>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_codes_map_to_classes() {
+        assert_eq!(StsErrorKind::from_code("AccessDenied"), StsErrorKind::AccessDenied);
+        assert_eq!(StsErrorKind::from_code("IDPRejectedClaim"), StsErrorKind::AccessDenied);
+        assert_eq!(StsErrorKind::from_code("InvalidIdentityToken"), StsErrorKind::InvalidIdentityToken);
+        assert_eq!(StsErrorKind::from_code("ExpiredTokenException"), StsErrorKind::InvalidIdentityToken);
+        assert_eq!(StsErrorKind::from_code("ValidationError"), StsErrorKind::InvalidRequest);
+        assert_eq!(StsErrorKind::from_code("Throttling"), StsErrorKind::Throttled);
+        assert_eq!(StsErrorKind::from_code("IDPCommunicationError"), StsErrorKind::Unavailable);
+        assert_eq!(StsErrorKind::from_code("InternalFailure"), StsErrorKind::Unavailable);
+        assert_eq!(StsErrorKind::Throttled.retry_class(), RetryClass::Transient);
+        assert_eq!(StsErrorKind::AccessDenied.retry_class(), RetryClass::External);
+    }
+
+    #[test]
+    fn remote_messages_are_bounded_and_cleaned() {
+        let e = StsError::new(StsErrorKind::Unavailable, Some("X"), &format!("a\nb\u{7}{}", "z".repeat(1000)));
+        assert!(e.message.chars().count() <= MAX_REMOTE_MESSAGE + 1);
+        assert!(!e.message.contains('\n'));
+        assert!(e.message.starts_with("a b "));
+    }
+
+    #[test]
+    fn credentials_are_redacted_in_debug() {
+        let creds = IssuedCredentials {
+            access_key_id: "ASIAEXAMPLE".into(),
+            secret_access_key: SecretString::from("very-secret-key".to_string()),
+            session_token: SecretString::from("very-secret-token".to_string()),
+            expiration: Timestamp::now(),
+            assumed_role_arn: None,
+        };
+        let shown = format!("{creds:?}");
+        assert!(!shown.contains("very-secret-key"));
+        assert!(!shown.contains("very-secret-token"));
+        let req = AssumeRoleRequest {
+            role_arn: "arn".into(),
+            session_name: "s".into(),
+            web_identity_token: SecretString::from("eyJ-token".to_string()),
+            duration_seconds: 900,
+            session_policy: None,
+            policy_arns: vec![],
+            region: "us-east-1".into(),
+            endpoint: None,
+        };
+        assert!(!format!("{req:?}").contains("eyJ-token"));
+    }
+}
