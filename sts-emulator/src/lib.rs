@@ -1,1 +1,593 @@
+//! An AWS STS emulator for podcreds' tests and demo.
+//!
+//! It speaks the STS Query API on loopback and checks what real STS checks: web identity tokens
+//! against the issuer's JWKS (signature, `iss`, `aud`, `exp`/`nbf`) and the role's trust rule
+//! (`sub`), STS parameter limits, and SigV4 signatures of calls made with the credentials it
+//! issued. A control API under `/_emulator/` configures roles, injects faults and reports calls.
+#![forbid(unsafe_code)]
 
+pub mod oidc;
+pub mod sigv4;
+pub mod state;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State as AxumState;
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use jiff::{SignedDuration, Timestamp};
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+
+pub use state::{CallRecord, Counters, Faults, Role};
+use state::{Injected, Session, State};
+
+const XMLNS: &str = "https://sts.amazonaws.com/doc/2011-06-15/";
+
+/// How the emulator is set up.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub listen: SocketAddr,
+    /// The OIDC issuer whose tokens are accepted (the cluster's `--service-account-issuer`).
+    pub issuer: String,
+    /// PEM trust anchors for the issuer's TLS certificate.
+    pub issuer_ca_pem: Option<Vec<u8>>,
+    /// Roles known from the start.
+    pub roles: Vec<Role>,
+}
+
+struct Inner {
+    state: Mutex<State>,
+    keys: Arc<oidc::IssuerKeys>,
+}
+
+impl Inner {
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        match self.state.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        }
+    }
+}
+
+/// A running emulator; dropping the handle does not stop it, [`Emulator::shutdown`] does.
+#[derive(Clone)]
+pub struct Emulator {
+    inner: Arc<Inner>,
+    addr: SocketAddr,
+    stop: Arc<tokio::sync::Notify>,
+}
+
+/// Snapshot returned by `GET /_emulator/calls`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CallLog {
+    pub counters: Counters,
+    pub calls: Vec<CallRecord>,
+}
+
+impl Emulator {
+    /// Binds `config.listen` and serves until [`Emulator::shutdown`].
+    pub async fn start(config: Config) -> anyhow::Result<Self> {
+        let keys = oidc::IssuerKeys::new(&config.issuer, config.issuer_ca_pem.as_deref())?;
+        let mut state = State::default();
+        for role in config.roles {
+            state.roles.insert(role.arn.clone(), role);
+        }
+        let inner = Arc::new(Inner {
+            state: Mutex::new(state),
+            keys,
+        });
+        let listener = tokio::net::TcpListener::bind(config.listen).await?;
+        let addr = listener.local_addr()?;
+        let stop = Arc::new(tokio::sync::Notify::new());
+        let app = Router::new()
+            .route("/", post(sts_action).get(sts_action))
+            .route("/_emulator/roles", post(put_role).get(list_roles))
+            .route("/_emulator/faults", post(put_faults).get(get_faults))
+            .route("/_emulator/calls", get(get_calls))
+            .route("/_emulator/reset", post(reset_calls))
+            .route("/_emulator/healthz", get(|| async { "ok" }))
+            .with_state(inner.clone());
+        let stopped = stop.clone();
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(async move { stopped.notified().await })
+                .await;
+        });
+        Ok(Self { inner, addr, stop })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The STS endpoint URL (`http://127.0.0.1:<port>`).
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn add_role(&self, role: Role) {
+        self.inner.state().roles.insert(role.arn.clone(), role);
+    }
+
+    pub fn set_faults(&self, faults: Faults) {
+        self.inner.state().set_faults(faults);
+    }
+
+    pub fn calls(&self) -> CallLog {
+        let s = self.inner.state();
+        CallLog {
+            counters: s.counters.clone(),
+            calls: s.calls.clone(),
+        }
+    }
+
+    /// Calls of `action` that got this far (all results).
+    pub fn count(&self, action: &str) -> u64 {
+        self.inner
+            .state()
+            .counters
+            .by_action
+            .get(action)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    pub fn shutdown(&self) {
+        self.stop.notify_one();
+    }
+}
+
+#[derive(Debug)]
+struct StsFailure {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+impl StsFailure {
+    fn sender(code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::BAD_REQUEST,
+            code,
+            message: message.into(),
+        }
+    }
+    fn denied(message: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::FORBIDDEN,
+            code: "AccessDenied",
+            message: message.into(),
+        }
+    }
+}
+
+fn request_id() -> String {
+    let mut rng = rand::rng();
+    let a: u32 = rng.random();
+    let b: u16 = rng.random();
+    let c: u64 = rng.random();
+    format!("{a:08x}-{b:04x}-4000-8000-{:012x}", c & 0xffff_ffff_ffff)
+}
+
+fn xml_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&apos;")
+}
+
+fn error_response(f: &StsFailure) -> Response {
+    let kind = if f.status.is_server_error() { "Receiver" } else { "Sender" };
+    let body = format!(
+        "<ErrorResponse xmlns=\"{XMLNS}\">\n  <Error>\n    <Type>{kind}</Type>\n    <Code>{}</Code>\n    <Message>{}</Message>\n  </Error>\n  <RequestId>{}</RequestId>\n</ErrorResponse>\n",
+        f.code,
+        xml_escape(&f.message),
+        request_id()
+    );
+    (f.status, [("content-type", "text/xml")], body).into_response()
+}
+
+fn ok_xml(action: &str, result: String) -> Response {
+    let body = format!(
+        "<{action}Response xmlns=\"{XMLNS}\">\n  <{action}Result>\n{result}  </{action}Result>\n  <ResponseMetadata>\n    <RequestId>{}</RequestId>\n  </ResponseMetadata>\n</{action}Response>\n",
+        request_id()
+    );
+    (StatusCode::OK, [("content-type", "text/xml")], body).into_response()
+}
+
+fn random_string(len: usize, alphabet: &[u8]) -> String {
+    let mut rng = rand::rng();
+    (0..len)
+        .map(|_| alphabet[rng.random_range(0..alphabet.len())] as char)
+        .collect()
+}
+
+fn rfc3339(t: Timestamp) -> String {
+    Timestamp::from_second(t.as_second()).unwrap_or(t).to_string()
+}
+
+/// `arn:aws:iam::123456789012:role/path/name` -> (`aws`, `123456789012`, `name`).
+fn split_role_arn(arn: &str) -> Option<(&str, &str, &str)> {
+    let rest = arn.strip_prefix("arn:")?;
+    let (partition, rest) = rest.split_once(":iam::")?;
+    let (account, path) = rest.split_once(":role/")?;
+    let name = path.rsplit('/').next()?;
+    (!name.is_empty() && account.len() == 12).then_some((partition, account, name))
+}
+
+fn session_name_ok(name: &str) -> bool {
+    (2..=64).contains(&name.len())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_+=,.@-".contains(c))
+}
+
+/// Issues a session for `role_arn` (already authorised) for at most `max_seconds`.
+fn issue(state: &mut State, role_arn: &str, session_name: &str, requested: u64) -> Result<(String, Session, u64), StsFailure> {
+    let role = state
+        .roles
+        .get(role_arn)
+        .ok_or_else(|| StsFailure::denied("Not authorized to perform sts:AssumeRoleWithWebIdentity"))?;
+    let granted = role.max_session_seconds.map_or(requested, |max| requested.min(max));
+    let (partition, account, name) =
+        split_role_arn(role_arn).ok_or_else(|| StsFailure::sender("ValidationError", "RoleArn is not a valid role ARN"))?;
+    const UPPER: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+    const SECRET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let access_key_id = format!("ASIA{}", random_string(16, UPPER));
+    let role_id = format!("AROA{}", random_string(17, UPPER));
+    let session = Session {
+        secret_access_key: random_string(40, SECRET),
+        session_token: format!("FwoGZXIvYXdzE{}", random_string(300, SECRET)),
+        expiration: Timestamp::now() + SignedDuration::from_secs(granted as i64),
+        assumed_role_arn: format!("arn:{partition}:sts::{account}:assumed-role/{name}/{session_name}"),
+        assumed_role_id: format!("{role_id}:{session_name}"),
+        account: account.to_string(),
+    };
+    state.sessions.insert(access_key_id.clone(), session.clone());
+    Ok((access_key_id, session, granted))
+}
+
+fn credentials_xml(access_key_id: &str, s: &Session) -> String {
+    format!(
+        "    <AssumedRoleUser>\n      <Arn>{}</Arn>\n      <AssumedRoleId>{}</AssumedRoleId>\n    </AssumedRoleUser>\n    <Credentials>\n      <AccessKeyId>{access_key_id}</AccessKeyId>\n      <SecretAccessKey>{}</SecretAccessKey>\n      <SessionToken>{}</SessionToken>\n      <Expiration>{}</Expiration>\n    </Credentials>\n",
+        xml_escape(&s.assumed_role_arn),
+        xml_escape(&s.assumed_role_id),
+        xml_escape(&s.secret_access_key),
+        xml_escape(&s.session_token),
+        rfc3339(s.expiration),
+    )
+}
+
+type Params = std::collections::HashMap<String, String>;
+
+async fn sts_action(
+    AxumState(inner): AxumState<Arc<Inner>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let query = uri.query().unwrap_or("");
+    let mut params: Params = form_urlencoded::parse(query.as_bytes()).into_owned().collect();
+    if method == Method::POST {
+        params.extend(form_urlencoded::parse(&body).into_owned());
+    }
+    let action = params.get("Action").cloned().unwrap_or_default();
+
+    let (fault, latency) = inner.state().next_fault();
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
+    let mut record = CallRecord {
+        at: rfc3339(Timestamp::now()),
+        action: action.clone(),
+        role_arn: params.get("RoleArn").cloned(),
+        subject: None,
+        audience: None,
+        session_name: params.get("RoleSessionName").cloned(),
+        duration_seconds: params.get("DurationSeconds").and_then(|d| d.parse().ok()),
+        granted_seconds: None,
+        access_key_id: None,
+        result: String::new(),
+    };
+    let injected = match fault {
+        Injected::None => None,
+        Injected::Down => Some(StsFailure {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            code: "ServiceUnavailable",
+            message: "Service is unavailable".into(),
+        }),
+        Injected::Throttle => Some(StsFailure::sender("Throttling", "Rate exceeded")),
+        Injected::InternalFailure => Some(StsFailure {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            code: "InternalFailure",
+            message: "An internal error occurred".into(),
+        }),
+        Injected::IdpError => Some(StsFailure::sender(
+            "IDPCommunicationError",
+            "The identity provider could not be reached",
+        )),
+        Injected::Malformed => {
+            record.result = "Malformed".into();
+            inner.state().record(record);
+            let body = format!("<{action}Response xmlns=\"{XMLNS}\"><{action}Result><Credentials><AccessKeyId>ASIA");
+            return (StatusCode::OK, [("content-type", "text/xml")], body).into_response();
+        }
+    };
+    let outcome = match injected {
+        Some(f) => Err(f),
+        None => match action.as_str() {
+            "AssumeRoleWithWebIdentity" => assume_role_with_web_identity(&inner, &params, &mut record).await,
+            "GetCallerIdentity" | "AssumeRole" => {
+                signed_action(&inner, &action, &method, &uri, &headers, &body, &params, &mut record)
+            }
+            "" => Err(StsFailure::sender("MissingAction", "Missing Action")),
+            _ => Err(StsFailure::sender("InvalidAction", format!("Could not find operation {action}"))),
+        },
+    };
+    record.result = match &outcome {
+        Ok(_) => "Ok".into(),
+        Err(f) => f.code.into(),
+    };
+    inner.state().record(record);
+    match outcome {
+        Ok(r) => r,
+        Err(f) => error_response(&f),
+    }
+}
+
+fn validate_common(params: &Params) -> Result<(String, String, u64), StsFailure> {
+    let role_arn = params
+        .get("RoleArn")
+        .cloned()
+        .ok_or_else(|| StsFailure::sender("ValidationError", "1 validation error detected: Value null at 'roleArn' failed to satisfy constraint: Member must not be null"))?;
+    if role_arn.len() < 20 || role_arn.len() > 2048 || split_role_arn(&role_arn).is_none() {
+        return Err(StsFailure::sender("ValidationError", "RoleArn is not a valid role ARN"));
+    }
+    let session = params.get("RoleSessionName").cloned().unwrap_or_default();
+    if !session_name_ok(&session) {
+        return Err(StsFailure::sender(
+            "ValidationError",
+            "1 validation error detected: Value at 'roleSessionName' failed to satisfy constraint: Member must satisfy regular expression pattern: [\\w+=,.@-]* and length 2..64",
+        ));
+    }
+    let duration = match params.get("DurationSeconds") {
+        None => 3600,
+        Some(d) => d
+            .parse::<u64>()
+            .ok()
+            .filter(|d| (900..=43200).contains(d))
+            .ok_or_else(|| {
+                StsFailure::sender(
+                    "ValidationError",
+                    "1 validation error detected: Value at 'durationSeconds' failed to satisfy constraint: Member must have value between 900 and 43200",
+                )
+            })?,
+    };
+    if let Some(policy) = params.get("Policy") {
+        if policy.len() > 2048 {
+            return Err(StsFailure::sender(
+                "ValidationError",
+                "1 validation error detected: Value at 'policy' failed to satisfy constraint: Member must have length less than or equal to 2048",
+            ));
+        }
+        if !serde_json::from_str::<serde_json::Value>(policy).is_ok_and(|v| v.is_object()) {
+            return Err(StsFailure::sender("MalformedPolicyDocument", "The policy is not valid JSON"));
+        }
+    }
+    if params.keys().filter(|k| k.starts_with("PolicyArns.member.") && k.ends_with(".arn")).count() > 10 {
+        return Err(StsFailure::sender(
+            "ValidationError",
+            "1 validation error detected: Value at 'policyArns' failed to satisfy constraint: Member must have length less than or equal to 10",
+        ));
+    }
+    Ok((role_arn, session, duration))
+}
+
+async fn assume_role_with_web_identity(inner: &Inner, params: &Params, record: &mut CallRecord) -> Result<Response, StsFailure> {
+    let (role_arn, session_name, requested) = validate_common(params)?;
+    let token = params.get("WebIdentityToken").cloned().unwrap_or_default();
+    if !(4..=20000).contains(&token.len()) {
+        return Err(StsFailure::sender(
+            "ValidationError",
+            "1 validation error detected: Value at 'webIdentityToken' failed to satisfy constraint: Member must have length between 4 and 20000",
+        ));
+    }
+    let role = inner.state().roles.get(&role_arn).cloned();
+    let audiences = role
+        .as_ref()
+        .map(Role::accepted_audiences)
+        .unwrap_or_else(|| vec!["sts.amazonaws.com".into()]);
+    let claims = inner.keys.verify(&token, &audiences).await.map_err(|e| match e {
+        oidc::TokenRejection::Expired => StsFailure::sender("ExpiredTokenException", "Token is expired"),
+        oidc::TokenRejection::Invalid(m) => StsFailure::sender("InvalidIdentityToken", m),
+        oidc::TokenRejection::Unreachable(m) => StsFailure::sender("IDPCommunicationError", m),
+    })?;
+    record.subject = Some(claims.sub.clone());
+    record.audience = claims.aud.first().cloned();
+    let role = role.ok_or_else(|| StsFailure::denied("Not authorized to perform sts:AssumeRoleWithWebIdentity"))?;
+    if !role.allows_subject(&claims.sub) {
+        return Err(StsFailure::denied("Not authorized to perform sts:AssumeRoleWithWebIdentity"));
+    }
+    let (access_key_id, session, granted) = issue(&mut inner.state(), &role_arn, &session_name, requested)?;
+    record.granted_seconds = Some(granted);
+    record.access_key_id = Some(access_key_id.clone());
+    let audience = claims
+        .aud
+        .iter()
+        .find(|a| audiences.contains(a))
+        .cloned()
+        .unwrap_or_default();
+    let provider = claims.iss.trim_start_matches("https://").to_string();
+    let result = format!(
+        "    <SubjectFromWebIdentityToken>{}</SubjectFromWebIdentityToken>\n    <Audience>{}</Audience>\n{}    <Provider>{}</Provider>\n",
+        xml_escape(&claims.sub),
+        xml_escape(&audience),
+        credentials_xml(&access_key_id, &session),
+        xml_escape(&provider),
+    );
+    Ok(ok_xml("AssumeRoleWithWebIdentity", result))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn signed_action(
+    inner: &Inner,
+    action: &str,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &[u8],
+    params: &Params,
+    record: &mut CallRecord,
+) -> Result<Response, StsFailure> {
+    let auth = sigv4::parse_authorization(headers).map_err(|e| match e {
+        sigv4::SignatureError::Missing => StsFailure {
+            status: StatusCode::FORBIDDEN,
+            code: "MissingAuthenticationToken",
+            message: e.to_string(),
+        },
+        _ => StsFailure {
+            status: StatusCode::FORBIDDEN,
+            code: "IncompleteSignature",
+            message: e.to_string(),
+        },
+    })?;
+    record.access_key_id = Some(auth.access_key_id.clone());
+    let now = Timestamp::now();
+    let session = inner.state().sessions.get(&auth.access_key_id).cloned().ok_or_else(|| StsFailure {
+        status: StatusCode::FORBIDDEN,
+        code: "InvalidClientTokenId",
+        message: "The security token included in the request is invalid.".into(),
+    })?;
+    if session.expiration <= now {
+        return Err(StsFailure {
+            status: StatusCode::FORBIDDEN,
+            code: "ExpiredToken",
+            message: "The security token included in the request is expired".into(),
+        });
+    }
+    let token = headers.get("x-amz-security-token").and_then(|v| v.to_str().ok());
+    if token != Some(session.session_token.as_str()) {
+        return Err(StsFailure {
+            status: StatusCode::FORBIDDEN,
+            code: "InvalidClientTokenId",
+            message: "The security token included in the request is invalid.".into(),
+        });
+    }
+    sigv4::verify(
+        method.as_str(),
+        uri.path(),
+        uri.query().unwrap_or(""),
+        headers,
+        body,
+        &auth,
+        &session.secret_access_key,
+        now,
+    )
+    .map_err(|e| StsFailure {
+        status: StatusCode::FORBIDDEN,
+        code: "SignatureDoesNotMatch",
+        message: e.to_string(),
+    })?;
+    record.subject = Some(session.assumed_role_arn.clone());
+    match action {
+        "GetCallerIdentity" => Ok(ok_xml(
+            "GetCallerIdentity",
+            format!(
+                "    <Arn>{}</Arn>\n    <UserId>{}</UserId>\n    <Account>{}</Account>\n",
+                xml_escape(&session.assumed_role_arn),
+                xml_escape(&session.assumed_role_id),
+                session.account
+            ),
+        )),
+        _ => {
+            // Role chaining: the target role must exist; AWS caps chained sessions at one hour.
+            let (role_arn, session_name, requested) = validate_common(params)?;
+            if requested > 3600 {
+                return Err(StsFailure::sender(
+                    "ValidationError",
+                    "The requested DurationSeconds exceeds the 1 hour session limit for roles assumed by role chaining.",
+                ));
+            }
+            let (access_key_id, new_session, granted) = issue(&mut inner.state(), &role_arn, &session_name, requested)?;
+            record.granted_seconds = Some(granted);
+            Ok(ok_xml("AssumeRole", credentials_xml(&access_key_id, &new_session)))
+        }
+    }
+}
+
+async fn put_role(AxumState(inner): AxumState<Arc<Inner>>, axum::Json(role): axum::Json<Role>) -> StatusCode {
+    inner.state().roles.insert(role.arn.clone(), role);
+    StatusCode::NO_CONTENT
+}
+
+async fn list_roles(AxumState(inner): AxumState<Arc<Inner>>) -> axum::Json<Vec<Role>> {
+    axum::Json(inner.state().roles.values().cloned().collect())
+}
+
+async fn put_faults(AxumState(inner): AxumState<Arc<Inner>>, axum::Json(faults): axum::Json<Faults>) -> StatusCode {
+    inner.state().set_faults(faults);
+    StatusCode::NO_CONTENT
+}
+
+async fn get_faults(AxumState(inner): AxumState<Arc<Inner>>) -> axum::Json<Faults> {
+    axum::Json(inner.state().faults.clone())
+}
+
+async fn get_calls(AxumState(inner): AxumState<Arc<Inner>>) -> axum::Json<CallLog> {
+    let s = inner.state();
+    axum::Json(CallLog {
+        counters: s.counters.clone(),
+        calls: s.calls.clone(),
+    })
+}
+
+async fn reset_calls(AxumState(inner): AxumState<Arc<Inner>>) -> StatusCode {
+    let mut s = inner.state();
+    s.calls.clear();
+    s.counters = Counters::default();
+    StatusCode::NO_CONTENT
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn role_arns_split_into_partition_account_and_name() {
+        assert_eq!(
+            split_role_arn("arn:aws-cn:iam::123456789012:role/path/app"),
+            Some(("aws-cn", "123456789012", "app"))
+        );
+        assert_eq!(split_role_arn("arn:aws:iam::123:role/x"), None);
+    }
+
+    #[test]
+    fn parameters_are_checked_like_sts() {
+        let mut p = Params::new();
+        p.insert("RoleArn".into(), "arn:aws:iam::123456789012:role/r".into());
+        p.insert("RoleSessionName".into(), "ns.binding".into());
+        assert!(validate_common(&p).is_ok());
+        p.insert("DurationSeconds".into(), "600".into());
+        assert_eq!(validate_common(&p).expect_err("short").code, "ValidationError");
+        p.insert("DurationSeconds".into(), "900".into());
+        p.insert("RoleSessionName".into(), "x".into());
+        assert_eq!(validate_common(&p).expect_err("session").code, "ValidationError");
+        p.insert("RoleSessionName".into(), "ok".into());
+        p.insert("Policy".into(), "[".into());
+        assert_eq!(validate_common(&p).expect_err("policy").code, "MalformedPolicyDocument");
+    }
+
+    #[test]
+    fn error_documents_escape_messages() {
+        let r = error_response(&StsFailure::sender("ValidationError", "<bad & worse>"));
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    }
+}

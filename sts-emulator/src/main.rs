@@ -1,0 +1,45 @@
+//! `sts-emulator`: serves the emulator until interrupted. Prints `listening on <url>` once ready.
+
+use std::path::PathBuf;
+
+use clap::Parser;
+use sts_emulator::{Config, Emulator, Role};
+
+#[derive(Parser, Debug)]
+#[command(name = "sts-emulator", about = "AWS STS emulator that validates web identity tokens and SigV4 for real")]
+struct Args {
+    /// Address to listen on (port 0 picks a free one).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    listen: std::net::SocketAddr,
+    /// OIDC issuer whose tokens are accepted (the cluster's --service-account-issuer).
+    #[arg(long)]
+    issuer: String,
+    /// PEM file with the CA that signed the issuer's TLS certificate.
+    #[arg(long)]
+    issuer_ca: Option<PathBuf>,
+    /// JSON file with a list of roles ({"arn", "subjects", "audiences", "maxSessionSeconds"}).
+    #[arg(long)]
+    roles: Option<PathBuf>,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt().with_target(false).init();
+    let args = Args::parse();
+    let issuer_ca_pem = args.issuer_ca.as_ref().map(std::fs::read).transpose()?;
+    let roles: Vec<Role> = match &args.roles {
+        Some(path) => serde_json::from_slice(&std::fs::read(path)?)?,
+        None => Vec::new(),
+    };
+    let emulator = Emulator::start(Config {
+        listen: args.listen,
+        issuer: args.issuer,
+        issuer_ca_pem,
+        roles,
+    })
+    .await?;
+    println!("listening on {}", emulator.url());
+    tokio::signal::ctrl_c().await?;
+    emulator.shutdown();
+    Ok(())
+}

@@ -1,0 +1,215 @@
+//! The emulator's state: roles and their trust rules, issued sessions, injected faults, and a log
+//! of every call.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+/// A role the emulator knows, with the trust rule of its policy.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Role {
+    pub arn: String,
+    /// Subjects allowed to assume the role (`sub` claim); a trailing `*` matches any suffix,
+    /// like `StringLike` conditions in IAM trust policies.
+    pub subjects: Vec<String>,
+    /// Audiences accepted (`aud` claim); empty means `sts.amazonaws.com`.
+    #[serde(default)]
+    pub audiences: Vec<String>,
+    /// The role's maximum session duration in seconds: STS grants at most this. May be set far
+    /// below the AWS minimum so tests can watch refreshes happen in seconds.
+    #[serde(default)]
+    pub max_session_seconds: Option<u64>,
+}
+
+impl Role {
+    pub fn allows_subject(&self, sub: &str) -> bool {
+        self.subjects.iter().any(|pattern| match pattern.strip_suffix('*') {
+            Some(prefix) => sub.starts_with(prefix),
+            None => pattern == sub,
+        })
+    }
+
+    pub fn accepted_audiences(&self) -> Vec<String> {
+        if self.audiences.is_empty() {
+            vec!["sts.amazonaws.com".to_string()]
+        } else {
+            self.audiences.clone()
+        }
+    }
+}
+
+/// Temporary credentials the emulator issued.
+#[derive(Clone, Debug)]
+pub struct Session {
+    pub secret_access_key: String,
+    pub session_token: String,
+    pub expiration: Timestamp,
+    pub assumed_role_arn: String,
+    pub assumed_role_id: String,
+    pub account: String,
+}
+
+/// Faults to inject, set through the control endpoint.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", default)]
+pub struct Faults {
+    /// Answer the next N calls with `Throttling`.
+    pub throttle_next: u32,
+    /// Answer one call in every N with `Throttling` (0: never).
+    pub throttle_every: u32,
+    /// Answer the next N calls with HTTP 500 `InternalFailure`.
+    pub fail_next: u32,
+    /// Answer the next N calls with a truncated XML document.
+    pub malformed_next: u32,
+    /// Answer the next N calls with `IDPCommunicationError`.
+    pub idp_error_next: u32,
+    /// Delay every answer by this many milliseconds.
+    pub latency_ms: u64,
+    /// Answer every call with HTTP 503 for this many milliseconds from now.
+    pub down_for_ms: u64,
+}
+
+/// One call, as the emulator saw it (never with credentials or tokens).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct CallRecord {
+    pub at: String,
+    pub action: String,
+    pub role_arn: Option<String>,
+    pub subject: Option<String>,
+    pub audience: Option<String>,
+    pub session_name: Option<String>,
+    pub duration_seconds: Option<u64>,
+    pub granted_seconds: Option<u64>,
+    /// Access key the call was signed with (signed actions) or issued (AssumeRole*).
+    pub access_key_id: Option<String>,
+    /// `Ok` or the error code returned.
+    pub result: String,
+}
+
+/// Counters over the call log.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Counters {
+    pub total: u64,
+    pub by_action: BTreeMap<String, u64>,
+    pub by_role: BTreeMap<String, u64>,
+    pub by_subject: BTreeMap<String, u64>,
+    pub by_result: BTreeMap<String, u64>,
+}
+
+#[derive(Default)]
+pub struct State {
+    pub roles: HashMap<String, Role>,
+    pub sessions: HashMap<String, Session>,
+    pub faults: Faults,
+    pub down_until: Option<std::time::Instant>,
+    pub calls: Vec<CallRecord>,
+    pub counters: Counters,
+    pub served: u64,
+}
+
+/// What the fault injector decided for one call.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Injected {
+    None,
+    Down,
+    Throttle,
+    InternalFailure,
+    Malformed,
+    IdpError,
+}
+
+impl State {
+    /// Consumes the fault budget for one call.
+    pub fn next_fault(&mut self) -> (Injected, Duration) {
+        self.served += 1;
+        let latency = Duration::from_millis(self.faults.latency_ms);
+        if self.down_until.is_some_and(|t| std::time::Instant::now() < t) {
+            return (Injected::Down, latency);
+        }
+        let f = &mut self.faults;
+        let injected = if f.throttle_next > 0 {
+            f.throttle_next -= 1;
+            Injected::Throttle
+        } else if f.fail_next > 0 {
+            f.fail_next -= 1;
+            Injected::InternalFailure
+        } else if f.malformed_next > 0 {
+            f.malformed_next -= 1;
+            Injected::Malformed
+        } else if f.idp_error_next > 0 {
+            f.idp_error_next -= 1;
+            Injected::IdpError
+        } else if f.throttle_every > 0 && self.served % u64::from(f.throttle_every) == 0 {
+            Injected::Throttle
+        } else {
+            Injected::None
+        };
+        (injected, latency)
+    }
+
+    pub fn set_faults(&mut self, faults: Faults) {
+        self.down_until = (faults.down_for_ms > 0)
+            .then(|| std::time::Instant::now() + Duration::from_millis(faults.down_for_ms));
+        self.faults = faults;
+    }
+
+    pub fn record(&mut self, call: CallRecord) {
+        let c = &mut self.counters;
+        c.total += 1;
+        *c.by_action.entry(call.action.clone()).or_default() += 1;
+        *c.by_result.entry(call.result.clone()).or_default() += 1;
+        if let Some(r) = &call.role_arn {
+            *c.by_role.entry(r.clone()).or_default() += 1;
+        }
+        if let Some(s) = &call.subject {
+            *c.by_subject.entry(s.clone()).or_default() += 1;
+        }
+        // Bounded log: a long benchmark must not grow the emulator without limit.
+        if self.calls.len() >= 200_000 {
+            self.calls.drain(..100_000);
+        }
+        self.calls.push(call);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trust_rules_match_exact_and_prefix_subjects() {
+        let role = Role {
+            arn: "arn:aws:iam::123456789012:role/r".into(),
+            subjects: vec!["system:serviceaccount:ns:app".into(), "system:serviceaccount:team-*".into()],
+            audiences: vec![],
+            max_session_seconds: None,
+        };
+        assert!(role.allows_subject("system:serviceaccount:ns:app"));
+        assert!(role.allows_subject("system:serviceaccount:team-a:x"));
+        assert!(!role.allows_subject("system:serviceaccount:ns:other"));
+        assert_eq!(role.accepted_audiences(), vec!["sts.amazonaws.com"]);
+    }
+
+    #[test]
+    fn fault_budgets_are_consumed_in_order() {
+        let mut s = State::default();
+        s.set_faults(Faults {
+            throttle_next: 1,
+            fail_next: 1,
+            ..Faults::default()
+        });
+        assert_eq!(s.next_fault().0, Injected::Throttle);
+        assert_eq!(s.next_fault().0, Injected::InternalFailure);
+        assert_eq!(s.next_fault().0, Injected::None);
+        s.set_faults(Faults {
+            down_for_ms: 60_000,
+            ..Faults::default()
+        });
+        assert_eq!(s.next_fault().0, Injected::Down);
+    }
+}
