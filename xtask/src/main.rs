@@ -1,1 +1,188 @@
-fn main() {}
+//! Project automation: `cargo xtask <command>`.
+//!
+//! - `testenv`: build (or reuse) the Kubernetes, etcd and helm binaries and the Python peers.
+//! - `test`: the one test command (format, clippy, unit tests, drift checks, end-to-end suite).
+//! - `demo`: run podcreds end to end on a local control plane.
+//! - `bench`: measure time to Ready, memory and restart cost against the real control plane.
+
+mod bench;
+mod demo;
+mod testenv;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "podcreds project automation")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Build or reuse the test binaries (kube-apiserver, kube-controller-manager, kubectl, etcd,
+    /// helm) and the Python venv (moto, awscli, boto3), and print where they are.
+    Testenv,
+    /// Format check, clippy, unit tests, drift checks, then the end-to-end suite.
+    Test {
+        /// Only run end-to-end tests whose name contains this filter.
+        #[arg(long)]
+        e2e_filter: Option<String>,
+        /// Skip the static checks (fmt, clippy) while iterating.
+        #[arg(long)]
+        no_lint: bool,
+    },
+    /// Start a local control plane, the STS emulator and the operator; apply the quickstart
+    /// example and show the credentials working.
+    Demo {
+        /// Keep everything running until Ctrl-C.
+        #[arg(long)]
+        keep: bool,
+    },
+    /// Scale benchmark against the real control plane (not part of `test`).
+    Bench(bench::Args),
+}
+
+/// The workspace root (xtask lives one level below it).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// Runs a command in the repository root, streaming its output; fails if it fails.
+pub fn run(program: &str, args: &[&str], envs: &[(&str, &str)]) -> anyhow::Result<()> {
+    let mut cmd = Command::new(program);
+    cmd.args(args).current_dir(repo_root());
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    let status = cmd
+        .status()
+        .with_context(|| format!("cannot start `{program}`"))?;
+    if !status.success() {
+        bail!("`{program} {}` failed with {status}", args.join(" "));
+    }
+    Ok(())
+}
+
+struct Step {
+    name: &'static str,
+    outcome: Result<(), String>,
+    elapsed: Duration,
+}
+
+fn step(steps: &mut Vec<Step>, name: &'static str, f: impl FnOnce() -> anyhow::Result<()>) -> bool {
+    println!("\n==> {name}");
+    let started = Instant::now();
+    let outcome = f().map_err(|e| format!("{e:#}"));
+    let ok = outcome.is_ok();
+    steps.push(Step {
+        name,
+        outcome,
+        elapsed: started.elapsed(),
+    });
+    ok
+}
+
+fn test(e2e_filter: Option<String>, no_lint: bool) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let mut steps = Vec::new();
+    let mut ok = true;
+    if !no_lint {
+        ok &= step(&mut steps, "format check (cargo fmt --check)", || {
+            run("cargo", &["fmt", "--all", "--", "--check"], &[])
+        });
+        ok &= step(&mut steps, "clippy -D warnings", || {
+            run(
+                "cargo",
+                &["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"],
+                &[],
+            )
+        });
+    }
+    ok &= step(&mut steps, "unit tests and drift checks (CRD, chart CRDs)", || {
+        run("cargo", &["test", "--workspace", "--lib", "--bins"], &[])
+    });
+    ok &= step(&mut steps, "test environment (build or reuse binaries and venv)", testenv::ensure);
+    if ok {
+        ok &= step(&mut steps, "static binary build", || {
+            run(
+                "cargo",
+                &[
+                    "build",
+                    "--release",
+                    "--locked",
+                    "--bin",
+                    "podcreds",
+                    "--target",
+                    "x86_64-unknown-linux-gnu",
+                    "--target-dir",
+                    "target/static",
+                ],
+                &[("RUSTFLAGS", "-C target-feature=+crt-static")],
+            )?;
+            testenv::check_static(&repo_root().join("target/static/x86_64-unknown-linux-gnu/release/podcreds"))
+        });
+        ok &= step(&mut steps, "end-to-end suite (real control plane, STS emulator, moto, AWS CLI, boto3, helm)", || {
+            let mut args = vec!["test", "-p", "podcreds", "--test", "e2e", "--"];
+            if let Some(f) = e2e_filter.as_deref() {
+                args.push(f);
+            }
+            args.extend(["--test-threads", "2"]);
+            let bin = testenv::bin_dir();
+            let venv = testenv::venv_dir();
+            run(
+                "cargo",
+                &args,
+                &[
+                    ("PODCREDS_TESTENV_BIN", &bin.to_string_lossy()),
+                    ("PODCREDS_TESTENV_VENV", &venv.to_string_lossy()),
+                ],
+            )
+        });
+    } else {
+        println!("\nskipping the static build and the end-to-end suite: an earlier step failed");
+    }
+
+    println!("\n==> summary ({:.0?} in all)", started.elapsed());
+    let mut passed = 0;
+    let mut failed = 0;
+    for s in &steps {
+        match &s.outcome {
+            Ok(()) => {
+                passed += 1;
+                println!("  ok    {:<80} {:>6.1?}", s.name, s.elapsed);
+            }
+            Err(e) => {
+                failed += 1;
+                println!("  FAIL  {:<80} {:>6.1?}\n        {e}", s.name, s.elapsed);
+            }
+        }
+    }
+    println!("xtask: {passed} passed, {failed} failed");
+    if !ok || failed > 0 {
+        bail!("{failed} step(s) failed");
+    }
+    Ok(())
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Cmd::Testenv => {
+            testenv::ensure()?;
+            testenv::print_locations();
+            Ok(())
+        }
+        Cmd::Test { e2e_filter, no_lint } => test(e2e_filter, no_lint),
+        Cmd::Demo { keep } => demo::run(keep),
+        Cmd::Bench(args) => bench::run(args),
+    }
+}

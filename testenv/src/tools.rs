@@ -1,0 +1,127 @@
+//! Where the test binaries and the Python peers live: a cache outside the repository, keyed by
+//! the pinned versions in `testenv/go/*/go.mod` and `testenv/python/requirements.txt`.
+
+use std::path::{Path, PathBuf};
+
+use crate::Error;
+
+const KUBERNETES_GO_MOD: &str = include_str!("../go/kubernetes/go.mod");
+const ETCD_GO_MOD: &str = include_str!("../go/etcd/go.mod");
+const HELM_GO_MOD: &str = include_str!("../go/helm/go.mod");
+const PYTHON_REQUIREMENTS: &str = include_str!("../python/requirements.txt");
+
+/// The version a wrapper module requires of `module` (its `require` line).
+fn required_version(go_mod: &str, module: &str) -> String {
+    go_mod
+        .lines()
+        .map(str::trim)
+        .filter_map(|l| l.strip_prefix("require ").or(Some(l)))
+        .filter_map(|l| l.strip_prefix(module))
+        .filter_map(|rest| rest.split_whitespace().next())
+        .find(|v| v.starts_with('v'))
+        .unwrap_or("unknown")
+        .to_string()
+}
+
+/// Pinned versions of the binaries the test environment builds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Versions {
+    pub kubernetes: String,
+    pub etcd: String,
+    pub helm: String,
+}
+
+impl Versions {
+    pub fn pinned() -> Self {
+        Self {
+            kubernetes: required_version(KUBERNETES_GO_MOD, "k8s.io/kubernetes "),
+            etcd: required_version(ETCD_GO_MOD, "go.etcd.io/etcd/server/v3 "),
+            helm: required_version(HELM_GO_MOD, "helm.sh/helm/v3 "),
+        }
+    }
+
+    /// Directory name of this set of versions in the cache.
+    pub fn key(&self) -> String {
+        format!("k8s-{}_etcd-{}_helm-{}", self.kubernetes, self.etcd, self.helm)
+    }
+}
+
+/// `$XDG_CACHE_HOME/podcreds/testenv` or `~/.cache/podcreds/testenv`.
+pub fn cache_root() -> PathBuf {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(|| PathBuf::from("/tmp"));
+    base.join("podcreds").join("testenv")
+}
+
+/// The binaries a control plane needs.
+pub const BINARIES: [&str; 5] = ["etcd", "kube-apiserver", "kube-controller-manager", "kubectl", "helm"];
+
+/// Directory holding the built binaries (`PODCREDS_TESTENV_BIN` overrides it).
+pub fn bin_dir() -> PathBuf {
+    match std::env::var_os("PODCREDS_TESTENV_BIN").filter(|v| !v.is_empty()) {
+        Some(dir) => PathBuf::from(dir),
+        None => cache_root().join(Versions::pinned().key()).join("bin"),
+    }
+}
+
+/// Path of one binary, or an error that says how to build it.
+pub fn binary(name: &str) -> Result<PathBuf, Error> {
+    let path = bin_dir().join(name);
+    if path.is_file() {
+        Ok(path)
+    } else {
+        Err(Error::MissingTool(format!(
+            "{} not found; run `cargo xtask testenv` to build the test binaries (a cold build takes many minutes)",
+            path.display()
+        )))
+    }
+}
+
+/// A short hash of the Python requirements, so a changed pin builds a new venv.
+pub fn requirements_key() -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(&Sha256::digest(PYTHON_REQUIREMENTS.as_bytes())[..6])
+}
+
+/// The Python venv with moto, awscli and boto3 (`PODCREDS_TESTENV_VENV` overrides it).
+pub fn venv_dir() -> PathBuf {
+    match std::env::var_os("PODCREDS_TESTENV_VENV").filter(|v| !v.is_empty()) {
+        Some(dir) => PathBuf::from(dir),
+        None => cache_root().join(format!("venv-{}", requirements_key())),
+    }
+}
+
+/// A program from the venv (`aws`, `python`, `moto_server`), or an error that says how to get it.
+pub fn venv_program(name: &str) -> Result<PathBuf, Error> {
+    let path = venv_dir().join("bin").join(name);
+    if path.is_file() {
+        Ok(path)
+    } else {
+        Err(Error::MissingTool(format!(
+            "{} not found; run `cargo xtask testenv` to create the Python venv",
+            path.display()
+        )))
+    }
+}
+
+/// The requirements file the venv is built from.
+pub fn requirements_file(repo_root: &Path) -> PathBuf {
+    repo_root.join("testenv").join("python").join("requirements.txt")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pinned_versions_come_from_the_wrapper_modules() {
+        let v = Versions::pinned();
+        assert!(v.kubernetes.starts_with("v1."), "{v:?}");
+        assert!(v.etcd.starts_with("v3.6."), "{v:?}");
+        assert!(v.helm.starts_with("v3."), "{v:?}");
+        assert!(v.key().starts_with("k8s-v1."));
+    }
+}

@@ -1,0 +1,236 @@
+//! `cargo xtask testenv`: build what is missing into the cache, reuse what is there.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use podcreds_testenv::tools::{self, Versions};
+
+use crate::repo_root;
+
+pub fn bin_dir() -> PathBuf {
+    tools::bin_dir()
+}
+
+pub fn venv_dir() -> PathBuf {
+    tools::venv_dir()
+}
+
+/// One Go build: `packages` from the wrapper module in `testenv/go/<module_dir>`.
+struct GoBuild {
+    module_dir: &'static str,
+    binaries: &'static [(&'static str, &'static str)],
+    stamp_kubernetes_version: bool,
+}
+
+const BUILDS: [GoBuild; 3] = [
+    GoBuild {
+        module_dir: "kubernetes",
+        binaries: &[
+            ("kube-apiserver", "k8s.io/kubernetes/cmd/kube-apiserver"),
+            ("kube-controller-manager", "k8s.io/kubernetes/cmd/kube-controller-manager"),
+            ("kubectl", "k8s.io/kubernetes/cmd/kubectl"),
+        ],
+        stamp_kubernetes_version: true,
+    },
+    GoBuild {
+        module_dir: "etcd",
+        binaries: &[("etcd", "go.etcd.io/etcd/server/v3")],
+        stamp_kubernetes_version: false,
+    },
+    GoBuild {
+        module_dir: "helm",
+        binaries: &[("helm", "helm.sh/helm/v3/cmd/helm")],
+        stamp_kubernetes_version: false,
+    },
+];
+
+/// `-X` flags that make `/version` report the real release (Helm checks `kubeVersion`).
+fn version_ldflags(version: &str) -> String {
+    let trimmed = version.trim_start_matches('v');
+    let mut parts = trimmed.split('.');
+    let major = parts.next().unwrap_or("1");
+    let minor = parts.next().unwrap_or("0");
+    let mut flags = String::from("-s -w");
+    for pkg in ["k8s.io/component-base/version", "k8s.io/client-go/pkg/version"] {
+        flags.push_str(&format!(
+            " -X {pkg}.gitVersion={version} -X {pkg}.gitMajor={major} -X {pkg}.gitMinor={minor} -X {pkg}.gitTreeState=clean"
+        ));
+    }
+    flags
+}
+
+/// Runs `cmd`, printing a progress line every 60 packages `go build -v` reports, at most 3 tries
+/// (module downloads from the proxy fail now and then).
+fn go_build_with_retries(module: &Path, args: &[String], what: &str) -> anyhow::Result<()> {
+    for attempt in 1..=3 {
+        let started = Instant::now();
+        let mut child = Command::new("go")
+            .args(args)
+            .current_dir(module)
+            .env("CGO_ENABLED", "0")
+            .env("GOFLAGS", "-buildvcs=false -mod=mod")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("cannot run `go`: install the Go toolchain (1.26+)")?;
+        let mut packages = 0usize;
+        let mut errors = Vec::new();
+        if let Some(stderr) = child.stderr.take() {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if line.contains(' ') || line.starts_with('#') {
+                    errors.push(line);
+                } else {
+                    packages += 1;
+                    if packages % 60 == 0 {
+                        println!("    {what}: {packages} packages compiled ({:.0?})", started.elapsed());
+                    }
+                }
+            }
+        }
+        let status = child.wait()?;
+        if status.success() {
+            println!("    {what}: built in {:.0?}", started.elapsed());
+            return Ok(());
+        }
+        let tail: Vec<&String> = errors.iter().rev().take(15).collect();
+        eprintln!(
+            "    {what}: attempt {attempt} failed ({status}):\n{}",
+            tail.into_iter().rev().map(|l| format!("      {l}")).collect::<Vec<_>>().join("\n")
+        );
+        if attempt < 3 {
+            std::thread::sleep(Duration::from_secs(5 * attempt));
+        }
+    }
+    bail!("building {what} failed three times; see the errors above")
+}
+
+fn ensure_binaries() -> anyhow::Result<()> {
+    let versions = Versions::pinned();
+    let bin = bin_dir();
+    std::fs::create_dir_all(&bin).with_context(|| format!("cannot create {}", bin.display()))?;
+    for build in &BUILDS {
+        let missing: Vec<&(&str, &str)> = build.binaries.iter().filter(|(name, _)| !bin.join(name).is_file()).collect();
+        if missing.is_empty() {
+            continue;
+        }
+        let names: Vec<&str> = missing.iter().map(|(n, _)| *n).collect();
+        println!(
+            "  building {} from testenv/go/{} (a cold build downloads hundreds of MB of modules and takes many minutes on 2 cores; later builds reuse the Go cache)",
+            names.join(", "),
+            build.module_dir
+        );
+        let module = repo_root().join("testenv/go").join(build.module_dir);
+        let ldflags = if build.stamp_kubernetes_version {
+            version_ldflags(&versions.kubernetes)
+        } else {
+            "-s -w".to_string()
+        };
+        // Build into a staging directory, then move: an interrupted build never leaves a
+        // half-written binary that a later run would trust.
+        let staging = bin.join(".staging");
+        std::fs::create_dir_all(&staging)?;
+        let mut args = vec![
+            "build".to_string(),
+            "-v".to_string(),
+            "-trimpath".to_string(),
+            "-ldflags".to_string(),
+            ldflags,
+            "-o".to_string(),
+        ];
+        if missing.len() == 1 {
+            args.push(staging.join(missing[0].0).to_string_lossy().into_owned());
+        } else {
+            args.push(format!("{}/", staging.display()));
+        }
+        args.extend(missing.iter().map(|(_, pkg)| pkg.to_string()));
+        go_build_with_retries(&module, &args, &names.join(", "))?;
+        for (name, _) in &missing {
+            std::fs::rename(staging.join(name), bin.join(name))
+                .with_context(|| format!("{name} was not produced by the build"))?;
+        }
+    }
+    Ok(())
+}
+
+fn ensure_venv() -> anyhow::Result<()> {
+    let venv = venv_dir();
+    let marker = venv.join(".complete");
+    if marker.is_file() {
+        return Ok(());
+    }
+    println!("  creating Python venv {} (moto, awscli, boto3)", venv.display());
+    if venv.exists() {
+        std::fs::remove_dir_all(&venv)?;
+    }
+    let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
+    let status = Command::new(&python)
+        .args(["-m", "venv"])
+        .arg(&venv)
+        .status()
+        .with_context(|| format!("cannot run {python}: install Python 3 with the venv module"))?;
+    if !status.success() {
+        bail!("`{python} -m venv` failed ({status}); on Debian install python3-venv");
+    }
+    let pip = venv.join("bin/pip");
+    let requirements = tools::requirements_file(&repo_root());
+    for attempt in 1..=3 {
+        let status = Command::new(&pip)
+            .args(["install", "--quiet", "--disable-pip-version-check", "-r"])
+            .arg(&requirements)
+            .status()?;
+        if status.success() {
+            std::fs::write(&marker, "ok\n")?;
+            return Ok(());
+        }
+        eprintln!("  pip install attempt {attempt} failed ({status})");
+        std::thread::sleep(Duration::from_secs(5 * attempt));
+    }
+    bail!("installing {} failed three times", requirements.display())
+}
+
+/// Builds or reuses everything the end-to-end suite needs.
+pub fn ensure() -> anyhow::Result<()> {
+    let started = Instant::now();
+    println!("  test environment: {}", Versions::pinned().key());
+    ensure_binaries()?;
+    ensure_venv()?;
+    // Prove the binaries run (a truncated file or a wrong architecture fails here, loudly).
+    let version = Command::new(bin_dir().join("kube-apiserver")).arg("--version").output()?;
+    if !version.status.success() {
+        bail!("kube-apiserver --version failed; delete {} and run again", bin_dir().display());
+    }
+    println!(
+        "  ready in {:.0?}: {}",
+        started.elapsed(),
+        String::from_utf8_lossy(&version.stdout).trim()
+    );
+    Ok(())
+}
+
+pub fn print_locations() {
+    println!("binaries: {}", bin_dir().display());
+    for name in tools::BINARIES {
+        println!("  {}", bin_dir().join(name).display());
+    }
+    println!("python venv: {}", venv_dir().display());
+    println!("(override with PODCREDS_TESTENV_BIN / PODCREDS_TESTENV_VENV)");
+}
+
+/// Fails unless `binary` is statically linked (no program interpreter, no needed libraries).
+pub fn check_static(binary: &Path) -> anyhow::Result<()> {
+    let output = Command::new("readelf")
+        .args(["-d", "-l"])
+        .arg(binary)
+        .output()
+        .context("cannot run readelf (binutils)")?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    if text.contains("Requesting program interpreter") || text.contains("(NEEDED)") {
+        bail!("{} is dynamically linked", binary.display());
+    }
+    let size = std::fs::metadata(binary)?.len();
+    println!("  {} is static ({:.1} MiB)", binary.display(), size as f64 / 1048576.0);
+    Ok(())
+}
