@@ -50,7 +50,7 @@ fn default_mount_path() -> String {
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 #[x_kube(validation = kube::core::Rule::new(
-    "!has(self.renewBefore) || duration(self.renewBefore) < duration(string(self.durationSeconds) + 's')"
+    "!has(self.renewBefore) || duration(self.renewBefore).getSeconds() < self.durationSeconds"
 ).message("renewBefore must be shorter than durationSeconds").field_path(".renewBefore"))]
 #[serde(rename_all = "camelCase")]
 pub struct AWSRoleBindingSpec {

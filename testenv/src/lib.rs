@@ -135,7 +135,9 @@ impl ControlPlane {
         write(&root.join("ca.pem"), &ca_pem)?;
         write(&root.join("serving.pem"), &serving.cert_pem)?;
         write(&root.join("serving-key.pem"), &serving.key_pem)?;
-        write(&root.join("sa.key"), &pki::service_account_key()?)?;
+        let (sa_key, sa_pub) = pki::service_account_key()?;
+        write(&root.join("sa.key"), &sa_key)?;
+        write(&root.join("sa.pub"), &sa_pub)?;
 
         let etcd_port = free_port()?;
         let peer_port = free_port()?;
@@ -170,6 +172,7 @@ impl ControlPlane {
                 format!("--secure-port={api_port}"),
                 "--bind-address=127.0.0.1".into(),
                 "--advertise-address=127.0.0.1".into(),
+                "--endpoint-reconciler-type=none".into(),
                 format!("--cert-dir={}", root.join("certs").display()),
                 format!("--tls-cert-file={}", root.join("serving.pem").display()),
                 format!("--tls-private-key-file={}", root.join("serving-key.pem").display()),
@@ -177,7 +180,7 @@ impl ControlPlane {
                 "--service-cluster-ip-range=10.0.0.0/24".into(),
                 "--authorization-mode=RBAC".into(),
                 format!("--service-account-issuer={api_url}"),
-                format!("--service-account-key-file={}", root.join("sa.key").display()),
+                format!("--service-account-key-file={}", root.join("sa.pub").display()),
                 format!("--service-account-signing-key-file={}", root.join("sa.key").display()),
                 "--disable-admission-plugins=ServiceAccount".into(),
                 "--allow-privileged=true".into(),

@@ -80,7 +80,9 @@ impl Ca {
     }
 }
 
-/// An ECDSA P-256 key for signing ServiceAccount tokens (ES256), PKCS#8 PEM.
-pub fn service_account_key() -> Result<String, Error> {
-    Ok(KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(pki)?.serialize_pem())
+/// An ECDSA P-256 key for signing ServiceAccount tokens (ES256): (PKCS#8 private key PEM,
+/// public key PEM).
+pub fn service_account_key() -> Result<(String, String), Error> {
+    let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(pki)?;
+    Ok((key.serialize_pem(), key.public_key_pem()))
 }

@@ -1,0 +1,413 @@
+//! The core flow and its edge cases against the STS emulator.
+
+use std::time::Duration;
+
+use anyhow::{Context, bail, ensure};
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{DeleteParams, ObjectMeta, Patch, PatchParams, PostParams};
+use podcreds::secret::{ANNOTATION_EXPIRATION, ANNOTATION_ROLE_ARN, DATA_KEYS};
+use serde_json::json;
+
+use crate::support::{Env, Operator, decode, wait_for};
+
+const READY: Duration = Duration::from_secs(60);
+
+pub async fn binding_issues_working_credentials(env: &Env) -> anyhow::Result<()> {
+    let ns = env.namespace("core").await?;
+    env.service_account(&ns, "app").await?;
+    let role = env.role(&format!("{ns}-reader"), &ns, "app", None);
+    let op = Operator::start(env, &[&ns], &env.emulator.url(), &[]).await?;
+    env.create_binding(&ns, "reader", json!({"serviceAccountName": "app", "roleArn": role}))
+        .await?;
+    let binding = env.wait_ready(&ns, "reader", "True", READY).await?;
+
+    // Status.
+    let status = binding.status.clone().context("status")?;
+    ensure!(status.secret_name.as_deref() == Some("reader"), "secretName {:?}", status.secret_name);
+    let expiration = status.expiration.clone().context("expiration")?;
+    let renewal = status.renewal_time.clone().context("renewalTime")?;
+    ensure!(renewal.0 < expiration.0, "renewal {renewal:?} not before expiration {expiration:?}");
+    ensure!(status.observed_generation == binding.metadata.generation);
+    ensure!(
+        status.assumed_role_arn.as_deref()
+            == Some(&*format!("arn:aws:sts::{}:assumed-role/{ns}-reader/{ns}.reader", crate::support::ACCOUNT)),
+        "assumedRoleArn {:?}",
+        status.assumed_role_arn
+    );
+
+    // The Secret.
+    let secret = env.secrets(&ns).get("reader").await?;
+    ensure!(secret.type_.as_deref() == Some("Opaque"));
+    let data = decode(&secret);
+    for key in DATA_KEYS {
+        ensure!(data.contains_key(key), "Secret lacks {key}");
+    }
+    let process: serde_json::Value = serde_json::from_str(&data["credential-process.json"])?;
+    ensure!(process["Version"] == 1);
+    ensure!(process["AccessKeyId"] == data["AWS_ACCESS_KEY_ID"].as_str());
+    ensure!(data["config"].contains("credential_process = cat /var/run/secrets/podcreds/credential-process.json"));
+    let owner = secret
+        .metadata
+        .owner_references
+        .as_ref()
+        .and_then(|o| o.first())
+        .context("owner reference")?;
+    ensure!(owner.controller == Some(true) && Some(&owner.uid) == binding.metadata.uid.as_ref());
+    ensure!(
+        secret.metadata.labels.as_ref().and_then(|l| l.get("app.kubernetes.io/managed-by")).map(String::as_str)
+            == Some("podcreds")
+    );
+
+    // What STS saw.
+    let calls = env.issued_for(&role);
+    ensure!(calls.len() == 1, "expected one STS call, saw {}", calls.len());
+    let call = &calls[0];
+    ensure!(call.subject.as_deref() == Some(&*format!("system:serviceaccount:{ns}:app")), "{call:?}");
+    ensure!(call.audience.as_deref() == Some("sts.amazonaws.com"), "{call:?}");
+    ensure!(call.session_name.as_deref() == Some(&*format!("{ns}.reader")), "{call:?}");
+    ensure!(call.result == "Ok", "{call:?}");
+
+    // An Event says what happened.
+    let found = wait_for(Duration::from_secs(10), || async {
+        let events = env.events(&ns).await.ok()?;
+        events
+            .into_iter()
+            .find(|e| e.reason.as_deref() == Some("Refreshed"))
+    })
+    .await;
+    ensure!(found.is_some(), "no Refreshed Event");
+
+    // Metrics report the binding.
+    let metrics = op.metrics().await?;
+    ensure!(
+        metrics.contains("podcreds_credentials_expiration_timestamp_seconds{namespace=\"")
+            && metrics.contains("podcreds_sts_request_duration_seconds"),
+        "metrics lack binding gauges:\n{metrics}"
+    );
+
+    // No credential ever reaches logs, Events or status.
+    let secrets = [
+        data["AWS_SECRET_ACCESS_KEY"].clone(),
+        data["AWS_SESSION_TOKEN"].clone(),
+    ];
+    let events = serde_json::to_string(&env.events(&ns).await?)?;
+    let status_text = serde_json::to_string(&env.bindings(&ns).get("reader").await?.status)?;
+    for (what, text) in [("operator log", op.log()), ("events", events), ("status", status_text)] {
+        for s in &secrets {
+            ensure!(!text.contains(s.as_str()), "a credential appears in the {what}");
+        }
+        ensure!(!text.contains("eyJ"), "something like a JWT appears in the {what}");
+    }
+    Ok(())
+}
+
+pub async fn refresh_happens_before_expiry_and_honours_shorter_grants(env: &Env) -> anyhow::Result<()> {
+    let ns = env.namespace("refresh").await?;
+    env.service_account(&ns, "app").await?;
+    // The role grants 12 s whatever is asked: podcreds must trust the Expiration STS returns.
+    let role = env.role(&format!("{ns}-short"), &ns, "app", Some(12));
+    let _op = Operator::start(env, &[&ns], &env.emulator.url(), &[]).await?;
+    env.create_binding(
+        &ns,
+        "short",
+        json!({"serviceAccountName": "app", "roleArn": role, "durationSeconds": 3600, "renewBefore": "20m"}),
+    )
+    .await?;
+    env.wait_ready(&ns, "short", "True", READY).await?;
+
+    // Watch the Secret for 40 s: every version must be replaced before it expires.
+    let mut seen: Vec<(String, jiff::Timestamp)> = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(40);
+    while tokio::time::Instant::now() < deadline {
+        let secret = env.secrets(&ns).get("short").await?;
+        let data = decode(&secret);
+        let exp: jiff::Timestamp = data["expiration"].parse()?;
+        let key = data["AWS_ACCESS_KEY_ID"].clone();
+        ensure!(
+            exp > jiff::Timestamp::now(),
+            "the Secret holds expired credentials ({key} expired at {exp})"
+        );
+        if seen.last().map(|(k, _)| k) != Some(&key) {
+            seen.push((key, exp));
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    ensure!(seen.len() >= 3, "expected at least 3 credential sets in 40 s, saw {}", seen.len());
+    let calls = env.issued_for(&role);
+    ensure!(calls.iter().all(|c| c.granted_seconds == Some(12)), "{calls:?}");
+    // One STS call per lifetime, not more: 40 s / (about 8 s between refreshes) plus the first.
+    ensure!(calls.len() <= 8, "too many STS calls: {}", calls.len());
+    let binding = env.bindings(&ns).get("short").await?;
+    let status = binding.status.context("status")?;
+    let exp = status.expiration.context("expiration")?.0;
+    let issued = status.last_refresh_time.context("lastRefreshTime")?.0;
+    ensure!(
+        exp.duration_since(issued) <= jiff::SignedDuration::from_secs(13),
+        "status expiration does not follow the granted lifetime"
+    );
+    Ok(())
+}
+
+pub async fn missing_service_account_then_created(env: &Env) -> anyhow::Result<()> {
+    let ns = env.namespace("nosa").await?;
+    let role = env.role(&format!("{ns}-late"), &ns, "late", None);
+    let _op = Operator::start(env, &[&ns], &env.emulator.url(), &[]).await?;
+    env.create_binding(&ns, "late", json!({"serviceAccountName": "late", "roleArn": role}))
+        .await?;
+    let b = env.wait_reason(&ns, "late", "ServiceAccountNotFound", READY).await?;
+    let msg = podcreds::status::ready_condition(b.status.as_ref()).map(|c| c.message.clone()).unwrap_or_default();
+    ensure!(msg.contains("late"), "message should name the ServiceAccount: {msg}");
+    ensure!(env.secrets(&ns).get_opt("late").await?.is_none(), "no Secret before the SA exists");
+    env.service_account(&ns, "late").await?;
+    env.wait_ready(&ns, "late", "True", Duration::from_secs(30)).await?;
+    Ok(())
+}
+
+pub async fn trust_policy_rejection_writes_nothing(env: &Env) -> anyhow::Result<()> {
+    let ns = env.namespace("trust").await?;
+    env.service_account(&ns, "intruder").await?;
+    // The role trusts another ServiceAccount only.
+    let role = env.role(&format!("{ns}-guarded"), &ns, "someone-else", None);
+    let _op = Operator::start(env, &[&ns], &env.emulator.url(), &[]).await?;
+    env.create_binding(&ns, "guarded", json!({"serviceAccountName": "intruder", "roleArn": role}))
+        .await?;
+    let b = env.wait_reason(&ns, "guarded", "StsAccessDenied", READY).await?;
+    let ready = podcreds::status::ready_condition(b.status.as_ref()).context("Ready")?;
+    ensure!(ready.status == "False");
+    ensure!(ready.message.contains("AccessDenied"), "{}", ready.message);
+    ensure!(env.secrets(&ns).get_opt("guarded").await?.is_none(), "a Secret was written");
+    let calls = env.emulator.calls().calls;
+    let denied = calls
+        .iter()
+        .find(|c| c.role_arn.as_deref() == Some(&role))
+        .context("no STS call")?;
+    ensure!(denied.subject.as_deref() == Some(&*format!("system:serviceaccount:{ns}:intruder")));
+    ensure!(denied.result == "AccessDenied");
+    Ok(())
+}
+
+pub async fn invalid_specs_are_rejected_by_the_apiserver(env: &Env) -> anyhow::Result<()> {
+    let ns = env.namespace("invalid").await?;
+    let role = "arn:aws:iam::123456789012:role/ok";
+    let cases: Vec<(&str, serde_json::Value, &str)> = vec![
+        ("no-sa", json!({"roleArn": role}), "serviceAccountName: Required value"),
+        ("no-role", json!({"serviceAccountName": "a"}), "roleArn: Required value"),
+        ("bad-arn", json!({"serviceAccountName": "a", "roleArn": "arn:aws:iam::123:role/x"}), "spec.roleArn"),
+        ("user-arn", json!({"serviceAccountName": "a", "roleArn": "arn:aws:iam::123456789012:user/u"}), "spec.roleArn"),
+        ("sa-ns", json!({"serviceAccountName": "other:sa", "roleArn": role}), "spec.serviceAccountName"),
+        ("short", json!({"serviceAccountName": "a", "roleArn": role, "durationSeconds": 60}), "spec.durationSeconds"),
+        ("long", json!({"serviceAccountName": "a", "roleArn": role, "durationSeconds": 50000}), "spec.durationSeconds"),
+        ("renew-bad", json!({"serviceAccountName": "a", "roleArn": role, "renewBefore": "soon"}), "spec.renewBefore"),
+        ("renew-long", json!({"serviceAccountName": "a", "roleArn": role, "durationSeconds": 900, "renewBefore": "1h"}), "renewBefore must be shorter than durationSeconds"),
+        ("renew-tiny", json!({"serviceAccountName": "a", "roleArn": role, "renewBefore": "10s"}), "renewBefore must be at least 60s"),
+        ("session", json!({"serviceAccountName": "a", "roleArn": role, "sessionName": "has space"}), "spec.sessionName"),
+        ("session-long", json!({"serviceAccountName": "a", "roleArn": role, "sessionName": "x".repeat(65)}), "spec.sessionName"),
+        ("policy", json!({"serviceAccountName": "a", "roleArn": role, "sessionPolicy": "[1]"}), "sessionPolicy must be a JSON object"),
+        ("policy-big", json!({"serviceAccountName": "a", "roleArn": role, "sessionPolicy": format!("{{\"a\":\"{}\"}}", "x".repeat(2100))}), "spec.sessionPolicy"),
+        ("arns", json!({"serviceAccountName": "a", "roleArn": role, "policyArns": vec!["arn:aws:iam::aws:policy/P"; 11]}), "spec.policyArns"),
+        ("arn-kind", json!({"serviceAccountName": "a", "roleArn": role, "policyArns": ["arn:aws:iam::aws:role/P"]}), "every policyArns entry must be an IAM policy ARN"),
+        ("endpoint", json!({"serviceAccountName": "a", "roleArn": role, "sts": {"endpoint": "ftp://x"}}), "endpoint must be an http(s) URL"),
+        ("region", json!({"serviceAccountName": "a", "roleArn": role, "sts": {"region": "Mars"}}), "spec.sts.region"),
+        ("mount", json!({"serviceAccountName": "a", "roleArn": role, "mountPath": "/x;rm -rf /"}), "spec.mountPath"),
+        ("mount-dots", json!({"serviceAccountName": "a", "roleArn": role, "mountPath": "/a/../b"}), "mountPath must not contain '..'"),
+        ("secret", json!({"serviceAccountName": "a", "roleArn": role, "secretName": "UPPER"}), "spec.secretName"),
+        ("unicode", json!({"serviceAccountName": "ünïcode", "roleArn": role}), "spec.serviceAccountName"),
+    ];
+    let mut failures = Vec::new();
+    for (name, spec, expected) in &cases {
+        match env.create_binding(&ns, name, spec.clone()).await {
+            Ok(_) => failures.push(format!("{name}: accepted")),
+            Err(kube::Error::Api(status)) => {
+                if status.code != 422 || !status.message.contains(expected) {
+                    failures.push(format!("{name}: {} {:?} (wanted {expected:?})", status.code, status.message));
+                }
+            }
+            Err(e) => failures.push(format!("{name}: {e}")),
+        }
+    }
+    if !failures.is_empty() {
+        bail!("{} of {} cases wrong:\n{}", failures.len(), cases.len(), failures.join("\n"));
+    }
+    Ok(())
+}
+
+pub async fn deleted_secret_is_recreated_and_edited_secret_restored(env: &Env) -> anyhow::Result<()> {
+    let ns = env.namespace("restore").await?;
+    env.service_account(&ns, "app").await?;
+    let role = env.role(&format!("{ns}-r"), &ns, "app", None);
+    let _op = Operator::start(env, &[&ns], &env.emulator.url(), &[]).await?;
+    env.create_binding(&ns, "b", json!({"serviceAccountName": "app", "roleArn": role}))
+        .await?;
+    env.wait_ready(&ns, "b", "True", READY).await?;
+    let first = env.secrets(&ns).get("b").await?;
+
+    env.secrets(&ns).delete("b", &DeleteParams::default()).await?;
+    let recreated = wait_for(Duration::from_secs(30), || async {
+        let s = env.secrets(&ns).get_opt("b").await.ok()??;
+        (s.metadata.uid != first.metadata.uid).then_some(s)
+    })
+    .await
+    .context("the deleted Secret was not recreated")?;
+    ensure!(decode(&recreated).len() == DATA_KEYS.len());
+
+    // Someone edits a key by hand (as `kubectl edit` would, with its own field manager).
+    let tampered = json!({"data": {"credential-process.json": "dGFtcGVyZWQ="}});
+    env.secrets(&ns)
+        .patch("b", &PatchParams::default(), &Patch::Merge(&tampered))
+        .await?;
+    let restored = wait_for(Duration::from_secs(30), || async {
+        let data = env.secret_data(&ns, "b").await.ok()?;
+        let doc: serde_json::Value = serde_json::from_str(&data["credential-process.json"]).ok()?;
+        (doc["Version"] == 1).then_some(data)
+    })
+    .await;
+    ensure!(restored.is_some(), "the edited Secret was not restored");
+    Ok(())
+}
+
+pub async fn foreign_secret_is_never_touched(env: &Env) -> anyhow::Result<()> {
+    let ns = env.namespace("conflict").await?;
+    env.service_account(&ns, "app").await?;
+    let role = env.role(&format!("{ns}-r"), &ns, "app", None);
+    let mine = Secret {
+        metadata: ObjectMeta {
+            name: Some("taken".into()),
+            ..ObjectMeta::default()
+        },
+        string_data: Some([("password".to_string(), "keep-me".to_string())].into()),
+        ..Secret::default()
+    };
+    let created = env.secrets(&ns).create(&PostParams::default(), &mine).await?;
+    let _op = Operator::start(env, &[&ns], &env.emulator.url(), &[]).await?;
+    env.create_binding(&ns, "b", json!({"serviceAccountName": "app", "roleArn": role, "secretName": "taken"}))
+        .await?;
+    let b = env.wait_reason(&ns, "b", "SecretConflict", READY).await?;
+    ensure!(podcreds::status::ready_condition(b.status.as_ref()).is_some_and(|c| c.status == "False"));
+    let events = env.events(&ns).await?;
+    ensure!(events.iter().any(|e| e.reason.as_deref() == Some("SecretConflict")), "no SecretConflict Event");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after = env.secrets(&ns).get("taken").await?;
+    ensure!(after.metadata.resource_version == created.metadata.resource_version, "the foreign Secret was written");
+    ensure!(decode(&after).get("password").map(String::as_str) == Some("keep-me"));
+    ensure!(env.issued_for(&role).is_empty(), "credentials were issued for a binding that cannot write them");
+    Ok(())
+}
+
+pub async fn deleting_the_binding_garbage_collects_the_secret(env: &Env) -> anyhow::Result<()> {
+    let ns = env.namespace("gc").await?;
+    env.service_account(&ns, "app").await?;
+    let role = env.role(&format!("{ns}-r"), &ns, "app", None);
+    let _op = Operator::start(env, &[&ns], &env.emulator.url(), &[]).await?;
+    env.create_binding(&ns, "b", json!({"serviceAccountName": "app", "roleArn": role}))
+        .await?;
+    env.wait_ready(&ns, "b", "True", READY).await?;
+    env.bindings(&ns).delete("b", &DeleteParams::foreground()).await?;
+    let gone = wait_for(Duration::from_secs(60), || async {
+        env.secrets(&ns).get_opt("b").await.ok()?.is_none().then_some(())
+    })
+    .await;
+    ensure!(gone.is_some(), "the Secret outlived its binding");
+    Ok(())
+}
+
+pub async fn spec_changes_issue_new_credentials(env: &Env) -> anyhow::Result<()> {
+    let ns = env.namespace("change").await?;
+    env.service_account(&ns, "app").await?;
+    let role_a = env.role(&format!("{ns}-a"), &ns, "app", None);
+    let role_b = env.role(&format!("{ns}-b"), &ns, "app", None);
+    let _op = Operator::start(env, &[&ns], &env.emulator.url(), &[]).await?;
+    env.create_binding(&ns, "b", json!({"serviceAccountName": "app", "roleArn": role_a}))
+        .await?;
+    env.wait_ready(&ns, "b", "True", READY).await?;
+    let key_of = |data: &std::collections::BTreeMap<String, String>| data["AWS_ACCESS_KEY_ID"].clone();
+    let mut previous = key_of(&env.secret_data(&ns, "b").await?);
+
+    let changes = [
+        json!({"spec": {"roleArn": role_b}}),
+        json!({"spec": {"durationSeconds": 7200}}),
+        json!({"spec": {"sessionPolicy": "{\"Version\":\"2012-10-17\",\"Statement\":[{\"Effect\":\"Allow\",\"Action\":\"s3:GetObject\",\"Resource\":\"*\"}]}"}}),
+    ];
+    for change in changes {
+        env.bindings(&ns)
+            .patch("b", &PatchParams::default(), &Patch::Merge(&change))
+            .await?;
+        let prev = previous.clone();
+        let next = wait_for(Duration::from_secs(30), || async {
+            let data = env.secret_data(&ns, "b").await.ok()?;
+            let key = key_of(&data);
+            (key != prev).then_some(key)
+        })
+        .await
+        .with_context(|| format!("no new credentials after {change}"))?;
+        previous = next;
+    }
+    let secret = env.secrets(&ns).get("b").await?;
+    let annotations = secret.metadata.annotations.unwrap_or_default();
+    ensure!(annotations.get(ANNOTATION_ROLE_ARN) == Some(&role_b), "{annotations:?}");
+    ensure!(annotations.contains_key(ANNOTATION_EXPIRATION));
+    let b_calls = env.issued_for(&role_b);
+    ensure!(b_calls.iter().any(|c| c.duration_seconds == Some(7200)), "{b_calls:?}");
+    Ok(())
+}
+
+pub async fn restart_with_fresh_secrets_makes_no_sts_calls(env: &Env) -> anyhow::Result<()> {
+    let ns = env.namespace("restart").await?;
+    env.service_account(&ns, "app").await?;
+    let role = env.role(&format!("{ns}-r"), &ns, "app", None);
+    let mut op = Operator::start(env, &[&ns], &env.emulator.url(), &[]).await?;
+    for i in 0..5 {
+        env.create_binding(&ns, &format!("b{i}"), json!({"serviceAccountName": "app", "roleArn": role}))
+            .await?;
+    }
+    for i in 0..5 {
+        env.wait_ready(&ns, &format!("b{i}"), "True", READY).await?;
+    }
+    // Let status writes settle, then remember every Secret's version.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let versions = |list: Vec<Secret>| {
+        list.into_iter()
+            .map(|s| (s.metadata.name.unwrap_or_default(), s.metadata.resource_version.unwrap_or_default()))
+            .collect::<std::collections::BTreeMap<_, _>>()
+    };
+    let before = versions(env.secrets(&ns).list(&Default::default()).await?.items);
+    let calls_before = env.calls_for(&role);
+
+    op.restart().await?;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+
+    let after = versions(env.secrets(&ns).list(&Default::default()).await?.items);
+    ensure!(env.calls_for(&role) == calls_before, "the restarted operator called STS");
+    ensure!(before == after, "the restarted operator wrote Secrets:\n{before:?}\n{after:?}");
+    for i in 0..5 {
+        env.wait_ready(&ns, &format!("b{i}"), "True", Duration::from_secs(5)).await?;
+    }
+    Ok(())
+}
+
+pub async fn disallowed_endpoint_and_audience_send_nothing(env: &Env) -> anyhow::Result<()> {
+    let ns = env.namespace("allow").await?;
+    env.service_account(&ns, "app").await?;
+    let role = env.role(&format!("{ns}-r"), &ns, "app", None);
+    let _op = Operator::start(env, &[&ns], &env.emulator.url(), &[]).await?;
+    // A listener that records whether anything ever connects.
+    let trap = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let trap_url = format!("http://{}", trap.local_addr()?);
+    env.create_binding(
+        &ns,
+        "exfil",
+        json!({"serviceAccountName": "app", "roleArn": role, "sts": {"endpoint": trap_url}}),
+    )
+    .await?;
+    env.create_binding(
+        &ns,
+        "apiaud",
+        json!({"serviceAccountName": "app", "roleArn": role, "audience": env.plane.api_url}),
+    )
+    .await?;
+    env.wait_reason(&ns, "exfil", "EndpointNotAllowed", READY).await?;
+    env.wait_reason(&ns, "apiaud", "AudienceNotAllowed", READY).await?;
+    let connected = tokio::time::timeout(Duration::from_secs(2), trap.accept()).await;
+    ensure!(connected.is_err(), "the operator connected to a disallowed endpoint");
+    ensure!(env.calls_for(&role) == 0, "STS was called for refused bindings");
+    Ok(())
+}

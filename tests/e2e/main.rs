@@ -1,0 +1,184 @@
+//! The end-to-end suite: the real `podcreds` binary against a real kube-apiserver, etcd and
+//! kube-controller-manager, the STS emulator, moto, the AWS CLI and boto3.
+//!
+//! A small harness (not libtest) owns one control plane and one emulator for the whole run, so
+//! every process it starts is stopped when it ends. Each test gets its own namespace and its own
+//! operator process watching only that namespace. A missing binary fails the run; nothing is
+//! skipped. Run through `cargo xtask test`, or `cargo test --test e2e -- <filter>`.
+
+mod consumers;
+mod core;
+mod moto;
+mod support;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::Instant;
+
+use futures::StreamExt;
+use futures::future::BoxFuture;
+use support::Env;
+
+type TestFn = for<'a> fn(&'a Env) -> BoxFuture<'a, anyhow::Result<()>>;
+
+macro_rules! tests {
+    ($($module:ident :: $name:ident),* $(,)?) => {
+        &[$((concat!(stringify!($module), "::", stringify!($name)), (|env| Box::pin($module::$name(env))) as TestFn)),*]
+    };
+}
+
+const TESTS: &[(&str, TestFn)] = tests![
+    core::binding_issues_working_credentials,
+    core::refresh_happens_before_expiry_and_honours_shorter_grants,
+    core::missing_service_account_then_created,
+    core::trust_policy_rejection_writes_nothing,
+    core::invalid_specs_are_rejected_by_the_apiserver,
+    core::deleted_secret_is_recreated_and_edited_secret_restored,
+    core::foreign_secret_is_never_touched,
+    core::deleting_the_binding_garbage_collects_the_secret,
+    core::spec_changes_issue_new_credentials,
+    core::restart_with_fresh_secrets_makes_no_sts_calls,
+    core::disallowed_endpoint_and_audience_send_nothing,
+    consumers::aws_cli_and_boto3_use_the_mounted_secret,
+    moto::core_flow_against_moto,
+];
+
+tokio::task_local! {
+    static CURRENT_TEST: String;
+}
+
+/// Log files of processes each test started, printed when it fails.
+static TEST_LOGS: Mutex<Option<HashMap<String, Vec<PathBuf>>>> = Mutex::new(None);
+
+/// Records a log file to show if the current test fails.
+pub fn register_log(path: PathBuf) {
+    let _ = CURRENT_TEST.try_with(|name| {
+        if let Ok(mut logs) = TEST_LOGS.lock() {
+            logs.get_or_insert_with(HashMap::new)
+                .entry(name.clone())
+                .or_default()
+                .push(path);
+        }
+    });
+}
+
+fn logs_of(name: &str) -> Vec<PathBuf> {
+    TEST_LOGS
+        .lock()
+        .ok()
+        .and_then(|l| l.as_ref().and_then(|m| m.get(name).cloned()))
+        .unwrap_or_default()
+}
+
+fn tail(path: &PathBuf, lines: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+struct Args {
+    filters: Vec<String>,
+    threads: usize,
+    list: bool,
+}
+
+fn parse_args() -> Args {
+    let mut args = Args {
+        filters: Vec::new(),
+        threads: 3,
+        list: false,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--test-threads" => {
+                if let Some(n) = it.next().and_then(|n| n.parse().ok()) {
+                    args.threads = n;
+                }
+            }
+            "--list" => args.list = true,
+            s if s.starts_with("--test-threads=") => {
+                if let Ok(n) = s.trim_start_matches("--test-threads=").parse() {
+                    args.threads = n;
+                }
+            }
+            s if s.starts_with('-') => {}
+            s => args.filters.push(s.to_string()),
+        }
+    }
+    args
+}
+
+#[tokio::main]
+async fn main() {
+    let args = parse_args();
+    let selected: Vec<&(&str, TestFn)> = TESTS
+        .iter()
+        .filter(|(name, _)| args.filters.is_empty() || args.filters.iter().any(|f| name.contains(f.as_str())))
+        .collect();
+    if args.list {
+        for (name, _) in &selected {
+            println!("{name}: test");
+        }
+        return;
+    }
+    let started = Instant::now();
+    println!("\nrunning {} end-to-end tests ({} at a time)", selected.len(), args.threads.max(1));
+    let owned_env = match Env::start().await {
+        Ok(env) => env,
+        Err(e) => {
+            eprintln!("could not start the test environment: {e:#}");
+            println!("test result: FAILED. 0 passed; {} failed; 0 ignored", selected.len());
+            std::process::exit(1);
+        }
+    };
+    println!(
+        "control plane at {} (files in {})",
+        owned_env.plane.api_url,
+        owned_env.plane.dir().display()
+    );
+    let env = &owned_env;
+    let results: Vec<(String, Result<(), anyhow::Error>, f64)> = futures::stream::iter(selected)
+        .map(|(name, test)| async move {
+            let t0 = Instant::now();
+            let result = CURRENT_TEST.scope(name.to_string(), test(env)).await;
+            let secs = t0.elapsed().as_secs_f64();
+            match &result {
+                Ok(()) => println!("test {name} ... ok ({secs:.1}s)"),
+                Err(e) => println!("test {name} ... FAILED ({secs:.1}s): {e:#}"),
+            }
+            (name.to_string(), result, secs)
+        })
+        .buffer_unordered(args.threads.max(1))
+        .collect()
+        .await;
+
+    let failed: Vec<&(String, Result<(), anyhow::Error>, f64)> = results.iter().filter(|r| r.1.is_err()).collect();
+    for (name, result, _) in &failed {
+        println!("\n---- {name} ----");
+        if let Err(e) = result {
+            println!("{e:?}");
+        }
+        for log in logs_of(name) {
+            println!("--- {} (last 60 lines) ---\n{}", log.display(), tail(&log, 60));
+        }
+    }
+    if !failed.is_empty() {
+        println!("\n---- control plane logs ----\n{}", env.plane.logs(25));
+    }
+    let passed = results.len() - failed.len();
+    let status = if failed.is_empty() { "ok" } else { "FAILED" };
+    println!(
+        "\ntest result: {status}. {passed} passed; {} failed; 0 ignored; 0 measured; {} filtered out; finished in {:.2}s",
+        failed.len(),
+        TESTS.len() - results.len(),
+        started.elapsed().as_secs_f64()
+    );
+    let code = i32::from(!failed.is_empty());
+    env.emulator.shutdown();
+    // Stop every process this run started before exiting.
+    drop(results);
+    drop(owned_env);
+    std::process::exit(code);
+}

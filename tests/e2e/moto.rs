@@ -1,0 +1,77 @@
+//! The core flow against moto, an STS implementation we did not write: proves wire compatibility
+//! (moto checks nothing about the token itself).
+
+use std::time::Duration;
+
+use anyhow::{Context, bail, ensure};
+use podcreds_testenv::{Process, free_port};
+use serde_json::json;
+
+use crate::support::{Env, Operator, clean_aws_env, decode, http_get};
+
+pub async fn core_flow_against_moto(env: &Env) -> anyhow::Result<()> {
+    let moto_bin = podcreds_testenv::tools::venv_program("moto_server")?;
+    let port = free_port()?;
+    let log_dir = env.plane.dir().join(format!("moto-{port}"));
+    std::fs::create_dir_all(&log_dir)?;
+    let mut moto = Process::spawn(
+        "moto",
+        &moto_bin,
+        &["-H".into(), "127.0.0.1".into(), "-p".into(), port.to_string()],
+        &[],
+        &log_dir,
+    )?;
+    crate::register_log(moto.log_path().to_path_buf());
+    let addr = format!("127.0.0.1:{port}");
+    let mut up = false;
+    for _ in 0..150 {
+        if let Some(status) = moto.exited() {
+            bail!("moto_server exited with {status}:\n{}", moto.log_tail(30));
+        }
+        if http_get(&addr, "/moto-api/").await.is_ok() {
+            up = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    ensure!(up, "moto_server did not start:\n{}", moto.log_tail(30));
+    let moto_url = format!("http://{addr}");
+
+    let ns = env.namespace("moto").await?;
+    env.service_account(&ns, "app").await?;
+    let _op = Operator::start(env, &[&ns], &moto_url, &[]).await?;
+    let role = format!("arn:aws:iam::{}:role/moto-role", crate::support::ACCOUNT);
+    env.create_binding(
+        &ns,
+        "moto",
+        json!({"serviceAccountName": "app", "roleArn": role, "durationSeconds": 900}),
+    )
+    .await?;
+    let binding = env.wait_ready(&ns, "moto", "True", Duration::from_secs(60)).await?;
+    let status = binding.status.context("status")?;
+    let assumed = status.assumed_role_arn.context("assumedRoleArn")?;
+    ensure!(assumed.contains(":assumed-role/moto-role/"), "{assumed}");
+
+    let data = decode(&env.secrets(&ns).get("moto").await?);
+    ensure!(data["AWS_ACCESS_KEY_ID"].starts_with("ASIA"), "moto issued {}", data["AWS_ACCESS_KEY_ID"]);
+    let process: serde_json::Value = serde_json::from_str(&data["credential-process.json"])?;
+    let exp: jiff::Timestamp = process["Expiration"].as_str().context("Expiration")?.parse()?;
+    ensure!(exp > jiff::Timestamp::now());
+
+    // The shared-credentials file works with the AWS CLI against moto.
+    let dir = tempfile::tempdir()?;
+    let creds = dir.path().join("credentials");
+    std::fs::write(&creds, &data["credentials"])?;
+    let aws = podcreds_testenv::tools::venv_program("aws")?;
+    let mut cmd = tokio::process::Command::new(aws);
+    clean_aws_env(&mut cmd);
+    cmd.args(["sts", "get-caller-identity", "--output", "json", "--endpoint-url", &moto_url, "--region", "us-east-1"])
+        .env("AWS_SHARED_CREDENTIALS_FILE", &creds)
+        .env("AWS_CONFIG_FILE", "/dev/null");
+    let out = cmd.output().await?;
+    ensure!(out.status.success(), "aws against moto failed: {}", String::from_utf8_lossy(&out.stderr));
+    let ident: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    ensure!(ident["Account"] == crate::support::ACCOUNT, "moto answered {ident}");
+    moto.terminate()?;
+    Ok(())
+}

@@ -1,0 +1,348 @@
+//! Shared machinery of the end-to-end suite: the environment (one control plane and one STS
+//! emulator per run), an operator process per test, and helpers to wait and inspect.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use k8s_openapi::api::core::v1::{Event, Secret, ServiceAccount};
+use kube::api::{Api, ListParams, ObjectMeta, PostParams};
+use kube::Client;
+use podcreds::api::AWSRoleBinding;
+use podcreds_testenv::{ControlPlane, Process, free_port};
+use sts_emulator::{Emulator, Role};
+
+pub const ACCOUNT: &str = "123456789012";
+
+/// Everything a test can use.
+pub struct Env {
+    pub plane: ControlPlane,
+    pub emulator: Emulator,
+    pub client: Client,
+}
+
+impl Env {
+    pub async fn start() -> anyhow::Result<Self> {
+        let plane = ControlPlane::start(podcreds_testenv::Options::default()).await?;
+        plane.install_crds(&podcreds::crd_yaml()?).await?;
+        let emulator = Emulator::start(sts_emulator::Config {
+            listen: "127.0.0.1:0".parse()?,
+            issuer: plane.api_url.clone(),
+            issuer_ca_pem: Some(plane.ca_pem.clone().into_bytes()),
+            roles: Vec::new(),
+        })
+        .await?;
+        let client = plane.client().await?;
+        Ok(Self {
+            plane,
+            emulator,
+            client,
+        })
+    }
+
+    /// A fresh namespace for one test.
+    pub async fn namespace(&self, prefix: &str) -> anyhow::Result<String> {
+        Ok(self.plane.namespace(prefix).await?)
+    }
+
+    /// Registers a role trusting exactly `namespace/service_account`.
+    pub fn role(&self, name: &str, namespace: &str, service_account: &str, max_session_seconds: Option<u64>) -> String {
+        let arn = format!("arn:aws:iam::{ACCOUNT}:role/{name}");
+        self.emulator.add_role(Role {
+            arn: arn.clone(),
+            subjects: vec![format!("system:serviceaccount:{namespace}:{service_account}")],
+            audiences: vec![],
+            max_session_seconds,
+        });
+        arn
+    }
+
+    pub async fn service_account(&self, ns: &str, name: &str) -> anyhow::Result<()> {
+        let api: Api<ServiceAccount> = Api::namespaced(self.client.clone(), ns);
+        let sa = ServiceAccount {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                ..ObjectMeta::default()
+            },
+            ..ServiceAccount::default()
+        };
+        api.create(&PostParams::default(), &sa).await?;
+        Ok(())
+    }
+
+    pub async fn create_binding(&self, ns: &str, name: &str, spec: serde_json::Value) -> Result<AWSRoleBinding, kube::Error> {
+        let api: Api<AWSRoleBinding> = Api::namespaced(self.client.clone(), ns);
+        let binding: AWSRoleBinding = serde_json::from_value(serde_json::json!({
+            "apiVersion": "podcreds.dev/v1alpha1",
+            "kind": "AWSRoleBinding",
+            "metadata": {"name": name, "namespace": ns},
+            "spec": spec,
+        }))
+        .map_err(kube::Error::SerdeError)?;
+        api.create(&PostParams::default(), &binding).await
+    }
+
+    pub fn bindings(&self, ns: &str) -> Api<AWSRoleBinding> {
+        Api::namespaced(self.client.clone(), ns)
+    }
+
+    pub fn secrets(&self, ns: &str) -> Api<Secret> {
+        Api::namespaced(self.client.clone(), ns)
+    }
+
+    /// Waits until the binding's Ready condition has `status`, returning the binding.
+    pub async fn wait_ready(&self, ns: &str, name: &str, status: &str, timeout: Duration) -> anyhow::Result<AWSRoleBinding> {
+        let api = self.bindings(ns);
+        let found = wait_for(timeout, || {
+            let api = api.clone();
+            async move {
+                let b = api.get(name).await.ok()?;
+                let ready = podcreds::status::ready_condition(b.status.as_ref())?;
+                (ready.status == status).then_some(b.clone())
+            }
+        })
+        .await;
+        match found {
+            Some(b) => Ok(b),
+            None => {
+                let b = api.get(name).await?;
+                bail!("binding {ns}/{name} never reached Ready={status}; status: {:?}", b.status)
+            }
+        }
+    }
+
+    /// Waits until the binding's Ready condition has `reason`.
+    pub async fn wait_reason(&self, ns: &str, name: &str, reason: &str, timeout: Duration) -> anyhow::Result<AWSRoleBinding> {
+        let api = self.bindings(ns);
+        let found = wait_for(timeout, || {
+            let api = api.clone();
+            async move {
+                let b = api.get(name).await.ok()?;
+                let ready = podcreds::status::ready_condition(b.status.as_ref())?;
+                (ready.reason == reason).then_some(b.clone())
+            }
+        })
+        .await;
+        match found {
+            Some(b) => Ok(b),
+            None => {
+                let b = self.bindings(ns).get(name).await?;
+                bail!("binding {ns}/{name} never got reason {reason}; status: {:?}", b.status)
+            }
+        }
+    }
+
+    /// The decoded data of a Secret.
+    pub async fn secret_data(&self, ns: &str, name: &str) -> anyhow::Result<BTreeMap<String, String>> {
+        let s = self.secrets(ns).get(name).await?;
+        Ok(decode(&s))
+    }
+
+    /// Events about objects in `ns`.
+    pub async fn events(&self, ns: &str) -> anyhow::Result<Vec<Event>> {
+        let api: Api<Event> = Api::namespaced(self.client.clone(), ns);
+        Ok(api.list(&ListParams::default()).await?.items)
+    }
+
+    /// AssumeRoleWithWebIdentity calls the emulator saw for `role_arn` that issued credentials.
+    pub fn issued_for(&self, role_arn: &str) -> Vec<sts_emulator::CallRecord> {
+        self.emulator
+            .calls()
+            .calls
+            .into_iter()
+            .filter(|c| c.action == "AssumeRoleWithWebIdentity" && c.role_arn.as_deref() == Some(role_arn))
+            .collect()
+    }
+
+    /// All STS calls for `role_arn`, whatever their result.
+    pub fn calls_for(&self, role_arn: &str) -> usize {
+        self.emulator
+            .calls()
+            .calls
+            .iter()
+            .filter(|c| c.role_arn.as_deref() == Some(role_arn))
+            .count()
+    }
+}
+
+pub fn decode(secret: &Secret) -> BTreeMap<String, String> {
+    secret
+        .data
+        .as_ref()
+        .map(|d| {
+            d.iter()
+                .map(|(k, v)| (k.clone(), String::from_utf8_lossy(&v.0).into_owned()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Polls `check` every 200 ms until it yields a value or `timeout` passes.
+pub async fn wait_for<T, F, Fut>(timeout: Duration, mut check: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(v) = check().await {
+            return Some(v);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// A podcreds operator process, run exactly as in production (the real binary, a real client).
+pub struct Operator {
+    pub process: Process,
+    pub admin: String,
+    args: Vec<String>,
+    log_dir: PathBuf,
+    kubeconfig: PathBuf,
+}
+
+impl Operator {
+    /// Starts the operator watching `namespaces`, with STS at `sts_endpoint`.
+    pub async fn start(env: &Env, namespaces: &[&str], sts_endpoint: &str, extra: &[&str]) -> anyhow::Result<Self> {
+        Self::start_with_kubeconfig(env, &env.plane.kubeconfig, namespaces, sts_endpoint, extra).await
+    }
+
+    pub async fn start_with_kubeconfig(
+        env: &Env,
+        kubeconfig: &Path,
+        namespaces: &[&str],
+        sts_endpoint: &str,
+        extra: &[&str],
+    ) -> anyhow::Result<Self> {
+        let port = free_port()?;
+        let admin = format!("127.0.0.1:{port}");
+        let mut args = vec![
+            "run".to_string(),
+            format!("--admin-address={admin}"),
+            format!("--sts-endpoint={sts_endpoint}"),
+            "--log-format=json".into(),
+            "--log-level=debug,kube=info,hyper=info,tower=info,aws=warn,aws_smithy_runtime=warn".into(),
+        ];
+        if !namespaces.is_empty() {
+            args.push(format!("--namespaces={}", namespaces.join(",")));
+        }
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let log_dir = env.plane.dir().join(format!("operator-{port}"));
+        std::fs::create_dir_all(&log_dir)?;
+        let mut op = Self {
+            process: spawn_operator(&args, kubeconfig, &log_dir)?,
+            admin,
+            args,
+            log_dir,
+            kubeconfig: kubeconfig.to_path_buf(),
+        };
+        crate::register_log(op.process.log_path().to_path_buf());
+        op.wait_ready().await?;
+        Ok(op)
+    }
+
+    pub async fn wait_ready(&mut self) -> anyhow::Result<()> {
+        let admin = self.admin.clone();
+        for _ in 0..300 {
+            if let Some(status) = self.process.exited() {
+                bail!("operator exited with {status}:\n{}", self.process.log_tail(40));
+            }
+            if http_get(&admin, "/readyz").await.map(|(code, _)| code == 200).unwrap_or(false) {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        bail!("operator not ready after 30s:\n{}", self.process.log_tail(40))
+    }
+
+    /// SIGTERM, wait, start again with the same arguments.
+    pub async fn restart(&mut self) -> anyhow::Result<()> {
+        self.process.terminate()?;
+        self.process = spawn_operator(&self.args, &self.kubeconfig, &self.log_dir)?;
+        self.wait_ready().await
+    }
+
+    pub fn log(&self) -> String {
+        self.process.log()
+    }
+
+    pub async fn metrics(&self) -> anyhow::Result<String> {
+        let (code, body) = http_get(&self.admin, "/metrics").await?;
+        if code != 200 {
+            bail!("/metrics answered {code}");
+        }
+        Ok(body)
+    }
+}
+
+fn spawn_operator(args: &[String], kubeconfig: &Path, log_dir: &Path) -> anyhow::Result<Process> {
+    Ok(Process::spawn(
+        "podcreds",
+        Path::new(env!("CARGO_BIN_EXE_podcreds")),
+        args,
+        &[
+            ("KUBECONFIG".into(), kubeconfig.to_string_lossy().into_owned()),
+            ("RUST_BACKTRACE".into(), "1".into()),
+        ],
+        log_dir,
+    )?)
+}
+
+/// A minimal HTTP/1.0 GET on loopback: (status code, body).
+pub async fn http_get(addr: &str, path: &str) -> anyhow::Result<(u16, String)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await?;
+    stream
+        .write_all(format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())
+        .await?;
+    let mut buf = Vec::new();
+    stream.read_to_end(&mut buf).await?;
+    let text = String::from_utf8_lossy(&buf);
+    let code = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .context("no status line")?;
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    Ok((code, body))
+}
+
+/// Writes a Secret's data the way the kubelet lays out a Secret volume: a timestamped directory,
+/// a `..data` symlink to it, and one symlink per key; updates swap `..data` atomically.
+pub fn kubelet_layout(dir: &Path, data: &BTreeMap<String, String>, generation: u32) -> anyhow::Result<()> {
+    use std::os::unix::fs::symlink;
+    let versioned = format!("..{generation:04}_data");
+    let target = dir.join(&versioned);
+    std::fs::create_dir_all(&target)?;
+    for (k, v) in data {
+        std::fs::write(target.join(k), v)?;
+    }
+    let tmp = dir.join("..data_tmp");
+    let _ = std::fs::remove_file(&tmp);
+    symlink(&versioned, &tmp)?;
+    std::fs::rename(&tmp, dir.join("..data"))?;
+    for k in data.keys() {
+        let link = dir.join(k);
+        if std::fs::symlink_metadata(&link).is_err() {
+            symlink(format!("..data/{k}"), &link)?;
+        }
+    }
+    Ok(())
+}
+
+/// Environment for an AWS client process that must use nothing but what it is given.
+pub fn clean_aws_env(cmd: &mut tokio::process::Command) {
+    for (k, _) in std::env::vars() {
+        if k.starts_with("AWS_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_PAGER", "");
+}
