@@ -158,7 +158,7 @@ async fn main() {
     for (name, result, _) in &failed {
         println!("\n---- {name} ----");
         if let Err(e) = result {
-            println!("{e:?}");
+            println!("{e:#}");
         }
         for log in logs_of(name) {
             println!("--- {} (last 60 lines) ---\n{}", log.display(), tail(&log, 60));

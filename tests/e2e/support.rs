@@ -73,15 +73,20 @@ impl Env {
     }
 
     pub async fn create_binding(&self, ns: &str, name: &str, spec: serde_json::Value) -> Result<AWSRoleBinding, kube::Error> {
-        let api: Api<AWSRoleBinding> = Api::namespaced(self.client.clone(), ns);
-        let binding: AWSRoleBinding = serde_json::from_value(serde_json::json!({
+        // Sent untyped, so that bindings the Rust type could not even represent reach the apiserver.
+        let resource = kube::api::ApiResource::erase::<AWSRoleBinding>(&());
+        let api: Api<kube::api::DynamicObject> = Api::namespaced_with(self.client.clone(), ns, &resource);
+        let object: kube::api::DynamicObject = serde_json::from_value(serde_json::json!({
             "apiVersion": "podcreds.dev/v1alpha1",
             "kind": "AWSRoleBinding",
             "metadata": {"name": name, "namespace": ns},
             "spec": spec,
         }))
         .map_err(kube::Error::SerdeError)?;
-        api.create(&PostParams::default(), &binding).await
+        let created = api.create(&PostParams::default(), &object).await?;
+        serde_json::to_value(created)
+            .and_then(serde_json::from_value)
+            .map_err(kube::Error::SerdeError)
     }
 
     pub fn bindings(&self, ns: &str) -> Api<AWSRoleBinding> {
