@@ -33,7 +33,10 @@ async fn metrics(State(state): State<AdminState>) -> impl IntoResponse {
     match crate::metrics::encode(&state.registry) {
         Ok(body) => (
             StatusCode::OK,
-            [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+            [(
+                header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
             body,
         )
             .into_response(),
@@ -55,5 +58,9 @@ pub async fn serve(
         .with_state(AdminState { registry, ready });
     let listener = tokio::net::TcpListener::bind(addr).await?;
     tracing::info!(address = %listener.local_addr()?, "admin server listening");
-    Ok(async move { axum::serve(listener, app).with_graceful_shutdown(shutdown).await })
+    Ok(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await
+    })
 }

@@ -29,6 +29,8 @@ fn default_mount_path() -> String {
 /// podcreds requests a short-lived token for the ServiceAccount, exchanges it with AWS STS
 /// `AssumeRoleWithWebIdentity` and keeps the temporary credentials fresh in a Secret that
 /// workloads mount.
+// Each `printcolumn(...)` repeats the same keys, which clippy mistakes for duplicated attributes.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(
     group = "podcreds.dev",
@@ -43,11 +45,23 @@ fn default_mount_path() -> String {
     derive = "PartialEq",
     doc = "Binds a ServiceAccount of this namespace to an AWS IAM role; podcreds keeps short-lived credentials for the role in a Secret.",
     printcolumn(name = "Role", type_ = "string", json_path = ".spec.roleArn"),
-    printcolumn(name = "ServiceAccount", type_ = "string", json_path = ".spec.serviceAccountName"),
+    printcolumn(
+        name = "ServiceAccount",
+        type_ = "string",
+        json_path = ".spec.serviceAccountName"
+    ),
     printcolumn(name = "Secret", type_ = "string", json_path = ".status.secretName"),
-    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
     printcolumn(name = "Expires", type_ = "date", json_path = ".status.expiration"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[x_kube(validation = kube::core::Rule::new(
     "!has(self.renewBefore) || duration(self.renewBefore).getSeconds() < self.durationSeconds"

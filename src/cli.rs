@@ -8,7 +8,11 @@ use crate::controller::Settings;
 use crate::spec::StsPolicy;
 
 #[derive(Parser, Debug)]
-#[command(name = "podcreds", version, about = "Short-lived AWS credentials for Kubernetes ServiceAccounts")]
+#[command(
+    name = "podcreds",
+    version,
+    about = "Short-lived AWS credentials for Kubernetes ServiceAccounts"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -84,12 +88,27 @@ impl RunArgs {
                 default_region: self.default_region.clone(),
                 default_endpoint: self.sts_endpoint.clone().filter(|e| !e.is_empty()),
                 default_audience: self.audience.clone(),
-                allowed_audiences: self.allowed_audiences.iter().filter(|a| !a.is_empty()).cloned().collect(),
-                allowed_endpoints: self.allowed_sts_endpoints.iter().filter(|e| !e.is_empty()).cloned().collect(),
+                allowed_audiences: self
+                    .allowed_audiences
+                    .iter()
+                    .filter(|a| !a.is_empty())
+                    .cloned()
+                    .collect(),
+                allowed_endpoints: self
+                    .allowed_sts_endpoints
+                    .iter()
+                    .filter(|e| !e.is_empty())
+                    .cloned()
+                    .collect(),
             },
             token_expiration_seconds: self.token_expiration_seconds,
             concurrency: self.concurrency,
-            namespaces: self.namespaces.iter().filter(|n| !n.is_empty()).cloned().collect(),
+            namespaces: self
+                .namespaces
+                .iter()
+                .filter(|n| !n.is_empty())
+                .cloned()
+                .collect(),
             sts_rate_per_second: self.sts_qps,
             sts_burst: self.sts_burst,
             instance: self.instance.clone(),
@@ -120,7 +139,10 @@ mod tests {
             panic!("expected run")
         };
         let s = args.settings();
-        assert_eq!(s.sts_policy.default_endpoint.as_deref(), Some("http://127.0.0.1:9000"));
+        assert_eq!(
+            s.sts_policy.default_endpoint.as_deref(),
+            Some("http://127.0.0.1:9000")
+        );
         assert_eq!(s.sts_policy.allowed_audiences, vec!["minio", "other"]);
         assert_eq!(s.namespaces, vec!["a", "b"]);
         assert_eq!(s.token_expiration_seconds, 600);
@@ -129,7 +151,9 @@ mod tests {
 
     #[test]
     fn out_of_range_flags_are_rejected() {
-        assert!(Cli::try_parse_from(["podcreds", "run", "--token-expiration-seconds", "60"]).is_err());
+        assert!(
+            Cli::try_parse_from(["podcreds", "run", "--token-expiration-seconds", "60"]).is_err()
+        );
         assert!(Cli::try_parse_from(["podcreds", "run", "--concurrency", "0"]).is_err());
     }
 }

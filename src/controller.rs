@@ -130,13 +130,20 @@ pub struct Shared {
 }
 
 impl Shared {
-    pub fn new(client: Client, sts: SharedSts, settings: Settings, metrics: crate::metrics::Metrics) -> Self {
+    pub fn new(
+        client: Client,
+        sts: SharedSts,
+        settings: Settings,
+        metrics: crate::metrics::Metrics,
+    ) -> Self {
         let reporter = Reporter {
             controller: "podcreds".into(),
             instance: settings.instance.clone(),
         };
-        let rate = std::num::NonZeroU32::new(settings.sts_rate_per_second.max(1)).unwrap_or(std::num::NonZeroU32::MIN);
-        let burst = std::num::NonZeroU32::new(settings.sts_burst.max(1)).unwrap_or(std::num::NonZeroU32::MIN);
+        let rate = std::num::NonZeroU32::new(settings.sts_rate_per_second.max(1))
+            .unwrap_or(std::num::NonZeroU32::MIN);
+        let burst = std::num::NonZeroU32::new(settings.sts_burst.max(1))
+            .unwrap_or(std::num::NonZeroU32::MIN);
         Self {
             recorder: Recorder::new(client.clone(), reporter),
             client,
@@ -183,18 +190,31 @@ fn owner_of(binding: &AWSRoleBinding, uid: &str) -> Owner {
 impl Context {
     /// The Secret's metadata: from the cache, or (on a miss) from the apiserver, so that a cold
     /// cache or a Secret without our label is never mistaken for a missing one.
-    async fn secret_meta(&self, ns: &str, name: &str) -> Result<Option<PartialObjectMeta<Secret>>, Error> {
+    async fn secret_meta(
+        &self,
+        ns: &str,
+        name: &str,
+    ) -> Result<Option<PartialObjectMeta<Secret>>, Error> {
         if let Some(cached) = self.secrets.get(&ObjectRef::new(name).within(ns)) {
             return Ok(Some((*cached).clone()));
         }
         let api: Api<Secret> = Api::namespaced(self.shared.client.clone(), ns);
-        api.get_metadata_opt(name).await.map_err(|source| Error::ReadSecret {
-            name: name.to_string(),
-            source,
-        })
+        api.get_metadata_opt(name)
+            .await
+            .map_err(|source| Error::ReadSecret {
+                name: name.to_string(),
+                source,
+            })
     }
 
-    async fn publish(&self, binding: &AWSRoleBinding, type_: EventType, reason: &str, action: &str, note: String) {
+    async fn publish(
+        &self,
+        binding: &AWSRoleBinding,
+        type_: EventType,
+        reason: &str,
+        action: &str,
+        note: String,
+    ) {
         let event = Event {
             type_,
             reason: reason.into(),
@@ -202,17 +222,34 @@ impl Context {
             action: action.into(),
             secondary: None,
         };
-        if let Err(e) = self.shared.recorder.publish(&event, &binding.object_ref(&())).await {
+        if let Err(e) = self
+            .shared
+            .recorder
+            .publish(&event, &binding.object_ref(&()))
+            .await
+        {
             warn!(error = %e, "could not publish Event");
         }
     }
 
-    async fn write_status(&self, binding: &AWSRoleBinding, outcome: &Outcome<'_>, now: Timestamp) -> Result<(), Error> {
-        let status = build_status(binding.status.as_ref(), binding.metadata.generation, outcome, now);
+    async fn write_status(
+        &self,
+        binding: &AWSRoleBinding,
+        outcome: &Outcome<'_>,
+        now: Timestamp,
+    ) -> Result<(), Error> {
+        let status = build_status(
+            binding.status.as_ref(),
+            binding.metadata.generation,
+            outcome,
+            now,
+        );
         if binding.status.as_ref() == Some(&status) {
             return Ok(());
         }
-        let ns = binding.namespace().ok_or(Error::MissingMetadata("namespace"))?;
+        let ns = binding
+            .namespace()
+            .ok_or(Error::MissingMetadata("namespace"))?;
         let api: Api<AWSRoleBinding> = Api::namespaced(self.shared.client.clone(), &ns);
         let patch = serde_json::json!({
             "apiVersion": AWSRoleBinding::api_version(&()),
@@ -251,7 +288,10 @@ impl Context {
             shared.settings.token_expiration_seconds,
         )
         .await;
-        shared.metrics.token_duration.observe(started.elapsed().as_secs_f64());
+        shared
+            .metrics
+            .token_duration
+            .observe(started.elapsed().as_secs_f64());
         let token = token?;
 
         shared.limiter.until_ready().await;
@@ -279,7 +319,12 @@ impl Context {
         let issued_at = truncate_to_second(Timestamp::now());
         let expiration = truncate_to_second(credentials.expiration);
         let jitter = plan::jitter_from(&format!("{uid}/{}", expiration.as_second()));
-        let renewal_time = truncate_to_second(plan::renewal_time(issued_at, expiration, spec.renew_before, jitter));
+        let renewal_time = truncate_to_second(plan::renewal_time(
+            issued_at,
+            expiration,
+            spec.renew_before,
+            jitter,
+        ));
         let owner = owner_of(binding, uid);
         let secret = secret::render(&Rendering {
             namespace: &ns,
@@ -315,7 +360,8 @@ impl Context {
                 // Apply with the observed resourceVersion as a precondition, so a Secret that
                 // changed hands since we looked is not overwritten.
                 let mut secret = secret;
-                secret.metadata.resource_version = existing.and_then(|m| m.metadata.resource_version.clone());
+                secret.metadata.resource_version =
+                    existing.and_then(|m| m.metadata.resource_version.clone());
                 match api
                     .patch(
                         &spec.secret_name,
@@ -328,7 +374,8 @@ impl Context {
                     Err(kube::Error::Api(s)) if s.code == 409 => {
                         return Err(RefreshError::WriteSecret {
                             name: spec.secret_name.clone(),
-                            reason: "the Secret changed while it was being refreshed; retrying".into(),
+                            reason: "the Secret changed while it was being refreshed; retrying"
+                                .into(),
                         });
                     }
                     Err(e) => return Err(write_error(e)),
@@ -375,7 +422,9 @@ impl Context {
 
 /// One reconciliation of one binding.
 pub async fn reconcile(binding: Arc<AWSRoleBinding>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let ns = binding.namespace().ok_or(Error::MissingMetadata("namespace"))?;
+    let ns = binding
+        .namespace()
+        .ok_or(Error::MissingMetadata("namespace"))?;
     let uid = binding.uid().ok_or(Error::MissingMetadata("uid"))?;
     let name = binding.name_any();
     let shared = &ctx.shared;
@@ -387,8 +436,14 @@ pub async fn reconcile(binding: Arc<AWSRoleBinding>, ctx: Arc<Context>) -> Resul
         Err(e) => {
             let message = e.to_string();
             if ready_reason(&binding) != Some(e.category()) {
-                ctx.publish(&binding, EventType::Warning, e.category(), "Validate", message.clone())
-                    .await;
+                ctx.publish(
+                    &binding,
+                    EventType::Warning,
+                    e.category(),
+                    "Validate",
+                    message.clone(),
+                )
+                .await;
             }
             ctx.write_status(
                 &binding,
@@ -418,8 +473,14 @@ pub async fn reconcile(binding: Arc<AWSRoleBinding>, ctx: Arc<Context>) -> Resul
                 owner.as_deref().unwrap_or("none"),
             );
             if ready_reason(&binding) != Some("SecretConflict") {
-                ctx.publish(&binding, EventType::Warning, "SecretConflict", "Refresh", message.clone())
-                    .await;
+                ctx.publish(
+                    &binding,
+                    EventType::Warning,
+                    "SecretConflict",
+                    "Refresh",
+                    message.clone(),
+                )
+                .await;
             }
             ctx.write_status(
                 &binding,
@@ -458,11 +519,20 @@ pub async fn reconcile(binding: Arc<AWSRoleBinding>, ctx: Arc<Context>) -> Resul
                 _ => None,
             };
             match ctx
-                .refresh(&binding, &spec, &fingerprint, &uid, &observed, existing.as_ref())
+                .refresh(
+                    &binding,
+                    &spec,
+                    &fingerprint,
+                    &uid,
+                    &observed,
+                    existing.as_ref(),
+                )
                 .await
             {
                 Ok(issued) => on_refreshed(&ctx, &binding, &spec, &uid, reason, issued).await,
-                Err(e) => on_refresh_failed(&ctx, &binding, &spec, &uid, still_valid.as_ref(), e).await,
+                Err(e) => {
+                    on_refresh_failed(&ctx, &binding, &spec, &uid, still_valid.as_ref(), e).await
+                }
             }
         }
     }
@@ -512,8 +582,12 @@ async fn on_refreshed(
         now,
     )
     .await?;
-    ctx.delete_stale_secrets(&binding.namespace().unwrap_or_default(), uid, &spec.secret_name)
-        .await;
+    ctx.delete_stale_secrets(
+        &binding.namespace().unwrap_or_default(),
+        uid,
+        &spec.secret_name,
+    )
+    .await;
     Ok(Action::requeue(until(issued.renewal_time, now)))
 }
 
@@ -590,7 +664,10 @@ pub fn error_policy(binding: Arc<AWSRoleBinding>, error: &Error, ctx: Arc<Contex
     ctx.shared.metrics.failed(error.category());
     warn!(binding = %binding.name_any(), error = %error, attempt, "reconciliation failed");
     let jitter = plan::jitter_from(&format!("{uid}/{attempt}"));
-    Action::requeue(plan::retry_delay(RetryClass::Transient, attempt, None, jitter).unwrap_or(plan::BACKOFF_CAP))
+    Action::requeue(
+        plan::retry_delay(RetryClass::Transient, attempt, None, jitter)
+            .unwrap_or(plan::BACKOFF_CAP),
+    )
 }
 
 /// The stores the admin server and metrics read; filled in as scopes start.
@@ -607,7 +684,13 @@ pub async fn run(
     let scopes: Vec<Option<String>> = if shared.settings.namespaces.is_empty() {
         vec![None]
     } else {
-        shared.settings.namespaces.iter().cloned().map(Some).collect()
+        shared
+            .settings
+            .namespaces
+            .iter()
+            .cloned()
+            .map(Some)
+            .collect()
     };
     let mut waits = Vec::new();
     let mut runs = Vec::new();
@@ -623,7 +706,11 @@ pub async fn run(
                 Api::namespaced(client.clone(), ns),
                 Api::namespaced(client, ns),
             ),
-            None => (Api::all(client.clone()), Api::all(client.clone()), Api::all(client)),
+            None => (
+                Api::all(client.clone()),
+                Api::all(client.clone()),
+                Api::all(client),
+            ),
         };
 
         let (secret_store, secret_writer) = reflector::store();
@@ -645,16 +732,22 @@ pub async fn run(
         let mapper_store = binding_store.clone();
         let controller = controller
             .owns_stream(secret_stream)
-            .watches_stream(account_stream, move |account: PartialObjectMeta<ServiceAccount>| {
-                let ns = account.metadata.namespace.clone();
-                let name = account.metadata.name.clone();
-                mapper_store
-                    .state()
-                    .into_iter()
-                    .filter(|b| b.metadata.namespace == ns && Some(&b.spec.service_account_name) == name.as_ref())
-                    .map(|b| ObjectRef::from_obj(&*b))
-                    .collect::<Vec<_>>()
-            })
+            .watches_stream(
+                account_stream,
+                move |account: PartialObjectMeta<ServiceAccount>| {
+                    let ns = account.metadata.namespace.clone();
+                    let name = account.metadata.name.clone();
+                    mapper_store
+                        .state()
+                        .into_iter()
+                        .filter(|b| {
+                            b.metadata.namespace == ns
+                                && Some(&b.spec.service_account_name) == name.as_ref()
+                        })
+                        .map(|b| ObjectRef::from_obj(&*b))
+                        .collect::<Vec<_>>()
+                },
+            )
             .with_config(controller::Config::default().concurrency(shared.settings.concurrency))
             .graceful_shutdown_on(shutdown.clone());
 

@@ -52,7 +52,9 @@ impl Default for Metrics {
             reconciliations: Family::default(),
             refreshes: Family::default(),
             failures: Family::default(),
-            sts_duration: Family::new_with_constructor(|| Histogram::new(exponential_buckets(0.005, 2.0, 14))),
+            sts_duration: Family::new_with_constructor(|| {
+                Histogram::new(exponential_buckets(0.005, 2.0, 14))
+            }),
             token_duration: Histogram::new(exponential_buckets(0.001, 2.0, 14)),
         }
     }
@@ -61,7 +63,11 @@ impl Default for Metrics {
 impl Metrics {
     /// Registers the metrics, plus a collector that reads per-binding state from `bindings` at
     /// scrape time (so deleted bindings disappear from the output without bookkeeping).
-    pub fn register(&self, registry: &mut Registry, bindings: Arc<Mutex<Vec<Store<AWSRoleBinding>>>>) {
+    pub fn register(
+        &self,
+        registry: &mut Registry,
+        bindings: Arc<Mutex<Vec<Store<AWSRoleBinding>>>>,
+    ) {
         registry.register(
             "podcreds_reconciliations",
             "Reconciliations of AWSRoleBindings by result",
@@ -100,12 +106,18 @@ impl Metrics {
 
     pub fn reconciled(&self, result: &str) {
         self.reconciliations
-            .get_or_create(&ResultLabels { result: result.into() })
+            .get_or_create(&ResultLabels {
+                result: result.into(),
+            })
             .inc();
     }
 
     pub fn refreshed(&self, reason: &str) {
-        self.refreshes.get_or_create(&ReasonLabels { reason: reason.into() }).inc();
+        self.refreshes
+            .get_or_create(&ReasonLabels {
+                reason: reason.into(),
+            })
+            .inc();
     }
 
     pub fn failed(&self, category: &str) {
@@ -129,24 +141,28 @@ impl Collector for BindingCollector {
             Ok(stores) => stores.iter().flat_map(|s| s.state()).collect(),
             Err(_) => Vec::new(),
         };
-        let mut expiry = encoder.encode_descriptor(
-            "podcreds_credentials_expiration_timestamp_seconds",
-            "When the credentials in each binding's Secret expire (Unix time)",
-            None,
-            prometheus_client::metrics::MetricType::Gauge,
-        )?;
-        let mut ready_counts = [0i64; 2];
-        for b in &bindings {
-            let Some(exp) = b.status.as_ref().and_then(|s| s.expiration.as_ref()) else {
-                continue;
-            };
-            let labels = [
-                ("namespace", b.metadata.namespace.clone().unwrap_or_default()),
-                ("name", b.metadata.name.clone().unwrap_or_default()),
-            ];
-            ConstGauge::new(exp.0.as_second()).encode(expiry.encode_family(&labels)?)?;
+        {
+            let mut expiry = encoder.encode_descriptor(
+                "podcreds_credentials_expiration_timestamp_seconds",
+                "When the credentials in each binding's Secret expire (Unix time)",
+                None,
+                prometheus_client::metrics::MetricType::Gauge,
+            )?;
+            for b in &bindings {
+                let Some(exp) = b.status.as_ref().and_then(|s| s.expiration.as_ref()) else {
+                    continue;
+                };
+                let labels = [
+                    (
+                        "namespace",
+                        b.metadata.namespace.clone().unwrap_or_default(),
+                    ),
+                    ("name", b.metadata.name.clone().unwrap_or_default()),
+                ];
+                ConstGauge::new(exp.0.as_second()).encode(expiry.encode_family(&labels)?)?;
+            }
         }
-        drop(expiry);
+        let mut ready_counts = [0i64; 2];
         for b in &bindings {
             let ready = ready_condition(b.status.as_ref()).is_some_and(|c| c.status == "True");
             ready_counts[usize::from(ready)] += 1;

@@ -24,8 +24,11 @@ pub enum StartError {
 
 /// Installs the tracing subscriber once (a second call is a no-op).
 pub fn init_telemetry(format: LogFormat, filter: &str) -> Result<(), StartError> {
-    let filter = EnvFilter::try_new(filter).map_err(|e| StartError::LogFilter(filter.to_string(), e.to_string()))?;
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(false);
+    let filter = EnvFilter::try_new(filter)
+        .map_err(|e| StartError::LogFilter(filter.to_string(), e.to_string()))?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false);
     let _ = match format {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
         LogFormat::Text => builder.try_init(),
@@ -63,7 +66,9 @@ pub async fn run(args: RunArgs) -> Result<(), StartError> {
         namespaces = ?settings.namespaces,
         "starting podcreds"
     );
-    let client = kube::Client::try_default().await.map_err(StartError::KubeConfig)?;
+    let client = kube::Client::try_default()
+        .await
+        .map_err(StartError::KubeConfig)?;
     let sts = Arc::new(AwsStsClient::new(StsTimeouts::default()).await);
 
     let metrics = Metrics::default();
@@ -73,9 +78,14 @@ pub async fn run(args: RunArgs) -> Result<(), StartError> {
 
     let shutdown = termination().boxed().shared();
     let (ready_tx, ready_rx) = tokio::sync::watch::channel(false);
-    let admin = crate::admin::serve(args.admin_address, Arc::new(registry), ready_rx, shutdown.clone())
-        .await
-        .map_err(StartError::Admin)?;
+    let admin = crate::admin::serve(
+        args.admin_address,
+        Arc::new(registry),
+        ready_rx,
+        shutdown.clone(),
+    )
+    .await
+    .map_err(StartError::Admin)?;
     let admin = tokio::spawn(admin);
 
     let shared = Arc::new(Shared::new(client, sts, settings, metrics));

@@ -63,15 +63,21 @@ pub enum Decision {
     /// Credentials are good; come back at `issued.renewal_time`.
     Wait(IssuedMeta),
     /// The Secret name is taken by something this binding does not control.
-    Conflict { owner: Option<String> },
+    Conflict {
+        owner: Option<String>,
+    },
 }
 
 /// Decides what to do with a binding whose resolved spec has fingerprint `fingerprint`.
 pub fn plan(fingerprint: &str, observed: &ObservedSecret, now: Timestamp) -> Decision {
     match observed {
         ObservedSecret::Missing => Decision::Refresh(RefreshReason::SecretMissing),
-        ObservedSecret::Foreign { owner } => Decision::Conflict { owner: owner.clone() },
-        ObservedSecret::Owned { issued: None, .. } => Decision::Refresh(RefreshReason::AnnotationsUnreadable),
+        ObservedSecret::Foreign { owner } => Decision::Conflict {
+            owner: owner.clone(),
+        },
+        ObservedSecret::Owned { issued: None, .. } => {
+            Decision::Refresh(RefreshReason::AnnotationsUnreadable)
+        }
         ObservedSecret::Owned {
             issued: Some(issued),
             intact,
@@ -107,7 +113,9 @@ pub fn renewal_time(
     renew_before: Option<Duration>,
     jitter: f64,
 ) -> Timestamp {
-    let lifetime = expiration.duration_since(issued_at).max(SignedDuration::ZERO);
+    let lifetime = expiration
+        .duration_since(issued_at)
+        .max(SignedDuration::ZERO);
     if let Some(before) = renew_before.and_then(|d| SignedDuration::try_from(d).ok()) {
         // Honour an explicit margin only while it leaves part of the lifetime to use: STS may
         // grant far less than requested, and refreshing at issue time would loop.
@@ -227,8 +235,14 @@ mod tests {
 
     #[test]
     fn fresh_secret_waits_until_renewal() {
-        assert_eq!(plan("f", &owned("f", true), t(100)), Decision::Wait(issued("f")));
-        assert_eq!(plan("f", &owned("f", true), t(2399)), Decision::Wait(issued("f")));
+        assert_eq!(
+            plan("f", &owned("f", true), t(100)),
+            Decision::Wait(issued("f"))
+        );
+        assert_eq!(
+            plan("f", &owned("f", true), t(2399)),
+            Decision::Wait(issued("f"))
+        );
     }
 
     #[test]
@@ -301,7 +315,11 @@ mod tests {
             let r = renewal_time(t(0), t(3600), None, jitter_from(&format!("uid-{i}")));
             seconds.insert(r.as_second());
         }
-        assert!(seconds.len() > 250, "only {} distinct seconds", seconds.len());
+        assert!(
+            seconds.len() > 250,
+            "only {} distinct seconds",
+            seconds.len()
+        );
     }
 
     #[test]
@@ -314,7 +332,12 @@ mod tests {
             retry_delay(RetryClass::Transient, 40, None, 1.0),
             Some(BACKOFF_CAP)
         );
-        let capped = retry_delay(RetryClass::Transient, 40, Some(SignedDuration::from_secs(100)), 1.0);
+        let capped = retry_delay(
+            RetryClass::Transient,
+            40,
+            Some(SignedDuration::from_secs(100)),
+            1.0,
+        );
         assert_eq!(capped, Some(Duration::from_secs(25)));
         assert_eq!(retry_delay(RetryClass::Permanent, 1, None, 0.5), None);
         assert_eq!(

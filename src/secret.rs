@@ -6,7 +6,9 @@ use std::collections::BTreeMap;
 use jiff::Timestamp;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ManagedFieldsEntry, ObjectMeta, OwnerReference};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
+    ManagedFieldsEntry, ObjectMeta, OwnerReference,
+};
 use kube::core::PartialObjectMeta;
 use secrecy::ExposeSecret;
 
@@ -119,8 +121,14 @@ pub fn render(r: &Rendering<'_>) -> Secret {
         (KEY_CONFIG, aws_config_file(r.spec)),
         (KEY_CREDENTIALS, aws_credentials_file(creds)),
         (KEY_ACCESS_KEY_ID, creds.access_key_id.clone()),
-        (KEY_SECRET_ACCESS_KEY, creds.secret_access_key.expose_secret().to_string()),
-        (KEY_SESSION_TOKEN, creds.session_token.expose_secret().to_string()),
+        (
+            KEY_SECRET_ACCESS_KEY,
+            creds.secret_access_key.expose_secret().to_string(),
+        ),
+        (
+            KEY_SESSION_TOKEN,
+            creds.session_token.expose_secret().to_string(),
+        ),
         (KEY_REGION, r.spec.region.clone()),
         (KEY_DEFAULT_REGION, r.spec.region.clone()),
         (KEY_EXPIRATION, rfc3339(creds.expiration)),
@@ -134,7 +142,10 @@ pub fn render(r: &Rendering<'_>) -> Secret {
         (ANNOTATION_RENEWAL_TIME.to_string(), rfc3339(r.renewal_time)),
         (ANNOTATION_ISSUED_AT.to_string(), rfc3339(r.issued_at)),
         (ANNOTATION_ROLE_ARN.to_string(), r.spec.role_arn.clone()),
-        (ANNOTATION_FINGERPRINT.to_string(), r.fingerprint.to_string()),
+        (
+            ANNOTATION_FINGERPRINT.to_string(),
+            r.fingerprint.to_string(),
+        ),
     ]);
     if let Some(arn) = &creds.assumed_role_arn {
         annotations.insert(ANNOTATION_ASSUMED_ROLE_ARN.to_string(), arn.clone());
@@ -166,7 +177,9 @@ pub fn render(r: &Rendering<'_>) -> Secret {
 }
 
 fn parse_time(annotations: &BTreeMap<String, String>, key: &str) -> Option<Timestamp> {
-    annotations.get(key).and_then(|v| v.parse::<Timestamp>().ok())
+    annotations
+        .get(key)
+        .and_then(|v| v.parse::<Timestamp>().ok())
 }
 
 /// Reads the issued-credentials annotations; `None` if any is missing or unparsable.
@@ -305,14 +318,21 @@ mod tests {
     }
 
     fn data(secret: &Secret, key: &str) -> String {
-        let bytes = secret.data.as_ref().and_then(|d| d.get(key)).expect(key).0.clone();
+        let bytes = secret
+            .data
+            .as_ref()
+            .and_then(|d| d.get(key))
+            .expect(key)
+            .0
+            .clone();
         String::from_utf8(bytes).expect("utf-8")
     }
 
     #[test]
     fn credential_process_output_parses() {
         let s = rendered();
-        let doc: serde_json::Value = serde_json::from_str(&data(&s, KEY_CREDENTIAL_PROCESS)).expect("json");
+        let doc: serde_json::Value =
+            serde_json::from_str(&data(&s, KEY_CREDENTIAL_PROCESS)).expect("json");
         assert_eq!(doc["Version"], 1);
         assert_eq!(doc["AccessKeyId"], "ASIAEXAMPLE0000001");
         assert_eq!(doc["SecretAccessKey"], "secret/key+value");
@@ -359,7 +379,13 @@ mod tests {
         let owner = controller_of(&s.metadata).expect("controller ref");
         assert_eq!(owner.uid, "uid-1");
         assert_eq!(owner.block_owner_deletion, Some(true));
-        let keys: Vec<&str> = s.data.as_ref().expect("data").keys().map(String::as_str).collect();
+        let keys: Vec<&str> = s
+            .data
+            .as_ref()
+            .expect("data")
+            .keys()
+            .map(String::as_str)
+            .collect();
         for k in DATA_KEYS {
             assert!(keys.contains(&k), "{k}");
         }
@@ -378,8 +404,10 @@ mod tests {
     }
 
     fn entry(manager: &str, operation: &str, keys: &[&str]) -> ManagedFieldsEntry {
-        let data: serde_json::Map<String, serde_json::Value> =
-            keys.iter().map(|k| (format!("f:{k}"), serde_json::json!({}))).collect();
+        let data: serde_json::Map<String, serde_json::Value> = keys
+            .iter()
+            .map(|k| (format!("f:{k}"), serde_json::json!({})))
+            .collect();
         ManagedFieldsEntry {
             manager: Some(manager.into()),
             operation: Some(operation.into()),
@@ -393,7 +421,10 @@ mod tests {
         assert_eq!(observe(None, "uid-1"), ObservedSecret::Missing);
         let mine = observed_meta(rendered().metadata);
         match observe(Some(&mine), "uid-1") {
-            ObservedSecret::Owned { issued: Some(_), intact: true } => {}
+            ObservedSecret::Owned {
+                issued: Some(_),
+                intact: true,
+            } => {}
             other => panic!("unexpected {other:?}"),
         }
         assert!(matches!(
@@ -404,7 +435,10 @@ mod tests {
             name: Some("b".into()),
             ..ObjectMeta::default()
         });
-        assert_eq!(observe(Some(&unowned), "uid-1"), ObservedSecret::Foreign { owner: None });
+        assert_eq!(
+            observe(Some(&unowned), "uid-1"),
+            ObservedSecret::Foreign { owner: None }
+        );
     }
 
     #[test]

@@ -76,10 +76,17 @@ impl ResolvedSpec {
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum SpecError {
     #[error("spec.{field} is invalid: {problem}")]
-    Invalid { field: &'static str, problem: String },
-    #[error("spec.audience {0:?} is not in the operator's allowed audiences; ask the cluster admin to allow it")]
+    Invalid {
+        field: &'static str,
+        problem: String,
+    },
+    #[error(
+        "spec.audience {0:?} is not in the operator's allowed audiences; ask the cluster admin to allow it"
+    )]
     AudienceNotAllowed(String),
-    #[error("spec.sts.endpoint {0:?} is not in the operator's allowed STS endpoints; ask the cluster admin to allow it")]
+    #[error(
+        "spec.sts.endpoint {0:?} is not in the operator's allowed STS endpoints; ask the cluster admin to allow it"
+    )]
     EndpointNotAllowed(String),
 }
 
@@ -119,7 +126,13 @@ fn invalid(field: &'static str, problem: impl Into<String>) -> SpecError {
     }
 }
 
-fn check(field: &'static str, value: &str, re: &Regex, max_len: usize, what: &str) -> Result<(), SpecError> {
+fn check(
+    field: &'static str,
+    value: &str,
+    re: &Regex,
+    max_len: usize,
+    what: &str,
+) -> Result<(), SpecError> {
     if value.len() > max_len {
         return Err(invalid(field, format!("longer than {max_len} characters")));
     }
@@ -151,12 +164,24 @@ pub fn resolve(
         "an IAM role ARN such as arn:aws:iam::123456789012:role/name",
     )?;
     let secret_name = spec.secret_name.clone().unwrap_or_else(|| name.to_string());
-    check("secretName", &secret_name, &DNS_SUBDOMAIN, 253, "a Secret name (DNS subdomain)")?;
+    check(
+        "secretName",
+        &secret_name,
+        &DNS_SUBDOMAIN,
+        253,
+        "a Secret name (DNS subdomain)",
+    )?;
 
     let audience = match &spec.audience {
         None => policy.default_audience.clone(),
         Some(aud) => {
-            check("audience", aud, &AUDIENCE, 256, "a non-empty string without white space")?;
+            check(
+                "audience",
+                aud,
+                &AUDIENCE,
+                256,
+                "a non-empty string without white space",
+            )?;
             if *aud != policy.default_audience && !policy.allowed_audiences.contains(aud) {
                 return Err(SpecError::AudienceNotAllowed(aud.clone()));
             }
@@ -170,13 +195,23 @@ pub fn resolve(
     let renew_before = match &spec.renew_before {
         None => None,
         Some(text) => {
-            check("renewBefore", text, &DURATION, 32, "a duration such as 20m or 1h30m")?;
-            let parsed = humantime::parse_duration(text).map_err(|e| invalid("renewBefore", e.to_string()))?;
+            check(
+                "renewBefore",
+                text,
+                &DURATION,
+                32,
+                "a duration such as 20m or 1h30m",
+            )?;
+            let parsed = humantime::parse_duration(text)
+                .map_err(|e| invalid("renewBefore", e.to_string()))?;
             if parsed < Duration::from_secs(60) {
                 return Err(invalid("renewBefore", "must be at least 60s"));
             }
             if parsed.as_secs() >= u64::from(spec.duration_seconds.unsigned_abs()) {
-                return Err(invalid("renewBefore", "must be shorter than durationSeconds"));
+                return Err(invalid(
+                    "renewBefore",
+                    "must be shorter than durationSeconds",
+                ));
             }
             Some(parsed)
         }
@@ -184,7 +219,13 @@ pub fn resolve(
 
     let session_name = match &spec.session_name {
         Some(s) => {
-            check("sessionName", s, &SESSION_NAME, 64, "2 to 64 characters of letters, digits and _+=,.@-")?;
+            check(
+                "sessionName",
+                s,
+                &SESSION_NAME,
+                64,
+                "2 to 64 characters of letters, digits and _+=,.@-",
+            )?;
             s.clone()
         }
         None => default_session_name(namespace, name),
@@ -211,7 +252,13 @@ pub fn resolve(
     let sts = spec.sts.clone().unwrap_or_default();
     let region = match sts.region {
         Some(r) => {
-            check("sts.region", &r, &REGION, 64, "an AWS region such as eu-west-1")?;
+            check(
+                "sts.region",
+                &r,
+                &REGION,
+                64,
+                "an AWS region such as eu-west-1",
+            )?;
             r
         }
         None => policy.default_region.clone(),
@@ -222,7 +269,9 @@ pub fn resolve(
             if !(e.starts_with("https://") || e.starts_with("http://")) || e.len() > 2048 {
                 return Err(invalid("sts.endpoint", "must be an http(s) URL"));
             }
-            if Some(&e) != policy.default_endpoint.as_ref() && !policy.allowed_endpoints.contains(&e) {
+            if Some(&e) != policy.default_endpoint.as_ref()
+                && !policy.allowed_endpoints.contains(&e)
+            {
                 return Err(SpecError::EndpointNotAllowed(e));
             }
             Some(e)
@@ -380,7 +429,8 @@ mod tests {
         assert!(resolve(&s, "ns", "n", &StsPolicy::default()).is_err());
         s.duration_seconds = 3600;
         s.renew_before = Some("1h".into());
-        let err = resolve(&s, "ns", "n", &StsPolicy::default()).expect_err("renewBefore >= duration");
+        let err =
+            resolve(&s, "ns", "n", &StsPolicy::default()).expect_err("renewBefore >= duration");
         assert!(err.to_string().contains("shorter than durationSeconds"));
         s.renew_before = Some("30s".into());
         assert!(resolve(&s, "ns", "n", &StsPolicy::default()).is_err());
@@ -393,9 +443,17 @@ mod tests {
     #[test]
     fn session_policies_must_be_json_objects() {
         let mut s = spec();
-        for bad in ["[]", "{", "not json", &format!("{{\"a\":\"{}\"}}", "x".repeat(2048))] {
+        for bad in [
+            "[]",
+            "{",
+            "not json",
+            &format!("{{\"a\":\"{}\"}}", "x".repeat(2048)),
+        ] {
             s.session_policy = Some(bad.into());
-            assert!(resolve(&s, "ns", "n", &StsPolicy::default()).is_err(), "{bad}");
+            assert!(
+                resolve(&s, "ns", "n", &StsPolicy::default()).is_err(),
+                "{bad}"
+            );
         }
         s.session_policy = Some(r#"{"Version":"2012-10-17","Statement":[]}"#.into());
         assert!(resolve(&s, "ns", "n", &StsPolicy::default()).is_ok());
@@ -417,7 +475,9 @@ mod tests {
         let mut s = spec();
         s.audience = Some("https://kubernetes.default.svc".into());
         assert_eq!(
-            resolve(&s, "ns", "n", &StsPolicy::default()).expect_err("audience").category(),
+            resolve(&s, "ns", "n", &StsPolicy::default())
+                .expect_err("audience")
+                .category(),
             "AudienceNotAllowed"
         );
         s.audience = None;
@@ -426,7 +486,9 @@ mod tests {
             endpoint: Some("https://evil.example".into()),
         });
         assert_eq!(
-            resolve(&s, "ns", "n", &StsPolicy::default()).expect_err("endpoint").category(),
+            resolve(&s, "ns", "n", &StsPolicy::default())
+                .expect_err("endpoint")
+                .category(),
             "EndpointNotAllowed"
         );
         let policy = StsPolicy {
@@ -446,7 +508,10 @@ mod tests {
         let mut s = spec();
         for bad in ["relative", "/a b", "/a;rm -rf /", "/a/../b", "/$(id)"] {
             s.mount_path = bad.into();
-            assert!(resolve(&s, "ns", "n", &StsPolicy::default()).is_err(), "{bad}");
+            assert!(
+                resolve(&s, "ns", "n", &StsPolicy::default()).is_err(),
+                "{bad}"
+            );
         }
         s.mount_path = "/etc/aws/".into();
         assert_eq!(resolve_ok(&s).mount_path, "/etc/aws");

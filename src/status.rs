@@ -19,7 +19,10 @@ pub const REASON_REFRESHING: &str = "RefreshSucceeded";
 #[derive(Clone, Debug)]
 pub enum Outcome<'a> {
     /// The Secret holds valid credentials (just issued, or still fresh).
-    Valid { issued: &'a IssuedMeta, secret_name: &'a str },
+    Valid {
+        issued: &'a IssuedMeta,
+        secret_name: &'a str,
+    },
     /// A refresh failed; `still_valid` holds the Secret's credentials if they have not expired.
     RefreshFailed {
         category: &'static str,
@@ -28,7 +31,10 @@ pub enum Outcome<'a> {
         secret_name: &'a str,
     },
     /// The binding cannot be acted on (invalid spec, conflict, not allowed).
-    Blocked { category: &'static str, message: String },
+    Blocked {
+        category: &'static str,
+        message: String,
+    },
 }
 
 fn time(t: Timestamp) -> Time {
@@ -74,7 +80,10 @@ pub fn build_status(
     status.observed_generation = generation;
     let mut conditions = std::mem::take(&mut status.conditions);
     match outcome {
-        Outcome::Valid { issued, secret_name } => {
+        Outcome::Valid {
+            issued,
+            secret_name,
+        } => {
             status.expiration = Some(time(issued.expiration));
             status.renewal_time = Some(time(issued.renewal_time));
             status.last_refresh_time = Some(time(issued.issued_at));
@@ -130,7 +139,11 @@ pub fn build_status(
                 }
                 None => {
                     let expired = status.expiration.as_ref().is_some_and(|e| e.0 <= now);
-                    let suffix = if expired { " (the previous credentials have expired)" } else { "" };
+                    let suffix = if expired {
+                        " (the previous credentials have expired)"
+                    } else {
+                        ""
+                    };
                     set_condition(
                         &mut conditions,
                         CONDITION_READY,
@@ -171,7 +184,10 @@ pub fn build_status(
 
 /// The `Ready` condition of a status, if any.
 pub fn ready_condition(status: Option<&AWSRoleBindingStatus>) -> Option<&Condition> {
-    status?.conditions.iter().find(|c| c.type_ == CONDITION_READY)
+    status?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == CONDITION_READY)
 }
 
 #[cfg(test)]
@@ -199,7 +215,15 @@ mod tests {
     #[test]
     fn valid_credentials_make_the_binding_ready() {
         let i = issued();
-        let s = build_status(None, Some(3), &Outcome::Valid { issued: &i, secret_name: "s" }, t(1));
+        let s = build_status(
+            None,
+            Some(3),
+            &Outcome::Valid {
+                issued: &i,
+                secret_name: "s",
+            },
+            t(1),
+        );
         assert_eq!(cond(&s, "Ready").status, "True");
         assert_eq!(cond(&s, "Ready").reason, "CredentialsIssued");
         assert_eq!(cond(&s, "Ready").observed_generation, Some(3));
@@ -213,9 +237,28 @@ mod tests {
     #[test]
     fn transition_time_only_moves_when_status_flips() {
         let i = issued();
-        let first = build_status(None, Some(1), &Outcome::Valid { issued: &i, secret_name: "s" }, t(1));
-        let again = build_status(Some(&first), Some(1), &Outcome::Valid { issued: &i, secret_name: "s" }, t(50));
-        assert_eq!(first, again, "an unchanged outcome must not change the status");
+        let first = build_status(
+            None,
+            Some(1),
+            &Outcome::Valid {
+                issued: &i,
+                secret_name: "s",
+            },
+            t(1),
+        );
+        let again = build_status(
+            Some(&first),
+            Some(1),
+            &Outcome::Valid {
+                issued: &i,
+                secret_name: "s",
+            },
+            t(50),
+        );
+        assert_eq!(
+            first, again,
+            "an unchanged outcome must not change the status"
+        );
         let failed = build_status(
             Some(&again),
             Some(1),

@@ -8,8 +8,8 @@ use std::time::Duration;
 use aws_sdk_sts::config::{Region, retry::RetryConfig, timeout::TimeoutConfig};
 use aws_sdk_sts::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_sts::types::PolicyDescriptorType;
-use jiff::Timestamp;
 use futures::future::BoxFuture;
+use jiff::Timestamp;
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::plan::RetryClass;
@@ -70,9 +70,9 @@ impl StsErrorKind {
 
     pub fn retry_class(self) -> RetryClass {
         match self {
-            StsErrorKind::AccessDenied | StsErrorKind::InvalidIdentityToken | StsErrorKind::InvalidRequest => {
-                RetryClass::External
-            }
+            StsErrorKind::AccessDenied
+            | StsErrorKind::InvalidIdentityToken
+            | StsErrorKind::InvalidRequest => RetryClass::External,
             StsErrorKind::Throttled | StsErrorKind::Unavailable => RetryClass::Transient,
         }
     }
@@ -80,11 +80,20 @@ impl StsErrorKind {
     /// Maps an AWS error code to its class; unknown codes count as unavailability.
     pub fn from_code(code: &str) -> StsErrorKind {
         match code {
-            "AccessDenied" | "AccessDeniedException" | "IDPRejectedClaim" => StsErrorKind::AccessDenied,
-            "InvalidIdentityToken" | "ExpiredTokenException" | "ExpiredToken" => StsErrorKind::InvalidIdentityToken,
-            "ValidationError" | "PackedPolicyTooLarge" | "MalformedPolicyDocument" | "RegionDisabledException"
+            "AccessDenied" | "AccessDeniedException" | "IDPRejectedClaim" => {
+                StsErrorKind::AccessDenied
+            }
+            "InvalidIdentityToken" | "ExpiredTokenException" | "ExpiredToken" => {
+                StsErrorKind::InvalidIdentityToken
+            }
+            "ValidationError"
+            | "PackedPolicyTooLarge"
+            | "MalformedPolicyDocument"
+            | "RegionDisabledException"
             | "InvalidParameterValue" => StsErrorKind::InvalidRequest,
-            "Throttling" | "ThrottlingException" | "RequestLimitExceeded" => StsErrorKind::Throttled,
+            "Throttling" | "ThrottlingException" | "RequestLimitExceeded" => {
+                StsErrorKind::Throttled
+            }
             _ => StsErrorKind::Unavailable,
         }
     }
@@ -188,7 +197,8 @@ impl AwsStsClient {
         clients
             .entry(key)
             .or_insert_with(|| {
-                let mut conf = aws_sdk_sts::config::Builder::from(&self.base).region(Region::new(region.to_string()));
+                let mut conf = aws_sdk_sts::config::Builder::from(&self.base)
+                    .region(Region::new(region.to_string()));
                 if let Some(url) = endpoint {
                     conf = conf.endpoint_url(url);
                 }
@@ -230,8 +240,13 @@ impl StsClient for AwsStsClient {
                     "STS answered without credentials",
                 )
             })?;
-            let expiration = Timestamp::from_second(creds.expiration().secs())
-                .map_err(|_| StsError::new(StsErrorKind::Unavailable, None, "STS returned an invalid Expiration"))?;
+            let expiration = Timestamp::from_second(creds.expiration().secs()).map_err(|_| {
+                StsError::new(
+                    StsErrorKind::Unavailable,
+                    None,
+                    "STS returned an invalid Expiration",
+                )
+            })?;
             if creds.access_key_id().is_empty() || creds.secret_access_key().is_empty() {
                 return Err(StsError::new(
                     StsErrorKind::Unavailable,
@@ -259,10 +274,16 @@ where
         SdkError::ServiceError(service) => {
             let meta = service.err();
             let code = meta.code();
-            let kind = code.map(StsErrorKind::from_code).unwrap_or(StsErrorKind::Unavailable);
+            let kind = code
+                .map(StsErrorKind::from_code)
+                .unwrap_or(StsErrorKind::Unavailable);
             StsError::new(kind, code, meta.message().unwrap_or("no message"))
         }
-        SdkError::TimeoutError(_) => StsError::new(StsErrorKind::Unavailable, Some("Timeout"), "STS did not answer in time"),
+        SdkError::TimeoutError(_) => StsError::new(
+            StsErrorKind::Unavailable,
+            Some("Timeout"),
+            "STS did not answer in time",
+        ),
         SdkError::DispatchFailure(d) => {
             let what = if d.is_timeout() {
                 "timed out connecting to STS"
@@ -283,7 +304,11 @@ where
             Some("ConstructionFailure"),
             "the STS request could not be built",
         ),
-        _ => StsError::new(StsErrorKind::Unavailable, None, "unexpected STS client error"),
+        _ => StsError::new(
+            StsErrorKind::Unavailable,
+            None,
+            "unexpected STS client error",
+        ),
     }
 }
 
@@ -296,21 +321,52 @@ mod tests {
 
     #[test]
     fn error_codes_map_to_classes() {
-        assert_eq!(StsErrorKind::from_code("AccessDenied"), StsErrorKind::AccessDenied);
-        assert_eq!(StsErrorKind::from_code("IDPRejectedClaim"), StsErrorKind::AccessDenied);
-        assert_eq!(StsErrorKind::from_code("InvalidIdentityToken"), StsErrorKind::InvalidIdentityToken);
-        assert_eq!(StsErrorKind::from_code("ExpiredTokenException"), StsErrorKind::InvalidIdentityToken);
-        assert_eq!(StsErrorKind::from_code("ValidationError"), StsErrorKind::InvalidRequest);
-        assert_eq!(StsErrorKind::from_code("Throttling"), StsErrorKind::Throttled);
-        assert_eq!(StsErrorKind::from_code("IDPCommunicationError"), StsErrorKind::Unavailable);
-        assert_eq!(StsErrorKind::from_code("InternalFailure"), StsErrorKind::Unavailable);
+        assert_eq!(
+            StsErrorKind::from_code("AccessDenied"),
+            StsErrorKind::AccessDenied
+        );
+        assert_eq!(
+            StsErrorKind::from_code("IDPRejectedClaim"),
+            StsErrorKind::AccessDenied
+        );
+        assert_eq!(
+            StsErrorKind::from_code("InvalidIdentityToken"),
+            StsErrorKind::InvalidIdentityToken
+        );
+        assert_eq!(
+            StsErrorKind::from_code("ExpiredTokenException"),
+            StsErrorKind::InvalidIdentityToken
+        );
+        assert_eq!(
+            StsErrorKind::from_code("ValidationError"),
+            StsErrorKind::InvalidRequest
+        );
+        assert_eq!(
+            StsErrorKind::from_code("Throttling"),
+            StsErrorKind::Throttled
+        );
+        assert_eq!(
+            StsErrorKind::from_code("IDPCommunicationError"),
+            StsErrorKind::Unavailable
+        );
+        assert_eq!(
+            StsErrorKind::from_code("InternalFailure"),
+            StsErrorKind::Unavailable
+        );
         assert_eq!(StsErrorKind::Throttled.retry_class(), RetryClass::Transient);
-        assert_eq!(StsErrorKind::AccessDenied.retry_class(), RetryClass::External);
+        assert_eq!(
+            StsErrorKind::AccessDenied.retry_class(),
+            RetryClass::External
+        );
     }
 
     #[test]
     fn remote_messages_are_bounded_and_cleaned() {
-        let e = StsError::new(StsErrorKind::Unavailable, Some("X"), &format!("a\nb\u{7}{}", "z".repeat(1000)));
+        let e = StsError::new(
+            StsErrorKind::Unavailable,
+            Some("X"),
+            &format!("a\nb\u{7}{}", "z".repeat(1000)),
+        );
         assert!(e.message.chars().count() <= MAX_REMOTE_MESSAGE + 1);
         assert!(!e.message.contains('\n'));
         assert!(e.message.starts_with("a b "));

@@ -62,16 +62,22 @@ pub async fn request_token(
         }),
         ..TokenRequest::default()
     };
-    match api.create_token_request(name, &PostParams::default(), &request).await {
+    match api
+        .create_token_request(name, &PostParams::default(), &request)
+        .await
+    {
         Ok(response) => {
             let status = response.status.ok_or_else(|| TokenError::Api {
                 name: name.to_string(),
                 reason: "the answer had no status".into(),
             })?;
-            let token = status.token.filter(|t| !t.is_empty()).ok_or_else(|| TokenError::Api {
-                name: name.to_string(),
-                reason: "the answer had no token".into(),
-            })?;
+            let token = status
+                .token
+                .filter(|t| !t.is_empty())
+                .ok_or_else(|| TokenError::Api {
+                    name: name.to_string(),
+                    reason: "the answer had no token".into(),
+                })?;
             Ok(ServiceAccountToken {
                 token: SecretString::from(token),
                 expiration: status.expiration_timestamp.map(|t| t.0),

@@ -184,7 +184,11 @@ fn xml_escape(s: &str) -> String {
 }
 
 fn error_response(f: &StsFailure) -> Response {
-    let kind = if f.status.is_server_error() { "Receiver" } else { "Sender" };
+    let kind = if f.status.is_server_error() {
+        "Receiver"
+    } else {
+        "Sender"
+    };
     let body = format!(
         "<ErrorResponse xmlns=\"{XMLNS}\">\n  <Error>\n    <Type>{kind}</Type>\n    <Code>{}</Code>\n    <Message>{}</Message>\n  </Error>\n  <RequestId>{}</RequestId>\n</ErrorResponse>\n",
         f.code,
@@ -210,7 +214,9 @@ fn random_string(len: usize, alphabet: &[u8]) -> String {
 }
 
 fn rfc3339(t: Timestamp) -> String {
-    Timestamp::from_second(t.as_second()).unwrap_or(t).to_string()
+    Timestamp::from_second(t.as_second())
+        .unwrap_or(t)
+        .to_string()
 }
 
 /// `arn:aws:iam::123456789012:role/path/name` -> (`aws`, `123456789012`, `name`).
@@ -230,14 +236,20 @@ fn session_name_ok(name: &str) -> bool {
 }
 
 /// Issues a session for `role_arn` (already authorised) for at most `max_seconds`.
-fn issue(state: &mut State, role_arn: &str, session_name: &str, requested: u64) -> Result<(String, Session, u64), StsFailure> {
-    let role = state
-        .roles
-        .get(role_arn)
-        .ok_or_else(|| StsFailure::denied("Not authorized to perform sts:AssumeRoleWithWebIdentity"))?;
-    let granted = role.max_session_seconds.map_or(requested, |max| requested.min(max));
-    let (partition, account, name) =
-        split_role_arn(role_arn).ok_or_else(|| StsFailure::sender("ValidationError", "RoleArn is not a valid role ARN"))?;
+fn issue(
+    state: &mut State,
+    role_arn: &str,
+    session_name: &str,
+    requested: u64,
+) -> Result<(String, Session, u64), StsFailure> {
+    let role = state.roles.get(role_arn).ok_or_else(|| {
+        StsFailure::denied("Not authorized to perform sts:AssumeRoleWithWebIdentity")
+    })?;
+    let granted = role
+        .max_session_seconds
+        .map_or(requested, |max| requested.min(max));
+    let (partition, account, name) = split_role_arn(role_arn)
+        .ok_or_else(|| StsFailure::sender("ValidationError", "RoleArn is not a valid role ARN"))?;
     const UPPER: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
     const SECRET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let access_key_id = format!("ASIA{}", random_string(16, UPPER));
@@ -246,11 +258,15 @@ fn issue(state: &mut State, role_arn: &str, session_name: &str, requested: u64) 
         secret_access_key: random_string(40, SECRET),
         session_token: format!("FwoGZXIvYXdzE{}", random_string(300, SECRET)),
         expiration: Timestamp::now() + SignedDuration::from_secs(granted as i64),
-        assumed_role_arn: format!("arn:{partition}:sts::{account}:assumed-role/{name}/{session_name}"),
+        assumed_role_arn: format!(
+            "arn:{partition}:sts::{account}:assumed-role/{name}/{session_name}"
+        ),
         assumed_role_id: format!("{role_id}:{session_name}"),
         account: account.to_string(),
     };
-    state.sessions.insert(access_key_id.clone(), session.clone());
+    state
+        .sessions
+        .insert(access_key_id.clone(), session.clone());
     Ok((access_key_id, session, granted))
 }
 
@@ -275,7 +291,9 @@ async fn sts_action(
     body: Bytes,
 ) -> Response {
     let query = uri.query().unwrap_or("");
-    let mut params: Params = form_urlencoded::parse(query.as_bytes()).into_owned().collect();
+    let mut params: Params = form_urlencoded::parse(query.as_bytes())
+        .into_owned()
+        .collect();
     if method == Method::POST {
         params.extend(form_urlencoded::parse(&body).into_owned());
     }
@@ -317,19 +335,33 @@ async fn sts_action(
         Injected::Malformed => {
             record.result = "Malformed".into();
             inner.state().record(record);
-            let body = format!("<{action}Response xmlns=\"{XMLNS}\"><{action}Result><Credentials><AccessKeyId>ASIA");
+            let body = format!(
+                "<{action}Response xmlns=\"{XMLNS}\"><{action}Result><Credentials><AccessKeyId>ASIA"
+            );
             return (StatusCode::OK, [("content-type", "text/xml")], body).into_response();
         }
     };
     let outcome = match injected {
         Some(f) => Err(f),
         None => match action.as_str() {
-            "AssumeRoleWithWebIdentity" => assume_role_with_web_identity(&inner, &params, &mut record).await,
+            "AssumeRoleWithWebIdentity" => {
+                assume_role_with_web_identity(&inner, &params, &mut record).await
+            }
             "GetCallerIdentity" | "AssumeRole" => {
-                signed_action(&inner, &action, &method, &uri, &headers, &body, &params, &mut record)
+                let request = sigv4::SignedRequest {
+                    method: method.as_str(),
+                    path: uri.path(),
+                    query: uri.query().unwrap_or(""),
+                    headers: &headers,
+                    body: &body,
+                };
+                signed_action(&inner, &action, &request, &params, &mut record)
             }
             "" => Err(StsFailure::sender("MissingAction", "Missing Action")),
-            _ => Err(StsFailure::sender("InvalidAction", format!("Could not find operation {action}"))),
+            _ => Err(StsFailure::sender(
+                "InvalidAction",
+                format!("Could not find operation {action}"),
+            )),
         },
     };
     record.result = match &outcome {
@@ -349,7 +381,10 @@ fn validate_common(params: &Params) -> Result<(String, String, u64), StsFailure>
         .cloned()
         .ok_or_else(|| StsFailure::sender("ValidationError", "1 validation error detected: Value null at 'roleArn' failed to satisfy constraint: Member must not be null"))?;
     if role_arn.len() < 20 || role_arn.len() > 2048 || split_role_arn(&role_arn).is_none() {
-        return Err(StsFailure::sender("ValidationError", "RoleArn is not a valid role ARN"));
+        return Err(StsFailure::sender(
+            "ValidationError",
+            "RoleArn is not a valid role ARN",
+        ));
     }
     let session = params.get("RoleSessionName").cloned().unwrap_or_default();
     if !session_name_ok(&session) {
@@ -379,10 +414,18 @@ fn validate_common(params: &Params) -> Result<(String, String, u64), StsFailure>
             ));
         }
         if !serde_json::from_str::<serde_json::Value>(policy).is_ok_and(|v| v.is_object()) {
-            return Err(StsFailure::sender("MalformedPolicyDocument", "The policy is not valid JSON"));
+            return Err(StsFailure::sender(
+                "MalformedPolicyDocument",
+                "The policy is not valid JSON",
+            ));
         }
     }
-    if params.keys().filter(|k| k.starts_with("PolicyArns.member.") && k.ends_with(".arn")).count() > 10 {
+    if params
+        .keys()
+        .filter(|k| k.starts_with("PolicyArns.member.") && k.ends_with(".arn"))
+        .count()
+        > 10
+    {
         return Err(StsFailure::sender(
             "ValidationError",
             "1 validation error detected: Value at 'policyArns' failed to satisfy constraint: Member must have length less than or equal to 10",
@@ -391,7 +434,11 @@ fn validate_common(params: &Params) -> Result<(String, String, u64), StsFailure>
     Ok((role_arn, session, duration))
 }
 
-async fn assume_role_with_web_identity(inner: &Inner, params: &Params, record: &mut CallRecord) -> Result<Response, StsFailure> {
+async fn assume_role_with_web_identity(
+    inner: &Inner,
+    params: &Params,
+    record: &mut CallRecord,
+) -> Result<Response, StsFailure> {
     let (role_arn, session_name, requested) = validate_common(params)?;
     let token = params.get("WebIdentityToken").cloned().unwrap_or_default();
     if !(4..=20000).contains(&token.len()) {
@@ -405,18 +452,29 @@ async fn assume_role_with_web_identity(inner: &Inner, params: &Params, record: &
         .as_ref()
         .map(Role::accepted_audiences)
         .unwrap_or_else(|| vec!["sts.amazonaws.com".into()]);
-    let claims = inner.keys.verify(&token, &audiences).await.map_err(|e| match e {
-        oidc::TokenRejection::Expired => StsFailure::sender("ExpiredTokenException", "Token is expired"),
-        oidc::TokenRejection::Invalid(m) => StsFailure::sender("InvalidIdentityToken", m),
-        oidc::TokenRejection::Unreachable(m) => StsFailure::sender("IDPCommunicationError", m),
-    })?;
+    let claims = inner
+        .keys
+        .verify(&token, &audiences)
+        .await
+        .map_err(|e| match e {
+            oidc::TokenRejection::Expired => {
+                StsFailure::sender("ExpiredTokenException", "Token is expired")
+            }
+            oidc::TokenRejection::Invalid(m) => StsFailure::sender("InvalidIdentityToken", m),
+            oidc::TokenRejection::Unreachable(m) => StsFailure::sender("IDPCommunicationError", m),
+        })?;
     record.subject = Some(claims.sub.clone());
     record.audience = claims.aud.first().cloned();
-    let role = role.ok_or_else(|| StsFailure::denied("Not authorized to perform sts:AssumeRoleWithWebIdentity"))?;
+    let role = role.ok_or_else(|| {
+        StsFailure::denied("Not authorized to perform sts:AssumeRoleWithWebIdentity")
+    })?;
     if !role.allows_subject(&claims.sub) {
-        return Err(StsFailure::denied("Not authorized to perform sts:AssumeRoleWithWebIdentity"));
+        return Err(StsFailure::denied(
+            "Not authorized to perform sts:AssumeRoleWithWebIdentity",
+        ));
     }
-    let (access_key_id, session, granted) = issue(&mut inner.state(), &role_arn, &session_name, requested)?;
+    let (access_key_id, session, granted) =
+        issue(&mut inner.state(), &role_arn, &session_name, requested)?;
     record.granted_seconds = Some(granted);
     record.access_key_id = Some(access_key_id.clone());
     let audience = claims
@@ -436,18 +494,14 @@ async fn assume_role_with_web_identity(inner: &Inner, params: &Params, record: &
     Ok(ok_xml("AssumeRoleWithWebIdentity", result))
 }
 
-#[allow(clippy::too_many_arguments)]
 fn signed_action(
     inner: &Inner,
     action: &str,
-    method: &Method,
-    uri: &Uri,
-    headers: &HeaderMap,
-    body: &[u8],
+    request: &sigv4::SignedRequest<'_>,
     params: &Params,
     record: &mut CallRecord,
 ) -> Result<Response, StsFailure> {
-    let auth = sigv4::parse_authorization(headers).map_err(|e| match e {
+    let auth = sigv4::parse_authorization(request.headers).map_err(|e| match e {
         sigv4::SignatureError::Missing => StsFailure {
             status: StatusCode::FORBIDDEN,
             code: "MissingAuthenticationToken",
@@ -461,11 +515,16 @@ fn signed_action(
     })?;
     record.access_key_id = Some(auth.access_key_id.clone());
     let now = Timestamp::now();
-    let session = inner.state().sessions.get(&auth.access_key_id).cloned().ok_or_else(|| StsFailure {
-        status: StatusCode::FORBIDDEN,
-        code: "InvalidClientTokenId",
-        message: "The security token included in the request is invalid.".into(),
-    })?;
+    let session = inner
+        .state()
+        .sessions
+        .get(&auth.access_key_id)
+        .cloned()
+        .ok_or_else(|| StsFailure {
+            status: StatusCode::FORBIDDEN,
+            code: "InvalidClientTokenId",
+            message: "The security token included in the request is invalid.".into(),
+        })?;
     if session.expiration <= now {
         return Err(StsFailure {
             status: StatusCode::FORBIDDEN,
@@ -473,7 +532,10 @@ fn signed_action(
             message: "The security token included in the request is expired".into(),
         });
     }
-    let token = headers.get("x-amz-security-token").and_then(|v| v.to_str().ok());
+    let token = request
+        .headers
+        .get("x-amz-security-token")
+        .and_then(|v| v.to_str().ok());
     if token != Some(session.session_token.as_str()) {
         return Err(StsFailure {
             status: StatusCode::FORBIDDEN,
@@ -481,17 +543,7 @@ fn signed_action(
             message: "The security token included in the request is invalid.".into(),
         });
     }
-    sigv4::verify(
-        method.as_str(),
-        uri.path(),
-        uri.query().unwrap_or(""),
-        headers,
-        body,
-        &auth,
-        &session.secret_access_key,
-        now,
-    )
-    .map_err(|e| StsFailure {
+    sigv4::verify(request, &auth, &session.secret_access_key, now).map_err(|e| StsFailure {
         status: StatusCode::FORBIDDEN,
         code: "SignatureDoesNotMatch",
         message: e.to_string(),
@@ -516,14 +568,21 @@ fn signed_action(
                     "The requested DurationSeconds exceeds the 1 hour session limit for roles assumed by role chaining.",
                 ));
             }
-            let (access_key_id, new_session, granted) = issue(&mut inner.state(), &role_arn, &session_name, requested)?;
+            let (access_key_id, new_session, granted) =
+                issue(&mut inner.state(), &role_arn, &session_name, requested)?;
             record.granted_seconds = Some(granted);
-            Ok(ok_xml("AssumeRole", credentials_xml(&access_key_id, &new_session)))
+            Ok(ok_xml(
+                "AssumeRole",
+                credentials_xml(&access_key_id, &new_session),
+            ))
         }
     }
 }
 
-async fn put_role(AxumState(inner): AxumState<Arc<Inner>>, axum::Json(role): axum::Json<Role>) -> StatusCode {
+async fn put_role(
+    AxumState(inner): AxumState<Arc<Inner>>,
+    axum::Json(role): axum::Json<Role>,
+) -> StatusCode {
     inner.state().roles.insert(role.arn.clone(), role);
     StatusCode::NO_CONTENT
 }
@@ -532,7 +591,10 @@ async fn list_roles(AxumState(inner): AxumState<Arc<Inner>>) -> axum::Json<Vec<R
     axum::Json(inner.state().roles.values().cloned().collect())
 }
 
-async fn put_faults(AxumState(inner): AxumState<Arc<Inner>>, axum::Json(faults): axum::Json<Faults>) -> StatusCode {
+async fn put_faults(
+    AxumState(inner): AxumState<Arc<Inner>>,
+    axum::Json(faults): axum::Json<Faults>,
+) -> StatusCode {
     inner.state().set_faults(faults);
     StatusCode::NO_CONTENT
 }
@@ -576,13 +638,22 @@ mod tests {
         p.insert("RoleSessionName".into(), "ns.binding".into());
         assert!(validate_common(&p).is_ok());
         p.insert("DurationSeconds".into(), "600".into());
-        assert_eq!(validate_common(&p).expect_err("short").code, "ValidationError");
+        assert_eq!(
+            validate_common(&p).expect_err("short").code,
+            "ValidationError"
+        );
         p.insert("DurationSeconds".into(), "900".into());
         p.insert("RoleSessionName".into(), "x".into());
-        assert_eq!(validate_common(&p).expect_err("session").code, "ValidationError");
+        assert_eq!(
+            validate_common(&p).expect_err("session").code,
+            "ValidationError"
+        );
         p.insert("RoleSessionName".into(), "ok".into());
         p.insert("Policy".into(), "[".into());
-        assert_eq!(validate_common(&p).expect_err("policy").code, "MalformedPolicyDocument");
+        assert_eq!(
+            validate_common(&p).expect_err("policy").code,
+            "MalformedPolicyDocument"
+        );
     }
 
     #[test]

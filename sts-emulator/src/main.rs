@@ -6,7 +6,10 @@ use clap::Parser;
 use sts_emulator::{Config, Emulator, Role};
 
 #[derive(Parser, Debug)]
-#[command(name = "sts-emulator", about = "AWS STS emulator that validates web identity tokens and SigV4 for real")]
+#[command(
+    name = "sts-emulator",
+    about = "AWS STS emulator that validates web identity tokens and SigV4 for real"
+)]
 struct Args {
     /// Address to listen on (port 0 picks a free one).
     #[arg(long, default_value = "127.0.0.1:0")]

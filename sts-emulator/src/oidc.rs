@@ -12,7 +12,10 @@ use jsonwebtoken::{DecodingKey, Validation, decode, decode_header};
 use serde::Deserialize;
 use tokio::sync::Mutex;
 
-type HttpsClient = Client<hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>, Empty<bytes::Bytes>>;
+type HttpsClient = Client<
+    hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
+    Empty<bytes::Bytes>,
+>;
 
 /// Claims STS looks at.
 #[derive(Debug, Clone, Deserialize)]
@@ -75,10 +78,12 @@ impl IssuerKeys {
                 roots.add(cert?)?;
             }
         }
-        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
-            .with_safe_default_protocol_versions()?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
+        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(tls)
             .https_or_http()
@@ -96,7 +101,9 @@ impl IssuerKeys {
     }
 
     async fn get_json<T: for<'de> Deserialize<'de>>(&self, url: &str) -> Result<T, TokenRejection> {
-        let uri: http::Uri = url.parse().map_err(|e| TokenRejection::Unreachable(format!("{url}: {e}")))?;
+        let uri: http::Uri = url
+            .parse()
+            .map_err(|e| TokenRejection::Unreachable(format!("{url}: {e}")))?;
         let fetch = async {
             let resp = self
                 .client
@@ -104,7 +111,10 @@ impl IssuerKeys {
                 .await
                 .map_err(|e| TokenRejection::Unreachable(format!("{url}: {e}")))?;
             if !resp.status().is_success() {
-                return Err(TokenRejection::Unreachable(format!("{url}: HTTP {}", resp.status())));
+                return Err(TokenRejection::Unreachable(format!(
+                    "{url}: HTTP {}",
+                    resp.status()
+                )));
             }
             let body = resp
                 .into_body()
@@ -112,7 +122,8 @@ impl IssuerKeys {
                 .await
                 .map_err(|e| TokenRejection::Unreachable(e.to_string()))?
                 .to_bytes();
-            serde_json::from_slice(&body).map_err(|e| TokenRejection::Unreachable(format!("{url}: {e}")))
+            serde_json::from_slice(&body)
+                .map_err(|e| TokenRejection::Unreachable(format!("{url}: {e}")))
         };
         tokio::time::timeout(Duration::from_secs(5), fetch)
             .await
@@ -151,15 +162,21 @@ impl IssuerKeys {
     }
 
     /// Verifies `token` and returns its claims. `audiences`: what the role accepts.
-    pub async fn verify(&self, token: &str, audiences: &[String]) -> Result<Claims, TokenRejection> {
-        let header = decode_header(token).map_err(|e| TokenRejection::Invalid(format!("malformed token: {e}")))?;
+    pub async fn verify(
+        &self,
+        token: &str,
+        audiences: &[String],
+    ) -> Result<Claims, TokenRejection> {
+        let header = decode_header(token)
+            .map_err(|e| TokenRejection::Invalid(format!("malformed token: {e}")))?;
         let set = self.keys(header.kid.as_deref()).await?;
         let jwk = match &header.kid {
             Some(kid) => set.find(kid),
             None => set.keys.first(),
         }
         .ok_or_else(|| TokenRejection::Invalid("token signed by an unknown key".into()))?;
-        let key = DecodingKey::from_jwk(jwk).map_err(|e| TokenRejection::Invalid(format!("unusable key: {e}")))?;
+        let key = DecodingKey::from_jwk(jwk)
+            .map_err(|e| TokenRejection::Invalid(format!("unusable key: {e}")))?;
         let mut validation = Validation::new(header.alg);
         validation.set_issuer(&[self.issuer.as_str()]);
         validation.set_audience(audiences);
@@ -173,7 +190,9 @@ impl IssuerKeys {
                 jsonwebtoken::errors::ErrorKind::InvalidAudience => {
                     TokenRejection::Invalid("Incorrect token audience".into())
                 }
-                jsonwebtoken::errors::ErrorKind::InvalidIssuer => TokenRejection::Invalid("Incorrect token issuer".into()),
+                jsonwebtoken::errors::ErrorKind::InvalidIssuer => {
+                    TokenRejection::Invalid("Incorrect token issuer".into())
+                }
                 jsonwebtoken::errors::ErrorKind::InvalidSignature => {
                     TokenRejection::Invalid("Token signature is invalid".into())
                 }

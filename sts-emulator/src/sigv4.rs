@@ -43,7 +43,10 @@ pub fn parse_authorization(headers: &HeaderMap) -> Result<Authorization, Signatu
     let mut signed_headers = None;
     let mut signature = None;
     for part in rest.split(',') {
-        let (k, v) = part.trim().split_once('=').ok_or(SignatureError::Malformed("bad component"))?;
+        let (k, v) = part
+            .trim()
+            .split_once('=')
+            .ok_or(SignatureError::Malformed("bad component"))?;
         match k {
             "Credential" => credential = Some(v),
             "SignedHeaders" => signed_headers = Some(v),
@@ -70,7 +73,9 @@ pub fn parse_authorization(headers: &HeaderMap) -> Result<Authorization, Signatu
         region: scope[2].to_string(),
         service: scope[3].to_string(),
         signed_headers,
-        signature: signature.ok_or(SignatureError::Malformed("no Signature"))?.to_string(),
+        signature: signature
+            .ok_or(SignatureError::Malformed("no Signature"))?
+            .to_string(),
     })
 }
 
@@ -120,33 +125,53 @@ pub fn parse_amz_date(value: &str) -> Option<jiff::Timestamp> {
         .map(|z| z.timestamp())
 }
 
+/// The parts of an arrived request that its signature covers.
+pub struct SignedRequest<'a> {
+    pub method: &'a str,
+    pub path: &'a str,
+    pub query: &'a str,
+    pub headers: &'a HeaderMap,
+    pub body: &'a [u8],
+}
+
 /// Verifies the signature of a request signed with `secret_access_key`.
 pub fn verify(
-    method: &str,
-    path: &str,
-    query: &str,
-    headers: &HeaderMap,
-    body: &[u8],
+    request: &SignedRequest<'_>,
     auth: &Authorization,
     secret_access_key: &str,
     now: jiff::Timestamp,
 ) -> Result<(), SignatureError> {
+    let SignedRequest {
+        method,
+        path,
+        query,
+        headers,
+        body,
+    } = request;
     let amz_date = headers
         .get("x-amz-date")
         .and_then(|v| v.to_str().ok())
         .ok_or(SignatureError::Malformed("no x-amz-date"))?;
     let when = parse_amz_date(amz_date).ok_or(SignatureError::Malformed("bad x-amz-date"))?;
     if !amz_date.starts_with(&auth.date) {
-        return Err(SignatureError::Malformed("scope date does not match x-amz-date"));
+        return Err(SignatureError::Malformed(
+            "scope date does not match x-amz-date",
+        ));
     }
     if when.duration_since(now).abs() > jiff::SignedDuration::from_mins(15) {
         return Err(SignatureError::Skewed);
     }
     let mut canonical_headers = String::new();
     for name in &auth.signed_headers {
-        canonical_headers.push_str(&format!("{name}:{}\n", canonical_header_value(headers, name)));
+        canonical_headers.push_str(&format!(
+            "{name}:{}\n",
+            canonical_header_value(headers, name)
+        ));
     }
-    let payload_hash = match headers.get("x-amz-content-sha256").and_then(|v| v.to_str().ok()) {
+    let payload_hash = match headers
+        .get("x-amz-content-sha256")
+        .and_then(|v| v.to_str().ok())
+    {
         Some(h) if h != "UNSIGNED-PAYLOAD" => h.to_string(),
         _ => hex::encode(Sha256::digest(body)),
     };
@@ -156,13 +181,22 @@ pub fn verify(
         query = canonical_query(query),
         signed = auth.signed_headers.join(";"),
     );
-    let scope = format!("{}/{}/{}/aws4_request", auth.date, auth.region, auth.service);
+    let scope = format!(
+        "{}/{}/{}/aws4_request",
+        auth.date, auth.region, auth.service
+    );
     let string_to_sign = format!(
         "AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{}",
         hex::encode(Sha256::digest(canonical_request.as_bytes()))
     );
-    let signing_time: SystemTime = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(when.as_second().max(0) as u64);
-    let key = aws_sigv4::sign::v4::generate_signing_key(secret_access_key, signing_time, &auth.region, &auth.service);
+    let signing_time: SystemTime =
+        SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(when.as_second().max(0) as u64);
+    let key = aws_sigv4::sign::v4::generate_signing_key(
+        secret_access_key,
+        signing_time,
+        &auth.region,
+        &auth.service,
+    );
     let expected = aws_sigv4::sign::v4::calculate_signature(key, string_to_sign.as_bytes());
     if constant_time_eq(expected.as_bytes(), auth.signature.as_bytes()) {
         Ok(())
@@ -192,7 +226,10 @@ mod tests {
             .build()
             .expect("params")
             .into();
-        let headers = [("host", "127.0.0.1:9999"), ("content-type", "application/x-www-form-urlencoded")];
+        let headers = [
+            ("host", "127.0.0.1:9999"),
+            ("content-type", "application/x-www-form-urlencoded"),
+        ];
         let signable = SignableRequest::new(
             "POST",
             "http://127.0.0.1:9999/",
@@ -206,7 +243,10 @@ mod tests {
             map.insert(k, v.parse().expect("header"));
         }
         for (k, v) in instructions.headers() {
-            map.insert(http::HeaderName::from_bytes(k.as_bytes()).expect("name"), v.parse().expect("value"));
+            map.insert(
+                http::HeaderName::from_bytes(k.as_bytes()).expect("name"),
+                v.parse().expect("value"),
+            );
         }
         map
     }
@@ -214,7 +254,14 @@ mod tests {
     mod aws_credential_types_stub {
         use aws_smithy_runtime_api::client::identity::Identity;
         pub fn identity(akid: &str, secret: &str, token: Option<&str>) -> Identity {
-            aws_credential_types::Credentials::new(akid, secret, token.map(str::to_string), None, "test").into()
+            aws_credential_types::Credentials::new(
+                akid,
+                secret,
+                token.map(str::to_string),
+                None,
+                "test",
+            )
+            .into()
         }
     }
 
@@ -226,18 +273,26 @@ mod tests {
         let auth = parse_authorization(&headers).expect("auth");
         assert_eq!(auth.access_key_id, "ASIATEST");
         let ts = jiff::Timestamp::try_from(now).expect("time");
-        verify("POST", "/", "", &headers, body.as_bytes(), &auth, "s3cr3t", ts).expect("valid signature");
+        let request = |body: &'static [u8]| SignedRequest {
+            method: "POST",
+            path: "/",
+            query: "",
+            headers: &headers,
+            body,
+        };
+        let good = request(b"Action=GetCallerIdentity&Version=2011-06-15");
+        verify(&good, &auth, "s3cr3t", ts).expect("valid signature");
         assert_eq!(
-            verify("POST", "/", "", &headers, body.as_bytes(), &auth, "wrong", ts),
+            verify(&good, &auth, "wrong", ts),
             Err(SignatureError::Mismatch)
         );
         assert_eq!(
-            verify("POST", "/", "", &headers, b"Action=AssumeRole", &auth, "s3cr3t", ts),
+            verify(&request(b"Action=AssumeRole"), &auth, "s3cr3t", ts),
             Err(SignatureError::Mismatch)
         );
         let later = ts + jiff::SignedDuration::from_mins(20);
         assert_eq!(
-            verify("POST", "/", "", &headers, body.as_bytes(), &auth, "s3cr3t", later),
+            verify(&good, &auth, "s3cr3t", later),
             Err(SignatureError::Skewed)
         );
     }
@@ -246,7 +301,13 @@ mod tests {
     fn malformed_authorization_is_rejected() {
         let mut h = HeaderMap::new();
         assert_eq!(parse_authorization(&h), Err(SignatureError::Missing));
-        h.insert(http::header::AUTHORIZATION, "Basic abc".parse().expect("value"));
-        assert!(matches!(parse_authorization(&h), Err(SignatureError::Malformed(_))));
+        h.insert(
+            http::header::AUTHORIZATION,
+            "Basic abc".parse().expect("value"),
+        );
+        assert!(matches!(
+            parse_authorization(&h),
+            Err(SignatureError::Malformed(_))
+        ));
     }
 }

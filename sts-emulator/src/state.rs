@@ -26,10 +26,12 @@ pub struct Role {
 
 impl Role {
     pub fn allows_subject(&self, sub: &str) -> bool {
-        self.subjects.iter().any(|pattern| match pattern.strip_suffix('*') {
-            Some(prefix) => sub.starts_with(prefix),
-            None => pattern == sub,
-        })
+        self.subjects
+            .iter()
+            .any(|pattern| match pattern.strip_suffix('*') {
+                Some(prefix) => sub.starts_with(prefix),
+                None => pattern == sub,
+            })
     }
 
     pub fn accepted_audiences(&self) -> Vec<String> {
@@ -128,7 +130,10 @@ impl State {
     pub fn next_fault(&mut self) -> (Injected, Duration) {
         self.served += 1;
         let latency = Duration::from_millis(self.faults.latency_ms);
-        if self.down_until.is_some_and(|t| std::time::Instant::now() < t) {
+        if self
+            .down_until
+            .is_some_and(|t| std::time::Instant::now() < t)
+        {
             return (Injected::Down, latency);
         }
         let f = &mut self.faults;
@@ -144,7 +149,7 @@ impl State {
         } else if f.idp_error_next > 0 {
             f.idp_error_next -= 1;
             Injected::IdpError
-        } else if f.throttle_every > 0 && self.served % u64::from(f.throttle_every) == 0 {
+        } else if f.throttle_every > 0 && self.served.is_multiple_of(u64::from(f.throttle_every)) {
             Injected::Throttle
         } else {
             Injected::None
@@ -185,7 +190,10 @@ mod tests {
     fn trust_rules_match_exact_and_prefix_subjects() {
         let role = Role {
             arn: "arn:aws:iam::123456789012:role/r".into(),
-            subjects: vec!["system:serviceaccount:ns:app".into(), "system:serviceaccount:team-*".into()],
+            subjects: vec![
+                "system:serviceaccount:ns:app".into(),
+                "system:serviceaccount:team-*".into(),
+            ],
             audiences: vec![],
             max_session_seconds: None,
         };

@@ -125,7 +125,9 @@ impl ControlPlane {
         } else {
             None
         };
-        let dir = tempfile::Builder::new().prefix("podcreds-testenv-").tempdir()?;
+        let dir = tempfile::Builder::new()
+            .prefix("podcreds-testenv-")
+            .tempdir()?;
         let root = dir.path();
 
         let ca = pki::Ca::new("podcreds-testenv-ca")?;
@@ -175,13 +177,22 @@ impl ControlPlane {
                 "--endpoint-reconciler-type=none".into(),
                 format!("--cert-dir={}", root.join("certs").display()),
                 format!("--tls-cert-file={}", root.join("serving.pem").display()),
-                format!("--tls-private-key-file={}", root.join("serving-key.pem").display()),
+                format!(
+                    "--tls-private-key-file={}",
+                    root.join("serving-key.pem").display()
+                ),
                 format!("--client-ca-file={}", root.join("ca.pem").display()),
                 "--service-cluster-ip-range=10.0.0.0/24".into(),
                 "--authorization-mode=RBAC".into(),
                 format!("--service-account-issuer={api_url}"),
-                format!("--service-account-key-file={}", root.join("sa.pub").display()),
-                format!("--service-account-signing-key-file={}", root.join("sa.key").display()),
+                format!(
+                    "--service-account-key-file={}",
+                    root.join("sa.pub").display()
+                ),
+                format!(
+                    "--service-account-signing-key-file={}",
+                    root.join("sa.key").display()
+                ),
                 "--disable-admission-plugins=ServiceAccount".into(),
                 "--allow-privileged=true".into(),
                 "--profiling=false".into(),
@@ -192,7 +203,10 @@ impl ControlPlane {
         )?;
 
         let kubeconfig = root.join("admin.kubeconfig");
-        write(&kubeconfig, &kubeconfig_yaml(&api_url, &ca_pem, &UserAuth::Certificate(admin)))?;
+        write(
+            &kubeconfig,
+            &kubeconfig_yaml(&api_url, &ca_pem, &UserAuth::Certificate(admin)),
+        )?;
 
         let mut plane = Self {
             dir,
@@ -213,7 +227,10 @@ impl ControlPlane {
                 &bin,
                 &[
                     format!("--kubeconfig={}", plane.kubeconfig.display()),
-                    format!("--service-account-private-key-file={}", root.join("sa.key").display()),
+                    format!(
+                        "--service-account-private-key-file={}",
+                        root.join("sa.key").display()
+                    ),
                     format!("--root-ca-file={}", root.join("ca.pem").display()),
                     "--controllers=garbagecollector,namespace,serviceaccount".into(),
                     "--secure-port=0".into(),
@@ -251,7 +268,9 @@ impl ControlPlane {
                     });
                 }
             }
-            let request = http::Request::get("/readyz").body(Vec::new()).map_err(|e| Error::KubeConfig(e.to_string()))?;
+            let request = http::Request::get("/readyz")
+                .body(Vec::new())
+                .map_err(|e| Error::KubeConfig(e.to_string()))?;
             match client.request_text(request).await {
                 Ok(body) if body.trim() == "ok" => return Ok(()),
                 Ok(body) => last = body,
@@ -306,14 +325,24 @@ impl ControlPlane {
     pub fn user_kubeconfig(&self, name: &str, groups: &[&str]) -> Result<PathBuf, Error> {
         let cert = self.ca.client(name, groups)?;
         let path = self.dir.path().join(format!("user-{name}.kubeconfig"));
-        write(&path, &kubeconfig_yaml(&self.api_url, &self.ca_pem, &UserAuth::Certificate(cert)))?;
+        write(
+            &path,
+            &kubeconfig_yaml(&self.api_url, &self.ca_pem, &UserAuth::Certificate(cert)),
+        )?;
         Ok(path)
     }
 
     /// Writes a kubeconfig that authenticates with `token` (for example a ServiceAccount's).
     pub fn token_kubeconfig(&self, label: &str, token: &str) -> Result<PathBuf, Error> {
         let path = self.dir.path().join(format!("token-{label}.kubeconfig"));
-        write(&path, &kubeconfig_yaml(&self.api_url, &self.ca_pem, &UserAuth::Token(token.to_string())))?;
+        write(
+            &path,
+            &kubeconfig_yaml(
+                &self.api_url,
+                &self.ca_pem,
+                &UserAuth::Token(token.to_string()),
+            ),
+        )?;
         Ok(path)
     }
 
@@ -325,8 +354,12 @@ impl ControlPlane {
         for doc in serde_yaml::Deserializer::from_str(yaml) {
             let crd = CustomResourceDefinition::deserialize(doc)?;
             let name = crd.metadata.name.clone().unwrap_or_default();
-            api.patch(&name, &PatchParams::apply("testenv").force(), &Patch::Apply(&crd))
-                .await?;
+            api.patch(
+                &name,
+                &PatchParams::apply("testenv").force(),
+                &Patch::Apply(&crd),
+            )
+            .await?;
             names.push(name);
         }
         for name in names {
@@ -361,11 +394,19 @@ impl ControlPlane {
     /// The last lines of every component's log, for failure reports.
     pub fn logs(&self, lines: usize) -> String {
         let mut out = String::new();
-        for p in [Some(&self.etcd), Some(&self.apiserver), self.controller_manager.as_ref()]
-            .into_iter()
-            .flatten()
+        for p in [
+            Some(&self.etcd),
+            Some(&self.apiserver),
+            self.controller_manager.as_ref(),
+        ]
+        .into_iter()
+        .flatten()
         {
-            out.push_str(&format!("--- {} (last {lines} lines) ---\n{}\n", p.name(), p.log_tail(lines)));
+            out.push_str(&format!(
+                "--- {} (last {lines} lines) ---\n{}\n",
+                p.name(),
+                p.log_tail(lines)
+            ));
         }
         out
     }

@@ -1,8 +1,8 @@
 //! Certificates and keys for a throw-away control plane.
 
 use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
-    KeyPair, KeyUsagePurpose, SanType,
+    BasicConstraints, CertificateParams, CertifiedIssuer, DistinguishedName, DnType,
+    ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose, SanType,
 };
 
 use crate::Error;
@@ -26,7 +26,11 @@ impl Ca {
     pub fn new(common_name: &str) -> Result<Self, Error> {
         let mut params = CertificateParams::new(Vec::<String>::new()).map_err(pki)?;
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+        params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
         let mut dn = DistinguishedName::new();
         dn.push(DnType::CommonName, common_name);
         params.distinguished_name = dn;
@@ -42,14 +46,21 @@ impl Ca {
 
     /// A serving certificate for loopback.
     pub fn serving(&self) -> Result<CertAndKey, Error> {
-        let mut params =
-            CertificateParams::new(vec!["localhost".to_string(), "kubernetes.default.svc".to_string()]).map_err(pki)?;
+        let mut params = CertificateParams::new(vec![
+            "localhost".to_string(),
+            "kubernetes.default.svc".to_string(),
+        ])
+        .map_err(pki)?;
         params
             .subject_alt_names
-            .push(SanType::IpAddress(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)));
+            .push(SanType::IpAddress(std::net::IpAddr::V4(
+                std::net::Ipv4Addr::LOCALHOST,
+            )));
         params
             .subject_alt_names
-            .push(SanType::IpAddress(std::net::IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, 1))));
+            .push(SanType::IpAddress(std::net::IpAddr::V4(
+                std::net::Ipv4Addr::new(10, 0, 0, 1),
+            )));
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         let mut dn = DistinguishedName::new();
         dn.push(DnType::CommonName, "kube-apiserver");

@@ -22,7 +22,12 @@ pub fn free_port() -> Result<u16, Error> {
     Ok(listener.local_addr()?.port())
 }
 
-fn start(program: &Path, args: &[String], env: &[(String, String)], log: &Path) -> Result<Child, Error> {
+fn start(
+    program: &Path,
+    args: &[String],
+    env: &[(String, String)],
+    log: &Path,
+) -> Result<Child, Error> {
     let out = File::options().create(true).append(true).open(log)?;
     let err = out.try_clone()?;
     let mut cmd = Command::new(program);
@@ -30,9 +35,8 @@ fn start(program: &Path, args: &[String], env: &[(String, String)], log: &Path) 
     for (k, v) in env {
         cmd.env(k, v);
     }
-    cmd.spawn().map_err(|e| {
-        Error::MissingTool(format!("cannot start {}: {e}", program.display()))
-    })
+    cmd.spawn()
+        .map_err(|e| Error::MissingTool(format!("cannot start {}: {e}", program.display())))
 }
 
 impl Process {

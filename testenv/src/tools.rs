@@ -42,7 +42,10 @@ impl Versions {
 
     /// Directory name of this set of versions in the cache.
     pub fn key(&self) -> String {
-        format!("k8s-{}_etcd-{}_helm-{}", self.kubernetes, self.etcd, self.helm)
+        format!(
+            "k8s-{}_etcd-{}_helm-{}",
+            self.kubernetes, self.etcd, self.helm
+        )
     }
 }
 
@@ -57,7 +60,13 @@ pub fn cache_root() -> PathBuf {
 }
 
 /// The binaries a control plane needs.
-pub const BINARIES: [&str; 5] = ["etcd", "kube-apiserver", "kube-controller-manager", "kubectl", "helm"];
+pub const BINARIES: [&str; 5] = [
+    "etcd",
+    "kube-apiserver",
+    "kube-controller-manager",
+    "kubectl",
+    "helm",
+];
 
 /// Directory holding the built binaries (`PODCREDS_TESTENV_BIN` overrides it).
 pub fn bin_dir() -> PathBuf {
@@ -109,7 +118,10 @@ pub fn venv_program(name: &str) -> Result<PathBuf, Error> {
 
 /// The requirements file the venv is built from.
 pub fn requirements_file(repo_root: &Path) -> PathBuf {
-    repo_root.join("testenv").join("python").join("requirements.txt")
+    repo_root
+        .join("testenv")
+        .join("python")
+        .join("requirements.txt")
 }
 
 #[cfg(test)]

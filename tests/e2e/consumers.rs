@@ -9,7 +9,13 @@ use serde_json::json;
 use crate::support::{Env, Operator, clean_aws_env, decode, kubelet_layout};
 
 /// Mirrors the Secret into `dir` (kubelet-style) every 500 ms until `stop` fires.
-async fn kubelet_sync(env: &Env, ns: &str, name: &str, dir: &std::path::Path, stop: tokio::sync::watch::Receiver<bool>) {
+async fn kubelet_sync(
+    env: &Env,
+    ns: &str,
+    name: &str,
+    dir: &std::path::Path,
+    stop: tokio::sync::watch::Receiver<bool>,
+) {
     let mut generation = 0u32;
     let mut last_version = None;
     while !*stop.borrow() {
@@ -51,7 +57,9 @@ pub async fn aws_cli_and_boto3_use_the_mounted_secret(env: &Env) -> anyhow::Resu
     // Short grants so that a long-running client lives through several refreshes.
     let role = env.role(&format!("{ns}-app"), &ns, "app", Some(20));
     let _op = Operator::start(env, &[&ns], &env.emulator.url(), &[]).await?;
-    let mount = tempfile::Builder::new().prefix("podcreds-mount-").tempdir()?;
+    let mount = tempfile::Builder::new()
+        .prefix("podcreds-mount-")
+        .tempdir()?;
     let mount_path = mount.path().to_string_lossy().into_owned();
     env.create_binding(
         &ns,
@@ -59,7 +67,8 @@ pub async fn aws_cli_and_boto3_use_the_mounted_secret(env: &Env) -> anyhow::Resu
         json!({"serviceAccountName": "app", "roleArn": role, "mountPath": mount_path, "sts": {"region": "eu-west-1"}}),
     )
     .await?;
-    env.wait_ready(&ns, "app", "True", Duration::from_secs(60)).await?;
+    env.wait_ready(&ns, "app", "True", Duration::from_secs(60))
+        .await?;
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let sync = kubelet_sync(env, &ns, "app", mount.path(), stop_rx);
@@ -72,14 +81,24 @@ pub async fn aws_cli_and_boto3_use_the_mounted_secret(env: &Env) -> anyhow::Resu
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         let config = mount.path().join("config");
-        let expected_arn = format!("arn:aws:sts::{}:assumed-role/{ns}-app/{ns}.app", crate::support::ACCOUNT);
+        let expected_arn = format!(
+            "arn:aws:sts::{}:assumed-role/{ns}-app/{ns}.app",
+            crate::support::ACCOUNT
+        );
 
         // The AWS CLI.
         let aws = podcreds_testenv::tools::venv_program("aws")?;
         let mut cmd = tokio::process::Command::new(aws);
         clean_aws_env(&mut cmd);
-        cmd.args(["sts", "get-caller-identity", "--output", "json", "--endpoint-url", &env.emulator.url()])
-            .env("AWS_CONFIG_FILE", &config);
+        cmd.args([
+            "sts",
+            "get-caller-identity",
+            "--output",
+            "json",
+            "--endpoint-url",
+            &env.emulator.url(),
+        ])
+        .env("AWS_CONFIG_FILE", &config);
         let out = cmd.output().await?;
         ensure!(
             out.status.success(),
@@ -96,12 +115,23 @@ pub async fn aws_cli_and_boto3_use_the_mounted_secret(env: &Env) -> anyhow::Resu
         cmd.args(["-c", BOTO3_LOOP, &env.emulator.url(), "50"])
             .env("AWS_CONFIG_FILE", &config);
         let out = cmd.output().await?;
-        ensure!(out.status.success(), "boto3 loop failed: {}", String::from_utf8_lossy(&out.stderr));
-        let report: serde_json::Value = serde_json::from_slice(&out.stdout).context("boto3 report")?;
-        ensure!(report["errors"].as_array().is_some_and(|e| e.is_empty()), "boto3 errors: {report}");
+        ensure!(
+            out.status.success(),
+            "boto3 loop failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let report: serde_json::Value =
+            serde_json::from_slice(&out.stdout).context("boto3 report")?;
+        ensure!(
+            report["errors"].as_array().is_some_and(|e| e.is_empty()),
+            "boto3 errors: {report}"
+        );
         ensure!(report["arn"] == expected_arn.as_str(), "boto3 saw {report}");
         let keys = report["keys"].as_array().map(Vec::len).unwrap_or(0);
-        ensure!(keys >= 3, "boto3 should have used at least 3 credential sets, used {keys}: {report}");
+        ensure!(
+            keys >= 3,
+            "boto3 should have used at least 3 credential sets, used {keys}: {report}"
+        );
         Ok::<(), anyhow::Error>(())
     };
     let (result, ()) = tokio::join!(
@@ -119,8 +149,15 @@ pub async fn aws_cli_and_boto3_use_the_mounted_secret(env: &Env) -> anyhow::Resu
         .calls()
         .calls
         .iter()
-        .filter(|c| c.action == "GetCallerIdentity" && c.result == "Ok" && c.subject.as_deref().is_some_and(|s| s.contains(&*ns)))
+        .filter(|c| {
+            c.action == "GetCallerIdentity"
+                && c.result == "Ok"
+                && c.subject.as_deref().is_some_and(|s| s.contains(&*ns))
+        })
         .count();
-    ensure!(ok_calls >= 10, "expected many verified GetCallerIdentity calls, saw {ok_calls}");
+    ensure!(
+        ok_calls >= 10,
+        "expected many verified GetCallerIdentity calls, saw {ok_calls}"
+    );
     Ok(())
 }

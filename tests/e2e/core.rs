@@ -17,20 +17,34 @@ pub async fn binding_issues_working_credentials(env: &Env) -> anyhow::Result<()>
     env.service_account(&ns, "app").await?;
     let role = env.role(&format!("{ns}-reader"), &ns, "app", None);
     let op = Operator::start(env, &[&ns], &env.emulator.url(), &[]).await?;
-    env.create_binding(&ns, "reader", json!({"serviceAccountName": "app", "roleArn": role}))
-        .await?;
+    env.create_binding(
+        &ns,
+        "reader",
+        json!({"serviceAccountName": "app", "roleArn": role}),
+    )
+    .await?;
     let binding = env.wait_ready(&ns, "reader", "True", READY).await?;
 
     // Status.
     let status = binding.status.clone().context("status")?;
-    ensure!(status.secret_name.as_deref() == Some("reader"), "secretName {:?}", status.secret_name);
+    ensure!(
+        status.secret_name.as_deref() == Some("reader"),
+        "secretName {:?}",
+        status.secret_name
+    );
     let expiration = status.expiration.clone().context("expiration")?;
     let renewal = status.renewal_time.clone().context("renewalTime")?;
-    ensure!(renewal.0 < expiration.0, "renewal {renewal:?} not before expiration {expiration:?}");
+    ensure!(
+        renewal.0 < expiration.0,
+        "renewal {renewal:?} not before expiration {expiration:?}"
+    );
     ensure!(status.observed_generation == binding.metadata.generation);
     ensure!(
         status.assumed_role_arn.as_deref()
-            == Some(&*format!("arn:aws:sts::{}:assumed-role/{ns}-reader/{ns}.reader", crate::support::ACCOUNT)),
+            == Some(&*format!(
+                "arn:aws:sts::{}:assumed-role/{ns}-reader/{ns}.reader",
+                crate::support::ACCOUNT
+            )),
         "assumedRoleArn {:?}",
         status.assumed_role_arn
     );
@@ -45,7 +59,10 @@ pub async fn binding_issues_working_credentials(env: &Env) -> anyhow::Result<()>
     let process: serde_json::Value = serde_json::from_str(&data["credential-process.json"])?;
     ensure!(process["Version"] == 1);
     ensure!(process["AccessKeyId"] == data["AWS_ACCESS_KEY_ID"].as_str());
-    ensure!(data["config"].contains("credential_process = cat /var/run/secrets/podcreds/credential-process.json"));
+    ensure!(
+        data["config"]
+            .contains("credential_process = cat /var/run/secrets/podcreds/credential-process.json")
+    );
     let owner = secret
         .metadata
         .owner_references
@@ -54,17 +71,35 @@ pub async fn binding_issues_working_credentials(env: &Env) -> anyhow::Result<()>
         .context("owner reference")?;
     ensure!(owner.controller == Some(true) && Some(&owner.uid) == binding.metadata.uid.as_ref());
     ensure!(
-        secret.metadata.labels.as_ref().and_then(|l| l.get("app.kubernetes.io/managed-by")).map(String::as_str)
+        secret
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get("app.kubernetes.io/managed-by"))
+            .map(String::as_str)
             == Some("podcreds")
     );
 
     // What STS saw.
     let calls = env.issued_for(&role);
-    ensure!(calls.len() == 1, "expected one STS call, saw {}", calls.len());
+    ensure!(
+        calls.len() == 1,
+        "expected one STS call, saw {}",
+        calls.len()
+    );
     let call = &calls[0];
-    ensure!(call.subject.as_deref() == Some(&*format!("system:serviceaccount:{ns}:app")), "{call:?}");
-    ensure!(call.audience.as_deref() == Some("sts.amazonaws.com"), "{call:?}");
-    ensure!(call.session_name.as_deref() == Some(&*format!("{ns}.reader")), "{call:?}");
+    ensure!(
+        call.subject.as_deref() == Some(&*format!("system:serviceaccount:{ns}:app")),
+        "{call:?}"
+    );
+    ensure!(
+        call.audience.as_deref() == Some("sts.amazonaws.com"),
+        "{call:?}"
+    );
+    ensure!(
+        call.session_name.as_deref() == Some(&*format!("{ns}.reader")),
+        "{call:?}"
+    );
     ensure!(call.result == "Ok", "{call:?}");
 
     // An Event says what happened.
@@ -92,16 +127,28 @@ pub async fn binding_issues_working_credentials(env: &Env) -> anyhow::Result<()>
     ];
     let events = serde_json::to_string(&env.events(&ns).await?)?;
     let status_text = serde_json::to_string(&env.bindings(&ns).get("reader").await?.status)?;
-    for (what, text) in [("operator log", op.log()), ("events", events), ("status", status_text)] {
+    for (what, text) in [
+        ("operator log", op.log()),
+        ("events", events),
+        ("status", status_text),
+    ] {
         for s in &secrets {
-            ensure!(!text.contains(s.as_str()), "a credential appears in the {what}");
+            ensure!(
+                !text.contains(s.as_str()),
+                "a credential appears in the {what}"
+            );
         }
-        ensure!(!text.contains("eyJ"), "something like a JWT appears in the {what}");
+        ensure!(
+            !text.contains("eyJ"),
+            "something like a JWT appears in the {what}"
+        );
     }
     Ok(())
 }
 
-pub async fn refresh_happens_before_expiry_and_honours_shorter_grants(env: &Env) -> anyhow::Result<()> {
+pub async fn refresh_happens_before_expiry_and_honours_shorter_grants(
+    env: &Env,
+) -> anyhow::Result<()> {
     let ns = env.namespace("refresh").await?;
     env.service_account(&ns, "app").await?;
     // The role grants 12 s whatever is asked: podcreds must trust the Expiration STS returns.
@@ -132,9 +179,16 @@ pub async fn refresh_happens_before_expiry_and_honours_shorter_grants(env: &Env)
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
-    ensure!(seen.len() >= 3, "expected at least 3 credential sets in 40 s, saw {}", seen.len());
+    ensure!(
+        seen.len() >= 3,
+        "expected at least 3 credential sets in 40 s, saw {}",
+        seen.len()
+    );
     let calls = env.issued_for(&role);
-    ensure!(calls.iter().all(|c| c.granted_seconds == Some(12)), "{calls:?}");
+    ensure!(
+        calls.iter().all(|c| c.granted_seconds == Some(12)),
+        "{calls:?}"
+    );
     // One STS call per lifetime, not more: 40 s / (about 8 s between refreshes) plus the first.
     ensure!(calls.len() <= 8, "too many STS calls: {}", calls.len());
     let binding = env.bindings(&ns).get("short").await?;
@@ -152,14 +206,29 @@ pub async fn missing_service_account_then_created(env: &Env) -> anyhow::Result<(
     let ns = env.namespace("nosa").await?;
     let role = env.role(&format!("{ns}-late"), &ns, "late", None);
     let _op = Operator::start(env, &[&ns], &env.emulator.url(), &[]).await?;
-    env.create_binding(&ns, "late", json!({"serviceAccountName": "late", "roleArn": role}))
+    env.create_binding(
+        &ns,
+        "late",
+        json!({"serviceAccountName": "late", "roleArn": role}),
+    )
+    .await?;
+    let b = env
+        .wait_reason(&ns, "late", "ServiceAccountNotFound", READY)
         .await?;
-    let b = env.wait_reason(&ns, "late", "ServiceAccountNotFound", READY).await?;
-    let msg = podcreds::status::ready_condition(b.status.as_ref()).map(|c| c.message.clone()).unwrap_or_default();
-    ensure!(msg.contains("late"), "message should name the ServiceAccount: {msg}");
-    ensure!(env.secrets(&ns).get_opt("late").await?.is_none(), "no Secret before the SA exists");
+    let msg = podcreds::status::ready_condition(b.status.as_ref())
+        .map(|c| c.message.clone())
+        .unwrap_or_default();
+    ensure!(
+        msg.contains("late"),
+        "message should name the ServiceAccount: {msg}"
+    );
+    ensure!(
+        env.secrets(&ns).get_opt("late").await?.is_none(),
+        "no Secret before the SA exists"
+    );
     env.service_account(&ns, "late").await?;
-    env.wait_ready(&ns, "late", "True", Duration::from_secs(30)).await?;
+    env.wait_ready(&ns, "late", "True", Duration::from_secs(30))
+        .await?;
     Ok(())
 }
 
@@ -169,13 +238,22 @@ pub async fn trust_policy_rejection_writes_nothing(env: &Env) -> anyhow::Result<
     // The role trusts another ServiceAccount only.
     let role = env.role(&format!("{ns}-guarded"), &ns, "someone-else", None);
     let _op = Operator::start(env, &[&ns], &env.emulator.url(), &[]).await?;
-    env.create_binding(&ns, "guarded", json!({"serviceAccountName": "intruder", "roleArn": role}))
+    env.create_binding(
+        &ns,
+        "guarded",
+        json!({"serviceAccountName": "intruder", "roleArn": role}),
+    )
+    .await?;
+    let b = env
+        .wait_reason(&ns, "guarded", "StsAccessDenied", READY)
         .await?;
-    let b = env.wait_reason(&ns, "guarded", "StsAccessDenied", READY).await?;
     let ready = podcreds::status::ready_condition(b.status.as_ref()).context("Ready")?;
     ensure!(ready.status == "False");
     ensure!(ready.message.contains("AccessDenied"), "{}", ready.message);
-    ensure!(env.secrets(&ns).get_opt("guarded").await?.is_none(), "a Secret was written");
+    ensure!(
+        env.secrets(&ns).get_opt("guarded").await?.is_none(),
+        "a Secret was written"
+    );
     let calls = env.emulator.calls().calls;
     let denied = calls
         .iter()
@@ -190,28 +268,116 @@ pub async fn invalid_specs_are_rejected_by_the_apiserver(env: &Env) -> anyhow::R
     let ns = env.namespace("invalid").await?;
     let role = "arn:aws:iam::123456789012:role/ok";
     let cases: Vec<(&str, serde_json::Value, &str)> = vec![
-        ("no-sa", json!({"roleArn": role}), "serviceAccountName: Required value"),
-        ("no-role", json!({"serviceAccountName": "a"}), "roleArn: Required value"),
-        ("bad-arn", json!({"serviceAccountName": "a", "roleArn": "arn:aws:iam::123:role/x"}), "spec.roleArn"),
-        ("user-arn", json!({"serviceAccountName": "a", "roleArn": "arn:aws:iam::123456789012:user/u"}), "spec.roleArn"),
-        ("sa-ns", json!({"serviceAccountName": "other:sa", "roleArn": role}), "spec.serviceAccountName"),
-        ("short", json!({"serviceAccountName": "a", "roleArn": role, "durationSeconds": 60}), "spec.durationSeconds"),
-        ("long", json!({"serviceAccountName": "a", "roleArn": role, "durationSeconds": 50000}), "spec.durationSeconds"),
-        ("renew-bad", json!({"serviceAccountName": "a", "roleArn": role, "renewBefore": "soon"}), "spec.renewBefore"),
-        ("renew-long", json!({"serviceAccountName": "a", "roleArn": role, "durationSeconds": 900, "renewBefore": "1h"}), "renewBefore must be shorter than durationSeconds"),
-        ("renew-tiny", json!({"serviceAccountName": "a", "roleArn": role, "renewBefore": "10s"}), "renewBefore must be at least 60s"),
-        ("session", json!({"serviceAccountName": "a", "roleArn": role, "sessionName": "has space"}), "spec.sessionName"),
-        ("session-long", json!({"serviceAccountName": "a", "roleArn": role, "sessionName": "x".repeat(65)}), "spec.sessionName"),
-        ("policy", json!({"serviceAccountName": "a", "roleArn": role, "sessionPolicy": "[1]"}), "sessionPolicy must be a JSON object"),
-        ("policy-big", json!({"serviceAccountName": "a", "roleArn": role, "sessionPolicy": format!("{{\"a\":\"{}\"}}", "x".repeat(2100))}), "spec.sessionPolicy"),
-        ("arns", json!({"serviceAccountName": "a", "roleArn": role, "policyArns": vec!["arn:aws:iam::aws:policy/P"; 11]}), "spec.policyArns"),
-        ("arn-kind", json!({"serviceAccountName": "a", "roleArn": role, "policyArns": ["arn:aws:iam::aws:role/P"]}), "every policyArns entry must be an IAM policy ARN"),
-        ("endpoint", json!({"serviceAccountName": "a", "roleArn": role, "sts": {"endpoint": "ftp://x"}}), "endpoint must be an http(s) URL"),
-        ("region", json!({"serviceAccountName": "a", "roleArn": role, "sts": {"region": "Mars"}}), "spec.sts.region"),
-        ("mount", json!({"serviceAccountName": "a", "roleArn": role, "mountPath": "/x;rm -rf /"}), "spec.mountPath"),
-        ("mount-dots", json!({"serviceAccountName": "a", "roleArn": role, "mountPath": "/a/../b"}), "mountPath must not contain '..'"),
-        ("secret", json!({"serviceAccountName": "a", "roleArn": role, "secretName": "UPPER"}), "spec.secretName"),
-        ("unicode", json!({"serviceAccountName": "ünïcode", "roleArn": role}), "spec.serviceAccountName"),
+        (
+            "no-sa",
+            json!({"roleArn": role}),
+            "serviceAccountName: Required value",
+        ),
+        (
+            "no-role",
+            json!({"serviceAccountName": "a"}),
+            "roleArn: Required value",
+        ),
+        (
+            "bad-arn",
+            json!({"serviceAccountName": "a", "roleArn": "arn:aws:iam::123:role/x"}),
+            "spec.roleArn",
+        ),
+        (
+            "user-arn",
+            json!({"serviceAccountName": "a", "roleArn": "arn:aws:iam::123456789012:user/u"}),
+            "spec.roleArn",
+        ),
+        (
+            "sa-ns",
+            json!({"serviceAccountName": "other:sa", "roleArn": role}),
+            "spec.serviceAccountName",
+        ),
+        (
+            "short",
+            json!({"serviceAccountName": "a", "roleArn": role, "durationSeconds": 60}),
+            "spec.durationSeconds",
+        ),
+        (
+            "long",
+            json!({"serviceAccountName": "a", "roleArn": role, "durationSeconds": 50000}),
+            "spec.durationSeconds",
+        ),
+        (
+            "renew-bad",
+            json!({"serviceAccountName": "a", "roleArn": role, "renewBefore": "soon"}),
+            "spec.renewBefore",
+        ),
+        (
+            "renew-long",
+            json!({"serviceAccountName": "a", "roleArn": role, "durationSeconds": 900, "renewBefore": "1h"}),
+            "renewBefore must be shorter than durationSeconds",
+        ),
+        (
+            "renew-tiny",
+            json!({"serviceAccountName": "a", "roleArn": role, "renewBefore": "10s"}),
+            "renewBefore must be at least 60s",
+        ),
+        (
+            "session",
+            json!({"serviceAccountName": "a", "roleArn": role, "sessionName": "has space"}),
+            "spec.sessionName",
+        ),
+        (
+            "session-long",
+            json!({"serviceAccountName": "a", "roleArn": role, "sessionName": "x".repeat(65)}),
+            "spec.sessionName",
+        ),
+        (
+            "policy",
+            json!({"serviceAccountName": "a", "roleArn": role, "sessionPolicy": "[1]"}),
+            "sessionPolicy must be a JSON object",
+        ),
+        (
+            "policy-big",
+            json!({"serviceAccountName": "a", "roleArn": role, "sessionPolicy": format!("{{\"a\":\"{}\"}}", "x".repeat(2100))}),
+            "spec.sessionPolicy",
+        ),
+        (
+            "arns",
+            json!({"serviceAccountName": "a", "roleArn": role, "policyArns": vec!["arn:aws:iam::aws:policy/P"; 11]}),
+            "spec.policyArns",
+        ),
+        (
+            "arn-kind",
+            json!({"serviceAccountName": "a", "roleArn": role, "policyArns": ["arn:aws:iam::aws:role/P"]}),
+            "every policyArns entry must be an IAM policy ARN",
+        ),
+        (
+            "endpoint",
+            json!({"serviceAccountName": "a", "roleArn": role, "sts": {"endpoint": "ftp://x"}}),
+            "endpoint must be an http(s) URL",
+        ),
+        (
+            "region",
+            json!({"serviceAccountName": "a", "roleArn": role, "sts": {"region": "Mars"}}),
+            "spec.sts.region",
+        ),
+        (
+            "mount",
+            json!({"serviceAccountName": "a", "roleArn": role, "mountPath": "/x;rm -rf /"}),
+            "spec.mountPath",
+        ),
+        (
+            "mount-dots",
+            json!({"serviceAccountName": "a", "roleArn": role, "mountPath": "/a/../b"}),
+            "mountPath must not contain '..'",
+        ),
+        (
+            "secret",
+            json!({"serviceAccountName": "a", "roleArn": role, "secretName": "UPPER"}),
+            "spec.secretName",
+        ),
+        (
+            "unicode",
+            json!({"serviceAccountName": "ünïcode", "roleArn": role}),
+            "spec.serviceAccountName",
+        ),
     ];
     let mut failures = Vec::new();
     for (name, spec, expected) in &cases {
@@ -219,29 +385,45 @@ pub async fn invalid_specs_are_rejected_by_the_apiserver(env: &Env) -> anyhow::R
             Ok(_) => failures.push(format!("{name}: accepted")),
             Err(kube::Error::Api(status)) => {
                 if status.code != 422 || !status.message.contains(expected) {
-                    failures.push(format!("{name}: {} {:?} (wanted {expected:?})", status.code, status.message));
+                    failures.push(format!(
+                        "{name}: {} {:?} (wanted {expected:?})",
+                        status.code, status.message
+                    ));
                 }
             }
             Err(e) => failures.push(format!("{name}: {e}")),
         }
     }
     if !failures.is_empty() {
-        bail!("{} of {} cases wrong:\n{}", failures.len(), cases.len(), failures.join("\n"));
+        bail!(
+            "{} of {} cases wrong:\n{}",
+            failures.len(),
+            cases.len(),
+            failures.join("\n")
+        );
     }
     Ok(())
 }
 
-pub async fn deleted_secret_is_recreated_and_edited_secret_restored(env: &Env) -> anyhow::Result<()> {
+pub async fn deleted_secret_is_recreated_and_edited_secret_restored(
+    env: &Env,
+) -> anyhow::Result<()> {
     let ns = env.namespace("restore").await?;
     env.service_account(&ns, "app").await?;
     let role = env.role(&format!("{ns}-r"), &ns, "app", None);
     let _op = Operator::start(env, &[&ns], &env.emulator.url(), &[]).await?;
-    env.create_binding(&ns, "b", json!({"serviceAccountName": "app", "roleArn": role}))
-        .await?;
+    env.create_binding(
+        &ns,
+        "b",
+        json!({"serviceAccountName": "app", "roleArn": role}),
+    )
+    .await?;
     env.wait_ready(&ns, "b", "True", READY).await?;
     let first = env.secrets(&ns).get("b").await?;
 
-    env.secrets(&ns).delete("b", &DeleteParams::default()).await?;
+    env.secrets(&ns)
+        .delete("b", &DeleteParams::default())
+        .await?;
     let recreated = wait_for(Duration::from_secs(30), || async {
         let s = env.secrets(&ns).get_opt("b").await.ok()??;
         (s.metadata.uid != first.metadata.uid).then_some(s)
@@ -277,19 +459,39 @@ pub async fn foreign_secret_is_never_touched(env: &Env) -> anyhow::Result<()> {
         string_data: Some([("password".to_string(), "keep-me".to_string())].into()),
         ..Secret::default()
     };
-    let created = env.secrets(&ns).create(&PostParams::default(), &mine).await?;
-    let _op = Operator::start(env, &[&ns], &env.emulator.url(), &[]).await?;
-    env.create_binding(&ns, "b", json!({"serviceAccountName": "app", "roleArn": role, "secretName": "taken"}))
+    let created = env
+        .secrets(&ns)
+        .create(&PostParams::default(), &mine)
         .await?;
+    let _op = Operator::start(env, &[&ns], &env.emulator.url(), &[]).await?;
+    env.create_binding(
+        &ns,
+        "b",
+        json!({"serviceAccountName": "app", "roleArn": role, "secretName": "taken"}),
+    )
+    .await?;
     let b = env.wait_reason(&ns, "b", "SecretConflict", READY).await?;
-    ensure!(podcreds::status::ready_condition(b.status.as_ref()).is_some_and(|c| c.status == "False"));
+    ensure!(
+        podcreds::status::ready_condition(b.status.as_ref()).is_some_and(|c| c.status == "False")
+    );
     let events = env.events(&ns).await?;
-    ensure!(events.iter().any(|e| e.reason.as_deref() == Some("SecretConflict")), "no SecretConflict Event");
+    ensure!(
+        events
+            .iter()
+            .any(|e| e.reason.as_deref() == Some("SecretConflict")),
+        "no SecretConflict Event"
+    );
     tokio::time::sleep(Duration::from_secs(2)).await;
     let after = env.secrets(&ns).get("taken").await?;
-    ensure!(after.metadata.resource_version == created.metadata.resource_version, "the foreign Secret was written");
+    ensure!(
+        after.metadata.resource_version == created.metadata.resource_version,
+        "the foreign Secret was written"
+    );
     ensure!(decode(&after).get("password").map(String::as_str) == Some("keep-me"));
-    ensure!(env.issued_for(&role).is_empty(), "credentials were issued for a binding that cannot write them");
+    ensure!(
+        env.issued_for(&role).is_empty(),
+        "credentials were issued for a binding that cannot write them"
+    );
     Ok(())
 }
 
@@ -298,12 +500,23 @@ pub async fn deleting_the_binding_garbage_collects_the_secret(env: &Env) -> anyh
     env.service_account(&ns, "app").await?;
     let role = env.role(&format!("{ns}-r"), &ns, "app", None);
     let _op = Operator::start(env, &[&ns], &env.emulator.url(), &[]).await?;
-    env.create_binding(&ns, "b", json!({"serviceAccountName": "app", "roleArn": role}))
-        .await?;
+    env.create_binding(
+        &ns,
+        "b",
+        json!({"serviceAccountName": "app", "roleArn": role}),
+    )
+    .await?;
     env.wait_ready(&ns, "b", "True", READY).await?;
-    env.bindings(&ns).delete("b", &DeleteParams::foreground()).await?;
+    env.bindings(&ns)
+        .delete("b", &DeleteParams::foreground())
+        .await?;
     let gone = wait_for(Duration::from_secs(60), || async {
-        env.secrets(&ns).get_opt("b").await.ok()?.is_none().then_some(())
+        env.secrets(&ns)
+            .get_opt("b")
+            .await
+            .ok()?
+            .is_none()
+            .then_some(())
     })
     .await;
     ensure!(gone.is_some(), "the Secret outlived its binding");
@@ -316,10 +529,15 @@ pub async fn spec_changes_issue_new_credentials(env: &Env) -> anyhow::Result<()>
     let role_a = env.role(&format!("{ns}-a"), &ns, "app", None);
     let role_b = env.role(&format!("{ns}-b"), &ns, "app", None);
     let _op = Operator::start(env, &[&ns], &env.emulator.url(), &[]).await?;
-    env.create_binding(&ns, "b", json!({"serviceAccountName": "app", "roleArn": role_a}))
-        .await?;
+    env.create_binding(
+        &ns,
+        "b",
+        json!({"serviceAccountName": "app", "roleArn": role_a}),
+    )
+    .await?;
     env.wait_ready(&ns, "b", "True", READY).await?;
-    let key_of = |data: &std::collections::BTreeMap<String, String>| data["AWS_ACCESS_KEY_ID"].clone();
+    let key_of =
+        |data: &std::collections::BTreeMap<String, String>| data["AWS_ACCESS_KEY_ID"].clone();
     let mut previous = key_of(&env.secret_data(&ns, "b").await?);
 
     let changes = [
@@ -343,10 +561,16 @@ pub async fn spec_changes_issue_new_credentials(env: &Env) -> anyhow::Result<()>
     }
     let secret = env.secrets(&ns).get("b").await?;
     let annotations = secret.metadata.annotations.unwrap_or_default();
-    ensure!(annotations.get(ANNOTATION_ROLE_ARN) == Some(&role_b), "{annotations:?}");
+    ensure!(
+        annotations.get(ANNOTATION_ROLE_ARN) == Some(&role_b),
+        "{annotations:?}"
+    );
     ensure!(annotations.contains_key(ANNOTATION_EXPIRATION));
     let b_calls = env.issued_for(&role_b);
-    ensure!(b_calls.iter().any(|c| c.duration_seconds == Some(7200)), "{b_calls:?}");
+    ensure!(
+        b_calls.iter().any(|c| c.duration_seconds == Some(7200)),
+        "{b_calls:?}"
+    );
     Ok(())
 }
 
@@ -356,8 +580,12 @@ pub async fn restart_with_fresh_secrets_makes_no_sts_calls(env: &Env) -> anyhow:
     let role = env.role(&format!("{ns}-r"), &ns, "app", None);
     let mut op = Operator::start(env, &[&ns], &env.emulator.url(), &[]).await?;
     for i in 0..5 {
-        env.create_binding(&ns, &format!("b{i}"), json!({"serviceAccountName": "app", "roleArn": role}))
-            .await?;
+        env.create_binding(
+            &ns,
+            &format!("b{i}"),
+            json!({"serviceAccountName": "app", "roleArn": role}),
+        )
+        .await?;
     }
     for i in 0..5 {
         env.wait_ready(&ns, &format!("b{i}"), "True", READY).await?;
@@ -366,7 +594,12 @@ pub async fn restart_with_fresh_secrets_makes_no_sts_calls(env: &Env) -> anyhow:
     tokio::time::sleep(Duration::from_secs(2)).await;
     let versions = |list: Vec<Secret>| {
         list.into_iter()
-            .map(|s| (s.metadata.name.unwrap_or_default(), s.metadata.resource_version.unwrap_or_default()))
+            .map(|s| {
+                (
+                    s.metadata.name.unwrap_or_default(),
+                    s.metadata.resource_version.unwrap_or_default(),
+                )
+            })
             .collect::<std::collections::BTreeMap<_, _>>()
     };
     let before = versions(env.secrets(&ns).list(&Default::default()).await?.items);
@@ -376,10 +609,17 @@ pub async fn restart_with_fresh_secrets_makes_no_sts_calls(env: &Env) -> anyhow:
     tokio::time::sleep(Duration::from_secs(5)).await;
 
     let after = versions(env.secrets(&ns).list(&Default::default()).await?.items);
-    ensure!(env.calls_for(&role) == calls_before, "the restarted operator called STS");
-    ensure!(before == after, "the restarted operator wrote Secrets:\n{before:?}\n{after:?}");
+    ensure!(
+        env.calls_for(&role) == calls_before,
+        "the restarted operator called STS"
+    );
+    ensure!(
+        before == after,
+        "the restarted operator wrote Secrets:\n{before:?}\n{after:?}"
+    );
     for i in 0..5 {
-        env.wait_ready(&ns, &format!("b{i}"), "True", Duration::from_secs(5)).await?;
+        env.wait_ready(&ns, &format!("b{i}"), "True", Duration::from_secs(5))
+            .await?;
     }
     Ok(())
 }
@@ -404,10 +644,18 @@ pub async fn disallowed_endpoint_and_audience_send_nothing(env: &Env) -> anyhow:
         json!({"serviceAccountName": "app", "roleArn": role, "audience": env.plane.api_url}),
     )
     .await?;
-    env.wait_reason(&ns, "exfil", "EndpointNotAllowed", READY).await?;
-    env.wait_reason(&ns, "apiaud", "AudienceNotAllowed", READY).await?;
+    env.wait_reason(&ns, "exfil", "EndpointNotAllowed", READY)
+        .await?;
+    env.wait_reason(&ns, "apiaud", "AudienceNotAllowed", READY)
+        .await?;
     let connected = tokio::time::timeout(Duration::from_secs(2), trap.accept()).await;
-    ensure!(connected.is_err(), "the operator connected to a disallowed endpoint");
-    ensure!(env.calls_for(&role) == 0, "STS was called for refused bindings");
+    ensure!(
+        connected.is_err(),
+        "the operator connected to a disallowed endpoint"
+    );
+    ensure!(
+        env.calls_for(&role) == 0,
+        "STS was called for refused bindings"
+    );
     Ok(())
 }

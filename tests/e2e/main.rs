@@ -115,7 +115,9 @@ async fn main() {
     let args = parse_args();
     let selected: Vec<&(&str, TestFn)> = TESTS
         .iter()
-        .filter(|(name, _)| args.filters.is_empty() || args.filters.iter().any(|f| name.contains(f.as_str())))
+        .filter(|(name, _)| {
+            args.filters.is_empty() || args.filters.iter().any(|f| name.contains(f.as_str()))
+        })
         .collect();
     if args.list {
         for (name, _) in &selected {
@@ -124,12 +126,19 @@ async fn main() {
         return;
     }
     let started = Instant::now();
-    println!("\nrunning {} end-to-end tests ({} at a time)", selected.len(), args.threads.max(1));
+    println!(
+        "\nrunning {} end-to-end tests ({} at a time)",
+        selected.len(),
+        args.threads.max(1)
+    );
     let owned_env = match Env::start().await {
         Ok(env) => env,
         Err(e) => {
             eprintln!("could not start the test environment: {e:#}");
-            println!("test result: FAILED. 0 passed; {} failed; 0 ignored", selected.len());
+            println!(
+                "test result: FAILED. 0 passed; {} failed; 0 ignored",
+                selected.len()
+            );
             std::process::exit(1);
         }
     };
@@ -154,14 +163,19 @@ async fn main() {
         .collect()
         .await;
 
-    let failed: Vec<&(String, Result<(), anyhow::Error>, f64)> = results.iter().filter(|r| r.1.is_err()).collect();
+    let failed: Vec<&(String, Result<(), anyhow::Error>, f64)> =
+        results.iter().filter(|r| r.1.is_err()).collect();
     for (name, result, _) in &failed {
         println!("\n---- {name} ----");
         if let Err(e) = result {
             println!("{e:#}");
         }
         for log in logs_of(name) {
-            println!("--- {} (last 60 lines) ---\n{}", log.display(), tail(&log, 60));
+            println!(
+                "--- {} (last 60 lines) ---\n{}",
+                log.display(),
+                tail(&log, 60)
+            );
         }
     }
     if !failed.is_empty() {

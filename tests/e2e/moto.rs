@@ -17,7 +17,12 @@ pub async fn core_flow_against_moto(env: &Env) -> anyhow::Result<()> {
     let mut moto = Process::spawn(
         "moto",
         &moto_bin,
-        &["-H".into(), "127.0.0.1".into(), "-p".into(), port.to_string()],
+        &[
+            "-H".into(),
+            "127.0.0.1".into(),
+            "-p".into(),
+            port.to_string(),
+        ],
         &[],
         &log_dir,
     )?;
@@ -47,15 +52,24 @@ pub async fn core_flow_against_moto(env: &Env) -> anyhow::Result<()> {
         json!({"serviceAccountName": "app", "roleArn": role, "durationSeconds": 900}),
     )
     .await?;
-    let binding = env.wait_ready(&ns, "moto", "True", Duration::from_secs(60)).await?;
+    let binding = env
+        .wait_ready(&ns, "moto", "True", Duration::from_secs(60))
+        .await?;
     let status = binding.status.context("status")?;
     let assumed = status.assumed_role_arn.context("assumedRoleArn")?;
     ensure!(assumed.contains(":assumed-role/moto-role/"), "{assumed}");
 
     let data = decode(&env.secrets(&ns).get("moto").await?);
-    ensure!(data["AWS_ACCESS_KEY_ID"].starts_with("ASIA"), "moto issued {}", data["AWS_ACCESS_KEY_ID"]);
+    ensure!(
+        data["AWS_ACCESS_KEY_ID"].starts_with("ASIA"),
+        "moto issued {}",
+        data["AWS_ACCESS_KEY_ID"]
+    );
     let process: serde_json::Value = serde_json::from_str(&data["credential-process.json"])?;
-    let exp: jiff::Timestamp = process["Expiration"].as_str().context("Expiration")?.parse()?;
+    let exp: jiff::Timestamp = process["Expiration"]
+        .as_str()
+        .context("Expiration")?
+        .parse()?;
     ensure!(exp > jiff::Timestamp::now());
 
     // The shared-credentials file works with the AWS CLI against moto.
@@ -65,13 +79,29 @@ pub async fn core_flow_against_moto(env: &Env) -> anyhow::Result<()> {
     let aws = podcreds_testenv::tools::venv_program("aws")?;
     let mut cmd = tokio::process::Command::new(aws);
     clean_aws_env(&mut cmd);
-    cmd.args(["sts", "get-caller-identity", "--output", "json", "--endpoint-url", &moto_url, "--region", "us-east-1"])
-        .env("AWS_SHARED_CREDENTIALS_FILE", &creds)
-        .env("AWS_CONFIG_FILE", "/dev/null");
+    cmd.args([
+        "sts",
+        "get-caller-identity",
+        "--output",
+        "json",
+        "--endpoint-url",
+        &moto_url,
+        "--region",
+        "us-east-1",
+    ])
+    .env("AWS_SHARED_CREDENTIALS_FILE", &creds)
+    .env("AWS_CONFIG_FILE", "/dev/null");
     let out = cmd.output().await?;
-    ensure!(out.status.success(), "aws against moto failed: {}", String::from_utf8_lossy(&out.stderr));
+    ensure!(
+        out.status.success(),
+        "aws against moto failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let ident: serde_json::Value = serde_json::from_slice(&out.stdout)?;
-    ensure!(ident["Account"] == crate::support::ACCOUNT, "moto answered {ident}");
+    ensure!(
+        ident["Account"] == crate::support::ACCOUNT,
+        "moto answered {ident}"
+    );
     moto.terminate()?;
     Ok(())
 }

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use k8s_openapi::api::core::v1::{Event, Secret, ServiceAccount};
-use kube::api::{Api, ListParams, ObjectMeta, PostParams};
 use kube::Client;
+use kube::api::{Api, ListParams, ObjectMeta, PostParams};
 use podcreds::api::AWSRoleBinding;
 use podcreds_testenv::{ControlPlane, Process, free_port};
 use sts_emulator::{Emulator, Role};
@@ -48,11 +48,19 @@ impl Env {
     }
 
     /// Registers a role trusting exactly `namespace/service_account`.
-    pub fn role(&self, name: &str, namespace: &str, service_account: &str, max_session_seconds: Option<u64>) -> String {
+    pub fn role(
+        &self,
+        name: &str,
+        namespace: &str,
+        service_account: &str,
+        max_session_seconds: Option<u64>,
+    ) -> String {
         let arn = format!("arn:aws:iam::{ACCOUNT}:role/{name}");
         self.emulator.add_role(Role {
             arn: arn.clone(),
-            subjects: vec![format!("system:serviceaccount:{namespace}:{service_account}")],
+            subjects: vec![format!(
+                "system:serviceaccount:{namespace}:{service_account}"
+            )],
             audiences: vec![],
             max_session_seconds,
         });
@@ -72,10 +80,16 @@ impl Env {
         Ok(())
     }
 
-    pub async fn create_binding(&self, ns: &str, name: &str, spec: serde_json::Value) -> Result<AWSRoleBinding, kube::Error> {
+    pub async fn create_binding(
+        &self,
+        ns: &str,
+        name: &str,
+        spec: serde_json::Value,
+    ) -> Result<AWSRoleBinding, kube::Error> {
         // Sent untyped, so that bindings the Rust type could not even represent reach the apiserver.
         let resource = kube::api::ApiResource::erase::<AWSRoleBinding>(&());
-        let api: Api<kube::api::DynamicObject> = Api::namespaced_with(self.client.clone(), ns, &resource);
+        let api: Api<kube::api::DynamicObject> =
+            Api::namespaced_with(self.client.clone(), ns, &resource);
         let object: kube::api::DynamicObject = serde_json::from_value(serde_json::json!({
             "apiVersion": "podcreds.dev/v1alpha1",
             "kind": "AWSRoleBinding",
@@ -98,7 +112,13 @@ impl Env {
     }
 
     /// Waits until the binding's Ready condition has `status`, returning the binding.
-    pub async fn wait_ready(&self, ns: &str, name: &str, status: &str, timeout: Duration) -> anyhow::Result<AWSRoleBinding> {
+    pub async fn wait_ready(
+        &self,
+        ns: &str,
+        name: &str,
+        status: &str,
+        timeout: Duration,
+    ) -> anyhow::Result<AWSRoleBinding> {
         let api = self.bindings(ns);
         let found = wait_for(timeout, || {
             let api = api.clone();
@@ -113,13 +133,22 @@ impl Env {
             Some(b) => Ok(b),
             None => {
                 let b = api.get(name).await?;
-                bail!("binding {ns}/{name} never reached Ready={status}; status: {:?}", b.status)
+                bail!(
+                    "binding {ns}/{name} never reached Ready={status}; status: {:?}",
+                    b.status
+                )
             }
         }
     }
 
     /// Waits until the binding's Ready condition has `reason`.
-    pub async fn wait_reason(&self, ns: &str, name: &str, reason: &str, timeout: Duration) -> anyhow::Result<AWSRoleBinding> {
+    pub async fn wait_reason(
+        &self,
+        ns: &str,
+        name: &str,
+        reason: &str,
+        timeout: Duration,
+    ) -> anyhow::Result<AWSRoleBinding> {
         let api = self.bindings(ns);
         let found = wait_for(timeout, || {
             let api = api.clone();
@@ -134,13 +163,20 @@ impl Env {
             Some(b) => Ok(b),
             None => {
                 let b = self.bindings(ns).get(name).await?;
-                bail!("binding {ns}/{name} never got reason {reason}; status: {:?}", b.status)
+                bail!(
+                    "binding {ns}/{name} never got reason {reason}; status: {:?}",
+                    b.status
+                )
             }
         }
     }
 
     /// The decoded data of a Secret.
-    pub async fn secret_data(&self, ns: &str, name: &str) -> anyhow::Result<BTreeMap<String, String>> {
+    pub async fn secret_data(
+        &self,
+        ns: &str,
+        name: &str,
+    ) -> anyhow::Result<BTreeMap<String, String>> {
         let s = self.secrets(ns).get(name).await?;
         Ok(decode(&s))
     }
@@ -157,7 +193,9 @@ impl Env {
             .calls()
             .calls
             .into_iter()
-            .filter(|c| c.action == "AssumeRoleWithWebIdentity" && c.role_arn.as_deref() == Some(role_arn))
+            .filter(|c| {
+                c.action == "AssumeRoleWithWebIdentity" && c.role_arn.as_deref() == Some(role_arn)
+            })
             .collect()
     }
 
@@ -213,8 +251,14 @@ pub struct Operator {
 
 impl Operator {
     /// Starts the operator watching `namespaces`, with STS at `sts_endpoint`.
-    pub async fn start(env: &Env, namespaces: &[&str], sts_endpoint: &str, extra: &[&str]) -> anyhow::Result<Self> {
-        Self::start_with_kubeconfig(env, &env.plane.kubeconfig, namespaces, sts_endpoint, extra).await
+    pub async fn start(
+        env: &Env,
+        namespaces: &[&str],
+        sts_endpoint: &str,
+        extra: &[&str],
+    ) -> anyhow::Result<Self> {
+        Self::start_with_kubeconfig(env, &env.plane.kubeconfig, namespaces, sts_endpoint, extra)
+            .await
     }
 
     pub async fn start_with_kubeconfig(
@@ -231,7 +275,8 @@ impl Operator {
             format!("--admin-address={admin}"),
             format!("--sts-endpoint={sts_endpoint}"),
             "--log-format=json".into(),
-            "--log-level=debug,kube=info,hyper=info,tower=info,aws=warn,aws_smithy_runtime=warn".into(),
+            "--log-level=debug,kube=info,hyper=info,tower=info,aws=warn,aws_smithy_runtime=warn"
+                .into(),
         ];
         if !namespaces.is_empty() {
             args.push(format!("--namespaces={}", namespaces.join(",")));
@@ -255,14 +300,24 @@ impl Operator {
         let admin = self.admin.clone();
         for _ in 0..300 {
             if let Some(status) = self.process.exited() {
-                bail!("operator exited with {status}:\n{}", self.process.log_tail(40));
+                bail!(
+                    "operator exited with {status}:\n{}",
+                    self.process.log_tail(40)
+                );
             }
-            if http_get(&admin, "/readyz").await.map(|(code, _)| code == 200).unwrap_or(false) {
+            if http_get(&admin, "/readyz")
+                .await
+                .map(|(code, _)| code == 200)
+                .unwrap_or(false)
+            {
                 return Ok(());
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        bail!("operator not ready after 30s:\n{}", self.process.log_tail(40))
+        bail!(
+            "operator not ready after 30s:\n{}",
+            self.process.log_tail(40)
+        )
     }
 
     /// SIGTERM, wait, start again with the same arguments.
@@ -291,7 +346,10 @@ fn spawn_operator(args: &[String], kubeconfig: &Path, log_dir: &Path) -> anyhow:
         Path::new(env!("CARGO_BIN_EXE_podcreds")),
         args,
         &[
-            ("KUBECONFIG".into(), kubeconfig.to_string_lossy().into_owned()),
+            (
+                "KUBECONFIG".into(),
+                kubeconfig.to_string_lossy().into_owned(),
+            ),
             ("RUST_BACKTRACE".into(), "1".into()),
         ],
         log_dir,
@@ -313,13 +371,20 @@ pub async fn http_get(addr: &str, path: &str) -> anyhow::Result<(u16, String)> {
         .nth(1)
         .and_then(|c| c.parse().ok())
         .context("no status line")?;
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
     Ok((code, body))
 }
 
 /// Writes a Secret's data the way the kubelet lays out a Secret volume: a timestamped directory,
 /// a `..data` symlink to it, and one symlink per key; updates swap `..data` atomically.
-pub fn kubelet_layout(dir: &Path, data: &BTreeMap<String, String>, generation: u32) -> anyhow::Result<()> {
+pub fn kubelet_layout(
+    dir: &Path,
+    data: &BTreeMap<String, String>,
+    generation: u32,
+) -> anyhow::Result<()> {
     use std::os::unix::fs::symlink;
     let versioned = format!("..{generation:04}_data");
     let target = dir.join(&versioned);

@@ -46,6 +46,8 @@ enum Cmd {
     },
     /// Scale benchmark against the real control plane (not part of `test`).
     Bench(bench::Args),
+    /// Regenerate the CRD manifests (crds/ and the chart's crds/) from the Rust types.
+    Crds,
 }
 
 /// The workspace root (xtask lives one level below it).
@@ -102,15 +104,28 @@ fn test(e2e_filter: Option<String>, no_lint: bool) -> anyhow::Result<()> {
         ok &= step(&mut steps, "clippy -D warnings", || {
             run(
                 "cargo",
-                &["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"],
+                &[
+                    "clippy",
+                    "--workspace",
+                    "--all-targets",
+                    "--",
+                    "-D",
+                    "warnings",
+                ],
                 &[],
             )
         });
     }
-    ok &= step(&mut steps, "unit tests and drift checks (CRD, chart CRDs)", || {
-        run("cargo", &["test", "--workspace", "--lib", "--bins"], &[])
-    });
-    ok &= step(&mut steps, "test environment (build or reuse binaries and venv)", testenv::ensure);
+    ok &= step(
+        &mut steps,
+        "unit tests and drift checks (CRD, chart CRDs)",
+        || run("cargo", &["test", "--workspace", "--lib", "--bins"], &[]),
+    );
+    ok &= step(
+        &mut steps,
+        "test environment (build or reuse binaries and venv)",
+        testenv::ensure,
+    );
     if ok {
         ok &= step(&mut steps, "static binary build", || {
             run(
@@ -128,25 +143,31 @@ fn test(e2e_filter: Option<String>, no_lint: bool) -> anyhow::Result<()> {
                 ],
                 &[("RUSTFLAGS", "-C target-feature=+crt-static")],
             )?;
-            testenv::check_static(&repo_root().join("target/static/x86_64-unknown-linux-gnu/release/podcreds"))
-        });
-        ok &= step(&mut steps, "end-to-end suite (real control plane, STS emulator, moto, AWS CLI, boto3, helm)", || {
-            let mut args = vec!["test", "-p", "podcreds", "--test", "e2e", "--"];
-            if let Some(f) = e2e_filter.as_deref() {
-                args.push(f);
-            }
-            args.extend(["--test-threads", "2"]);
-            let bin = testenv::bin_dir();
-            let venv = testenv::venv_dir();
-            run(
-                "cargo",
-                &args,
-                &[
-                    ("PODCREDS_TESTENV_BIN", &bin.to_string_lossy()),
-                    ("PODCREDS_TESTENV_VENV", &venv.to_string_lossy()),
-                ],
+            testenv::check_static(
+                &repo_root().join("target/static/x86_64-unknown-linux-gnu/release/podcreds"),
             )
         });
+        ok &= step(
+            &mut steps,
+            "end-to-end suite (real control plane, STS emulator, moto, AWS CLI, boto3, helm)",
+            || {
+                let mut args = vec!["test", "-p", "podcreds", "--test", "e2e", "--"];
+                if let Some(f) = e2e_filter.as_deref() {
+                    args.push(f);
+                }
+                args.extend(["--test-threads", "2"]);
+                let bin = testenv::bin_dir();
+                let venv = testenv::venv_dir();
+                run(
+                    "cargo",
+                    &args,
+                    &[
+                        ("PODCREDS_TESTENV_BIN", &bin.to_string_lossy()),
+                        ("PODCREDS_TESTENV_VENV", &venv.to_string_lossy()),
+                    ],
+                )
+            },
+        );
     } else {
         println!("\nskipping the static build and the end-to-end suite: an earlier step failed");
     }
@@ -181,8 +202,25 @@ fn main() -> anyhow::Result<()> {
             testenv::print_locations();
             Ok(())
         }
-        Cmd::Test { e2e_filter, no_lint } => test(e2e_filter, no_lint),
+        Cmd::Test {
+            e2e_filter,
+            no_lint,
+        } => test(e2e_filter, no_lint),
         Cmd::Demo { keep } => demo::run(keep),
         Cmd::Bench(args) => bench::run(args),
+        Cmd::Crds => {
+            let output = Command::new("cargo")
+                .args(["run", "--quiet", "--package", "podcreds", "--", "crd"])
+                .current_dir(repo_root())
+                .output()?;
+            if !output.status.success() {
+                bail!("podcreds crd failed: {}", String::from_utf8_lossy(&output.stderr));
+            }
+            for path in ["crds/awsrolebindings.podcreds.dev.yaml", "charts/podcreds/crds/awsrolebindings.podcreds.dev.yaml"] {
+                std::fs::write(repo_root().join(path), &output.stdout)?;
+                println!("wrote {path}");
+            }
+            Ok(())
+        }
     }
 }

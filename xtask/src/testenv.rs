@@ -30,7 +30,10 @@ const BUILDS: [GoBuild; 3] = [
         module_dir: "kubernetes",
         binaries: &[
             ("kube-apiserver", "k8s.io/kubernetes/cmd/kube-apiserver"),
-            ("kube-controller-manager", "k8s.io/kubernetes/cmd/kube-controller-manager"),
+            (
+                "kube-controller-manager",
+                "k8s.io/kubernetes/cmd/kube-controller-manager",
+            ),
             ("kubectl", "k8s.io/kubernetes/cmd/kubectl"),
         ],
         stamp_kubernetes_version: true,
@@ -54,7 +57,10 @@ fn version_ldflags(version: &str) -> String {
     let major = parts.next().unwrap_or("1");
     let minor = parts.next().unwrap_or("0");
     let mut flags = String::from("-s -w");
-    for pkg in ["k8s.io/component-base/version", "k8s.io/client-go/pkg/version"] {
+    for pkg in [
+        "k8s.io/component-base/version",
+        "k8s.io/client-go/pkg/version",
+    ] {
         flags.push_str(&format!(
             " -X {pkg}.gitVersion={version} -X {pkg}.gitMajor={major} -X {pkg}.gitMinor={minor} -X {pkg}.gitTreeState=clean"
         ));
@@ -84,8 +90,11 @@ fn go_build_with_retries(module: &Path, args: &[String], what: &str) -> anyhow::
                     errors.push(line);
                 } else {
                     packages += 1;
-                    if packages % 60 == 0 {
-                        println!("    {what}: {packages} packages compiled ({:.0?})", started.elapsed());
+                    if packages.is_multiple_of(60) {
+                        println!(
+                            "    {what}: {packages} packages compiled ({:.0?})",
+                            started.elapsed()
+                        );
                     }
                 }
             }
@@ -98,7 +107,11 @@ fn go_build_with_retries(module: &Path, args: &[String], what: &str) -> anyhow::
         let tail: Vec<&String> = errors.iter().rev().take(15).collect();
         eprintln!(
             "    {what}: attempt {attempt} failed ({status}):\n{}",
-            tail.into_iter().rev().map(|l| format!("      {l}")).collect::<Vec<_>>().join("\n")
+            tail.into_iter()
+                .rev()
+                .map(|l| format!("      {l}"))
+                .collect::<Vec<_>>()
+                .join("\n")
         );
         if attempt < 3 {
             std::thread::sleep(Duration::from_secs(5 * attempt));
@@ -112,7 +125,11 @@ fn ensure_binaries() -> anyhow::Result<()> {
     let bin = bin_dir();
     std::fs::create_dir_all(&bin).with_context(|| format!("cannot create {}", bin.display()))?;
     for build in &BUILDS {
-        let missing: Vec<&(&str, &str)> = build.binaries.iter().filter(|(name, _)| !bin.join(name).is_file()).collect();
+        let missing: Vec<&(&str, &str)> = build
+            .binaries
+            .iter()
+            .filter(|(name, _)| !bin.join(name).is_file())
+            .collect();
         if missing.is_empty() {
             continue;
         }
@@ -161,7 +178,10 @@ fn ensure_venv() -> anyhow::Result<()> {
     if marker.is_file() {
         return Ok(());
     }
-    println!("  creating Python venv {} (moto, awscli, boto3)", venv.display());
+    println!(
+        "  creating Python venv {} (moto, awscli, boto3)",
+        venv.display()
+    );
     if venv.exists() {
         std::fs::remove_dir_all(&venv)?;
     }
@@ -198,9 +218,14 @@ pub fn ensure() -> anyhow::Result<()> {
     ensure_binaries()?;
     ensure_venv()?;
     // Prove the binaries run (a truncated file or a wrong architecture fails here, loudly).
-    let version = Command::new(bin_dir().join("kube-apiserver")).arg("--version").output()?;
+    let version = Command::new(bin_dir().join("kube-apiserver"))
+        .arg("--version")
+        .output()?;
     if !version.status.success() {
-        bail!("kube-apiserver --version failed; delete {} and run again", bin_dir().display());
+        bail!(
+            "kube-apiserver --version failed; delete {} and run again",
+            bin_dir().display()
+        );
     }
     println!(
         "  ready in {:.0?}: {}",
@@ -231,6 +256,10 @@ pub fn check_static(binary: &Path) -> anyhow::Result<()> {
         bail!("{} is dynamically linked", binary.display());
     }
     let size = std::fs::metadata(binary)?.len();
-    println!("  {} is static ({:.1} MiB)", binary.display(), size as f64 / 1048576.0);
+    println!(
+        "  {} is static ({:.1} MiB)",
+        binary.display(),
+        size as f64 / 1048576.0
+    );
     Ok(())
 }
