@@ -169,7 +169,9 @@ fn test(e2e_filter: Option<String>, no_lint: bool) -> anyhow::Result<()> {
             },
         );
     } else {
-        println!("\nskipping the static build and the end-to-end suite: an earlier step failed");
+        println!(
+            "\nnot running the static build and the end-to-end suite: the test environment is not ready"
+        );
     }
 
     println!("\n==> summary ({:.0?} in all)", started.elapsed());
@@ -214,9 +216,15 @@ fn main() -> anyhow::Result<()> {
                 .current_dir(repo_root())
                 .output()?;
             if !output.status.success() {
-                bail!("podcreds crd failed: {}", String::from_utf8_lossy(&output.stderr));
+                bail!(
+                    "podcreds crd failed: {}",
+                    String::from_utf8_lossy(&output.stderr)
+                );
             }
-            for path in ["crds/awsrolebindings.podcreds.dev.yaml", "charts/podcreds/crds/awsrolebindings.podcreds.dev.yaml"] {
+            for path in [
+                "crds/awsrolebindings.podcreds.dev.yaml",
+                "charts/podcreds/crds/awsrolebindings.podcreds.dev.yaml",
+            ] {
                 std::fs::write(repo_root().join(path), &output.stdout)?;
                 println!("wrote {path}");
             }
