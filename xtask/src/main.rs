@@ -121,12 +121,13 @@ fn test(e2e_filter: Option<String>, no_lint: bool) -> anyhow::Result<()> {
         "unit tests and drift checks (CRD, chart CRDs)",
         || run("cargo", &["test", "--workspace", "--lib", "--bins"], &[]),
     );
-    ok &= step(
+    let env_ready = step(
         &mut steps,
         "test environment (build or reuse binaries and venv)",
         testenv::ensure,
     );
-    if ok {
+    ok &= env_ready;
+    if env_ready {
         ok &= step(&mut steps, "static binary build", || {
             run(
                 "cargo",
