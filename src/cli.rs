@@ -75,9 +75,26 @@ pub struct RunArgs {
     /// Log filter, in tracing's EnvFilter syntax (for example `info` or `podcreds=debug`).
     #[arg(long, env = "PODCREDS_LOG_LEVEL", default_value = "info")]
     pub log_level: String,
-    /// Name reported on Events (set from the pod name by the Helm chart).
+    /// Name reported on Events and used as leader-election identity (the chart sets the pod name).
     #[arg(long, env = "POD_NAME")]
     pub instance: Option<String>,
+    /// Elect a leader through a Lease so that only one replica writes; the others keep their
+    /// caches warm and take over within about --leader-election-lease-seconds.
+    #[arg(long, env = "PODCREDS_LEADER_ELECTION")]
+    pub leader_election: bool,
+    /// Namespace of the leader-election Lease (the operator's own).
+    #[arg(long, env = "POD_NAMESPACE", required_if_eq("leader_election", "true"))]
+    pub leader_election_namespace: Option<String>,
+    /// Name of the leader-election Lease.
+    #[arg(
+        long,
+        env = "PODCREDS_LEADER_ELECTION_LEASE",
+        default_value = "podcreds-leader"
+    )]
+    pub leader_election_lease: String,
+    /// How long a leader's Lease is valid without renewal (seconds).
+    #[arg(long, env = "PODCREDS_LEADER_ELECTION_LEASE_SECONDS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(4..=300))]
+    pub leader_election_lease_seconds: u64,
 }
 
 impl RunArgs {

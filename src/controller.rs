@@ -127,6 +127,8 @@ pub struct Shared {
     pub metrics: crate::metrics::Metrics,
     failures: Mutex<HashMap<String, u32>>,
     limiter: DefaultDirectRateLimiter,
+    /// True while this replica may write (always, without leader election).
+    leader: tokio::sync::watch::Receiver<bool>,
 }
 
 impl Shared {
@@ -135,6 +137,7 @@ impl Shared {
         sts: SharedSts,
         settings: Settings,
         metrics: crate::metrics::Metrics,
+        leader: tokio::sync::watch::Receiver<bool>,
     ) -> Self {
         let reporter = Reporter {
             controller: "podcreds".into(),
@@ -152,7 +155,12 @@ impl Shared {
             limiter: RateLimiter::direct(Quota::per_second(rate).allow_burst(burst)),
             failures: Mutex::new(HashMap::new()),
             settings,
+            leader,
         }
+    }
+
+    fn is_leader(&self) -> bool {
+        *self.leader.borrow()
     }
 
     fn failures(&self) -> std::sync::MutexGuard<'_, HashMap<String, u32>> {
@@ -428,6 +436,10 @@ pub async fn reconcile(binding: Arc<AWSRoleBinding>, ctx: Arc<Context>) -> Resul
     let uid = binding.uid().ok_or(Error::MissingMetadata("uid"))?;
     let name = binding.name_any();
     let shared = &ctx.shared;
+    if !shared.is_leader() {
+        // A standby keeps its caches warm; becoming leader reconciles everything.
+        return Ok(Action::await_change());
+    }
     let now = Timestamp::now();
 
     // Validate.
@@ -670,6 +682,21 @@ pub fn error_policy(binding: Arc<AWSRoleBinding>, error: &Error, ctx: Arc<Contex
     )
 }
 
+/// Yields each time `leader` turns true.
+fn became_leader(
+    leader: tokio::sync::watch::Receiver<bool>,
+) -> impl futures::Stream<Item = ()> + Send {
+    futures::stream::unfold(leader, |mut rx| async move {
+        loop {
+            rx.changed().await.ok()?;
+            if *rx.borrow_and_update() {
+                info!("became leader; reconciling every binding");
+                return Some(((), rx));
+            }
+        }
+    })
+}
+
 /// The stores the admin server and metrics read; filled in as scopes start.
 pub type BindingStores = Arc<Mutex<Vec<Store<AWSRoleBinding>>>>;
 
@@ -749,6 +776,7 @@ pub async fn run(
                 },
             )
             .with_config(controller::Config::default().concurrency(shared.settings.concurrency))
+            .reconcile_all_on(became_leader(shared.leader.clone()))
             .graceful_shutdown_on(shutdown.clone());
 
         let ctx = Arc::new(Context {

@@ -20,6 +20,41 @@ pub enum StartError {
     KubeConfig(#[source] kube::Error),
     #[error("cannot serve the admin address: {0}")]
     Admin(#[source] std::io::Error),
+    #[error("leader election: {0}")]
+    LeaderElection(String),
+}
+
+/// Runs leader election on a Lease, publishing whether this replica leads, until `shutdown`;
+/// then releases the Lease so a standby takes over at once.
+async fn lead(
+    manager: kube_lease_manager::LeaseManager,
+    leader: tokio::sync::watch::Sender<bool>,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            changed = manager.changed() => match changed {
+                Ok(is_leader) => {
+                    tracing::info!(is_leader, "leadership changed");
+                    let _ = leader.send(is_leader);
+                }
+                Err(e) => {
+                    // Without a confirmed Lease this replica must not write.
+                    let _ = leader.send(false);
+                    tracing::warn!(error = %e, "leader election failed; retrying");
+                    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+                }
+            },
+            _ = &mut shutdown => {
+                let _ = leader.send(false);
+                if let Err(e) = manager.release().await {
+                    tracing::warn!(error = %e, "could not release the leader Lease");
+                }
+                return;
+            }
+        }
+    }
 }
 
 /// Installs the tracing subscriber once (a second call is a no-op).
@@ -88,8 +123,39 @@ pub async fn run(args: RunArgs) -> Result<(), StartError> {
     .map_err(StartError::Admin)?;
     let admin = tokio::spawn(admin);
 
-    let shared = Arc::new(Shared::new(client, sts, settings, metrics));
+    let (leader_tx, leader_rx) = tokio::sync::watch::channel(!args.leader_election);
+    let election = if args.leader_election {
+        let namespace = args.leader_election_namespace.clone().ok_or_else(|| {
+            StartError::LeaderElection("--leader-election-namespace is required".into())
+        })?;
+        let identity = args
+            .instance
+            .clone()
+            .unwrap_or_else(|| format!("podcreds-{}", std::process::id()));
+        let lease_seconds = args.leader_election_lease_seconds;
+        let manager = kube_lease_manager::LeaseManagerBuilder::new(
+            client.clone(),
+            &args.leader_election_lease,
+        )
+        .with_namespace(namespace)
+        .with_identity(identity)
+        .with_duration(lease_seconds)
+        .with_grace((lease_seconds / 3).max(1))
+        .with_field_manager(crate::secret::FIELD_MANAGER)
+        .build()
+        .await
+        .map_err(|e| StartError::LeaderElection(e.to_string()))?;
+        Some(tokio::spawn(lead(manager, leader_tx, shutdown.clone())))
+    } else {
+        drop(leader_tx);
+        None
+    };
+
+    let shared = Arc::new(Shared::new(client, sts, settings, metrics, leader_rx));
     controller::run(shared, stores, ready_tx, shutdown).await;
+    if let Some(election) = election {
+        let _ = election.await;
+    }
     if let Ok(Err(e)) = admin.await {
         tracing::warn!(error = %e, "admin server stopped with an error");
     }

@@ -1,0 +1,71 @@
+{{/* Chart name, overridable. */}}
+{{- define "podcreds.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Fully qualified name: release-chart, unless the release name already contains the chart name. */}}
+{{- define "podcreds.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "podcreds.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "podcreds.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "podcreds.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{ include "podcreds.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/component: operator
+app.kubernetes.io/part-of: podcreds
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{- define "podcreds.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "podcreds.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/* Rules for what the operator does inside a namespace it manages bindings in. */}}
+{{- define "podcreds.namespaceRules" -}}
+# Reconciled objects: read bindings, write only their status.
+- apiGroups: ["podcreds.dev"]
+  resources: ["awsrolebindings"]
+  verbs: ["get", "list", "watch"]
+- apiGroups: ["podcreds.dev"]
+  resources: ["awsrolebindings/status"]
+  verbs: ["patch"]
+# Metadata-only watch of ServiceAccounts, to notice a missing one appearing.
+- apiGroups: [""]
+  resources: ["serviceaccounts"]
+  verbs: ["list", "watch"]
+# Short-lived tokens to exchange with STS.
+- apiGroups: [""]
+  resources: ["serviceaccounts/token"]
+  verbs: ["create"]
+# The credential Secrets: metadata watch (label-selected), create, server-side apply, and delete
+# of Secrets a binding left behind when its secretName changed.
+- apiGroups: [""]
+  resources: ["secrets"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+# Events about bindings.
+- apiGroups: ["events.k8s.io"]
+  resources: ["events"]
+  verbs: ["create", "patch"]
+{{- end }}
