@@ -6,6 +6,7 @@
 //! operator process watching only that namespace. A missing binary fails the run; nothing is
 //! skipped. Run through `cargo xtask test`, or `cargo test --test e2e -- <filter>`.
 
+mod chart;
 mod consumers;
 mod core;
 mod moto;
@@ -42,6 +43,9 @@ const TESTS: &[(&str, TestFn)] = tests![
     core::disallowed_endpoint_and_audience_send_nothing,
     consumers::aws_cli_and_boto3_use_the_mounted_secret,
     moto::core_flow_against_moto,
+    chart::chart_lints_and_renders_what_matters,
+    chart::chart_installs_with_sufficient_and_minimal_rbac,
+    chart::admission_policy_stops_the_confused_deputy,
 ];
 
 tokio::task_local! {

@@ -1,0 +1,567 @@
+//! The Helm chart: lint, rendering with several value sets, and a real install whose RBAC is
+//! proven sufficient (the operator runs as the chart's ServiceAccount) and minimal (what it does
+//! not grant is refused), plus the admission policy against the confused deputy.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, bail, ensure};
+use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, ServiceAccount};
+use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
+use serde_json::json;
+
+use crate::support::{Env, Operator, wait_for};
+
+fn chart_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("charts/podcreds")
+}
+
+async fn helm(env: &Env, args: &[&str]) -> anyhow::Result<(bool, String, String)> {
+    let helm = podcreds_testenv::tools::binary("helm")?;
+    let home = env.plane.dir().join("helm-home");
+    std::fs::create_dir_all(&home)?;
+    let out = tokio::process::Command::new(helm)
+        .args(args)
+        .env("KUBECONFIG", &env.plane.kubeconfig)
+        .env("HELM_CACHE_HOME", home.join("cache"))
+        .env("HELM_CONFIG_HOME", home.join("config"))
+        .env("HELM_DATA_HOME", home.join("data"))
+        .output()
+        .await?;
+    Ok((
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    ))
+}
+
+/// `helm template` with `--set` values, parsed into documents.
+async fn render(env: &Env, sets: &[&str]) -> anyhow::Result<Vec<serde_json::Value>> {
+    let chart = chart_dir();
+    let mut args = vec![
+        "template",
+        "t",
+        chart.to_str().context("path")?,
+        "--namespace",
+        "podcreds-system",
+        "--kube-version",
+        "1.37.2",
+    ];
+    for s in sets {
+        args.extend(["--set", s]);
+    }
+    let (ok, stdout, stderr) = helm(env, &args).await?;
+    ensure!(ok, "helm template {sets:?} failed: {stderr}");
+    let mut docs = Vec::new();
+    for doc in serde_yaml::Deserializer::from_str(&stdout) {
+        use serde::Deserialize;
+        let value = serde_json::Value::deserialize(doc)?;
+        if !value.is_null() {
+            docs.push(value);
+        }
+    }
+    Ok(docs)
+}
+
+fn of_kind<'a>(docs: &'a [serde_json::Value], kind: &str) -> Vec<&'a serde_json::Value> {
+    docs.iter().filter(|d| d["kind"] == kind).collect()
+}
+
+fn rules_grant(rules: &serde_json::Value, group: &str, resource: &str, verb: &str) -> bool {
+    rules.as_array().is_some_and(|rules| {
+        rules.iter().any(|r| {
+            let has = |field: &str, v: &str| {
+                r[field]
+                    .as_array()
+                    .is_some_and(|a| a.iter().any(|x| x == v || x == "*"))
+            };
+            has("apiGroups", group) && has("resources", resource) && has("verbs", verb)
+        })
+    })
+}
+
+pub async fn chart_lints_and_renders_what_matters(env: &Env) -> anyhow::Result<()> {
+    let chart = chart_dir();
+    let (ok, stdout, stderr) =
+        helm(env, &["lint", "--strict", chart.to_str().context("path")?]).await?;
+    ensure!(ok, "helm lint --strict failed:\n{stdout}\n{stderr}");
+
+    // Defaults: a restricted, probed Deployment and a ClusterRole with exactly what is needed.
+    let docs = render(env, &[]).await?;
+    let deployment = of_kind(&docs, "Deployment")
+        .first()
+        .copied()
+        .context("Deployment")?;
+    let pod = &deployment["spec"]["template"]["spec"];
+    let container = &pod["containers"][0];
+    ensure!(pod["securityContext"]["runAsNonRoot"] == true);
+    ensure!(pod["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault");
+    ensure!(container["securityContext"]["readOnlyRootFilesystem"] == true);
+    ensure!(container["securityContext"]["allowPrivilegeEscalation"] == false);
+    ensure!(container["securityContext"]["capabilities"]["drop"][0] == "ALL");
+    ensure!(container["livenessProbe"]["httpGet"]["path"] == "/healthz");
+    ensure!(container["readinessProbe"]["httpGet"]["path"] == "/readyz");
+    ensure!(
+        container["image"]
+            .as_str()
+            .is_some_and(|i| i.ends_with(":0.1.0")),
+        "image {}",
+        container["image"]
+    );
+    let labels = &deployment["metadata"]["labels"];
+    for l in [
+        "app.kubernetes.io/name",
+        "app.kubernetes.io/instance",
+        "app.kubernetes.io/version",
+        "helm.sh/chart",
+    ] {
+        ensure!(labels.get(l).is_some(), "Deployment lacks label {l}");
+    }
+    let cluster_role = of_kind(&docs, "ClusterRole")
+        .first()
+        .copied()
+        .context("ClusterRole")?;
+    let rules = &cluster_role["rules"];
+    for (group, resource, verb) in [
+        ("podcreds.dev", "awsrolebindings", "watch"),
+        ("podcreds.dev", "awsrolebindings/status", "patch"),
+        ("", "serviceaccounts/token", "create"),
+        ("", "secrets", "create"),
+        ("", "secrets", "patch"),
+        ("events.k8s.io", "events", "create"),
+    ] {
+        ensure!(
+            rules_grant(rules, group, resource, verb),
+            "ClusterRole lacks {verb} {group}/{resource}"
+        );
+    }
+    for (group, resource, verb) in [
+        ("podcreds.dev", "awsrolebindings", "update"),
+        ("podcreds.dev", "awsrolebindings", "patch"),
+        ("", "pods", "list"),
+        ("", "configmaps", "get"),
+        ("", "serviceaccounts", "create"),
+        ("", "secrets", "update"),
+        ("coordination.k8s.io", "leases", "create"),
+    ] {
+        ensure!(
+            !rules_grant(rules, group, resource, verb),
+            "ClusterRole grants {verb} {group}/{resource}"
+        );
+    }
+    ensure!(of_kind(&docs, "ValidatingAdmissionPolicy").len() == 1);
+    ensure!(
+        of_kind(&docs, "ServiceMonitor").is_empty() && of_kind(&docs, "PrometheusRule").is_empty()
+    );
+
+    // Namespaced RBAC: Roles in the listed namespaces only, no ClusterRole.
+    let docs = render(
+        env,
+        &[
+            "rbac.scope=namespaced",
+            "operator.watchNamespaces={team-a,team-b}",
+        ],
+    )
+    .await?;
+    ensure!(
+        of_kind(&docs, "ClusterRole").is_empty(),
+        "namespaced scope still renders a ClusterRole"
+    );
+    let namespaces: Vec<&str> = of_kind(&docs, "Role")
+        .iter()
+        .filter_map(|r| r["metadata"]["namespace"].as_str())
+        .collect();
+    ensure!(
+        namespaces == ["team-a", "team-b"],
+        "Roles in {namespaces:?}"
+    );
+    let args = of_kind(&docs, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0]["args"]
+        .to_string();
+    ensure!(args.contains("--namespaces=team-a,team-b"), "{args}");
+
+    // HA: two replicas need leader election, which brings its Lease Role and flag.
+    let docs = render(
+        env,
+        &[
+            "replicaCount=2",
+            "leaderElection.enabled=true",
+            "podDisruptionBudget.enabled=true",
+        ],
+    )
+    .await?;
+    let deployment = of_kind(&docs, "Deployment")[0];
+    ensure!(deployment["spec"]["replicas"] == 2);
+    ensure!(
+        deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+            .to_string()
+            .contains("--leader-election")
+    );
+    ensure!(of_kind(&docs, "Role").iter().any(|r| rules_grant(
+        &r["rules"],
+        "coordination.k8s.io",
+        "leases",
+        "update"
+    )));
+    ensure!(of_kind(&docs, "PodDisruptionBudget").len() == 1);
+
+    // Monitoring objects on request.
+    let docs = render(
+        env,
+        &[
+            "metrics.serviceMonitor.enabled=true",
+            "metrics.prometheusRule.enabled=true",
+        ],
+    )
+    .await?;
+    ensure!(
+        of_kind(&docs, "ServiceMonitor").len() == 1 && of_kind(&docs, "PrometheusRule").len() == 1
+    );
+    let alerts = of_kind(&docs, "PrometheusRule")[0]["spec"]["groups"][0]["rules"].to_string();
+    for a in [
+        "PodcredsCredentialsExpiringSoon",
+        "PodcredsRefreshFailing",
+        "PodcredsDown",
+    ] {
+        ensure!(alerts.contains(a), "no {a} alert");
+    }
+
+    // Bad values fail with a clear message.
+    for (sets, expected) in [
+        (
+            vec!["operator.typo=1"],
+            "additional properties 'typo' not allowed",
+        ),
+        (vec!["replicaCount=2"], "leaderElection"),
+        (vec!["operator.logFormat=xml"], "logFormat"),
+        (vec!["rbac.scope=namespaced"], "watchNamespaces"),
+    ] {
+        let chart = chart_dir();
+        let mut args = vec![
+            "template",
+            "t",
+            chart.to_str().context("path")?,
+            "--kube-version",
+            "1.37.2",
+        ];
+        for s in &sets {
+            args.extend(["--set", s]);
+        }
+        let (ok, _, stderr) = helm(env, &args).await?;
+        ensure!(
+            !ok && stderr.contains(expected),
+            "{sets:?} should fail mentioning {expected:?}: {stderr}"
+        );
+    }
+    Ok(())
+}
+
+async fn service_account_token(env: &Env, ns: &str, name: &str) -> anyhow::Result<String> {
+    let api: Api<ServiceAccount> = Api::namespaced(env.client.clone(), ns);
+    let request = TokenRequest {
+        spec: Some(TokenRequestSpec {
+            expiration_seconds: Some(3600),
+            ..TokenRequestSpec::default()
+        }),
+        ..TokenRequest::default()
+    };
+    let response = api
+        .create_token_request(name, &PostParams::default(), &request)
+        .await?;
+    response.status.and_then(|s| s.token).context("no token")
+}
+
+async fn grant(env: &Env, ns: &str, user: &str, rules: Vec<PolicyRule>) -> anyhow::Result<()> {
+    let roles: Api<Role> = Api::namespaced(env.client.clone(), ns);
+    roles
+        .create(
+            &PostParams::default(),
+            &Role {
+                metadata: ObjectMeta {
+                    name: Some(user.into()),
+                    ..ObjectMeta::default()
+                },
+                rules: Some(rules),
+            },
+        )
+        .await?;
+    let bindings: Api<RoleBinding> = Api::namespaced(env.client.clone(), ns);
+    bindings
+        .create(
+            &PostParams::default(),
+            &RoleBinding {
+                metadata: ObjectMeta {
+                    name: Some(user.into()),
+                    ..ObjectMeta::default()
+                },
+                role_ref: RoleRef {
+                    api_group: Some("rbac.authorization.k8s.io".into()),
+                    kind: "Role".into(),
+                    name: user.into(),
+                },
+                subjects: Some(vec![Subject {
+                    api_group: Some("rbac.authorization.k8s.io".into()),
+                    kind: "User".into(),
+                    name: user.into(),
+                    namespace: None,
+                }]),
+            },
+        )
+        .await?;
+    Ok(())
+}
+
+fn rule(groups: &[&str], resources: &[&str], verbs: &[&str]) -> PolicyRule {
+    PolicyRule {
+        api_groups: Some(groups.iter().map(|s| s.to_string()).collect()),
+        resources: Some(resources.iter().map(|s| s.to_string()).collect()),
+        verbs: verbs.iter().map(|s| s.to_string()).collect(),
+        ..PolicyRule::default()
+    }
+}
+
+fn forbidden<T>(result: Result<T, kube::Error>) -> bool {
+    matches!(result, Err(kube::Error::Api(s)) if s.code == 403)
+}
+
+pub async fn chart_installs_with_sufficient_and_minimal_rbac(env: &Env) -> anyhow::Result<()> {
+    let release_ns = env.namespace("podcreds-system").await?;
+    let release = format!("pc-{}", &release_ns[release_ns.len() - 5..]);
+    let chart = chart_dir();
+    let (ok, stdout, stderr) = helm(
+        env,
+        &[
+            "install",
+            &release,
+            chart.to_str().context("path")?,
+            "--namespace",
+            &release_ns,
+            "--wait=false",
+        ],
+    )
+    .await?;
+    ensure!(ok, "helm install failed:\n{stdout}\n{stderr}");
+    ensure!(
+        stdout.contains("AWSRoleBinding"),
+        "NOTES.txt not shown:\n{stdout}"
+    );
+
+    // Run the operator out of cluster with the chart's ServiceAccount identity.
+    // The chart names its objects <release>-podcreds.
+    let token = service_account_token(env, &release_ns, &format!("{release}-podcreds")).await?;
+    let kubeconfig = env.plane.token_kubeconfig(&release, &token)?;
+    let ns = env.namespace("chartrbac").await?;
+    env.service_account(&ns, "app").await?;
+    let role = env.role(&format!("{ns}-r"), &ns, "app", None);
+    let _op =
+        Operator::start_with_kubeconfig(env, &kubeconfig, &[&ns], &env.emulator.url(), &[]).await?;
+    env.create_binding(
+        &ns,
+        "b",
+        json!({"serviceAccountName": "app", "roleArn": role}),
+    )
+    .await?;
+    env.wait_ready(&ns, "b", "True", Duration::from_secs(60))
+        .await?;
+    let events = env.events(&ns).await?;
+    ensure!(
+        events
+            .iter()
+            .any(|e| e.reason.as_deref() == Some("Refreshed")),
+        "the chart identity could not publish Events"
+    );
+
+    // Least privilege is tested, not claimed.
+    let as_operator = podcreds_testenv::client_from_kubeconfig(&kubeconfig).await?;
+    let pods: Api<Pod> = Api::namespaced(as_operator.clone(), &ns);
+    ensure!(
+        forbidden(pods.list(&ListParams::default()).await),
+        "the operator may list pods"
+    );
+    let config_maps: Api<ConfigMap> = Api::namespaced(as_operator.clone(), &ns);
+    ensure!(
+        forbidden(config_maps.list(&ListParams::default()).await),
+        "the operator may list configmaps"
+    );
+    let bindings: Api<podcreds::api::AWSRoleBinding> = Api::namespaced(as_operator.clone(), &ns);
+    let spec_change = json!({"spec": {"roleArn": "arn:aws:iam::123456789012:role/escalated"}});
+    ensure!(
+        forbidden(
+            bindings
+                .patch("b", &PatchParams::default(), &Patch::Merge(&spec_change))
+                .await
+        ),
+        "the operator may change a binding's spec"
+    );
+    let accounts: Api<ServiceAccount> = Api::namespaced(as_operator.clone(), &ns);
+    let sa = ServiceAccount {
+        metadata: ObjectMeta {
+            name: Some("rogue".into()),
+            ..ObjectMeta::default()
+        },
+        ..ServiceAccount::default()
+    };
+    ensure!(
+        forbidden(accounts.create(&PostParams::default(), &sa).await),
+        "the operator may create ServiceAccounts"
+    );
+    let namespaces: Api<Namespace> = Api::all(as_operator.clone());
+    ensure!(
+        forbidden(namespaces.delete(&ns, &Default::default()).await),
+        "the operator may delete namespaces"
+    );
+
+    // Uninstall keeps the CRD, the bindings and the users' Secrets.
+    let (ok, _, stderr) = helm(env, &["uninstall", &release, "--namespace", &release_ns]).await?;
+    ensure!(ok, "helm uninstall failed: {stderr}");
+    let crds: Api<CustomResourceDefinition> = Api::all(env.client.clone());
+    ensure!(
+        crds.get_opt("awsrolebindings.podcreds.dev")
+            .await?
+            .is_some(),
+        "uninstall removed the CRD"
+    );
+    ensure!(
+        env.bindings(&ns).get_opt("b").await?.is_some(),
+        "uninstall removed a binding"
+    );
+    ensure!(
+        env.secrets(&ns).get_opt("b").await?.is_some(),
+        "uninstall removed a credentials Secret"
+    );
+    Ok(())
+}
+
+pub async fn admission_policy_stops_the_confused_deputy(env: &Env) -> anyhow::Result<()> {
+    let release_ns = env.namespace("podcreds-vap").await?;
+    let release = format!("vap-{}", &release_ns[release_ns.len() - 5..]);
+    let chart = chart_dir();
+    // Only the policy matters here: no ServiceAccount, RBAC or Deployment of a second operator.
+    let (ok, _, stderr) = helm(
+        env,
+        &[
+            "install",
+            &release,
+            chart.to_str().context("path")?,
+            "--namespace",
+            &release_ns,
+            "--set",
+            "rbac.create=false",
+            "--set",
+            "serviceAccount.create=false",
+            "--set",
+            "metrics.service.enabled=false",
+        ],
+    )
+    .await?;
+    ensure!(ok, "helm install failed: {stderr}");
+    let result = confused_deputy_checks(env).await;
+    let (ok, _, stderr) = helm(env, &["uninstall", &release, "--namespace", &release_ns]).await?;
+    ensure!(ok, "helm uninstall failed: {stderr}");
+    result
+}
+
+async fn confused_deputy_checks(env: &Env) -> anyhow::Result<()> {
+    let ns = env.namespace("deputy").await?;
+    env.service_account(&ns, "payments").await?;
+    let binding_rights = rule(
+        &["podcreds.dev"],
+        &["awsrolebindings"],
+        &["get", "list", "create", "update", "patch"],
+    );
+    grant(env, &ns, "mallory", vec![binding_rights.clone()]).await?;
+    grant(
+        env,
+        &ns,
+        "trent",
+        vec![
+            binding_rights,
+            rule(&[""], &["serviceaccounts/token"], &["create"]),
+        ],
+    )
+    .await?;
+    let as_user = |user: &'static str| {
+        let path = env.plane.user_kubeconfig(user, &[]);
+        async move { podcreds_testenv::client_from_kubeconfig(&path?).await }
+    };
+    let binding = |name: &str, role: &str| {
+        serde_json::from_value::<podcreds::api::AWSRoleBinding>(json!({
+            "apiVersion": "podcreds.dev/v1alpha1",
+            "kind": "AWSRoleBinding",
+            "metadata": {"name": name},
+            "spec": {"serviceAccountName": "payments", "roleArn": role},
+        }))
+    };
+    let role = "arn:aws:iam::123456789012:role/payments";
+
+    // Mallory may create bindings but not act as the ServiceAccount: refused, with the reason.
+    let mallory: Api<podcreds::api::AWSRoleBinding> =
+        Api::namespaced(as_user("mallory").await?, &ns);
+    let refusal = wait_for(Duration::from_secs(20), || async {
+        match mallory
+            .create(&PostParams::default(), &binding("steal", role).ok()?)
+            .await
+        {
+            Err(kube::Error::Api(s)) if s.code == 403 || s.code == 422 => Some(s.message),
+            Ok(_) => {
+                // The policy was not active yet: remove the binding and try again.
+                let _ = env.bindings(&ns).delete("steal", &Default::default()).await;
+                None
+            }
+            Err(_) => None,
+        }
+    })
+    .await
+    .context("the admission policy never refused a binding by a user without token rights")?;
+    ensure!(
+        refusal.contains("may not create tokens for ServiceAccount payments"),
+        "unclear refusal: {refusal}"
+    );
+
+    // Trent may create tokens for it: admitted.
+    let trent: Api<podcreds::api::AWSRoleBinding> = Api::namespaced(as_user("trent").await?, &ns);
+    trent
+        .create(&PostParams::default(), &binding("legit", role)?)
+        .await?;
+
+    // The namespace may restrict which roles it binds.
+    let namespaces: Api<Namespace> = Api::all(env.client.clone());
+    let annotate = json!({"metadata": {"annotations": {"podcreds.dev/allowed-role-arns": "arn:aws:iam::123456789012:role/payments-*"}}});
+    namespaces
+        .patch(&ns, &PatchParams::default(), &Patch::Merge(&annotate))
+        .await?;
+    let refused = wait_for(Duration::from_secs(20), || async {
+        match trent
+            .create(
+                &PostParams::default(),
+                &binding("other", "arn:aws:iam::123456789012:role/admin").ok()?,
+            )
+            .await
+        {
+            Err(kube::Error::Api(s)) if s.code == 403 || s.code == 422 => Some(s.message),
+            Ok(_) => {
+                let _ = env.bindings(&ns).delete("other", &Default::default()).await;
+                None
+            }
+            Err(_) => None,
+        }
+    })
+    .await
+    .context("a role outside the namespace's allowed set was admitted")?;
+    ensure!(
+        refused.contains("is not allowed in namespace"),
+        "unclear refusal: {refused}"
+    );
+    trent
+        .create(
+            &PostParams::default(),
+            &binding("allowed", "arn:aws:iam::123456789012:role/payments-reader")?,
+        )
+        .await?;
+    if env.bindings(&ns).get_opt("steal").await?.is_some() {
+        bail!("a refused binding exists");
+    }
+    Ok(())
+}
