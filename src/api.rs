@@ -56,7 +56,8 @@ fn default_mount_path() -> String {
         type_ = "string",
         json_path = ".status.conditions[?(@.type==\"Ready\")].status"
     ),
-    printcolumn(name = "Expires", type_ = "date", json_path = ".status.expiration"),
+    // A string, not a date: kubectl renders future dates as "<invalid>".
+    printcolumn(name = "Expires", type_ = "string", json_path = ".status.expiration"),
     printcolumn(
         name = "Age",
         type_ = "date",
