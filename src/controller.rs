@@ -368,25 +368,53 @@ impl Context {
                 // Apply with the observed resourceVersion as a precondition, so a Secret that
                 // changed hands since we looked is not overwritten.
                 let mut secret = secret;
-                secret.metadata.resource_version =
+                let mut resource_version =
                     existing.and_then(|m| m.metadata.resource_version.clone());
-                match api
-                    .patch(
-                        &spec.secret_name,
-                        &PatchParams::apply(FIELD_MANAGER).force(),
-                        &Patch::Apply(&secret),
-                    )
-                    .await
-                {
-                    Ok(_) => {}
-                    Err(kube::Error::Api(s)) if s.code == 409 => {
-                        return Err(RefreshError::WriteSecret {
-                            name: spec.secret_name.clone(),
-                            reason: "the Secret changed while it was being refreshed; retrying"
-                                .into(),
-                        });
+                for attempt in 0..2 {
+                    secret.metadata.resource_version = resource_version.clone();
+                    match api
+                        .patch(
+                            &spec.secret_name,
+                            &PatchParams::apply(FIELD_MANAGER).force(),
+                            &Patch::Apply(&secret),
+                        )
+                        .await
+                    {
+                        Ok(_) => break,
+                        Err(kube::Error::Api(s)) if s.code == 409 && attempt == 0 => {
+                            // The cache can lag behind (a broken watch, our own last write):
+                            // look again, and go on only if the Secret is still this binding's.
+                            let fresh = api
+                                .get_metadata_opt(&spec.secret_name)
+                                .await
+                                .map_err(write_error)?;
+                            match fresh {
+                                Some(m)
+                                    if secret::controller_of(&m.metadata)
+                                        .is_some_and(|o| o.uid == uid) =>
+                                {
+                                    resource_version = m.metadata.resource_version;
+                                }
+                                Some(_) => {
+                                    return Err(RefreshError::Raced(spec.secret_name.clone()));
+                                }
+                                None => {
+                                    return Err(RefreshError::WriteSecret {
+                                        name: spec.secret_name.clone(),
+                                        reason: "the Secret was deleted while it was being refreshed; retrying".into(),
+                                    });
+                                }
+                            }
+                        }
+                        Err(kube::Error::Api(s)) if s.code == 409 => {
+                            return Err(RefreshError::WriteSecret {
+                                name: spec.secret_name.clone(),
+                                reason: "the Secret changed while it was being refreshed; retrying"
+                                    .into(),
+                            });
+                        }
+                        Err(e) => return Err(write_error(e)),
                     }
-                    Err(e) => return Err(write_error(e)),
                 }
             }
         }
@@ -682,6 +710,61 @@ pub fn error_policy(binding: Arc<AWSRoleBinding>, error: &Error, ctx: Arc<Contex
     )
 }
 
+/// Backoff between attempts to re-establish a broken watch: quick (a restarted apiserver is back
+/// in seconds and every missed event delays a refresh), capped low, reset by any success.
+#[derive(Clone, Copy, Debug)]
+pub struct WatchBackoff {
+    next: Duration,
+}
+
+impl WatchBackoff {
+    const MIN: Duration = Duration::from_millis(250);
+    const MAX: Duration = Duration::from_secs(5);
+}
+
+impl Default for WatchBackoff {
+    fn default() -> Self {
+        Self { next: Self::MIN }
+    }
+}
+
+impl Iterator for WatchBackoff {
+    type Item = Duration;
+
+    fn next(&mut self) -> Option<Duration> {
+        let current = self.next;
+        self.next = (current * 2).min(Self::MAX);
+        Some(current)
+    }
+}
+
+impl kube::runtime::utils::Backoff for WatchBackoff {
+    fn reset(&mut self) {
+        self.next = Self::MIN;
+    }
+}
+
+/// Logs and drops the errors of a watch stream that retries by itself (with [`WatchBackoff`]).
+/// Passed on, each error would make the controller pause *all* its triggers with a growing
+/// backoff of its own, which after an apiserver restart stalls every watch for minutes.
+fn retried_quietly<K: Send, S>(
+    stream: S,
+    kind: &'static str,
+) -> impl futures::Stream<Item = Result<K, watcher::Error>> + Send
+where
+    S: futures::Stream<Item = Result<K, watcher::Error>> + Send,
+{
+    stream.filter_map(move |item| async move {
+        match item {
+            Ok(object) => Some(Ok(object)),
+            Err(e) => {
+                warn!(kind, error = %e, "watch interrupted; re-establishing");
+                None
+            }
+        }
+    })
+}
+
 /// Yields each time `leader` turns true.
 fn became_leader(
     leader: tokio::sync::watch::Receiver<bool>,
@@ -743,16 +826,27 @@ pub async fn run(
         let (secret_store, secret_writer) = reflector::store();
         let secret_stream = reflector::reflector(
             secret_writer,
-            watcher(secrets, watcher::Config::default().labels(MANAGED_SELECTOR)).default_backoff(),
+            watcher(secrets, watcher::Config::default().labels(MANAGED_SELECTOR))
+                .backoff(WatchBackoff::default()),
         )
         .touched_objects();
+        let secret_stream = retried_quietly(secret_stream, "Secret");
         // ServiceAccounts are only a trigger (a missing account appearing): no cache.
-        let account_stream = watcher(accounts, watcher::Config::default())
-            .default_backoff()
-            .touched_objects();
+        let account_stream = retried_quietly(
+            watcher(accounts, watcher::Config::default())
+                .backoff(WatchBackoff::default())
+                .touched_objects(),
+            "ServiceAccount",
+        );
 
-        let controller = Controller::new(bindings, watcher::Config::default());
-        let binding_store = controller.store();
+        let (binding_store, binding_writer) = reflector::store();
+        let binding_stream = reflector::reflector(
+            binding_writer,
+            watcher(bindings, watcher::Config::default()).backoff(WatchBackoff::default()),
+        )
+        .touched_objects();
+        let binding_stream = retried_quietly(binding_stream, "AWSRoleBinding");
+        let controller = Controller::for_stream(binding_stream, binding_store.clone());
         if let Ok(mut s) = stores.lock() {
             s.push(binding_store.clone());
         }

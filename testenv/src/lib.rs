@@ -350,9 +350,12 @@ impl ControlPlane {
     pub async fn install_crds(&self, yaml: &str) -> Result<(), Error> {
         use serde::Deserialize;
         let api: Api<CustomResourceDefinition> = Api::all(self.client().await?);
+        // Parse first: the YAML parser is not Send, so it must not live across an await.
+        let crds = serde_yaml::Deserializer::from_str(yaml)
+            .map(CustomResourceDefinition::deserialize)
+            .collect::<Result<Vec<_>, _>>()?;
         let mut names = Vec::new();
-        for doc in serde_yaml::Deserializer::from_str(yaml) {
-            let crd = CustomResourceDefinition::deserialize(doc)?;
+        for crd in crds {
             let name = crd.metadata.name.clone().unwrap_or_default();
             api.patch(
                 &name,

@@ -91,6 +91,9 @@ impl Process {
 
     /// Sends SIGTERM (graceful stop) and waits for the exit.
     pub fn terminate(&mut self) -> Result<ExitStatus, Error> {
+        if let Some(status) = self.exited() {
+            return Ok(status);
+        }
         let pid = self.child.id().to_string();
         let _ = Command::new("kill").args(["-TERM", &pid]).status();
         Ok(self.child.wait()?)

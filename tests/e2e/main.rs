@@ -9,6 +9,7 @@
 mod chart;
 mod consumers;
 mod core;
+mod faults;
 mod moto;
 mod support;
 
@@ -46,6 +47,13 @@ const TESTS: &[(&str, TestFn)] = tests![
     chart::chart_lints_and_renders_what_matters,
     chart::chart_installs_with_sufficient_and_minimal_rbac,
     chart::admission_policy_stops_the_confused_deputy,
+    faults::sts_outage_keeps_valid_credentials_and_recovers,
+    faults::throttled_burst_ends_all_ready,
+    faults::slow_sts_does_not_block_other_bindings,
+    faults::garbage_from_sts_is_survived,
+    faults::leader_election_fails_over_without_duplicate_calls,
+    faults::sigkill_during_a_burst_loses_nothing,
+    faults::apiserver_restart_is_survived,
 ];
 
 tokio::task_local! {

@@ -275,7 +275,7 @@ impl Operator {
             format!("--admin-address={admin}"),
             format!("--sts-endpoint={sts_endpoint}"),
             "--log-format=json".into(),
-            "--log-level=debug,kube=info,hyper=info,tower=info,aws=warn,aws_smithy_runtime=warn"
+            "--log-level=debug,kube=info,rustls=info,hyper=info,tower=info,aws=warn,aws_smithy_runtime=warn"
                 .into(),
         ];
         if !namespaces.is_empty() {

@@ -1,0 +1,441 @@
+//! Faults: STS outages, throttling, slowness and garbage; operator crashes and fail-over.
+//! Each test that injects STS faults gets its own emulator so no other test is disturbed.
+
+use std::time::Duration;
+
+use anyhow::{Context, ensure};
+use serde_json::json;
+use sts_emulator::{Emulator, Faults, Role};
+
+use crate::support::{ACCOUNT, Env, Operator, decode, wait_for};
+
+async fn private_emulator(env: &Env) -> anyhow::Result<Emulator> {
+    Emulator::start(sts_emulator::Config {
+        listen: "127.0.0.1:0".parse()?,
+        issuer: env.plane.api_url.clone(),
+        issuer_ca_pem: Some(env.plane.ca_pem.clone().into_bytes()),
+        roles: Vec::new(),
+    })
+    .await
+}
+
+fn trust(emulator: &Emulator, ns: &str, name: &str, max_session_seconds: Option<u64>) -> String {
+    let arn = format!("arn:aws:iam::{ACCOUNT}:role/{name}");
+    emulator.add_role(Role {
+        arn: arn.clone(),
+        subjects: vec![format!("system:serviceaccount:{ns}:*")],
+        audiences: vec![],
+        max_session_seconds,
+    });
+    arn
+}
+
+fn condition(b: &podcreds::api::AWSRoleBinding, type_: &str) -> Option<(String, String)> {
+    b.status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+        .map(|c| (c.status.clone(), c.reason.clone()))
+}
+
+pub async fn sts_outage_keeps_valid_credentials_and_recovers(env: &Env) -> anyhow::Result<()> {
+    let ns = env.namespace("outage").await?;
+    env.service_account(&ns, "app").await?;
+    let sts = private_emulator(env).await?;
+    let role = trust(&sts, &ns, &format!("{ns}-r"), Some(30));
+    let op = Operator::start(env, &[&ns], &sts.url(), &[]).await?;
+    env.create_binding(
+        &ns,
+        "b",
+        json!({"serviceAccountName": "app", "roleArn": role}),
+    )
+    .await?;
+    env.wait_ready(&ns, "b", "True", Duration::from_secs(60))
+        .await?;
+    let before = env.secrets(&ns).get("b").await?;
+    let expiration: jiff::Timestamp = decode(&before)["expiration"].parse()?;
+
+    // STS goes down across the renewal time (about 20 s in) and comes back before expiry.
+    sts.set_faults(Faults {
+        down_for_ms: 24_000,
+        ..Faults::default()
+    });
+    let mut saw_degraded = false;
+    while jiff::Timestamp::now() < expiration - jiff::SignedDuration::from_secs(7) {
+        let b = env.bindings(&ns).get("b").await?;
+        ensure!(
+            condition(&b, "Ready").is_some_and(|(s, _)| s == "True"),
+            "Ready left True while the credentials were valid: {:?}",
+            b.status
+        );
+        if condition(&b, "Degraded") == Some(("True".into(), "StsUnavailable".into())) {
+            saw_degraded = true;
+            let now = env.secrets(&ns).get("b").await?;
+            ensure!(
+                now.metadata.resource_version == before.metadata.resource_version,
+                "the Secret was written while STS was down"
+            );
+        }
+        if saw_degraded && condition(&b, "Degraded").is_some_and(|(s, _)| s == "False") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    ensure!(saw_degraded, "Degraded never reported the outage");
+    let recovered = wait_for(Duration::from_secs(20), || async {
+        let s = env.secrets(&ns).get("b").await.ok()?;
+        (s.metadata.resource_version != before.metadata.resource_version).then_some(s)
+    })
+    .await
+    .context("no fresh credentials after STS came back")?;
+    let new_exp: jiff::Timestamp = decode(&recovered)["expiration"].parse()?;
+    ensure!(new_exp > expiration);
+    ensure!(
+        new_exp > jiff::Timestamp::now(),
+        "the Secret holds expired credentials"
+    );
+    let b = env
+        .wait_ready(&ns, "b", "True", Duration::from_secs(10))
+        .await?;
+    let degraded = wait_for(Duration::from_secs(10), || async {
+        let b = env.bindings(&ns).get("b").await.ok()?;
+        condition(&b, "Degraded").filter(|(s, _)| s == "False")
+    })
+    .await;
+    ensure!(
+        degraded.is_some(),
+        "Degraded stayed True after recovery: {:?}",
+        b.status
+    );
+    let metrics = op.metrics().await?;
+    ensure!(
+        metrics.contains("podcreds_refresh_failures_total{category=\"StsUnavailable\"}"),
+        "no failure metric:\n{metrics}"
+    );
+    sts.shutdown();
+    Ok(())
+}
+
+pub async fn throttled_burst_ends_all_ready(env: &Env) -> anyhow::Result<()> {
+    let ns = env.namespace("throttle").await?;
+    env.service_account(&ns, "app").await?;
+    let sts = private_emulator(env).await?;
+    let role = trust(&sts, &ns, &format!("{ns}-r"), None);
+    // One call in three is throttled, all the time.
+    sts.set_faults(Faults {
+        throttle_every: 3,
+        ..Faults::default()
+    });
+    let _op = Operator::start(env, &[&ns], &sts.url(), &["--sts-qps=20", "--sts-burst=10"]).await?;
+    let n = 40;
+    for i in 0..n {
+        env.create_binding(
+            &ns,
+            &format!("b{i}"),
+            json!({"serviceAccountName": "app", "roleArn": role}),
+        )
+        .await?;
+    }
+    for i in 0..n {
+        env.wait_ready(&ns, &format!("b{i}"), "True", Duration::from_secs(120))
+            .await?;
+    }
+    let counters = sts.calls().counters;
+    let throttled = counters.by_result.get("Throttling").copied().unwrap_or(0);
+    ensure!(
+        throttled > 0,
+        "the emulator throttled nothing: {counters:?}"
+    );
+    let ok = counters.by_result.get("Ok").copied().unwrap_or(0);
+    ensure!(
+        ok == n as u64,
+        "expected exactly {n} successful calls, saw {ok}"
+    );
+    sts.shutdown();
+    Ok(())
+}
+
+pub async fn slow_sts_does_not_block_other_bindings(env: &Env) -> anyhow::Result<()> {
+    let ns = env.namespace("slow").await?;
+    env.service_account(&ns, "app").await?;
+    // A tarpit: accepts connections and never answers.
+    let tarpit = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let tarpit_url = format!("http://{}", tarpit.local_addr()?);
+    let held = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = tarpit.accept().await {
+            held.push(socket);
+        }
+    });
+    let role = env.role(&format!("{ns}-r"), &ns, "app", None);
+    let _op = Operator::start(
+        env,
+        &[&ns],
+        &env.emulator.url(),
+        &[
+            &format!("--allowed-sts-endpoints={tarpit_url}"),
+            "--concurrency=4",
+        ],
+    )
+    .await?;
+    for i in 0..3 {
+        env.create_binding(
+            &ns,
+            &format!("stuck{i}"),
+            json!({"serviceAccountName": "app", "roleArn": role, "sts": {"endpoint": tarpit_url}}),
+        )
+        .await?;
+    }
+    for i in 0..6 {
+        env.create_binding(
+            &ns,
+            &format!("fine{i}"),
+            json!({"serviceAccountName": "app", "roleArn": role}),
+        )
+        .await?;
+    }
+    for i in 0..6 {
+        env.wait_ready(&ns, &format!("fine{i}"), "True", Duration::from_secs(30))
+            .await?;
+    }
+    // The stuck ones time out with a clear reason instead of hanging forever.
+    env.wait_reason(&ns, "stuck0", "StsUnavailable", Duration::from_secs(90))
+        .await?;
+    held.abort();
+    Ok(())
+}
+
+pub async fn garbage_from_sts_is_survived(env: &Env) -> anyhow::Result<()> {
+    let ns = env.namespace("garbage").await?;
+    env.service_account(&ns, "app").await?;
+    let sts = private_emulator(env).await?;
+    let role = trust(&sts, &ns, &format!("{ns}-r"), None);
+    sts.set_faults(Faults {
+        malformed_next: 2,
+        fail_next: 1,
+        idp_error_next: 1,
+        ..Faults::default()
+    });
+    let op = Operator::start(env, &[&ns], &sts.url(), &[]).await?;
+    env.create_binding(
+        &ns,
+        "b",
+        json!({"serviceAccountName": "app", "roleArn": role}),
+    )
+    .await?;
+    env.wait_ready(&ns, "b", "True", Duration::from_secs(90))
+        .await?;
+    let results = sts.calls().counters.by_result;
+    ensure!(
+        results.get("Malformed").copied().unwrap_or(0) >= 1,
+        "{results:?}"
+    );
+    ensure!(results.get("Ok") == Some(&1), "{results:?}");
+    // Nothing the STS endpoint sent ends up verbatim in the Events.
+    let events = serde_json::to_string(&env.events(&ns).await?)?;
+    ensure!(
+        !events.contains("<Credentials>"),
+        "raw STS answer copied into an Event"
+    );
+    ensure!(
+        op.log().contains("refresh failed"),
+        "the failures were not logged"
+    );
+    sts.shutdown();
+    Ok(())
+}
+
+pub async fn leader_election_fails_over_without_duplicate_calls(env: &Env) -> anyhow::Result<()> {
+    let ns = env.namespace("leader").await?;
+    env.service_account(&ns, "app").await?;
+    let role = env.role(&format!("{ns}-r"), &ns, "app", None);
+    let election = [
+        "--leader-election".to_string(),
+        format!("--leader-election-namespace={ns}"),
+        "--leader-election-lease-seconds=6".to_string(),
+    ];
+    let args_a: Vec<String> = election
+        .iter()
+        .cloned()
+        .chain(["--instance=replica-a".into()])
+        .collect();
+    let args_b: Vec<String> = election
+        .iter()
+        .cloned()
+        .chain(["--instance=replica-b".into()])
+        .collect();
+    let a: Vec<&str> = args_a.iter().map(String::as_str).collect();
+    let b: Vec<&str> = args_b.iter().map(String::as_str).collect();
+    let op_a = Operator::start(env, &[&ns], &env.emulator.url(), &a).await?;
+    let op_b = Operator::start(env, &[&ns], &env.emulator.url(), &b).await?;
+    for i in 0..4 {
+        env.create_binding(
+            &ns,
+            &format!("b{i}"),
+            json!({"serviceAccountName": "app", "roleArn": role}),
+        )
+        .await?;
+    }
+    for i in 0..4 {
+        env.wait_ready(&ns, &format!("b{i}"), "True", Duration::from_secs(60))
+            .await?;
+    }
+    ensure!(
+        env.calls_for(&role) == 4,
+        "expected one STS call per binding, saw {}",
+        env.calls_for(&role)
+    );
+    let issued_by = |log: &str| log.matches("issued credentials").count();
+    let (by_a, by_b) = (issued_by(&op_a.log()), issued_by(&op_b.log()));
+    ensure!(
+        by_a + by_b == 4 && (by_a == 0 || by_b == 0),
+        "both replicas wrote: a={by_a} b={by_b}"
+    );
+    let (mut leader, standby) = if by_a > 0 { (op_a, op_b) } else { (op_b, op_a) };
+
+    // The leader dies without releasing its Lease.
+    leader.process.kill()?;
+    let killed = std::time::Instant::now();
+    env.create_binding(
+        &ns,
+        "after",
+        json!({"serviceAccountName": "app", "roleArn": role}),
+    )
+    .await?;
+    env.wait_ready(&ns, "after", "True", Duration::from_secs(45))
+        .await?;
+    let takeover = killed.elapsed();
+    ensure!(
+        standby.log().contains("\"is_leader\":true"),
+        "the standby never became leader"
+    );
+    // The new leader decided from the Secrets: no STS call for the four fresh bindings.
+    ensure!(
+        env.calls_for(&role) == 5,
+        "fail-over re-issued credentials: {} calls",
+        env.calls_for(&role)
+    );
+    println!(
+        "    (leader fail-over: the new binding was Ready {takeover:.1?} after the leader was killed)"
+    );
+    drop(leader);
+    Ok(())
+}
+
+pub async fn sigkill_during_a_burst_loses_nothing(env: &Env) -> anyhow::Result<()> {
+    let ns = env.namespace("sigkill").await?;
+    env.service_account(&ns, "app").await?;
+    let role = env.role(&format!("{ns}-r"), &ns, "app", None);
+    let mut op = Operator::start(
+        env,
+        &[&ns],
+        &env.emulator.url(),
+        &["--sts-qps=10", "--sts-burst=1"],
+    )
+    .await?;
+    let n = 30;
+    for i in 0..n {
+        env.create_binding(
+            &ns,
+            &format!("b{i}"),
+            json!({"serviceAccountName": "app", "roleArn": role}),
+        )
+        .await?;
+    }
+    // Kill it in the middle of the burst (the rate limit makes the burst last about 3 s).
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    op.process.kill()?;
+    let before_restart = env.calls_for(&role);
+    ensure!(
+        before_restart < n,
+        "the burst finished before the kill ({before_restart} calls); the test proves nothing"
+    );
+    op.restart().await?;
+    for i in 0..n {
+        env.wait_ready(&ns, &format!("b{i}"), "True", Duration::from_secs(60))
+            .await?;
+    }
+    let secrets = env.secrets(&ns).list(&Default::default()).await?.items;
+    let owned: Vec<_> = secrets
+        .iter()
+        .filter(|s| {
+            s.metadata
+                .name
+                .as_deref()
+                .is_some_and(|n| n.starts_with('b'))
+        })
+        .collect();
+    ensure!(
+        owned.len() == n,
+        "expected {n} Secrets, found {}",
+        owned.len()
+    );
+    for s in owned {
+        let data = decode(s);
+        let exp: jiff::Timestamp = data["expiration"].parse()?;
+        ensure!(exp > jiff::Timestamp::now());
+    }
+    // At most the calls in flight at the kill are repeated; nothing is issued twice afterwards.
+    let calls = env.calls_for(&role);
+    ensure!(calls <= n + 2, "{calls} STS calls for {n} bindings");
+    Ok(())
+}
+
+pub async fn apiserver_restart_is_survived(_shared: &Env) -> anyhow::Result<()> {
+    // Its own control plane: restarting the shared one would disturb every other test.
+    let mut private = crate::support::Env::start().await?;
+    let ns = private.namespace("apirestart").await?;
+    private.service_account(&ns, "app").await?;
+    let role = private.role(&format!("{ns}-r"), &ns, "app", Some(20));
+    let op = Operator::start(&private, &[&ns], &private.emulator.url(), &[]).await?;
+    private
+        .create_binding(
+            &ns,
+            "b",
+            json!({"serviceAccountName": "app", "roleArn": role}),
+        )
+        .await?;
+    private
+        .wait_ready(&ns, "b", "True", Duration::from_secs(60))
+        .await?;
+    let steps = async {
+        private.plane.restart_apiserver().await?;
+        private.client = private.plane.client().await?;
+        // Watches broke; the operator must notice a new binding and keep refreshing the old one.
+        private
+            .create_binding(
+                &ns,
+                "c",
+                json!({"serviceAccountName": "app", "roleArn": role}),
+            )
+            .await?;
+        private
+            .wait_ready(&ns, "c", "True", Duration::from_secs(60))
+            .await?;
+        let first: jiff::Timestamp = private.secret_data(&ns, "b").await?["expiration"].parse()?;
+        let refreshed = wait_for(Duration::from_secs(40), || async {
+            let exp: jiff::Timestamp = private.secret_data(&ns, "b").await.ok()?["expiration"]
+                .parse()
+                .ok()?;
+            (exp > first).then_some(())
+        })
+        .await;
+        ensure!(
+            refreshed.is_some(),
+            "no refresh after the apiserver restart"
+        );
+        ensure!(
+            op.process.log().contains("watch"),
+            "no trace of the broken watches in the log"
+        );
+        Ok::<(), anyhow::Error>(())
+    };
+    // The private control plane's files go away with it: keep the operator log in the error.
+    let result = steps
+        .await
+        .map_err(|e| e.context(format!("operator log:\n{}", op.process.log_tail(400))));
+    drop(op);
+    private.emulator.shutdown();
+    result
+}
