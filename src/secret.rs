@@ -463,6 +463,29 @@ mod tests {
         assert!(!data_intact(&meta));
     }
 
+    proptest::proptest! {
+        /// Arbitrary annotations (someone edited the Secret) never panic the reader, and what it
+        /// accepts is ordered issued <= renewal <= expiration.
+        #[test]
+        fn issued_meta_is_total(
+            issued in ".{0,30}", expiration in ".{0,30}", renewal in ".{0,30}",
+            fp in proptest::option::of(".{0,20}"),
+        ) {
+            let mut a = BTreeMap::from([
+                (ANNOTATION_ISSUED_AT.to_string(), issued),
+                (ANNOTATION_EXPIRATION.to_string(), expiration),
+                (ANNOTATION_RENEWAL_TIME.to_string(), renewal),
+            ]);
+            if let Some(fp) = fp {
+                a.insert(ANNOTATION_FINGERPRINT.to_string(), fp);
+            }
+            let meta = ObjectMeta { annotations: Some(a), ..ObjectMeta::default() };
+            if let Some(m) = issued_meta(&meta) {
+                proptest::prop_assert!(m.issued_at <= m.renewal_time && m.renewal_time <= m.expiration);
+            }
+        }
+    }
+
     #[test]
     fn unreadable_annotations_read_as_none() {
         let mut meta = rendered().metadata;

@@ -517,6 +517,42 @@ mod tests {
         assert_eq!(resolve_ok(&s).mount_path, "/etc/aws");
     }
 
+    proptest::proptest! {
+        /// Whatever the apiserver lets through (or an old CRD without validation), resolving
+        /// never panics, and whatever it accepts obeys the STS rules.
+        #[test]
+        fn resolve_is_total_and_sound(
+            sa in ".{0,80}",
+            arn in "(arn:aws(-[a-z]{1,5})?:iam::[0-9]{10,13}:(role|user)/)?.{0,80}",
+            session in proptest::option::of(".{0,80}"),
+            policy in proptest::option::of(".{0,300}"),
+            renew in proptest::option::of("[0-9a-z. ]{0,12}"),
+            duration in -10i32..100_000,
+            mount in ".{0,40}",
+        ) {
+            let mut s = spec();
+            s.service_account_name = sa;
+            s.role_arn = arn;
+            s.session_name = session;
+            s.session_policy = policy;
+            s.renew_before = renew;
+            s.duration_seconds = duration;
+            s.mount_path = mount;
+            if let Ok(r) = resolve(&s, "ns", "n", &StsPolicy::default()) {
+                proptest::prop_assert!(SESSION_NAME.is_match(r.session_name.as_bytes()));
+                proptest::prop_assert!((900..=43200).contains(&r.duration_seconds));
+                proptest::prop_assert!(r.mount_path.starts_with('/') && !r.mount_path.contains(".."));
+                proptest::prop_assert!(ROLE_ARN.is_match(r.role_arn.as_bytes()));
+            }
+        }
+
+        #[test]
+        fn default_session_names_are_always_valid(ns in "[a-z0-9-]{1,63}", name in "[a-z0-9.-]{1,253}") {
+            let s = default_session_name(&ns, &name);
+            proptest::prop_assert!(SESSION_NAME.is_match(s.as_bytes()), "{}", s);
+        }
+    }
+
     #[test]
     fn fingerprint_tracks_credential_shaping_fields() {
         let base = resolve_ok(&spec());

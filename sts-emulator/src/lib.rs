@@ -332,6 +332,15 @@ async fn sts_action(
             "IDPCommunicationError",
             "The identity provider could not be reached",
         )),
+        Injected::Code(code) => Some(StsFailure {
+            status: if code == "AccessDenied" {
+                StatusCode::FORBIDDEN
+            } else {
+                StatusCode::BAD_REQUEST
+            },
+            code: known_code(&code),
+            message: format!("injected {code}"),
+        }),
         Injected::Malformed => {
             record.result = "Malformed".into();
             inner.state().record(record);
@@ -373,6 +382,26 @@ async fn sts_action(
         Ok(r) => r,
         Err(f) => error_response(&f),
     }
+}
+
+/// The injectable error codes (the failure type holds a static code, like real answers).
+fn known_code(code: &str) -> &'static str {
+    const CODES: [&str; 10] = [
+        "AccessDenied",
+        "ExpiredTokenException",
+        "IDPRejectedClaim",
+        "IDPCommunicationError",
+        "InvalidIdentityToken",
+        "MalformedPolicyDocument",
+        "PackedPolicyTooLarge",
+        "RegionDisabledException",
+        "Throttling",
+        "ValidationError",
+    ];
+    CODES
+        .into_iter()
+        .find(|c| *c == code)
+        .unwrap_or("InternalFailure")
 }
 
 fn validate_common(params: &Params) -> Result<(String, String, u64), StsFailure> {

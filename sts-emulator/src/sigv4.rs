@@ -298,6 +298,38 @@ mod tests {
     }
 
     #[test]
+    fn arbitrary_authorization_headers_never_panic() {
+        // A deterministic sweep of hostile shapes (the emulator faces whatever clients send).
+        let pieces = [
+            "AWS4-HMAC-SHA256 ",
+            "Credential=",
+            "a/b/c/d/aws4_request",
+            ",",
+            "SignedHeaders=",
+            "host;x",
+            "Signature=",
+            "=",
+            "/",
+            "",
+            " ",
+        ];
+        for a in pieces {
+            for b in pieces {
+                for c in pieces {
+                    for d in pieces {
+                        let value = format!("{a}{b}{c}{d}");
+                        let mut h = HeaderMap::new();
+                        if let Ok(v) = value.parse() {
+                            h.insert(http::header::AUTHORIZATION, v);
+                        }
+                        let _ = parse_authorization(&h);
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
     fn malformed_authorization_is_rejected() {
         let mut h = HeaderMap::new();
         assert_eq!(parse_authorization(&h), Err(SignatureError::Missing));

@@ -68,6 +68,10 @@ pub struct Faults {
     pub malformed_next: u32,
     /// Answer the next N calls with `IDPCommunicationError`.
     pub idp_error_next: u32,
+    /// Answer the next `error_next` calls with this AWS error code (HTTP 400, or 403 for
+    /// `AccessDenied`), for example `ExpiredTokenException` or `RegionDisabledException`.
+    pub error_code: Option<String>,
+    pub error_next: u32,
     /// Delay every answer by this many milliseconds.
     pub latency_ms: u64,
     /// Answer every call with HTTP 503 for this many milliseconds from now.
@@ -123,6 +127,7 @@ pub enum Injected {
     InternalFailure,
     Malformed,
     IdpError,
+    Code(String),
 }
 
 impl State {
@@ -149,6 +154,9 @@ impl State {
         } else if f.idp_error_next > 0 {
             f.idp_error_next -= 1;
             Injected::IdpError
+        } else if f.error_next > 0 && f.error_code.is_some() {
+            f.error_next -= 1;
+            Injected::Code(f.error_code.clone().unwrap_or_default())
         } else if f.throttle_every > 0 && self.served.is_multiple_of(u64::from(f.throttle_every)) {
             Injected::Throttle
         } else {

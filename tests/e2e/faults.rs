@@ -439,3 +439,76 @@ pub async fn apiserver_restart_is_survived(_shared: &Env) -> anyhow::Result<()> 
     private.emulator.shutdown();
     result
 }
+
+pub async fn sts_error_codes_become_precise_reasons(env: &Env) -> anyhow::Result<()> {
+    let ns = env.namespace("codes").await?;
+    env.service_account(&ns, "app").await?;
+    let sts = private_emulator(env).await?;
+    let role = trust(&sts, &ns, &format!("{ns}-r"), None);
+    let _op = Operator::start(env, &[&ns], &sts.url(), &[]).await?;
+    let cases = [
+        ("ExpiredTokenException", "StsInvalidIdentityToken"),
+        ("InvalidIdentityToken", "StsInvalidIdentityToken"),
+        ("IDPRejectedClaim", "StsAccessDenied"),
+        ("AccessDenied", "StsAccessDenied"),
+        ("PackedPolicyTooLarge", "StsInvalidRequest"),
+        ("RegionDisabledException", "StsInvalidRequest"),
+        ("MalformedPolicyDocument", "StsInvalidRequest"),
+        ("ValidationError", "StsInvalidRequest"),
+    ];
+    for (i, (code, reason)) in cases.iter().enumerate() {
+        // Enough for the SDK's own retry of codes it considers retryable (ExpiredToken...).
+        sts.set_faults(Faults {
+            error_code: Some(code.to_string()),
+            error_next: 2,
+            ..Faults::default()
+        });
+        let name = format!("c{i}");
+        env.create_binding(
+            &ns,
+            &name,
+            json!({"serviceAccountName": "app", "roleArn": role}),
+        )
+        .await?;
+        let b = env
+            .wait_reason(&ns, &name, reason, Duration::from_secs(30))
+            .await
+            .with_context(|| format!("{code} should read as {reason}"))?;
+        let message = podcreds::status::ready_condition(b.status.as_ref())
+            .map(|c| c.message.clone())
+            .unwrap_or_default();
+        ensure!(
+            message.contains(code),
+            "the condition does not name {code}: {message}"
+        );
+        ensure!(
+            env.secrets(&ns).get_opt(&name).await?.is_none(),
+            "{code}: a Secret was written"
+        );
+    }
+    // What only the operator can check: a session policy the schema accepts but that is not JSON.
+    env.create_binding(
+        &ns,
+        "badjson",
+        json!({"serviceAccountName": "app", "roleArn": role, "sessionPolicy": "{not json"}),
+    )
+    .await?;
+    let b = env
+        .wait_reason(&ns, "badjson", "InvalidSpec", Duration::from_secs(30))
+        .await?;
+    let message = podcreds::status::ready_condition(b.status.as_ref())
+        .map(|c| c.message.clone())
+        .unwrap_or_default();
+    ensure!(message.contains("sessionPolicy"), "{message}");
+    // None of this stalled a healthy binding.
+    env.create_binding(
+        &ns,
+        "healthy",
+        json!({"serviceAccountName": "app", "roleArn": role}),
+    )
+    .await?;
+    env.wait_ready(&ns, "healthy", "True", Duration::from_secs(30))
+        .await?;
+    sts.shutdown();
+    Ok(())
+}

@@ -54,6 +54,7 @@ const TESTS: &[(&str, TestFn)] = tests![
     faults::leader_election_fails_over_without_duplicate_calls,
     faults::sigkill_during_a_burst_loses_nothing,
     faults::apiserver_restart_is_survived,
+    faults::sts_error_codes_become_precise_reasons,
 ];
 
 tokio::task_local! {
