@@ -6,7 +6,7 @@
 //! `cargo xtask test`: benchmarks measure, tests check behaviour.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -321,7 +321,7 @@ struct OperatorProcess {
 
 async fn start_operator(
     plane: &ControlPlane,
-    bin: &PathBuf,
+    bin: &Path,
     sts_url: &str,
     ns: &str,
     args: &Args,
@@ -386,7 +386,7 @@ async fn secret_versions(
 async fn scale(
     plane: &ControlPlane,
     emulator: &Emulator,
-    bin: &PathBuf,
+    bin: &Path,
     n: usize,
     args: &Args,
 ) -> anyhow::Result<ScaleResult> {
@@ -537,7 +537,7 @@ async fn scale(
 async fn steady(
     plane: &ControlPlane,
     emulator: &Emulator,
-    bin: &PathBuf,
+    bin: &Path,
     args: &Args,
 ) -> anyhow::Result<SteadyResult> {
     let client = plane.client().await?;
