@@ -170,8 +170,10 @@ pub async fn chart_lints_and_renders_what_matters(env: &Env) -> anyhow::Result<(
         of_kind(&docs, "ClusterRole").is_empty(),
         "namespaced scope still renders a ClusterRole"
     );
+    // (the leader-election Role in the release namespace grants only Leases)
     let namespaces: Vec<&str> = of_kind(&docs, "Role")
         .iter()
+        .filter(|r| rules_grant(&r["rules"], "", "secrets", "create"))
         .filter_map(|r| r["metadata"]["namespace"].as_str())
         .collect();
     ensure!(
@@ -234,7 +236,7 @@ pub async fn chart_lints_and_renders_what_matters(env: &Env) -> anyhow::Result<(
             vec!["operator.typo=1"],
             "additional properties 'typo' not allowed",
         ),
-        (vec!["replicaCount=2"], "leaderElection"),
+        (vec!["leaderElection.enabled=false"], "leaderElection"),
         (vec!["operator.logFormat=xml"], "logFormat"),
         (vec!["rbac.scope=namespaced"], "watchNamespaces"),
     ] {
