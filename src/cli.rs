@@ -63,6 +63,12 @@ pub struct RunArgs {
     /// Burst allowed above --sts-qps.
     #[arg(long, env = "PODCREDS_STS_BURST", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=10000))]
     pub sts_burst: u32,
+    /// Client-side limit on Kubernetes requests per second made by reconciliations.
+    #[arg(long, env = "PODCREDS_KUBE_QPS", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=10000))]
+    pub kube_qps: u32,
+    /// Burst allowed above --kube-qps.
+    #[arg(long, env = "PODCREDS_KUBE_BURST", default_value_t = 200, value_parser = clap::value_parser!(u32).range(1..=10000))]
+    pub kube_burst: u32,
     /// Namespaces to watch (comma separated); all namespaces when empty.
     #[arg(long, env = "PODCREDS_NAMESPACES", value_delimiter = ',')]
     pub namespaces: Vec<String>,
@@ -128,6 +134,8 @@ impl RunArgs {
                 .collect(),
             sts_rate_per_second: self.sts_qps,
             sts_burst: self.sts_burst,
+            kube_rate_per_second: self.kube_qps,
+            kube_burst: self.kube_burst,
             instance: self.instance.clone(),
         }
     }

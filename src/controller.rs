@@ -47,6 +47,9 @@ pub struct Settings {
     /// Client-side STS rate limit (calls per second) and burst.
     pub sts_rate_per_second: u32,
     pub sts_burst: u32,
+    /// Client-side limit on the Kubernetes requests reconciliations make (per second) and burst.
+    pub kube_rate_per_second: u32,
+    pub kube_burst: u32,
     /// Name reported on Events (usually the pod name).
     pub instance: Option<String>,
 }
@@ -60,6 +63,8 @@ impl Default for Settings {
             namespaces: Vec::new(),
             sts_rate_per_second: 50,
             sts_burst: 100,
+            kube_rate_per_second: 100,
+            kube_burst: 200,
             instance: None,
         }
     }
@@ -127,6 +132,7 @@ pub struct Shared {
     pub metrics: crate::metrics::Metrics,
     failures: Mutex<HashMap<String, u32>>,
     limiter: DefaultDirectRateLimiter,
+    kube_limiter: DefaultDirectRateLimiter,
     /// True while this replica may write (always, without leader election).
     leader: tokio::sync::watch::Receiver<bool>,
 }
@@ -143,20 +149,30 @@ impl Shared {
             controller: "podcreds".into(),
             instance: settings.instance.clone(),
         };
-        let rate = std::num::NonZeroU32::new(settings.sts_rate_per_second.max(1))
-            .unwrap_or(std::num::NonZeroU32::MIN);
-        let burst = std::num::NonZeroU32::new(settings.sts_burst.max(1))
-            .unwrap_or(std::num::NonZeroU32::MIN);
+        let quota = |rate: u32, burst: u32| {
+            let rate = std::num::NonZeroU32::new(rate).unwrap_or(std::num::NonZeroU32::MIN);
+            let burst = std::num::NonZeroU32::new(burst).unwrap_or(std::num::NonZeroU32::MIN);
+            Quota::per_second(rate).allow_burst(burst)
+        };
         Self {
             recorder: Recorder::new(client.clone(), reporter),
             client,
             sts,
             metrics,
-            limiter: RateLimiter::direct(Quota::per_second(rate).allow_burst(burst)),
+            limiter: RateLimiter::direct(quota(settings.sts_rate_per_second, settings.sts_burst)),
+            kube_limiter: RateLimiter::direct(quota(
+                settings.kube_rate_per_second,
+                settings.kube_burst,
+            )),
             failures: Mutex::new(HashMap::new()),
             settings,
             leader,
         }
+    }
+
+    /// Waits for the Kubernetes client rate limit (watches are not counted: they are few).
+    async fn kube_request(&self) {
+        self.kube_limiter.until_ready().await;
     }
 
     fn is_leader(&self) -> bool {
@@ -207,6 +223,7 @@ impl Context {
             return Ok(Some((*cached).clone()));
         }
         let api: Api<Secret> = Api::namespaced(self.shared.client.clone(), ns);
+        self.shared.kube_request().await;
         api.get_metadata_opt(name)
             .await
             .map_err(|source| Error::ReadSecret {
@@ -259,6 +276,7 @@ impl Context {
             .namespace()
             .ok_or(Error::MissingMetadata("namespace"))?;
         let api: Api<AWSRoleBinding> = Api::namespaced(self.shared.client.clone(), &ns);
+        self.shared.kube_request().await;
         let patch = serde_json::json!({
             "apiVersion": AWSRoleBinding::api_version(&()),
             "kind": AWSRoleBinding::kind(&()),
@@ -287,6 +305,7 @@ impl Context {
         let ns = binding.namespace().unwrap_or_default();
         let shared = &self.shared;
 
+        shared.kube_request().await;
         let started = Instant::now();
         let token = token::request_token(
             shared.client.clone(),
@@ -356,6 +375,7 @@ impl Context {
                     field_manager: Some(FIELD_MANAGER.into()),
                     ..PostParams::default()
                 };
+                shared.kube_request().await;
                 match api.create(&params, &secret).await {
                     Ok(_) => {}
                     Err(kube::Error::Api(s)) if s.code == 409 => {
@@ -372,6 +392,7 @@ impl Context {
                     existing.and_then(|m| m.metadata.resource_version.clone());
                 for attempt in 0..2 {
                     secret.metadata.resource_version = resource_version.clone();
+                    shared.kube_request().await;
                     match api
                         .patch(
                             &spec.secret_name,
@@ -448,6 +469,7 @@ impl Context {
                 }),
                 ..DeleteParams::default()
             };
+            self.shared.kube_request().await;
             match api.delete(&name, &params).await {
                 Ok(_) => info!(secret = %name, "deleted Secret left behind by a secretName change"),
                 Err(e) => warn!(secret = %name, error = %e, "could not delete stale Secret"),
