@@ -131,6 +131,8 @@ pub struct Shared {
     pub recorder: Recorder,
     pub metrics: crate::metrics::Metrics,
     failures: Mutex<HashMap<String, u32>>,
+    /// What this process last wrote per binding UID (see [`plan::with_recent_write`]).
+    recent: Mutex<HashMap<String, IssuedMeta>>,
     limiter: DefaultDirectRateLimiter,
     kube_limiter: DefaultDirectRateLimiter,
     /// True while this replica may write (always, without leader election).
@@ -165,9 +167,25 @@ impl Shared {
                 settings.kube_burst,
             )),
             failures: Mutex::new(HashMap::new()),
+            recent: Mutex::new(HashMap::new()),
             settings,
             leader,
         }
+    }
+
+    fn recent(&self) -> std::sync::MutexGuard<'_, HashMap<String, IssuedMeta>> {
+        match self.recent.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        }
+    }
+
+    /// Remembers a write; forgets expired ones, so deleted bindings do not accumulate.
+    fn remember(&self, uid: &str, issued: &IssuedMeta) {
+        let now = Timestamp::now();
+        let mut recent = self.recent();
+        recent.retain(|_, i| i.expiration > now);
+        recent.insert(uid.to_string(), issued.clone());
     }
 
     /// Waits for the Kubernetes client rate limit (watches are not counted: they are few).
@@ -247,14 +265,14 @@ impl Context {
             action: action.into(),
             secondary: None,
         };
-        if let Err(e) = self
-            .shared
-            .recorder
-            .publish(&event, &binding.object_ref(&()))
-            .await
-        {
-            warn!(error = %e, "could not publish Event");
-        }
+        // Off the reconciliation's critical path: an Event is a report, not part of the work.
+        let recorder = self.shared.recorder.clone();
+        let reference = binding.object_ref(&());
+        tokio::spawn(async move {
+            if let Err(e) = recorder.publish(&event, &reference).await {
+                warn!(error = %e, "could not publish Event");
+            }
+        });
     }
 
     async fn write_status(
@@ -524,7 +542,10 @@ pub async fn reconcile(binding: Arc<AWSRoleBinding>, ctx: Arc<Context>) -> Resul
 
     // Fetch what the Secret says.
     let existing = ctx.secret_meta(&ns, &spec.secret_name).await?;
-    let observed = secret::observe(existing.as_ref(), &uid);
+    let observed = plan::with_recent_write(
+        secret::observe(existing.as_ref(), &uid),
+        shared.recent().get(&uid),
+    );
 
     // Plan and act.
     match plan::plan(&fingerprint, &observed, now) {
@@ -611,6 +632,7 @@ async fn on_refreshed(
     let shared = &ctx.shared;
     let now = Timestamp::now();
     shared.failures().remove(uid);
+    shared.remember(uid, &issued);
     shared.metrics.refreshed(reason.as_str());
     shared.metrics.reconciled("refreshed");
     info!(

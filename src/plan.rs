@@ -97,6 +97,28 @@ pub fn plan(fingerprint: &str, observed: &ObservedSecret, now: Timestamp) -> Dec
     }
 }
 
+/// Corrects an observation from a cache that has not yet seen the operator's own last write.
+///
+/// Right after a refresh, the binding's status update can trigger a reconciliation before the
+/// Secret watch delivers the new Secret; planning from the stale copy would refresh again. So
+/// credentials this process wrote more recently than what the cache shows take precedence.
+pub fn with_recent_write(observed: ObservedSecret, recent: Option<&IssuedMeta>) -> ObservedSecret {
+    match (observed, recent) {
+        (ObservedSecret::Owned { issued, intact }, Some(r)) => {
+            let cache_is_older = issued.as_ref().is_none_or(|c| c.issued_at < r.issued_at);
+            if cache_is_older {
+                ObservedSecret::Owned {
+                    issued: Some(r.clone()),
+                    intact: true,
+                }
+            } else {
+                ObservedSecret::Owned { issued, intact }
+            }
+        }
+        (observed, _) => observed,
+    }
+}
+
 /// Share of the granted lifetime after which credentials are refreshed by default.
 const DEFAULT_RENEW_AT: f64 = 2.0 / 3.0;
 /// Largest share of the lifetime the default renewal moves earlier, to spread refreshes out.
@@ -273,6 +295,27 @@ mod tests {
                 t(10)
             ),
             Decision::Refresh(RefreshReason::AnnotationsUnreadable)
+        );
+    }
+
+    #[test]
+    fn a_stale_cache_never_causes_a_second_refresh() {
+        let stale = owned("f", true);
+        let mut written = issued("f");
+        written.issued_at = t(2400);
+        written.renewal_time = t(4800);
+        written.expiration = t(6000);
+        // The cache still shows the old credentials, due at 2400; we wrote new ones at 2400.
+        let merged = with_recent_write(stale.clone(), Some(&written));
+        assert_eq!(plan("f", &merged, t(2401)), Decision::Wait(written.clone()));
+        // A newer Secret in the cache (written by another replica) wins over an old memory.
+        let mut old = issued("f");
+        old.issued_at = t(-100);
+        assert_eq!(with_recent_write(stale.clone(), Some(&old)), stale);
+        // Missing and foreign Secrets are never papered over.
+        assert_eq!(
+            with_recent_write(ObservedSecret::Missing, Some(&written)),
+            ObservedSecret::Missing
         );
     }
 

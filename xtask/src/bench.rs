@@ -80,6 +80,8 @@ fn percentiles(mut samples: Vec<f64>) -> Percentiles {
 struct ScaleResult {
     bindings: usize,
     floor_seconds: f64,
+    /// Time the benchmark client needed just to create the ServiceAccounts and bindings.
+    create_seconds: f64,
     all_ready_seconds: f64,
     ratio_to_floor: f64,
     time_to_ready: Percentiles,
@@ -99,6 +101,13 @@ struct SteadyResult {
     observed_seconds: u64,
     sts_calls: u64,
     calls_per_binding_per_lifetime: f64,
+    /// Mean time between two refreshes of the same binding.
+    mean_refresh_interval_seconds: f64,
+    /// STS calls per issued credential set that was actually used until its renewal time
+    /// (1.0 means no duplicate or premature call).
+    calls_per_credential_set: f64,
+    /// Refreshes that came less than a third of a lifetime after the previous one.
+    premature_refreshes: u64,
     max_calls_in_a_second: u64,
     mean_calls_per_second: f64,
     cpu_seconds_per_1000_refreshes: f64,
@@ -424,6 +433,7 @@ async fn scale(
         .buffer_unordered(args.concurrency)
         .try_collect::<Vec<_>>()
         .await?;
+    let create_seconds = started.elapsed().as_secs_f64();
     let mut peak = 0.0f64;
     loop {
         let count = ready.lock().map(|r| r.len()).unwrap_or(0);
@@ -517,6 +527,7 @@ async fn scale(
     Ok(ScaleResult {
         bindings: n,
         floor_seconds,
+        create_seconds,
         all_ready_seconds,
         ratio_to_floor: all_ready_seconds / floor_seconds.max(1e-9),
         time_to_ready: percentiles(samples),
@@ -578,6 +589,34 @@ async fn steady(
     }
     let calls = window.len() as u64;
     let lifetimes = args.steady_seconds as f64 / args.steady_lifetime as f64;
+    let mut by_binding: BTreeMap<String, Vec<i64>> = BTreeMap::new();
+    for c in &window {
+        if let (Some(session), Ok(t)) = (c.session_name.clone(), c.at.parse::<jiff::Timestamp>()) {
+            by_binding
+                .entry(session)
+                .or_default()
+                .push(t.as_millisecond());
+        }
+    }
+    let intervals: Vec<f64> = by_binding
+        .values()
+        .flat_map(|times| {
+            times
+                .windows(2)
+                .map(|w| (w[1] - w[0]) as f64 / 1000.0)
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let mean_interval = if intervals.is_empty() {
+        0.0
+    } else {
+        intervals.iter().sum::<f64>() / intervals.len() as f64
+    };
+    let premature = intervals
+        .iter()
+        .filter(|i| **i < args.steady_lifetime as f64 / 3.0)
+        .count() as u64;
+    let expected_interval = args.steady_lifetime as f64 * (2.0 / 3.0 - 0.05);
     let _ = start;
     drop(op);
     Ok(SteadyResult {
@@ -586,6 +625,13 @@ async fn steady(
         observed_seconds: args.steady_seconds,
         sts_calls: calls,
         calls_per_binding_per_lifetime: calls as f64 / args.steady_bindings as f64 / lifetimes,
+        mean_refresh_interval_seconds: mean_interval,
+        calls_per_credential_set: if mean_interval > 0.0 {
+            expected_interval / mean_interval
+        } else {
+            0.0
+        },
+        premature_refreshes: premature,
         max_calls_in_a_second: per_second.values().copied().max().unwrap_or(0),
         mean_calls_per_second: calls as f64 / args.steady_seconds as f64,
         cpu_seconds_per_1000_refreshes: if calls > 0 {
@@ -672,9 +718,10 @@ fn print_table(r: &Report) {
         r.machine.cores, r.machine.memory_gib, r.machine.cpu, r.concurrency, r.sts_qps
     );
     println!(
-        "{:>6} {:>9} {:>10} {:>6} {:>8} {:>8} {:>8} {:>8} {:>9} {:>9} {:>10} {:>8} {:>8} {:>9}",
+        "{:>6} {:>9} {:>9} {:>10} {:>6} {:>8} {:>8} {:>8} {:>8} {:>9} {:>9} {:>10} {:>8} {:>8} {:>9}",
         "N",
         "floor s",
+        "create s",
         "allReady s",
         "ratio",
         "p50 ms",
@@ -690,9 +737,10 @@ fn print_table(r: &Report) {
     );
     for s in &r.scale {
         println!(
-            "{:>6} {:>9.2} {:>10.2} {:>6.2} {:>8.0} {:>8.0} {:>8.0} {:>8.0} {:>9.1} {:>9.1} {:>10} {:>8} {:>8} {:>9.2}",
+            "{:>6} {:>9.2} {:>9.2} {:>10.2} {:>6.2} {:>8.0} {:>8.0} {:>8.0} {:>8.0} {:>9.1} {:>9.1} {:>10} {:>8} {:>8} {:>9.2}",
             s.bindings,
             s.floor_seconds,
+            s.create_seconds,
             s.all_ready_seconds,
             s.ratio_to_floor,
             s.time_to_ready.p50_ms,
@@ -711,12 +759,15 @@ fn print_table(r: &Report) {
     }
     if let Some(st) = &r.steady {
         println!(
-            "steady: {} bindings, {} s lifetimes over {} s: {} STS calls = {:.2} per binding per lifetime; max {} calls in a second vs mean {:.2}/s; {:.2} CPU s per 1000 refreshes",
+            "steady: {} bindings, {} s lifetimes over {} s: {} STS calls = {:.2} per binding per lifetime (refresh every {:.1} s, {:.2} calls per credential set, {} premature); max {} calls in a second vs mean {:.2}/s; {:.2} CPU s per 1000 refreshes",
             st.bindings,
             st.lifetime_seconds,
             st.observed_seconds,
             st.sts_calls,
             st.calls_per_binding_per_lifetime,
+            st.mean_refresh_interval_seconds,
+            st.calls_per_credential_set,
+            st.premature_refreshes,
             st.max_calls_in_a_second,
             st.mean_calls_per_second,
             st.cpu_seconds_per_1000_refreshes
