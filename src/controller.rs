@@ -63,8 +63,8 @@ impl Default for Settings {
             namespaces: Vec::new(),
             sts_rate_per_second: 50,
             sts_burst: 100,
-            kube_rate_per_second: 100,
-            kube_burst: 200,
+            kube_rate_per_second: 500,
+            kube_burst: 1000,
             instance: None,
         }
     }
@@ -943,5 +943,14 @@ pub async fn run(
         info!("caches synced; ready");
         let _ = ready.send(true);
     };
-    futures::future::join(readiness, futures::future::join_all(runs)).await;
+    // Shutting down must not wait for caches that may never sync (an unreachable apiserver),
+    // or SIGTERM would hang: stop with the controllers, whether or not readiness was reached.
+    let runs = futures::future::join_all(runs);
+    futures::pin_mut!(readiness);
+    futures::pin_mut!(runs);
+    if let futures::future::Either::Left(((), runs)) =
+        futures::future::select(readiness, runs).await
+    {
+        runs.await;
+    }
 }

@@ -71,6 +71,10 @@ pub fn init_telemetry(format: LogFormat, filter: &str) -> Result<(), StartError>
     Ok(())
 }
 
+/// How long in-flight reconciliations get to finish after SIGTERM (the chart's
+/// terminationGracePeriodSeconds is 30).
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Resolves once SIGTERM or SIGINT arrives.
 async fn termination() {
     let sigterm = async {
@@ -152,9 +156,19 @@ pub async fn run(args: RunArgs) -> Result<(), StartError> {
     };
 
     let shared = Arc::new(Shared::new(client, sts, settings, metrics, leader_rx));
-    controller::run(shared, stores, ready_tx, shutdown).await;
+    // Controllers whose caches never synced (an unreachable apiserver) do not notice a graceful
+    // shutdown; after a grace period, exit anyway rather than hang until SIGKILL.
+    let grace = async {
+        shutdown.clone().await;
+        tokio::time::sleep(SHUTDOWN_GRACE).await;
+    };
+    tokio::select! {
+        () = controller::run(shared, stores, ready_tx, shutdown.clone()) => {}
+        () = grace => tracing::warn!("controllers did not stop within {SHUTDOWN_GRACE:?}; exiting"),
+    }
     if let Some(election) = election {
-        let _ = election.await;
+        // Releasing the Lease lets a standby take over at once; do not hang on it.
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), election).await;
     }
     if let Ok(Err(e)) = admin.await {
         tracing::warn!(error = %e, "admin server stopped with an error");

@@ -40,6 +40,19 @@ pub struct Config {
     pub roles: Vec<Role>,
 }
 
+impl Config {
+    /// On a free loopback port, trusting `issuer` (whose TLS certificate `ca_pem` signed), with
+    /// no roles yet.
+    pub fn for_issuer(issuer: &str, ca_pem: &str) -> Self {
+        Self {
+            listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+            issuer: issuer.to_string(),
+            issuer_ca_pem: Some(ca_pem.as_bytes().to_vec()),
+            roles: Vec::new(),
+        }
+    }
+}
+
 struct Inner {
     state: Mutex<State>,
     keys: Arc<oidc::IssuerKeys>,

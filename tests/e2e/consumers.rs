@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::{Context, ensure};
 use serde_json::json;
 
-use crate::support::{Env, Operator, clean_aws_env, decode, kubelet_layout};
+use crate::support::{Env, Operator, aws_caller_identity, clean_aws_env, decode, kubelet_layout};
 
 /// Mirrors the Secret into `dir` (kubelet-style) every 500 ms until `stop` fires.
 async fn kubelet_sync(
@@ -87,25 +87,8 @@ pub async fn aws_cli_and_boto3_use_the_mounted_secret(env: &Env) -> anyhow::Resu
         );
 
         // The AWS CLI.
-        let aws = podcreds_testenv::tools::venv_program("aws")?;
-        let mut cmd = tokio::process::Command::new(aws);
-        clean_aws_env(&mut cmd);
-        cmd.args([
-            "sts",
-            "get-caller-identity",
-            "--output",
-            "json",
-            "--endpoint-url",
-            &env.emulator.url(),
-        ])
-        .env("AWS_CONFIG_FILE", &config);
-        let out = cmd.output().await?;
-        ensure!(
-            out.status.success(),
-            "aws sts get-caller-identity failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let ident: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+        let ident =
+            aws_caller_identity(&env.emulator.url(), &[("AWS_CONFIG_FILE", &config)]).await?;
         ensure!(ident["Arn"] == expected_arn.as_str(), "AWS CLI saw {ident}");
 
         // A long-running boto3 client across several refreshes (grants of 20 s, 50 s of calls).

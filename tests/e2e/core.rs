@@ -408,10 +408,7 @@ pub async fn invalid_specs_are_rejected_by_the_apiserver(env: &Env) -> anyhow::R
 pub async fn deleted_secret_is_recreated_and_edited_secret_restored(
     env: &Env,
 ) -> anyhow::Result<()> {
-    let ns = env.namespace("restore").await?;
-    env.service_account(&ns, "app").await?;
-    let role = env.role(&format!("{ns}-r"), &ns, "app", None);
-    let _op = Operator::start(env, &[&ns], &env.emulator.url(), &[]).await?;
+    let (ns, role, _op) = env.scenario("restore", None).await?;
     env.create_binding(
         &ns,
         "b",
@@ -496,10 +493,7 @@ pub async fn foreign_secret_is_never_touched(env: &Env) -> anyhow::Result<()> {
 }
 
 pub async fn deleting_the_binding_garbage_collects_the_secret(env: &Env) -> anyhow::Result<()> {
-    let ns = env.namespace("gc").await?;
-    env.service_account(&ns, "app").await?;
-    let role = env.role(&format!("{ns}-r"), &ns, "app", None);
-    let _op = Operator::start(env, &[&ns], &env.emulator.url(), &[]).await?;
+    let (ns, role, _op) = env.scenario("gc", None).await?;
     env.create_binding(
         &ns,
         "b",
@@ -575,10 +569,7 @@ pub async fn spec_changes_issue_new_credentials(env: &Env) -> anyhow::Result<()>
 }
 
 pub async fn restart_with_fresh_secrets_makes_no_sts_calls(env: &Env) -> anyhow::Result<()> {
-    let ns = env.namespace("restart").await?;
-    env.service_account(&ns, "app").await?;
-    let role = env.role(&format!("{ns}-r"), &ns, "app", None);
-    let mut op = Operator::start(env, &[&ns], &env.emulator.url(), &[]).await?;
+    let (ns, role, mut op) = env.scenario("restart", None).await?;
     for i in 0..5 {
         env.create_binding(
             &ns,
@@ -625,10 +616,7 @@ pub async fn restart_with_fresh_secrets_makes_no_sts_calls(env: &Env) -> anyhow:
 }
 
 pub async fn disallowed_endpoint_and_audience_send_nothing(env: &Env) -> anyhow::Result<()> {
-    let ns = env.namespace("allow").await?;
-    env.service_account(&ns, "app").await?;
-    let role = env.role(&format!("{ns}-r"), &ns, "app", None);
-    let _op = Operator::start(env, &[&ns], &env.emulator.url(), &[]).await?;
+    let (ns, role, _op) = env.scenario("allow", None).await?;
     // A listener that records whether anything ever connects.
     let trap = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let trap_url = format!("http://{}", trap.local_addr()?);
@@ -656,6 +644,50 @@ pub async fn disallowed_endpoint_and_audience_send_nothing(env: &Env) -> anyhow:
     ensure!(
         env.calls_for(&role) == 0,
         "STS was called for refused bindings"
+    );
+    Ok(())
+}
+
+pub async fn bindings_colliding_on_a_secret_name_never_share_it(env: &Env) -> anyhow::Result<()> {
+    let ns = env.namespace("collide").await?;
+    env.service_account(&ns, "app").await?;
+    env.service_account(&ns, "other").await?;
+    let role = env.role(&format!("{ns}-r"), &ns, "app", None);
+    let other_role = env.role(&format!("{ns}-o"), &ns, "other", None);
+    let _op = Operator::start(env, &[&ns], &env.emulator.url(), &[]).await?;
+    env.create_binding(
+        &ns,
+        "first",
+        json!({"serviceAccountName": "app", "roleArn": role, "secretName": "shared"}),
+    )
+    .await?;
+    env.wait_ready(&ns, "first", "True", READY).await?;
+    let before = env.secrets(&ns).get("shared").await?;
+    env.create_binding(
+        &ns,
+        "second",
+        json!({"serviceAccountName": "other", "roleArn": other_role, "secretName": "shared"}),
+    )
+    .await?;
+    let b = env
+        .wait_reason(&ns, "second", "SecretConflict", READY)
+        .await?;
+    let message = podcreds::status::ready_condition(b.status.as_ref())
+        .map(|c| c.message.clone())
+        .unwrap_or_default();
+    ensure!(
+        message.contains("AWSRoleBinding/first"),
+        "the conflict should name the owner: {message}"
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after = env.secrets(&ns).get("shared").await?;
+    ensure!(
+        after.metadata.resource_version == before.metadata.resource_version,
+        "the first binding's Secret was written"
+    );
+    ensure!(
+        env.issued_for(&other_role).is_empty(),
+        "credentials were issued for the colliding binding"
     );
     Ok(())
 }

@@ -10,12 +10,10 @@ use sts_emulator::{Emulator, Faults, Role};
 use crate::support::{ACCOUNT, Env, Operator, decode, wait_for};
 
 async fn private_emulator(env: &Env) -> anyhow::Result<Emulator> {
-    Emulator::start(sts_emulator::Config {
-        listen: "127.0.0.1:0".parse()?,
-        issuer: env.plane.api_url.clone(),
-        issuer_ca_pem: Some(env.plane.ca_pem.clone().into_bytes()),
-        roles: Vec::new(),
-    })
+    Emulator::start(sts_emulator::Config::for_issuer(
+        &env.plane.api_url,
+        &env.plane.ca_pem,
+    ))
     .await
 }
 
@@ -510,5 +508,48 @@ pub async fn sts_error_codes_become_precise_reasons(env: &Env) -> anyhow::Result
     env.wait_ready(&ns, "healthy", "True", Duration::from_secs(30))
         .await?;
     sts.shutdown();
+    Ok(())
+}
+
+pub async fn sigterm_stops_even_without_an_apiserver(env: &Env) -> anyhow::Result<()> {
+    // Caches that never sync (nothing listens on port 1) must not keep the process alive.
+    let kubeconfig = env.plane.dir().join("unreachable.kubeconfig");
+    let text = std::fs::read_to_string(&env.plane.kubeconfig)?
+        .replace(&env.plane.api_url, "https://127.0.0.1:1");
+    std::fs::write(&kubeconfig, text)?;
+    let port = podcreds_testenv::free_port()?;
+    let mut process = podcreds_testenv::Process::spawn(
+        "podcreds-unreachable",
+        std::path::Path::new(env!("CARGO_BIN_EXE_podcreds")),
+        &[
+            "run".into(),
+            format!("--admin-address=127.0.0.1:{port}"),
+            "--log-format=json".into(),
+        ],
+        &[(
+            "KUBECONFIG".into(),
+            kubeconfig.to_string_lossy().into_owned(),
+        )],
+        env.plane.dir(),
+    )?;
+    crate::register_log(process.log_path().to_path_buf());
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    ensure!(
+        process.exited().is_none(),
+        "the operator died instead of retrying:\n{}",
+        process.log_tail(20)
+    );
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &process.pid().to_string()])
+        .status();
+    let stopped = wait_for(Duration::from_secs(30), || {
+        let status = process.exited();
+        async move { status }
+    })
+    .await;
+    ensure!(
+        stopped.is_some(),
+        "SIGTERM did not stop an operator whose caches never synced"
+    );
     Ok(())
 }

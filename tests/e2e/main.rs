@@ -42,6 +42,7 @@ const TESTS: &[(&str, TestFn)] = tests![
     core::spec_changes_issue_new_credentials,
     core::restart_with_fresh_secrets_makes_no_sts_calls,
     core::disallowed_endpoint_and_audience_send_nothing,
+    core::bindings_colliding_on_a_secret_name_never_share_it,
     consumers::aws_cli_and_boto3_use_the_mounted_secret,
     moto::core_flow_against_moto,
     chart::chart_lints_and_renders_what_matters,
@@ -55,6 +56,7 @@ const TESTS: &[(&str, TestFn)] = tests![
     faults::sigkill_during_a_burst_loses_nothing,
     faults::apiserver_restart_is_survived,
     faults::sts_error_codes_become_precise_reasons,
+    faults::sigterm_stops_even_without_an_apiserver,
 ];
 
 tokio::task_local! {

@@ -7,7 +7,7 @@ use anyhow::{Context, bail, ensure};
 use podcreds_testenv::{Process, free_port};
 use serde_json::json;
 
-use crate::support::{Env, Operator, clean_aws_env, decode, http_get};
+use crate::support::{Env, Operator, aws_caller_identity, decode, http_get};
 
 pub async fn core_flow_against_moto(env: &Env) -> anyhow::Result<()> {
     let moto_bin = podcreds_testenv::tools::venv_program("moto_server")?;
@@ -76,28 +76,14 @@ pub async fn core_flow_against_moto(env: &Env) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let creds = dir.path().join("credentials");
     std::fs::write(&creds, &data["credentials"])?;
-    let aws = podcreds_testenv::tools::venv_program("aws")?;
-    let mut cmd = tokio::process::Command::new(aws);
-    clean_aws_env(&mut cmd);
-    cmd.args([
-        "sts",
-        "get-caller-identity",
-        "--output",
-        "json",
-        "--endpoint-url",
+    let ident = aws_caller_identity(
         &moto_url,
-        "--region",
-        "us-east-1",
-    ])
-    .env("AWS_SHARED_CREDENTIALS_FILE", &creds)
-    .env("AWS_CONFIG_FILE", "/dev/null");
-    let out = cmd.output().await?;
-    ensure!(
-        out.status.success(),
-        "aws against moto failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let ident: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+        &[
+            ("AWS_SHARED_CREDENTIALS_FILE", &creds),
+            ("AWS_CONFIG_FILE", std::path::Path::new("/dev/null")),
+        ],
+    )
+    .await?;
     ensure!(
         ident["Account"] == crate::support::ACCOUNT,
         "moto answered {ident}"

@@ -27,12 +27,10 @@ impl Env {
     pub async fn start() -> anyhow::Result<Self> {
         let plane = ControlPlane::start(podcreds_testenv::Options::default()).await?;
         plane.install_crds(&podcreds::crd_yaml()?).await?;
-        let emulator = Emulator::start(sts_emulator::Config {
-            listen: "127.0.0.1:0".parse()?,
-            issuer: plane.api_url.clone(),
-            issuer_ca_pem: Some(plane.ca_pem.clone().into_bytes()),
-            roles: Vec::new(),
-        })
+        let emulator = Emulator::start(sts_emulator::Config::for_issuer(
+            &plane.api_url,
+            &plane.ca_pem,
+        ))
         .await?;
         let client = plane.client().await?;
         Ok(Self {
@@ -65,6 +63,20 @@ impl Env {
             max_session_seconds,
         });
         arn
+    }
+
+    /// The common start of a test: a namespace, ServiceAccount `app`, a role trusting it and an
+    /// operator watching the namespace. Returns (namespace, role ARN, operator).
+    pub async fn scenario(
+        &self,
+        prefix: &str,
+        max_session_seconds: Option<u64>,
+    ) -> anyhow::Result<(String, String, Operator)> {
+        let ns = self.namespace(prefix).await?;
+        self.service_account(&ns, "app").await?;
+        let role = self.role(&format!("{ns}-r"), &ns, "app", max_session_seconds);
+        let operator = Operator::start(self, &[&ns], &self.emulator.url(), &[]).await?;
+        Ok((ns, role, operator))
     }
 
     pub async fn service_account(&self, ns: &str, name: &str) -> anyhow::Result<()> {
@@ -119,26 +131,10 @@ impl Env {
         status: &str,
         timeout: Duration,
     ) -> anyhow::Result<AWSRoleBinding> {
-        let api = self.bindings(ns);
-        let found = wait_for(timeout, || {
-            let api = api.clone();
-            async move {
-                let b = api.get(name).await.ok()?;
-                let ready = podcreds::status::ready_condition(b.status.as_ref())?;
-                (ready.status == status).then_some(b.clone())
-            }
+        self.wait_ready_condition(ns, name, timeout, &format!("Ready={status}"), |c| {
+            c.status == status
         })
-        .await;
-        match found {
-            Some(b) => Ok(b),
-            None => {
-                let b = api.get(name).await?;
-                bail!(
-                    "binding {ns}/{name} never reached Ready={status}; status: {:?}",
-                    b.status
-                )
-            }
-        }
+        .await
     }
 
     /// Waits until the binding's Ready condition has `reason`.
@@ -149,22 +145,37 @@ impl Env {
         reason: &str,
         timeout: Duration,
     ) -> anyhow::Result<AWSRoleBinding> {
+        self.wait_ready_condition(ns, name, timeout, &format!("reason {reason}"), |c| {
+            c.reason == reason
+        })
+        .await
+    }
+
+    async fn wait_ready_condition(
+        &self,
+        ns: &str,
+        name: &str,
+        timeout: Duration,
+        what: &str,
+        accept: impl Fn(&k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition) -> bool,
+    ) -> anyhow::Result<AWSRoleBinding> {
         let api = self.bindings(ns);
+        let accept = &accept;
         let found = wait_for(timeout, || {
             let api = api.clone();
             async move {
                 let b = api.get(name).await.ok()?;
                 let ready = podcreds::status::ready_condition(b.status.as_ref())?;
-                (ready.reason == reason).then_some(b.clone())
+                accept(ready).then_some(b.clone())
             }
         })
         .await;
         match found {
             Some(b) => Ok(b),
             None => {
-                let b = self.bindings(ns).get(name).await?;
+                let b = api.get(name).await?;
                 bail!(
-                    "binding {ns}/{name} never got reason {reason}; status: {:?}",
+                    "binding {ns}/{name} never reached {what}; status: {:?}",
                     b.status
                 )
             }
@@ -403,6 +414,38 @@ pub fn kubelet_layout(
         }
     }
     Ok(())
+}
+
+/// `aws sts get-caller-identity` against `endpoint` with nothing but the given files: the
+/// caller's identity as JSON.
+pub async fn aws_caller_identity(
+    endpoint: &str,
+    files: &[(&str, &Path)],
+) -> anyhow::Result<serde_json::Value> {
+    let aws = podcreds_testenv::tools::venv_program("aws")?;
+    let mut cmd = tokio::process::Command::new(aws);
+    clean_aws_env(&mut cmd);
+    cmd.args([
+        "sts",
+        "get-caller-identity",
+        "--output",
+        "json",
+        "--region",
+        "us-east-1",
+        "--endpoint-url",
+        endpoint,
+    ]);
+    for (variable, path) in files {
+        cmd.env(variable, path);
+    }
+    let out = cmd.output().await?;
+    if !out.status.success() {
+        bail!(
+            "aws sts get-caller-identity failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(serde_json::from_slice(&out.stdout)?)
 }
 
 /// Environment for an AWS client process that must use nothing but what it is given.

@@ -668,15 +668,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             )?)
             .await?;
         let emulator = Emulator::start(sts_emulator::Config {
-            listen: "127.0.0.1:0".parse()?,
-            issuer: plane.api_url.clone(),
-            issuer_ca_pem: Some(plane.ca_pem.clone().into_bytes()),
             roles: vec![Role {
                 arn: ROLE.into(),
                 subjects: vec!["system:serviceaccount:*".into()],
                 audiences: vec![],
                 max_session_seconds: None,
             }],
+            ..sts_emulator::Config::for_issuer(&plane.api_url, &plane.ca_pem)
         })
         .await?;
         let mut scale_results = Vec::new();

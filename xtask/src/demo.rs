@@ -71,12 +71,10 @@ async fn demo(operator_bin: PathBuf, keep: bool) -> anyhow::Result<()> {
     println!("    CRD awsrolebindings.podcreds.dev installed");
 
     say("starting the STS emulator (validates tokens against the cluster's JWKS)");
-    let emulator = Emulator::start(sts_emulator::Config {
-        listen: "127.0.0.1:0".parse()?,
-        issuer: plane.api_url.clone(),
-        issuer_ca_pem: Some(plane.ca_pem.clone().into_bytes()),
-        roles: Vec::new(),
-    })
+    let emulator = Emulator::start(sts_emulator::Config::for_issuer(
+        &plane.api_url,
+        &plane.ca_pem,
+    ))
     .await?;
     println!("    STS emulator at {}", emulator.url());
 
