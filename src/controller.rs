@@ -871,6 +871,9 @@ pub async fn run(
         let secret_stream = reflector::reflector(
             secret_writer,
             watcher(secrets, watcher::Config::default().labels(MANAGED_SELECTOR))
+                .modify(|s: &mut PartialObjectMeta<Secret>| {
+                    secret::compact_for_cache(&mut s.metadata)
+                })
                 .backoff(WatchBackoff::default()),
         )
         .touched_objects();
@@ -886,7 +889,11 @@ pub async fn run(
         let (binding_store, binding_writer) = reflector::store();
         let binding_stream = reflector::reflector(
             binding_writer,
-            watcher(bindings, watcher::Config::default()).backoff(WatchBackoff::default()),
+            watcher(bindings, watcher::Config::default())
+                // Nothing reads a binding's managed fields; at thousands of bindings they are
+                // a large share of the cache.
+                .modify(|b: &mut AWSRoleBinding| b.metadata.managed_fields = None)
+                .backoff(WatchBackoff::default()),
         )
         .touched_objects();
         let binding_stream = retried_quietly(binding_stream, "AWSRoleBinding");

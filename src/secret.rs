@@ -243,6 +243,30 @@ pub fn data_intact(meta: &ObjectMeta) -> bool {
     DATA_KEYS.iter().all(|k| ours.iter().any(|o| o == k))
 }
 
+/// Shrinks a cached Secret's metadata to what [`observe`] and [`data_intact`] read: the
+/// annotations podcreds writes, owner references, and managed fields cut down to their `f:data`
+/// keys. The managed-fields tree of every other field is most of a Secret's metadata; keeping it
+/// for thousands of Secrets would cost memory for nothing.
+pub fn compact_for_cache(meta: &mut ObjectMeta) {
+    if let Some(annotations) = meta.annotations.as_mut() {
+        annotations.retain(|k, _| k.starts_with("podcreds.dev/"));
+    }
+    meta.labels = None;
+    if let Some(entries) = meta.managed_fields.as_mut() {
+        for entry in entries.iter_mut() {
+            let data = entry
+                .fields_v1
+                .as_ref()
+                .and_then(|f| f.0.get("f:data"))
+                .cloned();
+            entry.fields_v1 = data.map(|d| FieldsV1(serde_json::json!({ "f:data": d })));
+            entry.time = None;
+            entry.api_version = None;
+        }
+        entries.retain(|e| e.fields_v1.is_some() || e.manager.as_deref() == Some(FIELD_MANAGER));
+    }
+}
+
 /// Classifies the binding's Secret as seen through a metadata-only read.
 pub fn observe(secret: Option<&PartialObjectMeta<Secret>>, binding_uid: &str) -> ObservedSecret {
     let Some(secret) = secret else {
@@ -269,7 +293,6 @@ pub fn observe(secret: Option<&PartialObjectMeta<Secret>>, binding_uid: &str) ->
 mod tests {
     use super::*;
     use crate::spec::{StsPolicy, resolve};
-    use k8s_openapi::apimachinery::pkg::apis::meta::v1::FieldsV1;
     use secrecy::SecretString;
 
     fn creds() -> IssuedCredentials {
@@ -483,6 +506,42 @@ mod tests {
             if let Some(m) = issued_meta(&meta) {
                 proptest::prop_assert!(m.issued_at <= m.renewal_time && m.renewal_time <= m.expiration);
             }
+        }
+    }
+
+    #[test]
+    fn compaction_keeps_every_decision_the_same() {
+        let mut meta = rendered().metadata;
+        let full_entry = |manager: &str, keys: &[&str]| {
+            let mut e = entry(manager, "Apply", keys);
+            if let Some(f) = e.fields_v1.as_mut() {
+                f.0["f:metadata"] =
+                    serde_json::json!({"f:annotations": {"f:x": {}}, "f:labels": {"f:y": {}}});
+            }
+            e
+        };
+        for entries in [
+            vec![full_entry(FIELD_MANAGER, &DATA_KEYS)],
+            vec![
+                full_entry(FIELD_MANAGER, &DATA_KEYS[1..]),
+                full_entry("kubectl-edit", &[KEY_CREDENTIAL_PROCESS]),
+            ],
+            vec![
+                full_entry(FIELD_MANAGER, &DATA_KEYS),
+                full_entry("helm", &[]),
+            ],
+        ] {
+            meta.managed_fields = Some(entries);
+            let mut compact = meta.clone();
+            compact_for_cache(&mut compact);
+            assert_eq!(data_intact(&meta), data_intact(&compact));
+            assert_eq!(issued_meta(&meta), issued_meta(&compact));
+            assert_eq!(controller_of(&meta), controller_of(&compact));
+            let before = serde_json::to_string(&meta).map(|s| s.len()).unwrap_or(0);
+            let after = serde_json::to_string(&compact)
+                .map(|s| s.len())
+                .unwrap_or(0);
+            assert!(after < before, "{after} >= {before}");
         }
     }
 
