@@ -7,7 +7,7 @@ use jiff::Timestamp;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
-    ManagedFieldsEntry, ObjectMeta, OwnerReference,
+    FieldsV1, ManagedFieldsEntry, ObjectMeta, OwnerReference,
 };
 use kube::core::PartialObjectMeta;
 use secrecy::ExposeSecret;
