@@ -494,9 +494,10 @@ async fn assume_role_with_web_identity(
         .as_ref()
         .map(Role::accepted_audiences)
         .unwrap_or_else(|| vec!["sts.amazonaws.com".into()]);
+    let now = Timestamp::now().as_second() + inner.state().faults.clock_skew_seconds;
     let claims = inner
         .keys
-        .verify(&token, &audiences)
+        .verify(&token, &audiences, now)
         .await
         .map_err(|e| match e {
             oidc::TokenRejection::Expired => {

@@ -161,11 +161,13 @@ impl IssuerKeys {
             .ok_or_else(|| TokenRejection::Unreachable("no keys".into()))
     }
 
-    /// Verifies `token` and returns its claims. `audiences`: what the role accepts.
+    /// Verifies `token` and returns its claims. `audiences`: what the role accepts; `now`: the
+    /// verifier's clock (tests skew it to simulate clock drift between cluster and STS).
     pub async fn verify(
         &self,
         token: &str,
         audiences: &[String],
+        now: i64,
     ) -> Result<Claims, TokenRejection> {
         let header = decode_header(token)
             .map_err(|e| TokenRejection::Invalid(format!("malformed token: {e}")))?;
@@ -180,10 +182,12 @@ impl IssuerKeys {
         let mut validation = Validation::new(header.alg);
         validation.set_issuer(&[self.issuer.as_str()]);
         validation.set_audience(audiences);
-        validation.validate_nbf = true;
+        // Time is checked below against `now`, not the library's clock.
+        validation.validate_exp = false;
+        validation.validate_nbf = false;
         validation.leeway = 0;
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
-        decode::<Claims>(token, &key, &validation)
+        let claims = decode::<Claims>(token, &key, &validation)
             .map(|data| data.claims)
             .map_err(|e| match e.kind() {
                 jsonwebtoken::errors::ErrorKind::ExpiredSignature => TokenRejection::Expired,
@@ -197,6 +201,13 @@ impl IssuerKeys {
                     TokenRejection::Invalid("Token signature is invalid".into())
                 }
                 _ => TokenRejection::Invalid(format!("token rejected: {e}")),
-            })
+            })?;
+        if claims.exp <= now {
+            return Err(TokenRejection::Expired);
+        }
+        if claims.nbf.is_some_and(|nbf| nbf > now) {
+            return Err(TokenRejection::Invalid("Token is not yet valid".into()));
+        }
+        Ok(claims)
     }
 }

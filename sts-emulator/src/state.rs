@@ -76,6 +76,9 @@ pub struct Faults {
     pub latency_ms: u64,
     /// Answer every call with HTTP 503 for this many milliseconds from now.
     pub down_for_ms: u64,
+    /// Seconds the emulator's clock is ahead of (positive) or behind (negative) the cluster's
+    /// when it checks token times.
+    pub clock_skew_seconds: i64,
 }
 
 /// One call, as the emulator saw it (never with credentials or tokens).

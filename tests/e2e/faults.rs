@@ -553,3 +553,68 @@ pub async fn sigterm_stops_even_without_an_apiserver(env: &Env) -> anyhow::Resul
     );
     Ok(())
 }
+
+pub async fn clock_skew_between_cluster_and_sts_is_reported(env: &Env) -> anyhow::Result<()> {
+    let ns = env.namespace("skew").await?;
+    env.service_account(&ns, "app").await?;
+    let sts = private_emulator(env).await?;
+    let role = trust(&sts, &ns, &format!("{ns}-r"), None);
+    let _op = Operator::start(env, &[&ns], &sts.url(), &[]).await?;
+    // STS's clock 20 minutes ahead: the 10-minute token has already expired there.
+    sts.set_faults(Faults {
+        clock_skew_seconds: 1200,
+        ..Faults::default()
+    });
+    env.create_binding(
+        &ns,
+        "ahead",
+        json!({"serviceAccountName": "app", "roleArn": role}),
+    )
+    .await?;
+    let b = env
+        .wait_reason(
+            &ns,
+            "ahead",
+            "StsInvalidIdentityToken",
+            Duration::from_secs(30),
+        )
+        .await?;
+    let message = podcreds::status::ready_condition(b.status.as_ref())
+        .map(|c| c.message.clone())
+        .unwrap_or_default();
+    ensure!(message.contains("ExpiredTokenException"), "{message}");
+    // STS's clock 5 minutes behind: the token is not valid yet there.
+    sts.set_faults(Faults {
+        clock_skew_seconds: -300,
+        ..Faults::default()
+    });
+    env.create_binding(
+        &ns,
+        "behind",
+        json!({"serviceAccountName": "app", "roleArn": role}),
+    )
+    .await?;
+    let b = env
+        .wait_reason(
+            &ns,
+            "behind",
+            "StsInvalidIdentityToken",
+            Duration::from_secs(30),
+        )
+        .await?;
+    let message = podcreds::status::ready_condition(b.status.as_ref())
+        .map(|c| c.message.clone())
+        .unwrap_or_default();
+    ensure!(message.contains("not yet valid"), "{message}");
+    ensure!(
+        env.secrets(&ns)
+            .list(&Default::default())
+            .await?
+            .items
+            .iter()
+            .all(|s| s.metadata.name.as_deref() != Some("ahead")
+                && s.metadata.name.as_deref() != Some("behind"))
+    );
+    sts.shutdown();
+    Ok(())
+}

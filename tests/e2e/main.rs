@@ -57,6 +57,7 @@ const TESTS: &[(&str, TestFn)] = tests![
     faults::apiserver_restart_is_survived,
     faults::sts_error_codes_become_precise_reasons,
     faults::sigterm_stops_even_without_an_apiserver,
+    faults::clock_skew_between_cluster_and_sts_is_reported,
 ];
 
 tokio::task_local! {
