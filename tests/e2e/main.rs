@@ -58,6 +58,7 @@ const TESTS: &[(&str, TestFn)] = tests![
     faults::sts_error_codes_become_precise_reasons,
     faults::sigterm_stops_even_without_an_apiserver,
     faults::clock_skew_between_cluster_and_sts_is_reported,
+    faults::many_bindings_recover_after_an_outage,
 ];
 
 tokio::task_local! {
