@@ -123,12 +123,37 @@ impl RefreshError {
     }
 }
 
+/// Events waiting to be published; beyond this (a burst of thousands of bindings) they are
+/// dropped rather than held in memory: status and metrics carry the same information.
+const EVENT_QUEUE: usize = 1024;
+
+/// Publishes Events a few at a time, so a burst costs neither memory nor apiserver capacity that
+/// reconciliations need.
+async fn publish_events(
+    recorder: Recorder,
+    queue: tokio::sync::mpsc::Receiver<(Event, k8s_openapi::api::core::v1::ObjectReference)>,
+) {
+    futures::stream::unfold(queue, |mut q| async move {
+        q.recv().await.map(|item| (item, q))
+    })
+    .for_each_concurrent(4, |(event, reference)| {
+        let recorder = recorder.clone();
+        async move {
+            if let Err(e) = recorder.publish(&event, &reference).await {
+                warn!(error = %e, "could not publish Event");
+            }
+        }
+    })
+    .await;
+}
+
 /// State shared by every watched scope.
 pub struct Shared {
     pub client: Client,
     pub sts: SharedSts,
     pub settings: Settings,
-    pub recorder: Recorder,
+    /// Events go to one background publisher through a bounded queue (see [`publish_events`]).
+    events: tokio::sync::mpsc::Sender<(Event, k8s_openapi::api::core::v1::ObjectReference)>,
     pub metrics: crate::metrics::Metrics,
     failures: Mutex<HashMap<String, u32>>,
     /// What this process last wrote per binding UID (see [`plan::with_recent_write`]).
@@ -157,7 +182,11 @@ impl Shared {
             Quota::per_second(rate).allow_burst(burst)
         };
         Self {
-            recorder: Recorder::new(client.clone(), reporter),
+            events: {
+                let (tx, rx) = tokio::sync::mpsc::channel(EVENT_QUEUE);
+                tokio::spawn(publish_events(Recorder::new(client.clone(), reporter), rx));
+                tx
+            },
             client,
             sts,
             metrics,
@@ -266,13 +295,14 @@ impl Context {
             secondary: None,
         };
         // Off the reconciliation's critical path: an Event is a report, not part of the work.
-        let recorder = self.shared.recorder.clone();
-        let reference = binding.object_ref(&());
-        tokio::spawn(async move {
-            if let Err(e) = recorder.publish(&event, &reference).await {
-                warn!(error = %e, "could not publish Event");
-            }
-        });
+        if self
+            .shared
+            .events
+            .try_send((event, binding.object_ref(&())))
+            .is_err()
+        {
+            debug!(binding = %binding.name_any(), "Event queue full; dropping an Event");
+        }
     }
 
     async fn write_status(
