@@ -158,6 +158,9 @@ pub struct Shared {
     failures: Mutex<HashMap<String, u32>>,
     /// What this process last wrote per binding UID (see [`plan::with_recent_write`]).
     recent: Mutex<HashMap<String, IssuedMeta>>,
+    /// Bindings waiting for a ServiceAccount to appear, by (namespace, name): the ServiceAccount
+    /// watch wakes exactly these instead of scanning every binding on every account event.
+    waiting: Mutex<HashMap<(String, String), Vec<ObjectRef<AWSRoleBinding>>>>,
     limiter: DefaultDirectRateLimiter,
     kube_limiter: DefaultDirectRateLimiter,
     /// True while this replica may write (always, without leader election).
@@ -197,6 +200,7 @@ impl Shared {
             )),
             failures: Mutex::new(HashMap::new()),
             recent: Mutex::new(HashMap::new()),
+            waiting: Mutex::new(HashMap::new()),
             settings,
             leader,
         }
@@ -207,6 +211,32 @@ impl Shared {
             Ok(g) => g,
             Err(p) => p.into_inner(),
         }
+    }
+
+    /// Records that `binding` waits for ServiceAccount `namespace/name`.
+    fn wait_for_account(&self, namespace: &str, name: &str, binding: ObjectRef<AWSRoleBinding>) {
+        let mut waiting = match self.waiting.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        let entry = waiting
+            .entry((namespace.to_string(), name.to_string()))
+            .or_default();
+        if !entry.contains(&binding) {
+            entry.push(binding);
+        }
+    }
+
+    /// The bindings waiting for ServiceAccount `namespace/name`, which stop waiting: they are
+    /// reconciled now and, if the account is still missing, wait again.
+    pub fn take_waiting(&self, namespace: &str, name: &str) -> Vec<ObjectRef<AWSRoleBinding>> {
+        let mut waiting = match self.waiting.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        waiting
+            .remove(&(namespace.to_string(), name.to_string()))
+            .unwrap_or_default()
     }
 
     /// Remembers a write; forgets expired ones, so deleted bindings do not accumulate.
@@ -725,6 +755,16 @@ async fn on_refresh_failed(
     };
     shared.metrics.failed(category);
     shared.metrics.reconciled("failed");
+    if matches!(
+        error,
+        RefreshError::Token(TokenError::ServiceAccountNotFound(_))
+    ) {
+        shared.wait_for_account(
+            &binding.namespace().unwrap_or_default(),
+            &spec.service_account_name,
+            ObjectRef::from_obj(binding),
+        );
+    }
     let remaining = still_valid.map(|i| i.expiration.duration_since(now).max(SignedDuration::ZERO));
     let jitter = plan::jitter_from(&format!("{uid}/{attempt}/{}", now.as_millisecond()));
     let delay = plan::retry_delay(error.retry_class(), attempt, remaining, jitter);
@@ -931,23 +971,16 @@ pub async fn run(
         if let Ok(mut s) = stores.lock() {
             s.push(binding_store.clone());
         }
-        let mapper_store = binding_store.clone();
+        let waiting = shared.clone();
         let controller = controller
             .owns_stream(secret_stream)
             .watches_stream(
                 account_stream,
                 move |account: PartialObjectMeta<ServiceAccount>| {
-                    let ns = account.metadata.namespace.clone();
-                    let name = account.metadata.name.clone();
-                    mapper_store
-                        .state()
-                        .into_iter()
-                        .filter(|b| {
-                            b.metadata.namespace == ns
-                                && Some(&b.spec.service_account_name) == name.as_ref()
-                        })
-                        .map(|b| ObjectRef::from_obj(&*b))
-                        .collect::<Vec<_>>()
+                    waiting.take_waiting(
+                        account.metadata.namespace.as_deref().unwrap_or_default(),
+                        account.metadata.name.as_deref().unwrap_or_default(),
+                    )
                 },
             )
             .with_config(controller::Config::default().concurrency(shared.settings.concurrency))

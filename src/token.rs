@@ -36,8 +36,10 @@ impl TokenError {
 
     pub fn retry_class(&self) -> RetryClass {
         match self {
-            // The ServiceAccount watch brings the binding back when the account appears.
-            TokenError::ServiceAccountNotFound(_) => RetryClass::Permanent,
+            // The ServiceAccount watch brings the binding back when the account appears; the
+            // slow retry only covers an account created just before the binding was registered
+            // as waiting for it.
+            TokenError::ServiceAccountNotFound(_) => RetryClass::External,
             // RBAC can be fixed without touching the binding.
             TokenError::Forbidden { .. } => RetryClass::External,
             TokenError::Api { .. } => RetryClass::Transient,
