@@ -147,6 +147,9 @@ async fn publish_events(
     .await;
 }
 
+/// Bindings by the (namespace, name) of the ServiceAccount they wait for.
+type WaitingForAccounts = HashMap<(String, String), Vec<ObjectRef<AWSRoleBinding>>>;
+
 /// State shared by every watched scope.
 pub struct Shared {
     pub client: Client,
@@ -160,7 +163,7 @@ pub struct Shared {
     recent: Mutex<HashMap<String, IssuedMeta>>,
     /// Bindings waiting for a ServiceAccount to appear, by (namespace, name): the ServiceAccount
     /// watch wakes exactly these instead of scanning every binding on every account event.
-    waiting: Mutex<HashMap<(String, String), Vec<ObjectRef<AWSRoleBinding>>>>,
+    waiting: Mutex<WaitingForAccounts>,
     limiter: DefaultDirectRateLimiter,
     kube_limiter: DefaultDirectRateLimiter,
     /// True while this replica may write (always, without leader election).
