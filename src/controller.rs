@@ -529,8 +529,19 @@ impl Context {
         })
     }
 
-    /// Deletes Secrets this binding wrote under an earlier `secretName`.
-    async fn delete_stale_secrets(&self, ns: &str, uid: &str, current: &str) {
+    /// Deletes Secrets this binding wrote under an earlier `secretName`. Only looks when the
+    /// status names another Secret: scanning the cache on every reconciliation would make a
+    /// burst of N bindings cost N² work.
+    async fn delete_stale_secrets(&self, binding: &AWSRoleBinding, uid: &str, current: &str) {
+        let previous = binding
+            .status
+            .as_ref()
+            .and_then(|s| s.secret_name.as_deref());
+        if previous.is_none_or(|p| p == current) {
+            return;
+        }
+        let ns = binding.namespace().unwrap_or_default();
+        let ns = ns.as_str();
         let stale: Vec<(String, Option<String>)> = self
             .secrets
             .state()
@@ -651,7 +662,8 @@ pub async fn reconcile(binding: Arc<AWSRoleBinding>, ctx: Arc<Context>) -> Resul
                 now,
             )
             .await?;
-            ctx.delete_stale_secrets(&ns, &uid, &spec.secret_name).await;
+            ctx.delete_stale_secrets(&binding, &uid, &spec.secret_name)
+                .await;
             shared.failures().remove(&uid);
             shared.metrics.reconciled("fresh");
             Ok(Action::requeue(until(issued.renewal_time, now)))
@@ -729,12 +741,8 @@ async fn on_refreshed(
         now,
     )
     .await?;
-    ctx.delete_stale_secrets(
-        &binding.namespace().unwrap_or_default(),
-        uid,
-        &spec.secret_name,
-    )
-    .await;
+    ctx.delete_stale_secrets(binding, uid, &spec.secret_name)
+        .await;
     Ok(Action::requeue(until(issued.renewal_time, now)))
 }
 

@@ -691,3 +691,29 @@ pub async fn bindings_colliding_on_a_secret_name_never_share_it(env: &Env) -> an
     );
     Ok(())
 }
+
+pub async fn renaming_the_secret_moves_the_credentials(env: &Env) -> anyhow::Result<()> {
+    let (ns, role, _op) = env.scenario("rename", None).await?;
+    env.create_binding(
+        &ns,
+        "b",
+        json!({"serviceAccountName": "app", "roleArn": role, "secretName": "one"}),
+    )
+    .await?;
+    env.wait_ready(&ns, "b", "True", READY).await?;
+    let change = json!({"spec": {"secretName": "two"}});
+    env.bindings(&ns)
+        .patch("b", &PatchParams::default(), &Patch::Merge(&change))
+        .await?;
+    let moved = wait_for(Duration::from_secs(30), || async {
+        let two = env.secrets(&ns).get_opt("two").await.ok()??;
+        let one_gone = env.secrets(&ns).get_opt("one").await.ok()?.is_none();
+        one_gone.then_some(two)
+    })
+    .await
+    .context("the credentials did not move from Secret one to Secret two")?;
+    ensure!(decode(&moved).len() == DATA_KEYS.len());
+    let b = env.bindings(&ns).get("b").await?;
+    ensure!(b.status.and_then(|s| s.secret_name).as_deref() == Some("two"));
+    Ok(())
+}

@@ -43,6 +43,7 @@ const TESTS: &[(&str, TestFn)] = tests![
     core::restart_with_fresh_secrets_makes_no_sts_calls,
     core::disallowed_endpoint_and_audience_send_nothing,
     core::bindings_colliding_on_a_secret_name_never_share_it,
+    core::renaming_the_secret_moves_the_credentials,
     consumers::aws_cli_and_boto3_use_the_mounted_secret,
     moto::core_flow_against_moto,
     chart::chart_lints_and_renders_what_matters,
