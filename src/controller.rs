@@ -242,11 +242,14 @@ impl Shared {
             .unwrap_or_default()
     }
 
-    /// Remembers a write; forgets expired ones, so deleted bindings do not accumulate.
+    /// Remembers a write. Now and then (not on every write: that would make a burst quadratic)
+    /// forgets expired entries, so deleted bindings do not accumulate.
     fn remember(&self, uid: &str, issued: &IssuedMeta) {
-        let now = Timestamp::now();
         let mut recent = self.recent();
-        recent.retain(|_, i| i.expiration > now);
+        if recent.len() % 1024 == 1023 {
+            let now = Timestamp::now();
+            recent.retain(|_, i| i.expiration > now);
+        }
         recent.insert(uid.to_string(), issued.clone());
     }
 
