@@ -98,6 +98,25 @@ pub fn kubeconfig_yaml(server: &str, ca_pem: &str, user: &UserAuth) -> String {
     )
 }
 
+/// Creates ServiceAccount `namespace/name`.
+pub async fn create_service_account(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+) -> Result<(), Error> {
+    let api: Api<k8s_openapi::api::core::v1::ServiceAccount> =
+        Api::namespaced(client.clone(), namespace);
+    let sa = k8s_openapi::api::core::v1::ServiceAccount {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            ..ObjectMeta::default()
+        },
+        ..Default::default()
+    };
+    api.create(&PostParams::default(), &sa).await?;
+    Ok(())
+}
+
 /// How a kubeconfig's user authenticates.
 pub enum UserAuth {
     Certificate(pki::CertAndKey),

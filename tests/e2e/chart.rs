@@ -359,14 +359,13 @@ pub async fn chart_installs_with_sufficient_and_minimal_rbac(env: &Env) -> anyho
     let role = env.role(&format!("{ns}-r"), &ns, "app", None);
     let _op =
         Operator::start_with_kubeconfig(env, &kubeconfig, &[&ns], &env.emulator.url(), &[]).await?;
-    env.create_binding(
+    env.create_ready(
         &ns,
         "b",
         json!({"serviceAccountName": "app", "roleArn": role}),
+        Duration::from_secs(60),
     )
     .await?;
-    env.wait_ready(&ns, "b", "True", Duration::from_secs(60))
-        .await?;
     let events = env.events(&ns).await?;
     ensure!(
         events
@@ -465,6 +464,28 @@ pub async fn admission_policy_stops_the_confused_deputy(env: &Env) -> anyhow::Re
     result
 }
 
+/// The admission refusal `api` gets for creating `binding`, waiting (up to 20 s) for the policy
+/// to become active; a binding admitted meanwhile is removed and the attempt repeated.
+async fn refusal_of(
+    env: &Env,
+    ns: &str,
+    api: &Api<podcreds::api::AWSRoleBinding>,
+    binding: podcreds::api::AWSRoleBinding,
+) -> Option<String> {
+    let name = binding.metadata.name.clone().unwrap_or_default();
+    wait_for(Duration::from_secs(20), || async {
+        match api.create(&PostParams::default(), &binding).await {
+            Err(kube::Error::Api(s)) if s.code == 403 || s.code == 422 => Some(s.message),
+            Ok(_) => {
+                let _ = env.bindings(ns).delete(&name, &Default::default()).await;
+                None
+            }
+            Err(_) => None,
+        }
+    })
+    .await
+}
+
 async fn confused_deputy_checks(env: &Env) -> anyhow::Result<()> {
     let ns = env.namespace("deputy").await?;
     env.service_account(&ns, "payments").await?;
@@ -501,22 +522,9 @@ async fn confused_deputy_checks(env: &Env) -> anyhow::Result<()> {
     // Mallory may create bindings but not act as the ServiceAccount: refused, with the reason.
     let mallory: Api<podcreds::api::AWSRoleBinding> =
         Api::namespaced(as_user("mallory").await?, &ns);
-    let refusal = wait_for(Duration::from_secs(20), || async {
-        match mallory
-            .create(&PostParams::default(), &binding("steal", role).ok()?)
-            .await
-        {
-            Err(kube::Error::Api(s)) if s.code == 403 || s.code == 422 => Some(s.message),
-            Ok(_) => {
-                // The policy was not active yet: remove the binding and try again.
-                let _ = env.bindings(&ns).delete("steal", &Default::default()).await;
-                None
-            }
-            Err(_) => None,
-        }
-    })
-    .await
-    .context("the admission policy never refused a binding by a user without token rights")?;
+    let refusal = refusal_of(env, &ns, &mallory, binding("steal", role)?)
+        .await
+        .context("the admission policy never refused a binding by a user without token rights")?;
     ensure!(
         refusal.contains("may not create tokens for ServiceAccount payments"),
         "unclear refusal: {refusal}"
@@ -534,22 +542,12 @@ async fn confused_deputy_checks(env: &Env) -> anyhow::Result<()> {
     namespaces
         .patch(&ns, &PatchParams::default(), &Patch::Merge(&annotate))
         .await?;
-    let refused = wait_for(Duration::from_secs(20), || async {
-        match trent
-            .create(
-                &PostParams::default(),
-                &binding("other", "arn:aws:iam::123456789012:role/admin").ok()?,
-            )
-            .await
-        {
-            Err(kube::Error::Api(s)) if s.code == 403 || s.code == 422 => Some(s.message),
-            Ok(_) => {
-                let _ = env.bindings(&ns).delete("other", &Default::default()).await;
-                None
-            }
-            Err(_) => None,
-        }
-    })
+    let refused = refusal_of(
+        env,
+        &ns,
+        &trent,
+        binding("other", "arn:aws:iam::123456789012:role/admin")?,
+    )
     .await
     .context("a role outside the namespace's allowed set was admitted")?;
     ensure!(

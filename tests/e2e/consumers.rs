@@ -61,14 +61,7 @@ pub async fn aws_cli_and_boto3_use_the_mounted_secret(env: &Env) -> anyhow::Resu
         .prefix("podcreds-mount-")
         .tempdir()?;
     let mount_path = mount.path().to_string_lossy().into_owned();
-    env.create_binding(
-        &ns,
-        "app",
-        json!({"serviceAccountName": "app", "roleArn": role, "mountPath": mount_path, "sts": {"region": "eu-west-1"}}),
-    )
-    .await?;
-    env.wait_ready(&ns, "app", "True", Duration::from_secs(60))
-        .await?;
+    env.create_ready(&ns, "app", json!({"serviceAccountName": "app", "roleArn": role, "mountPath": mount_path, "sts": {"region": "eu-west-1"}}), Duration::from_secs(60)).await?;
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let sync = kubelet_sync(env, &ns, "app", mount.path(), stop_rx);

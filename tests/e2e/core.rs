@@ -154,13 +154,7 @@ pub async fn refresh_happens_before_expiry_and_honours_shorter_grants(
     // The role grants 12 s whatever is asked: podcreds must trust the Expiration STS returns.
     let role = env.role(&format!("{ns}-short"), &ns, "app", Some(12));
     let _op = Operator::start(env, &[&ns], &env.emulator.url(), &[]).await?;
-    env.create_binding(
-        &ns,
-        "short",
-        json!({"serviceAccountName": "app", "roleArn": role, "durationSeconds": 3600, "renewBefore": "20m"}),
-    )
-    .await?;
-    env.wait_ready(&ns, "short", "True", READY).await?;
+    env.create_ready(&ns, "short", json!({"serviceAccountName": "app", "roleArn": role, "durationSeconds": 3600, "renewBefore": "20m"}), READY).await?;
 
     // Watch the Secret for 40 s: every version must be replaced before it expires.
     let mut seen: Vec<(String, jiff::Timestamp)> = Vec::new();
@@ -409,13 +403,13 @@ pub async fn deleted_secret_is_recreated_and_edited_secret_restored(
     env: &Env,
 ) -> anyhow::Result<()> {
     let (ns, role, _op) = env.scenario("restore", None).await?;
-    env.create_binding(
+    env.create_ready(
         &ns,
         "b",
         json!({"serviceAccountName": "app", "roleArn": role}),
+        READY,
     )
     .await?;
-    env.wait_ready(&ns, "b", "True", READY).await?;
     let first = env.secrets(&ns).get("b").await?;
 
     env.secrets(&ns)
@@ -494,13 +488,13 @@ pub async fn foreign_secret_is_never_touched(env: &Env) -> anyhow::Result<()> {
 
 pub async fn deleting_the_binding_garbage_collects_the_secret(env: &Env) -> anyhow::Result<()> {
     let (ns, role, _op) = env.scenario("gc", None).await?;
-    env.create_binding(
+    env.create_ready(
         &ns,
         "b",
         json!({"serviceAccountName": "app", "roleArn": role}),
+        READY,
     )
     .await?;
-    env.wait_ready(&ns, "b", "True", READY).await?;
     env.bindings(&ns)
         .delete("b", &DeleteParams::foreground())
         .await?;
@@ -523,13 +517,13 @@ pub async fn spec_changes_issue_new_credentials(env: &Env) -> anyhow::Result<()>
     let role_a = env.role(&format!("{ns}-a"), &ns, "app", None);
     let role_b = env.role(&format!("{ns}-b"), &ns, "app", None);
     let _op = Operator::start(env, &[&ns], &env.emulator.url(), &[]).await?;
-    env.create_binding(
+    env.create_ready(
         &ns,
         "b",
         json!({"serviceAccountName": "app", "roleArn": role_a}),
+        READY,
     )
     .await?;
-    env.wait_ready(&ns, "b", "True", READY).await?;
     let key_of =
         |data: &std::collections::BTreeMap<String, String>| data["AWS_ACCESS_KEY_ID"].clone();
     let mut previous = key_of(&env.secret_data(&ns, "b").await?);
@@ -570,17 +564,14 @@ pub async fn spec_changes_issue_new_credentials(env: &Env) -> anyhow::Result<()>
 
 pub async fn restart_with_fresh_secrets_makes_no_sts_calls(env: &Env) -> anyhow::Result<()> {
     let (ns, role, mut op) = env.scenario("restart", None).await?;
-    for i in 0..5 {
-        env.create_binding(
-            &ns,
-            &format!("b{i}"),
-            json!({"serviceAccountName": "app", "roleArn": role}),
-        )
-        .await?;
-    }
-    for i in 0..5 {
-        env.wait_ready(&ns, &format!("b{i}"), "True", READY).await?;
-    }
+    env.create_ready_many(
+        &ns,
+        "b",
+        5,
+        json!({"serviceAccountName": "app", "roleArn": role}),
+        READY,
+    )
+    .await?;
     // Let status writes settle, then remember every Secret's version.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let versions = |list: Vec<Secret>| {
@@ -655,13 +646,13 @@ pub async fn bindings_colliding_on_a_secret_name_never_share_it(env: &Env) -> an
     let role = env.role(&format!("{ns}-r"), &ns, "app", None);
     let other_role = env.role(&format!("{ns}-o"), &ns, "other", None);
     let _op = Operator::start(env, &[&ns], &env.emulator.url(), &[]).await?;
-    env.create_binding(
+    env.create_ready(
         &ns,
         "first",
         json!({"serviceAccountName": "app", "roleArn": role, "secretName": "shared"}),
+        READY,
     )
     .await?;
-    env.wait_ready(&ns, "first", "True", READY).await?;
     let before = env.secrets(&ns).get("shared").await?;
     env.create_binding(
         &ns,
@@ -694,13 +685,13 @@ pub async fn bindings_colliding_on_a_secret_name_never_share_it(env: &Env) -> an
 
 pub async fn renaming_the_secret_moves_the_credentials(env: &Env) -> anyhow::Result<()> {
     let (ns, role, _op) = env.scenario("rename", None).await?;
-    env.create_binding(
+    env.create_ready(
         &ns,
         "b",
         json!({"serviceAccountName": "app", "roleArn": role, "secretName": "one"}),
+        READY,
     )
     .await?;
-    env.wait_ready(&ns, "b", "True", READY).await?;
     let change = json!({"spec": {"secretName": "two"}});
     env.bindings(&ns)
         .patch("b", &PatchParams::default(), &Patch::Merge(&change))

@@ -43,14 +43,13 @@ pub async fn sts_outage_keeps_valid_credentials_and_recovers(env: &Env) -> anyho
     let sts = private_emulator(env).await?;
     let role = trust(&sts, &ns, &format!("{ns}-r"), Some(30));
     let op = Operator::start(env, &[&ns], &sts.url(), &[]).await?;
-    env.create_binding(
+    env.create_ready(
         &ns,
         "b",
         json!({"serviceAccountName": "app", "roleArn": role}),
+        Duration::from_secs(60),
     )
     .await?;
-    env.wait_ready(&ns, "b", "True", Duration::from_secs(60))
-        .await?;
     let before = env.secrets(&ns).get("b").await?;
     let expiration: jiff::Timestamp = decode(&before)["expiration"].parse()?;
 
@@ -127,18 +126,14 @@ pub async fn throttled_burst_ends_all_ready(env: &Env) -> anyhow::Result<()> {
     });
     let _op = Operator::start(env, &[&ns], &sts.url(), &["--sts-qps=20", "--sts-burst=10"]).await?;
     let n = 40;
-    for i in 0..n {
-        env.create_binding(
-            &ns,
-            &format!("b{i}"),
-            json!({"serviceAccountName": "app", "roleArn": role}),
-        )
-        .await?;
-    }
-    for i in 0..n {
-        env.wait_ready(&ns, &format!("b{i}"), "True", Duration::from_secs(120))
-            .await?;
-    }
+    env.create_ready_many(
+        &ns,
+        "b",
+        n,
+        json!({"serviceAccountName": "app", "roleArn": role}),
+        Duration::from_secs(120),
+    )
+    .await?;
     let counters = sts.calls().counters;
     let throttled = counters.by_result.get("Throttling").copied().unwrap_or(0);
     ensure!(
@@ -216,14 +211,13 @@ pub async fn garbage_from_sts_is_survived(env: &Env) -> anyhow::Result<()> {
         ..Faults::default()
     });
     let op = Operator::start(env, &[&ns], &sts.url(), &[]).await?;
-    env.create_binding(
+    env.create_ready(
         &ns,
         "b",
         json!({"serviceAccountName": "app", "roleArn": role}),
+        Duration::from_secs(90),
     )
     .await?;
-    env.wait_ready(&ns, "b", "True", Duration::from_secs(90))
-        .await?;
     let results = sts.calls().counters.by_result;
     ensure!(
         results.get("Malformed").copied().unwrap_or(0) >= 1,
@@ -267,18 +261,14 @@ pub async fn leader_election_fails_over_without_duplicate_calls(env: &Env) -> an
     let b: Vec<&str> = args_b.iter().map(String::as_str).collect();
     let op_a = Operator::start(env, &[&ns], &env.emulator.url(), &a).await?;
     let op_b = Operator::start(env, &[&ns], &env.emulator.url(), &b).await?;
-    for i in 0..4 {
-        env.create_binding(
-            &ns,
-            &format!("b{i}"),
-            json!({"serviceAccountName": "app", "roleArn": role}),
-        )
-        .await?;
-    }
-    for i in 0..4 {
-        env.wait_ready(&ns, &format!("b{i}"), "True", Duration::from_secs(60))
-            .await?;
-    }
+    env.create_ready_many(
+        &ns,
+        "b",
+        4,
+        json!({"serviceAccountName": "app", "roleArn": role}),
+        Duration::from_secs(60),
+    )
+    .await?;
     ensure!(
         env.calls_for(&role) == 4,
         "expected one STS call per binding, saw {}",
@@ -295,14 +285,13 @@ pub async fn leader_election_fails_over_without_duplicate_calls(env: &Env) -> an
     // The leader dies without releasing its Lease.
     leader.process.kill()?;
     let killed = std::time::Instant::now();
-    env.create_binding(
+    env.create_ready(
         &ns,
         "after",
         json!({"serviceAccountName": "app", "roleArn": role}),
+        Duration::from_secs(45),
     )
     .await?;
-    env.wait_ready(&ns, "after", "True", Duration::from_secs(45))
-        .await?;
     let takeover = killed.elapsed();
     ensure!(
         standby.log().contains("\"is_leader\":true"),
@@ -499,14 +488,13 @@ pub async fn sts_error_codes_become_precise_reasons(env: &Env) -> anyhow::Result
         .unwrap_or_default();
     ensure!(message.contains("sessionPolicy"), "{message}");
     // None of this stalled a healthy binding.
-    env.create_binding(
+    env.create_ready(
         &ns,
         "healthy",
         json!({"serviceAccountName": "app", "roleArn": role}),
+        Duration::from_secs(30),
     )
     .await?;
-    env.wait_ready(&ns, "healthy", "True", Duration::from_secs(30))
-        .await?;
     sts.shutdown();
     Ok(())
 }
@@ -604,18 +592,14 @@ pub async fn many_bindings_recover_after_an_outage(env: &Env) -> anyhow::Result<
     let role = trust(&sts, &ns, &format!("{ns}-r"), Some(40));
     let _op = Operator::start(env, &[&ns], &sts.url(), &[]).await?;
     let n = 20;
-    for i in 0..n {
-        env.create_binding(
-            &ns,
-            &format!("b{i}"),
-            json!({"serviceAccountName": "app", "roleArn": role}),
-        )
-        .await?;
-    }
-    for i in 0..n {
-        env.wait_ready(&ns, &format!("b{i}"), "True", Duration::from_secs(60))
-            .await?;
-    }
+    env.create_ready_many(
+        &ns,
+        "b",
+        n,
+        json!({"serviceAccountName": "app", "roleArn": role}),
+        Duration::from_secs(60),
+    )
+    .await?;
     // Down across every renewal (about 24-27 s after issue), back well before expiry (40 s).
     sts.set_faults(Faults {
         down_for_ms: 30_000,

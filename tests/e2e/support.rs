@@ -7,9 +7,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use k8s_openapi::api::core::v1::{Event, Secret, ServiceAccount};
+use k8s_openapi::api::core::v1::{Event, Secret};
 use kube::Client;
-use kube::api::{Api, ListParams, ObjectMeta, PostParams};
+use kube::api::{Api, ListParams, PostParams};
 use podcreds::api::AWSRoleBinding;
 use podcreds_testenv::{ControlPlane, Process, free_port};
 use sts_emulator::{Emulator, Role};
@@ -80,16 +80,7 @@ impl Env {
     }
 
     pub async fn service_account(&self, ns: &str, name: &str) -> anyhow::Result<()> {
-        let api: Api<ServiceAccount> = Api::namespaced(self.client.clone(), ns);
-        let sa = ServiceAccount {
-            metadata: ObjectMeta {
-                name: Some(name.into()),
-                ..ObjectMeta::default()
-            },
-            ..ServiceAccount::default()
-        };
-        api.create(&PostParams::default(), &sa).await?;
-        Ok(())
+        Ok(podcreds_testenv::create_service_account(&self.client, ns, name).await?)
     }
 
     pub async fn create_binding(
@@ -113,6 +104,38 @@ impl Env {
         serde_json::to_value(created)
             .and_then(serde_json::from_value)
             .map_err(kube::Error::SerdeError)
+    }
+
+    /// Creates a binding and waits until it is Ready.
+    pub async fn create_ready(
+        &self,
+        ns: &str,
+        name: &str,
+        spec: serde_json::Value,
+        timeout: Duration,
+    ) -> anyhow::Result<AWSRoleBinding> {
+        self.create_binding(ns, name, spec).await?;
+        self.wait_ready(ns, name, "True", timeout).await
+    }
+
+    /// Creates bindings `<prefix>0..<prefix>n` with the same spec, then waits until all are Ready.
+    pub async fn create_ready_many(
+        &self,
+        ns: &str,
+        prefix: &str,
+        n: usize,
+        spec: serde_json::Value,
+        timeout: Duration,
+    ) -> anyhow::Result<()> {
+        for i in 0..n {
+            self.create_binding(ns, &format!("{prefix}{i}"), spec.clone())
+                .await?;
+        }
+        for i in 0..n {
+            self.wait_ready(ns, &format!("{prefix}{i}"), "True", timeout)
+                .await?;
+        }
+        Ok(())
     }
 
     pub fn bindings(&self, ns: &str) -> Api<AWSRoleBinding> {

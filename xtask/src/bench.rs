@@ -199,16 +199,7 @@ async fn create_namespace(client: &kube::Client, name: &str) -> anyhow::Result<(
 }
 
 async fn create_service_account(client: &kube::Client, ns: &str, name: &str) -> anyhow::Result<()> {
-    let api: Api<ServiceAccount> = Api::namespaced(client.clone(), ns);
-    let sa = ServiceAccount {
-        metadata: ObjectMeta {
-            name: Some(name.into()),
-            ..ObjectMeta::default()
-        },
-        ..ServiceAccount::default()
-    };
-    api.create(&PostParams::default(), &sa).await?;
-    Ok(())
+    Ok(podcreds_testenv::create_service_account(client, ns, name).await?)
 }
 
 const ROLE: &str = "arn:aws:iam::123456789012:role/bench";
