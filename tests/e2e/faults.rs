@@ -17,6 +17,20 @@ async fn private_emulator(env: &Env) -> anyhow::Result<Emulator> {
     .await
 }
 
+/// A namespace with ServiceAccount `app`, an emulator of its own and a role trusting every
+/// ServiceAccount of the namespace: (namespace, emulator, role ARN).
+async fn private_scenario(
+    env: &Env,
+    prefix: &str,
+    max_session_seconds: Option<u64>,
+) -> anyhow::Result<(String, Emulator, String)> {
+    let ns = env.namespace(prefix).await?;
+    env.service_account(&ns, "app").await?;
+    let sts = private_emulator(env).await?;
+    let role = trust(&sts, &ns, &format!("{ns}-r"), max_session_seconds);
+    Ok((ns, sts, role))
+}
+
 fn trust(emulator: &Emulator, ns: &str, name: &str, max_session_seconds: Option<u64>) -> String {
     let arn = format!("arn:aws:iam::{ACCOUNT}:role/{name}");
     emulator.add_role(Role {
@@ -38,10 +52,7 @@ fn condition(b: &podcreds::api::AWSRoleBinding, type_: &str) -> Option<(String, 
 }
 
 pub async fn sts_outage_keeps_valid_credentials_and_recovers(env: &Env) -> anyhow::Result<()> {
-    let ns = env.namespace("outage").await?;
-    env.service_account(&ns, "app").await?;
-    let sts = private_emulator(env).await?;
-    let role = trust(&sts, &ns, &format!("{ns}-r"), Some(30));
+    let (ns, sts, role) = private_scenario(env, "outage", Some(30)).await?;
     let op = Operator::start(env, &[&ns], &sts.url(), &[]).await?;
     env.create_ready(
         &ns,
@@ -115,10 +126,7 @@ pub async fn sts_outage_keeps_valid_credentials_and_recovers(env: &Env) -> anyho
 }
 
 pub async fn throttled_burst_ends_all_ready(env: &Env) -> anyhow::Result<()> {
-    let ns = env.namespace("throttle").await?;
-    env.service_account(&ns, "app").await?;
-    let sts = private_emulator(env).await?;
-    let role = trust(&sts, &ns, &format!("{ns}-r"), None);
+    let (ns, sts, role) = private_scenario(env, "throttle", None).await?;
     // One call in three is throttled, all the time.
     sts.set_faults(Faults {
         throttle_every: 3,
@@ -200,10 +208,7 @@ pub async fn slow_sts_does_not_block_other_bindings(env: &Env) -> anyhow::Result
 }
 
 pub async fn garbage_from_sts_is_survived(env: &Env) -> anyhow::Result<()> {
-    let ns = env.namespace("garbage").await?;
-    env.service_account(&ns, "app").await?;
-    let sts = private_emulator(env).await?;
-    let role = trust(&sts, &ns, &format!("{ns}-r"), None);
+    let (ns, sts, role) = private_scenario(env, "garbage", None).await?;
     sts.set_faults(Faults {
         malformed_next: 2,
         fail_next: 1,
@@ -428,10 +433,7 @@ pub async fn apiserver_restart_is_survived(_shared: &Env) -> anyhow::Result<()> 
 }
 
 pub async fn sts_error_codes_become_precise_reasons(env: &Env) -> anyhow::Result<()> {
-    let ns = env.namespace("codes").await?;
-    env.service_account(&ns, "app").await?;
-    let sts = private_emulator(env).await?;
-    let role = trust(&sts, &ns, &format!("{ns}-r"), None);
+    let (ns, sts, role) = private_scenario(env, "codes", None).await?;
     let _op = Operator::start(env, &[&ns], &sts.url(), &[]).await?;
     let cases = [
         ("ExpiredTokenException", "StsInvalidIdentityToken"),
@@ -543,10 +545,7 @@ pub async fn sigterm_stops_even_without_an_apiserver(env: &Env) -> anyhow::Resul
 }
 
 pub async fn clock_skew_between_cluster_and_sts_is_reported(env: &Env) -> anyhow::Result<()> {
-    let ns = env.namespace("skew").await?;
-    env.service_account(&ns, "app").await?;
-    let sts = private_emulator(env).await?;
-    let role = trust(&sts, &ns, &format!("{ns}-r"), None);
+    let (ns, sts, role) = private_scenario(env, "skew", None).await?;
     let _op = Operator::start(env, &[&ns], &sts.url(), &[]).await?;
     // STS's clock ahead by 20 minutes: the 10-minute token has already expired there. Behind by
     // 5 minutes: it is not valid yet.
@@ -586,10 +585,7 @@ pub async fn clock_skew_between_cluster_and_sts_is_reported(env: &Env) -> anyhow
 }
 
 pub async fn many_bindings_recover_after_an_outage(env: &Env) -> anyhow::Result<()> {
-    let ns = env.namespace("herd").await?;
-    env.service_account(&ns, "app").await?;
-    let sts = private_emulator(env).await?;
-    let role = trust(&sts, &ns, &format!("{ns}-r"), Some(40));
+    let (ns, sts, role) = private_scenario(env, "herd", Some(40)).await?;
     let _op = Operator::start(env, &[&ns], &sts.url(), &[]).await?;
     let n = 20;
     env.create_ready_many(
