@@ -24,7 +24,7 @@ use crate::api::AWSRoleBinding;
 use crate::plan::{self, Decision, IssuedMeta, ObservedSecret, RefreshReason, RetryClass};
 use crate::secret::{self, FIELD_MANAGER, MANAGED_SELECTOR, Owner, Rendering};
 use crate::spec::{self, ResolvedSpec, StsPolicy};
-use crate::status::{Outcome, build_status};
+use crate::status::{Outcome, StatusWrite, build_status, known_status};
 use crate::sts::{AssumeRoleRequest, SharedSts, StsError};
 use crate::token::{self, TokenError};
 
@@ -161,6 +161,9 @@ pub struct Shared {
     failures: Mutex<HashMap<String, u32>>,
     /// What this process last wrote per binding UID (see [`plan::with_recent_write`]).
     recent: Mutex<HashMap<String, IssuedMeta>>,
+    /// Our status writes the binding cache has not shown yet, by binding UID (see
+    /// [`crate::status::known_status`]); an entry goes once the cache shows a newer version.
+    status_writes: Mutex<HashMap<String, StatusWrite>>,
     /// Bindings waiting for a ServiceAccount to appear, by (namespace, name): the ServiceAccount
     /// watch wakes exactly these instead of scanning every binding on every account event.
     waiting: Mutex<WaitingForAccounts>,
@@ -203,6 +206,7 @@ impl Shared {
             )),
             failures: Mutex::new(HashMap::new()),
             recent: Mutex::new(HashMap::new()),
+            status_writes: Mutex::new(HashMap::new()),
             waiting: Mutex::new(HashMap::new()),
             settings,
             leader,
@@ -211,6 +215,13 @@ impl Shared {
 
     fn recent(&self) -> std::sync::MutexGuard<'_, HashMap<String, IssuedMeta>> {
         match self.recent.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        }
+    }
+
+    fn status_writes(&self) -> std::sync::MutexGuard<'_, HashMap<String, StatusWrite>> {
+        match self.status_writes.lock() {
             Ok(g) => g,
             Err(p) => p.into_inner(),
         }
@@ -347,13 +358,22 @@ impl Context {
         outcome: &Outcome<'_>,
         now: Timestamp,
     ) -> Result<(), Error> {
-        let status = build_status(
-            binding.status.as_ref(),
-            binding.metadata.generation,
-            outcome,
-            now,
-        );
-        if binding.status.as_ref() == Some(&status) {
+        let uid = binding.uid().ok_or(Error::MissingMetadata("uid"))?;
+        let version = binding.metadata.resource_version.as_deref();
+        let last_write = {
+            let mut writes = self.shared.status_writes();
+            match writes.get(&uid) {
+                Some(w) if version == Some(w.based_on.as_str()) => Some(w.clone()),
+                Some(_) => {
+                    writes.remove(&uid);
+                    None
+                }
+                None => None,
+            }
+        };
+        let current = known_status(version, binding.status.as_ref(), last_write.as_ref());
+        let status = build_status(current, binding.metadata.generation, outcome, now);
+        if current == Some(&status) {
             return Ok(());
         }
         let ns = binding
@@ -373,6 +393,15 @@ impl Context {
         )
         .await
         .map_err(Error::WriteStatus)?;
+        if let Some(based_on) = version {
+            self.shared.status_writes().insert(
+                uid,
+                StatusWrite {
+                    based_on: based_on.to_string(),
+                    status,
+                },
+            );
+        }
         Ok(())
     }
 

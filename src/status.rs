@@ -69,6 +69,28 @@ fn set_condition(
     conditions.sort_by(|a, b| a.type_.cmp(&b.type_));
 }
 
+/// A status this process wrote, and the `resourceVersion` of the binding it was computed from.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StatusWrite {
+    pub based_on: String,
+    pub status: AWSRoleBindingStatus,
+}
+
+/// The binding's status as the apiserver holds it, as far as this process knows. The cache lags
+/// behind our own writes: while it still shows the version the last write was computed from,
+/// that write is the current status (comparing with the cache would write the same status
+/// twice). Once the cache shows any other version, the cache is the truth again.
+pub fn known_status<'a>(
+    cached_version: Option<&str>,
+    cached: Option<&'a AWSRoleBindingStatus>,
+    last_write: Option<&'a StatusWrite>,
+) -> Option<&'a AWSRoleBindingStatus> {
+    match last_write {
+        Some(w) if cached_version == Some(w.based_on.as_str()) => Some(&w.status),
+        _ => cached,
+    }
+}
+
 /// The status after `outcome`, starting from the `current` one.
 pub fn build_status(
     current: Option<&AWSRoleBindingStatus>,
@@ -206,6 +228,30 @@ mod tests {
             fingerprint: "f".into(),
             assumed_role_arn: Some("arn:aws:sts::1:assumed-role/r/s".into()),
         }
+    }
+
+    #[test]
+    fn own_write_counts_until_the_cache_shows_another_version() {
+        let cached = AWSRoleBindingStatus::default();
+        let written = AWSRoleBindingStatus {
+            observed_generation: Some(1),
+            ..AWSRoleBindingStatus::default()
+        };
+        let write = StatusWrite {
+            based_on: "10".into(),
+            status: written.clone(),
+        };
+        // The cache still shows the version the write started from: the write is current.
+        assert_eq!(
+            known_status(Some("10"), Some(&cached), Some(&write)),
+            Some(&written)
+        );
+        // The cache moved on (our write, or anyone's later one): trust it.
+        assert_eq!(
+            known_status(Some("11"), Some(&cached), Some(&write)),
+            Some(&cached)
+        );
+        assert_eq!(known_status(Some("10"), None, None), None);
     }
 
     fn cond<'a>(s: &'a AWSRoleBindingStatus, type_: &str) -> &'a Condition {

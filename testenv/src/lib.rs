@@ -50,12 +50,15 @@ pub enum Error {
 pub struct Options {
     /// Also run kube-controller-manager (garbage collection, namespace deletion, default ServiceAccounts).
     pub controller_manager: bool,
+    /// Serve kube-apiserver's `/debug/pprof` (the benchmark's CPU profile of the apiserver).
+    pub apiserver_profiling: bool,
 }
 
 impl Default for Options {
     fn default() -> Self {
         Self {
             controller_manager: true,
+            apiserver_profiling: false,
         }
     }
 }
@@ -214,7 +217,7 @@ impl ControlPlane {
                 ),
                 "--disable-admission-plugins=ServiceAccount".into(),
                 "--allow-privileged=true".into(),
-                "--profiling=false".into(),
+                format!("--profiling={}", options.apiserver_profiling),
                 "--v=1".into(),
             ],
             &[],
@@ -262,6 +265,11 @@ impl ControlPlane {
             )?);
         }
         Ok(plane)
+    }
+
+    /// Process ids of kube-apiserver and etcd, for the benchmark's CPU accounting.
+    pub fn pids(&self) -> (u32, u32) {
+        (self.apiserver.pid(), self.etcd.pid())
     }
 
     /// The directory holding this control plane's files and logs.

@@ -26,6 +26,9 @@ use sts_emulator::{Emulator, Role};
 
 use crate::repo_root;
 
+mod apiserver;
+use apiserver::Served;
+
 #[derive(clap::Args, Debug, Clone)]
 pub struct Args {
     /// Numbers of bindings to measure (comma separated).
@@ -49,6 +52,13 @@ pub struct Args {
     /// Length of the steady-state observation (seconds).
     #[arg(long, default_value_t = 120)]
     pub steady_seconds: u64,
+    /// Also take a CPU profile of kube-apiserver during the floor and the burst of the largest N
+    /// (pprof files next to the JSON result).
+    #[arg(long)]
+    pub apiserver_profile: bool,
+    /// Length of each apiserver CPU profile (seconds).
+    #[arg(long, default_value_t = 15)]
+    pub apiserver_profile_seconds: u64,
     /// Where to write the JSON result.
     #[arg(long, default_value = "target/bench/result.json")]
     pub output: PathBuf,
@@ -92,6 +102,85 @@ struct ScaleResult {
     restart_sts_calls: u64,
     restart_secret_writes: usize,
     restart_ready_seconds: f64,
+    floor_phase: Phase,
+    podcreds_phase: Phase,
+}
+
+/// What one timed phase cost the control plane and the operator.
+#[derive(Serialize, Debug, Default)]
+struct Phase {
+    apiserver_cpu_seconds: f64,
+    etcd_cpu_seconds: f64,
+    operator_cpu_seconds: f64,
+    /// Requests the apiserver served and watch events it sent, busiest first.
+    apiserver: Vec<Served>,
+}
+
+/// Measures a phase: CPU of the control plane (and operator, if any) and apiserver counters.
+struct PhaseMeter {
+    pids: (u32, u32),
+    operator: Option<u32>,
+    cpu: (f64, f64, f64),
+    counters: apiserver::Counters,
+}
+
+impl PhaseMeter {
+    async fn start(
+        plane: &ControlPlane,
+        client: &kube::Client,
+        operator: Option<u32>,
+    ) -> anyhow::Result<Self> {
+        let pids = plane.pids();
+        Ok(Self {
+            pids,
+            operator,
+            cpu: (
+                cpu_seconds(pids.0),
+                cpu_seconds(pids.1),
+                operator.map(cpu_seconds).unwrap_or(0.0),
+            ),
+            counters: apiserver::counters(client).await?,
+        })
+    }
+
+    async fn finish(self, client: &kube::Client) -> anyhow::Result<Phase> {
+        let cpu = (
+            cpu_seconds(self.pids.0),
+            cpu_seconds(self.pids.1),
+            self.operator.map(cpu_seconds).unwrap_or(0.0),
+        );
+        let counters = apiserver::counters(client).await?;
+        Ok(Phase {
+            apiserver_cpu_seconds: cpu.0 - self.cpu.0,
+            etcd_cpu_seconds: cpu.1 - self.cpu.1,
+            operator_cpu_seconds: cpu.2 - self.cpu.2,
+            apiserver: counters.since(&self.counters),
+        })
+    }
+}
+
+/// Starts a CPU profile of the apiserver when asked for one; await the handle to finish it.
+fn maybe_profile(
+    args: &Args,
+    client: &kube::Client,
+    name: &str,
+) -> Option<tokio::task::JoinHandle<()>> {
+    if !args.apiserver_profile {
+        return None;
+    }
+    let path = repo_root()
+        .join(args.output.parent().unwrap_or(Path::new(".")))
+        .join(format!("apiserver-{name}.pprof"));
+    let (client, seconds) = (client.clone(), args.apiserver_profile_seconds);
+    Some(tokio::spawn(async move {
+        match apiserver::cpu_profile(&client, seconds, &path).await {
+            Ok(()) => println!(
+                "    apiserver CPU profile: go tool pprof -top {}",
+                path.display()
+            ),
+            Err(e) => println!("    apiserver CPU profile failed: {e:#}"),
+        }
+    }))
 }
 
 #[derive(Serialize, Debug)]
@@ -215,11 +304,13 @@ fn binding(name: &str, sa: &str) -> anyhow::Result<AWSRoleBinding> {
 
 /// The bare work of N bindings done directly: TokenRequest, STS, Secret create.
 async fn floor(
+    plane: &ControlPlane,
     client: &kube::Client,
     emulator: &Emulator,
     n: usize,
-    concurrency: usize,
-) -> anyhow::Result<f64> {
+    args: &Args,
+) -> anyhow::Result<(f64, Phase)> {
+    let concurrency = args.concurrency;
     let ns = format!("floor-{n}");
     create_namespace(client, &ns).await?;
     futures::stream::iter(0..n)
@@ -233,6 +324,8 @@ async fn floor(
     let sts = AwsStsClient::new(StsTimeouts::default()).await;
     let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), &ns);
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
+    let profile = maybe_profile(args, client, &format!("floor-{n}"));
+    let meter = PhaseMeter::start(plane, client, None).await?;
     let started = Instant::now();
     futures::stream::iter(0..n)
         .map(|i| {
@@ -282,7 +375,12 @@ async fn floor(
         .buffer_unordered(concurrency)
         .try_collect::<Vec<_>>()
         .await?;
-    Ok(started.elapsed().as_secs_f64())
+    let seconds = started.elapsed().as_secs_f64();
+    let phase = meter.finish(client).await?;
+    if let Some(profile) = profile {
+        profile.await?;
+    }
+    Ok((seconds, phase))
 }
 
 /// Records when each binding of `ns` is first seen Ready.
@@ -395,7 +493,7 @@ async fn scale(
         "  N={n}: floor (TokenRequest + STS + Secret create, {} at a time)",
         args.concurrency
     );
-    let floor_seconds = floor(&client, emulator, n, args.concurrency).await?;
+    let (floor_seconds, floor_phase) = floor(plane, &client, emulator, n, args).await?;
     println!("    floor: {floor_seconds:.2}s");
 
     let ns = format!("bench-{n}");
@@ -404,6 +502,8 @@ async fn scale(
     let (ready, watch_task) = watch_ready(client.clone(), &ns);
     println!("  N={n}: creating {n} ServiceAccounts and bindings");
     let created: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+    let profile = maybe_profile(args, &client, &format!("podcreds-{n}"));
+    let meter = PhaseMeter::start(plane, &client, Some(op.process.pid())).await?;
     let started = Instant::now();
     let bindings: Api<AWSRoleBinding> = Api::namespaced(client.clone(), &ns);
     futures::stream::iter(0..n)
@@ -436,6 +536,10 @@ async fn scale(
             bail!("only {count} of {n} bindings Ready after 30 minutes");
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let podcreds_phase = meter.finish(&client).await?;
+    if let Some(profile) = profile {
+        profile.await?;
     }
     let ready_times = ready.lock().map(|r| r.clone()).unwrap_or_default();
     let all_ready_seconds = ready_times
@@ -533,6 +637,8 @@ async fn scale(
         restart_sts_calls,
         restart_secret_writes,
         restart_ready_seconds,
+        floor_phase,
+        podcreds_phase,
     })
 }
 
@@ -651,6 +757,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         // compete for the two cores.
         let plane = ControlPlane::start(Options {
             controller_manager: false,
+            apiserver_profiling: args.apiserver_profile,
         })
         .await?;
         plane
@@ -745,6 +852,23 @@ fn print_table(r: &Report) {
             s.restart_secret_writes,
             s.restart_ready_seconds
         );
+    }
+    for s in &r.scale {
+        for (name, phase) in [("floor", &s.floor_phase), ("podcreds", &s.podcreds_phase)] {
+            println!(
+                "N={} {name}: CPU s apiserver {:.1}, etcd {:.1}, operator {:.1}; apiserver served:",
+                s.bindings,
+                phase.apiserver_cpu_seconds,
+                phase.etcd_cpu_seconds,
+                phase.operator_cpu_seconds
+            );
+            for served in phase.apiserver.iter().take(12) {
+                println!(
+                    "    {:>8.0} {:<40} {:>8.2} s",
+                    served.count, served.what, served.seconds
+                );
+            }
+        }
     }
     if let Some(st) = &r.steady {
         println!(
