@@ -24,7 +24,7 @@ use crate::api::AWSRoleBinding;
 use crate::plan::{self, Decision, IssuedMeta, ObservedSecret, RefreshReason, RetryClass};
 use crate::secret::{self, FIELD_MANAGER, MANAGED_SELECTOR, Owner, Rendering};
 use crate::spec::{self, ResolvedSpec, StsPolicy};
-use crate::status::{Outcome, StatusWrite, build_status, known_status};
+use crate::status::{Outcome, REASON_CONFLICT, StatusWrite, build_status, known_status};
 use crate::sts::{AssumeRoleRequest, SharedSts, StsError};
 use crate::token::{self, TokenError};
 
@@ -100,7 +100,7 @@ pub enum RefreshError {
     Sts(#[from] StsError),
     #[error("writing Secret {name}: {reason}")]
     WriteSecret { name: String, reason: String },
-    #[error("Secret {0} was created by someone else meanwhile; it is left untouched")]
+    #[error("Secret {0} already exists and is not managed by this binding; it is left untouched")]
     Raced(String),
 }
 
@@ -110,7 +110,7 @@ impl RefreshError {
             RefreshError::Token(e) => e.category(),
             RefreshError::Sts(e) => e.kind.category(),
             RefreshError::WriteSecret { .. } => "SecretWriteFailed",
-            RefreshError::Raced(_) => "SecretConflict",
+            RefreshError::Raced(_) => REASON_CONFLICT,
         }
     }
 
@@ -306,15 +306,25 @@ fn owner_of(binding: &AWSRoleBinding, uid: &str) -> Owner {
 }
 
 impl Context {
-    /// The Secret's metadata: from the cache, or (on a miss) from the apiserver, so that a cold
-    /// cache or a Secret without our label is never mistaken for a missing one.
+    /// The Secret's metadata. The cache (synced before any decision) holds every Secret podcreds
+    /// manages, so a miss usually means "missing", and the Secret is created without asking
+    /// first: a create that finds the name taken looks closer (see [`Context::refresh`]).
+    /// The apiserver is asked first only where a miss is likely wrong or costly: right after
+    /// this process wrote the binding's Secret (the cache may not show it yet), and while the
+    /// status reports a conflict (so STS is not called again for a Secret we may not write).
     async fn secret_meta(
         &self,
+        binding: &AWSRoleBinding,
+        uid: &str,
         ns: &str,
         name: &str,
     ) -> Result<Option<PartialObjectMeta<Secret>>, Error> {
         if let Some(cached) = self.secrets.get(&ObjectRef::new(name).within(ns)) {
             return Ok(Some((*cached).clone()));
+        }
+        let wrote_it = self.shared.recent().contains_key(uid);
+        if !wrote_it && ready_reason(binding) != Some(REASON_CONFLICT) {
+            return Ok(None);
         }
         let api: Api<Secret> = Api::namespaced(self.shared.client.clone(), ns);
         self.shared.kube_request().await;
@@ -480,7 +490,8 @@ impl Context {
             name: spec.secret_name.clone(),
             reason: crate::sts::bounded(&e.to_string(), 256),
         };
-        match observed {
+        // The Secret's resourceVersion to apply over, or None once it has been created.
+        let mut apply_over = match observed {
             ObservedSecret::Missing => {
                 // Create, never apply: an apply would silently take over a Secret someone else
                 // created since we looked.
@@ -490,66 +501,46 @@ impl Context {
                 };
                 shared.kube_request().await;
                 match api.create(&params, &secret).await {
-                    Ok(_) => {}
+                    Ok(_) => None,
                     Err(kube::Error::Api(s)) if s.code == 409 => {
-                        return Err(RefreshError::Raced(spec.secret_name.clone()));
+                        // The name is taken: by this binding (the cache lags behind, or someone
+                        // removed our label) or by someone else, whose Secret stays untouched.
+                        Some(self.owned_version(&api, spec, uid).await?)
                     }
                     Err(e) => return Err(write_error(e)),
                 }
             }
-            _ => {
-                // Apply with the observed resourceVersion as a precondition, so a Secret that
-                // changed hands since we looked is not overwritten.
-                let mut secret = secret;
-                let mut resource_version =
-                    existing.and_then(|m| m.metadata.resource_version.clone());
-                for attempt in 0..2 {
-                    secret.metadata.resource_version = resource_version.clone();
-                    shared.kube_request().await;
-                    match api
-                        .patch(
-                            &spec.secret_name,
-                            &PatchParams::apply(FIELD_MANAGER).force(),
-                            &Patch::Apply(&secret),
-                        )
-                        .await
-                    {
-                        Ok(_) => break,
-                        Err(kube::Error::Api(s)) if s.code == 409 && attempt == 0 => {
-                            // The cache can lag behind (a broken watch, our own last write):
-                            // look again, and go on only if the Secret is still this binding's.
-                            let fresh = api
-                                .get_metadata_opt(&spec.secret_name)
-                                .await
-                                .map_err(write_error)?;
-                            match fresh {
-                                Some(m)
-                                    if secret::controller_of(&m.metadata)
-                                        .is_some_and(|o| o.uid == uid) =>
-                                {
-                                    resource_version = m.metadata.resource_version;
-                                }
-                                Some(_) => {
-                                    return Err(RefreshError::Raced(spec.secret_name.clone()));
-                                }
-                                None => {
-                                    return Err(RefreshError::WriteSecret {
-                                        name: spec.secret_name.clone(),
-                                        reason: "the Secret was deleted while it was being refreshed; retrying".into(),
-                                    });
-                                }
-                            }
-                        }
-                        Err(kube::Error::Api(s)) if s.code == 409 => {
-                            return Err(RefreshError::WriteSecret {
-                                name: spec.secret_name.clone(),
-                                reason: "the Secret changed while it was being refreshed; retrying"
-                                    .into(),
-                            });
-                        }
-                        Err(e) => return Err(write_error(e)),
-                    }
+            _ => Some(existing.and_then(|m| m.metadata.resource_version.clone())),
+        };
+        // Apply with the observed resourceVersion as a precondition, so a Secret that changed
+        // hands since we looked is not overwritten.
+        let mut secret = secret;
+        let mut attempt = 0;
+        while let Some(resource_version) = apply_over.take() {
+            attempt += 1;
+            secret.metadata.resource_version = resource_version;
+            shared.kube_request().await;
+            match api
+                .patch(
+                    &spec.secret_name,
+                    &PatchParams::apply(FIELD_MANAGER).force(),
+                    &Patch::Apply(&secret),
+                )
+                .await
+            {
+                Ok(_) => {}
+                Err(kube::Error::Api(s)) if s.code == 409 && attempt == 1 => {
+                    // The cache can lag behind (a broken watch, our own last write): look
+                    // again, and go on only if the Secret is still this binding's.
+                    apply_over = Some(self.owned_version(&api, spec, uid).await?);
                 }
+                Err(kube::Error::Api(s)) if s.code == 409 => {
+                    return Err(RefreshError::WriteSecret {
+                        name: spec.secret_name.clone(),
+                        reason: "the Secret changed while it was being refreshed; retrying".into(),
+                    });
+                }
+                Err(e) => return Err(write_error(e)),
             }
         }
         Ok(IssuedMeta {
@@ -559,6 +550,34 @@ impl Context {
             fingerprint: fingerprint.to_string(),
             assumed_role_arn: credentials.assumed_role_arn.clone(),
         })
+    }
+
+    /// The current resourceVersion of the binding's Secret, read from the apiserver, if this
+    /// binding controls it; otherwise the name is someone else's.
+    async fn owned_version(
+        &self,
+        api: &Api<Secret>,
+        spec: &ResolvedSpec,
+        uid: &str,
+    ) -> Result<Option<String>, RefreshError> {
+        self.shared.kube_request().await;
+        let fresh = api
+            .get_metadata_opt(&spec.secret_name)
+            .await
+            .map_err(|e| RefreshError::WriteSecret {
+                name: spec.secret_name.clone(),
+                reason: crate::sts::bounded(&e.to_string(), 256),
+            })?;
+        match fresh {
+            Some(m) if secret::controller_of(&m.metadata).is_some_and(|o| o.uid == uid) => {
+                Ok(m.metadata.resource_version)
+            }
+            Some(_) => Err(RefreshError::Raced(spec.secret_name.clone())),
+            None => Err(RefreshError::WriteSecret {
+                name: spec.secret_name.clone(),
+                reason: "the Secret was deleted while it was being refreshed; retrying".into(),
+            }),
+        }
     }
 
     /// Deletes Secrets this binding wrote under an earlier `secretName`. Only looks when the
@@ -614,6 +633,10 @@ pub async fn reconcile(binding: Arc<AWSRoleBinding>, ctx: Arc<Context>) -> Resul
         // A standby keeps its caches warm; becoming leader reconciles everything.
         return Ok(Action::await_change());
     }
+    // Deciding from a Secret cache that is still filling would take every Secret for missing.
+    if ctx.secrets.wait_until_ready().await.is_err() {
+        return Ok(Action::await_change());
+    }
     let now = Timestamp::now();
 
     // Validate.
@@ -647,7 +670,9 @@ pub async fn reconcile(binding: Arc<AWSRoleBinding>, ctx: Arc<Context>) -> Resul
     let fingerprint = spec.fingerprint();
 
     // Fetch what the Secret says.
-    let existing = ctx.secret_meta(&ns, &spec.secret_name).await?;
+    let existing = ctx
+        .secret_meta(&binding, &uid, &ns, &spec.secret_name)
+        .await?;
     let observed = plan::with_recent_write(
         secret::observe(existing.as_ref(), &uid),
         shared.recent().get(&uid),
@@ -661,11 +686,11 @@ pub async fn reconcile(binding: Arc<AWSRoleBinding>, ctx: Arc<Context>) -> Resul
                 spec.secret_name,
                 owner.as_deref().unwrap_or("none"),
             );
-            if ready_reason(&binding) != Some("SecretConflict") {
+            if ready_reason(&binding) != Some(REASON_CONFLICT) {
                 ctx.publish(
                     &binding,
                     EventType::Warning,
-                    "SecretConflict",
+                    REASON_CONFLICT,
                     "Refresh",
                     message.clone(),
                 )
@@ -674,7 +699,7 @@ pub async fn reconcile(binding: Arc<AWSRoleBinding>, ctx: Arc<Context>) -> Resul
             ctx.write_status(
                 &binding,
                 &Outcome::Blocked {
-                    category: "SecretConflict",
+                    category: REASON_CONFLICT,
                     message,
                 },
                 now,

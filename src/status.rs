@@ -12,6 +12,8 @@ pub const CONDITION_DEGRADED: &str = "Degraded";
 
 /// Reason of `Ready=True`.
 pub const REASON_ISSUED: &str = "CredentialsIssued";
+/// Reason of `Ready=False` while the Secret name belongs to something else.
+pub const REASON_CONFLICT: &str = "SecretConflict";
 /// Reason of `Degraded=False`.
 pub const REASON_REFRESHING: &str = "RefreshSucceeded";
 
