@@ -100,8 +100,8 @@ pub enum RefreshError {
     Sts(#[from] StsError),
     #[error("writing Secret {name}: {reason}")]
     WriteSecret { name: String, reason: String },
-    #[error("Secret {0} already exists and is not managed by this binding; it is left untouched")]
-    Raced(String),
+    #[error("Secret {name} already exists and is not managed by this binding; it is left untouched")]
+    Conflict { name: String, owner: Option<String> },
 }
 
 impl RefreshError {
@@ -110,7 +110,7 @@ impl RefreshError {
             RefreshError::Token(e) => e.category(),
             RefreshError::Sts(e) => e.kind.category(),
             RefreshError::WriteSecret { .. } => "SecretWriteFailed",
-            RefreshError::Raced(_) => REASON_CONFLICT,
+            RefreshError::Conflict { .. } => REASON_CONFLICT,
         }
     }
 
@@ -118,7 +118,9 @@ impl RefreshError {
         match self {
             RefreshError::Token(e) => e.retry_class(),
             RefreshError::Sts(e) => e.kind.retry_class(),
-            RefreshError::WriteSecret { .. } | RefreshError::Raced(_) => RetryClass::Transient,
+            RefreshError::WriteSecret { .. } | RefreshError::Conflict { .. } => {
+                RetryClass::Transient
+            }
         }
     }
 }
@@ -572,7 +574,13 @@ impl Context {
             Some(m) if secret::controller_of(&m.metadata).is_some_and(|o| o.uid == uid) => {
                 Ok(m.metadata.resource_version)
             }
-            Some(_) => Err(RefreshError::Raced(spec.secret_name.clone())),
+            Some(m) => Err(RefreshError::Conflict {
+                name: spec.secret_name.clone(),
+                owner: match secret::observe(Some(&m), uid) {
+                    ObservedSecret::Foreign { owner } => owner,
+                    _ => None,
+                },
+            }),
             None => Err(RefreshError::WriteSecret {
                 name: spec.secret_name.clone(),
                 reason: "the Secret was deleted while it was being refreshed; retrying".into(),
@@ -680,34 +688,7 @@ pub async fn reconcile(binding: Arc<AWSRoleBinding>, ctx: Arc<Context>) -> Resul
 
     // Plan and act.
     match plan::plan(&fingerprint, &observed, now) {
-        Decision::Conflict { owner } => {
-            let message = format!(
-                "Secret {} already exists and is not managed by this binding (controller: {}); it is left untouched",
-                spec.secret_name,
-                owner.as_deref().unwrap_or("none"),
-            );
-            if ready_reason(&binding) != Some(REASON_CONFLICT) {
-                ctx.publish(
-                    &binding,
-                    EventType::Warning,
-                    REASON_CONFLICT,
-                    "Refresh",
-                    message.clone(),
-                )
-                .await;
-            }
-            ctx.write_status(
-                &binding,
-                &Outcome::Blocked {
-                    category: REASON_CONFLICT,
-                    message,
-                },
-                now,
-            )
-            .await?;
-            shared.metrics.reconciled("conflict");
-            Ok(Action::requeue(CONFLICT_RECHECK))
-        }
+        Decision::Conflict { owner } => on_conflict(&ctx, &binding, &spec, owner, now).await,
         Decision::Wait(issued) => {
             debug!(binding = %name, renewal = %issued.renewal_time, "credentials are fresh");
             ctx.write_status(
@@ -745,12 +726,53 @@ pub async fn reconcile(binding: Arc<AWSRoleBinding>, ctx: Arc<Context>) -> Resul
                 .await
             {
                 Ok(issued) => on_refreshed(&ctx, &binding, &spec, &uid, reason, issued).await,
+                // The cache did not show the Secret, but the name was taken.
+                Err(RefreshError::Conflict { owner, .. }) => {
+                    on_conflict(&ctx, &binding, &spec, owner, Timestamp::now()).await
+                }
                 Err(e) => {
                     on_refresh_failed(&ctx, &binding, &spec, &uid, still_valid.as_ref(), e).await
                 }
             }
         }
     }
+}
+
+/// The Secret name belongs to something this binding does not control: report it, touch
+/// nothing, look again later.
+async fn on_conflict(
+    ctx: &Context,
+    binding: &AWSRoleBinding,
+    spec: &ResolvedSpec,
+    owner: Option<String>,
+    now: Timestamp,
+) -> Result<Action, Error> {
+    let message = format!(
+        "Secret {} already exists and is not managed by this binding (controller: {}); it is left untouched",
+        spec.secret_name,
+        owner.as_deref().unwrap_or("none"),
+    );
+    if ready_reason(binding) != Some(REASON_CONFLICT) {
+        ctx.publish(
+            binding,
+            EventType::Warning,
+            REASON_CONFLICT,
+            "Refresh",
+            message.clone(),
+        )
+        .await;
+    }
+    ctx.write_status(
+        binding,
+        &Outcome::Blocked {
+            category: REASON_CONFLICT,
+            message,
+        },
+        now,
+    )
+    .await?;
+    ctx.shared.metrics.reconciled("conflict");
+    Ok(Action::requeue(CONFLICT_RECHECK))
 }
 
 async fn on_refreshed(
