@@ -119,6 +119,15 @@ pub fn with_recent_write(observed: ObservedSecret, recent: Option<&IssuedMeta>) 
     }
 }
 
+/// Whether the cache already shows the credentials this process last wrote (or newer ones), so
+/// the record of that write is no longer needed.
+pub fn shows_write(observed: &ObservedSecret, recent: &IssuedMeta) -> bool {
+    matches!(
+        observed,
+        ObservedSecret::Owned { issued: Some(c), .. } if c.issued_at >= recent.issued_at
+    )
+}
+
 /// Share of the granted lifetime after which credentials are refreshed by default.
 const DEFAULT_RENEW_AT: f64 = 2.0 / 3.0;
 /// Largest share of the lifetime the default renewal moves earlier, to spread refreshes out.
@@ -317,6 +326,10 @@ mod tests {
             with_recent_write(ObservedSecret::Missing, Some(&written)),
             ObservedSecret::Missing
         );
+        // The record of a write is needed only until the cache shows it (or something newer).
+        assert!(!shows_write(&stale, &written));
+        assert!(shows_write(&stale, &old));
+        assert!(!shows_write(&ObservedSecret::Missing, &written));
     }
 
     #[test]

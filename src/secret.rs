@@ -244,15 +244,18 @@ pub fn data_intact(meta: &ObjectMeta) -> bool {
 }
 
 /// Shrinks a cached Secret's metadata to what [`observe`] and [`data_intact`] read: the
-/// annotations podcreds writes, owner references, and managed fields cut down to their `f:data`
-/// keys. The managed-fields tree of every other field is most of a Secret's metadata; keeping it
-/// for thousands of Secrets would cost memory for nothing.
+/// annotations podcreds writes, owner references, and the managed fields' verdict. The
+/// managed-fields tree is most of a Secret's metadata; keeping it for thousands of Secrets would
+/// cost memory for nothing. An intact Secret keeps no managed fields at all (which
+/// [`data_intact`] reads as intact); an edited one keeps only the entries' `f:data` keys.
 pub fn compact_for_cache(meta: &mut ObjectMeta) {
     if let Some(annotations) = meta.annotations.as_mut() {
         annotations.retain(|k, _| k.starts_with("podcreds.dev/"));
     }
     meta.labels = None;
-    if let Some(entries) = meta.managed_fields.as_mut() {
+    if data_intact(meta) {
+        meta.managed_fields = None;
+    } else if let Some(entries) = meta.managed_fields.as_mut() {
         for entry in entries.iter_mut() {
             let data = entry
                 .fields_v1

@@ -500,7 +500,11 @@ pub async fn foreign_secret_is_never_touched(env: &Env) -> anyhow::Result<()> {
         "STS was called again for a binding already known to be in conflict"
     );
     ensure!(
-        env.secrets(&ns).get("taken").await?.metadata.resource_version
+        env.secrets(&ns)
+            .get("taken")
+            .await?
+            .metadata
+            .resource_version
             == created.metadata.resource_version,
         "the foreign Secret was written"
     );

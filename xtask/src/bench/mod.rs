@@ -59,6 +59,10 @@ pub struct Args {
     /// Length of each apiserver CPU profile (seconds).
     #[arg(long, default_value_t = 15)]
     pub apiserver_profile_seconds: u64,
+    /// Run the operator under this command (a profiler: `heaptrack`, `perf record -g --`). The
+    /// operator's RSS and CPU figures then describe the wrapper, not the operator.
+    #[arg(long)]
+    pub operator_prefix: Option<String>,
     /// Where to write the JSON result.
     #[arg(long, default_value = "target/bench/result.json")]
     pub output: PathBuf,
@@ -97,6 +101,9 @@ struct ScaleResult {
     time_to_ready: Percentiles,
     rss_peak_mib: f64,
     rss_steady_mib: f64,
+    /// The steady RSS split: anonymous pages (heap, stacks) and file pages (the binary).
+    rss_steady_anonymous_mib: f64,
+    rss_steady_file_mib: f64,
     rss_with_unrelated_secrets_mib: Option<f64>,
     unrelated_secrets: usize,
     restart_sts_calls: u64,
@@ -256,6 +263,23 @@ fn rss_mib(pid: u32) -> (f64, f64) {
             .unwrap_or(0.0)
     };
     (field("VmRSS:"), field("VmHWM:"))
+}
+
+/// Resident memory of a process split into anonymous pages (heap, stacks) and file pages (the
+/// mapped binary and libraries), in MiB.
+fn rss_split_mib(pid: u32) -> (f64, f64) {
+    let rollup = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap_or_default();
+    let field = |name: &str| {
+        rollup
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<f64>().ok())
+            .map(|kb| kb / 1024.0)
+            .unwrap_or(0.0)
+    };
+    let anonymous = field("Anonymous:");
+    (anonymous, field("Rss:") - anonymous)
 }
 
 /// User plus system CPU seconds a process has used.
@@ -425,19 +449,27 @@ async fn start_operator(
     args: &Args,
 ) -> anyhow::Result<OperatorProcess> {
     let admin = format!("127.0.0.1:{}", free_port()?);
+    let mut command: Vec<String> = args
+        .operator_prefix
+        .as_deref()
+        .map(|p| p.split_whitespace().map(String::from).collect())
+        .unwrap_or_default();
+    command.push(bin.to_string_lossy().into_owned());
+    let program = PathBuf::from(command.remove(0));
+    command.extend([
+        "run".into(),
+        format!("--admin-address={admin}"),
+        format!("--sts-endpoint={sts_url}"),
+        format!("--namespaces={ns}"),
+        format!("--concurrency={}", args.concurrency),
+        format!("--sts-qps={}", args.sts_qps),
+        format!("--sts-burst={}", args.sts_qps),
+        "--log-level=warn".into(),
+    ]);
     let process = Process::spawn(
         "podcreds",
-        bin,
-        &[
-            "run".into(),
-            format!("--admin-address={admin}"),
-            format!("--sts-endpoint={sts_url}"),
-            format!("--namespaces={ns}"),
-            format!("--concurrency={}", args.concurrency),
-            format!("--sts-qps={}", args.sts_qps),
-            format!("--sts-burst={}", args.sts_qps),
-            "--log-level=warn".into(),
-        ],
+        &program,
+        &command,
         &[(
             "KUBECONFIG".into(),
             plane.kubeconfig.to_string_lossy().into_owned(),
@@ -568,9 +600,10 @@ async fn scale(
     watch_task.abort();
     tokio::time::sleep(Duration::from_secs(5)).await;
     let (rss_steady_mib, hwm) = rss_mib(op.process.pid());
+    let (rss_steady_anonymous_mib, rss_steady_file_mib) = rss_split_mib(op.process.pid());
     let rss_peak_mib = peak.max(hwm);
     println!(
-        "    all Ready after {all_ready_seconds:.2}s; RSS steady {rss_steady_mib:.1} MiB, peak {rss_peak_mib:.1} MiB"
+        "    all Ready after {all_ready_seconds:.2}s; RSS steady {rss_steady_mib:.1} MiB ({rss_steady_anonymous_mib:.1} anonymous, {rss_steady_file_mib:.1} file), peak {rss_peak_mib:.1} MiB"
     );
 
     let rss_with_unrelated_secrets_mib =
@@ -638,6 +671,8 @@ async fn scale(
         time_to_ready: percentiles(samples),
         rss_peak_mib,
         rss_steady_mib,
+        rss_steady_anonymous_mib,
+        rss_steady_file_mib,
         rss_with_unrelated_secrets_mib,
         unrelated_secrets: if rss_with_unrelated_secrets_mib.is_some() {
             args.unrelated_secrets
