@@ -63,12 +63,13 @@ pub struct RunArgs {
     /// Burst allowed above --sts-qps.
     #[arg(long, env = "PODCREDS_STS_BURST", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=10000))]
     pub sts_burst: u32,
-    /// Client-side limit on Kubernetes requests per second made by reconciliations. The
-    /// apiserver protects itself with priority and fairness; this only stops a runaway loop.
-    #[arg(long, env = "PODCREDS_KUBE_QPS", default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..=10000))]
+    /// Client-side limit on Kubernetes requests per second made by reconciliations; 0 (the
+    /// default) sets none and leaves protecting the apiserver to its priority and fairness, as
+    /// SIG API Machinery recommends.
+    #[arg(long, env = "PODCREDS_KUBE_QPS", default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=100000))]
     pub kube_qps: u32,
-    /// Burst allowed above --kube-qps.
-    #[arg(long, env = "PODCREDS_KUBE_BURST", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=10000))]
+    /// Burst allowed above --kube-qps (at least --kube-qps).
+    #[arg(long, env = "PODCREDS_KUBE_BURST", default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=100000))]
     pub kube_burst: u32,
     /// Namespaces to watch (comma separated); all namespaces when empty.
     #[arg(long, env = "PODCREDS_NAMESPACES", value_delimiter = ',')]

@@ -48,7 +48,8 @@ pub struct Settings {
     /// Client-side STS rate limit (calls per second) and burst.
     pub sts_rate_per_second: u32,
     pub sts_burst: u32,
-    /// Client-side limit on the Kubernetes requests reconciliations make (per second) and burst.
+    /// Client-side limit on the Kubernetes requests reconciliations make (per second; 0 for
+    /// none) and burst.
     pub kube_rate_per_second: u32,
     pub kube_burst: u32,
     /// Name reported on Events (usually the pod name).
@@ -64,8 +65,8 @@ impl Default for Settings {
             namespaces: Vec::new(),
             sts_rate_per_second: 50,
             sts_burst: 100,
-            kube_rate_per_second: 500,
-            kube_burst: 1000,
+            kube_rate_per_second: 0,
+            kube_burst: 0,
             instance: None,
         }
     }
@@ -183,7 +184,8 @@ pub struct Shared {
     /// watch wakes exactly these instead of scanning every binding on every account event.
     waiting: Mutex<WaitingForAccounts>,
     limiter: DefaultDirectRateLimiter,
-    kube_limiter: DefaultDirectRateLimiter,
+    /// None unless a client-side Kubernetes limit was asked for.
+    kube_limiter: Option<DefaultDirectRateLimiter>,
     /// True while this replica may write (always, without leader election).
     leader: tokio::sync::watch::Receiver<bool>,
 }
@@ -215,10 +217,12 @@ impl Shared {
             sts,
             metrics,
             limiter: RateLimiter::direct(quota(settings.sts_rate_per_second, settings.sts_burst)),
-            kube_limiter: RateLimiter::direct(quota(
-                settings.kube_rate_per_second,
-                settings.kube_burst,
-            )),
+            kube_limiter: (settings.kube_rate_per_second > 0).then(|| {
+                RateLimiter::direct(quota(
+                    settings.kube_rate_per_second,
+                    settings.kube_burst.max(settings.kube_rate_per_second),
+                ))
+            }),
             failures: Mutex::new(HashMap::new()),
             recent: Mutex::new(HashMap::new()),
             status_writes: Mutex::new(HashMap::new()),
@@ -279,9 +283,12 @@ impl Shared {
         recent.insert(uid.to_string(), issued.clone());
     }
 
-    /// Waits for the Kubernetes client rate limit (watches are not counted: they are few).
+    /// Waits for the Kubernetes client rate limit, if one is set (watches are not counted:
+    /// they are few).
     async fn kube_request(&self) {
-        self.kube_limiter.until_ready().await;
+        if let Some(limiter) = &self.kube_limiter {
+            limiter.until_ready().await;
+        }
     }
 
     fn is_leader(&self) -> bool {
@@ -373,6 +380,7 @@ impl Context {
             .try_send((event, binding.object_ref(&())))
             .is_err()
         {
+            self.shared.metrics.events_dropped.inc();
             debug!(binding = %binding.name_any(), "Event queue full; dropping an Event");
         }
     }

@@ -44,6 +44,8 @@ pub struct Metrics {
     pub failures: Family<CategoryLabels, Counter>,
     pub sts_duration: Family<OutcomeLabels, Histogram>,
     pub token_duration: Histogram,
+    /// Events dropped because the publishing queue was full.
+    pub events_dropped: Counter,
 }
 
 impl Default for Metrics {
@@ -56,6 +58,7 @@ impl Default for Metrics {
                 Histogram::new(exponential_buckets(0.005, 2.0, 14))
             }),
             token_duration: Histogram::new(exponential_buckets(0.001, 2.0, 14)),
+            events_dropped: Counter::default(),
         }
     }
 }
@@ -92,6 +95,11 @@ impl Metrics {
             "podcreds_token_request_duration_seconds",
             "Latency of Kubernetes TokenRequest calls",
             self.token_duration.clone(),
+        );
+        registry.register(
+            "podcreds_events_dropped",
+            "Events dropped because too many were waiting to be published (status and metrics carry the same facts)",
+            self.events_dropped.clone(),
         );
         registry.register_collector(Box::new(BindingCollector { stores: bindings }));
     }
