@@ -308,6 +308,27 @@ pub struct Context {
     pub shared: Arc<Shared>,
     /// Metadata of the Secrets podcreds manages (label-selected, never their data).
     pub secrets: Store<PartialObjectMeta<Secret>>,
+    /// True once `secrets` holds the whole initial list (see [`tell_when_listed`]).
+    pub secrets_synced: tokio::sync::watch::Receiver<bool>,
+}
+
+/// Passes a reflector's events on and sets `listed` once the initial list is in its store.
+///
+/// A watch channel rather than `Store::wait_until_ready`: kube-runtime's readiness future wakes
+/// only the last of several tasks waiting on it, so reconciliations waiting there next to the
+/// readiness probe could sleep forever (seen after a restart with bindings already present).
+fn tell_when_listed<K, S>(
+    stream: S,
+    listed: tokio::sync::watch::Sender<bool>,
+) -> impl futures::Stream<Item = S::Item>
+where
+    S: futures::Stream<Item = Result<watcher::Event<K>, watcher::Error>>,
+{
+    stream.inspect(move |event| {
+        if let Ok(watcher::Event::InitDone) = event {
+            listed.send_replace(true);
+        }
+    })
 }
 
 fn truncate_to_second(t: Timestamp) -> Timestamp {
@@ -662,7 +683,13 @@ pub async fn reconcile(binding: Arc<AWSRoleBinding>, ctx: Arc<Context>) -> Resul
         return Ok(Action::await_change());
     }
     // Deciding from a Secret cache that is still filling would take every Secret for missing.
-    if ctx.secrets.wait_until_ready().await.is_err() {
+    if ctx
+        .secrets_synced
+        .clone()
+        .wait_for(|synced| *synced)
+        .await
+        .is_err()
+    {
         return Ok(Action::await_change());
     }
     let now = Timestamp::now();
@@ -1057,13 +1084,17 @@ pub async fn run(
         };
 
         let (secret_store, secret_writer) = reflector::store();
-        let secret_stream = reflector::reflector(
-            secret_writer,
-            watcher(secrets, watcher::Config::default().labels(MANAGED_SELECTOR))
-                .modify(|s: &mut PartialObjectMeta<Secret>| {
-                    secret::compact_for_cache(&mut s.metadata)
-                })
-                .backoff(WatchBackoff::default()),
+        let (secrets_listed, secrets_synced) = tokio::sync::watch::channel(false);
+        let secret_stream = tell_when_listed(
+            reflector::reflector(
+                secret_writer,
+                watcher(secrets, watcher::Config::default().labels(MANAGED_SELECTOR))
+                    .modify(|s: &mut PartialObjectMeta<Secret>| {
+                        secret::compact_for_cache(&mut s.metadata)
+                    })
+                    .backoff(WatchBackoff::default()),
+            ),
+            secrets_listed,
         )
         .touched_objects();
         let secret_stream = retried_quietly(secret_stream, "Secret");
@@ -1076,13 +1107,17 @@ pub async fn run(
         );
 
         let (binding_store, binding_writer) = reflector::store();
-        let binding_stream = reflector::reflector(
-            binding_writer,
-            watcher(bindings, watcher::Config::default())
-                // Nothing reads a binding's managed fields; at thousands of bindings they are
-                // a large share of the cache.
-                .modify(|b: &mut AWSRoleBinding| b.metadata.managed_fields = None)
-                .backoff(WatchBackoff::default()),
+        let (bindings_listed, bindings_synced) = tokio::sync::watch::channel(false);
+        let binding_stream = tell_when_listed(
+            reflector::reflector(
+                binding_writer,
+                watcher(bindings, watcher::Config::default())
+                    // Nothing reads a binding's managed fields; at thousands of bindings they
+                    // are a large share of the cache.
+                    .modify(|b: &mut AWSRoleBinding| b.metadata.managed_fields = None)
+                    .backoff(WatchBackoff::default()),
+            ),
+            bindings_listed,
         )
         .touched_objects();
         let binding_stream = retried_quietly(binding_stream, "AWSRoleBinding");
@@ -1108,11 +1143,12 @@ pub async fn run(
 
         let ctx = Arc::new(Context {
             shared: shared.clone(),
-            secrets: secret_store.clone(),
+            secrets: secret_store,
+            secrets_synced: secrets_synced.clone(),
         });
         waits.push(async move {
-            let _ = binding_store.wait_until_ready().await;
-            let _ = secret_store.wait_until_ready().await;
+            let _ = bindings_synced.clone().wait_for(|synced| *synced).await;
+            let _ = secrets_synced.clone().wait_for(|synced| *synced).await;
         });
         let scope_name = scope.clone().unwrap_or_else(|| "all namespaces".into());
         runs.push(async move {

@@ -238,12 +238,6 @@ struct Report {
 
 fn machine() -> Machine {
     let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
-    let kb: f64 = meminfo
-        .lines()
-        .find(|l| l.starts_with("MemTotal:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0);
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let cpu = cpuinfo
         .lines()
@@ -255,41 +249,36 @@ fn machine() -> Machine {
         cores: std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(1),
-        memory_gib: kb / 1048576.0,
+        memory_gib: proc_field_mib(&meminfo, "MemTotal:") / 1024.0,
         cpu,
     }
+}
+
+/// The value of a `Name:   123 kB` line of a /proc file, in MiB (0 when absent).
+fn proc_field_mib(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find(|l| l.starts_with(name))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse::<f64>().ok())
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(0.0)
 }
 
 /// (current RSS, peak RSS) of a process, in MiB.
 fn rss_mib(pid: u32) -> (f64, f64) {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse::<f64>().ok())
-            .map(|kb| kb / 1024.0)
-            .unwrap_or(0.0)
-    };
-    (field("VmRSS:"), field("VmHWM:"))
+    (
+        proc_field_mib(&status, "VmRSS:"),
+        proc_field_mib(&status, "VmHWM:"),
+    )
 }
 
 /// Resident memory of a process split into anonymous pages (heap, stacks) and file pages (the
 /// mapped binary and libraries), in MiB.
 fn rss_split_mib(pid: u32) -> (f64, f64) {
     let rollup = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap_or_default();
-    let field = |name: &str| {
-        rollup
-            .lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse::<f64>().ok())
-            .map(|kb| kb / 1024.0)
-            .unwrap_or(0.0)
-    };
-    let anonymous = field("Anonymous:");
-    (anonymous, field("Rss:") - anonymous)
+    let anonymous = proc_field_mib(&rollup, "Anonymous:");
+    (anonymous, proc_field_mib(&rollup, "Rss:") - anonymous)
 }
 
 /// User plus system CPU seconds a process has used.
