@@ -1179,3 +1179,37 @@ pub async fn run(
         runs.await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn every_waiter_learns_that_the_initial_list_is_complete() {
+        let (listed, synced) = tokio::sync::watch::channel(false);
+        let events: Vec<Result<watcher::Event<Secret>, watcher::Error>> = vec![
+            Ok(watcher::Event::Init),
+            Ok(watcher::Event::InitApply(Secret::default())),
+            Ok(watcher::Event::InitDone),
+        ];
+        // Several reconciliations wait at once, as after a restart next to existing bindings.
+        let waiters: Vec<_> = (0..3)
+            .map(|_| {
+                let mut synced = synced.clone();
+                tokio::spawn(async move { synced.wait_for(|s| *s).await.is_ok() })
+            })
+            .collect();
+        // Let every waiter start waiting before the list completes.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let mut stream = std::pin::pin!(tell_when_listed(futures::stream::iter(events), listed));
+        // Not complete before InitDone has passed.
+        stream.next().await;
+        stream.next().await;
+        assert!(!*synced.borrow());
+        stream.next().await;
+        for waiter in waiters {
+            let woken = tokio::time::timeout(Duration::from_secs(5), waiter).await;
+            assert!(matches!(woken, Ok(Ok(true))), "a waiter was not woken");
+        }
+    }
+}
