@@ -416,14 +416,11 @@ impl Context {
         let version = binding.metadata.resource_version.as_deref();
         let last_write = {
             let mut writes = self.shared.status_writes();
-            match writes.get(&uid) {
-                Some(w) if version == Some(w.based_on.as_str()) => Some(w.clone()),
-                Some(_) => {
-                    writes.remove(&uid);
-                    None
-                }
-                None => None,
+            // Once the cache shows another version, the record has done its job.
+            if writes.get(&uid).is_some_and(|w| !w.ahead_of(version)) {
+                writes.remove(&uid);
             }
+            writes.get(&uid).cloned()
         };
         let current = known_status(version, binding.status.as_ref(), last_write.as_ref());
         let status = build_status(current, binding.metadata.generation, outcome, now);
@@ -611,18 +608,13 @@ impl Context {
                 reason: crate::sts::bounded(&e.to_string(), 256),
             }
         })?;
-        match fresh {
-            Some(m) if secret::controller_of(&m.metadata).is_some_and(|o| o.uid == uid) => {
-                Ok(m.metadata.resource_version)
-            }
-            Some(m) => Err(RefreshError::Conflict {
+        match secret::observe(fresh.as_ref(), uid) {
+            ObservedSecret::Owned { .. } => Ok(fresh.and_then(|m| m.metadata.resource_version)),
+            ObservedSecret::Foreign { owner } => Err(RefreshError::Conflict {
                 name: spec.secret_name.clone(),
-                owner: match secret::observe(Some(&m), uid) {
-                    ObservedSecret::Foreign { owner } => owner,
-                    _ => None,
-                },
+                owner,
             }),
-            None => Err(RefreshError::WriteSecret {
+            ObservedSecret::Missing => Err(RefreshError::WriteSecret {
                 name: spec.secret_name.clone(),
                 reason: "the Secret was deleted while it was being refreshed; retrying".into(),
             }),

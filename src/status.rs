@@ -78,6 +78,13 @@ pub struct StatusWrite {
     pub status: AWSRoleBindingStatus,
 }
 
+impl StatusWrite {
+    /// Whether a cache showing the binding at `cached_version` has not seen this write yet.
+    pub fn ahead_of(&self, cached_version: Option<&str>) -> bool {
+        cached_version == Some(self.based_on.as_str())
+    }
+}
+
 /// The binding's status as the apiserver holds it, as far as this process knows. The cache lags
 /// behind our own writes: while it still shows the version the last write was computed from,
 /// that write is the current status (comparing with the cache would write the same status
@@ -88,7 +95,7 @@ pub fn known_status<'a>(
     last_write: Option<&'a StatusWrite>,
 ) -> Option<&'a AWSRoleBindingStatus> {
     match last_write {
-        Some(w) if cached_version == Some(w.based_on.as_str()) => Some(&w.status),
+        Some(w) if w.ahead_of(cached_version) => Some(&w.status),
         _ => cached,
     }
 }

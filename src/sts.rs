@@ -321,38 +321,18 @@ mod tests {
 
     #[test]
     fn error_codes_map_to_classes() {
-        assert_eq!(
-            StsErrorKind::from_code("AccessDenied"),
-            StsErrorKind::AccessDenied
-        );
-        assert_eq!(
-            StsErrorKind::from_code("IDPRejectedClaim"),
-            StsErrorKind::AccessDenied
-        );
-        assert_eq!(
-            StsErrorKind::from_code("InvalidIdentityToken"),
-            StsErrorKind::InvalidIdentityToken
-        );
-        assert_eq!(
-            StsErrorKind::from_code("ExpiredTokenException"),
-            StsErrorKind::InvalidIdentityToken
-        );
-        assert_eq!(
-            StsErrorKind::from_code("ValidationError"),
-            StsErrorKind::InvalidRequest
-        );
-        assert_eq!(
-            StsErrorKind::from_code("Throttling"),
-            StsErrorKind::Throttled
-        );
-        assert_eq!(
-            StsErrorKind::from_code("IDPCommunicationError"),
-            StsErrorKind::Unavailable
-        );
-        assert_eq!(
-            StsErrorKind::from_code("InternalFailure"),
-            StsErrorKind::Unavailable
-        );
+        for (code, kind) in [
+            ("AccessDenied", StsErrorKind::AccessDenied),
+            ("IDPRejectedClaim", StsErrorKind::AccessDenied),
+            ("InvalidIdentityToken", StsErrorKind::InvalidIdentityToken),
+            ("ExpiredTokenException", StsErrorKind::InvalidIdentityToken),
+            ("ValidationError", StsErrorKind::InvalidRequest),
+            ("Throttling", StsErrorKind::Throttled),
+            ("IDPCommunicationError", StsErrorKind::Unavailable),
+            ("InternalFailure", StsErrorKind::Unavailable),
+        ] {
+            assert_eq!(StsErrorKind::from_code(code), kind, "{code}");
+        }
         assert_eq!(StsErrorKind::Throttled.retry_class(), RetryClass::Transient);
         assert_eq!(
             StsErrorKind::AccessDenied.retry_class(),

@@ -38,6 +38,30 @@ async fn helm(env: &Env, args: &[&str]) -> anyhow::Result<(bool, String, String)
     ))
 }
 
+/// A release of the chart in a new namespace `<prefix>-…`, named `<release_prefix>-<suffix>`:
+/// returns (namespace, release, helm's stdout). Fails when helm does.
+async fn helm_install(
+    env: &Env,
+    prefix: &str,
+    release_prefix: &str,
+    extra: &[&str],
+) -> anyhow::Result<(String, String, String)> {
+    let release_ns = env.namespace(prefix).await?;
+    let release = format!("{release_prefix}-{}", &release_ns[release_ns.len() - 5..]);
+    let chart = chart_dir();
+    let mut args = vec![
+        "install",
+        &release,
+        chart.to_str().context("path")?,
+        "--namespace",
+        &release_ns,
+    ];
+    args.extend_from_slice(extra);
+    let (ok, stdout, stderr) = helm(env, &args).await?;
+    ensure!(ok, "helm install failed:\n{stdout}\n{stderr}");
+    Ok((release_ns, release, stdout))
+}
+
 /// `helm template` with `--set` values, parsed into documents.
 async fn render(env: &Env, sets: &[&str]) -> anyhow::Result<Vec<serde_json::Value>> {
     let chart = chart_dir();
@@ -329,22 +353,8 @@ fn forbidden<T>(result: Result<T, kube::Error>) -> bool {
 }
 
 pub async fn chart_installs_with_sufficient_and_minimal_rbac(env: &Env) -> anyhow::Result<()> {
-    let release_ns = env.namespace("podcreds-system").await?;
-    let release = format!("pc-{}", &release_ns[release_ns.len() - 5..]);
-    let chart = chart_dir();
-    let (ok, stdout, stderr) = helm(
-        env,
-        &[
-            "install",
-            &release,
-            chart.to_str().context("path")?,
-            "--namespace",
-            &release_ns,
-            "--wait=false",
-        ],
-    )
-    .await?;
-    ensure!(ok, "helm install failed:\n{stdout}\n{stderr}");
+    let (release_ns, release, stdout) =
+        helm_install(env, "podcreds-system", "pc", &["--wait=false"]).await?;
     ensure!(
         stdout.contains("AWSRoleBinding"),
         "NOTES.txt not shown:\n{stdout}"
@@ -354,9 +364,7 @@ pub async fn chart_installs_with_sufficient_and_minimal_rbac(env: &Env) -> anyho
     // The chart names its objects <release>-podcreds.
     let token = service_account_token(env, &release_ns, &format!("{release}-podcreds")).await?;
     let kubeconfig = env.plane.token_kubeconfig(&release, &token)?;
-    let ns = env.namespace("chartrbac").await?;
-    env.service_account(&ns, "app").await?;
-    let role = env.role(&format!("{ns}-r"), &ns, "app", None);
+    let (ns, role) = env.app_namespace("chartrbac", None).await?;
     let _op =
         Operator::start_with_kubeconfig(env, &kubeconfig, &[&ns], &env.emulator.url(), &[]).await?;
     env.create_ready(
@@ -436,18 +444,12 @@ pub async fn chart_installs_with_sufficient_and_minimal_rbac(env: &Env) -> anyho
 }
 
 pub async fn admission_policy_stops_the_confused_deputy(env: &Env) -> anyhow::Result<()> {
-    let release_ns = env.namespace("podcreds-vap").await?;
-    let release = format!("vap-{}", &release_ns[release_ns.len() - 5..]);
-    let chart = chart_dir();
     // Only the policy matters here: no ServiceAccount, RBAC or Deployment of a second operator.
-    let (ok, _, stderr) = helm(
+    let (release_ns, release, _) = helm_install(
         env,
+        "podcreds-vap",
+        "vap",
         &[
-            "install",
-            &release,
-            chart.to_str().context("path")?,
-            "--namespace",
-            &release_ns,
             "--set",
             "rbac.create=false",
             "--set",
@@ -457,7 +459,6 @@ pub async fn admission_policy_stops_the_confused_deputy(env: &Env) -> anyhow::Re
         ],
     )
     .await?;
-    ensure!(ok, "helm install failed: {stderr}");
     let result = confused_deputy_checks(env).await;
     let (ok, _, stderr) = helm(env, &["uninstall", &release, "--namespace", &release_ns]).await?;
     ensure!(ok, "helm uninstall failed: {stderr}");

@@ -261,6 +261,14 @@ pub async fn trust_policy_rejection_writes_nothing(env: &Env) -> anyhow::Result<
 pub async fn invalid_specs_are_rejected_by_the_apiserver(env: &Env) -> anyhow::Result<()> {
     let ns = env.namespace("invalid").await?;
     let role = "arn:aws:iam::123456789012:role/ok";
+    // A valid spec plus the one field under test.
+    let valid = |field: serde_json::Value| {
+        let mut spec = json!({"serviceAccountName": "a", "roleArn": role});
+        if let (Some(spec), Some(field)) = (spec.as_object_mut(), field.as_object()) {
+            spec.extend(field.clone());
+        }
+        spec
+    };
     let cases: Vec<(&str, serde_json::Value, &str)> = vec![
         (
             "no-sa",
@@ -289,82 +297,82 @@ pub async fn invalid_specs_are_rejected_by_the_apiserver(env: &Env) -> anyhow::R
         ),
         (
             "short",
-            json!({"serviceAccountName": "a", "roleArn": role, "durationSeconds": 60}),
+            valid(json!({"durationSeconds": 60})),
             "spec.durationSeconds",
         ),
         (
             "long",
-            json!({"serviceAccountName": "a", "roleArn": role, "durationSeconds": 50000}),
+            valid(json!({"durationSeconds": 50000})),
             "spec.durationSeconds",
         ),
         (
             "renew-bad",
-            json!({"serviceAccountName": "a", "roleArn": role, "renewBefore": "soon"}),
+            valid(json!({"renewBefore": "soon"})),
             "spec.renewBefore",
         ),
         (
             "renew-long",
-            json!({"serviceAccountName": "a", "roleArn": role, "durationSeconds": 900, "renewBefore": "1h"}),
+            valid(json!({"durationSeconds": 900, "renewBefore": "1h"})),
             "renewBefore must be shorter than durationSeconds",
         ),
         (
             "renew-tiny",
-            json!({"serviceAccountName": "a", "roleArn": role, "renewBefore": "10s"}),
+            valid(json!({"renewBefore": "10s"})),
             "renewBefore must be at least 60s",
         ),
         (
             "session",
-            json!({"serviceAccountName": "a", "roleArn": role, "sessionName": "has space"}),
+            valid(json!({"sessionName": "has space"})),
             "spec.sessionName",
         ),
         (
             "session-long",
-            json!({"serviceAccountName": "a", "roleArn": role, "sessionName": "x".repeat(65)}),
+            valid(json!({"sessionName": "x".repeat(65)})),
             "spec.sessionName",
         ),
         (
             "policy",
-            json!({"serviceAccountName": "a", "roleArn": role, "sessionPolicy": "[1]"}),
+            valid(json!({"sessionPolicy": "[1]"})),
             "sessionPolicy must be a JSON object",
         ),
         (
             "policy-big",
-            json!({"serviceAccountName": "a", "roleArn": role, "sessionPolicy": format!("{{\"a\":\"{}\"}}", "x".repeat(2100))}),
+            valid(json!({"sessionPolicy": format!("{{\"a\":\"{}\"}}", "x".repeat(2100))})),
             "spec.sessionPolicy",
         ),
         (
             "arns",
-            json!({"serviceAccountName": "a", "roleArn": role, "policyArns": vec!["arn:aws:iam::aws:policy/P"; 11]}),
+            valid(json!({"policyArns": vec!["arn:aws:iam::aws:policy/P"; 11]})),
             "spec.policyArns",
         ),
         (
             "arn-kind",
-            json!({"serviceAccountName": "a", "roleArn": role, "policyArns": ["arn:aws:iam::aws:role/P"]}),
+            valid(json!({"policyArns": ["arn:aws:iam::aws:role/P"]})),
             "every policyArns entry must be an IAM policy ARN",
         ),
         (
             "endpoint",
-            json!({"serviceAccountName": "a", "roleArn": role, "sts": {"endpoint": "ftp://x"}}),
+            valid(json!({"sts": {"endpoint": "ftp://x"}})),
             "endpoint must be an http(s) URL",
         ),
         (
             "region",
-            json!({"serviceAccountName": "a", "roleArn": role, "sts": {"region": "Mars"}}),
+            valid(json!({"sts": {"region": "Mars"}})),
             "spec.sts.region",
         ),
         (
             "mount",
-            json!({"serviceAccountName": "a", "roleArn": role, "mountPath": "/x;rm -rf /"}),
+            valid(json!({"mountPath": "/x;rm -rf /"})),
             "spec.mountPath",
         ),
         (
             "mount-dots",
-            json!({"serviceAccountName": "a", "roleArn": role, "mountPath": "/a/../b"}),
+            valid(json!({"mountPath": "/a/../b"})),
             "mountPath must not contain '..'",
         ),
         (
             "secret",
-            json!({"serviceAccountName": "a", "roleArn": role, "secretName": "UPPER"}),
+            valid(json!({"secretName": "UPPER"})),
             "spec.secretName",
         ),
         (
@@ -439,9 +447,7 @@ pub async fn deleted_secret_is_recreated_and_edited_secret_restored(
 }
 
 pub async fn foreign_secret_is_never_touched(env: &Env) -> anyhow::Result<()> {
-    let ns = env.namespace("conflict").await?;
-    env.service_account(&ns, "app").await?;
-    let role = env.role(&format!("{ns}-r"), &ns, "app", None);
+    let (ns, role) = env.app_namespace("conflict", None).await?;
     let mine = Secret {
         metadata: ObjectMeta {
             name: Some("taken".into()),

@@ -244,9 +244,7 @@ pub async fn garbage_from_sts_is_survived(env: &Env) -> anyhow::Result<()> {
 }
 
 pub async fn leader_election_fails_over_without_duplicate_calls(env: &Env) -> anyhow::Result<()> {
-    let ns = env.namespace("leader").await?;
-    env.service_account(&ns, "app").await?;
-    let role = env.role(&format!("{ns}-r"), &ns, "app", None);
+    let (ns, role) = env.app_namespace("leader", None).await?;
     let election = [
         "--leader-election".to_string(),
         format!("--leader-election-namespace={ns}"),
@@ -316,9 +314,7 @@ pub async fn leader_election_fails_over_without_duplicate_calls(env: &Env) -> an
 }
 
 pub async fn sigkill_during_a_burst_loses_nothing(env: &Env) -> anyhow::Result<()> {
-    let ns = env.namespace("sigkill").await?;
-    env.service_account(&ns, "app").await?;
-    let role = env.role(&format!("{ns}-r"), &ns, "app", None);
+    let (ns, role) = env.app_namespace("sigkill", None).await?;
     let mut op = Operator::start(
         env,
         &[&ns],
@@ -377,33 +373,18 @@ pub async fn sigkill_during_a_burst_loses_nothing(env: &Env) -> anyhow::Result<(
 pub async fn apiserver_restart_is_survived(_shared: &Env) -> anyhow::Result<()> {
     // Its own control plane: restarting the shared one would disturb every other test.
     let mut private = crate::support::Env::start().await?;
-    let ns = private.namespace("apirestart").await?;
-    private.service_account(&ns, "app").await?;
-    let role = private.role(&format!("{ns}-r"), &ns, "app", Some(20));
+    let (ns, role) = private.app_namespace("apirestart", Some(20)).await?;
     let op = Operator::start(&private, &[&ns], &private.emulator.url(), &[]).await?;
+    let spec = json!({"serviceAccountName": "app", "roleArn": role});
     private
-        .create_binding(
-            &ns,
-            "b",
-            json!({"serviceAccountName": "app", "roleArn": role}),
-        )
-        .await?;
-    private
-        .wait_ready(&ns, "b", "True", Duration::from_secs(60))
+        .create_ready(&ns, "b", spec.clone(), Duration::from_secs(60))
         .await?;
     let steps = async {
         private.plane.restart_apiserver().await?;
         private.client = private.plane.client().await?;
         // Watches broke; the operator must notice a new binding and keep refreshing the old one.
         private
-            .create_binding(
-                &ns,
-                "c",
-                json!({"serviceAccountName": "app", "roleArn": role}),
-            )
-            .await?;
-        private
-            .wait_ready(&ns, "c", "True", Duration::from_secs(60))
+            .create_ready(&ns, "c", spec.clone(), Duration::from_secs(60))
             .await?;
         let first: jiff::Timestamp = private.secret_data(&ns, "b").await?["expiration"].parse()?;
         let refreshed = wait_for(Duration::from_secs(40), || async {

@@ -46,14 +46,13 @@ pub async fn core_flow_against_moto(env: &Env) -> anyhow::Result<()> {
     env.service_account(&ns, "app").await?;
     let _op = Operator::start(env, &[&ns], &moto_url, &[]).await?;
     let role = format!("arn:aws:iam::{}:role/moto-role", crate::support::ACCOUNT);
-    env.create_binding(
-        &ns,
-        "moto",
-        json!({"serviceAccountName": "app", "roleArn": role, "durationSeconds": 900}),
-    )
-    .await?;
     let binding = env
-        .wait_ready(&ns, "moto", "True", Duration::from_secs(60))
+        .create_ready(
+            &ns,
+            "moto",
+            json!({"serviceAccountName": "app", "roleArn": role, "durationSeconds": 900}),
+            Duration::from_secs(60),
+        )
         .await?;
     let status = binding.status.context("status")?;
     let assumed = status.assumed_role_arn.context("assumedRoleArn")?;

@@ -65,16 +65,26 @@ impl Env {
         arn
     }
 
-    /// The common start of a test: a namespace, ServiceAccount `app`, a role trusting it and an
-    /// operator watching the namespace. Returns (namespace, role ARN, operator).
+    /// A namespace with ServiceAccount `app` and a role trusting it: (namespace, role ARN).
+    pub async fn app_namespace(
+        &self,
+        prefix: &str,
+        max_session_seconds: Option<u64>,
+    ) -> anyhow::Result<(String, String)> {
+        let ns = self.namespace(prefix).await?;
+        self.service_account(&ns, "app").await?;
+        let role = self.role(&format!("{ns}-r"), &ns, "app", max_session_seconds);
+        Ok((ns, role))
+    }
+
+    /// The common start of a test: [`Env::app_namespace`] and an operator watching the
+    /// namespace. Returns (namespace, role ARN, operator).
     pub async fn scenario(
         &self,
         prefix: &str,
         max_session_seconds: Option<u64>,
     ) -> anyhow::Result<(String, String, Operator)> {
-        let ns = self.namespace(prefix).await?;
-        self.service_account(&ns, "app").await?;
-        let role = self.role(&format!("{ns}-r"), &ns, "app", max_session_seconds);
+        let (ns, role) = self.app_namespace(prefix, max_session_seconds).await?;
         let operator = Operator::start(self, &[&ns], &self.emulator.url(), &[]).await?;
         Ok((ns, role, operator))
     }

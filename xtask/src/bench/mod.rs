@@ -310,8 +310,21 @@ async fn create_namespace(client: &kube::Client, name: &str) -> anyhow::Result<(
     Ok(())
 }
 
-async fn create_service_account(client: &kube::Client, ns: &str, name: &str) -> anyhow::Result<()> {
-    Ok(podcreds_testenv::create_service_account(client, ns, name).await?)
+/// Creates ServiceAccounts `sa-0..sa-<n>` in `ns`, `concurrency` at a time.
+async fn create_service_accounts(
+    client: &kube::Client,
+    ns: &str,
+    n: usize,
+    concurrency: usize,
+) -> anyhow::Result<()> {
+    futures::stream::iter(0..n)
+        .map(|i| async move {
+            podcreds_testenv::create_service_account(client, ns, &format!("sa-{i}")).await
+        })
+        .buffer_unordered(concurrency)
+        .try_collect::<Vec<_>>()
+        .await?;
+    Ok(())
 }
 
 const ROLE: &str = "arn:aws:iam::123456789012:role/bench";
@@ -337,14 +350,7 @@ async fn floor(
     let concurrency = args.concurrency;
     let ns = format!("floor-{n}-{run}");
     create_namespace(client, &ns).await?;
-    futures::stream::iter(0..n)
-        .map(|i| {
-            let ns = ns.clone();
-            async move { create_service_account(client, &ns, &format!("sa-{i}")).await }
-        })
-        .buffer_unordered(concurrency)
-        .try_collect::<Vec<_>>()
-        .await?;
+    create_service_accounts(client, &ns, n, concurrency).await?;
     let sts = AwsStsClient::new(StsTimeouts::default()).await;
     let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), &ns);
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
@@ -556,14 +562,7 @@ async fn scale(
     // The ServiceAccounts exist before the clock starts, as they do for the floor: both sides
     // then time the same work for the same N accounts.
     println!("  N={n}: creating {n} ServiceAccounts (not timed, as for the floor)");
-    futures::stream::iter(0..n)
-        .map(|i| {
-            let (client, ns) = (&client, &ns);
-            async move { create_service_account(client, ns, &format!("sa-{i}")).await }
-        })
-        .buffer_unordered(args.concurrency)
-        .try_collect::<Vec<_>>()
-        .await?;
+    create_service_accounts(&client, &ns, n, args.concurrency).await?;
     let (ready, watch_task) = watch_ready(client.clone(), &ns);
     println!("  N={n}: creating {n} bindings");
     let created: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
@@ -729,7 +728,7 @@ async fn steady(
     let op = start_operator(plane, bin, &emulator.url(), ns, args).await?;
     let bindings: Api<AWSRoleBinding> = Api::namespaced(client.clone(), ns);
     for i in 0..args.steady_bindings {
-        create_service_account(&client, ns, &format!("sa-{i}")).await?;
+        podcreds_testenv::create_service_account(&client, ns, &format!("sa-{i}")).await?;
         let mut b = binding(&format!("b{i}"), &format!("sa-{i}"))?;
         b.spec.role_arn = role.into();
         bindings.create(&PostParams::default(), &b).await?;
