@@ -443,12 +443,18 @@ pub async fn chart_installs_with_sufficient_and_minimal_rbac(env: &Env) -> anyho
     Ok(())
 }
 
-pub async fn admission_policy_stops_the_confused_deputy(env: &Env) -> anyhow::Result<()> {
+/// Runs `checks` while a release that installs only the chart's admission policy exists, and
+/// uninstalls it afterwards whatever `checks` returned.
+async fn with_admission_policy<'a, F, Fut>(env: &'a Env, release_prefix: &str, checks: F) -> anyhow::Result<()>
+where
+    F: FnOnce(&'a Env) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
     // Only the policy matters here: no ServiceAccount, RBAC or Deployment of a second operator.
     let (release_ns, release, _) = helm_install(
         env,
         "podcreds-vap",
-        "vap",
+        release_prefix,
         &[
             "--set",
             "rbac.create=false",
@@ -459,10 +465,18 @@ pub async fn admission_policy_stops_the_confused_deputy(env: &Env) -> anyhow::Re
         ],
     )
     .await?;
-    let result = confused_deputy_checks(env).await;
+    let result = checks(env).await;
     let (ok, _, stderr) = helm(env, &["uninstall", &release, "--namespace", &release_ns]).await?;
     ensure!(ok, "helm uninstall failed: {stderr}");
     result
+}
+
+pub async fn admission_policy_stops_the_confused_deputy(env: &Env) -> anyhow::Result<()> {
+    with_admission_policy(env, "vap", confused_deputy_checks).await
+}
+
+pub async fn admission_policy_checks_every_spec_update(env: &Env) -> anyhow::Result<()> {
+    with_admission_policy(env, "vapupd", spec_update_checks).await
 }
 
 /// The admission refusal `api` gets for creating `binding`, waiting (up to 20 s) for the policy
@@ -565,4 +579,156 @@ async fn confused_deputy_checks(env: &Env) -> anyhow::Result<()> {
         bail!("a refused binding exists");
     }
     Ok(())
+}
+
+/// The update hole: a user who may patch bindings but may not create tokens for their
+/// ServiceAccount must not be able to redirect, widen or lengthen the credentials issued for it.
+async fn spec_update_checks(env: &Env) -> anyhow::Result<()> {
+    let ns = env.namespace("update").await?;
+    env.service_account(&ns, "payments").await?;
+    let role = env.role(&format!("{ns}-payments"), &ns, "payments", None);
+    grant(
+        env,
+        &ns,
+        "mallory",
+        vec![
+            rule(
+                &["podcreds.dev"],
+                &["awsrolebindings"],
+                &["get", "list", "update", "patch"],
+            ),
+            PolicyRule {
+                resource_names: Some(vec!["loot".into()]),
+                ..rule(&[""], &["secrets"], &["get"])
+            },
+        ],
+    )
+    .await?;
+    grant(
+        env,
+        &ns,
+        "trent",
+        vec![
+            rule(
+                &["podcreds.dev"],
+                &["awsrolebindings"],
+                &["get", "list", "create", "update", "patch"],
+            ),
+            rule(&[""], &["serviceaccounts/token"], &["create"]),
+        ],
+    )
+    .await?;
+    let as_user = |user: &'static str| {
+        let path = env.plane.user_kubeconfig(user, &[]);
+        async move { podcreds_testenv::client_from_kubeconfig(&path?).await }
+    };
+    let mallory: Api<podcreds::api::AWSRoleBinding> =
+        Api::namespaced(as_user("mallory").await?, &ns);
+    let trent: Api<podcreds::api::AWSRoleBinding> = Api::namespaced(as_user("trent").await?, &ns);
+    let scoped = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:GetObject","Resource":"arn:aws:s3:::payments/*"}]}"#;
+    let spec = json!({
+        "serviceAccountName": "payments",
+        "roleArn": role,
+        "secretName": "payments-aws",
+        "sessionPolicy": scoped,
+    });
+    let binding: podcreds::api::AWSRoleBinding = serde_json::from_value(json!({
+        "apiVersion": "podcreds.dev/v1alpha1",
+        "kind": "AWSRoleBinding",
+        "metadata": {"name": "payments"},
+        "spec": spec,
+    }))?;
+
+    // Wait until the policy is active (a create by a user without token rights is refused),
+    // then trent binds.
+    grant(
+        env,
+        &ns,
+        "probe",
+        vec![rule(&["podcreds.dev"], &["awsrolebindings"], &["create"])],
+    )
+    .await?;
+    let probe: Api<podcreds::api::AWSRoleBinding> = Api::namespaced(as_user("probe").await?, &ns);
+    refusal_of(env, &ns, &probe, binding_named(&binding, "probe"))
+        .await
+        .context("the admission policy never became active")?;
+    let _operator = Operator::start(env, &[&ns], &env.emulator.url(), &[]).await?;
+    trent.create(&PostParams::default(), &binding).await?;
+    env.wait_ready(&ns, "payments", "True", Duration::from_secs(60))
+        .await?;
+
+    // Every spec change by mallory is refused with the reason; none reaches the binding.
+    let attacks = [
+        (
+            "secretName to a Secret she can read, without the session policy",
+            json!({"spec": {"secretName": "loot", "sessionPolicy": null}}),
+        ),
+        ("secretName alone", json!({"spec": {"secretName": "loot"}})),
+        ("dropping the session policy", json!({"spec": {"sessionPolicy": null}})),
+        (
+            "another role",
+            json!({"spec": {"roleArn": "arn:aws:iam::123456789012:role/payments-admin"}}),
+        ),
+        ("a longer session", json!({"spec": {"durationSeconds": 43200}})),
+        ("another session name", json!({"spec": {"sessionName": "prod.payments"}})),
+        ("another audience", json!({"spec": {"audience": "other.example"}})),
+        (
+            "another endpoint",
+            json!({"spec": {"sts": {"endpoint": "https://sts.attacker.example"}}}),
+        ),
+    ];
+    for (what, patch) in &attacks {
+        match mallory
+            .patch("payments", &PatchParams::default(), &Patch::Merge(patch))
+            .await
+        {
+            Err(kube::Error::Api(s)) if s.code == 403 || s.code == 422 => ensure!(
+                s.message.contains("may not change the binding of that ServiceAccount"),
+                "unclear refusal of {what}: {}",
+                s.message
+            ),
+            other => bail!("mallory's update ({what}) was not refused: {other:?}"),
+        }
+    }
+    let after = env.bindings(&ns).get("payments").await?;
+    ensure!(
+        after.spec == binding.spec,
+        "the binding's spec changed: {:?}",
+        after.spec
+    );
+
+    // An update that leaves the spec alone stays admitted (labels, annotations).
+    let label = json!({"metadata": {"labels": {"team": "payments"}}});
+    mallory
+        .patch("payments", &PatchParams::default(), &Patch::Merge(&label))
+        .await
+        .context("a metadata-only update by mallory was refused")?;
+
+    // Someone who may act as the ServiceAccount may still change the spec.
+    let longer = json!({"spec": {"durationSeconds": 7200}});
+    trent
+        .patch("payments", &PatchParams::default(), &Patch::Merge(&longer))
+        .await
+        .context("trent's spec change was refused")?;
+
+    // No credentials ever reached the Secret mallory can read.
+    ensure!(
+        env.secrets(&ns).get_opt("loot").await?.is_none(),
+        "Secret loot was written"
+    );
+    ensure!(
+        env.secrets(&ns).get_opt("payments-aws").await?.is_some(),
+        "the binding's own Secret is gone"
+    );
+    Ok(())
+}
+
+/// `binding` under another name.
+fn binding_named(
+    binding: &podcreds::api::AWSRoleBinding,
+    name: &str,
+) -> podcreds::api::AWSRoleBinding {
+    let mut renamed = binding.clone();
+    renamed.metadata.name = Some(name.into());
+    renamed
 }
