@@ -187,13 +187,3 @@ pub struct AWSRoleBindingStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
 }
-
-impl AWSRoleBinding {
-    /// Name of the Secret this binding writes.
-    pub fn secret_name(&self) -> String {
-        self.spec
-            .secret_name
-            .clone()
-            .unwrap_or_else(|| self.metadata.name.clone().unwrap_or_default())
-    }
-}

@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-use crate::controller::Settings;
+use crate::settings::Settings;
 use crate::spec::StsPolicy;
 
 #[derive(Parser, Debug)]

@@ -1,24 +1,30 @@
 //! podcreds: an operator that binds Kubernetes ServiceAccounts to AWS IAM roles and keeps
 //! short-lived credentials fresh in Secrets.
 //!
-//! The reconciler is a pipeline: fetch -> validate ([`spec`]) -> plan ([`plan`]) -> build
-//! ([`secret`], [`status`]) -> apply ([`controller`]). Everything but the edges
-//! ([`controller`], [`token`], [`sts`], [`admin`]) is pure and unit-tested.
+//! The reconciler is a pipeline (see [`controller`]): validate ([`spec`]) -> observe -> decide
+//! ([`plan`]) -> act (a credential [`flow`], then [`secret`] rendered and written) -> report
+//! ([`status`], Events, metrics). Everything but the edges ([`controller`], [`flow`], [`sts`],
+//! [`admin`], [`operator`]) is pure and unit-tested; docs/design.md maps every file.
 #![forbid(unsafe_code)]
 
 pub mod admin;
 pub mod api;
 pub mod cli;
 pub mod controller;
+pub mod flow;
 pub mod metrics;
 pub mod operator;
 pub mod patterns;
 pub mod plan;
+pub mod retry;
 pub mod secret;
+pub mod settings;
 pub mod spec;
 pub mod status;
 pub mod sts;
-pub mod token;
+pub mod text;
+pub mod throttle;
+pub mod time;
 
 use kube::CustomResourceExt;
 

@@ -44,6 +44,7 @@ pub struct Metrics {
     pub failures: Family<CategoryLabels, Counter>,
     pub sts_duration: Family<OutcomeLabels, Histogram>,
     pub token_duration: Histogram,
+    pub reconcile_duration: Family<ResultLabels, Histogram>,
     /// Events dropped because the publishing queue was full.
     pub events_dropped: Counter,
 }
@@ -58,6 +59,9 @@ impl Default for Metrics {
                 Histogram::new(exponential_buckets(0.005, 2.0, 14))
             }),
             token_duration: Histogram::new(exponential_buckets(0.001, 2.0, 14)),
+            reconcile_duration: Family::new_with_constructor(|| {
+                Histogram::new(exponential_buckets(0.001, 2.0, 16))
+            }),
             events_dropped: Counter::default(),
         }
     }
@@ -97,6 +101,11 @@ impl Metrics {
             self.token_duration.clone(),
         );
         registry.register(
+            "podcreds_reconcile_duration_seconds",
+            "Duration of one reconciliation of an AWSRoleBinding, by result",
+            self.reconcile_duration.clone(),
+        );
+        registry.register(
             "podcreds_events_dropped",
             "Events dropped because too many were waiting to be published (status and metrics carry the same facts)",
             self.events_dropped.clone(),
@@ -108,6 +117,14 @@ impl Metrics {
         self.sts_duration
             .get_or_create(&OutcomeLabels {
                 outcome: outcome.to_string(),
+            })
+            .observe(elapsed.as_secs_f64());
+    }
+
+    pub fn observe_reconcile(&self, result: &str, elapsed: Duration) {
+        self.reconcile_duration
+            .get_or_create(&ResultLabels {
+                result: result.to_string(),
             })
             .observe(elapsed.as_secs_f64());
     }

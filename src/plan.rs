@@ -1,36 +1,14 @@
-//! Plan step (pure): what to do with a binding, given what the Secret says about the credentials
-//! it holds and the clock. No I/O here; everything is unit-tested without a cluster.
+//! Decide step (pure): what to do with a binding, given what the Secret says about the
+//! credentials it holds, what this process remembers and the clock; when to come back; whether
+//! to tell anyone. No I/O here; everything is unit-tested without a cluster, so the controller
+//! only executes these verdicts.
 
 use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
 
-/// What the operator knows about credentials already in the Secret, read from its annotations.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct IssuedMeta {
-    pub issued_at: Timestamp,
-    pub expiration: Timestamp,
-    pub renewal_time: Timestamp,
-    /// [`crate::spec::ResolvedSpec::fingerprint`] of the spec the credentials were issued for.
-    pub fingerprint: String,
-    pub assumed_role_arn: Option<String>,
-}
-
-/// The binding's Secret as observed (metadata only).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum ObservedSecret {
-    /// No Secret of that name exists.
-    Missing,
-    /// A Secret of that name exists and this binding is not its controller: never touch it.
-    Foreign { owner: Option<String> },
-    /// The binding's own Secret.
-    Owned {
-        /// `None` when the annotations are missing or unreadable.
-        issued: Option<IssuedMeta>,
-        /// False when someone else changed or removed keys podcreds writes.
-        intact: bool,
-    },
-}
+use crate::retry::{self, RetryClass};
+use crate::secret::{IssuedMeta, ObservedSecret};
 
 /// Why fresh credentials are needed now.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -59,37 +37,49 @@ impl RefreshReason {
 /// The planner's verdict.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Decision {
-    Refresh(RefreshReason),
+    /// Issue new credentials now. `still_valid` holds the Secret's current credentials while
+    /// they are good for this spec: a failed refresh then leaves them in place and the binding
+    /// stays Ready.
+    Refresh {
+        reason: RefreshReason,
+        still_valid: Option<IssuedMeta>,
+    },
     /// Credentials are good; come back at `issued.renewal_time`.
     Wait(IssuedMeta),
     /// The Secret name is taken by something this binding does not control.
-    Conflict {
-        owner: Option<String>,
-    },
+    Conflict { owner: Option<String> },
+}
+
+fn refresh(reason: RefreshReason) -> Decision {
+    Decision::Refresh {
+        reason,
+        still_valid: None,
+    }
 }
 
 /// Decides what to do with a binding whose resolved spec has fingerprint `fingerprint`.
 pub fn plan(fingerprint: &str, observed: &ObservedSecret, now: Timestamp) -> Decision {
     match observed {
-        ObservedSecret::Missing => Decision::Refresh(RefreshReason::SecretMissing),
+        ObservedSecret::Missing => refresh(RefreshReason::SecretMissing),
         ObservedSecret::Foreign { owner } => Decision::Conflict {
             owner: owner.clone(),
         },
-        ObservedSecret::Owned { issued: None, .. } => {
-            Decision::Refresh(RefreshReason::AnnotationsUnreadable)
-        }
+        ObservedSecret::Owned { issued: None, .. } => refresh(RefreshReason::AnnotationsUnreadable),
         ObservedSecret::Owned {
             issued: Some(issued),
             intact,
         } => {
             if issued.fingerprint != fingerprint {
-                Decision::Refresh(RefreshReason::SpecChanged)
+                refresh(RefreshReason::SpecChanged)
             } else if now >= issued.expiration {
-                Decision::Refresh(RefreshReason::Expired)
+                refresh(RefreshReason::Expired)
             } else if !intact {
-                Decision::Refresh(RefreshReason::SecretModified)
+                refresh(RefreshReason::SecretModified)
             } else if now >= issued.renewal_time {
-                Decision::Refresh(RefreshReason::RenewalDue)
+                Decision::Refresh {
+                    reason: RefreshReason::RenewalDue,
+                    still_valid: Some(issued.clone()),
+                }
             } else {
                 Decision::Wait(issued.clone())
             }
@@ -172,49 +162,78 @@ pub fn jitter_from(seed: &str) -> f64 {
     (u64::from_be_bytes(bytes) >> 11) as f64 / (1u64 << 53) as f64
 }
 
-/// How failures are retried.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum RetryClass {
-    /// Apiserver errors, throttling, STS 5xx, timeouts: retry soon with exponential backoff.
-    Transient,
-    /// Rejected by something outside the cluster (trust policy, IAM): retry slowly, as it may be
-    /// fixed without any change to the binding.
-    External,
-    /// The binding itself is wrong: wait for it (or the watched ServiceAccount) to change.
-    Permanent,
+/// Whether a miss in the Secret cache can be believed. The cache (synced before any decision)
+/// holds every Secret podcreds manages, so a miss usually means "missing" and the Secret is
+/// created without asking first (a create that finds the name taken looks closer). The
+/// apiserver is asked only where a miss is likely wrong or costly: right after this process
+/// wrote the binding's Secret (the cache may not show it yet), and while the binding reports a
+/// conflict (so STS is not called again for a Secret it may not write).
+pub fn trust_cache_miss(wrote_recently: bool, reports_conflict: bool) -> bool {
+    !wrote_recently && !reports_conflict
 }
 
-/// Base and cap of the transient backoff.
-pub const BACKOFF_BASE: Duration = Duration::from_secs(1);
-pub const BACKOFF_CAP: Duration = Duration::from_secs(300);
-/// How often an externally rejected binding is tried again.
-pub const EXTERNAL_RETRY: Duration = Duration::from_secs(300);
+/// Whether a blocked binding (invalid spec, conflict) is worth an Event: only when it was not
+/// already reporting the same reason, so a binding that stays blocked does not repeat itself.
+pub fn announce_blocked(previous_ready_reason: Option<&str>, category: &str) -> bool {
+    previous_ready_reason != Some(category)
+}
 
-/// Delay before retry number `attempt` (1 for the first retry) of a failed refresh.
-///
-/// Exponential with "equal jitter" (half fixed, half random) so that many bindings failing
-/// together do not come back together; while old credentials remain valid the delay is also
-/// capped at a quarter of their remaining lifetime so several attempts fit before expiry.
-pub fn retry_delay(
+/// How often a binding blocked by a Secret it does not own looks again (the foreign Secret is
+/// not labelled, so no watch event announces its removal).
+pub const CONFLICT_RECHECK: Duration = Duration::from_secs(120);
+/// Slack added to a requeue so the planner sees the renewal as due when it wakes up.
+pub const REQUEUE_SLACK: Duration = Duration::from_millis(250);
+
+/// How long to sleep until `t`, plus [`REQUEUE_SLACK`].
+pub fn requeue_at(t: Timestamp, now: Timestamp) -> Duration {
+    Duration::try_from(t.duration_since(now)).unwrap_or(Duration::ZERO) + REQUEUE_SLACK
+}
+
+/// What a successful exchange at `issued_at` means for the Secret: the times podcreds records
+/// (whole seconds) and when to refresh. The jitter comes from the binding's UID and the
+/// expiration, so the same credentials always get the same renewal time.
+pub fn issued(
+    uid: &str,
+    issued_at: Timestamp,
+    expiration: Timestamp,
+    renew_before: Option<Duration>,
+    fingerprint: &str,
+    assumed_role_arn: Option<String>,
+) -> IssuedMeta {
+    let issued_at = crate::time::whole_second(issued_at);
+    let expiration = crate::time::whole_second(expiration);
+    let jitter = jitter_from(&format!("{uid}/{}", expiration.as_second()));
+    let renewal_time =
+        crate::time::whole_second(renewal_time(issued_at, expiration, renew_before, jitter));
+    IssuedMeta {
+        issued_at,
+        expiration,
+        renewal_time,
+        fingerprint: fingerprint.to_string(),
+        assumed_role_arn,
+    }
+}
+
+/// When to try again after failed attempt number `attempt` of class `class`. While credentials
+/// in the Secret are `still_valid`, retries are spread so several fit before they expire.
+/// `None`: wait for a change of the binding (or of what it waits for).
+pub fn retry_after_failure(
     class: RetryClass,
     attempt: u32,
-    remaining_validity: Option<SignedDuration>,
-    jitter: f64,
+    still_valid: Option<&IssuedMeta>,
+    uid: &str,
+    now: Timestamp,
 ) -> Option<Duration> {
-    let base = match class {
-        RetryClass::Permanent => return None,
-        RetryClass::External => EXTERNAL_RETRY,
-        RetryClass::Transient => {
-            let exp = attempt.saturating_sub(1).min(16);
-            BACKOFF_BASE.saturating_mul(1u32 << exp).min(BACKOFF_CAP)
-        }
-    };
-    let jitter = jitter.clamp(0.0, 1.0);
-    let mut delay = base.mul_f64(0.5 + 0.5 * jitter);
-    if let Some(remaining) = remaining_validity.and_then(|r| Duration::try_from(r).ok()) {
-        delay = delay.min(remaining / 4);
-    }
-    Some(delay.max(Duration::from_millis(500)))
+    let remaining = still_valid.map(|i| i.expiration.duration_since(now).max(SignedDuration::ZERO));
+    let jitter = jitter_from(&format!("{uid}/{attempt}/{}", now.as_millisecond()));
+    retry::retry_delay(class, attempt, remaining, jitter)
+}
+
+/// When to try again after a reconciliation failed on the apiserver (not on the binding):
+/// transient backoff, never "wait for a change".
+pub fn retry_after_api_error(attempt: u32, uid: &str) -> Duration {
+    let jitter = jitter_from(&format!("{uid}/{attempt}"));
+    retry::retry_delay(RetryClass::Transient, attempt, None, jitter).unwrap_or(retry::BACKOFF_CAP)
 }
 
 #[cfg(test)]
@@ -247,7 +266,7 @@ mod tests {
     fn missing_secret_is_refreshed() {
         assert_eq!(
             plan("f", &ObservedSecret::Missing, t(0)),
-            Decision::Refresh(RefreshReason::SecretMissing)
+            refresh(RefreshReason::SecretMissing)
         );
     }
 
@@ -280,19 +299,22 @@ mod tests {
     fn due_expired_changed_and_modified_secrets_are_refreshed() {
         assert_eq!(
             plan("f", &owned("f", true), t(2400)),
-            Decision::Refresh(RefreshReason::RenewalDue)
+            Decision::Refresh {
+                reason: RefreshReason::RenewalDue,
+                still_valid: Some(issued("f")),
+            }
         );
         assert_eq!(
             plan("f", &owned("f", true), t(3600)),
-            Decision::Refresh(RefreshReason::Expired)
+            refresh(RefreshReason::Expired)
         );
         assert_eq!(
             plan("g", &owned("f", true), t(10)),
-            Decision::Refresh(RefreshReason::SpecChanged)
+            refresh(RefreshReason::SpecChanged)
         );
         assert_eq!(
             plan("f", &owned("f", false), t(10)),
-            Decision::Refresh(RefreshReason::SecretModified)
+            refresh(RefreshReason::SecretModified)
         );
         assert_eq!(
             plan(
@@ -303,7 +325,7 @@ mod tests {
                 },
                 t(10)
             ),
-            Decision::Refresh(RefreshReason::AnnotationsUnreadable)
+            refresh(RefreshReason::AnnotationsUnreadable)
         );
     }
 
@@ -379,27 +401,84 @@ mod tests {
     }
 
     #[test]
-    fn retry_delays_grow_and_respect_remaining_validity() {
-        let d1 = retry_delay(RetryClass::Transient, 1, None, 1.0).expect("retry");
-        let d5 = retry_delay(RetryClass::Transient, 5, None, 1.0).expect("retry");
-        assert_eq!(d1, Duration::from_secs(1));
-        assert_eq!(d5, Duration::from_secs(16));
+    fn only_due_credentials_count_as_still_valid() {
+        // Expired, modified or issued for another spec: a failed refresh has nothing to fall back on.
+        for (fp, observed, now) in [
+            ("f", owned("f", true), t(3600)),
+            ("f", owned("f", false), t(2500)),
+            ("g", owned("f", true), t(2500)),
+            ("f", ObservedSecret::Missing, t(2500)),
+        ] {
+            match plan(fp, &observed, now) {
+                Decision::Refresh { still_valid, .. } => assert_eq!(still_valid, None),
+                other => panic!("expected a refresh, got {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_cache_miss_is_believed_unless_we_just_wrote_or_report_a_conflict() {
+        assert!(trust_cache_miss(false, false));
+        assert!(!trust_cache_miss(true, false));
+        assert!(!trust_cache_miss(false, true));
+        assert!(!trust_cache_miss(true, true));
+    }
+
+    #[test]
+    fn blocked_bindings_are_announced_once_per_reason() {
+        assert!(announce_blocked(None, "InvalidSpec"));
+        assert!(announce_blocked(
+            Some("CredentialsIssued"),
+            "SecretConflict"
+        ));
+        assert!(!announce_blocked(Some("SecretConflict"), "SecretConflict"));
+        assert!(announce_blocked(Some("InvalidSpec"), "SecretConflict"));
+    }
+
+    #[test]
+    fn requeue_lands_just_after_the_renewal_time() {
         assert_eq!(
-            retry_delay(RetryClass::Transient, 40, None, 1.0),
-            Some(BACKOFF_CAP)
+            requeue_at(t(100), t(40)),
+            Duration::from_secs(60) + REQUEUE_SLACK
         );
-        let capped = retry_delay(
-            RetryClass::Transient,
-            40,
-            Some(SignedDuration::from_secs(100)),
-            1.0,
-        );
-        assert_eq!(capped, Some(Duration::from_secs(25)));
-        assert_eq!(retry_delay(RetryClass::Permanent, 1, None, 0.5), None);
+        // A renewal time in the past means now (plus the slack).
+        assert_eq!(requeue_at(t(10), t(40)), REQUEUE_SLACK);
+    }
+
+    #[test]
+    fn issued_credentials_are_recorded_in_whole_seconds() {
+        let at: Timestamp = "2027-01-15T08:00:00.750Z".parse().expect("time");
+        let exp: Timestamp = "2027-01-15T09:00:00.250Z".parse().expect("time");
+        let meta = super::issued("uid-1", at, exp, None, "fp", Some("arn".into()));
+        assert_eq!(meta.issued_at.subsec_nanosecond(), 0);
+        assert_eq!(meta.expiration.subsec_nanosecond(), 0);
+        assert_eq!(meta.renewal_time.subsec_nanosecond(), 0);
+        assert!(meta.issued_at < meta.renewal_time && meta.renewal_time < meta.expiration);
+        // Deterministic: a restarted operator computes the same renewal time.
         assert_eq!(
-            retry_delay(RetryClass::External, 1, None, 1.0),
-            Some(EXTERNAL_RETRY)
+            meta,
+            super::issued("uid-1", at, exp, None, "fp", Some("arn".into()))
         );
+    }
+
+    #[test]
+    fn failures_back_off_and_keep_valid_credentials_in_reach() {
+        let now = t(3000);
+        let valid = issued("f");
+        // Transient: grows with the attempt, capped at a quarter of the remaining 600 s.
+        let first = retry_after_failure(RetryClass::Transient, 1, None, "u", now).expect("retry");
+        let later = retry_after_failure(RetryClass::Transient, 12, None, "u", now).expect("retry");
+        assert!(first < later);
+        let capped =
+            retry_after_failure(RetryClass::Transient, 12, Some(&valid), "u", now).expect("retry");
+        assert!(capped <= Duration::from_secs(150));
+        // A wrong binding waits for a change.
+        assert_eq!(
+            retry_after_failure(RetryClass::Permanent, 1, None, "u", now),
+            None
+        );
+        // Apiserver errors always come back.
+        assert!(retry_after_api_error(100, "u") <= crate::retry::BACKOFF_CAP);
     }
 
     proptest! {
@@ -421,6 +500,20 @@ mod tests {
         }
 
         #[test]
+        fn still_valid_credentials_are_unexpired_and_for_this_spec(
+            now in 0i64..10_000,
+            intact in any::<bool>(),
+            same in any::<bool>(),
+        ) {
+            let fp = if same { "f" } else { "g" };
+            if let Decision::Refresh { still_valid: Some(v), .. } = plan(fp, &owned("f", intact), t(now)) {
+                prop_assert!(t(now) < v.expiration);
+                prop_assert_eq!(v.fingerprint.as_str(), fp);
+                prop_assert!(intact);
+            }
+        }
+
+        #[test]
         fn planner_never_waits_past_expiry(
             now in 0i64..10_000,
             intact in any::<bool>(),
@@ -432,13 +525,6 @@ mod tests {
                 prop_assert!(meta.renewal_time <= meta.expiration);
                 prop_assert!(intact && same);
             }
-        }
-
-        #[test]
-        fn retry_delay_is_bounded(attempt in 0u32..100, remaining in proptest::option::of(1i64..100_000), jitter in 0.0f64..1.0) {
-            let d = retry_delay(RetryClass::Transient, attempt, remaining.map(SignedDuration::from_secs), jitter).expect("transient retries");
-            prop_assert!(d <= BACKOFF_CAP);
-            prop_assert!(d >= Duration::from_millis(500));
         }
     }
 }

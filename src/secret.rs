@@ -12,9 +12,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
 use kube::core::PartialObjectMeta;
 use secrecy::ExposeSecret;
 
-use crate::plan::{IssuedMeta, ObservedSecret};
 use crate::spec::ResolvedSpec;
 use crate::sts::IssuedCredentials;
+use crate::time::rfc3339;
 
 /// The one server-side apply field manager podcreds writes with.
 pub const FIELD_MANAGER: &str = "podcreds";
@@ -55,6 +55,33 @@ pub const DATA_KEYS: [&str; 9] = [
     KEY_EXPIRATION,
 ];
 
+/// What the operator knows about credentials already in the Secret, read from its annotations.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IssuedMeta {
+    pub issued_at: Timestamp,
+    pub expiration: Timestamp,
+    pub renewal_time: Timestamp,
+    /// [`crate::spec::ResolvedSpec::fingerprint`] of the spec the credentials were issued for.
+    pub fingerprint: String,
+    pub assumed_role_arn: Option<String>,
+}
+
+/// The binding's Secret as observed (metadata only).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ObservedSecret {
+    /// No Secret of that name exists.
+    Missing,
+    /// A Secret of that name exists and this binding is not its controller: never touch it.
+    Foreign { owner: Option<String> },
+    /// The binding's own Secret.
+    Owned {
+        /// `None` when the annotations are missing or unreadable.
+        issued: Option<IssuedMeta>,
+        /// False when someone else changed or removed keys podcreds writes.
+        intact: bool,
+    },
+}
+
 /// Identity of the binding that owns the Secret.
 #[derive(Clone, Debug)]
 pub struct Owner {
@@ -73,12 +100,6 @@ pub struct Rendering<'a> {
     pub credentials: &'a IssuedCredentials,
     pub issued_at: Timestamp,
     pub renewal_time: Timestamp,
-}
-
-/// RFC 3339 in whole seconds, as STS and the SDKs write it.
-pub fn rfc3339(t: Timestamp) -> String {
-    let whole = Timestamp::from_second(t.as_second()).unwrap_or(t);
-    whole.to_string()
 }
 
 /// The `credential_process` output document.

@@ -4,7 +4,8 @@ use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
 use crate::api::AWSRoleBindingStatus;
-use crate::plan::IssuedMeta;
+use crate::secret::IssuedMeta;
+use crate::time::rfc3339;
 
 pub const CONDITION_READY: &str = "Ready";
 /// True while refreshing fails although the credentials in the Secret are still valid.
@@ -127,7 +128,7 @@ pub fn build_status(
                 REASON_ISSUED,
                 format!(
                     "Secret {secret_name} holds credentials valid until {}",
-                    crate::secret::rfc3339(issued.expiration)
+                    rfc3339(issued.expiration)
                 ),
                 generation,
                 now,
@@ -162,7 +163,7 @@ pub fn build_status(
                         REASON_ISSUED,
                         format!(
                             "Secret {secret_name} holds credentials valid until {}; refreshing them is failing",
-                            crate::secret::rfc3339(issued.expiration)
+                            rfc3339(issued.expiration)
                         ),
                         generation,
                         now,

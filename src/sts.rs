@@ -1,5 +1,6 @@
 //! The STS edge: `AssumeRoleWithWebIdentity` behind a trait, so the emulator, moto or real AWS
-//! can stand behind it, plus the AWS SDK implementation.
+//! can stand behind it, plus the AWS SDK implementation. Credential flows
+//! ([`crate::flow`]) decide what to call; this file only speaks to STS.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -12,10 +13,8 @@ use futures::future::BoxFuture;
 use jiff::Timestamp;
 use secrecy::{ExposeSecret, SecretString};
 
-use crate::plan::RetryClass;
-
-/// Most characters of a remote error message that are ever copied into status, Events or logs.
-pub const MAX_REMOTE_MESSAGE: usize = 256;
+use crate::retry::RetryClass;
+use crate::text;
 
 /// One `AssumeRoleWithWebIdentity` call.
 #[derive(Debug)]
@@ -113,23 +112,10 @@ impl StsError {
     pub fn new(kind: StsErrorKind, code: Option<&str>, message: &str) -> Self {
         Self {
             kind,
-            code: code.map(|c| bounded(c, 64)),
-            message: bounded(message, MAX_REMOTE_MESSAGE),
+            code: code.map(|c| text::bounded(c, text::MAX_REMOTE_CODE)),
+            message: text::remote(message),
         }
     }
-}
-
-/// Cuts `text` to `max` characters and replaces control characters.
-pub fn bounded(text: &str, max: usize) -> String {
-    let mut out: String = text
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .take(max)
-        .collect();
-    if text.chars().count() > max {
-        out.push('…');
-    }
-    out
 }
 
 /// Something that can exchange a web identity token for role credentials.
@@ -347,7 +333,7 @@ mod tests {
             Some("X"),
             &format!("a\nb\u{7}{}", "z".repeat(1000)),
         );
-        assert!(e.message.chars().count() <= MAX_REMOTE_MESSAGE + 1);
+        assert!(e.message.chars().count() <= text::MAX_REMOTE_MESSAGE + 1);
         assert!(!e.message.contains('\n'));
         assert!(e.message.starts_with("a b "));
     }

@@ -445,7 +445,11 @@ pub async fn chart_installs_with_sufficient_and_minimal_rbac(env: &Env) -> anyho
 
 /// Runs `checks` while a release that installs only the chart's admission policy exists, and
 /// uninstalls it afterwards whatever `checks` returned.
-async fn with_admission_policy<'a, F, Fut>(env: &'a Env, release_prefix: &str, checks: F) -> anyhow::Result<()>
+async fn with_admission_policy<'a, F, Fut>(
+    env: &'a Env,
+    release_prefix: &str,
+    checks: F,
+) -> anyhow::Result<()>
 where
     F: FnOnce(&'a Env) -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<()>>,
@@ -664,14 +668,26 @@ async fn spec_update_checks(env: &Env) -> anyhow::Result<()> {
             json!({"spec": {"secretName": "loot", "sessionPolicy": null}}),
         ),
         ("secretName alone", json!({"spec": {"secretName": "loot"}})),
-        ("dropping the session policy", json!({"spec": {"sessionPolicy": null}})),
+        (
+            "dropping the session policy",
+            json!({"spec": {"sessionPolicy": null}}),
+        ),
         (
             "another role",
             json!({"spec": {"roleArn": "arn:aws:iam::123456789012:role/payments-admin"}}),
         ),
-        ("a longer session", json!({"spec": {"durationSeconds": 43200}})),
-        ("another session name", json!({"spec": {"sessionName": "prod.payments"}})),
-        ("another audience", json!({"spec": {"audience": "other.example"}})),
+        (
+            "a longer session",
+            json!({"spec": {"durationSeconds": 43200}}),
+        ),
+        (
+            "another session name",
+            json!({"spec": {"sessionName": "prod.payments"}}),
+        ),
+        (
+            "another audience",
+            json!({"spec": {"audience": "other.example"}}),
+        ),
         (
             "another endpoint",
             json!({"spec": {"sts": {"endpoint": "https://sts.attacker.example"}}}),
@@ -683,7 +699,8 @@ async fn spec_update_checks(env: &Env) -> anyhow::Result<()> {
             .await
         {
             Err(kube::Error::Api(s)) if s.code == 403 || s.code == 422 => ensure!(
-                s.message.contains("may not change the binding of that ServiceAccount"),
+                s.message
+                    .contains("may not change the binding of that ServiceAccount"),
                 "unclear refusal of {what}: {}",
                 s.message
             ),

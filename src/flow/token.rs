@@ -1,18 +1,17 @@
 //! The TokenRequest edge: a short-lived, audience-bound token of the binding's ServiceAccount.
 
-use jiff::Timestamp;
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::ServiceAccount;
 use kube::api::{Api, PostParams};
 use secrecy::SecretString;
 
-use crate::plan::RetryClass;
+use crate::retry::RetryClass;
+use crate::text;
 
 /// A ServiceAccount token: held in memory for one STS call, never stored or logged.
 #[derive(Debug)]
 pub struct ServiceAccountToken {
     pub token: SecretString,
-    pub expiration: Option<Timestamp>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -82,7 +81,6 @@ pub async fn request_token(
                 })?;
             Ok(ServiceAccountToken {
                 token: SecretString::from(token),
-                expiration: status.expiration_timestamp.map(|t| t.0),
             })
         }
         Err(kube::Error::Api(status)) if status.code == 404 => {
@@ -90,11 +88,11 @@ pub async fn request_token(
         }
         Err(kube::Error::Api(status)) if status.code == 403 => Err(TokenError::Forbidden {
             name: name.to_string(),
-            reason: crate::sts::bounded(&status.message, 256),
+            reason: text::remote(&status.message),
         }),
         Err(e) => Err(TokenError::Api {
             name: name.to_string(),
-            reason: crate::sts::bounded(&e.to_string(), 256),
+            reason: text::remote(&e.to_string()),
         }),
     }
 }

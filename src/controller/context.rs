@@ -1,0 +1,80 @@
+//! What every reconciliation can reach: the client, the settings, the binding's credential
+//! flow, the rate limits, Events, metrics and this process's memory (shared by every watched
+//! scope), plus the per-scope Secret cache.
+
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::Secret;
+use kube::Client;
+use kube::core::PartialObjectMeta;
+use kube::runtime::events::Reporter;
+use kube::runtime::reflector::Store;
+
+use super::events::Events;
+use super::memory::Memory;
+use crate::flow::CredentialFlow;
+use crate::flow::web_identity::WebIdentity;
+use crate::metrics::Metrics;
+use crate::settings::Settings;
+use crate::sts::SharedSts;
+use crate::throttle::Throttle;
+
+/// State shared by every watched scope.
+pub struct Shared {
+    pub client: Client,
+    pub settings: Settings,
+    /// The exchange that turns a binding's identity into credentials.
+    pub flow: Arc<dyn CredentialFlow>,
+    pub throttle: Arc<Throttle>,
+    pub events: Events,
+    pub metrics: Metrics,
+    pub memory: Memory,
+    /// True while this replica may write (always, without leader election).
+    pub leader: tokio::sync::watch::Receiver<bool>,
+}
+
+impl Shared {
+    pub fn new(
+        client: Client,
+        sts: SharedSts,
+        settings: Settings,
+        metrics: Metrics,
+        leader: tokio::sync::watch::Receiver<bool>,
+    ) -> Self {
+        let reporter = Reporter {
+            controller: "podcreds".into(),
+            instance: settings.instance.clone(),
+        };
+        let throttle = Arc::new(Throttle::new(&settings));
+        let flow = Arc::new(WebIdentity {
+            client: client.clone(),
+            sts,
+            throttle: throttle.clone(),
+            metrics: metrics.clone(),
+            token_expiration_seconds: settings.token_expiration_seconds,
+        });
+        Self {
+            events: Events::start(client.clone(), reporter, metrics.clone()),
+            client,
+            settings,
+            flow,
+            throttle,
+            metrics,
+            memory: Memory::default(),
+            leader,
+        }
+    }
+
+    pub fn is_leader(&self) -> bool {
+        *self.leader.borrow()
+    }
+}
+
+/// Per-scope context handed to every reconciliation.
+pub struct Context {
+    pub shared: Arc<Shared>,
+    /// Metadata of the Secrets podcreds manages (label-selected, never their data).
+    pub secrets: Store<PartialObjectMeta<Secret>>,
+    /// True once `secrets` holds the whole initial list (see [`super::watches`]).
+    pub secrets_synced: tokio::sync::watch::Receiver<bool>,
+}

@@ -1,0 +1,95 @@
+//! Kubernetes Events, off the reconciliation's critical path: reconciliations hand them to one
+//! bounded queue, and one background task publishes them a few at a time at a bounded rate, so
+//! a burst costs neither memory nor apiserver capacity that reconciliations need.
+
+use std::num::NonZeroU32;
+
+use futures::StreamExt;
+use governor::{Quota, RateLimiter};
+use k8s_openapi::api::core::v1::ObjectReference;
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::{Client, Resource, ResourceExt};
+use tracing::{debug, warn};
+
+use crate::api::AWSRoleBinding;
+use crate::metrics::Metrics;
+use crate::text;
+
+/// Events waiting to be published; beyond this (a burst of thousands of bindings) they are
+/// dropped rather than held in memory: status and metrics carry the same information.
+const EVENT_QUEUE: usize = 1024;
+
+/// Events written per second at most, after a burst of [`EVENT_BURST`]. Far above what steady
+/// state needs (5,000 bindings with 1-hour sessions refresh about twice a second), low enough
+/// that a burst of new bindings spends the apiserver on credentials first.
+const EVENT_RATE: NonZeroU32 = NonZeroU32::new(25).expect("non-zero");
+const EVENT_BURST: NonZeroU32 = NonZeroU32::new(100).expect("non-zero");
+/// Events published at once.
+const PUBLISHERS: usize = 4;
+
+/// One Event about one binding.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Announcement {
+    pub warning: bool,
+    pub reason: &'static str,
+    pub action: &'static str,
+    pub note: String,
+}
+
+/// Where reconciliations drop their Events.
+#[derive(Clone)]
+pub struct Events {
+    queue: tokio::sync::mpsc::Sender<(Event, ObjectReference)>,
+    metrics: Metrics,
+}
+
+impl Events {
+    /// Starts the background publisher (as `reporter`) and returns its queue.
+    pub fn start(client: Client, reporter: Reporter, metrics: Metrics) -> Self {
+        let (queue, rx) = tokio::sync::mpsc::channel(EVENT_QUEUE);
+        tokio::spawn(publish(Recorder::new(client, reporter), rx));
+        Self { queue, metrics }
+    }
+
+    /// Queues `announcement` about `binding`; drops it (and counts the drop) when the queue is full.
+    pub fn announce(&self, binding: &AWSRoleBinding, announcement: Announcement) {
+        let event = Event {
+            type_: if announcement.warning {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
+            reason: announcement.reason.into(),
+            note: Some(text::bounded(&announcement.note, text::MAX_EVENT_NOTE)),
+            action: announcement.action.into(),
+            secondary: None,
+        };
+        if self
+            .queue
+            .try_send((event, binding.object_ref(&())))
+            .is_err()
+        {
+            self.metrics.events_dropped.inc();
+            debug!(binding = %binding.name_any(), "Event queue full; dropping an Event");
+        }
+    }
+}
+
+async fn publish(recorder: Recorder, queue: tokio::sync::mpsc::Receiver<(Event, ObjectReference)>) {
+    let pace = RateLimiter::direct(Quota::per_second(EVENT_RATE).allow_burst(EVENT_BURST));
+    let pace = &pace;
+    futures::stream::unfold(queue, |mut q| async move {
+        let item = q.recv().await?;
+        pace.until_ready().await;
+        Some((item, q))
+    })
+    .for_each_concurrent(PUBLISHERS, |(event, reference)| {
+        let recorder = recorder.clone();
+        async move {
+            if let Err(e) = recorder.publish(&event, &reference).await {
+                warn!(error = %e, "could not publish Event");
+            }
+        }
+    })
+    .await;
+}

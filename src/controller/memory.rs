@@ -1,0 +1,214 @@
+//! What this process remembers between reconciliations, beyond the caches: its own recent
+//! writes (the caches lag behind them), failure counts, and which bindings wait for which
+//! ServiceAccount. One type, one lock recovery, typed methods: no raw maps elsewhere.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard};
+
+use jiff::Timestamp;
+use kube::runtime::reflector::ObjectRef;
+
+use crate::api::{AWSRoleBinding, AWSRoleBindingStatus};
+use crate::plan;
+use crate::secret::{IssuedMeta, ObservedSecret};
+use crate::status::StatusWrite;
+
+/// A binding's UID.
+type Uid = String;
+/// Bindings by the (namespace, name) of the ServiceAccount they wait for.
+type WaitingForAccounts = HashMap<(String, String), Vec<ObjectRef<AWSRoleBinding>>>;
+
+/// Every map sits behind its own lock, so a reconciliation touching one never waits for another.
+#[derive(Default)]
+pub struct Memory {
+    /// What this process last wrote to each binding's Secret (see [`plan::with_recent_write`]).
+    secret_writes: Mutex<HashMap<Uid, IssuedMeta>>,
+    /// Status writes the binding cache has not shown yet (see [`crate::status::known_status`]).
+    status_writes: Mutex<HashMap<Uid, StatusWrite>>,
+    /// Failed attempts in a row.
+    failures: Mutex<HashMap<Uid, u32>>,
+    /// Bindings waiting for a ServiceAccount to appear: the ServiceAccount watch wakes exactly
+    /// these instead of scanning every binding on every account event.
+    waiting: Mutex<WaitingForAccounts>,
+}
+
+/// A poisoned lock only means another reconciliation panicked while holding it; the maps hold
+/// hints that are safe to keep using.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    match mutex.lock() {
+        Ok(guard) => guard,
+        Err(poisoned) => poisoned.into_inner(),
+    }
+}
+
+/// How often (in writes) expired write records are swept: not on every write, which would make
+/// a burst quadratic.
+const SWEEP_EVERY: usize = 1024;
+
+impl Memory {
+    /// The binding's Secret as the cache shows it, corrected by what this process wrote since.
+    /// Forgets the write once the cache shows it (the record has done its job, and costs memory).
+    pub fn observe_secret(&self, uid: &str, cached: ObservedSecret) -> ObservedSecret {
+        let mut writes = lock(&self.secret_writes);
+        let last_write = writes.get(uid).cloned();
+        if last_write
+            .as_ref()
+            .is_some_and(|w| plan::shows_write(&cached, w))
+        {
+            writes.remove(uid);
+        }
+        plan::with_recent_write(cached, last_write.as_ref())
+    }
+
+    /// Whether this process wrote the binding's Secret and the cache has not shown it yet.
+    pub fn wrote_secret(&self, uid: &str) -> bool {
+        lock(&self.secret_writes).contains_key(uid)
+    }
+
+    /// Remembers a Secret write; now and then forgets expired records, so deleted bindings do
+    /// not accumulate.
+    pub fn remember_secret_write(&self, uid: &str, issued: &IssuedMeta) {
+        let mut writes = lock(&self.secret_writes);
+        if writes.len() % SWEEP_EVERY == SWEEP_EVERY - 1 {
+            let now = Timestamp::now();
+            writes.retain(|_, i| i.expiration > now);
+        }
+        writes.insert(uid.to_string(), issued.clone());
+    }
+
+    /// The last status this process wrote for the binding, while the cache (at
+    /// `cached_version`) has not shown it yet; the record goes once the cache shows another
+    /// version.
+    pub fn status_write(&self, uid: &str, cached_version: Option<&str>) -> Option<StatusWrite> {
+        let mut writes = lock(&self.status_writes);
+        if writes.get(uid).is_some_and(|w| !w.ahead_of(cached_version)) {
+            writes.remove(uid);
+        }
+        writes.get(uid).cloned()
+    }
+
+    /// Remembers a status written over the binding at version `based_on`.
+    pub fn remember_status_write(&self, uid: &str, based_on: &str, status: AWSRoleBindingStatus) {
+        lock(&self.status_writes).insert(
+            uid.to_string(),
+            StatusWrite {
+                based_on: based_on.to_string(),
+                status,
+            },
+        );
+    }
+
+    /// Counts a failed attempt; returns its number (1 for the first failure in a row).
+    pub fn record_failure(&self, uid: &str) -> u32 {
+        let mut failures = lock(&self.failures);
+        let n = failures.entry(uid.to_string()).or_insert(0);
+        *n = n.saturating_add(1);
+        *n
+    }
+
+    /// A success ends a run of failures.
+    pub fn clear_failures(&self, uid: &str) {
+        lock(&self.failures).remove(uid);
+    }
+
+    /// Records that `binding` waits for ServiceAccount `namespace/name`.
+    pub fn wait_for_account(
+        &self,
+        namespace: &str,
+        name: &str,
+        binding: ObjectRef<AWSRoleBinding>,
+    ) {
+        let mut waiting = lock(&self.waiting);
+        let entry = waiting
+            .entry((namespace.to_string(), name.to_string()))
+            .or_default();
+        if !entry.contains(&binding) {
+            entry.push(binding);
+        }
+    }
+
+    /// The bindings waiting for ServiceAccount `namespace/name`, which stop waiting: they are
+    /// reconciled now and, if the account is still missing, wait again.
+    pub fn take_waiting(&self, namespace: &str, name: &str) -> Vec<ObjectRef<AWSRoleBinding>> {
+        lock(&self.waiting)
+            .remove(&(namespace.to_string(), name.to_string()))
+            .unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn issued(at: i64) -> IssuedMeta {
+        let t = |s: i64| Timestamp::from_second(1_800_000_000 + s).expect("time");
+        IssuedMeta {
+            issued_at: t(at),
+            expiration: t(at + 3600),
+            renewal_time: t(at + 2400),
+            fingerprint: "f".into(),
+            assumed_role_arn: None,
+        }
+    }
+
+    #[test]
+    fn a_write_is_remembered_until_the_cache_shows_it() {
+        let memory = Memory::default();
+        let stale = ObservedSecret::Owned {
+            issued: Some(issued(0)),
+            intact: true,
+        };
+        memory.remember_secret_write("u", &issued(100));
+        assert!(memory.wrote_secret("u"));
+        // The cache still shows the old credentials: the write wins, and is kept.
+        assert_eq!(
+            memory.observe_secret("u", stale),
+            ObservedSecret::Owned {
+                issued: Some(issued(100)),
+                intact: true
+            }
+        );
+        assert!(memory.wrote_secret("u"));
+        // The cache caught up: the record goes.
+        let fresh = ObservedSecret::Owned {
+            issued: Some(issued(100)),
+            intact: true,
+        };
+        assert_eq!(memory.observe_secret("u", fresh.clone()), fresh);
+        assert!(!memory.wrote_secret("u"));
+    }
+
+    #[test]
+    fn a_status_write_counts_until_the_cache_moves_on() {
+        let memory = Memory::default();
+        memory.remember_status_write("u", "7", AWSRoleBindingStatus::default());
+        assert!(memory.status_write("u", Some("7")).is_some());
+        assert!(memory.status_write("u", Some("8")).is_none());
+        // Gone for good once the cache moved on.
+        assert!(memory.status_write("u", Some("7")).is_none());
+    }
+
+    #[test]
+    fn failures_count_up_and_reset() {
+        let memory = Memory::default();
+        assert_eq!(memory.record_failure("u"), 1);
+        assert_eq!(memory.record_failure("u"), 2);
+        assert_eq!(memory.record_failure("v"), 1);
+        memory.clear_failures("u");
+        assert_eq!(memory.record_failure("u"), 1);
+    }
+
+    #[test]
+    fn waiting_bindings_are_woken_once_per_account() {
+        let memory = Memory::default();
+        let a = ObjectRef::<AWSRoleBinding>::new("a").within("ns");
+        let b = ObjectRef::<AWSRoleBinding>::new("b").within("ns");
+        memory.wait_for_account("ns", "app", a.clone());
+        memory.wait_for_account("ns", "app", a.clone());
+        memory.wait_for_account("ns", "app", b.clone());
+        memory.wait_for_account("other", "app", b.clone());
+        assert_eq!(memory.take_waiting("ns", "app"), vec![a, b.clone()]);
+        assert!(memory.take_waiting("ns", "app").is_empty());
+        assert_eq!(memory.take_waiting("other", "app"), vec![b]);
+    }
+}

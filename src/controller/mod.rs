@@ -1,0 +1,207 @@
+//! The reconciler, as a pipeline of named steps:
+//!
+//! 1. **validate** ([`crate::spec`], pure): the spec and the admin's policy;
+//! 2. **observe** ([`observe`]): the binding's Secret from the cache (or the apiserver where a
+//!    cache miss cannot be believed), corrected by this process's [`memory`];
+//! 3. **decide** ([`crate::plan`], pure): refresh, wait or report a conflict;
+//! 4. **act** ([`refresh`] through the binding's [`crate::flow`], [`secret_writer`]);
+//! 5. **report** ([`report`]): metrics, log, Event, status and the requeue, in one place.
+//!
+//! [`watches`] wires the steps into kube-runtime; [`events`] publishes Events off the critical
+//! path.
+
+pub mod context;
+pub mod events;
+pub mod memory;
+pub mod observe;
+pub mod refresh;
+pub mod report;
+pub mod secret_writer;
+pub mod watches;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use jiff::Timestamp;
+use kube::ResourceExt;
+use kube::runtime::controller::Action;
+use tracing::{Instrument, info_span, warn};
+
+pub use context::{Context, Shared};
+pub use watches::{BindingStores, run};
+
+use crate::api::AWSRoleBinding;
+use crate::plan::{self, Decision};
+use crate::spec;
+use crate::status::REASON_CONFLICT;
+use observe::ObserveError;
+use refresh::RefreshError;
+use report::{Reconciled, ReportError, ready_reason};
+use secret_writer::SecretWriteError;
+
+/// Errors that escape a reconciliation (apiserver trouble); everything else becomes status.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("binding has no {0}")]
+    MissingMetadata(&'static str),
+    #[error(transparent)]
+    Observe(#[from] ObserveError),
+    #[error(transparent)]
+    Report(#[from] ReportError),
+}
+
+impl Error {
+    pub fn category(&self) -> &'static str {
+        match self {
+            Error::MissingMetadata(_) => "InvalidObject",
+            Error::Observe(e) => e.category(),
+            Error::Report(e) => e.category(),
+        }
+    }
+}
+
+/// Who a binding is, read once.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BindingKey {
+    pub namespace: String,
+    pub name: String,
+    pub uid: String,
+}
+
+impl BindingKey {
+    pub fn of(binding: &AWSRoleBinding) -> Result<Self, Error> {
+        Ok(Self {
+            namespace: binding
+                .namespace()
+                .ok_or(Error::MissingMetadata("namespace"))?,
+            name: binding.name_any(),
+            uid: binding.uid().ok_or(Error::MissingMetadata("uid"))?,
+        })
+    }
+}
+
+/// One reconciliation of one binding.
+pub async fn reconcile(binding: Arc<AWSRoleBinding>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let key = BindingKey::of(&binding)?;
+    if !ctx.shared.is_leader() {
+        // A standby keeps its caches warm; becoming leader reconciles everything.
+        return Ok(Action::await_change());
+    }
+    // Deciding from a Secret cache that is still filling would take every Secret for missing.
+    if ctx
+        .secrets_synced
+        .clone()
+        .wait_for(|synced| *synced)
+        .await
+        .is_err()
+    {
+        return Ok(Action::await_change());
+    }
+    let span = info_span!("reconcile", namespace = %key.namespace, binding = %key.name);
+    let started = Instant::now();
+    let (result, action) = pipeline(&binding, &key, &ctx).instrument(span).await?;
+    ctx.shared
+        .metrics
+        .observe_reconcile(result.as_str(), started.elapsed());
+    Ok(action)
+}
+
+/// validate -> observe -> decide -> act -> report.
+async fn pipeline(
+    binding: &AWSRoleBinding,
+    key: &BindingKey,
+    ctx: &Context,
+) -> Result<(report::ReconcileResult, Action), Error> {
+    let shared = &ctx.shared;
+    let spec = match spec::resolve(
+        &binding.spec,
+        &key.namespace,
+        &key.name,
+        &shared.settings.sts_policy,
+    ) {
+        Ok(spec) => spec,
+        Err(e) => {
+            let reconciled = Reconciled::Invalid(e);
+            let result = reconciled.result();
+            return Ok((result, report::report(ctx, binding, key, reconciled).await?));
+        }
+    };
+    let fingerprint = spec.fingerprint();
+    let reports_conflict = ready_reason(binding) == Some(REASON_CONFLICT);
+    let observation = observe::observe(ctx, key, &spec.secret_name, reports_conflict).await?;
+
+    let reconciled = match plan::plan(&fingerprint, &observation.secret, Timestamp::now()) {
+        Decision::Conflict { owner } => Reconciled::Conflict { spec: &spec, owner },
+        Decision::Wait(issued) => Reconciled::Fresh {
+            spec: &spec,
+            issued,
+        },
+        Decision::Refresh {
+            reason,
+            still_valid,
+        } => match refresh::refresh(ctx, key, &spec, &fingerprint, &observation).await {
+            Ok(issued) => Reconciled::Refreshed {
+                spec: &spec,
+                reason,
+                issued,
+            },
+            // The cache did not show the Secret, but the name was taken.
+            Err(RefreshError::Secret(SecretWriteError::Conflict { owner, .. })) => {
+                Reconciled::Conflict { spec: &spec, owner }
+            }
+            Err(error) => Reconciled::Failed {
+                spec: &spec,
+                error,
+                still_valid,
+            },
+        },
+    };
+    let result = reconciled.result();
+    let renamed = matches!(
+        reconciled,
+        Reconciled::Fresh { .. } | Reconciled::Refreshed { .. }
+    );
+    let action = report::report(ctx, binding, key, reconciled).await?;
+    if renamed {
+        remove_secrets_left_by_a_rename(ctx, binding, key, &spec.secret_name).await;
+    }
+    Ok((result, action))
+}
+
+/// Deletes Secrets this binding wrote under an earlier `secretName`. Only looks when the status
+/// names another Secret: scanning the cache on every reconciliation would make a burst of N
+/// bindings cost N² work.
+async fn remove_secrets_left_by_a_rename(
+    ctx: &Context,
+    binding: &AWSRoleBinding,
+    key: &BindingKey,
+    current: &str,
+) {
+    let previous = binding
+        .status
+        .as_ref()
+        .and_then(|s| s.secret_name.as_deref());
+    if previous.is_none_or(|p| p == current) {
+        return;
+    }
+    let stale = secret_writer::stale_secrets(&ctx.secrets, &key.namespace, &key.uid, current);
+    secret_writer::delete_stale(
+        ctx.shared.client.clone(),
+        &ctx.shared.throttle,
+        &key.namespace,
+        stale,
+    )
+    .await;
+}
+
+/// Errors that escaped `reconcile` (apiserver trouble): retry soon, with jitter.
+pub fn error_policy(binding: Arc<AWSRoleBinding>, error: &Error, ctx: Arc<Context>) -> Action {
+    let uid = binding.uid().unwrap_or_default();
+    let attempt = ctx.shared.memory.record_failure(&uid);
+    ctx.shared.metrics.failed(error.category());
+    warn!(binding = %binding.name_any(), error = %error, attempt, "reconciliation failed");
+    Action::requeue(plan::retry_after_api_error(attempt, &uid))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,95 @@
+//! Act step: exchange the binding's identity through its credential flow, render the Secret,
+//! write it.
+
+use jiff::Timestamp;
+use kube::Resource;
+
+use super::BindingKey;
+use super::context::Context;
+use super::observe::Observation;
+use super::secret_writer::{SecretWriteError, SecretWriter};
+use crate::api::AWSRoleBinding;
+use crate::flow::{ExchangeRequest, FlowError};
+use crate::plan;
+use crate::retry::RetryClass;
+use crate::secret::{self, IssuedMeta, Owner, Rendering};
+use crate::spec::ResolvedSpec;
+
+/// A failed refresh; becomes a condition, an Event and a metric.
+#[derive(Debug, thiserror::Error)]
+pub enum RefreshError {
+    #[error(transparent)]
+    Flow(#[from] FlowError),
+    #[error(transparent)]
+    Secret(#[from] SecretWriteError),
+}
+
+impl RefreshError {
+    pub fn category(&self) -> &'static str {
+        match self {
+            RefreshError::Flow(e) => e.category(),
+            RefreshError::Secret(e) => e.category(),
+        }
+    }
+
+    pub fn retry_class(&self) -> RetryClass {
+        match self {
+            RefreshError::Flow(e) => e.retry_class(),
+            RefreshError::Secret(_) => RetryClass::Transient,
+        }
+    }
+}
+
+fn owner_of(key: &BindingKey) -> Owner {
+    Owner {
+        api_version: AWSRoleBinding::api_version(&()).into_owned(),
+        kind: AWSRoleBinding::kind(&()).into_owned(),
+        name: key.name.clone(),
+        uid: key.uid.clone(),
+    }
+}
+
+/// Exchange -> render -> write. Returns what the Secret now says about its credentials.
+pub async fn refresh(
+    ctx: &Context,
+    key: &BindingKey,
+    spec: &ResolvedSpec,
+    fingerprint: &str,
+    observation: &Observation,
+) -> Result<IssuedMeta, RefreshError> {
+    let shared = &ctx.shared;
+    let credentials = shared
+        .flow
+        .exchange(ExchangeRequest {
+            namespace: &key.namespace,
+            spec,
+        })
+        .await?;
+    let issued = plan::issued(
+        &key.uid,
+        Timestamp::now(),
+        credentials.expiration,
+        spec.renew_before,
+        fingerprint,
+        credentials.assumed_role_arn.clone(),
+    );
+    let rendered = secret::render(&Rendering {
+        namespace: &key.namespace,
+        owner: &owner_of(key),
+        spec,
+        fingerprint,
+        credentials: &credentials,
+        issued_at: issued.issued_at,
+        renewal_time: issued.renewal_time,
+    });
+    SecretWriter::new(
+        shared.client.clone(),
+        &shared.throttle,
+        &key.namespace,
+        &spec.secret_name,
+        &key.uid,
+    )
+    .write(rendered, &observation.secret, observation.version.clone())
+    .await?;
+    Ok(issued)
+}

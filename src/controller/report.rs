@@ -1,0 +1,488 @@
+//! Report step: the single place that turns what a reconciliation found into metrics, a log
+//! line, an Event, a status write and the requeue. What to say is decided by pure functions
+//! (unit-tested below); the rest only executes.
+
+use std::time::Duration;
+
+use jiff::Timestamp;
+use kube::Resource;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::reflector::ObjectRef;
+use tracing::{debug, info, warn};
+
+use super::BindingKey;
+use super::context::Context;
+use super::events::Announcement;
+use super::refresh::RefreshError;
+use crate::api::AWSRoleBinding;
+use crate::plan::{self, RefreshReason};
+use crate::secret::{FIELD_MANAGER, IssuedMeta};
+use crate::spec::{ResolvedSpec, SpecError};
+use crate::status::{self, Outcome, REASON_CONFLICT, build_status, known_status};
+use crate::time::rfc3339;
+
+/// What one reconciliation found or did.
+#[derive(Debug)]
+pub enum Reconciled<'a> {
+    /// The spec cannot be acted on.
+    Invalid(SpecError),
+    /// The Secret holds fresh credentials for this spec.
+    Fresh {
+        spec: &'a ResolvedSpec,
+        issued: IssuedMeta,
+    },
+    /// New credentials were issued and written.
+    Refreshed {
+        spec: &'a ResolvedSpec,
+        reason: RefreshReason,
+        issued: IssuedMeta,
+    },
+    /// The Secret name belongs to something this binding does not control.
+    Conflict {
+        spec: &'a ResolvedSpec,
+        owner: Option<String>,
+    },
+    /// A refresh failed; `still_valid` holds the Secret's credentials while they are good.
+    Failed {
+        spec: &'a ResolvedSpec,
+        error: RefreshError,
+        still_valid: Option<IssuedMeta>,
+    },
+}
+
+/// The result of a reconciliation, as a metric label and a span field.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReconcileResult {
+    Invalid,
+    Fresh,
+    Refreshed,
+    Conflict,
+    Failed,
+}
+
+impl ReconcileResult {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReconcileResult::Invalid => "invalid",
+            ReconcileResult::Fresh => "fresh",
+            ReconcileResult::Refreshed => "refreshed",
+            ReconcileResult::Conflict => "conflict",
+            ReconcileResult::Failed => "failed",
+        }
+    }
+}
+
+impl Reconciled<'_> {
+    pub fn result(&self) -> ReconcileResult {
+        match self {
+            Reconciled::Invalid(_) => ReconcileResult::Invalid,
+            Reconciled::Fresh { .. } => ReconcileResult::Fresh,
+            Reconciled::Refreshed { .. } => ReconcileResult::Refreshed,
+            Reconciled::Conflict { .. } => ReconcileResult::Conflict,
+            Reconciled::Failed { .. } => ReconcileResult::Failed,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    #[error("writing status: {0}")]
+    WriteStatus(#[source] kube::Error),
+}
+
+impl ReportError {
+    pub fn category(&self) -> &'static str {
+        match self {
+            ReportError::WriteStatus(_) => "KubeApiError",
+        }
+    }
+}
+
+fn conflict_message(spec: &ResolvedSpec, owner: Option<&str>) -> String {
+    format!(
+        "Secret {} already exists and is not managed by this binding (controller: {}); it is left untouched",
+        spec.secret_name,
+        owner.unwrap_or("none"),
+    )
+}
+
+/// The status outcome of `reconciled`.
+fn outcome<'a>(reconciled: &'a Reconciled<'a>) -> Outcome<'a> {
+    match reconciled {
+        Reconciled::Invalid(e) => Outcome::Blocked {
+            category: e.category(),
+            message: e.to_string(),
+        },
+        Reconciled::Fresh { spec, issued } | Reconciled::Refreshed { spec, issued, .. } => {
+            Outcome::Valid {
+                issued,
+                secret_name: &spec.secret_name,
+            }
+        }
+        Reconciled::Conflict { spec, owner } => Outcome::Blocked {
+            category: REASON_CONFLICT,
+            message: conflict_message(spec, owner.as_deref()),
+        },
+        Reconciled::Failed {
+            spec,
+            error,
+            still_valid,
+        } => Outcome::RefreshFailed {
+            category: error.category(),
+            message: error.to_string(),
+            still_valid: still_valid.as_ref(),
+            secret_name: &spec.secret_name,
+        },
+    }
+}
+
+/// The Event `reconciled` deserves, if any, given the binding's current Ready reason. Blocked
+/// bindings speak once per reason; refreshes and failures always.
+pub fn announcement(
+    reconciled: &Reconciled<'_>,
+    previous_ready_reason: Option<&str>,
+) -> Option<Announcement> {
+    let blocked = |category: &'static str, action: &'static str, note: String| {
+        plan::announce_blocked(previous_ready_reason, category).then_some(Announcement {
+            warning: true,
+            reason: category,
+            action,
+            note,
+        })
+    };
+    match reconciled {
+        Reconciled::Invalid(e) => blocked(e.category(), "Validate", e.to_string()),
+        Reconciled::Conflict { spec, owner } => blocked(
+            REASON_CONFLICT,
+            "Refresh",
+            conflict_message(spec, owner.as_deref()),
+        ),
+        Reconciled::Fresh { .. } => None,
+        Reconciled::Refreshed {
+            spec,
+            reason,
+            issued,
+        } => Some(Announcement {
+            warning: false,
+            reason: "Refreshed",
+            action: "Refresh",
+            note: format!(
+                "Wrote credentials for {} to Secret {}, valid until {} ({})",
+                spec.role_arn,
+                spec.secret_name,
+                rfc3339(issued.expiration),
+                reason.as_str()
+            ),
+        }),
+        Reconciled::Failed { error, .. } => Some(Announcement {
+            warning: true,
+            reason: "RefreshFailed",
+            action: "Refresh",
+            note: format!("{}: {error}", error.category()),
+        }),
+    }
+}
+
+/// When to come back after `reconciled`; `None` waits for a change. `attempt` numbers a failure.
+pub fn requeue(
+    reconciled: &Reconciled<'_>,
+    attempt: u32,
+    uid: &str,
+    now: Timestamp,
+) -> Option<Duration> {
+    match reconciled {
+        Reconciled::Invalid(_) => None,
+        Reconciled::Fresh { issued, .. } | Reconciled::Refreshed { issued, .. } => {
+            Some(plan::requeue_at(issued.renewal_time, now))
+        }
+        Reconciled::Conflict { .. } => Some(plan::CONFLICT_RECHECK),
+        Reconciled::Failed {
+            error, still_valid, ..
+        } => {
+            plan::retry_after_failure(error.retry_class(), attempt, still_valid.as_ref(), uid, now)
+        }
+    }
+}
+
+/// Records, logs, announces and writes the status of `reconciled`; returns the requeue.
+pub async fn report(
+    ctx: &Context,
+    binding: &AWSRoleBinding,
+    key: &BindingKey,
+    reconciled: Reconciled<'_>,
+) -> Result<Action, ReportError> {
+    let shared = &ctx.shared;
+    let memory = &shared.memory;
+    let metrics = &shared.metrics;
+    let now = Timestamp::now();
+    let mut attempt = 0;
+    match &reconciled {
+        Reconciled::Fresh { issued, .. } => {
+            memory.clear_failures(&key.uid);
+            debug!(binding = %key.name, renewal = %issued.renewal_time, "credentials are fresh");
+        }
+        Reconciled::Refreshed { reason, issued, .. } => {
+            memory.clear_failures(&key.uid);
+            memory.remember_secret_write(&key.uid, issued);
+            metrics.refreshed(reason.as_str());
+            info!(
+                binding = %key.name,
+                namespace = %key.namespace,
+                reason = reason.as_str(),
+                expiration = %issued.expiration,
+                renewal = %issued.renewal_time,
+                "issued credentials"
+            );
+        }
+        Reconciled::Failed { error, .. } => {
+            attempt = memory.record_failure(&key.uid);
+            metrics.failed(error.category());
+            // The ServiceAccount watch wakes the binding when the account appears.
+            if let RefreshError::Flow(flow) = error
+                && let Some(account) = flow.missing_service_account()
+            {
+                memory.wait_for_account(&key.namespace, account, ObjectRef::from_obj(binding));
+            }
+        }
+        Reconciled::Invalid(_) | Reconciled::Conflict { .. } => {}
+    }
+    let delay = requeue(&reconciled, attempt, &key.uid, now);
+    if let Reconciled::Failed { error, .. } = &reconciled {
+        warn!(
+            binding = %key.name,
+            namespace = %key.namespace,
+            category = error.category(),
+            attempt,
+            retry_in = ?delay,
+            error = %error,
+            "refresh failed"
+        );
+    }
+    metrics.reconciled(reconciled.result().as_str());
+    if let Some(event) = announcement(&reconciled, ready_reason(binding)) {
+        shared.events.announce(binding, event);
+    }
+    write_status(ctx, binding, key, &outcome(&reconciled), now).await?;
+    Ok(match delay {
+        Some(d) => Action::requeue(d),
+        None => Action::await_change(),
+    })
+}
+
+/// The binding's current Ready reason.
+pub fn ready_reason(binding: &AWSRoleBinding) -> Option<&str> {
+    status::ready_condition(binding.status.as_ref()).map(|c| c.reason.as_str())
+}
+
+/// Applies the status `outcome` leads to, unless it is what the apiserver already holds (as far
+/// as this process knows: the cache lags behind our own writes).
+async fn write_status(
+    ctx: &Context,
+    binding: &AWSRoleBinding,
+    key: &BindingKey,
+    outcome: &Outcome<'_>,
+    now: Timestamp,
+) -> Result<(), ReportError> {
+    let memory = &ctx.shared.memory;
+    let version = binding.metadata.resource_version.as_deref();
+    let last_write = memory.status_write(&key.uid, version);
+    let current = known_status(version, binding.status.as_ref(), last_write.as_ref());
+    let status = build_status(current, binding.metadata.generation, outcome, now);
+    if current == Some(&status) {
+        return Ok(());
+    }
+    let api: Api<AWSRoleBinding> = Api::namespaced(ctx.shared.client.clone(), &key.namespace);
+    ctx.shared.throttle.kube().await;
+    let patch = serde_json::json!({
+        "apiVersion": AWSRoleBinding::api_version(&()),
+        "kind": AWSRoleBinding::kind(&()),
+        "status": status,
+    });
+    api.patch_status(
+        &key.name,
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(patch),
+    )
+    .await
+    .map_err(ReportError::WriteStatus)?;
+    if let Some(based_on) = version {
+        memory.remember_status_write(&key.uid, based_on, status);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::flow::FlowError;
+    use crate::flow::token::TokenError;
+    use crate::spec::{StsPolicy, resolve};
+    use crate::sts::{StsError, StsErrorKind};
+
+    fn spec() -> ResolvedSpec {
+        resolve(
+            &serde_json::from_value(serde_json::json!({
+                "serviceAccountName": "app",
+                "roleArn": "arn:aws:iam::123456789012:role/app",
+            }))
+            .expect("spec"),
+            "ns",
+            "b",
+            &StsPolicy::default(),
+        )
+        .expect("valid")
+    }
+
+    fn t(secs: i64) -> Timestamp {
+        Timestamp::from_second(1_800_000_000 + secs).expect("time")
+    }
+
+    fn issued() -> IssuedMeta {
+        IssuedMeta {
+            issued_at: t(0),
+            expiration: t(3600),
+            renewal_time: t(2400),
+            fingerprint: "f".into(),
+            assumed_role_arn: None,
+        }
+    }
+
+    fn sts_failure(kind: StsErrorKind) -> RefreshError {
+        RefreshError::Flow(FlowError::Sts(StsError::new(kind, Some("X"), "no")))
+    }
+
+    #[test]
+    fn every_result_has_its_own_label() {
+        let s = spec();
+        let labels: Vec<&str> = [
+            Reconciled::Invalid(SpecError::AudienceNotAllowed("x".into())),
+            Reconciled::Fresh {
+                spec: &s,
+                issued: issued(),
+            },
+            Reconciled::Refreshed {
+                spec: &s,
+                reason: RefreshReason::RenewalDue,
+                issued: issued(),
+            },
+            Reconciled::Conflict {
+                spec: &s,
+                owner: None,
+            },
+            Reconciled::Failed {
+                spec: &s,
+                error: sts_failure(StsErrorKind::Throttled),
+                still_valid: None,
+            },
+        ]
+        .iter()
+        .map(|r| r.result().as_str())
+        .collect();
+        assert_eq!(
+            labels,
+            vec!["invalid", "fresh", "refreshed", "conflict", "failed"]
+        );
+    }
+
+    #[test]
+    fn blocked_bindings_speak_once_refreshes_and_failures_always() {
+        let s = spec();
+        let conflict = Reconciled::Conflict {
+            spec: &s,
+            owner: Some("Deployment/x".into()),
+        };
+        let first = announcement(&conflict, Some("CredentialsIssued")).expect("announced");
+        assert!(first.warning);
+        assert_eq!(first.reason, REASON_CONFLICT);
+        assert!(first.note.contains("controller: Deployment/x"));
+        assert_eq!(announcement(&conflict, Some(REASON_CONFLICT)), None);
+
+        let invalid = Reconciled::Invalid(SpecError::EndpointNotAllowed("https://x".into()));
+        assert_eq!(
+            announcement(&invalid, None).map(|a| a.action),
+            Some("Validate")
+        );
+        assert_eq!(announcement(&invalid, Some("EndpointNotAllowed")), None);
+
+        let fresh = Reconciled::Fresh {
+            spec: &s,
+            issued: issued(),
+        };
+        assert_eq!(announcement(&fresh, None), None);
+
+        let refreshed = Reconciled::Refreshed {
+            spec: &s,
+            reason: RefreshReason::SpecChanged,
+            issued: issued(),
+        };
+        let note = announcement(&refreshed, Some("CredentialsIssued")).expect("announced");
+        assert!(!note.warning);
+        assert!(note.note.ends_with("(SpecChanged)"), "{}", note.note);
+
+        let failed = Reconciled::Failed {
+            spec: &s,
+            error: RefreshError::Flow(FlowError::Token(TokenError::ServiceAccountNotFound(
+                "app".into(),
+            ))),
+            still_valid: None,
+        };
+        let note = announcement(&failed, Some("ServiceAccountNotFound")).expect("announced");
+        assert!(note.note.starts_with("ServiceAccountNotFound: "));
+    }
+
+    #[test]
+    fn requeues_follow_the_verdict() {
+        let s = spec();
+        let now = t(100);
+        let fresh = Reconciled::Fresh {
+            spec: &s,
+            issued: issued(),
+        };
+        assert_eq!(
+            requeue(&fresh, 0, "u", now),
+            Some(plan::requeue_at(t(2400), now))
+        );
+        let conflict = Reconciled::Conflict {
+            spec: &s,
+            owner: None,
+        };
+        assert_eq!(
+            requeue(&conflict, 0, "u", now),
+            Some(plan::CONFLICT_RECHECK)
+        );
+        let invalid = Reconciled::Invalid(SpecError::AudienceNotAllowed("x".into()));
+        assert_eq!(requeue(&invalid, 0, "u", now), None);
+        // A failure while old credentials are good retries well before they expire.
+        let failed = Reconciled::Failed {
+            spec: &s,
+            error: sts_failure(StsErrorKind::AccessDenied),
+            still_valid: Some(issued()),
+        };
+        let delay = requeue(&failed, 1, "u", t(3000)).expect("retried");
+        assert!(delay <= Duration::from_secs(150));
+    }
+
+    #[test]
+    fn status_outcomes_carry_the_category_and_the_valid_credentials() {
+        let s = spec();
+        let failed = Reconciled::Failed {
+            spec: &s,
+            error: sts_failure(StsErrorKind::Unavailable),
+            still_valid: Some(issued()),
+        };
+        match outcome(&failed) {
+            Outcome::RefreshFailed {
+                category,
+                still_valid,
+                secret_name,
+                ..
+            } => {
+                assert_eq!(category, "StsUnavailable");
+                assert_eq!(still_valid, Some(&issued()));
+                assert_eq!(secret_name, "b");
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}

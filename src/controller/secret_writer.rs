@@ -1,0 +1,204 @@
+//! Act step, Secret side: writes a rendered Secret without ever taking over one that is not the
+//! binding's, and deletes the Secrets a binding left behind under an earlier `secretName`.
+//!
+//! A missing Secret is created, never applied: an apply would silently take over a Secret
+//! someone else created since the cache was read. An existing one is applied with the observed
+//! `resourceVersion` as a precondition, so a Secret that changed hands is not overwritten. A
+//! conflict (409) means the cache lagged or the name is someone else's: the Secret's metadata is
+//! read once from the apiserver to tell which.
+
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
+use kube::core::PartialObjectMeta;
+use kube::runtime::reflector::Store;
+use tracing::{info, warn};
+
+use crate::secret::{self, FIELD_MANAGER, ObservedSecret};
+use crate::status::REASON_CONFLICT;
+use crate::text;
+use crate::throttle::Throttle;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SecretWriteError {
+    #[error("writing Secret {name}: {reason}")]
+    Write { name: String, reason: String },
+    #[error(
+        "Secret {name} already exists and is not managed by this binding; it is left untouched"
+    )]
+    Conflict { name: String, owner: Option<String> },
+}
+
+impl SecretWriteError {
+    pub fn category(&self) -> &'static str {
+        match self {
+            SecretWriteError::Write { .. } => "SecretWriteFailed",
+            SecretWriteError::Conflict { .. } => REASON_CONFLICT,
+        }
+    }
+}
+
+/// Writes one binding's Secret.
+pub struct SecretWriter<'a> {
+    api: Api<Secret>,
+    throttle: &'a Throttle,
+    /// The Secret's name.
+    name: &'a str,
+    /// The binding's UID (the Secret's controller owner).
+    uid: &'a str,
+}
+
+/// What to do after one write attempt.
+enum Next {
+    Done,
+    /// Apply over this resourceVersion (None: unconditionally, after a create we made).
+    ApplyOver(Option<String>),
+}
+
+impl<'a> SecretWriter<'a> {
+    pub fn new(
+        client: kube::Client,
+        throttle: &'a Throttle,
+        namespace: &str,
+        name: &'a str,
+        uid: &'a str,
+    ) -> Self {
+        Self {
+            api: Api::namespaced(client, namespace),
+            throttle,
+            name,
+            uid,
+        }
+    }
+
+    fn failed(&self, e: &kube::Error) -> SecretWriteError {
+        SecretWriteError::Write {
+            name: self.name.to_string(),
+            reason: text::remote(&e.to_string()),
+        }
+    }
+
+    /// Writes `secret` over what was observed (`version`: the resourceVersion seen in the cache).
+    pub async fn write(
+        &self,
+        mut secret: Secret,
+        observed: &ObservedSecret,
+        version: Option<String>,
+    ) -> Result<(), SecretWriteError> {
+        let mut next = match observed {
+            ObservedSecret::Missing => self.create(&secret).await?,
+            _ => Next::ApplyOver(version),
+        };
+        let mut attempt = 0;
+        while let Next::ApplyOver(resource_version) = next {
+            attempt += 1;
+            secret.metadata.resource_version = resource_version;
+            self.throttle.kube().await;
+            next = match self
+                .api
+                .patch(
+                    self.name,
+                    &PatchParams::apply(FIELD_MANAGER).force(),
+                    &Patch::Apply(&secret),
+                )
+                .await
+            {
+                Ok(_) => Next::Done,
+                // The cache can lag behind (a broken watch, our own last write): look again,
+                // and go on only if the Secret is still this binding's.
+                Err(kube::Error::Api(s)) if s.code == 409 && attempt == 1 => {
+                    Next::ApplyOver(self.owned_version().await?)
+                }
+                Err(kube::Error::Api(s)) if s.code == 409 => {
+                    return Err(SecretWriteError::Write {
+                        name: self.name.to_string(),
+                        reason: "the Secret changed while it was being refreshed; retrying".into(),
+                    });
+                }
+                Err(e) => return Err(self.failed(&e)),
+            };
+        }
+        Ok(())
+    }
+
+    async fn create(&self, secret: &Secret) -> Result<Next, SecretWriteError> {
+        let params = PostParams {
+            field_manager: Some(FIELD_MANAGER.into()),
+            ..PostParams::default()
+        };
+        self.throttle.kube().await;
+        match self.api.create(&params, secret).await {
+            Ok(_) => Ok(Next::Done),
+            // The name is taken: by this binding (the cache lags behind, or someone removed our
+            // label) or by someone else, whose Secret stays untouched.
+            Err(kube::Error::Api(s)) if s.code == 409 => {
+                Ok(Next::ApplyOver(self.owned_version().await?))
+            }
+            Err(e) => Err(self.failed(&e)),
+        }
+    }
+
+    /// The current resourceVersion of the Secret, read from the apiserver, if this binding
+    /// controls it; otherwise the name is someone else's.
+    async fn owned_version(&self) -> Result<Option<String>, SecretWriteError> {
+        self.throttle.kube().await;
+        let fresh = self
+            .api
+            .get_metadata_opt(self.name)
+            .await
+            .map_err(|e| self.failed(&e))?;
+        match secret::observe(fresh.as_ref(), self.uid) {
+            ObservedSecret::Owned { .. } => Ok(fresh.and_then(|m| m.metadata.resource_version)),
+            ObservedSecret::Foreign { owner } => Err(SecretWriteError::Conflict {
+                name: self.name.to_string(),
+                owner,
+            }),
+            ObservedSecret::Missing => Err(SecretWriteError::Write {
+                name: self.name.to_string(),
+                reason: "the Secret was deleted while it was being refreshed; retrying".into(),
+            }),
+        }
+    }
+}
+
+/// The Secrets in `namespace` that the binding `uid` controls under another name than `current`,
+/// as (name, Secret UID).
+pub fn stale_secrets(
+    secrets: &Store<PartialObjectMeta<Secret>>,
+    namespace: &str,
+    uid: &str,
+    current: &str,
+) -> Vec<(String, Option<String>)> {
+    secrets
+        .state()
+        .iter()
+        .filter(|s| s.metadata.namespace.as_deref() == Some(namespace))
+        .filter(|s| s.metadata.name.as_deref() != Some(current))
+        .filter(|s| secret::controller_of(&s.metadata).is_some_and(|o| o.uid == uid))
+        .filter_map(|s| Some((s.metadata.name.clone()?, s.metadata.uid.clone())))
+        .collect()
+}
+
+/// Deletes `stale` Secrets of `namespace`, each exactly as seen (by UID), not a namesake created
+/// since. Failures are logged: the next renewal looks again.
+pub async fn delete_stale(
+    client: kube::Client,
+    throttle: &Throttle,
+    namespace: &str,
+    stale: Vec<(String, Option<String>)>,
+) {
+    let api: Api<Secret> = Api::namespaced(client, namespace);
+    for (name, secret_uid) in stale {
+        let params = DeleteParams {
+            preconditions: Some(Preconditions {
+                uid: secret_uid,
+                resource_version: None,
+            }),
+            ..DeleteParams::default()
+        };
+        throttle.kube().await;
+        match api.delete(&name, &params).await {
+            Ok(_) => info!(secret = %name, "deleted Secret left behind by a secretName change"),
+            Err(e) => warn!(secret = %name, error = %e, "could not delete stale Secret"),
+        }
+    }
+}

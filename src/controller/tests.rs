@@ -1,0 +1,430 @@
+//! The controller against a mocked apiserver (tower-test) and a fake STS: the branches that
+//! otherwise only the end-to-end suite reaches, without a cluster.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use http::{Request, Response, StatusCode};
+use http_body_util::BodyExt;
+use jiff::Timestamp;
+use k8s_openapi::api::core::v1::Secret;
+use kube::client::Body;
+use kube::core::PartialObjectMeta;
+use kube::runtime::controller::Action;
+use kube::runtime::reflector::{self, ObjectRef};
+use kube::runtime::watcher;
+use kube::{Client, Resource};
+use secrecy::SecretString;
+use serde_json::{Value, json};
+
+use super::*;
+use crate::secret::{
+    ANNOTATION_EXPIRATION, ANNOTATION_FINGERPRINT, ANNOTATION_ISSUED_AT, ANNOTATION_RENEWAL_TIME,
+};
+use crate::settings::Settings;
+use crate::sts::{AssumeRoleRequest, IssuedCredentials, StsClient, StsError};
+
+const NS: &str = "ns";
+const NAME: &str = "b";
+const UID: &str = "uid-1";
+
+/// STS that always issues one-hour credentials and counts its calls.
+#[derive(Default)]
+struct FakeSts {
+    calls: AtomicUsize,
+}
+
+impl StsClient for FakeSts {
+    fn assume_role_with_web_identity(
+        &self,
+        _request: AssumeRoleRequest,
+    ) -> BoxFuture<'_, Result<IssuedCredentials, StsError>> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        Box::pin(async {
+            Ok(IssuedCredentials {
+                access_key_id: "ASIAFAKE".into(),
+                secret_access_key: SecretString::from("fake-secret".to_string()),
+                session_token: SecretString::from("fake-session".to_string()),
+                expiration: Timestamp::now() + jiff::SignedDuration::from_secs(3600),
+                assumed_role_arn: Some("arn:aws:sts::123456789012:assumed-role/app/ns.b".into()),
+            })
+        })
+    }
+}
+
+/// One request the mocked apiserver answered: "METHOD path", and the body it was sent.
+#[derive(Clone, Debug)]
+struct Seen {
+    call: String,
+    body: Value,
+}
+
+type Answer = Box<dyn Fn(&str, &Value) -> (StatusCode, Value) + Send + Sync>;
+
+/// A mocked apiserver that answers every request with `answer` and records it. Events go to a
+/// background publisher and may come at any time, so they are answered but not recorded.
+fn mocked_apiserver(answer: Answer) -> (Client, Arc<Mutex<Vec<Seen>>>) {
+    let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let record = seen.clone();
+    tokio::spawn(async move {
+        while let Some((request, send)) = handle.next_request().await {
+            let call = format!("{} {}", request.method(), request.uri().path());
+            let bytes = request
+                .into_body()
+                .collect()
+                .await
+                .map(|b| b.to_bytes())
+                .unwrap_or_default();
+            let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+            let (status, reply) = if call.contains("/events") {
+                (StatusCode::CREATED, body.clone())
+            } else {
+                answer(&call, &body)
+            };
+            if !call.contains("/events") {
+                record.lock().expect("lock").push(Seen { call, body });
+            }
+            let response = Response::builder()
+                .status(status)
+                .body(Body::from(serde_json::to_vec(&reply).unwrap_or_default()))
+                .expect("response");
+            send.send_response(response);
+        }
+    });
+    (Client::new(service, "default"), seen)
+}
+
+fn api_status(code: u16, reason: &str) -> Value {
+    json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "message": reason, "reason": reason, "code": code})
+}
+
+fn binding() -> AWSRoleBinding {
+    serde_json::from_value(json!({
+        "apiVersion": "podcreds.dev/v1alpha1",
+        "kind": "AWSRoleBinding",
+        "metadata": {"name": NAME, "namespace": NS, "uid": UID, "resourceVersion": "10", "generation": 1},
+        "spec": {"serviceAccountName": "app", "roleArn": "arn:aws:iam::123456789012:role/app"},
+    }))
+    .expect("binding")
+}
+
+fn token_granted() -> (StatusCode, Value) {
+    (
+        StatusCode::CREATED,
+        json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": {},
+               "status": {"token": "header.payload.signature", "expirationTimestamp": "2099-01-01T00:00:00Z"}}),
+    )
+}
+
+/// Secret metadata as the apiserver returns it, controlled by the test binding.
+fn owned_secret_meta(version: &str, annotations: BTreeMap<String, String>) -> Value {
+    json!({
+        "apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadata",
+        "metadata": {
+            "name": NAME, "namespace": NS, "resourceVersion": version, "annotations": annotations,
+            "ownerReferences": [{"apiVersion": "podcreds.dev/v1alpha1", "kind": "AWSRoleBinding",
+                                 "name": NAME, "uid": UID, "controller": true}],
+        }
+    })
+}
+
+struct Harness {
+    ctx: Arc<Context>,
+    sts: Arc<FakeSts>,
+    seen: Arc<Mutex<Vec<Seen>>>,
+    secrets: reflector::store::Writer<PartialObjectMeta<Secret>>,
+    /// Kept so that the leader and cache-synced flags stay set.
+    _flags: (
+        tokio::sync::watch::Sender<bool>,
+        tokio::sync::watch::Sender<bool>,
+    ),
+}
+
+impl Harness {
+    fn new(answer: Answer) -> Self {
+        let (client, seen) = mocked_apiserver(answer);
+        let sts = Arc::new(FakeSts::default());
+        let (leader_tx, leader) = tokio::sync::watch::channel(true);
+        let shared = Arc::new(Shared::new(
+            client,
+            sts.clone(),
+            Settings::default(),
+            crate::metrics::Metrics::default(),
+            leader,
+        ));
+        let (store, secrets) = reflector::store();
+        let (synced_tx, synced) = tokio::sync::watch::channel(true);
+        Self {
+            ctx: Arc::new(Context {
+                shared,
+                secrets: store,
+                secrets_synced: synced,
+            }),
+            sts,
+            seen,
+            secrets,
+            _flags: (leader_tx, synced_tx),
+        }
+    }
+
+    async fn reconcile(&self, binding: &AWSRoleBinding) -> Action {
+        reconcile(Arc::new(binding.clone()), self.ctx.clone())
+            .await
+            .expect("reconcile")
+    }
+
+    /// The requests made so far (Events aside), forgetting them.
+    fn take_calls(&self) -> Vec<Seen> {
+        std::mem::take(&mut *self.seen.lock().expect("lock"))
+    }
+
+    fn sts_calls(&self) -> usize {
+        self.sts.calls.load(Ordering::SeqCst)
+    }
+}
+
+fn calls(seen: &[Seen]) -> Vec<&str> {
+    seen.iter().map(|s| s.call.as_str()).collect()
+}
+
+const TOKEN: &str = "POST /api/v1/namespaces/ns/serviceaccounts/app/token";
+const CREATE_SECRET: &str = "POST /api/v1/namespaces/ns/secrets";
+const SECRET: &str = "/api/v1/namespaces/ns/secrets/b";
+const STATUS: &str = "PATCH /apis/podcreds.dev/v1alpha1/namespaces/ns/awsrolebindings/b/status";
+
+#[tokio::test]
+async fn a_create_that_finds_our_own_secret_reads_it_and_applies_over_it() {
+    let harness = Harness::new(Box::new(|call, _| match call {
+        TOKEN => token_granted(),
+        // The cache lagged: the Secret exists and is this binding's.
+        CREATE_SECRET => (StatusCode::CONFLICT, api_status(409, "AlreadyExists")),
+        c if c == format!("GET {SECRET}") => {
+            (StatusCode::OK, owned_secret_meta("42", BTreeMap::new()))
+        }
+        c if c == format!("PATCH {SECRET}") => (StatusCode::OK, json!({})),
+        STATUS => (
+            StatusCode::OK,
+            serde_json::to_value(binding()).unwrap_or_default(),
+        ),
+        _ => (StatusCode::NOT_FOUND, api_status(404, "NotFound")),
+    }));
+    let action = harness.reconcile(&binding()).await;
+
+    let seen = harness.take_calls();
+    assert_eq!(
+        calls(&seen),
+        vec![
+            TOKEN,
+            CREATE_SECRET,
+            &format!("GET {SECRET}"),
+            &format!("PATCH {SECRET}"),
+            STATUS
+        ]
+    );
+    // The apply is conditional on the version just read, so a Secret that changed hands since
+    // is not overwritten.
+    assert_eq!(seen[3].body["metadata"]["resourceVersion"], "42");
+    assert_eq!(seen[4].body["status"]["conditions"][1]["type"], "Ready");
+    assert_eq!(seen[4].body["status"]["conditions"][1]["status"], "True");
+    assert_eq!(harness.sts_calls(), 1);
+    // Back at the renewal time, about two thirds of the hour from now.
+    assert!(action != Action::await_change());
+}
+
+#[tokio::test]
+async fn a_create_that_finds_someone_elses_secret_reports_a_conflict_and_writes_nothing() {
+    let harness = Harness::new(Box::new(|call, _| match call {
+        TOKEN => token_granted(),
+        CREATE_SECRET => (StatusCode::CONFLICT, api_status(409, "AlreadyExists")),
+        c if c == format!("GET {SECRET}") => (
+            StatusCode::OK,
+            json!({"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadata",
+                   "metadata": {"name": NAME, "namespace": NS, "resourceVersion": "5"}}),
+        ),
+        STATUS => (
+            StatusCode::OK,
+            serde_json::to_value(binding()).unwrap_or_default(),
+        ),
+        _ => (StatusCode::NOT_FOUND, api_status(404, "NotFound")),
+    }));
+    let action = harness.reconcile(&binding()).await;
+    let seen = harness.take_calls();
+    assert_eq!(
+        calls(&seen),
+        vec![TOKEN, CREATE_SECRET, &format!("GET {SECRET}"), STATUS]
+    );
+    let ready = &seen[3].body["status"]["conditions"][0];
+    assert_eq!(ready["type"], "Ready");
+    assert_eq!(ready["reason"], "SecretConflict");
+    assert_eq!(action, Action::requeue(crate::plan::CONFLICT_RECHECK));
+}
+
+#[tokio::test]
+async fn a_stale_cache_after_our_own_write_causes_no_second_refresh_and_no_second_status_write() {
+    // What the apiserver holds once the Secret is written, to answer the read-back.
+    let written: Arc<Mutex<Option<Value>>> = Arc::new(Mutex::new(None));
+    let remember = written.clone();
+    let harness = Harness::new(Box::new(move |call, body| match call {
+        TOKEN => token_granted(),
+        CREATE_SECRET => {
+            let annotations = body["metadata"]["annotations"].clone();
+            let annotations: BTreeMap<String, String> =
+                serde_json::from_value(annotations).unwrap_or_default();
+            *remember.lock().expect("lock") = Some(owned_secret_meta("43", annotations));
+            (StatusCode::CREATED, body.clone())
+        }
+        c if c == format!("GET {SECRET}") => match remember.lock().expect("lock").clone() {
+            Some(meta) => (StatusCode::OK, meta),
+            None => (StatusCode::NOT_FOUND, api_status(404, "NotFound")),
+        },
+        STATUS => (
+            StatusCode::OK,
+            serde_json::to_value(binding()).unwrap_or_default(),
+        ),
+        _ => (StatusCode::NOT_FOUND, api_status(404, "NotFound")),
+    }));
+    harness.reconcile(&binding()).await;
+    assert_eq!(
+        calls(&harness.take_calls()),
+        vec![TOKEN, CREATE_SECRET, STATUS]
+    );
+    assert!(written.lock().expect("lock").is_some());
+
+    // The status write and the Secret's creation wake the binding again before either cache
+    // shows them. The miss is not believed (this process just wrote the Secret): one read, no
+    // STS call, and the status, unchanged as far as this process knows, is not written again.
+    harness.reconcile(&binding()).await;
+    assert_eq!(
+        calls(&harness.take_calls()),
+        vec![format!("GET {SECRET}").as_str()]
+    );
+    assert_eq!(harness.sts_calls(), 1);
+}
+
+#[tokio::test]
+async fn fresh_credentials_in_the_cache_cost_one_status_write_then_nothing() {
+    let mut harness = Harness::new(Box::new(|call, _| match call {
+        STATUS => (
+            StatusCode::OK,
+            serde_json::to_value(binding()).unwrap_or_default(),
+        ),
+        _ => (StatusCode::NOT_FOUND, api_status(404, "NotFound")),
+    }));
+    // The cache holds this binding's Secret, issued a minute ago for the current spec.
+    let spec = crate::spec::resolve(&binding().spec, NS, NAME, &Settings::default().sts_policy)
+        .expect("valid spec");
+    let now = Timestamp::now();
+    let issued = crate::plan::issued(
+        UID,
+        now - jiff::SignedDuration::from_secs(60),
+        now + jiff::SignedDuration::from_secs(3540),
+        None,
+        &spec.fingerprint(),
+        None,
+    );
+    let annotations = BTreeMap::from([
+        (
+            ANNOTATION_ISSUED_AT.to_string(),
+            crate::time::rfc3339(issued.issued_at),
+        ),
+        (
+            ANNOTATION_EXPIRATION.to_string(),
+            crate::time::rfc3339(issued.expiration),
+        ),
+        (
+            ANNOTATION_RENEWAL_TIME.to_string(),
+            crate::time::rfc3339(issued.renewal_time),
+        ),
+        (ANNOTATION_FINGERPRINT.to_string(), spec.fingerprint()),
+    ]);
+    let mut cached: PartialObjectMeta<Secret> =
+        serde_json::from_value(owned_secret_meta("7", annotations)).expect("meta");
+    cached.metadata.namespace = Some(NS.into());
+    harness
+        .secrets
+        .apply_watcher_event(&watcher::Event::Apply(cached));
+
+    let first = harness.reconcile(&binding()).await;
+    assert_eq!(calls(&harness.take_calls()), vec![STATUS]);
+    // Reconciled again from the same cached binding: the status this process wrote is what the
+    // apiserver holds, so nothing is written.
+    let second = harness.reconcile(&binding()).await;
+    assert!(harness.take_calls().is_empty());
+    assert_eq!(harness.sts_calls(), 0);
+    // Both come back at the renewal time instead of waiting for a change.
+    assert_ne!(first, Action::await_change());
+    assert_ne!(second, Action::await_change());
+}
+
+#[tokio::test]
+async fn a_missing_service_account_parks_the_binding_until_the_account_appears() {
+    let harness = Harness::new(Box::new(|call, _| match call {
+        TOKEN => (StatusCode::NOT_FOUND, api_status(404, "NotFound")),
+        STATUS => (
+            StatusCode::OK,
+            serde_json::to_value(binding()).unwrap_or_default(),
+        ),
+        _ => (StatusCode::NOT_FOUND, api_status(404, "NotFound")),
+    }));
+    harness.reconcile(&binding()).await;
+    let seen = harness.take_calls();
+    assert_eq!(calls(&seen), vec![TOKEN, STATUS]);
+    assert_eq!(
+        seen[1].body["status"]["conditions"][1]["reason"],
+        "ServiceAccountNotFound"
+    );
+    assert_eq!(harness.sts_calls(), 0);
+    // The ServiceAccount watch wakes exactly this binding when `app` appears, once.
+    let memory = &harness.ctx.shared.memory;
+    assert!(memory.take_waiting(NS, "other").is_empty());
+    assert_eq!(
+        memory.take_waiting(NS, "app"),
+        vec![ObjectRef::<AWSRoleBinding>::new(NAME).within(NS)]
+    );
+    assert!(memory.take_waiting(NS, "app").is_empty());
+}
+
+#[tokio::test]
+async fn a_standby_replica_touches_nothing() {
+    let harness = Harness::new(Box::new(|_, _| {
+        (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            api_status(500, "unexpected"),
+        )
+    }));
+    let (_tx, standby) = tokio::sync::watch::channel(false);
+    let shared = Arc::new(Shared {
+        leader: standby,
+        ..Shared::new(
+            harness.ctx.shared.client.clone(),
+            harness.sts.clone(),
+            Settings::default(),
+            crate::metrics::Metrics::default(),
+            harness.ctx.shared.leader.clone(),
+        )
+    });
+    let ctx = Arc::new(Context {
+        shared,
+        secrets: harness.ctx.secrets.clone(),
+        secrets_synced: harness.ctx.secrets_synced.clone(),
+    });
+    let action = reconcile(Arc::new(binding()), ctx)
+        .await
+        .expect("reconcile");
+    assert_eq!(action, Action::await_change());
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(harness.take_calls().is_empty());
+    assert_eq!(harness.sts_calls(), 0);
+}
+
+#[test]
+fn objects_without_identity_are_refused_with_a_category() {
+    let mut nameless = binding();
+    nameless.meta_mut().uid = None;
+    let error = BindingKey::of(&nameless).expect_err("no uid");
+    assert_eq!(error.category(), "InvalidObject");
+}

@@ -1,0 +1,283 @@
+//! The watch plumbing: one kube-runtime controller per watched scope, fed by the binding watch,
+//! the label-selected metadata-only Secret watch and the ServiceAccount watch; caches that say
+//! when they are complete; watches that retry by themselves; leadership changes.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
+use kube::api::Api;
+use kube::core::PartialObjectMeta;
+use kube::runtime::controller::{self, Controller};
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use tracing::{debug, info, warn};
+
+use super::context::{Context, Shared};
+use super::{error_policy, reconcile};
+use crate::api::AWSRoleBinding;
+use crate::secret::{self, MANAGED_SELECTOR};
+
+/// Passes a reflector's events on and sets `listed` once the initial list is in its store.
+///
+/// A watch channel rather than `Store::wait_until_ready`: kube-runtime's readiness future wakes
+/// only the last of several tasks waiting on it, so reconciliations waiting there next to the
+/// readiness probe could sleep forever (seen after a restart with bindings already present).
+fn tell_when_listed<K, S>(
+    stream: S,
+    listed: tokio::sync::watch::Sender<bool>,
+) -> impl futures::Stream<Item = S::Item>
+where
+    S: futures::Stream<Item = Result<watcher::Event<K>, watcher::Error>>,
+{
+    stream.inspect(move |event| {
+        if let Ok(watcher::Event::InitDone) = event {
+            listed.send_replace(true);
+        }
+    })
+}
+
+/// Backoff between attempts to re-establish a broken watch: quick (a restarted apiserver is back
+/// in seconds and every missed event delays a refresh), capped low, reset by any success.
+#[derive(Clone, Copy, Debug)]
+pub struct WatchBackoff {
+    next: Duration,
+}
+
+impl WatchBackoff {
+    const MIN: Duration = Duration::from_millis(250);
+    const MAX: Duration = Duration::from_secs(5);
+}
+
+impl Default for WatchBackoff {
+    fn default() -> Self {
+        Self { next: Self::MIN }
+    }
+}
+
+impl Iterator for WatchBackoff {
+    type Item = Duration;
+
+    fn next(&mut self) -> Option<Duration> {
+        let current = self.next;
+        self.next = (current * 2).min(Self::MAX);
+        Some(current)
+    }
+}
+
+impl kube::runtime::utils::Backoff for WatchBackoff {
+    fn reset(&mut self) {
+        self.next = Self::MIN;
+    }
+}
+
+/// Logs and drops the errors of a watch stream that retries by itself (with [`WatchBackoff`]).
+/// Passed on, each error would make the controller pause *all* its triggers with a growing
+/// backoff of its own, which after an apiserver restart stalls every watch for minutes.
+fn retried_quietly<K: Send, S>(
+    stream: S,
+    kind: &'static str,
+) -> impl futures::Stream<Item = Result<K, watcher::Error>> + Send
+where
+    S: futures::Stream<Item = Result<K, watcher::Error>> + Send,
+{
+    stream.filter_map(move |item| async move {
+        match item {
+            Ok(object) => Some(Ok(object)),
+            Err(e) => {
+                warn!(kind, error = %e, "watch interrupted; re-establishing");
+                None
+            }
+        }
+    })
+}
+
+/// Yields each time `leader` turns true.
+fn became_leader(
+    leader: tokio::sync::watch::Receiver<bool>,
+) -> impl futures::Stream<Item = ()> + Send {
+    futures::stream::unfold(leader, |mut rx| async move {
+        loop {
+            rx.changed().await.ok()?;
+            if *rx.borrow_and_update() {
+                info!("became leader; reconciling every binding");
+                return Some(((), rx));
+            }
+        }
+    })
+}
+
+/// The stores the admin server and metrics read; filled in as scopes start.
+pub type BindingStores = Arc<Mutex<Vec<Store<AWSRoleBinding>>>>;
+
+/// Runs one controller per watched scope until `shutdown` resolves. `ready` is told once every
+/// cache has synced.
+pub async fn run(
+    shared: Arc<Shared>,
+    stores: BindingStores,
+    ready: tokio::sync::watch::Sender<bool>,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + Clone + 'static,
+) {
+    let scopes: Vec<Option<String>> = if shared.settings.namespaces.is_empty() {
+        vec![None]
+    } else {
+        shared
+            .settings
+            .namespaces
+            .iter()
+            .cloned()
+            .map(Some)
+            .collect()
+    };
+    let mut waits = Vec::new();
+    let mut runs = Vec::new();
+    for scope in scopes {
+        let client = shared.client.clone();
+        let (bindings, secrets, accounts): (
+            Api<AWSRoleBinding>,
+            Api<PartialObjectMeta<Secret>>,
+            Api<PartialObjectMeta<ServiceAccount>>,
+        ) = match &scope {
+            Some(ns) => (
+                Api::namespaced(client.clone(), ns),
+                Api::namespaced(client.clone(), ns),
+                Api::namespaced(client, ns),
+            ),
+            None => (
+                Api::all(client.clone()),
+                Api::all(client.clone()),
+                Api::all(client),
+            ),
+        };
+
+        let (secret_store, secret_writer) = reflector::store();
+        let (secrets_listed, secrets_synced) = tokio::sync::watch::channel(false);
+        let secret_stream = tell_when_listed(
+            reflector::reflector(
+                secret_writer,
+                watcher(secrets, watcher::Config::default().labels(MANAGED_SELECTOR))
+                    .modify(|s: &mut PartialObjectMeta<Secret>| {
+                        secret::compact_for_cache(&mut s.metadata)
+                    })
+                    .backoff(WatchBackoff::default()),
+            ),
+            secrets_listed,
+        )
+        .touched_objects();
+        let secret_stream = retried_quietly(secret_stream, "Secret");
+        // ServiceAccounts are only a trigger (a missing account appearing): no cache.
+        let account_stream = retried_quietly(
+            watcher(accounts, watcher::Config::default())
+                .backoff(WatchBackoff::default())
+                .touched_objects(),
+            "ServiceAccount",
+        );
+
+        let (binding_store, binding_writer) = reflector::store();
+        let (bindings_listed, bindings_synced) = tokio::sync::watch::channel(false);
+        let binding_stream = tell_when_listed(
+            reflector::reflector(
+                binding_writer,
+                watcher(bindings, watcher::Config::default())
+                    // Nothing reads a binding's managed fields; at thousands of bindings they
+                    // are a large share of the cache.
+                    .modify(|b: &mut AWSRoleBinding| b.metadata.managed_fields = None)
+                    .backoff(WatchBackoff::default()),
+            ),
+            bindings_listed,
+        )
+        .touched_objects();
+        let binding_stream = retried_quietly(binding_stream, "AWSRoleBinding");
+        let controller = Controller::for_stream(binding_stream, binding_store.clone());
+        if let Ok(mut s) = stores.lock() {
+            s.push(binding_store.clone());
+        }
+        let waiting = shared.clone();
+        let controller = controller
+            .owns_stream(secret_stream)
+            .watches_stream(
+                account_stream,
+                move |account: PartialObjectMeta<ServiceAccount>| {
+                    waiting.memory.take_waiting(
+                        account.metadata.namespace.as_deref().unwrap_or_default(),
+                        account.metadata.name.as_deref().unwrap_or_default(),
+                    )
+                },
+            )
+            .with_config(controller::Config::default().concurrency(shared.settings.concurrency))
+            .reconcile_all_on(became_leader(shared.leader.clone()))
+            .graceful_shutdown_on(shutdown.clone());
+
+        let ctx = Arc::new(Context {
+            shared: shared.clone(),
+            secrets: secret_store,
+            secrets_synced: secrets_synced.clone(),
+        });
+        waits.push(async move {
+            let _ = bindings_synced.clone().wait_for(|synced| *synced).await;
+            let _ = secrets_synced.clone().wait_for(|synced| *synced).await;
+        });
+        let scope_name = scope.clone().unwrap_or_else(|| "all namespaces".into());
+        runs.push(async move {
+            info!(scope = %scope_name, "controller started");
+            controller
+                .run(reconcile, error_policy, ctx)
+                .for_each(|result| async move {
+                    if let Err(e) = result {
+                        debug!(error = %e, "reconcile loop error");
+                    }
+                })
+                .await;
+        });
+    }
+    let readiness = async move {
+        futures::future::join_all(waits).await;
+        info!("caches synced; ready");
+        let _ = ready.send(true);
+    };
+    // Shutting down must not wait for caches that may never sync (an unreachable apiserver),
+    // or SIGTERM would hang: stop with the controllers, whether or not readiness was reached.
+    let runs = futures::future::join_all(runs);
+    futures::pin_mut!(readiness);
+    futures::pin_mut!(runs);
+    if let futures::future::Either::Left(((), runs)) =
+        futures::future::select(readiness, runs).await
+    {
+        runs.await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn every_waiter_learns_that_the_initial_list_is_complete() {
+        let (listed, synced) = tokio::sync::watch::channel(false);
+        let events: Vec<Result<watcher::Event<Secret>, watcher::Error>> = vec![
+            Ok(watcher::Event::Init),
+            Ok(watcher::Event::InitApply(Secret::default())),
+            Ok(watcher::Event::InitDone),
+        ];
+        // Several reconciliations wait at once, as after a restart next to existing bindings.
+        let waiters: Vec<_> = (0..3)
+            .map(|_| {
+                let mut synced = synced.clone();
+                tokio::spawn(async move { synced.wait_for(|s| *s).await.is_ok() })
+            })
+            .collect();
+        // Let every waiter start waiting before the list completes.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let mut stream = std::pin::pin!(tell_when_listed(futures::stream::iter(events), listed));
+        // Not complete before InitDone has passed.
+        stream.next().await;
+        stream.next().await;
+        assert!(!*synced.borrow());
+        stream.next().await;
+        for waiter in waiters {
+            let woken = tokio::time::timeout(Duration::from_secs(5), waiter).await;
+            assert!(matches!(woken, Ok(Ok(true))), "a waiter was not woken");
+        }
+    }
+}

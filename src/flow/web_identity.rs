@@ -1,0 +1,73 @@
+//! The web identity flow: a TokenRequest for the binding's ServiceAccount, exchanged with STS
+//! `AssumeRoleWithWebIdentity`.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures::future::BoxFuture;
+
+use super::token::request_token;
+use super::{CredentialFlow, ExchangeRequest, FlowError};
+use crate::metrics::Metrics;
+use crate::sts::{AssumeRoleRequest, IssuedCredentials, SharedSts};
+use crate::throttle::Throttle;
+
+pub struct WebIdentity {
+    pub client: kube::Client,
+    pub sts: SharedSts,
+    pub throttle: Arc<Throttle>,
+    pub metrics: Metrics,
+    /// Lifetime requested for ServiceAccount tokens (the apiserver's minimum is 600 s).
+    pub token_expiration_seconds: i64,
+}
+
+impl CredentialFlow for WebIdentity {
+    fn name(&self) -> &'static str {
+        "WebIdentity"
+    }
+
+    fn exchange<'a>(
+        &'a self,
+        request: ExchangeRequest<'a>,
+    ) -> BoxFuture<'a, Result<IssuedCredentials, FlowError>> {
+        Box::pin(async move {
+            let spec = request.spec;
+            self.throttle.kube().await;
+            let started = Instant::now();
+            let token = request_token(
+                self.client.clone(),
+                request.namespace,
+                &spec.service_account_name,
+                &spec.audience,
+                self.token_expiration_seconds,
+            )
+            .await;
+            self.metrics
+                .token_duration
+                .observe(started.elapsed().as_secs_f64());
+            let token = token?;
+
+            self.throttle.sts().await;
+            let started = Instant::now();
+            let result = self
+                .sts
+                .assume_role_with_web_identity(AssumeRoleRequest {
+                    role_arn: spec.role_arn.clone(),
+                    session_name: spec.session_name.clone(),
+                    web_identity_token: token.token,
+                    duration_seconds: spec.duration_seconds,
+                    session_policy: spec.session_policy.clone(),
+                    policy_arns: spec.policy_arns.clone(),
+                    region: spec.region.clone(),
+                    endpoint: spec.endpoint.clone(),
+                })
+                .await;
+            let outcome = match &result {
+                Ok(_) => "success",
+                Err(e) => e.kind.category(),
+            };
+            self.metrics.observe_sts(outcome, started.elapsed());
+            Ok(result?)
+        })
+    }
+}

@@ -1,0 +1,40 @@
+//! Operator settings that shape reconciliation, as [`crate::cli`] reads them from flags.
+
+use crate::spec::StsPolicy;
+
+/// Operator settings that shape reconciliation.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub sts_policy: StsPolicy,
+    /// Lifetime requested for ServiceAccount tokens (the apiserver's minimum is 600 s).
+    pub token_expiration_seconds: i64,
+    /// Bindings reconciled at once.
+    pub concurrency: u16,
+    /// Namespaces watched; empty means all.
+    pub namespaces: Vec<String>,
+    /// Client-side STS rate limit (calls per second) and burst.
+    pub sts_rate_per_second: u32,
+    pub sts_burst: u32,
+    /// Client-side limit on the Kubernetes requests reconciliations make (per second; 0 for
+    /// none) and burst.
+    pub kube_rate_per_second: u32,
+    pub kube_burst: u32,
+    /// Name reported on Events (usually the pod name).
+    pub instance: Option<String>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            sts_policy: StsPolicy::default(),
+            token_expiration_seconds: 600,
+            concurrency: 32,
+            namespaces: Vec::new(),
+            sts_rate_per_second: 50,
+            sts_burst: 100,
+            kube_rate_per_second: 0,
+            kube_burst: 0,
+            instance: None,
+        }
+    }
+}

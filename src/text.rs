@@ -1,0 +1,42 @@
+//! Text vocabulary (pure): how much of a message from outside the operator is ever repeated.
+
+/// Most characters of a remote error message (STS, the apiserver) that are ever copied into
+/// status, Events or logs.
+pub const MAX_REMOTE_MESSAGE: usize = 256;
+/// Most characters of an Event note.
+pub const MAX_EVENT_NOTE: usize = 1000;
+/// Most characters of an error code from a remote service.
+pub const MAX_REMOTE_CODE: usize = 64;
+
+/// Cuts `text` to `max` characters and replaces control characters.
+pub fn bounded(text: &str, max: usize) -> String {
+    let mut out: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(max)
+        .collect();
+    if text.chars().count() > max {
+        out.push('…');
+    }
+    out
+}
+
+/// A message from a remote service, bounded to [`MAX_REMOTE_MESSAGE`].
+pub fn remote(text: &str) -> String {
+    bounded(text, MAX_REMOTE_MESSAGE)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn remote_messages_are_bounded_and_cleaned() {
+        let message = remote(&format!("a\nb\u{7}{}", "z".repeat(1000)));
+        assert_eq!(message.chars().count(), MAX_REMOTE_MESSAGE + 1);
+        assert!(message.ends_with('…'));
+        assert!(!message.contains('\n'));
+        assert!(message.starts_with("a b "));
+        assert_eq!(bounded("short", 10), "short");
+    }
+}
