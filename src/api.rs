@@ -183,6 +183,11 @@ pub struct AWSRoleBindingStatus {
     /// Name of the Secret holding the credentials.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_name: Option<String>,
+    /// UID of the Secret podcreds created under `secretName`. Only that exact Secret is ever
+    /// deleted when `secretName` changes: a Secret someone else labelled and pointed at this
+    /// binding is never taken for podcreds' own.
+    #[serde(default, rename = "secretUID", skip_serializing_if = "Option::is_none")]
+    pub secret_uid: Option<String>,
     /// The `metadata.generation` this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,

@@ -229,66 +229,97 @@ pub fn controller_of(meta: &ObjectMeta) -> Option<&OwnerReference> {
         .find(|o| o.controller == Some(true))
 }
 
-fn data_keys_in(entry: &ManagedFieldsEntry) -> Vec<String> {
-    entry
-        .fields_v1
-        .as_ref()
-        .and_then(|f| f.0.get("f:data"))
-        .and_then(|d| d.as_object())
-        .map(|d| {
-            d.keys()
-                .filter_map(|k| k.strip_prefix("f:").map(str::to_string))
-                .collect()
-        })
+/// Every annotation podcreds writes on a Secret.
+pub const ANNOTATIONS: [&str; 6] = [
+    ANNOTATION_EXPIRATION,
+    ANNOTATION_RENEWAL_TIME,
+    ANNOTATION_ISSUED_AT,
+    ANNOTATION_ROLE_ARN,
+    ANNOTATION_ASSUMED_ROLE_ARN,
+    ANNOTATION_FINGERPRINT,
+];
+
+/// Longest annotation value podcreds writes (a role ARN); a longer one was not written by
+/// podcreds, and is not kept in memory.
+const MAX_ANNOTATION_VALUE: usize = 2048;
+
+/// The keys under `path` (for example `["f:data"]`) that a managed-fields entry claims.
+fn claimed_keys<'a>(entry: &'a ManagedFieldsEntry, path: &[&str]) -> Vec<&'a str> {
+    let mut node = entry.fields_v1.as_ref().map(|f| &f.0);
+    for step in path {
+        node = node.and_then(|n| n.get(*step));
+    }
+    node.and_then(|d| d.as_object())
+        .map(|d| d.keys().filter_map(|k| k.strip_prefix("f:")).collect())
         .unwrap_or_default()
 }
 
-/// Whether every data key podcreds writes is still owned by podcreds alone. Someone editing or
-/// deleting a key takes its ownership in `managedFields`, which the metadata watch sees without
-/// ever reading the Secret's data.
-pub fn data_intact(meta: &ObjectMeta) -> bool {
+/// Whether every data key podcreds writes is still owned by podcreds alone, and no other field
+/// manager has changed an annotation podcreds writes. Someone editing or deleting a key (or an
+/// annotation such as the expiration) takes its ownership in `managedFields`, which the metadata
+/// watch sees without ever reading the Secret's data.
+pub fn intact(meta: &ObjectMeta) -> bool {
     let Some(entries) = meta.managed_fields.as_ref() else {
         // Without managed fields (they can be stripped) there is nothing to go on: trust the Secret.
         return true;
     };
-    let mut ours: Vec<String> = Vec::new();
+    let mut ours: Vec<&str> = Vec::new();
     for entry in entries {
-        let keys = data_keys_in(entry);
+        let data = claimed_keys(entry, &["f:data"]);
         // podcreds creates with Update and refreshes with Apply: both entries are its own.
         if entry.manager.as_deref() == Some(FIELD_MANAGER) {
-            ours.extend(keys);
-        } else if keys.iter().any(|k| DATA_KEYS.contains(&k.as_str())) {
+            ours.extend(data);
+            continue;
+        }
+        let annotations = claimed_keys(entry, &["f:metadata", "f:annotations"]);
+        if data.iter().any(|k| DATA_KEYS.contains(k))
+            || annotations.iter().any(|k| ANNOTATIONS.contains(k))
+        {
             return false;
         }
     }
-    DATA_KEYS.iter().all(|k| ours.iter().any(|o| o == k))
+    DATA_KEYS.iter().all(|k| ours.contains(k))
 }
 
-/// Shrinks a cached Secret's metadata to what [`observe`] and [`data_intact`] read: the
-/// annotations podcreds writes, owner references, and the managed fields' verdict. The
-/// managed-fields tree is most of a Secret's metadata; keeping it for thousands of Secrets would
-/// cost memory for nothing. An intact Secret keeps no managed fields at all (which
-/// [`data_intact`] reads as intact); an edited one keeps only the entries' `f:data` keys.
+/// The managed-fields entry a cached Secret keeps when it is not [`intact`]: the verdict, not
+/// the tree (which is most of a Secret's metadata, and which anyone who may edit the Secret could
+/// make large).
+fn edited_marker() -> ManagedFieldsEntry {
+    ManagedFieldsEntry {
+        manager: Some("(edited by another field manager)".into()),
+        fields_v1: Some(FieldsV1(
+            serde_json::json!({ "f:data": { format!("f:{KEY_CREDENTIAL_PROCESS}"): {} } }),
+        )),
+        ..ManagedFieldsEntry::default()
+    }
+}
+
+/// Shrinks a cached Secret's metadata to what [`observe`] reads: name, namespace, UID, version,
+/// deletion timestamp, the annotations podcreds writes (bounded), the controller owner reference
+/// and the managed fields' verdict. Anything else on a labelled Secret (any annotation, any
+/// number of owner references, a large managed-fields tree) is someone else's and could be made
+/// arbitrarily large by whoever may edit the Secret: none of it is kept.
 pub fn compact_for_cache(meta: &mut ObjectMeta) {
-    if let Some(annotations) = meta.annotations.as_mut() {
-        annotations.retain(|k, _| k.starts_with("podcreds.dev/"));
-    }
-    meta.labels = None;
-    if data_intact(meta) {
-        meta.managed_fields = None;
-    } else if let Some(entries) = meta.managed_fields.as_mut() {
-        for entry in entries.iter_mut() {
-            let data = entry
-                .fields_v1
-                .as_ref()
-                .and_then(|f| f.0.get("f:data"))
-                .cloned();
-            entry.fields_v1 = data.map(|d| FieldsV1(serde_json::json!({ "f:data": d })));
-            entry.time = None;
-            entry.api_version = None;
-        }
-        entries.retain(|e| e.fields_v1.is_some() || e.manager.as_deref() == Some(FIELD_MANAGER));
-    }
+    let annotations: BTreeMap<String, String> = meta
+        .annotations
+        .take()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|(k, v)| ANNOTATIONS.contains(&k.as_str()) && v.len() <= MAX_ANNOTATION_VALUE)
+        .collect();
+    let controller = controller_of(meta).cloned();
+    let verdict = (!intact(meta)).then(|| vec![edited_marker()]);
+    *meta = ObjectMeta {
+        name: meta.name.take(),
+        namespace: meta.namespace.take(),
+        uid: meta.uid.take(),
+        resource_version: meta.resource_version.take(),
+        deletion_timestamp: meta.deletion_timestamp.take(),
+        annotations: (!annotations.is_empty()).then_some(annotations),
+        owner_references: controller.map(|c| vec![c]),
+        managed_fields: verdict,
+        ..ObjectMeta::default()
+    };
 }
 
 /// Classifies the binding's Secret as seen through a metadata-only read.
@@ -304,7 +335,7 @@ pub fn observe(secret: Option<&PartialObjectMeta<Secret>>, binding_uid: &str) ->
     match controller_of(meta) {
         Some(owner) if owner.uid == binding_uid => ObservedSecret::Owned {
             issued: issued_meta(meta),
-            intact: data_intact(meta),
+            intact: intact(meta),
         },
         Some(owner) => ObservedSecret::Foreign {
             owner: Some(format!("{}/{}", owner.kind, owner.name)),
@@ -492,22 +523,82 @@ mod tests {
     fn hand_edits_are_detected_from_managed_fields() {
         let mut meta = rendered().metadata;
         meta.managed_fields = Some(vec![entry(FIELD_MANAGER, "Apply", &DATA_KEYS)]);
-        assert!(data_intact(&meta));
+        assert!(intact(&meta));
         // Someone added an unrelated key: fine.
         meta.managed_fields = Some(vec![
             entry(FIELD_MANAGER, "Apply", &DATA_KEYS),
             entry("kubectl-edit", "Update", &["extra"]),
         ]);
-        assert!(data_intact(&meta));
+        assert!(intact(&meta));
         // Someone changed one of ours.
         meta.managed_fields = Some(vec![
             entry(FIELD_MANAGER, "Apply", &DATA_KEYS[1..]),
             entry("kubectl-edit", "Update", &[KEY_CREDENTIAL_PROCESS]),
         ]);
-        assert!(!data_intact(&meta));
+        assert!(!intact(&meta));
         // Someone deleted one of ours.
         meta.managed_fields = Some(vec![entry(FIELD_MANAGER, "Apply", &DATA_KEYS[2..])]);
-        assert!(!data_intact(&meta));
+        assert!(!intact(&meta));
+        // Someone pushed the expiration annotation to 2099 (so podcreds would wait while the
+        // credentials lapse); an unrelated annotation is fine.
+        let annotated = |key: &str| {
+            let mut e = entry("kubectl-annotate", "Update", &[]);
+            e.fields_v1 = Some(FieldsV1(
+                serde_json::json!({"f:metadata": {"f:annotations": {format!("f:{key}"): {}}}}),
+            ));
+            e
+        };
+        meta.managed_fields = Some(vec![
+            entry(FIELD_MANAGER, "Apply", &DATA_KEYS),
+            annotated(ANNOTATION_EXPIRATION),
+        ]);
+        assert!(!intact(&meta));
+        meta.managed_fields = Some(vec![
+            entry(FIELD_MANAGER, "Apply", &DATA_KEYS),
+            annotated("team"),
+        ]);
+        assert!(intact(&meta));
+    }
+
+    #[test]
+    fn the_cache_keeps_nothing_a_tenant_can_inflate() {
+        let mut meta = rendered().metadata;
+        let big = "x".repeat(200_000);
+        if let Some(a) = meta.annotations.as_mut() {
+            a.insert("podcreds.dev/junk".into(), big.clone());
+            a.insert("example.com/junk".into(), big.clone());
+            a.insert(ANNOTATION_ROLE_ARN.into(), big.clone());
+        }
+        if let Some(owners) = meta.owner_references.as_mut() {
+            for i in 0..100 {
+                owners.push(OwnerReference {
+                    name: format!("o{i}"),
+                    uid: format!("u{i}"),
+                    ..OwnerReference::default()
+                });
+            }
+        }
+        meta.managed_fields = Some(vec![
+            entry(FIELD_MANAGER, "Apply", &DATA_KEYS),
+            entry("kubectl-edit", "Update", &[KEY_CREDENTIAL_PROCESS]),
+            entry("someone", "Update", &[big.as_str()]),
+        ]);
+        let mut compact = meta.clone();
+        compact_for_cache(&mut compact);
+        let size = serde_json::to_string(&compact)
+            .map(|s| s.len())
+            .unwrap_or(0);
+        assert!(size < 2_000, "{size} bytes cached");
+        assert_eq!(compact.owner_references.as_ref().map(Vec::len), Some(1));
+        assert_eq!(controller_of(&meta), controller_of(&compact));
+        assert!(!intact(&compact));
+        // The oversized role ARN annotation was not podcreds': it reads as unreadable.
+        assert!(
+            compact
+                .annotations
+                .as_ref()
+                .is_some_and(|a| !a.contains_key(ANNOTATION_ROLE_ARN))
+        );
     }
 
     proptest::proptest! {
@@ -558,7 +649,7 @@ mod tests {
             meta.managed_fields = Some(entries);
             let mut compact = meta.clone();
             compact_for_cache(&mut compact);
-            assert_eq!(data_intact(&meta), data_intact(&compact));
+            assert_eq!(intact(&meta), intact(&compact));
             assert_eq!(issued_meta(&meta), issued_meta(&compact));
             assert_eq!(controller_of(&meta), controller_of(&compact));
             let before = serde_json::to_string(&meta).map(|s| s.len()).unwrap_or(0);

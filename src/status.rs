@@ -25,6 +25,8 @@ pub enum Outcome<'a> {
     Valid {
         issued: &'a IssuedMeta,
         secret_name: &'a str,
+        /// UID of the Secret, when this reconciliation created it.
+        created_uid: Option<&'a str>,
     },
     /// A refresh failed; `still_valid` holds the Secret's credentials if they have not expired.
     RefreshFailed {
@@ -101,6 +103,19 @@ pub fn known_status<'a>(
     }
 }
 
+/// Records `secret_name` as the binding's Secret, and the UID of the Secret podcreds created
+/// under that name: a new creation's UID, else the one already recorded for the same name,
+/// else none (the Secret was there before, so podcreds will never delete it).
+fn track_secret(status: &mut AWSRoleBindingStatus, secret_name: &str, created_uid: Option<&str>) {
+    let same_name = status.secret_name.as_deref() == Some(secret_name);
+    status.secret_uid = match created_uid {
+        Some(uid) => Some(uid.to_string()),
+        None if same_name => status.secret_uid.take(),
+        None => None,
+    };
+    status.secret_name = Some(secret_name.to_string());
+}
+
 /// The status after `outcome`, starting from the `current` one.
 pub fn build_status(
     current: Option<&AWSRoleBindingStatus>,
@@ -115,12 +130,13 @@ pub fn build_status(
         Outcome::Valid {
             issued,
             secret_name,
+            created_uid,
         } => {
+            track_secret(&mut status, secret_name, *created_uid);
             status.expiration = Some(time(issued.expiration));
             status.renewal_time = Some(time(issued.renewal_time));
             status.last_refresh_time = Some(time(issued.issued_at));
             status.assumed_role_arn = issued.assumed_role_arn.clone();
-            status.secret_name = Some(secret_name.to_string());
             set_condition(
                 &mut conditions,
                 CONDITION_READY,
@@ -149,7 +165,7 @@ pub fn build_status(
             still_valid,
             secret_name,
         } => {
-            status.secret_name = Some(secret_name.to_string());
+            track_secret(&mut status, secret_name, None);
             match still_valid {
                 Some(issued) => {
                     status.expiration = Some(time(issued.expiration));
@@ -277,6 +293,7 @@ mod tests {
             &Outcome::Valid {
                 issued: &i,
                 secret_name: "s",
+                created_uid: None,
             },
             t(1),
         );
@@ -299,6 +316,7 @@ mod tests {
             &Outcome::Valid {
                 issued: &i,
                 secret_name: "s",
+                created_uid: None,
             },
             t(1),
         );
@@ -308,6 +326,7 @@ mod tests {
             &Outcome::Valid {
                 issued: &i,
                 secret_name: "s",
+                created_uid: None,
             },
             t(50),
         );
@@ -363,5 +382,30 @@ mod tests {
         );
         assert_eq!(cond(&s, "Ready").reason, "SecretConflict");
         assert!(s.conditions.iter().all(|c| c.type_ != "Degraded"));
+    }
+
+    #[test]
+    fn only_a_secret_podcreds_created_is_recorded_as_its_own() {
+        let meta = IssuedMeta {
+            issued_at: t(0),
+            expiration: t(3600),
+            renewal_time: t(2400),
+            fingerprint: "f".into(),
+            assumed_role_arn: None,
+        };
+        let valid = |name, created| Outcome::Valid {
+            issued: &meta,
+            secret_name: name,
+            created_uid: created,
+        };
+        let created = build_status(None, Some(1), &valid("s", Some("uid-s")), t(0));
+        assert_eq!(created.secret_uid.as_deref(), Some("uid-s"));
+        // Refreshed in place: the record stays.
+        let refreshed = build_status(Some(&created), Some(1), &valid("s", None), t(10));
+        assert_eq!(refreshed.secret_uid.as_deref(), Some("uid-s"));
+        // Moved to a Secret that already existed: nothing of it is podcreds' to delete.
+        let moved = build_status(Some(&refreshed), Some(2), &valid("t", None), t(20));
+        assert_eq!(moved.secret_name.as_deref(), Some("t"));
+        assert_eq!(moved.secret_uid, None);
     }
 }

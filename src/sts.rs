@@ -144,7 +144,11 @@ impl Default for StsTimeouts {
     }
 }
 
-/// [`StsClient`] backed by `aws-sdk-sts`. One SDK client per (region, endpoint), created lazily.
+/// Most SDK clients kept at once (one per region and endpoint in use).
+const MAX_CLIENTS: usize = 32;
+
+/// [`StsClient`] backed by `aws-sdk-sts`. One SDK client per (region, endpoint), created lazily,
+/// at most [`MAX_CLIENTS`] at once.
 pub struct AwsStsClient {
     base: aws_config::SdkConfig,
     clients: Mutex<HashMap<(String, Option<String>), aws_sdk_sts::Client>>,
@@ -174,12 +178,27 @@ impl AwsStsClient {
         }
     }
 
+    /// Number of SDK clients held.
+    pub fn clients_held(&self) -> usize {
+        match self.clients.lock() {
+            Ok(guard) => guard.len(),
+            Err(poisoned) => poisoned.into_inner().len(),
+        }
+    }
+
     fn client_for(&self, region: &str, endpoint: Option<&str>) -> aws_sdk_sts::Client {
         let key = (region.to_string(), endpoint.map(str::to_string));
         let mut clients = match self.clients.lock() {
             Ok(guard) => guard,
             Err(poisoned) => poisoned.into_inner(),
         };
+        if !clients.contains_key(&key) && clients.len() >= MAX_CLIENTS {
+            // Regions are the binding's choice: keep the map bounded whatever tenants write.
+            // Dropping one client costs a reconnection, nothing else.
+            if let Some(evicted) = clients.keys().next().cloned() {
+                clients.remove(&evicted);
+            }
+        }
         clients
             .entry(key)
             .or_insert_with(|| {
@@ -361,5 +380,18 @@ mod tests {
             endpoint: None,
         };
         assert!(!format!("{req:?}").contains("eyJ-token"));
+    }
+
+    #[tokio::test]
+    async fn the_client_cache_stays_bounded_whatever_regions_bindings_name() {
+        let sts = AwsStsClient::new(StsTimeouts::default()).await;
+        for i in 0..(MAX_CLIENTS * 3) {
+            sts.client_for(&format!("xx-test-{i}"), None);
+        }
+        assert_eq!(sts.clients_held(), MAX_CLIENTS);
+        // A client in use is reused, not duplicated.
+        sts.client_for("xx-test-1000", Some("http://127.0.0.1:1"));
+        sts.client_for("xx-test-1000", Some("http://127.0.0.1:1"));
+        assert_eq!(sts.clients_held(), MAX_CLIENTS);
     }
 }

@@ -127,6 +127,31 @@ impl Memory {
         }
     }
 
+    /// Forgets everything about a deleted binding, so that the maps follow the bindings that
+    /// exist rather than every binding this process ever saw.
+    pub fn forget(&self, uid: &str, binding: &ObjectRef<AWSRoleBinding>) {
+        lock(&self.secret_writes).remove(uid);
+        lock(&self.status_writes).remove(uid);
+        lock(&self.failures).remove(uid);
+        lock(&self.waiting).retain(|_, bindings| {
+            bindings.retain(|b| b != binding);
+            !bindings.is_empty()
+        });
+    }
+
+    /// Entries per map, for tests and diagnostics.
+    pub fn sizes(&self) -> [(&'static str, usize); 4] {
+        [
+            ("secret_writes", lock(&self.secret_writes).len()),
+            ("status_writes", lock(&self.status_writes).len()),
+            ("failures", lock(&self.failures).len()),
+            (
+                "waiting",
+                lock(&self.waiting).values().map(Vec::len).sum::<usize>(),
+            ),
+        ]
+    }
+
     /// The bindings waiting for ServiceAccount `namespace/name`, which stop waiting: they are
     /// reconciled now and, if the account is still missing, wait again.
     pub fn take_waiting(&self, namespace: &str, name: &str) -> Vec<ObjectRef<AWSRoleBinding>> {
@@ -210,5 +235,32 @@ mod tests {
         assert_eq!(memory.take_waiting("ns", "app"), vec![a, b.clone()]);
         assert!(memory.take_waiting("ns", "app").is_empty());
         assert_eq!(memory.take_waiting("other", "app"), vec![b]);
+    }
+
+    #[test]
+    fn churn_leaves_nothing_behind() {
+        let memory = Memory::default();
+        for round in 0..3 {
+            let bindings: Vec<(String, ObjectRef<AWSRoleBinding>)> = (0..2_000)
+                .map(|i| {
+                    let name = format!("b{round}-{i}");
+                    (format!("uid-{name}"), ObjectRef::new(&name).within("ns"))
+                })
+                .collect();
+            for (i, (uid, binding)) in bindings.iter().enumerate() {
+                memory.remember_secret_write(uid, &issued(i as i64));
+                memory.remember_status_write(uid, "1", AWSRoleBindingStatus::default());
+                memory.record_failure(uid);
+                memory.wait_for_account("ns", &format!("sa{}", i % 7), binding.clone());
+            }
+            for (uid, binding) in &bindings {
+                memory.forget(uid, binding);
+            }
+            assert!(
+                memory.sizes().iter().all(|(_, n)| *n == 0),
+                "{:?}",
+                memory.sizes()
+            );
+        }
     }
 }

@@ -140,10 +140,11 @@ async fn pipeline(
             reason,
             still_valid,
         } => match refresh::refresh(ctx, key, &spec, &fingerprint, &observation).await {
-            Ok(issued) => Reconciled::Refreshed {
+            Ok(refreshed) => Reconciled::Refreshed {
                 spec: &spec,
                 reason,
-                issued,
+                issued: refreshed.issued,
+                created_uid: refreshed.created_uid,
             },
             // The cache did not show the Secret, but the name was taken.
             Err(RefreshError::Secret(SecretWriteError::Conflict { owner, .. })) => {
@@ -168,30 +169,29 @@ async fn pipeline(
     Ok((result, action))
 }
 
-/// Deletes Secrets this binding wrote under an earlier `secretName`. Only looks when the status
-/// names another Secret: scanning the cache on every reconciliation would make a burst of N
-/// bindings cost N² work.
+/// Deletes the Secret podcreds created under an earlier `secretName`, by the UID the status
+/// recorded: a Secret someone else labelled and pointed at this binding is never deleted.
 async fn remove_secrets_left_by_a_rename(
     ctx: &Context,
     binding: &AWSRoleBinding,
     key: &BindingKey,
     current: &str,
 ) {
-    let previous = binding
-        .status
-        .as_ref()
-        .and_then(|s| s.secret_name.as_deref());
-    if previous.is_none_or(|p| p == current) {
+    let Some(status) = binding.status.as_ref() else {
         return;
+    };
+    if let (Some(previous), Some(uid)) = (&status.secret_name, &status.secret_uid)
+        && previous != current
+    {
+        secret_writer::delete_created(
+            ctx.shared.client.clone(),
+            &ctx.shared.throttle,
+            &key.namespace,
+            previous,
+            uid,
+        )
+        .await;
     }
-    let stale = secret_writer::stale_secrets(&ctx.secrets, &key.namespace, &key.uid, current);
-    secret_writer::delete_stale(
-        ctx.shared.client.clone(),
-        &ctx.shared.throttle,
-        &key.namespace,
-        stale,
-    )
-    .await;
 }
 
 /// Errors that escaped `reconcile` (apiserver trouble): retry soon, with jitter.

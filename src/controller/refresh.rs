@@ -49,14 +49,23 @@ fn owner_of(key: &BindingKey) -> Owner {
     }
 }
 
-/// Exchange -> render -> write. Returns what the Secret now says about its credentials.
+/// What a refresh wrote.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Refreshed {
+    /// What the Secret now says about its credentials.
+    pub issued: IssuedMeta,
+    /// The Secret's UID, if this refresh created it.
+    pub created_uid: Option<String>,
+}
+
+/// Exchange -> render -> write.
 pub async fn refresh(
     ctx: &Context,
     key: &BindingKey,
     spec: &ResolvedSpec,
     fingerprint: &str,
     observation: &Observation,
-) -> Result<IssuedMeta, RefreshError> {
+) -> Result<Refreshed, RefreshError> {
     let shared = &ctx.shared;
     let credentials = shared
         .flow
@@ -82,7 +91,7 @@ pub async fn refresh(
         issued_at: issued.issued_at,
         renewal_time: issued.renewal_time,
     });
-    SecretWriter::new(
+    let created_uid = SecretWriter::new(
         shared.client.clone(),
         &shared.throttle,
         &key.namespace,
@@ -91,5 +100,8 @@ pub async fn refresh(
     )
     .write(rendered, &observation.secret, observation.version.clone())
     .await?;
-    Ok(issued)
+    Ok(Refreshed {
+        issued,
+        created_uid,
+    })
 }

@@ -37,6 +37,8 @@ pub enum Reconciled<'a> {
         spec: &'a ResolvedSpec,
         reason: RefreshReason,
         issued: IssuedMeta,
+        /// The Secret's UID, if this refresh created it.
+        created_uid: Option<String>,
     },
     /// The Secret name belongs to something this binding does not control.
     Conflict {
@@ -114,12 +116,21 @@ fn outcome<'a>(reconciled: &'a Reconciled<'a>) -> Outcome<'a> {
             category: e.category(),
             message: e.to_string(),
         },
-        Reconciled::Fresh { spec, issued } | Reconciled::Refreshed { spec, issued, .. } => {
-            Outcome::Valid {
-                issued,
-                secret_name: &spec.secret_name,
-            }
-        }
+        Reconciled::Fresh { spec, issued } => Outcome::Valid {
+            issued,
+            secret_name: &spec.secret_name,
+            created_uid: None,
+        },
+        Reconciled::Refreshed {
+            spec,
+            issued,
+            created_uid,
+            ..
+        } => Outcome::Valid {
+            issued,
+            secret_name: &spec.secret_name,
+            created_uid: created_uid.as_deref(),
+        },
         Reconciled::Conflict { spec, owner } => Outcome::Blocked {
             category: REASON_CONFLICT,
             message: conflict_message(spec, owner.as_deref()),
@@ -163,6 +174,7 @@ pub fn announcement(
             spec,
             reason,
             issued,
+            ..
         } => Some(Announcement {
             warning: false,
             reason: "Refreshed",
@@ -365,6 +377,7 @@ mod tests {
                 spec: &s,
                 reason: RefreshReason::RenewalDue,
                 issued: issued(),
+                created_uid: None,
             },
             Reconciled::Conflict {
                 spec: &s,
@@ -415,6 +428,7 @@ mod tests {
             spec: &s,
             reason: RefreshReason::SpecChanged,
             issued: issued(),
+            created_uid: None,
         };
         let note = announcement(&refreshed, Some("CredentialsIssued")).expect("announced");
         assert!(!note.warning);

@@ -9,8 +9,6 @@
 
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
-use kube::core::PartialObjectMeta;
-use kube::runtime::reflector::Store;
 use tracing::{info, warn};
 
 use crate::secret::{self, FIELD_MANAGER, ObservedSecret};
@@ -49,8 +47,9 @@ pub struct SecretWriter<'a> {
 
 /// What to do after one write attempt.
 enum Next {
-    Done,
-    /// Apply over this resourceVersion (None: unconditionally, after a create we made).
+    /// Written; the UID of the Secret if this write created it.
+    Done { created_uid: Option<String> },
+    /// Apply over this resourceVersion.
     ApplyOver(Option<String>),
 }
 
@@ -78,18 +77,23 @@ impl<'a> SecretWriter<'a> {
     }
 
     /// Writes `secret` over what was observed (`version`: the resourceVersion seen in the cache).
+    /// Returns the UID of the Secret if this write created it.
     pub async fn write(
         &self,
         mut secret: Secret,
         observed: &ObservedSecret,
         version: Option<String>,
-    ) -> Result<(), SecretWriteError> {
+    ) -> Result<Option<String>, SecretWriteError> {
         let mut next = match observed {
             ObservedSecret::Missing => self.create(&secret).await?,
             _ => Next::ApplyOver(version),
         };
         let mut attempt = 0;
-        while let Next::ApplyOver(resource_version) = next {
+        loop {
+            let resource_version = match next {
+                Next::Done { created_uid } => return Ok(created_uid),
+                Next::ApplyOver(version) => version,
+            };
             attempt += 1;
             secret.metadata.resource_version = resource_version;
             self.throttle.kube().await;
@@ -102,7 +106,7 @@ impl<'a> SecretWriter<'a> {
                 )
                 .await
             {
-                Ok(_) => Next::Done,
+                Ok(_) => Next::Done { created_uid: None },
                 // The cache can lag behind (a broken watch, our own last write): look again,
                 // and go on only if the Secret is still this binding's.
                 Err(kube::Error::Api(s)) if s.code == 409 && attempt == 1 => {
@@ -117,7 +121,6 @@ impl<'a> SecretWriter<'a> {
                 Err(e) => return Err(self.failed(&e)),
             };
         }
-        Ok(())
     }
 
     async fn create(&self, secret: &Secret) -> Result<Next, SecretWriteError> {
@@ -127,7 +130,9 @@ impl<'a> SecretWriter<'a> {
         };
         self.throttle.kube().await;
         match self.api.create(&params, secret).await {
-            Ok(_) => Ok(Next::Done),
+            Ok(created) => Ok(Next::Done {
+                created_uid: created.metadata.uid,
+            }),
             // The name is taken: by this binding (the cache lags behind, or someone removed our
             // label) or by someone else, whose Secret stays untouched.
             Err(kube::Error::Api(s)) if s.code == 409 => {
@@ -160,45 +165,28 @@ impl<'a> SecretWriter<'a> {
     }
 }
 
-/// The Secrets in `namespace` that the binding `uid` controls under another name than `current`,
-/// as (name, Secret UID).
-pub fn stale_secrets(
-    secrets: &Store<PartialObjectMeta<Secret>>,
-    namespace: &str,
-    uid: &str,
-    current: &str,
-) -> Vec<(String, Option<String>)> {
-    secrets
-        .state()
-        .iter()
-        .filter(|s| s.metadata.namespace.as_deref() == Some(namespace))
-        .filter(|s| s.metadata.name.as_deref() != Some(current))
-        .filter(|s| secret::controller_of(&s.metadata).is_some_and(|o| o.uid == uid))
-        .filter_map(|s| Some((s.metadata.name.clone()?, s.metadata.uid.clone())))
-        .collect()
-}
-
-/// Deletes `stale` Secrets of `namespace`, each exactly as seen (by UID), not a namesake created
-/// since. Failures are logged: the next renewal looks again.
-pub async fn delete_stale(
+/// Deletes Secret `name` of `namespace` if it is still exactly the one podcreds created (UID
+/// `uid`), not a namesake created since. A failure is logged: the Secret stays, and is garbage
+/// collected with the binding.
+pub async fn delete_created(
     client: kube::Client,
     throttle: &Throttle,
     namespace: &str,
-    stale: Vec<(String, Option<String>)>,
+    name: &str,
+    uid: &str,
 ) {
     let api: Api<Secret> = Api::namespaced(client, namespace);
-    for (name, secret_uid) in stale {
-        let params = DeleteParams {
-            preconditions: Some(Preconditions {
-                uid: secret_uid,
-                resource_version: None,
-            }),
-            ..DeleteParams::default()
-        };
-        throttle.kube().await;
-        match api.delete(&name, &params).await {
-            Ok(_) => info!(secret = %name, "deleted Secret left behind by a secretName change"),
-            Err(e) => warn!(secret = %name, error = %e, "could not delete stale Secret"),
-        }
+    let params = DeleteParams {
+        preconditions: Some(Preconditions {
+            uid: Some(uid.to_string()),
+            resource_version: None,
+        }),
+        ..DeleteParams::default()
+    };
+    throttle.kube().await;
+    match api.delete(name, &params).await {
+        Ok(_) => info!(secret = %name, "deleted Secret left behind by a secretName change"),
+        Err(kube::Error::Api(s)) if s.code == 404 => {}
+        Err(e) => warn!(secret = %name, error = %e, "could not delete stale Secret"),
     }
 }

@@ -8,9 +8,10 @@ use std::time::Duration;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
 use kube::api::Api;
+use kube::api::ObjectMeta;
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{self, Controller};
-use kube::runtime::reflector::{self, Store};
+use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use tracing::{debug, info, warn};
 
@@ -36,6 +37,28 @@ where
             listed.send_replace(true);
         }
     })
+}
+
+/// Drops what the operator never reads from a cached binding: managed fields (at thousands of
+/// bindings a large share of the cache), and labels and annotations, which anyone who may edit a
+/// binding could make large.
+fn compact_binding(meta: &mut ObjectMeta) {
+    meta.managed_fields = None;
+    meta.annotations = None;
+    meta.labels = None;
+}
+
+/// Forgets what this process remembers about a binding once its deletion is seen.
+fn forget_deleted(
+    shared: Arc<Shared>,
+) -> impl FnMut(&Result<watcher::Event<AWSRoleBinding>, watcher::Error>) {
+    move |event| {
+        if let Ok(watcher::Event::Delete(binding)) = event
+            && let Some(uid) = binding.metadata.uid.as_deref()
+        {
+            shared.memory.forget(uid, &ObjectRef::from_obj(binding));
+        }
+    }
 }
 
 /// Backoff between attempts to re-establish a broken watch: quick (a restarted apiserver is back
@@ -180,13 +203,12 @@ pub async fn run(
             reflector::reflector(
                 binding_writer,
                 watcher(bindings, watcher::Config::default())
-                    // Nothing reads a binding's managed fields; at thousands of bindings they
-                    // are a large share of the cache.
-                    .modify(|b: &mut AWSRoleBinding| b.metadata.managed_fields = None)
+                    .modify(|b: &mut AWSRoleBinding| compact_binding(&mut b.metadata))
                     .backoff(WatchBackoff::default()),
             ),
             bindings_listed,
         )
+        .inspect(forget_deleted(shared.clone()))
         .touched_objects();
         let binding_stream = retried_quietly(binding_stream, "AWSRoleBinding");
         let controller = Controller::for_stream(binding_stream, binding_store.clone());
