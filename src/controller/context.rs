@@ -10,6 +10,7 @@ use kube::core::PartialObjectMeta;
 use kube::runtime::events::Reporter;
 use kube::runtime::reflector::Store;
 
+use super::conflicts::ConflictWatches;
 use super::events::Events;
 use super::memory::Memory;
 use crate::flow::CredentialFlow;
@@ -77,4 +78,6 @@ pub struct Context {
     pub secrets: Store<PartialObjectMeta<Secret>>,
     /// True once `secrets` holds the whole initial list (see [`super::watches`]).
     pub secrets_synced: tokio::sync::watch::Receiver<bool>,
+    /// Watches on the Secrets that block bindings of this scope.
+    pub conflicts: Arc<ConflictWatches>,
 }

@@ -10,6 +10,7 @@
 //! [`watches`] wires the steps into kube-runtime; [`events`] publishes Events off the critical
 //! path.
 
+pub mod conflicts;
 pub mod context;
 pub mod events;
 pub mod memory;

@@ -257,7 +257,17 @@ pub async fn report(
                 memory.wait_for_account(&key.namespace, account, ObjectRef::from_obj(binding));
             }
         }
-        Reconciled::Invalid(_) | Reconciled::Conflict { .. } => {}
+        Reconciled::Conflict { spec, .. } => ctx.conflicts.watch(
+            shared.client.clone(),
+            ObjectRef::from_obj(binding),
+            &key.uid,
+            &key.namespace,
+            &spec.secret_name,
+        ),
+        Reconciled::Invalid(_) => {}
+    }
+    if !matches!(reconciled, Reconciled::Conflict { .. }) {
+        ctx.conflicts.stop(&key.uid);
     }
     let delay = requeue(&reconciled, attempt, &key.uid, now);
     if let Reconciled::Failed { error, .. } = &reconciled {

@@ -20,6 +20,7 @@ use kube::{Client, Resource};
 use secrecy::SecretString;
 use serde_json::{Value, json};
 
+use super::conflicts::ConflictWatches;
 use super::*;
 use crate::secret::{
     ANNOTATION_EXPIRATION, ANNOTATION_FINGERPRINT, ANNOTATION_ISSUED_AT, ANNOTATION_RENEWAL_TIME,
@@ -73,6 +74,12 @@ fn mocked_apiserver(answer: Answer) -> (Client, Arc<Mutex<Vec<Seen>>>) {
     tokio::spawn(async move {
         while let Some((request, send)) = handle.next_request().await {
             let call = format!("{} {}", request.method(), request.uri().path());
+            // Conflict watches run in the background, like Events: answered, not recorded.
+            let background = call.contains("/events")
+                || request
+                    .uri()
+                    .query()
+                    .is_some_and(|q| q.contains("fieldSelector"));
             let bytes = request
                 .into_body()
                 .collect()
@@ -82,10 +89,12 @@ fn mocked_apiserver(answer: Answer) -> (Client, Arc<Mutex<Vec<Seen>>>) {
             let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
             let (status, reply) = if call.contains("/events") {
                 (StatusCode::CREATED, body.clone())
+            } else if background {
+                (StatusCode::NOT_FOUND, api_status(404, "NotFound"))
             } else {
                 answer(&call, &body)
             };
-            if !call.contains("/events") {
+            if !background {
                 record.lock().expect("lock").push(Seen { call, body });
             }
             let response = Response::builder()
@@ -163,6 +172,7 @@ impl Harness {
                 shared,
                 secrets: store,
                 secrets_synced: synced,
+                conflicts: Arc::new(ConflictWatches::new().0),
             }),
             sts,
             seen,
@@ -261,6 +271,8 @@ async fn a_create_that_finds_someone_elses_secret_reports_a_conflict_and_writes_
     assert_eq!(ready["type"], "Ready");
     assert_eq!(ready["reason"], "SecretConflict");
     assert_eq!(action, Action::requeue(crate::plan::CONFLICT_RECHECK));
+    // The blocking Secret is watched, so its deletion brings the binding back at once.
+    assert_eq!(harness.ctx.conflicts.len(), 1);
 }
 
 #[tokio::test]
@@ -411,6 +423,7 @@ async fn a_standby_replica_touches_nothing() {
         shared,
         secrets: harness.ctx.secrets.clone(),
         secrets_synced: harness.ctx.secrets_synced.clone(),
+        conflicts: harness.ctx.conflicts.clone(),
     });
     let action = reconcile(Arc::new(binding()), ctx)
         .await

@@ -15,6 +15,7 @@ use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use tracing::{debug, info, warn};
 
+use super::conflicts::ConflictWatches;
 use super::context::{Context, Shared};
 use super::{error_policy, reconcile};
 use crate::api::AWSRoleBinding;
@@ -48,15 +49,18 @@ fn compact_binding(meta: &mut ObjectMeta) {
     meta.labels = None;
 }
 
-/// Forgets what this process remembers about a binding once its deletion is seen.
+/// Forgets what this process remembers about a binding once its deletion is seen, and stops
+/// watching what blocked it.
 fn forget_deleted(
     shared: Arc<Shared>,
+    conflicts: Arc<ConflictWatches>,
 ) -> impl FnMut(&Result<watcher::Event<AWSRoleBinding>, watcher::Error>) {
     move |event| {
         if let Ok(watcher::Event::Delete(binding)) = event
             && let Some(uid) = binding.metadata.uid.as_deref()
         {
             shared.memory.forget(uid, &ObjectRef::from_obj(binding));
+            conflicts.stop(uid);
         }
     }
 }
@@ -197,6 +201,8 @@ pub async fn run(
             "ServiceAccount",
         );
 
+        let (conflicts, conflict_gone) = ConflictWatches::new();
+        let conflicts = Arc::new(conflicts);
         let (binding_store, binding_writer) = reflector::store();
         let (bindings_listed, bindings_synced) = tokio::sync::watch::channel(false);
         let binding_stream = tell_when_listed(
@@ -208,7 +214,7 @@ pub async fn run(
             ),
             bindings_listed,
         )
-        .inspect(forget_deleted(shared.clone()))
+        .inspect(forget_deleted(shared.clone(), conflicts.clone()))
         .touched_objects();
         let binding_stream = retried_quietly(binding_stream, "AWSRoleBinding");
         let controller = Controller::for_stream(binding_stream, binding_store.clone());
@@ -229,12 +235,17 @@ pub async fn run(
             )
             .with_config(controller::Config::default().concurrency(shared.settings.concurrency))
             .reconcile_all_on(became_leader(shared.leader.clone()))
+            .reconcile_on(futures::stream::unfold(
+                conflict_gone,
+                |mut rx| async move { rx.recv().await.map(|binding| (binding, rx)) },
+            ))
             .graceful_shutdown_on(shutdown.clone());
 
         let ctx = Arc::new(Context {
             shared: shared.clone(),
             secrets: secret_store,
             secrets_synced: secrets_synced.clone(),
+            conflicts,
         });
         waits.push(async move {
             let _ = bindings_synced.clone().wait_for(|synced| *synced).await;

@@ -12,6 +12,7 @@ mod core;
 mod faults;
 mod moto;
 mod support;
+mod tenant;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -61,6 +62,10 @@ const TESTS: &[(&str, TestFn)] = tests![
     faults::sigterm_stops_even_without_an_apiserver,
     faults::clock_skew_between_cluster_and_sts_is_reported,
     faults::many_bindings_recover_after_an_outage,
+    tenant::forged_expiration_annotations_are_repaired,
+    tenant::a_rename_deletes_only_the_secret_podcreds_created,
+    tenant::labelled_secrets_built_to_bloat_the_cache_cost_nothing,
+    tenant::a_conflict_clears_when_the_foreign_secret_goes,
 ];
 
 tokio::task_local! {

@@ -1,0 +1,250 @@
+//! What a namespace tenant can do to podcreds' own objects, run as attacks against the real
+//! control plane: forged Secret metadata and Secrets built to bloat the operator's memory.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use anyhow::{Context, ensure};
+use futures::StreamExt;
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::Secret;
+use kube::ResourceExt;
+use kube::api::{ObjectMeta, Patch, PatchParams, PostParams};
+use podcreds::secret::{
+    ANNOTATION_EXPIRATION, ANNOTATION_RENEWAL_TIME, MANAGED_BY_LABEL, MANAGED_BY_VALUE,
+};
+use serde_json::json;
+
+use crate::support::{Env, wait_for};
+
+/// Someone who may patch the Secret pushes its expiration to 2099, so the operator would wait
+/// while the credentials lapse: the edit counts as a modification and is repaired at once.
+pub async fn forged_expiration_annotations_are_repaired(env: &Env) -> anyhow::Result<()> {
+    let (ns, role, _op) = env.scenario("forgedexp", None).await?;
+    env.create_ready(
+        &ns,
+        "b",
+        json!({"serviceAccountName": "app", "roleArn": role}),
+        Duration::from_secs(60),
+    )
+    .await?;
+    ensure!(env.calls_for(&role) == 1, "one exchange expected");
+    let far = "2099-01-01T00:00:00Z";
+    let forged = json!({"metadata": {"annotations": {ANNOTATION_EXPIRATION: far, ANNOTATION_RENEWAL_TIME: far}}});
+    env.secrets(&ns)
+        .patch(
+            "b",
+            &PatchParams {
+                field_manager: Some("mallory".into()),
+                ..PatchParams::default()
+            },
+            &Patch::Merge(&forged),
+        )
+        .await?;
+    let repaired = wait_for(Duration::from_secs(30), || async {
+        let secret = env.secrets(&ns).get("b").await.ok()?;
+        let expiration = secret.annotations().get(ANNOTATION_EXPIRATION)?.clone();
+        (expiration != far).then_some(expiration)
+    })
+    .await
+    .context("the forged expiration was never replaced")?;
+    ensure!(
+        env.calls_for(&role) == 2,
+        "expected exactly one new exchange, saw {} calls",
+        env.calls_for(&role)
+    );
+    let binding = env
+        .wait_ready(&ns, "b", "True", Duration::from_secs(30))
+        .await?;
+    let status_expiration = binding
+        .status
+        .and_then(|s| s.expiration)
+        .map(|t| t.0.to_string());
+    ensure!(
+        status_expiration.as_deref() == Some(repaired.as_str()),
+        "status says {status_expiration:?}, the Secret {repaired}"
+    );
+    Ok(())
+}
+
+/// Someone who may patch but not delete a Secret labels it as podcreds' and points its
+/// controller reference at a binding. When the binding's secretName changes, podcreds deletes
+/// the Secret it created (by UID) and nothing else.
+pub async fn a_rename_deletes_only_the_secret_podcreds_created(env: &Env) -> anyhow::Result<()> {
+    let (ns, role, _op) = env.scenario("forgedowner", None).await?;
+    let binding = env
+        .create_ready(
+            &ns,
+            "b",
+            json!({"serviceAccountName": "app", "roleArn": role, "secretName": "first"}),
+            Duration::from_secs(60),
+        )
+        .await?;
+    let first = env.secrets(&ns).get("first").await?;
+    let recorded = binding.status.as_ref().and_then(|s| s.secret_uid.clone());
+    ensure!(
+        recorded.is_some() && recorded == first.metadata.uid,
+        "status.secretUID {recorded:?} is not the created Secret's {:?}",
+        first.metadata.uid
+    );
+
+    let victim = Secret {
+        metadata: ObjectMeta {
+            name: Some("victim".into()),
+            ..ObjectMeta::default()
+        },
+        data: Some(BTreeMap::from([(
+            "precious".to_string(),
+            ByteString(b"do not delete".to_vec()),
+        )])),
+        ..Secret::default()
+    };
+    env.secrets(&ns)
+        .create(&PostParams::default(), &victim)
+        .await?;
+    let forged = json!({"metadata": {
+        "labels": {MANAGED_BY_LABEL: MANAGED_BY_VALUE},
+        "ownerReferences": [{
+            "apiVersion": "podcreds.dev/v1alpha1", "kind": "AWSRoleBinding", "name": "b",
+            "uid": binding.metadata.uid, "controller": true,
+        }],
+    }});
+    env.secrets(&ns)
+        .patch("victim", &PatchParams::default(), &Patch::Merge(&forged))
+        .await?;
+
+    let rename = json!({"spec": {"secretName": "second"}});
+    env.bindings(&ns)
+        .patch("b", &PatchParams::default(), &Patch::Merge(&rename))
+        .await?;
+    wait_for(Duration::from_secs(60), || async {
+        let gone = env.secrets(&ns).get_opt("first").await.ok()?.is_none();
+        let moved = env.secrets(&ns).get_opt("second").await.ok()?.is_some();
+        (gone && moved).then_some(())
+    })
+    .await
+    .context("the credentials never moved from Secret first to second")?;
+    ensure!(
+        env.secrets(&ns).get_opt("victim").await?.is_some(),
+        "podcreds deleted a Secret it never created"
+    );
+    Ok(())
+}
+
+fn rss_mib(pid: u32) -> anyhow::Result<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let kib: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .context("no VmRSS")?;
+    Ok(kib / 1024.0)
+}
+
+/// Labelled Secrets in the tenant's namespace, each with a 200 KB annotation in podcreds'
+/// prefix and another elsewhere: what the operator caches of them must not grow with them.
+pub async fn labelled_secrets_built_to_bloat_the_cache_cost_nothing(
+    env: &Env,
+) -> anyhow::Result<()> {
+    const SECRETS: usize = 1_500;
+    const ALLOWED_GROWTH_MIB: f64 = 16.0;
+    let (ns, role, op) = env.scenario("bloat", None).await?;
+    env.create_ready(
+        &ns,
+        "b",
+        json!({"serviceAccountName": "app", "roleArn": role}),
+        Duration::from_secs(60),
+    )
+    .await?;
+    let before = rss_mib(op.process.pid())?;
+    let padding = "x".repeat(200 * 1024);
+    let secrets = env.secrets(&ns);
+    let created: Vec<anyhow::Result<()>> = futures::stream::iter(0..SECRETS)
+        .map(|i| {
+            let secrets = secrets.clone();
+            let padding = padding.clone();
+            async move {
+                let bloat = Secret {
+                    metadata: ObjectMeta {
+                        name: Some(format!("bloat-{i}")),
+                        labels: Some(BTreeMap::from([(
+                            MANAGED_BY_LABEL.to_string(),
+                            MANAGED_BY_VALUE.to_string(),
+                        )])),
+                        annotations: Some(BTreeMap::from([(
+                            format!("podcreds.dev/pad-{i}"),
+                            padding,
+                        )])),
+                        ..ObjectMeta::default()
+                    },
+                    ..Secret::default()
+                };
+                secrets.create(&PostParams::default(), &bloat).await?;
+                Ok(())
+            }
+        })
+        .buffer_unordered(8)
+        .collect()
+        .await;
+    for result in created {
+        result?;
+    }
+    // The Secret watch delivers events in order: once the operator has reacted to the deletion
+    // of the binding's own Secret (created after every bloated one), it has seen them all.
+    let old_uid = secrets.get("b").await?.metadata.uid;
+    secrets.delete("b", &Default::default()).await?;
+    wait_for(Duration::from_secs(120), || async {
+        let s = secrets.get_opt("b").await.ok()??;
+        (s.metadata.uid != old_uid).then_some(())
+    })
+    .await
+    .context("the operator never recreated its Secret after the bloated ones")?;
+    let after = rss_mib(op.process.pid())?;
+    let result = if after - before <= ALLOWED_GROWTH_MIB {
+        Ok(())
+    } else {
+        Err(anyhow::anyhow!(
+            "RSS grew from {before:.1} MiB to {after:.1} MiB with {SECRETS} bloated Secrets"
+        ))
+    };
+    // Give the etcd space back to the rest of the run.
+    for i in 0..SECRETS {
+        let _ = secrets
+            .delete(&format!("bloat-{i}"), &Default::default())
+            .await;
+    }
+    result
+}
+
+/// A binding blocked by a Secret it does not own comes back as soon as that Secret is deleted,
+/// not at its next periodic recheck (two minutes).
+pub async fn a_conflict_clears_when_the_foreign_secret_goes(env: &Env) -> anyhow::Result<()> {
+    let (ns, role, _op) = env.scenario("conflictgone", None).await?;
+    let foreign = Secret {
+        metadata: ObjectMeta {
+            name: Some("taken".into()),
+            ..ObjectMeta::default()
+        },
+        ..Secret::default()
+    };
+    env.secrets(&ns)
+        .create(&PostParams::default(), &foreign)
+        .await?;
+    env.create_binding(
+        &ns,
+        "b",
+        json!({"serviceAccountName": "app", "roleArn": role, "secretName": "taken"}),
+    )
+    .await?;
+    env.wait_reason(&ns, "b", "SecretConflict", Duration::from_secs(60))
+        .await?;
+    env.secrets(&ns)
+        .delete("taken", &Default::default())
+        .await?;
+    // Well inside the 120 s recheck: only the watch on the blocking name can explain it.
+    env.wait_ready(&ns, "b", "True", Duration::from_secs(45))
+        .await
+        .context("the binding did not recover from the conflict before its periodic recheck")?;
+    Ok(())
+}
