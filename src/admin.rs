@@ -11,22 +11,36 @@ use axum::routing::get;
 use prometheus_client::registry::Registry;
 use tokio::sync::watch;
 
+use crate::admission_check::PolicyState;
+
 #[derive(Clone)]
 struct AdminState {
     registry: Arc<Registry>,
     ready: watch::Receiver<bool>,
+    /// The admission policy's name and what its last check found, when it is checked.
+    policy: Option<(String, watch::Receiver<PolicyState>)>,
 }
 
 async fn healthz() -> &'static str {
     "ok"
 }
 
+/// Ready once the caches synced. The admission policy's state is detail, not readiness: the
+/// operator works without it, and restarting pods would not bring it back.
 async fn readyz(State(state): State<AdminState>) -> impl IntoResponse {
-    if *state.ready.borrow() {
-        (StatusCode::OK, "ready")
+    let (code, mut body) = if *state.ready.borrow() {
+        (StatusCode::OK, "ready".to_string())
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "caches not synced yet")
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "caches not synced yet".to_string(),
+        )
+    };
+    if let Some((name, policy)) = &state.policy {
+        body.push('\n');
+        body.push_str(&policy.borrow().describe(name));
     }
+    (code, body)
 }
 
 async fn metrics(State(state): State<AdminState>) -> impl IntoResponse {
@@ -49,13 +63,18 @@ pub async fn serve(
     addr: SocketAddr,
     registry: Arc<Registry>,
     ready: watch::Receiver<bool>,
+    policy: Option<(String, watch::Receiver<PolicyState>)>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<impl std::future::Future<Output = std::io::Result<()>>> {
     let app = Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
-        .with_state(AdminState { registry, ready });
+        .with_state(AdminState {
+            registry,
+            ready,
+            policy,
+        });
     let listener = tokio::net::TcpListener::bind(addr).await?;
     tracing::info!(address = %listener.local_addr()?, "admin server listening");
     Ok(async move {

@@ -74,6 +74,13 @@ pub struct RunArgs {
     /// Namespaces to watch (comma separated); all namespaces when empty.
     #[arg(long, env = "PODCREDS_NAMESPACES", value_delimiter = ',')]
     pub namespaces: Vec<String>,
+    /// Name of the ValidatingAdmissionPolicy (and its binding) that guards AWSRoleBindings; when
+    /// set, podcreds checks that both exist and reports it (log, /readyz, metric).
+    #[arg(long, env = "PODCREDS_ADMISSION_POLICY_NAME")]
+    pub admission_policy_name: Option<String>,
+    /// How often the admission policy is checked.
+    #[arg(long, env = "PODCREDS_ADMISSION_POLICY_CHECK_INTERVAL", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub admission_policy_check_interval: std::time::Duration,
     /// Address of the admin server (/healthz, /readyz, /metrics).
     #[arg(long, env = "PODCREDS_ADMIN_ADDRESS", default_value = "0.0.0.0:8080")]
     pub admin_address: SocketAddr,

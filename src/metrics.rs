@@ -8,7 +8,7 @@ use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use std::sync::Mutex;
@@ -47,6 +47,8 @@ pub struct Metrics {
     pub reconcile_duration: Family<ResultLabels, Histogram>,
     /// Events dropped because the publishing queue was full.
     pub events_dropped: Counter,
+    /// 1 while the admission policy guarding bindings is known to be installed.
+    pub admission_policy_present: Gauge,
 }
 
 impl Default for Metrics {
@@ -63,6 +65,7 @@ impl Default for Metrics {
                 Histogram::new(exponential_buckets(0.001, 2.0, 16))
             }),
             events_dropped: Counter::default(),
+            admission_policy_present: Gauge::default(),
         }
     }
 }
@@ -109,6 +112,11 @@ impl Metrics {
             "podcreds_events_dropped",
             "Events dropped because too many were waiting to be published (status and metrics carry the same facts)",
             self.events_dropped.clone(),
+        );
+        registry.register(
+            "podcreds_admission_policy_present",
+            "1 while the admission policy that guards AWSRoleBindings (and its binding) exists, 0 when it is missing or cannot be read",
+            self.admission_policy_present.clone(),
         );
         registry.register_collector(Box::new(BindingCollector { stores: bindings }));
     }

@@ -7,6 +7,7 @@ use futures::FutureExt;
 use prometheus_client::registry::Registry;
 use tracing_subscriber::EnvFilter;
 
+use crate::admission_check::PolicyState;
 use crate::cli::{LogFormat, RunArgs};
 use crate::controller::{self, Shared};
 use crate::metrics::Metrics;
@@ -117,10 +118,22 @@ pub async fn run(args: RunArgs) -> Result<(), StartError> {
 
     let shutdown = termination().boxed().shared();
     let (ready_tx, ready_rx) = tokio::sync::watch::channel(false);
+    let policy = args.admission_policy_name.clone().map(|name| {
+        let (state_tx, state_rx) = tokio::sync::watch::channel(PolicyState::Unchecked);
+        tokio::spawn(crate::admission_check::run(
+            client.clone(),
+            name.clone(),
+            args.admission_policy_check_interval,
+            state_tx,
+            metrics.clone(),
+        ));
+        (name, state_rx)
+    });
     let admin = crate::admin::serve(
         args.admin_address,
         Arc::new(registry),
         ready_rx,
+        policy,
         shutdown.clone(),
     )
     .await

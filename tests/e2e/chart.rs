@@ -749,3 +749,71 @@ fn binding_named(
     renamed.metadata.name = Some(name.into());
     renamed
 }
+
+/// The operator says when the admission policy that guards bindings is missing (log, /readyz
+/// detail, metric), and notices when it is installed or removed.
+pub async fn a_missing_admission_policy_is_reported(env: &Env) -> anyhow::Result<()> {
+    let ns = env.namespace("guardcheck").await?;
+    // A release name of its own: the policy is cluster-scoped and named after the release.
+    let release = format!("gc{}", &ns[ns.len() - 5..]);
+    let policy = format!("{release}-podcreds-binding-guard");
+    let op = Operator::start(
+        env,
+        &[&ns],
+        &env.emulator.url(),
+        &[
+            &format!("--admission-policy-name={policy}"),
+            "--admission-policy-check-interval=1s",
+        ],
+    )
+    .await?;
+    let reported = |present: bool| {
+        let op = &op;
+        async move {
+            let metrics = op.metrics().await.ok()?;
+            let (_, readyz) = crate::support::http_get(&op.admin, "/readyz").await.ok()?;
+            let value = if present { 1 } else { 0 };
+            let word = if present { "present" } else { "MISSING" };
+            (metrics.contains(&format!("podcreds_admission_policy_present {value}"))
+                && readyz.contains(word))
+            .then_some(())
+        }
+    };
+    wait_for(Duration::from_secs(30), || reported(false))
+        .await
+        .context("a missing admission policy was not reported")?;
+    ensure!(
+        op.log().contains("MISSING"),
+        "no log line about the missing policy"
+    );
+
+    let chart = chart_dir();
+    let (ok, _, stderr) = helm(
+        env,
+        &[
+            "install",
+            &release,
+            chart.to_str().context("path")?,
+            "--namespace",
+            &ns,
+            "--set",
+            "rbac.create=false",
+            "--set",
+            "serviceAccount.create=false",
+            "--set",
+            "metrics.service.enabled=false",
+        ],
+    )
+    .await?;
+    ensure!(ok, "helm install failed: {stderr}");
+    let installed = wait_for(Duration::from_secs(30), || reported(true))
+        .await
+        .context("the installed admission policy was not noticed");
+    let (ok, _, stderr) = helm(env, &["uninstall", &release, "--namespace", &ns]).await?;
+    ensure!(ok, "helm uninstall failed: {stderr}");
+    installed?;
+    wait_for(Duration::from_secs(30), || reported(false))
+        .await
+        .context("the removed admission policy was not noticed")?;
+    Ok(())
+}

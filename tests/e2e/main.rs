@@ -51,6 +51,7 @@ const TESTS: &[(&str, TestFn)] = tests![
     chart::chart_installs_with_sufficient_and_minimal_rbac,
     chart::admission_policy_stops_the_confused_deputy,
     chart::admission_policy_checks_every_spec_update,
+    chart::a_missing_admission_policy_is_reported,
     faults::sts_outage_keeps_valid_credentials_and_recovers,
     faults::throttled_burst_ends_all_ready,
     faults::slow_sts_does_not_block_other_bindings,
