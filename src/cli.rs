@@ -57,6 +57,11 @@ pub struct RunArgs {
     /// Bindings reconciled concurrently.
     #[arg(long, env = "PODCREDS_CONCURRENCY", default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub concurrency: u16,
+    /// Exchanges one namespace may always run at once (0: a quarter of --concurrency). A
+    /// namespace gets more slots only while as many stay free for the others, so one namespace
+    /// with thousands of slow or failing bindings cannot delay another's renewals.
+    #[arg(long, env = "PODCREDS_NAMESPACE_CONCURRENCY", default_value_t = 0, value_parser = clap::value_parser!(u16).range(0..=1024))]
+    pub namespace_concurrency: u16,
     /// Client-side limit on STS calls per second (the AWS account quota, shared with every other caller, is about 600/s).
     #[arg(long, env = "PODCREDS_STS_QPS", default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=10000))]
     pub sts_qps: u32,
@@ -135,6 +140,10 @@ impl RunArgs {
             },
             token_expiration_seconds: self.token_expiration_seconds,
             concurrency: self.concurrency,
+            namespace_concurrency: match self.namespace_concurrency {
+                0 => (self.concurrency / 4).max(1),
+                n => n.min(self.concurrency),
+            },
             namespaces: self
                 .namespaces
                 .iter()

@@ -10,6 +10,9 @@ pub struct Settings {
     pub token_expiration_seconds: i64,
     /// Bindings reconciled at once.
     pub concurrency: u16,
+    /// Exchanges one namespace may always run at once; it gets more only while as many slots
+    /// stay free for other namespaces (see `controller::fairness`).
+    pub namespace_concurrency: u16,
     /// Namespaces watched; empty means all.
     pub namespaces: Vec<String>,
     /// Client-side STS rate limit (calls per second) and burst.
@@ -29,6 +32,7 @@ impl Default for Settings {
             sts_policy: StsPolicy::default(),
             token_expiration_seconds: 600,
             concurrency: 32,
+            namespace_concurrency: 8,
             namespaces: Vec::new(),
             sts_rate_per_second: 50,
             sts_burst: 100,

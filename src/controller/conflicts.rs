@@ -12,7 +12,7 @@ use kube::api::Api;
 use kube::core::PartialObjectMeta;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{WatchStreamExt, watcher};
-use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
+use tokio::sync::mpsc::UnboundedSender;
 use tracing::debug;
 
 use crate::api::AWSRoleBinding;
@@ -42,16 +42,12 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl ConflictWatches {
-    /// The watches, and the stream of bindings to reconcile because their conflict is gone.
-    pub fn new() -> (Self, UnboundedReceiver<ObjectRef<AWSRoleBinding>>) {
-        let (wake, woken) = tokio::sync::mpsc::unbounded_channel();
-        (
-            Self {
-                wake,
-                active: Arc::default(),
-            },
-            woken,
-        )
+    /// Conflict watches that wake bindings through `wake` when their conflict is gone.
+    pub fn new(wake: UnboundedSender<ObjectRef<AWSRoleBinding>>) -> Self {
+        Self {
+            wake,
+            active: Arc::default(),
+        }
     }
 
     /// Watches Secret `namespace/secret_name` until it is gone, then wakes `binding`. Watching

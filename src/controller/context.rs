@@ -12,6 +12,7 @@ use kube::runtime::reflector::Store;
 
 use super::conflicts::ConflictWatches;
 use super::events::Events;
+use super::fairness::FairShares;
 use super::memory::Memory;
 use crate::flow::CredentialFlow;
 use crate::flow::web_identity::WebIdentity;
@@ -80,4 +81,6 @@ pub struct Context {
     pub secrets_synced: tokio::sync::watch::Receiver<bool>,
     /// Watches on the Secrets that block bindings of this scope.
     pub conflicts: Arc<ConflictWatches>,
+    /// Fair shares of this scope's exchange slots between namespaces.
+    pub shares: FairShares,
 }

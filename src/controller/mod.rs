@@ -13,6 +13,7 @@
 pub mod conflicts;
 pub mod context;
 pub mod events;
+pub mod fairness;
 pub mod memory;
 pub mod observe;
 pub mod refresh;
@@ -26,6 +27,7 @@ use std::time::Instant;
 use jiff::Timestamp;
 use kube::ResourceExt;
 use kube::runtime::controller::Action;
+use kube::runtime::reflector::ObjectRef;
 use tracing::{Instrument, info_span, warn};
 
 pub use context::{Context, Shared};
@@ -140,22 +142,31 @@ async fn pipeline(
         Decision::Refresh {
             reason,
             still_valid,
-        } => match refresh::refresh(ctx, key, &spec, &fingerprint, &observation).await {
-            Ok(refreshed) => Reconciled::Refreshed {
-                spec: &spec,
-                reason,
-                issued: refreshed.issued,
-                created_uid: refreshed.created_uid,
-            },
-            // The cache did not show the Secret, but the name was taken.
-            Err(RefreshError::Secret(SecretWriteError::Conflict { owner, .. })) => {
-                Reconciled::Conflict { spec: &spec, owner }
+        } => match ctx
+            .shares
+            .enter(&key.namespace, ObjectRef::from_obj(binding))
+        {
+            // Its namespace has its share of exchanges in flight: woken when a slot frees.
+            None => Reconciled::Parked,
+            Some(_slot) => {
+                match refresh::refresh(ctx, key, &spec, &fingerprint, &observation).await {
+                    Ok(refreshed) => Reconciled::Refreshed {
+                        spec: &spec,
+                        reason,
+                        issued: refreshed.issued,
+                        created_uid: refreshed.created_uid,
+                    },
+                    // The cache did not show the Secret, but the name was taken.
+                    Err(RefreshError::Secret(SecretWriteError::Conflict { owner, .. })) => {
+                        Reconciled::Conflict { spec: &spec, owner }
+                    }
+                    Err(error) => Reconciled::Failed {
+                        spec: &spec,
+                        error,
+                        still_valid,
+                    },
+                }
             }
-            Err(error) => Reconciled::Failed {
-                spec: &spec,
-                error,
-                still_valid,
-            },
         },
     };
     let result = reconciled.result();

@@ -45,6 +45,9 @@ pub enum Reconciled<'a> {
         spec: &'a ResolvedSpec,
         owner: Option<String>,
     },
+    /// A refresh is due, but the binding's namespace has its share of exchanges in flight: the
+    /// binding waits for a slot (see [`super::fairness`]).
+    Parked,
     /// A refresh failed; `still_valid` holds the Secret's credentials while they are good.
     Failed {
         spec: &'a ResolvedSpec,
@@ -60,6 +63,7 @@ pub enum ReconcileResult {
     Fresh,
     Refreshed,
     Conflict,
+    Parked,
     Failed,
 }
 
@@ -70,6 +74,7 @@ impl ReconcileResult {
             ReconcileResult::Fresh => "fresh",
             ReconcileResult::Refreshed => "refreshed",
             ReconcileResult::Conflict => "conflict",
+            ReconcileResult::Parked => "parked",
             ReconcileResult::Failed => "failed",
         }
     }
@@ -82,6 +87,7 @@ impl Reconciled<'_> {
             Reconciled::Fresh { .. } => ReconcileResult::Fresh,
             Reconciled::Refreshed { .. } => ReconcileResult::Refreshed,
             Reconciled::Conflict { .. } => ReconcileResult::Conflict,
+            Reconciled::Parked => ReconcileResult::Parked,
             Reconciled::Failed { .. } => ReconcileResult::Failed,
         }
     }
@@ -109,9 +115,10 @@ fn conflict_message(spec: &ResolvedSpec, owner: Option<&str>) -> String {
     )
 }
 
-/// The status outcome of `reconciled`.
-fn outcome<'a>(reconciled: &'a Reconciled<'a>) -> Outcome<'a> {
-    match reconciled {
+/// The status outcome of `reconciled`; `None` when there is nothing new to say.
+fn outcome<'a>(reconciled: &'a Reconciled<'a>) -> Option<Outcome<'a>> {
+    Some(match reconciled {
+        Reconciled::Parked => return None,
         Reconciled::Invalid(e) => Outcome::Blocked {
             category: e.category(),
             message: e.to_string(),
@@ -145,7 +152,7 @@ fn outcome<'a>(reconciled: &'a Reconciled<'a>) -> Outcome<'a> {
             still_valid: still_valid.as_ref(),
             secret_name: &spec.secret_name,
         },
-    }
+    })
 }
 
 /// The Event `reconciled` deserves, if any, given the binding's current Ready reason. Blocked
@@ -169,7 +176,7 @@ pub fn announcement(
             "Refresh",
             conflict_message(spec, owner.as_deref()),
         ),
-        Reconciled::Fresh { .. } => None,
+        Reconciled::Fresh { .. } | Reconciled::Parked => None,
         Reconciled::Refreshed {
             spec,
             reason,
@@ -209,6 +216,8 @@ pub fn requeue(
             Some(plan::requeue_at(issued.renewal_time, now))
         }
         Reconciled::Conflict { .. } => Some(plan::CONFLICT_RECHECK),
+        // Woken when a slot frees; the recheck only guards against a lost wake-up.
+        Reconciled::Parked => Some(plan::PARKED_RECHECK),
         Reconciled::Failed {
             error, still_valid, ..
         } => {
@@ -264,7 +273,7 @@ pub async fn report(
             &key.namespace,
             &spec.secret_name,
         ),
-        Reconciled::Invalid(_) => {}
+        Reconciled::Invalid(_) | Reconciled::Parked => {}
     }
     if !matches!(reconciled, Reconciled::Conflict { .. }) {
         ctx.conflicts.stop(&key.uid);
@@ -285,7 +294,9 @@ pub async fn report(
     if let Some(event) = announcement(&reconciled, ready_reason(binding)) {
         shared.events.announce(binding, event);
     }
-    write_status(ctx, binding, key, &outcome(&reconciled), now).await?;
+    if let Some(outcome) = outcome(&reconciled) {
+        write_status(ctx, binding, key, &outcome, now).await?;
+    }
     Ok(match delay {
         Some(d) => Action::requeue(d),
         None => Action::await_change(),
@@ -496,17 +507,18 @@ mod tests {
             still_valid: Some(issued()),
         };
         match outcome(&failed) {
-            Outcome::RefreshFailed {
+            Some(Outcome::RefreshFailed {
                 category,
                 still_valid,
                 secret_name,
                 ..
-            } => {
+            }) => {
                 assert_eq!(category, "StsUnavailable");
                 assert_eq!(still_valid, Some(&issued()));
                 assert_eq!(secret_name, "b");
             }
             other => panic!("unexpected {other:?}"),
         }
+        assert!(outcome(&Reconciled::Parked).is_none());
     }
 }

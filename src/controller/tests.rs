@@ -21,6 +21,7 @@ use secrecy::SecretString;
 use serde_json::{Value, json};
 
 use super::conflicts::ConflictWatches;
+use super::fairness::FairShares;
 use super::*;
 use crate::secret::{
     ANNOTATION_EXPIRATION, ANNOTATION_FINGERPRINT, ANNOTATION_ISSUED_AT, ANNOTATION_RENEWAL_TIME,
@@ -166,13 +167,15 @@ impl Harness {
             leader,
         ));
         let (store, secrets) = reflector::store();
+        let (wake, _woken) = tokio::sync::mpsc::unbounded_channel();
         let (synced_tx, synced) = tokio::sync::watch::channel(true);
         Self {
             ctx: Arc::new(Context {
                 shared,
                 secrets: store,
                 secrets_synced: synced,
-                conflicts: Arc::new(ConflictWatches::new().0),
+                conflicts: Arc::new(ConflictWatches::new(wake.clone())),
+                shares: FairShares::new(32, 8, wake),
             }),
             sts,
             seen,
@@ -424,6 +427,7 @@ async fn a_standby_replica_touches_nothing() {
         secrets: harness.ctx.secrets.clone(),
         secrets_synced: harness.ctx.secrets_synced.clone(),
         conflicts: harness.ctx.conflicts.clone(),
+        shares: harness.ctx.shares.clone(),
     });
     let action = reconcile(Arc::new(binding()), ctx)
         .await

@@ -17,6 +17,7 @@ use tracing::{debug, info, warn};
 
 use super::conflicts::ConflictWatches;
 use super::context::{Context, Shared};
+use super::fairness::FairShares;
 use super::{error_policy, reconcile};
 use crate::api::AWSRoleBinding;
 use crate::secret::{self, MANAGED_SELECTOR};
@@ -54,13 +55,19 @@ fn compact_binding(meta: &mut ObjectMeta) {
 fn forget_deleted(
     shared: Arc<Shared>,
     conflicts: Arc<ConflictWatches>,
+    shares: FairShares,
 ) -> impl FnMut(&Result<watcher::Event<AWSRoleBinding>, watcher::Error>) {
     move |event| {
         if let Ok(watcher::Event::Delete(binding)) = event
             && let Some(uid) = binding.metadata.uid.as_deref()
         {
-            shared.memory.forget(uid, &ObjectRef::from_obj(binding));
+            let reference = ObjectRef::from_obj(binding);
+            shared.memory.forget(uid, &reference);
             conflicts.stop(uid);
+            shares.forget(
+                binding.metadata.namespace.as_deref().unwrap_or_default(),
+                &reference,
+            );
         }
     }
 }
@@ -201,8 +208,14 @@ pub async fn run(
             "ServiceAccount",
         );
 
-        let (conflicts, conflict_gone) = ConflictWatches::new();
-        let conflicts = Arc::new(conflicts);
+        // Bindings to reconcile now: their conflict is gone, or a slot of their namespace freed.
+        let (wake, woken) = tokio::sync::mpsc::unbounded_channel();
+        let conflicts = Arc::new(ConflictWatches::new(wake.clone()));
+        let shares = FairShares::new(
+            usize::from(shared.settings.concurrency),
+            usize::from(shared.settings.namespace_concurrency),
+            wake,
+        );
         let (binding_store, binding_writer) = reflector::store();
         let (bindings_listed, bindings_synced) = tokio::sync::watch::channel(false);
         let binding_stream = tell_when_listed(
@@ -214,7 +227,11 @@ pub async fn run(
             ),
             bindings_listed,
         )
-        .inspect(forget_deleted(shared.clone(), conflicts.clone()))
+        .inspect(forget_deleted(
+            shared.clone(),
+            conflicts.clone(),
+            shares.clone(),
+        ))
         .touched_objects();
         let binding_stream = retried_quietly(binding_stream, "AWSRoleBinding");
         let controller = Controller::for_stream(binding_stream, binding_store.clone());
@@ -235,10 +252,9 @@ pub async fn run(
             )
             .with_config(controller::Config::default().concurrency(shared.settings.concurrency))
             .reconcile_all_on(became_leader(shared.leader.clone()))
-            .reconcile_on(futures::stream::unfold(
-                conflict_gone,
-                |mut rx| async move { rx.recv().await.map(|binding| (binding, rx)) },
-            ))
+            .reconcile_on(futures::stream::unfold(woken, |mut rx| async move {
+                rx.recv().await.map(|binding| (binding, rx))
+            }))
             .graceful_shutdown_on(shutdown.clone());
 
         let ctx = Arc::new(Context {
@@ -246,6 +262,7 @@ pub async fn run(
             secrets: secret_store,
             secrets_synced: secrets_synced.clone(),
             conflicts,
+            shares,
         });
         waits.push(async move {
             let _ = bindings_synced.clone().wait_for(|synced| *synced).await;

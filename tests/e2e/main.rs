@@ -67,6 +67,7 @@ const TESTS: &[(&str, TestFn)] = tests![
     tenant::a_rename_deletes_only_the_secret_podcreds_created,
     tenant::labelled_secrets_built_to_bloat_the_cache_cost_nothing,
     tenant::a_conflict_clears_when_the_foreign_secret_goes,
+    tenant::a_busy_namespace_does_not_hold_up_another,
 ];
 
 tokio::task_local! {

@@ -248,3 +248,66 @@ pub async fn a_conflict_clears_when_the_foreign_secret_goes(env: &Env) -> anyhow
         .context("the binding did not recover from the conflict before its periodic recheck")?;
     Ok(())
 }
+
+/// One namespace with many bindings waiting on a slow STS must not hold up another
+/// namespace's bindings: the other's become Ready while most of the busy namespace's still wait.
+/// A private control plane, because the operator must watch every namespace (one shared pool).
+pub async fn a_busy_namespace_does_not_hold_up_another(env: &Env) -> anyhow::Result<()> {
+    const BUSY: usize = 60;
+    const QUIET: usize = 3;
+    let _ = env;
+    let private = crate::support::Env::start().await?;
+    let result = async {
+        let (busy, busy_role) = private.app_namespace("fair-busy", None).await?;
+        let (quiet, quiet_role) = private.app_namespace("fair-quiet", None).await?;
+        private.emulator.set_faults(sts_emulator::Faults {
+            latency_ms: 1_000,
+            ..sts_emulator::Faults::default()
+        });
+        let _op = crate::support::Operator::start(
+            &private,
+            &[],
+            &private.emulator.url(),
+            &["--concurrency=4", "--namespace-concurrency=1"],
+        )
+        .await?;
+        for i in 0..BUSY {
+            private
+                .create_binding(
+                    &busy,
+                    &format!("b{i}"),
+                    json!({"serviceAccountName": "app", "roleArn": busy_role}),
+                )
+                .await?;
+        }
+        for i in 0..QUIET {
+            private
+                .create_binding(
+                    &quiet,
+                    &format!("q{i}"),
+                    json!({"serviceAccountName": "app", "roleArn": quiet_role}),
+                )
+                .await?;
+        }
+        for i in 0..QUIET {
+            private
+                .wait_ready(&quiet, &format!("q{i}"), "True", Duration::from_secs(120))
+                .await?;
+        }
+        let busy_ready = private.issued_for(&busy_role).len();
+        ensure!(
+            busy_ready < BUSY / 2,
+            "the quiet namespace waited until {busy_ready} of {BUSY} busy bindings were served"
+        );
+        // And the busy namespace is served too, only not first.
+        for i in 0..BUSY {
+            private
+                .wait_ready(&busy, &format!("b{i}"), "True", Duration::from_secs(180))
+                .await?;
+        }
+        Ok(())
+    }
+    .await;
+    private.emulator.shutdown();
+    result
+}
