@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod allowlist;
 pub mod api;
 pub mod cli;
 pub mod controller;

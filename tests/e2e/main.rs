@@ -11,6 +11,7 @@ mod consumers;
 mod core;
 mod faults;
 mod moto;
+mod security;
 mod support;
 
 use std::collections::HashMap;
@@ -50,6 +51,7 @@ const TESTS: &[(&str, TestFn)] = tests![
     chart::chart_installs_with_sufficient_and_minimal_rbac,
     chart::admission_policy_stops_the_confused_deputy,
     chart::admission_policy_checks_every_spec_update,
+    security::role_allowlist_is_path_aware_in_cel_and_rust,
     faults::sts_outage_keeps_valid_credentials_and_recovers,
     faults::throttled_burst_ends_all_ready,
     faults::slow_sts_does_not_block_other_bindings,
