@@ -9,6 +9,7 @@
 
 pub mod admin;
 pub mod admission_check;
+pub mod allowlist;
 pub mod api;
 pub mod cli;
 pub mod controller;

@@ -19,7 +19,7 @@ fn chart_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("charts/podcreds")
 }
 
-async fn helm(env: &Env, args: &[&str]) -> anyhow::Result<(bool, String, String)> {
+pub(crate) async fn helm(env: &Env, args: &[&str]) -> anyhow::Result<(bool, String, String)> {
     let helm = podcreds_testenv::tools::binary("helm")?;
     let home = env.plane.dir().join("helm-home");
     std::fs::create_dir_all(&home)?;
@@ -40,7 +40,7 @@ async fn helm(env: &Env, args: &[&str]) -> anyhow::Result<(bool, String, String)
 
 /// A release of the chart in a new namespace `<prefix>-…`, named `<release_prefix>-<suffix>`:
 /// returns (namespace, release, helm's stdout). Fails when helm does.
-async fn helm_install(
+pub(crate) async fn helm_install(
     env: &Env,
     prefix: &str,
     release_prefix: &str,
@@ -63,7 +63,7 @@ async fn helm_install(
 }
 
 /// `helm template` with `--set` values, parsed into documents.
-async fn render(env: &Env, sets: &[&str]) -> anyhow::Result<Vec<serde_json::Value>> {
+pub(crate) async fn render(env: &Env, sets: &[&str]) -> anyhow::Result<Vec<serde_json::Value>> {
     let chart = chart_dir();
     let mut args = vec![
         "template",
@@ -90,11 +90,16 @@ async fn render(env: &Env, sets: &[&str]) -> anyhow::Result<Vec<serde_json::Valu
     Ok(docs)
 }
 
-fn of_kind<'a>(docs: &'a [serde_json::Value], kind: &str) -> Vec<&'a serde_json::Value> {
+pub(crate) fn of_kind<'a>(docs: &'a [serde_json::Value], kind: &str) -> Vec<&'a serde_json::Value> {
     docs.iter().filter(|d| d["kind"] == kind).collect()
 }
 
-fn rules_grant(rules: &serde_json::Value, group: &str, resource: &str, verb: &str) -> bool {
+pub(crate) fn rules_grant(
+    rules: &serde_json::Value,
+    group: &str,
+    resource: &str,
+    verb: &str,
+) -> bool {
     rules.as_array().is_some_and(|rules| {
         rules.iter().any(|r| {
             let has = |field: &str, v: &str| {
@@ -284,7 +289,11 @@ pub async fn chart_lints_and_renders_what_matters(env: &Env) -> anyhow::Result<(
     Ok(())
 }
 
-async fn service_account_token(env: &Env, ns: &str, name: &str) -> anyhow::Result<String> {
+pub(crate) async fn service_account_token(
+    env: &Env,
+    ns: &str,
+    name: &str,
+) -> anyhow::Result<String> {
     let api: Api<ServiceAccount> = Api::namespaced(env.client.clone(), ns);
     let request = TokenRequest {
         spec: Some(TokenRequestSpec {
@@ -299,7 +308,12 @@ async fn service_account_token(env: &Env, ns: &str, name: &str) -> anyhow::Resul
     response.status.and_then(|s| s.token).context("no token")
 }
 
-async fn grant(env: &Env, ns: &str, user: &str, rules: Vec<PolicyRule>) -> anyhow::Result<()> {
+pub(crate) async fn grant(
+    env: &Env,
+    ns: &str,
+    user: &str,
+    rules: Vec<PolicyRule>,
+) -> anyhow::Result<()> {
     let roles: Api<Role> = Api::namespaced(env.client.clone(), ns);
     roles
         .create(
@@ -339,7 +353,7 @@ async fn grant(env: &Env, ns: &str, user: &str, rules: Vec<PolicyRule>) -> anyho
     Ok(())
 }
 
-fn rule(groups: &[&str], resources: &[&str], verbs: &[&str]) -> PolicyRule {
+pub(crate) fn rule(groups: &[&str], resources: &[&str], verbs: &[&str]) -> PolicyRule {
     PolicyRule {
         api_groups: Some(groups.iter().map(|s| s.to_string()).collect()),
         resources: Some(resources.iter().map(|s| s.to_string()).collect()),
@@ -348,7 +362,7 @@ fn rule(groups: &[&str], resources: &[&str], verbs: &[&str]) -> PolicyRule {
     }
 }
 
-fn forbidden<T>(result: Result<T, kube::Error>) -> bool {
+pub(crate) fn forbidden<T>(result: Result<T, kube::Error>) -> bool {
     matches!(result, Err(kube::Error::Api(s)) if s.code == 403)
 }
 
@@ -445,7 +459,7 @@ pub async fn chart_installs_with_sufficient_and_minimal_rbac(env: &Env) -> anyho
 
 /// Runs `checks` while a release that installs only the chart's admission policy exists, and
 /// uninstalls it afterwards whatever `checks` returned.
-async fn with_admission_policy<'a, F, Fut>(
+pub(crate) async fn with_admission_policy<'a, F, Fut>(
     env: &'a Env,
     release_prefix: &str,
     checks: F,
@@ -485,7 +499,7 @@ pub async fn admission_policy_checks_every_spec_update(env: &Env) -> anyhow::Res
 
 /// The admission refusal `api` gets for creating `binding`, waiting (up to 20 s) for the policy
 /// to become active; a binding admitted meanwhile is removed and the attempt repeated.
-async fn refusal_of(
+pub(crate) async fn refusal_of(
     env: &Env,
     ns: &str,
     api: &Api<podcreds::api::AWSRoleBinding>,
@@ -741,7 +755,7 @@ async fn spec_update_checks(env: &Env) -> anyhow::Result<()> {
 }
 
 /// `binding` under another name.
-fn binding_named(
+pub(crate) fn binding_named(
     binding: &podcreds::api::AWSRoleBinding,
     name: &str,
 ) -> podcreds::api::AWSRoleBinding {

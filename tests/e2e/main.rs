@@ -11,6 +11,7 @@ mod consumers;
 mod core;
 mod faults;
 mod moto;
+mod security;
 mod support;
 mod tenant;
 
@@ -52,6 +53,7 @@ const TESTS: &[(&str, TestFn)] = tests![
     chart::admission_policy_stops_the_confused_deputy,
     chart::admission_policy_checks_every_spec_update,
     chart::a_missing_admission_policy_is_reported,
+    security::role_allowlist_is_path_aware_in_cel_and_rust,
     faults::sts_outage_keeps_valid_credentials_and_recovers,
     faults::throttled_burst_ends_all_ready,
     faults::slow_sts_does_not_block_other_bindings,
