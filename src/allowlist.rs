@@ -28,6 +28,46 @@ pub fn allowed(annotation_value: &str, role_arn: &str) -> bool {
     Allowlist::parse(annotation_value).allows(role_arn)
 }
 
+/// Why a binding may not use its role.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum RoleNotAllowed {
+    #[error(
+        "role {role} is not allowed in namespace {namespace} (annotation {ANNOTATION}: {allowlist}); no credentials are issued, and those in the Secret are left to expire"
+    )]
+    NotListed {
+        role: String,
+        namespace: String,
+        allowlist: String,
+    },
+    #[error(
+        "namespace {namespace} has no {ANNOTATION} annotation and this operator requires one (--require-role-allowlist); ask the cluster admin to list the roles the namespace may bind"
+    )]
+    NoAllowlist { namespace: String },
+}
+
+/// Whether a binding in `namespace` may use `role_arn`, given the namespace's annotation (if any)
+/// and whether the operator requires one. Checked on every reconciliation, so bindings admitted
+/// before the annotation (or without the admission policy) stop being refreshed too.
+pub fn check(
+    namespace: &str,
+    annotation_value: Option<&str>,
+    role_arn: &str,
+    require_allowlist: bool,
+) -> Result<(), RoleNotAllowed> {
+    match annotation_value {
+        None if require_allowlist => Err(RoleNotAllowed::NoAllowlist {
+            namespace: namespace.to_string(),
+        }),
+        None => Ok(()),
+        Some(value) if allowed(value, role_arn) => Ok(()),
+        Some(value) => Err(RoleNotAllowed::NotListed {
+            role: role_arn.to_string(),
+            namespace: namespace.to_string(),
+            allowlist: crate::text::remote(value),
+        }),
+    }
+}
+
 /// A parsed annotation value.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Allowlist {
@@ -274,5 +314,31 @@ mod tests {
         fn any_input_is_handled(annotation in ".{0,80}", arn in ".{0,80}") {
             let _ = allowed(&annotation, &arn);
         }
+    }
+
+    #[test]
+    fn the_operator_checks_the_namespace_on_every_binding() {
+        let role = "arn:aws:iam::123456789012:role/shop-reader";
+        assert_eq!(check("shop", None, role, false), Ok(()));
+        assert!(matches!(
+            check("shop", None, role, true),
+            Err(RoleNotAllowed::NoAllowlist { .. })
+        ));
+        let listed = "arn:aws:iam::123456789012:role/shop-*";
+        assert_eq!(check("shop", Some(listed), role, true), Ok(()));
+        let refused = check(
+            "shop",
+            Some(listed),
+            "arn:aws:iam::123456789012:role/shop-x/admin",
+            false,
+        )
+        .expect_err("another path");
+        assert!(
+            refused
+                .to_string()
+                .contains("is not allowed in namespace shop")
+        );
+        // An annotation that lists nothing allows nothing.
+        assert!(check("shop", Some(" , "), role, false).is_err());
     }
 }

@@ -79,6 +79,10 @@ pub struct RunArgs {
     /// Namespaces to watch (comma separated); all namespaces when empty.
     #[arg(long, env = "PODCREDS_NAMESPACES", value_delimiter = ',')]
     pub namespaces: Vec<String>,
+    /// Refuse every role in namespaces without the `podcreds.dev/allowed-role-arns` annotation
+    /// (deny by default) instead of allowing any.
+    #[arg(long, env = "PODCREDS_REQUIRE_ROLE_ALLOWLIST")]
+    pub require_role_allowlist: bool,
     /// Name of the ValidatingAdmissionPolicy (and its binding) that guards AWSRoleBindings; when
     /// set, podcreds checks that both exist and reports it (log, /readyz, metric).
     #[arg(long, env = "PODCREDS_ADMISSION_POLICY_NAME")]
@@ -154,6 +158,7 @@ impl RunArgs {
             sts_burst: self.sts_burst,
             kube_rate_per_second: self.kube_qps,
             kube_burst: self.kube_burst,
+            require_role_allowlist: self.require_role_allowlist,
             instance: self.instance.clone(),
         }
     }

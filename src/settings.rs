@@ -22,6 +22,9 @@ pub struct Settings {
     /// none) and burst.
     pub kube_rate_per_second: u32,
     pub kube_burst: u32,
+    /// Whether a namespace without the `podcreds.dev/allowed-role-arns` annotation may bind no
+    /// role at all (deny by default) rather than any.
+    pub require_role_allowlist: bool,
     /// Name reported on Events (usually the pod name).
     pub instance: Option<String>,
 }
@@ -38,6 +41,7 @@ impl Default for Settings {
             sts_burst: 100,
             kube_rate_per_second: 0,
             kube_burst: 0,
+            require_role_allowlist: false,
             instance: None,
         }
     }

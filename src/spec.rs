@@ -88,6 +88,8 @@ pub enum SpecError {
         "spec.sts.endpoint {0:?} is not in the operator's allowed STS endpoints; ask the cluster admin to allow it"
     )]
     EndpointNotAllowed(String),
+    #[error(transparent)]
+    RoleNotAllowed(#[from] crate::allowlist::RoleNotAllowed),
 }
 
 impl SpecError {
@@ -97,6 +99,7 @@ impl SpecError {
             SpecError::Invalid { .. } => "InvalidSpec",
             SpecError::AudienceNotAllowed(_) => "AudienceNotAllowed",
             SpecError::EndpointNotAllowed(_) => "EndpointNotAllowed",
+            SpecError::RoleNotAllowed(_) => "RoleNotAllowed",
         }
     }
 }

@@ -4,16 +4,17 @@
 
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::Client;
 use kube::core::PartialObjectMeta;
 use kube::runtime::events::Reporter;
-use kube::runtime::reflector::Store;
+use kube::runtime::reflector::{ObjectRef, Store};
 
 use super::conflicts::ConflictWatches;
 use super::events::Events;
 use super::fairness::FairShares;
 use super::memory::Memory;
+use crate::allowlist::ANNOTATION;
 use crate::flow::CredentialFlow;
 use crate::flow::web_identity::WebIdentity;
 use crate::metrics::Metrics;
@@ -33,6 +34,27 @@ pub struct Shared {
     pub memory: Memory,
     /// True while this replica may write (always, without leader election).
     pub leader: tokio::sync::watch::Receiver<bool>,
+}
+
+impl Context {
+    /// The namespace's role allowlist annotation, if it has one.
+    pub fn role_allowlist(&self, namespace: &str) -> Option<String> {
+        self.namespaces
+            .get(&ObjectRef::new(namespace))
+            .and_then(|n| n.metadata.annotations.as_ref()?.get(ANNOTATION).cloned())
+    }
+
+    /// Waits until the caches a decision reads hold their initial lists; false if they never
+    /// will (the process is stopping).
+    pub async fn caches_synced(&self) -> bool {
+        self.secrets_synced.clone().wait_for(|s| *s).await.is_ok()
+            && self
+                .namespaces_synced
+                .clone()
+                .wait_for(|s| *s)
+                .await
+                .is_ok()
+    }
 }
 
 impl Shared {
@@ -79,6 +101,9 @@ pub struct Context {
     pub secrets: Store<PartialObjectMeta<Secret>>,
     /// True once `secrets` holds the whole initial list (see [`super::watches`]).
     pub secrets_synced: tokio::sync::watch::Receiver<bool>,
+    /// Metadata of the namespaces in scope: only their role allowlist annotation.
+    pub namespaces: Store<PartialObjectMeta<Namespace>>,
+    pub namespaces_synced: tokio::sync::watch::Receiver<bool>,
     /// Watches on the Secrets that block bindings of this scope.
     pub conflicts: Arc<ConflictWatches>,
     /// Fair shares of this scope's exchange slots between namespaces.

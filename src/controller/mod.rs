@@ -1,6 +1,7 @@
 //! The reconciler, as a pipeline of named steps:
 //!
-//! 1. **validate** ([`crate::spec`], pure): the spec and the admin's policy;
+//! 1. **validate** ([`crate::spec`], [`crate::allowlist`], pure): the spec, the admin's policy and
+//!    the namespace's role allowlist;
 //! 2. **observe** ([`observe`]): the binding's Secret from the cache (or the apiserver where a
 //!    cache miss cannot be believed), corrected by this process's [`memory`];
 //! 3. **decide** ([`crate::plan`], pure): refresh, wait or report a conflict;
@@ -33,6 +34,7 @@ use tracing::{Instrument, info_span, warn};
 pub use context::{Context, Shared};
 pub use watches::{BindingStores, run};
 
+use crate::allowlist;
 use crate::api::AWSRoleBinding;
 use crate::plan::{self, Decision};
 use crate::spec;
@@ -90,14 +92,9 @@ pub async fn reconcile(binding: Arc<AWSRoleBinding>, ctx: Arc<Context>) -> Resul
         // A standby keeps its caches warm; becoming leader reconciles everything.
         return Ok(Action::await_change());
     }
-    // Deciding from a Secret cache that is still filling would take every Secret for missing.
-    if ctx
-        .secrets_synced
-        .clone()
-        .wait_for(|synced| *synced)
-        .await
-        .is_err()
-    {
+    // Deciding from caches that are still filling would take every Secret for missing and
+    // every namespace for one without an allowlist.
+    if !ctx.caches_synced().await {
         return Ok(Action::await_change());
     }
     let span = info_span!("reconcile", namespace = %key.namespace, binding = %key.name);
@@ -116,12 +113,22 @@ async fn pipeline(
     ctx: &Context,
 ) -> Result<(report::ReconcileResult, Action), Error> {
     let shared = &ctx.shared;
+    let allowlist = ctx.role_allowlist(&key.namespace);
     let spec = match spec::resolve(
         &binding.spec,
         &key.namespace,
         &key.name,
         &shared.settings.sts_policy,
-    ) {
+    )
+    .and_then(|spec| {
+        allowlist::check(
+            &key.namespace,
+            allowlist.as_deref(),
+            &spec.role_arn,
+            shared.settings.require_role_allowlist,
+        )?;
+        Ok(spec)
+    }) {
         Ok(spec) => spec,
         Err(e) => {
             let reconciled = Reconciled::Invalid(e);

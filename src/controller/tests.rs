@@ -173,7 +173,9 @@ impl Harness {
             ctx: Arc::new(Context {
                 shared,
                 secrets: store,
-                secrets_synced: synced,
+                secrets_synced: synced.clone(),
+                namespaces: reflector::store().0,
+                namespaces_synced: synced,
                 conflicts: Arc::new(ConflictWatches::new(wake.clone())),
                 shares: FairShares::new(32, 8, wake),
             }),
@@ -426,6 +428,8 @@ async fn a_standby_replica_touches_nothing() {
         shared,
         secrets: harness.ctx.secrets.clone(),
         secrets_synced: harness.ctx.secrets_synced.clone(),
+        namespaces: harness.ctx.namespaces.clone(),
+        namespaces_synced: harness.ctx.namespaces_synced.clone(),
         conflicts: harness.ctx.conflicts.clone(),
         shares: harness.ctx.shares.clone(),
     });

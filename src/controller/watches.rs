@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
+use k8s_openapi::api::core::v1::{Namespace, Secret, ServiceAccount};
 use kube::api::Api;
 use kube::api::ObjectMeta;
 use kube::core::PartialObjectMeta;
@@ -48,6 +48,20 @@ fn compact_binding(meta: &mut ObjectMeta) {
     meta.managed_fields = None;
     meta.annotations = None;
     meta.labels = None;
+}
+
+/// Keeps of a cached namespace only its name and its role allowlist.
+fn compact_namespace(meta: &mut ObjectMeta) {
+    let allowlist = meta
+        .annotations
+        .take()
+        .and_then(|mut a| a.remove_entry(crate::allowlist::ANNOTATION));
+    *meta = ObjectMeta {
+        name: meta.name.take(),
+        resource_version: meta.resource_version.take(),
+        annotations: allowlist.map(|entry| std::collections::BTreeMap::from([entry])),
+        ..ObjectMeta::default()
+    };
 }
 
 /// Forgets what this process remembers about a binding once its deletion is seen, and stops
@@ -208,6 +222,36 @@ pub async fn run(
             "ServiceAccount",
         );
 
+        // Namespaces: their role allowlist annotation, re-checked on every reconciliation; a
+        // change wakes the namespace's bindings.
+        let (namespace_store, namespace_writer) = reflector::store();
+        let (namespaces_listed, namespaces_synced) = tokio::sync::watch::channel(false);
+        let namespace_config = match &scope {
+            Some(ns) => watcher::Config::default().fields(&format!("metadata.name={ns}")),
+            None => watcher::Config::default(),
+        };
+        let namespace_api: Api<PartialObjectMeta<Namespace>> = Api::all(shared.client.clone());
+        let namespace_stream = tell_when_listed(
+            reflector::reflector(
+                namespace_writer,
+                watcher(namespace_api, namespace_config)
+                    .modify(|n: &mut PartialObjectMeta<Namespace>| {
+                        compact_namespace(&mut n.metadata)
+                    })
+                    .backoff(WatchBackoff::default()),
+            ),
+            namespaces_listed,
+        )
+        // The initial list is no news: every binding is reconciled at start anyway.
+        .filter_map(|event| async move {
+            match event {
+                Ok(watcher::Event::Apply(namespace)) => Some(Ok(namespace)),
+                Err(e) => Some(Err(e)),
+                Ok(_) => None,
+            }
+        });
+        let namespace_stream = retried_quietly(namespace_stream, "Namespace");
+
         // Bindings to reconcile now: their conflict is gone, or a slot of their namespace freed.
         let (wake, woken) = tokio::sync::mpsc::unbounded_channel();
         let conflicts = Arc::new(ConflictWatches::new(wake.clone()));
@@ -250,6 +294,18 @@ pub async fn run(
                     )
                 },
             )
+            .watches_stream(namespace_stream, {
+                let bindings = binding_store.clone();
+                move |namespace: PartialObjectMeta<Namespace>| {
+                    let name = namespace.metadata.name.unwrap_or_default();
+                    bindings
+                        .state()
+                        .iter()
+                        .filter(|b| b.metadata.namespace.as_deref() == Some(name.as_str()))
+                        .map(|b| ObjectRef::from_obj(b.as_ref()))
+                        .collect::<Vec<_>>()
+                }
+            })
             .with_config(controller::Config::default().concurrency(shared.settings.concurrency))
             .reconcile_all_on(became_leader(shared.leader.clone()))
             .reconcile_on(futures::stream::unfold(woken, |mut rx| async move {
@@ -261,12 +317,15 @@ pub async fn run(
             shared: shared.clone(),
             secrets: secret_store,
             secrets_synced: secrets_synced.clone(),
+            namespaces: namespace_store,
+            namespaces_synced: namespaces_synced.clone(),
             conflicts,
             shares,
         });
         waits.push(async move {
             let _ = bindings_synced.clone().wait_for(|synced| *synced).await;
             let _ = secrets_synced.clone().wait_for(|synced| *synced).await;
+            let _ = namespaces_synced.clone().wait_for(|synced| *synced).await;
         });
         let scope_name = scope.clone().unwrap_or_else(|| "all namespaces".into());
         runs.push(async move {
