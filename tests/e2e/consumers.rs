@@ -4,10 +4,9 @@
 use std::time::Duration;
 
 use anyhow::{Context, ensure};
-use serde_json::json;
-
 use podcreds_testenv::decode_secret;
 use podcreds_testenv::tools::clean_aws_env;
+use serde_json::json;
 
 use crate::support::{Env, aws_caller_identity, kubelet_layout, spec_with};
 

@@ -4,10 +4,9 @@
 use std::time::Duration;
 
 use anyhow::{Context, ensure};
+use podcreds_testenv::decode_secret;
 use serde_json::json;
 use sts_emulator::{Emulator, Faults, Role};
-
-use podcreds_testenv::decode_secret;
 
 use crate::support::{ACCOUNT, Env, Operator, ready_message, spec, spec_with, wait_for};
 

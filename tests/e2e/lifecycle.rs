@@ -6,9 +6,8 @@ use anyhow::{Context, bail, ensure};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{DeleteParams, ObjectMeta, Patch, PatchParams, PostParams};
 use podcreds::secret::{ANNOTATION_EXPIRATION, ANNOTATION_ROLE_ARN, DATA_KEYS};
-use serde_json::json;
-
 use podcreds_testenv::decode_secret;
+use serde_json::json;
 
 use crate::support::{Env, ready_message, spec, spec_with, wait_for};
 

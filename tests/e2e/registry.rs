@@ -67,13 +67,12 @@ pub fn problems(registered: &[&str]) -> Vec<String> {
         }
     }
     for (i, test) in registered.iter().enumerate() {
-        if !defined.iter().any(|d| d == test) {
-            problems.push(format!(
-                "{test} is registered but no test function `pub async fn(env: &Env)` of that name exists"
-            ));
-        }
         if registered[..i].contains(test) {
             problems.push(format!("{test} is registered twice"));
+        } else if !defined.iter().any(|d| d == test) {
+            problems.push(format!(
+                "{test} is registered but is no `pub async fn NAME(env: &Env)` of a checked module"
+            ));
         }
     }
     for module in declared_modules(MAIN) {

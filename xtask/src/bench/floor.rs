@@ -19,7 +19,7 @@ use super::phase::{Phase, PhaseMeter, maybe_profile};
 use super::{Args, ROLE, create_namespace, create_service_accounts};
 
 /// The bare work of N bindings done directly: TokenRequest, STS, Secret create.
-pub async fn floor(
+pub async fn measure(
     plane: &ControlPlane,
     client: &kube::Client,
     emulator: &Emulator,

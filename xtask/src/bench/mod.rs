@@ -185,14 +185,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .await?;
         let mut scale_results = Vec::new();
         for &n in &args.bindings {
-            scale_results.push(scale::scale(&plane, &emulator, &bin, n, &args).await?);
+            scale_results.push(scale::measure(&plane, &emulator, &bin, n, &args).await?);
         }
         let steady = if args.steady_bindings > 0 {
             println!(
                 "  steady state: {} bindings, {} s lifetimes, {} s",
                 args.steady_bindings, args.steady_lifetime, args.steady_seconds
             );
-            Some(steady::steady(&plane, &emulator, &bin, &args).await?)
+            Some(steady::measure(&plane, &emulator, &bin, &args).await?)
         } else {
             None
         };

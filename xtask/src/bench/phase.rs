@@ -25,10 +25,10 @@ pub struct Phase {
 
 /// Measures a phase: CPU of the control plane (and operator, if any) and apiserver counters.
 pub struct PhaseMeter {
-    pub pids: (u32, u32),
-    pub operator: Option<u32>,
-    pub cpu: (f64, f64, f64, f64),
-    pub counters: apiserver::Counters,
+    pids: (u32, u32),
+    operator: Option<u32>,
+    cpu: (f64, f64, f64, f64),
+    counters: apiserver::Counters,
 }
 
 impl PhaseMeter {

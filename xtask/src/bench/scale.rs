@@ -31,7 +31,7 @@ pub struct Percentiles {
     pub max_ms: f64,
 }
 
-pub fn percentiles(mut samples: Vec<f64>) -> Percentiles {
+fn percentiles(mut samples: Vec<f64>) -> Percentiles {
     if samples.is_empty() {
         return Percentiles::default();
     }
@@ -99,7 +99,8 @@ fn watch_ready(
     (ready, task)
 }
 
-pub async fn scale(
+/// Everything measured for N bindings.
+pub async fn measure(
     plane: &ControlPlane,
     emulator: &Emulator,
     bin: &Path,
@@ -113,7 +114,7 @@ pub async fn scale(
     );
     let mut floors = Vec::new();
     for run in 1..=args.floor_runs.max(1) {
-        let (seconds, phase) = floor::floor(plane, &client, emulator, n, run, args).await?;
+        let (seconds, phase) = floor::measure(plane, &client, emulator, n, run, args).await?;
         println!("    floor run {run}: {seconds:.2}s");
         floors.push((seconds, phase));
     }

@@ -33,7 +33,8 @@ pub struct SteadyResult {
     pub cpu_seconds_per_1000_refreshes: f64,
 }
 
-pub async fn steady(
+/// Observes `args.steady_bindings` bindings with short lifetimes for `args.steady_seconds`.
+pub async fn measure(
     plane: &ControlPlane,
     emulator: &Emulator,
     bin: &Path,
