@@ -115,10 +115,6 @@ impl Emulator {
         Ok(Self { inner, addr, stop })
     }
 
-    pub fn addr(&self) -> SocketAddr {
-        self.addr
-    }
-
     /// The STS endpoint URL (`http://127.0.0.1:<port>`).
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)

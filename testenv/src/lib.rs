@@ -6,21 +6,25 @@
 //! [`Error`] that says what to run.
 #![forbid(unsafe_code)]
 
+pub mod loopback;
+pub mod operator;
 pub mod pki;
 pub mod process;
 pub mod tools;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use base64::Engine;
-use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::core::v1::{Namespace, Secret};
 use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleRef, Subject};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{Api, ObjectMeta, Patch, PatchParams, PostParams};
+use kube::api::{Api, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
 
+pub use operator::{Launch, Operator};
 pub use process::{Process, free_port};
 
 #[derive(Debug, thiserror::Error)]
@@ -43,6 +47,8 @@ pub enum Error {
     KubeConfig(String),
     #[error("yaml: {0}")]
     Yaml(#[from] serde_yaml::Error),
+    #[error("GET {url}: {reason}")]
+    Http { url: String, reason: String },
 }
 
 /// What to start.
@@ -118,6 +124,40 @@ pub async fn create_service_account(
     };
     api.create(&PostParams::default(), &sa).await?;
     Ok(())
+}
+
+/// Name and resourceVersion of every Secret in `namespace`: two of these differ exactly where
+/// something wrote a Secret in between.
+pub async fn secret_versions(
+    client: &Client,
+    namespace: &str,
+) -> Result<BTreeMap<String, String>, Error> {
+    let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    Ok(api
+        .list_metadata(&ListParams::default())
+        .await?
+        .items
+        .into_iter()
+        .map(|s| {
+            (
+                s.metadata.name.unwrap_or_default(),
+                s.metadata.resource_version.unwrap_or_default(),
+            )
+        })
+        .collect())
+}
+
+/// A Secret's data as text, key by key.
+pub fn decode_secret(secret: &Secret) -> BTreeMap<String, String> {
+    secret
+        .data
+        .as_ref()
+        .map(|d| {
+            d.iter()
+                .map(|(k, v)| (k.clone(), String::from_utf8_lossy(&v.0).into_owned()))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// How a kubeconfig's user authenticates.
@@ -275,10 +315,6 @@ impl ControlPlane {
     /// The directory holding this control plane's files and logs.
     pub fn dir(&self) -> &Path {
         self.dir.path()
-    }
-
-    pub fn ca_path(&self) -> PathBuf {
-        self.dir.path().join("ca.pem")
     }
 
     async fn wait_ready(&mut self) -> Result<(), Error> {

@@ -22,6 +22,13 @@ pub fn free_port() -> Result<u16, Error> {
     Ok(listener.local_addr()?.port())
 }
 
+/// The last `lines` lines of a log file (empty if it cannot be read).
+pub fn tail(path: &Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
 fn start(
     program: &Path,
     args: &[String],
@@ -79,9 +86,7 @@ impl Process {
 
     /// The last `lines` lines of the log.
     pub fn log_tail(&self, lines: usize) -> String {
-        let text = self.log();
-        let all: Vec<&str> = text.lines().collect();
-        all[all.len().saturating_sub(lines)..].join("\n")
+        tail(&self.log, lines)
     }
 
     /// The exit status, if the process has exited.

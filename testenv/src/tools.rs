@@ -124,6 +124,19 @@ pub fn requirements_file(repo_root: &Path) -> PathBuf {
         .join("requirements.txt")
 }
 
+/// Makes an AWS client process (AWS CLI, boto3) use nothing but what the caller gives it: none of
+/// this machine's `AWS_*` settings, no shared credentials file, no instance metadata, no pager.
+pub fn clean_aws_env(cmd: &mut std::process::Command) {
+    for (k, _) in std::env::vars() {
+        if k.starts_with("AWS_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_PAGER", "");
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -13,7 +13,7 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::api::{Api, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
 use serde_json::json;
 
-use crate::support::{Env, Operator, wait_for};
+use crate::support::{Env, spec, wait_for};
 
 fn chart_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("charts/podcreds")
@@ -379,15 +379,11 @@ pub async fn chart_installs_with_sufficient_and_minimal_rbac(env: &Env) -> anyho
     let token = service_account_token(env, &release_ns, &format!("{release}-podcreds")).await?;
     let kubeconfig = env.plane.token_kubeconfig(&release, &token)?;
     let (ns, role) = env.app_namespace("chartrbac", None).await?;
-    let _op =
-        Operator::start_with_kubeconfig(env, &kubeconfig, &[&ns], &env.emulator.url(), &[]).await?;
-    env.create_ready(
-        &ns,
-        "b",
-        json!({"serviceAccountName": "app", "roleArn": role}),
-        Duration::from_secs(60),
-    )
-    .await?;
+    let _op = env
+        .start_operator_with_kubeconfig(&kubeconfig, &[&ns], &env.emulator.url(), &[])
+        .await?;
+    env.create_ready(&ns, "b", spec(&role), Duration::from_secs(60))
+        .await?;
     let events = env.events(&ns).await?;
     ensure!(
         events
@@ -519,6 +515,17 @@ pub(crate) async fn refusal_of(
     .await
 }
 
+/// The bindings of `ns` as seen by user `user` (a client certificate, no groups).
+async fn bindings_as(
+    env: &Env,
+    ns: &str,
+    user: &str,
+) -> anyhow::Result<Api<podcreds::api::AWSRoleBinding>> {
+    let kubeconfig = env.plane.user_kubeconfig(user, &[])?;
+    let client = podcreds_testenv::client_from_kubeconfig(&kubeconfig).await?;
+    Ok(Api::namespaced(client, ns))
+}
+
 async fn confused_deputy_checks(env: &Env) -> anyhow::Result<()> {
     let ns = env.namespace("deputy").await?;
     env.service_account(&ns, "payments").await?;
@@ -538,10 +545,6 @@ async fn confused_deputy_checks(env: &Env) -> anyhow::Result<()> {
         ],
     )
     .await?;
-    let as_user = |user: &'static str| {
-        let path = env.plane.user_kubeconfig(user, &[]);
-        async move { podcreds_testenv::client_from_kubeconfig(&path?).await }
-    };
     let binding = |name: &str, role: &str| {
         serde_json::from_value::<podcreds::api::AWSRoleBinding>(json!({
             "apiVersion": "podcreds.dev/v1alpha1",
@@ -553,8 +556,7 @@ async fn confused_deputy_checks(env: &Env) -> anyhow::Result<()> {
     let role = "arn:aws:iam::123456789012:role/payments";
 
     // Mallory may create bindings but not act as the ServiceAccount: refused, with the reason.
-    let mallory: Api<podcreds::api::AWSRoleBinding> =
-        Api::namespaced(as_user("mallory").await?, &ns);
+    let mallory = bindings_as(env, &ns, "mallory").await?;
     let refusal = refusal_of(env, &ns, &mallory, binding("steal", role)?)
         .await
         .context("the admission policy never refused a binding by a user without token rights")?;
@@ -564,7 +566,7 @@ async fn confused_deputy_checks(env: &Env) -> anyhow::Result<()> {
     );
 
     // Trent may create tokens for it: admitted.
-    let trent: Api<podcreds::api::AWSRoleBinding> = Api::namespaced(as_user("trent").await?, &ns);
+    let trent = bindings_as(env, &ns, "trent").await?;
     trent
         .create(&PostParams::default(), &binding("legit", role)?)
         .await?;
@@ -636,13 +638,8 @@ async fn spec_update_checks(env: &Env) -> anyhow::Result<()> {
         ],
     )
     .await?;
-    let as_user = |user: &'static str| {
-        let path = env.plane.user_kubeconfig(user, &[]);
-        async move { podcreds_testenv::client_from_kubeconfig(&path?).await }
-    };
-    let mallory: Api<podcreds::api::AWSRoleBinding> =
-        Api::namespaced(as_user("mallory").await?, &ns);
-    let trent: Api<podcreds::api::AWSRoleBinding> = Api::namespaced(as_user("trent").await?, &ns);
+    let mallory = bindings_as(env, &ns, "mallory").await?;
+    let trent = bindings_as(env, &ns, "trent").await?;
     let scoped = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:GetObject","Resource":"arn:aws:s3:::payments/*"}]}"#;
     let spec = json!({
         "serviceAccountName": "payments",
@@ -666,11 +663,11 @@ async fn spec_update_checks(env: &Env) -> anyhow::Result<()> {
         vec![rule(&["podcreds.dev"], &["awsrolebindings"], &["create"])],
     )
     .await?;
-    let probe: Api<podcreds::api::AWSRoleBinding> = Api::namespaced(as_user("probe").await?, &ns);
+    let probe = bindings_as(env, &ns, "probe").await?;
     refusal_of(env, &ns, &probe, binding_named(&binding, "probe"))
         .await
         .context("the admission policy never became active")?;
-    let _operator = Operator::start(env, &[&ns], &env.emulator.url(), &[]).await?;
+    let _operator = env.start_operator(&[&ns], &env.emulator.url(), &[]).await?;
     trent.create(&PostParams::default(), &binding).await?;
     env.wait_ready(&ns, "payments", "True", Duration::from_secs(60))
         .await?;
@@ -771,21 +768,23 @@ pub async fn a_missing_admission_policy_is_reported(env: &Env) -> anyhow::Result
     // A release name of its own: the policy is cluster-scoped and named after the release.
     let release = format!("gc{}", &ns[ns.len() - 5..]);
     let policy = format!("{release}-podcreds-binding-guard");
-    let op = Operator::start(
-        env,
-        &[&ns],
-        &env.emulator.url(),
-        &[
-            &format!("--admission-policy-name={policy}"),
-            "--admission-policy-check-interval=1s",
-        ],
-    )
-    .await?;
+    let op = env
+        .start_operator(
+            &[&ns],
+            &env.emulator.url(),
+            &[
+                &format!("--admission-policy-name={policy}"),
+                "--admission-policy-check-interval=1s",
+            ],
+        )
+        .await?;
     let reported = |present: bool| {
         let op = &op;
         async move {
             let metrics = op.metrics().await.ok()?;
-            let (_, readyz) = crate::support::http_get(&op.admin, "/readyz").await.ok()?;
+            let (_, readyz) = podcreds_testenv::loopback::get(&op.admin, "/readyz")
+                .await
+                .ok()?;
             let value = if present { 1 } else { 0 };
             let word = if present { "present" } else { "MISSING" };
             (metrics.contains(&format!("podcreds_admission_policy_present {value}"))

@@ -4,9 +4,11 @@
 use std::time::Duration;
 
 use anyhow::{Context, ensure};
+use podcreds_testenv::decode_secret;
+use podcreds_testenv::tools::clean_aws_env;
 use serde_json::json;
 
-use crate::support::{Env, Operator, aws_caller_identity, clean_aws_env, decode, kubelet_layout};
+use crate::support::{Env, aws_caller_identity, kubelet_layout, spec_with};
 
 /// Mirrors the Secret into `dir` (kubelet-style) every 500 ms until `stop` fires.
 async fn kubelet_sync(
@@ -23,7 +25,7 @@ async fn kubelet_sync(
             && secret.metadata.resource_version != last_version
         {
             generation += 1;
-            if kubelet_layout(dir, &decode(&secret), generation).is_ok() {
+            if kubelet_layout(dir, &decode_secret(&secret), generation).is_ok() {
                 last_version = secret.metadata.resource_version.clone();
             }
         }
@@ -56,12 +58,21 @@ pub async fn aws_cli_and_boto3_use_the_mounted_secret(env: &Env) -> anyhow::Resu
     env.service_account(&ns, "app").await?;
     // Short grants so that a long-running client lives through several refreshes.
     let role = env.role(&format!("{ns}-app"), &ns, "app", Some(20));
-    let _op = Operator::start(env, &[&ns], &env.emulator.url(), &[]).await?;
+    let _op = env.start_operator(&[&ns], &env.emulator.url(), &[]).await?;
     let mount = tempfile::Builder::new()
         .prefix("podcreds-mount-")
         .tempdir()?;
     let mount_path = mount.path().to_string_lossy().into_owned();
-    env.create_ready(&ns, "app", json!({"serviceAccountName": "app", "roleArn": role, "mountPath": mount_path, "sts": {"region": "eu-west-1"}}), Duration::from_secs(60)).await?;
+    env.create_ready(
+        &ns,
+        "app",
+        spec_with(
+            &role,
+            json!({"mountPath": mount_path, "sts": {"region": "eu-west-1"}}),
+        ),
+        Duration::from_secs(60),
+    )
+    .await?;
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let sync = kubelet_sync(env, &ns, "app", mount.path(), stop_rx);
@@ -87,7 +98,7 @@ pub async fn aws_cli_and_boto3_use_the_mounted_secret(env: &Env) -> anyhow::Resu
         // A long-running boto3 client across several refreshes (grants of 20 s, 50 s of calls).
         let python = podcreds_testenv::tools::venv_program("python")?;
         let mut cmd = tokio::process::Command::new(python);
-        clean_aws_env(&mut cmd);
+        clean_aws_env(cmd.as_std_mut());
         cmd.args(["-c", BOTO3_LOOP, &env.emulator.url(), "50"])
             .env("AWS_CONFIG_FILE", &config);
         let out = cmd.output().await?;

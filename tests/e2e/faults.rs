@@ -4,10 +4,11 @@
 use std::time::Duration;
 
 use anyhow::{Context, ensure};
+use podcreds_testenv::decode_secret;
 use serde_json::json;
 use sts_emulator::{Emulator, Faults, Role};
 
-use crate::support::{ACCOUNT, Env, Operator, decode, wait_for};
+use crate::support::{ACCOUNT, Env, Operator, ready_message, spec, spec_with, wait_for};
 
 async fn private_emulator(env: &Env) -> anyhow::Result<Emulator> {
     Emulator::start(sts_emulator::Config::for_issuer(
@@ -53,16 +54,11 @@ fn condition(b: &podcreds::api::AWSRoleBinding, type_: &str) -> Option<(String, 
 
 pub async fn sts_outage_keeps_valid_credentials_and_recovers(env: &Env) -> anyhow::Result<()> {
     let (ns, sts, role) = private_scenario(env, "outage", Some(30)).await?;
-    let op = Operator::start(env, &[&ns], &sts.url(), &[]).await?;
-    env.create_ready(
-        &ns,
-        "b",
-        json!({"serviceAccountName": "app", "roleArn": role}),
-        Duration::from_secs(60),
-    )
-    .await?;
+    let op = env.start_operator(&[&ns], &sts.url(), &[]).await?;
+    env.create_ready(&ns, "b", spec(&role), Duration::from_secs(60))
+        .await?;
     let before = env.secrets(&ns).get("b").await?;
-    let expiration: jiff::Timestamp = decode(&before)["expiration"].parse()?;
+    let expiration: jiff::Timestamp = decode_secret(&before)["expiration"].parse()?;
 
     // STS goes down across the renewal time (about 20 s in) and comes back before expiry.
     sts.set_faults(Faults {
@@ -97,7 +93,7 @@ pub async fn sts_outage_keeps_valid_credentials_and_recovers(env: &Env) -> anyho
     })
     .await
     .context("no fresh credentials after STS came back")?;
-    let new_exp: jiff::Timestamp = decode(&recovered)["expiration"].parse()?;
+    let new_exp: jiff::Timestamp = decode_secret(&recovered)["expiration"].parse()?;
     ensure!(new_exp > expiration);
     ensure!(
         new_exp > jiff::Timestamp::now(),
@@ -132,16 +128,12 @@ pub async fn throttled_burst_ends_all_ready(env: &Env) -> anyhow::Result<()> {
         throttle_every: 3,
         ..Faults::default()
     });
-    let _op = Operator::start(env, &[&ns], &sts.url(), &["--sts-qps=20", "--sts-burst=10"]).await?;
+    let _op = env
+        .start_operator(&[&ns], &sts.url(), &["--sts-qps=20", "--sts-burst=10"])
+        .await?;
     let n = 40;
-    env.create_ready_many(
-        &ns,
-        "b",
-        n,
-        json!({"serviceAccountName": "app", "roleArn": role}),
-        Duration::from_secs(120),
-    )
-    .await?;
+    env.create_ready_many(&ns, "b", n, spec(&role), Duration::from_secs(120))
+        .await?;
     let counters = sts.calls().counters;
     let throttled = counters.by_result.get("Throttling").copied().unwrap_or(0);
     ensure!(
@@ -170,31 +162,27 @@ pub async fn slow_sts_does_not_block_other_bindings(env: &Env) -> anyhow::Result
         }
     });
     let role = env.role(&format!("{ns}-r"), &ns, "app", None);
-    let _op = Operator::start(
-        env,
-        &[&ns],
-        &env.emulator.url(),
-        &[
-            &format!("--allowed-sts-endpoints={tarpit_url}"),
-            "--concurrency=4",
-        ],
-    )
-    .await?;
+    let _op = env
+        .start_operator(
+            &[&ns],
+            &env.emulator.url(),
+            &[
+                &format!("--allowed-sts-endpoints={tarpit_url}"),
+                "--concurrency=4",
+            ],
+        )
+        .await?;
     for i in 0..3 {
         env.create_binding(
             &ns,
             &format!("stuck{i}"),
-            json!({"serviceAccountName": "app", "roleArn": role, "sts": {"endpoint": tarpit_url}}),
+            spec_with(&role, json!({"sts": {"endpoint": tarpit_url}})),
         )
         .await?;
     }
     for i in 0..6 {
-        env.create_binding(
-            &ns,
-            &format!("fine{i}"),
-            json!({"serviceAccountName": "app", "roleArn": role}),
-        )
-        .await?;
+        env.create_binding(&ns, &format!("fine{i}"), spec(&role))
+            .await?;
     }
     for i in 0..6 {
         env.wait_ready(&ns, &format!("fine{i}"), "True", Duration::from_secs(30))
@@ -215,14 +203,9 @@ pub async fn garbage_from_sts_is_survived(env: &Env) -> anyhow::Result<()> {
         idp_error_next: 1,
         ..Faults::default()
     });
-    let op = Operator::start(env, &[&ns], &sts.url(), &[]).await?;
-    env.create_ready(
-        &ns,
-        "b",
-        json!({"serviceAccountName": "app", "roleArn": role}),
-        Duration::from_secs(90),
-    )
-    .await?;
+    let op = env.start_operator(&[&ns], &sts.url(), &[]).await?;
+    env.create_ready(&ns, "b", spec(&role), Duration::from_secs(90))
+        .await?;
     let results = sts.calls().counters.by_result;
     ensure!(
         results.get("Malformed").copied().unwrap_or(0) >= 1,
@@ -262,16 +245,10 @@ pub async fn leader_election_fails_over_without_duplicate_calls(env: &Env) -> an
         .collect();
     let a: Vec<&str> = args_a.iter().map(String::as_str).collect();
     let b: Vec<&str> = args_b.iter().map(String::as_str).collect();
-    let op_a = Operator::start(env, &[&ns], &env.emulator.url(), &a).await?;
-    let op_b = Operator::start(env, &[&ns], &env.emulator.url(), &b).await?;
-    env.create_ready_many(
-        &ns,
-        "b",
-        4,
-        json!({"serviceAccountName": "app", "roleArn": role}),
-        Duration::from_secs(60),
-    )
-    .await?;
+    let op_a = env.start_operator(&[&ns], &env.emulator.url(), &a).await?;
+    let op_b = env.start_operator(&[&ns], &env.emulator.url(), &b).await?;
+    env.create_ready_many(&ns, "b", 4, spec(&role), Duration::from_secs(60))
+        .await?;
     ensure!(
         env.calls_for(&role) == 4,
         "expected one STS call per binding, saw {}",
@@ -288,13 +265,8 @@ pub async fn leader_election_fails_over_without_duplicate_calls(env: &Env) -> an
     // The leader dies without releasing its Lease.
     leader.process.kill()?;
     let killed = std::time::Instant::now();
-    env.create_ready(
-        &ns,
-        "after",
-        json!({"serviceAccountName": "app", "roleArn": role}),
-        Duration::from_secs(45),
-    )
-    .await?;
+    env.create_ready(&ns, "after", spec(&role), Duration::from_secs(45))
+        .await?;
     let takeover = killed.elapsed();
     ensure!(
         standby.log().contains("\"is_leader\":true"),
@@ -315,21 +287,17 @@ pub async fn leader_election_fails_over_without_duplicate_calls(env: &Env) -> an
 
 pub async fn sigkill_during_a_burst_loses_nothing(env: &Env) -> anyhow::Result<()> {
     let (ns, role) = env.app_namespace("sigkill", None).await?;
-    let mut op = Operator::start(
-        env,
-        &[&ns],
-        &env.emulator.url(),
-        &["--sts-qps=10", "--sts-burst=1"],
-    )
-    .await?;
-    let n = 30;
-    for i in 0..n {
-        env.create_binding(
-            &ns,
-            &format!("b{i}"),
-            json!({"serviceAccountName": "app", "roleArn": role}),
+    let mut op = env
+        .start_operator(
+            &[&ns],
+            &env.emulator.url(),
+            &["--sts-qps=10", "--sts-burst=1"],
         )
         .await?;
+    let n = 30;
+    for i in 0..n {
+        env.create_binding(&ns, &format!("b{i}"), spec(&role))
+            .await?;
     }
     // Kill it in the middle of the burst (the rate limit makes the burst last about 3 s).
     tokio::time::sleep(Duration::from_millis(1200)).await;
@@ -360,7 +328,7 @@ pub async fn sigkill_during_a_burst_loses_nothing(env: &Env) -> anyhow::Result<(
         owned.len()
     );
     for s in owned {
-        let data = decode(s);
+        let data = decode_secret(s);
         let exp: jiff::Timestamp = data["expiration"].parse()?;
         ensure!(exp > jiff::Timestamp::now());
     }
@@ -374,17 +342,18 @@ pub async fn apiserver_restart_is_survived(_shared: &Env) -> anyhow::Result<()> 
     // Its own control plane: restarting the shared one would disturb every other test.
     let mut private = crate::support::Env::start().await?;
     let (ns, role) = private.app_namespace("apirestart", Some(20)).await?;
-    let op = Operator::start(&private, &[&ns], &private.emulator.url(), &[]).await?;
-    let spec = json!({"serviceAccountName": "app", "roleArn": role});
+    let op = private
+        .start_operator(&[&ns], &private.emulator.url(), &[])
+        .await?;
     private
-        .create_ready(&ns, "b", spec.clone(), Duration::from_secs(60))
+        .create_ready(&ns, "b", spec(&role), Duration::from_secs(60))
         .await?;
     let steps = async {
         private.plane.restart_apiserver().await?;
         private.client = private.plane.client().await?;
         // Watches broke; the operator must notice a new binding and keep refreshing the old one.
         private
-            .create_ready(&ns, "c", spec.clone(), Duration::from_secs(60))
+            .create_ready(&ns, "c", spec(&role), Duration::from_secs(60))
             .await?;
         let first: jiff::Timestamp = private.secret_data(&ns, "b").await?["expiration"].parse()?;
         let refreshed = wait_for(Duration::from_secs(40), || async {
@@ -415,7 +384,7 @@ pub async fn apiserver_restart_is_survived(_shared: &Env) -> anyhow::Result<()> 
 
 pub async fn sts_error_codes_become_precise_reasons(env: &Env) -> anyhow::Result<()> {
     let (ns, sts, role) = private_scenario(env, "codes", None).await?;
-    let _op = Operator::start(env, &[&ns], &sts.url(), &[]).await?;
+    let _op = env.start_operator(&[&ns], &sts.url(), &[]).await?;
     let cases = [
         ("ExpiredTokenException", "StsInvalidIdentityToken"),
         ("InvalidIdentityToken", "StsInvalidIdentityToken"),
@@ -434,19 +403,12 @@ pub async fn sts_error_codes_become_precise_reasons(env: &Env) -> anyhow::Result
             ..Faults::default()
         });
         let name = format!("c{i}");
-        env.create_binding(
-            &ns,
-            &name,
-            json!({"serviceAccountName": "app", "roleArn": role}),
-        )
-        .await?;
+        env.create_binding(&ns, &name, spec(&role)).await?;
         let b = env
             .wait_reason(&ns, &name, reason, Duration::from_secs(30))
             .await
             .with_context(|| format!("{code} should read as {reason}"))?;
-        let message = podcreds::status::ready_condition(b.status.as_ref())
-            .map(|c| c.message.clone())
-            .unwrap_or_default();
+        let message = ready_message(&b);
         ensure!(
             message.contains(code),
             "the condition does not name {code}: {message}"
@@ -460,24 +422,17 @@ pub async fn sts_error_codes_become_precise_reasons(env: &Env) -> anyhow::Result
     env.create_binding(
         &ns,
         "badjson",
-        json!({"serviceAccountName": "app", "roleArn": role, "sessionPolicy": "{not json"}),
+        spec_with(&role, json!({"sessionPolicy": "{not json"})),
     )
     .await?;
     let b = env
         .wait_reason(&ns, "badjson", "InvalidSpec", Duration::from_secs(30))
         .await?;
-    let message = podcreds::status::ready_condition(b.status.as_ref())
-        .map(|c| c.message.clone())
-        .unwrap_or_default();
+    let message = ready_message(&b);
     ensure!(message.contains("sessionPolicy"), "{message}");
     // None of this stalled a healthy binding.
-    env.create_ready(
-        &ns,
-        "healthy",
-        json!({"serviceAccountName": "app", "roleArn": role}),
-        Duration::from_secs(30),
-    )
-    .await?;
+    env.create_ready(&ns, "healthy", spec(&role), Duration::from_secs(30))
+        .await?;
     sts.shutdown();
     Ok(())
 }
@@ -488,22 +443,11 @@ pub async fn sigterm_stops_even_without_an_apiserver(env: &Env) -> anyhow::Resul
     let text = std::fs::read_to_string(&env.plane.kubeconfig)?
         .replace(&env.plane.api_url, "https://127.0.0.1:1");
     std::fs::write(&kubeconfig, text)?;
-    let port = podcreds_testenv::free_port()?;
-    let mut process = podcreds_testenv::Process::spawn(
-        "podcreds-unreachable",
-        std::path::Path::new(env!("CARGO_BIN_EXE_podcreds")),
-        &[
-            "run".into(),
-            format!("--admin-address=127.0.0.1:{port}"),
-            "--log-format=json".into(),
-        ],
-        &[(
-            "KUBECONFIG".into(),
-            kubeconfig.to_string_lossy().into_owned(),
-        )],
-        env.plane.dir(),
-    )?;
-    crate::register_log(process.log_path().to_path_buf());
+    // Never ready, so started without waiting for it.
+    let mut operator =
+        Operator::spawn(env.operator_launch(&kubeconfig).args(["--log-format=json"]))?;
+    crate::register_log(operator.log_path().to_path_buf());
+    let process = &mut operator.process;
     tokio::time::sleep(Duration::from_secs(2)).await;
     ensure!(
         process.exited().is_none(),
@@ -527,7 +471,7 @@ pub async fn sigterm_stops_even_without_an_apiserver(env: &Env) -> anyhow::Resul
 
 pub async fn clock_skew_between_cluster_and_sts_is_reported(env: &Env) -> anyhow::Result<()> {
     let (ns, sts, role) = private_scenario(env, "skew", None).await?;
-    let _op = Operator::start(env, &[&ns], &sts.url(), &[]).await?;
+    let _op = env.start_operator(&[&ns], &sts.url(), &[]).await?;
     // STS's clock ahead by 20 minutes: the 10-minute token has already expired there. Behind by
     // 5 minutes: it is not valid yet.
     for (name, skew, expected) in [
@@ -538,12 +482,7 @@ pub async fn clock_skew_between_cluster_and_sts_is_reported(env: &Env) -> anyhow
             clock_skew_seconds: skew,
             ..Faults::default()
         });
-        env.create_binding(
-            &ns,
-            name,
-            json!({"serviceAccountName": "app", "roleArn": role}),
-        )
-        .await?;
+        env.create_binding(&ns, name, spec(&role)).await?;
         let b = env
             .wait_reason(
                 &ns,
@@ -552,9 +491,7 @@ pub async fn clock_skew_between_cluster_and_sts_is_reported(env: &Env) -> anyhow
                 Duration::from_secs(30),
             )
             .await?;
-        let message = podcreds::status::ready_condition(b.status.as_ref())
-            .map(|c| c.message.clone())
-            .unwrap_or_default();
+        let message = ready_message(&b);
         ensure!(message.contains(expected), "{name}: {message}");
         ensure!(
             env.secrets(&ns).get_opt(name).await?.is_none(),
@@ -567,16 +504,10 @@ pub async fn clock_skew_between_cluster_and_sts_is_reported(env: &Env) -> anyhow
 
 pub async fn many_bindings_recover_after_an_outage(env: &Env) -> anyhow::Result<()> {
     let (ns, sts, role) = private_scenario(env, "herd", Some(40)).await?;
-    let _op = Operator::start(env, &[&ns], &sts.url(), &[]).await?;
+    let _op = env.start_operator(&[&ns], &sts.url(), &[]).await?;
     let n = 20;
-    env.create_ready_many(
-        &ns,
-        "b",
-        n,
-        json!({"serviceAccountName": "app", "roleArn": role}),
-        Duration::from_secs(60),
-    )
-    .await?;
+    env.create_ready_many(&ns, "b", n, spec(&role), Duration::from_secs(60))
+        .await?;
     // Down across every renewal (about 24-27 s after issue), back well before expiry (40 s).
     sts.set_faults(Faults {
         down_for_ms: 30_000,
@@ -588,12 +519,13 @@ pub async fn many_bindings_recover_after_an_outage(env: &Env) -> anyhow::Result<
     for i in 0..n {
         last_keys.insert(
             format!("b{i}"),
-            decode(&env.secrets(&ns).get(&format!("b{i}")).await?)["AWS_ACCESS_KEY_ID"].clone(),
+            decode_secret(&env.secrets(&ns).get(&format!("b{i}")).await?)["AWS_ACCESS_KEY_ID"]
+                .clone(),
         );
     }
     let recovered = wait_for(Duration::from_secs(60), || async {
         for (name, key) in &last_keys {
-            let data = decode(&env.secrets(&ns).get(name).await.ok()?);
+            let data = decode_secret(&env.secrets(&ns).get(name).await.ok()?);
             let exp: jiff::Timestamp = data["expiration"].parse().ok()?;
             if exp <= jiff::Timestamp::now() {
                 return Some(Err(format!("{name} holds expired credentials")));

@@ -8,9 +8,10 @@
 
 mod chart;
 mod consumers;
-mod core;
 mod faults;
+mod lifecycle;
 mod moto;
+mod registry;
 mod security;
 mod support;
 mod tenant;
@@ -32,20 +33,21 @@ macro_rules! tests {
     };
 }
 
+/// Every test of the suite; `registry` checks at start that this matches the test functions.
 const TESTS: &[(&str, TestFn)] = tests![
-    core::binding_issues_working_credentials,
-    core::refresh_happens_before_expiry_and_honours_shorter_grants,
-    core::missing_service_account_then_created,
-    core::trust_policy_rejection_writes_nothing,
-    core::invalid_specs_are_rejected_by_the_apiserver,
-    core::deleted_secret_is_recreated_and_edited_secret_restored,
-    core::foreign_secret_is_never_touched,
-    core::deleting_the_binding_garbage_collects_the_secret,
-    core::spec_changes_issue_new_credentials,
-    core::restart_with_fresh_secrets_makes_no_sts_calls,
-    core::disallowed_endpoint_and_audience_send_nothing,
-    core::bindings_colliding_on_a_secret_name_never_share_it,
-    core::renaming_the_secret_moves_the_credentials,
+    lifecycle::binding_issues_working_credentials,
+    lifecycle::refresh_happens_before_expiry_and_honours_shorter_grants,
+    lifecycle::missing_service_account_then_created,
+    lifecycle::trust_policy_rejection_writes_nothing,
+    lifecycle::invalid_specs_are_rejected_by_the_apiserver,
+    lifecycle::deleted_secret_is_recreated_and_edited_secret_restored,
+    lifecycle::foreign_secret_is_never_touched,
+    lifecycle::deleting_the_binding_garbage_collects_the_secret,
+    lifecycle::spec_changes_issue_new_credentials,
+    lifecycle::restart_with_fresh_secrets_makes_no_sts_calls,
+    lifecycle::disallowed_endpoint_and_audience_send_nothing,
+    lifecycle::bindings_colliding_on_a_secret_name_never_share_it,
+    lifecycle::renaming_the_secret_moves_the_credentials,
     consumers::aws_cli_and_boto3_use_the_mounted_secret,
     moto::core_flow_against_moto,
     chart::chart_lints_and_renders_what_matters,
@@ -99,12 +101,6 @@ fn logs_of(name: &str) -> Vec<PathBuf> {
         .unwrap_or_default()
 }
 
-fn tail(path: &PathBuf, lines: usize) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
-}
-
 struct Args {
     filters: Vec<String>,
     threads: usize,
@@ -141,6 +137,16 @@ fn parse_args() -> Args {
 #[tokio::main]
 async fn main() {
     let args = parse_args();
+    let registered: Vec<&str> = TESTS.iter().map(|(name, _)| *name).collect();
+    let problems = registry::problems(&registered);
+    if !problems.is_empty() {
+        eprintln!(
+            "the test registry (TESTS in tests/e2e/main.rs) does not match the test functions:\n  {}",
+            problems.join("\n  ")
+        );
+        println!("test result: FAILED. 0 passed; 0 failed; 0 ignored (the registry is wrong)");
+        std::process::exit(1);
+    }
     let selected: Vec<&(&str, TestFn)> = TESTS
         .iter()
         .filter(|(name, _)| {
@@ -202,7 +208,7 @@ async fn main() {
             println!(
                 "--- {} (last 60 lines) ---\n{}",
                 log.display(),
-                tail(&log, 60)
+                podcreds_testenv::process::tail(&log, 60)
             );
         }
     }

@@ -3,11 +3,11 @@
 
 use std::time::Duration;
 
-use anyhow::{Context, bail, ensure};
-use podcreds_testenv::{Process, free_port};
+use anyhow::{Context, ensure};
+use podcreds_testenv::{Process, decode_secret, free_port};
 use serde_json::json;
 
-use crate::support::{Env, Operator, aws_caller_identity, decode, http_get};
+use crate::support::{Env, aws_caller_identity, spec_with};
 
 pub async fn core_flow_against_moto(env: &Env) -> anyhow::Result<()> {
     let moto_bin = podcreds_testenv::tools::venv_program("moto_server")?;
@@ -28,29 +28,26 @@ pub async fn core_flow_against_moto(env: &Env) -> anyhow::Result<()> {
     )?;
     crate::register_log(moto.log_path().to_path_buf());
     let addr = format!("127.0.0.1:{port}");
-    let mut up = false;
-    for _ in 0..150 {
-        if let Some(status) = moto.exited() {
-            bail!("moto_server exited with {status}:\n{}", moto.log_tail(30));
-        }
-        if http_get(&addr, "/moto-api/").await.is_ok() {
-            up = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    ensure!(up, "moto_server did not start:\n{}", moto.log_tail(30));
+    // Any answer at all means moto is serving.
+    podcreds_testenv::loopback::wait_until_serving(
+        &mut moto,
+        &addr,
+        "/moto-api/",
+        Duration::from_secs(30),
+        |_| true,
+    )
+    .await?;
     let moto_url = format!("http://{addr}");
 
     let ns = env.namespace("moto").await?;
     env.service_account(&ns, "app").await?;
-    let _op = Operator::start(env, &[&ns], &moto_url, &[]).await?;
+    let _op = env.start_operator(&[&ns], &moto_url, &[]).await?;
     let role = format!("arn:aws:iam::{}:role/moto-role", crate::support::ACCOUNT);
     let binding = env
         .create_ready(
             &ns,
             "moto",
-            json!({"serviceAccountName": "app", "roleArn": role, "durationSeconds": 900}),
+            spec_with(&role, json!({"durationSeconds": 900})),
             Duration::from_secs(60),
         )
         .await?;
@@ -58,7 +55,7 @@ pub async fn core_flow_against_moto(env: &Env) -> anyhow::Result<()> {
     let assumed = status.assumed_role_arn.context("assumedRoleArn")?;
     ensure!(assumed.contains(":assumed-role/moto-role/"), "{assumed}");
 
-    let data = decode(&env.secrets(&ns).get("moto").await?);
+    let data = decode_secret(&env.secrets(&ns).get("moto").await?);
     ensure!(
         data["AWS_ACCESS_KEY_ID"].starts_with("ASIA"),
         "moto issued {}",

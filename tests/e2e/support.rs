@@ -3,18 +3,37 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use k8s_openapi::api::core::v1::{Event, Secret};
 use kube::Client;
 use kube::api::{Api, ListParams, PostParams};
 use podcreds::api::AWSRoleBinding;
-use podcreds_testenv::{ControlPlane, Process, free_port};
+pub use podcreds_testenv::Operator;
+use podcreds_testenv::tools::clean_aws_env;
+use podcreds_testenv::{ControlPlane, Launch, decode_secret};
 use sts_emulator::{Emulator, Role};
 
 pub const ACCOUNT: &str = "123456789012";
+
+/// The spec most tests bind: ServiceAccount `app` to `role`.
+pub fn spec(role: &str) -> serde_json::Value {
+    serde_json::json!({"serviceAccountName": "app", "roleArn": role})
+}
+
+/// [`spec`] plus `fields`, a JSON object whose fields are added (or replace the base ones).
+pub fn spec_with(role: &str, fields: serde_json::Value) -> serde_json::Value {
+    let serde_json::Value::Object(fields) = fields else {
+        panic!("spec_with takes a JSON object, not {fields}");
+    };
+    let mut spec = spec(role);
+    if let Some(base) = spec.as_object_mut() {
+        base.extend(fields);
+    }
+    spec
+}
 
 /// Everything a test can use.
 pub struct Env {
@@ -85,8 +104,55 @@ impl Env {
         max_session_seconds: Option<u64>,
     ) -> anyhow::Result<(String, String, Operator)> {
         let (ns, role) = self.app_namespace(prefix, max_session_seconds).await?;
-        let operator = Operator::start(self, &[&ns], &self.emulator.url(), &[]).await?;
+        let operator = self
+            .start_operator(&[&ns], &self.emulator.url(), &[])
+            .await?;
         Ok((ns, role, operator))
+    }
+
+    /// Starts an operator (the binary under test) watching `namespaces`, with STS at
+    /// `sts_endpoint`, as the admin user; its log is shown if the test fails.
+    pub async fn start_operator(
+        &self,
+        namespaces: &[&str],
+        sts_endpoint: &str,
+        extra: &[&str],
+    ) -> anyhow::Result<Operator> {
+        self.start_operator_with_kubeconfig(&self.plane.kubeconfig, namespaces, sts_endpoint, extra)
+            .await
+    }
+
+    pub async fn start_operator_with_kubeconfig(
+        &self,
+        kubeconfig: &Path,
+        namespaces: &[&str],
+        sts_endpoint: &str,
+        extra: &[&str],
+    ) -> anyhow::Result<Operator> {
+        let mut args = vec![
+            format!("--sts-endpoint={sts_endpoint}"),
+            "--log-format=json".into(),
+            "--log-level=debug,kube=info,rustls=info,hyper=info,tower=info,aws=warn,aws_smithy_runtime=warn"
+                .into(),
+        ];
+        if !namespaces.is_empty() {
+            args.push(format!("--namespaces={}", namespaces.join(",")));
+        }
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let mut operator = Operator::spawn(self.operator_launch(kubeconfig).args(args))?;
+        crate::register_log(operator.log_path().to_path_buf());
+        operator.wait_ready().await?;
+        Ok(operator)
+    }
+
+    /// How to launch the operator binary under test with `kubeconfig`, logging under the
+    /// control plane's directory.
+    pub fn operator_launch(&self, kubeconfig: &Path) -> Launch {
+        Launch::new(
+            Path::new(env!("CARGO_BIN_EXE_podcreds")),
+            kubeconfig,
+            self.plane.dir(),
+        )
     }
 
     pub async fn service_account(&self, ns: &str, name: &str) -> anyhow::Result<()> {
@@ -222,7 +288,7 @@ impl Env {
         name: &str,
     ) -> anyhow::Result<BTreeMap<String, String>> {
         let s = self.secrets(ns).get(name).await?;
-        Ok(decode(&s))
+        Ok(decode_secret(&s))
     }
 
     /// Events about objects in `ns`.
@@ -254,15 +320,10 @@ impl Env {
     }
 }
 
-pub fn decode(secret: &Secret) -> BTreeMap<String, String> {
-    secret
-        .data
-        .as_ref()
-        .map(|d| {
-            d.iter()
-                .map(|(k, v)| (k.clone(), String::from_utf8_lossy(&v.0).into_owned()))
-                .collect()
-        })
+/// The message of a binding's Ready condition (empty without one).
+pub fn ready_message(binding: &AWSRoleBinding) -> String {
+    podcreds::status::ready_condition(binding.status.as_ref())
+        .map(|c| c.message.clone())
         .unwrap_or_default()
 }
 
@@ -282,144 +343,6 @@ where
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-}
-
-/// A podcreds operator process, run exactly as in production (the real binary, a real client).
-pub struct Operator {
-    pub process: Process,
-    pub admin: String,
-    args: Vec<String>,
-    log_dir: PathBuf,
-    kubeconfig: PathBuf,
-}
-
-impl Operator {
-    /// Starts the operator watching `namespaces`, with STS at `sts_endpoint`.
-    pub async fn start(
-        env: &Env,
-        namespaces: &[&str],
-        sts_endpoint: &str,
-        extra: &[&str],
-    ) -> anyhow::Result<Self> {
-        Self::start_with_kubeconfig(env, &env.plane.kubeconfig, namespaces, sts_endpoint, extra)
-            .await
-    }
-
-    pub async fn start_with_kubeconfig(
-        env: &Env,
-        kubeconfig: &Path,
-        namespaces: &[&str],
-        sts_endpoint: &str,
-        extra: &[&str],
-    ) -> anyhow::Result<Self> {
-        let port = free_port()?;
-        let admin = format!("127.0.0.1:{port}");
-        let mut args = vec![
-            "run".to_string(),
-            format!("--admin-address={admin}"),
-            format!("--sts-endpoint={sts_endpoint}"),
-            "--log-format=json".into(),
-            "--log-level=debug,kube=info,rustls=info,hyper=info,tower=info,aws=warn,aws_smithy_runtime=warn"
-                .into(),
-        ];
-        if !namespaces.is_empty() {
-            args.push(format!("--namespaces={}", namespaces.join(",")));
-        }
-        args.extend(extra.iter().map(|s| s.to_string()));
-        let log_dir = env.plane.dir().join(format!("operator-{port}"));
-        std::fs::create_dir_all(&log_dir)?;
-        let mut op = Self {
-            process: spawn_operator(&args, kubeconfig, &log_dir)?,
-            admin,
-            args,
-            log_dir,
-            kubeconfig: kubeconfig.to_path_buf(),
-        };
-        crate::register_log(op.process.log_path().to_path_buf());
-        op.wait_ready().await?;
-        Ok(op)
-    }
-
-    pub async fn wait_ready(&mut self) -> anyhow::Result<()> {
-        let admin = self.admin.clone();
-        for _ in 0..300 {
-            if let Some(status) = self.process.exited() {
-                bail!(
-                    "operator exited with {status}:\n{}",
-                    self.process.log_tail(40)
-                );
-            }
-            if http_get(&admin, "/readyz")
-                .await
-                .map(|(code, _)| code == 200)
-                .unwrap_or(false)
-            {
-                return Ok(());
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        bail!(
-            "operator not ready after 30s:\n{}",
-            self.process.log_tail(40)
-        )
-    }
-
-    /// SIGTERM, wait, start again with the same arguments.
-    pub async fn restart(&mut self) -> anyhow::Result<()> {
-        self.process.terminate()?;
-        self.process = spawn_operator(&self.args, &self.kubeconfig, &self.log_dir)?;
-        self.wait_ready().await
-    }
-
-    pub fn log(&self) -> String {
-        self.process.log()
-    }
-
-    pub async fn metrics(&self) -> anyhow::Result<String> {
-        let (code, body) = http_get(&self.admin, "/metrics").await?;
-        if code != 200 {
-            bail!("/metrics answered {code}");
-        }
-        Ok(body)
-    }
-}
-
-fn spawn_operator(args: &[String], kubeconfig: &Path, log_dir: &Path) -> anyhow::Result<Process> {
-    Ok(Process::spawn(
-        "podcreds",
-        Path::new(env!("CARGO_BIN_EXE_podcreds")),
-        args,
-        &[
-            (
-                "KUBECONFIG".into(),
-                kubeconfig.to_string_lossy().into_owned(),
-            ),
-            ("RUST_BACKTRACE".into(), "1".into()),
-        ],
-        log_dir,
-    )?)
-}
-
-/// A minimal HTTP/1.0 GET on loopback: (status code, body).
-pub async fn http_get(addr: &str, path: &str) -> anyhow::Result<(u16, String)> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(addr).await?;
-    stream
-        .write_all(format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())
-        .await?;
-    let mut buf = Vec::new();
-    stream.read_to_end(&mut buf).await?;
-    let text = String::from_utf8_lossy(&buf);
-    let code = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .context("no status line")?;
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    Ok((code, body))
 }
 
 /// Writes a Secret's data the way the kubelet lays out a Secret volume: a timestamped directory,
@@ -457,7 +380,7 @@ pub async fn aws_caller_identity(
 ) -> anyhow::Result<serde_json::Value> {
     let aws = podcreds_testenv::tools::venv_program("aws")?;
     let mut cmd = tokio::process::Command::new(aws);
-    clean_aws_env(&mut cmd);
+    clean_aws_env(cmd.as_std_mut());
     cmd.args([
         "sts",
         "get-caller-identity",
@@ -479,16 +402,4 @@ pub async fn aws_caller_identity(
         );
     }
     Ok(serde_json::from_slice(&out.stdout)?)
-}
-
-/// Environment for an AWS client process that must use nothing but what it is given.
-pub fn clean_aws_env(cmd: &mut tokio::process::Command) {
-    for (k, _) in std::env::vars() {
-        if k.starts_with("AWS_") {
-            cmd.env_remove(k);
-        }
-    }
-    cmd.env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env("AWS_PAGER", "");
 }

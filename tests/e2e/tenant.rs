@@ -264,13 +264,13 @@ pub async fn a_busy_namespace_does_not_hold_up_another(env: &Env) -> anyhow::Res
             latency_ms: 1_000,
             ..sts_emulator::Faults::default()
         });
-        let _op = crate::support::Operator::start(
-            &private,
-            &[],
-            &private.emulator.url(),
-            &["--concurrency=4", "--namespace-concurrency=1"],
-        )
-        .await?;
+        let _op = private
+            .start_operator(
+                &[],
+                &private.emulator.url(),
+                &["--concurrency=4", "--namespace-concurrency=1"],
+            )
+            .await?;
         for i in 0..BUSY {
             private
                 .create_binding(

@@ -4,7 +4,6 @@
 //! binary, a real client), `examples/quickstart.yaml` is applied, and the AWS CLI uses the Secret's
 //! files exactly as a pod would (mounted at the binding's mountPath in a private mount namespace).
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -13,10 +12,10 @@ use anyhow::{Context, bail};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::api::{Api, ListParams};
 use podcreds::api::AWSRoleBinding;
-use podcreds_testenv::{ControlPlane, Options, Process, free_port, tools};
+use podcreds_testenv::{ControlPlane, Launch, Operator, Options, decode_secret, tools};
 use sts_emulator::{Emulator, Role};
 
-use crate::{repo_root, testenv};
+use crate::{Profile, repo_root, testenv};
 
 const NAMESPACE: &str = "podcreds-demo";
 const BINDING: &str = "reports-reader";
@@ -40,19 +39,11 @@ fn kubectl(kubeconfig: &Path, args: &[&str]) -> anyhow::Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-fn build_operator() -> anyhow::Result<PathBuf> {
-    crate::run("cargo", &["build", "--quiet", "--bin", "podcreds"], &[])?;
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo_root().join("target"));
-    Ok(target.join("debug").join("podcreds"))
-}
-
 pub fn run(keep: bool) -> anyhow::Result<()> {
     say("test environment (first run: builds Kubernetes from source, which takes a while)");
     testenv::ensure()?;
     say("building the operator");
-    let operator_bin = build_operator()?;
+    let operator_bin = crate::build_operator(Profile::Debug)?;
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(demo(operator_bin, keep))
 }
@@ -79,22 +70,13 @@ async fn demo(operator_bin: PathBuf, keep: bool) -> anyhow::Result<()> {
     println!("    STS emulator at {}", emulator.url());
 
     say("starting the operator");
-    let admin = format!("127.0.0.1:{}", free_port()?);
-    let operator = Process::spawn(
-        "podcreds",
-        &operator_bin,
-        &[
-            "run".into(),
+    let operator = Operator::start(
+        Launch::new(&operator_bin, &plane.kubeconfig, plane.dir()).args([
             format!("--sts-endpoint={}", emulator.url()),
-            format!("--admin-address={admin}"),
             "--log-format=text".into(),
-        ],
-        &[(
-            "KUBECONFIG".into(),
-            plane.kubeconfig.to_string_lossy().into_owned(),
-        )],
-        plane.dir(),
-    )?;
+        ]),
+    )
+    .await?;
     println!(
         "    operator pid {} (log: {})",
         operator.pid(),
@@ -138,7 +120,7 @@ async fn demo(operator_bin: PathBuf, keep: bool) -> anyhow::Result<()> {
         if started.elapsed() > Duration::from_secs(60) {
             bail!(
                 "not Ready after 60s (last condition: {ready:?})\n--- operator log ---\n{}",
-                operator.log_tail(30)
+                operator.process.log_tail(30)
             );
         }
         tokio::time::sleep(Duration::from_millis(300)).await;
@@ -158,13 +140,7 @@ async fn demo(operator_bin: PathBuf, keep: bool) -> anyhow::Result<()> {
     say("the Secret (values redacted)");
     let secrets: Api<Secret> = Api::namespaced(client.clone(), NAMESPACE);
     let secret = secrets.get(BINDING).await?;
-    let data: BTreeMap<String, String> = secret
-        .data
-        .clone()
-        .unwrap_or_default()
-        .into_iter()
-        .map(|(k, v)| (k, String::from_utf8_lossy(&v.0).into_owned()))
-        .collect();
+    let data = decode_secret(&secret);
     for (key, value) in &data {
         println!("    {key:<26} {} bytes", value.len());
     }
@@ -186,7 +162,10 @@ async fn demo(operator_bin: PathBuf, keep: bool) -> anyhow::Result<()> {
         println!("    kubectl get awsrb -A");
         println!("    kubectl describe awsrb -n {NAMESPACE} {BINDING}");
         println!("    kubectl get secret -n {NAMESPACE} {BINDING} -o yaml");
-        println!("    curl -s http://{admin}/metrics | grep podcreds_");
+        println!(
+            "    curl -s http://{}/metrics | grep podcreds_",
+            operator.admin
+        );
         println!(
             "    STS emulator calls: curl -s {}/_emulator/calls",
             emulator.url()
@@ -213,12 +192,7 @@ fn aws_as_a_pod(files: &Path, mount_path: &str, endpoint: &str) -> anyhow::Resul
     );
     let mut cmd = Command::new("unshare");
     cmd.args(["--mount", "--propagation", "private", "sh", "-c", &script]);
-    for (k, _) in std::env::vars() {
-        if k.starts_with("AWS_") {
-            cmd.env_remove(k);
-        }
-    }
-    cmd.env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null");
+    tools::clean_aws_env(&mut cmd);
     let out = cmd
         .output()
         .context("unshare (util-linux) is needed to mount the Secret like a pod")?;

@@ -58,6 +58,29 @@ pub fn repo_root() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("."))
 }
 
+/// A cargo build profile of the operator.
+#[derive(Clone, Copy, Debug)]
+pub enum Profile {
+    Debug,
+    Release,
+}
+
+/// Builds the operator binary and returns its path.
+pub fn build_operator(profile: Profile) -> anyhow::Result<PathBuf> {
+    let (flags, dir): (&[&str], &str) = match profile {
+        Profile::Debug => (&[], "debug"),
+        Profile::Release => (&["--release"], "release"),
+    };
+    let mut args = vec!["build"];
+    args.extend(flags);
+    args.extend(["--quiet", "--bin", "podcreds"]);
+    run("cargo", &args, &[])?;
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("target"));
+    Ok(target.join(dir).join("podcreds"))
+}
+
 /// Runs a command in the repository root, streaming its output; fails if it fails.
 pub fn run(program: &str, args: &[&str], envs: &[(&str, &str)]) -> anyhow::Result<()> {
     let mut cmd = Command::new(program);

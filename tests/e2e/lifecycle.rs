@@ -6,9 +6,10 @@ use anyhow::{Context, bail, ensure};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{DeleteParams, ObjectMeta, Patch, PatchParams, PostParams};
 use podcreds::secret::{ANNOTATION_EXPIRATION, ANNOTATION_ROLE_ARN, DATA_KEYS};
+use podcreds_testenv::decode_secret;
 use serde_json::json;
 
-use crate::support::{Env, Operator, decode, wait_for};
+use crate::support::{Env, ready_message, spec, spec_with, wait_for};
 
 const READY: Duration = Duration::from_secs(60);
 
@@ -16,13 +17,8 @@ pub async fn binding_issues_working_credentials(env: &Env) -> anyhow::Result<()>
     let ns = env.namespace("core").await?;
     env.service_account(&ns, "app").await?;
     let role = env.role(&format!("{ns}-reader"), &ns, "app", None);
-    let op = Operator::start(env, &[&ns], &env.emulator.url(), &[]).await?;
-    env.create_binding(
-        &ns,
-        "reader",
-        json!({"serviceAccountName": "app", "roleArn": role}),
-    )
-    .await?;
+    let op = env.start_operator(&[&ns], &env.emulator.url(), &[]).await?;
+    env.create_binding(&ns, "reader", spec(&role)).await?;
     let binding = env.wait_ready(&ns, "reader", "True", READY).await?;
 
     // Status.
@@ -52,7 +48,7 @@ pub async fn binding_issues_working_credentials(env: &Env) -> anyhow::Result<()>
     // The Secret.
     let secret = env.secrets(&ns).get("reader").await?;
     ensure!(secret.type_.as_deref() == Some("Opaque"));
-    let data = decode(&secret);
+    let data = decode_secret(&secret);
     for key in DATA_KEYS {
         ensure!(data.contains_key(key), "Secret lacks {key}");
     }
@@ -153,15 +149,24 @@ pub async fn refresh_happens_before_expiry_and_honours_shorter_grants(
     env.service_account(&ns, "app").await?;
     // The role grants 12 s whatever is asked: podcreds must trust the Expiration STS returns.
     let role = env.role(&format!("{ns}-short"), &ns, "app", Some(12));
-    let _op = Operator::start(env, &[&ns], &env.emulator.url(), &[]).await?;
-    env.create_ready(&ns, "short", json!({"serviceAccountName": "app", "roleArn": role, "durationSeconds": 3600, "renewBefore": "20m"}), READY).await?;
+    let _op = env.start_operator(&[&ns], &env.emulator.url(), &[]).await?;
+    env.create_ready(
+        &ns,
+        "short",
+        spec_with(
+            &role,
+            json!({"durationSeconds": 3600, "renewBefore": "20m"}),
+        ),
+        READY,
+    )
+    .await?;
 
     // Watch the Secret for 40 s: every version must be replaced before it expires.
     let mut seen: Vec<(String, jiff::Timestamp)> = Vec::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(40);
     while tokio::time::Instant::now() < deadline {
         let secret = env.secrets(&ns).get("short").await?;
-        let data = decode(&secret);
+        let data = decode_secret(&secret);
         let exp: jiff::Timestamp = data["expiration"].parse()?;
         let key = data["AWS_ACCESS_KEY_ID"].clone();
         ensure!(
@@ -199,7 +204,7 @@ pub async fn refresh_happens_before_expiry_and_honours_shorter_grants(
 pub async fn missing_service_account_then_created(env: &Env) -> anyhow::Result<()> {
     let ns = env.namespace("nosa").await?;
     let role = env.role(&format!("{ns}-late"), &ns, "late", None);
-    let _op = Operator::start(env, &[&ns], &env.emulator.url(), &[]).await?;
+    let _op = env.start_operator(&[&ns], &env.emulator.url(), &[]).await?;
     env.create_binding(
         &ns,
         "late",
@@ -209,9 +214,7 @@ pub async fn missing_service_account_then_created(env: &Env) -> anyhow::Result<(
     let b = env
         .wait_reason(&ns, "late", "ServiceAccountNotFound", READY)
         .await?;
-    let msg = podcreds::status::ready_condition(b.status.as_ref())
-        .map(|c| c.message.clone())
-        .unwrap_or_default();
+    let msg = ready_message(&b);
     ensure!(
         msg.contains("late"),
         "message should name the ServiceAccount: {msg}"
@@ -231,7 +234,7 @@ pub async fn trust_policy_rejection_writes_nothing(env: &Env) -> anyhow::Result<
     env.service_account(&ns, "intruder").await?;
     // The role trusts another ServiceAccount only.
     let role = env.role(&format!("{ns}-guarded"), &ns, "someone-else", None);
-    let _op = Operator::start(env, &[&ns], &env.emulator.url(), &[]).await?;
+    let _op = env.start_operator(&[&ns], &env.emulator.url(), &[]).await?;
     env.create_binding(
         &ns,
         "guarded",
@@ -261,14 +264,7 @@ pub async fn trust_policy_rejection_writes_nothing(env: &Env) -> anyhow::Result<
 pub async fn invalid_specs_are_rejected_by_the_apiserver(env: &Env) -> anyhow::Result<()> {
     let ns = env.namespace("invalid").await?;
     let role = "arn:aws:iam::123456789012:role/ok";
-    // A valid spec plus the one field under test.
-    let valid = |field: serde_json::Value| {
-        let mut spec = json!({"serviceAccountName": "a", "roleArn": role});
-        if let (Some(spec), Some(field)) = (spec.as_object_mut(), field.as_object()) {
-            spec.extend(field.clone());
-        }
-        spec
-    };
+    // Most cases: a valid spec plus the one field under test.
     let cases: Vec<(&str, serde_json::Value, &str)> = vec![
         (
             "no-sa",
@@ -297,82 +293,88 @@ pub async fn invalid_specs_are_rejected_by_the_apiserver(env: &Env) -> anyhow::R
         ),
         (
             "short",
-            valid(json!({"durationSeconds": 60})),
+            spec_with(role, json!({"durationSeconds": 60})),
             "spec.durationSeconds",
         ),
         (
             "long",
-            valid(json!({"durationSeconds": 50000})),
+            spec_with(role, json!({"durationSeconds": 50000})),
             "spec.durationSeconds",
         ),
         (
             "renew-bad",
-            valid(json!({"renewBefore": "soon"})),
+            spec_with(role, json!({"renewBefore": "soon"})),
             "spec.renewBefore",
         ),
         (
             "renew-long",
-            valid(json!({"durationSeconds": 900, "renewBefore": "1h"})),
+            spec_with(role, json!({"durationSeconds": 900, "renewBefore": "1h"})),
             "renewBefore must be shorter than durationSeconds",
         ),
         (
             "renew-tiny",
-            valid(json!({"renewBefore": "10s"})),
+            spec_with(role, json!({"renewBefore": "10s"})),
             "renewBefore must be at least 60s",
         ),
         (
             "session",
-            valid(json!({"sessionName": "has space"})),
+            spec_with(role, json!({"sessionName": "has space"})),
             "spec.sessionName",
         ),
         (
             "session-long",
-            valid(json!({"sessionName": "x".repeat(65)})),
+            spec_with(role, json!({"sessionName": "x".repeat(65)})),
             "spec.sessionName",
         ),
         (
             "policy",
-            valid(json!({"sessionPolicy": "[1]"})),
+            spec_with(role, json!({"sessionPolicy": "[1]"})),
             "sessionPolicy must be a JSON object",
         ),
         (
             "policy-big",
-            valid(json!({"sessionPolicy": format!("{{\"a\":\"{}\"}}", "x".repeat(2100))})),
+            spec_with(
+                role,
+                json!({"sessionPolicy": format!("{{\"a\":\"{}\"}}", "x".repeat(2100))}),
+            ),
             "spec.sessionPolicy",
         ),
         (
             "arns",
-            valid(json!({"policyArns": vec!["arn:aws:iam::aws:policy/P"; 11]})),
+            spec_with(
+                role,
+                json!({"policyArns": vec!["arn:aws:iam::aws:policy/P"; 11]}),
+            ),
             "spec.policyArns",
         ),
         (
             "arn-kind",
-            valid(json!({"policyArns": ["arn:aws:iam::aws:role/P"]})),
+            spec_with(role, json!({"policyArns": ["arn:aws:iam::aws:role/P"]})),
             "every policyArns entry must be an IAM policy ARN",
         ),
         (
             "endpoint",
-            valid(json!({"sts": {"endpoint": "ftp://x"}})),
+            spec_with(role, json!({"sts": {"endpoint": "ftp://x"}})),
             "endpoint must be an http(s) URL",
         ),
         (
             "region",
-            valid(json!({"sts": {"region": "Mars"}})),
+            spec_with(role, json!({"sts": {"region": "Mars"}})),
             "spec.sts.region",
         ),
         (
             "mount",
-            valid(json!({"mountPath": "/x;rm -rf /"})),
+            spec_with(role, json!({"mountPath": "/x;rm -rf /"})),
             "spec.mountPath",
         ),
         (
             "mount-dots",
-            valid(json!({"mountPath": "/a/../b"})),
+            spec_with(role, json!({"mountPath": "/a/../b"})),
             "mountPath must not contain '..'",
         ),
         (
             "secret",
-            valid(json!({"secretName": "UPPER"})),
+            spec_with(role, json!({"secretName": "UPPER"})),
             "spec.secretName",
         ),
         (
@@ -411,13 +413,7 @@ pub async fn deleted_secret_is_recreated_and_edited_secret_restored(
     env: &Env,
 ) -> anyhow::Result<()> {
     let (ns, role, _op) = env.scenario("restore", None).await?;
-    env.create_ready(
-        &ns,
-        "b",
-        json!({"serviceAccountName": "app", "roleArn": role}),
-        READY,
-    )
-    .await?;
+    env.create_ready(&ns, "b", spec(&role), READY).await?;
     let first = env.secrets(&ns).get("b").await?;
 
     env.secrets(&ns)
@@ -429,7 +425,7 @@ pub async fn deleted_secret_is_recreated_and_edited_secret_restored(
     })
     .await
     .context("the deleted Secret was not recreated")?;
-    ensure!(decode(&recreated).len() == DATA_KEYS.len());
+    ensure!(decode_secret(&recreated).len() == DATA_KEYS.len());
 
     // Someone edits a key by hand (as `kubectl edit` would, with its own field manager).
     let tampered = json!({"data": {"credential-process.json": "dGFtcGVyZWQ="}});
@@ -460,13 +456,9 @@ pub async fn foreign_secret_is_never_touched(env: &Env) -> anyhow::Result<()> {
         .secrets(&ns)
         .create(&PostParams::default(), &mine)
         .await?;
-    let _op = Operator::start(env, &[&ns], &env.emulator.url(), &[]).await?;
-    env.create_binding(
-        &ns,
-        "b",
-        json!({"serviceAccountName": "app", "roleArn": role, "secretName": "taken"}),
-    )
-    .await?;
+    let _op = env.start_operator(&[&ns], &env.emulator.url(), &[]).await?;
+    env.create_binding(&ns, "b", spec_with(&role, json!({"secretName": "taken"})))
+        .await?;
     let b = env.wait_reason(&ns, "b", "SecretConflict", READY).await?;
     ensure!(
         podcreds::status::ready_condition(b.status.as_ref()).is_some_and(|c| c.status == "False")
@@ -484,7 +476,7 @@ pub async fn foreign_secret_is_never_touched(env: &Env) -> anyhow::Result<()> {
         after.metadata.resource_version == created.metadata.resource_version,
         "the foreign Secret was written"
     );
-    ensure!(decode(&after).get("password").map(String::as_str) == Some("keep-me"));
+    ensure!(decode_secret(&after).get("password").map(String::as_str) == Some("keep-me"));
     // podcreds does not cache Secrets that are not its own, so its first attempt learns of this
     // one only when its create is refused: at most one credential set was issued, and dropped.
     // Once the status reports the conflict, further reconciliations look before calling STS.
@@ -519,13 +511,7 @@ pub async fn foreign_secret_is_never_touched(env: &Env) -> anyhow::Result<()> {
 
 pub async fn deleting_the_binding_garbage_collects_the_secret(env: &Env) -> anyhow::Result<()> {
     let (ns, role, _op) = env.scenario("gc", None).await?;
-    env.create_ready(
-        &ns,
-        "b",
-        json!({"serviceAccountName": "app", "roleArn": role}),
-        READY,
-    )
-    .await?;
+    env.create_ready(&ns, "b", spec(&role), READY).await?;
     env.bindings(&ns)
         .delete("b", &DeleteParams::foreground())
         .await?;
@@ -547,14 +533,8 @@ pub async fn spec_changes_issue_new_credentials(env: &Env) -> anyhow::Result<()>
     env.service_account(&ns, "app").await?;
     let role_a = env.role(&format!("{ns}-a"), &ns, "app", None);
     let role_b = env.role(&format!("{ns}-b"), &ns, "app", None);
-    let _op = Operator::start(env, &[&ns], &env.emulator.url(), &[]).await?;
-    env.create_ready(
-        &ns,
-        "b",
-        json!({"serviceAccountName": "app", "roleArn": role_a}),
-        READY,
-    )
-    .await?;
+    let _op = env.start_operator(&[&ns], &env.emulator.url(), &[]).await?;
+    env.create_ready(&ns, "b", spec(&role_a), READY).await?;
     let key_of =
         |data: &std::collections::BTreeMap<String, String>| data["AWS_ACCESS_KEY_ID"].clone();
     let mut previous = key_of(&env.secret_data(&ns, "b").await?);
@@ -595,14 +575,8 @@ pub async fn spec_changes_issue_new_credentials(env: &Env) -> anyhow::Result<()>
 
 pub async fn restart_with_fresh_secrets_makes_no_sts_calls(env: &Env) -> anyhow::Result<()> {
     let (ns, role, mut op) = env.scenario("restart", None).await?;
-    env.create_ready_many(
-        &ns,
-        "b",
-        5,
-        json!({"serviceAccountName": "app", "roleArn": role}),
-        READY,
-    )
-    .await?;
+    env.create_ready_many(&ns, "b", 5, spec(&role), READY)
+        .await?;
     // Let status writes settle, then remember every Secret's version.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let versions = |list: Vec<Secret>| {
@@ -645,13 +619,13 @@ pub async fn disallowed_endpoint_and_audience_send_nothing(env: &Env) -> anyhow:
     env.create_binding(
         &ns,
         "exfil",
-        json!({"serviceAccountName": "app", "roleArn": role, "sts": {"endpoint": trap_url}}),
+        spec_with(&role, json!({"sts": {"endpoint": trap_url}})),
     )
     .await?;
     env.create_binding(
         &ns,
         "apiaud",
-        json!({"serviceAccountName": "app", "roleArn": role, "audience": env.plane.api_url}),
+        spec_with(&role, json!({"audience": env.plane.api_url})),
     )
     .await?;
     env.wait_reason(&ns, "exfil", "EndpointNotAllowed", READY)
@@ -676,11 +650,11 @@ pub async fn bindings_colliding_on_a_secret_name_never_share_it(env: &Env) -> an
     env.service_account(&ns, "other").await?;
     let role = env.role(&format!("{ns}-r"), &ns, "app", None);
     let other_role = env.role(&format!("{ns}-o"), &ns, "other", None);
-    let _op = Operator::start(env, &[&ns], &env.emulator.url(), &[]).await?;
+    let _op = env.start_operator(&[&ns], &env.emulator.url(), &[]).await?;
     env.create_ready(
         &ns,
         "first",
-        json!({"serviceAccountName": "app", "roleArn": role, "secretName": "shared"}),
+        spec_with(&role, json!({"secretName": "shared"})),
         READY,
     )
     .await?;
@@ -694,9 +668,7 @@ pub async fn bindings_colliding_on_a_secret_name_never_share_it(env: &Env) -> an
     let b = env
         .wait_reason(&ns, "second", "SecretConflict", READY)
         .await?;
-    let message = podcreds::status::ready_condition(b.status.as_ref())
-        .map(|c| c.message.clone())
-        .unwrap_or_default();
+    let message = ready_message(&b);
     ensure!(
         message.contains("AWSRoleBinding/first"),
         "the conflict should name the owner: {message}"
@@ -719,7 +691,7 @@ pub async fn renaming_the_secret_moves_the_credentials(env: &Env) -> anyhow::Res
     env.create_ready(
         &ns,
         "b",
-        json!({"serviceAccountName": "app", "roleArn": role, "secretName": "one"}),
+        spec_with(&role, json!({"secretName": "one"})),
         READY,
     )
     .await?;
@@ -734,7 +706,7 @@ pub async fn renaming_the_secret_moves_the_credentials(env: &Env) -> anyhow::Res
     })
     .await
     .context("the credentials did not move from Secret one to Secret two")?;
-    ensure!(decode(&moved).len() == DATA_KEYS.len());
+    ensure!(decode_secret(&moved).len() == DATA_KEYS.len());
     let b = env.bindings(&ns).get("b").await?;
     ensure!(b.status.and_then(|s| s.secret_name).as_deref() == Some("two"));
     Ok(())

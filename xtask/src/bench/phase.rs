@@ -1,0 +1,94 @@
+//! What one timed phase cost: CPU of the control plane, the operator and the benchmark itself,
+//! the requests the apiserver served, and on request a CPU profile of the apiserver.
+
+use std::path::Path;
+
+use podcreds_testenv::ControlPlane;
+use serde::Serialize;
+
+use super::Args;
+use super::apiserver::{self, Served};
+use super::proc::cpu_seconds;
+use crate::repo_root;
+
+/// What one timed phase cost the control plane and the operator.
+#[derive(Serialize, Debug, Default)]
+pub struct Phase {
+    pub apiserver_cpu_seconds: f64,
+    pub etcd_cpu_seconds: f64,
+    pub operator_cpu_seconds: f64,
+    /// This process: the benchmark client and the STS emulator.
+    pub bench_cpu_seconds: f64,
+    /// Requests the apiserver served and watch events it sent, busiest first.
+    pub apiserver: Vec<Served>,
+}
+
+/// Measures a phase: CPU of the control plane (and operator, if any) and apiserver counters.
+pub struct PhaseMeter {
+    pids: (u32, u32),
+    operator: Option<u32>,
+    cpu: (f64, f64, f64, f64),
+    counters: apiserver::Counters,
+}
+
+impl PhaseMeter {
+    pub async fn start(
+        plane: &ControlPlane,
+        client: &kube::Client,
+        operator: Option<u32>,
+    ) -> anyhow::Result<Self> {
+        let pids = plane.pids();
+        Ok(Self {
+            pids,
+            operator,
+            cpu: (
+                cpu_seconds(pids.0),
+                cpu_seconds(pids.1),
+                operator.map(cpu_seconds).unwrap_or(0.0),
+                cpu_seconds(std::process::id()),
+            ),
+            counters: apiserver::counters(client).await?,
+        })
+    }
+
+    pub async fn finish(self, client: &kube::Client) -> anyhow::Result<Phase> {
+        let cpu = (
+            cpu_seconds(self.pids.0),
+            cpu_seconds(self.pids.1),
+            self.operator.map(cpu_seconds).unwrap_or(0.0),
+            cpu_seconds(std::process::id()),
+        );
+        let counters = apiserver::counters(client).await?;
+        Ok(Phase {
+            apiserver_cpu_seconds: cpu.0 - self.cpu.0,
+            etcd_cpu_seconds: cpu.1 - self.cpu.1,
+            operator_cpu_seconds: cpu.2 - self.cpu.2,
+            bench_cpu_seconds: cpu.3 - self.cpu.3,
+            apiserver: counters.since(&self.counters),
+        })
+    }
+}
+
+/// Starts a CPU profile of the apiserver when asked for one; await the handle to finish it.
+pub fn maybe_profile(
+    args: &Args,
+    client: &kube::Client,
+    name: &str,
+) -> Option<tokio::task::JoinHandle<()>> {
+    if !args.apiserver_profile {
+        return None;
+    }
+    let path = repo_root()
+        .join(args.output.parent().unwrap_or(Path::new(".")))
+        .join(format!("apiserver-{name}.pprof"));
+    let (client, seconds) = (client.clone(), args.apiserver_profile_seconds);
+    Some(tokio::spawn(async move {
+        match apiserver::cpu_profile(&client, seconds, &path).await {
+            Ok(()) => println!(
+                "    apiserver CPU profile: go tool pprof -top {}",
+                path.display()
+            ),
+            Err(e) => println!("    apiserver CPU profile failed: {e:#}"),
+        }
+    }))
+}

@@ -1,0 +1,272 @@
+//! Scale: for one N, the floor, then time to Ready of N bindings through podcreds (percentiles),
+//! its memory (also with many unrelated Secrets in the cluster) and its restart cost.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::bail;
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, ObjectMeta, PostParams};
+use kube::runtime::{WatchStreamExt, watcher};
+use podcreds::api::AWSRoleBinding;
+use podcreds_testenv::ControlPlane;
+use serde::Serialize;
+use sts_emulator::Emulator;
+
+use super::phase::{Phase, PhaseMeter, maybe_profile};
+use super::proc::{rss_mib, rss_split_mib};
+use super::{
+    Args, binding, create_namespace, create_service_accounts, floor, restart, start_operator,
+};
+
+#[derive(Serialize, Default, Debug)]
+pub struct Percentiles {
+    pub p50_ms: f64,
+    pub p95_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+}
+
+fn percentiles(mut samples: Vec<f64>) -> Percentiles {
+    if samples.is_empty() {
+        return Percentiles::default();
+    }
+    samples.sort_by(f64::total_cmp);
+    let at = |q: f64| samples[((samples.len() as f64 - 1.0) * q).round() as usize];
+    Percentiles {
+        p50_ms: at(0.50),
+        p95_ms: at(0.95),
+        p99_ms: at(0.99),
+        max_ms: at(1.0),
+    }
+}
+
+#[derive(Serialize, Debug)]
+pub struct ScaleResult {
+    pub bindings: usize,
+    /// Median of `floor_runs_seconds`.
+    pub floor_seconds: f64,
+    pub floor_runs_seconds: Vec<f64>,
+    /// Time the benchmark client needed just to create the bindings.
+    pub create_seconds: f64,
+    pub all_ready_seconds: f64,
+    pub ratio_to_floor: f64,
+    pub time_to_ready: Percentiles,
+    pub rss_peak_mib: f64,
+    pub rss_steady_mib: f64,
+    /// The steady RSS split: anonymous pages (heap, stacks) and file pages (the binary).
+    pub rss_steady_anonymous_mib: f64,
+    pub rss_steady_file_mib: f64,
+    pub rss_with_unrelated_secrets_mib: Option<f64>,
+    pub unrelated_secrets: usize,
+    pub restart_sts_calls: u64,
+    pub restart_secret_writes: usize,
+    pub restart_ready_seconds: f64,
+    pub floor_phase: Phase,
+    pub podcreds_phase: Phase,
+}
+
+/// Records when each binding of `ns` is first seen Ready.
+fn watch_ready(
+    client: kube::Client,
+    ns: &str,
+) -> (
+    Arc<Mutex<HashMap<String, Instant>>>,
+    tokio::task::JoinHandle<()>,
+) {
+    let ready: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+    let seen = ready.clone();
+    let api: Api<AWSRoleBinding> = Api::namespaced(client, ns);
+    let task = tokio::spawn(async move {
+        let mut stream = watcher(api, watcher::Config::default())
+            .default_backoff()
+            .applied_objects()
+            .boxed();
+        while let Some(item) = stream.next().await {
+            let Ok(b) = item else { continue };
+            if podcreds::status::ready_condition(b.status.as_ref())
+                .is_some_and(|c| c.status == "True")
+                && let (Some(name), Ok(mut map)) = (b.metadata.name.clone(), seen.lock())
+            {
+                map.entry(name).or_insert_with(Instant::now);
+            }
+        }
+    });
+    (ready, task)
+}
+
+/// Everything measured for N bindings.
+pub async fn measure(
+    plane: &ControlPlane,
+    emulator: &Emulator,
+    bin: &Path,
+    n: usize,
+    args: &Args,
+) -> anyhow::Result<ScaleResult> {
+    let client = plane.client().await?;
+    println!(
+        "  N={n}: floor (TokenRequest + STS + Secret create, {} at a time)",
+        args.concurrency
+    );
+    let mut floors = Vec::new();
+    for run in 1..=args.floor_runs.max(1) {
+        let (seconds, phase) = floor::measure(plane, &client, emulator, n, run, args).await?;
+        println!("    floor run {run}: {seconds:.2}s");
+        floors.push((seconds, phase));
+    }
+    floors.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let floor_runs_seconds: Vec<f64> = floors.iter().map(|f| f.0).collect();
+    let (floor_seconds, floor_phase) = floors.swap_remove(floors.len() / 2);
+    println!("    floor (median): {floor_seconds:.2}s");
+
+    let ns = format!("bench-{n}");
+    create_namespace(&client, &ns).await?;
+    let mut op = start_operator(plane, bin, &emulator.url(), &ns, args).await?;
+    // The ServiceAccounts exist before the clock starts, as they do for the floor: both sides
+    // then time the same work for the same N accounts.
+    println!("  N={n}: creating {n} ServiceAccounts (not timed, as for the floor)");
+    create_service_accounts(&client, &ns, n, args.concurrency).await?;
+    let (ready, watch_task) = watch_ready(client.clone(), &ns);
+    println!("  N={n}: creating {n} bindings");
+    let created: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+    let profile = maybe_profile(args, &client, &format!("podcreds-{n}"));
+    let meter = PhaseMeter::start(plane, &client, Some(op.pid())).await?;
+    let started = Instant::now();
+    let bindings: Api<AWSRoleBinding> = Api::namespaced(client.clone(), &ns);
+    futures::stream::iter(0..n)
+        .map(|i| {
+            let (bindings, created) = (&bindings, &created);
+            async move {
+                let name = format!("b{i}");
+                bindings
+                    .create(&PostParams::default(), &binding(&name, &format!("sa-{i}"))?)
+                    .await?;
+                if let Ok(mut c) = created.lock() {
+                    c.insert(name, Instant::now());
+                }
+                Ok::<(), anyhow::Error>(())
+            }
+        })
+        .buffer_unordered(args.concurrency)
+        .try_collect::<Vec<_>>()
+        .await?;
+    let create_seconds = started.elapsed().as_secs_f64();
+    let mut peak = 0.0f64;
+    loop {
+        let count = ready.lock().map(|r| r.len()).unwrap_or(0);
+        peak = peak.max(rss_mib(op.pid()).1);
+        if count >= n {
+            break;
+        }
+        if started.elapsed() > Duration::from_secs(1800) {
+            bail!("only {count} of {n} bindings Ready after 30 minutes");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let podcreds_phase = meter.finish(&client).await?;
+    if let Some(profile) = profile {
+        profile.await?;
+    }
+    let ready_times = ready.lock().map(|r| r.clone()).unwrap_or_default();
+    let all_ready_seconds = ready_times
+        .values()
+        .max()
+        .map(|t| t.duration_since(started).as_secs_f64())
+        .unwrap_or(0.0);
+    let created = created.lock().map(|c| c.clone()).unwrap_or_default();
+    let samples: Vec<f64> = ready_times
+        .iter()
+        .filter_map(|(name, ready_at)| {
+            let c = created.get(name)?;
+            Some(ready_at.saturating_duration_since(*c).as_secs_f64() * 1000.0)
+        })
+        .collect();
+    watch_task.abort();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let (rss_steady_mib, hwm) = rss_mib(op.pid());
+    let (rss_steady_anonymous_mib, rss_steady_file_mib) = rss_split_mib(op.pid());
+    let rss_peak_mib = peak.max(hwm);
+    println!(
+        "    all Ready after {all_ready_seconds:.2}s; RSS steady {rss_steady_mib:.1} MiB ({rss_steady_anonymous_mib:.1} anonymous, {rss_steady_file_mib:.1} file), peak {rss_peak_mib:.1} MiB"
+    );
+
+    let rss_with_unrelated_secrets_mib =
+        if args.unrelated_secrets > 0 && n == *args.bindings.iter().max().unwrap_or(&n) {
+            Some(rss_with_unrelated_secrets(&client, n, args, op.pid()).await?)
+        } else {
+            None
+        };
+
+    println!("  N={n}: restart with fresh Secrets");
+    let restart = restart::measure(&mut op, &client, &ns, emulator).await?;
+    drop(op);
+    Ok(ScaleResult {
+        bindings: n,
+        floor_seconds,
+        floor_runs_seconds,
+        create_seconds,
+        all_ready_seconds,
+        ratio_to_floor: all_ready_seconds / floor_seconds.max(1e-9),
+        time_to_ready: percentiles(samples),
+        rss_peak_mib,
+        rss_steady_mib,
+        rss_steady_anonymous_mib,
+        rss_steady_file_mib,
+        rss_with_unrelated_secrets_mib,
+        unrelated_secrets: if rss_with_unrelated_secrets_mib.is_some() {
+            args.unrelated_secrets
+        } else {
+            0
+        },
+        restart_sts_calls: restart.sts_calls,
+        restart_secret_writes: restart.secret_writes,
+        restart_ready_seconds: restart.ready_seconds,
+        floor_phase,
+        podcreds_phase,
+    })
+}
+
+/// Adds `args.unrelated_secrets` Secrets of 100 KB in another namespace and returns the
+/// operator's RSS afterwards, in MiB: memory must not follow Secrets podcreds does not own.
+async fn rss_with_unrelated_secrets(
+    client: &kube::Client,
+    n: usize,
+    args: &Args,
+    operator_pid: u32,
+) -> anyhow::Result<f64> {
+    println!(
+        "  N={n}: adding {} unrelated Secrets of 100 KB",
+        args.unrelated_secrets
+    );
+    let other = format!("unrelated-{n}");
+    create_namespace(client, &other).await?;
+    let api: Api<Secret> = Api::namespaced(client.clone(), &other);
+    let payload = ByteString(vec![b'x'; 100 * 1024]);
+    futures::stream::iter(0..args.unrelated_secrets)
+        .map(|i| {
+            let api = &api;
+            let payload = payload.clone();
+            async move {
+                let s = Secret {
+                    metadata: ObjectMeta {
+                        name: Some(format!("unrelated-{i}")),
+                        ..ObjectMeta::default()
+                    },
+                    data: Some(BTreeMap::from([("blob".to_string(), payload)])),
+                    ..Secret::default()
+                };
+                api.create(&PostParams::default(), &s).await.map(|_| ())
+            }
+        })
+        .buffer_unordered(16)
+        .try_collect::<Vec<_>>()
+        .await?;
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let (rss, _) = rss_mib(operator_pid);
+    println!("    RSS with unrelated Secrets: {rss:.1} MiB");
+    Ok(rss)
+}
