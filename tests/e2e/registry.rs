@@ -9,6 +9,8 @@ const TEST_MODULES: &[(&str, &str)] = &[
     ("faults", include_str!("faults.rs")),
     ("lifecycle", include_str!("lifecycle.rs")),
     ("moto", include_str!("moto.rs")),
+    ("security", include_str!("security.rs")),
+    ("tenant", include_str!("tenant.rs")),
 ];
 
 /// Modules of the harness that hold no tests.
