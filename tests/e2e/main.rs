@@ -72,6 +72,8 @@ const TESTS: &[(&str, TestFn)] = tests![
     tenant::labelled_secrets_built_to_bloat_the_cache_cost_nothing,
     tenant::a_conflict_clears_when_the_foreign_secret_goes,
     tenant::a_busy_namespace_does_not_hold_up_another,
+    tenant::the_operator_enforces_the_role_allowlist_itself,
+    tenant::a_required_allowlist_denies_by_default,
 ];
 
 tokio::task_local! {

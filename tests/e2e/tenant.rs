@@ -15,7 +15,7 @@ use podcreds::secret::{
 };
 use serde_json::json;
 
-use crate::support::{Env, wait_for};
+use crate::support::{Env, spec, wait_for};
 
 /// Someone who may patch the Secret pushes its expiration to 2099, so the operator would wait
 /// while the credentials lapse: the edit counts as a modification and is repaired at once.
@@ -310,4 +310,74 @@ pub async fn a_busy_namespace_does_not_hold_up_another(env: &Env) -> anyhow::Res
     .await;
     private.emulator.shutdown();
     result
+}
+
+/// The operator itself enforces the namespace's role allowlist, whether or not an admission
+/// policy did: a binding admitted before the annotation stops being refreshed as soon as the
+/// annotation excludes its role, and comes back when the role is allowed again.
+pub async fn the_operator_enforces_the_role_allowlist_itself(env: &Env) -> anyhow::Result<()> {
+    let (ns, role, _op) = env.scenario("allowlist", Some(900)).await?;
+    env.create_ready(&ns, "b", spec(&role), Duration::from_secs(60))
+        .await?;
+    let calls_before = env.calls_for(&role);
+    let annotate = |value: &str| json!({"metadata": {"annotations": {podcreds::allowlist::ANNOTATION: value}}});
+    let namespaces: kube::Api<k8s_openapi::api::core::v1::Namespace> =
+        kube::Api::all(env.client.clone());
+    namespaces
+        .patch(
+            &ns,
+            &PatchParams::default(),
+            &Patch::Merge(&annotate("arn:aws:iam::123456789012:role/other-*")),
+        )
+        .await?;
+    let blocked = env
+        .wait_reason(&ns, "b", "RoleNotAllowed", Duration::from_secs(30))
+        .await?;
+    let message = podcreds::status::ready_condition(blocked.status.as_ref())
+        .map(|c| c.message.clone())
+        .unwrap_or_default();
+    ensure!(
+        message.contains("is not allowed in namespace") && message.contains("left to expire"),
+        "unclear condition: {message}"
+    );
+    // Force a renewal: the Secret is deleted, and still nothing is exchanged for this role.
+    env.secrets(&ns).delete("b", &Default::default()).await?;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    ensure!(
+        env.calls_for(&role) == calls_before,
+        "STS was called for a role the namespace does not allow"
+    );
+    // Allowed again (a pattern that covers it): Ready without any change to the binding.
+    let pattern = format!("{}*", &role[..role.rfind('/').unwrap_or(0) + 1]);
+    namespaces
+        .patch(
+            &ns,
+            &PatchParams::default(),
+            &Patch::Merge(&annotate(&pattern)),
+        )
+        .await?;
+    env.wait_ready(&ns, "b", "True", Duration::from_secs(30))
+        .await?;
+    Ok(())
+}
+
+/// With --require-role-allowlist a namespace without the annotation may bind no role.
+pub async fn a_required_allowlist_denies_by_default(env: &Env) -> anyhow::Result<()> {
+    let (ns, role) = env.app_namespace("denydefault", None).await?;
+    let _op = env
+        .start_operator(&[&ns], &env.emulator.url(), &["--require-role-allowlist"])
+        .await?;
+    env.create_binding(&ns, "b", spec(&role)).await?;
+    let blocked = env
+        .wait_reason(&ns, "b", "RoleNotAllowed", Duration::from_secs(30))
+        .await?;
+    let message = podcreds::status::ready_condition(blocked.status.as_ref())
+        .map(|c| c.message.clone())
+        .unwrap_or_default();
+    ensure!(
+        message.contains("--require-role-allowlist"),
+        "unclear condition: {message}"
+    );
+    ensure!(env.calls_for(&role) == 0, "STS was called");
+    Ok(())
 }
