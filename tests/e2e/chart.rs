@@ -195,10 +195,26 @@ pub async fn chart_lints_and_renders_what_matters(env: &Env) -> anyhow::Result<(
         ],
     )
     .await?;
-    ensure!(
-        of_kind(&docs, "ClusterRole").is_empty(),
-        "namespaced scope still renders a ClusterRole"
-    );
+    // Cluster-scoped objects cannot be granted by a Role: the only ClusterRoles left read the
+    // watched namespaces and the admission policy, by name.
+    for cluster_role in of_kind(&docs, "ClusterRole") {
+        for rule in cluster_role["rules"].as_array().context("rules")? {
+            let verbs: Vec<&str> = rule["verbs"]
+                .as_array()
+                .map(|v| v.iter().filter_map(|v| v.as_str()).collect())
+                .unwrap_or_default();
+            ensure!(
+                verbs.iter().all(|v| ["get", "list", "watch"].contains(v)),
+                "namespaced scope renders a ClusterRole that writes: {rule}"
+            );
+            ensure!(
+                rule["resourceNames"]
+                    .as_array()
+                    .is_some_and(|names| !names.is_empty()),
+                "namespaced scope renders a ClusterRole rule without resourceNames: {rule}"
+            );
+        }
+    }
     // (the leader-election Role in the release namespace grants only Leases)
     let namespaces: Vec<&str> = of_kind(&docs, "Role")
         .iter()
