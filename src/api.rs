@@ -67,6 +67,9 @@ fn default_mount_path() -> String {
 #[x_kube(validation = kube::core::Rule::new(
     "!has(self.renewBefore) || duration(self.renewBefore).getSeconds() < self.durationSeconds"
 ).message("renewBefore must be shorter than durationSeconds").field_path(".renewBefore"))]
+#[x_kube(validation = kube::core::Rule::new(patterns::role_arn_cel_rule()).message(
+    "roleArn must be a role ARN of the binding's sts.provider: arn:aws:iam::123456789012:role/name (AWS, any partition; the default), arn:minio:iam:::role/<id> (MinIO) or arn:aws:iam::<tenant, or empty>:role/name (CephRGW)"
+).field_path(".roleArn"))]
 #[serde(rename_all = "camelCase")]
 pub struct AWSRoleBindingSpec {
     /// Name of the ServiceAccount, in this binding's namespace, whose identity is exchanged for AWS
@@ -75,9 +78,12 @@ pub struct AWSRoleBindingSpec {
     #[schemars(length(min = 1, max = 253), regex(pattern = patterns::DNS_SUBDOMAIN))]
     pub service_account_name: String,
 
-    /// ARN of the IAM role to assume, in any partition, for example
-    /// `arn:aws:iam::123456789012:role/app-reader` or `arn:aws-cn:iam::123456789012:role/path/app`.
-    #[schemars(length(max = 2048), regex(pattern = patterns::ROLE_ARN))]
+    /// ARN of the role to assume. For AWS (the default `sts.provider`) an IAM role ARN in any
+    /// partition, for example `arn:aws:iam::123456789012:role/app-reader` or
+    /// `arn:aws-cn:iam::123456789012:role/path/app`. With `sts.provider: MinIO` the role ARN MinIO
+    /// prints at start (`arn:minio:iam:::role/<id>`); with `sts.provider: CephRGW` a Ceph role ARN
+    /// (`arn:aws:iam:::role/<name>` in the default tenant, `arn:aws:iam::<tenant>:role/<name>`).
+    #[schemars(length(min = 1, max = 2048))]
     pub role_arn: String,
 
     /// Name of the Secret that receives the credentials, in this namespace. Defaults to the
@@ -141,10 +147,34 @@ pub struct AWSRoleBindingSpec {
     pub mount_path: String,
 }
 
+/// The kind of STS service behind the endpoint: `AWS` (the default), `MinIO` or `CephRGW`. It
+/// selects which `roleArn` form is accepted; `MinIO` and `CephRGW` need an endpoint that is not
+/// AWS (`sts.endpoint`, or the operator's `--sts-endpoint`).
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum StsProvider {
+    /// AWS STS, or a service that takes AWS role ARNs (a 12-digit account).
+    #[default]
+    #[serde(rename = "AWS")]
+    Aws,
+    /// MinIO: role ARNs `arn:minio:iam:[region]::role/<id>`.
+    #[serde(rename = "MinIO")]
+    MinIo,
+    /// Ceph RGW: role ARNs `arn:aws:iam::[tenant]:role/[path/]name`.
+    #[serde(rename = "CephRGW")]
+    CephRgw,
+}
+
 /// STS settings of one binding.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[x_kube(validation = kube::core::Rule::new(
+    "!has(self.provider) || self.provider == 'AWS' || !has(self.endpoint) || !isURL(self.endpoint) || !(url(self.endpoint).getHostname().endsWith('.amazonaws.com') || url(self.endpoint).getHostname().endsWith('.amazonaws.com.cn'))"
+).message("an STS-compatible provider (MinIO, CephRGW) cannot name an AWS endpoint").field_path(".provider"))]
 #[serde(rename_all = "camelCase")]
 pub struct StsSettings {
+    /// The kind of STS service behind the endpoint (see [`StsProvider`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider: Option<StsProvider>,
+
     /// AWS region for the STS call and the generated `config` (for example `eu-west-1`).
     /// Regional STS endpoints are used.
     #[serde(default, skip_serializing_if = "Option::is_none")]

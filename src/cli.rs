@@ -52,6 +52,8 @@ pub struct RunArgs {
     #[arg(long, env = "PODCREDS_ALLOWED_AUDIENCES", value_delimiter = ',')]
     pub allowed_audiences: Vec<String>,
     /// Lifetime requested for ServiceAccount tokens, in seconds (the apiserver's minimum is 600).
+    /// MinIO ends a session when its token expires: raise it to the session length MinIO
+    /// bindings should get.
     #[arg(long, env = "PODCREDS_TOKEN_EXPIRATION_SECONDS", default_value_t = 600, value_parser = clap::value_parser!(i64).range(600..=3600))]
     pub token_expiration_seconds: i64,
     /// Bindings reconciled concurrently.

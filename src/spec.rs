@@ -8,7 +8,7 @@ use regex::bytes::{Regex, RegexBuilder};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::api::AWSRoleBindingSpec;
+use crate::api::{AWSRoleBindingSpec, StsProvider};
 use crate::patterns;
 
 /// What the cluster admin decides about where tokens go (operator flags / chart values).
@@ -115,12 +115,54 @@ fn compile(pattern: &str) -> Regex {
 
 static DNS_SUBDOMAIN: LazyLock<Regex> = LazyLock::new(|| compile(patterns::DNS_SUBDOMAIN));
 static ROLE_ARN: LazyLock<Regex> = LazyLock::new(|| compile(patterns::ROLE_ARN));
+static MINIO_ROLE_ARN: LazyLock<Regex> = LazyLock::new(|| compile(patterns::MINIO_ROLE_ARN));
+static CEPH_ROLE_ARN: LazyLock<Regex> = LazyLock::new(|| compile(patterns::CEPH_ROLE_ARN));
 static POLICY_ARN: LazyLock<Regex> = LazyLock::new(|| compile(patterns::POLICY_ARN));
 static SESSION_NAME: LazyLock<Regex> = LazyLock::new(|| compile(patterns::SESSION_NAME));
 static DURATION: LazyLock<Regex> = LazyLock::new(|| compile(patterns::DURATION));
 static REGION: LazyLock<Regex> = LazyLock::new(|| compile(patterns::REGION));
 static MOUNT_PATH: LazyLock<Regex> = LazyLock::new(|| compile(patterns::MOUNT_PATH));
 static AUDIENCE: LazyLock<Regex> = LazyLock::new(|| compile(patterns::AUDIENCE));
+
+/// The `roleArn` rule of each provider (the CEL rule in [`patterns::role_arn_cel_rule`] makes the
+/// same choice): the pattern and how to describe it.
+fn role_arn_rule(provider: StsProvider) -> (&'static Regex, &'static str) {
+    match provider {
+        StsProvider::Aws => (
+            &ROLE_ARN,
+            "an IAM role ARN such as arn:aws:iam::123456789012:role/name",
+        ),
+        StsProvider::MinIo => (
+            &MINIO_ROLE_ARN,
+            "a MinIO role ARN such as arn:minio:iam:::role/<id> (sts.provider is MinIO)",
+        ),
+        StsProvider::CephRgw => (
+            &CEPH_ROLE_ARN,
+            "a Ceph RGW role ARN such as arn:aws:iam:::role/name or arn:aws:iam::tenant:role/name (sts.provider is CephRGW)",
+        ),
+    }
+}
+
+/// Whether `endpoint` is an AWS STS endpoint, judged by its host name like the CRD's CEL rule.
+pub fn is_aws_endpoint(endpoint: &str) -> bool {
+    let rest = endpoint
+        .split_once("://")
+        .map_or(endpoint, |(_, rest)| rest);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host_port = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host);
+    if host_port.starts_with('[') {
+        // An IPv6 literal is never an AWS host name.
+        return false;
+    }
+    let host = host_port
+        .split(':')
+        .next()
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    host.ends_with(".amazonaws.com") || host.ends_with(".amazonaws.com.cn")
+}
 
 fn invalid(field: &'static str, problem: impl Into<String>) -> SpecError {
     SpecError::Invalid {
@@ -159,12 +201,15 @@ pub fn resolve(
         253,
         "a ServiceAccount name in this namespace (DNS subdomain)",
     )?;
+    let sts = spec.sts.clone().unwrap_or_default();
+    let provider = sts.provider.unwrap_or_default();
+    let (role_arn_pattern, role_arn_form) = role_arn_rule(provider);
     check(
         "roleArn",
         &spec.role_arn,
-        &ROLE_ARN,
+        role_arn_pattern,
         2048,
-        "an IAM role ARN such as arn:aws:iam::123456789012:role/name",
+        role_arn_form,
     )?;
     let secret_name = spec.secret_name.clone().unwrap_or_else(|| name.to_string());
     check(
@@ -252,7 +297,6 @@ pub fn resolve(
         check("policyArns", arn, &POLICY_ARN, 2048, "IAM policy ARNs")?;
     }
 
-    let sts = spec.sts.clone().unwrap_or_default();
     let region = match sts.region {
         Some(r) => {
             check(
@@ -280,6 +324,24 @@ pub fn resolve(
             Some(e)
         }
     };
+    if provider != StsProvider::Aws {
+        // MinIO and Ceph role ARNs mean nothing to AWS: refuse them before a token is sent there.
+        match &endpoint {
+            None => {
+                return Err(invalid(
+                    "sts.provider",
+                    "an STS-compatible provider needs an STS endpoint: set spec.sts.endpoint, or ask the cluster admin for a default --sts-endpoint",
+                ));
+            }
+            Some(e) if is_aws_endpoint(e) => {
+                return Err(invalid(
+                    "sts.provider",
+                    "an STS-compatible provider (MinIO, CephRGW) cannot name an AWS endpoint",
+                ));
+            }
+            Some(_) => {}
+        }
+    }
 
     check(
         "mountPath",
@@ -363,38 +425,121 @@ mod tests {
         assert_eq!(r.renew_before, None);
     }
 
+    /// The shared role ARN table (also run against the apiserver's CEL rule by the e2e suite):
+    /// (provider, accepted, ARN).
+    fn role_arn_table() -> Vec<(StsProvider, bool, String)> {
+        include_str!("../tests/role_arns.txt")
+            .lines()
+            .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+            .map(|line| {
+                let mut parts = line.splitn(3, ' ');
+                let provider: StsProvider =
+                    serde_json::from_value(serde_json::json!(parts.next().unwrap_or_default()))
+                        .unwrap_or_else(|e| panic!("{line}: {e}"));
+                let accepted = match parts.next() {
+                    Some("accept") => true,
+                    Some("refuse") => false,
+                    other => panic!("{line}: {other:?}"),
+                };
+                (
+                    provider,
+                    accepted,
+                    parts.next().unwrap_or_default().to_string(),
+                )
+            })
+            .collect()
+    }
+
     #[test]
-    fn role_arns_of_every_partition_are_accepted() {
-        for arn in [
-            "arn:aws:iam::123456789012:role/a",
-            "arn:aws-cn:iam::123456789012:role/path/to/role-name",
-            "arn:aws-us-gov:iam::123456789012:role/x_y+z=a,b.c@d-e",
-            "arn:aws-iso-b:iam::123456789012:role/r",
-        ] {
+    fn role_arns_follow_the_providers_form() {
+        let table = role_arn_table();
+        for provider in [StsProvider::Aws, StsProvider::MinIo, StsProvider::CephRgw] {
+            for accepted in [true, false] {
+                assert!(
+                    table.iter().any(|c| c.0 == provider && c.1 == accepted),
+                    "the table lacks {provider:?} accepted={accepted}"
+                );
+            }
+        }
+        let policy = StsPolicy {
+            allowed_endpoints: vec!["http://127.0.0.1:9000".into()],
+            ..StsPolicy::default()
+        };
+        for (provider, accepted, arn) in &table {
             let mut s = spec();
-            s.role_arn = arn.into();
-            assert_eq!(resolve_ok(&s).role_arn, arn);
+            s.role_arn = arn.clone();
+            s.sts = Some(crate::api::StsSettings {
+                provider: Some(*provider),
+                endpoint: Some("http://127.0.0.1:9000".into()),
+                ..Default::default()
+            });
+            let result = resolve(&s, "ns", "n", &policy);
+            if *accepted {
+                let resolved = result.unwrap_or_else(|e| panic!("{provider:?} {arn}: {e}"));
+                assert_eq!(&resolved.role_arn, arn);
+            } else {
+                let err = result.expect_err(arn);
+                assert_eq!(err.category(), "InvalidSpec", "{arn}");
+                assert!(err.to_string().contains("spec.roleArn"), "{err}");
+            }
         }
     }
 
     #[test]
-    fn bad_role_arns_are_rejected() {
-        for arn in [
-            "",
-            "arn:aws:iam::12345678901:role/short-account",
-            "arn:aws:iam::123456789012:user/not-a-role",
-            "arn:aws:s3:::bucket",
-            "arn:gcp:iam::123456789012:role/r",
-            "arn:aws:iam::123456789012:role/",
-            "arn:aws:iam::123456789012:role/has space",
-            "arn:aws:iam::123456789012:role/ünicode",
-            &format!("arn:aws:iam::123456789012:role/{}", "r".repeat(65)),
+    fn a_binding_without_provider_is_held_to_aws_arns() {
+        let mut s = spec();
+        s.role_arn = "arn:minio:iam:::role/MHR2BeH2-q1dHO2yx5U9Mf-tP9Q".into();
+        let err = resolve(&s, "ns", "n", &StsPolicy::default()).expect_err("MinIO ARN");
+        assert!(err.to_string().contains("an IAM role ARN"), "{err}");
+    }
+
+    #[test]
+    fn compatible_providers_need_an_endpoint_that_is_not_aws() {
+        let mut s = spec();
+        s.role_arn = "arn:aws:iam:::role/ceph".into();
+        let ceph = |endpoint: Option<&str>| crate::api::StsSettings {
+            provider: Some(StsProvider::CephRgw),
+            endpoint: endpoint.map(str::to_string),
+            ..Default::default()
+        };
+        // No endpoint at all: the AWS regional endpoint would receive the token.
+        s.sts = Some(ceph(None));
+        let err = resolve(&s, "ns", "n", &StsPolicy::default()).expect_err("no endpoint");
+        assert!(err.to_string().contains("spec.sts.provider"), "{err}");
+        // The operator's default endpoint counts.
+        let rgw = StsPolicy {
+            default_endpoint: Some("https://rgw.storage.svc:8443".into()),
+            ..StsPolicy::default()
+        };
+        assert!(resolve(&s, "ns", "n", &rgw).is_ok());
+        // An allowed AWS endpoint is still AWS.
+        let aws = "https://sts.eu-west-1.amazonaws.com";
+        let allowing_aws = StsPolicy {
+            allowed_endpoints: vec![aws.into()],
+            ..StsPolicy::default()
+        };
+        s.sts = Some(ceph(Some(aws)));
+        let err = resolve(&s, "ns", "n", &allowing_aws).expect_err("AWS endpoint");
+        assert!(
+            err.to_string().contains("cannot name an AWS endpoint"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn aws_endpoints_are_recognised_by_host() {
+        for (endpoint, aws) in [
+            ("https://sts.amazonaws.com", true),
+            ("https://sts.eu-west-1.amazonaws.com/", true),
+            ("https://STS.cn-north-1.AmazonAWS.com.cn:443/x", true),
+            ("https://user@sts.us-gov-west-1.amazonaws.com", true),
+            ("http://127.0.0.1:9000", false),
+            ("https://minio.storage.svc:9000", false),
+            ("https://amazonaws.com.evil.example", false),
+            ("https://sts.amazonaws.com.evil.example/", false),
+            ("http://[::1]:9000", false),
         ] {
-            let mut s = spec();
-            s.role_arn = arn.into();
-            let err = resolve(&s, "ns", "n", &StsPolicy::default()).expect_err(arn);
-            assert_eq!(err.category(), "InvalidSpec", "{arn}");
-            assert!(err.to_string().contains("spec.roleArn"), "{err}");
+            assert_eq!(is_aws_endpoint(endpoint), aws, "{endpoint}");
         }
     }
 
@@ -487,6 +632,7 @@ mod tests {
         s.sts = Some(crate::api::StsSettings {
             region: Some("eu-west-1".into()),
             endpoint: Some("https://evil.example".into()),
+            ..Default::default()
         });
         assert_eq!(
             resolve(&s, "ns", "n", &StsPolicy::default())

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use aws_sdk_sts::config::http::HttpResponse;
 use aws_sdk_sts::config::{Region, retry::RetryConfig, timeout::TimeoutConfig};
 use aws_sdk_sts::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_sts::types::PolicyDescriptorType;
@@ -85,12 +86,15 @@ impl StsErrorKind {
             "InvalidIdentityToken" | "ExpiredTokenException" | "ExpiredToken" => {
                 StsErrorKind::InvalidIdentityToken
             }
+            // `InvalidArgument` is Ceph RGW's name for a refused parameter.
             "ValidationError"
             | "PackedPolicyTooLarge"
             | "MalformedPolicyDocument"
             | "RegionDisabledException"
-            | "InvalidParameterValue" => StsErrorKind::InvalidRequest,
-            "Throttling" | "ThrottlingException" | "RequestLimitExceeded" => {
+            | "InvalidParameterValue"
+            | "InvalidArgument" => StsErrorKind::InvalidRequest,
+            // `SlowDown` is how S3-style services (Ceph RGW) throttle.
+            "Throttling" | "ThrottlingException" | "RequestLimitExceeded" | "SlowDown" => {
                 StsErrorKind::Throttled
             }
             _ => StsErrorKind::Unavailable,
@@ -270,19 +274,58 @@ impl StsClient for AwsStsClient {
     }
 }
 
-fn classify_sdk_error<E, R>(err: SdkError<E, R>) -> StsError
+/// Code and message of an S3-style error document (`<Error><Code>..</Code>..</Error>` at the
+/// root, as Ceph RGW answers STS calls), which the SDK's parser, expecting AWS's
+/// `<ErrorResponse>` wrapper, leaves without a code.
+fn s3_style_error(body: &[u8]) -> Option<(String, Option<String>)> {
+    // Only the start of the document matters; a remote answer is never read whole.
+    let text = String::from_utf8_lossy(&body[..body.len().min(4096)]);
+    let element = |name: &str| {
+        let start = text.find(&format!("<{name}>"))? + name.len() + 2;
+        let end = start + text[start..].find(&format!("</{name}>"))?;
+        let value = text[start..end]
+            .replace("&lt;", "<")
+            .replace("&gt;", ">")
+            .replace("&quot;", "\"")
+            .replace("&apos;", "'")
+            .replace("&amp;", "&");
+        (!value.trim().is_empty()).then_some(value)
+    };
+    let root = text
+        .trim_start_matches('\u{feff}')
+        .split("?>")
+        .last()
+        .unwrap_or_default()
+        .trim_start();
+    if !root.starts_with("<Error>") {
+        return None;
+    }
+    Some((element("Code")?, element("Message")))
+}
+
+fn classify_sdk_error<E>(err: SdkError<E, HttpResponse>) -> StsError
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug,
 {
     match &err {
         SdkError::ServiceError(service) => {
             let meta = service.err();
-            let code = meta.code();
+            let (code, message) = match meta.code() {
+                Some(code) => (Some(code.to_string()), meta.message().map(str::to_string)),
+                None => match service.raw().body().bytes().and_then(s3_style_error) {
+                    Some((code, message)) => (Some(code), message),
+                    None => (None, None),
+                },
+            };
             let kind = code
+                .as_deref()
                 .map(StsErrorKind::from_code)
                 .unwrap_or(StsErrorKind::Unavailable);
-            StsError::new(kind, code, meta.message().unwrap_or("no message"))
+            StsError::new(
+                kind,
+                code.as_deref(),
+                message.as_deref().unwrap_or("no message"),
+            )
         }
         SdkError::TimeoutError(_) => StsError::new(
             StsErrorKind::Unavailable,
@@ -333,6 +376,8 @@ mod tests {
             ("ExpiredTokenException", StsErrorKind::InvalidIdentityToken),
             ("ValidationError", StsErrorKind::InvalidRequest),
             ("Throttling", StsErrorKind::Throttled),
+            ("SlowDown", StsErrorKind::Throttled),
+            ("InvalidArgument", StsErrorKind::InvalidRequest),
             ("IDPCommunicationError", StsErrorKind::Unavailable),
             ("InternalFailure", StsErrorKind::Unavailable),
         ] {
@@ -343,6 +388,27 @@ mod tests {
             StsErrorKind::AccessDenied.retry_class(),
             RetryClass::External
         );
+    }
+
+    #[test]
+    fn s3_style_error_documents_are_read() {
+        let ceph = br#"<?xml version="1.0" encoding="UTF-8"?><Error><Code>AccessDenied</Code><Message></Message><RequestId>tx1-default</RequestId><HostId>h</HostId></Error>"#;
+        assert_eq!(
+            s3_style_error(ceph),
+            Some(("AccessDenied".to_string(), None))
+        );
+        let with_message =
+            b"<Error><Code>InvalidArgument</Code><Message>a &lt;b&gt; &amp; c</Message></Error>";
+        assert_eq!(
+            s3_style_error(with_message),
+            Some(("InvalidArgument".to_string(), Some("a <b> & c".to_string())))
+        );
+        // AWS's wrapped documents are the SDK's business; garbage is nobody's.
+        let aws = b"<ErrorResponse><Error><Code>AccessDenied</Code></Error></ErrorResponse>";
+        assert_eq!(s3_style_error(aws), None);
+        assert_eq!(s3_style_error(b"<Error><Code></Code></Error>"), None);
+        assert_eq!(s3_style_error(b"\xff\xfe<html>"), None);
+        assert_eq!(s3_style_error(b"<Error><Code>unterminated"), None);
     }
 
     #[test]

@@ -38,6 +38,20 @@ pub struct Config {
     pub issuer_ca_pem: Option<Vec<u8>>,
     /// Roles known from the start.
     pub roles: Vec<Role>,
+    /// Whose role ARNs and error documents the emulator speaks.
+    pub dialect: Dialect,
+}
+
+/// The STS implementation the emulator imitates.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Dialect {
+    /// AWS: role ARNs with a 12-digit account; errors in an `<ErrorResponse>` document.
+    #[default]
+    Aws,
+    /// Ceph RGW: role ARNs `arn:aws:iam::<tenant>:role/...` whose tenant may be empty (the
+    /// default tenant); errors in RGW's S3-style `<Error>` document (no `<ErrorResponse>`
+    /// wrapper, usually no message), and RGW's codes where they differ from AWS's.
+    CephRgw,
 }
 
 impl Config {
@@ -49,6 +63,7 @@ impl Config {
             issuer: issuer.to_string(),
             issuer_ca_pem: Some(ca_pem.as_bytes().to_vec()),
             roles: Vec::new(),
+            dialect: Dialect::Aws,
         }
     }
 }
@@ -56,6 +71,7 @@ impl Config {
 struct Inner {
     state: Mutex<State>,
     keys: Arc<oidc::IssuerKeys>,
+    dialect: Dialect,
 }
 
 impl Inner {
@@ -94,6 +110,7 @@ impl Emulator {
         let inner = Arc::new(Inner {
             state: Mutex::new(state),
             keys,
+            dialect: config.dialect,
         });
         let listener = tokio::net::TcpListener::bind(config.listen).await?;
         let addr = listener.local_addr()?;
@@ -192,7 +209,10 @@ fn xml_escape(s: &str) -> String {
         .replace('\'', "&apos;")
 }
 
-fn error_response(f: &StsFailure) -> Response {
+fn error_response(f: &StsFailure, dialect: Dialect) -> Response {
+    if dialect == Dialect::CephRgw {
+        return ceph_error_response(f);
+    }
     let kind = if f.status.is_server_error() {
         "Receiver"
     } else {
@@ -205,6 +225,28 @@ fn error_response(f: &StsFailure) -> Response {
         request_id()
     );
     (f.status, [("content-type", "text/xml")], body).into_response()
+}
+
+/// RGW's error document: S3's `<Error>` root, its own codes for what AWS calls otherwise, and
+/// (as RGW sends for most STS failures) an empty message.
+fn ceph_error_response(f: &StsFailure) -> Response {
+    let (status, code) = match f.code {
+        // RGW refuses tokens it cannot verify while authenticating the request.
+        "AccessDenied" | "InvalidIdentityToken" | "ExpiredTokenException" | "IDPRejectedClaim" => {
+            (StatusCode::FORBIDDEN, "AccessDenied")
+        }
+        "ValidationError" | "MalformedPolicyDocument" => {
+            (StatusCode::BAD_REQUEST, "InvalidArgument")
+        }
+        "Throttling" => (StatusCode::SERVICE_UNAVAILABLE, "SlowDown"),
+        "InternalFailure" => (StatusCode::INTERNAL_SERVER_ERROR, "InternalError"),
+        other => (f.status, other),
+    };
+    let body = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>{code}</Code><Message></Message><RequestId>tx{}-default</RequestId><HostId>emulator-default-default</HostId></Error>",
+        random_string(24, b"0123456789abcdef"),
+    );
+    (status, [("content-type", "application/xml")], body).into_response()
 }
 
 fn ok_xml(action: &str, result: String) -> Response {
@@ -228,13 +270,25 @@ fn rfc3339(t: Timestamp) -> String {
         .to_string()
 }
 
-/// `arn:aws:iam::123456789012:role/path/name` -> (`aws`, `123456789012`, `name`).
-fn split_role_arn(arn: &str) -> Option<(&str, &str, &str)> {
+/// `arn:aws:iam::123456789012:role/path/name` -> (`aws`, `123456789012`, `name`). With the Ceph
+/// dialect the account is a tenant (letters, digits, `_`), possibly empty, and the partition is
+/// always `aws`.
+fn split_role_arn(arn: &str, dialect: Dialect) -> Option<(&str, &str, &str)> {
     let rest = arn.strip_prefix("arn:")?;
     let (partition, rest) = rest.split_once(":iam::")?;
     let (account, path) = rest.split_once(":role/")?;
     let name = path.rsplit('/').next()?;
-    (!name.is_empty() && account.len() == 12).then_some((partition, account, name))
+    let account_ok = match dialect {
+        Dialect::Aws => account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit()),
+        Dialect::CephRgw => {
+            partition == "aws"
+                && account.len() <= 64
+                && account
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        }
+    };
+    (!name.is_empty() && account_ok).then_some((partition, account, name))
 }
 
 fn session_name_ok(name: &str) -> bool {
@@ -247,6 +301,7 @@ fn session_name_ok(name: &str) -> bool {
 /// Issues a session for `role_arn` (already authorised) for at most `max_seconds`.
 fn issue(
     state: &mut State,
+    dialect: Dialect,
     role_arn: &str,
     session_name: &str,
     requested: u64,
@@ -257,7 +312,7 @@ fn issue(
     let granted = role
         .max_session_seconds
         .map_or(requested, |max| requested.min(max));
-    let (partition, account, name) = split_role_arn(role_arn)
+    let (partition, account, name) = split_role_arn(role_arn, dialect)
         .ok_or_else(|| StsFailure::sender("ValidationError", "RoleArn is not a valid role ARN"))?;
     const UPPER: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
     const SECRET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -389,7 +444,7 @@ async fn sts_action(
     inner.state().record(record);
     match outcome {
         Ok(r) => r,
-        Err(f) => error_response(&f),
+        Err(f) => error_response(&f, inner.dialect),
     }
 }
 
@@ -413,12 +468,13 @@ fn known_code(code: &str) -> &'static str {
         .unwrap_or("InternalFailure")
 }
 
-fn validate_common(params: &Params) -> Result<(String, String, u64), StsFailure> {
+fn validate_common(params: &Params, dialect: Dialect) -> Result<(String, String, u64), StsFailure> {
     let role_arn = params
         .get("RoleArn")
         .cloned()
         .ok_or_else(|| StsFailure::sender("ValidationError", "1 validation error detected: Value null at 'roleArn' failed to satisfy constraint: Member must not be null"))?;
-    if role_arn.len() < 20 || role_arn.len() > 2048 || split_role_arn(&role_arn).is_none() {
+    if role_arn.len() < 20 || role_arn.len() > 2048 || split_role_arn(&role_arn, dialect).is_none()
+    {
         return Err(StsFailure::sender(
             "ValidationError",
             "RoleArn is not a valid role ARN",
@@ -477,7 +533,7 @@ async fn assume_role_with_web_identity(
     params: &Params,
     record: &mut CallRecord,
 ) -> Result<Response, StsFailure> {
-    let (role_arn, session_name, requested) = validate_common(params)?;
+    let (role_arn, session_name, requested) = validate_common(params, inner.dialect)?;
     let token = params.get("WebIdentityToken").cloned().unwrap_or_default();
     if !(4..=20000).contains(&token.len()) {
         return Err(StsFailure::sender(
@@ -512,8 +568,13 @@ async fn assume_role_with_web_identity(
             "Not authorized to perform sts:AssumeRoleWithWebIdentity",
         ));
     }
-    let (access_key_id, session, granted) =
-        issue(&mut inner.state(), &role_arn, &session_name, requested)?;
+    let (access_key_id, session, granted) = issue(
+        &mut inner.state(),
+        inner.dialect,
+        &role_arn,
+        &session_name,
+        requested,
+    )?;
     record.granted_seconds = Some(granted);
     record.access_key_id = Some(access_key_id.clone());
     let audience = claims
@@ -600,15 +661,20 @@ fn signed_action(
         )),
         _ => {
             // Role chaining: the target role must exist; AWS caps chained sessions at one hour.
-            let (role_arn, session_name, requested) = validate_common(params)?;
+            let (role_arn, session_name, requested) = validate_common(params, inner.dialect)?;
             if requested > 3600 {
                 return Err(StsFailure::sender(
                     "ValidationError",
                     "The requested DurationSeconds exceeds the 1 hour session limit for roles assumed by role chaining.",
                 ));
             }
-            let (access_key_id, new_session, granted) =
-                issue(&mut inner.state(), &role_arn, &session_name, requested)?;
+            let (access_key_id, new_session, granted) = issue(
+                &mut inner.state(),
+                inner.dialect,
+                &role_arn,
+                &session_name,
+                requested,
+            )?;
             record.granted_seconds = Some(granted);
             Ok(ok_xml(
                 "AssumeRole",
@@ -664,10 +730,34 @@ mod tests {
     #[test]
     fn role_arns_split_into_partition_account_and_name() {
         assert_eq!(
-            split_role_arn("arn:aws-cn:iam::123456789012:role/path/app"),
+            split_role_arn("arn:aws-cn:iam::123456789012:role/path/app", Dialect::Aws),
             Some(("aws-cn", "123456789012", "app"))
         );
-        assert_eq!(split_role_arn("arn:aws:iam::123:role/x"), None);
+        assert_eq!(
+            split_role_arn("arn:aws:iam::123:role/x", Dialect::Aws),
+            None
+        );
+        assert_eq!(split_role_arn("arn:aws:iam:::role/x", Dialect::Aws), None);
+    }
+
+    #[test]
+    fn ceph_role_arns_name_a_tenant_or_none() {
+        assert_eq!(
+            split_role_arn("arn:aws:iam:::role/app/S3Access", Dialect::CephRgw),
+            Some(("aws", "", "S3Access"))
+        );
+        assert_eq!(
+            split_role_arn("arn:aws:iam::tenant_1:role/r", Dialect::CephRgw),
+            Some(("aws", "tenant_1", "r"))
+        );
+        for bad in [
+            "arn:aws-cn:iam:::role/r",
+            "arn:aws:iam::ten-ant:role/r",
+            "arn:aws:iam:::role/",
+            "arn:minio:iam:::role/r",
+        ] {
+            assert_eq!(split_role_arn(bad, Dialect::CephRgw), None, "{bad}");
+        }
     }
 
     #[test]
@@ -675,29 +765,45 @@ mod tests {
         let mut p = Params::new();
         p.insert("RoleArn".into(), "arn:aws:iam::123456789012:role/r".into());
         p.insert("RoleSessionName".into(), "ns.binding".into());
-        assert!(validate_common(&p).is_ok());
+        assert!(validate_common(&p, Dialect::Aws).is_ok());
         p.insert("DurationSeconds".into(), "600".into());
         assert_eq!(
-            validate_common(&p).expect_err("short").code,
+            validate_common(&p, Dialect::Aws).expect_err("short").code,
             "ValidationError"
         );
         p.insert("DurationSeconds".into(), "900".into());
         p.insert("RoleSessionName".into(), "x".into());
         assert_eq!(
-            validate_common(&p).expect_err("session").code,
+            validate_common(&p, Dialect::Aws).expect_err("session").code,
             "ValidationError"
         );
         p.insert("RoleSessionName".into(), "ok".into());
         p.insert("Policy".into(), "[".into());
         assert_eq!(
-            validate_common(&p).expect_err("policy").code,
+            validate_common(&p, Dialect::Aws).expect_err("policy").code,
             "MalformedPolicyDocument"
         );
     }
 
     #[test]
     fn error_documents_escape_messages() {
-        let r = error_response(&StsFailure::sender("ValidationError", "<bad & worse>"));
+        let r = error_response(
+            &StsFailure::sender("ValidationError", "<bad & worse>"),
+            Dialect::Aws,
+        );
         assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    }
+
+    #[test]
+    fn ceph_errors_use_rgw_codes_and_statuses() {
+        for (code, status) in [
+            ("AccessDenied", StatusCode::FORBIDDEN),
+            ("InvalidIdentityToken", StatusCode::FORBIDDEN),
+            ("ValidationError", StatusCode::BAD_REQUEST),
+            ("Throttling", StatusCode::SERVICE_UNAVAILABLE),
+        ] {
+            let r = error_response(&StsFailure::sender(code, "m"), Dialect::CephRgw);
+            assert_eq!(r.status(), status, "{code}");
+        }
     }
 }

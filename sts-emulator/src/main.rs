@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use clap::Parser;
-use sts_emulator::{Config, Emulator, Role};
+use sts_emulator::{Config, Dialect, Emulator, Role};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -23,6 +23,9 @@ struct Args {
     /// JSON file with a list of roles ({"arn", "subjects", "audiences", "maxSessionSeconds"}).
     #[arg(long)]
     roles: Option<PathBuf>,
+    /// Speak Ceph RGW's role ARNs and error documents instead of AWS's.
+    #[arg(long)]
+    ceph_rgw: bool,
 }
 
 #[tokio::main]
@@ -39,6 +42,11 @@ async fn main() -> anyhow::Result<()> {
         issuer: args.issuer,
         issuer_ca_pem,
         roles,
+        dialect: if args.ceph_rgw {
+            Dialect::CephRgw
+        } else {
+            Dialect::Aws
+        },
     })
     .await?;
     println!("listening on {}", emulator.url());

@@ -8,6 +8,7 @@ use crate::Error;
 const KUBERNETES_GO_MOD: &str = include_str!("../go/kubernetes/go.mod");
 const ETCD_GO_MOD: &str = include_str!("../go/etcd/go.mod");
 const HELM_GO_MOD: &str = include_str!("../go/helm/go.mod");
+const MINIO_GO_MOD: &str = include_str!("../go/minio/go.mod");
 const PYTHON_REQUIREMENTS: &str = include_str!("../python/requirements.txt");
 
 /// The version a wrapper module requires of `module` (its `require` line).
@@ -73,6 +74,33 @@ pub fn bin_dir() -> PathBuf {
     match std::env::var_os("PODCREDS_TESTENV_BIN").filter(|v| !v.is_empty()) {
         Some(dir) => PathBuf::from(dir),
         None => cache_root().join(Versions::pinned().key()).join("bin"),
+    }
+}
+
+/// The pinned MinIO server version (a pseudo-version: MinIO publishes no module tags).
+pub fn minio_version() -> String {
+    required_version(MINIO_GO_MOD, "github.com/minio/minio ")
+}
+
+/// Directory holding the MinIO server, apart from the Kubernetes binaries so that changing one
+/// pin never rebuilds the other (`PODCREDS_TESTENV_MINIO_DIR` overrides it).
+pub fn minio_dir() -> PathBuf {
+    match std::env::var_os("PODCREDS_TESTENV_MINIO_DIR").filter(|v| !v.is_empty()) {
+        Some(dir) => PathBuf::from(dir),
+        None => cache_root().join(format!("minio-{}", minio_version())),
+    }
+}
+
+/// The MinIO server, or an error that says how to build it.
+pub fn minio_binary() -> Result<PathBuf, Error> {
+    let path = minio_dir().join("minio");
+    if path.is_file() {
+        Ok(path)
+    } else {
+        Err(Error::MissingTool(format!(
+            "{} not found; run `cargo xtask testenv` to build the MinIO server (a cold build takes several minutes)",
+            path.display()
+        )))
     }
 }
 
@@ -148,5 +176,10 @@ mod tests {
         assert!(v.etcd.starts_with("v3.6."), "{v:?}");
         assert!(v.helm.starts_with("v3."), "{v:?}");
         assert!(v.key().starts_with("k8s-v1."));
+        assert!(
+            minio_version().starts_with("v0.0.0-2"),
+            "{}",
+            minio_version()
+        );
     }
 }

@@ -383,6 +383,31 @@ pub async fn invalid_specs_are_rejected_by_the_apiserver(env: &Env) -> anyhow::R
             "spec.serviceAccountName",
         ),
     ];
+    // Every role ARN the shared table refuses, under the provider it names, and what only the
+    // provider rules add.
+    let mut cases: Vec<(String, serde_json::Value, &str)> = cases
+        .into_iter()
+        .map(|(name, spec, expected)| (name.to_string(), spec, expected))
+        .collect();
+    for (i, (provider, accepted, arn)) in crate::minio::role_arn_table()?.into_iter().enumerate() {
+        if !accepted {
+            cases.push((
+                format!("arn-{}-{i}", provider.to_lowercase()),
+                crate::minio::binding_for(&provider, &arn),
+                "spec.roleArn",
+            ));
+        }
+    }
+    cases.push((
+        "provider-unknown".into(),
+        spec_with(role, json!({"sts": {"provider": "Garage"}})),
+        "spec.sts.provider",
+    ));
+    cases.push((
+        "provider-aws-endpoint".into(),
+        json!({"serviceAccountName": "a", "roleArn": "arn:minio:iam:::role/x", "sts": {"provider": "MinIO", "endpoint": "https://sts.us-east-1.amazonaws.com"}}),
+        "cannot name an AWS endpoint",
+    ));
     let mut failures = Vec::new();
     for (name, spec, expected) in &cases {
         match env.create_binding(&ns, name, spec.clone()).await {

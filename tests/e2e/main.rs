@@ -1,5 +1,5 @@
 //! The end-to-end suite: the real `podcreds` binary against a real kube-apiserver, etcd and
-//! kube-controller-manager, the STS emulator, moto, the AWS CLI and boto3.
+//! kube-controller-manager, the STS emulator, moto, MinIO, the AWS CLI and boto3.
 //!
 //! A small harness (not libtest) owns one control plane and one emulator for the whole run, so
 //! every process it starts is stopped when it ends. Each test gets its own namespace and its own
@@ -10,6 +10,7 @@ mod chart;
 mod consumers;
 mod faults;
 mod lifecycle;
+mod minio;
 mod moto;
 mod registry;
 mod security;
@@ -50,6 +51,10 @@ const TESTS: &[(&str, TestFn)] = tests![
     lifecycle::renaming_the_secret_moves_the_credentials,
     consumers::aws_cli_and_boto3_use_the_mounted_secret,
     moto::core_flow_against_moto,
+    minio::binding_against_minio_is_limited_to_one_bucket_and_refreshes,
+    minio::minio_refuses_a_wrong_audience_and_another_clusters_token,
+    minio::every_supported_role_arn_form_is_admitted_by_kubectl_apply,
+    minio::ceph_rgw_role_arns_and_error_documents,
     chart::chart_lints_and_renders_what_matters,
     chart::chart_installs_with_sufficient_and_minimal_rbac,
     chart::admission_policy_stops_the_confused_deputy,

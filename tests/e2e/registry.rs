@@ -8,6 +8,7 @@ const TEST_MODULES: &[(&str, &str)] = &[
     ("consumers", include_str!("consumers.rs")),
     ("faults", include_str!("faults.rs")),
     ("lifecycle", include_str!("lifecycle.rs")),
+    ("minio", include_str!("minio.rs")),
     ("moto", include_str!("moto.rs")),
     ("security", include_str!("security.rs")),
     ("tenant", include_str!("tenant.rs")),

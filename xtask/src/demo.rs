@@ -41,7 +41,7 @@ fn kubectl(kubeconfig: &Path, args: &[&str]) -> anyhow::Result<String> {
 
 pub fn run(keep: bool) -> anyhow::Result<()> {
     say("test environment (first run: builds Kubernetes from source, which takes a while)");
-    testenv::ensure()?;
+    testenv::ensure_for_demo()?;
     say("building the operator");
     let operator_bin = crate::build_operator(Profile::Debug)?;
     let runtime = tokio::runtime::Runtime::new()?;

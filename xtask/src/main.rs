@@ -1,6 +1,6 @@
 //! Project automation: `cargo xtask <command>`.
 //!
-//! - `testenv`: build (or reuse) the Kubernetes, etcd and helm binaries and the Python peers.
+//! - `testenv`: build (or reuse) the Kubernetes, etcd, helm and MinIO binaries and the Python peers.
 //! - `test`: the one test command (format, clippy, unit tests, drift checks, end-to-end suite).
 //! - `demo`: run podcreds end to end on a local control plane.
 //! - `bench`: measure time to Ready, memory and restart cost against the real control plane.
@@ -26,7 +26,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Cmd {
     /// Build or reuse the test binaries (kube-apiserver, kube-controller-manager, kubectl, etcd,
-    /// helm) and the Python venv (moto, awscli, boto3), and print where they are.
+    /// helm, the MinIO server) and the Python venv (moto, awscli, boto3), and print where they are.
     Testenv,
     /// Format check, clippy, unit tests, drift checks, then the end-to-end suite.
     Test {

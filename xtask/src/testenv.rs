@@ -18,14 +18,15 @@ pub fn venv_dir() -> PathBuf {
     tools::venv_dir()
 }
 
-/// One Go build: `packages` from the wrapper module in `testenv/go/<module_dir>`.
+/// One Go build: `packages` from the wrapper module in `testenv/go/<module_dir>`, into `out_dir`.
 struct GoBuild {
     module_dir: &'static str,
     binaries: &'static [(&'static str, &'static str)],
     stamp_kubernetes_version: bool,
+    out_dir: fn() -> PathBuf,
 }
 
-const BUILDS: [GoBuild; 3] = [
+const BUILDS: [GoBuild; 4] = [
     GoBuild {
         module_dir: "kubernetes",
         binaries: &[
@@ -37,16 +38,27 @@ const BUILDS: [GoBuild; 3] = [
             ("kubectl", "k8s.io/kubernetes/cmd/kubectl"),
         ],
         stamp_kubernetes_version: true,
+        out_dir: bin_dir,
     },
     GoBuild {
         module_dir: "etcd",
         binaries: &[("etcd", "go.etcd.io/etcd/server/v3")],
         stamp_kubernetes_version: false,
+        out_dir: bin_dir,
     },
     GoBuild {
         module_dir: "helm",
         binaries: &[("helm", "helm.sh/helm/v3/cmd/helm")],
         stamp_kubernetes_version: false,
+        out_dir: bin_dir,
+    },
+    // MinIO, a real STS-compatible peer for the end-to-end suite (not the demo); cached under
+    // its own version.
+    GoBuild {
+        module_dir: "minio",
+        binaries: &[("minio", "github.com/minio/minio")],
+        stamp_kubernetes_version: false,
+        out_dir: tools::minio_dir,
     },
 ];
 
@@ -120,11 +132,15 @@ fn go_build_with_retries(module: &Path, args: &[String], what: &str) -> anyhow::
     bail!("building {what} failed three times; see the errors above")
 }
 
-fn ensure_binaries() -> anyhow::Result<()> {
+fn ensure_binaries(with_minio: bool) -> anyhow::Result<()> {
     let versions = Versions::pinned();
-    let bin = bin_dir();
-    std::fs::create_dir_all(&bin).with_context(|| format!("cannot create {}", bin.display()))?;
-    for build in &BUILDS {
+    for build in BUILDS
+        .iter()
+        .filter(|b| with_minio || b.module_dir != "minio")
+    {
+        let bin = (build.out_dir)();
+        std::fs::create_dir_all(&bin)
+            .with_context(|| format!("cannot create {}", bin.display()))?;
         let missing: Vec<&(&str, &str)> = build
             .binaries
             .iter()
@@ -213,9 +229,22 @@ fn ensure_venv() -> anyhow::Result<()> {
 
 /// Builds or reuses everything the end-to-end suite needs.
 pub fn ensure() -> anyhow::Result<()> {
+    ensure_parts(true)
+}
+
+/// Builds or reuses what the demo needs: everything but MinIO.
+pub fn ensure_for_demo() -> anyhow::Result<()> {
+    ensure_parts(false)
+}
+
+fn ensure_parts(with_minio: bool) -> anyhow::Result<()> {
     let started = Instant::now();
-    println!("  test environment: {}", Versions::pinned().key());
-    ensure_binaries()?;
+    println!(
+        "  test environment: {}, minio-{}",
+        Versions::pinned().key(),
+        tools::minio_version()
+    );
+    ensure_binaries(with_minio)?;
     ensure_venv()?;
     // Prove the binaries run (a truncated file or a wrong architecture fails here, loudly).
     let version = Command::new(bin_dir().join("kube-apiserver"))
@@ -240,8 +269,11 @@ pub fn print_locations() {
     for name in tools::BINARIES {
         println!("  {}", bin_dir().join(name).display());
     }
+    println!("  {}", tools::minio_dir().join("minio").display());
     println!("python venv: {}", venv_dir().display());
-    println!("(override with PODCREDS_TESTENV_BIN / PODCREDS_TESTENV_VENV)");
+    println!(
+        "(override with PODCREDS_TESTENV_BIN / PODCREDS_TESTENV_MINIO_DIR / PODCREDS_TESTENV_VENV)"
+    );
 }
 
 /// Fails unless `binary` is statically linked (no program interpreter, no needed libraries).
