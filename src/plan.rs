@@ -232,6 +232,22 @@ pub fn retry_after_failure(
     retry::retry_delay(class, attempt, remaining, jitter)
 }
 
+/// After a failed refresh: no new attempt before `until` for the spec with `fingerprint`.
+/// Reconciliations triggered meanwhile (the operator's own status write, a Secret event) would
+/// otherwise call STS again at once, doubling the calls of every failing binding.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Hold {
+    pub until: Timestamp,
+    pub fingerprint: String,
+}
+
+/// How much longer a binding whose refresh failed must wait before trying again, if at all: a
+/// changed spec (another fingerprint) tries at once.
+pub fn backing_off(hold: Option<&Hold>, fingerprint: &str, now: Timestamp) -> Option<Duration> {
+    let hold = hold.filter(|h| h.fingerprint == fingerprint && now < h.until)?;
+    Some(requeue_at(hold.until, now))
+}
+
 /// When to try again after a reconciliation failed on the apiserver (not on the binding):
 /// transient backoff, never "wait for a change".
 pub fn retry_after_api_error(attempt: u32, uid: &str) -> Duration {
@@ -462,6 +478,21 @@ mod tests {
             meta,
             super::issued("uid-1", at, exp, None, "fp", Some("arn".into()))
         );
+    }
+
+    #[test]
+    fn a_failed_binding_waits_for_its_retry_unless_its_spec_changed() {
+        let hold = Hold {
+            until: t(100),
+            fingerprint: "f".into(),
+        };
+        assert_eq!(
+            backing_off(Some(&hold), "f", t(40)),
+            Some(Duration::from_secs(60) + REQUEUE_SLACK)
+        );
+        assert_eq!(backing_off(Some(&hold), "g", t(40)), None);
+        assert_eq!(backing_off(Some(&hold), "f", t(100)), None);
+        assert_eq!(backing_off(None, "f", t(40)), None);
     }
 
     #[test]

@@ -15,8 +15,18 @@ use crate::status::StatusWrite;
 
 /// A binding's UID.
 type Uid = String;
-/// Bindings by the (namespace, name) of the ServiceAccount they wait for.
-type WaitingForAccounts = HashMap<(String, String), Vec<ObjectRef<AWSRoleBinding>>>;
+/// Bindings (and their UIDs) by the (namespace, name) of the ServiceAccount they wait for.
+type WaitingForAccounts = HashMap<(String, String), Vec<(ObjectRef<AWSRoleBinding>, Uid)>>;
+
+/// A run of failed refreshes of one binding.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Failures {
+    /// Failed attempts in a row.
+    attempts: u32,
+    /// No new attempt before this time for the spec with this fingerprint (see
+    /// [`plan::backing_off`]).
+    hold: Option<plan::Hold>,
+}
 
 /// Every map sits behind its own lock, so a reconciliation touching one never waits for another.
 #[derive(Default)]
@@ -25,8 +35,8 @@ pub struct Memory {
     secret_writes: Mutex<HashMap<Uid, IssuedMeta>>,
     /// Status writes the binding cache has not shown yet (see [`crate::status::known_status`]).
     status_writes: Mutex<HashMap<Uid, StatusWrite>>,
-    /// Failed attempts in a row.
-    failures: Mutex<HashMap<Uid, u32>>,
+    /// Failed attempts in a row, and when the next may be made.
+    failures: Mutex<HashMap<Uid, Failures>>,
     /// Bindings waiting for a ServiceAccount to appear: the ServiceAccount watch wakes exactly
     /// these instead of scanning every binding on every account event.
     waiting: Mutex<WaitingForAccounts>,
@@ -101,9 +111,26 @@ impl Memory {
     /// Counts a failed attempt; returns its number (1 for the first failure in a row).
     pub fn record_failure(&self, uid: &str) -> u32 {
         let mut failures = lock(&self.failures);
-        let n = failures.entry(uid.to_string()).or_insert(0);
-        *n = n.saturating_add(1);
-        *n
+        let run = failures.entry(uid.to_string()).or_insert(Failures {
+            attempts: 0,
+            hold: None,
+        });
+        run.attempts = run.attempts.saturating_add(1);
+        run.attempts
+    }
+
+    /// No new attempt for the binding before `hold` (unless its spec changes).
+    pub fn hold(&self, uid: &str, hold: plan::Hold) {
+        if let Some(run) = lock(&self.failures).get_mut(uid) {
+            run.hold = Some(hold);
+        }
+    }
+
+    /// The hold of a failing binding, if any.
+    pub fn held(&self, uid: &str) -> Option<plan::Hold> {
+        lock(&self.failures)
+            .get(uid)
+            .and_then(|run| run.hold.clone())
     }
 
     /// A success ends a run of failures.
@@ -111,19 +138,20 @@ impl Memory {
         lock(&self.failures).remove(uid);
     }
 
-    /// Records that `binding` waits for ServiceAccount `namespace/name`.
+    /// Records that `binding` (UID `uid`) waits for ServiceAccount `namespace/name`.
     pub fn wait_for_account(
         &self,
         namespace: &str,
         name: &str,
         binding: ObjectRef<AWSRoleBinding>,
+        uid: &str,
     ) {
         let mut waiting = lock(&self.waiting);
         let entry = waiting
             .entry((namespace.to_string(), name.to_string()))
             .or_default();
-        if !entry.contains(&binding) {
-            entry.push(binding);
+        if !entry.iter().any(|(b, _)| *b == binding) {
+            entry.push((binding, uid.to_string()));
         }
     }
 
@@ -134,7 +162,7 @@ impl Memory {
         lock(&self.status_writes).remove(uid);
         lock(&self.failures).remove(uid);
         lock(&self.waiting).retain(|_, bindings| {
-            bindings.retain(|b| b != binding);
+            bindings.retain(|(b, _)| b != binding);
             !bindings.is_empty()
         });
     }
@@ -153,11 +181,22 @@ impl Memory {
     }
 
     /// The bindings waiting for ServiceAccount `namespace/name`, which stop waiting: they are
-    /// reconciled now and, if the account is still missing, wait again.
+    /// reconciled now (what they waited for may have come, so their hold ends) and, if the
+    /// account is still missing, wait again.
     pub fn take_waiting(&self, namespace: &str, name: &str) -> Vec<ObjectRef<AWSRoleBinding>> {
-        lock(&self.waiting)
+        let woken = lock(&self.waiting)
             .remove(&(namespace.to_string(), name.to_string()))
-            .unwrap_or_default()
+            .unwrap_or_default();
+        let mut failures = lock(&self.failures);
+        woken
+            .into_iter()
+            .map(|(binding, uid)| {
+                if let Some(run) = failures.get_mut(&uid) {
+                    run.hold = None;
+                }
+                binding
+            })
+            .collect()
     }
 }
 
@@ -224,14 +263,39 @@ mod tests {
     }
 
     #[test]
+    fn a_hold_lasts_until_success_or_the_awaited_account_appears() {
+        let memory = Memory::default();
+        let t = Timestamp::from_second(1_800_000_000).expect("time");
+        let hold = plan::Hold {
+            until: t,
+            fingerprint: "f".into(),
+        };
+        // No hold without a failure.
+        memory.hold("u", hold.clone());
+        assert_eq!(memory.held("u"), None);
+        memory.record_failure("u");
+        memory.hold("u", hold.clone());
+        assert_eq!(memory.held("u"), Some(hold.clone()));
+        // The awaited ServiceAccount appears: try at once.
+        let b = ObjectRef::<AWSRoleBinding>::new("b").within("ns");
+        memory.wait_for_account("ns", "app", b.clone(), "u");
+        assert_eq!(memory.take_waiting("ns", "app"), vec![b]);
+        assert_eq!(memory.held("u"), None);
+        // A success ends it all.
+        memory.hold("u", hold);
+        memory.clear_failures("u");
+        assert_eq!(memory.held("u"), None);
+    }
+
+    #[test]
     fn waiting_bindings_are_woken_once_per_account() {
         let memory = Memory::default();
         let a = ObjectRef::<AWSRoleBinding>::new("a").within("ns");
         let b = ObjectRef::<AWSRoleBinding>::new("b").within("ns");
-        memory.wait_for_account("ns", "app", a.clone());
-        memory.wait_for_account("ns", "app", a.clone());
-        memory.wait_for_account("ns", "app", b.clone());
-        memory.wait_for_account("other", "app", b.clone());
+        memory.wait_for_account("ns", "app", a.clone(), "ua");
+        memory.wait_for_account("ns", "app", a.clone(), "ua");
+        memory.wait_for_account("ns", "app", b.clone(), "ub");
+        memory.wait_for_account("other", "app", b.clone(), "ub");
         assert_eq!(memory.take_waiting("ns", "app"), vec![a, b.clone()]);
         assert!(memory.take_waiting("ns", "app").is_empty());
         assert_eq!(memory.take_waiting("other", "app"), vec![b]);
@@ -251,7 +315,7 @@ mod tests {
                 memory.remember_secret_write(uid, &issued(i as i64));
                 memory.remember_status_write(uid, "1", AWSRoleBindingStatus::default());
                 memory.record_failure(uid);
-                memory.wait_for_account("ns", &format!("sa{}", i % 7), binding.clone());
+                memory.wait_for_account("ns", &format!("sa{}", i % 7), binding.clone(), uid);
             }
             for (uid, binding) in &bindings {
                 memory.forget(uid, binding);

@@ -146,6 +146,15 @@ async fn pipeline(
             spec: &spec,
             issued,
         },
+        Decision::Refresh { .. }
+            if let Some(wait) = plan::backing_off(
+                shared.memory.held(&key.uid).as_ref(),
+                &fingerprint,
+                Timestamp::now(),
+            ) =>
+        {
+            Reconciled::BackingOff(wait)
+        }
         Decision::Refresh {
             reason,
             still_valid,

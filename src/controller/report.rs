@@ -48,6 +48,9 @@ pub enum Reconciled<'a> {
     /// A refresh is due, but the binding's namespace has its share of exchanges in flight: the
     /// binding waits for a slot (see [`super::fairness`]).
     Parked,
+    /// The last refresh failed and its retry time has not come (see [`plan::backing_off`]):
+    /// nothing to do or say until then.
+    BackingOff(Duration),
     /// A refresh failed; `still_valid` holds the Secret's credentials while they are good.
     Failed {
         spec: &'a ResolvedSpec,
@@ -64,6 +67,7 @@ pub enum ReconcileResult {
     Refreshed,
     Conflict,
     Parked,
+    BackingOff,
     Failed,
 }
 
@@ -75,6 +79,7 @@ impl ReconcileResult {
             ReconcileResult::Refreshed => "refreshed",
             ReconcileResult::Conflict => "conflict",
             ReconcileResult::Parked => "parked",
+            ReconcileResult::BackingOff => "backing_off",
             ReconcileResult::Failed => "failed",
         }
     }
@@ -88,6 +93,7 @@ impl Reconciled<'_> {
             Reconciled::Refreshed { .. } => ReconcileResult::Refreshed,
             Reconciled::Conflict { .. } => ReconcileResult::Conflict,
             Reconciled::Parked => ReconcileResult::Parked,
+            Reconciled::BackingOff(_) => ReconcileResult::BackingOff,
             Reconciled::Failed { .. } => ReconcileResult::Failed,
         }
     }
@@ -118,7 +124,7 @@ fn conflict_message(spec: &ResolvedSpec, owner: Option<&str>) -> String {
 /// The status outcome of `reconciled`; `None` when there is nothing new to say.
 fn outcome<'a>(reconciled: &'a Reconciled<'a>) -> Option<Outcome<'a>> {
     Some(match reconciled {
-        Reconciled::Parked => return None,
+        Reconciled::Parked | Reconciled::BackingOff(_) => return None,
         Reconciled::Invalid(e) => Outcome::Blocked {
             category: e.category(),
             message: e.to_string(),
@@ -176,7 +182,7 @@ pub fn announcement(
             "Refresh",
             conflict_message(spec, owner.as_deref()),
         ),
-        Reconciled::Fresh { .. } | Reconciled::Parked => None,
+        Reconciled::Fresh { .. } | Reconciled::Parked | Reconciled::BackingOff(_) => None,
         Reconciled::Refreshed {
             spec,
             reason,
@@ -218,6 +224,7 @@ pub fn requeue(
         Reconciled::Conflict { .. } => Some(plan::CONFLICT_RECHECK),
         // Woken when a slot frees; the recheck only guards against a lost wake-up.
         Reconciled::Parked => Some(plan::PARKED_RECHECK),
+        Reconciled::BackingOff(wait) => Some(*wait),
         Reconciled::Failed {
             error, still_valid, ..
         } => {
@@ -263,7 +270,12 @@ pub async fn report(
             if let RefreshError::Flow(flow) = error
                 && let Some(account) = flow.missing_service_account()
             {
-                memory.wait_for_account(&key.namespace, account, ObjectRef::from_obj(binding));
+                memory.wait_for_account(
+                    &key.namespace,
+                    account,
+                    ObjectRef::from_obj(binding),
+                    &key.uid,
+                );
             }
         }
         Reconciled::Conflict { spec, .. } => ctx.conflicts.watch(
@@ -273,12 +285,23 @@ pub async fn report(
             &key.namespace,
             &spec.secret_name,
         ),
-        Reconciled::Invalid(_) | Reconciled::Parked => {}
+        Reconciled::Invalid(_) | Reconciled::Parked | Reconciled::BackingOff(_) => {}
     }
     if !matches!(reconciled, Reconciled::Conflict { .. }) {
         ctx.conflicts.stop(&key.uid);
     }
     let delay = requeue(&reconciled, attempt, &key.uid, now);
+    if let (Reconciled::Failed { spec, .. }, Some(delay)) = (&reconciled, delay)
+        && let Ok(wait) = jiff::SignedDuration::try_from(delay)
+    {
+        memory.hold(
+            &key.uid,
+            plan::Hold {
+                until: now.saturating_add(wait).unwrap_or(now),
+                fingerprint: spec.fingerprint(),
+            },
+        );
+    }
     if let Reconciled::Failed { error, .. } = &reconciled {
         warn!(
             binding = %key.name,

@@ -258,6 +258,11 @@ pub async fn trust_policy_rejection_writes_nothing(env: &Env) -> anyhow::Result<
         .context("no STS call")?;
     ensure!(denied.subject.as_deref() == Some(&*format!("system:serviceaccount:{ns}:intruder")));
     ensure!(denied.result == "AccessDenied");
+    // A refusal is retried at its retry time (minutes), not again at once because the operator's
+    // own status write woke the binding.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let calls = env.calls_for(&role);
+    ensure!(calls == 1, "{calls} STS calls for one refused binding");
     Ok(())
 }
 
