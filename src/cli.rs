@@ -51,6 +51,10 @@ pub struct RunArgs {
     /// Further audiences a binding may name in spec.audience (comma separated).
     #[arg(long, env = "PODCREDS_ALLOWED_AUDIENCES", value_delimiter = ',')]
     pub allowed_audiences: Vec<String>,
+    /// Let spec.sessionName be any name. By default it must start with `<namespace>.`, so that a
+    /// binding cannot pass for another namespace's in CloudTrail.
+    #[arg(long, env = "PODCREDS_ALLOW_UNPREFIXED_SESSION_NAMES")]
+    pub allow_unprefixed_session_names: bool,
     /// Lifetime requested for ServiceAccount tokens, in seconds (the apiserver's minimum is 600).
     #[arg(long, env = "PODCREDS_TOKEN_EXPIRATION_SECONDS", default_value_t = 600, value_parser = clap::value_parser!(i64).range(600..=3600))]
     pub token_expiration_seconds: i64,
@@ -125,6 +129,7 @@ impl RunArgs {
                     .filter(|e| !e.is_empty())
                     .cloned()
                     .collect(),
+                allow_unprefixed_session_names: self.allow_unprefixed_session_names,
             },
             token_expiration_seconds: self.token_expiration_seconds,
             concurrency: self.concurrency,
@@ -174,6 +179,17 @@ mod tests {
         assert_eq!(s.namespaces, vec!["a", "b"]);
         assert_eq!(s.token_expiration_seconds, 600);
         assert_eq!(args.log_format, LogFormat::Text);
+        assert!(!s.sts_policy.allow_unprefixed_session_names);
+    }
+
+    #[test]
+    fn session_names_are_relaxed_only_on_request() {
+        let cli = Cli::try_parse_from(["podcreds", "run", "--allow-unprefixed-session-names"])
+            .expect("parses");
+        let Command::Run(args) = cli.command else {
+            panic!("expected run")
+        };
+        assert!(args.settings().sts_policy.allow_unprefixed_session_names);
     }
 
     #[test]

@@ -182,6 +182,22 @@ pub async fn chart_lints_and_renders_what_matters(env: &Env) -> anyhow::Result<(
         );
     }
     ensure!(of_kind(&docs, "ValidatingAdmissionPolicy").len() == 1);
+    let binding_guard = of_kind(&docs, "ValidatingAdmissionPolicy")[0].to_string();
+    ensure!(
+        binding_guard.contains("object.spec.sessionName.startsWith(request.namespace + '.')"),
+        "the admission policy does not check session names"
+    );
+
+    // Relaxing the session-name rule relaxes both the operator and the admission policy.
+    let docs = render(env, &["operator.allowUnprefixedSessionNames=true"]).await?;
+    let binding_guard = of_kind(&docs, "ValidatingAdmissionPolicy")[0].to_string();
+    ensure!(
+        !binding_guard.contains("sessionName.startsWith"),
+        "the relaxed admission policy still checks session names"
+    );
+    let args = of_kind(&docs, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0]["args"]
+        .to_string();
+    ensure!(args.contains("--allow-unprefixed-session-names"), "{args}");
     ensure!(
         of_kind(&docs, "ServiceMonitor").is_empty() && of_kind(&docs, "PrometheusRule").is_empty()
     );
@@ -367,6 +383,7 @@ pub(crate) fn forbidden<T>(result: Result<T, kube::Error>) -> bool {
 }
 
 pub async fn chart_installs_with_sufficient_and_minimal_rbac(env: &Env) -> anyhow::Result<()> {
+    let _policies = env.cluster_policies.read().await;
     let (release_ns, release, stdout) =
         helm_install(env, "podcreds-system", "pc", &["--wait=false"]).await?;
     ensure!(
@@ -468,6 +485,7 @@ where
     F: FnOnce(&'a Env) -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<()>>,
 {
+    let _policies = env.cluster_policies.read().await;
     // Only the policy matters here: no ServiceAccount, RBAC or Deployment of a second operator.
     let (release_ns, release, _) = helm_install(
         env,

@@ -52,6 +52,8 @@ const TESTS: &[(&str, TestFn)] = tests![
     chart::admission_policy_stops_the_confused_deputy,
     chart::admission_policy_checks_every_spec_update,
     security::role_allowlist_is_path_aware_in_cel_and_rust,
+    security::spoofed_session_names_are_refused_at_admission,
+    security::spoofed_session_names_are_refused_by_the_operator,
     faults::sts_outage_keeps_valid_credentials_and_recovers,
     faults::throttled_burst_ends_all_ready,
     faults::slow_sts_does_not_block_other_bindings,

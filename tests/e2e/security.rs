@@ -1,7 +1,8 @@
 //! Attacks a namespace tenant (or a compromised operator) could try, run against the real control
 //! plane, each shown to fail: docs/security.md's threat model lists them.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
 
 use anyhow::{Context, bail, ensure};
 use k8s_openapi::api::core::v1::Namespace;
@@ -9,7 +10,9 @@ use kube::api::{Api, ObjectMeta, PostParams};
 use serde_json::json;
 
 use crate::chart::{refusal_of, with_admission_policy};
-use crate::support::Env;
+use crate::support::{Env, Operator, wait_for};
+
+const READY: Duration = Duration::from_secs(60);
 
 /// A fresh namespace `<prefix>-…` created with `annotations` (set at creation, so the apiserver's
 /// admission sees them at once).
@@ -127,6 +130,150 @@ async fn role_allowlist_checks(env: &Env) -> anyhow::Result<()> {
         wrong.len(),
         cases.len(),
         wrong.join("\n")
+    );
+    Ok(())
+}
+
+/// Creates a binding in a cluster whose tests hold `cluster_policies` exclusively: a release of
+/// the admission policy uninstalled a moment ago may still be enforced briefly, so a refusal is
+/// retried (up to 20 s) before it counts.
+async fn create_without_policy(
+    env: &Env,
+    ns: &str,
+    name: &str,
+    spec: serde_json::Value,
+) -> anyhow::Result<()> {
+    let created = wait_for(Duration::from_secs(20), || {
+        let spec = spec.clone();
+        async move { env.create_binding(ns, name, spec).await.ok() }
+    })
+    .await;
+    created
+        .map(|_| ())
+        .with_context(|| format!("binding {ns}/{name} was never admitted"))
+}
+
+fn is_refusal(result: &Result<podcreds::api::AWSRoleBinding, kube::Error>, text: &str) -> bool {
+    matches!(result, Err(kube::Error::Api(s)) if (s.code == 403 || s.code == 422) && s.message.contains(text))
+}
+
+/// A binding in one namespace cannot take a session name that makes CloudTrail show another
+/// namespace (`prod.payments` acting for a binding of `dev`): the admission policy refuses it.
+pub async fn spoofed_session_names_are_refused_at_admission(env: &Env) -> anyhow::Result<()> {
+    with_admission_policy(env, "vapsession", session_name_checks).await
+}
+
+async fn session_name_checks(env: &Env) -> anyhow::Result<()> {
+    let ns = env.namespace("session").await?;
+    let role = "arn:aws:iam::123456789012:role/payments";
+    let with_session = |session: &str| json!({"serviceAccountName": "app", "roleArn": role, "sessionName": session});
+    let refusal = refusal_of(
+        env,
+        &ns,
+        &env.bindings(&ns),
+        binding("spoofed", with_session("prod.payments"))?,
+    )
+    .await
+    .context("a session name naming another namespace was admitted")?;
+    ensure!(
+        refusal.contains(&format!(
+            "spec.sessionName prod.payments must start with {ns}."
+        )),
+        "unclear refusal: {refusal}"
+    );
+    // Near misses are refused too: the namespace without its dot, a longer namespace, the
+    // namespace further in.
+    for (i, session) in [ns.clone(), format!("{ns}x.y"), format!("x.{ns}.y")]
+        .iter()
+        .enumerate()
+    {
+        let result = env
+            .create_binding(&ns, &format!("near-{i}"), with_session(session))
+            .await;
+        ensure!(
+            is_refusal(&result, "must start with"),
+            "session name {session} was not refused: {result:?}"
+        );
+    }
+    // The namespace's own prefix, and the default, are admitted.
+    env.create_binding(&ns, "own", with_session(&format!("{ns}.exporter")))
+        .await
+        .context("a session name with the namespace prefix was refused")?;
+    env.create_binding(
+        &ns,
+        "default",
+        json!({"serviceAccountName": "app", "roleArn": role}),
+    )
+    .await
+    .context("a binding with the default session name was refused")?;
+    Ok(())
+}
+
+/// Without the admission policy the operator refuses a spoofed session name itself, before any
+/// token is requested; an admin may relax the rule; and two long binding names that differ only
+/// at the end still get different default session names.
+pub async fn spoofed_session_names_are_refused_by_the_operator(env: &Env) -> anyhow::Result<()> {
+    let _no_policy = env.cluster_policies.write().await;
+    let (ns, role, _operator) = env.scenario("session-op", None).await?;
+    let spoofed =
+        json!({"serviceAccountName": "app", "roleArn": role, "sessionName": "prod.payments"});
+    create_without_policy(env, &ns, "spoofed", spoofed.clone()).await?;
+    let stem = format!("reader-{}", "x".repeat(70));
+    for suffix in ["a", "b"] {
+        create_without_policy(
+            env,
+            &ns,
+            &format!("{stem}{suffix}"),
+            json!({"serviceAccountName": "app", "roleArn": role}),
+        )
+        .await?;
+    }
+    for suffix in ["a", "b"] {
+        env.wait_ready(&ns, &format!("{stem}{suffix}"), "True", READY)
+            .await?;
+    }
+    let refused = env
+        .wait_reason(&ns, "spoofed", "SessionNameNotAllowed", READY)
+        .await?;
+    let message = podcreds::status::ready_condition(refused.status.as_ref())
+        .map(|c| c.message.clone())
+        .unwrap_or_default();
+    ensure!(
+        message.contains(&format!("must start with \"{ns}.\"")),
+        "unclear status message: {message}"
+    );
+    let sessions: BTreeSet<String> = env
+        .issued_for(&role)
+        .into_iter()
+        .filter_map(|c| c.session_name)
+        .collect();
+    ensure!(
+        !sessions.contains("prod.payments"),
+        "STS saw the spoofed session name"
+    );
+    ensure!(
+        sessions.len() == 2 && sessions.iter().all(|s| s.starts_with(&format!("{ns}."))),
+        "the two long bindings should have two session names under {ns}.: {sessions:?}"
+    );
+
+    // The admin's flag relaxes the rule.
+    let (relaxed_ns, relaxed_role) = env.app_namespace("session-relaxed", None).await?;
+    let _relaxed = Operator::start(
+        env,
+        &[&relaxed_ns],
+        &env.emulator.url(),
+        &["--allow-unprefixed-session-names"],
+    )
+    .await?;
+    let spoofed = json!({"serviceAccountName": "app", "roleArn": relaxed_role, "sessionName": "prod.payments"});
+    create_without_policy(env, &relaxed_ns, "spoofed", spoofed).await?;
+    env.wait_ready(&relaxed_ns, "spoofed", "True", READY)
+        .await?;
+    ensure!(
+        env.issued_for(&relaxed_role)
+            .iter()
+            .any(|c| c.session_name.as_deref() == Some("prod.payments")),
+        "the relaxed operator did not use the session name asked for"
     );
     Ok(())
 }

@@ -21,6 +21,9 @@ pub struct Env {
     pub plane: ControlPlane,
     pub emulator: Emulator,
     pub client: Client,
+    /// The chart's admission policy applies to the whole cluster: tests hold this shared while a
+    /// release of it is installed, and exclusively when they need the cluster without one.
+    pub cluster_policies: tokio::sync::RwLock<()>,
 }
 
 impl Env {
@@ -37,6 +40,7 @@ impl Env {
             plane,
             emulator,
             client,
+            cluster_policies: tokio::sync::RwLock::new(()),
         })
     }
 
