@@ -45,6 +45,10 @@ pub struct RunArgs {
     /// Further STS endpoints a binding may name in spec.sts.endpoint (comma separated).
     #[arg(long, env = "PODCREDS_ALLOWED_STS_ENDPOINTS", value_delimiter = ',')]
     pub allowed_sts_endpoints: Vec<String>,
+    /// Allow plain http:// STS endpoints. The ServiceAccount token travels in clear over them:
+    /// for trusted network paths only, such as loopback in a test.
+    #[arg(long, env = "PODCREDS_ALLOW_INSECURE_STS_ENDPOINTS")]
+    pub allow_insecure_sts_endpoints: bool,
     /// Token audience for bindings that name none.
     #[arg(long, env = "PODCREDS_AUDIENCE", default_value = "sts.amazonaws.com")]
     pub audience: String,
@@ -130,6 +134,7 @@ impl RunArgs {
                     .cloned()
                     .collect(),
                 allow_unprefixed_session_names: self.allow_unprefixed_session_names,
+                allow_insecure_endpoints: self.allow_insecure_sts_endpoints,
             },
             token_expiration_seconds: self.token_expiration_seconds,
             concurrency: self.concurrency,
@@ -180,6 +185,7 @@ mod tests {
         assert_eq!(s.token_expiration_seconds, 600);
         assert_eq!(args.log_format, LogFormat::Text);
         assert!(!s.sts_policy.allow_unprefixed_session_names);
+        assert!(!s.sts_policy.allow_insecure_endpoints);
     }
 
     #[test]
@@ -190,6 +196,23 @@ mod tests {
             panic!("expected run")
         };
         assert!(args.settings().sts_policy.allow_unprefixed_session_names);
+    }
+
+    #[test]
+    fn plain_http_is_allowed_only_on_request() {
+        let cli = Cli::try_parse_from([
+            "podcreds",
+            "run",
+            "--sts-endpoint=http://127.0.0.1:9000",
+            "--allow-insecure-sts-endpoints",
+        ])
+        .expect("parses");
+        let Command::Run(args) = cli.command else {
+            panic!("expected run")
+        };
+        let settings = args.settings();
+        assert!(settings.sts_policy.allow_insecure_endpoints);
+        assert!(settings.sts_policy.check().is_ok());
     }
 
     #[test]

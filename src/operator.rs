@@ -22,6 +22,8 @@ pub enum StartError {
     Admin(#[source] std::io::Error),
     #[error("leader election: {0}")]
     LeaderElection(String),
+    #[error(transparent)]
+    Policy(#[from] crate::spec::PolicyError),
 }
 
 /// Runs leader election on a Lease, publishing whether this replica leads, until `shutdown`;
@@ -97,6 +99,16 @@ pub async fn run(args: RunArgs) -> Result<(), StartError> {
     init_telemetry(args.log_format, &args.log_level)?;
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let settings = args.settings();
+    if let Err(refused) = settings.sts_policy.check() {
+        tracing::error!(error = %refused, "refusing to start");
+        return Err(refused.into());
+    }
+    for endpoint in settings.sts_policy.unusable_allowed_endpoints() {
+        tracing::warn!(
+            endpoint,
+            "allowed STS endpoint is plain HTTP; bindings naming it are refused (InsecureEndpoint) without --allow-insecure-sts-endpoints"
+        );
+    }
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
         region = %settings.sts_policy.default_region,

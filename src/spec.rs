@@ -27,6 +27,9 @@ pub struct StsPolicy {
     /// Let `spec.sessionName` be any name; by default it must start with `<namespace>.`, so a
     /// binding cannot pass for another namespace's in CloudTrail.
     pub allow_unprefixed_session_names: bool,
+    /// Let STS endpoints be plain `http://` URLs, which carry the ServiceAccount token in clear
+    /// (for a trusted network path only, such as loopback in a test).
+    pub allow_insecure_endpoints: bool,
 }
 
 impl Default for StsPolicy {
@@ -38,8 +41,51 @@ impl Default for StsPolicy {
             allowed_audiences: Vec::new(),
             allowed_endpoints: Vec::new(),
             allow_unprefixed_session_names: false,
+            allow_insecure_endpoints: false,
         }
     }
+}
+
+impl StsPolicy {
+    /// Checks what the operator would use without any binding asking: refuses a plain-HTTP
+    /// default endpoint unless plain HTTP is allowed. Run once at start.
+    pub fn check(&self) -> Result<(), PolicyError> {
+        match &self.default_endpoint {
+            Some(endpoint) if is_plain_http(endpoint) && !self.allow_insecure_endpoints => {
+                Err(PolicyError::InsecureDefaultEndpoint(endpoint.clone()))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Allowed endpoints that bindings cannot use because they are plain HTTP (worth a warning
+    /// at start).
+    pub fn unusable_allowed_endpoints(&self) -> Vec<&str> {
+        if self.allow_insecure_endpoints {
+            return Vec::new();
+        }
+        self.allowed_endpoints
+            .iter()
+            .map(String::as_str)
+            .filter(|e| is_plain_http(e))
+            .collect()
+    }
+}
+
+/// Whether `endpoint` is a plain `http://` URL (any letter case: the SDK accepts both).
+pub fn is_plain_http(endpoint: &str) -> bool {
+    endpoint
+        .get(..7)
+        .is_some_and(|scheme| scheme.eq_ignore_ascii_case("http://"))
+}
+
+/// Why the operator's own configuration is refused at start.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum PolicyError {
+    #[error(
+        "--sts-endpoint {0:?} is plain HTTP: every ServiceAccount token sent there would travel in clear. Use an https:// endpoint, or pass --allow-insecure-sts-endpoints (chart: operator.allowInsecureStsEndpoints) if the network path is trusted, for example loopback in a test"
+    )]
+    InsecureDefaultEndpoint(String),
 }
 
 /// A binding's spec with defaults applied and every rule checked.
@@ -99,6 +145,10 @@ pub enum SpecError {
         session_name: String,
         prefix: String,
     },
+    #[error(
+        "STS endpoint {0:?} is plain HTTP, which would send the ServiceAccount token in clear; use an https:// endpoint, or ask the cluster admin to allow plain HTTP endpoints"
+    )]
+    InsecureEndpoint(String),
 }
 
 impl SpecError {
@@ -109,6 +159,7 @@ impl SpecError {
             SpecError::AudienceNotAllowed(_) => "AudienceNotAllowed",
             SpecError::EndpointNotAllowed(_) => "EndpointNotAllowed",
             SpecError::SessionNameNotPrefixed { .. } => "SessionNameNotAllowed",
+            SpecError::InsecureEndpoint(_) => "InsecureEndpoint",
         }
     }
 }
@@ -296,6 +347,14 @@ pub fn resolve(
             Some(e)
         }
     };
+    // Checked on the endpoint actually used, so a default endpoint that somehow escaped the start
+    // check is refused too.
+    if let Some(e) = &endpoint
+        && is_plain_http(e)
+        && !policy.allow_insecure_endpoints
+    {
+        return Err(SpecError::InsecureEndpoint(e.clone()));
+    }
 
     check(
         "mountPath",
@@ -593,6 +652,87 @@ mod tests {
         assert_eq!(r.endpoint.as_deref(), Some("https://evil.example"));
         assert_eq!(r.region, "eu-west-1");
         assert_eq!(r.audience, "minio");
+    }
+
+    #[test]
+    fn plain_http_endpoints_need_the_admins_consent() {
+        let mut s = spec();
+        s.sts = Some(crate::api::StsSettings {
+            region: None,
+            endpoint: Some("http://minio.storage:9000".into()),
+        });
+        let mut policy = StsPolicy {
+            allowed_endpoints: vec![
+                "http://minio.storage:9000".into(),
+                "https://sts.example".into(),
+            ],
+            ..StsPolicy::default()
+        };
+        let err = resolve(&s, "ns", "n", &policy).expect_err("plain http");
+        assert_eq!(err.category(), "InsecureEndpoint");
+        assert!(
+            err.to_string()
+                .contains("\"http://minio.storage:9000\" is plain HTTP"),
+            "{err}"
+        );
+        assert_eq!(
+            policy.unusable_allowed_endpoints(),
+            ["http://minio.storage:9000"]
+        );
+        // An endpoint outside the allowlist is refused for that first, whatever its scheme.
+        s.sts = Some(crate::api::StsSettings {
+            region: None,
+            endpoint: Some("http://elsewhere".into()),
+        });
+        assert_eq!(
+            resolve(&s, "ns", "n", &policy)
+                .expect_err("not allowed")
+                .category(),
+            "EndpointNotAllowed"
+        );
+        // https is fine; plain HTTP with the admin's consent too.
+        s.sts = Some(crate::api::StsSettings {
+            region: None,
+            endpoint: Some("https://sts.example".into()),
+        });
+        assert!(resolve(&s, "ns", "n", &policy).is_ok());
+        policy.allow_insecure_endpoints = true;
+        s.sts = Some(crate::api::StsSettings {
+            region: None,
+            endpoint: Some("http://minio.storage:9000".into()),
+        });
+        assert!(resolve(&s, "ns", "n", &policy).is_ok());
+        assert!(policy.unusable_allowed_endpoints().is_empty());
+    }
+
+    #[test]
+    fn a_plain_http_default_endpoint_is_refused_at_start() {
+        let mut policy = StsPolicy {
+            default_endpoint: Some("HTTP://127.0.0.1:9000".into()),
+            ..StsPolicy::default()
+        };
+        let err = policy.check().expect_err("plain http default");
+        assert!(
+            err.to_string().contains("--allow-insecure-sts-endpoints"),
+            "{err}"
+        );
+        // Bindings relying on it are refused as well, should the start check be bypassed.
+        assert_eq!(
+            resolve(&spec(), "ns", "n", &policy)
+                .expect_err("default endpoint")
+                .category(),
+            "InsecureEndpoint"
+        );
+        policy.allow_insecure_endpoints = true;
+        assert!(policy.check().is_ok());
+        policy.allow_insecure_endpoints = false;
+        policy.default_endpoint = Some("https://sts.example".into());
+        assert!(policy.check().is_ok());
+        policy.default_endpoint = None;
+        assert!(policy.check().is_ok());
+        assert!(
+            !is_plain_http("https://x") && !is_plain_http("http:/") && is_plain_http("http://x")
+        );
     }
 
     #[test]

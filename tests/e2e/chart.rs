@@ -199,6 +199,23 @@ pub async fn chart_lints_and_renders_what_matters(env: &Env) -> anyhow::Result<(
         .to_string();
     ensure!(args.contains("--allow-unprefixed-session-names"), "{args}");
     ensure!(
+        !args.contains("--allow-insecure-sts-endpoints"),
+        "plain HTTP allowed by default: {args}"
+    );
+
+    // Plain HTTP only on request.
+    let docs = render(
+        env,
+        &[
+            "operator.stsEndpoint=http://minio.storage:9000",
+            "operator.allowInsecureStsEndpoints=true",
+        ],
+    )
+    .await?;
+    let args = of_kind(&docs, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0]["args"]
+        .to_string();
+    ensure!(args.contains("--allow-insecure-sts-endpoints"), "{args}");
+    ensure!(
         of_kind(&docs, "ServiceMonitor").is_empty() && of_kind(&docs, "PrometheusRule").is_empty()
     );
 
@@ -284,6 +301,10 @@ pub async fn chart_lints_and_renders_what_matters(env: &Env) -> anyhow::Result<(
         (vec!["leaderElection.enabled=false"], "leaderElection"),
         (vec!["operator.logFormat=xml"], "logFormat"),
         (vec!["rbac.scope=namespaced"], "watchNamespaces"),
+        (
+            vec!["operator.stsEndpoint=http://minio.storage:9000"],
+            "allowInsecureStsEndpoints",
+        ),
     ] {
         let chart = chart_dir();
         let mut args = vec![

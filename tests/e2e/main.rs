@@ -54,6 +54,7 @@ const TESTS: &[(&str, TestFn)] = tests![
     security::role_allowlist_is_path_aware_in_cel_and_rust,
     security::spoofed_session_names_are_refused_at_admission,
     security::spoofed_session_names_are_refused_by_the_operator,
+    security::plain_http_sts_endpoints_are_refused,
     faults::sts_outage_keeps_valid_credentials_and_recovers,
     faults::throttled_burst_ends_all_ready,
     faults::slow_sts_does_not_block_other_bindings,

@@ -2,6 +2,8 @@
 //! plane, each shown to fail: docs/security.md's threat model lists them.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, bail, ensure};
@@ -10,7 +12,7 @@ use kube::api::{Api, ObjectMeta, PostParams};
 use serde_json::json;
 
 use crate::chart::{refusal_of, with_admission_policy};
-use crate::support::{Env, Operator, wait_for};
+use crate::support::{Env, Launch, Operator, wait_for};
 
 const READY: Duration = Duration::from_secs(60);
 
@@ -275,5 +277,104 @@ pub async fn spoofed_session_names_are_refused_by_the_operator(env: &Env) -> any
             .any(|c| c.session_name.as_deref() == Some("prod.payments")),
         "the relaxed operator did not use the session name asked for"
     );
+    Ok(())
+}
+
+/// A loopback listener that counts the connections made to it (and answers none).
+struct Trap {
+    address: String,
+    connections: Arc<AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Trap {
+    async fn start() -> anyhow::Result<Self> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let address = listener.local_addr()?.to_string();
+        let connections = Arc::new(AtomicUsize::new(0));
+        let counter = connections.clone();
+        let task = tokio::spawn(async move {
+            while listener.accept().await.is_ok() {
+                counter.fetch_add(1, Ordering::SeqCst);
+            }
+        });
+        Ok(Self {
+            address,
+            connections,
+            task,
+        })
+    }
+
+    fn url(&self, scheme: &str) -> String {
+        format!("{scheme}://{}", self.address)
+    }
+
+    fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for Trap {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// A plain-HTTP STS endpoint would carry the ServiceAccount token in clear. Without the admin's
+/// explicit flag, the operator refuses one as its default at start, and refuses a binding naming
+/// an allowed one before anything is requested or sent.
+pub async fn plain_http_sts_endpoints_are_refused(env: &Env) -> anyhow::Result<()> {
+    let https_only = || Launch {
+        https_only: true,
+        ..Launch::default()
+    };
+    let (ns, role) = env.app_namespace("plainhttp", None).await?;
+    let without_backtrace = Launch {
+        // The refusal, not a backtrace, should end the log the harness reports.
+        env: vec![("RUST_BACKTRACE".into(), "0".into())],
+        ..https_only()
+    };
+    match Operator::launch(env, &[&ns], &env.emulator.url(), &[], without_backtrace).await {
+        Ok(_) => bail!("the operator started with a plain-HTTP default STS endpoint"),
+        Err(e) => {
+            let text = format!("{e:#}");
+            ensure!(
+                text.contains("is plain HTTP") && text.contains("--allow-insecure-sts-endpoints"),
+                "unclear refusal at start: {text}"
+            );
+        }
+    }
+
+    let trap = Trap::start().await?;
+    let allowed = format!("--allowed-sts-endpoints={}", trap.url("http"));
+    let operator =
+        Operator::launch(env, &[&ns], &trap.url("https"), &[&allowed], https_only()).await?;
+    ensure!(
+        operator
+            .log()
+            .contains("allowed STS endpoint is plain HTTP"),
+        "no warning at start about the unusable allowed endpoint"
+    );
+    env.create_binding(
+        &ns,
+        "clear",
+        json!({"serviceAccountName": "app", "roleArn": role, "sts": {"endpoint": trap.url("http")}}),
+    )
+    .await?;
+    let refused = env
+        .wait_reason(&ns, "clear", "InsecureEndpoint", READY)
+        .await?;
+    let message = podcreds::status::ready_condition(refused.status.as_ref())
+        .map(|c| c.message.clone())
+        .unwrap_or_default();
+    ensure!(
+        message.contains("is plain HTTP, which would send the ServiceAccount token in clear"),
+        "unclear status message: {message}"
+    );
+    ensure!(
+        trap.connections() == 0,
+        "the operator connected to the plain-HTTP endpoint"
+    );
+    ensure!(env.calls_for(&role) == 0, "STS was called");
     Ok(())
 }

@@ -293,8 +293,22 @@ pub struct Operator {
     pub process: Process,
     pub admin: String,
     args: Vec<String>,
+    env: Vec<(String, String)>,
     log_dir: PathBuf,
-    kubeconfig: PathBuf,
+}
+
+/// How a test wants its operator started, beyond namespaces, STS endpoint and extra flags.
+#[derive(Default)]
+pub struct Launch<'a> {
+    /// Kubeconfig instead of the admin's.
+    pub kubeconfig: Option<&'a Path>,
+    /// No `--sts-endpoint`: the AWS regional endpoint.
+    pub regional_endpoint: bool,
+    /// Without `--allow-insecure-sts-endpoints`, which every other operator of the suite gets
+    /// because the emulator speaks plain HTTP on loopback.
+    pub https_only: bool,
+    /// Environment variables on top of this process's.
+    pub env: Vec<(String, String)>,
 }
 
 impl Operator {
@@ -305,8 +319,7 @@ impl Operator {
         sts_endpoint: &str,
         extra: &[&str],
     ) -> anyhow::Result<Self> {
-        Self::start_with_kubeconfig(env, &env.plane.kubeconfig, namespaces, sts_endpoint, extra)
-            .await
+        Self::launch(env, namespaces, sts_endpoint, extra, Launch::default()).await
     }
 
     pub async fn start_with_kubeconfig(
@@ -316,28 +329,61 @@ impl Operator {
         sts_endpoint: &str,
         extra: &[&str],
     ) -> anyhow::Result<Self> {
+        let launch = Launch {
+            kubeconfig: Some(kubeconfig),
+            ..Launch::default()
+        };
+        Self::launch(env, namespaces, sts_endpoint, extra, launch).await
+    }
+
+    /// Starts an operator as `launch` says. A `--log-level` in `extra` replaces the suite's.
+    pub async fn launch(
+        env: &Env,
+        namespaces: &[&str],
+        sts_endpoint: &str,
+        extra: &[&str],
+        launch: Launch<'_>,
+    ) -> anyhow::Result<Self> {
         let port = free_port()?;
         let admin = format!("127.0.0.1:{port}");
         let mut args = vec![
             "run".to_string(),
             format!("--admin-address={admin}"),
-            format!("--sts-endpoint={sts_endpoint}"),
             "--log-format=json".into(),
-            "--log-level=debug,kube=info,rustls=info,hyper=info,tower=info,aws=warn,aws_smithy_runtime=warn"
-                .into(),
         ];
+        if !launch.regional_endpoint {
+            args.push(format!("--sts-endpoint={sts_endpoint}"));
+        }
+        if !launch.https_only {
+            args.push("--allow-insecure-sts-endpoints".into());
+        }
+        if !extra.iter().any(|a| a.starts_with("--log-level")) {
+            args.push(
+                "--log-level=debug,kube=info,rustls=info,hyper=info,tower=info,aws=warn,aws_smithy_runtime=warn"
+                    .into(),
+            );
+        }
         if !namespaces.is_empty() {
             args.push(format!("--namespaces={}", namespaces.join(",")));
         }
         args.extend(extra.iter().map(|s| s.to_string()));
+        let kubeconfig = launch.kubeconfig.unwrap_or(&env.plane.kubeconfig);
+        let mut process_env = vec![
+            (
+                "KUBECONFIG".to_string(),
+                kubeconfig.to_string_lossy().into_owned(),
+            ),
+            ("RUST_BACKTRACE".into(), "1".into()),
+        ];
+        process_env.extend(launch.env);
         let log_dir = env.plane.dir().join(format!("operator-{port}"));
         std::fs::create_dir_all(&log_dir)?;
         let mut op = Self {
-            process: spawn_operator(&args, kubeconfig, &log_dir)?,
+            process: spawn_operator(&args, &process_env, &log_dir)?,
             admin,
             args,
+            env: process_env,
             log_dir,
-            kubeconfig: kubeconfig.to_path_buf(),
         };
         crate::register_log(op.process.log_path().to_path_buf());
         op.wait_ready().await?;
@@ -371,7 +417,7 @@ impl Operator {
     /// SIGTERM, wait, start again with the same arguments.
     pub async fn restart(&mut self) -> anyhow::Result<()> {
         self.process.terminate()?;
-        self.process = spawn_operator(&self.args, &self.kubeconfig, &self.log_dir)?;
+        self.process = spawn_operator(&self.args, &self.env, &self.log_dir)?;
         self.wait_ready().await
     }
 
@@ -388,18 +434,16 @@ impl Operator {
     }
 }
 
-fn spawn_operator(args: &[String], kubeconfig: &Path, log_dir: &Path) -> anyhow::Result<Process> {
+fn spawn_operator(
+    args: &[String],
+    env: &[(String, String)],
+    log_dir: &Path,
+) -> anyhow::Result<Process> {
     Ok(Process::spawn(
         "podcreds",
         Path::new(env!("CARGO_BIN_EXE_podcreds")),
         args,
-        &[
-            (
-                "KUBECONFIG".into(),
-                kubeconfig.to_string_lossy().into_owned(),
-            ),
-            ("RUST_BACKTRACE".into(), "1".into()),
-        ],
+        env,
         log_dir,
     )?)
 }

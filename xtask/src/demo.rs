@@ -86,6 +86,8 @@ async fn demo(operator_bin: PathBuf, keep: bool) -> anyhow::Result<()> {
         &[
             "run".into(),
             format!("--sts-endpoint={}", emulator.url()),
+            // The emulator speaks plain HTTP on loopback.
+            "--allow-insecure-sts-endpoints".into(),
             format!("--admin-address={admin}"),
             "--log-format=text".into(),
         ],

@@ -480,6 +480,8 @@ async fn start_operator(
         "run".into(),
         format!("--admin-address={admin}"),
         format!("--sts-endpoint={sts_url}"),
+        // The emulator speaks plain HTTP on loopback.
+        "--allow-insecure-sts-endpoints".into(),
         format!("--namespaces={ns}"),
         format!("--concurrency={}", args.concurrency),
         format!("--sts-qps={}", args.sts_qps),
