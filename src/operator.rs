@@ -120,7 +120,7 @@ pub async fn run(args: RunArgs) -> Result<(), StartError> {
     let client = kube::Client::try_default()
         .await
         .map_err(StartError::KubeConfig)?;
-    let sts = Arc::new(AwsStsClient::new(StsTimeouts::default()).await);
+    let sts = Arc::new(AwsStsClient::new(StsTimeouts::default()));
 
     let metrics = Metrics::default();
     let stores: controller::BindingStores = Arc::new(Mutex::new(Vec::new()));

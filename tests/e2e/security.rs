@@ -378,3 +378,89 @@ pub async fn plain_http_sts_endpoints_are_refused(env: &Env) -> anyhow::Result<(
     ensure!(env.calls_for(&role) == 0, "STS was called");
     Ok(())
 }
+
+/// The AWS SDK takes endpoints and proxies from the environment when left to its defaults
+/// (`AWS_ENDPOINT_URL`, `AWS_ENDPOINT_URL_STS`, a profile's `endpoint_url` in `AWS_CONFIG_FILE`,
+/// `HTTP_PROXY`, `ALL_PROXY`): any of them would route tokens around the admin's endpoint
+/// allowlist. The operator builds its STS client from its flags alone, so with all of them
+/// pointing at a trap, a binding still goes Ready through the configured endpoint, one on the AWS
+/// regional endpoint fails (no network here) instead of being rerouted, and the trap sees nothing.
+///
+/// `HTTPS_PROXY` is left out: the kube client reads it too when configured from a kubeconfig, as
+/// here (not in a cluster), and refuses to start without its proxy feature. `ALL_PROXY` takes the
+/// same path in the SDK for https targets.
+pub async fn environment_cannot_reroute_sts_traffic(env: &Env) -> anyhow::Result<()> {
+    let trap = Trap::start().await?;
+    let config = env
+        .plane
+        .dir()
+        .join(format!("aws-config-{}", trap.address.replace(':', "-")));
+    std::fs::write(
+        &config,
+        format!(
+            "[default]\nregion = us-east-1\nendpoint_url = {url}\nservices = rerouted\n\n[services rerouted]\nsts =\n  endpoint_url = {url}\n",
+            url = trap.url("http")
+        ),
+    )?;
+    let poisoned = || {
+        let mut vars: Vec<(String, String)> = [
+            "AWS_ENDPOINT_URL",
+            "AWS_ENDPOINT_URL_STS",
+            "HTTP_PROXY",
+            "http_proxy",
+            "ALL_PROXY",
+            "all_proxy",
+        ]
+        .iter()
+        .map(|k| (k.to_string(), trap.url("http")))
+        .collect();
+        vars.push((
+            "AWS_CONFIG_FILE".into(),
+            config.to_string_lossy().into_owned(),
+        ));
+        vars.push(("AWS_PROFILE".into(), "default".into()));
+        Launch {
+            env: vars,
+            ..Launch::default()
+        }
+    };
+
+    // The configured endpoint (the emulator) is used, not the environment's.
+    let (ns, role) = env.app_namespace("envroute", None).await?;
+    let _operator = Operator::launch(env, &[&ns], &env.emulator.url(), &[], poisoned()).await?;
+    env.create_binding(
+        &ns,
+        "b",
+        json!({"serviceAccountName": "app", "roleArn": role}),
+    )
+    .await?;
+    env.wait_ready(&ns, "b", "True", READY).await?;
+    ensure!(
+        !env.issued_for(&role).is_empty(),
+        "the emulator issued nothing"
+    );
+
+    // The AWS regional endpoint is used, not the environment's: it cannot be reached here.
+    let (regional_ns, regional_role) = env.app_namespace("envroute-aws", None).await?;
+    let regional = Launch {
+        regional_endpoint: true,
+        ..poisoned()
+    };
+    let _regional = Operator::launch(env, &[&regional_ns], "", &[], regional).await?;
+    env.create_binding(
+        &regional_ns,
+        "b",
+        json!({"serviceAccountName": "app", "roleArn": regional_role}),
+    )
+    .await?;
+    env.wait_reason(&regional_ns, "b", "StsUnavailable", READY)
+        .await?;
+
+    ensure!(
+        trap.connections() == 0,
+        "{} connection(s) went where the environment pointed",
+        trap.connections()
+    );
+    ensure!(env.calls_for(&regional_role) == 0);
+    Ok(())
+}
