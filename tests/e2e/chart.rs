@@ -157,6 +157,7 @@ pub async fn chart_lints_and_renders_what_matters(env: &Env) -> anyhow::Result<(
     for (group, resource, verb) in [
         ("podcreds.dev", "awsrolebindings", "watch"),
         ("podcreds.dev", "awsrolebindings/status", "patch"),
+        ("podcreds.dev", "awsrolebindings/finalizers", "update"),
         ("", "serviceaccounts/token", "create"),
         ("", "secrets", "create"),
         ("", "secrets", "patch"),
