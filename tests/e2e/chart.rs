@@ -94,6 +94,19 @@ pub(crate) fn of_kind<'a>(docs: &'a [serde_json::Value], kind: &str) -> Vec<&'a 
     docs.iter().filter(|d| d["kind"] == kind).collect()
 }
 
+/// The ValidatingAdmissionPolicy whose name ends in `suffix`, as JSON text.
+fn policy_named(docs: &[serde_json::Value], suffix: &str) -> anyhow::Result<String> {
+    of_kind(docs, "ValidatingAdmissionPolicy")
+        .into_iter()
+        .find(|p| {
+            p["metadata"]["name"]
+                .as_str()
+                .is_some_and(|n| n.ends_with(suffix))
+        })
+        .map(|p| p.to_string())
+        .with_context(|| format!("no ValidatingAdmissionPolicy named *{suffix}"))
+}
+
 pub(crate) fn rules_grant(
     rules: &serde_json::Value,
     group: &str,
@@ -182,16 +195,54 @@ pub async fn chart_lints_and_renders_what_matters(env: &Env) -> anyhow::Result<(
             "ClusterRole grants {verb} {group}/{resource}"
         );
     }
-    ensure!(of_kind(&docs, "ValidatingAdmissionPolicy").len() == 1);
-    let binding_guard = of_kind(&docs, "ValidatingAdmissionPolicy")[0].to_string();
+    ensure!(of_kind(&docs, "ValidatingAdmissionPolicy").len() == 2);
+    let binding_guard = policy_named(&docs, "binding-guard")?;
     ensure!(
         binding_guard.contains("object.spec.sessionName.startsWith(request.namespace + '.')"),
         "the admission policy does not check session names"
     );
+    // The token guard binds only the operator's ServiceAccount, and denies the system namespaces
+    // and its own.
+    let token_guard: serde_json::Value =
+        serde_json::from_str(&policy_named(&docs, "token-guard")?)?;
+    let expression_of = |name: &str| -> String {
+        token_guard["spec"]["variables"]
+            .as_array()
+            .and_then(|vars| vars.iter().find(|v| v["name"] == name))
+            .and_then(|v| v["expression"].as_str())
+            .unwrap_or_default()
+            .to_string()
+    };
+    ensure!(
+        expression_of("deniedNamespaces")
+            == r#"["kube-system","kube-public","kube-node-lease","podcreds-system"]"#,
+        "denied namespaces: {}",
+        expression_of("deniedNamespaces")
+    );
+    ensure!(expression_of("allowedAudiences") == r#"["sts.amazonaws.com"]"#);
+    let token_guard = token_guard.to_string();
+    for expected in [
+        "system:serviceaccount:podcreds-system:t-podcreds",
+        "object.spec.expirationSeconds <= 600",
+    ] {
+        ensure!(
+            token_guard.contains(expected),
+            "the token guard lacks {expected}: {token_guard}"
+        );
+    }
+    ensure!(
+        of_kind(&docs, "ValidatingAdmissionPolicyBinding").len() == 2,
+        "each policy needs its binding"
+    );
+    let docs = render(env, &["operatorTokenPolicy.enabled=false"]).await?;
+    ensure!(
+        policy_named(&docs, "token-guard").is_err(),
+        "the token guard cannot be turned off"
+    );
 
     // Relaxing the session-name rule relaxes both the operator and the admission policy.
     let docs = render(env, &["operator.allowUnprefixedSessionNames=true"]).await?;
-    let binding_guard = of_kind(&docs, "ValidatingAdmissionPolicy")[0].to_string();
+    let binding_guard = policy_named(&docs, "binding-guard")?;
     ensure!(
         !binding_guard.contains("sessionName.startsWith"),
         "the relaxed admission policy still checks session names"
@@ -246,6 +297,11 @@ pub async fn chart_lints_and_renders_what_matters(env: &Env) -> anyhow::Result<(
     let args = of_kind(&docs, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0]["args"]
         .to_string();
     ensure!(args.contains("--namespaces=team-a,team-b"), "{args}");
+    let token_guard = policy_named(&docs, "token-guard")?;
+    ensure!(
+        token_guard.contains(r#"request.namespace in [\"team-a\",\"team-b\"]"#),
+        "the token guard does not keep the operator to its namespaces: {token_guard}"
+    );
 
     // HA: two replicas need leader election, which brings its Lease Role and flag.
     let docs = render(

@@ -56,6 +56,7 @@ const TESTS: &[(&str, TestFn)] = tests![
     security::spoofed_session_names_are_refused_by_the_operator,
     security::plain_http_sts_endpoints_are_refused,
     security::environment_cannot_reroute_sts_traffic,
+    security::a_compromised_operator_cannot_mint_other_tokens,
     faults::sts_outage_keeps_valid_credentials_and_recovers,
     faults::throttled_burst_ends_all_ready,
     faults::slow_sts_does_not_block_other_bindings,

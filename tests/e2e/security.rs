@@ -7,11 +7,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, bail, ensure};
-use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
 use kube::api::{Api, ObjectMeta, PostParams};
 use serde_json::json;
 
-use crate::chart::{refusal_of, with_admission_policy};
+use crate::chart::{helm, helm_install, refusal_of, service_account_token, with_admission_policy};
 use crate::support::{Env, Launch, Operator, wait_for};
 
 const READY: Duration = Duration::from_secs(60);
@@ -462,5 +463,169 @@ pub async fn environment_cannot_reroute_sts_traffic(env: &Env) -> anyhow::Result
         trap.connections()
     );
     ensure!(env.calls_for(&regional_role) == 0);
+    Ok(())
+}
+
+/// A TokenRequest for `namespace/name` made by `client`.
+async fn token_request(
+    client: &kube::Client,
+    namespace: &str,
+    name: &str,
+    audiences: &[&str],
+    expiration_seconds: i64,
+) -> Result<TokenRequest, kube::Error> {
+    let api: Api<ServiceAccount> = Api::namespaced(client.clone(), namespace);
+    let request = TokenRequest {
+        spec: Some(TokenRequestSpec {
+            audiences: (!audiences.is_empty())
+                .then(|| audiences.iter().map(|a| a.to_string()).collect()),
+            expiration_seconds: Some(expiration_seconds),
+            ..TokenRequestSpec::default()
+        }),
+        ..TokenRequest::default()
+    };
+    api.create_token_request(name, &PostParams::default(), &request)
+        .await
+}
+
+/// A TokenRequest the operator's identity must not get, and the refusal expected.
+struct TokenAttack<'a> {
+    what: &'a str,
+    namespace: &'a str,
+    name: &'a str,
+    audiences: &'a [&'a str],
+    expiration_seconds: i64,
+    refusal: &'a str,
+}
+
+/// The refusal message of a 403, or what happened instead.
+fn refusal(result: Result<TokenRequest, kube::Error>) -> Result<String, String> {
+    match result {
+        Err(kube::Error::Api(s)) if s.code == 403 => Ok(s.message),
+        Ok(_) => Err("a token was issued".into()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Even a compromised operator gets no more tokens than podcreds needs: the chart's token guard
+/// refuses, to the operator's own ServiceAccount (its RBAC allows TokenRequests everywhere),
+/// tokens for ServiceAccounts of system namespaces and of its own namespace, tokens with the
+/// apiserver's audience (or none), and longer-lived tokens; what the operator asks for is
+/// allowed, and nobody else is affected.
+pub async fn a_compromised_operator_cannot_mint_other_tokens(env: &Env) -> anyhow::Result<()> {
+    let _policies = env.cluster_policies.read().await;
+    let (release_ns, release, _) = helm_install(
+        env,
+        "podcreds-tokens",
+        "tok",
+        &["--wait=false", "--set", "operator.allowedAudiences={minio}"],
+    )
+    .await?;
+    let result = token_guard_checks(env, &release_ns, &release).await;
+    let (ok, _, stderr) = helm(env, &["uninstall", &release, "--namespace", &release_ns]).await?;
+    ensure!(ok, "helm uninstall failed: {stderr}");
+    result
+}
+
+async fn token_guard_checks(env: &Env, release_ns: &str, release: &str) -> anyhow::Result<()> {
+    // The chart names its ServiceAccount <release>-podcreds.
+    let operator_sa = format!("{release}-podcreds");
+    let token = service_account_token(env, release_ns, &operator_sa).await?;
+    let kubeconfig = env.plane.token_kubeconfig(release, &token)?;
+    let as_operator = podcreds_testenv::client_from_kubeconfig(&kubeconfig).await?;
+    let (tenant, _) = env.app_namespace("tokens", None).await?;
+    let victim = format!("victim-{}", &release[release.len() - 5..]);
+    env.service_account("kube-system", &victim).await?;
+    let sts = "sts.amazonaws.com";
+
+    // Wait until the policy is active: the kube-system request is refused.
+    let kube_system = wait_for(Duration::from_secs(20), || async {
+        refusal(token_request(&as_operator, "kube-system", &victim, &[sts], 600).await).ok()
+    })
+    .await
+    .context("the token guard never refused a kube-system token")?;
+    ensure!(
+        kube_system.contains(
+            "the podcreds operator may not request tokens for ServiceAccounts in namespace kube-system"
+        ),
+        "unclear refusal: {kube_system}"
+    );
+
+    let api_audience = env.plane.api_url.as_str();
+    let own_namespace = format!("in namespace {release_ns}");
+    let wrong_audience =
+        format!("only for the audiences sts.amazonaws.com, minio, not {api_audience}");
+    let attacks = [
+        TokenAttack {
+            what: "an apiserver token for a kube-system controller",
+            namespace: "kube-system",
+            name: &victim,
+            audiences: &[api_audience],
+            expiration_seconds: 600,
+            refusal: "in namespace kube-system",
+        },
+        TokenAttack {
+            what: "a token of its own ServiceAccount",
+            namespace: release_ns,
+            name: &operator_sa,
+            audiences: &[sts],
+            expiration_seconds: 600,
+            refusal: &own_namespace,
+        },
+        TokenAttack {
+            what: "a tenant token with the apiserver's audience",
+            namespace: &tenant,
+            name: "app",
+            audiences: &[api_audience],
+            expiration_seconds: 600,
+            refusal: &wrong_audience,
+        },
+        TokenAttack {
+            // The apiserver fills in its own audience before admission.
+            what: "a tenant token with the default (apiserver) audience",
+            namespace: &tenant,
+            name: "app",
+            audiences: &[],
+            expiration_seconds: 600,
+            refusal: &wrong_audience,
+        },
+        TokenAttack {
+            what: "a longer-lived tenant token",
+            namespace: &tenant,
+            name: "app",
+            audiences: &[sts],
+            expiration_seconds: 3600,
+            refusal: "valid for at most 600 seconds",
+        },
+    ];
+    for attack in attacks {
+        let result = token_request(
+            &as_operator,
+            attack.namespace,
+            attack.name,
+            attack.audiences,
+            attack.expiration_seconds,
+        )
+        .await;
+        match refusal(result) {
+            Ok(message) => ensure!(
+                message.contains(attack.refusal),
+                "{}: unclear refusal: {message}",
+                attack.what
+            ),
+            Err(e) => bail!("{} was not refused: {e}", attack.what),
+        }
+    }
+
+    // What podcreds asks for is allowed: its audiences, its lifetime, a tenant's ServiceAccount.
+    for audience in [sts, "minio"] {
+        token_request(&as_operator, &tenant, "app", &[audience], 600)
+            .await
+            .with_context(|| format!("a tenant token for {audience} was refused"))?;
+    }
+    // The policy binds only the operator: the admin still gets a kube-system token.
+    token_request(&env.client, "kube-system", &victim, &[api_audience], 600)
+        .await
+        .context("the token guard refused someone other than the operator")?;
     Ok(())
 }
