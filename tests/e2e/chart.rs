@@ -270,6 +270,44 @@ pub async fn chart_lints_and_renders_what_matters(env: &Env) -> anyhow::Result<(
     ensure!(
         of_kind(&docs, "ServiceMonitor").is_empty() && of_kind(&docs, "PrometheusRule").is_empty()
     );
+    ensure!(
+        of_kind(&docs, "NetworkPolicy").is_empty(),
+        "a NetworkPolicy by default"
+    );
+
+    // The optional NetworkPolicy admits only the admin port of the operator pods, from the
+    // peers given.
+    let docs = render(
+        env,
+        &[
+            "metrics.networkPolicy.enabled=true",
+            "metrics.port=9443",
+            "metrics.networkPolicy.from[0].namespaceSelector.matchLabels.team=monitoring",
+        ],
+    )
+    .await?;
+    let policies = of_kind(&docs, "NetworkPolicy");
+    ensure!(policies.len() == 1, "{} NetworkPolicies", policies.len());
+    let policy = &policies[0]["spec"];
+    let deployment = of_kind(&docs, "Deployment")[0];
+    ensure!(
+        policy["podSelector"]["matchLabels"] == deployment["spec"]["selector"]["matchLabels"],
+        "the NetworkPolicy selects other pods than the operator's: {policy}"
+    );
+    ensure!(policy["policyTypes"] == json!(["Ingress"]), "{policy}");
+    ensure!(
+        policy["ingress"]
+            == json!([{
+                "ports": [{"port": 9443, "protocol": "TCP"}],
+                "from": [{"namespaceSelector": {"matchLabels": {"team": "monitoring"}}}],
+            }]),
+        "unexpected ingress rules: {policy}"
+    );
+    ensure!(
+        deployment["spec"]["template"]["spec"]["containers"][0]["ports"][0]["containerPort"]
+            == 9443,
+        "the admin port moved without the NetworkPolicy"
+    );
 
     // Namespaced RBAC: Roles in the listed namespaces only, no ClusterRole.
     let docs = render(
