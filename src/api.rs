@@ -116,8 +116,10 @@ pub struct AWSRoleBindingSpec {
     #[x_kube(validation = kube::core::Rule::new("duration(self) >= duration('60s')").message("renewBefore must be at least 60s"))]
     pub renew_before: Option<String>,
 
-    /// Role session name, shown in CloudTrail. Defaults to `<namespace>.<binding name>`, cut and
-    /// cleaned to the STS rules (2 to 64 characters of letters, digits and `_+=,.@-`).
+    /// Role session name, shown in CloudTrail: 2 to 64 characters of letters, digits and
+    /// `_+=,.@-`, starting with `<namespace>.` unless the cluster admin allows any name.
+    /// Defaults to `<namespace>.<binding name>`; a longer one is cut to 64 characters ending in
+    /// `_` and a hash, so no two bindings share a session name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = patterns::SESSION_NAME))]
     pub session_name: Option<String>,

@@ -45,12 +45,20 @@ pub struct RunArgs {
     /// Further STS endpoints a binding may name in spec.sts.endpoint (comma separated).
     #[arg(long, env = "PODCREDS_ALLOWED_STS_ENDPOINTS", value_delimiter = ',')]
     pub allowed_sts_endpoints: Vec<String>,
+    /// Allow plain http:// STS endpoints. The ServiceAccount token travels in clear over them:
+    /// for trusted network paths only, such as loopback in a test.
+    #[arg(long, env = "PODCREDS_ALLOW_INSECURE_STS_ENDPOINTS")]
+    pub allow_insecure_sts_endpoints: bool,
     /// Token audience for bindings that name none.
     #[arg(long, env = "PODCREDS_AUDIENCE", default_value = "sts.amazonaws.com")]
     pub audience: String,
     /// Further audiences a binding may name in spec.audience (comma separated).
     #[arg(long, env = "PODCREDS_ALLOWED_AUDIENCES", value_delimiter = ',')]
     pub allowed_audiences: Vec<String>,
+    /// Let spec.sessionName be any name. By default it must start with `<namespace>.`, so that a
+    /// binding cannot pass for another namespace's in CloudTrail.
+    #[arg(long, env = "PODCREDS_ALLOW_UNPREFIXED_SESSION_NAMES")]
+    pub allow_unprefixed_session_names: bool,
     /// Lifetime requested for ServiceAccount tokens, in seconds (the apiserver's minimum is 600).
     /// MinIO ends a session when its token expires: raise it to the session length MinIO
     /// bindings should get.
@@ -143,6 +151,8 @@ impl RunArgs {
                     .filter(|e| !e.is_empty())
                     .cloned()
                     .collect(),
+                allow_unprefixed_session_names: self.allow_unprefixed_session_names,
+                allow_insecure_endpoints: self.allow_insecure_sts_endpoints,
             },
             token_expiration_seconds: self.token_expiration_seconds,
             concurrency: self.concurrency,
@@ -197,6 +207,35 @@ mod tests {
         assert_eq!(s.namespaces, vec!["a", "b"]);
         assert_eq!(s.token_expiration_seconds, 600);
         assert_eq!(args.log_format, LogFormat::Text);
+        assert!(!s.sts_policy.allow_unprefixed_session_names);
+        assert!(!s.sts_policy.allow_insecure_endpoints);
+    }
+
+    #[test]
+    fn session_names_are_relaxed_only_on_request() {
+        let cli = Cli::try_parse_from(["podcreds", "run", "--allow-unprefixed-session-names"])
+            .expect("parses");
+        let Command::Run(args) = cli.command else {
+            panic!("expected run")
+        };
+        assert!(args.settings().sts_policy.allow_unprefixed_session_names);
+    }
+
+    #[test]
+    fn plain_http_is_allowed_only_on_request() {
+        let cli = Cli::try_parse_from([
+            "podcreds",
+            "run",
+            "--sts-endpoint=http://127.0.0.1:9000",
+            "--allow-insecure-sts-endpoints",
+        ])
+        .expect("parses");
+        let Command::Run(args) = cli.command else {
+            panic!("expected run")
+        };
+        let settings = args.settings();
+        assert!(settings.sts_policy.allow_insecure_endpoints);
+        assert!(settings.sts_policy.check().is_ok());
     }
 
     #[test]

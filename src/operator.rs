@@ -23,6 +23,8 @@ pub enum StartError {
     Admin(#[source] std::io::Error),
     #[error("leader election: {0}")]
     LeaderElection(String),
+    #[error(transparent)]
+    Policy(#[from] crate::spec::PolicyError),
 }
 
 /// Runs leader election on a Lease, publishing whether this replica leads, until `shutdown`;
@@ -98,6 +100,16 @@ pub async fn run(args: RunArgs) -> Result<(), StartError> {
     init_telemetry(args.log_format, &args.log_level)?;
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let settings = args.settings();
+    if let Err(refused) = settings.sts_policy.check() {
+        tracing::error!(error = %refused, "refusing to start");
+        return Err(refused.into());
+    }
+    for endpoint in settings.sts_policy.unusable_allowed_endpoints() {
+        tracing::warn!(
+            endpoint,
+            "allowed STS endpoint is plain HTTP; bindings naming it are refused (InsecureEndpoint) without --allow-insecure-sts-endpoints"
+        );
+    }
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
         region = %settings.sts_policy.default_region,
@@ -109,7 +121,7 @@ pub async fn run(args: RunArgs) -> Result<(), StartError> {
     let client = kube::Client::try_default()
         .await
         .map_err(StartError::KubeConfig)?;
-    let sts = Arc::new(AwsStsClient::new(StsTimeouts::default()).await);
+    let sts = Arc::new(AwsStsClient::new(StsTimeouts::default()));
 
     let metrics = Metrics::default();
     let stores: controller::BindingStores = Arc::new(Mutex::new(Vec::new()));

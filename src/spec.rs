@@ -24,6 +24,12 @@ pub struct StsPolicy {
     pub allowed_audiences: Vec<String>,
     /// STS endpoints a binding may name besides the default.
     pub allowed_endpoints: Vec<String>,
+    /// Let `spec.sessionName` be any name; by default it must start with `<namespace>.`, so a
+    /// binding cannot pass for another namespace's in CloudTrail.
+    pub allow_unprefixed_session_names: bool,
+    /// Let STS endpoints be plain `http://` URLs, which carry the ServiceAccount token in clear
+    /// (for a trusted network path only, such as loopback in a test).
+    pub allow_insecure_endpoints: bool,
 }
 
 impl Default for StsPolicy {
@@ -34,8 +40,52 @@ impl Default for StsPolicy {
             default_audience: "sts.amazonaws.com".into(),
             allowed_audiences: Vec::new(),
             allowed_endpoints: Vec::new(),
+            allow_unprefixed_session_names: false,
+            allow_insecure_endpoints: false,
         }
     }
+}
+
+impl StsPolicy {
+    /// Checks what the operator would use without any binding asking: refuses a plain-HTTP
+    /// default endpoint unless plain HTTP is allowed. Run once at start.
+    pub fn check(&self) -> Result<(), PolicyError> {
+        match &self.default_endpoint {
+            Some(endpoint) if is_plain_http(endpoint) && !self.allow_insecure_endpoints => {
+                Err(PolicyError::InsecureDefaultEndpoint(endpoint.clone()))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Allowed endpoints that bindings cannot use because they are plain HTTP (worth a warning
+    /// at start).
+    pub fn unusable_allowed_endpoints(&self) -> Vec<&str> {
+        if self.allow_insecure_endpoints {
+            return Vec::new();
+        }
+        self.allowed_endpoints
+            .iter()
+            .map(String::as_str)
+            .filter(|e| is_plain_http(e))
+            .collect()
+    }
+}
+
+/// Whether `endpoint` is a plain `http://` URL (any letter case: the SDK accepts both).
+pub fn is_plain_http(endpoint: &str) -> bool {
+    endpoint
+        .get(..7)
+        .is_some_and(|scheme| scheme.eq_ignore_ascii_case("http://"))
+}
+
+/// Why the operator's own configuration is refused at start.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum PolicyError {
+    #[error(
+        "--sts-endpoint {0:?} is plain HTTP: every ServiceAccount token sent there would travel in clear. Use an https:// endpoint, or pass --allow-insecure-sts-endpoints (chart: operator.allowInsecureStsEndpoints) if the network path is trusted, for example loopback in a test"
+    )]
+    InsecureDefaultEndpoint(String),
 }
 
 /// A binding's spec with defaults applied and every rule checked.
@@ -90,6 +140,17 @@ pub enum SpecError {
     EndpointNotAllowed(String),
     #[error(transparent)]
     RoleNotAllowed(#[from] crate::allowlist::RoleNotAllowed),
+    #[error(
+        "spec.sessionName {session_name:?} must start with {prefix:?} (the binding's namespace and a dot), so that CloudTrail shows which namespace acted; ask the cluster admin to allow other session names"
+    )]
+    SessionNameNotPrefixed {
+        session_name: String,
+        prefix: String,
+    },
+    #[error(
+        "STS endpoint {0:?} is plain HTTP, which would send the ServiceAccount token in clear; use an https:// endpoint, or ask the cluster admin to allow plain HTTP endpoints"
+    )]
+    InsecureEndpoint(String),
 }
 
 impl SpecError {
@@ -100,6 +161,8 @@ impl SpecError {
             SpecError::AudienceNotAllowed(_) => "AudienceNotAllowed",
             SpecError::EndpointNotAllowed(_) => "EndpointNotAllowed",
             SpecError::RoleNotAllowed(_) => "RoleNotAllowed",
+            SpecError::SessionNameNotPrefixed { .. } => "SessionNameNotAllowed",
+            SpecError::InsecureEndpoint(_) => "InsecureEndpoint",
         }
     }
 }
@@ -274,6 +337,13 @@ pub fn resolve(
                 64,
                 "2 to 64 characters of letters, digits and _+=,.@-",
             )?;
+            let prefix = format!("{namespace}.");
+            if !policy.allow_unprefixed_session_names && !s.starts_with(&prefix) {
+                return Err(SpecError::SessionNameNotPrefixed {
+                    session_name: s.clone(),
+                    prefix,
+                });
+            }
             s.clone()
         }
         None => default_session_name(namespace, name),
@@ -342,6 +412,14 @@ pub fn resolve(
             Some(_) => {}
         }
     }
+    // Checked on the endpoint actually used, so a default endpoint that somehow escaped the start
+    // check is refused too.
+    if let Some(e) = &endpoint
+        && is_plain_http(e)
+        && !policy.allow_insecure_endpoints
+    {
+        return Err(SpecError::InsecureEndpoint(e.clone()));
+    }
 
     check(
         "mountPath",
@@ -370,9 +448,16 @@ pub fn resolve(
     })
 }
 
-/// `<namespace>.<name>` cut to the STS session name rules. Kubernetes names only use characters
-/// STS accepts, so only the length needs care; a cut name keeps a hash of the full one so that two
-/// long names sharing a prefix stay distinguishable in CloudTrail.
+/// Hex characters of the hash a cut default session name ends with (48 bits: no tenant can search
+/// for a colliding binding name).
+const SESSION_HASH_HEX: usize = 12;
+
+/// `<namespace>.<name>` within the STS session name rules. Kubernetes names only use characters
+/// STS accepts, so only the length needs care: a name longer than 64 characters keeps its first
+/// 51, then `_` and 12 hex characters of a SHA-256 of `<namespace>/<name>`. Kubernetes names
+/// never contain `_`, so a cut name never equals an uncut one, and two cut names of one namespace
+/// would need a 48-bit hash collision: two bindings never share a session name in CloudTrail. The
+/// namespace prefix stays whole for namespaces of up to 50 characters.
 pub fn default_session_name(namespace: &str, name: &str) -> String {
     let full: String = format!("{namespace}.{name}")
         .chars()
@@ -387,8 +472,10 @@ pub fn default_session_name(namespace: &str, name: &str) -> String {
     let mut session = if full.len() <= 64 {
         full
     } else {
-        let digest = hex::encode(&Sha256::digest(full.as_bytes())[..4]);
-        format!("{}-{digest}", &full[..55])
+        let digest = hex::encode(Sha256::digest(format!("{namespace}/{name}").as_bytes()));
+        let kept = 64 - 1 - SESSION_HASH_HEX;
+        // `full` is ASCII (cleaned above), so any byte index is a character boundary.
+        format!("{}_{}", &full[..kept], &digest[..SESSION_HASH_HEX])
     };
     while session.len() < 2 {
         session.push('-');
@@ -558,14 +645,78 @@ mod tests {
     }
 
     #[test]
+    fn cut_default_session_names_keep_the_namespace_and_cannot_be_forged() {
+        let ns = "shop";
+        let long = format!("reader-{}", "x".repeat(80));
+        let cut = default_session_name(ns, &long);
+        assert_eq!(cut.len(), 64);
+        assert!(cut.starts_with("shop.reader-xxx"), "{cut}");
+        assert_eq!(cut.as_bytes()[51], b'_', "{cut}");
+        // A binding named after the cut session name would need a `_`, which Kubernetes names
+        // cannot hold: no uncut default can equal a cut one.
+        let forged = &cut["shop.".len()..];
+        assert!(!DNS_SUBDOMAIN.is_match(forged.as_bytes()), "{forged}");
+        // 64 characters exactly are kept whole.
+        let exact = "y".repeat(64 - "shop.".len());
+        assert_eq!(default_session_name(ns, &exact), format!("shop.{exact}"));
+        // The namespace prefix stays whole up to 50 characters.
+        let ns50 = "n".repeat(50);
+        assert!(default_session_name(&ns50, &long).starts_with(&format!("{ns50}.")));
+    }
+
+    #[test]
+    fn explicit_session_names_must_name_the_namespace() {
+        let mut s = spec();
+        for (name, ok) in [
+            ("team-a.reports", true),
+            ("team-a.", true),
+            ("prod.payments", false),
+            ("team-a", false),
+            ("team-ab.x", false),
+            ("team-a-x.y", false),
+            ("x.team-a.y", false),
+        ] {
+            s.session_name = Some(name.into());
+            match resolve(&s, "team-a", "reader", &StsPolicy::default()) {
+                Ok(r) => assert!(ok && r.session_name == name, "{name} accepted"),
+                Err(e) => {
+                    assert!(!ok, "{name} refused: {e}");
+                    assert_eq!(e.category(), "SessionNameNotAllowed");
+                    assert_eq!(
+                        e.to_string(),
+                        format!(
+                            "spec.sessionName {name:?} must start with \"team-a.\" (the binding's namespace and a dot), so that CloudTrail shows which namespace acted; ask the cluster admin to allow other session names"
+                        )
+                    );
+                }
+            }
+        }
+        let relaxed = StsPolicy {
+            allow_unprefixed_session_names: true,
+            ..StsPolicy::default()
+        };
+        s.session_name = Some("prod.payments".into());
+        let r = resolve(&s, "team-a", "reader", &relaxed).expect("relaxed");
+        assert_eq!(r.session_name, "prod.payments");
+        // The STS rules hold either way.
+        s.session_name = Some("team-a.has space".into());
+        assert_eq!(
+            resolve(&s, "team-a", "reader", &relaxed)
+                .expect_err("space")
+                .category(),
+            "InvalidSpec"
+        );
+    }
+
+    #[test]
     fn explicit_session_names_are_checked() {
         let mut s = spec();
         s.session_name = Some("x".into());
         assert!(resolve(&s, "ns", "n", &StsPolicy::default()).is_err());
         s.session_name = Some("a".repeat(65));
         assert!(resolve(&s, "ns", "n", &StsPolicy::default()).is_err());
-        s.session_name = Some("ok_name@x".into());
-        assert_eq!(resolve_ok(&s).session_name, "ok_name@x");
+        s.session_name = Some("team-a.ok_name@x".into());
+        assert_eq!(resolve_ok(&s).session_name, "team-a.ok_name@x");
     }
 
     #[test]
@@ -653,6 +804,91 @@ mod tests {
     }
 
     #[test]
+    fn plain_http_endpoints_need_the_admins_consent() {
+        let mut s = spec();
+        s.sts = Some(crate::api::StsSettings {
+            provider: None,
+            region: None,
+            endpoint: Some("http://minio.storage:9000".into()),
+        });
+        let mut policy = StsPolicy {
+            allowed_endpoints: vec![
+                "http://minio.storage:9000".into(),
+                "https://sts.example".into(),
+            ],
+            ..StsPolicy::default()
+        };
+        let err = resolve(&s, "ns", "n", &policy).expect_err("plain http");
+        assert_eq!(err.category(), "InsecureEndpoint");
+        assert!(
+            err.to_string()
+                .contains("\"http://minio.storage:9000\" is plain HTTP"),
+            "{err}"
+        );
+        assert_eq!(
+            policy.unusable_allowed_endpoints(),
+            ["http://minio.storage:9000"]
+        );
+        // An endpoint outside the allowlist is refused for that first, whatever its scheme.
+        s.sts = Some(crate::api::StsSettings {
+            provider: None,
+            region: None,
+            endpoint: Some("http://elsewhere".into()),
+        });
+        assert_eq!(
+            resolve(&s, "ns", "n", &policy)
+                .expect_err("not allowed")
+                .category(),
+            "EndpointNotAllowed"
+        );
+        // https is fine; plain HTTP with the admin's consent too.
+        s.sts = Some(crate::api::StsSettings {
+            provider: None,
+            region: None,
+            endpoint: Some("https://sts.example".into()),
+        });
+        assert!(resolve(&s, "ns", "n", &policy).is_ok());
+        policy.allow_insecure_endpoints = true;
+        s.sts = Some(crate::api::StsSettings {
+            provider: None,
+            region: None,
+            endpoint: Some("http://minio.storage:9000".into()),
+        });
+        assert!(resolve(&s, "ns", "n", &policy).is_ok());
+        assert!(policy.unusable_allowed_endpoints().is_empty());
+    }
+
+    #[test]
+    fn a_plain_http_default_endpoint_is_refused_at_start() {
+        let mut policy = StsPolicy {
+            default_endpoint: Some("HTTP://127.0.0.1:9000".into()),
+            ..StsPolicy::default()
+        };
+        let err = policy.check().expect_err("plain http default");
+        assert!(
+            err.to_string().contains("--allow-insecure-sts-endpoints"),
+            "{err}"
+        );
+        // Bindings relying on it are refused as well, should the start check be bypassed.
+        assert_eq!(
+            resolve(&spec(), "ns", "n", &policy)
+                .expect_err("default endpoint")
+                .category(),
+            "InsecureEndpoint"
+        );
+        policy.allow_insecure_endpoints = true;
+        assert!(policy.check().is_ok());
+        policy.allow_insecure_endpoints = false;
+        policy.default_endpoint = Some("https://sts.example".into());
+        assert!(policy.check().is_ok());
+        policy.default_endpoint = None;
+        assert!(policy.check().is_ok());
+        assert!(
+            !is_plain_http("https://x") && !is_plain_http("http:/") && is_plain_http("http://x")
+        );
+    }
+
+    #[test]
     fn mount_paths_cannot_inject_commands() {
         let mut s = spec();
         for bad in ["relative", "/a b", "/a;rm -rf /", "/a/../b", "/$(id)"] {
@@ -699,6 +935,22 @@ mod tests {
         fn default_session_names_are_always_valid(ns in "[a-z0-9-]{1,63}", name in "[a-z0-9.-]{1,253}") {
             let s = default_session_name(&ns, &name);
             proptest::prop_assert!(SESSION_NAME.is_match(s.as_bytes()), "{}", s);
+        }
+
+        /// Two bindings of one namespace, even with long names that differ only at the end,
+        /// never share a default session name.
+        #[test]
+        fn default_session_names_of_one_namespace_differ(
+            ns in "[a-z0-9-]{1,63}",
+            stem in "[a-z0-9.-]{0,240}",
+            a in "[a-z0-9.-]{1,12}",
+            b in "[a-z0-9.-]{1,12}",
+        ) {
+            proptest::prop_assume!(a != b);
+            proptest::prop_assert_ne!(
+                default_session_name(&ns, &format!("{stem}{a}")),
+                default_session_name(&ns, &format!("{stem}{b}"))
+            );
         }
     }
 

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use aws_sdk_sts::config::http::HttpResponse;
-use aws_sdk_sts::config::{Region, retry::RetryConfig, timeout::TimeoutConfig};
+use aws_sdk_sts::config::{BehaviorVersion, Region, retry::RetryConfig, timeout::TimeoutConfig};
 use aws_sdk_sts::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_sts::types::PolicyDescriptorType;
 use futures::future::BoxFuture;
@@ -159,12 +159,27 @@ pub struct AwsStsClient {
 }
 
 impl AwsStsClient {
-    /// Builds the shared SDK configuration. `AssumeRoleWithWebIdentity` is unsigned, so no
-    /// credentials provider is configured at all.
-    pub async fn new(timeouts: StsTimeouts) -> Self {
-        let base = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .no_credentials()
+    /// Builds the SDK configuration from explicit settings only. Left to its defaults, the SDK
+    /// would take an endpoint from `AWS_ENDPOINT_URL(_STS)` or a profile file and a proxy from
+    /// `HTTP(S)_PROXY` / `ALL_PROXY`, and so send tokens where the admin's endpoint allowlist
+    /// never looked: here nothing comes from the environment or a profile, the endpoint is the
+    /// binding's (already allowed) or the AWS regional one, and connections are always direct.
+    /// `AssumeRoleWithWebIdentity` is unsigned, so no credentials provider is configured at all.
+    pub fn new(timeouts: StsTimeouts) -> Self {
+        // This builder sets no proxy (unlike the SDK's default client, which reads the
+        // environment's); the e2e test `security::environment_cannot_reroute_sts_traffic` keeps
+        // it that way.
+        let http_client = aws_smithy_http_client::Builder::new()
+            .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
+                aws_smithy_http_client::tls::rustls_provider::CryptoMode::AwsLc,
+            ))
+            .build_https();
+        // An explicit `SdkConfig`, never `aws_config::defaults()` (which reads the environment
+        // and profile files): every client starts from exactly these settings.
+        let base = aws_config::SdkConfig::builder()
+            .behavior_version(BehaviorVersion::latest())
             .region(Region::new("us-east-1"))
+            .http_client(http_client)
             .timeout_config(
                 TimeoutConfig::builder()
                     .connect_timeout(timeouts.connect)
@@ -174,8 +189,7 @@ impl AwsStsClient {
             )
             // One SDK retry for a blip; the controller's own backoff handles the rest.
             .retry_config(RetryConfig::standard().with_max_attempts(2))
-            .load()
-            .await;
+            .build();
         Self {
             base,
             clients: Mutex::new(HashMap::new()),
@@ -450,7 +464,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_client_cache_stays_bounded_whatever_regions_bindings_name() {
-        let sts = AwsStsClient::new(StsTimeouts::default()).await;
+        let sts = AwsStsClient::new(StsTimeouts::default());
         for i in 0..(MAX_CLIENTS * 3) {
             sts.client_for(&format!("xx-test-{i}"), None);
         }

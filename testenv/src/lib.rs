@@ -256,6 +256,9 @@ impl ControlPlane {
                     root.join("sa.key").display()
                 ),
                 "--disable-admission-plugins=ServiceAccount".into(),
+                // As on hardened clusters: setting blockOwnerDeletion on an owner reference
+                // needs `update` on the owner's `finalizers` subresource.
+                "--enable-admission-plugins=OwnerReferencesPermissionEnforcement".into(),
                 "--allow-privileged=true".into(),
                 format!("--profiling={}", options.apiserver_profiling),
                 "--v=1".into(),

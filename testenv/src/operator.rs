@@ -16,6 +16,7 @@ pub struct Launch {
     log_parent: PathBuf,
     args: Vec<String>,
     wrapper: Vec<String>,
+    env: Vec<(String, String)>,
     ready_timeout: Duration,
 }
 
@@ -29,8 +30,15 @@ impl Launch {
             log_parent: log_parent.to_path_buf(),
             args: Vec::new(),
             wrapper: Vec::new(),
+            env: Vec::new(),
             ready_timeout: Duration::from_secs(30),
         }
+    }
+
+    /// Adds environment variables (after `KUBECONFIG` and `RUST_BACKTRACE=1`, so they win).
+    pub fn envs(mut self, vars: Vec<(String, String)>) -> Self {
+        self.env.extend(vars);
+        self
     }
 
     /// Adds arguments after `run --admin-address=...`.
@@ -88,13 +96,14 @@ impl Operator {
         let program = PathBuf::from(command.remove(0));
         command.extend(["run".to_string(), format!("--admin-address={admin}")]);
         command.extend(launch.args);
-        let env = vec![
+        let mut env = vec![
             (
                 "KUBECONFIG".to_string(),
                 launch.kubeconfig.to_string_lossy().into_owned(),
             ),
             ("RUST_BACKTRACE".to_string(), "1".to_string()),
         ];
+        env.extend(launch.env);
         let process = Process::spawn("podcreds", &program, &command, &env, &log_dir)?;
         Ok(Self {
             process,

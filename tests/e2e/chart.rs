@@ -94,6 +94,19 @@ pub(crate) fn of_kind<'a>(docs: &'a [serde_json::Value], kind: &str) -> Vec<&'a 
     docs.iter().filter(|d| d["kind"] == kind).collect()
 }
 
+/// The ValidatingAdmissionPolicy whose name ends in `suffix`, as JSON text.
+fn policy_named(docs: &[serde_json::Value], suffix: &str) -> anyhow::Result<String> {
+    of_kind(docs, "ValidatingAdmissionPolicy")
+        .into_iter()
+        .find(|p| {
+            p["metadata"]["name"]
+                .as_str()
+                .is_some_and(|n| n.ends_with(suffix))
+        })
+        .map(|p| p.to_string())
+        .with_context(|| format!("no ValidatingAdmissionPolicy named *{suffix}"))
+}
+
 pub(crate) fn rules_grant(
     rules: &serde_json::Value,
     group: &str,
@@ -157,6 +170,7 @@ pub async fn chart_lints_and_renders_what_matters(env: &Env) -> anyhow::Result<(
     for (group, resource, verb) in [
         ("podcreds.dev", "awsrolebindings", "watch"),
         ("podcreds.dev", "awsrolebindings/status", "patch"),
+        ("podcreds.dev", "awsrolebindings/finalizers", "update"),
         ("", "serviceaccounts/token", "create"),
         ("", "secrets", "create"),
         ("", "secrets", "patch"),
@@ -181,9 +195,118 @@ pub async fn chart_lints_and_renders_what_matters(env: &Env) -> anyhow::Result<(
             "ClusterRole grants {verb} {group}/{resource}"
         );
     }
-    ensure!(of_kind(&docs, "ValidatingAdmissionPolicy").len() == 1);
+    ensure!(of_kind(&docs, "ValidatingAdmissionPolicy").len() == 2);
+    let binding_guard = policy_named(&docs, "binding-guard")?;
+    ensure!(
+        binding_guard.contains("object.spec.sessionName.startsWith(request.namespace + '.')"),
+        "the admission policy does not check session names"
+    );
+    // The token guard binds only the operator's ServiceAccount, and denies the system namespaces
+    // and its own.
+    let token_guard: serde_json::Value =
+        serde_json::from_str(&policy_named(&docs, "token-guard")?)?;
+    let expression_of = |name: &str| -> String {
+        token_guard["spec"]["variables"]
+            .as_array()
+            .and_then(|vars| vars.iter().find(|v| v["name"] == name))
+            .and_then(|v| v["expression"].as_str())
+            .unwrap_or_default()
+            .to_string()
+    };
+    ensure!(
+        expression_of("deniedNamespaces")
+            == r#"["kube-system","kube-public","kube-node-lease","podcreds-system"]"#,
+        "denied namespaces: {}",
+        expression_of("deniedNamespaces")
+    );
+    ensure!(expression_of("allowedAudiences") == r#"["sts.amazonaws.com"]"#);
+    let token_guard = token_guard.to_string();
+    for expected in [
+        "system:serviceaccount:podcreds-system:t-podcreds",
+        "object.spec.expirationSeconds <= 600",
+    ] {
+        ensure!(
+            token_guard.contains(expected),
+            "the token guard lacks {expected}: {token_guard}"
+        );
+    }
+    ensure!(
+        of_kind(&docs, "ValidatingAdmissionPolicyBinding").len() == 2,
+        "each policy needs its binding"
+    );
+    let docs = render(env, &["operatorTokenPolicy.enabled=false"]).await?;
+    ensure!(
+        policy_named(&docs, "token-guard").is_err(),
+        "the token guard cannot be turned off"
+    );
+
+    // Relaxing the session-name rule relaxes both the operator and the admission policy.
+    let docs = render(env, &["operator.allowUnprefixedSessionNames=true"]).await?;
+    let binding_guard = policy_named(&docs, "binding-guard")?;
+    ensure!(
+        !binding_guard.contains("sessionName.startsWith"),
+        "the relaxed admission policy still checks session names"
+    );
+    let args = of_kind(&docs, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0]["args"]
+        .to_string();
+    ensure!(args.contains("--allow-unprefixed-session-names"), "{args}");
+    ensure!(
+        !args.contains("--allow-insecure-sts-endpoints"),
+        "plain HTTP allowed by default: {args}"
+    );
+
+    // Plain HTTP only on request.
+    let docs = render(
+        env,
+        &[
+            "operator.stsEndpoint=http://minio.storage:9000",
+            "operator.allowInsecureStsEndpoints=true",
+        ],
+    )
+    .await?;
+    let args = of_kind(&docs, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0]["args"]
+        .to_string();
+    ensure!(args.contains("--allow-insecure-sts-endpoints"), "{args}");
     ensure!(
         of_kind(&docs, "ServiceMonitor").is_empty() && of_kind(&docs, "PrometheusRule").is_empty()
+    );
+    ensure!(
+        of_kind(&docs, "NetworkPolicy").is_empty(),
+        "a NetworkPolicy by default"
+    );
+
+    // The optional NetworkPolicy admits only the admin port of the operator pods, from the
+    // peers given.
+    let docs = render(
+        env,
+        &[
+            "metrics.networkPolicy.enabled=true",
+            "metrics.port=9443",
+            "metrics.networkPolicy.from[0].namespaceSelector.matchLabels.team=monitoring",
+        ],
+    )
+    .await?;
+    let policies = of_kind(&docs, "NetworkPolicy");
+    ensure!(policies.len() == 1, "{} NetworkPolicies", policies.len());
+    let policy = &policies[0]["spec"];
+    let deployment = of_kind(&docs, "Deployment")[0];
+    ensure!(
+        policy["podSelector"]["matchLabels"] == deployment["spec"]["selector"]["matchLabels"],
+        "the NetworkPolicy selects other pods than the operator's: {policy}"
+    );
+    ensure!(policy["policyTypes"] == json!(["Ingress"]), "{policy}");
+    ensure!(
+        policy["ingress"]
+            == json!([{
+                "ports": [{"port": 9443, "protocol": "TCP"}],
+                "from": [{"namespaceSelector": {"matchLabels": {"team": "monitoring"}}}],
+            }]),
+        "unexpected ingress rules: {policy}"
+    );
+    ensure!(
+        deployment["spec"]["template"]["spec"]["containers"][0]["ports"][0]["containerPort"]
+            == 9443,
+        "the admin port moved without the NetworkPolicy"
     );
 
     // Namespaced RBAC: Roles in the listed namespaces only, no ClusterRole.
@@ -228,6 +351,11 @@ pub async fn chart_lints_and_renders_what_matters(env: &Env) -> anyhow::Result<(
     let args = of_kind(&docs, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0]["args"]
         .to_string();
     ensure!(args.contains("--namespaces=team-a,team-b"), "{args}");
+    let token_guard = policy_named(&docs, "token-guard")?;
+    ensure!(
+        token_guard.contains(r#"request.namespace in [\"team-a\",\"team-b\"]"#),
+        "the token guard does not keep the operator to its namespaces: {token_guard}"
+    );
 
     // HA: two replicas need leader election, which brings its Lease Role and flag.
     let docs = render(
@@ -284,6 +412,10 @@ pub async fn chart_lints_and_renders_what_matters(env: &Env) -> anyhow::Result<(
         (vec!["leaderElection.enabled=false"], "leaderElection"),
         (vec!["operator.logFormat=xml"], "logFormat"),
         (vec!["rbac.scope=namespaced"], "watchNamespaces"),
+        (
+            vec!["operator.stsEndpoint=http://minio.storage:9000"],
+            "allowInsecureStsEndpoints",
+        ),
     ] {
         let chart = chart_dir();
         let mut args = vec![
@@ -383,6 +515,7 @@ pub(crate) fn forbidden<T>(result: Result<T, kube::Error>) -> bool {
 }
 
 pub async fn chart_installs_with_sufficient_and_minimal_rbac(env: &Env) -> anyhow::Result<()> {
+    let _policies = env.cluster_policies.read().await;
     let (release_ns, release, stdout) =
         helm_install(env, "podcreds-system", "pc", &["--wait=false"]).await?;
     ensure!(
@@ -480,6 +613,7 @@ where
     F: FnOnce(&'a Env) -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<()>>,
 {
+    let _policies = env.cluster_policies.read().await;
     // Only the policy matters here: no ServiceAccount, RBAC or Deployment of a second operator.
     let (release_ns, release, _) = helm_install(
         env,
@@ -780,6 +914,8 @@ pub(crate) fn binding_named(
 /// The operator says when the admission policy that guards bindings is missing (log, /readyz
 /// detail, metric), and notices when it is installed or removed.
 pub async fn a_missing_admission_policy_is_reported(env: &Env) -> anyhow::Result<()> {
+    // It installs the chart's policies for a while, like `with_admission_policy`.
+    let _policies = env.cluster_policies.read().await;
     let ns = env.namespace("guardcheck").await?;
     // A release name of its own: the policy is cluster-scoped and named after the release.
     let release = format!("gc{}", &ns[ns.len() - 5..]);

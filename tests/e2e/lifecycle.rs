@@ -3,6 +3,8 @@
 use std::time::Duration;
 
 use anyhow::{Context, bail, ensure};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{DeleteParams, ObjectMeta, Patch, PatchParams, PostParams};
 use podcreds::secret::{ANNOTATION_EXPIRATION, ANNOTATION_ROLE_ARN, DATA_KEYS};
@@ -139,7 +141,91 @@ pub async fn binding_issues_working_credentials(env: &Env) -> anyhow::Result<()>
             "something like a JWT appears in the {what}"
         );
     }
+
+    // Not even at the most verbose level: an operator at `--log-level trace` (every target,
+    // the SDK's and the HTTP stacks' included), authenticated with a bearer token as in a
+    // cluster, issues credentials for another binding, and its log holds neither them (plain or
+    // base64, as in the Secret it applies) nor the ServiceAccount tokens: its own and the one it
+    // sends to STS.
+    let (trace_ns, trace_role) = env.app_namespace("core-trace", None).await?;
+    let operator_token = namespace_admin_token(env, &trace_ns, "podcreds-trace").await?;
+    let kubeconfig = env
+        .plane
+        .token_kubeconfig(&format!("trace-{trace_ns}"), &operator_token)?;
+    let traced = env
+        .start_operator_with_kubeconfig(
+            &kubeconfig,
+            &[&trace_ns],
+            &env.emulator.url(),
+            &["--log-level=trace"],
+        )
+        .await?;
+    env.create_ready(
+        &trace_ns,
+        "reader",
+        json!({"serviceAccountName": "app", "roleArn": trace_role}),
+        READY,
+    )
+    .await?;
+    let data = env.secret_data(&trace_ns, "reader").await?;
+    let log = traced.log();
+    ensure!(
+        log.contains(r#""level":"TRACE""#),
+        "the operator did not log at trace level"
+    );
+    for key in ["AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"] {
+        let value = &data[key];
+        ensure!(
+            !log.contains(value.as_str()),
+            "{key} appears in the trace log"
+        );
+        ensure!(
+            !log.contains(&BASE64.encode(value)),
+            "{key} appears base64-encoded in the trace log"
+        );
+    }
+    ensure!(
+        !log.contains(&operator_token),
+        "the operator's own token appears in the trace log"
+    );
+    ensure!(
+        !log.contains("eyJ"),
+        "something like a JWT appears in the trace log"
+    );
     Ok(())
+}
+
+/// A token of a new ServiceAccount `name` that may do anything in `ns` (and nothing elsewhere).
+async fn namespace_admin_token(env: &Env, ns: &str, name: &str) -> anyhow::Result<String> {
+    use k8s_openapi::api::rbac::v1::{RoleBinding, RoleRef, Subject};
+    env.service_account(ns, name).await?;
+    let bindings: kube::Api<RoleBinding> = kube::Api::namespaced(env.client.clone(), ns);
+    bindings
+        .create(
+            &PostParams::default(),
+            &RoleBinding {
+                metadata: ObjectMeta {
+                    name: Some(name.into()),
+                    ..ObjectMeta::default()
+                },
+                role_ref: RoleRef {
+                    api_group: Some("rbac.authorization.k8s.io".into()),
+                    kind: "ClusterRole".into(),
+                    name: "cluster-admin".into(),
+                },
+                subjects: Some(vec![Subject {
+                    kind: "ServiceAccount".into(),
+                    name: name.into(),
+                    namespace: Some(ns.into()),
+                    ..Subject::default()
+                }]),
+            },
+        )
+        .await?;
+    let token = crate::chart::service_account_token(env, ns, name).await?;
+    // The JWT check above relies on this.
+    ensure!(token.starts_with("eyJ"), "not a JWT");
+    Ok(token)
 }
 
 pub async fn refresh_happens_before_expiry_and_honours_shorter_grants(

@@ -538,6 +538,7 @@ pub async fn minio_refuses_a_wrong_audience_and_another_clusters_token(
         client: other.client().await?,
         plane: other,
         emulator: env.emulator.clone(),
+        cluster_policies: tokio::sync::RwLock::new(()),
     };
     let other_ns = other_env.namespace("foreign").await?;
     other_env.service_account(&other_ns, "app").await?;

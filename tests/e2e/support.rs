@@ -40,6 +40,23 @@ pub struct Env {
     pub plane: ControlPlane,
     pub emulator: Emulator,
     pub client: Client,
+    /// The chart's admission policy applies to the whole cluster: tests hold this shared while a
+    /// release of it is installed, and exclusively when they need the cluster without one.
+    pub cluster_policies: tokio::sync::RwLock<()>,
+}
+
+/// How a test wants its operator started, beyond namespaces, STS endpoint and extra flags.
+#[derive(Default)]
+pub struct OperatorOptions<'a> {
+    /// Kubeconfig instead of the admin's.
+    pub kubeconfig: Option<&'a Path>,
+    /// No `--sts-endpoint`: the AWS regional endpoint.
+    pub regional_endpoint: bool,
+    /// Without `--allow-insecure-sts-endpoints`, which every other operator of the suite gets
+    /// because the emulator speaks plain HTTP on loopback.
+    pub https_only: bool,
+    /// Environment variables on top of this process's.
+    pub env: Vec<(String, String)>,
 }
 
 impl Env {
@@ -56,6 +73,7 @@ impl Env {
             plane,
             emulator,
             client,
+            cluster_policies: tokio::sync::RwLock::new(()),
         })
     }
 
@@ -129,24 +147,50 @@ impl Env {
         sts_endpoint: &str,
         extra: &[&str],
     ) -> anyhow::Result<Operator> {
-        let mut args = vec![
-            format!("--sts-endpoint={sts_endpoint}"),
-            "--log-format=json".into(),
-            "--log-level=debug,kube=info,rustls=info,hyper=info,tower=info,aws=warn,aws_smithy_runtime=warn"
-                .into(),
-        ];
+        let options = OperatorOptions {
+            kubeconfig: Some(kubeconfig),
+            ..OperatorOptions::default()
+        };
+        self.launch_operator(namespaces, sts_endpoint, extra, options)
+            .await
+    }
+
+    /// Starts an operator as `options` say. A `--log-level` in `extra` replaces the suite's.
+    pub async fn launch_operator(
+        &self,
+        namespaces: &[&str],
+        sts_endpoint: &str,
+        extra: &[&str],
+        options: OperatorOptions<'_>,
+    ) -> anyhow::Result<Operator> {
+        let mut args = vec!["--log-format=json".to_string()];
+        if !options.regional_endpoint {
+            args.push(format!("--sts-endpoint={sts_endpoint}"));
+        }
+        if !options.https_only {
+            args.push("--allow-insecure-sts-endpoints".into());
+        }
+        if !extra.iter().any(|a| a.starts_with("--log-level")) {
+            args.push(
+                "--log-level=debug,kube=info,rustls=info,hyper=info,tower=info,aws=warn,aws_smithy_runtime=warn"
+                    .into(),
+            );
+        }
         if !namespaces.is_empty() {
             args.push(format!("--namespaces={}", namespaces.join(",")));
         }
         args.extend(extra.iter().map(|s| s.to_string()));
-        let mut operator = Operator::spawn(self.operator_launch(kubeconfig).args(args))?;
+        let kubeconfig = options.kubeconfig.unwrap_or(&self.plane.kubeconfig);
+        let launch = self
+            .operator_launch(kubeconfig)
+            .args(args)
+            .envs(options.env);
+        let mut operator = Operator::spawn(launch)?;
         crate::register_log(operator.log_path().to_path_buf());
         operator.wait_ready().await?;
         Ok(operator)
     }
 
-    /// How to launch the operator binary under test with `kubeconfig`, logging under the
-    /// control plane's directory.
     pub fn operator_launch(&self, kubeconfig: &Path) -> Launch {
         Launch::new(
             Path::new(env!("CARGO_BIN_EXE_podcreds")),

@@ -73,6 +73,8 @@ async fn demo(operator_bin: PathBuf, keep: bool) -> anyhow::Result<()> {
     let operator = Operator::start(
         Launch::new(&operator_bin, &plane.kubeconfig, plane.dir()).args([
             format!("--sts-endpoint={}", emulator.url()),
+            // The emulator speaks plain HTTP on loopback.
+            "--allow-insecure-sts-endpoints".into(),
             "--log-format=text".into(),
         ]),
     )

@@ -51,6 +51,12 @@ app.kubernetes.io/part-of: podcreds
 - apiGroups: ["podcreds.dev"]
   resources: ["awsrolebindings/status"]
   verbs: ["patch"]
+# The Secret's owner reference sets blockOwnerDeletion, which the
+# OwnerReferencesPermissionEnforcement admission plugin allows only to those who may update the
+# owner's finalizers. CRDs serve no such subresource: this grants nothing else.
+- apiGroups: ["podcreds.dev"]
+  resources: ["awsrolebindings/finalizers"]
+  verbs: ["update"]
 # Metadata-only watch of ServiceAccounts, to notice a missing one appearing.
 - apiGroups: [""]
   resources: ["serviceaccounts"]

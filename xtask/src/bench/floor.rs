@@ -31,7 +31,7 @@ pub async fn measure(
     let ns = format!("floor-{n}-{run}");
     create_namespace(client, &ns).await?;
     create_service_accounts(client, &ns, n, concurrency).await?;
-    let sts = AwsStsClient::new(StsTimeouts::default()).await;
+    let sts = AwsStsClient::new(StsTimeouts::default());
     let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), &ns);
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
     let profile = maybe_profile(args, client, &format!("floor-{n}-{run}"));

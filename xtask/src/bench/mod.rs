@@ -145,6 +145,8 @@ async fn start_operator(
         .ready_timeout(Duration::from_secs(120))
         .args([
             format!("--sts-endpoint={sts_url}"),
+            // The emulator speaks plain HTTP on loopback.
+            "--allow-insecure-sts-endpoints".into(),
             format!("--namespaces={ns}"),
             format!("--concurrency={}", args.concurrency),
             format!("--sts-qps={}", args.sts_qps),
