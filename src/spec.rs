@@ -549,7 +549,7 @@ mod tests {
             }
         }
         let policy = StsPolicy {
-            allowed_endpoints: vec!["http://127.0.0.1:9000".into()],
+            allowed_endpoints: vec!["https://127.0.0.1:9000".into()],
             ..StsPolicy::default()
         };
         for (provider, accepted, arn) in &table {
@@ -557,7 +557,7 @@ mod tests {
             s.role_arn = arn.clone();
             s.sts = Some(crate::api::StsSettings {
                 provider: Some(*provider),
-                endpoint: Some("http://127.0.0.1:9000".into()),
+                endpoint: Some("https://127.0.0.1:9000".into()),
                 ..Default::default()
             });
             let result = resolve(&s, "ns", "n", &policy);
