@@ -5,8 +5,12 @@
 //! steady-state refresh spread and CPU per 1,000 refreshes. Writes JSON plus a table. Not part of
 //! `cargo xtask test`: benchmarks measure, tests check behaviour.
 //!
-//! One file per phase: `floor`, `scale` (time to Ready and memory), `restart`, `steady`; `phase`
-//! and `proc` measure, `apiserver` reads the apiserver's own counters, `report` writes the result.
+//! With `--peer eso`, the same run also measures external-secrets on the same N (built on first
+//! use into its own cache directory; never part of `cargo xtask test`).
+//!
+//! One file per phase: `floor` (the bare and the operator floors), `scale` (time to Ready and
+//! memory), `peer_eso`, `restart`, `steady`; `phase` and `proc` measure, `apiserver` reads the
+//! apiserver's own counters, `report` writes the result.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -23,12 +27,21 @@ use report::Report;
 
 mod apiserver;
 mod floor;
+mod peer_eso;
 mod phase;
 mod proc;
 mod report;
 mod restart;
 mod scale;
 mod steady;
+
+/// Another operator measured in the same run.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Peer {
+    /// external-secrets (SecretStores and ExternalSecrets with JWT auth against the emulator,
+    /// Secrets Manager from moto).
+    Eso,
+}
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct Args {
@@ -67,6 +80,10 @@ pub struct Args {
     /// operator's RSS and CPU figures then describe the wrapper, not the operator.
     #[arg(long)]
     pub operator_prefix: Option<String>,
+    /// Also measure a peer operator on the same N (built and cached on first use; a cold build
+    /// of external-secrets takes over 12 minutes on 2 cores).
+    #[arg(long, value_enum)]
+    pub peer: Option<Peer>,
     /// Where to write the JSON result.
     #[arg(long, default_value = "target/bench/result.json")]
     pub output: PathBuf,
@@ -158,6 +175,10 @@ async fn start_operator(
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     crate::testenv::ensure()?;
+    let eso = match args.peer {
+        Some(Peer::Eso) => Some(crate::testenv::ensure_external_secrets()?),
+        None => None,
+    };
     let bin = crate::build_operator(Profile::Release)?;
     let runtime = tokio::runtime::Runtime::new()?;
     let report = runtime.block_on(async {
@@ -175,6 +196,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             )?)
             .await?;
         warm_up(&plane.client().await?).await?;
+        if let Some(eso) = &eso {
+            plane
+                .install_crds(&std::fs::read_to_string(&eso.crds)?)
+                .await?;
+            peer_eso::warm_up(&plane.client().await?).await?;
+        }
         let emulator = Emulator::start(sts_emulator::Config {
             roles: vec![Role {
                 arn: ROLE.into(),
@@ -185,9 +212,20 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             ..sts_emulator::Config::for_issuer(&plane.api_url, &plane.ca_pem)
         })
         .await?;
+        let moto = match &eso {
+            Some(_) => Some(peer_eso::start_moto(&plane).await?),
+            None => None,
+        };
         let mut scale_results = Vec::new();
+        let mut peer_results = Vec::new();
         for &n in &args.bindings {
-            scale_results.push(scale::measure(&plane, &emulator, &bin, n, &args).await?);
+            let burst = scale::burst(&plane, &emulator, &bin, n, &args).await?;
+            // The peer runs on the same N right after podcreds' burst, before the unrelated
+            // Secrets are added, with podcreds' operator idle.
+            if let (Some(eso), Some(moto)) = (&eso, &moto) {
+                peer_results.push(peer_eso::measure(&plane, &emulator, eso, moto, n, &args).await?);
+            }
+            scale_results.push(scale::finish(&plane, &emulator, burst, &args).await?);
         }
         let steady = if args.steady_bindings > 0 {
             println!(
@@ -205,6 +243,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             sts_qps: args.sts_qps,
             concurrency: args.concurrency,
             scale: scale_results,
+            peer: peer_results,
             steady,
         })
     })?;

@@ -23,6 +23,26 @@ pub struct Phase {
     pub apiserver: Vec<Served>,
 }
 
+impl Phase {
+    /// Requests the apiserver served (watch events not counted).
+    pub fn requests(&self) -> f64 {
+        self.apiserver
+            .iter()
+            .filter(|s| !s.what.starts_with("watch events"))
+            .map(|s| s.count)
+            .sum()
+    }
+
+    /// Requests of one kind (`VERB resource[/subresource]`).
+    pub fn served(&self, what: &str) -> f64 {
+        self.apiserver
+            .iter()
+            .filter(|s| s.what == what)
+            .map(|s| s.count)
+            .sum()
+    }
+}
+
 /// Measures a phase: CPU of the control plane (and operator, if any) and apiserver counters.
 pub struct PhaseMeter {
     pids: (u32, u32),
