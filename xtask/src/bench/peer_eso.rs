@@ -24,7 +24,7 @@ use sts_emulator::Emulator;
 
 use super::phase::{Phase, PhaseMeter};
 use super::proc::{rss_mib, rss_split_mib};
-use super::scale::{Percentiles, ready_timing};
+use super::scale::{Percentiles, SETTLE, ready_timing};
 use super::{Args, ROLE, create_namespace};
 use crate::testenv::ExternalSecrets;
 
@@ -50,7 +50,7 @@ pub struct PeerPhase {
     pub token_requests: f64,
     /// Requests the apiserver served during the phase per object, the client's creates included.
     pub apiserver_requests_per_object: f64,
-    /// ESO's resident memory 5 s after the phase.
+    /// ESO's resident memory 5 s after the last Ready.
     pub rss_after_mib: f64,
     pub phase: Phase,
 }
@@ -66,6 +66,9 @@ pub struct PeerResult {
     pub external_secrets: PeerPhase,
     /// Managed Secrets found after the ExternalSecrets phase, each checked to hold the value.
     pub secrets_written: usize,
+    /// Error lines in ESO's log (at `--loglevel=warn`), and the first of them.
+    pub log_errors: usize,
+    pub first_log_error: Option<String>,
     /// Over the whole life of the process (start, warm-up, both phases).
     pub rss_peak_mib: f64,
     pub rss_steady_mib: f64,
@@ -389,8 +392,14 @@ async fn timed_phase(
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let phase = meter.finish(client).await?;
+    let ready_times = ready.lock().map(|r| r.clone()).unwrap_or_default();
+    let created = created.lock().map(|c| c.clone()).unwrap_or_default();
+    let (all_ready_seconds, time_to_ready) = ready_timing(started, &created, &ready_times);
     watch_task.abort();
+    // ESO reconciles each object again after its own status write (and validates the store
+    // again); that work is counted too.
+    tokio::time::sleep(SETTLE).await;
+    let phase = meter.finish(client).await?;
     let log = emulator.calls();
     let calls: Vec<&sts_emulator::CallRecord> = log.calls[calls_before.min(log.calls.len())..]
         .iter()
@@ -406,10 +415,6 @@ async fn timed_phase(
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect();
-    let ready_times = ready.lock().map(|r| r.clone()).unwrap_or_default();
-    let created = created.lock().map(|c| c.clone()).unwrap_or_default();
-    let (all_ready_seconds, time_to_ready) = ready_timing(started, &created, &ready_times);
-    tokio::time::sleep(Duration::from_secs(5)).await;
     let rss_after_mib = rss_mib(eso.pid()).0;
     let result = PeerPhase {
         objects: n,
@@ -575,7 +580,21 @@ pub async fn measure(
         "    external-secrets RSS steady {rss_steady_mib:.1} MiB ({rss_steady_anonymous_mib:.1} anonymous, {rss_steady_file_mib:.1} file), peak {rss_peak_mib:.1} MiB"
     );
     process.terminate()?;
+    let log = process.log();
+    let errors: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("\"level\":\"error\""))
+        .collect();
+    if !errors.is_empty() {
+        println!(
+            "    note: {} error lines in the external-secrets log; first: {}",
+            errors.len(),
+            errors[0]
+        );
+    }
     Ok(PeerResult {
+        log_errors: errors.len(),
+        first_log_error: errors.first().map(|l| l.to_string()),
         peer: "external-secrets".into(),
         version: eso.version.clone(),
         bindings: n,

@@ -83,6 +83,9 @@ pub struct ScaleResult {
     pub podcreds_phase: Phase,
 }
 
+/// How long after the last Ready an operator's work (CPU, requests, STS calls) is still counted.
+pub const SETTLE: Duration = Duration::from_secs(5);
+
 /// The burst of one N: its figures so far and the operator, still running.
 pub struct Burst {
     pub result: ScaleResult,
@@ -208,16 +211,18 @@ pub async fn burst(
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    let ready_times = ready.lock().map(|r| r.clone()).unwrap_or_default();
+    let created = created.lock().map(|c| c.clone()).unwrap_or_default();
+    let (all_ready_seconds, time_to_ready) = ready_timing(started, &created, &ready_times);
+    watch_task.abort();
+    // Work is counted until the operator has settled: what its own status writes trigger after
+    // the last Ready is part of the job.
+    tokio::time::sleep(SETTLE).await;
     let podcreds_phase = meter.finish(&client).await?;
     let sts_calls = emulator.count("AssumeRoleWithWebIdentity") - sts_before;
     if let Some(profile) = profile {
         profile.await?;
     }
-    let ready_times = ready.lock().map(|r| r.clone()).unwrap_or_default();
-    let created = created.lock().map(|c| c.clone()).unwrap_or_default();
-    let (all_ready_seconds, time_to_ready) = ready_timing(started, &created, &ready_times);
-    watch_task.abort();
-    tokio::time::sleep(Duration::from_secs(5)).await;
     let (rss_steady_mib, hwm) = rss_mib(op.pid());
     let (rss_steady_anonymous_mib, rss_steady_file_mib) = rss_split_mib(op.pid());
     let rss_peak_mib = peak.max(hwm);
