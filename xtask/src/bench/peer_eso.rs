@@ -23,7 +23,7 @@ use serde::Serialize;
 use sts_emulator::Emulator;
 
 use super::phase::{Phase, PhaseMeter};
-use super::proc::{rss_mib, rss_split_mib};
+use super::proc::{cpu_seconds, rss_mib, rss_split_mib};
 use super::scale::{Percentiles, SETTLE, ready_timing};
 use super::{Args, ROLE, create_namespace};
 use crate::testenv::ExternalSecrets;
@@ -50,6 +50,8 @@ pub struct PeerPhase {
     pub token_requests: f64,
     /// Requests the apiserver served during the phase per object, the client's creates included.
     pub apiserver_requests_per_object: f64,
+    /// CPU seconds of moto (Secrets Manager) during the phase.
+    pub moto_cpu_seconds: f64,
     /// ESO's resident memory 5 s after the last Ready.
     pub rss_after_mib: f64,
     pub phase: Phase,
@@ -78,7 +80,7 @@ pub struct PeerResult {
 
 /// Secrets Manager for the ExternalSecrets: moto from the test venv, with one secret.
 pub struct Moto {
-    _process: Process,
+    process: Process,
     pub url: String,
 }
 
@@ -109,10 +111,7 @@ pub async fn start_moto(plane: &ControlPlane) -> anyhow::Result<Moto> {
     .await?;
     let url = format!("http://{addr}");
     create_remote_secret(&url)?;
-    Ok(Moto {
-        _process: process,
-        url,
-    })
+    Ok(Moto { process, url })
 }
 
 /// Creates the secret the ExternalSecrets read, with boto3 from the test venv.
@@ -349,6 +348,7 @@ async fn timed_phase(
     api: &Api<DynamicObject>,
     objects: Vec<(String, DynamicObject)>,
     eso: &mut Process,
+    moto: &Moto,
     what: &str,
     args: &Args,
 ) -> anyhow::Result<PeerPhase> {
@@ -356,6 +356,7 @@ async fn timed_phase(
     let (ready, watch_task) = watch_ready(api.clone());
     let created: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
     let calls_before = emulator.calls().calls.len();
+    let moto_cpu_before = cpu_seconds(moto.process.pid());
     let meter = PhaseMeter::start(plane, client, Some(eso.pid())).await?;
     let started = Instant::now();
     futures::stream::iter(objects)
@@ -400,6 +401,7 @@ async fn timed_phase(
     // again); that work is counted too.
     tokio::time::sleep(SETTLE).await;
     let phase = meter.finish(client).await?;
+    let moto_cpu_seconds = cpu_seconds(moto.process.pid()) - moto_cpu_before;
     let log = emulator.calls();
     let calls: Vec<&sts_emulator::CallRecord> = log.calls[calls_before.min(log.calls.len())..]
         .iter()
@@ -425,11 +427,12 @@ async fn timed_phase(
         sts_session_names,
         token_requests: phase.served("POST serviceaccounts/token"),
         apiserver_requests_per_object: phase.requests() / n.max(1) as f64,
+        moto_cpu_seconds,
         rss_after_mib,
         phase,
     };
     println!(
-        "    {n} {what}: all Ready after {:.2}s (p50 {:.0} ms, p99 {:.0} ms); {} STS calls, {} TokenRequests, {:.2} apiserver requests each; ESO CPU {:.1} s, RSS {:.1} MiB",
+        "    {n} {what}: all Ready after {:.2}s (p50 {:.0} ms, p99 {:.0} ms); {} STS calls, {} TokenRequests, {:.2} apiserver requests each; ESO CPU {:.1} s, moto CPU {:.1} s, RSS {:.1} MiB",
         result.all_ready_seconds,
         result.time_to_ready.p50_ms,
         result.time_to_ready.p99_ms,
@@ -437,6 +440,7 @@ async fn timed_phase(
         result.token_requests,
         result.apiserver_requests_per_object,
         result.phase.operator_cpu_seconds,
+        result.moto_cpu_seconds,
         result.rss_after_mib,
     );
     Ok(result)
@@ -514,6 +518,7 @@ pub async fn measure(
         &stores,
         store_objects,
         &mut process,
+        moto,
         "SecretStores",
         args,
     )
@@ -545,6 +550,7 @@ pub async fn measure(
         &externals,
         external_objects,
         &mut process,
+        moto,
         "ExternalSecrets",
         args,
     )

@@ -280,8 +280,8 @@ fn print_side_by_side(r: &Report) {
             ("ExternalSecrets", &p.external_secrets),
         ] {
             println!(
-                "N={} {} {what}: session names {:?}; apiserver served:",
-                p.bindings, p.peer, phase.sts_session_names
+                "N={} {} {what}: session names {:?}; moto CPU {:.1} s; apiserver served:",
+                p.bindings, p.peer, phase.sts_session_names, phase.moto_cpu_seconds
             );
             for served in phase.phase.apiserver.iter().take(12) {
                 println!(
