@@ -180,6 +180,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         None => None,
     };
     let bin = crate::build_operator(Profile::Release)?;
+    let load_average_before = report::load_average();
     let runtime = tokio::runtime::Runtime::new()?;
     let report = runtime.block_on(async {
         let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
@@ -239,6 +240,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         emulator.shutdown();
         Ok::<Report, anyhow::Error>(Report {
             machine: report::machine(),
+            load_average_before,
+            load_average_after: report::load_average(),
             command: std::env::args().collect::<Vec<_>>().join(" "),
             sts_qps: args.sts_qps,
             concurrency: args.concurrency,

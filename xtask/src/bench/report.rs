@@ -19,6 +19,10 @@ pub struct Machine {
 #[derive(Serialize, Debug)]
 pub struct Report {
     pub machine: Machine,
+    /// The machine's 1, 5 and 15 minute load averages before and after the run: the cores are
+    /// shared, and a busy machine stretches every figure.
+    pub load_average_before: Vec<f64>,
+    pub load_average_after: Vec<f64>,
     pub command: String,
     pub sts_qps: u32,
     pub concurrency: usize,
@@ -27,6 +31,16 @@ pub struct Report {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub peer: Vec<PeerResult>,
     pub steady: Option<SteadyResult>,
+}
+
+/// The 1, 5 and 15 minute load averages.
+pub fn load_average() -> Vec<f64> {
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(3)
+        .filter_map(|v| v.parse().ok())
+        .collect()
 }
 
 pub fn machine() -> Machine {
@@ -49,8 +63,14 @@ pub fn machine() -> Machine {
 
 pub fn print_table(r: &Report) {
     println!(
-        "\nmachine: {} cores, {:.1} GiB, {}; operator --concurrency={} --sts-qps={}",
-        r.machine.cores, r.machine.memory_gib, r.machine.cpu, r.concurrency, r.sts_qps
+        "\nmachine: {} cores, {:.1} GiB, {}; operator --concurrency={} --sts-qps={}; load average before {:?}, after {:?}",
+        r.machine.cores,
+        r.machine.memory_gib,
+        r.machine.cpu,
+        r.concurrency,
+        r.sts_qps,
+        r.load_average_before,
+        r.load_average_after
     );
     println!(
         "{:>6} {:>9} {:>9} {:>10} {:>6} {:>8} {:>8} {:>8} {:>8} {:>9} {:>9} {:>10} {:>8} {:>8} {:>9}",
