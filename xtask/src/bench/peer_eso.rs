@@ -22,9 +22,9 @@ use podcreds_testenv::{ControlPlane, Process, free_port};
 use serde::Serialize;
 use sts_emulator::Emulator;
 
-use super::phase::{Phase, PhaseMeter};
+use super::phase::{Phase, PhaseMeter, settle};
 use super::proc::{cpu_seconds, rss_mib, rss_split_mib};
-use super::scale::{Percentiles, SETTLE, ready_timing};
+use super::scale::{Percentiles, ready_timing};
 use super::{Args, ROLE, create_namespace};
 use crate::testenv::ExternalSecrets;
 
@@ -52,7 +52,9 @@ pub struct PeerPhase {
     pub apiserver_requests_per_object: f64,
     /// CPU seconds of moto (Secrets Manager) during the phase.
     pub moto_cpu_seconds: f64,
-    /// ESO's resident memory 5 s after the last Ready.
+    /// How long after the last Ready ESO's work went on (counted in the phase).
+    pub settle_seconds: f64,
+    /// ESO's resident memory once it settled.
     pub rss_after_mib: f64,
     pub phase: Phase,
 }
@@ -398,8 +400,8 @@ async fn timed_phase(
     let (all_ready_seconds, time_to_ready) = ready_timing(started, &created, &ready_times);
     watch_task.abort();
     // ESO reconciles each object again after its own status write (and validates the store
-    // again); that work is counted too.
-    tokio::time::sleep(SETTLE).await;
+    // again); that work is counted too, and must not spill into the next phase.
+    let settle_seconds = settle(client, emulator).await?;
     let phase = meter.finish(client).await?;
     let moto_cpu_seconds = cpu_seconds(moto.process.pid()) - moto_cpu_before;
     let log = emulator.calls();
@@ -428,6 +430,7 @@ async fn timed_phase(
         token_requests: phase.served("POST serviceaccounts/token"),
         apiserver_requests_per_object: phase.requests() / n.max(1) as f64,
         moto_cpu_seconds,
+        settle_seconds,
         rss_after_mib,
         phase,
     };

@@ -20,7 +20,7 @@ use serde::Serialize;
 use sts_emulator::Emulator;
 
 use super::floor::{FloorKind, FloorResult};
-use super::phase::{Phase, PhaseMeter, maybe_profile};
+use super::phase::{Phase, PhaseMeter, maybe_profile, settle};
 use super::proc::{rss_mib, rss_split_mib};
 use super::{
     Args, binding, create_namespace, create_service_accounts, floor, restart, start_operator,
@@ -80,11 +80,10 @@ pub struct ScaleResult {
     pub token_requests: f64,
     /// Requests the apiserver served during the burst per binding, the client's creates included.
     pub apiserver_requests_per_binding: f64,
+    /// How long after the last Ready the operator's work went on (counted in the phase).
+    pub settle_seconds: f64,
     pub podcreds_phase: Phase,
 }
-
-/// How long after the last Ready an operator's work (CPU, requests, STS calls) is still counted.
-pub const SETTLE: Duration = Duration::from_secs(5);
 
 /// The burst of one N: its figures so far and the operator, still running.
 pub struct Burst {
@@ -215,9 +214,7 @@ pub async fn burst(
     let created = created.lock().map(|c| c.clone()).unwrap_or_default();
     let (all_ready_seconds, time_to_ready) = ready_timing(started, &created, &ready_times);
     watch_task.abort();
-    // Work is counted until the operator has settled: what its own status writes trigger after
-    // the last Ready is part of the job.
-    tokio::time::sleep(SETTLE).await;
+    let settle_seconds = settle(&client, emulator).await?;
     let podcreds_phase = meter.finish(&client).await?;
     let sts_calls = emulator.count("AssumeRoleWithWebIdentity") - sts_before;
     if let Some(profile) = profile {
@@ -254,6 +251,7 @@ pub async fn burst(
             sts_calls,
             token_requests: podcreds_phase.served("POST serviceaccounts/token"),
             apiserver_requests_per_binding: podcreds_phase.requests() / n.max(1) as f64,
+            settle_seconds,
             podcreds_phase,
         },
         operator: op,
