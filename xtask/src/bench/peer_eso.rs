@@ -56,7 +56,10 @@ pub struct PeerPhase {
     pub settle_seconds: f64,
     /// ESO's resident memory once it settled.
     pub rss_after_mib: f64,
+    /// From the first create until ESO settled.
     pub phase: Phase,
+    /// From the first create until the last Ready: what the timed window cost.
+    pub phase_until_ready: Phase,
 }
 
 /// ESO on one N.
@@ -395,6 +398,7 @@ async fn timed_phase(
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    let phase_until_ready = meter.snapshot(client).await?;
     let ready_times = ready.lock().map(|r| r.clone()).unwrap_or_default();
     let created = created.lock().map(|c| c.clone()).unwrap_or_default();
     let (all_ready_seconds, time_to_ready) = ready_timing(started, &created, &ready_times);
@@ -433,6 +437,7 @@ async fn timed_phase(
         settle_seconds,
         rss_after_mib,
         phase,
+        phase_until_ready,
     };
     println!(
         "    {n} {what}: all Ready after {:.2}s (p50 {:.0} ms, p99 {:.0} ms); {} STS calls, {} TokenRequests, {:.2} apiserver requests each; ESO CPU {:.1} s, moto CPU {:.1} s, RSS {:.1} MiB",

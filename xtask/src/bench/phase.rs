@@ -87,6 +87,11 @@ impl PhaseMeter {
     }
 
     pub async fn finish(self, client: &kube::Client) -> anyhow::Result<Phase> {
+        self.snapshot(client).await
+    }
+
+    /// What the phase has cost so far.
+    pub async fn snapshot(&self, client: &kube::Client) -> anyhow::Result<Phase> {
         let cpu = (
             cpu_seconds(self.pids.0),
             cpu_seconds(self.pids.1),

@@ -82,7 +82,10 @@ pub struct ScaleResult {
     pub apiserver_requests_per_binding: f64,
     /// How long after the last Ready the operator's work went on (counted in the phase).
     pub settle_seconds: f64,
+    /// From the first create until the operator settled.
     pub podcreds_phase: Phase,
+    /// From the first create until the last Ready: what the timed window cost.
+    pub podcreds_phase_until_ready: Phase,
 }
 
 /// The burst of one N: its figures so far and the operator, still running.
@@ -210,6 +213,7 @@ pub async fn burst(
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    let podcreds_phase_until_ready = meter.snapshot(&client).await?;
     let ready_times = ready.lock().map(|r| r.clone()).unwrap_or_default();
     let created = created.lock().map(|c| c.clone()).unwrap_or_default();
     let (all_ready_seconds, time_to_ready) = ready_timing(started, &created, &ready_times);
@@ -253,6 +257,7 @@ pub async fn burst(
             apiserver_requests_per_binding: podcreds_phase.requests() / n.max(1) as f64,
             settle_seconds,
             podcreds_phase,
+            podcreds_phase_until_ready,
         },
         operator: op,
         namespace: ns,
