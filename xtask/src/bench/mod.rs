@@ -144,20 +144,20 @@ async fn warm_up(client: &kube::Client) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The operator under test watching `ns`, configured as the benchmark measures it.
-async fn start_operator(
+/// How the operator under test is launched watching `ns`, configured as the benchmark measures it.
+fn operator_launch(
     plane: &ControlPlane,
     bin: &Path,
     sts_url: &str,
     ns: &str,
     args: &Args,
-) -> anyhow::Result<Operator> {
+) -> Launch {
     let wrapper: Vec<String> = args
         .operator_prefix
         .as_deref()
         .map(|p| p.split_whitespace().map(String::from).collect())
         .unwrap_or_default();
-    let launch = Launch::new(bin, &plane.kubeconfig, plane.dir())
+    Launch::new(bin, &plane.kubeconfig, plane.dir())
         .wrapper(&wrapper)
         .ready_timeout(Duration::from_secs(120))
         .args([
@@ -169,8 +169,18 @@ async fn start_operator(
             format!("--sts-qps={}", args.sts_qps),
             format!("--sts-burst={}", args.sts_qps),
             "--log-level=warn".into(),
-        ]);
-    Ok(Operator::start(launch).await?)
+        ])
+}
+
+/// The operator under test watching `ns`, started and ready.
+async fn start_operator(
+    plane: &ControlPlane,
+    bin: &Path,
+    sts_url: &str,
+    ns: &str,
+    args: &Args,
+) -> anyhow::Result<Operator> {
+    Ok(Operator::start(operator_launch(plane, bin, sts_url, ns, args)).await?)
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
