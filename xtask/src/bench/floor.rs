@@ -1,7 +1,8 @@
 //! The floors: the bare work of N bindings done directly by a minimal client, the yardsticks for
 //! time to Ready. The bare floor makes two apiserver requests per binding (TokenRequest, Secret
-//! create) and one STS call; the operator floor adds the status patch that any operator reporting
-//! status must make (three requests).
+//! create) and one STS call; the operator floor writes a Secret that holds usable credentials
+//! (key, secret, session token) and adds the status patch that any operator reporting status must
+//! make (three requests).
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -15,7 +16,7 @@ use kube::api::{Api, ObjectMeta, Patch, PatchParams, PostParams};
 use podcreds::api::AWSRoleBinding;
 use podcreds::sts::{AssumeRoleRequest, AwsStsClient, IssuedCredentials, StsClient, StsTimeouts};
 use podcreds_testenv::ControlPlane;
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 use sts_emulator::Emulator;
 
@@ -28,7 +29,8 @@ use super::{Args, ROLE, binding, create_namespace, create_service_accounts};
 pub enum FloorKind {
     /// TokenRequest, STS, Secret create.
     Bare,
-    /// TokenRequest, STS, Secret create, status patch of a binding created before the clock.
+    /// TokenRequest, STS, Secret create (the whole credential set), status patch of a binding
+    /// created before the clock.
     Operator,
     /// The operator floor with the binding's create inside the clock, as podcreds' time has it:
     /// it says how much of podcreds' time is the client's own creates.
@@ -204,15 +206,27 @@ pub async fn measure(
                         endpoint: Some(emulator.url()),
                     })
                     .await?;
+                let mut data = BTreeMap::from([(
+                    "AWS_ACCESS_KEY_ID".to_string(),
+                    ByteString(creds.access_key_id.clone().into_bytes()),
+                )]);
+                if kind != FloorKind::Bare {
+                    // An operator's Secret must hold usable credentials: the whole set.
+                    data.insert(
+                        "AWS_SECRET_ACCESS_KEY".into(),
+                        ByteString(creds.secret_access_key.expose_secret().as_bytes().to_vec()),
+                    );
+                    data.insert(
+                        "AWS_SESSION_TOKEN".into(),
+                        ByteString(creds.session_token.expose_secret().as_bytes().to_vec()),
+                    );
+                }
                 let secret = Secret {
                     metadata: ObjectMeta {
                         name: Some(name.clone()),
                         ..ObjectMeta::default()
                     },
-                    data: Some(BTreeMap::from([(
-                        "AWS_ACCESS_KEY_ID".to_string(),
-                        ByteString(creds.access_key_id.clone().into_bytes()),
-                    )])),
+                    data: Some(data),
                     ..Secret::default()
                 };
                 let created = secrets.create(&PostParams::default(), &secret).await?;
