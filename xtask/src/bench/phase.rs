@@ -164,13 +164,42 @@ pub fn maybe_profile(
     let (client, seconds) = (client.clone(), args.apiserver_profile_seconds);
     Some(tokio::spawn(async move {
         match apiserver::cpu_profile(&client, seconds, &path).await {
-            Ok(()) => println!(
-                "    apiserver CPU profile: go tool pprof -top {}",
-                path.display()
-            ),
+            Ok(()) => {
+                println!(
+                    "    apiserver CPU profile: go tool pprof -top {}",
+                    path.display()
+                );
+                print_split(&path);
+            }
             Err(e) => println!("    apiserver CPU profile failed: {e:#}"),
         }
     }))
+}
+
+/// Prints where the apiserver's CPU went in a profile and writes it beside it
+/// (`<profile>.split.json`).
+fn print_split(path: &Path) {
+    match apiserver::split_profile(path) {
+        Ok(split) => {
+            let total: f64 = split.iter().map(|(_, s)| s).sum();
+            println!("      apiserver CPU by kind of work ({total:.2} s):");
+            for (what, seconds) in &split {
+                println!("      {seconds:>7.2} s  {what}");
+            }
+            let json: serde_json::Map<String, serde_json::Value> = split
+                .into_iter()
+                .map(|(what, seconds)| (what, serde_json::json!(seconds)))
+                .collect();
+            let out = path.with_extension("split.json");
+            if let Err(e) = serde_json::to_string_pretty(&json)
+                .map_err(anyhow::Error::from)
+                .and_then(|text| Ok(std::fs::write(&out, text)?))
+            {
+                println!("      cannot write {}: {e:#}", out.display());
+            }
+        }
+        Err(e) => println!("      cannot split the profile: {e:#}"),
+    }
 }
 
 #[cfg(test)]
