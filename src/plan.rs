@@ -162,6 +162,14 @@ pub fn jitter_from(seed: &str) -> f64 {
     (u64::from_be_bytes(bytes) >> 11) as f64 / (1u64 << 53) as f64
 }
 
+/// Whether a binding is going away (it is being deleted, or its namespace is): then nothing is
+/// refreshed, written or announced. Refreshing would fail (a terminating namespace accepts no
+/// new tokens, Secrets or Events) and every failure would be a warning about an object nobody
+/// wants any more.
+pub fn going_away(binding_deleted: bool, namespace_terminating: bool) -> bool {
+    binding_deleted || namespace_terminating
+}
+
 /// Whether a miss in the Secret cache can be believed. The cache (synced before any decision)
 /// holds every Secret podcreds manages, so a miss usually means "missing" and the Secret is
 /// created without asking first (a create that finds the name taken looks closer). The
@@ -433,6 +441,13 @@ mod tests {
                 other => panic!("expected a refresh, got {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn a_binding_or_namespace_being_deleted_is_left_alone() {
+        assert!(!going_away(false, false));
+        assert!(going_away(true, false));
+        assert!(going_away(false, true));
     }
 
     #[test]

@@ -44,6 +44,13 @@ impl Context {
             .and_then(|n| n.metadata.annotations.as_ref()?.get(ANNOTATION).cloned())
     }
 
+    /// Whether the namespace is being deleted.
+    pub fn namespace_terminating(&self, namespace: &str) -> bool {
+        self.namespaces
+            .get(&ObjectRef::new(namespace))
+            .is_some_and(|n| n.metadata.deletion_timestamp.is_some())
+    }
+
     /// Waits until the caches a decision reads hold their initial lists; false if they never
     /// will (the process is stopping).
     pub async fn caches_synced(&self) -> bool {

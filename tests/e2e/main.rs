@@ -84,6 +84,7 @@ const TESTS: &[(&str, TestFn)] = tests![
     tenant::a_busy_namespace_does_not_hold_up_another,
     tenant::the_operator_enforces_the_role_allowlist_itself,
     tenant::a_required_allowlist_denies_by_default,
+    tenant::a_deleted_namespace_leaves_the_operator_quiet,
 ];
 
 tokio::task_local! {
