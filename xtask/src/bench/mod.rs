@@ -22,6 +22,7 @@ use crate::{Profile, repo_root};
 use report::Report;
 
 mod apiserver;
+mod fairness;
 mod floor;
 mod phase;
 mod proc;
@@ -67,6 +68,11 @@ pub struct Args {
     /// operator's RSS and CPU figures then describe the wrapper, not the operator.
     #[arg(long)]
     pub operator_prefix: Option<String>,
+    /// Failing bindings in the fairness phase (0 skips it): one namespace with this many
+    /// refused bindings and another with 50 healthy ones, under one operator watching every
+    /// namespace. Runs first, before any other phase's bindings exist.
+    #[arg(long, default_value_t = 0)]
+    pub fairness_failing: usize,
     /// Where to write the JSON result.
     #[arg(long, default_value = "target/bench/result.json")]
     pub output: PathBuf,
@@ -127,7 +133,8 @@ async fn warm_up(client: &kube::Client) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The operator under test watching `ns`, configured as the benchmark measures it.
+/// The operator under test watching `ns` (every namespace if empty), configured as the
+/// benchmark measures it.
 async fn start_operator(
     plane: &ControlPlane,
     bin: &Path,
@@ -140,19 +147,23 @@ async fn start_operator(
         .as_deref()
         .map(|p| p.split_whitespace().map(String::from).collect())
         .unwrap_or_default();
+    let mut flags = vec![
+        format!("--sts-endpoint={sts_url}"),
+        // The emulator speaks plain HTTP on loopback.
+        "--allow-insecure-sts-endpoints".into(),
+        format!("--concurrency={}", args.concurrency),
+        format!("--sts-qps={}", args.sts_qps),
+        format!("--sts-burst={}", args.sts_qps),
+        "--log-level=warn".into(),
+    ];
+    // An empty `ns`: every namespace.
+    if !ns.is_empty() {
+        flags.push(format!("--namespaces={ns}"));
+    }
     let launch = Launch::new(bin, &plane.kubeconfig, plane.dir())
         .wrapper(&wrapper)
         .ready_timeout(Duration::from_secs(120))
-        .args([
-            format!("--sts-endpoint={sts_url}"),
-            // The emulator speaks plain HTTP on loopback.
-            "--allow-insecure-sts-endpoints".into(),
-            format!("--namespaces={ns}"),
-            format!("--concurrency={}", args.concurrency),
-            format!("--sts-qps={}", args.sts_qps),
-            format!("--sts-burst={}", args.sts_qps),
-            "--log-level=warn".into(),
-        ]);
+        .args(flags);
     Ok(Operator::start(launch).await?)
 }
 
@@ -185,6 +196,15 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             ..sts_emulator::Config::for_issuer(&plane.api_url, &plane.ca_pem)
         })
         .await?;
+        let fairness = if args.fairness_failing > 0 {
+            println!(
+                "  fairness: {} failing bindings next to 50 healthy ones",
+                args.fairness_failing
+            );
+            Some(fairness::measure(&plane, &emulator, &bin, &args).await?)
+        } else {
+            None
+        };
         let mut scale_results = Vec::new();
         for &n in &args.bindings {
             scale_results.push(scale::measure(&plane, &emulator, &bin, n, &args).await?);
@@ -206,6 +226,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             concurrency: args.concurrency,
             scale: scale_results,
             steady,
+            fairness,
         })
     })?;
     let output = repo_root().join(&args.output);

@@ -31,7 +31,7 @@ pub struct Percentiles {
     pub max_ms: f64,
 }
 
-fn percentiles(mut samples: Vec<f64>) -> Percentiles {
+pub fn percentiles(mut samples: Vec<f64>) -> Percentiles {
     if samples.is_empty() {
         return Percentiles::default();
     }
