@@ -197,7 +197,7 @@ pub struct RoleChainHop {
     /// The external ID the role's trust policy requires (`sts:ExternalId`): 2 to 1224 characters
     /// of letters, digits and `_+=,.@:/-`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = patterns::EXTERNAL_ID))]
+    #[schemars(length(min = 2, max = 1224), regex(pattern = patterns::EXTERNAL_ID))]
     pub external_id: Option<String>,
 
     /// Role session name of this hop (CloudTrail); the same rules and default as the binding's

@@ -29,8 +29,9 @@ pub const REGION: &str = r"^[a-z]{2}(-[a-z]+)+-[0-9]+$";
 pub const MOUNT_PATH: &str = r"^/[A-Za-z0-9._/-]*$";
 /// A token audience: no white space.
 pub const AUDIENCE: &str = r"^\S+$";
-/// The STS `ExternalId` rule.
-pub const EXTERNAL_ID: &str = r"^[\w+=,.@:/-]{2,1224}$";
+/// The STS `ExternalId` rule, with its length (2 to 1224) checked apart: RE2, which CEL and the
+/// apiserver use, takes no repeat count over 1000.
+pub const EXTERNAL_ID: &str = r"^[\w+=,.@:/-]{2,}$";
 /// The STS `SourceIdentity` rule (its character set has no `:`, so no value can start with the
 /// reserved `aws:` either).
 pub const SOURCE_IDENTITY: &str = r"^[\w+=,.@-]{2,64}$";

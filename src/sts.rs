@@ -662,4 +662,113 @@ mod tests {
         sts.client_for("xx-test-1000", Some("http://127.0.0.1:1"));
         assert_eq!(sts.clients_held(), MAX_CLIENTS);
     }
+
+    /// The SDK path of `AssumeRole` against the emulator, which verifies the SigV4 signature
+    /// made with the explicit credentials and enforces the chain rules.
+    #[tokio::test]
+    async fn assume_role_is_signed_with_the_previous_credentials() {
+        use sts_emulator::{Config, Dialect, Emulator, Role};
+        let entry = "arn:aws:iam::123456789012:role/entry";
+        let tagged = "arn:aws:iam::123456789012:role/tagged";
+        let untagged = "arn:aws:iam::123456789012:role/untagged";
+        let emulator = Emulator::start(Config {
+            listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+            issuer: "https://127.0.0.1:1".into(),
+            issuer_ca_pem: None,
+            roles: vec![
+                Role {
+                    arn: entry.into(),
+                    ..Role::default()
+                },
+                Role {
+                    arn: tagged.into(),
+                    trusted_roles: vec![entry.into()],
+                    external_id: Some("ext-1".into()),
+                    allow_tag_session: true,
+                    allow_set_source_identity: true,
+                    ..Role::default()
+                },
+                Role {
+                    arn: untagged.into(),
+                    trusted_roles: vec![entry.into()],
+                    ..Role::default()
+                },
+            ],
+            dialect: Dialect::Aws,
+        })
+        .await
+        .expect("emulator");
+        let seeded = || {
+            let (key, secret, token) = emulator.session_for(entry).expect("known role");
+            IssuedCredentials {
+                access_key_id: key,
+                secret_access_key: SecretString::from(secret),
+                session_token: SecretString::from(token),
+                expiration: Timestamp::now(),
+                assumed_role_arn: None,
+                chain: None,
+            }
+        };
+        let request = |credentials, role_arn: &str| ChainedAssumeRoleRequest {
+            credentials,
+            role_arn: role_arn.into(),
+            session_name: "ns.b".into(),
+            external_id: Some("ext-1".into()),
+            duration_seconds: 3600,
+            tags: vec![("team".into(), "a b".into()), ("stage".into(), "x".into())],
+            transitive_tag_keys: vec!["team".into()],
+            source_identity: Some("alice".into()),
+            session_policy: Some(r#"{"Version":"2012-10-17","Statement":[]}"#.into()),
+            policy_arns: vec!["arn:aws:iam::aws:policy/ReadOnlyAccess".into()],
+            region: "us-east-1".into(),
+            endpoint: Some(emulator.url()),
+        };
+        let sts = AwsStsClient::new(StsTimeouts::default());
+        let assumed = sts
+            .assume_role(request(seeded(), tagged))
+            .await
+            .expect("assumed");
+        assert_eq!(
+            assumed.credentials.assumed_role_arn.as_deref(),
+            Some("arn:aws:sts::123456789012:assumed-role/tagged/ns.b")
+        );
+        assert!(
+            assumed
+                .packed_policy_size
+                .is_some_and(|p| p > 0 && p <= 100)
+        );
+        let call = emulator
+            .calls()
+            .calls
+            .into_iter()
+            .find(|c| c.action == "AssumeRole")
+            .expect("logged");
+        assert_eq!(call.result, "Ok");
+        assert_eq!(call.source_identity.as_deref(), Some("alice"));
+        assert_eq!(call.external_id.as_deref(), Some("ext-1"));
+        assert_eq!(call.transitive_tag_keys, ["team"]);
+        assert_eq!(
+            call.tags
+                .iter()
+                .map(|t| (t.key.as_str(), t.value.as_str()))
+                .collect::<Vec<_>>(),
+            [("team", "a b"), ("stage", "x")]
+        );
+        // A role whose trust policy lacks sts:TagSession refuses a tagged session.
+        let denied = sts
+            .assume_role(request(seeded(), untagged))
+            .await
+            .expect_err("no TagSession");
+        assert_eq!(denied.kind, StsErrorKind::AccessDenied);
+        assert!(denied.message.contains("sts:TagSession"), "{denied}");
+        // Credentials STS never issued are refused: the signature is really checked.
+        let mut forged = seeded();
+        forged.secret_access_key = SecretString::from("not-the-secret".to_string());
+        let refused = sts
+            .assume_role(request(forged, tagged))
+            .await
+            .expect_err("forged");
+        assert_eq!(refused.code.as_deref(), Some("SignatureDoesNotMatch"));
+        emulator.shutdown();
+    }
 }
