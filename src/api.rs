@@ -118,8 +118,9 @@ pub struct AWSRoleBindingSpec {
     pub duration_seconds: i32,
 
     /// How long before expiry the credentials are refreshed, as a duration such as `20m` or
-    /// `1h30m`. By default podcreds refreshes at two thirds of the granted lifetime, moved earlier
-    /// by a jitter of up to 10% of the lifetime so that many bindings do not refresh at once. The
+    /// `1h30m`. By default podcreds refreshes at the earlier of two thirds of the granted lifetime
+    /// and 15 minutes before expiry, moved earlier by a jitter of up to 10% of the lifetime so that
+    /// many bindings do not refresh at once. The
     /// margin matters: SDKs re-run `credential_process` about 15 minutes before expiry and the
     /// kubelet needs 1-2 minutes to propagate a Secret update into a mounted volume, so a value
     /// under about 20 minutes risks pods briefly holding credentials their SDK considers stale.

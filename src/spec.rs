@@ -1367,6 +1367,20 @@ mod tests {
         }
 
         #[test]
+        fn the_documented_example_resolves() {
+            let doc: serde_yaml::Value =
+                serde_yaml::from_str(include_str!("../examples/role-chain.yaml")).expect("YAML");
+            let spec: AWSRoleBindingSpec =
+                serde_yaml::from_value(doc["spec"].clone()).expect("spec");
+            let r = resolve(&spec, "ci", "artifacts-writer", &policy()).expect("valid");
+            assert_eq!(r.role_chain.len(), 2);
+            assert!(r.chained_duration_clamped());
+            assert_eq!(r.role_chain[0].tags.len(), 4 + 2);
+            assert_eq!(r.role_chain[0].transitive_tag_keys.len(), 4 + 1);
+            assert_eq!(r.role_chain[1].session_name, "ci.artifacts-writer");
+        }
+
+        #[test]
         fn hops_get_defaults_and_durations() {
             let r = resolve_chain_spec(serde_json::json!({
                 "durationSeconds": 7200,

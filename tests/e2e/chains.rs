@@ -495,6 +495,13 @@ pub async fn chained_sessions_are_clamped_to_an_hour_and_report_their_packed_siz
 
 pub async fn hostile_role_chains_are_refused_at_admission(env: &Env) -> anyhow::Result<()> {
     let ns = env.namespace("chainhostile").await?;
+    // The documented example is admitted as it stands (in its own namespace's name).
+    let example: serde_yaml::Value =
+        serde_yaml::from_str(include_str!("../../examples/role-chain.yaml"))?;
+    let example_spec = serde_json::to_value(&example["spec"])?;
+    env.create_binding(&ns, "example", example_spec)
+        .await
+        .context("examples/role-chain.yaml was refused")?;
     let cases = chain_cases();
     ensure!(cases.len() >= 25, "the shared table lost its cases");
     let mut wrong = Vec::new();
