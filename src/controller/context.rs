@@ -15,8 +15,7 @@ use super::events::Events;
 use super::fairness::FairShares;
 use super::memory::Memory;
 use crate::allowlist::ANNOTATION;
-use crate::flow::CredentialFlow;
-use crate::flow::web_identity::WebIdentity;
+use crate::flow::{CredentialFlow, Flows};
 use crate::metrics::Metrics;
 use crate::settings::Settings;
 use crate::sts::SharedSts;
@@ -77,13 +76,13 @@ impl Shared {
             instance: settings.instance.clone(),
         };
         let throttle = Arc::new(Throttle::new(&settings));
-        let flow = Arc::new(WebIdentity {
-            client: client.clone(),
+        let flow = Arc::new(Flows::new(
+            client.clone(),
             sts,
-            throttle: throttle.clone(),
-            metrics: metrics.clone(),
-            token_expiration_seconds: settings.token_expiration_seconds,
-        });
+            throttle.clone(),
+            metrics.clone(),
+            settings.token_expiration_seconds,
+        ));
         Self {
             events: Events::start(client.clone(), reporter, metrics.clone()),
             client,

@@ -130,10 +130,10 @@ async fn pipeline(
         &shared.settings.sts_policy,
     )
     .and_then(|spec| {
-        allowlist::check(
+        allowlist::check_all(
             &key.namespace,
             allowlist.as_deref(),
-            &spec.role_arn,
+            spec.role_arns(),
             shared.settings.require_role_allowlist,
         )?;
         Ok(spec)

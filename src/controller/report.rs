@@ -404,6 +404,7 @@ mod tests {
             renewal_time: t(2400),
             fingerprint: "f".into(),
             assumed_role_arn: None,
+            chain: None,
         }
     }
 

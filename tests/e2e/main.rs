@@ -6,6 +6,7 @@
 //! operator process watching only that namespace. A missing binary fails the run; nothing is
 //! skipped. Run through `cargo xtask test`, or `cargo test --test e2e -- <filter>`.
 
+mod chains;
 mod chart;
 mod consumers;
 mod faults;
@@ -51,10 +52,18 @@ const TESTS: &[(&str, TestFn)] = tests![
     lifecycle::renaming_the_secret_moves_the_credentials,
     consumers::aws_cli_and_boto3_use_the_mounted_secret,
     moto::core_flow_against_moto,
+    moto::role_chain_against_moto,
     minio::binding_against_minio_is_limited_to_one_bucket_and_refreshes,
     minio::minio_refuses_a_wrong_audience_and_another_clusters_token,
     minio::every_supported_role_arn_form_is_admitted_by_kubectl_apply,
     minio::ceph_rgw_role_arns_and_error_documents,
+    chains::a_two_hop_chain_serves_aws_clients_as_the_last_role,
+    chains::kubernetes_session_tags_reach_sts_and_cannot_be_overridden,
+    chains::chained_sessions_are_clamped_to_an_hour_and_report_their_packed_size,
+    chains::hostile_role_chains_are_refused_at_admission,
+    chains::a_restarted_operator_makes_no_sts_call_for_a_fresh_chain,
+    chains::refused_hops_say_what_the_trust_policy_lacks,
+    chains::a_hop_outage_keeps_valid_credentials_and_a_conflict_costs_one_chain,
     chart::chart_lints_and_renders_what_matters,
     chart::chart_installs_with_sufficient_and_minimal_rbac,
     chart::admission_policy_stops_the_confused_deputy,

@@ -4,6 +4,7 @@
 
 /// Every module holding tests, with its source.
 const TEST_MODULES: &[(&str, &str)] = &[
+    ("chains", include_str!("chains.rs")),
     ("chart", include_str!("chart.rs")),
     ("consumers", include_str!("consumers.rs")),
     ("faults", include_str!("faults.rs")),

@@ -59,6 +59,7 @@ pub async fn measure(
         subjects: vec!["system:serviceaccount:nobody:nobody".into()],
         audiences: vec![],
         max_session_seconds: None,
+        ..Role::default()
     });
     let healthy_role = "arn:aws:iam::123456789012:role/fair-healthy";
     emulator.add_role(Role {
@@ -66,6 +67,7 @@ pub async fn measure(
         subjects: vec![format!("system:serviceaccount:{healthy_ns}:*")],
         audiences: vec![],
         max_session_seconds: Some(LIFETIME),
+        ..Role::default()
     });
     for ns in [failing_ns, healthy_ns] {
         podcreds_testenv::create_service_account(&client, ns, "sa").await?;

@@ -192,6 +192,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 subjects: vec!["system:serviceaccount:*".into()],
                 audiences: vec![],
                 max_session_seconds: None,
+                ..Role::default()
             }],
             ..sts_emulator::Config::for_issuer(&plane.api_url, &plane.ca_pem)
         })
