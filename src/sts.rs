@@ -188,9 +188,8 @@ pub trait StsClient: Send + Sync {
     /// `AssumeRole` signed with `request.credentials`. Clients that only exchange tokens refuse.
     fn assume_role(
         &self,
-        request: ChainedAssumeRoleRequest,
+        _request: ChainedAssumeRoleRequest,
     ) -> BoxFuture<'_, Result<AssumedRole, StsError>> {
-        drop(request);
         Box::pin(async {
             Err(StsError::new(
                 StsErrorKind::InvalidRequest,

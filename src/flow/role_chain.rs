@@ -232,6 +232,44 @@ mod tests {
     }
 
     #[test]
+    fn refused_hops_map_to_reasons_and_retry_classes() {
+        for (code, category, class) in [
+            ("AccessDenied", "StsAccessDenied", RetryClass::External),
+            (
+                "PackedPolicyTooLarge",
+                "StsInvalidRequest",
+                RetryClass::External,
+            ),
+            (
+                "MalformedPolicyDocument",
+                "StsInvalidRequest",
+                RetryClass::External,
+            ),
+            (
+                "RegionDisabledException",
+                "StsInvalidRequest",
+                RetryClass::External,
+            ),
+            ("ValidationError", "StsInvalidRequest", RetryClass::External),
+            (
+                "ExpiredTokenException",
+                "StsExpiredToken",
+                RetryClass::Transient,
+            ),
+            ("Throttling", "StsThrottled", RetryClass::Transient),
+        ] {
+            let e = HopError {
+                index: 0,
+                role_arn: "arn:aws:iam::123456789012:role/r".into(),
+                error: StsError::new(StsErrorKind::from_code(code), Some(code), "m"),
+                hint: String::new(),
+            };
+            assert_eq!((e.category(), e.retry_class()), (category, class), "{code}");
+            assert_eq!(FlowError::from(e).category(), category, "{code}");
+        }
+    }
+
+    #[test]
     fn expired_signing_credentials_are_retried_soon() {
         let expired = HopError {
             index: 1,
