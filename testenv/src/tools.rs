@@ -9,6 +9,7 @@ const KUBERNETES_GO_MOD: &str = include_str!("../go/kubernetes/go.mod");
 const ETCD_GO_MOD: &str = include_str!("../go/etcd/go.mod");
 const HELM_GO_MOD: &str = include_str!("../go/helm/go.mod");
 const MINIO_GO_MOD: &str = include_str!("../go/minio/go.mod");
+const EXTERNAL_SECRETS_GO_MOD: &str = include_str!("../go/external-secrets/go.mod");
 const PYTHON_REQUIREMENTS: &str = include_str!("../python/requirements.txt");
 
 /// The version a wrapper module requires of `module` (its `require` line).
@@ -104,6 +105,27 @@ pub fn minio_binary() -> Result<PathBuf, Error> {
     }
 }
 
+/// The Go module of external-secrets, the benchmark's peer operator.
+pub const EXTERNAL_SECRETS_MODULE: &str = "github.com/external-secrets/external-secrets";
+
+/// The pinned external-secrets version.
+pub fn external_secrets_version() -> String {
+    required_version(
+        EXTERNAL_SECRETS_GO_MOD,
+        &format!("{EXTERNAL_SECRETS_MODULE} "),
+    )
+}
+
+/// Directory holding the external-secrets controller and its CRDs, keyed by version. Only
+/// `cargo xtask bench --peer eso` builds it; the test suite never needs it
+/// (`PODCREDS_TESTENV_ESO_DIR` overrides it).
+pub fn external_secrets_dir() -> PathBuf {
+    match std::env::var_os("PODCREDS_TESTENV_ESO_DIR").filter(|v| !v.is_empty()) {
+        Some(dir) => PathBuf::from(dir),
+        None => cache_root().join(format!("external-secrets-{}", external_secrets_version())),
+    }
+}
+
 /// Path of one binary, or an error that says how to build it.
 pub fn binary(name: &str) -> Result<PathBuf, Error> {
     let path = bin_dir().join(name);
@@ -180,6 +202,11 @@ mod tests {
             minio_version().starts_with("v0.0.0-2"),
             "{}",
             minio_version()
+        );
+        assert!(
+            external_secrets_version().starts_with("v0."),
+            "{}",
+            external_secrets_version()
         );
     }
 }

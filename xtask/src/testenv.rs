@@ -132,60 +132,122 @@ fn go_build_with_retries(module: &Path, args: &[String], what: &str) -> anyhow::
     bail!("building {what} failed three times; see the errors above")
 }
 
+/// The external-secrets controller, the benchmark's peer: built only by `cargo xtask bench
+/// --peer eso`, never by `cargo xtask test` (a cold build takes over 12 minutes and 2.7 GB of
+/// memory on 2 cores).
+const EXTERNAL_SECRETS_BUILD: GoBuild = GoBuild {
+    module_dir: "external-secrets",
+    binaries: &[("external-secrets", tools::EXTERNAL_SECRETS_MODULE)],
+    stamp_kubernetes_version: false,
+    out_dir: tools::external_secrets_dir,
+};
+
 fn ensure_binaries(with_minio: bool) -> anyhow::Result<()> {
-    let versions = Versions::pinned();
     for build in BUILDS
         .iter()
         .filter(|b| with_minio || b.module_dir != "minio")
     {
-        let bin = (build.out_dir)();
-        std::fs::create_dir_all(&bin)
-            .with_context(|| format!("cannot create {}", bin.display()))?;
-        let missing: Vec<&(&str, &str)> = build
-            .binaries
-            .iter()
-            .filter(|(name, _)| !bin.join(name).is_file())
-            .collect();
-        if missing.is_empty() {
-            continue;
-        }
-        let names: Vec<&str> = missing.iter().map(|(n, _)| *n).collect();
-        println!(
-            "  building {} from testenv/go/{} (a cold build downloads hundreds of MB of modules and takes many minutes on 2 cores; later builds reuse the Go cache)",
-            names.join(", "),
-            build.module_dir
-        );
-        let module = repo_root().join("testenv/go").join(build.module_dir);
-        let ldflags = if build.stamp_kubernetes_version {
-            version_ldflags(&versions.kubernetes)
-        } else {
-            "-s -w".to_string()
-        };
-        // Build into a staging directory, then move: an interrupted build never leaves a
-        // half-written binary that a later run would trust.
-        let staging = bin.join(".staging");
-        std::fs::create_dir_all(&staging)?;
-        let mut args = vec![
-            "build".to_string(),
-            "-v".to_string(),
-            "-trimpath".to_string(),
-            "-ldflags".to_string(),
-            ldflags,
-            "-o".to_string(),
-        ];
-        if missing.len() == 1 {
-            args.push(staging.join(missing[0].0).to_string_lossy().into_owned());
-        } else {
-            args.push(format!("{}/", staging.display()));
-        }
-        args.extend(missing.iter().map(|(_, pkg)| pkg.to_string()));
-        go_build_with_retries(&module, &args, &names.join(", "))?;
-        for (name, _) in &missing {
-            std::fs::rename(staging.join(name), bin.join(name))
-                .with_context(|| format!("{name} was not produced by the build"))?;
-        }
+        ensure_build(build)?;
     }
     Ok(())
+}
+
+/// Builds the binaries of `build` that are missing from its output directory.
+fn ensure_build(build: &GoBuild) -> anyhow::Result<()> {
+    let versions = Versions::pinned();
+    let bin = (build.out_dir)();
+    std::fs::create_dir_all(&bin).with_context(|| format!("cannot create {}", bin.display()))?;
+    let missing: Vec<&(&str, &str)> = build
+        .binaries
+        .iter()
+        .filter(|(name, _)| !bin.join(name).is_file())
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let names: Vec<&str> = missing.iter().map(|(n, _)| *n).collect();
+    println!(
+        "  building {} from testenv/go/{} (a cold build downloads hundreds of MB of modules and takes many minutes on 2 cores; later builds reuse the Go cache)",
+        names.join(", "),
+        build.module_dir
+    );
+    let module = repo_root().join("testenv/go").join(build.module_dir);
+    let ldflags = if build.stamp_kubernetes_version {
+        version_ldflags(&versions.kubernetes)
+    } else {
+        "-s -w".to_string()
+    };
+    // Build into a staging directory, then move: an interrupted build never leaves a
+    // half-written binary that a later run would trust.
+    let staging = bin.join(".staging");
+    std::fs::create_dir_all(&staging)?;
+    let mut args = vec![
+        "build".to_string(),
+        "-v".to_string(),
+        "-trimpath".to_string(),
+        "-ldflags".to_string(),
+        ldflags,
+        "-o".to_string(),
+    ];
+    if missing.len() == 1 {
+        args.push(staging.join(missing[0].0).to_string_lossy().into_owned());
+    } else {
+        args.push(format!("{}/", staging.display()));
+    }
+    args.extend(missing.iter().map(|(_, pkg)| pkg.to_string()));
+    go_build_with_retries(&module, &args, &names.join(", "))?;
+    for (name, _) in &missing {
+        std::fs::rename(staging.join(name), bin.join(name))
+            .with_context(|| format!("{name} was not produced by the build"))?;
+    }
+    Ok(())
+}
+
+/// The external-secrets controller and its CRDs (`deploy/crds/bundle.yaml` of the same
+/// version), built or copied into their cache directory when missing.
+pub struct ExternalSecrets {
+    pub binary: PathBuf,
+    pub crds: PathBuf,
+    pub version: String,
+}
+
+pub fn ensure_external_secrets() -> anyhow::Result<ExternalSecrets> {
+    let version = tools::external_secrets_version();
+    println!("  peer: external-secrets {version}");
+    ensure_build(&EXTERNAL_SECRETS_BUILD)?;
+    let dir = tools::external_secrets_dir();
+    let crds = dir.join("crds.yaml");
+    if !crds.is_file() {
+        // The module source is in the Go module cache after the build; ask Go where.
+        let module = repo_root().join("testenv/go/external-secrets");
+        let output = Command::new("go")
+            .args(["mod", "download", "-json"])
+            .arg(format!("{}@{version}", tools::EXTERNAL_SECRETS_MODULE))
+            .current_dir(&module)
+            .env("GOFLAGS", "-mod=mod")
+            .output()
+            .context("cannot run `go`: install the Go toolchain (1.26+)")?;
+        if !output.status.success() {
+            bail!(
+                "go mod download of external-secrets failed: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        let info: serde_json::Value = serde_json::from_slice(&output.stdout)?;
+        let source = info["Dir"]
+            .as_str()
+            .context("go mod download reported no Dir")?;
+        let bundle = Path::new(source).join("deploy/crds/bundle.yaml");
+        // Read and write rather than copy: the module cache's files are read-only.
+        let text = std::fs::read_to_string(&bundle)
+            .with_context(|| format!("cannot read {}", bundle.display()))?;
+        std::fs::write(&crds, text)?;
+    }
+    Ok(ExternalSecrets {
+        binary: dir.join("external-secrets"),
+        crds,
+        version,
+    })
 }
 
 fn ensure_venv() -> anyhow::Result<()> {
@@ -270,9 +332,15 @@ pub fn print_locations() {
         println!("  {}", bin_dir().join(name).display());
     }
     println!("  {}", tools::minio_dir().join("minio").display());
+    println!(
+        "  {} (benchmark peer, built only by `cargo xtask bench --peer eso`)",
+        tools::external_secrets_dir()
+            .join("external-secrets")
+            .display()
+    );
     println!("python venv: {}", venv_dir().display());
     println!(
-        "(override with PODCREDS_TESTENV_BIN / PODCREDS_TESTENV_MINIO_DIR / PODCREDS_TESTENV_VENV)"
+        "(override with PODCREDS_TESTENV_BIN / PODCREDS_TESTENV_MINIO_DIR / PODCREDS_TESTENV_ESO_DIR / PODCREDS_TESTENV_VENV)"
     );
 }
 

@@ -1,5 +1,7 @@
-//! The floor: the bare work of N bindings (TokenRequest, STS, Secret create) done directly by a
-//! minimal client, the yardstick for podcreds' time to Ready.
+//! The floors: the bare work of N bindings done directly by a minimal client, the yardsticks for
+//! time to Ready. The bare floor makes two apiserver requests per binding (TokenRequest, Secret
+//! create) and one STS call; the operator floor adds the status patch that any operator reporting
+//! status must make (three requests).
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -9,38 +11,173 @@ use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
-use kube::api::{Api, ObjectMeta, PostParams};
-use podcreds::sts::{AssumeRoleRequest, AwsStsClient, StsClient, StsTimeouts};
+use kube::api::{Api, ObjectMeta, Patch, PatchParams, PostParams};
+use podcreds::api::AWSRoleBinding;
+use podcreds::sts::{AssumeRoleRequest, AwsStsClient, IssuedCredentials, StsClient, StsTimeouts};
 use podcreds_testenv::ControlPlane;
 use secrecy::SecretString;
+use serde::Serialize;
 use sts_emulator::Emulator;
 
 use super::phase::{Phase, PhaseMeter, maybe_profile};
-use super::{Args, ROLE, create_namespace, create_service_accounts};
+use super::{Args, ROLE, binding, create_namespace, create_service_accounts};
 
-/// The bare work of N bindings done directly: TokenRequest, STS, Secret create.
+/// Which floor to time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FloorKind {
+    /// TokenRequest, STS, Secret create.
+    Bare,
+    /// TokenRequest, STS, Secret create, status patch of a binding created before the clock.
+    Operator,
+    /// The operator floor with the binding's create inside the clock, as podcreds' time has it:
+    /// it says how much of podcreds' time is the client's own creates.
+    OperatorWithCreate,
+}
+
+impl FloorKind {
+    pub fn label(self) -> &'static str {
+        match self {
+            FloorKind::Bare => "bare floor",
+            FloorKind::Operator => "operator floor",
+            FloorKind::OperatorWithCreate => "operator floor + create",
+        }
+    }
+
+    fn namespace_prefix(self) -> &'static str {
+        match self {
+            FloorKind::Bare => "floor",
+            FloorKind::Operator => "opfloor",
+            FloorKind::OperatorWithCreate => "opfloorc",
+        }
+    }
+}
+
+/// Runs of one floor for one N; the median is the floor.
+#[derive(Serialize, Debug)]
+pub struct FloorResult {
+    pub kind: FloorKind,
+    /// Median of `runs_seconds`.
+    pub seconds: f64,
+    pub runs_seconds: Vec<f64>,
+    /// The phase of the median run.
+    pub phase: Phase,
+}
+
+/// Times `args.floor_runs` runs of `kind` for N bindings and keeps the median.
+pub async fn measure_runs(
+    plane: &ControlPlane,
+    client: &kube::Client,
+    emulator: &Emulator,
+    n: usize,
+    kind: FloorKind,
+    args: &Args,
+) -> anyhow::Result<FloorResult> {
+    println!("  N={n}: {} ({} at a time)", kind.label(), args.concurrency);
+    let mut runs = Vec::new();
+    for run in 1..=args.floor_runs.max(1) {
+        let (seconds, phase) = measure(plane, client, emulator, n, run, kind, args).await?;
+        println!("    run {run}: {seconds:.2}s");
+        runs.push((seconds, phase));
+    }
+    runs.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let runs_seconds: Vec<f64> = runs.iter().map(|f| f.0).collect();
+    let (seconds, phase) = runs.swap_remove(runs.len() / 2);
+    println!("    {} (median): {seconds:.2}s", kind.label());
+    Ok(FloorResult {
+        kind,
+        seconds,
+        runs_seconds,
+        phase,
+    })
+}
+
+/// The status an operator reports once the credentials are in place (the fields podcreds
+/// reports, so the patch is as large as podcreds').
+fn ready_status(secret: &str, secret_uid: &str, creds: &IssuedCredentials) -> serde_json::Value {
+    let now = jiff::Timestamp::now();
+    let seconds = |t: jiff::Timestamp| {
+        jiff::Timestamp::from_second(t.as_second())
+            .unwrap_or(t)
+            .to_string()
+    };
+    serde_json::json!({
+        "status": {
+            "conditions": [{
+                "type": "Ready",
+                "status": "True",
+                "reason": podcreds::status::REASON_ISSUED,
+                "message": "credentials issued",
+                "lastTransitionTime": seconds(now),
+                "observedGeneration": 1,
+            }],
+            "expiration": seconds(creds.expiration),
+            "renewalTime": seconds(creds.expiration),
+            "lastRefreshTime": seconds(now),
+            "assumedRoleArn": creds.assumed_role_arn,
+            "secretName": secret,
+            "secretUID": secret_uid,
+            "observedGeneration": 1,
+        }
+    })
+}
+
+/// One timed run of `kind` for N bindings, `args.concurrency` at a time.
 pub async fn measure(
     plane: &ControlPlane,
     client: &kube::Client,
     emulator: &Emulator,
     n: usize,
     run: usize,
+    kind: FloorKind,
     args: &Args,
 ) -> anyhow::Result<(f64, Phase)> {
     let concurrency = args.concurrency;
-    let ns = format!("floor-{n}-{run}");
+    let ns = format!("{}-{n}-{run}", kind.namespace_prefix());
     create_namespace(client, &ns).await?;
     create_service_accounts(client, &ns, n, concurrency).await?;
-    let sts = AwsStsClient::new(StsTimeouts::default());
     let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), &ns);
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
-    let profile = maybe_profile(args, client, &format!("floor-{n}-{run}"));
+    let bindings: Api<AWSRoleBinding> = Api::namespaced(client.clone(), &ns);
+    if kind == FloorKind::Operator {
+        // The objects exist before the clock starts: this floor times only what an operator
+        // does for an object it is told about.
+        futures::stream::iter(0..n)
+            .map(|i| {
+                let bindings = &bindings;
+                async move {
+                    bindings
+                        .create(
+                            &PostParams::default(),
+                            &binding(&format!("b{i}"), &format!("sa-{i}"))?,
+                        )
+                        .await?;
+                    Ok::<(), anyhow::Error>(())
+                }
+            })
+            .buffer_unordered(concurrency)
+            .try_collect::<Vec<_>>()
+            .await?;
+    }
+    let sts = AwsStsClient::new(StsTimeouts::default());
+    let profile = maybe_profile(
+        args,
+        client,
+        &format!("{}-{n}-{run}", kind.namespace_prefix()),
+    );
     let meter = PhaseMeter::start(plane, client, None).await?;
     let started = Instant::now();
     futures::stream::iter(0..n)
         .map(|i| {
-            let (accounts, secrets, sts, ns) = (&accounts, &secrets, &sts, &ns);
+            let (accounts, secrets, bindings, sts, ns) =
+                (&accounts, &secrets, &bindings, &sts, &ns);
             async move {
+                let name = format!("b{i}");
+                if kind == FloorKind::OperatorWithCreate {
+                    bindings
+                        .create(&PostParams::default(), &binding(&name, &format!("sa-{i}"))?)
+                        .await?;
+                }
                 let request = TokenRequest {
                     spec: Some(TokenRequestSpec {
                         audiences: Some(vec!["sts.amazonaws.com".into()]),
@@ -69,16 +206,26 @@ pub async fn measure(
                     .await?;
                 let secret = Secret {
                     metadata: ObjectMeta {
-                        name: Some(format!("b{i}")),
+                        name: Some(name.clone()),
                         ..ObjectMeta::default()
                     },
                     data: Some(BTreeMap::from([(
                         "AWS_ACCESS_KEY_ID".to_string(),
-                        ByteString(creds.access_key_id.into_bytes()),
+                        ByteString(creds.access_key_id.clone().into_bytes()),
                     )])),
                     ..Secret::default()
                 };
-                secrets.create(&PostParams::default(), &secret).await?;
+                let created = secrets.create(&PostParams::default(), &secret).await?;
+                if kind != FloorKind::Bare {
+                    let uid = created.metadata.uid.unwrap_or_default();
+                    bindings
+                        .patch_status(
+                            &name,
+                            &PatchParams::default(),
+                            &Patch::Merge(ready_status(&name, &uid, &creds)),
+                        )
+                        .await?;
+                }
                 Ok::<(), anyhow::Error>(())
             }
         })

@@ -5,8 +5,12 @@
 //! steady-state refresh spread and CPU per 1,000 refreshes. Writes JSON plus a table. Not part of
 //! `cargo xtask test`: benchmarks measure, tests check behaviour.
 //!
-//! One file per phase: `floor`, `scale` (time to Ready and memory), `restart`, `steady`; `phase`
-//! and `proc` measure, `apiserver` reads the apiserver's own counters, `report` writes the result.
+//! With `--peer eso`, the same run also measures external-secrets on the same N (built on first
+//! use into its own cache directory; never part of `cargo xtask test`).
+//!
+//! One file per phase: `floor` (the bare and the operator floors), `scale` (time to Ready and
+//! memory), `peer_eso`, `restart`, `steady`; `phase` and `proc` measure, `apiserver` reads the
+//! apiserver's own counters, `report` writes the result.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -24,12 +28,21 @@ use report::Report;
 mod apiserver;
 mod fairness;
 mod floor;
+mod peer_eso;
 mod phase;
 mod proc;
 mod report;
 mod restart;
 mod scale;
 mod steady;
+
+/// Another operator measured in the same run.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Peer {
+    /// external-secrets (SecretStores and ExternalSecrets with JWT auth against the emulator,
+    /// Secrets Manager from moto).
+    Eso,
+}
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct Args {
@@ -73,6 +86,10 @@ pub struct Args {
     /// namespace. Runs first, before any other phase's bindings exist.
     #[arg(long, default_value_t = 0)]
     pub fairness_failing: usize,
+    /// Also measure a peer operator on the same N (built and cached on first use; a cold build
+    /// of external-secrets takes over 12 minutes on 2 cores).
+    #[arg(long, value_enum)]
+    pub peer: Option<Peer>,
     /// Where to write the JSON result.
     #[arg(long, default_value = "target/bench/result.json")]
     pub output: PathBuf,
@@ -169,7 +186,12 @@ async fn start_operator(
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     crate::testenv::ensure()?;
+    let eso = match args.peer {
+        Some(Peer::Eso) => Some(crate::testenv::ensure_external_secrets()?),
+        None => None,
+    };
     let bin = crate::build_operator(Profile::Release)?;
+    let load_average_before = report::load_average();
     let runtime = tokio::runtime::Runtime::new()?;
     let report = runtime.block_on(async {
         let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
@@ -186,6 +208,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             )?)
             .await?;
         warm_up(&plane.client().await?).await?;
+        if let Some(eso) = &eso {
+            plane
+                .install_crds(&std::fs::read_to_string(&eso.crds)?)
+                .await?;
+            peer_eso::warm_up(&plane.client().await?).await?;
+        }
         let emulator = Emulator::start(sts_emulator::Config {
             roles: vec![Role {
                 arn: ROLE.into(),
@@ -206,9 +234,20 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         } else {
             None
         };
+        let moto = match &eso {
+            Some(_) => Some(peer_eso::start_moto(&plane).await?),
+            None => None,
+        };
         let mut scale_results = Vec::new();
+        let mut peer_results = Vec::new();
         for &n in &args.bindings {
-            scale_results.push(scale::measure(&plane, &emulator, &bin, n, &args).await?);
+            let burst = scale::burst(&plane, &emulator, &bin, n, &args).await?;
+            // The peer runs on the same N right after podcreds' burst, before the unrelated
+            // Secrets are added, with podcreds' operator idle.
+            if let (Some(eso), Some(moto)) = (&eso, &moto) {
+                peer_results.push(peer_eso::measure(&plane, &emulator, eso, moto, n, &args).await?);
+            }
+            scale_results.push(scale::finish(&plane, &emulator, burst, &args).await?);
         }
         let steady = if args.steady_bindings > 0 {
             println!(
@@ -222,10 +261,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         emulator.shutdown();
         Ok::<Report, anyhow::Error>(Report {
             machine: report::machine(),
+            load_average_before,
+            load_average_after: report::load_average(),
             command: std::env::args().collect::<Vec<_>>().join(" "),
             sts_qps: args.sts_qps,
             concurrency: args.concurrency,
             scale: scale_results,
+            peer: peer_results,
             steady,
             fairness,
         })

@@ -2,9 +2,11 @@
 //! the requests the apiserver served, and on request a CPU profile of the apiserver.
 
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use podcreds_testenv::ControlPlane;
 use serde::Serialize;
+use sts_emulator::Emulator;
 
 use super::Args;
 use super::apiserver::{self, Served};
@@ -21,6 +23,39 @@ pub struct Phase {
     pub bench_cpu_seconds: f64,
     /// Requests the apiserver served and watch events it sent, busiest first.
     pub apiserver: Vec<Served>,
+}
+
+/// Whether a kind of request is work on the objects being measured: not a watch (counted when
+/// it ends, whenever that is), not a lease renewal (periodic), not a non-resource read such as
+/// `/openapi/v3`, and not a watch event.
+fn is_work(what: &str) -> bool {
+    let mut parts = what.split(' ');
+    let (verb, resource) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    !(what.starts_with("watch events")
+        || verb == "WATCH"
+        || resource.is_empty()
+        || resource.starts_with('/')
+        || resource.starts_with("leases"))
+}
+
+impl Phase {
+    /// Requests the apiserver served that were work on the objects (see `is_work`).
+    pub fn requests(&self) -> f64 {
+        self.apiserver
+            .iter()
+            .filter(|s| is_work(&s.what))
+            .map(|s| s.count)
+            .sum()
+    }
+
+    /// Requests of one kind (`VERB resource[/subresource]`).
+    pub fn served(&self, what: &str) -> f64 {
+        self.apiserver
+            .iter()
+            .filter(|s| s.what == what)
+            .map(|s| s.count)
+            .sum()
+    }
 }
 
 /// Measures a phase: CPU of the control plane (and operator, if any) and apiserver counters.
@@ -52,6 +87,11 @@ impl PhaseMeter {
     }
 
     pub async fn finish(self, client: &kube::Client) -> anyhow::Result<Phase> {
+        self.snapshot(client).await
+    }
+
+    /// What the phase has cost so far.
+    pub async fn snapshot(&self, client: &kube::Client) -> anyhow::Result<Phase> {
         let cpu = (
             cpu_seconds(self.pids.0),
             cpu_seconds(self.pids.1),
@@ -67,6 +107,39 @@ impl PhaseMeter {
             apiserver: counters.since(&self.counters),
         })
     }
+}
+
+/// Waits until the apiserver has served no request that is work (and the emulator no STS call)
+/// for `QUIET`, at most `SETTLE_MAX`; returns how long that took. What an operator's own status
+/// writes trigger after the last Ready is part of its job, so a phase is counted until then.
+pub async fn settle(client: &kube::Client, emulator: &Emulator) -> anyhow::Result<f64> {
+    const QUIET: Duration = Duration::from_secs(3);
+    const SETTLE_MAX: Duration = Duration::from_secs(120);
+    let started = Instant::now();
+    let work = |c: &apiserver::Counters| -> f64 {
+        c.since(&apiserver::Counters::default())
+            .iter()
+            .filter(|s| is_work(&s.what))
+            .map(|s| s.count)
+            .sum()
+    };
+    let mut last = (
+        work(&apiserver::counters(client).await?),
+        emulator.calls().calls.len(),
+    );
+    let mut quiet_since = Instant::now();
+    while quiet_since.elapsed() < QUIET && started.elapsed() < SETTLE_MAX {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let now = (
+            work(&apiserver::counters(client).await?),
+            emulator.calls().calls.len(),
+        );
+        if now != last {
+            last = now;
+            quiet_since = Instant::now();
+        }
+    }
+    Ok(started.elapsed().as_secs_f64())
 }
 
 /// Starts a CPU profile of the apiserver when asked for one; await the handle to finish it.
@@ -91,4 +164,31 @@ pub fn maybe_profile(
             Err(e) => println!("    apiserver CPU profile failed: {e:#}"),
         }
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn work_excludes_watches_leases_and_non_resource_reads() {
+        for what in [
+            "POST secrets",
+            "POST serviceaccounts/token",
+            "APPLY awsrolebindings/status",
+            "PATCH secretstores/status",
+            "GET secrets",
+        ] {
+            assert!(is_work(what), "{what}");
+        }
+        for what in [
+            "WATCH secretstores",
+            "PUT leases",
+            "GET /openapi/v3",
+            "GET ",
+            "watch events secrets",
+        ] {
+            assert!(!is_work(what), "{what}");
+        }
+    }
 }

@@ -1,5 +1,7 @@
-//! Scale: for one N, the floor, then time to Ready of N bindings through podcreds (percentiles),
-//! its memory (also with many unrelated Secrets in the cluster) and its restart cost.
+//! Scale: for one N, the floors, then time to Ready of N bindings through podcreds (percentiles),
+//! its memory (also with many unrelated Secrets in the cluster) and its restart cost. The burst
+//! and the rest are two steps so that a peer can be measured on the same N in between, before
+//! the unrelated Secrets are added.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -17,11 +19,13 @@ use podcreds_testenv::ControlPlane;
 use serde::Serialize;
 use sts_emulator::Emulator;
 
-use super::phase::{Phase, PhaseMeter, maybe_profile};
+use super::floor::{FloorKind, FloorResult};
+use super::phase::{Phase, PhaseMeter, maybe_profile, settle};
 use super::proc::{rss_mib, rss_split_mib};
 use super::{
     Args, binding, create_namespace, create_service_accounts, floor, restart, start_operator,
 };
+use podcreds_testenv::Operator;
 
 #[derive(Serialize, Default, Debug)]
 pub struct Percentiles {
@@ -48,13 +52,18 @@ pub fn percentiles(mut samples: Vec<f64>) -> Percentiles {
 #[derive(Serialize, Debug)]
 pub struct ScaleResult {
     pub bindings: usize,
-    /// Median of `floor_runs_seconds`.
-    pub floor_seconds: f64,
-    pub floor_runs_seconds: Vec<f64>,
+    /// TokenRequest, STS, Secret create: two apiserver requests per binding.
+    pub floor: FloorResult,
+    /// The bare floor plus a status patch: three requests, what any operator reporting status does.
+    pub operator_floor: FloorResult,
+    /// The operator floor with the client's binding create inside the clock.
+    pub operator_floor_with_create: FloorResult,
     /// Time the benchmark client needed just to create the bindings.
     pub create_seconds: f64,
     pub all_ready_seconds: f64,
     pub ratio_to_floor: f64,
+    pub ratio_to_operator_floor: f64,
+    pub ratio_to_operator_floor_with_create: f64,
     pub time_to_ready: Percentiles,
     pub rss_peak_mib: f64,
     pub rss_steady_mib: f64,
@@ -66,8 +75,46 @@ pub struct ScaleResult {
     pub restart_sts_calls: u64,
     pub restart_secret_writes: usize,
     pub restart_ready_seconds: f64,
-    pub floor_phase: Phase,
+    /// STS calls and TokenRequests during the burst (the emulator's and the apiserver's counts).
+    pub sts_calls: u64,
+    pub token_requests: f64,
+    /// Requests the apiserver served during the burst per binding, the client's creates included.
+    pub apiserver_requests_per_binding: f64,
+    /// How long after the last Ready the operator's work went on (counted in the phase).
+    pub settle_seconds: f64,
+    /// From the first create until the operator settled.
     pub podcreds_phase: Phase,
+    /// From the first create until the last Ready: what the timed window cost.
+    pub podcreds_phase_until_ready: Phase,
+}
+
+/// The burst of one N: its figures so far and the operator, still running.
+pub struct Burst {
+    pub result: ScaleResult,
+    pub operator: Operator,
+    pub namespace: String,
+}
+
+/// When the clock started, when each object was created and when it was first seen Ready:
+/// (all Ready in seconds from the start, per-object percentiles from create to Ready).
+pub fn ready_timing(
+    started: Instant,
+    created: &HashMap<String, Instant>,
+    ready: &HashMap<String, Instant>,
+) -> (f64, Percentiles) {
+    let all_ready_seconds = ready
+        .values()
+        .max()
+        .map(|t| t.duration_since(started).as_secs_f64())
+        .unwrap_or(0.0);
+    let samples: Vec<f64> = ready
+        .iter()
+        .filter_map(|(name, ready_at)| {
+            let c = created.get(name)?;
+            Some(ready_at.saturating_duration_since(*c).as_secs_f64() * 1000.0)
+        })
+        .collect();
+    (all_ready_seconds, percentiles(samples))
 }
 
 /// Records when each binding of `ns` is first seen Ready.
@@ -99,33 +146,31 @@ fn watch_ready(
     (ready, task)
 }
 
-/// Everything measured for N bindings.
-pub async fn measure(
+/// The floors, then N bindings through podcreds: time to Ready, memory, apiserver work.
+pub async fn burst(
     plane: &ControlPlane,
     emulator: &Emulator,
     bin: &Path,
     n: usize,
     args: &Args,
-) -> anyhow::Result<ScaleResult> {
+) -> anyhow::Result<Burst> {
     let client = plane.client().await?;
-    println!(
-        "  N={n}: floor (TokenRequest + STS + Secret create, {} at a time)",
-        args.concurrency
-    );
-    let mut floors = Vec::new();
-    for run in 1..=args.floor_runs.max(1) {
-        let (seconds, phase) = floor::measure(plane, &client, emulator, n, run, args).await?;
-        println!("    floor run {run}: {seconds:.2}s");
-        floors.push((seconds, phase));
-    }
-    floors.sort_by(|a, b| a.0.total_cmp(&b.0));
-    let floor_runs_seconds: Vec<f64> = floors.iter().map(|f| f.0).collect();
-    let (floor_seconds, floor_phase) = floors.swap_remove(floors.len() / 2);
-    println!("    floor (median): {floor_seconds:.2}s");
+    let floor = floor::measure_runs(plane, &client, emulator, n, FloorKind::Bare, args).await?;
+    let operator_floor =
+        floor::measure_runs(plane, &client, emulator, n, FloorKind::Operator, args).await?;
+    let operator_floor_with_create = floor::measure_runs(
+        plane,
+        &client,
+        emulator,
+        n,
+        FloorKind::OperatorWithCreate,
+        args,
+    )
+    .await?;
 
     let ns = format!("bench-{n}");
     create_namespace(&client, &ns).await?;
-    let mut op = start_operator(plane, bin, &emulator.url(), &ns, args).await?;
+    let op = start_operator(plane, bin, &emulator.url(), &ns, args).await?;
     // The ServiceAccounts exist before the clock starts, as they do for the floor: both sides
     // then time the same work for the same N accounts.
     println!("  N={n}: creating {n} ServiceAccounts (not timed, as for the floor)");
@@ -134,6 +179,7 @@ pub async fn measure(
     println!("  N={n}: creating {n} bindings");
     let created: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
     let profile = maybe_profile(args, &client, &format!("podcreds-{n}"));
+    let sts_before = emulator.count("AssumeRoleWithWebIdentity");
     let meter = PhaseMeter::start(plane, &client, Some(op.pid())).await?;
     let started = Instant::now();
     let bindings: Api<AWSRoleBinding> = Api::namespaced(client.clone(), &ns);
@@ -167,67 +213,83 @@ pub async fn measure(
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    let podcreds_phase_until_ready = meter.snapshot(&client).await?;
+    let ready_times = ready.lock().map(|r| r.clone()).unwrap_or_default();
+    let created = created.lock().map(|c| c.clone()).unwrap_or_default();
+    let (all_ready_seconds, time_to_ready) = ready_timing(started, &created, &ready_times);
+    watch_task.abort();
+    let settle_seconds = settle(&client, emulator).await?;
     let podcreds_phase = meter.finish(&client).await?;
+    let sts_calls = emulator.count("AssumeRoleWithWebIdentity") - sts_before;
     if let Some(profile) = profile {
         profile.await?;
     }
-    let ready_times = ready.lock().map(|r| r.clone()).unwrap_or_default();
-    let all_ready_seconds = ready_times
-        .values()
-        .max()
-        .map(|t| t.duration_since(started).as_secs_f64())
-        .unwrap_or(0.0);
-    let created = created.lock().map(|c| c.clone()).unwrap_or_default();
-    let samples: Vec<f64> = ready_times
-        .iter()
-        .filter_map(|(name, ready_at)| {
-            let c = created.get(name)?;
-            Some(ready_at.saturating_duration_since(*c).as_secs_f64() * 1000.0)
-        })
-        .collect();
-    watch_task.abort();
-    tokio::time::sleep(Duration::from_secs(5)).await;
     let (rss_steady_mib, hwm) = rss_mib(op.pid());
     let (rss_steady_anonymous_mib, rss_steady_file_mib) = rss_split_mib(op.pid());
     let rss_peak_mib = peak.max(hwm);
     println!(
         "    all Ready after {all_ready_seconds:.2}s; RSS steady {rss_steady_mib:.1} MiB ({rss_steady_anonymous_mib:.1} anonymous, {rss_steady_file_mib:.1} file), peak {rss_peak_mib:.1} MiB"
     );
+    let ratio = |floor: &FloorResult| all_ready_seconds / floor.seconds.max(1e-9);
+    Ok(Burst {
+        result: ScaleResult {
+            bindings: n,
+            ratio_to_floor: ratio(&floor),
+            ratio_to_operator_floor: ratio(&operator_floor),
+            ratio_to_operator_floor_with_create: ratio(&operator_floor_with_create),
+            floor,
+            operator_floor,
+            operator_floor_with_create,
+            create_seconds,
+            all_ready_seconds,
+            time_to_ready,
+            rss_peak_mib,
+            rss_steady_mib,
+            rss_steady_anonymous_mib,
+            rss_steady_file_mib,
+            rss_with_unrelated_secrets_mib: None,
+            unrelated_secrets: 0,
+            restart_sts_calls: 0,
+            restart_secret_writes: 0,
+            restart_ready_seconds: 0.0,
+            sts_calls,
+            token_requests: podcreds_phase.served("POST serviceaccounts/token"),
+            apiserver_requests_per_binding: podcreds_phase.requests() / n.max(1) as f64,
+            settle_seconds,
+            podcreds_phase,
+            podcreds_phase_until_ready,
+        },
+        operator: op,
+        namespace: ns,
+    })
+}
 
-    let rss_with_unrelated_secrets_mib =
-        if args.unrelated_secrets > 0 && n == *args.bindings.iter().max().unwrap_or(&n) {
-            Some(rss_with_unrelated_secrets(&client, n, args, op.pid()).await?)
-        } else {
-            None
-        };
-
+/// After the burst: memory with unrelated Secrets (at the largest N) and the restart cost.
+pub async fn finish(
+    plane: &ControlPlane,
+    emulator: &Emulator,
+    burst: Burst,
+    args: &Args,
+) -> anyhow::Result<ScaleResult> {
+    let Burst {
+        mut result,
+        operator: mut op,
+        namespace: ns,
+    } = burst;
+    let n = result.bindings;
+    let client = plane.client().await?;
+    if args.unrelated_secrets > 0 && n == *args.bindings.iter().max().unwrap_or(&n) {
+        result.rss_with_unrelated_secrets_mib =
+            Some(rss_with_unrelated_secrets(&client, n, args, op.pid()).await?);
+        result.unrelated_secrets = args.unrelated_secrets;
+    }
     println!("  N={n}: restart with fresh Secrets");
     let restart = restart::measure(&mut op, &client, &ns, emulator).await?;
     drop(op);
-    Ok(ScaleResult {
-        bindings: n,
-        floor_seconds,
-        floor_runs_seconds,
-        create_seconds,
-        all_ready_seconds,
-        ratio_to_floor: all_ready_seconds / floor_seconds.max(1e-9),
-        time_to_ready: percentiles(samples),
-        rss_peak_mib,
-        rss_steady_mib,
-        rss_steady_anonymous_mib,
-        rss_steady_file_mib,
-        rss_with_unrelated_secrets_mib,
-        unrelated_secrets: if rss_with_unrelated_secrets_mib.is_some() {
-            args.unrelated_secrets
-        } else {
-            0
-        },
-        restart_sts_calls: restart.sts_calls,
-        restart_secret_writes: restart.secret_writes,
-        restart_ready_seconds: restart.ready_seconds,
-        floor_phase,
-        podcreds_phase,
-    })
+    result.restart_sts_calls = restart.sts_calls;
+    result.restart_secret_writes = restart.secret_writes;
+    result.restart_ready_seconds = restart.ready_seconds;
+    Ok(result)
 }
 
 /// Adds `args.unrelated_secrets` Secrets of 100 KB in another namespace and returns the
