@@ -88,6 +88,7 @@ const TESTS: &[(&str, TestFn)] = tests![
     tenant::a_required_allowlist_denies_by_default,
     tenant::a_deleted_namespace_leaves_the_operator_quiet,
     node::a_pod_reads_refreshed_credentials_through_a_secret_volume,
+    node::the_operator_image_runs_as_a_restricted_pod,
 ];
 
 tokio::task_local! {

@@ -268,3 +268,180 @@ pub async fn a_pod_reads_refreshed_credentials_through_a_secret_volume(
     );
     Ok(())
 }
+
+/// The operator image `cargo xtask image` writes (an OCI archive), built by `cargo xtask test`.
+const OPERATOR_IMAGE_VARIABLE: &str = "PODCREDS_OPERATOR_IMAGE";
+
+/// The image name an archive's index gives (the annotation containerd names it by).
+fn archive_image_name(archive: &std::path::Path) -> anyhow::Result<String> {
+    let out = std::process::Command::new("tar")
+        .arg("-xOf")
+        .arg(archive)
+        .arg("index.json")
+        .output()?;
+    ensure!(
+        out.status.success(),
+        "{} has no index.json",
+        archive.display()
+    );
+    let index: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    index["manifests"][0]["annotations"]["io.containerd.image.name"]
+        .as_str()
+        .map(str::to_string)
+        .context("the image index names no image")
+}
+
+pub async fn the_operator_image_runs_as_a_restricted_pod(_env: &Env) -> anyhow::Result<()> {
+    let archive = std::env::var_os(OPERATOR_IMAGE_VARIABLE)
+        .map(PathBuf::from)
+        .with_context(|| {
+            format!(
+                "{OPERATOR_IMAGE_VARIABLE} is not set: run the suite through `cargo xtask test`, which builds the image with `cargo xtask image`"
+            )
+        })?;
+    let image = archive_image_name(&archive)?;
+    let node_env = node_env().await?;
+    let node = node_env
+        .plane
+        .node()
+        .context("the control plane started without its node")?;
+    node.import_image(&archive)?;
+    ensure!(
+        node.images()?.contains(&image),
+        "{image} is not among the node's images after the import: {:?}",
+        node.images()?
+    );
+
+    let (app_ns, role) = node_env.app_namespace("node-apps", None).await?;
+    let op_ns = node_env.namespace("node-operator").await?;
+    // The pod talks to the apiserver on loopback (host networking: the node has no pod network),
+    // so it gets a kubeconfig instead of the in-cluster ServiceAccount token.
+    let kubeconfig = std::fs::read_to_string(&node_env.plane.kubeconfig)?;
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> =
+        Api::namespaced(node_env.client.clone(), &op_ns);
+    secrets
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({
+                "metadata": {"name": "kubeconfig"},
+                "stringData": {"kubeconfig": kubeconfig},
+            }))?,
+        )
+        .await?;
+    let admin_port = podcreds_testenv::free_port()?;
+    // The chart's container (image, user, read-only root, no capabilities, probes on the admin
+    // port), with the probes sent to 127.0.0.1 (a host-network pod's own address would be the
+    // machine's interface).
+    let probe = |path: &str| json!({"httpGet": {"host": "127.0.0.1", "path": path, "port": admin_port}, "periodSeconds": 2});
+    let pod: Pod = serde_json::from_value(json!({
+        "metadata": {"name": "podcreds"},
+        "spec": {
+            "nodeName": podcreds_testenv::node::NODE_NAME,
+            "hostNetwork": true,
+            "automountServiceAccountToken": false,
+            "terminationGracePeriodSeconds": 5,
+            "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
+            "containers": [{
+                "name": "operator",
+                "image": image,
+                "imagePullPolicy": "Never",
+                "args": [
+                    "run",
+                    format!("--namespaces={app_ns}"),
+                    format!("--sts-endpoint={}", node_env.emulator.url()),
+                    "--allow-insecure-sts-endpoints",
+                    format!("--admin-address=127.0.0.1:{admin_port}"),
+                    "--log-format=json",
+                ],
+                "env": [{"name": "KUBECONFIG", "value": "/etc/podcreds/kubeconfig"}],
+                "readinessProbe": probe("/readyz"),
+                "livenessProbe": probe("/healthz"),
+                "securityContext": {
+                    "allowPrivilegeEscalation": false,
+                    "readOnlyRootFilesystem": true,
+                    "runAsNonRoot": true,
+                    "capabilities": {"drop": ["ALL"]},
+                },
+                "volumeMounts": [{"name": "kubeconfig", "mountPath": "/etc/podcreds", "readOnly": true}],
+            }],
+            "volumes": [{"name": "kubeconfig", "secret": {"secretName": "kubeconfig"}}],
+        },
+    }))?;
+    let pods: Api<Pod> = Api::namespaced(node_env.client.clone(), &op_ns);
+    pods.create(&PostParams::default(), &pod).await?;
+
+    // Ready through the kubelet's own readiness probe.
+    let ready = crate::support::wait_for(Duration::from_secs(90), || async {
+        let pod = pods.get("podcreds").await.ok()?;
+        let status = pod.status?;
+        let container = status.container_statuses?.into_iter().next()?;
+        container.ready.then_some(container.image)
+    })
+    .await;
+    let Some(running_image) = ready else {
+        let pod = pods.get("podcreds").await?;
+        bail!(
+            "the operator pod did not become Ready: {:?}\noperator output:\n{}\n{}",
+            pod.status,
+            node.container_output(&op_ns, "podcreds", "operator")
+                .join("\n"),
+            node.logs(20)
+        );
+    };
+    ensure!(
+        running_image.ends_with(&image) || running_image == image,
+        "the pod runs {running_image}, not {image}"
+    );
+
+    node_env
+        .create_ready(
+            &app_ns,
+            "app",
+            crate::support::spec(&role),
+            Duration::from_secs(60),
+        )
+        .await
+        .with_context(|| {
+            format!(
+                "operator output:\n{}",
+                node.container_output(&op_ns, "podcreds", "operator")
+                    .join("\n")
+            )
+        })?;
+    let data = node_env.secret_data(&app_ns, "app").await?;
+    let dir = tempfile::tempdir()?;
+    let credentials = dir.path().join("credentials");
+    std::fs::write(
+        &credentials,
+        data.get("credentials")
+            .context("the Secret has no credentials file")?,
+    )?;
+    let identity = crate::support::aws_caller_identity(
+        &node_env.emulator.url(),
+        &[("AWS_SHARED_CREDENTIALS_FILE", credentials.as_path())],
+    )
+    .await?;
+    let arn = identity["Arn"].as_str().unwrap_or_default();
+    ensure!(
+        arn.contains(&format!(":assumed-role/{app_ns}-r/")),
+        "the credentials the pod issued are for {arn}"
+    );
+    let output = node
+        .container_output(&op_ns, "podcreds", "operator")
+        .join("\n");
+    let issued: serde_json::Value = serde_json::from_str(
+        data.get("credential-process.json")
+            .context("the Secret has no credential-process.json")?,
+    )?;
+    for field in ["SecretAccessKey", "SessionToken"] {
+        let value = issued[field].as_str().unwrap_or_default();
+        ensure!(
+            !value.is_empty() && !output.contains(value),
+            "the operator pod's log holds the {field}"
+        );
+    }
+    println!(
+        "  node: the operator image {image} ran as a restricted pod (uid 65532, read-only root), Ready through the kubelet's probes, and issued working credentials"
+    );
+    Ok(())
+}

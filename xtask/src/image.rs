@@ -16,6 +16,8 @@ use crate::repo_root;
 const DISTROLESS_STATIC: &str = "gcr.io/distroless/static-debian12:nonroot";
 /// Where the test step's static build leaves the binary.
 pub const STATIC_BINARY: &str = "target/static/x86_64-unknown-linux-gnu/release/podcreds";
+/// Where `cargo xtask image` writes the archive unless told otherwise.
+pub const DEFAULT_ARCHIVE: &str = "target/image/podcreds.oci.tar";
 /// The CA bundle distroless ships, taken from Debian's ca-certificates.
 const CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
 
@@ -209,7 +211,7 @@ pub fn build(output: Option<PathBuf>, name: Option<String>) -> anyhow::Result<(P
         Some(n) => n,
         None => default_name()?,
     };
-    let output = output.unwrap_or_else(|| repo_root().join("target/image/podcreds.oci.tar"));
+    let output = output.unwrap_or_else(|| repo_root().join(DEFAULT_ARCHIVE));
     let dockerfile = std::fs::read_to_string(repo_root().join("Dockerfile"))?;
     let image = operator_image(&dockerfile, &binary, &name)?;
     let digest = image.write_archive(&output)?;

@@ -232,6 +232,10 @@ fn test(e2e_filter: Option<String>, no_lint: bool) -> anyhow::Result<()> {
                             "PODCREDS_POD_CLIENT",
                             &repo_root().join(POD_CLIENT).to_string_lossy(),
                         ),
+                        (
+                            "PODCREDS_OPERATOR_IMAGE",
+                            &repo_root().join(image::DEFAULT_ARCHIVE).to_string_lossy(),
+                        ),
                     ],
                 )
             },
