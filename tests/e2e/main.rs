@@ -1,5 +1,6 @@
 //! The end-to-end suite: the real `podcreds` binary against a real kube-apiserver, etcd and
-//! kube-controller-manager, the STS emulator, moto, MinIO, the AWS CLI and boto3.
+//! kube-controller-manager, the STS emulator, moto, MinIO, the AWS CLI and boto3, and pods on a
+//! real node (containerd and a kubelet).
 //!
 //! A small harness (not libtest) owns one control plane and one emulator for the whole run, so
 //! every process it starts is stopped when it ends. Each test gets its own namespace and its own
@@ -13,6 +14,7 @@ mod faults;
 mod lifecycle;
 mod minio;
 mod moto;
+mod node;
 mod registry;
 mod security;
 mod support;
@@ -94,6 +96,8 @@ const TESTS: &[(&str, TestFn)] = tests![
     tenant::the_operator_enforces_the_role_allowlist_itself,
     tenant::a_required_allowlist_denies_by_default,
     tenant::a_deleted_namespace_leaves_the_operator_quiet,
+    node::a_pod_reads_refreshed_credentials_through_a_secret_volume,
+    node::the_operator_image_runs_as_a_restricted_pod,
 ];
 
 tokio::task_local! {

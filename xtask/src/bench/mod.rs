@@ -200,6 +200,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         let plane = ControlPlane::start(Options {
             controller_manager: false,
             apiserver_profiling: args.apiserver_profile,
+            node: false,
         })
         .await?;
         plane
