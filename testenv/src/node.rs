@@ -32,9 +32,10 @@ pub const NODE_NAME: &str = "localhost";
 pub const PAUSE_IMAGE: &str = "localhost/podcreds-testenv/pause:1";
 
 /// Programs the node takes from Debian packages, with the package to install.
-pub const HOST_PROGRAMS: [(&str, &str); 5] = [
+pub const HOST_PROGRAMS: [(&str, &str); 6] = [
     ("/usr/bin/containerd", "containerd"),
     ("/usr/bin/containerd-shim-runc-v2", "containerd"),
+    ("/usr/bin/ctr", "containerd"),
     ("/usr/sbin/runc", "runc"),
     ("/usr/lib/cni/loopback", "containernetworking-plugins"),
     ("/bin/busybox", "busybox-static"),

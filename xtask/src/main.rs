@@ -207,10 +207,14 @@ fn test(e2e_filter: Option<String>, no_lint: bool) -> anyhow::Result<()> {
     );
     ok &= env_ready;
     if env_ready {
-        ok &= step(&mut steps, "static builds (operator, pod client)", || {
-            build_static()?;
-            build_pod_client()
-        });
+        ok &= step(
+            &mut steps,
+            "static builds (operator, its image, pod client)",
+            || {
+                image::build(None, None)?;
+                build_pod_client()
+            },
+        );
         ok &= step(
             &mut steps,
             "end-to-end suite (real control plane, STS emulator, moto, AWS CLI, boto3, helm)",
