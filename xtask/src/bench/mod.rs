@@ -150,15 +150,15 @@ async fn warm_up(client: &kube::Client) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The operator under test watching `ns` (every namespace if empty), configured as the
-/// benchmark measures it.
-async fn start_operator(
+/// How the operator under test is launched watching `ns` (every namespace if empty), configured
+/// as the benchmark measures it.
+fn operator_launch(
     plane: &ControlPlane,
     bin: &Path,
     sts_url: &str,
     ns: &str,
     args: &Args,
-) -> anyhow::Result<Operator> {
+) -> Launch {
     let wrapper: Vec<String> = args
         .operator_prefix
         .as_deref()
@@ -173,15 +173,24 @@ async fn start_operator(
         format!("--sts-burst={}", args.sts_qps),
         "--log-level=warn".into(),
     ];
-    // An empty `ns`: every namespace.
     if !ns.is_empty() {
         flags.push(format!("--namespaces={ns}"));
     }
-    let launch = Launch::new(bin, &plane.kubeconfig, plane.dir())
+    Launch::new(bin, &plane.kubeconfig, plane.dir())
         .wrapper(&wrapper)
         .ready_timeout(Duration::from_secs(120))
-        .args(flags);
-    Ok(Operator::start(launch).await?)
+        .args(flags)
+}
+
+/// The operator under test watching `ns` (every namespace if empty), started and ready.
+async fn start_operator(
+    plane: &ControlPlane,
+    bin: &Path,
+    sts_url: &str,
+    ns: &str,
+    args: &Args,
+) -> anyhow::Result<Operator> {
+    Ok(Operator::start(operator_launch(plane, bin, sts_url, ns, args)).await?)
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {

@@ -151,9 +151,16 @@ pub fn maybe_profile(
     if !args.apiserver_profile {
         return None;
     }
-    let path = repo_root()
-        .join(args.output.parent().unwrap_or(Path::new(".")))
-        .join(format!("apiserver-{name}.pprof"));
+    let dir = repo_root().join(args.output.parent().unwrap_or(Path::new(".")));
+    // The result's directory is otherwise only made at the end of the run.
+    if let Err(e) = std::fs::create_dir_all(&dir) {
+        println!(
+            "    apiserver CPU profile skipped: cannot create {}: {e}",
+            dir.display()
+        );
+        return None;
+    }
+    let path = dir.join(format!("apiserver-{name}.pprof"));
     let (client, seconds) = (client.clone(), args.apiserver_profile_seconds);
     Some(tokio::spawn(async move {
         match apiserver::cpu_profile(&client, seconds, &path).await {

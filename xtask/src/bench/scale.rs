@@ -21,9 +21,11 @@ use sts_emulator::Emulator;
 
 use super::floor::{FloorKind, FloorResult};
 use super::phase::{Phase, PhaseMeter, maybe_profile, settle};
+use super::proc::cpu_seconds;
 use super::proc::{rss_mib, rss_split_mib};
 use super::{
-    Args, binding, create_namespace, create_service_accounts, floor, restart, start_operator,
+    Args, binding, create_namespace, create_service_accounts, floor, operator_launch, restart,
+    start_operator,
 };
 use podcreds_testenv::Operator;
 
@@ -82,10 +84,101 @@ pub struct ScaleResult {
     pub apiserver_requests_per_binding: f64,
     /// How long after the last Ready the operator's work went on (counted in the phase).
     pub settle_seconds: f64,
+    /// podcreds on N bindings created before it starts: the operator floor's own terms.
+    pub preexisting: PreexistingResult,
     /// From the first create until the operator settled.
     pub podcreds_phase: Phase,
     /// From the first create until the last Ready: what the timed window cost.
     pub podcreds_phase_until_ready: Phase,
+}
+
+/// podcreds started on N bindings that already exist, as the operator floor's objects do: the
+/// clock starts when the operator process is spawned (its start and cache sync count).
+#[derive(Serialize, Debug)]
+pub struct PreexistingResult {
+    pub all_ready_seconds: f64,
+    pub ratio_to_operator_floor: f64,
+    /// From the spawn to each binding's Ready.
+    pub time_to_ready: Percentiles,
+    pub sts_calls: u64,
+    /// Until the last Ready; the operator's CPU is its whole life.
+    pub phase_until_ready: Phase,
+}
+
+/// Creates N bindings with no operator watching, then starts one and times it to all Ready.
+async fn preexisting(
+    plane: &ControlPlane,
+    emulator: &Emulator,
+    bin: &Path,
+    n: usize,
+    operator_floor_seconds: f64,
+    args: &Args,
+) -> anyhow::Result<PreexistingResult> {
+    let client = plane.client().await?;
+    let ns = format!("pre-{n}");
+    create_namespace(&client, &ns).await?;
+    println!("  N={n}: {n} bindings created before podcreds starts (not timed)");
+    create_service_accounts(&client, &ns, n, args.concurrency).await?;
+    let bindings: Api<AWSRoleBinding> = Api::namespaced(client.clone(), &ns);
+    futures::stream::iter(0..n)
+        .map(|i| {
+            let bindings = &bindings;
+            async move {
+                bindings
+                    .create(
+                        &PostParams::default(),
+                        &binding(&format!("b{i}"), &format!("sa-{i}"))?,
+                    )
+                    .await?;
+                Ok::<(), anyhow::Error>(())
+            }
+        })
+        .buffer_unordered(args.concurrency)
+        .try_collect::<Vec<_>>()
+        .await?;
+    let (ready, watch_task) = watch_ready(client.clone(), &ns);
+    // The watch has listed the bindings before the operator is spawned.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let sts_before = emulator.count("AssumeRoleWithWebIdentity");
+    let profile = maybe_profile(args, &client, &format!("podcreds-pre-{n}"));
+    let meter = PhaseMeter::start(plane, &client, None).await?;
+    let started = Instant::now();
+    let mut op = Operator::spawn(operator_launch(plane, bin, &emulator.url(), &ns, args))?;
+    loop {
+        let count = ready.lock().map(|r| r.len()).unwrap_or(0);
+        if count >= n {
+            break;
+        }
+        if let Some(status) = op.process.exited() {
+            bail!("podcreds exited ({status}):\n{}", op.process.log_tail(30));
+        }
+        if started.elapsed() > Duration::from_secs(1800) {
+            bail!("only {count} of {n} pre-existing bindings Ready after 30 minutes");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut phase_until_ready = meter.snapshot(&client).await?;
+    phase_until_ready.operator_cpu_seconds = cpu_seconds(op.pid());
+    let sts_calls = emulator.count("AssumeRoleWithWebIdentity") - sts_before;
+    if let Some(profile) = profile {
+        profile.await?;
+    }
+    watch_task.abort();
+    let ready_times = ready.lock().map(|r| r.clone()).unwrap_or_default();
+    let spawned: HashMap<String, Instant> =
+        ready_times.keys().map(|k| (k.clone(), started)).collect();
+    let (all_ready_seconds, time_to_ready) = ready_timing(started, &spawned, &ready_times);
+    println!("    all Ready {all_ready_seconds:.2}s after the operator was spawned");
+    // Let it settle before the next phase, so its tail is not counted there.
+    settle(&client, emulator).await?;
+    drop(op);
+    Ok(PreexistingResult {
+        all_ready_seconds,
+        ratio_to_operator_floor: all_ready_seconds / operator_floor_seconds.max(1e-9),
+        time_to_ready,
+        sts_calls,
+        phase_until_ready,
+    })
 }
 
 /// The burst of one N: its figures so far and the operator, still running.
@@ -231,6 +324,7 @@ pub async fn burst(
         "    all Ready after {all_ready_seconds:.2}s; RSS steady {rss_steady_mib:.1} MiB ({rss_steady_anonymous_mib:.1} anonymous, {rss_steady_file_mib:.1} file), peak {rss_peak_mib:.1} MiB"
     );
     let ratio = |floor: &FloorResult| all_ready_seconds / floor.seconds.max(1e-9);
+    let preexisting = preexisting(plane, emulator, bin, n, operator_floor.seconds, args).await?;
     Ok(Burst {
         result: ScaleResult {
             bindings: n,
@@ -256,6 +350,7 @@ pub async fn burst(
             token_requests: podcreds_phase.served("POST serviceaccounts/token"),
             apiserver_requests_per_binding: podcreds_phase.requests() / n.max(1) as f64,
             settle_seconds,
+            preexisting,
             podcreds_phase,
             podcreds_phase_until_ready,
         },
