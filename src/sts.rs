@@ -326,35 +326,10 @@ impl StsClient for AwsStsClient {
                 .send()
                 .await
                 .map_err(classify_sdk_error)?;
-            let creds = output.credentials().ok_or_else(|| {
-                StsError::new(
-                    StsErrorKind::Unavailable,
-                    None,
-                    "STS answered without credentials",
-                )
-            })?;
-            let expiration = Timestamp::from_second(creds.expiration().secs()).map_err(|_| {
-                StsError::new(
-                    StsErrorKind::Unavailable,
-                    None,
-                    "STS returned an invalid Expiration",
-                )
-            })?;
-            if creds.access_key_id().is_empty() || creds.secret_access_key().is_empty() {
-                return Err(StsError::new(
-                    StsErrorKind::Unavailable,
-                    None,
-                    "STS returned empty credentials",
-                ));
-            }
-            Ok(IssuedCredentials {
-                access_key_id: creds.access_key_id().to_string(),
-                secret_access_key: SecretString::from(creds.secret_access_key().to_string()),
-                session_token: SecretString::from(creds.session_token().to_string()),
-                expiration,
-                assumed_role_arn: output.assumed_role_user().map(|u| u.arn().to_string()),
-                chain: None,
-            })
+            issued(
+                output.credentials(),
+                output.assumed_role_user().map(|u| u.arn().to_string()),
+            )
         })
     }
 
@@ -429,40 +404,37 @@ impl StsClient for AwsStsClient {
                 .send()
                 .await
                 .map_err(classify_sdk_error)?;
-            let creds = output.credentials().ok_or_else(|| {
-                StsError::new(
-                    StsErrorKind::Unavailable,
-                    None,
-                    "STS answered without credentials",
-                )
-            })?;
-            let expiration = Timestamp::from_second(creds.expiration().secs()).map_err(|_| {
-                StsError::new(
-                    StsErrorKind::Unavailable,
-                    None,
-                    "STS returned an invalid Expiration",
-                )
-            })?;
-            if creds.access_key_id().is_empty() || creds.secret_access_key().is_empty() {
-                return Err(StsError::new(
-                    StsErrorKind::Unavailable,
-                    None,
-                    "STS returned empty credentials",
-                ));
-            }
             Ok(AssumedRole {
-                credentials: IssuedCredentials {
-                    access_key_id: creds.access_key_id().to_string(),
-                    secret_access_key: SecretString::from(creds.secret_access_key().to_string()),
-                    session_token: SecretString::from(creds.session_token().to_string()),
-                    expiration,
-                    assumed_role_arn: output.assumed_role_user().map(|u| u.arn().to_string()),
-                    chain: None,
-                },
+                credentials: issued(
+                    output.credentials(),
+                    output.assumed_role_user().map(|u| u.arn().to_string()),
+                )?,
                 packed_policy_size: packed_size(&output),
             })
         })
     }
+}
+
+/// The credentials of an STS answer, refused when missing, empty or with an unreadable expiration.
+fn issued(
+    creds: Option<&aws_sdk_sts::types::Credentials>,
+    assumed_role_arn: Option<String>,
+) -> Result<IssuedCredentials, StsError> {
+    let unavailable = |what: &str| StsError::new(StsErrorKind::Unavailable, None, what);
+    let creds = creds.ok_or_else(|| unavailable("STS answered without credentials"))?;
+    let expiration = Timestamp::from_second(creds.expiration().secs())
+        .map_err(|_| unavailable("STS returned an invalid Expiration"))?;
+    if creds.access_key_id().is_empty() || creds.secret_access_key().is_empty() {
+        return Err(unavailable("STS returned empty credentials"));
+    }
+    Ok(IssuedCredentials {
+        access_key_id: creds.access_key_id().to_string(),
+        secret_access_key: SecretString::from(creds.secret_access_key().to_string()),
+        session_token: SecretString::from(creds.session_token().to_string()),
+        expiration,
+        assumed_role_arn,
+        chain: None,
+    })
 }
 
 /// The `PackedPolicySize` percentage of an `AssumeRole` answer. The SDK model marks it deprecated
