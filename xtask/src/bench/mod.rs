@@ -271,6 +271,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         emulator.shutdown();
         Ok::<Report, anyhow::Error>(Report {
             machine: report::machine(),
+            client_build: report::client_build(),
             load_average_before,
             load_average_after: report::load_average(),
             command: std::env::args().collect::<Vec<_>>().join(" "),

@@ -19,6 +19,9 @@ pub struct Machine {
 #[derive(Serialize, Debug)]
 pub struct Report {
     pub machine: Machine,
+    /// How this process (the floors' client, the benchmark client and the STS emulator) was
+    /// built: a debug build makes the floors slower than an operator would be.
+    pub client_build: &'static str,
     /// The machine's 1, 5 and 15 minute load averages before and after the run: the cores are
     /// shared, and a busy machine stretches every figure.
     pub load_average_before: Vec<f64>,
@@ -32,6 +35,15 @@ pub struct Report {
     pub peer: Vec<PeerResult>,
     pub steady: Option<SteadyResult>,
     pub fairness: Option<super::fairness::FairnessResult>,
+}
+
+/// `release` or `debug`: how the benchmark process itself was compiled.
+pub fn client_build() -> &'static str {
+    if cfg!(debug_assertions) {
+        "debug"
+    } else {
+        "release"
+    }
 }
 
 /// The 1, 5 and 15 minute load averages.
@@ -63,6 +75,11 @@ pub fn machine() -> Machine {
 }
 
 pub fn print_table(r: &Report) {
+    if r.client_build == "debug" {
+        println!(
+            "\nnote: this benchmark process is a debug build; the floors' client and the STS emulator run in it, so the floors are slower than they should be. For figures: cargo run --release -p xtask -- bench"
+        );
+    }
     println!(
         "\nmachine: {} cores, {:.1} GiB, {}; operator --concurrency={} --sts-qps={}; load average before {:?}, after {:?}",
         r.machine.cores,
