@@ -68,6 +68,19 @@ pub fn check(
     }
 }
 
+/// [`check`] for every role a binding's credentials pass through (its `roleArn`, then each
+/// `roleChain` hop's): a namespace may not reach a role through a chain that it could not bind.
+pub fn check_all<'a>(
+    namespace: &str,
+    annotation_value: Option<&str>,
+    role_arns: impl IntoIterator<Item = &'a str>,
+    require_allowlist: bool,
+) -> Result<(), RoleNotAllowed> {
+    role_arns
+        .into_iter()
+        .try_for_each(|arn| check(namespace, annotation_value, arn, require_allowlist))
+}
+
 /// A parsed annotation value.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Allowlist {
@@ -258,6 +271,19 @@ mod tests {
         for c in cases() {
             assert!(re.is_match(c.role_arn.as_bytes()), "{}", c.role_arn);
         }
+    }
+
+    #[test]
+    fn every_role_of_a_chain_must_be_allowed() {
+        let allow = Some("arn:aws:iam::123456789012:role/shop-*");
+        let entry = "arn:aws:iam::123456789012:role/shop-entry";
+        let hop = "arn:aws:iam::123456789012:role/shop-reader";
+        let foreign = "arn:aws:iam::999999999999:role/admin";
+        assert_eq!(check_all("shop", allow, [entry, hop], false), Ok(()));
+        let refused = check_all("shop", allow, [entry, foreign, hop], false).expect_err("hop");
+        assert!(refused.to_string().contains(foreign), "{refused}");
+        assert!(check_all("shop", None, [entry, foreign], true).is_err());
+        assert_eq!(check_all("shop", None, [entry, foreign], false), Ok(()));
     }
 
     #[test]

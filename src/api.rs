@@ -70,6 +70,18 @@ fn default_mount_path() -> String {
 #[x_kube(validation = kube::core::Rule::new(patterns::role_arn_cel_rule()).message(
     "roleArn must be a role ARN of the binding's sts.provider: arn:aws:iam::123456789012:role/name (AWS, any partition; the default), arn:minio:iam:::role/<id> (MinIO) or arn:aws:iam::<tenant, or empty>:role/name (CephRGW)"
 ).field_path(".roleArn"))]
+#[x_kube(validation = kube::core::Rule::new(
+    "!has(self.kubernetesSessionTags) || !self.kubernetesSessionTags || (has(self.roleChain) && size(self.roleChain) > 0)"
+).message("kubernetesSessionTags needs a roleChain: the tags go on its first AssumeRole hop").field_path(".kubernetesSessionTags"))]
+#[x_kube(validation = kube::core::Rule::new(
+    "!has(self.kubernetesSessionTags) || !self.kubernetesSessionTags || !has(self.roleChain) || size(self.roleChain) == 0 || ((!has(self.roleChain[0].tags) || size(self.roleChain[0].tags) <= 46) && (!has(self.roleChain[0].transitiveTagKeys) || size(self.roleChain[0].transitiveTagKeys) <= 46))"
+).message("with kubernetesSessionTags the first roleChain hop takes at most 46 tags and 46 transitiveTagKeys of its own: podcreds adds 4 of each, and STS takes at most 50").field_path(".roleChain"))]
+#[x_kube(validation = kube::core::Rule::new(
+    "!has(self.roleChain) || size(self.roleChain) == 0 || !has(self.sts) || !has(self.sts.provider) || self.sts.provider == 'AWS'"
+).message("roleChain needs sts.provider AWS").field_path(".roleChain"))]
+#[x_kube(validation = kube::core::Rule::new(
+    "!has(self.renewBefore) || !has(self.roleChain) || size(self.roleChain) == 0 || duration(self.renewBefore).getSeconds() < 3600"
+).message("with a roleChain renewBefore must be shorter than one hour: STS caps chained sessions at 3600 seconds").field_path(".renewBefore"))]
 #[serde(rename_all = "camelCase")]
 pub struct AWSRoleBindingSpec {
     /// Name of the ServiceAccount, in this binding's namespace, whose identity is exchanged for AWS
@@ -106,8 +118,9 @@ pub struct AWSRoleBindingSpec {
     pub duration_seconds: i32,
 
     /// How long before expiry the credentials are refreshed, as a duration such as `20m` or
-    /// `1h30m`. By default podcreds refreshes at two thirds of the granted lifetime, moved earlier
-    /// by a jitter of up to 10% of the lifetime so that many bindings do not refresh at once. The
+    /// `1h30m`. By default podcreds refreshes at the earlier of two thirds of the granted lifetime
+    /// and 15 minutes before expiry, moved earlier by a jitter of up to 10% of the lifetime so that
+    /// many bindings do not refresh at once. The
     /// margin matters: SDKs re-run `credential_process` about 15 minutes before expiry and the
     /// kubelet needs 1-2 minutes to propagate a Secret update into a mounted volume, so a value
     /// under about 20 minutes risks pods briefly holding credentials their SDK considers stale.
@@ -137,6 +150,24 @@ pub struct AWSRoleBindingSpec {
     #[x_kube(validation = kube::core::Rule::new(patterns::policy_arns_cel_rule()).message("every policyArns entry must be an IAM policy ARN such as arn:aws:iam::aws:policy/ReadOnlyAccess"))]
     pub policy_arns: Option<Vec<String>>,
 
+    /// `AssumeRole` hops after the first exchange (at most 5): each is signed with the credentials
+    /// of the one before, and the Secret receives the last hop's credentials. STS caps chained
+    /// sessions at one hour: a longer `durationSeconds` is shortened to 3600 seconds and the
+    /// status says so (`SessionDurationClamped`). Only with `sts.provider: AWS`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 5))]
+    #[x_kube(validation = kube::core::Rule::new(patterns::chain_source_identity_cel_rule()).message("only the first roleChain hop may set sourceIdentity; STS keeps it for the rest of the chain"))]
+    #[x_kube(validation = kube::core::Rule::new(patterns::chain_transitive_tags_cel_rule()).message("a roleChain hop cannot set a tag key an earlier hop made transitive: STS refuses to override inherited transitive tags"))]
+    pub role_chain: Vec<RoleChainHop>,
+
+    /// Put the Kubernetes identity on the first `roleChain` hop as transitive session tags, for
+    /// IAM policies to test (`aws:PrincipalTag/kubernetes-namespace`): `kubernetes-namespace`,
+    /// `kubernetes-service-account`, `kubernetes-binding-name` and `kubernetes-cluster-name`
+    /// (the operator's `--cluster-name`). No binding can set or override a `kubernetes-` tag
+    /// itself. The roles of the chain need `sts:TagSession` in their trust policies.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub kubernetes_session_tags: bool,
+
     /// Per-binding STS settings overriding the operator's defaults.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sts: Option<StsSettings>,
@@ -147,6 +178,78 @@ pub struct AWSRoleBindingSpec {
     #[schemars(length(min = 1, max = 512), regex(pattern = patterns::MOUNT_PATH))]
     #[x_kube(validation = kube::core::Rule::new("!self.contains('..')").message("mountPath must not contain '..'"))]
     pub mount_path: String,
+}
+
+/// One `AssumeRole` call of a role chain.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[x_kube(validation = kube::core::Rule::new(
+    "!has(self.transitiveTagKeys) || self.transitiveTagKeys.all(k, has(self.tags) && self.tags.exists(t, t.key.lowerAscii() == k.lowerAscii()))"
+).message("every transitiveTagKeys entry must be the key of one of the hop's tags").field_path(".transitiveTagKeys"))]
+#[x_kube(validation = kube::core::Rule::new(
+    "(has(self.sessionPolicy) ? size(self.sessionPolicy) : 0) + (has(self.policyArns) ? self.policyArns.map(a, size(a)).sum() : 0) <= 2048"
+).message("sessionPolicy and policyArns together must stay within 2048 characters (STS's limit)").field_path(".sessionPolicy"))]
+#[serde(rename_all = "camelCase")]
+pub struct RoleChainHop {
+    /// ARN of the role this hop assumes (an IAM role ARN in any partition). Its trust policy must
+    /// allow `sts:AssumeRole` to the role of the hop before (or the binding's `roleArn`).
+    #[schemars(length(min = 1, max = 2048), regex(pattern = patterns::ROLE_ARN))]
+    pub role_arn: String,
+
+    /// The external ID the role's trust policy requires (`sts:ExternalId`): 2 to 1224 characters
+    /// of letters, digits and `_+=,.@:/-`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 2, max = 1224), regex(pattern = patterns::EXTERNAL_ID))]
+    pub external_id: Option<String>,
+
+    /// Role session name of this hop (CloudTrail); the same rules and default as the binding's
+    /// `sessionName`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = patterns::SESSION_NAME))]
+    pub session_name: Option<String>,
+
+    /// Source identity, first hop only: 2 to 64 characters of letters, digits and `_+=,.@-`. STS
+    /// keeps it for every later session of the chain and it cannot change; the role needs
+    /// `sts:SetSourceIdentity` in its trust policy (as do the later roles of the chain).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = patterns::SOURCE_IDENTITY))]
+    pub source_identity: Option<String>,
+
+    /// Session tags (at most 50): keys 1 to 128 characters, values at most 256, of letters,
+    /// digits, spaces and `_.:/=+@-`; keys unique without regard to case, none starting with
+    /// `aws:` or `kubernetes-`. The role needs `sts:TagSession` in its trust policy.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 50))]
+    #[x_kube(validation = kube::core::Rule::new(patterns::session_tags_cel_rule()).message("session tags: keys of 1-128 and values of at most 256 letters, digits, spaces or _.:/=+@-, keys unique regardless of case and not starting with aws: or kubernetes-"))]
+    pub tags: Vec<SessionTag>,
+
+    /// Keys of this hop's `tags` that later hops inherit (and cannot override).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 50), inner(length(min = 1, max = 128)))]
+    pub transitive_tag_keys: Vec<String>,
+
+    /// Inline session policy of this hop (JSON object); with `policyArns` at most 2048
+    /// characters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 2, max = 2048))]
+    #[x_kube(validation = kube::core::Rule::new("self.matches('^\\\\s*\\\\{')").message("sessionPolicy must be a JSON object"))]
+    pub session_policy: Option<String>,
+
+    /// Managed policy ARNs (at most 10) that scope this hop's session down.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 10), inner(length(max = 2048)))]
+    #[x_kube(validation = kube::core::Rule::new(patterns::policy_arns_cel_rule()).message("every policyArns entry must be an IAM policy ARN such as arn:aws:iam::aws:policy/ReadOnlyAccess"))]
+    pub policy_arns: Vec<String>,
+}
+
+/// One session tag.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionTag {
+    #[schemars(length(min = 1, max = 128))]
+    pub key: String,
+    #[serde(default)]
+    #[schemars(length(max = 256))]
+    pub value: String,
 }
 
 /// The kind of STS service behind the endpoint: `AWS` (the default), `MinIO` or `CephRGW`. It
@@ -220,7 +323,26 @@ pub struct AWSRoleBindingStatus {
     /// binding is never taken for podcreds' own.
     #[serde(default, rename = "secretUID", skip_serializing_if = "Option::is_none")]
     pub secret_uid: Option<String>,
+    /// The `roleChain` hops of the credentials in the Secret, in order, as STS answered them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub chain: Vec<ChainHopStatus>,
     /// The `metadata.generation` this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
+}
+
+/// What STS answered for one `roleChain` hop.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ChainHopStatus {
+    /// The assumed-role ARN of the hop's session.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub assumed_role_arn: Option<String>,
+    /// When the hop's session expires (the last hop's is the Secret's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expiration: Option<Time>,
+    /// How much of STS's packed size limit the hop's session policies and tags use, in percent
+    /// (`PackedPolicySize`); above 90 the `PackedPolicyNearLimit` condition turns True.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub packed_policy_size_percent: Option<i32>,
 }

@@ -55,6 +55,11 @@ pub struct RunArgs {
     /// Further audiences a binding may name in spec.audience (comma separated).
     #[arg(long, env = "PODCREDS_ALLOWED_AUDIENCES", value_delimiter = ',')]
     pub allowed_audiences: Vec<String>,
+    /// The cluster's name, sent as the `kubernetes-cluster-name` session tag of bindings that ask
+    /// for Kubernetes session tags (`spec.kubernetesSessionTags`); such bindings are refused
+    /// without it.
+    #[arg(long, env = "PODCREDS_CLUSTER_NAME")]
+    pub cluster_name: Option<String>,
     /// Let spec.sessionName be any name. By default it must start with `<namespace>.`, so that a
     /// binding cannot pass for another namespace's in CloudTrail.
     #[arg(long, env = "PODCREDS_ALLOW_UNPREFIXED_SESSION_NAMES")]
@@ -153,6 +158,7 @@ impl RunArgs {
                     .collect(),
                 allow_unprefixed_session_names: self.allow_unprefixed_session_names,
                 allow_insecure_endpoints: self.allow_insecure_sts_endpoints,
+                cluster_name: self.cluster_name.clone().filter(|c| !c.is_empty()),
             },
             token_expiration_seconds: self.token_expiration_seconds,
             concurrency: self.concurrency,

@@ -33,6 +33,8 @@ pub struct ReasonLabels {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OutcomeLabels {
+    /// The credential flow the call is part of (`WebIdentity`, `RoleChain`).
+    pub flow: String,
     pub outcome: String,
 }
 
@@ -95,7 +97,7 @@ impl Metrics {
         );
         registry.register(
             "podcreds_sts_request_duration_seconds",
-            "Latency of STS AssumeRoleWithWebIdentity calls by outcome",
+            "Latency of STS calls (AssumeRoleWithWebIdentity, AssumeRole) by credential flow and outcome",
             self.sts_duration.clone(),
         );
         registry.register(
@@ -121,9 +123,10 @@ impl Metrics {
         registry.register_collector(Box::new(BindingCollector { stores: bindings }));
     }
 
-    pub fn observe_sts(&self, outcome: &str, elapsed: Duration) {
+    pub fn observe_sts(&self, flow: &str, outcome: &str, elapsed: Duration) {
         self.sts_duration
             .get_or_create(&OutcomeLabels {
+                flow: flow.to_string(),
                 outcome: outcome.to_string(),
             })
             .observe(elapsed.as_secs_f64());

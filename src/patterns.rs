@@ -29,6 +29,30 @@ pub const REGION: &str = r"^[a-z]{2}(-[a-z]+)+-[0-9]+$";
 pub const MOUNT_PATH: &str = r"^/[A-Za-z0-9._/-]*$";
 /// A token audience: no white space.
 pub const AUDIENCE: &str = r"^\S+$";
+/// The STS `ExternalId` rule, with its length (2 to 1224) checked apart: RE2, which CEL and the
+/// apiserver use, takes no repeat count over 1000.
+pub const EXTERNAL_ID: &str = r"^[\w+=,.@:/-]{2,}$";
+/// The STS `SourceIdentity` rule (its character set has no `:`, so no value can start with the
+/// reserved `aws:` either).
+pub const SOURCE_IDENTITY: &str = r"^[\w+=,.@-]{2,64}$";
+/// A session tag key: the ASCII part of what STS accepts (letters, digits, spaces and `_.:/=+@-`).
+pub const TAG_KEY: &str = r"^[\w .:/=+@-]{1,128}$";
+/// A session tag value: as a key, possibly empty, at most 256 characters.
+pub const TAG_VALUE: &str = r"^[\w .:/=+@-]{0,256}$";
+
+/// Most `AssumeRole` hops a binding may chain after its first exchange.
+pub const MAX_CHAIN_HOPS: usize = 5;
+/// Most session tags one STS call takes.
+pub const MAX_SESSION_TAGS: usize = 50;
+/// Most characters of one hop's inline session policy and policy ARNs together.
+pub const MAX_SESSION_POLICY_CHARS: usize = 2048;
+/// Longest session STS grants a role chain.
+pub const MAX_CHAINED_SESSION_SECONDS: i32 = 3600;
+/// Prefix of the session tag keys only podcreds sets (`kubernetes-namespace`, ...); STS compares
+/// keys without regard to case, and so does every check of this prefix.
+pub const RESERVED_TAG_PREFIX: &str = "kubernetes-";
+/// Prefix STS reserves for its own tag keys.
+pub const AWS_TAG_PREFIX: &str = "aws:";
 
 /// A regex as a CEL string literal: CEL string literals need the backslashes doubled.
 fn cel_literal(pattern: &str) -> String {
@@ -38,6 +62,46 @@ fn cel_literal(pattern: &str) -> String {
 /// The CEL rule that checks every `policyArns` entry against [`POLICY_ARN`].
 pub fn policy_arns_cel_rule() -> String {
     format!("self.all(a, a.matches({}))", cel_literal(POLICY_ARN))
+}
+
+/// The CEL rule on a hop's `tags`: every key and value of the STS form, no key in a reserved
+/// namespace (`aws:`, or `kubernetes-`, which only podcreds sets), keys unique without regard to
+/// case (as STS compares them).
+pub fn session_tags_cel_rule() -> String {
+    format!(
+        "self.all(t, t.key.matches({key}) && t.value.matches({value}) \
+         && !t.key.lowerAscii().startsWith('{aws}') && !t.key.lowerAscii().startsWith('{reserved}') \
+         && self.exists_one(u, u.key.lowerAscii() == t.key.lowerAscii()))",
+        key = cel_literal(TAG_KEY),
+        value = cel_literal(TAG_VALUE),
+        aws = AWS_TAG_PREFIX,
+        reserved = RESERVED_TAG_PREFIX,
+    )
+}
+
+/// The CEL rule on the `roleChain` list that lets only the first hop set `sourceIdentity` (it
+/// then persists down the chain). Written out per index: CEL has no indexed loops, and the list
+/// holds at most [`MAX_CHAIN_HOPS`] hops.
+pub fn chain_source_identity_cel_rule() -> String {
+    (1..MAX_CHAIN_HOPS)
+        .map(|later| format!("(size(self) <= {later} || !has(self[{later}].sourceIdentity))"))
+        .collect::<Vec<_>>()
+        .join(" && ")
+}
+
+/// The CEL rule on the `roleChain` list that keeps every hop from setting a tag an earlier hop
+/// made transitive (STS refuses to override an inherited transitive tag).
+pub fn chain_transitive_tags_cel_rule() -> String {
+    let mut clauses = Vec::new();
+    for later in 1..MAX_CHAIN_HOPS {
+        for earlier in 0..later {
+            clauses.push(format!(
+                "(size(self) <= {later} || !has(self[{earlier}].transitiveTagKeys) || !has(self[{later}].tags) \
+                 || !self[{later}].tags.exists(t, self[{earlier}].transitiveTagKeys.exists(k, k.lowerAscii() == t.key.lowerAscii())))"
+            ));
+        }
+    }
+    clauses.join(" && ")
 }
 
 /// The spec-level CEL rule that checks `roleArn` against the pattern of the binding's

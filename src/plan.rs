@@ -122,9 +122,20 @@ pub fn shows_write(observed: &ObservedSecret, recent: &IssuedMeta) -> bool {
 const DEFAULT_RENEW_AT: f64 = 2.0 / 3.0;
 /// Largest share of the lifetime the default renewal moves earlier, to spread refreshes out.
 const MAX_JITTER: f64 = 0.10;
+/// How long before expiry some SDKs already refresh (Java SDK v1 with 15 minutes left): the
+/// default renewal comes no later than this before expiry, so they never read stale credentials.
+const SDK_REFRESH_MARGIN_MS: f64 = 15.0 * 60.0 * 1000.0;
+/// Least share of the lifetime used before the SDK margin may move a renewal earlier (so short
+/// sessions are not renewed almost as soon as they are issued).
+const MIN_USED_SHARE: f64 = 1.0 / 3.0;
 
 /// When credentials issued at `issued_at` and expiring at `expiration` (as STS granted, which may
 /// be shorter than requested) should be refreshed.
+///
+/// By default at the earlier of two thirds of the lifetime and [`SDK_REFRESH_MARGIN_MS`] before
+/// expiry (the margin is not allowed to move it before a third of the lifetime, and lifetimes of
+/// 15 minutes or less keep two thirds), then moved earlier by the jitter: up to a tenth of the
+/// lifetime. An explicit `renew_before` replaces all of this while it fits the lifetime.
 ///
 /// `jitter` in `[0, 1)` picks the point inside the jitter window; callers derive it from the
 /// binding's identity so the same credentials always get the same renewal time.
@@ -145,8 +156,13 @@ pub fn renewal_time(
         }
     }
     let lifetime_ms = lifetime.as_millis() as f64;
+    let mut share = DEFAULT_RENEW_AT;
+    if lifetime_ms > SDK_REFRESH_MARGIN_MS {
+        let before_margin = (lifetime_ms - SDK_REFRESH_MARGIN_MS) / lifetime_ms;
+        share = share.min(before_margin.max(MIN_USED_SHARE));
+    }
     let jitter = jitter.clamp(0.0, 1.0);
-    let offset_ms = lifetime_ms * DEFAULT_RENEW_AT - lifetime_ms * MAX_JITTER * jitter;
+    let offset_ms = lifetime_ms * share - lifetime_ms * MAX_JITTER * jitter;
     issued_at
         .checked_add(SignedDuration::from_millis(offset_ms.max(0.0) as i64))
         .unwrap_or(issued_at)
@@ -160,6 +176,14 @@ pub fn jitter_from(seed: &str) -> f64 {
     let mut bytes = [0u8; 8];
     bytes.copy_from_slice(&digest[..8]);
     (u64::from_be_bytes(bytes) >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// Whether a binding is going away (it is being deleted, or its namespace is): then nothing is
+/// refreshed, written or announced. Refreshing would fail (a terminating namespace accepts no
+/// new tokens, Secrets or Events) and every failure would be a warning about an object nobody
+/// wants any more.
+pub fn going_away(binding_deleted: bool, namespace_terminating: bool) -> bool {
+    binding_deleted || namespace_terminating
 }
 
 /// Whether a miss in the Secret cache can be believed. The cache (synced before any decision)
@@ -202,6 +226,7 @@ pub fn issued(
     renew_before: Option<Duration>,
     fingerprint: &str,
     assumed_role_arn: Option<String>,
+    chain: Option<crate::sts::ChainRecord>,
 ) -> IssuedMeta {
     let issued_at = crate::time::whole_second(issued_at);
     let expiration = crate::time::whole_second(expiration);
@@ -214,6 +239,7 @@ pub fn issued(
         renewal_time,
         fingerprint: fingerprint.to_string(),
         assumed_role_arn,
+        chain,
     }
 }
 
@@ -269,6 +295,7 @@ mod tests {
             issued_at: t(0),
             expiration: t(3600),
             renewal_time: t(2400),
+            chain: None,
             fingerprint: fp.into(),
             assumed_role_arn: None,
         }
@@ -381,6 +408,20 @@ mod tests {
     }
 
     #[test]
+    fn sessions_under_45_minutes_renew_15_minutes_before_expiry() {
+        // One hour (a chained session): two thirds is earlier, 20 minutes before expiry.
+        assert_eq!(renewal_time(t(0), t(3600), None, 0.0), t(2400));
+        // 30 minutes: 15 minutes before expiry, still moved earlier by the jitter.
+        assert_eq!(renewal_time(t(0), t(1800), None, 0.0), t(900));
+        assert_eq!(renewal_time(t(0), t(1800), None, 1.0), t(720));
+        // 20 minutes: the margin would leave only 5 minutes of use; a third of the lifetime.
+        assert_eq!(renewal_time(t(0), t(1200), None, 0.0), t(400));
+        // 15 minutes or less: two thirds, as before.
+        assert_eq!(renewal_time(t(0), t(900), None, 0.0), t(600));
+        assert_eq!(renewal_time(t(0), t(12), None, 0.0), t(8));
+    }
+
+    #[test]
     fn explicit_renew_before_is_used_when_it_fits() {
         let r = renewal_time(t(0), t(3600), Some(Duration::from_secs(900)), 0.5);
         assert_eq!(r, t(2700));
@@ -436,6 +477,13 @@ mod tests {
     }
 
     #[test]
+    fn a_binding_or_namespace_being_deleted_is_left_alone() {
+        assert!(!going_away(false, false));
+        assert!(going_away(true, false));
+        assert!(going_away(false, true));
+    }
+
+    #[test]
     fn a_cache_miss_is_believed_unless_we_just_wrote_or_report_a_conflict() {
         assert!(trust_cache_miss(false, false));
         assert!(!trust_cache_miss(true, false));
@@ -468,7 +516,7 @@ mod tests {
     fn issued_credentials_are_recorded_in_whole_seconds() {
         let at: Timestamp = "2027-01-15T08:00:00.750Z".parse().expect("time");
         let exp: Timestamp = "2027-01-15T09:00:00.250Z".parse().expect("time");
-        let meta = super::issued("uid-1", at, exp, None, "fp", Some("arn".into()));
+        let meta = super::issued("uid-1", at, exp, None, "fp", Some("arn".into()), None);
         assert_eq!(meta.issued_at.subsec_nanosecond(), 0);
         assert_eq!(meta.expiration.subsec_nanosecond(), 0);
         assert_eq!(meta.renewal_time.subsec_nanosecond(), 0);
@@ -476,7 +524,7 @@ mod tests {
         // Deterministic: a restarted operator computes the same renewal time.
         assert_eq!(
             meta,
-            super::issued("uid-1", at, exp, None, "fp", Some("arn".into()))
+            super::issued("uid-1", at, exp, None, "fp", Some("arn".into()), None)
         );
     }
 
@@ -526,10 +574,22 @@ mod tests {
             prop_assert!(r >= t(0));
             prop_assert!(r < t(lifetime));
             if before.is_none() {
-                // Default: between 56.6% and 66.7% of the lifetime.
+                // Default: at most two thirds of the lifetime, at least a tenth less than the
+                // earlier of two thirds and 15 minutes before expiry (a third at the least).
                 let share = r.duration_since(t(0)).as_millis() as f64 / (lifetime * 1000) as f64;
                 prop_assert!(share <= 2.0 / 3.0 + 1e-9);
-                prop_assert!(share >= 2.0 / 3.0 - 0.1 - 1e-3);
+                let target = if lifetime > 900 {
+                    (2.0f64 / 3.0).min((1.0 - 900.0 / lifetime as f64).max(1.0 / 3.0))
+                } else {
+                    2.0 / 3.0
+                };
+                prop_assert!(share <= target + 1e-3);
+                prop_assert!(share >= target - 0.1 - 1e-3);
+                // SDKs that refresh with 15 minutes left never see stale credentials, unless the
+                // session is so short that a third of it must be used first.
+                if lifetime > 900 {
+                    prop_assert!(r <= t((lifetime - 900).max(lifetime / 3 + 1)));
+                }
             }
         }
 

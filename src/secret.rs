@@ -13,7 +13,7 @@ use kube::core::PartialObjectMeta;
 use secrecy::ExposeSecret;
 
 use crate::spec::ResolvedSpec;
-use crate::sts::IssuedCredentials;
+use crate::sts::{ChainRecord, IssuedCredentials};
 use crate::time::rfc3339;
 
 /// The one server-side apply field manager podcreds writes with.
@@ -31,6 +31,8 @@ pub const ANNOTATION_ISSUED_AT: &str = "podcreds.dev/issued-at";
 pub const ANNOTATION_ROLE_ARN: &str = "podcreds.dev/role-arn";
 pub const ANNOTATION_ASSUMED_ROLE_ARN: &str = "podcreds.dev/assumed-role-arn";
 pub const ANNOTATION_FINGERPRINT: &str = "podcreds.dev/spec-hash";
+/// What the hops of a role chain answered (JSON of [`ChainRecord`]), for the status.
+pub const ANNOTATION_ROLE_CHAIN: &str = "podcreds.dev/role-chain";
 
 pub const KEY_CREDENTIAL_PROCESS: &str = "credential-process.json";
 pub const KEY_CONFIG: &str = "config";
@@ -64,6 +66,8 @@ pub struct IssuedMeta {
     /// [`crate::spec::ResolvedSpec::fingerprint`] of the spec the credentials were issued for.
     pub fingerprint: String,
     pub assumed_role_arn: Option<String>,
+    /// The role chain the credentials came through, if any.
+    pub chain: Option<ChainRecord>,
 }
 
 /// The binding's Secret as observed (metadata only).
@@ -171,6 +175,9 @@ pub fn render(r: &Rendering<'_>) -> Secret {
     if let Some(arn) = &creds.assumed_role_arn {
         annotations.insert(ANNOTATION_ASSUMED_ROLE_ARN.to_string(), arn.clone());
     }
+    if let Some(chain) = creds.chain.as_ref().and_then(chain_annotation) {
+        annotations.insert(ANNOTATION_ROLE_CHAIN.to_string(), chain);
+    }
 
     Secret {
         metadata: ObjectMeta {
@@ -197,6 +204,12 @@ pub fn render(r: &Rendering<'_>) -> Secret {
     }
 }
 
+/// The role chain annotation's value. Its parts are bounded (at most five hops, printable-ASCII
+/// ARNs of at most 256 characters), so it always fits what the Secret cache keeps.
+fn chain_annotation(chain: &ChainRecord) -> Option<String> {
+    serde_json::to_string(chain).ok()
+}
+
 fn parse_time(annotations: &BTreeMap<String, String>, key: &str) -> Option<Timestamp> {
     annotations
         .get(key)
@@ -218,6 +231,10 @@ pub fn issued_meta(meta: &ObjectMeta) -> Option<IssuedMeta> {
         renewal_time,
         fingerprint: annotations.get(ANNOTATION_FINGERPRINT)?.clone(),
         assumed_role_arn: annotations.get(ANNOTATION_ASSUMED_ROLE_ARN).cloned(),
+        // Only reported, never decided on: an unreadable record just leaves the status without it.
+        chain: annotations
+            .get(ANNOTATION_ROLE_CHAIN)
+            .and_then(|v| serde_json::from_str(v).ok()),
     })
 }
 
@@ -230,13 +247,14 @@ pub fn controller_of(meta: &ObjectMeta) -> Option<&OwnerReference> {
 }
 
 /// Every annotation podcreds writes on a Secret.
-pub const ANNOTATIONS: [&str; 6] = [
+pub const ANNOTATIONS: [&str; 7] = [
     ANNOTATION_EXPIRATION,
     ANNOTATION_RENEWAL_TIME,
     ANNOTATION_ISSUED_AT,
     ANNOTATION_ROLE_ARN,
     ANNOTATION_ASSUMED_ROLE_ARN,
     ANNOTATION_FINGERPRINT,
+    ANNOTATION_ROLE_CHAIN,
 ];
 
 /// Longest annotation value podcreds writes (a role ARN); a longer one was not written by
@@ -357,6 +375,7 @@ mod tests {
             session_token: SecretString::from("token==".to_string()),
             expiration: Timestamp::from_second(1_800_003_600).expect("time"),
             assumed_role_arn: Some("arn:aws:sts::123456789012:assumed-role/app/ns.b".into()),
+            chain: None,
         }
     }
 
@@ -667,5 +686,66 @@ mod tests {
             a.insert(ANNOTATION_EXPIRATION.into(), "yesterday".into());
         }
         assert_eq!(issued_meta(&meta), None);
+    }
+
+    #[test]
+    fn a_role_chain_is_recorded_and_read_back_within_the_cache_bound() {
+        use crate::sts::{ChainRecord, HopRecord};
+        // The largest record podcreds writes: five hops, each ARN at the stored maximum.
+        let widest = ChainRecord {
+            clamped_from: Some(43200),
+            hops: (0..crate::patterns::MAX_CHAIN_HOPS)
+                .map(|_| HopRecord {
+                    assumed_role_arn: Some(crate::text::identifier(&"a".repeat(5000))),
+                    expiration: Timestamp::from_second(1_800_003_600).expect("time"),
+                    packed_policy_size: Some(1000),
+                })
+                .collect(),
+        };
+        let value = chain_annotation(&widest).expect("serialises");
+        assert!(
+            value.len() <= MAX_ANNOTATION_VALUE,
+            "{} bytes would be dropped by the Secret cache",
+            value.len()
+        );
+        let mut c = creds();
+        c.chain = Some(widest.clone());
+        let spec = resolve(
+            &serde_json::from_value(serde_json::json!({
+                "serviceAccountName": "app",
+                "roleArn": "arn:aws:iam::123456789012:role/app",
+            }))
+            .expect("spec"),
+            "ns",
+            "b",
+            &StsPolicy::default(),
+        )
+        .expect("valid");
+        let mut secret = render(&Rendering {
+            namespace: "ns",
+            owner: &owner(),
+            spec: &spec,
+            fingerprint: "fp",
+            credentials: &c,
+            issued_at: Timestamp::from_second(1_800_000_000).expect("time"),
+            renewal_time: Timestamp::from_second(1_800_002_400).expect("time"),
+        });
+        compact_for_cache(&mut secret.metadata);
+        let read = issued_meta(&secret.metadata).expect("annotations");
+        assert_eq!(read.chain, Some(widest));
+        // Without a chain there is no annotation, and an unreadable one only loses the report.
+        assert!(
+            !rendered()
+                .metadata
+                .annotations
+                .expect("annotations")
+                .contains_key(ANNOTATION_ROLE_CHAIN)
+        );
+        if let Some(a) = secret.metadata.annotations.as_mut() {
+            a.insert(ANNOTATION_ROLE_CHAIN.into(), "{not json".into());
+        }
+        let read = issued_meta(&secret.metadata).expect("still readable");
+        assert_eq!(read.chain, None);
+        assert_eq!(read.fingerprint, "fp");
     }
 }

@@ -8,8 +8,11 @@ use regex::bytes::{Regex, RegexBuilder};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::api::{AWSRoleBindingSpec, StsProvider};
-use crate::patterns;
+use crate::api::{AWSRoleBindingSpec, RoleChainHop, StsProvider};
+use crate::patterns::{
+    self, AWS_TAG_PREFIX, MAX_CHAINED_SESSION_SECONDS, MAX_SESSION_POLICY_CHARS, MAX_SESSION_TAGS,
+    RESERVED_TAG_PREFIX,
+};
 
 /// What the cluster admin decides about where tokens go (operator flags / chart values).
 #[derive(Clone, Debug)]
@@ -30,6 +33,9 @@ pub struct StsPolicy {
     /// Let STS endpoints be plain `http://` URLs, which carry the ServiceAccount token in clear
     /// (for a trusted network path only, such as loopback in a test).
     pub allow_insecure_endpoints: bool,
+    /// The cluster's name, for the `kubernetes-cluster-name` session tag of bindings that ask
+    /// for Kubernetes session tags (`--cluster-name`); those bindings are refused without it.
+    pub cluster_name: Option<String>,
 }
 
 impl Default for StsPolicy {
@@ -42,6 +48,7 @@ impl Default for StsPolicy {
             allowed_endpoints: Vec::new(),
             allow_unprefixed_session_names: false,
             allow_insecure_endpoints: false,
+            cluster_name: None,
         }
     }
 }
@@ -52,7 +59,13 @@ impl StsPolicy {
     pub fn check(&self) -> Result<(), PolicyError> {
         match &self.default_endpoint {
             Some(endpoint) if is_plain_http(endpoint) && !self.allow_insecure_endpoints => {
-                Err(PolicyError::InsecureDefaultEndpoint(endpoint.clone()))
+                return Err(PolicyError::InsecureDefaultEndpoint(endpoint.clone()));
+            }
+            _ => {}
+        }
+        match &self.cluster_name {
+            Some(name) if name.is_empty() || !TAG_VALUE.is_match(name.as_bytes()) => {
+                Err(PolicyError::InvalidClusterName(name.clone()))
             }
             _ => Ok(()),
         }
@@ -86,6 +99,10 @@ pub enum PolicyError {
         "--sts-endpoint {0:?} is plain HTTP: every ServiceAccount token sent there would travel in clear. Use an https:// endpoint, or pass --allow-insecure-sts-endpoints (chart: operator.allowInsecureStsEndpoints) if the network path is trusted, for example loopback in a test"
     )]
     InsecureDefaultEndpoint(String),
+    #[error(
+        "--cluster-name {0:?} cannot be a session tag value: use 1 to 256 letters, digits, spaces or _.:/=+@-"
+    )]
+    InvalidClusterName(String),
 }
 
 /// A binding's spec with defaults applied and every rule checked.
@@ -105,7 +122,50 @@ pub struct ResolvedSpec {
     pub region: String,
     pub endpoint: Option<String>,
     pub mount_path: String,
+    /// The `AssumeRole` hops after the first exchange, with every default applied. Left out of
+    /// the fingerprint's input when empty, so bindings without a chain keep their fingerprint.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub role_chain: Vec<ResolvedHop>,
 }
+
+/// One `AssumeRole` hop of a resolved role chain.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ResolvedHop {
+    pub role_arn: String,
+    pub external_id: Option<String>,
+    pub session_name: String,
+    pub source_identity: Option<String>,
+    /// Session tags in the order sent: podcreds' Kubernetes tags first, then the binding's.
+    pub tags: Vec<(String, String)>,
+    pub transitive_tag_keys: Vec<String>,
+    pub session_policy: Option<String>,
+    pub policy_arns: Vec<String>,
+    /// What this hop asks STS for: 900 s (the least STS grants) for every hop whose credentials
+    /// only sign the next call, `durationSeconds` capped at one hour for the last.
+    pub duration_seconds: i32,
+}
+
+impl ResolvedSpec {
+    /// The roles the binding's credentials pass through: `roleArn`, then every hop's.
+    pub fn role_arns(&self) -> impl Iterator<Item = &str> {
+        std::iter::once(self.role_arn.as_str())
+            .chain(self.role_chain.iter().map(|h| h.role_arn.as_str()))
+    }
+
+    /// Whether the binding asked for longer sessions than a role chain can have.
+    pub fn chained_duration_clamped(&self) -> bool {
+        !self.role_chain.is_empty() && self.duration_seconds > MAX_CHAINED_SESSION_SECONDS
+    }
+}
+
+/// The session tags podcreds puts on the first hop of a binding with `kubernetesSessionTags`.
+pub const KUBERNETES_TAG_KEYS: [&str; 4] = [
+    "kubernetes-namespace",
+    "kubernetes-service-account",
+    "kubernetes-binding-name",
+    "kubernetes-cluster-name",
+];
 
 fn serialize_opt_secs<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
     d.map(|d| d.as_secs()).serialize(s)
@@ -126,10 +186,7 @@ impl ResolvedSpec {
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum SpecError {
     #[error("spec.{field} is invalid: {problem}")]
-    Invalid {
-        field: &'static str,
-        problem: String,
-    },
+    Invalid { field: String, problem: String },
     #[error(
         "spec.audience {0:?} is not in the operator's allowed audiences; ask the cluster admin to allow it"
     )]
@@ -141,12 +198,17 @@ pub enum SpecError {
     #[error(transparent)]
     RoleNotAllowed(#[from] crate::allowlist::RoleNotAllowed),
     #[error(
-        "spec.sessionName {session_name:?} must start with {prefix:?} (the binding's namespace and a dot), so that CloudTrail shows which namespace acted; ask the cluster admin to allow other session names"
+        "spec.{field} {session_name:?} must start with {prefix:?} (the binding's namespace and a dot), so that CloudTrail shows which namespace acted; ask the cluster admin to allow other session names"
     )]
     SessionNameNotPrefixed {
+        field: String,
         session_name: String,
         prefix: String,
     },
+    #[error(
+        "spec.kubernetesSessionTags needs the cluster's name for the kubernetes-cluster-name tag, and the operator has none; ask the cluster admin to set --cluster-name (chart: operator.clusterName)"
+    )]
+    ClusterNameNotConfigured,
     #[error(
         "STS endpoint {0:?} is plain HTTP, which would send the ServiceAccount token in clear; use an https:// endpoint, or ask the cluster admin to allow plain HTTP endpoints"
     )]
@@ -163,6 +225,7 @@ impl SpecError {
             SpecError::RoleNotAllowed(_) => "RoleNotAllowed",
             SpecError::SessionNameNotPrefixed { .. } => "SessionNameNotAllowed",
             SpecError::InsecureEndpoint(_) => "InsecureEndpoint",
+            SpecError::ClusterNameNotConfigured => "ClusterNameNotConfigured",
         }
     }
 }
@@ -186,6 +249,10 @@ static DURATION: LazyLock<Regex> = LazyLock::new(|| compile(patterns::DURATION))
 static REGION: LazyLock<Regex> = LazyLock::new(|| compile(patterns::REGION));
 static MOUNT_PATH: LazyLock<Regex> = LazyLock::new(|| compile(patterns::MOUNT_PATH));
 static AUDIENCE: LazyLock<Regex> = LazyLock::new(|| compile(patterns::AUDIENCE));
+static EXTERNAL_ID: LazyLock<Regex> = LazyLock::new(|| compile(patterns::EXTERNAL_ID));
+static SOURCE_IDENTITY: LazyLock<Regex> = LazyLock::new(|| compile(patterns::SOURCE_IDENTITY));
+static TAG_KEY: LazyLock<Regex> = LazyLock::new(|| compile(patterns::TAG_KEY));
+static TAG_VALUE: LazyLock<Regex> = LazyLock::new(|| compile(patterns::TAG_VALUE));
 
 /// The `roleArn` rule of each provider (the CEL rule in [`patterns::role_arn_cel_rule`] makes the
 /// same choice): the pattern and how to describe it.
@@ -227,15 +294,15 @@ pub fn is_aws_endpoint(endpoint: &str) -> bool {
     host.ends_with(".amazonaws.com") || host.ends_with(".amazonaws.com.cn")
 }
 
-fn invalid(field: &'static str, problem: impl Into<String>) -> SpecError {
+fn invalid(field: impl Into<String>, problem: impl Into<String>) -> SpecError {
     SpecError::Invalid {
-        field,
+        field: field.into(),
         problem: problem.into(),
     }
 }
 
 fn check(
-    field: &'static str,
+    field: &str,
     value: &str,
     re: &Regex,
     max_len: usize,
@@ -337,35 +404,17 @@ pub fn resolve(
                 64,
                 "2 to 64 characters of letters, digits and _+=,.@-",
             )?;
-            let prefix = format!("{namespace}.");
-            if !policy.allow_unprefixed_session_names && !s.starts_with(&prefix) {
-                return Err(SpecError::SessionNameNotPrefixed {
-                    session_name: s.clone(),
-                    prefix,
-                });
-            }
+            check_session_prefix("sessionName", s, namespace, policy)?;
             s.clone()
         }
         None => default_session_name(namespace, name),
     };
 
     if let Some(p) = &spec.session_policy {
-        if p.len() > 2048 {
-            return Err(invalid("sessionPolicy", "longer than 2048 characters"));
-        }
-        match serde_json::from_str::<serde_json::Value>(p) {
-            Ok(serde_json::Value::Object(_)) => {}
-            Ok(_) => return Err(invalid("sessionPolicy", "must be a JSON object")),
-            Err(e) => return Err(invalid("sessionPolicy", format!("is not valid JSON: {e}"))),
-        }
+        check_session_policy("sessionPolicy", p)?;
     }
     let policy_arns = spec.policy_arns.clone().unwrap_or_default();
-    if policy_arns.len() > 10 {
-        return Err(invalid("policyArns", "at most 10 entries"));
-    }
-    for arn in &policy_arns {
-        check("policyArns", arn, &POLICY_ARN, 2048, "IAM policy ARNs")?;
-    }
+    check_policy_arns("policyArns", &policy_arns)?;
 
     let region = match sts.region {
         Some(r) => {
@@ -432,6 +481,8 @@ pub fn resolve(
         return Err(invalid("mountPath", "must not contain '..'"));
     }
 
+    let role_chain = resolve_chain(spec, provider, namespace, name, &session_name, policy)?;
+
     Ok(ResolvedSpec {
         service_account_name: spec.service_account_name.clone(),
         role_arn: spec.role_arn.clone(),
@@ -445,6 +496,309 @@ pub fn resolve(
         region,
         endpoint,
         mount_path: spec.mount_path.trim_end_matches('/').to_string(),
+        role_chain,
+    })
+}
+
+fn check_session_prefix(
+    field: &str,
+    session_name: &str,
+    namespace: &str,
+    policy: &StsPolicy,
+) -> Result<(), SpecError> {
+    let prefix = format!("{namespace}.");
+    if !policy.allow_unprefixed_session_names && !session_name.starts_with(&prefix) {
+        return Err(SpecError::SessionNameNotPrefixed {
+            field: field.to_string(),
+            session_name: session_name.to_string(),
+            prefix,
+        });
+    }
+    Ok(())
+}
+
+fn check_session_policy(field: &str, policy: &str) -> Result<(), SpecError> {
+    if policy.chars().count() > MAX_SESSION_POLICY_CHARS {
+        return Err(invalid(field, "longer than 2048 characters"));
+    }
+    match serde_json::from_str::<serde_json::Value>(policy) {
+        Ok(serde_json::Value::Object(_)) => Ok(()),
+        Ok(_) => Err(invalid(field, "must be a JSON object")),
+        Err(e) => Err(invalid(field, format!("is not valid JSON: {e}"))),
+    }
+}
+
+fn check_policy_arns(field: &str, arns: &[String]) -> Result<(), SpecError> {
+    if arns.len() > 10 {
+        return Err(invalid(field, "at most 10 entries"));
+    }
+    for arn in arns {
+        check(field, arn, &POLICY_ARN, 2048, "IAM policy ARNs")?;
+    }
+    Ok(())
+}
+
+/// Whether two tag keys are the same to STS (which ignores case).
+fn same_tag_key(a: &str, b: &str) -> bool {
+    a.eq_ignore_ascii_case(b)
+}
+
+fn starts_with_ignoring_case(text: &str, prefix: &str) -> bool {
+    text.get(..prefix.len())
+        .is_some_and(|start| start.eq_ignore_ascii_case(prefix))
+}
+
+/// Validates the `roleChain` hops against every STS limit and resolves their defaults.
+fn resolve_chain(
+    spec: &AWSRoleBindingSpec,
+    provider: StsProvider,
+    namespace: &str,
+    name: &str,
+    default_session_name: &str,
+    policy: &StsPolicy,
+) -> Result<Vec<ResolvedHop>, SpecError> {
+    if spec.role_chain.is_empty() {
+        if spec.kubernetes_session_tags {
+            return Err(invalid(
+                "kubernetesSessionTags",
+                "needs a roleChain: the tags go on its first AssumeRole hop",
+            ));
+        }
+        return Ok(Vec::new());
+    }
+    if spec.role_chain.len() > patterns::MAX_CHAIN_HOPS {
+        return Err(invalid("roleChain", "at most 5 hops"));
+    }
+    if provider != StsProvider::Aws {
+        return Err(invalid("roleChain", "needs sts.provider AWS"));
+    }
+    if let Some(text) = &spec.renew_before
+        && humantime::parse_duration(text)
+            .is_ok_and(|d| d.as_secs() >= MAX_CHAINED_SESSION_SECONDS as u64)
+    {
+        return Err(invalid(
+            "renewBefore",
+            "must be shorter than one hour with a roleChain: STS caps chained sessions at 3600 seconds",
+        ));
+    }
+    let kubernetes_tags = if spec.kubernetes_session_tags {
+        let cluster = policy
+            .cluster_name
+            .clone()
+            .ok_or(SpecError::ClusterNameNotConfigured)?;
+        let values = [
+            namespace.to_string(),
+            spec.service_account_name.clone(),
+            name.to_string(),
+            cluster,
+        ];
+        KUBERNETES_TAG_KEYS
+            .iter()
+            .map(|k| k.to_string())
+            .zip(values)
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let last = spec.role_chain.len() - 1;
+    // Tag keys earlier hops made transitive: later sessions inherit them, and STS refuses to
+    // let a later hop set them again.
+    let mut inherited: Vec<String> = Vec::new();
+    let mut hops = Vec::with_capacity(spec.role_chain.len());
+    for (i, hop) in spec.role_chain.iter().enumerate() {
+        let own_tags = if i == 0 {
+            kubernetes_tags.clone()
+        } else {
+            Vec::new()
+        };
+        let resolved = resolve_hop(
+            i,
+            hop,
+            own_tags,
+            &inherited,
+            namespace,
+            default_session_name,
+            policy,
+            if i == last {
+                spec.duration_seconds.min(MAX_CHAINED_SESSION_SECONDS)
+            } else {
+                900
+            },
+        )?;
+        inherited.extend(resolved.transitive_tag_keys.iter().cloned());
+        hops.push(resolved);
+    }
+    Ok(hops)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn resolve_hop(
+    index: usize,
+    hop: &RoleChainHop,
+    kubernetes_tags: Vec<(String, String)>,
+    inherited: &[String],
+    namespace: &str,
+    default_session_name: &str,
+    policy: &StsPolicy,
+    duration_seconds: i32,
+) -> Result<ResolvedHop, SpecError> {
+    let field = |f: &str| format!("roleChain[{index}].{f}");
+    check(
+        &field("roleArn"),
+        &hop.role_arn,
+        &ROLE_ARN,
+        2048,
+        "an IAM role ARN such as arn:aws:iam::123456789012:role/name",
+    )?;
+    if let Some(id) = &hop.external_id {
+        check(
+            &field("externalId"),
+            id,
+            &EXTERNAL_ID,
+            1224,
+            "2 to 1224 characters of letters, digits and _+=,.@:/-",
+        )?;
+    }
+    let session_name = match &hop.session_name {
+        Some(s) => {
+            check(
+                &field("sessionName"),
+                s,
+                &SESSION_NAME,
+                64,
+                "2 to 64 characters of letters, digits and _+=,.@-",
+            )?;
+            check_session_prefix(&field("sessionName"), s, namespace, policy)?;
+            s.clone()
+        }
+        None => default_session_name.to_string(),
+    };
+    if let Some(identity) = &hop.source_identity {
+        if index > 0 {
+            return Err(invalid(
+                field("sourceIdentity"),
+                "only the first hop may set it; STS keeps it for the rest of the chain",
+            ));
+        }
+        if starts_with_ignoring_case(identity, AWS_TAG_PREFIX) {
+            return Err(invalid(field("sourceIdentity"), "must not start with aws:"));
+        }
+        check(
+            &field("sourceIdentity"),
+            identity,
+            &SOURCE_IDENTITY,
+            64,
+            "2 to 64 characters of letters, digits and _+=,.@-",
+        )?;
+    }
+
+    let reserved = kubernetes_tags.len();
+    if hop.tags.len() + reserved > MAX_SESSION_TAGS {
+        return Err(invalid(
+            field("tags"),
+            format!(
+                "at most {} tags (STS takes {MAX_SESSION_TAGS} per call{})",
+                MAX_SESSION_TAGS - reserved,
+                if reserved > 0 {
+                    ", and podcreds adds the Kubernetes tags"
+                } else {
+                    ""
+                }
+            ),
+        ));
+    }
+    let mut tags = kubernetes_tags;
+    for tag in &hop.tags {
+        check(
+            &field("tags"),
+            &tag.key,
+            &TAG_KEY,
+            128,
+            "keys of 1 to 128 letters, digits, spaces or _.:/=+@-",
+        )?;
+        check(
+            &field("tags"),
+            &tag.value,
+            &TAG_VALUE,
+            256,
+            "values of at most 256 letters, digits, spaces or _.:/=+@-",
+        )?;
+        if starts_with_ignoring_case(&tag.key, AWS_TAG_PREFIX)
+            || starts_with_ignoring_case(&tag.key, RESERVED_TAG_PREFIX)
+        {
+            return Err(invalid(
+                field("tags"),
+                format!(
+                    "key {:?}: keys starting with aws: or kubernetes- are reserved",
+                    tag.key
+                ),
+            ));
+        }
+        if tags.iter().any(|(k, _)| same_tag_key(k, &tag.key)) {
+            return Err(invalid(
+                field("tags"),
+                format!("key {:?} appears twice (STS ignores case)", tag.key),
+            ));
+        }
+        if inherited.iter().any(|k| same_tag_key(k, &tag.key)) {
+            return Err(invalid(
+                field("tags"),
+                format!(
+                    "key {:?} was made transitive by an earlier hop; STS refuses to override an inherited transitive tag",
+                    tag.key
+                ),
+            ));
+        }
+        tags.push((tag.key.clone(), tag.value.clone()));
+    }
+    let mut transitive_tag_keys: Vec<String> =
+        tags[..reserved].iter().map(|(k, _)| k.clone()).collect();
+    if hop.transitive_tag_keys.len() + reserved > MAX_SESSION_TAGS {
+        return Err(invalid(
+            field("transitiveTagKeys"),
+            format!("at most {} keys", MAX_SESSION_TAGS - reserved),
+        ));
+    }
+    for key in &hop.transitive_tag_keys {
+        if !hop.tags.iter().any(|t| same_tag_key(&t.key, key)) {
+            return Err(invalid(
+                field("transitiveTagKeys"),
+                format!("{key:?} is not the key of one of the hop's tags"),
+            ));
+        }
+        transitive_tag_keys.push(key.clone());
+    }
+
+    if let Some(p) = &hop.session_policy {
+        check_session_policy(&field("sessionPolicy"), p)?;
+    }
+    check_policy_arns(&field("policyArns"), &hop.policy_arns)?;
+    let policy_chars = hop
+        .session_policy
+        .as_deref()
+        .map_or(0, |p| p.chars().count())
+        + hop
+            .policy_arns
+            .iter()
+            .map(|a| a.chars().count())
+            .sum::<usize>();
+    if policy_chars > MAX_SESSION_POLICY_CHARS {
+        return Err(invalid(
+            field("sessionPolicy"),
+            "sessionPolicy and policyArns together must stay within 2048 characters (STS's limit)",
+        ));
+    }
+
+    Ok(ResolvedHop {
+        role_arn: hop.role_arn.clone(),
+        external_id: hop.external_id.clone(),
+        session_name,
+        source_identity: hop.source_identity.clone(),
+        tags,
+        transitive_tag_keys,
+        session_policy: hop.session_policy.clone(),
+        policy_arns: hop.policy_arns.clone(),
+        duration_seconds,
     })
 }
 
@@ -964,5 +1318,294 @@ mod tests {
         s.duration_seconds = 7200;
         assert_ne!(base.fingerprint(), resolve_ok(&s).fingerprint());
         assert_eq!(base.fingerprint(), resolve_ok(&spec()).fingerprint());
+    }
+
+    mod role_chains {
+        use super::*;
+
+        include!("../tests/data/role_chain_cases.rs");
+
+        fn policy() -> StsPolicy {
+            StsPolicy {
+                cluster_name: Some("prod-eu".into()),
+                allowed_endpoints: vec![CHAIN_CASE_ENDPOINT.into()],
+                ..StsPolicy::default()
+            }
+        }
+
+        fn binding(fields: serde_json::Value) -> AWSRoleBindingSpec {
+            let mut spec = chain_case_base();
+            if let (Some(base), serde_json::Value::Object(fields)) = (spec.as_object_mut(), fields)
+            {
+                base.extend(fields);
+            }
+            serde_json::from_value(spec).expect("spec")
+        }
+
+        fn resolve_chain_spec(fields: serde_json::Value) -> Result<ResolvedSpec, SpecError> {
+            resolve(&binding(fields), "team-a", "reader", &policy())
+        }
+
+        #[test]
+        fn the_shared_hostile_table_is_refused() {
+            let cases = chain_cases();
+            assert!(cases.len() >= 25, "the table lost its cases");
+            for case in cases {
+                // The end-to-end test checks the apiserver's side of every case.
+                assert!(!case.apiserver.is_empty(), "{}", case.name);
+                let err = resolve_chain_spec(case.fields)
+                    .map(|_| ())
+                    .expect_err(case.name);
+                assert_eq!(err.category(), "InvalidSpec", "{}: {err}", case.name);
+                assert!(
+                    err.to_string().contains(case.operator),
+                    "{}: {err} lacks {:?}",
+                    case.name,
+                    case.operator
+                );
+            }
+        }
+
+        #[test]
+        fn the_documented_example_resolves() {
+            let doc: serde_yaml::Value =
+                serde_yaml::from_str(include_str!("../examples/role-chain.yaml")).expect("YAML");
+            let spec: AWSRoleBindingSpec =
+                serde_yaml::from_value(doc["spec"].clone()).expect("spec");
+            let r = resolve(&spec, "ci", "artifacts-writer", &policy()).expect("valid");
+            assert_eq!(r.role_chain.len(), 2);
+            assert!(r.chained_duration_clamped());
+            assert_eq!(r.role_chain[0].tags.len(), 4 + 2);
+            assert_eq!(r.role_chain[0].transitive_tag_keys.len(), 4 + 1);
+            assert_eq!(r.role_chain[1].session_name, "ci.artifacts-writer");
+        }
+
+        #[test]
+        fn hops_get_defaults_and_durations() {
+            let r = resolve_chain_spec(serde_json::json!({
+                "durationSeconds": 7200,
+                "roleChain": [
+                    {"roleArn": CHAIN_CASE_HOP_ROLE, "externalId": "ext-1", "sourceIdentity": "alice"},
+                    {"roleArn": CHAIN_CASE_HOP_ROLE, "sessionName": "team-a.last"},
+                ],
+            }))
+            .expect("valid chain");
+            assert_eq!(r.role_chain.len(), 2);
+            let (first, last) = (&r.role_chain[0], &r.role_chain[1]);
+            assert_eq!(first.session_name, "team-a.reader");
+            assert_eq!(first.external_id.as_deref(), Some("ext-1"));
+            assert_eq!(first.source_identity.as_deref(), Some("alice"));
+            // Intermediate credentials only sign the next call; the last one is capped at 1 h.
+            assert_eq!(first.duration_seconds, 900);
+            assert_eq!(last.duration_seconds, 3600);
+            assert_eq!(last.session_name, "team-a.last");
+            assert!(r.chained_duration_clamped());
+            assert_eq!(
+                r.role_arns().collect::<Vec<_>>(),
+                [
+                    CHAIN_CASE_ENTRY_ROLE,
+                    CHAIN_CASE_HOP_ROLE,
+                    CHAIN_CASE_HOP_ROLE
+                ]
+            );
+            let short = resolve_chain_spec(serde_json::json!({
+                "durationSeconds": 1800, "roleChain": [{"roleArn": CHAIN_CASE_HOP_ROLE}],
+            }))
+            .expect("valid");
+            assert_eq!(short.role_chain[0].duration_seconds, 1800);
+            assert!(!short.chained_duration_clamped());
+        }
+
+        #[test]
+        fn hop_session_names_must_name_the_namespace() {
+            let err = resolve_chain_spec(serde_json::json!({
+                "roleChain": [{"roleArn": CHAIN_CASE_HOP_ROLE, "sessionName": "prod.payments"}],
+            }))
+            .expect_err("another namespace's session name");
+            assert_eq!(err.category(), "SessionNameNotAllowed");
+            assert!(
+                err.to_string()
+                    .starts_with("spec.roleChain[0].sessionName \"prod.payments\" must start with"),
+                "{err}"
+            );
+        }
+
+        #[test]
+        fn kubernetes_tags_are_transitive_on_the_first_hop_only() {
+            let r = resolve_chain_spec(serde_json::json!({
+                "kubernetesSessionTags": true,
+                "roleChain": [
+                    {"roleArn": CHAIN_CASE_HOP_ROLE, "tags": [{"key": "team", "value": "a"}]},
+                    {"roleArn": CHAIN_CASE_HOP_ROLE, "tags": [{"key": "stage", "value": "b"}]},
+                ],
+            }))
+            .expect("valid");
+            let first = &r.role_chain[0];
+            let expected = [
+                ("kubernetes-namespace", "team-a"),
+                ("kubernetes-service-account", "app"),
+                ("kubernetes-binding-name", "reader"),
+                ("kubernetes-cluster-name", "prod-eu"),
+                ("team", "a"),
+            ];
+            assert_eq!(
+                first
+                    .tags
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.as_str()))
+                    .collect::<Vec<_>>(),
+                expected
+            );
+            assert_eq!(first.transitive_tag_keys, KUBERNETES_TAG_KEYS);
+            assert_eq!(
+                r.role_chain[1].tags,
+                [("stage".to_string(), "b".to_string())]
+            );
+            // No cluster name configured: refused with a reason of its own.
+            let err = resolve(
+                &binding(serde_json::json!({
+                    "kubernetesSessionTags": true,
+                    "roleChain": [{"roleArn": CHAIN_CASE_HOP_ROLE}],
+                })),
+                "team-a",
+                "reader",
+                &StsPolicy::default(),
+            )
+            .expect_err("no cluster name");
+            assert_eq!(err.category(), "ClusterNameNotConfigured");
+            // A later hop cannot override the inherited Kubernetes tags either (reserved prefix).
+            let err = resolve_chain_spec(serde_json::json!({
+                "kubernetesSessionTags": true,
+                "roleChain": [
+                    {"roleArn": CHAIN_CASE_HOP_ROLE},
+                    {"roleArn": CHAIN_CASE_HOP_ROLE, "tags": [{"key": "KUBERNETES-NAMESPACE", "value": "x"}]},
+                ],
+            }))
+            .expect_err("forged");
+            assert!(err.to_string().contains("reserved"), "{err}");
+        }
+
+        #[test]
+        fn limits_are_inclusive() {
+            let tags: Vec<_> = (0..50)
+                .map(|i| serde_json::json!({"key": format!("k{i}"), "value": "v".repeat(256)}))
+                .collect();
+            let keys: Vec<_> = (0..50).map(|i| format!("k{i}")).collect();
+            let r = resolve_chain_spec(serde_json::json!({
+                "roleChain": [{
+                    "roleArn": CHAIN_CASE_HOP_ROLE,
+                    "externalId": "e".repeat(1224),
+                    "sourceIdentity": "i".repeat(64),
+                    "tags": tags,
+                    "transitiveTagKeys": keys,
+                    "sessionPolicy": format!("{{\"Sid\":\"{}\"}}", "p".repeat(2048 - 10)),
+                }],
+            }))
+            .expect("every limit reached, none passed");
+            assert_eq!(r.role_chain[0].tags.len(), 50);
+            // A key of 128 characters, an empty value.
+            assert!(
+                resolve_chain_spec(serde_json::json!({
+                    "roleChain": [{"roleArn": CHAIN_CASE_HOP_ROLE, "tags": [{"key": "k".repeat(128), "value": ""}]}],
+                }))
+                .is_ok()
+            );
+        }
+
+        #[test]
+        fn the_fingerprint_covers_the_chain_and_only_a_chain() {
+            let plain = resolve_ok(&spec());
+            let canonical = serde_json::to_string(&plain).expect("json");
+            assert!(!canonical.contains("roleChain"), "{canonical}");
+            let one = resolve_chain_spec(
+                serde_json::json!({"roleChain": [{"roleArn": CHAIN_CASE_HOP_ROLE}]}),
+            )
+            .expect("valid");
+            let tagged = resolve_chain_spec(serde_json::json!({
+                "roleChain": [{"roleArn": CHAIN_CASE_HOP_ROLE, "tags": [{"key": "t", "value": "v"}]}],
+            }))
+            .expect("valid");
+            assert_ne!(one.fingerprint(), tagged.fingerprint());
+            let with_k8s = resolve_chain_spec(serde_json::json!({
+                "kubernetesSessionTags": true, "roleChain": [{"roleArn": CHAIN_CASE_HOP_ROLE}],
+            }))
+            .expect("valid");
+            assert_ne!(one.fingerprint(), with_k8s.fingerprint());
+            // Another cluster name is another set of tags.
+            let elsewhere = resolve(
+                &binding(serde_json::json!({
+                    "kubernetesSessionTags": true, "roleChain": [{"roleArn": CHAIN_CASE_HOP_ROLE}],
+                })),
+                "team-a",
+                "reader",
+                &StsPolicy {
+                    cluster_name: Some("prod-us".into()),
+                    ..policy()
+                },
+            )
+            .expect("valid");
+            assert_ne!(with_k8s.fingerprint(), elsewhere.fingerprint());
+        }
+
+        #[test]
+        fn a_cluster_name_must_be_a_tag_value() {
+            for (name, ok) in [("prod-eu", true), ("", false), ("a;b", false)] {
+                let policy = StsPolicy {
+                    cluster_name: Some(name.into()),
+                    ..StsPolicy::default()
+                };
+                assert_eq!(policy.check().is_ok(), ok, "{name:?}");
+            }
+            let long = StsPolicy {
+                cluster_name: Some("c".repeat(257)),
+                ..StsPolicy::default()
+            };
+            assert!(long.check().is_err());
+        }
+
+        proptest::proptest! {
+            /// Whatever tags a tenant writes, what the operator accepts obeys STS: at most 50 per
+            /// call, keys unique regardless of case, no reserved key from the tenant, every
+            /// transitive key one of the hop's tags.
+            #[test]
+            fn accepted_tags_obey_sts(
+                keys in proptest::collection::vec("[A-Za-z0-9:_ -]{0,10}", 0..60),
+                transitive in proptest::collection::vec(0usize..60, 0..5),
+                kubernetes in proptest::bool::ANY,
+            ) {
+                let tags: Vec<_> = keys
+                    .iter()
+                    .map(|k| serde_json::json!({"key": k, "value": "v"}))
+                    .collect();
+                let transitive: Vec<_> = transitive
+                    .iter()
+                    .filter_map(|i| keys.get(*i).cloned())
+                    .collect();
+                let result = resolve_chain_spec(serde_json::json!({
+                    "kubernetesSessionTags": kubernetes,
+                    "roleChain": [{"roleArn": CHAIN_CASE_HOP_ROLE, "tags": tags, "transitiveTagKeys": transitive}],
+                }));
+                if let Ok(r) = result {
+                    let hop = &r.role_chain[0];
+                    proptest::prop_assert!(hop.tags.len() <= MAX_SESSION_TAGS);
+                    for (i, (k, _)) in hop.tags.iter().enumerate() {
+                        proptest::prop_assert!(!k.is_empty() && k.len() <= 128);
+                        proptest::prop_assert!(!starts_with_ignoring_case(k, AWS_TAG_PREFIX));
+                        proptest::prop_assert!(
+                            hop.tags.iter().skip(i + 1).all(|(other, _)| !same_tag_key(k, other))
+                        );
+                    }
+                    let reserved = hop
+                        .tags
+                        .iter()
+                        .filter(|(k, _)| starts_with_ignoring_case(k, RESERVED_TAG_PREFIX))
+                        .count();
+                    proptest::prop_assert_eq!(reserved, if kubernetes { 4 } else { 0 });
+                    for key in &hop.transitive_tag_keys {
+                        proptest::prop_assert!(hop.tags.iter().any(|(k, _)| same_tag_key(k, key)));
+                    }
+                }
+            }
+        }
     }
 }

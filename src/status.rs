@@ -3,7 +3,7 @@
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
-use crate::api::AWSRoleBindingStatus;
+use crate::api::{AWSRoleBindingStatus, ChainHopStatus};
 use crate::secret::IssuedMeta;
 use crate::time::rfc3339;
 
@@ -17,6 +17,13 @@ pub const REASON_ISSUED: &str = "CredentialsIssued";
 pub const REASON_CONFLICT: &str = "SecretConflict";
 /// Reason of `Degraded=False`.
 pub const REASON_REFRESHING: &str = "RefreshSucceeded";
+/// Role chains only: True while `durationSeconds` asks for more than the hour STS grants a chain.
+pub const CONDITION_SESSION_CLAMPED: &str = "SessionDurationClamped";
+/// Role chains only: True while a hop's session policies and tags use more than
+/// [`PACKED_POLICY_WARNING_PERCENT`] of STS's packed size limit.
+pub const CONDITION_PACKED_POLICY: &str = "PackedPolicyNearLimit";
+/// `PackedPolicySize` above which a binding warns.
+pub const PACKED_POLICY_WARNING_PERCENT: i32 = 90;
 
 /// What one reconciliation found.
 #[derive(Clone, Debug)]
@@ -116,6 +123,92 @@ fn track_secret(status: &mut AWSRoleBindingStatus, secret_name: &str, created_ui
     status.secret_name = Some(secret_name.to_string());
 }
 
+/// Reports the role chain the credentials in the Secret came through: one entry per hop, and
+/// the two chain conditions. Without a chain, all of it goes.
+fn report_chain(
+    status: &mut AWSRoleBindingStatus,
+    conditions: &mut Vec<Condition>,
+    issued: &IssuedMeta,
+    generation: Option<i64>,
+    now: Timestamp,
+) {
+    let Some(chain) = &issued.chain else {
+        status.chain.clear();
+        conditions
+            .retain(|c| c.type_ != CONDITION_SESSION_CLAMPED && c.type_ != CONDITION_PACKED_POLICY);
+        return;
+    };
+    status.chain = chain
+        .hops
+        .iter()
+        .map(|hop| ChainHopStatus {
+            assumed_role_arn: hop.assumed_role_arn.clone(),
+            expiration: Some(time(hop.expiration)),
+            packed_policy_size_percent: hop.packed_policy_size,
+        })
+        .collect();
+    let (clamped, reason, message) = match chain.clamped_from {
+        Some(asked) => (
+            true,
+            "RoleChainingLimit",
+            format!(
+                "durationSeconds {asked} is longer than the one hour STS allows a role chain: the sessions last at most 3600 seconds"
+            ),
+        ),
+        None => (
+            false,
+            "WithinLimit",
+            "durationSeconds fits the one hour STS allows a role chain".to_string(),
+        ),
+    };
+    set_condition(
+        conditions,
+        CONDITION_SESSION_CLAMPED,
+        clamped,
+        reason,
+        message,
+        generation,
+        now,
+    );
+    let near_limit: Vec<String> = chain
+        .hops
+        .iter()
+        .enumerate()
+        .filter_map(|(i, hop)| {
+            hop.packed_policy_size
+                .filter(|p| *p > PACKED_POLICY_WARNING_PERCENT)
+                .map(|p| format!("roleChain[{i}] uses {p}%"))
+        })
+        .collect();
+    let (near, reason, message) = if near_limit.is_empty() {
+        (
+            false,
+            "WithinLimit",
+            format!(
+                "every hop's session policies and tags use at most {PACKED_POLICY_WARNING_PERCENT}% of STS's packed size limit"
+            ),
+        )
+    } else {
+        (
+            true,
+            "PackedPolicySize",
+            format!(
+                "{} of STS's packed size limit for session policies and tags; more will fail with PackedPolicyTooLarge",
+                near_limit.join(", ")
+            ),
+        )
+    };
+    set_condition(
+        conditions,
+        CONDITION_PACKED_POLICY,
+        near,
+        reason,
+        message,
+        generation,
+        now,
+    );
+}
+
 /// The status after `outcome`, starting from the `current` one.
 pub fn build_status(
     current: Option<&AWSRoleBindingStatus>,
@@ -137,6 +230,7 @@ pub fn build_status(
             status.renewal_time = Some(time(issued.renewal_time));
             status.last_refresh_time = Some(time(issued.issued_at));
             status.assumed_role_arn = issued.assumed_role_arn.clone();
+            report_chain(&mut status, &mut conditions, issued, generation, now);
             set_condition(
                 &mut conditions,
                 CONDITION_READY,
@@ -172,6 +266,7 @@ pub fn build_status(
                     status.renewal_time = Some(time(issued.renewal_time));
                     status.last_refresh_time = Some(time(issued.issued_at));
                     status.assumed_role_arn = issued.assumed_role_arn.clone();
+                    report_chain(&mut status, &mut conditions, issued, generation, now);
                     set_condition(
                         &mut conditions,
                         CONDITION_READY,
@@ -253,6 +348,7 @@ mod tests {
             renewal_time: t(2400),
             fingerprint: "f".into(),
             assumed_role_arn: Some("arn:aws:sts::1:assumed-role/r/s".into()),
+            chain: None,
         }
     }
 
@@ -392,6 +488,7 @@ mod tests {
             renewal_time: t(2400),
             fingerprint: "f".into(),
             assumed_role_arn: None,
+            chain: None,
         };
         let valid = |name, created| Outcome::Valid {
             issued: &meta,
@@ -407,5 +504,63 @@ mod tests {
         let moved = build_status(Some(&refreshed), Some(2), &valid("t", None), t(20));
         assert_eq!(moved.secret_name.as_deref(), Some("t"));
         assert_eq!(moved.secret_uid, None);
+    }
+
+    #[test]
+    fn role_chains_report_every_hop_the_clamp_and_the_packed_size() {
+        use crate::sts::{ChainRecord, HopRecord};
+        let mut chained = issued();
+        chained.chain = Some(ChainRecord {
+            clamped_from: Some(7200),
+            hops: vec![
+                HopRecord {
+                    assumed_role_arn: Some("arn:aws:sts::1:assumed-role/a/s".into()),
+                    expiration: t(900),
+                    packed_policy_size: Some(95),
+                },
+                HopRecord {
+                    assumed_role_arn: Some("arn:aws:sts::1:assumed-role/b/s".into()),
+                    expiration: t(3600),
+                    packed_policy_size: Some(12),
+                },
+            ],
+        });
+        let valid = |i| Outcome::Valid {
+            issued: i,
+            secret_name: "s",
+            created_uid: None,
+        };
+        let s = build_status(None, Some(1), &valid(&chained), t(1));
+        assert_eq!(s.chain.len(), 2);
+        assert_eq!(s.chain[0].packed_policy_size_percent, Some(95));
+        assert_eq!(s.chain[1].expiration, Some(Time(t(3600))));
+        let clamped = cond(&s, CONDITION_SESSION_CLAMPED);
+        assert_eq!(
+            (clamped.status.as_str(), clamped.reason.as_str()),
+            ("True", "RoleChainingLimit")
+        );
+        assert!(clamped.message.contains("7200"), "{}", clamped.message);
+        let packed = cond(&s, CONDITION_PACKED_POLICY);
+        assert_eq!(packed.status, "True");
+        assert!(
+            packed.message.contains("roleChain[0] uses 95%"),
+            "{}",
+            packed.message
+        );
+        // Within limits: both conditions False; the same outcome changes nothing.
+        let mut fits = chained.clone();
+        if let Some(c) = fits.chain.as_mut() {
+            c.clamped_from = None;
+            c.hops[0].packed_policy_size = Some(90);
+        }
+        let s = build_status(Some(&s), Some(1), &valid(&fits), t(2));
+        assert_eq!(cond(&s, CONDITION_SESSION_CLAMPED).status, "False");
+        assert_eq!(cond(&s, CONDITION_PACKED_POLICY).status, "False");
+        assert_eq!(build_status(Some(&s), Some(1), &valid(&fits), t(3)), s);
+        // The chain removed from the spec: its report goes.
+        let plain = issued();
+        let s = build_status(Some(&s), Some(2), &valid(&plain), t(4));
+        assert!(s.chain.is_empty());
+        assert_eq!(s.conditions.len(), 2, "{:?}", s.conditions);
     }
 }

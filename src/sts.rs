@@ -1,5 +1,5 @@
-//! The STS edge: `AssumeRoleWithWebIdentity` behind a trait, so the emulator, moto or real AWS
-//! can stand behind it, plus the AWS SDK implementation. Credential flows
+//! The STS edge: `AssumeRoleWithWebIdentity` and `AssumeRole` behind a trait, so the emulator,
+//! moto or real AWS can stand behind it, plus the AWS SDK implementation. Credential flows
 //! ([`crate::flow`]) decide what to call; this file only speaks to STS.
 
 use std::collections::HashMap;
@@ -8,8 +8,9 @@ use std::time::Duration;
 
 use aws_sdk_sts::config::http::HttpResponse;
 use aws_sdk_sts::config::{BehaviorVersion, Region, retry::RetryConfig, timeout::TimeoutConfig};
+use aws_sdk_sts::config::{Credentials, IdentityCache};
 use aws_sdk_sts::error::{ProvideErrorMetadata, SdkError};
-use aws_sdk_sts::types::PolicyDescriptorType;
+use aws_sdk_sts::types::{PolicyDescriptorType, Tag};
 use futures::future::BoxFuture;
 use jiff::Timestamp;
 use secrecy::{ExposeSecret, SecretString};
@@ -31,6 +32,33 @@ pub struct AssumeRoleRequest {
     pub endpoint: Option<String>,
 }
 
+/// One `AssumeRole` call, signed with `credentials` (the previous session's, never anything
+/// from the environment).
+#[derive(Debug)]
+pub struct ChainedAssumeRoleRequest {
+    pub credentials: IssuedCredentials,
+    pub role_arn: String,
+    pub session_name: String,
+    pub external_id: Option<String>,
+    pub duration_seconds: i32,
+    pub tags: Vec<(String, String)>,
+    pub transitive_tag_keys: Vec<String>,
+    pub source_identity: Option<String>,
+    pub session_policy: Option<String>,
+    pub policy_arns: Vec<String>,
+    pub region: String,
+    /// `None`: the AWS regional endpoint of `region`.
+    pub endpoint: Option<String>,
+}
+
+/// What STS answered to an `AssumeRole` call.
+#[derive(Clone, Debug)]
+pub struct AssumedRole {
+    pub credentials: IssuedCredentials,
+    /// How much of the packed size limit the session policies and tags use, in percent.
+    pub packed_policy_size: Option<i32>,
+}
+
 /// Temporary credentials; the secret parts are redacted from `Debug`.
 #[derive(Clone, Debug)]
 pub struct IssuedCredentials {
@@ -39,6 +67,33 @@ pub struct IssuedCredentials {
     pub session_token: SecretString,
     pub expiration: Timestamp,
     pub assumed_role_arn: Option<String>,
+    /// How the credentials went through a role chain, if they did.
+    pub chain: Option<ChainRecord>,
+}
+
+/// What a role chain's hops answered, kept on the Secret (an annotation) and shown in the status.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ChainRecord {
+    /// `durationSeconds` when it asked for more than STS grants a chain (the sessions were
+    /// shortened to one hour).
+    #[serde(
+        rename = "clampedFrom",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub clamped_from: Option<i32>,
+    pub hops: Vec<HopRecord>,
+}
+
+/// What one `AssumeRole` hop answered.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct HopRecord {
+    #[serde(rename = "arn", default, skip_serializing_if = "Option::is_none")]
+    pub assumed_role_arn: Option<String>,
+    #[serde(rename = "exp")]
+    pub expiration: Timestamp,
+    #[serde(rename = "pps", default, skip_serializing_if = "Option::is_none")]
+    pub packed_policy_size: Option<i32>,
 }
 
 /// Low-cardinality classes of STS failures.
@@ -122,12 +177,27 @@ impl StsError {
     }
 }
 
-/// Something that can exchange a web identity token for role credentials.
+/// Something that can exchange a web identity token for role credentials, and role credentials
+/// for another role's.
 pub trait StsClient: Send + Sync {
     fn assume_role_with_web_identity(
         &self,
         request: AssumeRoleRequest,
     ) -> BoxFuture<'_, Result<IssuedCredentials, StsError>>;
+
+    /// `AssumeRole` signed with `request.credentials`. Clients that only exchange tokens refuse.
+    fn assume_role(
+        &self,
+        _request: ChainedAssumeRoleRequest,
+    ) -> BoxFuture<'_, Result<AssumedRole, StsError>> {
+        Box::pin(async {
+            Err(StsError::new(
+                StsErrorKind::InvalidRequest,
+                Some("UnsupportedOperation"),
+                "this STS client does not call AssumeRole",
+            ))
+        })
+    }
 }
 
 /// Timeouts for every STS call (the SDK has none by default).
@@ -256,36 +326,124 @@ impl StsClient for AwsStsClient {
                 .send()
                 .await
                 .map_err(classify_sdk_error)?;
-            let creds = output.credentials().ok_or_else(|| {
-                StsError::new(
-                    StsErrorKind::Unavailable,
-                    None,
-                    "STS answered without credentials",
+            issued(
+                output.credentials(),
+                output.assumed_role_user().map(|u| u.arn().to_string()),
+            )
+        })
+    }
+
+    fn assume_role(
+        &self,
+        request: ChainedAssumeRoleRequest,
+    ) -> BoxFuture<'_, Result<AssumedRole, StsError>> {
+        Box::pin(async move {
+            let client = self.client_for(&request.region, request.endpoint.as_deref());
+            let signing = Credentials::new(
+                request.credentials.access_key_id.clone(),
+                request
+                    .credentials
+                    .secret_access_key
+                    .expose_secret()
+                    .to_string(),
+                Some(
+                    request
+                        .credentials
+                        .session_token
+                        .expose_secret()
+                        .to_string(),
+                ),
+                None,
+                "podcreds-role-chain",
+            );
+            let policy_arns = (!request.policy_arns.is_empty()).then(|| {
+                request
+                    .policy_arns
+                    .iter()
+                    .map(|arn| PolicyDescriptorType::builder().arn(arn).build())
+                    .collect::<Vec<_>>()
+            });
+            let tags = (!request.tags.is_empty())
+                .then(|| {
+                    request
+                        .tags
+                        .iter()
+                        .map(|(key, value)| Tag::builder().key(key).value(value).build())
+                        .collect::<Result<Vec<_>, _>>()
+                })
+                .transpose()
+                .map_err(|_| {
+                    StsError::new(
+                        StsErrorKind::InvalidRequest,
+                        Some("ConstructionFailure"),
+                        "a session tag could not be built",
+                    )
+                })?;
+            let transitive = (!request.transitive_tag_keys.is_empty())
+                .then(|| request.transitive_tag_keys.clone());
+            let output = client
+                .assume_role()
+                .role_arn(&request.role_arn)
+                .role_session_name(&request.session_name)
+                .duration_seconds(request.duration_seconds)
+                .set_external_id(request.external_id.clone())
+                .set_source_identity(request.source_identity.clone())
+                .set_tags(tags)
+                .set_transitive_tag_keys(transitive)
+                .set_policy(request.session_policy.clone())
+                .set_policy_arns(policy_arns)
+                .customize()
+                // The previous hop's credentials sign this call alone. Without a cache: the
+                // SDK's identity cache keeps one partition per credentials provider forever,
+                // and every call brings a new one.
+                .config_override(
+                    aws_sdk_sts::config::Builder::default()
+                        .credentials_provider(signing)
+                        .identity_cache(IdentityCache::no_cache()),
                 )
-            })?;
-            let expiration = Timestamp::from_second(creds.expiration().secs()).map_err(|_| {
-                StsError::new(
-                    StsErrorKind::Unavailable,
-                    None,
-                    "STS returned an invalid Expiration",
-                )
-            })?;
-            if creds.access_key_id().is_empty() || creds.secret_access_key().is_empty() {
-                return Err(StsError::new(
-                    StsErrorKind::Unavailable,
-                    None,
-                    "STS returned empty credentials",
-                ));
-            }
-            Ok(IssuedCredentials {
-                access_key_id: creds.access_key_id().to_string(),
-                secret_access_key: SecretString::from(creds.secret_access_key().to_string()),
-                session_token: SecretString::from(creds.session_token().to_string()),
-                expiration,
-                assumed_role_arn: output.assumed_role_user().map(|u| u.arn().to_string()),
+                .send()
+                .await
+                .map_err(classify_sdk_error)?;
+            Ok(AssumedRole {
+                credentials: issued(
+                    output.credentials(),
+                    output.assumed_role_user().map(|u| u.arn().to_string()),
+                )?,
+                packed_policy_size: packed_size(&output),
             })
         })
     }
+}
+
+/// The credentials of an STS answer, refused when missing, empty or with an unreadable expiration.
+fn issued(
+    creds: Option<&aws_sdk_sts::types::Credentials>,
+    assumed_role_arn: Option<String>,
+) -> Result<IssuedCredentials, StsError> {
+    let unavailable = |what: &str| StsError::new(StsErrorKind::Unavailable, None, what);
+    let creds = creds.ok_or_else(|| unavailable("STS answered without credentials"))?;
+    let expiration = Timestamp::from_second(creds.expiration().secs())
+        .map_err(|_| unavailable("STS returned an invalid Expiration"))?;
+    if creds.access_key_id().is_empty() || creds.secret_access_key().is_empty() {
+        return Err(unavailable("STS returned empty credentials"));
+    }
+    Ok(IssuedCredentials {
+        access_key_id: creds.access_key_id().to_string(),
+        secret_access_key: SecretString::from(creds.secret_access_key().to_string()),
+        session_token: SecretString::from(creds.session_token().to_string()),
+        expiration,
+        assumed_role_arn,
+        chain: None,
+    })
+}
+
+/// The `PackedPolicySize` percentage of an `AssumeRole` answer. The SDK model marks it deprecated
+/// in favour of `SessionTokenUtilization` (also a percentage, of the session token's allowed
+/// size); STS services that still send the older field are read first, the newer one otherwise.
+fn packed_size(output: &aws_sdk_sts::operation::assume_role::AssumeRoleOutput) -> Option<i32> {
+    #[allow(deprecated)]
+    let packed = output.packed_policy_size();
+    packed.or(output.session_token_utilization())
 }
 
 /// Code and message of an S3-style error document (`<Error><Code>..</Code>..</Error>` at the
@@ -445,6 +603,7 @@ mod tests {
             session_token: SecretString::from("very-secret-token".to_string()),
             expiration: Timestamp::now(),
             assumed_role_arn: None,
+            chain: None,
         };
         let shown = format!("{creds:?}");
         assert!(!shown.contains("very-secret-key"));
@@ -473,5 +632,114 @@ mod tests {
         sts.client_for("xx-test-1000", Some("http://127.0.0.1:1"));
         sts.client_for("xx-test-1000", Some("http://127.0.0.1:1"));
         assert_eq!(sts.clients_held(), MAX_CLIENTS);
+    }
+
+    /// The SDK path of `AssumeRole` against the emulator, which verifies the SigV4 signature
+    /// made with the explicit credentials and enforces the chain rules.
+    #[tokio::test]
+    async fn assume_role_is_signed_with_the_previous_credentials() {
+        use sts_emulator::{Config, Dialect, Emulator, Role};
+        let entry = "arn:aws:iam::123456789012:role/entry";
+        let tagged = "arn:aws:iam::123456789012:role/tagged";
+        let untagged = "arn:aws:iam::123456789012:role/untagged";
+        let emulator = Emulator::start(Config {
+            listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+            issuer: "https://127.0.0.1:1".into(),
+            issuer_ca_pem: None,
+            roles: vec![
+                Role {
+                    arn: entry.into(),
+                    ..Role::default()
+                },
+                Role {
+                    arn: tagged.into(),
+                    trusted_roles: vec![entry.into()],
+                    external_id: Some("ext-1".into()),
+                    allow_tag_session: true,
+                    allow_set_source_identity: true,
+                    ..Role::default()
+                },
+                Role {
+                    arn: untagged.into(),
+                    trusted_roles: vec![entry.into()],
+                    ..Role::default()
+                },
+            ],
+            dialect: Dialect::Aws,
+        })
+        .await
+        .expect("emulator");
+        let seeded = || {
+            let (key, secret, token) = emulator.session_for(entry).expect("known role");
+            IssuedCredentials {
+                access_key_id: key,
+                secret_access_key: SecretString::from(secret),
+                session_token: SecretString::from(token),
+                expiration: Timestamp::now(),
+                assumed_role_arn: None,
+                chain: None,
+            }
+        };
+        let request = |credentials, role_arn: &str| ChainedAssumeRoleRequest {
+            credentials,
+            role_arn: role_arn.into(),
+            session_name: "ns.b".into(),
+            external_id: Some("ext-1".into()),
+            duration_seconds: 3600,
+            tags: vec![("team".into(), "a b".into()), ("stage".into(), "x".into())],
+            transitive_tag_keys: vec!["team".into()],
+            source_identity: Some("alice".into()),
+            session_policy: Some(r#"{"Version":"2012-10-17","Statement":[]}"#.into()),
+            policy_arns: vec!["arn:aws:iam::aws:policy/ReadOnlyAccess".into()],
+            region: "us-east-1".into(),
+            endpoint: Some(emulator.url()),
+        };
+        let sts = AwsStsClient::new(StsTimeouts::default());
+        let assumed = sts
+            .assume_role(request(seeded(), tagged))
+            .await
+            .expect("assumed");
+        assert_eq!(
+            assumed.credentials.assumed_role_arn.as_deref(),
+            Some("arn:aws:sts::123456789012:assumed-role/tagged/ns.b")
+        );
+        assert!(
+            assumed
+                .packed_policy_size
+                .is_some_and(|p| p > 0 && p <= 100)
+        );
+        let call = emulator
+            .calls()
+            .calls
+            .into_iter()
+            .find(|c| c.action == "AssumeRole")
+            .expect("logged");
+        assert_eq!(call.result, "Ok");
+        assert_eq!(call.source_identity.as_deref(), Some("alice"));
+        assert_eq!(call.external_id.as_deref(), Some("ext-1"));
+        assert_eq!(call.transitive_tag_keys, ["team"]);
+        assert_eq!(
+            call.tags
+                .iter()
+                .map(|t| (t.key.as_str(), t.value.as_str()))
+                .collect::<Vec<_>>(),
+            [("team", "a b"), ("stage", "x")]
+        );
+        // A role whose trust policy lacks sts:TagSession refuses a tagged session.
+        let denied = sts
+            .assume_role(request(seeded(), untagged))
+            .await
+            .expect_err("no TagSession");
+        assert_eq!(denied.kind, StsErrorKind::AccessDenied);
+        assert!(denied.message.contains("sts:TagSession"), "{denied}");
+        // Credentials STS never issued are refused: the signature is really checked.
+        let mut forged = seeded();
+        forged.secret_access_key = SecretString::from("not-the-secret".to_string());
+        let refused = sts
+            .assume_role(request(forged, tagged))
+            .await
+            .expect_err("forged");
+        assert_eq!(refused.code.as_deref(), Some("SignatureDoesNotMatch"));
+        emulator.shutdown();
     }
 }

@@ -26,6 +26,19 @@ pub fn remote(text: &str) -> String {
     bounded(text, MAX_REMOTE_MESSAGE)
 }
 
+/// Most characters of an identifier from a remote service (an assumed-role ARN) that podcreds
+/// keeps on a Secret or in status.
+pub const MAX_REMOTE_IDENTIFIER: usize = 256;
+
+/// An identifier from a remote service as podcreds stores it: printable ASCII only (anything else
+/// becomes `?`), at most [`MAX_REMOTE_IDENTIFIER`] characters, so its size in bytes is known.
+pub fn identifier(text: &str) -> String {
+    text.chars()
+        .take(MAX_REMOTE_IDENTIFIER)
+        .map(|c| if c.is_ascii_graphic() { c } else { '?' })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -38,5 +51,16 @@ mod tests {
         assert!(!message.contains('\n'));
         assert!(message.starts_with("a b "));
         assert_eq!(bounded("short", 10), "short");
+    }
+
+    #[test]
+    fn identifiers_are_short_printable_ascii() {
+        let arn = "arn:aws:sts::123456789012:assumed-role/app/ns.b";
+        assert_eq!(identifier(arn), arn);
+        let hostile = format!("a\u{e9} b\n{}", "\u{1f600}".repeat(1000));
+        let kept = identifier(&hostile);
+        assert_eq!(kept.len(), MAX_REMOTE_IDENTIFIER);
+        assert!(kept.starts_with("a??b??"), "{kept}");
+        assert!(kept.bytes().all(|b| b.is_ascii_graphic()));
     }
 }

@@ -15,8 +15,7 @@ use super::events::Events;
 use super::fairness::FairShares;
 use super::memory::Memory;
 use crate::allowlist::ANNOTATION;
-use crate::flow::CredentialFlow;
-use crate::flow::web_identity::WebIdentity;
+use crate::flow::{CredentialFlow, Flows};
 use crate::metrics::Metrics;
 use crate::settings::Settings;
 use crate::sts::SharedSts;
@@ -42,6 +41,13 @@ impl Context {
         self.namespaces
             .get(&ObjectRef::new(namespace))
             .and_then(|n| n.metadata.annotations.as_ref()?.get(ANNOTATION).cloned())
+    }
+
+    /// Whether the namespace is being deleted.
+    pub fn namespace_terminating(&self, namespace: &str) -> bool {
+        self.namespaces
+            .get(&ObjectRef::new(namespace))
+            .is_some_and(|n| n.metadata.deletion_timestamp.is_some())
     }
 
     /// Waits until the caches a decision reads hold their initial lists; false if they never
@@ -70,13 +76,13 @@ impl Shared {
             instance: settings.instance.clone(),
         };
         let throttle = Arc::new(Throttle::new(&settings));
-        let flow = Arc::new(WebIdentity {
-            client: client.clone(),
+        let flow = Arc::new(Flows::new(
+            client.clone(),
             sts,
-            throttle: throttle.clone(),
-            metrics: metrics.clone(),
-            token_expiration_seconds: settings.token_expiration_seconds,
-        });
+            throttle.clone(),
+            metrics.clone(),
+            settings.token_expiration_seconds,
+        ));
         Self {
             events: Events::start(client.clone(), reporter, metrics.clone()),
             client,

@@ -136,8 +136,15 @@ async fn publish(
             }
         }
         async move {
-            if let Err(e) = recorder.publish(&event, &reference).await {
-                warn!(error = %e, "could not publish Event");
+            match recorder.publish(&event, &reference).await {
+                Ok(()) => {}
+                // The binding's namespace is going away: so is the Event's subject.
+                Err(kube::Error::Api(s))
+                    if s.code == 404 || s.message.contains("being terminated") =>
+                {
+                    debug!(error = %s, "Event for a namespace that is going away dropped");
+                }
+                Err(e) => warn!(error = %e, "could not publish Event"),
             }
         }
     })

@@ -212,6 +212,7 @@ mod tests {
             renewal_time: t(at + 2400),
             fingerprint: "f".into(),
             assumed_role_arn: None,
+            chain: None,
         }
     }
 

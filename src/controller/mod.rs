@@ -97,6 +97,15 @@ pub async fn reconcile(binding: Arc<AWSRoleBinding>, ctx: Arc<Context>) -> Resul
     if !ctx.caches_synced().await {
         return Ok(Action::await_change());
     }
+    if plan::going_away(
+        binding.metadata.deletion_timestamp.is_some(),
+        ctx.namespace_terminating(&key.namespace),
+    ) {
+        ctx.shared
+            .metrics
+            .reconciled(report::ReconcileResult::GoingAway.as_str());
+        return Ok(Action::await_change());
+    }
     let span = info_span!("reconcile", namespace = %key.namespace, binding = %key.name);
     let started = Instant::now();
     let (result, action) = pipeline(&binding, &key, &ctx).instrument(span).await?;
@@ -121,10 +130,10 @@ async fn pipeline(
         &shared.settings.sts_policy,
     )
     .and_then(|spec| {
-        allowlist::check(
+        allowlist::check_all(
             &key.namespace,
             allowlist.as_deref(),
-            &spec.role_arn,
+            spec.role_arns(),
             shared.settings.require_role_allowlist,
         )?;
         Ok(spec)

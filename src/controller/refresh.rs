@@ -81,6 +81,7 @@ pub async fn refresh(
         spec.renew_before,
         fingerprint,
         credentials.assumed_role_arn.clone(),
+        credentials.chain.clone(),
     );
     let rendered = secret::render(&Rendering {
         namespace: &key.namespace,

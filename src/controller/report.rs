@@ -69,6 +69,8 @@ pub enum ReconcileResult {
     Parked,
     BackingOff,
     Failed,
+    /// The binding or its namespace is being deleted: nothing done.
+    GoingAway,
 }
 
 impl ReconcileResult {
@@ -80,6 +82,7 @@ impl ReconcileResult {
             ReconcileResult::Conflict => "conflict",
             ReconcileResult::Parked => "parked",
             ReconcileResult::BackingOff => "backing_off",
+            ReconcileResult::GoingAway => "going_away",
             ReconcileResult::Failed => "failed",
         }
     }
@@ -401,6 +404,7 @@ mod tests {
             renewal_time: t(2400),
             fingerprint: "f".into(),
             assumed_role_arn: None,
+            chain: None,
         }
     }
 

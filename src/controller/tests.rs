@@ -52,6 +52,7 @@ impl StsClient for FakeSts {
                 session_token: SecretString::from("fake-session".to_string()),
                 expiration: Timestamp::now() + jiff::SignedDuration::from_secs(3600),
                 assumed_role_arn: Some("arn:aws:sts::123456789012:assumed-role/app/ns.b".into()),
+                chain: None,
             })
         })
     }
@@ -341,6 +342,7 @@ async fn fresh_credentials_in_the_cache_cost_one_status_write_then_nothing() {
         now + jiff::SignedDuration::from_secs(3540),
         None,
         &spec.fingerprint(),
+        None,
         None,
     );
     let annotations = BTreeMap::from([

@@ -50,7 +50,8 @@ fn compact_binding(meta: &mut ObjectMeta) {
     meta.labels = None;
 }
 
-/// Keeps of a cached namespace only its name and its role allowlist.
+/// Keeps of a cached namespace only its name, whether it is being deleted, and its role
+/// allowlist.
 fn compact_namespace(meta: &mut ObjectMeta) {
     let allowlist = meta
         .annotations
@@ -59,6 +60,7 @@ fn compact_namespace(meta: &mut ObjectMeta) {
     *meta = ObjectMeta {
         name: meta.name.take(),
         resource_version: meta.resource_version.take(),
+        deletion_timestamp: meta.deletion_timestamp.take(),
         annotations: allowlist.map(|entry| std::collections::BTreeMap::from([entry])),
         ..ObjectMeta::default()
     };

@@ -4,15 +4,22 @@
 //! flow to [`CredentialFlow::exchange`], and renders whatever comes back into the Secret; it
 //! knows nothing of tokens, assertions or keys.
 
+pub mod role_chain;
 pub mod token;
 pub mod web_identity;
 
+use std::sync::Arc;
+
 use futures::future::BoxFuture;
 
+use crate::metrics::Metrics;
 use crate::retry::RetryClass;
 use crate::spec::ResolvedSpec;
-use crate::sts::{IssuedCredentials, StsError};
+use crate::sts::{IssuedCredentials, SharedSts, StsError};
+use crate::throttle::Throttle;
+use role_chain::{HopError, RoleChain};
 use token::TokenError;
+use web_identity::WebIdentity;
 
 /// What a flow needs to know about one binding.
 #[derive(Clone, Copy, Debug)]
@@ -28,6 +35,8 @@ pub enum FlowError {
     Token(#[from] TokenError),
     #[error(transparent)]
     Sts(#[from] StsError),
+    #[error(transparent)]
+    Hop(#[from] HopError),
 }
 
 impl FlowError {
@@ -36,6 +45,7 @@ impl FlowError {
         match self {
             FlowError::Token(e) => e.category(),
             FlowError::Sts(e) => e.kind.category(),
+            FlowError::Hop(e) => e.category(),
         }
     }
 
@@ -43,6 +53,7 @@ impl FlowError {
         match self {
             FlowError::Token(e) => e.retry_class(),
             FlowError::Sts(e) => e.kind.retry_class(),
+            FlowError::Hop(e) => e.retry_class(),
         }
     }
 
@@ -65,4 +76,59 @@ pub trait CredentialFlow: Send + Sync {
         &'a self,
         request: ExchangeRequest<'a>,
     ) -> BoxFuture<'a, Result<IssuedCredentials, FlowError>>;
+}
+
+/// Every flow the operator runs, and the choice between them: each binding's spec decides.
+pub struct Flows {
+    web_identity: Arc<WebIdentity>,
+    role_chain: RoleChain,
+}
+
+impl Flows {
+    pub fn new(
+        client: kube::Client,
+        sts: SharedSts,
+        throttle: Arc<Throttle>,
+        metrics: Metrics,
+        token_expiration_seconds: i64,
+    ) -> Self {
+        let web_identity = Arc::new(WebIdentity {
+            client,
+            sts: sts.clone(),
+            throttle: throttle.clone(),
+            metrics: metrics.clone(),
+            token_expiration_seconds,
+        });
+        Self {
+            role_chain: RoleChain {
+                first: web_identity.clone(),
+                sts,
+                throttle,
+                metrics,
+            },
+            web_identity,
+        }
+    }
+
+    /// The flow of a binding whose resolved spec is `spec`.
+    pub fn choose(&self, spec: &ResolvedSpec) -> &dyn CredentialFlow {
+        if spec.role_chain.is_empty() {
+            self.web_identity.as_ref()
+        } else {
+            &self.role_chain
+        }
+    }
+}
+
+impl CredentialFlow for Flows {
+    fn name(&self) -> &'static str {
+        "ByBinding"
+    }
+
+    fn exchange<'a>(
+        &'a self,
+        request: ExchangeRequest<'a>,
+    ) -> BoxFuture<'a, Result<IssuedCredentials, FlowError>> {
+        self.choose(request.spec).exchange(request)
+    }
 }

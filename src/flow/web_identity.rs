@@ -21,53 +21,66 @@ pub struct WebIdentity {
     pub token_expiration_seconds: i64,
 }
 
+impl WebIdentity {
+    pub const NAME: &'static str = "WebIdentity";
+
+    /// The exchange for `request`'s binding, asking STS for `duration_seconds`; its STS call is
+    /// observed under the metric label `flow` (the flow this exchange is part of).
+    pub async fn exchange_for(
+        &self,
+        request: ExchangeRequest<'_>,
+        duration_seconds: i32,
+        flow: &'static str,
+    ) -> Result<IssuedCredentials, FlowError> {
+        let spec = request.spec;
+        self.throttle.kube().await;
+        let started = Instant::now();
+        let token = request_token(
+            self.client.clone(),
+            request.namespace,
+            &spec.service_account_name,
+            &spec.audience,
+            self.token_expiration_seconds,
+        )
+        .await;
+        self.metrics
+            .token_duration
+            .observe(started.elapsed().as_secs_f64());
+        let token = token?;
+
+        self.throttle.sts().await;
+        let started = Instant::now();
+        let result = self
+            .sts
+            .assume_role_with_web_identity(AssumeRoleRequest {
+                role_arn: spec.role_arn.clone(),
+                session_name: spec.session_name.clone(),
+                web_identity_token: token.token,
+                duration_seconds,
+                session_policy: spec.session_policy.clone(),
+                policy_arns: spec.policy_arns.clone(),
+                region: spec.region.clone(),
+                endpoint: spec.endpoint.clone(),
+            })
+            .await;
+        let outcome = match &result {
+            Ok(_) => "success",
+            Err(e) => e.kind.category(),
+        };
+        self.metrics.observe_sts(flow, outcome, started.elapsed());
+        Ok(result?)
+    }
+}
+
 impl CredentialFlow for WebIdentity {
     fn name(&self) -> &'static str {
-        "WebIdentity"
+        Self::NAME
     }
 
     fn exchange<'a>(
         &'a self,
         request: ExchangeRequest<'a>,
     ) -> BoxFuture<'a, Result<IssuedCredentials, FlowError>> {
-        Box::pin(async move {
-            let spec = request.spec;
-            self.throttle.kube().await;
-            let started = Instant::now();
-            let token = request_token(
-                self.client.clone(),
-                request.namespace,
-                &spec.service_account_name,
-                &spec.audience,
-                self.token_expiration_seconds,
-            )
-            .await;
-            self.metrics
-                .token_duration
-                .observe(started.elapsed().as_secs_f64());
-            let token = token?;
-
-            self.throttle.sts().await;
-            let started = Instant::now();
-            let result = self
-                .sts
-                .assume_role_with_web_identity(AssumeRoleRequest {
-                    role_arn: spec.role_arn.clone(),
-                    session_name: spec.session_name.clone(),
-                    web_identity_token: token.token,
-                    duration_seconds: spec.duration_seconds,
-                    session_policy: spec.session_policy.clone(),
-                    policy_arns: spec.policy_arns.clone(),
-                    region: spec.region.clone(),
-                    endpoint: spec.endpoint.clone(),
-                })
-                .await;
-            let outcome = match &result {
-                Ok(_) => "success",
-                Err(e) => e.kind.category(),
-            };
-            self.metrics.observe_sts(outcome, started.elapsed());
-            Ok(result?)
-        })
+        Box::pin(self.exchange_for(request, request.spec.duration_seconds, Self::NAME))
     }
 }

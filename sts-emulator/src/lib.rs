@@ -23,7 +23,7 @@ use jiff::{SignedDuration, Timestamp};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
-pub use state::{CallRecord, Counters, Faults, Role};
+pub use state::{CallRecord, Counters, Faults, Role, SessionTag};
 use state::{Injected, Session, State};
 
 const XMLNS: &str = "https://sts.amazonaws.com/doc/2011-06-15/";
@@ -139,6 +139,23 @@ impl Emulator {
 
     pub fn add_role(&self, role: Role) {
         self.inner.state().roles.insert(role.arn.clone(), role);
+    }
+
+    /// Credentials of a new session of `role_arn` (a known role), as if a web identity exchange
+    /// had just issued them: (access key ID, secret access key, session token). For tests that
+    /// start in the middle of a role chain.
+    pub fn session_for(&self, role_arn: &str) -> Option<(String, String, String)> {
+        let mut state = self.inner.state();
+        let (key, session, _) = issue(
+            &mut state,
+            self.inner.dialect,
+            role_arn,
+            "seeded-session",
+            3600,
+            Carried::default(),
+        )
+        .ok()?;
+        Some((key, session.secret_access_key, session.session_token))
     }
 
     pub fn set_faults(&self, faults: Faults) {
@@ -298,6 +315,13 @@ fn session_name_ok(name: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || "_+=,.@-".contains(c))
 }
 
+/// What a new session carries from the chain it belongs to.
+#[derive(Default)]
+struct Carried {
+    transitive_tags: Vec<SessionTag>,
+    source_identity: Option<String>,
+}
+
 /// Issues a session for `role_arn` (already authorised) for at most `max_seconds`.
 fn issue(
     state: &mut State,
@@ -305,6 +329,7 @@ fn issue(
     role_arn: &str,
     session_name: &str,
     requested: u64,
+    carried: Carried,
 ) -> Result<(String, Session, u64), StsFailure> {
     let role = state.roles.get(role_arn).ok_or_else(|| {
         StsFailure::denied("Not authorized to perform sts:AssumeRoleWithWebIdentity")
@@ -327,6 +352,9 @@ fn issue(
         ),
         assumed_role_id: format!("{role_id}:{session_name}"),
         account: account.to_string(),
+        role_arn: role_arn.to_string(),
+        transitive_tags: carried.transitive_tags,
+        source_identity: carried.source_identity,
     };
     state
         .sessions
@@ -363,7 +391,7 @@ async fn sts_action(
     }
     let action = params.get("Action").cloned().unwrap_or_default();
 
-    let (fault, latency) = inner.state().next_fault();
+    let (fault, latency) = inner.state().next_fault(&action);
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
     }
@@ -378,6 +406,7 @@ async fn sts_action(
         granted_seconds: None,
         access_key_id: None,
         result: String::new(),
+        ..CallRecord::default()
     };
     let injected = match fault {
         Injected::None => None,
@@ -574,6 +603,7 @@ async fn assume_role_with_web_identity(
         &role_arn,
         &session_name,
         requested,
+        Carried::default(),
     )?;
     record.granted_seconds = Some(granted);
     record.access_key_id = Some(access_key_id.clone());
@@ -659,29 +689,252 @@ fn signed_action(
                 session.account
             ),
         )),
-        _ => {
-            // Role chaining: the target role must exist; AWS caps chained sessions at one hour.
-            let (role_arn, session_name, requested) = validate_common(params, inner.dialect)?;
-            if requested > 3600 {
-                return Err(StsFailure::sender(
-                    "ValidationError",
-                    "The requested DurationSeconds exceeds the 1 hour session limit for roles assumed by role chaining.",
-                ));
-            }
-            let (access_key_id, new_session, granted) = issue(
-                &mut inner.state(),
-                inner.dialect,
-                &role_arn,
-                &session_name,
-                requested,
-            )?;
-            record.granted_seconds = Some(granted);
-            Ok(ok_xml(
-                "AssumeRole",
-                credentials_xml(&access_key_id, &new_session),
-            ))
+        _ => assume_role(inner, params, &session, record),
+    }
+}
+
+/// Most characters of session tags and policies one session may pack, as the emulator counts
+/// them (every tag key and value, inherited ones included, the inline policy and the policy ARNs).
+/// AWS compresses and does not publish its limit; this one makes tag-heavy sessions overflow as
+/// they do there.
+pub const PACKED_CAPACITY: usize = 4096;
+
+fn tag_text_ok(text: &str) -> bool {
+    text.chars()
+        .all(|c| c.is_alphanumeric() || c == ' ' || "_.:/=+@-".contains(c))
+}
+
+/// The `Tags.member.N.Key/Value` and `TransitiveTagKeys.member.N` parameters, in order.
+fn sent_tags(params: &Params) -> (Vec<SessionTag>, Vec<String>) {
+    let mut tags = Vec::new();
+    for n in 1.. {
+        let Some(key) = params.get(&format!("Tags.member.{n}.Key")) else {
+            break;
+        };
+        tags.push(SessionTag {
+            key: key.clone(),
+            value: params
+                .get(&format!("Tags.member.{n}.Value"))
+                .cloned()
+                .unwrap_or_default(),
+        });
+    }
+    let mut transitive = Vec::new();
+    for n in 1.. {
+        let Some(key) = params.get(&format!("TransitiveTagKeys.member.{n}")) else {
+            break;
+        };
+        transitive.push(key.clone());
+    }
+    (tags, transitive)
+}
+
+fn same_key(a: &str, b: &str) -> bool {
+    a.to_lowercase() == b.to_lowercase()
+}
+
+/// `AssumeRole` with the credentials of `caller` (whose signature was verified): role chaining,
+/// with what STS enforces for it.
+fn assume_role(
+    inner: &Inner,
+    params: &Params,
+    caller: &Session,
+    record: &mut CallRecord,
+) -> Result<Response, StsFailure> {
+    let (role_arn, session_name, requested) = validate_common(params, inner.dialect)?;
+    // Every session the emulator issues belongs to a role, so every AssumeRole chains roles.
+    if requested > 3600 {
+        return Err(StsFailure::sender(
+            "ValidationError",
+            "The requested DurationSeconds exceeds the 1 hour session limit for roles assumed by role chaining.",
+        ));
+    }
+    let policy_chars = params.get("Policy").map_or(0, |p| p.chars().count())
+        + params
+            .iter()
+            .filter(|(k, _)| k.starts_with("PolicyArns.member.") && k.ends_with(".arn"))
+            .map(|(_, v)| v.chars().count())
+            .sum::<usize>();
+    if policy_chars > 2048 {
+        return Err(StsFailure::sender(
+            "ValidationError",
+            "The plaintext of the inline and managed session policies exceeds 2048 characters",
+        ));
+    }
+    let external_id = params.get("ExternalId").cloned();
+    record.external_id = external_id.clone();
+    if let Some(id) = &external_id
+        && !((2..=1224).contains(&id.len())
+            && id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_+=,.@:/-".contains(c)))
+    {
+        return Err(StsFailure::sender(
+            "ValidationError",
+            "1 validation error detected: Value at 'externalId' failed to satisfy constraint: Member must satisfy regular expression pattern: [\\w+=,.@:/-]* and length 2..1224",
+        ));
+    }
+    let sent_identity = params.get("SourceIdentity").cloned();
+    if let Some(identity) = &sent_identity {
+        if identity.to_ascii_lowercase().starts_with("aws:") {
+            return Err(StsFailure::sender(
+                "ValidationError",
+                "SourceIdentity cannot start with the reserved prefix aws:",
+            ));
+        }
+        if !session_name_ok(identity) {
+            return Err(StsFailure::sender(
+                "ValidationError",
+                "1 validation error detected: Value at 'sourceIdentity' failed to satisfy constraint: Member must satisfy regular expression pattern: [\\w+=,.@-]* and length 2..64",
+            ));
+        }
+        if caller
+            .source_identity
+            .as_ref()
+            .is_some_and(|set| set != identity)
+        {
+            return Err(StsFailure::denied(
+                "The source identity of a role session cannot be changed once set",
+            ));
         }
     }
+    let source_identity = caller.source_identity.clone().or(sent_identity);
+    record.source_identity = source_identity.clone();
+
+    let (tags, transitive_keys) = sent_tags(params);
+    record.tags = tags.clone();
+    record.transitive_tag_keys = transitive_keys.clone();
+    record.inherited_tags = caller.transitive_tags.clone();
+    if tags.len() > 50 || transitive_keys.len() > 50 {
+        return Err(StsFailure::sender(
+            "ValidationError",
+            "1 validation error detected: Value at 'tags' failed to satisfy constraint: Member must have length less than or equal to 50",
+        ));
+    }
+    for (i, tag) in tags.iter().enumerate() {
+        if !(1..=128).contains(&tag.key.chars().count())
+            || tag.value.chars().count() > 256
+            || !tag_text_ok(&tag.key)
+            || !tag_text_ok(&tag.value)
+        {
+            return Err(StsFailure::sender(
+                "ValidationError",
+                "1 validation error detected: Value at 'tags' failed to satisfy constraint: keys of 1 to 128 and values of at most 256 characters of [\\p{L}\\p{Z}\\p{N}_.:/=+\\-@]",
+            ));
+        }
+        if tag.key.to_ascii_lowercase().starts_with("aws:") {
+            return Err(StsFailure::sender(
+                "ValidationError",
+                "Tag keys cannot start with the reserved prefix aws:",
+            ));
+        }
+        if tags[..i].iter().any(|t| same_key(&t.key, &tag.key)) {
+            return Err(StsFailure::sender(
+                "ValidationError",
+                "Duplicate tag keys found. Please note that Tag keys are case insensitive.",
+            ));
+        }
+        if caller
+            .transitive_tags
+            .iter()
+            .any(|t| same_key(&t.key, &tag.key))
+        {
+            return Err(StsFailure::sender(
+                "ValidationError",
+                format!(
+                    "Cannot override the transitive session tag {} inherited from the calling session",
+                    tag.key
+                ),
+            ));
+        }
+    }
+    for key in &transitive_keys {
+        if !tags.iter().any(|t| same_key(&t.key, key)) {
+            return Err(StsFailure::sender(
+                "ValidationError",
+                format!("Transitive tag key {key} is not among the session tags"),
+            ));
+        }
+    }
+
+    let role = inner
+        .state()
+        .roles
+        .get(&role_arn)
+        .cloned()
+        .filter(|r| r.trusts_role(&caller.role_arn))
+        .ok_or_else(|| {
+            StsFailure::denied(format!(
+                "User: {} is not authorized to perform: sts:AssumeRole on resource: {role_arn}",
+                caller.assumed_role_arn
+            ))
+        })?;
+    if let Some(required) = &role.external_id
+        && external_id.as_ref() != Some(required)
+    {
+        return Err(StsFailure::denied(format!(
+            "User: {} is not authorized to perform: sts:AssumeRole on resource: {role_arn}",
+            caller.assumed_role_arn
+        )));
+    }
+    let carries_tags = !tags.is_empty() || !caller.transitive_tags.is_empty();
+    if carries_tags && !role.allow_tag_session {
+        return Err(StsFailure::denied(format!(
+            "User: {} is not authorized to perform: sts:TagSession on resource: {role_arn}",
+            caller.assumed_role_arn
+        )));
+    }
+    if source_identity.is_some() && !role.allow_set_source_identity {
+        return Err(StsFailure::denied(format!(
+            "User: {} is not authorized to perform: sts:SetSourceIdentity on resource: {role_arn}",
+            caller.assumed_role_arn
+        )));
+    }
+
+    let packed_chars = tags
+        .iter()
+        .chain(&caller.transitive_tags)
+        .map(|t| t.key.chars().count() + t.value.chars().count())
+        .sum::<usize>()
+        + policy_chars;
+    let packed = u32::try_from((packed_chars * 100).div_ceil(PACKED_CAPACITY)).unwrap_or(u32::MAX);
+    if packed > 100 {
+        return Err(StsFailure::sender(
+            "PackedPolicyTooLarge",
+            format!("Packed size of session tags and policies is {packed}% of the limit"),
+        ));
+    }
+    let mut transitive_tags = caller.transitive_tags.clone();
+    transitive_tags.extend(
+        tags.iter()
+            .filter(|t| transitive_keys.iter().any(|k| same_key(k, &t.key)))
+            .cloned(),
+    );
+    let (access_key_id, new_session, granted) = issue(
+        &mut inner.state(),
+        inner.dialect,
+        &role_arn,
+        &session_name,
+        requested,
+        Carried {
+            transitive_tags,
+            source_identity: source_identity.clone(),
+        },
+    )?;
+    record.granted_seconds = Some(granted);
+    record.issued_access_key_id = Some(access_key_id.clone());
+    record.packed_policy_size = Some(packed);
+    let mut result = credentials_xml(&access_key_id, &new_session);
+    result.push_str(&format!(
+        "    <PackedPolicySize>{packed}</PackedPolicySize>\n"
+    ));
+    if let Some(identity) = &source_identity {
+        result.push_str(&format!(
+            "    <SourceIdentity>{}</SourceIdentity>\n",
+            xml_escape(identity)
+        ));
+    }
+    Ok(ok_xml("AssumeRole", result))
 }
 
 async fn put_role(

@@ -8,7 +8,7 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
 /// A role the emulator knows, with the trust rule of its policy.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct Role {
     pub arn: String,
@@ -22,6 +22,21 @@ pub struct Role {
     /// below the AWS minimum so tests can watch refreshes happen in seconds.
     #[serde(default)]
     pub max_session_seconds: Option<u64>,
+    /// Roles whose sessions may assume this one with `AssumeRole` (the trust policy's
+    /// `"Principal": {"AWS": "<role ARN>"}`); a trailing `*` matches any suffix.
+    #[serde(default)]
+    pub trusted_roles: Vec<String>,
+    /// The `sts:ExternalId` the trust policy requires of `AssumeRole` calls, if any.
+    #[serde(default)]
+    pub external_id: Option<String>,
+    /// The trust policy allows `sts:TagSession`: without it, a session that would carry tags
+    /// (sent, or inherited as transitive tags) is refused.
+    #[serde(default)]
+    pub allow_tag_session: bool,
+    /// The trust policy allows `sts:SetSourceIdentity`: without it, a session that would carry a
+    /// source identity (sent, or inherited) is refused.
+    #[serde(default)]
+    pub allow_set_source_identity: bool,
 }
 
 impl Role {
@@ -31,6 +46,15 @@ impl Role {
             .any(|pattern| match pattern.strip_suffix('*') {
                 Some(prefix) => sub.starts_with(prefix),
                 None => pattern == sub,
+            })
+    }
+
+    pub fn trusts_role(&self, caller_role_arn: &str) -> bool {
+        self.trusted_roles
+            .iter()
+            .any(|pattern| match pattern.strip_suffix('*') {
+                Some(prefix) => caller_role_arn.starts_with(prefix),
+                None => pattern == caller_role_arn,
             })
     }
 
@@ -52,6 +76,19 @@ pub struct Session {
     pub assumed_role_arn: String,
     pub assumed_role_id: String,
     pub account: String,
+    /// The IAM role the session belongs to.
+    pub role_arn: String,
+    /// Tags later sessions of a chain inherit (and may not override).
+    pub transitive_tags: Vec<SessionTag>,
+    /// Set once in a chain, then carried by every later session.
+    pub source_identity: Option<String>,
+}
+
+/// A session tag as a call sent or a session carries it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SessionTag {
+    pub key: String,
+    pub value: String,
 }
 
 /// Faults to inject, set through the control endpoint.
@@ -79,10 +116,13 @@ pub struct Faults {
     /// Seconds the emulator's clock is ahead of (positive) or behind (negative) the cluster's
     /// when it checks token times.
     pub clock_skew_seconds: i64,
+    /// Inject faults (all of the above but the clock skew) only into calls of this action, for
+    /// example `AssumeRole` to fail the hops of role chains but not their first exchange.
+    pub only_action: Option<String>,
 }
 
 /// One call, as the emulator saw it (never with credentials or tokens).
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct CallRecord {
     pub at: String,
@@ -97,6 +137,27 @@ pub struct CallRecord {
     pub access_key_id: Option<String>,
     /// `Ok` or the error code returned.
     pub result: String,
+    /// `AssumeRole`: the session tags sent.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<SessionTag>,
+    /// `AssumeRole`: the transitive tag keys sent.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub transitive_tag_keys: Vec<String>,
+    /// `AssumeRole`: the transitive tags the calling session carried into this one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub inherited_tags: Vec<SessionTag>,
+    /// `AssumeRole`: the source identity of the new session (sent, or inherited).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_identity: Option<String>,
+    /// `AssumeRole`: the external ID sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external_id: Option<String>,
+    /// `AssumeRole`: the access key of the session issued (`access_key_id` is the signing one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issued_access_key_id: Option<String>,
+    /// `AssumeRole`: the `PackedPolicySize` answered, in percent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub packed_policy_size: Option<u32>,
 }
 
 /// Counters over the call log.
@@ -134,8 +195,16 @@ pub enum Injected {
 }
 
 impl State {
-    /// Consumes the fault budget for one call.
-    pub fn next_fault(&mut self) -> (Injected, Duration) {
+    /// Consumes the fault budget for one call of `action`.
+    pub fn next_fault(&mut self, action: &str) -> (Injected, Duration) {
+        if self
+            .faults
+            .only_action
+            .as_deref()
+            .is_some_and(|only| only != action)
+        {
+            return (Injected::None, Duration::ZERO);
+        }
         self.served += 1;
         let latency = Duration::from_millis(self.faults.latency_ms);
         if self
@@ -207,7 +276,11 @@ mod tests {
             ],
             audiences: vec![],
             max_session_seconds: None,
+            trusted_roles: vec!["arn:aws:iam::123456789012:role/entry-*".into()],
+            ..Role::default()
         };
+        assert!(role.trusts_role("arn:aws:iam::123456789012:role/entry-a"));
+        assert!(!role.trusts_role("arn:aws:iam::123456789012:role/other"));
         assert!(role.allows_subject("system:serviceaccount:ns:app"));
         assert!(role.allows_subject("system:serviceaccount:team-a:x"));
         assert!(!role.allows_subject("system:serviceaccount:ns:other"));
@@ -222,13 +295,28 @@ mod tests {
             fail_next: 1,
             ..Faults::default()
         });
-        assert_eq!(s.next_fault().0, Injected::Throttle);
-        assert_eq!(s.next_fault().0, Injected::InternalFailure);
-        assert_eq!(s.next_fault().0, Injected::None);
+        assert_eq!(
+            s.next_fault("AssumeRoleWithWebIdentity").0,
+            Injected::Throttle
+        );
+        assert_eq!(
+            s.next_fault("AssumeRoleWithWebIdentity").0,
+            Injected::InternalFailure
+        );
+        assert_eq!(s.next_fault("AssumeRoleWithWebIdentity").0, Injected::None);
         s.set_faults(Faults {
             down_for_ms: 60_000,
             ..Faults::default()
         });
-        assert_eq!(s.next_fault().0, Injected::Down);
+        assert_eq!(s.next_fault("AssumeRoleWithWebIdentity").0, Injected::Down);
+        // Faults limited to one action leave the others alone and keep their budget.
+        s.set_faults(Faults {
+            fail_next: 1,
+            only_action: Some("AssumeRole".into()),
+            ..Faults::default()
+        });
+        assert_eq!(s.next_fault("AssumeRoleWithWebIdentity").0, Injected::None);
+        assert_eq!(s.next_fault("AssumeRole").0, Injected::InternalFailure);
+        assert_eq!(s.next_fault("AssumeRole").0, Injected::None);
     }
 }

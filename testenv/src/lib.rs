@@ -7,6 +7,8 @@
 #![forbid(unsafe_code)]
 
 pub mod loopback;
+pub mod node;
+pub mod oci;
 pub mod operator;
 pub mod pki;
 pub mod process;
@@ -49,6 +51,8 @@ pub enum Error {
     Yaml(#[from] serde_yaml::Error),
     #[error("GET {url}: {reason}")]
     Http { url: String, reason: String },
+    #[error("image: {0}")]
+    Image(String),
 }
 
 /// What to start.
@@ -58,6 +62,9 @@ pub struct Options {
     pub controller_manager: bool,
     /// Serve kube-apiserver's `/debug/pprof` (the benchmark's CPU profile of the apiserver).
     pub apiserver_profiling: bool,
+    /// Also run a node (containerd and a kubelet, see [`node`]) so that pods really run. Off by
+    /// default: it needs root, takes seconds to start, and most tests need no pods.
+    pub node: bool,
 }
 
 impl Default for Options {
@@ -65,6 +72,7 @@ impl Default for Options {
         Self {
             controller_manager: true,
             apiserver_profiling: false,
+            node: false,
         }
     }
 }
@@ -75,6 +83,7 @@ pub struct ControlPlane {
     etcd: Process,
     apiserver: Process,
     controller_manager: Option<Process>,
+    node: Option<node::Node>,
     /// `https://127.0.0.1:<port>`; also the ServiceAccount token issuer.
     pub api_url: String,
     pub ca_pem: String,
@@ -195,10 +204,17 @@ impl ControlPlane {
         let ca = pki::Ca::new("podcreds-testenv-ca")?;
         let serving = ca.serving()?;
         let admin = ca.client("testenv-admin", &["system:masters"])?;
+        // The apiserver's identity towards the kubelet (logs, exec, port-forward).
+        let kubelet_client = ca.client("kube-apiserver-kubelet-client", &["system:masters"])?;
         let ca_pem = ca.cert_pem();
         write(&root.join("ca.pem"), &ca_pem)?;
         write(&root.join("serving.pem"), &serving.cert_pem)?;
         write(&root.join("serving-key.pem"), &serving.key_pem)?;
+        write(&root.join("kubelet-client.pem"), &kubelet_client.cert_pem)?;
+        write(
+            &root.join("kubelet-client-key.pem"),
+            &kubelet_client.key_pem,
+        )?;
         let (sa_key, sa_pub) = pki::service_account_key()?;
         write(&root.join("sa.key"), &sa_key)?;
         write(&root.join("sa.pub"), &sa_pub)?;
@@ -261,6 +277,16 @@ impl ControlPlane {
                 "--enable-admission-plugins=OwnerReferencesPermissionEnforcement".into(),
                 "--allow-privileged=true".into(),
                 format!("--profiling={}", options.apiserver_profiling),
+                // The test node is `localhost` with no routable address (see `node`).
+                "--kubelet-preferred-address-types=Hostname,InternalIP".into(),
+                format!(
+                    "--kubelet-client-certificate={}",
+                    root.join("kubelet-client.pem").display()
+                ),
+                format!(
+                    "--kubelet-client-key={}",
+                    root.join("kubelet-client-key.pem").display()
+                ),
                 "--v=1".into(),
             ],
             &[],
@@ -278,6 +304,7 @@ impl ControlPlane {
             etcd,
             apiserver,
             controller_manager: None,
+            node: None,
             api_url,
             ca_pem,
             kubeconfig,
@@ -307,7 +334,19 @@ impl ControlPlane {
                 &root,
             )?);
         }
+        if options.node {
+            let admin = plane.client().await?;
+            let root = plane.dir.path().to_path_buf();
+            plane.node = Some(
+                node::Node::start(&root, &plane.api_url, &plane.ca, &plane.ca_pem, &admin).await?,
+            );
+        }
         Ok(plane)
+    }
+
+    /// The node, if [`Options::node`] asked for one.
+    pub fn node(&self) -> Option<&node::Node> {
+        self.node.as_ref()
     }
 
     /// Process ids of kube-apiserver and etcd, for the benchmark's CPU accounting.
@@ -477,6 +516,9 @@ impl ControlPlane {
                 p.log_tail(lines)
             ));
         }
+        if let Some(node) = &self.node {
+            out.push_str(&node.logs(lines));
+        }
         out
     }
 
@@ -484,5 +526,13 @@ impl ControlPlane {
     pub async fn restart_apiserver(&mut self) -> Result<(), Error> {
         self.apiserver.restart()?;
         self.wait_ready().await
+    }
+}
+
+impl Drop for ControlPlane {
+    fn drop(&mut self) {
+        // The node first: its containers, mounts and shims live under the directory that is
+        // removed when the fields are dropped.
+        self.node.take();
     }
 }

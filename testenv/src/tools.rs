@@ -61,11 +61,13 @@ pub fn cache_root() -> PathBuf {
     base.join("podcreds").join("testenv")
 }
 
-/// The binaries a control plane needs.
-pub const BINARIES: [&str; 5] = [
+/// The binaries a control plane (and its node) needs.
+pub const BINARIES: [&str; 7] = [
     "etcd",
     "kube-apiserver",
     "kube-controller-manager",
+    "kube-scheduler",
+    "kubelet",
     "kubectl",
     "helm",
 ];

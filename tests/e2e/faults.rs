@@ -39,6 +39,7 @@ fn trust(emulator: &Emulator, ns: &str, name: &str, max_session_seconds: Option<
         subjects: vec![format!("system:serviceaccount:{ns}:*")],
         audiences: vec![],
         max_session_seconds,
+        ..Role::default()
     });
     arn
 }

@@ -197,7 +197,9 @@ pub async fn binding_issues_working_credentials(env: &Env) -> anyhow::Result<()>
 
 /// A token of a new ServiceAccount `name` that may do anything in `ns` (and nothing elsewhere).
 async fn namespace_admin_token(env: &Env, ns: &str, name: &str) -> anyhow::Result<String> {
-    use k8s_openapi::api::rbac::v1::{RoleBinding, RoleRef, Subject};
+    use k8s_openapi::api::rbac::v1::{
+        ClusterRole, ClusterRoleBinding, PolicyRule, RoleBinding, RoleRef, Subject,
+    };
     env.service_account(ns, name).await?;
     let bindings: kube::Api<RoleBinding> = kube::Api::namespaced(env.client.clone(), ns);
     bindings
@@ -212,6 +214,47 @@ async fn namespace_admin_token(env: &Env, ns: &str, name: &str) -> anyhow::Resul
                     api_group: Some("rbac.authorization.k8s.io".into()),
                     kind: "ClusterRole".into(),
                     name: "cluster-admin".into(),
+                },
+                subjects: Some(vec![Subject {
+                    kind: "ServiceAccount".into(),
+                    name: name.into(),
+                    namespace: Some(ns.into()),
+                    ..Subject::default()
+                }]),
+            },
+        )
+        .await?;
+    // Plus what the operator reads outside the namespace, as the chart grants it with
+    // rbac.scope=namespaced: the namespace object itself (its role allowlist).
+    let read_namespace = ClusterRole {
+        metadata: ObjectMeta {
+            name: Some(format!("{ns}-{name}")),
+            ..ObjectMeta::default()
+        },
+        rules: Some(vec![PolicyRule {
+            api_groups: Some(vec!["".into()]),
+            resources: Some(vec!["namespaces".into()]),
+            resource_names: Some(vec![ns.into()]),
+            verbs: vec!["get".into(), "list".into(), "watch".into()],
+            ..PolicyRule::default()
+        }]),
+        ..ClusterRole::default()
+    };
+    kube::Api::<ClusterRole>::all(env.client.clone())
+        .create(&PostParams::default(), &read_namespace)
+        .await?;
+    kube::Api::<ClusterRoleBinding>::all(env.client.clone())
+        .create(
+            &PostParams::default(),
+            &ClusterRoleBinding {
+                metadata: ObjectMeta {
+                    name: Some(format!("{ns}-{name}")),
+                    ..ObjectMeta::default()
+                },
+                role_ref: RoleRef {
+                    api_group: Some("rbac.authorization.k8s.io".into()),
+                    kind: "ClusterRole".into(),
+                    name: format!("{ns}-{name}"),
                 },
                 subjects: Some(vec![Subject {
                     kind: "ServiceAccount".into(),

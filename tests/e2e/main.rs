@@ -1,17 +1,20 @@
 //! The end-to-end suite: the real `podcreds` binary against a real kube-apiserver, etcd and
-//! kube-controller-manager, the STS emulator, moto, MinIO, the AWS CLI and boto3.
+//! kube-controller-manager, the STS emulator, moto, MinIO, the AWS CLI and boto3, and pods on a
+//! real node (containerd and a kubelet).
 //!
 //! A small harness (not libtest) owns one control plane and one emulator for the whole run, so
 //! every process it starts is stopped when it ends. Each test gets its own namespace and its own
 //! operator process watching only that namespace. A missing binary fails the run; nothing is
 //! skipped. Run through `cargo xtask test`, or `cargo test --test e2e -- <filter>`.
 
+mod chains;
 mod chart;
 mod consumers;
 mod faults;
 mod lifecycle;
 mod minio;
 mod moto;
+mod node;
 mod registry;
 mod security;
 mod support;
@@ -51,10 +54,18 @@ const TESTS: &[(&str, TestFn)] = tests![
     lifecycle::renaming_the_secret_moves_the_credentials,
     consumers::aws_cli_and_boto3_use_the_mounted_secret,
     moto::core_flow_against_moto,
+    moto::role_chain_against_moto,
     minio::binding_against_minio_is_limited_to_one_bucket_and_refreshes,
     minio::minio_refuses_a_wrong_audience_and_another_clusters_token,
     minio::every_supported_role_arn_form_is_admitted_by_kubectl_apply,
     minio::ceph_rgw_role_arns_and_error_documents,
+    chains::a_two_hop_chain_serves_aws_clients_as_the_last_role,
+    chains::kubernetes_session_tags_reach_sts_and_cannot_be_overridden,
+    chains::chained_sessions_are_clamped_to_an_hour_and_report_their_packed_size,
+    chains::hostile_role_chains_are_refused_at_admission,
+    chains::a_restarted_operator_makes_no_sts_call_for_a_fresh_chain,
+    chains::refused_hops_say_what_the_trust_policy_lacks,
+    chains::a_hop_outage_keeps_valid_credentials_and_a_conflict_costs_one_chain,
     chart::chart_lints_and_renders_what_matters,
     chart::chart_installs_with_sufficient_and_minimal_rbac,
     chart::admission_policy_stops_the_confused_deputy,
@@ -84,6 +95,9 @@ const TESTS: &[(&str, TestFn)] = tests![
     tenant::a_busy_namespace_does_not_hold_up_another,
     tenant::the_operator_enforces_the_role_allowlist_itself,
     tenant::a_required_allowlist_denies_by_default,
+    tenant::a_deleted_namespace_leaves_the_operator_quiet,
+    node::a_pod_reads_refreshed_credentials_through_a_secret_volume,
+    node::the_operator_image_runs_as_a_restricted_pod,
 ];
 
 tokio::task_local! {

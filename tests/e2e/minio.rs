@@ -681,6 +681,7 @@ pub async fn ceph_rgw_role_arns_and_error_documents(env: &Env) -> anyhow::Result
             subjects: vec![subject.clone()],
             audiences: vec![],
             max_session_seconds: None,
+            ..Role::default()
         });
     }
     let untrusted = format!("arn:aws:iam:::role/{ns}-untrusted");
@@ -689,6 +690,7 @@ pub async fn ceph_rgw_role_arns_and_error_documents(env: &Env) -> anyhow::Result
         subjects: vec!["system:serviceaccount:elsewhere:app".into()],
         audiences: vec![],
         max_session_seconds: None,
+        ..Role::default()
     });
     // RGW is the operator's default endpoint: the bindings name none.
     let _op = env.start_operator(&[&ns], &rgw.url(), &[]).await?;

@@ -4,12 +4,14 @@
 
 /// Every module holding tests, with its source.
 const TEST_MODULES: &[(&str, &str)] = &[
+    ("chains", include_str!("chains.rs")),
     ("chart", include_str!("chart.rs")),
     ("consumers", include_str!("consumers.rs")),
     ("faults", include_str!("faults.rs")),
     ("lifecycle", include_str!("lifecycle.rs")),
     ("minio", include_str!("minio.rs")),
     ("moto", include_str!("moto.rs")),
+    ("node", include_str!("node.rs")),
     ("security", include_str!("security.rs")),
     ("tenant", include_str!("tenant.rs")),
 ];

@@ -134,6 +134,33 @@ async fn role_allowlist_checks(env: &Env) -> anyhow::Result<()> {
         cases.len(),
         wrong.join("\n")
     );
+
+    // A role chain needs every hop's role allowed, and every hop's session name in the namespace.
+    let probe = "arn:aws:iam::123456789012:role/probe";
+    let chained = |hop: serde_json::Value| json!({"serviceAccountName": "app", "roleArn": probe, "roleChain": [hop]});
+    env.create_binding(&probe_ns, "chain-ok", chained(json!({"roleArn": probe})))
+        .await
+        .context("a chain through allowed roles was refused")?;
+    for (name, hop, refusal) in [
+        (
+            "chain-role",
+            json!({"roleArn": "arn:aws:iam::123456789012:role/other"}),
+            "role arn:aws:iam::123456789012:role/other is not allowed in namespace",
+        ),
+        (
+            "chain-session",
+            json!({"roleArn": probe, "sessionName": "prod.payments"}),
+            "every spec.roleChain[].sessionName must start with",
+        ),
+    ] {
+        match env.create_binding(&probe_ns, name, chained(hop)).await {
+            Ok(_) => bail!("{name} was admitted"),
+            Err(kube::Error::Api(s)) => {
+                ensure!(s.message.contains(refusal), "{name}: {}", s.message)
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
     Ok(())
 }
 

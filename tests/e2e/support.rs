@@ -98,6 +98,7 @@ impl Env {
             )],
             audiences: vec![],
             max_session_seconds,
+            ..Role::default()
         });
         arn
     }

@@ -381,3 +381,49 @@ pub async fn a_required_allowlist_denies_by_default(env: &Env) -> anyhow::Result
     ensure!(env.calls_for(&role) == 0, "STS was called");
     Ok(())
 }
+
+/// Deleting a namespace full of bindings is no news: the operator makes no refresh attempt for
+/// bindings that are going away, and logs no warning and publishes no Event about them.
+pub async fn a_deleted_namespace_leaves_the_operator_quiet(env: &Env) -> anyhow::Result<()> {
+    const BINDINGS: usize = 20;
+    let (ns, role, op) = env.scenario("quietdelete", None).await?;
+    for i in 0..BINDINGS {
+        env.create_binding(&ns, &format!("b{i}"), spec(&role))
+            .await?;
+    }
+    for i in 0..BINDINGS {
+        env.wait_ready(&ns, &format!("b{i}"), "True", Duration::from_secs(60))
+            .await?;
+    }
+    // The Refreshed Events of the 20 bindings are published in the background, a few per second.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let calls_before = env.calls_for(&role);
+    let log_before = op.log().lines().count();
+    let namespaces: kube::Api<k8s_openapi::api::core::v1::Namespace> =
+        kube::Api::all(env.client.clone());
+    namespaces.delete(&ns, &Default::default()).await?;
+    wait_for(Duration::from_secs(120), || async {
+        namespaces.get_opt(&ns).await.ok()?.is_none().then_some(())
+    })
+    .await
+    .context("the namespace was never deleted")?;
+    // Let the last watch events reach the operator.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let log = op.log();
+    let warnings: Vec<&str> = log
+        .lines()
+        .skip(log_before)
+        .filter(|l| l.contains("\"level\":\"WARN\"") || l.contains("\"level\":\"ERROR\""))
+        .collect();
+    ensure!(
+        warnings.is_empty(),
+        "{} warnings while the namespace went away, for example {}",
+        warnings.len(),
+        warnings.first().copied().unwrap_or_default()
+    );
+    ensure!(
+        env.calls_for(&role) == calls_before,
+        "STS was called for bindings that were going away"
+    );
+    Ok(())
+}

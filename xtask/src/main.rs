@@ -4,9 +4,11 @@
 //! - `test`: the one test command (format, clippy, unit tests, drift checks, end-to-end suite).
 //! - `demo`: run podcreds end to end on a local control plane.
 //! - `bench`: measure time to Ready, memory and restart cost against the real control plane.
+//! - `image`: the operator's OCI image archive, without a Docker daemon or a registry.
 
 mod bench;
 mod demo;
+mod image;
 mod testenv;
 
 use std::path::{Path, PathBuf};
@@ -25,9 +27,20 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Build or reuse the test binaries (kube-apiserver, kube-controller-manager, kubectl, etcd,
-    /// helm, the MinIO server) and the Python venv (moto, awscli, boto3), and print where they are.
+    /// Build or reuse the test binaries (kube-apiserver, kube-controller-manager, kube-scheduler,
+    /// kubelet, kubectl, etcd, helm, the MinIO server) and the Python venv (moto, awscli, boto3),
+    /// install the test node's Debian packages when missing, and print where they are.
     Testenv,
+    /// Build the operator's OCI image archive (what the Dockerfile describes) from the static
+    /// binary, without a Docker daemon or a registry; load it with `ctr images import`.
+    Image {
+        /// Where to write the archive (default target/image/podcreds.oci.tar).
+        #[arg(long)]
+        output: Option<PathBuf>,
+        /// Image name (default: the chart's image.repository and appVersion).
+        #[arg(long)]
+        name: Option<String>,
+    },
     /// Format check, clippy, unit tests, drift checks, then the end-to-end suite.
     Test {
         /// Only run end-to-end tests whose name contains this filter.
@@ -97,6 +110,49 @@ pub fn run(program: &str, args: &[&str], envs: &[(&str, &str)]) -> anyhow::Resul
     Ok(())
 }
 
+/// The static release build of the operator (what the Dockerfile builds), checked static.
+pub fn build_static() -> anyhow::Result<()> {
+    run(
+        "cargo",
+        &[
+            "build",
+            "--release",
+            "--locked",
+            "--bin",
+            "podcreds",
+            "--target",
+            "x86_64-unknown-linux-gnu",
+            "--target-dir",
+            "target/static",
+        ],
+        &[("RUSTFLAGS", "-C target-feature=+crt-static")],
+    )?;
+    testenv::check_static(&repo_root().join(image::STATIC_BINARY))
+}
+
+/// Where the static pod client (`testenv/pod-client`) is built.
+const POD_CLIENT: &str = "target/static/x86_64-unknown-linux-gnu/release/pod-client";
+
+/// The static AWS client the test node's pods run.
+fn build_pod_client() -> anyhow::Result<()> {
+    run(
+        "cargo",
+        &[
+            "build",
+            "--release",
+            "--locked",
+            "-p",
+            "podcreds-pod-client",
+            "--target",
+            "x86_64-unknown-linux-gnu",
+            "--target-dir",
+            "target/static",
+        ],
+        &[("RUSTFLAGS", "-C target-feature=+crt-static")],
+    )?;
+    testenv::check_static(&repo_root().join(POD_CLIENT))
+}
+
 struct Step {
     name: &'static str,
     outcome: Result<(), String>,
@@ -151,26 +207,14 @@ fn test(e2e_filter: Option<String>, no_lint: bool) -> anyhow::Result<()> {
     );
     ok &= env_ready;
     if env_ready {
-        ok &= step(&mut steps, "static binary build", || {
-            run(
-                "cargo",
-                &[
-                    "build",
-                    "--release",
-                    "--locked",
-                    "--bin",
-                    "podcreds",
-                    "--target",
-                    "x86_64-unknown-linux-gnu",
-                    "--target-dir",
-                    "target/static",
-                ],
-                &[("RUSTFLAGS", "-C target-feature=+crt-static")],
-            )?;
-            testenv::check_static(
-                &repo_root().join("target/static/x86_64-unknown-linux-gnu/release/podcreds"),
-            )
-        });
+        ok &= step(
+            &mut steps,
+            "static builds (operator, its image, pod client)",
+            || {
+                image::build(None, None)?;
+                build_pod_client()
+            },
+        );
         ok &= step(
             &mut steps,
             "end-to-end suite (real control plane, STS emulator, moto, AWS CLI, boto3, helm)",
@@ -188,6 +232,14 @@ fn test(e2e_filter: Option<String>, no_lint: bool) -> anyhow::Result<()> {
                     &[
                         ("PODCREDS_TESTENV_BIN", &bin.to_string_lossy()),
                         ("PODCREDS_TESTENV_VENV", &venv.to_string_lossy()),
+                        (
+                            "PODCREDS_POD_CLIENT",
+                            &repo_root().join(POD_CLIENT).to_string_lossy(),
+                        ),
+                        (
+                            "PODCREDS_OPERATOR_IMAGE",
+                            &repo_root().join(image::DEFAULT_ARCHIVE).to_string_lossy(),
+                        ),
                     ],
                 )
             },
@@ -232,6 +284,7 @@ fn main() -> anyhow::Result<()> {
             e2e_filter,
             no_lint,
         } => test(e2e_filter, no_lint),
+        Cmd::Image { output, name } => image::build(output, name).map(|_| ()),
         Cmd::Demo { keep } => demo::run(keep),
         Cmd::Bench(args) => bench::run(args),
         Cmd::Crds => {

@@ -36,6 +36,9 @@ const BUILDS: [GoBuild; 4] = [
                 "k8s.io/kubernetes/cmd/kube-controller-manager",
             ),
             ("kubectl", "k8s.io/kubernetes/cmd/kubectl"),
+            // The test node (`podcreds_testenv::node`) and the chart's pods on it.
+            ("kubelet", "k8s.io/kubernetes/cmd/kubelet"),
+            ("kube-scheduler", "k8s.io/kubernetes/cmd/kube-scheduler"),
         ],
         stamp_kubernetes_version: true,
         out_dir: bin_dir,
@@ -299,6 +302,38 @@ pub fn ensure_for_demo() -> anyhow::Result<()> {
     ensure_parts(false)
 }
 
+/// Installs the Debian packages the test node runs on (containerd, runc, the CNI plugins,
+/// busybox-static for the pause and pod images) with apt-get when a program is missing.
+fn ensure_node_packages() -> anyhow::Result<()> {
+    let mut packages: Vec<&str> = podcreds_testenv::node::HOST_PROGRAMS
+        .iter()
+        .filter(|(path, _)| !Path::new(path).is_file())
+        .map(|(_, package)| *package)
+        .collect();
+    packages.dedup();
+    if packages.is_empty() {
+        return Ok(());
+    }
+    println!(
+        "  installing {} from Debian with apt-get (the test node runs pods with them)",
+        packages.join(", ")
+    );
+    let mut args = vec!["install", "-y", "--no-install-recommends"];
+    args.extend(&packages);
+    let status = Command::new("apt-get")
+        .args(&args)
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .status()
+        .context("cannot run apt-get: install containerd, runc, containernetworking-plugins and busybox-static yourself")?;
+    if !status.success() {
+        bail!(
+            "`apt-get {}` failed ({status}); the test node needs these packages (as root)",
+            args.join(" ")
+        );
+    }
+    Ok(())
+}
+
 fn ensure_parts(with_minio: bool) -> anyhow::Result<()> {
     let started = Instant::now();
     println!(
@@ -307,6 +342,9 @@ fn ensure_parts(with_minio: bool) -> anyhow::Result<()> {
         tools::minio_version()
     );
     ensure_binaries(with_minio)?;
+    if with_minio {
+        ensure_node_packages()?;
+    }
     ensure_venv()?;
     // Prove the binaries run (a truncated file or a wrong architecture fails here, loudly).
     let version = Command::new(bin_dir().join("kube-apiserver"))

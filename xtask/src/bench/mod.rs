@@ -26,6 +26,7 @@ use crate::{Profile, repo_root};
 use report::Report;
 
 mod apiserver;
+mod fairness;
 mod floor;
 mod peer_eso;
 mod phase;
@@ -80,6 +81,11 @@ pub struct Args {
     /// operator's RSS and CPU figures then describe the wrapper, not the operator.
     #[arg(long)]
     pub operator_prefix: Option<String>,
+    /// Failing bindings in the fairness phase (0 skips it): one namespace with this many
+    /// refused bindings and another with 50 healthy ones, under one operator watching every
+    /// namespace. Runs first, before any other phase's bindings exist.
+    #[arg(long, default_value_t = 0)]
+    pub fairness_failing: usize,
     /// Also measure a peer operator on the same N (built and cached on first use; a cold build
     /// of external-secrets takes over 12 minutes on 2 cores).
     #[arg(long, value_enum)]
@@ -144,7 +150,8 @@ async fn warm_up(client: &kube::Client) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// How the operator under test is launched watching `ns`, configured as the benchmark measures it.
+/// How the operator under test is launched watching `ns` (every namespace if empty), configured
+/// as the benchmark measures it.
 fn operator_launch(
     plane: &ControlPlane,
     bin: &Path,
@@ -157,22 +164,25 @@ fn operator_launch(
         .as_deref()
         .map(|p| p.split_whitespace().map(String::from).collect())
         .unwrap_or_default();
+    let mut flags = vec![
+        format!("--sts-endpoint={sts_url}"),
+        // The emulator speaks plain HTTP on loopback.
+        "--allow-insecure-sts-endpoints".into(),
+        format!("--concurrency={}", args.concurrency),
+        format!("--sts-qps={}", args.sts_qps),
+        format!("--sts-burst={}", args.sts_qps),
+        "--log-level=warn".into(),
+    ];
+    if !ns.is_empty() {
+        flags.push(format!("--namespaces={ns}"));
+    }
     Launch::new(bin, &plane.kubeconfig, plane.dir())
         .wrapper(&wrapper)
         .ready_timeout(Duration::from_secs(120))
-        .args([
-            format!("--sts-endpoint={sts_url}"),
-            // The emulator speaks plain HTTP on loopback.
-            "--allow-insecure-sts-endpoints".into(),
-            format!("--namespaces={ns}"),
-            format!("--concurrency={}", args.concurrency),
-            format!("--sts-qps={}", args.sts_qps),
-            format!("--sts-burst={}", args.sts_qps),
-            "--log-level=warn".into(),
-        ])
+        .args(flags)
 }
 
-/// The operator under test watching `ns`, started and ready.
+/// The operator under test watching `ns` (every namespace if empty), started and ready.
 async fn start_operator(
     plane: &ControlPlane,
     bin: &Path,
@@ -199,6 +209,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         let plane = ControlPlane::start(Options {
             controller_manager: false,
             apiserver_profiling: args.apiserver_profile,
+            node: false,
         })
         .await?;
         plane
@@ -219,10 +230,20 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 subjects: vec!["system:serviceaccount:*".into()],
                 audiences: vec![],
                 max_session_seconds: None,
+                ..Role::default()
             }],
             ..sts_emulator::Config::for_issuer(&plane.api_url, &plane.ca_pem)
         })
         .await?;
+        let fairness = if args.fairness_failing > 0 {
+            println!(
+                "  fairness: {} failing bindings next to 50 healthy ones",
+                args.fairness_failing
+            );
+            Some(fairness::measure(&plane, &emulator, &bin, &args).await?)
+        } else {
+            None
+        };
         let moto = match &eso {
             Some(_) => Some(peer_eso::start_moto(&plane).await?),
             None => None,
@@ -259,6 +280,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             scale: scale_results,
             peer: peer_results,
             steady,
+            fairness,
         })
     })?;
     let output = repo_root().join(&args.output);

@@ -34,6 +34,7 @@ pub struct Report {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub peer: Vec<PeerResult>,
     pub steady: Option<SteadyResult>,
+    pub fairness: Option<super::fairness::FairnessResult>,
 }
 
 /// `release` or `debug`: how the benchmark process itself was compiled.
@@ -170,6 +171,22 @@ pub fn print_table(r: &Report) {
             st.max_calls_in_a_second,
             st.mean_calls_per_second,
             st.cpu_seconds_per_1000_refreshes
+        );
+    }
+    if let Some(f) = &r.fairness {
+        println!(
+            "fairness: {} healthy bindings created after {} failing ones in another namespace: Ready p50 {:.0} ms, p99 {:.0} ms, all {:.0} ms; over {} s ({} s lifetimes): {} healthy refreshes, {} late, longest gap {:.2} of a lifetime; {} failing calls meanwhile",
+            f.healthy_bindings,
+            f.failing_bindings,
+            f.healthy_time_to_ready.p50_ms,
+            f.healthy_time_to_ready.p99_ms,
+            f.healthy_time_to_ready.max_ms,
+            f.observed_seconds,
+            f.healthy_lifetime_seconds,
+            f.healthy_refreshes_observed,
+            f.healthy_late_refreshes,
+            f.healthy_max_gap_share_of_lifetime,
+            f.failing_calls_observed
         );
     }
 }

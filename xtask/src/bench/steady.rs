@@ -49,6 +49,7 @@ pub async fn measure(
         subjects: vec![format!("system:serviceaccount:{ns}:*")],
         audiences: vec![],
         max_session_seconds: Some(args.steady_lifetime),
+        ..Role::default()
     });
     let op = start_operator(plane, bin, &emulator.url(), ns, args).await?;
     let bindings: Api<AWSRoleBinding> = Api::namespaced(client.clone(), ns);

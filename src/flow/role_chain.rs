@@ -1,0 +1,300 @@
+//! The role chain flow: the binding's first exchange (web identity), then one `AssumeRole` per
+//! `roleChain` hop, each signed with the credentials of the one before. The Secret receives the
+//! last hop's credentials; what every hop answered travels with them ([`ChainRecord`]).
+//!
+//! Intermediate credentials only sign the next call, so they are asked for the least STS grants
+//! (900 s) and never leave this function. STS caps chained sessions at one hour: the resolved
+//! spec already asks the last hop for at most 3600 s, and the record says when that shortened
+//! `durationSeconds`.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures::future::BoxFuture;
+
+use super::web_identity::WebIdentity;
+use super::{CredentialFlow, ExchangeRequest, FlowError};
+use crate::metrics::Metrics;
+use crate::retry::RetryClass;
+use crate::spec::ResolvedHop;
+use crate::sts::{
+    ChainRecord, ChainedAssumeRoleRequest, HopRecord, IssuedCredentials, SharedSts, StsError,
+    StsErrorKind,
+};
+use crate::text;
+use crate::throttle::Throttle;
+
+/// What the first exchange of a chain asks for: its credentials only sign the first hop.
+const FIRST_EXCHANGE_SECONDS: i32 = 900;
+
+/// Highest `PackedPolicySize` percentage kept (STS refuses anything over 100 anyway).
+const MAX_PACKED_PERCENT: i32 = 1000;
+
+pub struct RoleChain {
+    pub first: Arc<WebIdentity>,
+    pub sts: SharedSts,
+    pub throttle: Arc<Throttle>,
+    pub metrics: Metrics,
+}
+
+impl RoleChain {
+    pub const NAME: &'static str = "RoleChain";
+}
+
+/// A refused `AssumeRole` hop: which one, what STS said, and what to look at.
+#[derive(Debug, thiserror::Error)]
+#[error("roleChain[{index}] ({role_arn}): {error}{hint}")]
+pub struct HopError {
+    pub index: usize,
+    pub role_arn: String,
+    pub error: StsError,
+    /// Empty, or what the trust policy of the hop's role must allow, starting with "; ".
+    pub hint: String,
+}
+
+impl HopError {
+    /// Expired signing credentials on a hop mean the previous session ran out between two
+    /// calls: the next attempt starts a new chain, so it is worth retrying soon.
+    fn signing_credentials_expired(&self) -> bool {
+        matches!(
+            self.error.code.as_deref(),
+            Some("ExpiredToken" | "ExpiredTokenException")
+        )
+    }
+
+    pub fn category(&self) -> &'static str {
+        if self.signing_credentials_expired() {
+            "StsExpiredToken"
+        } else {
+            self.error.kind.category()
+        }
+    }
+
+    pub fn retry_class(&self) -> RetryClass {
+        if self.signing_credentials_expired() {
+            RetryClass::Transient
+        } else {
+            self.error.kind.retry_class()
+        }
+    }
+}
+
+/// What an `AccessDenied` of hop `index` most likely lacks, given what the chain sent: session
+/// tags (set on this hop, or inherited as transitive tags) need `sts:TagSession`, a source
+/// identity (set on the first hop, then carried down the chain) `sts:SetSourceIdentity`, and an
+/// external ID must match the trust policy's `sts:ExternalId`.
+pub fn access_denied_hint(hops: &[ResolvedHop], index: usize) -> String {
+    let Some(hop) = hops.get(index) else {
+        return String::new();
+    };
+    let earlier = &hops[..index];
+    let mut actions = Vec::new();
+    if !hop.tags.is_empty() || earlier.iter().any(|h| !h.transitive_tag_keys.is_empty()) {
+        actions.push("sts:TagSession (session tags were sent or inherited)");
+    }
+    if hop.source_identity.is_some() || earlier.iter().any(|h| h.source_identity.is_some()) {
+        actions.push("sts:SetSourceIdentity (the chain carries a source identity)");
+    }
+    let mut hint = String::new();
+    if !actions.is_empty() {
+        hint = format!(
+            "; the trust policy of {} must allow {}",
+            hop.role_arn,
+            actions.join(" and ")
+        );
+    }
+    if hop.external_id.is_some() {
+        hint.push_str("; the externalId must match the trust policy's sts:ExternalId");
+    }
+    hint
+}
+
+impl CredentialFlow for RoleChain {
+    fn name(&self) -> &'static str {
+        Self::NAME
+    }
+
+    fn exchange<'a>(
+        &'a self,
+        request: ExchangeRequest<'a>,
+    ) -> BoxFuture<'a, Result<IssuedCredentials, FlowError>> {
+        Box::pin(async move {
+            let spec = request.spec;
+            let mut current = self
+                .first
+                .exchange_for(request, FIRST_EXCHANGE_SECONDS, Self::NAME)
+                .await?;
+            let mut records = Vec::with_capacity(spec.role_chain.len());
+            for (index, hop) in spec.role_chain.iter().enumerate() {
+                self.throttle.sts().await;
+                let started = Instant::now();
+                let result = self
+                    .sts
+                    .assume_role(ChainedAssumeRoleRequest {
+                        credentials: current,
+                        role_arn: hop.role_arn.clone(),
+                        session_name: hop.session_name.clone(),
+                        external_id: hop.external_id.clone(),
+                        duration_seconds: hop.duration_seconds,
+                        tags: hop.tags.clone(),
+                        transitive_tag_keys: hop.transitive_tag_keys.clone(),
+                        source_identity: hop.source_identity.clone(),
+                        session_policy: hop.session_policy.clone(),
+                        policy_arns: hop.policy_arns.clone(),
+                        region: spec.region.clone(),
+                        endpoint: spec.endpoint.clone(),
+                    })
+                    .await;
+                let outcome = match &result {
+                    Ok(_) => "success",
+                    Err(e) => e.kind.category(),
+                };
+                self.metrics
+                    .observe_sts(Self::NAME, outcome, started.elapsed());
+                let assumed = result.map_err(|error| {
+                    let hint = if error.kind == StsErrorKind::AccessDenied {
+                        access_denied_hint(&spec.role_chain, index)
+                    } else {
+                        String::new()
+                    };
+                    HopError {
+                        index,
+                        role_arn: hop.role_arn.clone(),
+                        error,
+                        hint,
+                    }
+                })?;
+                records.push(HopRecord {
+                    assumed_role_arn: assumed
+                        .credentials
+                        .assumed_role_arn
+                        .as_deref()
+                        .map(text::identifier),
+                    expiration: assumed.credentials.expiration,
+                    packed_policy_size: assumed
+                        .packed_policy_size
+                        .map(|p| p.clamp(0, MAX_PACKED_PERCENT)),
+                });
+                current = assumed.credentials;
+            }
+            current.chain = Some(ChainRecord {
+                clamped_from: spec
+                    .chained_duration_clamped()
+                    .then_some(spec.duration_seconds),
+                hops: records,
+            });
+            Ok(current)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hop(tags: bool, transitive: bool, source_identity: bool, external_id: bool) -> ResolvedHop {
+        ResolvedHop {
+            role_arn: "arn:aws:iam::123456789012:role/r".into(),
+            external_id: external_id.then(|| "ext-1".to_string()),
+            session_name: "ns.b".into(),
+            source_identity: source_identity.then(|| "alice".to_string()),
+            tags: if tags {
+                vec![("team".into(), "a".into())]
+            } else {
+                vec![]
+            },
+            transitive_tag_keys: if transitive {
+                vec!["team".into()]
+            } else {
+                vec![]
+            },
+            session_policy: None,
+            policy_arns: vec![],
+            duration_seconds: 900,
+        }
+    }
+
+    #[test]
+    fn access_denied_names_the_permission_the_chain_needed() {
+        let plain = [hop(false, false, false, false)];
+        assert_eq!(access_denied_hint(&plain, 0), "");
+        let tagged = [hop(true, false, false, false)];
+        let hint = access_denied_hint(&tagged, 0);
+        assert!(hint.contains("must allow sts:TagSession"), "{hint}");
+        assert!(!hint.contains("SetSourceIdentity"), "{hint}");
+        // Inherited transitive tags and a source identity set upstream count for later hops.
+        let chain = [hop(true, true, true, false), hop(false, false, false, true)];
+        let hint = access_denied_hint(&chain, 1);
+        assert!(hint.contains("sts:TagSession"), "{hint}");
+        assert!(hint.contains("sts:SetSourceIdentity"), "{hint}");
+        assert!(hint.contains("externalId must match"), "{hint}");
+        assert_eq!(access_denied_hint(&chain, 7), "");
+    }
+
+    #[test]
+    fn refused_hops_map_to_reasons_and_retry_classes() {
+        for (code, category, class) in [
+            ("AccessDenied", "StsAccessDenied", RetryClass::External),
+            (
+                "PackedPolicyTooLarge",
+                "StsInvalidRequest",
+                RetryClass::External,
+            ),
+            (
+                "MalformedPolicyDocument",
+                "StsInvalidRequest",
+                RetryClass::External,
+            ),
+            (
+                "RegionDisabledException",
+                "StsInvalidRequest",
+                RetryClass::External,
+            ),
+            ("ValidationError", "StsInvalidRequest", RetryClass::External),
+            (
+                "ExpiredTokenException",
+                "StsExpiredToken",
+                RetryClass::Transient,
+            ),
+            ("Throttling", "StsThrottled", RetryClass::Transient),
+        ] {
+            let e = HopError {
+                index: 0,
+                role_arn: "arn:aws:iam::123456789012:role/r".into(),
+                error: StsError::new(StsErrorKind::from_code(code), Some(code), "m"),
+                hint: String::new(),
+            };
+            assert_eq!((e.category(), e.retry_class()), (category, class), "{code}");
+            assert_eq!(FlowError::from(e).category(), category, "{code}");
+        }
+    }
+
+    #[test]
+    fn expired_signing_credentials_are_retried_soon() {
+        let expired = HopError {
+            index: 1,
+            role_arn: "arn:aws:iam::123456789012:role/r".into(),
+            error: StsError::new(
+                StsErrorKind::from_code("ExpiredToken"),
+                Some("ExpiredToken"),
+                "expired",
+            ),
+            hint: String::new(),
+        };
+        assert_eq!(expired.category(), "StsExpiredToken");
+        assert_eq!(expired.retry_class(), RetryClass::Transient);
+        let denied = HopError {
+            error: StsError::new(StsErrorKind::AccessDenied, Some("AccessDenied"), "no"),
+            hint: "; the trust policy of x must allow sts:TagSession".into(),
+            ..expired
+        };
+        assert_eq!(denied.category(), "StsAccessDenied");
+        assert_eq!(denied.retry_class(), RetryClass::External);
+        assert!(
+            denied
+                .to_string()
+                .starts_with("roleChain[1] (arn:aws:iam::123456789012:role/r): STS AccessDenied: no; the trust policy"),
+            "{denied}"
+        );
+    }
+}

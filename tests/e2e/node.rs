@@ -1,0 +1,447 @@
+//! Pods on a real node: containerd and a kubelet registered with a control plane of their own
+//! (`Options::node`), images written here and imported with `ctr images import`, nothing pulled.
+//! The kubelet itself projects the Secret into the pod's volume; nothing in this module copies
+//! files on the pod's behalf.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, bail, ensure};
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, PostParams};
+use podcreds_testenv::oci::{self, Entry, Image, Source};
+use podcreds_testenv::{ControlPlane, Options};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+use crate::support::{Env, spec_with};
+
+/// The static client the pod runs (`testenv/pod-client`), built by `cargo xtask test`.
+const POD_CLIENT_VARIABLE: &str = "PODCREDS_POD_CLIENT";
+const POD_CLIENT_IMAGE: &str = "localhost/podcreds-testenv/pod-client:1";
+const MOUNT_PATH: &str = "/var/run/secrets/podcreds";
+
+/// A control plane with a node, and an STS emulator trusting its issuer.
+async fn node_env() -> anyhow::Result<Env> {
+    let plane = ControlPlane::start(Options {
+        node: true,
+        ..Options::default()
+    })
+    .await
+    .context("starting a control plane with a node")?;
+    plane.install_crds(&podcreds::crd_yaml()?).await?;
+    let emulator = sts_emulator::Emulator::start(sts_emulator::Config::for_issuer(
+        &plane.api_url,
+        &plane.ca_pem,
+    ))
+    .await?;
+    Ok(Env {
+        client: plane.client().await?,
+        plane,
+        emulator,
+        cluster_policies: tokio::sync::RwLock::new(()),
+    })
+}
+
+fn pod_client_binary() -> anyhow::Result<PathBuf> {
+    let path = std::env::var_os(POD_CLIENT_VARIABLE)
+        .map(PathBuf::from)
+        .with_context(|| {
+            format!(
+                "{POD_CLIENT_VARIABLE} is not set: run the suite through `cargo xtask test`, which builds the static pod client (testenv/pod-client)"
+            )
+        })?;
+    ensure!(path.is_file(), "{} does not exist", path.display());
+    Ok(path)
+}
+
+/// The fingerprint the pod client prints for an access key id.
+fn fingerprint(access_key_id: &str) -> String {
+    hex::encode(&Sha256::digest(access_key_id.as_bytes())[..6])
+}
+
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// A restricted pod (non-root, read-only root, no capabilities, RuntimeDefault seccomp) on the
+/// test node, with host networking (the node has no pod network; everything stays on loopback).
+fn app_pod(name: &str, secret: &str, sts_endpoint: &str) -> anyhow::Result<Pod> {
+    Ok(serde_json::from_value(json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name},
+        "spec": {
+            "nodeName": podcreds_testenv::node::NODE_NAME,
+            "hostNetwork": true,
+            "automountServiceAccountToken": false,
+            "restartPolicy": "Never",
+            "terminationGracePeriodSeconds": 1,
+            "securityContext": {
+                "runAsNonRoot": true,
+                "runAsUser": 65532,
+                "runAsGroup": 65532,
+                "seccompProfile": {"type": "RuntimeDefault"},
+            },
+            "containers": [{
+                "name": "app",
+                "image": POD_CLIENT_IMAGE,
+                "imagePullPolicy": "Never",
+                "args": [sts_endpoint, "1000"],
+                "env": [{"name": "AWS_CONFIG_FILE", "value": format!("{MOUNT_PATH}/config")}],
+                "securityContext": {
+                    "allowPrivilegeEscalation": false,
+                    "readOnlyRootFilesystem": true,
+                    "capabilities": {"drop": ["ALL"]},
+                },
+                "volumeMounts": [{"name": "aws", "mountPath": MOUNT_PATH, "readOnly": true}],
+            }],
+            "volumes": [{"name": "aws", "secret": {"secretName": secret}}],
+        },
+    }))?)
+}
+
+/// One line of the pod client's output.
+#[derive(Debug, serde::Deserialize)]
+struct Round {
+    unix_ms: u64,
+    credentials: Option<String>,
+    arn: Option<String>,
+    error: Option<String>,
+}
+
+/// Credential sets a pod needs to see, the first one included: two refreshes.
+const CREDENTIAL_SETS: usize = 3;
+
+pub async fn a_pod_reads_refreshed_credentials_through_a_secret_volume(
+    env: &Env,
+) -> anyhow::Result<()> {
+    let client_binary = pod_client_binary()?;
+    let node_env = node_env().await?;
+    let node = node_env
+        .plane
+        .node()
+        .context("the control plane started without its node")?;
+    let image = Image {
+        name: POD_CLIENT_IMAGE.into(),
+        entries: vec![
+            Entry::File {
+                path: "/pod-client".into(),
+                source: Source::File(client_binary),
+                mode: 0o755,
+            },
+            // `credential_process = cat ...`: the image's only other program.
+            oci::busybox_applet("cat")?,
+        ],
+        user: "65532:65532".into(),
+        entrypoint: vec!["/pod-client".into()],
+        ..Image::default()
+    };
+    let archive = node.dir().join("images/pod-client.tar");
+    image.write_archive(&archive)?;
+    node.import_image(&archive)?;
+
+    let ns = node_env.namespace("node-app").await?;
+    node_env.service_account(&ns, "app").await?;
+    // Grants of 150 s renewed 120 s before they expire: a refresh every 30 s, and each set stays
+    // valid for two minutes after the next one is written, longer than the kubelet takes to
+    // project a Secret change (it does so on its pod sync, by default every minute plus jitter).
+    let role = node_env.role(&format!("{ns}-app"), &ns, "app", Some(150));
+    // Logs go under the main plane's directory, which outlives this test's control plane.
+    let _operator = env
+        .start_operator_with_kubeconfig(
+            &node_env.plane.kubeconfig,
+            &[&ns],
+            &node_env.emulator.url(),
+            &[],
+        )
+        .await?;
+    node_env
+        .create_ready(
+            &ns,
+            "app",
+            spec_with(
+                &role,
+                json!({"mountPath": MOUNT_PATH, "renewBefore": "120s", "sts": {"region": "eu-west-1"}}),
+            ),
+            Duration::from_secs(60),
+        )
+        .await?;
+
+    // When each credential set appeared in the Secret, as the API shows it.
+    let secrets = node_env.secrets(&ns);
+    let mut written: BTreeMap<String, u64> = BTreeMap::new();
+    let pods: Api<Pod> = Api::namespaced(node_env.client.clone(), &ns);
+    pods.create(
+        &PostParams::default(),
+        &app_pod("app", "app", &node_env.emulator.url())?,
+    )
+    .await?;
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(420);
+    let rounds = loop {
+        if let Ok(secret) = secrets.get("app").await
+            && let Some(doc) =
+                podcreds_testenv::decode_secret(&secret).get("credential-process.json")
+        {
+            let doc: serde_json::Value = serde_json::from_str(doc)?;
+            if let Some(key) = doc["AccessKeyId"].as_str() {
+                written.entry(fingerprint(key)).or_insert_with(unix_ms);
+            }
+        }
+        let output = node.container_output(&ns, "app", "app");
+        let rounds: Vec<Round> = output
+            .iter()
+            .map(|l| serde_json::from_str(l).with_context(|| format!("pod printed {l:?}")))
+            .collect::<anyhow::Result<_>>()?;
+        if let Some(failed) = rounds.iter().find(|r| r.error.is_some()) {
+            bail!(
+                "the pod's client failed with the credentials the kubelet showed it: {:?}",
+                failed.error
+            );
+        }
+        let seen: std::collections::BTreeSet<&str> = rounds
+            .iter()
+            .filter_map(|r| r.credentials.as_deref())
+            .collect();
+        if seen.len() >= CREDENTIAL_SETS {
+            break rounds;
+        }
+        let pod = pods.get("app").await?;
+        let phase = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.phase.clone())
+            .unwrap_or_default();
+        if phase == "Failed" || phase == "Succeeded" {
+            bail!("the pod ended ({phase}): {:?}", pod.status);
+        }
+        if tokio::time::Instant::now() > deadline {
+            bail!(
+                "after 7 minutes the pod had seen {} credential sets (phase {phase}, {} rounds, Secret wrote {}); node logs:\n{}",
+                seen.len(),
+                rounds.len(),
+                written.len(),
+                node.logs(30)
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+
+    let assumed = format!(
+        "arn:aws:sts::{}:assumed-role/{ns}-app/",
+        crate::support::ACCOUNT
+    );
+    for r in &rounds {
+        let arn = r.arn.as_deref().unwrap_or_default();
+        ensure!(
+            arn.starts_with(&assumed),
+            "GetCallerIdentity answered {arn:?}, expected {assumed}..."
+        );
+    }
+    // When the pod first used each set, and how long after the Secret held it.
+    let mut first_use: Vec<(String, u64)> = Vec::new();
+    for r in &rounds {
+        if let Some(c) = &r.credentials
+            && !first_use.iter().any(|(k, _)| k == c)
+        {
+            first_use.push((c.clone(), r.unix_ms));
+        }
+    }
+    let mut delays = Vec::new();
+    for (key, used) in first_use.iter().skip(1) {
+        let at = written
+            .get(key)
+            .with_context(|| format!("the pod used credentials {key} the Secret never held"))?;
+        delays.push(used.saturating_sub(*at) as f64 / 1000.0);
+    }
+    println!(
+        "  node: {} rounds, every GetCallerIdentity succeeded; {} credential sets written, {} used; kubelet propagation of each refresh (Secret write to first use in the pod): {:?} s",
+        rounds.len(),
+        written.len(),
+        first_use.len(),
+        delays
+    );
+    Ok(())
+}
+
+/// The operator image `cargo xtask image` writes (an OCI archive), built by `cargo xtask test`.
+const OPERATOR_IMAGE_VARIABLE: &str = "PODCREDS_OPERATOR_IMAGE";
+
+/// The image name an archive's index gives (the annotation containerd names it by).
+fn archive_image_name(archive: &std::path::Path) -> anyhow::Result<String> {
+    let out = std::process::Command::new("tar")
+        .arg("-xOf")
+        .arg(archive)
+        .arg("index.json")
+        .output()?;
+    ensure!(
+        out.status.success(),
+        "{} has no index.json",
+        archive.display()
+    );
+    let index: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    index["manifests"][0]["annotations"]["io.containerd.image.name"]
+        .as_str()
+        .map(str::to_string)
+        .context("the image index names no image")
+}
+
+pub async fn the_operator_image_runs_as_a_restricted_pod(_env: &Env) -> anyhow::Result<()> {
+    let archive = std::env::var_os(OPERATOR_IMAGE_VARIABLE)
+        .map(PathBuf::from)
+        .with_context(|| {
+            format!(
+                "{OPERATOR_IMAGE_VARIABLE} is not set: run the suite through `cargo xtask test`, which builds the image with `cargo xtask image`"
+            )
+        })?;
+    let image = archive_image_name(&archive)?;
+    let node_env = node_env().await?;
+    let node = node_env
+        .plane
+        .node()
+        .context("the control plane started without its node")?;
+    node.import_image(&archive)?;
+    ensure!(
+        node.images()?.contains(&image),
+        "{image} is not among the node's images after the import: {:?}",
+        node.images()?
+    );
+
+    let (app_ns, role) = node_env.app_namespace("node-apps", None).await?;
+    let op_ns = node_env.namespace("node-operator").await?;
+    // The pod talks to the apiserver on loopback (host networking: the node has no pod network),
+    // so it gets a kubeconfig instead of the in-cluster ServiceAccount token.
+    let kubeconfig = std::fs::read_to_string(&node_env.plane.kubeconfig)?;
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> =
+        Api::namespaced(node_env.client.clone(), &op_ns);
+    secrets
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({
+                "metadata": {"name": "kubeconfig"},
+                "stringData": {"kubeconfig": kubeconfig},
+            }))?,
+        )
+        .await?;
+    let admin_port = podcreds_testenv::free_port()?;
+    // The chart's container (image, user, read-only root, no capabilities, probes on the admin
+    // port), with the probes sent to 127.0.0.1 (a host-network pod's own address would be the
+    // machine's interface).
+    let probe = |path: &str| json!({"httpGet": {"host": "127.0.0.1", "path": path, "port": admin_port}, "periodSeconds": 2});
+    let pod: Pod = serde_json::from_value(json!({
+        "metadata": {"name": "podcreds"},
+        "spec": {
+            "nodeName": podcreds_testenv::node::NODE_NAME,
+            "hostNetwork": true,
+            "automountServiceAccountToken": false,
+            "terminationGracePeriodSeconds": 5,
+            "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
+            "containers": [{
+                "name": "operator",
+                "image": image,
+                "imagePullPolicy": "Never",
+                "args": [
+                    "run",
+                    format!("--namespaces={app_ns}"),
+                    format!("--sts-endpoint={}", node_env.emulator.url()),
+                    "--allow-insecure-sts-endpoints",
+                    format!("--admin-address=127.0.0.1:{admin_port}"),
+                    "--log-format=json",
+                ],
+                "env": [{"name": "KUBECONFIG", "value": "/etc/podcreds/kubeconfig"}],
+                "readinessProbe": probe("/readyz"),
+                "livenessProbe": probe("/healthz"),
+                "securityContext": {
+                    "allowPrivilegeEscalation": false,
+                    "readOnlyRootFilesystem": true,
+                    "runAsNonRoot": true,
+                    "capabilities": {"drop": ["ALL"]},
+                },
+                "volumeMounts": [{"name": "kubeconfig", "mountPath": "/etc/podcreds", "readOnly": true}],
+            }],
+            "volumes": [{"name": "kubeconfig", "secret": {"secretName": "kubeconfig"}}],
+        },
+    }))?;
+    let pods: Api<Pod> = Api::namespaced(node_env.client.clone(), &op_ns);
+    pods.create(&PostParams::default(), &pod).await?;
+
+    // Ready through the kubelet's own readiness probe.
+    let ready = crate::support::wait_for(Duration::from_secs(90), || async {
+        let pod = pods.get("podcreds").await.ok()?;
+        let status = pod.status?;
+        let container = status.container_statuses?.into_iter().next()?;
+        container.ready.then_some(container.image)
+    })
+    .await;
+    let Some(running_image) = ready else {
+        let pod = pods.get("podcreds").await?;
+        bail!(
+            "the operator pod did not become Ready: {:?}\noperator output:\n{}\n{}",
+            pod.status,
+            node.container_output(&op_ns, "podcreds", "operator")
+                .join("\n"),
+            node.logs(20)
+        );
+    };
+    ensure!(
+        running_image.ends_with(&image) || running_image == image,
+        "the pod runs {running_image}, not {image}"
+    );
+
+    node_env
+        .create_ready(
+            &app_ns,
+            "app",
+            crate::support::spec(&role),
+            Duration::from_secs(60),
+        )
+        .await
+        .with_context(|| {
+            format!(
+                "operator output:\n{}",
+                node.container_output(&op_ns, "podcreds", "operator")
+                    .join("\n")
+            )
+        })?;
+    let data = node_env.secret_data(&app_ns, "app").await?;
+    let dir = tempfile::tempdir()?;
+    let credentials = dir.path().join("credentials");
+    std::fs::write(
+        &credentials,
+        data.get("credentials")
+            .context("the Secret has no credentials file")?,
+    )?;
+    let identity = crate::support::aws_caller_identity(
+        &node_env.emulator.url(),
+        &[("AWS_SHARED_CREDENTIALS_FILE", credentials.as_path())],
+    )
+    .await?;
+    let arn = identity["Arn"].as_str().unwrap_or_default();
+    ensure!(
+        arn.contains(&format!(":assumed-role/{app_ns}-r/")),
+        "the credentials the pod issued are for {arn}"
+    );
+    let output = node
+        .container_output(&op_ns, "podcreds", "operator")
+        .join("\n");
+    let issued: serde_json::Value = serde_json::from_str(
+        data.get("credential-process.json")
+            .context("the Secret has no credential-process.json")?,
+    )?;
+    for field in ["SecretAccessKey", "SessionToken"] {
+        let value = issued[field].as_str().unwrap_or_default();
+        ensure!(
+            !value.is_empty() && !output.contains(value),
+            "the operator pod's log holds the {field}"
+        );
+    }
+    println!(
+        "  node: the operator image {image} ran as a restricted pod (uid 65532, read-only root), Ready through the kubelet's probes, and issued working credentials"
+    );
+    Ok(())
+}
