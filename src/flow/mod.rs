@@ -1,8 +1,10 @@
 //! Credential flows: how a binding's identity becomes temporary AWS credentials.
 //!
-//! Each flow is one file behind [`CredentialFlow`]. The controller resolves a binding, asks its
-//! flow to [`CredentialFlow::exchange`], and renders whatever comes back into the Secret; it
-//! knows nothing of tokens, assertions or keys.
+//! Each way of turning the binding's own identity into credentials is one file behind
+//! [`FirstExchange`]; a `roleChain` then adds `AssumeRole` hops after whichever first exchange the
+//! binding uses ([`role_chain`]). The controller asks [`Flows`] to [`CredentialFlow::exchange`]
+//! and renders whatever comes back into the Secret; it knows nothing of tokens, assertions or
+//! keys.
 
 pub mod role_chain;
 pub mod token;
@@ -66,7 +68,23 @@ impl FlowError {
     }
 }
 
-/// One way of exchanging a binding's identity for credentials.
+/// One way of exchanging a binding's own identity (its ServiceAccount, a SAML assertion podcreds
+/// signs, an administrator's long-term keys) for credentials: the first STS call of every flow.
+pub trait FirstExchange: Send + Sync {
+    /// Low-cardinality name of the exchange (logs, metric labels).
+    fn name(&self) -> &'static str;
+
+    /// Exchanges the identity `request` names for credentials lasting `duration_seconds`; the
+    /// STS call is observed under the metric label `flow` (the flow this exchange is part of).
+    fn exchange_for<'a>(
+        &'a self,
+        request: ExchangeRequest<'a>,
+        duration_seconds: i32,
+        flow: &'static str,
+    ) -> BoxFuture<'a, Result<IssuedCredentials, FlowError>>;
+}
+
+/// Exchanges a binding's identity for the credentials its Secret receives.
 pub trait CredentialFlow: Send + Sync {
     /// Low-cardinality name of the flow (logs, metric labels).
     fn name(&self) -> &'static str;
@@ -101,7 +119,6 @@ impl Flows {
         });
         Self {
             role_chain: RoleChain {
-                first: web_identity.clone(),
                 sts,
                 throttle,
                 metrics,
@@ -110,13 +127,9 @@ impl Flows {
         }
     }
 
-    /// The flow of a binding whose resolved spec is `spec`.
-    pub fn choose(&self, spec: &ResolvedSpec) -> &dyn CredentialFlow {
-        if spec.role_chain.is_empty() {
-            self.web_identity.as_ref()
-        } else {
-            &self.role_chain
-        }
+    /// The first exchange of a binding whose resolved spec is `spec`.
+    pub fn first_exchange(&self, _spec: &ResolvedSpec) -> &dyn FirstExchange {
+        self.web_identity.as_ref()
     }
 }
 
@@ -129,6 +142,11 @@ impl CredentialFlow for Flows {
         &'a self,
         request: ExchangeRequest<'a>,
     ) -> BoxFuture<'a, Result<IssuedCredentials, FlowError>> {
-        self.choose(request.spec).exchange(request)
+        let first = self.first_exchange(request.spec);
+        if request.spec.role_chain.is_empty() {
+            first.exchange_for(request, request.spec.duration_seconds, first.name())
+        } else {
+            self.role_chain.exchange_after(first, request)
+        }
     }
 }

@@ -1,4 +1,4 @@
-//! The role chain flow: the binding's first exchange (web identity), then one `AssumeRole` per
+//! The role chain flow: the binding's first exchange (any [`FirstExchange`]), then one `AssumeRole` per
 //! `roleChain` hop, each signed with the credentials of the one before. The Secret receives the
 //! last hop's credentials; what every hop answered travels with them ([`ChainRecord`]).
 //!
@@ -12,8 +12,7 @@ use std::time::Instant;
 
 use futures::future::BoxFuture;
 
-use super::web_identity::WebIdentity;
-use super::{CredentialFlow, ExchangeRequest, FlowError};
+use super::{ExchangeRequest, FirstExchange, FlowError};
 use crate::metrics::Metrics;
 use crate::retry::RetryClass;
 use crate::spec::ResolvedHop;
@@ -31,7 +30,6 @@ const FIRST_EXCHANGE_SECONDS: i32 = 900;
 const MAX_PACKED_PERCENT: i32 = 1000;
 
 pub struct RoleChain {
-    pub first: Arc<WebIdentity>,
     pub sts: SharedSts,
     pub throttle: Arc<Throttle>,
     pub metrics: Metrics,
@@ -109,19 +107,16 @@ pub fn access_denied_hint(hops: &[ResolvedHop], index: usize) -> String {
     hint
 }
 
-impl CredentialFlow for RoleChain {
-    fn name(&self) -> &'static str {
-        Self::NAME
-    }
-
-    fn exchange<'a>(
+impl RoleChain {
+    /// Runs `first`, then every `roleChain` hop of `request`'s binding.
+    pub fn exchange_after<'a>(
         &'a self,
+        first: &'a dyn FirstExchange,
         request: ExchangeRequest<'a>,
     ) -> BoxFuture<'a, Result<IssuedCredentials, FlowError>> {
         Box::pin(async move {
             let spec = request.spec;
-            let mut current = self
-                .first
+            let mut current = first
                 .exchange_for(request, FIRST_EXCHANGE_SECONDS, Self::NAME)
                 .await?;
             let mut records = Vec::with_capacity(spec.role_chain.len());

@@ -7,7 +7,7 @@ use std::time::Instant;
 use futures::future::BoxFuture;
 
 use super::token::request_token;
-use super::{CredentialFlow, ExchangeRequest, FlowError};
+use super::{ExchangeRequest, FirstExchange, FlowError};
 use crate::metrics::Metrics;
 use crate::sts::{AssumeRoleRequest, IssuedCredentials, SharedSts};
 use crate::throttle::Throttle;
@@ -24,9 +24,7 @@ pub struct WebIdentity {
 impl WebIdentity {
     pub const NAME: &'static str = "WebIdentity";
 
-    /// The exchange for `request`'s binding, asking STS for `duration_seconds`; its STS call is
-    /// observed under the metric label `flow` (the flow this exchange is part of).
-    pub async fn exchange_for(
+    async fn exchange(
         &self,
         request: ExchangeRequest<'_>,
         duration_seconds: i32,
@@ -72,15 +70,17 @@ impl WebIdentity {
     }
 }
 
-impl CredentialFlow for WebIdentity {
+impl FirstExchange for WebIdentity {
     fn name(&self) -> &'static str {
         Self::NAME
     }
 
-    fn exchange<'a>(
+    fn exchange_for<'a>(
         &'a self,
         request: ExchangeRequest<'a>,
+        duration_seconds: i32,
+        flow: &'static str,
     ) -> BoxFuture<'a, Result<IssuedCredentials, FlowError>> {
-        Box::pin(self.exchange_for(request, request.spec.duration_seconds, Self::NAME))
+        Box::pin(self.exchange(request, duration_seconds, flow))
     }
 }
