@@ -9,6 +9,7 @@
 pub mod oidc;
 pub mod sigv4;
 pub mod state;
+pub mod trust_policy;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -25,6 +26,7 @@ use serde::{Deserialize, Serialize};
 
 pub use state::{CallRecord, Counters, Faults, Role, SessionTag};
 use state::{Injected, Session, State};
+pub use trust_policy::{TrustPolicyError, role_from_trust_policy};
 
 const XMLNS: &str = "https://sts.amazonaws.com/doc/2011-06-15/";
 
