@@ -12,9 +12,11 @@ use k8s_openapi::api::core::v1::ServiceAccount;
 use kube::Api;
 use kube::api::PostParams;
 use serde_json::{Value, json};
-use sts_emulator::role_from_trust_policy;
+use sts_emulator::{Emulator, Faults, role_from_trust_policy};
 
-use crate::support::{ACCOUNT, Env, aws_caller_identity, kubelet_layout, spec_with};
+use crate::support::{
+    ACCOUNT, Env, aws_caller_identity, kubelet_layout, ready_message, spec, spec_with, wait_for,
+};
 
 const READY: Duration = Duration::from_secs(60);
 
@@ -233,6 +235,133 @@ pub async fn exported_oidc_documents_verify_the_clusters_tokens(env: &Env) -> an
     ensure!(
         std::fs::read_dir(elsewhere.path())?.next().is_none(),
         "nothing is written when the export is refused"
+    );
+    Ok(())
+}
+
+/// Waits until `name`'s Ready condition has `reason` and a message containing `fix`.
+async fn wait_for_fix(
+    env: &Env,
+    ns: &str,
+    name: &str,
+    reason: &str,
+    fix: &str,
+) -> anyhow::Result<()> {
+    let found = wait_for(READY, || async {
+        let binding = env.bindings(ns).get(name).await.ok()?;
+        let message = ready_message(&binding);
+        let condition = podcreds::status::ready_condition(binding.status.as_ref())?;
+        (condition.reason == reason && message.contains(fix)).then_some(())
+    })
+    .await;
+    if found.is_none() {
+        let binding = env.bindings(ns).get(name).await?;
+        bail!(
+            "{ns}/{name} never said {reason} with {fix:?}: {:?}",
+            binding.status.as_ref().map(|s| &s.conditions)
+        );
+    }
+    Ok(())
+}
+
+pub async fn setup_mistakes_are_reported_with_their_fix(env: &Env) -> anyhow::Result<()> {
+    // A trust policy that pins another ServiceAccount, and an audience IAM's provider lacks.
+    let (ns, _role) = env.app_namespace("setup", None).await?;
+    env.service_account(&ns, "web").await?;
+    let role_for_app = format!("arn:aws:iam::{ACCOUNT}:role/{ns}-r");
+    let _operator = env
+        .start_operator(
+            &[&ns],
+            &env.emulator.url(),
+            &["--allowed-audiences=internal"],
+        )
+        .await?;
+    let mut denied = spec(&role_for_app);
+    denied["serviceAccountName"] = json!("web");
+    env.create_binding(&ns, "web", denied).await?;
+    wait_for_fix(
+        env,
+        &ns,
+        "web",
+        "StsAccessDenied",
+        &format!("sub system:serviceaccount:{ns}:web and aud sts.amazonaws.com: `podcreds iam trust-policy -n {ns} web`"),
+    )
+    .await?;
+    env.create_binding(
+        &ns,
+        "aud",
+        spec_with(&role_for_app, json!({"audience": "internal"})),
+    )
+    .await?;
+    wait_for_fix(
+        env,
+        &ns,
+        "aud",
+        "StsInvalidIdentityToken",
+        "add-client-id-to-open-id-connect-provider",
+    )
+    .await?;
+
+    // An STS that has no provider for this cluster's issuer (another account, another cluster).
+    let elsewhere = Emulator::start(sts_emulator::Config::for_issuer(
+        "https://oidc.example.com/other-cluster",
+        &env.plane.ca_pem,
+    ))
+    .await?;
+    elsewhere.add_role(sts_emulator::Role {
+        arn: role_for_app.clone(),
+        subjects: vec![format!("system:serviceaccount:{ns}:app")],
+        ..Default::default()
+    });
+    let ns2 = env.namespace("setup-issuer").await?;
+    env.service_account(&ns2, "app").await?;
+    let _operator2 = env.start_operator(&[&ns2], &elsewhere.url(), &[]).await?;
+    env.create_binding(&ns2, "app", spec(&role_for_app)).await?;
+    wait_for_fix(
+        env,
+        &ns2,
+        "app",
+        "StsInvalidIdentityToken",
+        "no IAM OIDC provider is registered for the cluster's issuer",
+    )
+    .await?;
+
+    // AWS cannot fetch the issuer's keys (the documents are not hosted where the issuer says).
+    let unreachable = Emulator::start(sts_emulator::Config::for_issuer(
+        &env.plane.api_url,
+        &env.plane.ca_pem,
+    ))
+    .await?;
+    unreachable.add_role(sts_emulator::Role {
+        arn: role_for_app.clone(),
+        subjects: vec![format!("system:serviceaccount:{ns}:app")],
+        ..Default::default()
+    });
+    unreachable.set_faults(Faults {
+        idp_error_next: 1_000,
+        ..Faults::default()
+    });
+    let ns3 = env.namespace("setup-jwks").await?;
+    env.service_account(&ns3, "app").await?;
+    let _operator3 = env.start_operator(&[&ns3], &unreachable.url(), &[]).await?;
+    env.create_binding(&ns3, "app", spec(&role_for_app)).await?;
+    wait_for_fix(
+        env,
+        &ns3,
+        "app",
+        "StsUnavailable",
+        "AWS could not fetch the cluster's JWKS",
+    )
+    .await?;
+    // The hint travels with the Event too, where `kubectl describe` shows it.
+    let events = env.events(&ns).await?;
+    ensure!(
+        events.iter().any(|e| e
+            .message
+            .as_deref()
+            .is_some_and(|n| n.contains("podcreds iam trust-policy"))),
+        "the Event carries the fix: {:?}",
+        events.iter().map(|e| &e.message).collect::<Vec<_>>()
     );
     Ok(())
 }
