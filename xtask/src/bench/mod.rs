@@ -70,6 +70,10 @@ pub struct Args {
     /// Length of the steady-state observation (seconds).
     #[arg(long, default_value_t = 120)]
     pub steady_seconds: u64,
+    /// Run the benchmark process as the debug build it was started as, instead of running itself
+    /// again as a release build (figures from a debug client undersell the floors).
+    #[arg(long)]
+    pub debug_client: bool,
     /// Also take a CPU profile of kube-apiserver during the floor and the burst of the largest N
     /// (pprof files next to the JSON result).
     #[arg(long)]

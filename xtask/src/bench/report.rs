@@ -77,7 +77,7 @@ pub fn machine() -> Machine {
 pub fn print_table(r: &Report) {
     if r.client_build == "debug" {
         println!(
-            "\nnote: this benchmark process is a debug build; the floors' client and the STS emulator run in it, so the floors are slower than they should be. For figures: cargo run --release -p xtask -- bench"
+            "\nnote: this benchmark process is a debug build; the floors' client and the STS emulator run in it, so the floors are slower than they should be (--debug-client). For figures: cargo xtask bench without it"
         );
     }
     println!(
