@@ -91,6 +91,13 @@ pub fn print_table(r: &Report) {
         r.load_average_before,
         r.load_average_after
     );
+    if !r.scale.is_empty() {
+        print_scale_header();
+    }
+    print_results(r);
+}
+
+fn print_scale_header() {
     println!(
         "{:>6} {:>9} {:>9} {:>10} {:>6} {:>8} {:>8} {:>8} {:>8} {:>9} {:>9} {:>10} {:>8} {:>8} {:>9}",
         "N",
@@ -109,6 +116,9 @@ pub fn print_table(r: &Report) {
         "rst wr",
         "rst rdy s"
     );
+}
+
+fn print_results(r: &Report) {
     for s in &r.scale {
         println!(
             "{:>6} {:>9.2} {:>9.2} {:>10.2} {:>6.2} {:>8.0} {:>8.0} {:>8.0} {:>8.0} {:>9.1} {:>9.1} {:>10} {:>8} {:>8} {:>9.2}",
