@@ -107,12 +107,7 @@ async fn empty_and_finalize(client: &kube::Client, ns: &str) -> anyhow::Result<(
         spec.finalizers = Some(Vec::new());
     }
     namespaces
-        .replace_subresource(
-            "finalize",
-            ns,
-            &PostParams::default(),
-            &namespace,
-        )
+        .replace_subresource("finalize", ns, &PostParams::default(), &namespace)
         .await?;
     Ok(())
 }
