@@ -46,6 +46,9 @@ pub const HOST_PROGRAMS: [(&str, &str); 6] = [
 pub struct Node {
     dir: PathBuf,
     socket: PathBuf,
+    /// Set with a pod network: pods are deleted through the API first, so that the kubelet tears
+    /// their network down (veth, namespace) before the node stops.
+    admin_kubeconfig: Option<PathBuf>,
     containerd: Process,
     kubelet: Option<Process>,
 }
@@ -151,6 +154,7 @@ impl Node {
         ca: &Ca,
         ca_pem: &str,
         admin: &Client,
+        network: Option<(&PodNetwork, &Path)>,
     ) -> Result<Self, Error> {
         let missing = missing_host_programs();
         if !missing.is_empty() {
@@ -169,10 +173,14 @@ impl Node {
             dir.join("containerd.toml"),
             containerd_config(&dir, &socket),
         )?;
-        std::fs::write(
-            dir.join("cni/10-loopback.conflist"),
-            r#"{"cniVersion":"1.0.0","name":"loopback-only","plugins":[{"type":"loopback"}]}"#,
-        )?;
+        let cni = match network {
+            Some((network, _)) => network.cni_config(&dir),
+            None => {
+                r#"{"cniVersion":"1.0.0","name":"loopback-only","plugins":[{"type":"loopback"}]}"#
+                    .to_string()
+            }
+        };
+        std::fs::write(dir.join("cni/10-test.conflist"), cni)?;
         let containerd = Process::spawn(
             "containerd",
             Path::new("/usr/bin/containerd"),
@@ -186,6 +194,7 @@ impl Node {
         let mut node = Self {
             dir: dir.clone(),
             socket,
+            admin_kubeconfig: network.map(|(_, kubeconfig)| kubeconfig.to_path_buf()),
             containerd,
             kubelet: None,
         };
@@ -472,6 +481,22 @@ async fn bind_node_role(admin: &Client, user: &str) -> Result<(), Error> {
 
 impl Drop for Node {
     fn drop(&mut self) {
+        if let Some(kubeconfig) = &self.admin_kubeconfig
+            && let Ok(kubectl) = tools::binary("kubectl")
+        {
+            let _ = Command::new(kubectl)
+                .arg(format!("--kubeconfig={}", kubeconfig.display()))
+                .args(["delete", "pods", "--all", "--all-namespaces"])
+                .args(["--grace-period=0", "--force", "--wait=false"])
+                .output();
+            for _ in 0..60 {
+                match self.ctr(&["tasks", "ls", "-q"]) {
+                    Ok(tasks) if tasks.trim().is_empty() => break,
+                    Err(_) => break,
+                    Ok(_) => std::thread::sleep(Duration::from_millis(250)),
+                }
+            }
+        }
         // The kubelet first, so that it restarts nothing; then every container (a stopped
         // containerd leaves its containers and shims running); then containerd.
         if let Some(mut kubelet) = self.kubelet.take() {
@@ -499,5 +524,125 @@ impl Drop for Node {
         for mount in self.mounts() {
             let _ = Command::new("umount").args(["-l", &mount]).status();
         }
+    }
+}
+
+/// A pod network for the test node: a bridge of this run with a private /24 (from 10.249.0.0/16)
+/// and no default route in the pods, so pods reach only the bridge's own address and nothing
+/// leaves the machine. What pods must reach on loopback (the apiserver, the STS emulator) is
+/// exposed on the bridge address by [`PodNetwork::expose`]. Dropping it removes the bridge.
+pub struct PodNetwork {
+    bridge: String,
+    subnet: String,
+    gateway: std::net::Ipv4Addr,
+    forwarders: std::sync::Mutex<Vec<tokio::task::AbortHandle>>,
+}
+
+fn ip(args: &[&str]) -> Result<String, Error> {
+    let output = Command::new("ip")
+        .args(args)
+        .output()
+        .map_err(|e| Error::MissingTool(format!("cannot run ip (iproute2): {e}")))?;
+    if !output.status.success() {
+        return Err(Error::Image(format!(
+            "ip {} failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&output.stderr).trim()
+        )));
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+impl PodNetwork {
+    /// Creates a bridge `pcbr<N>` with address 10.249.N.1/24, for the first N no interface of
+    /// this machine uses.
+    pub fn create() -> Result<Self, Error> {
+        let addresses = ip(&["-4", "-o", "addr"])?;
+        let links = ip(&["-o", "link"])?;
+        let mut last_error = None;
+        for n in 0..=255u8 {
+            let subnet = format!("10.249.{n}");
+            let bridge = format!("pcbr{n}");
+            if addresses.contains(&format!(" {subnet}.")) || links.contains(&format!(" {bridge}:"))
+            {
+                continue;
+            }
+            // Another run may take the same one between the listing and here: then try the next.
+            if let Err(e) = ip(&["link", "add", &bridge, "type", "bridge"]) {
+                last_error = Some(e);
+                continue;
+            }
+            let network = Self {
+                bridge: bridge.clone(),
+                subnet: format!("{subnet}.0/24"),
+                gateway: std::net::Ipv4Addr::new(10, 249, n, 1),
+                forwarders: std::sync::Mutex::new(Vec::new()),
+            };
+            ip(&["addr", "add", &format!("{subnet}.1/24"), "dev", &bridge])?;
+            ip(&["link", "set", &bridge, "up"])?;
+            return Ok(network);
+        }
+        Err(last_error.unwrap_or_else(|| {
+            Error::Image("no free 10.249.N.0/24 subnet for a test pod network".into())
+        }))
+    }
+
+    /// The bridge's address: what pods reach the host at.
+    pub fn gateway(&self) -> std::net::Ipv4Addr {
+        self.gateway
+    }
+
+    fn cni_config(&self, dir: &Path) -> String {
+        serde_json::json!({
+            "cniVersion": "1.0.0",
+            "name": "podcreds-test",
+            "plugins": [{
+                "type": "bridge",
+                "bridge": self.bridge,
+                "isGateway": false,
+                "ipMasq": false,
+                "ipam": {
+                    "type": "host-local",
+                    "dataDir": dir.join("cni-ipam"),
+                    "ranges": [[{"subnet": self.subnet, "gateway": self.gateway.to_string()}]],
+                    // Only the bridge's subnet: no default route, nothing beyond this machine.
+                    "routes": [{"dst": self.subnet}],
+                },
+            }],
+        })
+        .to_string()
+    }
+
+    /// Listens on the bridge address and forwards every connection to `127.0.0.1:<port>`;
+    /// returns the port pods connect to.
+    pub async fn expose(&self, port: u16) -> Result<u16, Error> {
+        let listener = tokio::net::TcpListener::bind((self.gateway, 0)).await?;
+        let exposed = listener.local_addr()?.port();
+        let task = tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    if let Ok(mut outbound) =
+                        tokio::net::TcpStream::connect(("127.0.0.1", port)).await
+                    {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+            }
+        });
+        if let Ok(mut forwarders) = self.forwarders.lock() {
+            forwarders.push(task.abort_handle());
+        }
+        Ok(exposed)
+    }
+}
+
+impl Drop for PodNetwork {
+    fn drop(&mut self) {
+        if let Ok(forwarders) = self.forwarders.lock() {
+            for f in forwarders.iter() {
+                f.abort();
+            }
+        }
+        let _ = ip(&["link", "del", &self.bridge]);
     }
 }

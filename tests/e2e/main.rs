@@ -98,6 +98,7 @@ const TESTS: &[(&str, TestFn)] = tests![
     tenant::a_deleted_namespace_leaves_the_operator_quiet,
     node::a_pod_reads_refreshed_credentials_through_a_secret_volume,
     node::the_operator_image_runs_as_a_restricted_pod,
+    node::the_chart_runs_on_the_node_in_a_restricted_namespace,
 ];
 
 tokio::task_local! {
