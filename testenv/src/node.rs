@@ -32,13 +32,14 @@ pub const NODE_NAME: &str = "localhost";
 pub const PAUSE_IMAGE: &str = "localhost/podcreds-testenv/pause:1";
 
 /// Programs the node takes from Debian packages, with the package to install.
-pub const HOST_PROGRAMS: [(&str, &str); 6] = [
+pub const HOST_PROGRAMS: [(&str, &str); 7] = [
     ("/usr/bin/containerd", "containerd"),
     ("/usr/bin/containerd-shim-runc-v2", "containerd"),
     ("/usr/bin/ctr", "containerd"),
     ("/usr/sbin/runc", "runc"),
     ("/usr/lib/cni/loopback", "containernetworking-plugins"),
     ("/bin/busybox", "busybox-static"),
+    ("/bin/ip", "iproute2"),
 ];
 
 /// A running node. Dropping it stops the kubelet, every container, containerd and their shims,
