@@ -53,6 +53,9 @@ pub enum Error {
     Http { url: String, reason: String },
     #[error("image: {0}")]
     Image(String),
+    /// A node tool (`ctr`, `ip`) that ran and failed.
+    #[error("{0}")]
+    Command(String),
 }
 
 /// What to start.

@@ -330,7 +330,7 @@ impl Node {
             .output()
             .map_err(|e| Error::MissingTool(format!("cannot run ctr (containerd): {e}")))?;
         if !output.status.success() {
-            return Err(Error::Image(format!(
+            return Err(Error::Command(format!(
                 "ctr {} failed: {}",
                 args.join(" "),
                 String::from_utf8_lossy(&output.stderr).trim()
@@ -545,7 +545,7 @@ fn ip(args: &[&str]) -> Result<String, Error> {
         .output()
         .map_err(|e| Error::MissingTool(format!("cannot run ip (iproute2): {e}")))?;
     if !output.status.success() {
-        return Err(Error::Image(format!(
+        return Err(Error::Command(format!(
             "ip {} failed: {}",
             args.join(" "),
             String::from_utf8_lossy(&output.stderr).trim()
@@ -584,7 +584,7 @@ impl PodNetwork {
             return Ok(network);
         }
         Err(last_error.unwrap_or_else(|| {
-            Error::Image("no free 10.249.N.0/24 subnet for a test pod network".into())
+            Error::Command("no free 10.249.N.0/24 subnet for a test pod network".into())
         }))
     }
 
