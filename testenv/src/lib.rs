@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 pub mod loopback;
+pub mod netns;
 pub mod node;
 pub mod oci;
 pub mod operator;
@@ -56,6 +57,9 @@ pub enum Error {
     /// A node tool (`ctr`, `ip`) that ran and failed.
     #[error("{0}")]
     Command(String),
+    /// Not in a network namespace of the run, or cannot enter one.
+    #[error("network namespace: {0}")]
+    Namespace(String),
 }
 
 /// What to start.
@@ -66,9 +70,12 @@ pub struct Options {
     /// Serve kube-apiserver's `/debug/pprof` (the benchmark's CPU profile of the apiserver).
     pub apiserver_profiling: bool,
     /// Also run a node (containerd and a kubelet, see [`node`]) so that pods really run. Off by
-    /// default: it needs root, takes seconds to start, and most tests need no pods.
+    /// default: it needs root and a network namespace of the run ([`netns`]), takes seconds to
+    /// start, and most tests need no pods. The node's address is on a bridge of its own
+    /// ([`node::PodNetwork`]) inside that namespace, so the apiserver reaches the kubelet there
+    /// (`kubectl logs`, `exec`).
     pub node: bool,
-    /// With `node`: what a chart's pods need. A pod network ([`node::PodNetwork`]), the
+    /// With `node`: what a chart's pods need. Pods on the node's bridge, the
     /// ServiceAccount admission plugin (token volumes), kube-scheduler, and the deployment,
     /// replicaset, root-ca-cert-publisher and node lifecycle (it lifts the node's `not-ready`
     /// taint) controllers.
@@ -212,7 +219,10 @@ impl ControlPlane {
             .tempdir()?;
         let root = dir.path();
 
-        let pod_network = if options.node && options.pod_network {
+        // Pods of their own network (not the host's) are only possible on a node.
+        let pods_networked = options.node && options.pod_network;
+        let pod_network = if options.node {
+            netns::require("a test node")?;
             Some(node::PodNetwork::create()?)
         } else {
             None
@@ -294,8 +304,8 @@ impl ControlPlane {
             "--enable-admission-plugins=OwnerReferencesPermissionEnforcement".into(),
             "--allow-privileged=true".into(),
             format!("--profiling={}", options.apiserver_profiling),
-            // The test node is `localhost` with no routable address (see `node`).
-            "--kubelet-preferred-address-types=Hostname,InternalIP".into(),
+            // The test node's address is on its bridge, inside the run's namespace (see `node`).
+            "--kubelet-preferred-address-types=InternalIP".into(),
             format!(
                 "--kubelet-client-certificate={}",
                 root.join("kubelet-client.pem").display()
@@ -308,7 +318,7 @@ impl ControlPlane {
         ];
         // Without a node nothing creates the default ServiceAccounts that plugin insists on; with
         // a pod network the chart's pods need the token volumes it adds.
-        if pod_network.is_none() {
+        if !pods_networked {
             apiserver_args.push("--disable-admission-plugins=ServiceAccount".into());
         }
         let apiserver =
@@ -347,7 +357,7 @@ impl ControlPlane {
                         root.join("sa.key").display()
                     ),
                     format!("--root-ca-file={}", root.join("ca.pem").display()),
-                    if plane.pod_network.is_some() {
+                    if pods_networked {
                         "--controllers=garbagecollector,namespace,serviceaccount,deployment,replicaset,root-ca-cert-publisher,nodelifecycle".into()
                     } else {
                         "--controllers=garbagecollector,namespace,serviceaccount".into()
@@ -361,7 +371,7 @@ impl ControlPlane {
                 &root,
             )?);
         }
-        if plane.pod_network.is_some() {
+        if pods_networked {
             let root = plane.dir.path().to_path_buf();
             plane.scheduler = Some(Process::spawn(
                 "kube-scheduler",
@@ -383,14 +393,18 @@ impl ControlPlane {
             let network = plane
                 .pod_network
                 .as_ref()
-                .map(|n| (n, plane.kubeconfig.as_path()));
+                .ok_or_else(|| Error::Command("a node without its network".into()))?;
             let node = node::Node::start(
                 &root,
-                &plane.api_url,
-                &plane.ca,
-                &plane.ca_pem,
-                &admin,
+                node::Cluster {
+                    api_url: &plane.api_url,
+                    ca: &plane.ca,
+                    ca_pem: &plane.ca_pem,
+                    admin: &admin,
+                    admin_kubeconfig: &plane.kubeconfig,
+                },
                 network,
+                pods_networked,
             )
             .await?;
             plane.node = Some(node);
@@ -398,7 +412,8 @@ impl ControlPlane {
         Ok(plane)
     }
 
-    /// The pod network, if [`Options::pod_network`] asked for one.
+    /// The node's network (its bridge), if [`Options::node`] asked for a node; with
+    /// [`Options::pod_network`] pods join it too.
     pub fn pod_network(&self) -> Option<&node::PodNetwork> {
         self.pod_network.as_ref()
     }

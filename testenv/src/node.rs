@@ -1,12 +1,13 @@
 //! A real node for the test control plane: containerd (Debian's, with runc) and a kubelet built
 //! from the same Kubernetes release, each with its own root, state and socket under the control
-//! plane's directory, registered as node `localhost`.
+//! plane's directory, registered as node [`NODE_NAME`] with its address on a bridge of its own
+//! ([`PodNetwork`]) inside the run's network namespace ([`crate::netns`]).
 //!
 //! What this machine needs, and why (see docs/testing.md): cgroup v1 with the cgroupfs driver,
 //! no QoS cgroups and no node-allocatable enforcement; containerd's `restrict_oom_score_adj`
 //! (negative OOM scores are forbidden here, even to root); a locally built pause image (nothing
-//! can be pulled); a CNI configuration holding only `loopback`, so pods use `hostNetwork: true`
-//! and nothing leaves loopback; eviction and image garbage collection thresholds low enough that
+//! can be pulled); without a pod network a CNI configuration holding only `loopback`, so pods use
+//! `hostNetwork: true` (the run's namespace is their host); eviction and image garbage collection thresholds low enough that
 //! a full shared disk never evicts a test pod or deletes an imported image.
 
 use std::path::{Path, PathBuf};
@@ -23,10 +24,10 @@ use crate::pki::Ca;
 use crate::process::{Process, free_port};
 use crate::{Error, UserAuth, kubeconfig_yaml, tools};
 
-/// The node's name: `localhost` resolves to 127.0.0.1, so the apiserver reaches the kubelet (logs,
-/// exec) through `--kubelet-preferred-address-types=Hostname` without leaving loopback
-/// (the kubelet refuses `--node-ip=127.0.0.1`).
-pub const NODE_NAME: &str = "localhost";
+/// The node's name. Its address (`InternalIP`, what the apiserver dials for logs and exec) is its
+/// bridge's: the kubelet refuses a loopback `--node-ip`, and the machine's own interfaces are not
+/// in the run's namespace.
+pub const NODE_NAME: &str = "podcreds-test-node";
 
 /// The pause image every pod sandbox runs: busybox `sleep`, built here.
 pub const PAUSE_IMAGE: &str = "localhost/podcreds-testenv/pause:1";
@@ -47,9 +48,9 @@ pub const HOST_PROGRAMS: [(&str, &str); 7] = [
 pub struct Node {
     dir: PathBuf,
     socket: PathBuf,
-    /// Set with a pod network: pods are deleted through the API first, so that the kubelet tears
-    /// their network down (veth, namespace) before the node stops.
-    admin_kubeconfig: Option<PathBuf>,
+    /// Pods are deleted through the API first, so that the kubelet tears their network down
+    /// (veth, namespace) before the node stops.
+    admin_kubeconfig: PathBuf,
     containerd: Process,
     kubelet: Option<Process>,
 }
@@ -103,12 +104,18 @@ struct KubeletPorts {
     healthz: u16,
 }
 
-fn kubelet_config(dir: &Path, socket: &Path, ca_file: &Path, ports: &KubeletPorts) -> String {
+fn kubelet_config(
+    dir: &Path,
+    socket: &Path,
+    ca_file: &Path,
+    address: std::net::Ipv4Addr,
+    ports: &KubeletPorts,
+) -> String {
     let d = dir.display();
     format!(
         r#"apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
-address: 127.0.0.1
+address: {address}
 port: {port}
 readOnlyPort: 0
 healthzBindAddress: 127.0.0.1
@@ -146,17 +153,32 @@ resolvConf: /etc/resolv.conf
     )
 }
 
+/// The control plane a node registers with.
+pub(crate) struct Cluster<'a> {
+    pub api_url: &'a str,
+    pub ca: &'a Ca,
+    pub ca_pem: &'a str,
+    pub admin: &'a Client,
+    pub admin_kubeconfig: &'a Path,
+}
+
 impl Node {
-    /// Starts containerd, imports the pause image, registers a kubelet with the control plane at
-    /// `api_url` and waits until the node is Ready.
+    /// Starts containerd, imports the pause image, registers a kubelet with `cluster` at the
+    /// address of `network` and waits until the node is Ready. With `pods_networked`, pods get
+    /// addresses on `network`'s bridge; otherwise they need `hostNetwork: true`.
     pub(crate) async fn start(
         root: &Path,
-        api_url: &str,
-        ca: &Ca,
-        ca_pem: &str,
-        admin: &Client,
-        network: Option<(&PodNetwork, &Path)>,
+        cluster: Cluster<'_>,
+        network: &PodNetwork,
+        pods_networked: bool,
     ) -> Result<Self, Error> {
+        let Cluster {
+            api_url,
+            ca,
+            ca_pem,
+            admin,
+            admin_kubeconfig,
+        } = cluster;
         let missing = missing_host_programs();
         if !missing.is_empty() {
             return Err(Error::MissingTool(format!(
@@ -174,12 +196,11 @@ impl Node {
             dir.join("containerd.toml"),
             containerd_config(&dir, &socket),
         )?;
-        let cni = match network {
-            Some((network, _)) => network.cni_config(&dir),
-            None => {
-                r#"{"cniVersion":"1.0.0","name":"loopback-only","plugins":[{"type":"loopback"}]}"#
-                    .to_string()
-            }
+        let cni = if pods_networked {
+            network.cni_config(&dir)
+        } else {
+            r#"{"cniVersion":"1.0.0","name":"loopback-only","plugins":[{"type":"loopback"}]}"#
+                .to_string()
         };
         std::fs::write(dir.join("cni/10-test.conflist"), cni)?;
         let containerd = Process::spawn(
@@ -195,7 +216,7 @@ impl Node {
         let mut node = Self {
             dir: dir.clone(),
             socket,
-            admin_kubeconfig: network.map(|(_, kubeconfig)| kubeconfig.to_path_buf()),
+            admin_kubeconfig: admin_kubeconfig.to_path_buf(),
             containerd,
             kubelet: None,
         };
@@ -231,7 +252,7 @@ impl Node {
         let config = dir.join("kubelet.yaml");
         std::fs::write(
             &config,
-            kubelet_config(&dir, &node.socket, &ca_file, &ports),
+            kubelet_config(&dir, &node.socket, &ca_file, network.gateway(), &ports),
         )?;
         node.kubelet = Some(Process::spawn(
             "kubelet",
@@ -242,6 +263,7 @@ impl Node {
                 format!("--root-dir={}", dir.join("kubelet").display()),
                 format!("--cert-dir={}", dir.join("kubelet-pki").display()),
                 format!("--hostname-override={NODE_NAME}"),
+                format!("--node-ip={}", network.gateway()),
                 "--v=1".into(),
             ],
             &[],
@@ -482,9 +504,8 @@ async fn bind_node_role(admin: &Client, user: &str) -> Result<(), Error> {
 
 impl Drop for Node {
     fn drop(&mut self) {
-        if let Some(kubeconfig) = &self.admin_kubeconfig
-            && let Ok(kubectl) = tools::binary("kubectl")
-        {
+        if let Ok(kubectl) = tools::binary("kubectl") {
+            let kubeconfig = &self.admin_kubeconfig;
             let _ = Command::new(kubectl)
                 .arg(format!("--kubeconfig={}", kubeconfig.display()))
                 .args(["delete", "pods", "--all", "--all-namespaces"])
@@ -528,10 +549,12 @@ impl Drop for Node {
     }
 }
 
-/// A pod network for the test node: a bridge of this run with a private /24 (from 10.249.0.0/16)
-/// and no default route in the pods, so pods reach only the bridge's own address and nothing
-/// leaves the machine. What pods must reach on loopback (the apiserver, the STS emulator) is
-/// exposed on the bridge address by [`PodNetwork::expose`]. Dropping it removes the bridge.
+/// The test node's network: a bridge with a private /24 (from 10.249.0.0/16) in the run's
+/// network namespace; its address is the node's (the kubelet listens there). With a pod network,
+/// pods join it with no default route, so they reach only the bridge's own address. What pods
+/// must reach on loopback (the apiserver, the STS emulator) is exposed on the bridge address by
+/// [`PodNetwork::expose`]. Dropping it removes the bridge (and the namespace's end removes
+/// anything left).
 pub struct PodNetwork {
     bridge: String,
     subnet: String,
@@ -558,6 +581,7 @@ impl PodNetwork {
     /// Creates a bridge `pcbr<N>` with address 10.249.N.1/24, for the first N no interface of
     /// this machine uses.
     pub fn create() -> Result<Self, Error> {
+        crate::netns::require("a test node's bridge")?;
         let addresses = ip(&["-4", "-o", "addr"])?;
         let links = ip(&["-o", "link"])?;
         let mut last_error = None;

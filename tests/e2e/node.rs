@@ -69,7 +69,8 @@ fn unix_ms() -> u64 {
 }
 
 /// A restricted pod (non-root, read-only root, no capabilities, RuntimeDefault seccomp) on the
-/// test node, with host networking (the node has no pod network; everything stays on loopback).
+/// test node, with host networking: without a pod network its host is the run's own network
+/// namespace, where the emulator listens on loopback.
 fn app_pod(name: &str, secret: &str, sts_endpoint: &str) -> anyhow::Result<Pod> {
     Ok(serde_json::from_value(json!({
         "apiVersion": "v1",
@@ -314,8 +315,8 @@ pub async fn the_operator_image_runs_as_a_restricted_pod(_env: &Env) -> anyhow::
 
     let (app_ns, role) = node_env.app_namespace("node-apps", None).await?;
     let op_ns = node_env.namespace("node-operator").await?;
-    // The pod talks to the apiserver on loopback (host networking: the node has no pod network),
-    // so it gets a kubeconfig instead of the in-cluster ServiceAccount token.
+    // The pod talks to the apiserver on loopback (host networking in the run's namespace; the node
+    // has no pod network here), so it gets a kubeconfig instead of the in-cluster token.
     let kubeconfig = std::fs::read_to_string(&node_env.plane.kubeconfig)?;
     let secrets: Api<k8s_openapi::api::core::v1::Secret> =
         Api::namespaced(node_env.client.clone(), &op_ns);
@@ -330,8 +331,8 @@ pub async fn the_operator_image_runs_as_a_restricted_pod(_env: &Env) -> anyhow::
         .await?;
     let admin_port = podcreds_testenv::free_port()?;
     // The chart's container (image, user, read-only root, no capabilities, probes on the admin
-    // port), with the probes sent to 127.0.0.1 (a host-network pod's own address would be the
-    // machine's interface).
+    // port), with the probes sent to 127.0.0.1, where the operator listens (a host-network pod's
+    // own address is the node's, on its bridge).
     let probe = |path: &str| json!({"httpGet": {"host": "127.0.0.1", "path": path, "port": admin_port}, "periodSeconds": 2});
     let pod: Pod = serde_json::from_value(json!({
         "metadata": {"name": "podcreds"},
@@ -634,6 +635,36 @@ pub async fn the_chart_runs_on_the_node_in_a_restricted_namespace(
         .with_context(|| format!("after fail-over from {old_leader} to {new_leader}"))?;
     wait_rolled_out(&node_env, release_ns, "podcreds", 2).await?;
 
+    // The operator's log through the apiserver (`kubectl logs`): the apiserver dials the kubelet
+    // at the node's address on its bridge, inside the run's network namespace.
+    let issued = node_env.secret_data(&app_ns, "second").await?;
+    let logs = pods
+        .logs(
+            &new_leader,
+            &kube::api::LogParams {
+                container: Some("operator".into()),
+                ..kube::api::LogParams::default()
+            },
+        )
+        .await
+        .with_context(|| format!("the logs API for pod {release_ns}/{new_leader}"))?;
+    ensure!(
+        logs.contains("became leader"),
+        "the new leader's log (through the logs API) does not say it became leader:\n{logs}"
+    );
+    let process: serde_json::Value = serde_json::from_str(
+        issued
+            .get("credential-process.json")
+            .context("Secret second has no credential-process.json")?,
+    )?;
+    for field in ["SecretAccessKey", "SessionToken"] {
+        let value = process[field].as_str().unwrap_or_default();
+        ensure!(
+            !value.is_empty() && !logs.contains(value),
+            "the operator pod's log holds the {field}"
+        );
+    }
+
     // An upgrade rolls both replicas to the new pod template.
     let upgrade = [
         "upgrade",
@@ -683,7 +714,7 @@ pub async fn the_chart_runs_on_the_node_in_a_restricted_namespace(
             .with_context(|| format!("Secret {name} is gone after helm uninstall"))?;
     }
     println!(
-        "  node: chart {image} installed in a restricted namespace, 2 replicas Ready through the kubelet's probes over the pod network, fail-over {old_leader} -> {new_leader}, upgrade rolled out, uninstall kept CRD and Secrets"
+        "  node: chart {image} installed in a restricted namespace, 2 replicas Ready through the kubelet's probes over the pod network, fail-over {old_leader} -> {new_leader} (its log read through the logs API), upgrade rolled out, uninstall kept CRD and Secrets"
     );
     Ok(())
 }
