@@ -32,6 +32,28 @@ pub const NODE_NAME: &str = "podcreds-test-node";
 /// The pause image every pod sandbox runs: busybox `sleep`, built here.
 pub const PAUSE_IMAGE: &str = "localhost/podcreds-testenv/pause:1";
 
+/// The name of the image [`pod_client_image`] builds.
+pub const POD_CLIENT_IMAGE: &str = "localhost/podcreds-testenv/pod-client:1";
+
+/// The image of the static pod client (`testenv/pod-client`, at `binary`): the client, busybox
+/// `cat` (the Secret's `credential_process` runs it) and nothing else, as user 65532.
+pub fn pod_client_image(binary: PathBuf) -> Result<Image, Error> {
+    Ok(Image {
+        name: POD_CLIENT_IMAGE.into(),
+        entries: vec![
+            oci::Entry::File {
+                path: "/pod-client".into(),
+                source: oci::Source::File(binary),
+                mode: 0o755,
+            },
+            oci::busybox_applet("cat")?,
+        ],
+        user: "65532:65532".into(),
+        entrypoint: vec!["/pod-client".into()],
+        ..Image::default()
+    })
+}
+
 /// Programs the node takes from Debian packages, with the package to install.
 pub const HOST_PROGRAMS: [(&str, &str); 7] = [
     ("/usr/bin/containerd", "containerd"),

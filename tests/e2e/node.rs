@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, bail, ensure};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, PostParams};
-use podcreds_testenv::oci::{self, Entry, Image, Source};
+use podcreds_testenv::node::POD_CLIENT_IMAGE;
 use podcreds_testenv::{ControlPlane, Options};
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -19,7 +19,6 @@ use crate::support::{Env, spec_with};
 
 /// The static client the pod runs (`testenv/pod-client`), built by `cargo xtask test`.
 const POD_CLIENT_VARIABLE: &str = "PODCREDS_POD_CLIENT";
-const POD_CLIENT_IMAGE: &str = "localhost/podcreds-testenv/pod-client:1";
 const MOUNT_PATH: &str = "/var/run/secrets/podcreds";
 
 /// A control plane with a node, and an STS emulator trusting its issuer.
@@ -127,21 +126,7 @@ pub async fn a_pod_reads_refreshed_credentials_through_a_secret_volume(
         .plane
         .node()
         .context("the control plane started without its node")?;
-    let image = Image {
-        name: POD_CLIENT_IMAGE.into(),
-        entries: vec![
-            Entry::File {
-                path: "/pod-client".into(),
-                source: Source::File(client_binary),
-                mode: 0o755,
-            },
-            // `credential_process = cat ...`: the image's only other program.
-            oci::busybox_applet("cat")?,
-        ],
-        user: "65532:65532".into(),
-        entrypoint: vec!["/pod-client".into()],
-        ..Image::default()
-    };
+    let image = podcreds_testenv::node::pod_client_image(client_binary)?;
     let archive = node.dir().join("images/pod-client.tar");
     image.write_archive(&archive)?;
     node.import_image(&archive)?;

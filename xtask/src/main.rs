@@ -131,10 +131,10 @@ pub fn build_static() -> anyhow::Result<()> {
 }
 
 /// Where the static pod client (`testenv/pod-client`) is built.
-const POD_CLIENT: &str = "target/static/x86_64-unknown-linux-gnu/release/pod-client";
+pub const POD_CLIENT: &str = "target/static/x86_64-unknown-linux-gnu/release/pod-client";
 
 /// The static AWS client the test node's pods run.
-fn build_pod_client() -> anyhow::Result<()> {
+pub fn build_pod_client() -> anyhow::Result<()> {
     run(
         "cargo",
         &[
