@@ -213,6 +213,7 @@ async fn run(args: Args) {
         selected.len(),
         args.threads.max(1)
     );
+    let env_started = Instant::now();
     let owned_env = match Env::start().await {
         Ok(env) => env,
         Err(e) => {
@@ -225,7 +226,8 @@ async fn run(args: Args) {
         }
     };
     println!(
-        "control plane at {} (files in {}), network namespace {}",
+        "environment (control plane, CRDs, STS emulator; no node) Ready in {:.1}s, apiserver {} (files in {}), network namespace {}",
+        env_started.elapsed().as_secs_f64(),
         owned_env.plane.api_url,
         owned_env.plane.dir().display(),
         podcreds_testenv::netns::current().unwrap_or_default()

@@ -23,12 +23,17 @@ const MOUNT_PATH: &str = "/var/run/secrets/podcreds";
 
 /// A control plane with a node, and an STS emulator trusting its issuer.
 async fn node_env() -> anyhow::Result<Env> {
+    let started = std::time::Instant::now();
     let plane = ControlPlane::start(Options {
         node: true,
         ..Options::default()
     })
     .await
     .context("starting a control plane with a node")?;
+    println!(
+        "  node: control plane with a node Ready in {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
     plane.install_crds(&podcreds::crd_yaml()?).await?;
     let emulator = sts_emulator::Emulator::start(sts_emulator::Config::for_issuer(
         &plane.api_url,
@@ -505,6 +510,7 @@ pub async fn the_chart_runs_on_the_node_in_a_restricted_namespace(
     let (repository, tag) = image
         .rsplit_once(':')
         .context("the image name has no tag")?;
+    let started = std::time::Instant::now();
     let plane = ControlPlane::start(Options {
         node: true,
         pod_network: true,
@@ -512,6 +518,10 @@ pub async fn the_chart_runs_on_the_node_in_a_restricted_namespace(
     })
     .await
     .context("starting a control plane with a node and a pod network")?;
+    println!(
+        "  node: control plane with a node, a pod network and a scheduler Ready in {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
     plane.install_crds(&podcreds::crd_yaml()?).await?;
     let emulator = sts_emulator::Emulator::start(sts_emulator::Config::for_issuer(
         &plane.api_url,

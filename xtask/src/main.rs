@@ -226,7 +226,9 @@ fn test(e2e_filter: Option<String>, no_lint: bool) -> anyhow::Result<()> {
                 args.extend(["--test-threads", "2"]);
                 let bin = testenv::bin_dir();
                 let venv = testenv::venv_dir();
-                run(
+                // The suite enters a network namespace of its own; this one must end unchanged.
+                let links_before = podcreds_testenv::netns::links()?;
+                let suite = run(
                     "cargo",
                     &args,
                     &[
@@ -241,7 +243,18 @@ fn test(e2e_filter: Option<String>, no_lint: bool) -> anyhow::Result<()> {
                             &repo_root().join(image::DEFAULT_ARCHIVE).to_string_lossy(),
                         ),
                     ],
-                )
+                );
+                let added: Vec<String> = podcreds_testenv::netns::links()?
+                    .into_iter()
+                    .filter(|l| !links_before.contains(l))
+                    .collect();
+                if !added.is_empty() {
+                    bail!(
+                        "interfaces appeared in this machine's network namespace during the suite: {}",
+                        added.join(", ")
+                    );
+                }
+                suite
             },
         );
     } else {
