@@ -1,5 +1,5 @@
 use clap::Parser;
-use podcreds::cli::{Cli, Command};
+use podcreds::cli::{Cli, Command, IamCommand, OidcCommand};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -8,6 +8,12 @@ async fn main() -> anyhow::Result<()> {
         Command::Run(args) => podcreds::operator::run(*args).await?,
         Command::Crd => print!("{}", podcreds::crd_yaml()?),
         Command::Version => println!("podcreds {}", env!("CARGO_PKG_VERSION")),
+        Command::Iam(IamCommand::TrustPolicy(args)) => {
+            print!("{}", podcreds::iam_command::trust_policy(args).await?)
+        }
+        Command::Oidc(OidcCommand::Export(args)) => {
+            print!("{}", podcreds::iam_command::oidc_export(args).await?)
+        }
     }
     Ok(())
 }

@@ -15,6 +15,7 @@ mod chains;
 mod chart;
 mod consumers;
 mod faults;
+mod iam;
 mod lifecycle;
 mod minio;
 mod moto;
@@ -82,6 +83,9 @@ const TESTS: &[(&str, TestFn)] = tests![
     security::environment_cannot_reroute_sts_traffic,
     security::a_compromised_operator_cannot_mint_other_tokens,
     faults::sts_outage_keeps_valid_credentials_and_recovers,
+    iam::trust_policies_printed_for_a_chain_admit_exactly_its_binding,
+    iam::exported_oidc_documents_verify_the_clusters_tokens,
+    iam::setup_mistakes_are_reported_with_their_fix,
     faults::throttled_burst_ends_all_ready,
     faults::slow_sts_does_not_block_other_bindings,
     faults::garbage_from_sts_is_survived,
