@@ -146,10 +146,10 @@ pub fn build_static() -> anyhow::Result<()> {
 }
 
 /// Where the static pod client (`testenv/pod-client`) is built.
-const POD_CLIENT: &str = "target/static/x86_64-unknown-linux-gnu/release/pod-client";
+pub const POD_CLIENT: &str = "target/static/x86_64-unknown-linux-gnu/release/pod-client";
 
 /// The static AWS client the test node's pods run.
-fn build_pod_client() -> anyhow::Result<()> {
+pub fn build_pod_client() -> anyhow::Result<()> {
     run(
         "cargo",
         &[
@@ -241,7 +241,9 @@ fn test(e2e_filter: Option<String>, no_lint: bool) -> anyhow::Result<()> {
                 args.extend(["--test-threads", "2"]);
                 let bin = testenv::bin_dir();
                 let venv = testenv::venv_dir();
-                run(
+                // The suite enters a network namespace of its own; this one must end unchanged.
+                let links_before = podcreds_testenv::netns::links()?;
+                let suite = run(
                     "cargo",
                     &args,
                     &[
@@ -256,7 +258,18 @@ fn test(e2e_filter: Option<String>, no_lint: bool) -> anyhow::Result<()> {
                             &repo_root().join(image::DEFAULT_ARCHIVE).to_string_lossy(),
                         ),
                     ],
-                )
+                );
+                let added: Vec<String> = podcreds_testenv::netns::links()?
+                    .into_iter()
+                    .filter(|l| !links_before.contains(l))
+                    .collect();
+                if !added.is_empty() {
+                    bail!(
+                        "interfaces appeared in this machine's network namespace during the suite: {}",
+                        added.join(", ")
+                    );
+                }
+                suite
             },
         );
     } else {

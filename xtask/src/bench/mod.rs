@@ -219,6 +219,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             controller_manager: false,
             apiserver_profiling: args.apiserver_profile,
             node: false,
+            pod_network: false,
         })
         .await?;
         plane
