@@ -22,8 +22,12 @@ pub struct Cli {
 pub enum Command {
     /// Run the operator.
     Run(Box<RunArgs>),
-    /// Print the AWSRoleBinding CustomResourceDefinition as YAML.
-    Crd,
+    /// Print the CustomResourceDefinitions (AWSRoleBinding, AWSCredentialSource) as YAML.
+    Crd {
+        /// Only this one: `AWSRoleBinding` or `AWSCredentialSource`.
+        #[arg(long)]
+        kind: Option<String>,
+    },
     /// Print the version.
     Version,
 }
@@ -121,6 +125,10 @@ pub struct RunArgs {
     /// caches warm and take over within about --leader-election-lease-seconds.
     #[arg(long, env = "PODCREDS_LEADER_ELECTION")]
     pub leader_election: bool,
+    /// The operator's own namespace: where the Secrets of AWSCredentialSources are read (and
+    /// nowhere else). Without it, bindings naming a credential source are refused.
+    #[arg(long = "namespace", env = "POD_NAMESPACE")]
+    pub operator_namespace: Option<String>,
     /// Namespace of the leader-election Lease (the operator's own).
     #[arg(long, env = "POD_NAMESPACE", required_if_eq("leader_election", "true"))]
     pub leader_election_namespace: Option<String>,
@@ -177,6 +185,7 @@ impl RunArgs {
             kube_rate_per_second: self.kube_qps,
             kube_burst: self.kube_burst,
             require_role_allowlist: self.require_role_allowlist,
+            operator_namespace: self.operator_namespace.clone().filter(|n| !n.is_empty()),
             instance: self.instance.clone(),
         }
     }

@@ -57,9 +57,17 @@ async fn demo(operator_bin: PathBuf, keep: bool) -> anyhow::Result<()> {
         plane.api_url,
         started.elapsed()
     );
-    let crds = std::fs::read_to_string(repo_root().join("crds/awsrolebindings.podcreds.dev.yaml"))?;
-    plane.install_crds(&crds).await?;
-    println!("    CRD awsrolebindings.podcreds.dev installed");
+    for file in [
+        "crds/awsrolebindings.podcreds.dev.yaml",
+        "crds/awscredentialsources.podcreds.dev.yaml",
+    ] {
+        plane
+            .install_crds(&std::fs::read_to_string(repo_root().join(file))?)
+            .await?;
+    }
+    println!(
+        "    CRDs awsrolebindings.podcreds.dev and awscredentialsources.podcreds.dev installed"
+    );
 
     say("starting the STS emulator (validates tokens against the cluster's JWKS)");
     let emulator = Emulator::start(sts_emulator::Config::for_issuer(
