@@ -602,8 +602,9 @@ pub async fn an_outage_keeps_valid_credentials(env: &Env) -> anyhow::Result<()> 
         arn: keys.user_arn.clone(),
         access_key_id: keys.access_key_id.clone(),
         secret_access_key: keys.secret_access_key.clone(),
-        // Short sessions, so the refresh falls inside the outage.
-        max_session_seconds: Some(30),
+        // Short sessions, so the refresh (at about two thirds) falls inside the outage and
+        // the credentials outlive it.
+        max_session_seconds: Some(45),
     });
     let source = create_source(env, &op_ns, &keys, &[&ns]).await?;
     let _operator = env
@@ -612,14 +613,14 @@ pub async fn an_outage_keeps_valid_credentials(env: &Env) -> anyhow::Result<()> 
     env.create_ready(
         &ns,
         "session",
-        json!({"serviceAccountName": "app", "renewBefore": "20s",
+        json!({"serviceAccountName": "app",
                "credentialSource": {"name": source, "mode": "GetSessionToken"}}),
         READY,
     )
     .await?;
     let before = env.secret_data(&ns, "session").await?;
     sts.set_faults(Faults {
-        down_for_ms: 15_000,
+        down_for_ms: 36_000,
         ..Faults::default()
     });
     // Degraded while STS is down, Ready all along, the Secret untouched.
