@@ -50,6 +50,13 @@ pub async fn run(
         return;
     };
     let sources = shared.sources.clone();
+    if sources.operator_namespace.is_none() {
+        // Without its own namespace the operator reads no keys (bindings naming a source say
+        // so), and needs no access to sources at all: nothing to watch.
+        feeds.listed.send_replace(true);
+        std::future::pending::<()>().await;
+        return;
+    }
     let (sources_listed, mut sources_synced) = tokio::sync::watch::channel(false);
     let (secrets_listed, mut secrets_synced) = tokio::sync::watch::channel(false);
     let listed = feeds.listed;
