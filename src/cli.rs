@@ -129,6 +129,10 @@ pub struct RunArgs {
     /// nowhere else). Without it, bindings naming a credential source are refused.
     #[arg(long = "namespace", env = "POD_NAMESPACE")]
     pub operator_namespace: Option<String>,
+    /// Serve AWSCredentialSources (needs read access to them cluster-wide and to the Secrets of
+    /// --namespace). `false` ignores them: bindings naming one are refused.
+    #[arg(long, env = "PODCREDS_CREDENTIAL_SOURCES", default_value_t = true, action = clap::ArgAction::Set)]
+    pub credential_sources: bool,
     /// Namespace of the leader-election Lease (the operator's own).
     #[arg(long, env = "POD_NAMESPACE", required_if_eq("leader_election", "true"))]
     pub leader_election_namespace: Option<String>,
@@ -185,7 +189,10 @@ impl RunArgs {
             kube_rate_per_second: self.kube_qps,
             kube_burst: self.kube_burst,
             require_role_allowlist: self.require_role_allowlist,
-            operator_namespace: self.operator_namespace.clone().filter(|n| !n.is_empty()),
+            operator_namespace: self
+                .operator_namespace
+                .clone()
+                .filter(|n| self.credential_sources && !n.is_empty()),
             instance: self.instance.clone(),
         }
     }

@@ -134,7 +134,7 @@ pub enum SourceError {
         problem: KeysError,
     },
     #[error(
-        "this operator does not know its own namespace, where credential source Secrets live; the cluster admin must set --namespace (chart: POD_NAMESPACE)"
+        "this operator serves no credential sources: the cluster admin must run it with --namespace (its own, where source Secrets live; the chart sets it) and --credential-sources=true (chart: rbac.scope=cluster)"
     )]
     NoOperatorNamespace,
 }
