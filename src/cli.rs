@@ -22,8 +22,12 @@ pub struct Cli {
 pub enum Command {
     /// Run the operator.
     Run(Box<RunArgs>),
-    /// Print the AWSRoleBinding CustomResourceDefinition as YAML.
-    Crd,
+    /// Print the CustomResourceDefinitions (AWSRoleBinding, AWSCredentialSource) as YAML.
+    Crd {
+        /// Only this one: `AWSRoleBinding` or `AWSCredentialSource`.
+        #[arg(long)]
+        kind: Option<String>,
+    },
     /// Print the version.
     Version,
     /// Help with the IAM side of a binding.
@@ -72,6 +76,10 @@ pub struct TrustPolicyArgs {
     /// The binding's first exchange is AssumeRoleWithSAML through this IAM SAML provider.
     #[arg(long, conflicts_with = "issuer")]
     pub saml_provider_arn: Option<String>,
+    /// The IAM user whose keys an AWSCredentialSource holds, for bindings whose first exchange is
+    /// AssumeRole with those keys (arn:aws:iam::<account>:user/<name>).
+    #[arg(long)]
+    pub user_arn: Option<String>,
     /// The operator's default audience (its --audience).
     #[arg(long, default_value = "sts.amazonaws.com")]
     pub audience: String,
@@ -188,6 +196,14 @@ pub struct RunArgs {
     /// caches warm and take over within about --leader-election-lease-seconds.
     #[arg(long, env = "PODCREDS_LEADER_ELECTION")]
     pub leader_election: bool,
+    /// The operator's own namespace: where the Secrets of AWSCredentialSources are read (and
+    /// nowhere else). Without it, bindings naming a credential source are refused.
+    #[arg(long = "namespace", env = "POD_NAMESPACE")]
+    pub operator_namespace: Option<String>,
+    /// Serve AWSCredentialSources (needs read access to them cluster-wide and to the Secrets of
+    /// --namespace). `false` ignores them: bindings naming one are refused.
+    #[arg(long, env = "PODCREDS_CREDENTIAL_SOURCES", default_value_t = true, action = clap::ArgAction::Set)]
+    pub credential_sources: bool,
     /// Namespace of the leader-election Lease (the operator's own).
     #[arg(long, env = "POD_NAMESPACE", required_if_eq("leader_election", "true"))]
     pub leader_election_namespace: Option<String>,
@@ -244,6 +260,10 @@ impl RunArgs {
             kube_rate_per_second: self.kube_qps,
             kube_burst: self.kube_burst,
             require_role_allowlist: self.require_role_allowlist,
+            operator_namespace: self
+                .operator_namespace
+                .clone()
+                .filter(|n| self.credential_sources && !n.is_empty()),
             instance: self.instance.clone(),
         }
     }

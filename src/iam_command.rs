@@ -100,28 +100,9 @@ async fn load_binding(args: &TrustPolicyArgs) -> Result<(AWSRoleBinding, String)
     Ok((binding, namespace))
 }
 
-/// Prints the trust policy of every role the binding passes through.
-pub async fn trust_policy(args: TrustPolicyArgs) -> Result<String, CommandError> {
-    let (binding, namespace) = load_binding(&args).await?;
-    let name = binding.metadata.name.clone().unwrap_or_default();
-    // The operator's allowlists are its own business: here whatever the binding names counts.
-    let policy = StsPolicy {
-        default_audience: args.audience.clone(),
-        allowed_audiences: binding.spec.audience.iter().cloned().collect(),
-        allowed_endpoints: binding
-            .spec
-            .sts
-            .as_ref()
-            .and_then(|s| s.endpoint.clone())
-            .into_iter()
-            .collect(),
-        cluster_name: args.cluster_name.clone(),
-        allow_unprefixed_session_names: true,
-        allow_insecure_endpoints: true,
-        ..StsPolicy::default()
-    };
-    let resolved = spec::resolve(&binding.spec, &namespace, &name, &policy)?;
-    let first = match (&args.saml_provider_arn, &args.issuer) {
+/// Who the binding's first exchange speaks for, from the flags or the cluster's issuer.
+async fn first_principal(args: &TrustPolicyArgs) -> Result<FirstPrincipal, CommandError> {
+    Ok(match (&args.saml_provider_arn, &args.issuer) {
         (Some(provider_arn), _) => FirstPrincipal::Saml {
             provider_arn: provider_arn.clone(),
         },
@@ -143,6 +124,38 @@ pub async fn trust_policy(args: TrustPolicyArgs) -> Result<String, CommandError>
                 issuer: issuer.to_string(),
             }
         }
+    })
+}
+
+/// Prints the trust policy of every role the binding passes through.
+pub async fn trust_policy(args: TrustPolicyArgs) -> Result<String, CommandError> {
+    let (binding, namespace) = load_binding(&args).await?;
+    let name = binding.metadata.name.clone().unwrap_or_default();
+    // The operator's allowlists are its own business: here whatever the binding names counts.
+    let policy = StsPolicy {
+        default_audience: args.audience.clone(),
+        allowed_audiences: binding.spec.audience.iter().cloned().collect(),
+        allowed_endpoints: binding
+            .spec
+            .sts
+            .as_ref()
+            .and_then(|s| s.endpoint.clone())
+            .into_iter()
+            .collect(),
+        cluster_name: args.cluster_name.clone(),
+        allow_unprefixed_session_names: true,
+        allow_insecure_endpoints: true,
+        ..StsPolicy::default()
+    };
+    let resolved = spec::resolve(&binding.spec, &namespace, &name, &policy)?;
+    let first = if let Some(source) = &resolved.credential_source {
+        let user_arn = args
+            .user_arn
+            .clone()
+            .ok_or_else(|| IamError::UserArnNeeded(source.name.clone()))?;
+        FirstPrincipal::IamUser { user_arn }
+    } else {
+        first_principal(&args).await?
     };
     let policies = iam::trust_policies(&resolved, &namespace, &first)?;
     Ok(match args.output {

@@ -6,6 +6,7 @@
 //! and renders whatever comes back into the Secret; it knows nothing of tokens, assertions or
 //! keys.
 
+pub mod long_term_keys;
 pub mod role_chain;
 pub mod setup_hints;
 pub mod token;
@@ -15,11 +16,14 @@ use std::sync::Arc;
 
 use futures::future::BoxFuture;
 
+use crate::api::CredentialSourceMode;
 use crate::metrics::Metrics;
 use crate::retry::RetryClass;
+use crate::source::{SourceError, Sources};
 use crate::spec::ResolvedSpec;
 use crate::sts::{IssuedCredentials, SharedSts, StsError};
 use crate::throttle::Throttle;
+use long_term_keys::{KeysContext, LongTermKeys};
 use role_chain::{HopError, RoleChain};
 use token::TokenError;
 use web_identity::WebIdentity;
@@ -42,6 +46,8 @@ pub enum FlowError {
     Sts(#[from] StsError),
     #[error(transparent)]
     Hop(#[from] HopError),
+    #[error(transparent)]
+    Source(#[from] SourceError),
 }
 
 impl FlowError {
@@ -51,6 +57,7 @@ impl FlowError {
             FlowError::Token(e) => e.category(),
             FlowError::Sts(e) => e.kind.category(),
             FlowError::Hop(e) => e.category(),
+            FlowError::Source(e) => e.category(),
         }
     }
 
@@ -59,6 +66,8 @@ impl FlowError {
             FlowError::Token(e) => e.retry_class(),
             FlowError::Sts(e) => e.kind.retry_class(),
             FlowError::Hop(e) => e.retry_class(),
+            // The source and Secret watches bring the binding back when either changes.
+            FlowError::Source(_) => RetryClass::External,
         }
     }
 
@@ -103,6 +112,8 @@ pub trait CredentialFlow: Send + Sync {
 pub struct Flows {
     web_identity: Arc<WebIdentity>,
     role_chain: RoleChain,
+    /// One per `credentialSource.mode`, sharing the caches of sources and their Secrets.
+    long_term_keys: [LongTermKeys; 3],
 }
 
 impl Flows {
@@ -112,7 +123,25 @@ impl Flows {
         throttle: Arc<Throttle>,
         metrics: Metrics,
         token_expiration_seconds: i64,
+        sources: Sources,
     ) -> Self {
+        let keys = Arc::new(KeysContext {
+            client: client.clone(),
+            sts: sts.clone(),
+            throttle: throttle.clone(),
+            metrics: metrics.clone(),
+            sources,
+            token_expiration_seconds,
+        });
+        let long_term_keys = [
+            CredentialSourceMode::AssumeRole,
+            CredentialSourceMode::GetFederationToken,
+            CredentialSourceMode::GetSessionToken,
+        ]
+        .map(|mode| LongTermKeys {
+            mode,
+            context: keys.clone(),
+        });
         let web_identity = Arc::new(WebIdentity {
             client,
             sts: sts.clone(),
@@ -127,12 +156,23 @@ impl Flows {
                 metrics,
             },
             web_identity,
+            long_term_keys,
         }
     }
 
     /// The first exchange of a binding whose resolved spec is `spec`.
-    pub fn first_exchange(&self, _spec: &ResolvedSpec) -> &dyn FirstExchange {
-        self.web_identity.as_ref()
+    pub fn first_exchange(&self, spec: &ResolvedSpec) -> &dyn FirstExchange {
+        match &spec.credential_source {
+            Some(source) => {
+                let [assume_role, federation_token, session_token] = &self.long_term_keys;
+                match source.mode {
+                    CredentialSourceMode::AssumeRole => assume_role,
+                    CredentialSourceMode::GetFederationToken => federation_token,
+                    CredentialSourceMode::GetSessionToken => session_token,
+                }
+            }
+            None => self.web_identity.as_ref(),
+        }
     }
 }
 

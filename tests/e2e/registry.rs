@@ -14,6 +14,7 @@ const TEST_MODULES: &[(&str, &str)] = &[
     ("moto", include_str!("moto.rs")),
     ("node", include_str!("node.rs")),
     ("security", include_str!("security.rs")),
+    ("sources", include_str!("sources.rs")),
     ("tenant", include_str!("tenant.rs")),
 ];
 
