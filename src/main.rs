@@ -1,4 +1,10 @@
 use clap::Parser;
+
+/// jemalloc hands memory freed after a burst back and fragments less than glibc's allocator:
+/// 68.5 against 85.1 MiB RSS at 10,000 bindings (docs/performance.md).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 use podcreds::cli::{Cli, Command, IamCommand, OidcCommand};
 
 #[tokio::main]
