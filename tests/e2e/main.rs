@@ -61,6 +61,7 @@ const TESTS: &[(&str, TestFn)] = tests![
     consumers::aws_cli_and_boto3_use_the_mounted_secret,
     moto::core_flow_against_moto,
     moto::role_chain_against_moto,
+    moto::credential_sources_against_moto,
     minio::binding_against_minio_is_limited_to_one_bucket_and_refreshes,
     minio::minio_refuses_a_wrong_audience_and_another_clusters_token,
     minio::every_supported_role_arn_form_is_admitted_by_kubectl_apply,

@@ -164,3 +164,62 @@ pub async fn role_chain_against_moto(env: &Env) -> anyhow::Result<()> {
     moto.terminate()?;
     Ok(())
 }
+
+/// The three long-term-key modes against moto: each binding gets Ready with credentials moto
+/// issued, which the AWS CLI then uses against moto.
+pub async fn credential_sources_against_moto(env: &Env) -> anyhow::Result<()> {
+    let (mut moto, moto_url) = start_moto(env).await?;
+    let ns = env.namespace("moto-src").await?;
+    env.service_account(&ns, "app").await?;
+    let op_ns = env.namespace("moto-src-op").await?;
+    // moto checks no signature: any well-formed long-term key pair will do.
+    let keys = crate::sources::user_keys(env, &op_ns, 1);
+    let source = crate::sources::create_source(env, &op_ns, &keys, &[&ns]).await?;
+    let _op = env
+        .start_operator(&[&ns], &moto_url, &[&format!("--namespace={op_ns}")])
+        .await?;
+    let policy = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:GetObject","Resource":"*"}]}"#;
+    let role = format!(
+        "arn:aws:iam::{}:role/moto-user-role",
+        crate::support::ACCOUNT
+    );
+    for (name, spec) in [
+        (
+            "federation",
+            json!({"serviceAccountName": "app", "sessionPolicy": policy,
+                   "credentialSource": {"name": source, "mode": "GetFederationToken"}}),
+        ),
+        (
+            "session",
+            json!({"serviceAccountName": "app",
+                   "credentialSource": {"name": source, "mode": "GetSessionToken"}}),
+        ),
+        (
+            "assume",
+            json!({"serviceAccountName": "app", "roleArn": role,
+                   "credentialSource": {"name": source}}),
+        ),
+    ] {
+        let binding = env
+            .create_ready(&ns, name, spec, Duration::from_secs(60))
+            .await
+            .with_context(|| format!("{name} against moto"))?;
+        let data = decode_secret(&env.secrets(&ns).get(name).await?);
+        ensure!(
+            data["AWS_ACCESS_KEY_ID"] != keys.access_key_id
+                && data.get("AWS_SESSION_TOKEN").is_some_and(|t| !t.is_empty()),
+            "{name}: the Secret holds what moto issued (with a session token), not the source's keys"
+        );
+        let status = binding.status.context("status")?;
+        ensure!(status.expiration.is_some(), "{name}: {status:?}");
+        let dir = tempfile::tempdir()?;
+        let creds = dir.path().join("credentials");
+        std::fs::write(&creds, &data["credentials"])?;
+        let ident = aws_caller_identity(&moto_url, &[("AWS_SHARED_CREDENTIALS_FILE", &creds)])
+            .await
+            .with_context(|| format!("{name}: the AWS CLI with moto's credentials"))?;
+        ensure!(ident["Account"].is_string(), "{name}: {ident}");
+    }
+    moto.terminate()?;
+    Ok(())
+}

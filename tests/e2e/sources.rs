@@ -22,14 +22,14 @@ const READY: Duration = Duration::from_secs(60);
 const READ_ONLY_POLICY: &str = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:GetObject","Resource":"*"}]}"#;
 
 /// Long-term keys of one IAM user, registered on the emulator.
-struct Keys {
+pub(crate) struct Keys {
     user_arn: String,
-    access_key_id: String,
+    pub(crate) access_key_id: String,
     secret_access_key: String,
 }
 
 /// New keys for the user `user` (`generation` makes each pair distinct).
-fn user_keys(env: &Env, user: &str, generation: u32) -> Keys {
+pub(crate) fn user_keys(env: &Env, user: &str, generation: u32) -> Keys {
     let tag: String = user
         .chars()
         .filter(char::is_ascii_alphanumeric)
@@ -64,7 +64,7 @@ fn key_data(keys: &Keys) -> BTreeMap<String, ByteString> {
 
 /// A source named after the operator's namespace `op_ns`, whose Secret `user-keys` there holds
 /// `keys`, allowing `allowed`.
-async fn create_source(
+pub(crate) async fn create_source(
     env: &Env,
     op_ns: &str,
     keys: &Keys,
