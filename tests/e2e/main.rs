@@ -116,6 +116,7 @@ const TESTS: &[(&str, TestFn)] = tests![
     sources::rotated_keys_are_used_at_once,
     sources::an_outage_keeps_valid_credentials,
     sources::admission_refuses_namespaces_a_source_does_not_allow,
+    sources::a_foreign_secret_costs_a_source_binding_one_exchange,
 ];
 
 tokio::task_local! {

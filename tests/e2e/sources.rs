@@ -753,3 +753,53 @@ async fn admission_checks(env: &Env) -> anyhow::Result<()> {
     .await?;
     Ok(())
 }
+
+/// A Secret someone else holds blocks a source's binding as it blocks any other: the reason says
+/// so and nothing is written there. The operator caches only its own Secrets, so it learns of the
+/// foreign one when its create is refused: that first exchange is the only use of the keys.
+pub async fn a_foreign_secret_costs_a_source_binding_one_exchange(env: &Env) -> anyhow::Result<()> {
+    let (ns, source, keys, _operator) = scenario(env, "srcconflict").await?;
+    let foreign = Secret {
+        metadata: ObjectMeta {
+            name: Some("taken".into()),
+            namespace: Some(ns.clone()),
+            ..ObjectMeta::default()
+        },
+        string_data: Some(BTreeMap::from([("owner".into(), "someone else".into())])),
+        ..Secret::default()
+    };
+    env.secrets(&ns)
+        .create(&PostParams::default(), &foreign)
+        .await?;
+    env.create_binding(
+        &ns,
+        "blocked",
+        json!({"serviceAccountName": "app", "secretName": "taken", "sessionPolicy": READ_ONLY_POLICY,
+               "credentialSource": {"name": source, "mode": "GetFederationToken"}}),
+    )
+    .await?;
+    env.wait_reason(&ns, "blocked", "SecretConflict", READY)
+        .await?;
+    let data = env.secret_data(&ns, "taken").await?;
+    ensure!(
+        data.get("owner").map(String::as_str) == Some("someone else") && data.len() == 1,
+        "the foreign Secret is untouched: {:?}",
+        data.keys().collect::<Vec<_>>()
+    );
+    let used = || {
+        env.emulator
+            .calls()
+            .calls
+            .iter()
+            .filter(|c| c.access_key_id.as_deref() == Some(keys.access_key_id.as_str()))
+            .count()
+    };
+    let at_conflict = used();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    ensure!(
+        at_conflict <= 1 && used() == at_conflict,
+        "the keys signed {at_conflict} calls until the conflict and {} after",
+        used() - at_conflict
+    );
+    Ok(())
+}
