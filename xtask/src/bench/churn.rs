@@ -10,7 +10,6 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::bail;
-use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{Namespace, Secret, ServiceAccount};
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use podcreds::api::AWSRoleBinding;
@@ -18,7 +17,7 @@ use podcreds_testenv::{ControlPlane, Launch, Operator};
 use serde::Serialize;
 use sts_emulator::Emulator;
 
-use super::{Args, binding, create_namespace, create_service_accounts};
+use super::{Args, create_bindings, create_namespace, create_service_accounts};
 
 /// Log lines by level.
 #[derive(Serialize, Debug, Default, Clone, Copy, PartialEq)]
@@ -139,23 +138,8 @@ pub async fn measure(
     let operator = Operator::start(launch).await?;
     let started = LogLines::count(&operator.log());
 
+    create_bindings(&client, &ns, n, args.concurrency).await?;
     let bindings: Api<AWSRoleBinding> = Api::namespaced(client.clone(), &ns);
-    futures::stream::iter(0..n)
-        .map(|i| {
-            let bindings = &bindings;
-            async move {
-                bindings
-                    .create(
-                        &PostParams::default(),
-                        &binding(&format!("b{i}"), &format!("sa-{i}"))?,
-                    )
-                    .await?;
-                Ok::<(), anyhow::Error>(())
-            }
-        })
-        .buffer_unordered(args.concurrency)
-        .try_collect::<Vec<_>>()
-        .await?;
     let deadline = Instant::now() + Duration::from_secs(600);
     while count_ready(&bindings).await? < n {
         if Instant::now() > deadline {

@@ -21,7 +21,7 @@ use serde::Serialize;
 use sts_emulator::Emulator;
 
 use super::phase::{Phase, PhaseMeter, maybe_profile};
-use super::{Args, ROLE, binding, create_namespace, create_service_accounts};
+use super::{Args, ROLE, binding, create_bindings, create_namespace, create_service_accounts};
 
 /// Which floor to time.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -144,22 +144,7 @@ pub async fn measure(
     if kind == FloorKind::Operator {
         // The objects exist before the clock starts: this floor times only what an operator
         // does for an object it is told about.
-        futures::stream::iter(0..n)
-            .map(|i| {
-                let bindings = &bindings;
-                async move {
-                    bindings
-                        .create(
-                            &PostParams::default(),
-                            &binding(&format!("b{i}"), &format!("sa-{i}"))?,
-                        )
-                        .await?;
-                    Ok::<(), anyhow::Error>(())
-                }
-            })
-            .buffer_unordered(concurrency)
-            .try_collect::<Vec<_>>()
-            .await?;
+        create_bindings(client, &ns, n, concurrency).await?;
     }
     let sts = AwsStsClient::new(StsTimeouts::default());
     let profile = maybe_profile(

@@ -134,6 +134,33 @@ async fn create_service_accounts(
     Ok(())
 }
 
+/// Creates bindings `b0..b<n>` of ServiceAccounts `sa-0..sa-<n>` in `ns`, `concurrency` at a time.
+async fn create_bindings(
+    client: &kube::Client,
+    ns: &str,
+    n: usize,
+    concurrency: usize,
+) -> anyhow::Result<()> {
+    let bindings: Api<AWSRoleBinding> = Api::namespaced(client.clone(), ns);
+    futures::stream::iter(0..n)
+        .map(|i| {
+            let bindings = &bindings;
+            async move {
+                bindings
+                    .create(
+                        &PostParams::default(),
+                        &binding(&format!("b{i}"), &format!("sa-{i}"))?,
+                    )
+                    .await?;
+                Ok::<(), anyhow::Error>(())
+            }
+        })
+        .buffer_unordered(concurrency)
+        .try_collect::<Vec<_>>()
+        .await?;
+    Ok(())
+}
+
 const ROLE: &str = "arn:aws:iam::123456789012:role/bench";
 
 fn binding(name: &str, sa: &str) -> anyhow::Result<AWSRoleBinding> {

@@ -24,8 +24,8 @@ use super::phase::{Phase, PhaseMeter, maybe_profile, settle};
 use super::proc::cpu_seconds;
 use super::proc::{rss_mib, rss_split_mib};
 use super::{
-    Args, binding, create_namespace, create_service_accounts, floor, operator_launch, restart,
-    start_operator,
+    Args, binding, create_bindings, create_namespace, create_service_accounts, floor,
+    operator_launch, restart, start_operator,
 };
 use podcreds_testenv::Operator;
 
@@ -119,23 +119,7 @@ async fn preexisting(
     create_namespace(&client, &ns).await?;
     println!("  N={n}: {n} bindings created before podcreds starts (not timed)");
     create_service_accounts(&client, &ns, n, args.concurrency).await?;
-    let bindings: Api<AWSRoleBinding> = Api::namespaced(client.clone(), &ns);
-    futures::stream::iter(0..n)
-        .map(|i| {
-            let bindings = &bindings;
-            async move {
-                bindings
-                    .create(
-                        &PostParams::default(),
-                        &binding(&format!("b{i}"), &format!("sa-{i}"))?,
-                    )
-                    .await?;
-                Ok::<(), anyhow::Error>(())
-            }
-        })
-        .buffer_unordered(args.concurrency)
-        .try_collect::<Vec<_>>()
-        .await?;
+    create_bindings(&client, &ns, n, args.concurrency).await?;
     let (ready, watch_task) = watch_ready(client.clone(), &ns);
     // The watch has listed the bindings before the operator is spawned.
     tokio::time::sleep(Duration::from_millis(500)).await;
