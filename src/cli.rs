@@ -24,8 +24,41 @@ pub enum Command {
     Run(Box<RunArgs>),
     /// Print the AWSRoleBinding CustomResourceDefinition as YAML.
     Crd,
+    /// Print podcreds' SAML identity provider metadata (for `aws iam create-saml-provider
+    /// --saml-metadata-document file://...`), creating the signing key if there is none yet.
+    SamlMetadata(SamlKeyArgs),
+    /// Rotate the SAML signing key, one explicit step at a time (see docs/saml.md).
+    SamlKey {
+        #[command(subcommand)]
+        step: SamlKeyStep,
+    },
     /// Print the version.
     Version,
+}
+
+/// Where the SAML signing key Secret is, and the IdP entity ID.
+#[derive(clap::Args, Debug, Clone)]
+pub struct SamlKeyArgs {
+    /// The operator's namespace, which holds the key Secret.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "podcreds-system")]
+    pub namespace: String,
+    /// Name of the key Secret.
+    #[arg(long, env = "PODCREDS_SAML_KEY_SECRET", default_value = crate::saml::DEFAULT_KEY_SECRET)]
+    pub saml_key_secret: String,
+    /// The IdP entity ID (the operator's --saml-entity-id).
+    #[arg(long, env = "PODCREDS_SAML_ENTITY_ID", default_value = crate::saml::DEFAULT_ENTITY_ID)]
+    pub saml_entity_id: String,
+}
+
+/// One step of a SAML signing key rotation.
+#[derive(Subcommand, Debug, Clone)]
+pub enum SamlKeyStep {
+    /// Add a next key: announced in the metadata (re-upload it), not signing yet.
+    AddNext(SamlKeyArgs),
+    /// Sign with the next key from now on; the old certificate stays announced.
+    Promote(SamlKeyArgs),
+    /// Stop announcing the previous certificate (re-upload the metadata afterwards).
+    Retire(SamlKeyArgs),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -60,6 +93,18 @@ pub struct RunArgs {
     /// without it.
     #[arg(long, env = "PODCREDS_CLUSTER_NAME")]
     pub cluster_name: Option<String>,
+    /// The IAM SAML provider ARN (`arn:aws:iam::<account>:saml-provider/<name>`) for bindings
+    /// whose spec.saml names none.
+    #[arg(long, env = "PODCREDS_SAML_PROVIDER_ARN")]
+    pub saml_provider_arn: Option<String>,
+    /// The SAML identity provider's entity ID: the Issuer of every assertion and the `entityID`
+    /// of the metadata IAM holds.
+    #[arg(long, env = "PODCREDS_SAML_ENTITY_ID", default_value = crate::saml::DEFAULT_ENTITY_ID)]
+    pub saml_entity_id: String,
+    /// Name of the Secret, in the operator's namespace (POD_NAMESPACE), holding the SAML signing
+    /// keys; created with a new key if absent.
+    #[arg(long, env = "PODCREDS_SAML_KEY_SECRET", default_value = crate::saml::DEFAULT_KEY_SECRET)]
+    pub saml_key_secret: String,
     /// Let spec.sessionName be any name. By default it must start with `<namespace>.`, so that a
     /// binding cannot pass for another namespace's in CloudTrail.
     #[arg(long, env = "PODCREDS_ALLOW_UNPREFIXED_SESSION_NAMES")]
@@ -121,7 +166,7 @@ pub struct RunArgs {
     /// caches warm and take over within about --leader-election-lease-seconds.
     #[arg(long, env = "PODCREDS_LEADER_ELECTION")]
     pub leader_election: bool,
-    /// Namespace of the leader-election Lease (the operator's own).
+    /// The operator's own namespace: it holds the leader-election Lease and the SAML key Secret.
     #[arg(long, env = "POD_NAMESPACE", required_if_eq("leader_election", "true"))]
     pub leader_election_namespace: Option<String>,
     /// Name of the leader-election Lease.
@@ -159,6 +204,16 @@ impl RunArgs {
                 allow_unprefixed_session_names: self.allow_unprefixed_session_names,
                 allow_insecure_endpoints: self.allow_insecure_sts_endpoints,
                 cluster_name: self.cluster_name.clone().filter(|c| !c.is_empty()),
+                default_saml_provider_arn: self.saml_provider_arn.clone().filter(|a| !a.is_empty()),
+            },
+            saml: crate::saml::SamlSettings {
+                entity_id: self.saml_entity_id.clone(),
+                default_provider_arn: self.saml_provider_arn.clone().filter(|a| !a.is_empty()),
+                key_namespace: self
+                    .leader_election_namespace
+                    .clone()
+                    .filter(|n| !n.is_empty()),
+                key_secret: self.saml_key_secret.clone(),
             },
             token_expiration_seconds: self.token_expiration_seconds,
             concurrency: self.concurrency,

@@ -1,5 +1,6 @@
 //! Operator settings that shape reconciliation, as [`crate::cli`] reads them from flags.
 
+use crate::saml::SamlSettings;
 use crate::spec::StsPolicy;
 
 /// Operator settings that shape reconciliation.
@@ -27,6 +28,8 @@ pub struct Settings {
     pub require_role_allowlist: bool,
     /// Name reported on Events (usually the pod name).
     pub instance: Option<String>,
+    /// The SAML identity provider (`spec.saml` bindings).
+    pub saml: SamlSettings,
 }
 
 impl Default for Settings {
@@ -43,6 +46,7 @@ impl Default for Settings {
             kube_burst: 0,
             require_role_allowlist: false,
             instance: None,
+            saml: SamlSettings::default(),
         }
     }
 }

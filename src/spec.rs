@@ -36,6 +36,9 @@ pub struct StsPolicy {
     /// The cluster's name, for the `kubernetes-cluster-name` session tag of bindings that ask
     /// for Kubernetes session tags (`--cluster-name`); those bindings are refused without it.
     pub cluster_name: Option<String>,
+    /// The IAM SAML provider ARN for bindings whose `spec.saml` names none
+    /// (`--saml-provider-arn`).
+    pub default_saml_provider_arn: Option<String>,
 }
 
 impl Default for StsPolicy {
@@ -49,6 +52,7 @@ impl Default for StsPolicy {
             allow_unprefixed_session_names: false,
             allow_insecure_endpoints: false,
             cluster_name: None,
+            default_saml_provider_arn: None,
         }
     }
 }
@@ -126,6 +130,20 @@ pub struct ResolvedSpec {
     /// the fingerprint's input when empty, so bindings without a chain keep their fingerprint.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub role_chain: Vec<ResolvedHop>,
+    /// The SAML exchange, when the binding asks for one instead of web identity. Left out of the
+    /// fingerprint's input when absent, so other bindings keep their fingerprint.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub saml: Option<ResolvedSaml>,
+}
+
+/// A binding's resolved `spec.saml`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ResolvedSaml {
+    pub provider_arn: String,
+    pub source_identity: Option<String>,
+    pub tags: Vec<(String, String)>,
+    pub transitive_tag_keys: Vec<String>,
 }
 
 /// One `AssumeRole` hop of a resolved role chain.
@@ -244,6 +262,7 @@ static ROLE_ARN: LazyLock<Regex> = LazyLock::new(|| compile(patterns::ROLE_ARN))
 static MINIO_ROLE_ARN: LazyLock<Regex> = LazyLock::new(|| compile(patterns::MINIO_ROLE_ARN));
 static CEPH_ROLE_ARN: LazyLock<Regex> = LazyLock::new(|| compile(patterns::CEPH_ROLE_ARN));
 static POLICY_ARN: LazyLock<Regex> = LazyLock::new(|| compile(patterns::POLICY_ARN));
+static SAML_PROVIDER_ARN: LazyLock<Regex> = LazyLock::new(|| compile(patterns::SAML_PROVIDER_ARN));
 static SESSION_NAME: LazyLock<Regex> = LazyLock::new(|| compile(patterns::SESSION_NAME));
 static DURATION: LazyLock<Regex> = LazyLock::new(|| compile(patterns::DURATION));
 static REGION: LazyLock<Regex> = LazyLock::new(|| compile(patterns::REGION));
@@ -481,7 +500,18 @@ pub fn resolve(
         return Err(invalid("mountPath", "must not contain '..'"));
     }
 
-    let role_chain = resolve_chain(spec, provider, namespace, name, &session_name, policy)?;
+    let saml = resolve_saml(spec, provider, policy)?;
+    let role_chain = resolve_chain(
+        spec,
+        provider,
+        namespace,
+        name,
+        &session_name,
+        policy,
+        saml.as_ref()
+            .map(|s| s.transitive_tag_keys.clone())
+            .unwrap_or_default(),
+    )?;
 
     Ok(ResolvedSpec {
         service_account_name: spec.service_account_name.clone(),
@@ -497,7 +527,112 @@ pub fn resolve(
         endpoint,
         mount_path: spec.mount_path.trim_end_matches('/').to_string(),
         role_chain,
+        saml,
     })
+}
+
+/// `spec.saml`, with the operator's default provider ARN and the tag rules of a chain hop.
+fn resolve_saml(
+    spec: &AWSRoleBindingSpec,
+    provider: StsProvider,
+    policy: &StsPolicy,
+) -> Result<Option<ResolvedSaml>, SpecError> {
+    let Some(saml) = &spec.saml else {
+        return Ok(None);
+    };
+    if provider != StsProvider::Aws {
+        return Err(invalid("saml", "needs sts.provider AWS"));
+    }
+    let provider_arn = saml
+        .provider_arn
+        .clone()
+        .or_else(|| policy.default_saml_provider_arn.clone())
+        .ok_or_else(|| {
+            invalid(
+                "saml.providerArn",
+                "is required: the operator has no default --saml-provider-arn",
+            )
+        })?;
+    check(
+        "saml.providerArn",
+        &provider_arn,
+        &SAML_PROVIDER_ARN,
+        2048,
+        "an IAM SAML provider ARN such as arn:aws:iam::123456789012:saml-provider/podcreds",
+    )?;
+    if let Some(identity) = &saml.source_identity {
+        if starts_with_ignoring_case(identity, AWS_TAG_PREFIX) {
+            return Err(invalid("saml.sourceIdentity", "must not start with aws:"));
+        }
+        check(
+            "saml.sourceIdentity",
+            identity,
+            &SOURCE_IDENTITY,
+            64,
+            "2 to 64 characters of letters, digits and _+=,.@-",
+        )?;
+    }
+    if saml.tags.len() > MAX_SESSION_TAGS {
+        return Err(invalid(
+            "saml.tags",
+            format!("at most {MAX_SESSION_TAGS} tags"),
+        ));
+    }
+    let mut tags: Vec<(String, String)> = Vec::with_capacity(saml.tags.len());
+    for tag in &saml.tags {
+        check(
+            "saml.tags",
+            &tag.key,
+            &TAG_KEY,
+            128,
+            "keys of 1 to 128 letters, digits, spaces or _.:/=+@-",
+        )?;
+        check(
+            "saml.tags",
+            &tag.value,
+            &TAG_VALUE,
+            256,
+            "values of at most 256 letters, digits, spaces or _.:/=+@-",
+        )?;
+        if starts_with_ignoring_case(&tag.key, AWS_TAG_PREFIX)
+            || starts_with_ignoring_case(&tag.key, RESERVED_TAG_PREFIX)
+        {
+            return Err(invalid(
+                "saml.tags",
+                format!(
+                    "key {:?}: keys starting with aws: or kubernetes- are reserved",
+                    tag.key
+                ),
+            ));
+        }
+        if tags.iter().any(|(k, _)| same_tag_key(k, &tag.key)) {
+            return Err(invalid(
+                "saml.tags",
+                format!("key {:?} appears twice (STS ignores case)", tag.key),
+            ));
+        }
+        tags.push((tag.key.clone(), tag.value.clone()));
+    }
+    if saml.transitive_tag_keys.len() > MAX_SESSION_TAGS {
+        return Err(invalid(
+            "saml.transitiveTagKeys",
+            format!("at most {MAX_SESSION_TAGS} keys"),
+        ));
+    }
+    for key in &saml.transitive_tag_keys {
+        if !tags.iter().any(|(k, _)| same_tag_key(k, key)) {
+            return Err(invalid(
+                "saml.transitiveTagKeys",
+                format!("{key:?} is not the key of one of the tags"),
+            ));
+        }
+    }
+    Ok(Some(ResolvedSaml {
+        provider_arn,
+        source_identity: saml.source_identity.clone(),
+        tags,
+        transitive_tag_keys: saml.transitive_tag_keys.clone(),
+    }))
 }
 
 fn check_session_prefix(
@@ -556,6 +691,8 @@ fn resolve_chain(
     name: &str,
     default_session_name: &str,
     policy: &StsPolicy,
+    // Tag keys the first exchange made transitive (a SAML assertion's `TransitiveTagKeys`).
+    first_exchange_transitive: Vec<String>,
 ) -> Result<Vec<ResolvedHop>, SpecError> {
     if spec.role_chain.is_empty() {
         if spec.kubernetes_session_tags {
@@ -603,7 +740,7 @@ fn resolve_chain(
     let last = spec.role_chain.len() - 1;
     // Tag keys earlier hops made transitive: later sessions inherit them, and STS refuses to
     // let a later hop set them again.
-    let mut inherited: Vec<String> = Vec::new();
+    let mut inherited: Vec<String> = first_exchange_transitive;
     let mut hops = Vec::with_capacity(spec.role_chain.len());
     for (i, hop) in spec.role_chain.iter().enumerate() {
         let own_tags = if i == 0 {

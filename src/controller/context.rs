@@ -82,6 +82,7 @@ impl Shared {
             throttle.clone(),
             metrics.clone(),
             settings.token_expiration_seconds,
+            settings.saml.clone(),
         ));
         Self {
             events: Events::start(client.clone(), reporter, metrics.clone()),

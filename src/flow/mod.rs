@@ -7,6 +7,7 @@
 //! keys.
 
 pub mod role_chain;
+pub mod saml;
 pub mod token;
 pub mod web_identity;
 
@@ -20,6 +21,7 @@ use crate::spec::ResolvedSpec;
 use crate::sts::{IssuedCredentials, SharedSts, StsError};
 use crate::throttle::Throttle;
 use role_chain::{HopError, RoleChain};
+use saml::{Saml, SamlError};
 use token::TokenError;
 use web_identity::WebIdentity;
 
@@ -39,6 +41,8 @@ pub enum FlowError {
     Sts(#[from] StsError),
     #[error(transparent)]
     Hop(#[from] HopError),
+    #[error(transparent)]
+    Saml(#[from] SamlError),
 }
 
 impl FlowError {
@@ -48,6 +52,7 @@ impl FlowError {
             FlowError::Token(e) => e.category(),
             FlowError::Sts(e) => e.kind.category(),
             FlowError::Hop(e) => e.category(),
+            FlowError::Saml(e) => e.category(),
         }
     }
 
@@ -56,6 +61,7 @@ impl FlowError {
             FlowError::Token(e) => e.retry_class(),
             FlowError::Sts(e) => e.kind.retry_class(),
             FlowError::Hop(e) => e.retry_class(),
+            FlowError::Saml(e) => e.retry_class(),
         }
     }
 
@@ -99,6 +105,7 @@ pub trait CredentialFlow: Send + Sync {
 /// Every flow the operator runs, and the choice between them: each binding's spec decides.
 pub struct Flows {
     web_identity: Arc<WebIdentity>,
+    saml: Saml,
     role_chain: RoleChain,
 }
 
@@ -109,7 +116,16 @@ impl Flows {
         throttle: Arc<Throttle>,
         metrics: Metrics,
         token_expiration_seconds: i64,
+        saml: crate::saml::SamlSettings,
     ) -> Self {
+        let saml = Saml::new(
+            client.clone(),
+            sts.clone(),
+            throttle.clone(),
+            metrics.clone(),
+            token_expiration_seconds,
+            saml,
+        );
         let web_identity = Arc::new(WebIdentity {
             client,
             sts: sts.clone(),
@@ -124,11 +140,15 @@ impl Flows {
                 metrics,
             },
             web_identity,
+            saml,
         }
     }
 
     /// The first exchange of a binding whose resolved spec is `spec`.
-    pub fn first_exchange(&self, _spec: &ResolvedSpec) -> &dyn FirstExchange {
+    pub fn first_exchange(&self, spec: &ResolvedSpec) -> &dyn FirstExchange {
+        if spec.saml.is_some() {
+            return &self.saml;
+        }
         self.web_identity.as_ref()
     }
 }
