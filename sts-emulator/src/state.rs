@@ -37,6 +37,11 @@ pub struct Role {
     /// source identity (sent, or inherited) is refused.
     #[serde(default)]
     pub allow_set_source_identity: bool,
+    /// IAM SAML providers whose assertions may assume this role (the trust policy's
+    /// `"Principal": {"Federated": "<provider ARN>"}` with `sts:AssumeRoleWithSAML`); the
+    /// assertion's NameID (`saml:sub`) must match `subjects`.
+    #[serde(default)]
+    pub saml_providers: Vec<String>,
 }
 
 impl Role {
@@ -158,6 +163,10 @@ pub struct CallRecord {
     /// `AssumeRole`: the `PackedPolicySize` answered, in percent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub packed_policy_size: Option<u32>,
+    /// `AssumeRoleWithSAML`: what `xmlsec1 --verify` said of the signature (`Valid`, `Invalid`),
+    /// if it got that far.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub saml_signature: Option<String>,
 }
 
 /// Counters over the call log.
@@ -169,11 +178,17 @@ pub struct Counters {
     pub by_role: BTreeMap<String, u64>,
     pub by_subject: BTreeMap<String, u64>,
     pub by_result: BTreeMap<String, u64>,
+    /// SAML Responses whose signature `xmlsec1 --verify` accepted / refused.
+    #[serde(default)]
+    pub saml_signatures_valid: u64,
+    #[serde(default)]
+    pub saml_signatures_invalid: u64,
 }
 
 #[derive(Default)]
 pub struct State {
     pub roles: HashMap<String, Role>,
+    pub saml_providers: HashMap<String, crate::saml::SamlProvider>,
     pub sessions: HashMap<String, Session>,
     pub faults: Faults,
     pub down_until: Option<std::time::Instant>,
@@ -248,6 +263,11 @@ impl State {
         c.total += 1;
         *c.by_action.entry(call.action.clone()).or_default() += 1;
         *c.by_result.entry(call.result.clone()).or_default() += 1;
+        match call.saml_signature.as_deref() {
+            Some("Valid") => c.saml_signatures_valid += 1,
+            Some("Invalid") => c.saml_signatures_invalid += 1,
+            _ => {}
+        }
         if let Some(r) = &call.role_arn {
             *c.by_role.entry(r.clone()).or_default() += 1;
         }

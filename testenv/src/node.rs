@@ -32,6 +32,9 @@ pub const NODE_NAME: &str = "localhost";
 pub const PAUSE_IMAGE: &str = "localhost/podcreds-testenv/pause:1";
 
 /// Programs the node takes from Debian packages, with the package to install.
+/// Debian programs the SAML tests verify signatures with (the STS emulator runs `xmlsec1`).
+pub const SAML_PROGRAMS: [(&str, &str); 1] = [("/usr/bin/xmlsec1", "xmlsec1")];
+
 pub const HOST_PROGRAMS: [(&str, &str); 6] = [
     ("/usr/bin/containerd", "containerd"),
     ("/usr/bin/containerd-shim-runc-v2", "containerd"),
