@@ -670,7 +670,13 @@ async fn assume_role_with_saml(
     let claims = saml::check(&xml, &provider, now).map_err(refused)?;
     let verdict = saml::verify_signature(&stripped, &provider.certificates).await;
     match verdict {
-        saml::Verdict::Valid => record.saml_signature = Some("Valid".into()),
+        saml::Verdict::Valid(i) => {
+            record.saml_signature = Some("Valid".into());
+            record.saml_certificate_sha256 = provider
+                .certificates
+                .get(i)
+                .map(|pem| saml::certificate_sha256(pem));
+        }
         saml::Verdict::Invalid => {
             record.saml_signature = Some("Invalid".into());
             return Err(StsFailure::sender(

@@ -322,6 +322,18 @@ pub fn check(xml: &str, provider: &SamlProvider, now: Timestamp) -> Result<Claim
     Ok(claims)
 }
 
+/// SHA-256 of a PEM certificate's DER, hex (how tests name the key that signed).
+pub fn certificate_sha256(pem: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let body: String = pem
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .flat_map(|l| l.trim().chars())
+        .collect();
+    let der = BASE64.decode(body).unwrap_or_default();
+    hex::encode(Sha256::digest(der))
+}
+
 /// The `xmlsec1` program (`STS_EMULATOR_XMLSEC1`, or `xmlsec1` on the PATH).
 pub fn xmlsec1() -> PathBuf {
     std::env::var_os("STS_EMULATOR_XMLSEC1")
@@ -333,8 +345,8 @@ pub fn xmlsec1() -> PathBuf {
 /// How `xmlsec1 --verify` judged a document.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Verdict {
-    /// Verified with one of the certificates.
-    Valid,
+    /// Verified with the certificate at this index.
+    Valid(usize),
     /// No certificate verifies it.
     Invalid,
     /// `xmlsec1` could not be run.
@@ -367,7 +379,7 @@ pub async fn verify_signature(stripped: &str, certificates: &[String]) -> Verdic
             .output()
             .await;
         match output {
-            Ok(out) if out.status.success() => return Verdict::Valid,
+            Ok(out) if out.status.success() => return Verdict::Valid(i),
             Ok(_) => {}
             Err(e) => {
                 return Verdict::Unavailable(format!("cannot run {}: {e}", xmlsec1().display()));

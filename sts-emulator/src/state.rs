@@ -167,6 +167,9 @@ pub struct CallRecord {
     /// if it got that far.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub saml_signature: Option<String>,
+    /// `AssumeRoleWithSAML`: SHA-256 (hex, of the DER) of the certificate that verified it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub saml_certificate_sha256: Option<String>,
 }
 
 /// Counters over the call log.

@@ -16,6 +16,7 @@ mod minio;
 mod moto;
 mod node;
 mod registry;
+mod saml;
 mod security;
 mod support;
 mod tenant;
@@ -55,6 +56,12 @@ const TESTS: &[(&str, TestFn)] = tests![
     consumers::aws_cli_and_boto3_use_the_mounted_secret,
     moto::core_flow_against_moto,
     moto::role_chain_against_moto,
+    saml::saml_binding_gets_working_credentials,
+    saml::outdated_metadata_names_the_fix_and_recovers,
+    saml::key_rotation_keeps_exchanges_working,
+    saml::saml_outage_degrades_then_recovers,
+    saml::role_chain_after_saml,
+    saml::saml_against_moto,
     minio::binding_against_minio_is_limited_to_one_bucket_and_refreshes,
     minio::minio_refuses_a_wrong_audience_and_another_clusters_token,
     minio::every_supported_role_arn_form_is_admitted_by_kubectl_apply,
