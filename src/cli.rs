@@ -93,6 +93,10 @@ pub struct RunArgs {
     /// without it.
     #[arg(long, env = "PODCREDS_CLUSTER_NAME")]
     pub cluster_name: Option<String>,
+    /// Act as a SAML identity provider for bindings with spec.saml: keep a signing key in a
+    /// Secret of the operator's namespace (POD_NAMESPACE), created at start if absent.
+    #[arg(long, env = "PODCREDS_SAML_ENABLED")]
+    pub saml_enabled: bool,
     /// The IAM SAML provider ARN (`arn:aws:iam::<account>:saml-provider/<name>`) for bindings
     /// whose spec.saml names none.
     #[arg(long, env = "PODCREDS_SAML_PROVIDER_ARN")]
@@ -167,7 +171,12 @@ pub struct RunArgs {
     #[arg(long, env = "PODCREDS_LEADER_ELECTION")]
     pub leader_election: bool,
     /// The operator's own namespace: it holds the leader-election Lease and the SAML key Secret.
-    #[arg(long, env = "POD_NAMESPACE", required_if_eq("leader_election", "true"))]
+    #[arg(
+        long,
+        env = "POD_NAMESPACE",
+        required_if_eq("leader_election", "true"),
+        required_if_eq("saml_enabled", "true")
+    )]
     pub leader_election_namespace: Option<String>,
     /// Name of the leader-election Lease.
     #[arg(
@@ -212,7 +221,7 @@ impl RunArgs {
                 key_namespace: self
                     .leader_election_namespace
                     .clone()
-                    .filter(|n| !n.is_empty()),
+                    .filter(|n| self.saml_enabled && !n.is_empty()),
                 key_secret: self.saml_key_secret.clone(),
             },
             token_expiration_seconds: self.token_expiration_seconds,
@@ -297,6 +306,33 @@ mod tests {
         let settings = args.settings();
         assert!(settings.sts_policy.allow_insecure_endpoints);
         assert!(settings.sts_policy.check().is_ok());
+    }
+
+    #[test]
+    fn saml_needs_the_operators_namespace_and_is_off_by_default() {
+        let parse = |args: &[&str]| {
+            let Command::Run(run) = Cli::try_parse_from(args).ok()?.command else {
+                return None;
+            };
+            Some(run.settings())
+        };
+        let off = parse(&["podcreds", "run", "--leader-election-namespace=ops"]).expect("parses");
+        assert_eq!(off.saml.key_namespace, None);
+        assert!(parse(&["podcreds", "run", "--saml-enabled"]).is_none());
+        let on = parse(&[
+            "podcreds",
+            "run",
+            "--saml-enabled",
+            "--leader-election-namespace=ops",
+            "--saml-provider-arn=arn:aws:iam::123456789012:saml-provider/p",
+        ])
+        .expect("parses");
+        assert_eq!(on.saml.key_namespace.as_deref(), Some("ops"));
+        assert_eq!(on.saml.entity_id, crate::saml::DEFAULT_ENTITY_ID);
+        assert_eq!(
+            on.sts_policy.default_saml_provider_arn.as_deref(),
+            Some("arn:aws:iam::123456789012:saml-provider/p")
+        );
     }
 
     #[test]

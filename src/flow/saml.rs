@@ -24,7 +24,7 @@ use crate::throttle::Throttle;
 #[derive(Debug, thiserror::Error)]
 pub enum SamlError {
     #[error(
-        "SAML is not set up: the operator has no namespace for its signing key (POD_NAMESPACE)"
+        "SAML is not enabled: ask the cluster admin to run the operator with --saml-enabled (chart value saml.enabled)"
     )]
     NotConfigured,
     #[error("the binding has no spec.saml")]

@@ -82,6 +82,7 @@ async fn scene(
         ..Role::default()
     });
     let mut args = vec![
+        "--saml-enabled".to_string(),
         format!("--leader-election-namespace={operator_ns}"),
         format!("--saml-provider-arn={provider}"),
     ];
@@ -639,6 +640,7 @@ pub async fn saml_against_moto(env: &Env) -> anyhow::Result<()> {
             &[&ns],
             &moto_url,
             &[
+                "--saml-enabled",
                 &format!("--leader-election-namespace={operator_ns}"),
                 &format!("--saml-provider-arn={provider}"),
             ],
@@ -669,5 +671,115 @@ pub async fn saml_against_moto(env: &Env) -> anyhow::Result<()> {
         data["AWS_ACCESS_KEY_ID"]
     );
     moto.terminate()?;
+    Ok(())
+}
+
+pub async fn chart_rbac_lets_the_operator_keep_only_its_saml_key(env: &Env) -> anyhow::Result<()> {
+    use crate::chart::{forbidden, helm, helm_install, service_account_token};
+    let _policies = env.cluster_policies.read().await;
+    // Namespaced RBAC: with rbac.scope=cluster the permissions on binding Secrets reach every
+    // namespace, the operator's own included (docs/security.md says so).
+    let ns = env.namespace("saml-chart").await?;
+    env.service_account(&ns, "app").await?;
+    let watch = format!("operator.watchNamespaces={{{ns}}}");
+    let (release_ns, release, _) = helm_install(
+        env,
+        "saml-system",
+        "ps",
+        &[
+            "--wait=false",
+            "--set",
+            "saml.enabled=true",
+            "--set",
+            "rbac.scope=namespaced",
+            "--set",
+            &watch,
+        ],
+    )
+    .await?;
+    let token = service_account_token(env, &release_ns, &format!("{release}-podcreds")).await?;
+    let kubeconfig = env.plane.token_kubeconfig(&release, &token)?;
+
+    // The operator, as the chart's ServiceAccount, creates its key at start.
+    let sts = private_emulator(env).await?;
+    let provider = format!("arn:aws:iam::{ACCOUNT}:saml-provider/{ns}");
+    let _op = env
+        .start_operator_with_kubeconfig(
+            &kubeconfig,
+            &[&ns],
+            &sts.url(),
+            &[
+                "--saml-enabled",
+                &format!("--leader-election-namespace={release_ns}"),
+                &format!("--saml-provider-arn={provider}"),
+            ],
+        )
+        .await?;
+    let created = wait_for(Duration::from_secs(20), || async {
+        env.secrets(&release_ns)
+            .get_opt(podcreds::saml::DEFAULT_KEY_SECRET)
+            .await
+            .ok()
+            .flatten()
+    })
+    .await
+    .context("the operator did not create its key Secret")?;
+    ensure!(
+        created
+            .data
+            .as_ref()
+            .is_some_and(|d| d.contains_key(podcreds::saml::key::ACTIVE_KEY)),
+        "the key Secret has no key"
+    );
+    sts.add_saml_provider(&provider, &metadata(env, &release_ns).await?)
+        .map_err(anyhow::Error::msg)?;
+    let role = format!("arn:aws:iam::{ACCOUNT}:role/{ns}-saml");
+    sts.add_role(Role {
+        arn: role.clone(),
+        subjects: vec![format!("system:serviceaccount:{ns}:app")],
+        saml_providers: vec![provider.clone()],
+        ..Role::default()
+    });
+    env.create_ready(&ns, "app", spec_with(&role, json!({"saml": {}})), READY)
+        .await?;
+
+    // It may read its key and nothing else of its namespace's Secrets, and change none.
+    let as_operator = podcreds_testenv::client_from_kubeconfig(&kubeconfig).await?;
+    let own: kube::Api<k8s_openapi::api::core::v1::Secret> =
+        kube::Api::namespaced(as_operator, &release_ns);
+    ensure!(own.get(podcreds::saml::DEFAULT_KEY_SECRET).await.is_ok());
+    let mut other = created.clone();
+    other.metadata = kube::api::ObjectMeta {
+        name: Some("not-the-key".into()),
+        ..Default::default()
+    };
+    env.secrets(&release_ns)
+        .create(&kube::api::PostParams::default(), &other)
+        .await?;
+    ensure!(
+        forbidden(own.get("not-the-key").await),
+        "the operator may read other Secrets of its namespace"
+    );
+    ensure!(
+        forbidden(
+            own.replace(
+                podcreds::saml::DEFAULT_KEY_SECRET,
+                &kube::api::PostParams::default(),
+                &created
+            )
+            .await
+        ),
+        "the operator may overwrite its key"
+    );
+    ensure!(
+        forbidden(
+            own.delete(podcreds::saml::DEFAULT_KEY_SECRET, &Default::default())
+                .await
+        ),
+        "the operator may delete its key"
+    );
+    let (ok, _, stderr) = helm(env, &["uninstall", &release, "--namespace", &release_ns]).await?;
+    ensure!(ok, "helm uninstall failed: {stderr}");
+    sts.shutdown();
     Ok(())
 }
