@@ -327,7 +327,12 @@ pub async fn saml_binding_gets_working_credentials(env: &Env) -> anyhow::Result<
         }
     }
 
-    // The apiserver refuses what the operator would refuse.
+    // The documented example is admitted; the apiserver refuses what the operator would refuse.
+    let example: serde_yaml::Value =
+        serde_yaml::from_str(include_str!("../../examples/saml.yaml"))?;
+    env.create_binding(ns, "example", serde_json::to_value(&example["spec"])?)
+        .await
+        .context("examples/saml.yaml refused")?;
     for (bad, why) in [
         (
             json!({"saml": {"providerArn": "arn:aws:iam::123456789012:role/nope"}}),
