@@ -80,6 +80,9 @@ fn default_mount_path() -> String {
     "!has(self.saml) || !has(self.sts) || !has(self.sts.provider) || self.sts.provider == 'AWS'"
 ).message("saml needs sts.provider AWS").field_path(".saml"))]
 #[x_kube(validation = kube::core::Rule::new(
+    "!has(self.saml) || !has(self.saml.sourceIdentity) || !has(self.roleChain) || size(self.roleChain) == 0 || !has(self.roleChain[0].sourceIdentity)"
+).message("saml.sourceIdentity already sets the source identity; STS keeps it for the whole chain").field_path(".roleChain"))]
+#[x_kube(validation = kube::core::Rule::new(
     "!has(self.roleChain) || size(self.roleChain) == 0 || !has(self.sts) || !has(self.sts.provider) || self.sts.provider == 'AWS'"
 ).message("roleChain needs sts.provider AWS").field_path(".roleChain"))]
 #[x_kube(validation = kube::core::Rule::new(

@@ -501,6 +501,17 @@ pub fn resolve(
     }
 
     let saml = resolve_saml(spec, provider, policy)?;
+    if saml.as_ref().is_some_and(|s| s.source_identity.is_some())
+        && spec
+            .role_chain
+            .first()
+            .is_some_and(|hop| hop.source_identity.is_some())
+    {
+        return Err(invalid(
+            "roleChain[0].sourceIdentity",
+            "saml.sourceIdentity already sets the source identity; STS keeps it for the whole chain",
+        ));
+    }
     let role_chain = resolve_chain(
         spec,
         provider,
@@ -1582,6 +1593,21 @@ mod tests {
             }];
             let err = resolve(&spec, "ns", "b", &with_default()).expect_err("override");
             assert!(err.to_string().contains("transitive"), "{err}");
+        }
+
+        #[test]
+        fn the_source_identity_is_set_once() {
+            let mut spec = spec_with(serde_json::json!({"sourceIdentity": "alice"}));
+            spec.role_chain = vec![RoleChainHop {
+                role_arn: "arn:aws:iam::123456789012:role/next".into(),
+                source_identity: Some("bob".into()),
+                ..RoleChainHop::default()
+            }];
+            let err = resolve(&spec, "ns", "b", &with_default()).expect_err("twice");
+            assert!(
+                err.to_string().contains("roleChain[0].sourceIdentity"),
+                "{err}"
+            );
         }
 
         #[test]

@@ -63,6 +63,7 @@ const TESTS: &[(&str, TestFn)] = tests![
     saml::role_chain_after_saml,
     saml::saml_against_moto,
     saml::chart_rbac_lets_the_operator_keep_only_its_saml_key,
+    saml::tampered_expired_and_foreign_assertions_are_refused,
     minio::binding_against_minio_is_limited_to_one_bucket_and_refreshes,
     minio::minio_refuses_a_wrong_audience_and_another_clusters_token,
     minio::every_supported_role_arn_form_is_admitted_by_kubectl_apply,

@@ -354,6 +354,10 @@ pub async fn saml_binding_gets_working_credentials(env: &Env) -> anyhow::Result<
             json!({"saml": {}, "sts": {"provider": "MinIO", "endpoint": "http://127.0.0.1:1"}}),
             "MinIO",
         ),
+        (
+            json!({"saml": {"sourceIdentity": "alice"}, "roleChain": [{"roleArn": "arn:aws:iam::123456789012:role/x", "sourceIdentity": "bob"}]}),
+            "a second source identity",
+        ),
     ] {
         let refused = env.create_binding(ns, "bad", spec_with(&s.role, bad)).await;
         ensure!(
@@ -785,6 +789,124 @@ pub async fn chart_rbac_lets_the_operator_keep_only_its_saml_key(env: &Env) -> a
     );
     let (ok, _, stderr) = helm(env, &["uninstall", &release, "--namespace", &release_ns]).await?;
     ensure!(ok, "helm uninstall failed: {stderr}");
+    sts.shutdown();
+    Ok(())
+}
+
+pub async fn tampered_expired_and_foreign_assertions_are_refused(env: &Env) -> anyhow::Result<()> {
+    use podcreds::saml::assertion::{AssertionClaims, signed_response};
+    use podcreds::sts::{AwsStsClient, SamlAssumeRoleRequest, StsClient, StsTimeouts};
+    use secrecy::SecretString;
+
+    let sts = private_emulator(env).await?;
+    let ring = podcreds::saml::key::KeyRing::generate(2026)?;
+    let provider = format!("arn:aws:iam::{ACCOUNT}:saml-provider/direct");
+    let metadata =
+        podcreds::saml::metadata::idp_metadata("urn:direct", &ring.announced_certificates());
+    sts.add_saml_provider(&provider, &metadata)
+        .map_err(anyhow::Error::msg)?;
+    let role = format!("arn:aws:iam::{ACCOUNT}:role/direct");
+    sts.add_role(Role {
+        arn: role.clone(),
+        subjects: vec!["system:serviceaccount:ns:app".into()],
+        saml_providers: vec![provider.clone()],
+        ..Role::default()
+    });
+    let claims = AssertionClaims {
+        issuer: "urn:direct",
+        subject: "system:serviceaccount:ns:app",
+        role_arn: &role,
+        provider_arn: &provider,
+        session_name: "ns.app",
+        session_duration_seconds: 900,
+        source_identity: None,
+        tags: &[],
+        transitive_tag_keys: &[],
+    };
+    let client = AwsStsClient::new(StsTimeouts::default());
+    let call = |response: String, principal: &str| SamlAssumeRoleRequest {
+        role_arn: role.clone(),
+        principal_arn: principal.to_string(),
+        saml_assertion: SecretString::from(BASE64.encode(response)),
+        duration_seconds: 900,
+        session_policy: None,
+        policy_arns: vec![],
+        region: "us-east-1".into(),
+        endpoint: Some(sts.url()),
+    };
+    let now = jiff::Timestamp::now();
+    let valid = signed_response(&claims, &ring.active, now)?;
+    client
+        .assume_role_with_saml(call(valid.clone(), &provider))
+        .await
+        .context("a valid assertion was refused")?;
+
+    let refusal = |r: Result<podcreds::sts::IssuedCredentials, podcreds::sts::StsError>| {
+        r.err().and_then(|e| e.code)
+    };
+    // Tampered: another subject after signing.
+    let tampered = valid.replace("ns:app</saml:NameID>", "ns:admin</saml:NameID>");
+    ensure!(tampered != valid);
+    let code = refusal(
+        client
+            .assume_role_with_saml(call(tampered, &provider))
+            .await,
+    );
+    ensure!(code.as_deref() == Some("InvalidIdentityToken"), "{code:?}");
+    // Signed by a key whose certificate the provider does not hold.
+    let foreign_key = podcreds::saml::key::KeyRing::generate(2026)?;
+    let foreign = signed_response(&claims, &foreign_key.active, now)?;
+    let code = refusal(client.assume_role_with_saml(call(foreign, &provider)).await);
+    ensure!(code.as_deref() == Some("InvalidIdentityToken"), "{code:?}");
+    // Issued more than 5 minutes ago (and expired).
+    let old = signed_response(
+        &claims,
+        &ring.active,
+        now - jiff::SignedDuration::from_mins(6),
+    )?;
+    let code = refusal(client.assume_role_with_saml(call(old, &provider)).await);
+    ensure!(code.as_deref() == Some("ExpiredTokenException"), "{code:?}");
+    // Another issuer than the metadata's.
+    let other_issuer = AssertionClaims {
+        issuer: "urn:someone-else",
+        ..claims.clone()
+    };
+    let response = signed_response(&other_issuer, &ring.active, now)?;
+    let code = refusal(
+        client
+            .assume_role_with_saml(call(response, &provider))
+            .await,
+    );
+    ensure!(code.as_deref() == Some("InvalidIdentityToken"), "{code:?}");
+    // A provider IAM does not know.
+    let unknown = format!("arn:aws:iam::{ACCOUNT}:saml-provider/unknown");
+    let code = refusal(
+        client
+            .assume_role_with_saml(call(valid.clone(), &unknown))
+            .await,
+    );
+    ensure!(code.as_deref() == Some("InvalidIdentityToken"), "{code:?}");
+    // A role pair the assertion does not name.
+    let elsewhere = AssertionClaims {
+        role_arn: "arn:aws:iam::123456789012:role/other",
+        ..claims.clone()
+    };
+    let response = signed_response(&elsewhere, &ring.active, now)?;
+    let code = refusal(
+        client
+            .assume_role_with_saml(call(response, &provider))
+            .await,
+    );
+    ensure!(code.as_deref() == Some("AccessDenied"), "{code:?}");
+
+    // xmlsec1 judged exactly the signatures that got that far: the valid one and the role pair
+    // it names (valid), the tampered and the foreign one (invalid); the others were refused
+    // before it (stale, wrong issuer, unknown provider).
+    let counters = sts.calls().counters;
+    ensure!(
+        counters.saml_signatures_valid == 2 && counters.saml_signatures_invalid == 2,
+        "{counters:?}"
+    );
     sts.shutdown();
     Ok(())
 }
