@@ -34,6 +34,73 @@ pub enum Command {
     },
     /// Print the version.
     Version,
+    /// Help with the IAM side of a binding.
+    #[command(subcommand)]
+    Iam(IamCommand),
+    /// The cluster's OIDC documents, for clusters whose issuer AWS cannot reach.
+    #[command(subcommand)]
+    Oidc(OidcCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum IamCommand {
+    /// Print the trust policy of every role a binding passes through (its roleArn, then each
+    /// roleChain hop), admitting exactly this binding's ServiceAccount, audience and chain.
+    TrustPolicy(TrustPolicyArgs),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum OidcCommand {
+    /// Write the cluster's discovery document and JWKS, ready to host at the issuer URL, and say
+    /// how to register the provider with IAM.
+    Export(OidcExportArgs),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum PolicyOutput {
+    /// Each policy as JSON under a comment naming the role and the command that applies it.
+    Text,
+    /// One JSON list of `{roleArn, assumedBy, trustPolicy}`.
+    Json,
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct TrustPolicyArgs {
+    /// Name of the AWSRoleBinding to read from the cluster (with --namespace).
+    pub name: Option<String>,
+    /// Read the binding from this manifest instead of the cluster.
+    #[arg(short = 'f', long = "filename", conflicts_with = "name")]
+    pub filename: Option<std::path::PathBuf>,
+    /// Namespace of the binding (default: the manifest's).
+    #[arg(short = 'n', long)]
+    pub namespace: Option<String>,
+    /// The cluster's OIDC issuer URL (default: read from the cluster's discovery document).
+    #[arg(long)]
+    pub issuer: Option<String>,
+    /// The binding's first exchange is AssumeRoleWithSAML through this IAM SAML provider.
+    #[arg(long, conflicts_with = "issuer")]
+    pub saml_provider_arn: Option<String>,
+    /// The operator's default audience (its --audience).
+    #[arg(long, default_value = "sts.amazonaws.com")]
+    pub audience: String,
+    /// The operator's --cluster-name, for bindings with kubernetesSessionTags.
+    #[arg(long)]
+    pub cluster_name: Option<String>,
+    #[arg(long, value_enum, default_value = "text")]
+    pub output: PolicyOutput,
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct OidcExportArgs {
+    /// Directory to write `.well-known/openid-configuration` and `openid/v1/jwks` into.
+    #[arg(long)]
+    pub out: std::path::PathBuf,
+    /// Refuse unless the cluster's issuer is this URL (where the files will be hosted).
+    #[arg(long)]
+    pub issuer: Option<String>,
+    /// The audience IAM's provider must accept (the operator's --audience).
+    #[arg(long, default_value = "sts.amazonaws.com")]
+    pub audience: String,
 }
 
 /// Where the SAML signing key Secret is, and the IdP entity ID.

@@ -14,6 +14,8 @@ pub mod api;
 pub mod cli;
 pub mod controller;
 pub mod flow;
+pub mod iam;
+pub mod iam_command;
 pub mod metrics;
 pub mod operator;
 pub mod patterns;

@@ -1,5 +1,5 @@
 use clap::Parser;
-use podcreds::cli::{Cli, Command, SamlKeyArgs, SamlKeyStep};
+use podcreds::cli::{Cli, Command, IamCommand, OidcCommand, SamlKeyArgs, SamlKeyStep};
 use podcreds::saml::key::KeyRing;
 use podcreds::saml::metadata::idp_metadata;
 use podcreds::saml::store::KeySecret;
@@ -65,6 +65,12 @@ async fn main() -> anyhow::Result<()> {
                 ring.announced_certificates().len()
             );
             print!("{}", metadata(&args, &ring));
+        }
+        Command::Iam(IamCommand::TrustPolicy(args)) => {
+            print!("{}", podcreds::iam_command::trust_policy(args).await?)
+        }
+        Command::Oidc(OidcCommand::Export(args)) => {
+            print!("{}", podcreds::iam_command::oidc_export(args).await?)
         }
     }
     Ok(())

@@ -176,11 +176,13 @@ impl StsErrorKind {
 /// A failed STS call. The message is bounded and stripped of control characters, because it
 /// can come from any endpoint the admin allowed and ends up in status and Events.
 #[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
-#[error("STS {}: {}", code.as_deref().unwrap_or("error"), message)]
+#[error("STS {}: {}{}", code.as_deref().unwrap_or("error"), message, hint.as_deref().map(|h| format!("; {h}")).unwrap_or_default())]
 pub struct StsError {
     pub kind: StsErrorKind,
     pub code: Option<String>,
     pub message: String,
+    /// What to fix, when the answer shows a common setup mistake (see `flow::setup_hints`).
+    pub hint: Option<String>,
 }
 
 impl StsError {
@@ -189,7 +191,12 @@ impl StsError {
             kind,
             code: code.map(|c| text::bounded(c, text::MAX_REMOTE_CODE)),
             message: text::remote(message),
+            hint: None,
         }
+    }
+
+    pub fn with_hint(self, hint: Option<String>) -> Self {
+        Self { hint, ..self }
     }
 }
 

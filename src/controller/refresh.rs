@@ -71,6 +71,7 @@ pub async fn refresh(
         .flow
         .exchange(ExchangeRequest {
             namespace: &key.namespace,
+            binding: &key.name,
             spec,
         })
         .await?;

@@ -8,6 +8,7 @@
 
 pub mod role_chain;
 pub mod saml;
+pub mod setup_hints;
 pub mod token;
 pub mod web_identity;
 
@@ -29,6 +30,8 @@ use web_identity::WebIdentity;
 #[derive(Clone, Copy, Debug)]
 pub struct ExchangeRequest<'a> {
     pub namespace: &'a str,
+    /// The binding's name (for hints naming the command that fixes a setup mistake).
+    pub binding: &'a str,
     pub spec: &'a ResolvedSpec,
 }
 

@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use futures::future::BoxFuture;
 
+use super::setup_hints;
 use super::token::request_token;
 use super::{ExchangeRequest, FirstExchange, FlowError};
 use crate::metrics::Metrics;
@@ -66,7 +67,10 @@ impl WebIdentity {
             Err(e) => e.kind.category(),
         };
         self.metrics.observe_sts(flow, outcome, started.elapsed());
-        Ok(result?)
+        result.map_err(|error| {
+            let hint = setup_hints::web_identity(&error, &request);
+            FlowError::Sts(error.with_hint(hint))
+        })
     }
 }
 

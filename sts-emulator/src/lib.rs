@@ -10,6 +10,7 @@ pub mod oidc;
 pub mod saml;
 pub mod sigv4;
 pub mod state;
+pub mod trust_policy;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -26,8 +27,11 @@ use serde::{Deserialize, Serialize};
 
 pub use state::{CallRecord, Counters, Faults, Role, SessionTag};
 use state::{Injected, Session, State};
+pub use trust_policy::{TrustPolicyError, role_from_trust_policy};
 
 const XMLNS: &str = "https://sts.amazonaws.com/doc/2011-06-15/";
+/// AWS's answer when it cannot fetch the issuer's keys.
+const IDP_UNREACHABLE: &str = "Couldn't retrieve verification key from your identity provider, please reference AssumeRoleWithWebIdentity documentation for requirements";
 
 /// How the emulator is set up.
 #[derive(Clone, Debug)]
@@ -437,10 +441,7 @@ async fn sts_action(
             code: "InternalFailure",
             message: "An internal error occurred".into(),
         }),
-        Injected::IdpError => Some(StsFailure::sender(
-            "IDPCommunicationError",
-            "The identity provider could not be reached",
-        )),
+        Injected::IdpError => Some(StsFailure::sender("IDPCommunicationError", IDP_UNREACHABLE)),
         Injected::Code(code) => Some(StsFailure {
             status: if code == "AccessDenied" {
                 StatusCode::FORBIDDEN
@@ -602,7 +603,10 @@ async fn assume_role_with_web_identity(
                 StsFailure::sender("ExpiredTokenException", "Token is expired")
             }
             oidc::TokenRejection::Invalid(m) => StsFailure::sender("InvalidIdentityToken", m),
-            oidc::TokenRejection::Unreachable(m) => StsFailure::sender("IDPCommunicationError", m),
+            oidc::TokenRejection::Unreachable(detail) => {
+                tracing::warn!(%detail, "the issuer's keys could not be fetched");
+                StsFailure::sender("IDPCommunicationError", IDP_UNREACHABLE)
+            }
         })?;
     record.subject = Some(claims.sub.clone());
     record.audience = claims.aud.first().cloned();

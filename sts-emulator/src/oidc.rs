@@ -171,6 +171,14 @@ impl IssuerKeys {
     ) -> Result<Claims, TokenRejection> {
         let header = decode_header(token)
             .map_err(|e| TokenRejection::Invalid(format!("malformed token: {e}")))?;
+        // STS finds the provider by the token's own issuer before it fetches any key.
+        if let Some(issuer) = unverified_issuer(token)
+            && issuer.trim_end_matches('/') != self.issuer
+        {
+            return Err(TokenRejection::Invalid(format!(
+                "No OpenIDConnect provider found in your account for {issuer}"
+            )));
+        }
         let set = self.keys(header.kid.as_deref()).await?;
         let jwk = match &header.kid {
             Some(kid) => set.find(kid),
@@ -210,4 +218,15 @@ impl IssuerKeys {
         }
         Ok(claims)
     }
+}
+
+/// The `iss` claim of `token`, read without checking anything (to pick the provider).
+fn unverified_issuer(token: &str) -> Option<String> {
+    use base64::Engine;
+    let payload = token.split('.').nth(1)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload.trim_end_matches('='))
+        .ok()?;
+    let claims: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    claims.get("iss")?.as_str().map(str::to_string)
 }

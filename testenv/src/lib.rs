@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 pub mod loopback;
+pub mod netns;
 pub mod node;
 pub mod oci;
 pub mod operator;
@@ -53,6 +54,12 @@ pub enum Error {
     Http { url: String, reason: String },
     #[error("image: {0}")]
     Image(String),
+    /// A node tool (`ctr`, `ip`) that ran and failed.
+    #[error("{0}")]
+    Command(String),
+    /// Not in a network namespace of the run, or cannot enter one.
+    #[error("network namespace: {0}")]
+    Namespace(String),
 }
 
 /// What to start.
@@ -63,8 +70,16 @@ pub struct Options {
     /// Serve kube-apiserver's `/debug/pprof` (the benchmark's CPU profile of the apiserver).
     pub apiserver_profiling: bool,
     /// Also run a node (containerd and a kubelet, see [`node`]) so that pods really run. Off by
-    /// default: it needs root, takes seconds to start, and most tests need no pods.
+    /// default: it needs root and a network namespace of the run ([`netns`]), takes seconds to
+    /// start, and most tests need no pods. The node's address is on a bridge of its own
+    /// ([`node::PodNetwork`]) inside that namespace, so the apiserver reaches the kubelet there
+    /// (`kubectl logs`, `exec`).
     pub node: bool,
+    /// With `node`: what a chart's pods need. Pods on the node's bridge, the
+    /// ServiceAccount admission plugin (token volumes), kube-scheduler, and the deployment,
+    /// replicaset, root-ca-cert-publisher and node lifecycle (it lifts the node's `not-ready`
+    /// taint) controllers.
+    pub pod_network: bool,
 }
 
 impl Default for Options {
@@ -73,6 +88,7 @@ impl Default for Options {
             controller_manager: true,
             apiserver_profiling: false,
             node: false,
+            pod_network: false,
         }
     }
 }
@@ -83,7 +99,9 @@ pub struct ControlPlane {
     etcd: Process,
     apiserver: Process,
     controller_manager: Option<Process>,
+    scheduler: Option<Process>,
     node: Option<node::Node>,
+    pod_network: Option<node::PodNetwork>,
     /// `https://127.0.0.1:<port>`; also the ServiceAccount token issuer.
     pub api_url: String,
     pub ca_pem: String,
@@ -201,8 +219,21 @@ impl ControlPlane {
             .tempdir()?;
         let root = dir.path();
 
+        // Pods of their own network (not the host's) are only possible on a node.
+        let pods_networked = options.node && options.pod_network;
+        let pod_network = if options.node {
+            netns::require("a test node")?;
+            Some(node::PodNetwork::create()?)
+        } else {
+            None
+        };
         let ca = pki::Ca::new("podcreds-testenv-ca")?;
-        let serving = ca.serving()?;
+        let serving = ca.serving_with(
+            &pod_network
+                .iter()
+                .map(|n| std::net::IpAddr::V4(n.gateway()))
+                .collect::<Vec<_>>(),
+        )?;
         let admin = ca.client("testenv-admin", &["system:masters"])?;
         // The apiserver's identity towards the kubelet (logs, exec, port-forward).
         let kubelet_client = ca.client("kube-apiserver-kubelet-client", &["system:masters"])?;
@@ -244,54 +275,54 @@ impl ControlPlane {
 
         let api_port = free_port()?;
         let api_url = format!("https://127.0.0.1:{api_port}");
-        let apiserver = Process::spawn(
-            "kube-apiserver",
-            &apiserver_bin,
-            &[
-                format!("--etcd-servers={etcd_url}"),
-                format!("--secure-port={api_port}"),
-                "--bind-address=127.0.0.1".into(),
-                "--advertise-address=127.0.0.1".into(),
-                "--endpoint-reconciler-type=none".into(),
-                format!("--cert-dir={}", root.join("certs").display()),
-                format!("--tls-cert-file={}", root.join("serving.pem").display()),
-                format!(
-                    "--tls-private-key-file={}",
-                    root.join("serving-key.pem").display()
-                ),
-                format!("--client-ca-file={}", root.join("ca.pem").display()),
-                "--service-cluster-ip-range=10.0.0.0/24".into(),
-                "--authorization-mode=RBAC".into(),
-                format!("--service-account-issuer={api_url}"),
-                format!(
-                    "--service-account-key-file={}",
-                    root.join("sa.pub").display()
-                ),
-                format!(
-                    "--service-account-signing-key-file={}",
-                    root.join("sa.key").display()
-                ),
-                "--disable-admission-plugins=ServiceAccount".into(),
-                // As on hardened clusters: setting blockOwnerDeletion on an owner reference
-                // needs `update` on the owner's `finalizers` subresource.
-                "--enable-admission-plugins=OwnerReferencesPermissionEnforcement".into(),
-                "--allow-privileged=true".into(),
-                format!("--profiling={}", options.apiserver_profiling),
-                // The test node is `localhost` with no routable address (see `node`).
-                "--kubelet-preferred-address-types=Hostname,InternalIP".into(),
-                format!(
-                    "--kubelet-client-certificate={}",
-                    root.join("kubelet-client.pem").display()
-                ),
-                format!(
-                    "--kubelet-client-key={}",
-                    root.join("kubelet-client-key.pem").display()
-                ),
-                "--v=1".into(),
-            ],
-            &[],
-            root,
-        )?;
+        let mut apiserver_args = vec![
+            format!("--etcd-servers={etcd_url}"),
+            format!("--secure-port={api_port}"),
+            "--bind-address=127.0.0.1".into(),
+            "--advertise-address=127.0.0.1".into(),
+            "--endpoint-reconciler-type=none".into(),
+            format!("--cert-dir={}", root.join("certs").display()),
+            format!("--tls-cert-file={}", root.join("serving.pem").display()),
+            format!(
+                "--tls-private-key-file={}",
+                root.join("serving-key.pem").display()
+            ),
+            format!("--client-ca-file={}", root.join("ca.pem").display()),
+            "--service-cluster-ip-range=10.0.0.0/24".into(),
+            "--authorization-mode=RBAC".into(),
+            format!("--service-account-issuer={api_url}"),
+            format!(
+                "--service-account-key-file={}",
+                root.join("sa.pub").display()
+            ),
+            format!(
+                "--service-account-signing-key-file={}",
+                root.join("sa.key").display()
+            ),
+            // As on hardened clusters: setting blockOwnerDeletion on an owner reference
+            // needs `update` on the owner's `finalizers` subresource.
+            "--enable-admission-plugins=OwnerReferencesPermissionEnforcement".into(),
+            "--allow-privileged=true".into(),
+            format!("--profiling={}", options.apiserver_profiling),
+            // The test node's address is on its bridge, inside the run's namespace (see `node`).
+            "--kubelet-preferred-address-types=InternalIP".into(),
+            format!(
+                "--kubelet-client-certificate={}",
+                root.join("kubelet-client.pem").display()
+            ),
+            format!(
+                "--kubelet-client-key={}",
+                root.join("kubelet-client-key.pem").display()
+            ),
+            "--v=1".into(),
+        ];
+        // Without a node nothing creates the default ServiceAccounts that plugin insists on; with
+        // a pod network the chart's pods need the token volumes it adds.
+        if !pods_networked {
+            apiserver_args.push("--disable-admission-plugins=ServiceAccount".into());
+        }
+        let apiserver =
+            Process::spawn("kube-apiserver", &apiserver_bin, &apiserver_args, &[], root)?;
 
         let kubeconfig = root.join("admin.kubeconfig");
         write(
@@ -304,7 +335,9 @@ impl ControlPlane {
             etcd,
             apiserver,
             controller_manager: None,
+            scheduler: None,
             node: None,
+            pod_network,
             api_url,
             ca_pem,
             kubeconfig,
@@ -324,7 +357,11 @@ impl ControlPlane {
                         root.join("sa.key").display()
                     ),
                     format!("--root-ca-file={}", root.join("ca.pem").display()),
-                    "--controllers=garbagecollector,namespace,serviceaccount".into(),
+                    if pods_networked {
+                        "--controllers=garbagecollector,namespace,serviceaccount,deployment,replicaset,root-ca-cert-publisher,nodelifecycle".into()
+                    } else {
+                        "--controllers=garbagecollector,namespace,serviceaccount".into()
+                    },
                     "--secure-port=0".into(),
                     "--leader-elect=false".into(),
                     "--concurrent-gc-syncs=5".into(),
@@ -334,14 +371,60 @@ impl ControlPlane {
                 &root,
             )?);
         }
+        if pods_networked {
+            let root = plane.dir.path().to_path_buf();
+            plane.scheduler = Some(Process::spawn(
+                "kube-scheduler",
+                &tools::binary("kube-scheduler")?,
+                &[
+                    format!("--kubeconfig={}", plane.kubeconfig.display()),
+                    "--leader-elect=false".into(),
+                    "--bind-address=127.0.0.1".into(),
+                    format!("--secure-port={}", free_port()?),
+                    "--v=1".into(),
+                ],
+                &[],
+                &root,
+            )?);
+        }
         if options.node {
             let admin = plane.client().await?;
             let root = plane.dir.path().to_path_buf();
-            plane.node = Some(
-                node::Node::start(&root, &plane.api_url, &plane.ca, &plane.ca_pem, &admin).await?,
-            );
+            let network = plane
+                .pod_network
+                .as_ref()
+                .ok_or_else(|| Error::Command("a node without its network".into()))?;
+            let node = node::Node::start(
+                &root,
+                node::Cluster {
+                    api_url: &plane.api_url,
+                    ca: &plane.ca,
+                    ca_pem: &plane.ca_pem,
+                    admin: &admin,
+                    admin_kubeconfig: &plane.kubeconfig,
+                },
+                network,
+                pods_networked,
+            )
+            .await?;
+            plane.node = Some(node);
         }
         Ok(plane)
+    }
+
+    /// The node's network (its bridge), if [`Options::node`] asked for a node; with
+    /// [`Options::pod_network`] pods join it too.
+    pub fn pod_network(&self) -> Option<&node::PodNetwork> {
+        self.pod_network.as_ref()
+    }
+
+    /// The apiserver's port.
+    pub fn api_port(&self) -> u16 {
+        self.api_url
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(443)
     }
 
     /// The node, if [`Options::node`] asked for one.
@@ -506,6 +589,7 @@ impl ControlPlane {
             Some(&self.etcd),
             Some(&self.apiserver),
             self.controller_manager.as_ref(),
+            self.scheduler.as_ref(),
         ]
         .into_iter()
         .flatten()
@@ -531,8 +615,11 @@ impl ControlPlane {
 
 impl Drop for ControlPlane {
     fn drop(&mut self) {
-        // The node first: its containers, mounts and shims live under the directory that is
-        // removed when the fields are dropped.
+        // No new pod may be bound while the node goes; then the node: its containers, mounts and
+        // shims live under the directory that is removed when the fields are dropped; then the
+        // pod network it used.
+        self.scheduler.take();
         self.node.take();
+        self.pod_network.take();
     }
 }

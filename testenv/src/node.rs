@@ -1,12 +1,13 @@
 //! A real node for the test control plane: containerd (Debian's, with runc) and a kubelet built
 //! from the same Kubernetes release, each with its own root, state and socket under the control
-//! plane's directory, registered as node `localhost`.
+//! plane's directory, registered as node [`NODE_NAME`] with its address on a bridge of its own
+//! ([`PodNetwork`]) inside the run's network namespace ([`crate::netns`]).
 //!
 //! What this machine needs, and why (see docs/testing.md): cgroup v1 with the cgroupfs driver,
 //! no QoS cgroups and no node-allocatable enforcement; containerd's `restrict_oom_score_adj`
 //! (negative OOM scores are forbidden here, even to root); a locally built pause image (nothing
-//! can be pulled); a CNI configuration holding only `loopback`, so pods use `hostNetwork: true`
-//! and nothing leaves loopback; eviction and image garbage collection thresholds low enough that
+//! can be pulled); without a pod network a CNI configuration holding only `loopback`, so pods use
+//! `hostNetwork: true` (the run's namespace is their host); eviction and image garbage collection thresholds low enough that
 //! a full shared disk never evicts a test pod or deletes an imported image.
 
 use std::path::{Path, PathBuf};
@@ -23,25 +24,48 @@ use crate::pki::Ca;
 use crate::process::{Process, free_port};
 use crate::{Error, UserAuth, kubeconfig_yaml, tools};
 
-/// The node's name: `localhost` resolves to 127.0.0.1, so the apiserver reaches the kubelet (logs,
-/// exec) through `--kubelet-preferred-address-types=Hostname` without leaving loopback
-/// (the kubelet refuses `--node-ip=127.0.0.1`).
-pub const NODE_NAME: &str = "localhost";
+/// The node's name. Its address (`InternalIP`, what the apiserver dials for logs and exec) is its
+/// bridge's: the kubelet refuses a loopback `--node-ip`, and the machine's own interfaces are not
+/// in the run's namespace.
+pub const NODE_NAME: &str = "podcreds-test-node";
 
 /// The pause image every pod sandbox runs: busybox `sleep`, built here.
 pub const PAUSE_IMAGE: &str = "localhost/podcreds-testenv/pause:1";
 
-/// Programs the node takes from Debian packages, with the package to install.
+/// The name of the image [`pod_client_image`] builds.
+pub const POD_CLIENT_IMAGE: &str = "localhost/podcreds-testenv/pod-client:1";
+
+/// The image of the static pod client (`testenv/pod-client`, at `binary`): the client, busybox
+/// `cat` (the Secret's `credential_process` runs it) and nothing else, as user 65532.
+pub fn pod_client_image(binary: PathBuf) -> Result<Image, Error> {
+    Ok(Image {
+        name: POD_CLIENT_IMAGE.into(),
+        entries: vec![
+            oci::Entry::File {
+                path: "/pod-client".into(),
+                source: oci::Source::File(binary),
+                mode: 0o755,
+            },
+            oci::busybox_applet("cat")?,
+        ],
+        user: "65532:65532".into(),
+        entrypoint: vec!["/pod-client".into()],
+        ..Image::default()
+    })
+}
+
 /// Debian programs the SAML tests verify signatures with (the STS emulator runs `xmlsec1`).
 pub const SAML_PROGRAMS: [(&str, &str); 1] = [("/usr/bin/xmlsec1", "xmlsec1")];
 
-pub const HOST_PROGRAMS: [(&str, &str); 6] = [
+/// Programs the node takes from Debian packages, with the package to install.
+pub const HOST_PROGRAMS: [(&str, &str); 7] = [
     ("/usr/bin/containerd", "containerd"),
     ("/usr/bin/containerd-shim-runc-v2", "containerd"),
     ("/usr/bin/ctr", "containerd"),
     ("/usr/sbin/runc", "runc"),
     ("/usr/lib/cni/loopback", "containernetworking-plugins"),
     ("/bin/busybox", "busybox-static"),
+    ("/bin/ip", "iproute2"),
 ];
 
 /// A running node. Dropping it stops the kubelet, every container, containerd and their shims,
@@ -49,6 +73,9 @@ pub const HOST_PROGRAMS: [(&str, &str); 6] = [
 pub struct Node {
     dir: PathBuf,
     socket: PathBuf,
+    /// Pods are deleted through the API first, so that the kubelet tears their network down
+    /// (veth, namespace) before the node stops.
+    admin_kubeconfig: PathBuf,
     containerd: Process,
     kubelet: Option<Process>,
 }
@@ -102,12 +129,18 @@ struct KubeletPorts {
     healthz: u16,
 }
 
-fn kubelet_config(dir: &Path, socket: &Path, ca_file: &Path, ports: &KubeletPorts) -> String {
+fn kubelet_config(
+    dir: &Path,
+    socket: &Path,
+    ca_file: &Path,
+    address: std::net::Ipv4Addr,
+    ports: &KubeletPorts,
+) -> String {
     let d = dir.display();
     format!(
         r#"apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
-address: 127.0.0.1
+address: {address}
 port: {port}
 readOnlyPort: 0
 healthzBindAddress: 127.0.0.1
@@ -145,16 +178,32 @@ resolvConf: /etc/resolv.conf
     )
 }
 
+/// The control plane a node registers with.
+pub(crate) struct Cluster<'a> {
+    pub api_url: &'a str,
+    pub ca: &'a Ca,
+    pub ca_pem: &'a str,
+    pub admin: &'a Client,
+    pub admin_kubeconfig: &'a Path,
+}
+
 impl Node {
-    /// Starts containerd, imports the pause image, registers a kubelet with the control plane at
-    /// `api_url` and waits until the node is Ready.
+    /// Starts containerd, imports the pause image, registers a kubelet with `cluster` at the
+    /// address of `network` and waits until the node is Ready. With `pods_networked`, pods get
+    /// addresses on `network`'s bridge; otherwise they need `hostNetwork: true`.
     pub(crate) async fn start(
         root: &Path,
-        api_url: &str,
-        ca: &Ca,
-        ca_pem: &str,
-        admin: &Client,
+        cluster: Cluster<'_>,
+        network: &PodNetwork,
+        pods_networked: bool,
     ) -> Result<Self, Error> {
+        let Cluster {
+            api_url,
+            ca,
+            ca_pem,
+            admin,
+            admin_kubeconfig,
+        } = cluster;
         let missing = missing_host_programs();
         if !missing.is_empty() {
             return Err(Error::MissingTool(format!(
@@ -172,10 +221,13 @@ impl Node {
             dir.join("containerd.toml"),
             containerd_config(&dir, &socket),
         )?;
-        std::fs::write(
-            dir.join("cni/10-loopback.conflist"),
-            r#"{"cniVersion":"1.0.0","name":"loopback-only","plugins":[{"type":"loopback"}]}"#,
-        )?;
+        let cni = if pods_networked {
+            network.cni_config(&dir)
+        } else {
+            r#"{"cniVersion":"1.0.0","name":"loopback-only","plugins":[{"type":"loopback"}]}"#
+                .to_string()
+        };
+        std::fs::write(dir.join("cni/10-test.conflist"), cni)?;
         let containerd = Process::spawn(
             "containerd",
             Path::new("/usr/bin/containerd"),
@@ -189,6 +241,7 @@ impl Node {
         let mut node = Self {
             dir: dir.clone(),
             socket,
+            admin_kubeconfig: admin_kubeconfig.to_path_buf(),
             containerd,
             kubelet: None,
         };
@@ -224,7 +277,7 @@ impl Node {
         let config = dir.join("kubelet.yaml");
         std::fs::write(
             &config,
-            kubelet_config(&dir, &node.socket, &ca_file, &ports),
+            kubelet_config(&dir, &node.socket, &ca_file, network.gateway(), &ports),
         )?;
         node.kubelet = Some(Process::spawn(
             "kubelet",
@@ -235,6 +288,7 @@ impl Node {
                 format!("--root-dir={}", dir.join("kubelet").display()),
                 format!("--cert-dir={}", dir.join("kubelet-pki").display()),
                 format!("--hostname-override={NODE_NAME}"),
+                format!("--node-ip={}", network.gateway()),
                 "--v=1".into(),
             ],
             &[],
@@ -323,7 +377,7 @@ impl Node {
             .output()
             .map_err(|e| Error::MissingTool(format!("cannot run ctr (containerd): {e}")))?;
         if !output.status.success() {
-            return Err(Error::Image(format!(
+            return Err(Error::Command(format!(
                 "ctr {} failed: {}",
                 args.join(" "),
                 String::from_utf8_lossy(&output.stderr).trim()
@@ -475,6 +529,21 @@ async fn bind_node_role(admin: &Client, user: &str) -> Result<(), Error> {
 
 impl Drop for Node {
     fn drop(&mut self) {
+        if let Ok(kubectl) = tools::binary("kubectl") {
+            let kubeconfig = &self.admin_kubeconfig;
+            let _ = Command::new(kubectl)
+                .arg(format!("--kubeconfig={}", kubeconfig.display()))
+                .args(["delete", "pods", "--all", "--all-namespaces"])
+                .args(["--grace-period=0", "--force", "--wait=false"])
+                .output();
+            for _ in 0..60 {
+                match self.ctr(&["tasks", "ls", "-q"]) {
+                    Ok(tasks) if tasks.trim().is_empty() => break,
+                    Err(_) => break,
+                    Ok(_) => std::thread::sleep(Duration::from_millis(250)),
+                }
+            }
+        }
         // The kubelet first, so that it restarts nothing; then every container (a stopped
         // containerd leaves its containers and shims running); then containerd.
         if let Some(mut kubelet) = self.kubelet.take() {
@@ -502,5 +571,128 @@ impl Drop for Node {
         for mount in self.mounts() {
             let _ = Command::new("umount").args(["-l", &mount]).status();
         }
+    }
+}
+
+/// The test node's network: a bridge with a private /24 (from 10.249.0.0/16) in the run's
+/// network namespace; its address is the node's (the kubelet listens there). With a pod network,
+/// pods join it with no default route, so they reach only the bridge's own address. What pods
+/// must reach on loopback (the apiserver, the STS emulator) is exposed on the bridge address by
+/// [`PodNetwork::expose`]. Dropping it removes the bridge (and the namespace's end removes
+/// anything left).
+pub struct PodNetwork {
+    bridge: String,
+    subnet: String,
+    gateway: std::net::Ipv4Addr,
+    forwarders: std::sync::Mutex<Vec<tokio::task::AbortHandle>>,
+}
+
+fn ip(args: &[&str]) -> Result<String, Error> {
+    let output = Command::new("ip")
+        .args(args)
+        .output()
+        .map_err(|e| Error::MissingTool(format!("cannot run ip (iproute2): {e}")))?;
+    if !output.status.success() {
+        return Err(Error::Command(format!(
+            "ip {} failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&output.stderr).trim()
+        )));
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+impl PodNetwork {
+    /// Creates a bridge `pcbr<N>` with address 10.249.N.1/24, for the first N no interface of
+    /// this machine uses.
+    pub fn create() -> Result<Self, Error> {
+        crate::netns::require("a test node's bridge")?;
+        let addresses = ip(&["-4", "-o", "addr"])?;
+        let links = ip(&["-o", "link"])?;
+        let mut last_error = None;
+        for n in 0..=255u8 {
+            let subnet = format!("10.249.{n}");
+            let bridge = format!("pcbr{n}");
+            if addresses.contains(&format!(" {subnet}.")) || links.contains(&format!(" {bridge}:"))
+            {
+                continue;
+            }
+            // Another run may take the same one between the listing and here: then try the next.
+            if let Err(e) = ip(&["link", "add", &bridge, "type", "bridge"]) {
+                last_error = Some(e);
+                continue;
+            }
+            let network = Self {
+                bridge: bridge.clone(),
+                subnet: format!("{subnet}.0/24"),
+                gateway: std::net::Ipv4Addr::new(10, 249, n, 1),
+                forwarders: std::sync::Mutex::new(Vec::new()),
+            };
+            ip(&["addr", "add", &format!("{subnet}.1/24"), "dev", &bridge])?;
+            ip(&["link", "set", &bridge, "up"])?;
+            return Ok(network);
+        }
+        Err(last_error.unwrap_or_else(|| {
+            Error::Command("no free 10.249.N.0/24 subnet for a test pod network".into())
+        }))
+    }
+
+    /// The bridge's address: what pods reach the host at.
+    pub fn gateway(&self) -> std::net::Ipv4Addr {
+        self.gateway
+    }
+
+    fn cni_config(&self, dir: &Path) -> String {
+        serde_json::json!({
+            "cniVersion": "1.0.0",
+            "name": "podcreds-test",
+            "plugins": [{
+                "type": "bridge",
+                "bridge": self.bridge,
+                "isGateway": false,
+                "ipMasq": false,
+                "ipam": {
+                    "type": "host-local",
+                    "dataDir": dir.join("cni-ipam"),
+                    "ranges": [[{"subnet": self.subnet, "gateway": self.gateway.to_string()}]],
+                    // Only the bridge's subnet: no default route, nothing beyond this machine.
+                    "routes": [{"dst": self.subnet}],
+                },
+            }],
+        })
+        .to_string()
+    }
+
+    /// Listens on the bridge address and forwards every connection to `127.0.0.1:<port>`;
+    /// returns the port pods connect to.
+    pub async fn expose(&self, port: u16) -> Result<u16, Error> {
+        let listener = tokio::net::TcpListener::bind((self.gateway, 0)).await?;
+        let exposed = listener.local_addr()?.port();
+        let task = tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    if let Ok(mut outbound) =
+                        tokio::net::TcpStream::connect(("127.0.0.1", port)).await
+                    {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+            }
+        });
+        if let Ok(mut forwarders) = self.forwarders.lock() {
+            forwarders.push(task.abort_handle());
+        }
+        Ok(exposed)
+    }
+}
+
+impl Drop for PodNetwork {
+    fn drop(&mut self) {
+        if let Ok(forwarders) = self.forwarders.lock() {
+            for f in forwarders.iter() {
+                f.abort();
+            }
+        }
+        let _ = ip(&["link", "del", &self.bridge]);
     }
 }

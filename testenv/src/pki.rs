@@ -46,6 +46,11 @@ impl Ca {
 
     /// A serving certificate for loopback.
     pub fn serving(&self) -> Result<CertAndKey, Error> {
+        self.serving_with(&[])
+    }
+
+    /// A serving certificate for loopback and `extra` addresses (a test pod network's gateway).
+    pub fn serving_with(&self, extra: &[std::net::IpAddr]) -> Result<CertAndKey, Error> {
         let mut params = CertificateParams::new(vec![
             "localhost".to_string(),
             "kubernetes.default.svc".to_string(),
@@ -61,6 +66,9 @@ impl Ca {
             .push(SanType::IpAddress(std::net::IpAddr::V4(
                 std::net::Ipv4Addr::new(10, 0, 0, 1),
             )));
+        for address in extra {
+            params.subject_alt_names.push(SanType::IpAddress(*address));
+        }
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         let mut dn = DistinguishedName::new();
         dn.push(DnType::CommonName, "kube-apiserver");

@@ -15,7 +15,7 @@ use serde_json::json;
 
 use crate::support::{Env, spec, wait_for};
 
-fn chart_dir() -> PathBuf {
+pub(crate) fn chart_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("charts/podcreds")
 }
 

@@ -6,11 +6,16 @@
 //! every process it starts is stopped when it ends. Each test gets its own namespace and its own
 //! operator process watching only that namespace. A missing binary fails the run; nothing is
 //! skipped. Run through `cargo xtask test`, or `cargo test --test e2e -- <filter>`.
+//!
+//! The whole run lives in a network namespace it creates: the harness runs itself again under
+//! `unshare --net` with only loopback up (as root; see `podcreds_testenv::netns`), so every
+//! process, the node's bridges and the pods' interfaces are inside it and vanish with it.
 
 mod chains;
 mod chart;
 mod consumers;
 mod faults;
+mod iam;
 mod lifecycle;
 mod minio;
 mod moto;
@@ -87,6 +92,9 @@ const TESTS: &[(&str, TestFn)] = tests![
     security::environment_cannot_reroute_sts_traffic,
     security::a_compromised_operator_cannot_mint_other_tokens,
     faults::sts_outage_keeps_valid_credentials_and_recovers,
+    iam::trust_policies_printed_for_a_chain_admit_exactly_its_binding,
+    iam::exported_oidc_documents_verify_the_clusters_tokens,
+    iam::setup_mistakes_are_reported_with_their_fix,
     faults::throttled_burst_ends_all_ready,
     faults::slow_sts_does_not_block_other_bindings,
     faults::garbage_from_sts_is_survived,
@@ -107,6 +115,7 @@ const TESTS: &[(&str, TestFn)] = tests![
     tenant::a_deleted_namespace_leaves_the_operator_quiet,
     node::a_pod_reads_refreshed_credentials_through_a_secret_volume,
     node::the_operator_image_runs_as_a_restricted_pod,
+    node::the_chart_runs_on_the_node_in_a_restricted_namespace,
 ];
 
 tokio::task_local! {
@@ -169,9 +178,26 @@ fn parse_args() -> Args {
     args
 }
 
-#[tokio::main]
-async fn main() {
+fn main() {
     let args = parse_args();
+    if !args.list
+        && let Err(e) = podcreds_testenv::netns::reexec_inside()
+    {
+        eprintln!("could not enter a network namespace for the run: {e}");
+        println!("test result: FAILED. 0 passed; 0 failed; 0 ignored (no network namespace)");
+        std::process::exit(1);
+    }
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("cannot start the async runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    runtime.block_on(run(args));
+}
+
+async fn run(args: Args) {
     let registered: Vec<&str> = TESTS.iter().map(|(name, _)| *name).collect();
     let problems = registry::problems(&registered);
     if !problems.is_empty() {
@@ -200,6 +226,7 @@ async fn main() {
         selected.len(),
         args.threads.max(1)
     );
+    let env_started = Instant::now();
     let owned_env = match Env::start().await {
         Ok(env) => env,
         Err(e) => {
@@ -212,9 +239,11 @@ async fn main() {
         }
     };
     println!(
-        "control plane at {} (files in {})",
+        "environment (control plane, CRDs, STS emulator; no node) Ready in {:.1}s, apiserver {} (files in {}), network namespace {}",
+        env_started.elapsed().as_secs_f64(),
         owned_env.plane.api_url,
-        owned_env.plane.dir().display()
+        owned_env.plane.dir().display(),
+        podcreds_testenv::netns::current().unwrap_or_default()
     );
     let env = &owned_env;
     let results: Vec<(String, Result<(), anyhow::Error>, f64)> = futures::stream::iter(selected)

@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, bail, ensure};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, PostParams};
-use podcreds_testenv::oci::{self, Entry, Image, Source};
+use podcreds_testenv::node::POD_CLIENT_IMAGE;
 use podcreds_testenv::{ControlPlane, Options};
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -19,17 +19,21 @@ use crate::support::{Env, spec_with};
 
 /// The static client the pod runs (`testenv/pod-client`), built by `cargo xtask test`.
 const POD_CLIENT_VARIABLE: &str = "PODCREDS_POD_CLIENT";
-const POD_CLIENT_IMAGE: &str = "localhost/podcreds-testenv/pod-client:1";
 const MOUNT_PATH: &str = "/var/run/secrets/podcreds";
 
 /// A control plane with a node, and an STS emulator trusting its issuer.
 async fn node_env() -> anyhow::Result<Env> {
+    let started = std::time::Instant::now();
     let plane = ControlPlane::start(Options {
         node: true,
         ..Options::default()
     })
     .await
     .context("starting a control plane with a node")?;
+    println!(
+        "  node: control plane with a node Ready in {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
     plane.install_crds(&podcreds::crd_yaml()?).await?;
     let emulator = sts_emulator::Emulator::start(sts_emulator::Config::for_issuer(
         &plane.api_url,
@@ -69,7 +73,8 @@ fn unix_ms() -> u64 {
 }
 
 /// A restricted pod (non-root, read-only root, no capabilities, RuntimeDefault seccomp) on the
-/// test node, with host networking (the node has no pod network; everything stays on loopback).
+/// test node, with host networking: without a pod network its host is the run's own network
+/// namespace, where the emulator listens on loopback.
 fn app_pod(name: &str, secret: &str, sts_endpoint: &str) -> anyhow::Result<Pod> {
     Ok(serde_json::from_value(json!({
         "apiVersion": "v1",
@@ -126,21 +131,7 @@ pub async fn a_pod_reads_refreshed_credentials_through_a_secret_volume(
         .plane
         .node()
         .context("the control plane started without its node")?;
-    let image = Image {
-        name: POD_CLIENT_IMAGE.into(),
-        entries: vec![
-            Entry::File {
-                path: "/pod-client".into(),
-                source: Source::File(client_binary),
-                mode: 0o755,
-            },
-            // `credential_process = cat ...`: the image's only other program.
-            oci::busybox_applet("cat")?,
-        ],
-        user: "65532:65532".into(),
-        entrypoint: vec!["/pod-client".into()],
-        ..Image::default()
-    };
+    let image = podcreds_testenv::node::pod_client_image(client_binary)?;
     let archive = node.dir().join("images/pod-client.tar");
     image.write_archive(&archive)?;
     node.import_image(&archive)?;
@@ -314,8 +305,8 @@ pub async fn the_operator_image_runs_as_a_restricted_pod(_env: &Env) -> anyhow::
 
     let (app_ns, role) = node_env.app_namespace("node-apps", None).await?;
     let op_ns = node_env.namespace("node-operator").await?;
-    // The pod talks to the apiserver on loopback (host networking: the node has no pod network),
-    // so it gets a kubeconfig instead of the in-cluster ServiceAccount token.
+    // The pod talks to the apiserver on loopback (host networking in the run's namespace; the node
+    // has no pod network here), so it gets a kubeconfig instead of the in-cluster token.
     let kubeconfig = std::fs::read_to_string(&node_env.plane.kubeconfig)?;
     let secrets: Api<k8s_openapi::api::core::v1::Secret> =
         Api::namespaced(node_env.client.clone(), &op_ns);
@@ -330,8 +321,8 @@ pub async fn the_operator_image_runs_as_a_restricted_pod(_env: &Env) -> anyhow::
         .await?;
     let admin_port = podcreds_testenv::free_port()?;
     // The chart's container (image, user, read-only root, no capabilities, probes on the admin
-    // port), with the probes sent to 127.0.0.1 (a host-network pod's own address would be the
-    // machine's interface).
+    // port), with the probes sent to 127.0.0.1, where the operator listens (a host-network pod's
+    // own address is the node's, on its bridge).
     let probe = |path: &str| json!({"httpGet": {"host": "127.0.0.1", "path": path, "port": admin_port}, "periodSeconds": 2});
     let pod: Pod = serde_json::from_value(json!({
         "metadata": {"name": "podcreds"},
@@ -442,6 +433,283 @@ pub async fn the_operator_image_runs_as_a_restricted_pod(_env: &Env) -> anyhow::
     }
     println!(
         "  node: the operator image {image} ran as a restricted pod (uid 65532, read-only root), Ready through the kubelet's probes, and issued working credentials"
+    );
+    Ok(())
+}
+
+/// Waits until Deployment `name` has rolled out `replicas` Ready pods of its current generation.
+async fn wait_rolled_out(
+    node_env: &Env,
+    ns: &str,
+    name: &str,
+    replicas: i32,
+) -> anyhow::Result<()> {
+    let deployments: Api<k8s_openapi::api::apps::v1::Deployment> =
+        Api::namespaced(node_env.client.clone(), ns);
+    let done = crate::support::wait_for(Duration::from_secs(180), || async {
+        let d = deployments.get(name).await.ok()?;
+        let generation = d.metadata.generation?;
+        let s = d.status?;
+        (s.observed_generation == Some(generation)
+            && s.updated_replicas == Some(replicas)
+            && s.ready_replicas == Some(replicas)
+            && s.replicas == Some(replicas))
+        .then_some(())
+    })
+    .await;
+    if done.is_none() {
+        let pods: Api<Pod> = Api::namespaced(node_env.client.clone(), ns);
+        let states: Vec<String> = pods
+            .list(&Default::default())
+            .await?
+            .items
+            .into_iter()
+            .map(|p| {
+                format!(
+                    "{}: {:?}",
+                    p.metadata.name.unwrap_or_default(),
+                    p.status
+                        .map(|s| (s.phase, s.conditions, s.container_statuses))
+                )
+            })
+            .collect();
+        let node = node_env.plane.node().context("no node")?;
+        bail!(
+            "deployment {ns}/{name} did not roll out {replicas} Ready replicas:\n{}\n{}\n{}",
+            states.join("\n"),
+            node.logs(30),
+            node_env.plane.logs(15)
+        );
+    }
+    Ok(())
+}
+
+/// The holder of the operator's leader-election Lease.
+async fn leader(node_env: &Env, ns: &str) -> Option<String> {
+    let leases: Api<k8s_openapi::api::coordination::v1::Lease> =
+        Api::namespaced(node_env.client.clone(), ns);
+    leases
+        .get("podcreds-leader")
+        .await
+        .ok()?
+        .spec?
+        .holder_identity
+}
+
+pub async fn the_chart_runs_on_the_node_in_a_restricted_namespace(
+    _env: &Env,
+) -> anyhow::Result<()> {
+    let archive = std::env::var_os(OPERATOR_IMAGE_VARIABLE)
+        .map(PathBuf::from)
+        .with_context(|| {
+            format!(
+                "{OPERATOR_IMAGE_VARIABLE} is not set: run the suite through `cargo xtask test`, which builds the image with `cargo xtask image`"
+            )
+        })?;
+    let image = archive_image_name(&archive)?;
+    let (repository, tag) = image
+        .rsplit_once(':')
+        .context("the image name has no tag")?;
+    let started = std::time::Instant::now();
+    let plane = ControlPlane::start(Options {
+        node: true,
+        pod_network: true,
+        ..Options::default()
+    })
+    .await
+    .context("starting a control plane with a node and a pod network")?;
+    println!(
+        "  node: control plane with a node, a pod network and a scheduler Ready in {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
+    plane.install_crds(&podcreds::crd_yaml()?).await?;
+    let emulator = sts_emulator::Emulator::start(sts_emulator::Config::for_issuer(
+        &plane.api_url,
+        &plane.ca_pem,
+    ))
+    .await?;
+    let node_env = Env {
+        client: plane.client().await?,
+        plane,
+        emulator,
+        cluster_policies: tokio::sync::RwLock::new(()),
+    };
+    let node = node_env.plane.node().context("no node")?;
+    let network = node_env.plane.pod_network().context("no pod network")?;
+    node.import_image(&archive)?;
+    // Pods reach the apiserver and the emulator on the bridge's address only.
+    let gateway = network.gateway();
+    let api_port = network.expose(node_env.plane.api_port()).await?;
+    let emulator_port: u16 = node_env
+        .emulator
+        .url()
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.trim_end_matches('/').parse().ok())
+        .context("emulator port")?;
+    let sts_port = network.expose(emulator_port).await?;
+
+    // The release namespace enforces the restricted Pod Security Standard.
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(node_env.client.clone());
+    let release_ns = "podcreds-system";
+    namespaces
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {
+                "name": release_ns,
+                "labels": {"pod-security.kubernetes.io/enforce": "restricted"},
+            }}))?,
+        )
+        .await?;
+    let sets = [
+        format!("image.repository={repository}"),
+        format!("image.tag={tag}"),
+        "image.pullPolicy=Never".into(),
+        format!("operator.stsEndpoint=http://{gateway}:{sts_port}"),
+        "operator.defaultRegion=eu-west-1".into(),
+        // No kube-proxy: the in-cluster address of the apiserver is the bridge's.
+        "extraEnv[0].name=KUBERNETES_SERVICE_HOST".into(),
+        format!("extraEnv[0].value={gateway}"),
+        "extraEnv[1].name=KUBERNETES_SERVICE_PORT".into(),
+        format!("extraEnv[1].value={api_port}"),
+    ];
+    let chart = crate::chart::chart_dir();
+    let chart = chart.to_str().context("chart path")?;
+    let mut install = vec![
+        "install",
+        "podcreds",
+        chart,
+        "--namespace",
+        release_ns,
+        "--set",
+        "operator.allowInsecureStsEndpoints=true",
+    ];
+    for s in &sets {
+        install.extend(["--set-string", s.as_str()]);
+    }
+    let (ok, out, err) = crate::chart::helm(&node_env, &install).await?;
+    ensure!(ok, "helm install failed:\n{out}\n{err}");
+    wait_rolled_out(&node_env, release_ns, "podcreds", 2).await?;
+
+    let (app_ns, role) = node_env.app_namespace("node-chart", None).await?;
+    node_env
+        .create_ready(
+            &app_ns,
+            "first",
+            crate::support::spec(&role),
+            Duration::from_secs(90),
+        )
+        .await?;
+
+    // Fail-over: the leader's pod killed at once; the other replica takes the Lease and serves.
+    let old_leader =
+        crate::support::wait_for(Duration::from_secs(30), || leader(&node_env, release_ns))
+            .await
+            .context("no replica holds the leader Lease")?;
+    let pods: Api<Pod> = Api::namespaced(node_env.client.clone(), release_ns);
+    pods.delete(
+        &old_leader,
+        &kube::api::DeleteParams::default().grace_period(0),
+    )
+    .await?;
+    let new_leader = crate::support::wait_for(Duration::from_secs(60), || async {
+        leader(&node_env, release_ns)
+            .await
+            .filter(|h| h != &old_leader)
+    })
+    .await
+    .with_context(|| format!("no replica took over from {old_leader}"))?;
+    node_env
+        .create_ready(
+            &app_ns,
+            "second",
+            crate::support::spec(&role),
+            Duration::from_secs(90),
+        )
+        .await
+        .with_context(|| format!("after fail-over from {old_leader} to {new_leader}"))?;
+    wait_rolled_out(&node_env, release_ns, "podcreds", 2).await?;
+
+    // The operator's log through the apiserver (`kubectl logs`): the apiserver dials the kubelet
+    // at the node's address on its bridge, inside the run's network namespace.
+    let issued = node_env.secret_data(&app_ns, "second").await?;
+    let logs = pods
+        .logs(
+            &new_leader,
+            &kube::api::LogParams {
+                container: Some("operator".into()),
+                ..kube::api::LogParams::default()
+            },
+        )
+        .await
+        .with_context(|| format!("the logs API for pod {release_ns}/{new_leader}"))?;
+    ensure!(
+        logs.contains("became leader"),
+        "the new leader's log (through the logs API) does not say it became leader:\n{logs}"
+    );
+    let process: serde_json::Value = serde_json::from_str(
+        issued
+            .get("credential-process.json")
+            .context("Secret second has no credential-process.json")?,
+    )?;
+    for field in ["SecretAccessKey", "SessionToken"] {
+        let value = process[field].as_str().unwrap_or_default();
+        ensure!(
+            !value.is_empty() && !logs.contains(value),
+            "the operator pod's log holds the {field}"
+        );
+    }
+
+    // An upgrade rolls both replicas to the new pod template.
+    let upgrade = [
+        "upgrade",
+        "podcreds",
+        chart,
+        "--namespace",
+        release_ns,
+        "--reuse-values",
+        "--set",
+        "operator.logLevel=debug",
+    ];
+    let (ok, out, err) = crate::chart::helm(&node_env, &upgrade).await?;
+    ensure!(ok, "helm upgrade failed:\n{out}\n{err}");
+    wait_rolled_out(&node_env, release_ns, "podcreds", 2).await?;
+    node_env
+        .create_ready(
+            &app_ns,
+            "third",
+            crate::support::spec(&role),
+            Duration::from_secs(90),
+        )
+        .await?;
+
+    // Uninstall removes the operator's pods and keeps the CRD and the credentials.
+    let (ok, out, err) = crate::chart::helm(
+        &node_env,
+        &["uninstall", "podcreds", "--namespace", release_ns],
+    )
+    .await?;
+    ensure!(ok, "helm uninstall failed:\n{out}\n{err}");
+    let gone = crate::support::wait_for(Duration::from_secs(60), || async {
+        pods.list(&Default::default())
+            .await
+            .ok()
+            .filter(|l| l.items.is_empty())
+            .map(|_| ())
+    })
+    .await;
+    ensure!(
+        gone.is_some(),
+        "the operator's pods outlived helm uninstall"
+    );
+    for name in ["first", "second", "third"] {
+        node_env
+            .secret_data(&app_ns, name)
+            .await
+            .with_context(|| format!("Secret {name} is gone after helm uninstall"))?;
+    }
+    println!(
+        "  node: chart {image} installed in a restricted namespace, 2 replicas Ready through the kubelet's probes over the pod network, fail-over {old_leader} -> {new_leader} (its log read through the logs API), upgrade rolled out, uninstall kept CRD and Secrets"
     );
     Ok(())
 }

@@ -1,24 +1,31 @@
-//! `cargo xtask demo`: podcreds end to end on this machine.
+//! `cargo xtask demo`: podcreds end to end on this machine, as it runs on a cluster.
 //!
-//! A local control plane and the STS emulator start, the operator runs as in production (the real
-//! binary, a real client), `examples/quickstart.yaml` is applied, and the AWS CLI uses the Secret's
-//! files exactly as a pod would (mounted at the binding's mountPath in a private mount namespace).
+//! The operator's image and a small AWS client are built; then, in a network namespace of the
+//! demo's own (nothing is added to this machine's network), a control plane with a real node
+//! (containerd and a kubelet) starts with the STS emulator. The chart installs the operator as
+//! pods in a `restricted` namespace, `examples/quickstart.yaml` is applied, and an app pod reads
+//! the binding's Secret through a secret volume and calls STS with it. `kubectl logs` shows both.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use k8s_openapi::api::core::v1::{ConfigMap, Secret};
-use kube::api::{Api, ListParams};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
+use kube::api::{Api, ListParams, PostParams};
 use podcreds::api::AWSRoleBinding;
-use podcreds_testenv::{ControlPlane, Launch, Operator, Options, decode_secret, tools};
+use podcreds_testenv::node::{POD_CLIENT_IMAGE, pod_client_image};
+use podcreds_testenv::{ControlPlane, Options, decode_secret, netns, tools};
+use serde_json::json;
 use sts_emulator::{Emulator, Role};
 
-use crate::{Profile, repo_root, testenv};
+use crate::{image, repo_root, testenv};
 
 const NAMESPACE: &str = "podcreds-demo";
 const BINDING: &str = "reports-reader";
+const RELEASE_NAMESPACE: &str = "podcreds-system";
+const APP_POD: &str = "reports";
 
 fn say(step: &str) {
     println!("\n\x1b[1m==> {step}\x1b[0m");
@@ -39,27 +46,88 @@ fn kubectl(kubeconfig: &Path, args: &[&str]) -> anyhow::Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-pub fn run(keep: bool) -> anyhow::Result<()> {
-    say("test environment (first run: builds Kubernetes from source, which takes a while)");
-    testenv::ensure_for_demo()?;
-    say("building the operator");
-    let operator_bin = crate::build_operator(Profile::Debug)?;
-    let runtime = tokio::runtime::Runtime::new()?;
-    runtime.block_on(demo(operator_bin, keep))
+/// Shows a kubectl command and what it printed.
+fn show_kubectl(kubeconfig: &Path, args: &[&str]) -> anyhow::Result<()> {
+    println!("    $ kubectl {}", args.join(" "));
+    for line in kubectl(kubeconfig, args)?.lines() {
+        println!("    {line}");
+    }
+    Ok(())
 }
 
-async fn demo(operator_bin: PathBuf, keep: bool) -> anyhow::Result<()> {
-    say("starting etcd, kube-apiserver and kube-controller-manager");
-    let started = Instant::now();
-    let plane = ControlPlane::start(Options::default()).await?;
+fn helm(kubeconfig: &Path, home: &Path, args: &[&str]) -> anyhow::Result<String> {
+    let out = Command::new(tools::binary("helm")?)
+        .args(args)
+        .env("KUBECONFIG", kubeconfig)
+        .env("HELM_CACHE_HOME", home.join("cache"))
+        .env("HELM_CONFIG_HOME", home.join("config"))
+        .env("HELM_DATA_HOME", home.join("data"))
+        .output()?;
+    if !out.status.success() {
+        bail!(
+            "helm {} failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+pub fn run(keep: bool) -> anyhow::Result<()> {
+    if !netns::inside() {
+        say("test environment (first run: builds Kubernetes from source, which takes a while)");
+        testenv::ensure_for_demo()?;
+        say("building the operator's image and the app's AWS client (static binaries)");
+        image::build(None, None)?;
+        crate::build_pod_client()?;
+        say("entering a network namespace of the demo's own (needs root)");
+        // Runs this command again inside it and exits with its status.
+        netns::reexec_inside()?;
+    }
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(demo(keep))
+}
+
+/// Polls `check` every half second until it answers or `limit` passes.
+async fn wait_until<T, F, Fut>(limit: Duration, mut check: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = check().await {
+            return Some(v);
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+async fn demo(keep: bool) -> anyhow::Result<()> {
     println!(
-        "    control plane ready at {} in {:.1?}",
+        "    network namespace {} (only loopback and the node's bridge)",
+        netns::current()?
+    );
+    say("starting etcd, kube-apiserver, kube-controller-manager, kube-scheduler and a node");
+    let started = Instant::now();
+    let plane = ControlPlane::start(Options {
+        node: true,
+        pod_network: true,
+        ..Options::default()
+    })
+    .await?;
+    let node = plane.node().context("the control plane started no node")?;
+    let network = plane.pod_network().context("the node has no network")?;
+    let gateway = network.gateway();
+    println!(
+        "    control plane at {} and node {} ({gateway}) Ready in {:.1?}",
         plane.api_url,
+        podcreds_testenv::node::NODE_NAME,
         started.elapsed()
     );
-    let crds = std::fs::read_to_string(repo_root().join("crds/awsrolebindings.podcreds.dev.yaml"))?;
-    plane.install_crds(&crds).await?;
-    println!("    CRD awsrolebindings.podcreds.dev installed");
 
     say("starting the STS emulator (validates tokens against the cluster's JWKS)");
     let emulator = Emulator::start(sts_emulator::Config::for_issuer(
@@ -67,34 +135,103 @@ async fn demo(operator_bin: PathBuf, keep: bool) -> anyhow::Result<()> {
         &plane.ca_pem,
     ))
     .await?;
-    println!("    STS emulator at {}", emulator.url());
-
-    say("starting the operator");
-    let operator = Operator::start(
-        Launch::new(&operator_bin, &plane.kubeconfig, plane.dir()).args([
-            format!("--sts-endpoint={}", emulator.url()),
-            // The emulator speaks plain HTTP on loopback.
-            "--allow-insecure-sts-endpoints".into(),
-            "--log-format=text".into(),
-        ]),
-    )
-    .await?;
+    // Pods reach the emulator and the apiserver on the bridge's address.
+    let emulator_port: u16 = emulator
+        .url()
+        .trim_end_matches('/')
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .context("the emulator's port")?;
+    let sts_endpoint = format!("http://{gateway}:{}", network.expose(emulator_port).await?);
+    let api_port = network.expose(plane.api_port()).await?;
     println!(
-        "    operator pid {} (log: {})",
-        operator.pid(),
-        operator.log_path().display()
+        "    STS emulator at {}, pods use {sts_endpoint}",
+        emulator.url()
     );
+
+    say("importing the images into the node (no registry)");
+    let archive = repo_root().join(image::DEFAULT_ARCHIVE);
+    node.import_image(&archive)?;
+    let operator_image = image::default_name()?;
+    let client_binary = repo_root().join(crate::POD_CLIENT);
+    let app_archive = node.dir().join("images/pod-client.tar");
+    pod_client_image(client_binary)?.write_archive(&app_archive)?;
+    node.import_image(&app_archive)?;
+    println!("    {operator_image}, {POD_CLIENT_IMAGE}");
+
+    say("helm install: the operator as pods, in a namespace enforcing the restricted profile");
+    let client = plane.client().await?;
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
+    namespaces
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {
+                "name": RELEASE_NAMESPACE,
+                "labels": {"pod-security.kubernetes.io/enforce": "restricted"},
+            }}))?,
+        )
+        .await?;
+    let (repository, tag) = operator_image
+        .rsplit_once(':')
+        .context("the image name has no tag")?;
+    let chart = repo_root().join("charts/podcreds");
+    let helm_home = plane.dir().join("helm-home");
+    let sets = [
+        format!("image.repository={repository}"),
+        format!("image.tag={tag}"),
+        "image.pullPolicy=Never".into(),
+        format!("operator.stsEndpoint={sts_endpoint}"),
+        "operator.defaultRegion=eu-west-1".into(),
+        // No kube-proxy on this node: the in-cluster address of the apiserver is the bridge's.
+        "extraEnv[0].name=KUBERNETES_SERVICE_HOST".into(),
+        format!("extraEnv[0].value={gateway}"),
+        "extraEnv[1].name=KUBERNETES_SERVICE_PORT".into(),
+        format!("extraEnv[1].value={api_port}"),
+    ];
+    let mut args = vec![
+        "install",
+        "podcreds",
+        chart.to_str().context("chart path")?,
+        "--namespace",
+        RELEASE_NAMESPACE,
+        // The emulator speaks plain HTTP.
+        "--set",
+        "operator.allowInsecureStsEndpoints=true",
+    ];
+    for s in &sets {
+        args.extend(["--set-string", s.as_str()]);
+    }
+    for line in helm(&plane.kubeconfig, &helm_home, &args)?.lines().take(6) {
+        println!("    {line}");
+    }
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), RELEASE_NAMESPACE);
+    let rolled_out = wait_until(Duration::from_secs(180), || async {
+        let status = deployments.get("podcreds").await.ok()?.status?;
+        (status.ready_replicas.unwrap_or(0) >= 1).then_some(())
+    })
+    .await;
+    if rolled_out.is_none() {
+        bail!(
+            "the operator's pods did not become Ready:\n{}\n{}",
+            kubectl(
+                &plane.kubeconfig,
+                &["get", "pods", "-n", RELEASE_NAMESPACE, "-o", "wide"]
+            )?,
+            plane.logs(20)
+        );
+    }
+    show_kubectl(
+        &plane.kubeconfig,
+        &["get", "pods", "-n", RELEASE_NAMESPACE, "-o", "wide"],
+    )?;
 
     say("applying examples/quickstart.yaml");
     let example = repo_root().join("examples/quickstart.yaml");
-    print!(
-        "{}",
-        kubectl(
-            &plane.kubeconfig,
-            &["apply", "-f", &example.to_string_lossy()]
-        )?
-    );
-    let client = plane.client().await?;
+    show_kubectl(
+        &plane.kubeconfig,
+        &["apply", "-f", &example.to_string_lossy()],
+    )?;
     let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), NAMESPACE);
     for cm in config_maps
         .list(&ListParams::default().labels("podcreds.dev/demo=trust-rule"))
@@ -110,64 +247,97 @@ async fn demo(operator_bin: PathBuf, keep: bool) -> anyhow::Result<()> {
     say("waiting for the binding to become Ready");
     let bindings: Api<AWSRoleBinding> = Api::namespaced(client.clone(), NAMESPACE);
     let started = Instant::now();
-    loop {
-        let b = bindings.get(BINDING).await?;
-        let ready = podcreds::status::ready_condition(b.status.as_ref()).cloned();
-        if let Some(c) = &ready
-            && c.status == "True"
-        {
-            println!("    Ready after {:.1?}: {}", started.elapsed(), c.message);
-            break;
-        }
-        if started.elapsed() > Duration::from_secs(60) {
-            bail!(
-                "not Ready after 60s (last condition: {ready:?})\n--- operator log ---\n{}",
-                operator.process.log_tail(30)
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
-    print!(
-        "{}",
-        kubectl(
-            &plane.kubeconfig,
-            &["get", "awsrb", "-n", NAMESPACE, "-o", "wide"]
-        )?
-    );
-
-    say("the binding's status");
-    let b = bindings.get(BINDING).await?;
-    println!("{}", serde_yaml::to_string(&b.status)?);
+    let ready = wait_until(Duration::from_secs(90), || async {
+        let b = bindings.get(BINDING).await.ok()?;
+        let c = podcreds::status::ready_condition(b.status.as_ref())?.clone();
+        (c.status == "True").then_some(c.message)
+    })
+    .await;
+    let Some(message) = ready else {
+        bail!(
+            "not Ready after 90s:\n{}",
+            kubectl(
+                &plane.kubeconfig,
+                &[
+                    "logs",
+                    "-n",
+                    RELEASE_NAMESPACE,
+                    "deploy/podcreds",
+                    "--tail=30"
+                ]
+            )?
+        );
+    };
+    println!("    Ready after {:.1?}: {message}", started.elapsed());
+    show_kubectl(
+        &plane.kubeconfig,
+        &["get", "awsrb", "-n", NAMESPACE, "-o", "wide"],
+    )?;
 
     say("the Secret (values redacted)");
     let secrets: Api<Secret> = Api::namespaced(client.clone(), NAMESPACE);
     let secret = secrets.get(BINDING).await?;
-    let data = decode_secret(&secret);
-    for (key, value) in &data {
+    for (key, value) in &decode_secret(&secret) {
         println!("    {key:<26} {} bytes", value.len());
     }
-    for (k, v) in secret.metadata.annotations.unwrap_or_default() {
-        println!("    annotation {k}: {v}");
-    }
+    let binding = bindings.get(BINDING).await?;
 
-    say("a pod's view: the AWS CLI with AWS_CONFIG_FILE and credential_process");
-    let mount = tempfile::tempdir()?;
-    for (key, value) in &data {
-        std::fs::write(mount.path().join(key), value)?;
+    say("an app pod reads the Secret through a secret volume (credential_process) and calls STS");
+    let pods: Api<Pod> = Api::namespaced(client.clone(), NAMESPACE);
+    pods.create(
+        &PostParams::default(),
+        &app_pod(&binding.spec.mount_path, &sts_endpoint)?,
+    )
+    .await?;
+    let answered = wait_until(Duration::from_secs(120), || async {
+        let logs = kubectl(
+            &plane.kubeconfig,
+            &["logs", "-n", NAMESPACE, APP_POD, "--tail=3"],
+        )
+        .ok()?;
+        logs.contains("\"arn\"").then_some(())
+    })
+    .await;
+    if answered.is_none() {
+        bail!(
+            "the app pod printed no answer from STS:\n{}\n{}",
+            kubectl(&plane.kubeconfig, &["get", "pod", "-n", NAMESPACE, APP_POD])?,
+            node.logs(20)
+        );
     }
-    let identity = aws_as_a_pod(mount.path(), &b.spec.mount_path, &emulator.url())?;
-    println!("{identity}");
+    show_kubectl(
+        &plane.kubeconfig,
+        &["logs", "-n", NAMESPACE, APP_POD, "--tail=3"],
+    )?;
+    println!("    (credentials is a fingerprint of the access key id; no credential is printed)");
+
+    say("the leading operator pod's log (kubectl logs, through the kubelet)");
+    let leases: Api<k8s_openapi::api::coordination::v1::Lease> =
+        Api::namespaced(client.clone(), RELEASE_NAMESPACE);
+    let leader = leases
+        .get("podcreds-leader")
+        .await?
+        .spec
+        .and_then(|s| s.holder_identity)
+        .context("no operator pod holds the leader Lease")?;
+    show_kubectl(
+        &plane.kubeconfig,
+        &["logs", "-n", RELEASE_NAMESPACE, &leader, "--tail=8"],
+    )?;
 
     if keep {
         say("running until Ctrl-C");
-        println!("    export KUBECONFIG={}", plane.kubeconfig.display());
-        println!("    kubectl get awsrb -A");
-        println!("    kubectl describe awsrb -n {NAMESPACE} {BINDING}");
-        println!("    kubectl get secret -n {NAMESPACE} {BINDING} -o yaml");
+        let pid = std::process::id();
         println!(
-            "    curl -s http://{}/metrics | grep podcreds_",
-            operator.admin
+            "    everything listens inside the demo's network namespace; enter it from another shell (as root):"
         );
+        println!("    nsenter --net=/proc/{pid}/ns/net bash");
+        println!("    export KUBECONFIG={}", plane.kubeconfig.display());
+        println!("    export PATH={}:$PATH", tools::bin_dir().display());
+        println!("    kubectl get pods -A -o wide");
+        println!("    kubectl logs -n {RELEASE_NAMESPACE} deploy/podcreds -f");
+        println!("    kubectl logs -n {NAMESPACE} {APP_POD} -f");
+        println!("    kubectl describe awsrb -n {NAMESPACE} {BINDING}");
         println!(
             "    STS emulator calls: curl -s {}/_emulator/calls",
             emulator.url()
@@ -176,33 +346,42 @@ async fn demo(operator_bin: PathBuf, keep: bool) -> anyhow::Result<()> {
         println!("\ncleaning up");
     }
     emulator.shutdown();
-    drop(operator);
     drop(plane);
-    println!("demo finished: every process stopped, temporary files removed");
+    println!(
+        "demo finished: every process and pod stopped, temporary files removed, and the network namespace is gone with them"
+    );
     Ok(())
 }
 
-/// Runs `aws sts get-caller-identity` with the Secret's files mounted at `mount_path` in a
-/// private mount namespace, as the kubelet would mount them into a pod.
-fn aws_as_a_pod(files: &Path, mount_path: &str, endpoint: &str) -> anyhow::Result<String> {
-    let aws = tools::venv_program("aws")?;
-    let script = format!(
-        "mount -t tmpfs tmpfs /var/run && mkdir -p '{mount_path}' && mount --bind '{files}' '{mount_path}' && \
-         AWS_CONFIG_FILE='{mount_path}/config' '{aws}' sts get-caller-identity --endpoint-url '{endpoint}' --output json",
-        files = files.display(),
-        aws = aws.display(),
-    );
-    let mut cmd = Command::new("unshare");
-    cmd.args(["--mount", "--propagation", "private", "sh", "-c", &script]);
-    tools::clean_aws_env(&mut cmd);
-    let out = cmd
-        .output()
-        .context("unshare (util-linux) is needed to mount the Secret like a pod")?;
-    if !out.status.success() {
-        bail!(
-            "the AWS CLI failed (mounting needs root for a private mount namespace): {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+/// The app: a restricted pod of ServiceAccount `reports` whose AWS client takes its credentials
+/// from the binding's Secret, mounted at the binding's mountPath.
+fn app_pod(mount_path: &str, sts_endpoint: &str) -> anyhow::Result<Pod> {
+    Ok(serde_json::from_value(json!({
+        "metadata": {"name": APP_POD},
+        "spec": {
+            "serviceAccountName": "reports",
+            "automountServiceAccountToken": false,
+            "terminationGracePeriodSeconds": 1,
+            "securityContext": {
+                "runAsNonRoot": true,
+                "runAsUser": 65532,
+                "runAsGroup": 65532,
+                "seccompProfile": {"type": "RuntimeDefault"},
+            },
+            "containers": [{
+                "name": "app",
+                "image": POD_CLIENT_IMAGE,
+                "imagePullPolicy": "Never",
+                "args": [sts_endpoint, "5000"],
+                "env": [{"name": "AWS_CONFIG_FILE", "value": format!("{mount_path}/config")}],
+                "securityContext": {
+                    "allowPrivilegeEscalation": false,
+                    "readOnlyRootFilesystem": true,
+                    "capabilities": {"drop": ["ALL"]},
+                },
+                "volumeMounts": [{"name": "aws", "mountPath": mount_path, "readOnly": true}],
+            }],
+            "volumes": [{"name": "aws", "secret": {"secretName": BINDING}}],
+        },
+    }))?)
 }

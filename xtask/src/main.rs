@@ -71,6 +71,21 @@ pub fn repo_root() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("."))
 }
 
+/// The benchmark's own process runs the floors' client and the STS emulator: as a debug build it
+/// would slow the floors down and flatter the operator, so `cargo xtask bench` runs itself again
+/// as a release build (`--debug-client` keeps the debug build, for working on the benchmark).
+fn rerun_bench_as_release() -> anyhow::Result<()> {
+    let status = Command::new("cargo")
+        .args(["run", "--quiet", "--release", "--package", "xtask", "--"])
+        .args(std::env::args_os().skip(1))
+        .current_dir(repo_root())
+        .status()?;
+    if !status.success() {
+        bail!("the release benchmark failed ({status})");
+    }
+    Ok(())
+}
+
 /// A cargo build profile of the operator.
 #[derive(Clone, Copy, Debug)]
 pub enum Profile {
@@ -131,10 +146,10 @@ pub fn build_static() -> anyhow::Result<()> {
 }
 
 /// Where the static pod client (`testenv/pod-client`) is built.
-const POD_CLIENT: &str = "target/static/x86_64-unknown-linux-gnu/release/pod-client";
+pub const POD_CLIENT: &str = "target/static/x86_64-unknown-linux-gnu/release/pod-client";
 
 /// The static AWS client the test node's pods run.
-fn build_pod_client() -> anyhow::Result<()> {
+pub fn build_pod_client() -> anyhow::Result<()> {
     run(
         "cargo",
         &[
@@ -226,7 +241,9 @@ fn test(e2e_filter: Option<String>, no_lint: bool) -> anyhow::Result<()> {
                 args.extend(["--test-threads", "2"]);
                 let bin = testenv::bin_dir();
                 let venv = testenv::venv_dir();
-                run(
+                // The suite enters a network namespace of its own; this one must end unchanged.
+                let links_before = podcreds_testenv::netns::links()?;
+                let suite = run(
                     "cargo",
                     &args,
                     &[
@@ -241,7 +258,18 @@ fn test(e2e_filter: Option<String>, no_lint: bool) -> anyhow::Result<()> {
                             &repo_root().join(image::DEFAULT_ARCHIVE).to_string_lossy(),
                         ),
                     ],
-                )
+                );
+                let added: Vec<String> = podcreds_testenv::netns::links()?
+                    .into_iter()
+                    .filter(|l| !links_before.contains(l))
+                    .collect();
+                if !added.is_empty() {
+                    bail!(
+                        "interfaces appeared in this machine's network namespace during the suite: {}",
+                        added.join(", ")
+                    );
+                }
+                suite
             },
         );
     } else {
@@ -286,7 +314,12 @@ fn main() -> anyhow::Result<()> {
         } => test(e2e_filter, no_lint),
         Cmd::Image { output, name } => image::build(output, name).map(|_| ()),
         Cmd::Demo { keep } => demo::run(keep),
-        Cmd::Bench(args) => bench::run(args),
+        Cmd::Bench(args) => {
+            if cfg!(debug_assertions) && !args.debug_client {
+                return rerun_bench_as_release();
+            }
+            bench::run(args)
+        }
         Cmd::Crds => {
             let output = Command::new("cargo")
                 .args(["run", "--quiet", "--package", "podcreds", "--", "crd"])

@@ -344,9 +344,8 @@ fn ensure_parts(with_minio: bool) -> anyhow::Result<()> {
         tools::minio_version()
     );
     ensure_binaries(with_minio)?;
-    if with_minio {
-        ensure_node_packages()?;
-    }
+    // The demo runs the chart on the test node too.
+    ensure_node_packages()?;
     ensure_venv()?;
     // Prove the binaries run (a truncated file or a wrong architecture fails here, loudly).
     let version = Command::new(bin_dir().join("kube-apiserver"))

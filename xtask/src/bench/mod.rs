@@ -26,6 +26,7 @@ use crate::{Profile, repo_root};
 use report::Report;
 
 mod apiserver;
+mod churn;
 mod fairness;
 mod floor;
 mod peer_eso;
@@ -46,7 +47,7 @@ pub enum Peer {
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct Args {
-    /// Numbers of bindings to measure (comma separated).
+    /// Numbers of bindings to measure (comma separated; 0 skips the scale phase).
     #[arg(long, value_delimiter = ',', default_value = "100,1000")]
     pub bindings: Vec<usize>,
     /// Runs of the floor per N; the median is the floor (it varies by +-15% on a shared machine).
@@ -70,6 +71,10 @@ pub struct Args {
     /// Length of the steady-state observation (seconds).
     #[arg(long, default_value_t = 120)]
     pub steady_seconds: u64,
+    /// Run the benchmark process as the debug build it was started as, instead of running itself
+    /// again as a release build (figures from a debug client undersell the floors).
+    #[arg(long)]
+    pub debug_client: bool,
     /// Also take a CPU profile of kube-apiserver during the floor and the burst of the largest N
     /// (pprof files next to the JSON result).
     #[arg(long)]
@@ -90,6 +95,10 @@ pub struct Args {
     /// of external-secrets takes over 12 minutes on 2 cores).
     #[arg(long, value_enum)]
     pub peer: Option<Peer>,
+    /// Bindings per churn measurement: log lines per binding while they are created and while
+    /// their namespace is deleted (comma separated; 0 skips the phase).
+    #[arg(long, value_delimiter = ',', default_value = "100,1000")]
+    pub churn_bindings: Vec<usize>,
     /// Where to write the JSON result.
     #[arg(long, default_value = "target/bench/result.json")]
     pub output: PathBuf,
@@ -210,6 +219,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             controller_manager: false,
             apiserver_profiling: args.apiserver_profile,
             node: false,
+            pod_network: false,
         })
         .await?;
         plane
@@ -250,7 +260,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         };
         let mut scale_results = Vec::new();
         let mut peer_results = Vec::new();
-        for &n in &args.bindings {
+        for &n in args.bindings.iter().filter(|&&n| n > 0) {
             let burst = scale::burst(&plane, &emulator, &bin, n, &args).await?;
             // The peer runs on the same N right after podcreds' burst, before the unrelated
             // Secrets are added, with podcreds' operator idle.
@@ -258,6 +268,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 peer_results.push(peer_eso::measure(&plane, &emulator, eso, moto, n, &args).await?);
             }
             scale_results.push(scale::finish(&plane, &emulator, burst, &args).await?);
+        }
+        let mut churn_results = Vec::new();
+        for &n in args.churn_bindings.iter().filter(|&&n| n > 0) {
+            churn_results.push(churn::measure(&plane, &emulator, &bin, n, &args).await?);
         }
         let steady = if args.steady_bindings > 0 {
             println!(
@@ -281,6 +295,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             peer: peer_results,
             steady,
             fairness,
+            churn: churn_results,
         })
     })?;
     let output = repo_root().join(&args.output);

@@ -35,6 +35,7 @@ pub struct Report {
     pub peer: Vec<PeerResult>,
     pub steady: Option<SteadyResult>,
     pub fairness: Option<super::fairness::FairnessResult>,
+    pub churn: Vec<super::churn::ChurnResult>,
 }
 
 /// `release` or `debug`: how the benchmark process itself was compiled.
@@ -77,7 +78,7 @@ pub fn machine() -> Machine {
 pub fn print_table(r: &Report) {
     if r.client_build == "debug" {
         println!(
-            "\nnote: this benchmark process is a debug build; the floors' client and the STS emulator run in it, so the floors are slower than they should be. For figures: cargo run --release -p xtask -- bench"
+            "\nnote: this benchmark process is a debug build; the floors' client and the STS emulator run in it, so the floors are slower than they should be (--debug-client). For figures: cargo xtask bench without it"
         );
     }
     println!(
@@ -90,6 +91,13 @@ pub fn print_table(r: &Report) {
         r.load_average_before,
         r.load_average_after
     );
+    if !r.scale.is_empty() {
+        print_scale_header();
+    }
+    print_results(r);
+}
+
+fn print_scale_header() {
     println!(
         "{:>6} {:>9} {:>9} {:>10} {:>6} {:>8} {:>8} {:>8} {:>8} {:>9} {:>9} {:>10} {:>8} {:>8} {:>9}",
         "N",
@@ -108,6 +116,9 @@ pub fn print_table(r: &Report) {
         "rst wr",
         "rst rdy s"
     );
+}
+
+fn print_results(r: &Report) {
     for s in &r.scale {
         println!(
             "{:>6} {:>9.2} {:>9.2} {:>10.2} {:>6.2} {:>8.0} {:>8.0} {:>8.0} {:>8.0} {:>9.1} {:>9.1} {:>10} {:>8} {:>8} {:>9.2}",
@@ -188,6 +199,25 @@ pub fn print_table(r: &Report) {
             f.healthy_max_gap_share_of_lifetime,
             f.failing_calls_observed
         );
+    }
+    if !r.churn.is_empty() {
+        println!(
+            "\nchurn (default log level)  | create: lines/binding | WARN | ERROR | namespace deletion: lines/binding | WARN | ERROR | STS calls | seconds"
+        );
+        for c in &r.churn {
+            println!(
+                "N={:<24}| {:>21.2} | {:>4} | {:>5} | {:>33.2} | {:>4} | {:>5} | {:>9} | {:>7.1}",
+                c.bindings,
+                c.create_lines_per_binding,
+                c.create_lines.warn,
+                c.create_lines.error,
+                c.delete_lines_per_binding,
+                c.delete_lines.warn,
+                c.delete_lines.error,
+                c.delete_sts_calls,
+                c.delete_seconds
+            );
+        }
     }
 }
 

@@ -1,0 +1,148 @@
+//! What to fix when STS refuses a first exchange for a reason that is almost always a setup
+//! mistake on the IAM side. The hint goes after STS's own message in the condition, the Event and
+//! the log, so the person reading it knows the next command to run.
+//!
+//! Matched on the error code and on the phrases AWS uses in its messages; an answer that matches
+//! nothing gets no hint rather than a guess.
+
+use super::ExchangeRequest;
+use crate::sts::StsError;
+
+fn code_is(error: &StsError, code: &str) -> bool {
+    error.code.as_deref() == Some(code)
+}
+
+fn says(error: &StsError, phrase: &str) -> bool {
+    error
+        .message
+        .to_ascii_lowercase()
+        .contains(&phrase.to_ascii_lowercase())
+}
+
+/// The `podcreds iam trust-policy` command for the binding of `request`.
+fn trust_policy_command(request: &ExchangeRequest<'_>) -> String {
+    format!(
+        "`podcreds iam trust-policy -n {} {}` prints one that does",
+        request.namespace, request.binding
+    )
+}
+
+/// The fix for a refused `AssumeRoleWithWebIdentity`, if the answer shows a setup mistake.
+pub fn web_identity(error: &StsError, request: &ExchangeRequest<'_>) -> Option<String> {
+    let spec = request.spec;
+    if code_is(error, "IDPCommunicationError") {
+        return Some(
+            "AWS could not fetch the cluster's JWKS from the issuer URL: serve the files `podcreds oidc export` writes at the issuer over public HTTPS".into(),
+        );
+    }
+    if code_is(error, "InvalidIdentityToken") {
+        if says(error, "no openidconnect provider") {
+            return Some(
+                "no IAM OIDC provider is registered for the cluster's issuer in the role's account: `podcreds oidc export` prints the `aws iam create-open-id-connect-provider` command".into(),
+            );
+        }
+        if says(error, "audience") {
+            return Some(format!(
+                "the IAM OIDC provider does not accept the audience {:?}: add it with `aws iam add-client-id-to-open-id-connect-provider`",
+                spec.audience
+            ));
+        }
+        if says(error, "thumbprint") {
+            return Some(
+                "the IAM OIDC provider's thumbprint does not match the issuer's certificate: update it with `aws iam update-open-id-connect-provider-thumbprint`".into(),
+            );
+        }
+    }
+    if code_is(error, "AccessDenied") {
+        return Some(format!(
+            "the trust policy of {} must allow sts:AssumeRoleWithWebIdentity for sub system:serviceaccount:{}:{} and aud {}: {}",
+            spec.role_arn,
+            request.namespace,
+            spec.service_account_name,
+            spec.audience,
+            trust_policy_command(request)
+        ));
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::AWSRoleBindingSpec;
+    use crate::spec::{ResolvedSpec, StsPolicy, resolve};
+    use crate::sts::StsErrorKind;
+
+    fn resolved() -> ResolvedSpec {
+        let spec: AWSRoleBindingSpec = serde_json::from_value(serde_json::json!({
+            "serviceAccountName": "app",
+            "roleArn": "arn:aws:iam::111122223333:role/app",
+        }))
+        .unwrap();
+        resolve(&spec, "team-a", "reader", &StsPolicy::default()).unwrap()
+    }
+
+    fn hint(code: &str, message: &str) -> Option<String> {
+        let spec = resolved();
+        let request = ExchangeRequest {
+            namespace: "team-a",
+            binding: "reader",
+            spec: &spec,
+        };
+        let error = StsError::new(StsErrorKind::from_code(code), Some(code), message);
+        web_identity(&error, &request)
+    }
+
+    #[test]
+    fn common_setup_mistakes_name_the_fix() {
+        let no_provider = hint(
+            "InvalidIdentityToken",
+            "No OpenIDConnect provider found in your account for https://oidc.example.com",
+        )
+        .unwrap();
+        assert!(
+            no_provider.contains("podcreds oidc export"),
+            "{no_provider}"
+        );
+        let jwks = hint(
+            "IDPCommunicationError",
+            "Couldn't retrieve verification key from your identity provider",
+        )
+        .unwrap();
+        assert!(jwks.contains("JWKS"), "{jwks}");
+        let audience = hint("InvalidIdentityToken", "Incorrect token audience").unwrap();
+        assert!(
+            audience.contains("\"sts.amazonaws.com\"")
+                && audience.contains("add-client-id-to-open-id-connect-provider"),
+            "{audience}"
+        );
+        let denied = hint(
+            "AccessDenied",
+            "Not authorized to perform sts:AssumeRoleWithWebIdentity",
+        )
+        .unwrap();
+        assert!(
+            denied.contains("sub system:serviceaccount:team-a:app")
+                && denied.contains("aud sts.amazonaws.com")
+                && denied.contains("podcreds iam trust-policy -n team-a reader"),
+            "{denied}"
+        );
+    }
+
+    #[test]
+    fn other_answers_get_no_guess() {
+        assert_eq!(hint("Throttling", "Rate exceeded"), None);
+        assert_eq!(
+            hint("InvalidIdentityToken", "Token signature is invalid"),
+            None
+        );
+        assert_eq!(hint("ExpiredTokenException", "Token is expired"), None);
+    }
+
+    #[test]
+    fn the_hint_follows_sts_own_message() {
+        let error = StsError::new(StsErrorKind::AccessDenied, Some("AccessDenied"), "no")
+            .with_hint(Some("fix it".into()));
+        assert_eq!(error.to_string(), "STS AccessDenied: no; fix it");
+    }
+}

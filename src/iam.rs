@@ -1,0 +1,478 @@
+//! The IAM side of a binding, for administrators: the trust policy every role of a binding needs
+//! (`podcreds iam trust-policy`) and the cluster's OIDC documents ready to host
+//! (`podcreds oidc export`). Pure: the command line fetches, these functions decide.
+
+use serde_json::{Value, json};
+
+use crate::spec::{ResolvedHop, ResolvedSpec};
+
+/// Audience and recipient of every SAML assertion AWS accepts.
+pub const AWS_SAML_AUDIENCE: &str = "https://signin.aws.amazon.com/saml";
+
+/// How AWS learns who the binding's first exchange speaks for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FirstPrincipal {
+    /// `AssumeRoleWithWebIdentity` with a ServiceAccount token of this issuer (its URL as the
+    /// apiserver's `--service-account-issuer` names it).
+    Oidc { issuer: String },
+    /// `AssumeRoleWithSAML` with an assertion podcreds signs, through this IAM SAML provider.
+    Saml { provider_arn: String },
+}
+
+/// A role and the trust policy it needs.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TrustPolicy {
+    pub role_arn: String,
+    /// Why this role is assumed, for the reader ("first exchange", "roleChain[0]", ...).
+    pub assumed_by: String,
+    pub document: Value,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum IamError {
+    #[error("{0} is not an IAM role ARN (arn:<partition>:iam::<account>:role/<name>)")]
+    NotARoleArn(String),
+    #[error(
+        "the OIDC issuer {0:?} is not an https:// URL: AWS IAM only trusts https issuers; start the apiserver with --service-account-issuer=https://<where the exported documents will be hosted>"
+    )]
+    IssuerNotHttps(String),
+    #[error("the discovery document is not a JSON object with an \"issuer\" string")]
+    DiscoveryMalformed,
+    #[error(
+        "the cluster's discovery document names issuer {found:?}, not {expected:?}: tokens carry the cluster's issuer, so IAM must trust that one"
+    )]
+    IssuerMismatch { expected: String, found: String },
+    #[error("the JWKS is not a JSON object with a non-empty \"keys\" list")]
+    JwksMalformed,
+}
+
+/// The partition and account of an IAM role ARN.
+fn partition_and_account(role_arn: &str) -> Result<(&str, &str), IamError> {
+    let parts: Vec<&str> = role_arn.splitn(6, ':').collect();
+    match parts.as_slice() {
+        ["arn", partition, "iam", "", account, resource]
+            if !partition.is_empty()
+                && account.len() == 12
+                && account.bytes().all(|b| b.is_ascii_digit())
+                && resource.starts_with("role/") =>
+        {
+            Ok((partition, account))
+        }
+        _ => Err(IamError::NotARoleArn(role_arn.to_string())),
+    }
+}
+
+/// The issuer as IAM names an OIDC provider: without the scheme and a trailing slash.
+pub fn oidc_provider_path(issuer: &str) -> Result<&str, IamError> {
+    issuer
+        .strip_prefix("https://")
+        .map(|rest| rest.trim_end_matches('/'))
+        .filter(|rest| !rest.is_empty())
+        .ok_or_else(|| IamError::IssuerNotHttps(issuer.to_string()))
+}
+
+/// The subject AWS sees for a ServiceAccount, in tokens and in podcreds' SAML assertions.
+pub fn service_account_subject(namespace: &str, service_account: &str) -> String {
+    format!("system:serviceaccount:{namespace}:{service_account}")
+}
+
+fn document(statement: Value) -> Value {
+    json!({ "Version": "2012-10-17", "Statement": [statement] })
+}
+
+/// One action, or a list when there are more (as IAM prints them).
+fn actions(actions: Vec<&str>) -> Value {
+    match actions.as_slice() {
+        [one] => json!(one),
+        _ => json!(actions),
+    }
+}
+
+/// What the role must allow a SAML exchange: `sts:AssumeRoleWithSAML`, and `sts:TagSession` /
+/// `sts:SetSourceIdentity` when the assertion carries tags / a source identity.
+fn saml_actions(spec: &ResolvedSpec) -> Vec<&'static str> {
+    let mut list = vec!["sts:AssumeRoleWithSAML"];
+    if let Some(saml) = &spec.saml {
+        if !saml.tags.is_empty() {
+            list.push("sts:TagSession");
+        }
+        if saml.source_identity.is_some() {
+            list.push("sts:SetSourceIdentity");
+        }
+    }
+    list
+}
+
+/// The trust policy of the binding's own role: it lets exactly this ServiceAccount (and, for web
+/// identity, this audience) assume it.
+fn first_exchange_policy(
+    spec: &ResolvedSpec,
+    namespace: &str,
+    first: &FirstPrincipal,
+) -> Result<Value, IamError> {
+    let (partition, account) = partition_and_account(&spec.role_arn)?;
+    let subject = service_account_subject(namespace, &spec.service_account_name);
+    let statement = match first {
+        FirstPrincipal::Oidc { issuer } => {
+            let provider = oidc_provider_path(issuer)?;
+            json!({
+                "Effect": "Allow",
+                "Principal": {
+                    "Federated": format!("arn:{partition}:iam::{account}:oidc-provider/{provider}")
+                },
+                "Action": "sts:AssumeRoleWithWebIdentity",
+                "Condition": {
+                    "StringEquals": {
+                        format!("{provider}:sub"): subject,
+                        format!("{provider}:aud"): spec.audience,
+                    }
+                }
+            })
+        }
+        FirstPrincipal::Saml { provider_arn } => json!({
+            "Effect": "Allow",
+            "Principal": { "Federated": provider_arn },
+            "Action": actions(saml_actions(spec)),
+            "Condition": {
+                "StringEquals": {
+                    "saml:sub": subject,
+                    "saml:aud": AWS_SAML_AUDIENCE,
+                }
+            }
+        }),
+    };
+    Ok(document(statement))
+}
+
+/// The trust policy of chain hop `index`: the role before it may assume it, with the permissions
+/// the chain's tags and source identity need and the external ID the hop sends.
+fn hop_policy(hops: &[ResolvedHop], index: usize, previous_role: &str) -> Value {
+    let hop = &hops[index];
+    let earlier = &hops[..index];
+    let mut granted = vec!["sts:AssumeRole"];
+    if !hop.tags.is_empty() || earlier.iter().any(|h| !h.transitive_tag_keys.is_empty()) {
+        granted.push("sts:TagSession");
+    }
+    if hop.source_identity.is_some() || earlier.iter().any(|h| h.source_identity.is_some()) {
+        granted.push("sts:SetSourceIdentity");
+    }
+    let mut statement = json!({
+        "Effect": "Allow",
+        "Principal": { "AWS": previous_role },
+        "Action": actions(granted),
+    });
+    if let Some(external_id) = &hop.external_id {
+        statement["Condition"] = json!({ "StringEquals": { "sts:ExternalId": external_id } });
+    }
+    document(statement)
+}
+
+/// Every role `spec` passes through, each with the trust policy that admits exactly this
+/// binding's path to it and nothing wider.
+pub fn trust_policies(
+    spec: &ResolvedSpec,
+    namespace: &str,
+    first: &FirstPrincipal,
+) -> Result<Vec<TrustPolicy>, IamError> {
+    let mut policies = vec![TrustPolicy {
+        role_arn: spec.role_arn.clone(),
+        assumed_by: match first {
+            FirstPrincipal::Oidc { .. } => "AssumeRoleWithWebIdentity".to_string(),
+            FirstPrincipal::Saml { .. } => "AssumeRoleWithSAML".to_string(),
+        },
+        document: first_exchange_policy(spec, namespace, first)?,
+    }];
+    let mut previous = spec.role_arn.as_str();
+    for (index, hop) in spec.role_chain.iter().enumerate() {
+        partition_and_account(&hop.role_arn)?;
+        policies.push(TrustPolicy {
+            role_arn: hop.role_arn.clone(),
+            assumed_by: format!("roleChain[{index}] (AssumeRole)"),
+            document: hop_policy(&spec.role_chain, index, previous),
+        });
+        previous = hop.role_arn.as_str();
+    }
+    Ok(policies)
+}
+
+/// The cluster's OIDC documents as they must be hosted at the issuer URL for IAM to fetch.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OidcDocuments {
+    pub issuer: String,
+    /// `/.well-known/openid-configuration`, its `jwks_uri` pointing beside it.
+    pub discovery: Value,
+    /// Served at [`JWKS_PATH`] under the issuer.
+    pub jwks: Value,
+}
+
+/// Where the exported JWKS goes, under the issuer URL (the apiserver's own path).
+pub const JWKS_PATH: &str = "openid/v1/jwks";
+/// Where IAM looks for the discovery document, under the issuer URL.
+pub const DISCOVERY_PATH: &str = ".well-known/openid-configuration";
+
+/// Checks what the apiserver serves and points the discovery document's `jwks_uri` at the copy
+/// hosted beside it: the apiserver's own `jwks_uri` usually names an address AWS cannot reach.
+pub fn prepare_oidc_documents(
+    discovery: Value,
+    jwks: Value,
+    expected_issuer: Option<&str>,
+) -> Result<OidcDocuments, IamError> {
+    let issuer = discovery
+        .get("issuer")
+        .and_then(Value::as_str)
+        .ok_or(IamError::DiscoveryMalformed)?
+        .to_string();
+    if let Some(expected) = expected_issuer
+        && expected.trim_end_matches('/') != issuer.trim_end_matches('/')
+    {
+        return Err(IamError::IssuerMismatch {
+            expected: expected.to_string(),
+            found: issuer,
+        });
+    }
+    oidc_provider_path(&issuer)?;
+    let has_keys = jwks
+        .get("keys")
+        .and_then(Value::as_array)
+        .is_some_and(|keys| !keys.is_empty());
+    if !has_keys {
+        return Err(IamError::JwksMalformed);
+    }
+    let mut discovery = discovery;
+    let Some(fields) = discovery.as_object_mut() else {
+        return Err(IamError::DiscoveryMalformed);
+    };
+    fields.insert(
+        "jwks_uri".into(),
+        json!(format!("{}/{JWKS_PATH}", issuer.trim_end_matches('/'))),
+    );
+    Ok(OidcDocuments {
+        issuer,
+        discovery,
+        jwks,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{AWSRoleBindingSpec, RoleChainHop, SessionTag};
+    use crate::spec::{StsPolicy, resolve};
+
+    fn spec(chain: Vec<RoleChainHop>, tags: bool) -> ResolvedSpec {
+        let spec: AWSRoleBindingSpec = serde_json::from_value(json!({
+            "serviceAccountName": "app",
+            "roleArn": "arn:aws:iam::111122223333:role/app",
+        }))
+        .unwrap();
+        let spec = AWSRoleBindingSpec {
+            role_chain: chain,
+            kubernetes_session_tags: tags,
+            ..spec
+        };
+        let policy = StsPolicy {
+            cluster_name: Some("prod".into()),
+            ..StsPolicy::default()
+        };
+        resolve(&spec, "team-a", "reader", &policy).unwrap()
+    }
+
+    #[test]
+    fn web_identity_trusts_exactly_the_service_account_and_audience() {
+        let first = FirstPrincipal::Oidc {
+            issuer: "https://oidc.example.com/clusters/prod/".into(),
+        };
+        let policies = trust_policies(&spec(vec![], false), "team-a", &first).unwrap();
+        assert_eq!(policies.len(), 1);
+        assert_eq!(
+            policies[0].document,
+            json!({
+                "Version": "2012-10-17",
+                "Statement": [{
+                    "Effect": "Allow",
+                    "Principal": {"Federated": "arn:aws:iam::111122223333:oidc-provider/oidc.example.com/clusters/prod"},
+                    "Action": "sts:AssumeRoleWithWebIdentity",
+                    "Condition": {"StringEquals": {
+                        "oidc.example.com/clusters/prod:sub": "system:serviceaccount:team-a:app",
+                        "oidc.example.com/clusters/prod:aud": "sts.amazonaws.com",
+                    }}
+                }]
+            })
+        );
+    }
+
+    #[test]
+    fn saml_pins_the_subject_and_the_audience() {
+        let provider_arn = "arn:aws:iam::111122223333:saml-provider/podcreds".to_string();
+        let policies = trust_policies(
+            &spec(vec![], false),
+            "team-a",
+            &FirstPrincipal::Saml {
+                provider_arn: provider_arn.clone(),
+            },
+        )
+        .unwrap();
+        let statement = &policies[0].document["Statement"][0];
+        assert_eq!(statement["Principal"]["Federated"], json!(provider_arn));
+        assert_eq!(
+            statement["Condition"]["StringEquals"]["saml:sub"],
+            json!("system:serviceaccount:team-a:app")
+        );
+        assert_eq!(statement["Action"], json!("sts:AssumeRoleWithSAML"));
+        assert_eq!(
+            statement["Condition"]["StringEquals"]["saml:aud"],
+            json!(AWS_SAML_AUDIENCE)
+        );
+        // Tags and a source identity in the assertion need their permissions too.
+        let mut tagged = spec(vec![], false);
+        tagged.saml = Some(crate::spec::ResolvedSaml {
+            provider_arn: provider_arn.clone(),
+            source_identity: Some("alice".into()),
+            tags: vec![("team".into(), "a".into())],
+            transitive_tag_keys: vec![],
+        });
+        let policies =
+            trust_policies(&tagged, "team-a", &FirstPrincipal::Saml { provider_arn }).unwrap();
+        assert_eq!(
+            policies[0].document["Statement"][0]["Action"],
+            json!([
+                "sts:AssumeRoleWithSAML",
+                "sts:TagSession",
+                "sts:SetSourceIdentity"
+            ])
+        );
+    }
+
+    #[test]
+    fn chain_hops_trust_the_role_before_with_what_the_chain_sends() {
+        let chain = vec![
+            RoleChainHop {
+                role_arn: "arn:aws:iam::444455556666:role/hub".into(),
+                source_identity: Some("alice".into()),
+                ..Default::default()
+            },
+            RoleChainHop {
+                role_arn: "arn:aws-cn:iam::777788889999:role/leaf".into(),
+                external_id: Some("ext-42".into()),
+                tags: vec![SessionTag {
+                    key: "team".into(),
+                    value: "a".into(),
+                }],
+                ..Default::default()
+            },
+        ];
+        let first = FirstPrincipal::Oidc {
+            issuer: "https://oidc.example.com".into(),
+        };
+        let policies = trust_policies(&spec(chain, true), "team-a", &first).unwrap();
+        let roles: Vec<_> = policies.iter().map(|p| p.role_arn.as_str()).collect();
+        assert_eq!(
+            roles,
+            [
+                "arn:aws:iam::111122223333:role/app",
+                "arn:aws:iam::444455556666:role/hub",
+                "arn:aws-cn:iam::777788889999:role/leaf"
+            ]
+        );
+        let hub = &policies[1].document["Statement"][0];
+        assert_eq!(
+            hub["Principal"]["AWS"],
+            json!("arn:aws:iam::111122223333:role/app")
+        );
+        // Kubernetes session tags go on the first hop, with the source identity.
+        assert_eq!(
+            hub["Action"],
+            json!(["sts:AssumeRole", "sts:TagSession", "sts:SetSourceIdentity"])
+        );
+        assert!(hub.get("Condition").is_none());
+        let leaf = &policies[2].document["Statement"][0];
+        assert_eq!(
+            leaf["Principal"]["AWS"],
+            json!("arn:aws:iam::444455556666:role/hub")
+        );
+        // Inherited transitive tags and the persisting source identity still need both.
+        assert_eq!(
+            leaf["Action"],
+            json!(["sts:AssumeRole", "sts:TagSession", "sts:SetSourceIdentity"])
+        );
+        assert_eq!(
+            leaf["Condition"],
+            json!({"StringEquals": {"sts:ExternalId": "ext-42"}})
+        );
+    }
+
+    #[test]
+    fn a_plain_hop_needs_only_assume_role() {
+        let chain = vec![RoleChainHop {
+            role_arn: "arn:aws:iam::444455556666:role/hub".into(),
+            ..Default::default()
+        }];
+        let first = FirstPrincipal::Oidc {
+            issuer: "https://oidc.example.com".into(),
+        };
+        let policies = trust_policies(&spec(chain, false), "team-a", &first).unwrap();
+        assert_eq!(
+            policies[1].document["Statement"][0]["Action"],
+            json!("sts:AssumeRole")
+        );
+    }
+
+    #[test]
+    fn issuers_aws_cannot_trust_are_refused_with_the_fix() {
+        let first = FirstPrincipal::Oidc {
+            issuer: "http://10.0.0.1:6443".into(),
+        };
+        let error = trust_policies(&spec(vec![], false), "team-a", &first).unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("--service-account-issuer=https://"),
+            "{error}"
+        );
+        for role in [
+            "arn:aws:iam::1234:role/x",
+            "arn:aws:iam::111122223333:user/x",
+        ] {
+            assert_eq!(
+                partition_and_account(role),
+                Err(IamError::NotARoleArn(role.into()))
+            );
+        }
+    }
+
+    #[test]
+    fn exported_discovery_points_at_the_hosted_jwks() {
+        let discovery = json!({
+            "issuer": "https://oidc.example.com/prod",
+            "jwks_uri": "https://10.0.0.1:6443/openid/v1/jwks",
+            "response_types_supported": ["id_token"],
+        });
+        let jwks = json!({"keys": [{"kty": "RSA", "kid": "k1", "n": "x", "e": "AQAB"}]});
+        let documents = prepare_oidc_documents(discovery.clone(), jwks.clone(), None).unwrap();
+        assert_eq!(
+            documents.discovery["jwks_uri"],
+            json!("https://oidc.example.com/prod/openid/v1/jwks")
+        );
+        assert_eq!(
+            documents.discovery["response_types_supported"],
+            json!(["id_token"])
+        );
+        assert_eq!(documents.jwks, jwks);
+        assert!(matches!(
+            prepare_oidc_documents(
+                discovery.clone(),
+                jwks.clone(),
+                Some("https://elsewhere.example.com")
+            ),
+            Err(IamError::IssuerMismatch { .. })
+        ));
+        assert_eq!(
+            prepare_oidc_documents(discovery, json!({"keys": []}), None),
+            Err(IamError::JwksMalformed)
+        );
+        assert!(matches!(
+            prepare_oidc_documents(json!({"issuer": "http://plain"}), jwks, None),
+            Err(IamError::IssuerNotHttps(_))
+        ));
+    }
+}
