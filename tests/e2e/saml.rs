@@ -566,31 +566,59 @@ pub async fn role_chain_after_saml(env: &Env) -> anyhow::Result<()> {
     let s = scene(env, "saml-chain", &sts, None, &[]).await?;
     let ns = &s.ns;
     let target = format!("arn:aws:iam::{ACCOUNT}:role/{ns}-target");
-    sts.add_role(Role {
-        arn: target.clone(),
-        trusted_roles: vec![s.role.clone()],
-        allow_tag_session: true,
-        allow_set_source_identity: true,
-        ..Role::default()
-    });
-    let b = env
-        .create_ready(
-            ns,
-            "app",
-            spec_with(
-                &s.role,
-                json!({
-                    "saml": {
-                        "sourceIdentity": "ci-bot",
-                        "tags": [{"key": "team", "value": "blue"}],
-                        "transitiveTagKeys": ["team"],
-                    },
-                    "roleChain": [{"roleArn": target}],
-                }),
-            ),
-            READY,
-        )
-        .await?;
+    let spec = spec_with(
+        &s.role,
+        json!({
+            "saml": {
+                "sourceIdentity": "ci-bot",
+                "tags": [{"key": "team", "value": "blue"}],
+                "transitiveTagKeys": ["team"],
+            },
+            "roleChain": [{"roleArn": target}],
+        }),
+    );
+    // Both roles trust exactly what `podcreds iam trust-policy` prints for this binding (the
+    // scene's own rule for the entry role is replaced): the SAML provider and saml:sub with
+    // TagSession and SetSourceIdentity, then the entry role for the hop.
+    let dir = tempfile::tempdir()?;
+    let manifest = dir.path().join("binding.yaml");
+    std::fs::write(
+        &manifest,
+        serde_json::to_string(&json!({
+            "apiVersion": "podcreds.dev/v1alpha1",
+            "kind": "AWSRoleBinding",
+            "metadata": {"name": "app", "namespace": ns},
+            "spec": spec,
+        }))?,
+    )?;
+    let printed = podcreds(
+        env,
+        &[
+            "iam",
+            "trust-policy",
+            "-f",
+            manifest.to_str().context("path")?,
+            "--saml-provider-arn",
+            &s.provider,
+            "--output",
+            "json",
+        ],
+    )
+    .await?;
+    let policies: Vec<serde_json::Value> = serde_json::from_str(&printed)?;
+    ensure!(policies.len() == 2, "{printed}");
+    ensure!(
+        policies[0]["trustPolicy"]["Statement"][0]["Principal"]["Federated"] == s.provider.as_str(),
+        "{printed}"
+    );
+    for policy in &policies {
+        let arn = policy["roleArn"].as_str().context("roleArn")?;
+        sts.add_role(
+            sts_emulator::role_from_trust_policy(arn, &policy["trustPolicy"], "unused")
+                .with_context(|| format!("the emulator cannot read the policy of {arn}"))?,
+        );
+    }
+    let b = env.create_ready(ns, "app", spec, READY).await?;
     let status = b.status.context("status")?;
     ensure!(status.chain.len() == 1, "{status:?}");
     let expected = format!("arn:aws:sts::{ACCOUNT}:assumed-role/{ns}-target/{ns}.app");
