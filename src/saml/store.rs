@@ -199,3 +199,125 @@ impl KeyCache {
         Ok(ring)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use http::{Request, Response, StatusCode};
+    use http_body_util::BodyExt;
+    use kube::client::Body;
+    use serde_json::{Value, json};
+
+    use super::*;
+
+    fn status(code: u16, reason: &str) -> Value {
+        json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": code, "reason": reason, "message": reason})
+    }
+
+    /// A mocked apiserver answering each request with `answer(method path, body)`; the calls are
+    /// recorded in order.
+    fn apiserver(
+        answer: impl Fn(&str, &Value) -> (StatusCode, Value) + Send + Sync + 'static,
+    ) -> (kube::Client, Arc<Mutex<Vec<(String, Value)>>>) {
+        let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let record = seen.clone();
+        tokio::spawn(async move {
+            while let Some((request, send)) = handle.next_request().await {
+                let call = format!("{} {}", request.method(), request.uri().path());
+                let bytes = request
+                    .into_body()
+                    .collect()
+                    .await
+                    .map(|b| b.to_bytes())
+                    .unwrap_or_default();
+                let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+                let (code, reply) = answer(&call, &body);
+                record.lock().expect("lock").push((call, body));
+                send.send_response(
+                    Response::builder()
+                        .status(code)
+                        .body(Body::from(serde_json::to_vec(&reply).unwrap_or_default()))
+                        .expect("response"),
+                );
+            }
+        });
+        (kube::Client::new(service, "default"), seen)
+    }
+
+    fn secret_json(ring: &KeyRing) -> Value {
+        let secret = KeySecret::new(
+            kube::Client::new(
+                tower_test::mock::pair::<Request<Body>, Response<Body>>().0,
+                "x",
+            ),
+            "ops",
+            "key",
+        )
+        .secret(ring, Some("7".into()));
+        serde_json::to_value(secret).expect("json")
+    }
+
+    #[tokio::test]
+    async fn a_replica_that_loses_the_create_race_reads_the_winners_key() {
+        let winner = KeyRing::generate(2026).expect("key");
+        let winner_fingerprint = winner.active.fingerprint();
+        let stored = secret_json(&winner);
+        let reads = Arc::new(Mutex::new(0));
+        let (client, seen) = apiserver(move |call, _| {
+            if call.starts_with("GET") {
+                let mut n = reads.lock().expect("lock");
+                *n += 1;
+                // Absent at first; then another replica's key is there.
+                return if *n == 1 {
+                    (StatusCode::NOT_FOUND, status(404, "NotFound"))
+                } else {
+                    (StatusCode::OK, stored.clone())
+                };
+            }
+            (StatusCode::CONFLICT, status(409, "AlreadyExists"))
+        });
+        let ring = KeySecret::new(client, "ops", "key")
+            .ensure()
+            .await
+            .expect("read theirs");
+        assert_eq!(ring.active.fingerprint(), winner_fingerprint);
+        let calls: Vec<String> = seen
+            .lock()
+            .expect("lock")
+            .iter()
+            .map(|(c, _)| c.clone())
+            .collect();
+        assert_eq!(
+            calls,
+            [
+                "GET /api/v1/namespaces/ops/secrets/key",
+                "POST /api/v1/namespaces/ops/secrets",
+                "GET /api/v1/namespaces/ops/secrets/key",
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn rotation_steps_replace_at_the_version_read_and_report_a_race() {
+        let stored = secret_json(&KeyRing::generate(2026).expect("key"));
+        let (client, seen) = apiserver(move |call, _| {
+            if call.starts_with("GET") {
+                (StatusCode::OK, stored.clone())
+            } else {
+                (StatusCode::CONFLICT, status(409, "Conflict"))
+            }
+        });
+        let err = KeySecret::new(client, "ops", "key")
+            .update(|ring, year| ring.add_next(year))
+            .await
+            .expect_err("raced");
+        assert!(matches!(err, StoreError::Conflict { .. }), "{err}");
+        let seen = seen.lock().expect("lock");
+        let (call, body) = seen.last().expect("replace");
+        assert_eq!(call, "PUT /api/v1/namespaces/ops/secrets/key");
+        assert_eq!(body["metadata"]["resourceVersion"], json!("7"));
+        assert!(body["data"][crate::saml::key::NEXT_KEY].is_string());
+    }
+}
