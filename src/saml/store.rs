@@ -215,11 +215,14 @@ mod tests {
         json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": code, "reason": reason, "message": reason})
     }
 
+    /// The calls a mocked apiserver saw, in order: "METHOD path" and the body.
+    type Seen = Arc<Mutex<Vec<(String, Value)>>>;
+
     /// A mocked apiserver answering each request with `answer(method path, body)`; the calls are
     /// recorded in order.
     fn apiserver(
         answer: impl Fn(&str, &Value) -> (StatusCode, Value) + Send + Sync + 'static,
-    ) -> (kube::Client, Arc<Mutex<Vec<(String, Value)>>>) {
+    ) -> (kube::Client, Seen) {
         let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
         let seen = Arc::new(Mutex::new(Vec::new()));
         let record = seen.clone();
