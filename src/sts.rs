@@ -687,6 +687,17 @@ mod tests {
             endpoint: None,
         };
         assert!(!format!("{req:?}").contains("eyJ-token"));
+        let saml = SamlAssumeRoleRequest {
+            role_arn: "arn".into(),
+            principal_arn: "provider".into(),
+            saml_assertion: SecretString::from("PHNhbWxwOlJlc3BvbnNl".to_string()),
+            duration_seconds: 900,
+            session_policy: None,
+            policy_arns: vec![],
+            region: "us-east-1".into(),
+            endpoint: None,
+        };
+        assert!(!format!("{saml:?}").contains("PHNhbWxw"));
     }
 
     #[tokio::test]
