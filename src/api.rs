@@ -77,6 +77,9 @@ fn default_mount_path() -> String {
     "!has(self.kubernetesSessionTags) || !self.kubernetesSessionTags || !has(self.roleChain) || size(self.roleChain) == 0 || ((!has(self.roleChain[0].tags) || size(self.roleChain[0].tags) <= 46) && (!has(self.roleChain[0].transitiveTagKeys) || size(self.roleChain[0].transitiveTagKeys) <= 46))"
 ).message("with kubernetesSessionTags the first roleChain hop takes at most 46 tags and 46 transitiveTagKeys of its own: podcreds adds 4 of each, and STS takes at most 50").field_path(".roleChain"))]
 #[x_kube(validation = kube::core::Rule::new(
+    "!has(self.saml) || !has(self.credentialSource)"
+).message("saml and credentialSource are two different first exchanges: set one of them").field_path(".saml"))]
+#[x_kube(validation = kube::core::Rule::new(
     "!has(self.saml) || !has(self.sts) || !has(self.sts.provider) || self.sts.provider == 'AWS'"
 ).message("saml needs sts.provider AWS").field_path(".saml"))]
 #[x_kube(validation = kube::core::Rule::new(
@@ -88,6 +91,27 @@ fn default_mount_path() -> String {
 #[x_kube(validation = kube::core::Rule::new(
     "!has(self.renewBefore) || !has(self.roleChain) || size(self.roleChain) == 0 || duration(self.renewBefore).getSeconds() < 3600"
 ).message("with a roleChain renewBefore must be shorter than one hour: STS caps chained sessions at 3600 seconds").field_path(".renewBefore"))]
+#[x_kube(validation = kube::core::Rule::new(
+    "has(self.roleArn) || (has(self.credentialSource) && has(self.credentialSource.mode) && self.credentialSource.mode != 'AssumeRole')"
+).message("roleArn is required (only credentialSource modes GetFederationToken and GetSessionToken assume no role)").field_path(".roleArn"))]
+#[x_kube(validation = kube::core::Rule::new(
+    "!has(self.roleArn) || !has(self.credentialSource) || !has(self.credentialSource.mode) || self.credentialSource.mode == 'AssumeRole'"
+).message("credentialSource modes GetFederationToken and GetSessionToken assume no role: remove roleArn, or use mode AssumeRole").field_path(".roleArn"))]
+#[x_kube(validation = kube::core::Rule::new(
+    "!has(self.credentialSource) || !has(self.credentialSource.mode) || self.credentialSource.mode != 'GetFederationToken' || has(self.sessionPolicy) || (has(self.policyArns) && size(self.policyArns) > 0)"
+).message("GetFederationToken needs sessionPolicy or policyArns: without a session policy the federated credentials have no permissions at all").field_path(".credentialSource.mode"))]
+#[x_kube(validation = kube::core::Rule::new(
+    "!has(self.credentialSource) || !has(self.credentialSource.mode) || self.credentialSource.mode != 'GetSessionToken' || (!has(self.sessionPolicy) && (!has(self.policyArns) || size(self.policyArns) == 0))"
+).message("GetSessionToken takes no session policy: remove sessionPolicy and policyArns (the credentials have the IAM user's permissions)").field_path(".credentialSource.mode"))]
+#[x_kube(validation = kube::core::Rule::new(
+    "!has(self.sessionName) || !has(self.credentialSource) || !has(self.credentialSource.mode) || self.credentialSource.mode == 'AssumeRole'"
+).message("sessionName is only used by AssumeRole: GetFederationToken derives its Name from the namespace and binding, GetSessionToken has none").field_path(".sessionName"))]
+#[x_kube(validation = kube::core::Rule::new(
+    "self.durationSeconds <= 43200 || (has(self.credentialSource) && has(self.credentialSource.mode) && self.credentialSource.mode in ['GetFederationToken', 'GetSessionToken'])"
+).message("durationSeconds above 43200 needs credentialSource mode GetFederationToken or GetSessionToken (up to 129600)").field_path(".durationSeconds"))]
+#[x_kube(validation = kube::core::Rule::new(
+    "!has(self.roleChain) || size(self.roleChain) == 0 || !has(self.credentialSource) || !has(self.credentialSource.mode) || self.credentialSource.mode != 'GetFederationToken'"
+).message("GetFederationToken credentials cannot call AssumeRole: a roleChain needs credentialSource mode AssumeRole or GetSessionToken").field_path(".roleChain"))]
 #[serde(rename_all = "camelCase")]
 pub struct AWSRoleBindingSpec {
     /// Name of the ServiceAccount, in this binding's namespace, whose identity is exchanged for AWS
@@ -101,8 +125,11 @@ pub struct AWSRoleBindingSpec {
     /// `arn:aws-cn:iam::123456789012:role/path/app`. With `sts.provider: MinIO` the role ARN MinIO
     /// prints at start (`arn:minio:iam:::role/<id>`); with `sts.provider: CephRGW` a Ceph role ARN
     /// (`arn:aws:iam:::role/<name>` in the default tenant, `arn:aws:iam::<tenant>:role/<name>`).
+    /// Required, except with `credentialSource.mode` `GetFederationToken` or `GetSessionToken`,
+    /// which assume no role (and refuse one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 2048))]
-    pub role_arn: String,
+    pub role_arn: Option<String>,
 
     /// Name of the Secret that receives the credentials, in this namespace. Defaults to the
     /// binding's name. podcreds never writes to a Secret that another owner already holds.
@@ -117,10 +144,11 @@ pub struct AWSRoleBindingSpec {
     #[schemars(length(min = 1, max = 256), regex(pattern = patterns::AUDIENCE))]
     pub audience: Option<String>,
 
-    /// Requested session length in seconds, 900 to 43200. STS may grant less (the role's maximum
-    /// session duration); podcreds always trusts the `Expiration` STS returns.
+    /// Requested session length in seconds, 900 to 43200 (to 129600 with `credentialSource.mode`
+    /// `GetFederationToken` or `GetSessionToken`). STS may grant less (the role's maximum session
+    /// duration); podcreds always trusts the `Expiration` STS returns.
     #[serde(default = "default_duration_seconds")]
-    #[schemars(range(min = 900, max = 43200))]
+    #[schemars(range(min = 900, max = 129600))]
     pub duration_seconds: i32,
 
     /// How long before expiry the credentials are refreshed, as a duration such as `20m` or
@@ -184,6 +212,12 @@ pub struct AWSRoleBindingSpec {
     /// `system:serviceaccount:<namespace>:<serviceAccountName>`. Only with `sts.provider: AWS`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub saml: Option<SamlExchange>,
+
+    /// Derive the credentials from an IAM user's long-term access keys that the cluster admin
+    /// keeps in an `AWSCredentialSource`, instead of the ServiceAccount's web identity. The keys
+    /// never reach this namespace: only the temporary credentials STS issues from them do.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential_source: Option<CredentialSourceRef>,
 
     /// Where pods mount the Secret. Used in the generated AWS `config` file, whose
     /// `credential_process` reads `<mountPath>/credential-process.json`.
@@ -339,6 +373,115 @@ pub struct StsSettings {
     #[schemars(length(max = 2048))]
     #[x_kube(validation = kube::core::Rule::new("isURL(self) && url(self).getScheme() in ['https', 'http']").message("endpoint must be an http(s) URL"))]
     pub endpoint: Option<String>,
+}
+
+/// Which `AWSCredentialSource` a binding uses, and how.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[x_kube(validation = kube::core::Rule::new("!has(self.mfaSerialNumber)").message(
+    "MFA is not supported: GetSessionToken with MFA needs a one-time code typed by a person, which an unattended operator cannot provide; use GetSessionToken without MFA, or AssumeRole into a role whose trust policy does not require MFA"
+).field_path(".mfaSerialNumber"))]
+#[serde(rename_all = "camelCase")]
+pub struct CredentialSourceRef {
+    /// Name of the (cluster-scoped) `AWSCredentialSource`; it must list this namespace in
+    /// `allowedNamespaces`.
+    #[schemars(length(min = 1, max = 253), regex(pattern = patterns::DNS_SUBDOMAIN))]
+    pub name: String,
+
+    /// The STS call made with the source's keys: `AssumeRole` (the default; the binding's
+    /// `roleArn`, up to 12 hours, then any `roleChain`), `GetFederationToken` (needs
+    /// `sessionPolicy` or `policyArns`; up to 36 hours) or `GetSessionToken` (the IAM user's own
+    /// permissions; up to 36 hours).
+    #[serde(default)]
+    pub mode: CredentialSourceMode,
+
+    /// Always refused: MFA needs a one-time code from a person (see the validation message).
+    /// The field exists so that asking for MFA fails loudly instead of being ignored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 256))]
+    pub mfa_serial_number: Option<String>,
+}
+
+/// The STS call a credential source's keys sign.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, Hash)]
+pub enum CredentialSourceMode {
+    /// `AssumeRole` of the binding's `roleArn`, signed with the IAM user's keys.
+    #[default]
+    AssumeRole,
+    /// `GetFederationToken`: a federated user session scoped by the binding's session policy.
+    GetFederationToken,
+    /// `GetSessionToken`: a session with the IAM user's own permissions.
+    GetSessionToken,
+}
+
+impl CredentialSourceMode {
+    /// The mode's name (the `flow` metric label).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CredentialSourceMode::AssumeRole => "AssumeRole",
+            CredentialSourceMode::GetFederationToken => "GetFederationToken",
+            CredentialSourceMode::GetSessionToken => "GetSessionToken",
+        }
+    }
+}
+
+/// An IAM user's long-term access keys, kept by the cluster admin in a Secret of the operator's
+/// namespace, that bindings of the allowed namespaces may derive temporary credentials from.
+#[allow(clippy::duplicated_attributes)]
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "podcreds.dev",
+    version = "v1alpha1",
+    kind = "AWSCredentialSource",
+    plural = "awscredentialsources",
+    singular = "awscredentialsource",
+    shortname = "awscs",
+    category = "podcreds",
+    status = "AWSCredentialSourceStatus",
+    derive = "PartialEq",
+    doc = "An IAM user's long-term access keys (in a Secret of the operator's namespace) from which bindings of the allowed namespaces get temporary credentials.",
+    printcolumn(name = "Secret", type_ = "string", json_path = ".spec.secretRef.name"),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+pub struct AWSCredentialSourceSpec {
+    /// The Secret holding the keys, in the operator's own namespace (never a tenant's): data keys
+    /// `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY`.
+    pub secret_ref: SecretReference,
+
+    /// Namespaces whose bindings may use this source: exact names, `*` for every namespace, or
+    /// a prefix followed by `*` (`team-*`). Empty: none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 256), inner(regex(pattern = patterns::NAMESPACE_PATTERN)))]
+    pub allowed_namespaces: Vec<String>,
+}
+
+/// A Secret of the operator's namespace, by name.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretReference {
+    #[schemars(length(min = 1, max = 253), regex(pattern = patterns::DNS_SUBDOMAIN))]
+    pub name: String,
+}
+
+/// Observed state of an `AWSCredentialSource`: never the keys.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct AWSCredentialSourceStatus {
+    /// `Ready` is True while the Secret exists and holds well-formed keys.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    /// The `metadata.generation` this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
 }
 
 /// Observed state of an `AWSRoleBinding`.

@@ -22,8 +22,12 @@ pub struct Cli {
 pub enum Command {
     /// Run the operator.
     Run(Box<RunArgs>),
-    /// Print the AWSRoleBinding CustomResourceDefinition as YAML.
-    Crd,
+    /// Print the CustomResourceDefinitions (AWSRoleBinding, AWSCredentialSource) as YAML.
+    Crd {
+        /// Only this one: `AWSRoleBinding` or `AWSCredentialSource`.
+        #[arg(long)]
+        kind: Option<String>,
+    },
     /// Print podcreds' SAML identity provider metadata (for `aws iam create-saml-provider
     /// --saml-metadata-document file://...`), creating the signing key if there is none yet.
     SamlMetadata(SamlKeyArgs),
@@ -80,6 +84,10 @@ pub struct TrustPolicyArgs {
     /// The binding's first exchange is AssumeRoleWithSAML through this IAM SAML provider.
     #[arg(long, conflicts_with = "issuer")]
     pub saml_provider_arn: Option<String>,
+    /// The IAM user whose keys an AWSCredentialSource holds, for bindings whose first exchange is
+    /// AssumeRole with those keys (arn:aws:iam::<account>:user/<name>).
+    #[arg(long)]
+    pub user_arn: Option<String>,
     /// The operator's default audience (its --audience).
     #[arg(long, default_value = "sts.amazonaws.com")]
     pub audience: String,
@@ -161,7 +169,8 @@ pub struct RunArgs {
     #[arg(long, env = "PODCREDS_CLUSTER_NAME")]
     pub cluster_name: Option<String>,
     /// Act as a SAML identity provider for bindings with spec.saml: keep a signing key in a
-    /// Secret of the operator's namespace (POD_NAMESPACE), created at start if absent.
+    /// Secret of the operator's namespace (--namespace, POD_NAMESPACE), created at start if
+    /// absent.
     #[arg(long, env = "PODCREDS_SAML_ENABLED")]
     pub saml_enabled: bool,
     /// The IAM SAML provider ARN (`arn:aws:iam::<account>:saml-provider/<name>`) for bindings
@@ -237,13 +246,21 @@ pub struct RunArgs {
     /// caches warm and take over within about --leader-election-lease-seconds.
     #[arg(long, env = "PODCREDS_LEADER_ELECTION")]
     pub leader_election: bool,
-    /// The operator's own namespace: it holds the leader-election Lease and the SAML key Secret.
+    /// The operator's own namespace: where the Secrets of AWSCredentialSources are read (and
+    /// nowhere else), and where the SAML signing key Secret lives. Without it, bindings naming a
+    /// credential source are refused.
     #[arg(
-        long,
+        long = "namespace",
         env = "POD_NAMESPACE",
-        required_if_eq("leader_election", "true"),
         required_if_eq("saml_enabled", "true")
     )]
+    pub operator_namespace: Option<String>,
+    /// Serve AWSCredentialSources (needs read access to them cluster-wide and to the Secrets of
+    /// --namespace). `false` ignores them: bindings naming one are refused.
+    #[arg(long, env = "PODCREDS_CREDENTIAL_SOURCES", default_value_t = true, action = clap::ArgAction::Set)]
+    pub credential_sources: bool,
+    /// Namespace of the leader-election Lease (the operator's own).
+    #[arg(long, env = "POD_NAMESPACE", required_if_eq("leader_election", "true"))]
     pub leader_election_namespace: Option<String>,
     /// Name of the leader-election Lease.
     #[arg(
@@ -286,7 +303,7 @@ impl RunArgs {
                 entity_id: self.saml_entity_id.clone(),
                 default_provider_arn: self.saml_provider_arn.clone().filter(|a| !a.is_empty()),
                 key_namespace: self
-                    .leader_election_namespace
+                    .operator_namespace
                     .clone()
                     .filter(|n| self.saml_enabled && !n.is_empty()),
                 key_secret: self.saml_key_secret.clone(),
@@ -308,6 +325,10 @@ impl RunArgs {
             kube_rate_per_second: self.kube_qps,
             kube_burst: self.kube_burst,
             require_role_allowlist: self.require_role_allowlist,
+            operator_namespace: self
+                .operator_namespace
+                .clone()
+                .filter(|n| self.credential_sources && !n.is_empty()),
             instance: self.instance.clone(),
         }
     }
@@ -383,14 +404,14 @@ mod tests {
             };
             Some(run.settings())
         };
-        let off = parse(&["podcreds", "run", "--leader-election-namespace=ops"]).expect("parses");
+        let off = parse(&["podcreds", "run", "--namespace=ops"]).expect("parses");
         assert_eq!(off.saml.key_namespace, None);
         assert!(parse(&["podcreds", "run", "--saml-enabled"]).is_none());
         let on = parse(&[
             "podcreds",
             "run",
             "--saml-enabled",
-            "--leader-election-namespace=ops",
+            "--namespace=ops",
             "--saml-provider-arn=arn:aws:iam::123456789012:saml-provider/p",
         ])
         .expect("parses");

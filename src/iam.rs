@@ -17,6 +17,8 @@ pub enum FirstPrincipal {
     Oidc { issuer: String },
     /// `AssumeRoleWithSAML` with an assertion podcreds signs, through this IAM SAML provider.
     Saml { provider_arn: String },
+    /// `AssumeRole` signed with the long-term keys of this IAM user (an `AWSCredentialSource`).
+    IamUser { user_arn: String },
 }
 
 /// A role and the trust policy it needs.
@@ -32,6 +34,14 @@ pub struct TrustPolicy {
 pub enum IamError {
     #[error("{0} is not an IAM role ARN (arn:<partition>:iam::<account>:role/<name>)")]
     NotARoleArn(String),
+    #[error(
+        "the binding assumes no role (GetFederationToken or GetSessionToken with the source's keys): no trust policy is involved; the IAM user's own policy decides"
+    )]
+    NoRole,
+    #[error(
+        "the binding's first exchange is AssumeRole with the keys of credential source {0:?}: pass the source's IAM user as --user-arn"
+    )]
+    UserArnNeeded(String),
     #[error(
         "the OIDC issuer {0:?} is not an https:// URL: AWS IAM only trusts https issuers; start the apiserver with --service-account-issuer=https://<where the exported documents will be hosted>"
     )]
@@ -107,10 +117,11 @@ fn saml_actions(spec: &ResolvedSpec) -> Vec<&'static str> {
 /// identity, this audience) assume it.
 fn first_exchange_policy(
     spec: &ResolvedSpec,
+    role_arn: &str,
     namespace: &str,
     first: &FirstPrincipal,
 ) -> Result<Value, IamError> {
-    let (partition, account) = partition_and_account(&spec.role_arn)?;
+    let (partition, account) = partition_and_account(role_arn)?;
     let subject = service_account_subject(namespace, &spec.service_account_name);
     let statement = match first {
         FirstPrincipal::Oidc { issuer } => {
@@ -129,6 +140,11 @@ fn first_exchange_policy(
                 }
             })
         }
+        FirstPrincipal::IamUser { user_arn } => json!({
+            "Effect": "Allow",
+            "Principal": { "AWS": user_arn },
+            "Action": "sts:AssumeRole",
+        }),
         FirstPrincipal::Saml { provider_arn } => json!({
             "Effect": "Allow",
             "Principal": { "Federated": provider_arn },
@@ -192,15 +208,17 @@ pub fn trust_policies(
     namespace: &str,
     first: &FirstPrincipal,
 ) -> Result<Vec<TrustPolicy>, IamError> {
+    let role_arn = spec.role_arn.as_deref().ok_or(IamError::NoRole)?;
     let mut policies = vec![TrustPolicy {
-        role_arn: spec.role_arn.clone(),
+        role_arn: role_arn.to_string(),
         assumed_by: match first {
             FirstPrincipal::Oidc { .. } => "AssumeRoleWithWebIdentity".to_string(),
             FirstPrincipal::Saml { .. } => "AssumeRoleWithSAML".to_string(),
+            FirstPrincipal::IamUser { .. } => "AssumeRole with the source's keys".to_string(),
         },
-        document: first_exchange_policy(spec, namespace, first)?,
+        document: first_exchange_policy(spec, role_arn, namespace, first)?,
     }];
-    let mut previous = spec.role_arn.as_str();
+    let mut previous = role_arn;
     for (index, hop) in spec.role_chain.iter().enumerate() {
         partition_and_account(&hop.role_arn)?;
         policies.push(TrustPolicy {
@@ -441,6 +459,31 @@ mod tests {
         assert_eq!(
             leaf["Condition"],
             json!({"StringEquals": {"sts:ExternalId": "ext-42"}})
+        );
+    }
+
+    #[test]
+    fn keys_of_a_credential_source_are_trusted_by_user_and_gft_needs_no_role() {
+        let user_arn = "arn:aws:iam::111122223333:user/podcreds-source".to_string();
+        let policies = trust_policies(
+            &spec(vec![], false),
+            "team-a",
+            &FirstPrincipal::IamUser {
+                user_arn: user_arn.clone(),
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            policies[0].document["Statement"][0],
+            json!({"Effect": "Allow", "Principal": {"AWS": user_arn}, "Action": "sts:AssumeRole"})
+        );
+        let no_role = ResolvedSpec {
+            role_arn: None,
+            ..spec(vec![], false)
+        };
+        assert_eq!(
+            trust_policies(&no_role, "team-a", &FirstPrincipal::IamUser { user_arn }),
+            Err(IamError::NoRole)
         );
     }
 

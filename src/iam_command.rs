@@ -100,6 +100,33 @@ async fn load_binding(args: &TrustPolicyArgs) -> Result<(AWSRoleBinding, String)
     Ok((binding, namespace))
 }
 
+/// Who the binding's first exchange speaks for, from the flags or the cluster's issuer.
+async fn first_principal(args: &TrustPolicyArgs) -> Result<FirstPrincipal, CommandError> {
+    Ok(match (&args.saml_provider_arn, &args.issuer) {
+        (Some(provider_arn), _) => FirstPrincipal::Saml {
+            provider_arn: provider_arn.clone(),
+        },
+        (None, Some(issuer)) => FirstPrincipal::Oidc {
+            issuer: issuer.clone(),
+        },
+        (None, None) => {
+            let discovery = get_json(
+                &client().await?,
+                "/.well-known/openid-configuration",
+                "the OIDC discovery document",
+            )
+            .await?;
+            let issuer = discovery
+                .get("issuer")
+                .and_then(Value::as_str)
+                .ok_or(IamError::DiscoveryMalformed)?;
+            FirstPrincipal::Oidc {
+                issuer: issuer.to_string(),
+            }
+        }
+    })
+}
+
 /// Prints the trust policy of every role the binding passes through.
 pub async fn trust_policy(args: TrustPolicyArgs) -> Result<String, CommandError> {
     let (binding, namespace) = load_binding(&args).await?;
@@ -122,32 +149,19 @@ pub async fn trust_policy(args: TrustPolicyArgs) -> Result<String, CommandError>
         ..StsPolicy::default()
     };
     let resolved = spec::resolve(&binding.spec, &namespace, &name, &policy)?;
-    let first = match (&resolved.saml, &args.saml_provider_arn, &args.issuer) {
+    let first = if let Some(saml) = &resolved.saml {
         // A binding with spec.saml names its provider (or takes --saml-provider-arn's).
-        (Some(saml), _, _) => FirstPrincipal::Saml {
+        FirstPrincipal::Saml {
             provider_arn: saml.provider_arn.clone(),
-        },
-        (None, Some(provider_arn), _) => FirstPrincipal::Saml {
-            provider_arn: provider_arn.clone(),
-        },
-        (None, None, Some(issuer)) => FirstPrincipal::Oidc {
-            issuer: issuer.clone(),
-        },
-        (None, None, None) => {
-            let discovery = get_json(
-                &client().await?,
-                "/.well-known/openid-configuration",
-                "the OIDC discovery document",
-            )
-            .await?;
-            let issuer = discovery
-                .get("issuer")
-                .and_then(Value::as_str)
-                .ok_or(IamError::DiscoveryMalformed)?;
-            FirstPrincipal::Oidc {
-                issuer: issuer.to_string(),
-            }
         }
+    } else if let Some(source) = &resolved.credential_source {
+        let user_arn = args
+            .user_arn
+            .clone()
+            .ok_or_else(|| IamError::UserArnNeeded(source.name.clone()))?;
+        FirstPrincipal::IamUser { user_arn }
+    } else {
+        first_principal(&args).await?
     };
     let policies = iam::trust_policies(&resolved, &namespace, &first)?;
     Ok(match args.output {

@@ -23,7 +23,14 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Run(args) => podcreds::operator::run(*args).await?,
-        Command::Crd => print!("{}", podcreds::crd_yaml()?),
+        Command::Crd { kind } => match kind.as_deref() {
+            None => print!("{}", podcreds::crd_yaml()?),
+            Some("AWSRoleBinding") => print!("{}", podcreds::binding_crd_yaml()?),
+            Some("AWSCredentialSource") => print!("{}", podcreds::credential_source_crd_yaml()?),
+            Some(other) => {
+                anyhow::bail!("unknown kind {other:?}: AWSRoleBinding or AWSCredentialSource")
+            }
+        },
         Command::Version => println!("podcreds {}", env!("CARGO_PKG_VERSION")),
         Command::SamlMetadata(args) => {
             let ring = key_secret(&args).await?.ensure().await?;

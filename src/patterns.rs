@@ -23,6 +23,9 @@ pub const SAML_PROVIDER_ARN: &str =
 /// A managed policy ARN, customer-managed (account id) or AWS-managed (`aws`).
 pub const POLICY_ARN: &str = r"^arn:aws(-[a-z]+)*:iam::([0-9]{12}|aws):policy/[\w+=,.@/-]+$";
 /// The STS `RoleSessionName` rule.
+/// An `allowedNamespaces` entry of an `AWSCredentialSource`: a namespace name, `*`, or a prefix
+/// and `*`.
+pub const NAMESPACE_PATTERN: &str = r"^(\*|[a-z0-9][-a-z0-9]{0,62}\*?)$";
 pub const SESSION_NAME: &str = r"^[\w+=,.@-]{2,64}$";
 /// A Go-style duration of whole hours, minutes and seconds (`90s`, `20m`, `1h30m`).
 pub const DURATION: &str = r"^([0-9]+(h|m|s))+$";
@@ -112,9 +115,9 @@ pub fn chain_transitive_tags_cel_rule() -> String {
 /// same choice, so the apiserver and the operator never disagree.
 pub fn role_arn_cel_rule() -> String {
     format!(
-        "(has(self.sts) && has(self.sts.provider) && self.sts.provider == 'MinIO') ? self.roleArn.matches({minio}) \
+        "!has(self.roleArn) || ((has(self.sts) && has(self.sts.provider) && self.sts.provider == 'MinIO') ? self.roleArn.matches({minio}) \
          : (has(self.sts) && has(self.sts.provider) && self.sts.provider == 'CephRGW') ? self.roleArn.matches({ceph}) \
-         : self.roleArn.matches({aws})",
+         : self.roleArn.matches({aws}))",
         minio = cel_literal(MINIO_ROLE_ARN),
         ceph = cel_literal(CEPH_ROLE_ARN),
         aws = cel_literal(ROLE_ARN),

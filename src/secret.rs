@@ -166,12 +166,14 @@ pub fn render(r: &Rendering<'_>) -> Secret {
         (ANNOTATION_EXPIRATION.to_string(), rfc3339(creds.expiration)),
         (ANNOTATION_RENEWAL_TIME.to_string(), rfc3339(r.renewal_time)),
         (ANNOTATION_ISSUED_AT.to_string(), rfc3339(r.issued_at)),
-        (ANNOTATION_ROLE_ARN.to_string(), r.spec.role_arn.clone()),
         (
             ANNOTATION_FINGERPRINT.to_string(),
             r.fingerprint.to_string(),
         ),
     ]);
+    if let Some(role_arn) = &r.spec.role_arn {
+        annotations.insert(ANNOTATION_ROLE_ARN.to_string(), role_arn.clone());
+    }
     if let Some(arn) = &creds.assumed_role_arn {
         annotations.insert(ANNOTATION_ASSUMED_ROLE_ARN.to_string(), arn.clone());
     }

@@ -26,6 +26,8 @@ pub struct Settings {
     /// Whether a namespace without the `podcreds.dev/allowed-role-arns` annotation may bind no
     /// role at all (deny by default) rather than any.
     pub require_role_allowlist: bool,
+    /// The operator's own namespace, the only one where credential source Secrets are read.
+    pub operator_namespace: Option<String>,
     /// Name reported on Events (usually the pod name).
     pub instance: Option<String>,
     /// The SAML identity provider (`spec.saml` bindings).
@@ -45,6 +47,7 @@ impl Default for Settings {
             kube_rate_per_second: 0,
             kube_burst: 0,
             require_role_allowlist: false,
+            operator_namespace: None,
             instance: None,
             saml: SamlSettings::default(),
         }

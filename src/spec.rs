@@ -8,7 +8,7 @@ use regex::bytes::{Regex, RegexBuilder};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::api::{AWSRoleBindingSpec, RoleChainHop, StsProvider};
+use crate::api::{AWSRoleBindingSpec, CredentialSourceMode, RoleChainHop, StsProvider};
 use crate::patterns::{
     self, AWS_TAG_PREFIX, MAX_CHAINED_SESSION_SECONDS, MAX_SESSION_POLICY_CHARS, MAX_SESSION_TAGS,
     RESERVED_TAG_PREFIX,
@@ -114,7 +114,9 @@ pub enum PolicyError {
 #[serde(rename_all = "camelCase")]
 pub struct ResolvedSpec {
     pub service_account_name: String,
-    pub role_arn: String,
+    /// `None` only for the credential source modes that assume no role.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub role_arn: Option<String>,
     pub secret_name: String,
     pub audience: String,
     pub duration_seconds: i32,
@@ -134,6 +136,10 @@ pub struct ResolvedSpec {
     /// fingerprint's input when absent, so other bindings keep their fingerprint.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub saml: Option<ResolvedSaml>,
+    /// The credential source whose keys sign the first exchange; left out of the fingerprint's
+    /// input when absent, so web identity bindings keep their fingerprint.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub credential_source: Option<ResolvedSource>,
 }
 
 /// A binding's resolved `spec.saml`.
@@ -144,6 +150,17 @@ pub struct ResolvedSaml {
     pub source_identity: Option<String>,
     pub tags: Vec<(String, String)>,
     pub transitive_tag_keys: Vec<String>,
+}
+
+/// A binding's credential source, resolved.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ResolvedSource {
+    pub name: String,
+    pub mode: CredentialSourceMode,
+    /// [`crate::source::LongTermKeys::digest`] of the keys in use, filled in by the controller
+    /// once it has read them: rotated keys change the fingerprint and re-issue the credentials.
+    pub key_digest: Option<String>,
 }
 
 /// One `AssumeRole` hop of a resolved role chain.
@@ -167,8 +184,23 @@ pub struct ResolvedHop {
 impl ResolvedSpec {
     /// The roles the binding's credentials pass through: `roleArn`, then every hop's.
     pub fn role_arns(&self) -> impl Iterator<Item = &str> {
-        std::iter::once(self.role_arn.as_str())
+        self.role_arn
+            .as_deref()
+            .into_iter()
             .chain(self.role_chain.iter().map(|h| h.role_arn.as_str()))
+    }
+
+    /// What the credentials are for, in words: the role, or the credential source's call.
+    pub fn identity(&self) -> String {
+        match (&self.role_arn, &self.credential_source) {
+            (Some(role), _) => role.clone(),
+            (None, Some(source)) => format!(
+                "{} with AWSCredentialSource {}",
+                source.mode.as_str(),
+                source.name
+            ),
+            (None, None) => "no role".into(),
+        }
     }
 
     /// Whether the binding asked for longer sessions than a role chain can have.
@@ -215,6 +247,8 @@ pub enum SpecError {
     EndpointNotAllowed(String),
     #[error(transparent)]
     RoleNotAllowed(#[from] crate::allowlist::RoleNotAllowed),
+    #[error(transparent)]
+    Source(#[from] crate::source::SourceError),
     #[error(
         "spec.{field} {session_name:?} must start with {prefix:?} (the binding's namespace and a dot), so that CloudTrail shows which namespace acted; ask the cluster admin to allow other session names"
     )]
@@ -241,6 +275,7 @@ impl SpecError {
             SpecError::AudienceNotAllowed(_) => "AudienceNotAllowed",
             SpecError::EndpointNotAllowed(_) => "EndpointNotAllowed",
             SpecError::RoleNotAllowed(_) => "RoleNotAllowed",
+            SpecError::Source(e) => e.category(),
             SpecError::SessionNameNotPrefixed { .. } => "SessionNameNotAllowed",
             SpecError::InsecureEndpoint(_) => "InsecureEndpoint",
             SpecError::ClusterNameNotConfigured => "ClusterNameNotConfigured",
@@ -352,14 +387,26 @@ pub fn resolve(
     )?;
     let sts = spec.sts.clone().unwrap_or_default();
     let provider = sts.provider.unwrap_or_default();
-    let (role_arn_pattern, role_arn_form) = role_arn_rule(provider);
-    check(
-        "roleArn",
-        &spec.role_arn,
-        role_arn_pattern,
-        2048,
-        role_arn_form,
-    )?;
+    let credential_source = resolve_source(spec)?;
+    let assumes_role = credential_source
+        .as_ref()
+        .is_none_or(|s| s.mode == CredentialSourceMode::AssumeRole);
+    let role_arn = match (&spec.role_arn, assumes_role) {
+        (Some(arn), true) => {
+            let (role_arn_pattern, role_arn_form) = role_arn_rule(provider);
+            check("roleArn", arn, role_arn_pattern, 2048, role_arn_form)?;
+            Some(arn.clone())
+        }
+        (None, true) => return Err(invalid("roleArn", "is required")),
+        (Some(_), false) => {
+            return Err(invalid(
+                "roleArn",
+                "is not used by credentialSource modes GetFederationToken and GetSessionToken, which assume no role: remove it, or use mode AssumeRole",
+            ));
+        }
+        (None, false) => None,
+    };
+    let mode = credential_source.as_ref().map(|s| s.mode);
     let secret_name = spec.secret_name.clone().unwrap_or_else(|| name.to_string());
     check(
         "secretName",
@@ -386,8 +433,12 @@ pub fn resolve(
         }
     };
 
-    if !(900..=43200).contains(&spec.duration_seconds) {
-        return Err(invalid("durationSeconds", "must be between 900 and 43200"));
+    let max_duration = if assumes_role { 43200 } else { 129_600 };
+    if !(900..=max_duration).contains(&spec.duration_seconds) {
+        return Err(invalid(
+            "durationSeconds",
+            format!("must be between 900 and {max_duration}"),
+        ));
     }
     let renew_before = match &spec.renew_before {
         None => None,
@@ -415,6 +466,15 @@ pub fn resolve(
     };
 
     let session_name = match &spec.session_name {
+        Some(_) if !assumes_role => {
+            return Err(invalid(
+                "sessionName",
+                "is only used by AssumeRole: GetFederationToken derives its Name from the namespace and binding, GetSessionToken has none",
+            ));
+        }
+        None if mode == Some(CredentialSourceMode::GetFederationToken) => {
+            crate::source::federation_name(namespace, name)
+        }
         Some(s) => {
             check(
                 "sessionName",
@@ -434,6 +494,28 @@ pub fn resolve(
     }
     let policy_arns = spec.policy_arns.clone().unwrap_or_default();
     check_policy_arns("policyArns", &policy_arns)?;
+    let has_policy = spec.session_policy.is_some() || !policy_arns.is_empty();
+    match mode {
+        Some(CredentialSourceMode::GetFederationToken) if !has_policy => {
+            return Err(invalid(
+                "credentialSource.mode",
+                "GetFederationToken needs sessionPolicy or policyArns: without a session policy the federated credentials have no permissions at all",
+            ));
+        }
+        Some(CredentialSourceMode::GetSessionToken) if has_policy => {
+            return Err(invalid(
+                "credentialSource.mode",
+                "GetSessionToken takes no session policy: remove sessionPolicy and policyArns",
+            ));
+        }
+        Some(CredentialSourceMode::GetFederationToken) if !spec.role_chain.is_empty() => {
+            return Err(invalid(
+                "roleChain",
+                "GetFederationToken credentials cannot call AssumeRole: a roleChain needs credentialSource mode AssumeRole or GetSessionToken",
+            ));
+        }
+        _ => {}
+    }
 
     let region = match sts.region {
         Some(r) => {
@@ -526,7 +608,7 @@ pub fn resolve(
 
     Ok(ResolvedSpec {
         service_account_name: spec.service_account_name.clone(),
-        role_arn: spec.role_arn.clone(),
+        role_arn,
         secret_name,
         audience,
         duration_seconds: spec.duration_seconds,
@@ -539,6 +621,7 @@ pub fn resolve(
         mount_path: spec.mount_path.trim_end_matches('/').to_string(),
         role_chain,
         saml,
+        credential_source,
     })
 }
 
@@ -551,6 +634,12 @@ fn resolve_saml(
     let Some(saml) = &spec.saml else {
         return Ok(None);
     };
+    if spec.credential_source.is_some() {
+        return Err(invalid(
+            "saml",
+            "saml and credentialSource are two different first exchanges: set one of them",
+        ));
+    }
     if provider != StsProvider::Aws {
         return Err(invalid("saml", "needs sts.provider AWS"));
     }
@@ -643,6 +732,32 @@ fn resolve_saml(
         source_identity: saml.source_identity.clone(),
         tags,
         transitive_tag_keys: saml.transitive_tag_keys.clone(),
+    }))
+}
+
+/// The binding's `credentialSource`, checked: MFA is refused (an unattended operator has no
+/// one-time code to send).
+fn resolve_source(spec: &AWSRoleBindingSpec) -> Result<Option<ResolvedSource>, SpecError> {
+    let Some(source) = &spec.credential_source else {
+        return Ok(None);
+    };
+    check(
+        "credentialSource.name",
+        &source.name,
+        &DNS_SUBDOMAIN,
+        253,
+        "an AWSCredentialSource name (DNS subdomain)",
+    )?;
+    if source.mfa_serial_number.is_some() {
+        return Err(invalid(
+            "credentialSource.mfaSerialNumber",
+            "MFA is not supported: GetSessionToken with MFA needs a one-time code typed by a person, which an unattended operator cannot provide",
+        ));
+    }
+    Ok(Some(ResolvedSource {
+        name: source.name.clone(),
+        mode: source.mode,
+        key_digest: None,
     }))
 }
 
@@ -1056,7 +1171,7 @@ mod tests {
         };
         for (provider, accepted, arn) in &table {
             let mut s = spec();
-            s.role_arn = arn.clone();
+            s.role_arn = Some(arn.clone());
             s.sts = Some(crate::api::StsSettings {
                 provider: Some(*provider),
                 endpoint: Some("https://127.0.0.1:9000".into()),
@@ -1065,7 +1180,7 @@ mod tests {
             let result = resolve(&s, "ns", "n", &policy);
             if *accepted {
                 let resolved = result.unwrap_or_else(|e| panic!("{provider:?} {arn}: {e}"));
-                assert_eq!(&resolved.role_arn, arn);
+                assert_eq!(resolved.role_arn.as_ref(), Some(arn));
             } else {
                 let err = result.expect_err(arn);
                 assert_eq!(err.category(), "InvalidSpec", "{arn}");
@@ -1077,7 +1192,7 @@ mod tests {
     #[test]
     fn a_binding_without_provider_is_held_to_aws_arns() {
         let mut s = spec();
-        s.role_arn = "arn:minio:iam:::role/MHR2BeH2-q1dHO2yx5U9Mf-tP9Q".into();
+        s.role_arn = Some("arn:minio:iam:::role/MHR2BeH2-q1dHO2yx5U9Mf-tP9Q".into());
         let err = resolve(&s, "ns", "n", &StsPolicy::default()).expect_err("MinIO ARN");
         assert!(err.to_string().contains("an IAM role ARN"), "{err}");
     }
@@ -1085,7 +1200,7 @@ mod tests {
     #[test]
     fn compatible_providers_need_an_endpoint_that_is_not_aws() {
         let mut s = spec();
-        s.role_arn = "arn:aws:iam:::role/ceph".into();
+        s.role_arn = Some("arn:aws:iam:::role/ceph".into());
         let ceph = |endpoint: Option<&str>| crate::api::StsSettings {
             provider: Some(StsProvider::CephRgw),
             endpoint: endpoint.map(str::to_string),
@@ -1419,7 +1534,7 @@ mod tests {
         ) {
             let mut s = spec();
             s.service_account_name = sa;
-            s.role_arn = arn;
+            s.role_arn = Some(arn);
             s.session_name = session;
             s.session_policy = policy;
             s.renew_before = renew;
@@ -1429,7 +1544,7 @@ mod tests {
                 proptest::prop_assert!(SESSION_NAME.is_match(r.session_name.as_bytes()));
                 proptest::prop_assert!((900..=43200).contains(&r.duration_seconds));
                 proptest::prop_assert!(r.mount_path.starts_with('/') && !r.mount_path.contains(".."));
-                proptest::prop_assert!(ROLE_ARN.is_match(r.role_arn.as_bytes()));
+                proptest::prop_assert!(ROLE_ARN.is_match(r.role_arn.as_deref().unwrap_or_default().as_bytes()));
             }
         }
 
@@ -1460,7 +1575,7 @@ mod tests {
     fn fingerprint_tracks_credential_shaping_fields() {
         let base = resolve_ok(&spec());
         let mut s = spec();
-        s.role_arn = "arn:aws:iam::123456789012:role/other".into();
+        s.role_arn = Some("arn:aws:iam::123456789012:role/other".into());
         assert_ne!(base.fingerprint(), resolve_ok(&s).fingerprint());
         let mut s = spec();
         s.duration_seconds = 7200;
@@ -1563,7 +1678,7 @@ mod tests {
                 assert!(err.to_string().contains(field), "{saml}: {err}");
             }
             let mut minio = spec_with(serde_json::json!({}));
-            minio.role_arn = "arn:minio:iam:::role/x".into();
+            minio.role_arn = Some("arn:minio:iam:::role/x".into());
             minio.sts = Some(crate::api::StsSettings {
                 provider: Some(StsProvider::MinIo),
                 endpoint: Some("https://minio.example".into()),
@@ -1593,6 +1708,17 @@ mod tests {
             }];
             let err = resolve(&spec, "ns", "b", &with_default()).expect_err("override");
             assert!(err.to_string().contains("transitive"), "{err}");
+        }
+
+        #[test]
+        fn saml_and_a_credential_source_exclude_each_other() {
+            let mut spec = spec_with(serde_json::json!({}));
+            spec.credential_source = serde_json::from_value(
+                serde_json::json!({"name": "ci-user", "mode": "AssumeRole"}),
+            )
+            .expect("source");
+            let err = resolve(&spec, "ns", "b", &with_default()).expect_err("both");
+            assert!(err.to_string().contains("set one of them"), "{err}");
         }
 
         #[test]

@@ -54,7 +54,7 @@ fn time(t: Timestamp) -> Time {
 }
 
 /// Sets condition `type_` in `conditions`, keeping its `lastTransitionTime` unless the status flips.
-fn set_condition(
+pub(crate) fn set_condition(
     conditions: &mut Vec<Condition>,
     type_: &str,
     status: bool,
@@ -333,6 +333,41 @@ pub fn ready_condition(status: Option<&AWSRoleBindingStatus>) -> Option<&Conditi
         .find(|c| c.type_ == CONDITION_READY)
 }
 
+/// Reason of a credential source's `Ready` condition when its keys are usable.
+pub const REASON_KEYS_PRESENT: &str = "KeysPresent";
+
+/// The status of a credential source whose check gave `checked` (never the keys: only whether
+/// they are usable, or why not).
+pub fn source_status(
+    current: Option<&crate::api::AWSCredentialSourceStatus>,
+    checked: Result<(), &crate::source::SourceError>,
+    generation: Option<i64>,
+    now: Timestamp,
+) -> crate::api::AWSCredentialSourceStatus {
+    let mut conditions = current.map(|s| s.conditions.clone()).unwrap_or_default();
+    let (ready, reason, message) = match checked {
+        Ok(()) => (
+            true,
+            REASON_KEYS_PRESENT,
+            "the Secret holds well-formed AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY".to_string(),
+        ),
+        Err(e) => (false, e.category(), e.to_string()),
+    };
+    set_condition(
+        &mut conditions,
+        CONDITION_READY,
+        ready,
+        reason,
+        message,
+        generation,
+        now,
+    );
+    crate::api::AWSCredentialSourceStatus {
+        conditions,
+        observed_generation: generation,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -374,6 +409,32 @@ mod tests {
             Some(&cached)
         );
         assert_eq!(known_status(Some("10"), None, None), None);
+    }
+
+    #[test]
+    fn source_status_says_whether_keys_are_usable_and_keeps_transition_times() {
+        let ok = source_status(None, Ok(()), Some(1), t(0));
+        let ready = &ok.conditions[0];
+        assert_eq!(
+            (ready.status.as_str(), ready.reason.as_str()),
+            ("True", REASON_KEYS_PRESENT)
+        );
+        let again = source_status(Some(&ok), Ok(()), Some(2), t(60));
+        assert_eq!(
+            again.conditions[0].last_transition_time,
+            ready.last_transition_time
+        );
+        assert_eq!(again.observed_generation, Some(2));
+        let missing = crate::source::SourceError::SecretMissing {
+            name: "keys".into(),
+            secret: "user-keys".into(),
+        };
+        let broken = source_status(Some(&ok), Err(&missing), Some(2), t(120));
+        let c = &broken.conditions[0];
+        assert_eq!(c.status, "False");
+        assert_eq!(c.reason, "CredentialSourceSecretMissing");
+        assert!(c.message.contains("user-keys"), "{}", c.message);
+        assert_ne!(c.last_transition_time, ready.last_transition_time);
     }
 
     fn cond<'a>(s: &'a AWSRoleBindingStatus, type_: &str) -> &'a Condition {

@@ -16,6 +16,7 @@ use jiff::Timestamp;
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::retry::RetryClass;
+pub use crate::source::LongTermKeys;
 use crate::text;
 
 /// One `AssumeRoleWithWebIdentity` call.
@@ -52,6 +53,8 @@ pub struct SamlAssumeRoleRequest {
 /// from the environment).
 #[derive(Debug)]
 pub struct ChainedAssumeRoleRequest {
+    /// The signing credentials. An empty `session_token` means long-term keys (an IAM user's
+    /// `AssumeRole`, which is not role chaining).
     pub credentials: IssuedCredentials,
     pub role_arn: String,
     pub session_name: String,
@@ -62,6 +65,30 @@ pub struct ChainedAssumeRoleRequest {
     pub source_identity: Option<String>,
     pub session_policy: Option<String>,
     pub policy_arns: Vec<String>,
+    pub region: String,
+    /// `None`: the AWS regional endpoint of `region`.
+    pub endpoint: Option<String>,
+}
+
+/// One `GetFederationToken` call, signed with an IAM user's long-term keys.
+#[derive(Debug)]
+pub struct FederationTokenRequest {
+    pub keys: LongTermKeys,
+    /// The federated user's name (2-32 characters).
+    pub name: String,
+    pub duration_seconds: i32,
+    pub session_policy: Option<String>,
+    pub policy_arns: Vec<String>,
+    pub region: String,
+    /// `None`: the AWS regional endpoint of `region`.
+    pub endpoint: Option<String>,
+}
+
+/// One `GetSessionToken` call (without MFA), signed with an IAM user's long-term keys.
+#[derive(Debug)]
+pub struct SessionTokenRequest {
+    pub keys: LongTermKeys,
+    pub duration_seconds: i32,
     pub region: String,
     /// `None`: the AWS regional endpoint of `region`.
     pub endpoint: Option<String>,
@@ -222,19 +249,64 @@ pub trait StsClient: Send + Sync {
         })
     }
 
+    /// `GetFederationToken` signed with `request.keys`. Clients that only exchange tokens refuse.
+    fn get_federation_token(
+        &self,
+        _request: FederationTokenRequest,
+    ) -> BoxFuture<'_, Result<IssuedCredentials, StsError>> {
+        Box::pin(async { Err(unsupported("GetFederationToken")) })
+    }
+
+    /// `GetSessionToken` signed with `request.keys`. Clients that only exchange tokens refuse.
+    fn get_session_token(
+        &self,
+        _request: SessionTokenRequest,
+    ) -> BoxFuture<'_, Result<IssuedCredentials, StsError>> {
+        Box::pin(async { Err(unsupported("GetSessionToken")) })
+    }
+
     /// `AssumeRole` signed with `request.credentials`. Clients that only exchange tokens refuse.
     fn assume_role(
         &self,
         _request: ChainedAssumeRoleRequest,
     ) -> BoxFuture<'_, Result<AssumedRole, StsError>> {
-        Box::pin(async {
-            Err(StsError::new(
-                StsErrorKind::InvalidRequest,
-                Some("UnsupportedOperation"),
-                "this STS client does not call AssumeRole",
-            ))
-        })
+        Box::pin(async { Err(unsupported("AssumeRole")) })
     }
+}
+
+fn unsupported(action: &str) -> StsError {
+    StsError::new(
+        StsErrorKind::InvalidRequest,
+        Some("UnsupportedOperation"),
+        &format!("this STS client does not call {action}"),
+    )
+}
+
+/// SDK credentials that sign one call: long-term keys, never anything from the environment.
+fn long_term_signer(keys: &LongTermKeys) -> Credentials {
+    Credentials::new(
+        keys.access_key_id.clone(),
+        keys.secret_access_key.expose_secret().to_string(),
+        None,
+        None,
+        "podcreds-credential-source",
+    )
+}
+
+fn policy_descriptors(arns: &[String]) -> Option<Vec<PolicyDescriptorType>> {
+    (!arns.is_empty()).then(|| {
+        arns.iter()
+            .map(|arn| PolicyDescriptorType::builder().arn(arn).build())
+            .collect()
+    })
+}
+
+/// A per-call override that signs with `signing` alone. Without a cache: the SDK's identity
+/// cache keeps one partition per credentials provider forever, and every call brings a new one.
+fn signed_by(signing: Credentials) -> aws_sdk_sts::config::Builder {
+    aws_sdk_sts::config::Builder::default()
+        .credentials_provider(signing)
+        .identity_cache(IdentityCache::no_cache())
 }
 
 /// Timeouts for every STS call (the SDK has none by default).
@@ -401,12 +473,27 @@ impl StsClient for AwsStsClient {
         })
     }
 
+    fn get_federation_token(
+        &self,
+        request: FederationTokenRequest,
+    ) -> BoxFuture<'_, Result<IssuedCredentials, StsError>> {
+        Box::pin(self.federation_token(request))
+    }
+
+    fn get_session_token(
+        &self,
+        request: SessionTokenRequest,
+    ) -> BoxFuture<'_, Result<IssuedCredentials, StsError>> {
+        Box::pin(self.session_token(request))
+    }
+
     fn assume_role(
         &self,
         request: ChainedAssumeRoleRequest,
     ) -> BoxFuture<'_, Result<AssumedRole, StsError>> {
         Box::pin(async move {
             let client = self.client_for(&request.region, request.endpoint.as_deref());
+            let session_token = request.credentials.session_token.expose_secret();
             let signing = Credentials::new(
                 request.credentials.access_key_id.clone(),
                 request
@@ -414,13 +501,8 @@ impl StsClient for AwsStsClient {
                     .secret_access_key
                     .expose_secret()
                     .to_string(),
-                Some(
-                    request
-                        .credentials
-                        .session_token
-                        .expose_secret()
-                        .to_string(),
-                ),
+                // Long-term keys have no session token.
+                (!session_token.is_empty()).then(|| session_token.to_string()),
                 None,
                 "podcreds-role-chain",
             );
@@ -461,14 +543,8 @@ impl StsClient for AwsStsClient {
                 .set_policy(request.session_policy.clone())
                 .set_policy_arns(policy_arns)
                 .customize()
-                // The previous hop's credentials sign this call alone. Without a cache: the
-                // SDK's identity cache keeps one partition per credentials provider forever,
-                // and every call brings a new one.
-                .config_override(
-                    aws_sdk_sts::config::Builder::default()
-                        .credentials_provider(signing)
-                        .identity_cache(IdentityCache::no_cache()),
-                )
+                // The previous hop's credentials (or the source's keys) sign this call alone.
+                .config_override(signed_by(signing))
                 .send()
                 .await
                 .map_err(classify_sdk_error)?;
@@ -480,6 +556,46 @@ impl StsClient for AwsStsClient {
                 packed_policy_size: packed_size(&output),
             })
         })
+    }
+}
+
+impl AwsStsClient {
+    async fn federation_token(
+        &self,
+        request: FederationTokenRequest,
+    ) -> Result<IssuedCredentials, StsError> {
+        let client = self.client_for(&request.region, request.endpoint.as_deref());
+        let output = client
+            .get_federation_token()
+            .name(&request.name)
+            .duration_seconds(request.duration_seconds)
+            .set_policy(request.session_policy.clone())
+            .set_policy_arns(policy_descriptors(&request.policy_arns))
+            .customize()
+            .config_override(signed_by(long_term_signer(&request.keys)))
+            .send()
+            .await
+            .map_err(classify_sdk_error)?;
+        issued(
+            output.credentials(),
+            output.federated_user().map(|u| u.arn().to_string()),
+        )
+    }
+
+    async fn session_token(
+        &self,
+        request: SessionTokenRequest,
+    ) -> Result<IssuedCredentials, StsError> {
+        let client = self.client_for(&request.region, request.endpoint.as_deref());
+        let output = client
+            .get_session_token()
+            .duration_seconds(request.duration_seconds)
+            .customize()
+            .config_override(signed_by(long_term_signer(&request.keys)))
+            .send()
+            .await
+            .map_err(classify_sdk_error)?;
+        issued(output.credentials(), None)
     }
 }
 

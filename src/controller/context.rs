@@ -2,13 +2,13 @@
 //! flow, the rate limits, Events, metrics and this process's memory (shared by every watched
 //! scope), plus the per-scope Secret cache.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::Client;
 use kube::core::PartialObjectMeta;
 use kube::runtime::events::Reporter;
-use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::reflector::{self, ObjectRef, Store};
 
 use super::conflicts::ConflictWatches;
 use super::events::Events;
@@ -18,6 +18,7 @@ use crate::allowlist::ANNOTATION;
 use crate::flow::{CredentialFlow, Flows};
 use crate::metrics::Metrics;
 use crate::settings::Settings;
+use crate::source::Sources;
 use crate::sts::SharedSts;
 use crate::throttle::Throttle;
 
@@ -33,6 +34,17 @@ pub struct Shared {
     pub memory: Memory,
     /// True while this replica may write (always, without leader election).
     pub leader: tokio::sync::watch::Receiver<bool>,
+    /// The caches of credential sources and of their Secrets (in the operator's namespace).
+    pub sources: Sources,
+    /// What fills [`Shared::sources`]; taken once by the watches.
+    pub source_feeds: Mutex<Option<SourceFeeds>>,
+}
+
+/// The writing ends of the credential source caches, and whether they hold their first lists.
+pub struct SourceFeeds {
+    pub sources: reflector::store::Writer<crate::api::AWSCredentialSource>,
+    pub secrets: reflector::store::Writer<k8s_openapi::api::core::v1::Secret>,
+    pub listed: tokio::sync::watch::Sender<bool>,
 }
 
 impl Context {
@@ -60,6 +72,14 @@ impl Context {
                 .wait_for(|s| *s)
                 .await
                 .is_ok()
+            && self
+                .shared
+                .sources
+                .synced
+                .clone()
+                .wait_for(|s| *s)
+                .await
+                .is_ok()
     }
 }
 
@@ -76,12 +96,22 @@ impl Shared {
             instance: settings.instance.clone(),
         };
         let throttle = Arc::new(Throttle::new(&settings));
+        let (source_store, source_writer) = reflector::store();
+        let (secret_store, secret_writer) = reflector::store();
+        let (sources_listed, sources_synced) = tokio::sync::watch::channel(false);
+        let sources = Sources {
+            operator_namespace: settings.operator_namespace.clone(),
+            sources: source_store,
+            secrets: secret_store,
+            synced: sources_synced,
+        };
         let flow = Arc::new(Flows::new(
             client.clone(),
             sts,
             throttle.clone(),
             metrics.clone(),
             settings.token_expiration_seconds,
+            sources.clone(),
             settings.saml.clone(),
         ));
         Self {
@@ -93,6 +123,12 @@ impl Shared {
             metrics,
             memory: Memory::default(),
             leader,
+            sources,
+            source_feeds: Mutex::new(Some(SourceFeeds {
+                sources: source_writer,
+                secrets: secret_writer,
+                listed: sources_listed,
+            })),
         }
     }
 

@@ -20,6 +20,7 @@ pub mod observe;
 pub mod refresh;
 pub mod report;
 pub mod secret_writer;
+pub mod sources;
 pub mod watches;
 
 use std::sync::Arc;
@@ -136,6 +137,15 @@ async fn pipeline(
             spec.role_arns(),
             shared.settings.require_role_allowlist,
         )?;
+        Ok(spec)
+    })
+    .and_then(|mut spec| {
+        // A credential source must allow the namespace and hold usable keys; which keys are in
+        // use is part of the fingerprint, so rotated keys re-issue the credentials.
+        if let Some(source) = spec.credential_source.as_mut() {
+            let keys = shared.sources.keys_for(&source.name, &key.namespace)?;
+            source.key_digest = Some(keys.digest());
+        }
         Ok(spec)
     }) {
         Ok(spec) => spec,

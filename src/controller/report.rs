@@ -197,7 +197,7 @@ pub fn announcement(
             action: "Refresh",
             note: format!(
                 "Wrote credentials for {} to Secret {}, valid until {} ({})",
-                spec.role_arn,
+                spec.identity(),
                 spec.secret_name,
                 rfc3339(issued.expiration),
                 reason.as_str()

@@ -167,6 +167,12 @@ impl Harness {
             crate::metrics::Metrics::default(),
             leader,
         ));
+        // No credential source watch runs here: its (empty) caches count as listed.
+        if let Ok(feeds) = shared.source_feeds.lock()
+            && let Some(feeds) = feeds.as_ref()
+        {
+            feeds.listed.send_replace(true);
+        }
         let (store, secrets) = reflector::store();
         let (wake, _woken) = tokio::sync::mpsc::unbounded_channel();
         let (synced_tx, synced) = tokio::sync::watch::channel(true);

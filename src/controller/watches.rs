@@ -182,6 +182,21 @@ pub async fn run(
     };
     let mut waits = Vec::new();
     let mut runs = Vec::new();
+    // Credential sources are cluster-scoped and their Secrets live in the operator's namespace:
+    // one watch for every scope, whose changes each scope maps to its own bindings.
+    let (source_changes, _) = tokio::sync::broadcast::channel(256);
+    let source_watch = tokio::spawn(super::sources::run(
+        shared.clone(),
+        source_changes.clone(),
+        shutdown.clone(),
+    ));
+    {
+        let mut synced = shared.sources.synced.clone();
+        waits.push(Box::pin(async move {
+            let _ = synced.wait_for(|s| *s).await;
+        })
+            as std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>);
+    }
     for scope in scopes {
         let client = shared.client.clone();
         let (bindings, secrets, accounts): (
@@ -313,6 +328,10 @@ pub async fn run(
             .reconcile_on(futures::stream::unfold(woken, |mut rx| async move {
                 rx.recv().await.map(|binding| (binding, rx))
             }))
+            .reconcile_on(bindings_of_changed_sources(
+                source_changes.subscribe(),
+                binding_store.clone(),
+            ))
             .graceful_shutdown_on(shutdown.clone());
 
         let ctx = Arc::new(Context {
@@ -324,11 +343,11 @@ pub async fn run(
             conflicts,
             shares,
         });
-        waits.push(async move {
+        waits.push(Box::pin(async move {
             let _ = bindings_synced.clone().wait_for(|synced| *synced).await;
             let _ = secrets_synced.clone().wait_for(|synced| *synced).await;
             let _ = namespaces_synced.clone().wait_for(|synced| *synced).await;
-        });
+        }));
         let scope_name = scope.clone().unwrap_or_else(|| "all namespaces".into());
         runs.push(async move {
             info!(scope = %scope_name, "controller started");
@@ -357,6 +376,37 @@ pub async fn run(
     {
         runs.await;
     }
+    source_watch.abort();
+}
+
+/// The bindings of `bindings` that use a source named on `changes`. A lagging receiver (more
+/// changes than the channel holds) reconciles every binding with a source.
+fn bindings_of_changed_sources(
+    changes: tokio::sync::broadcast::Receiver<String>,
+    bindings: Store<AWSRoleBinding>,
+) -> impl futures::Stream<Item = ObjectRef<AWSRoleBinding>> + Send {
+    futures::stream::unfold(changes, |mut rx| async move {
+        let changed = match rx.recv().await {
+            Ok(name) => Some(name),
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => None,
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+        };
+        Some((changed, rx))
+    })
+    .flat_map(move |changed| {
+        let refs: Vec<_> = bindings
+            .state()
+            .iter()
+            .filter(|b| {
+                b.spec
+                    .credential_source
+                    .as_ref()
+                    .is_some_and(|s| changed.as_deref().is_none_or(|name| s.name == name))
+            })
+            .map(|b| ObjectRef::from_obj(b.as_ref()))
+            .collect();
+        futures::stream::iter(refs)
+    })
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@
 //! and renders whatever comes back into the Secret; it knows nothing of tokens, assertions or
 //! keys.
 
+pub mod long_term_keys;
 pub mod role_chain;
 pub mod saml;
 pub mod setup_hints;
@@ -16,11 +17,14 @@ use std::sync::Arc;
 
 use futures::future::BoxFuture;
 
+use crate::api::CredentialSourceMode;
 use crate::metrics::Metrics;
 use crate::retry::RetryClass;
+use crate::source::{SourceError, Sources};
 use crate::spec::ResolvedSpec;
 use crate::sts::{IssuedCredentials, SharedSts, StsError};
 use crate::throttle::Throttle;
+use long_term_keys::{KeysContext, LongTermKeys};
 use role_chain::{HopError, RoleChain};
 use saml::{Saml, SamlError};
 use token::TokenError;
@@ -46,6 +50,8 @@ pub enum FlowError {
     Hop(#[from] HopError),
     #[error(transparent)]
     Saml(#[from] SamlError),
+    #[error(transparent)]
+    Source(#[from] SourceError),
 }
 
 impl FlowError {
@@ -56,6 +62,7 @@ impl FlowError {
             FlowError::Sts(e) => e.kind.category(),
             FlowError::Hop(e) => e.category(),
             FlowError::Saml(e) => e.category(),
+            FlowError::Source(e) => e.category(),
         }
     }
 
@@ -65,6 +72,8 @@ impl FlowError {
             FlowError::Sts(e) => e.kind.retry_class(),
             FlowError::Hop(e) => e.retry_class(),
             FlowError::Saml(e) => e.retry_class(),
+            // The source and Secret watches bring the binding back when either changes.
+            FlowError::Source(_) => RetryClass::External,
         }
     }
 
@@ -110,6 +119,8 @@ pub struct Flows {
     web_identity: Arc<WebIdentity>,
     saml: Saml,
     role_chain: RoleChain,
+    /// One per `credentialSource.mode`, sharing the caches of sources and their Secrets.
+    long_term_keys: [LongTermKeys; 3],
 }
 
 impl Flows {
@@ -119,6 +130,7 @@ impl Flows {
         throttle: Arc<Throttle>,
         metrics: Metrics,
         token_expiration_seconds: i64,
+        sources: Sources,
         saml: crate::saml::SamlSettings,
     ) -> Self {
         let saml = Saml::new(
@@ -129,6 +141,23 @@ impl Flows {
             token_expiration_seconds,
             saml,
         );
+        let keys = Arc::new(KeysContext {
+            client: client.clone(),
+            sts: sts.clone(),
+            throttle: throttle.clone(),
+            metrics: metrics.clone(),
+            sources,
+            token_expiration_seconds,
+        });
+        let long_term_keys = [
+            CredentialSourceMode::AssumeRole,
+            CredentialSourceMode::GetFederationToken,
+            CredentialSourceMode::GetSessionToken,
+        ]
+        .map(|mode| LongTermKeys {
+            mode,
+            context: keys.clone(),
+        });
         let web_identity = Arc::new(WebIdentity {
             client,
             sts: sts.clone(),
@@ -144,6 +173,7 @@ impl Flows {
             },
             web_identity,
             saml,
+            long_term_keys,
         }
     }
 
@@ -152,7 +182,17 @@ impl Flows {
         if spec.saml.is_some() {
             return &self.saml;
         }
-        self.web_identity.as_ref()
+        match &spec.credential_source {
+            Some(source) => {
+                let [assume_role, federation_token, session_token] = &self.long_term_keys;
+                match source.mode {
+                    CredentialSourceMode::AssumeRole => assume_role,
+                    CredentialSourceMode::GetFederationToken => federation_token,
+                    CredentialSourceMode::GetSessionToken => session_token,
+                }
+            }
+            None => self.web_identity.as_ref(),
+        }
     }
 }
 

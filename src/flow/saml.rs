@@ -29,6 +29,8 @@ pub enum SamlError {
     NotConfigured,
     #[error("the binding has no spec.saml")]
     NotRequested,
+    #[error("spec.roleArn is required with spec.saml")]
+    NoRole,
     #[error(transparent)]
     Key(#[from] StoreError),
     #[error("the SAML assertion could not be signed: {0}")]
@@ -49,6 +51,7 @@ impl SamlError {
     pub fn category(&self) -> &'static str {
         match self {
             SamlError::NotConfigured | SamlError::NotRequested => "SamlNotConfigured",
+            SamlError::NoRole => "InvalidSpec",
             SamlError::Key(_) | SamlError::Sign(_) => "SamlKeyUnavailable",
             SamlError::Rejected { .. } => "SamlAssertionRejected",
         }
@@ -56,9 +59,10 @@ impl SamlError {
 
     pub fn retry_class(&self) -> RetryClass {
         match self {
-            SamlError::NotConfigured | SamlError::NotRequested | SamlError::Rejected { .. } => {
-                RetryClass::External
-            }
+            SamlError::NotConfigured
+            | SamlError::NotRequested
+            | SamlError::NoRole
+            | SamlError::Rejected { .. } => RetryClass::External,
             SamlError::Key(_) | SamlError::Sign(_) => RetryClass::Transient,
         }
     }
@@ -110,6 +114,7 @@ impl Saml {
     ) -> Result<IssuedCredentials, FlowError> {
         let spec = request.spec;
         let saml = spec.saml.as_ref().ok_or(SamlError::NotRequested)?;
+        let role_arn = spec.role_arn.as_deref().ok_or(SamlError::NoRole)?;
         let keys = self.keys.as_ref().ok_or(SamlError::NotConfigured)?;
 
         self.throttle.kube().await;
@@ -133,7 +138,7 @@ impl Saml {
         let claims = AssertionClaims {
             issuer: &self.settings.entity_id,
             subject: &subject,
-            role_arn: &spec.role_arn,
+            role_arn,
             provider_arn: &saml.provider_arn,
             session_name: &spec.session_name,
             session_duration_seconds: duration_seconds,
@@ -149,7 +154,7 @@ impl Saml {
         let result = self
             .sts
             .assume_role_with_saml(SamlAssumeRoleRequest {
-                role_arn: spec.role_arn.clone(),
+                role_arn: role_arn.to_string(),
                 principal_arn: saml.provider_arn.clone(),
                 saml_assertion: assertion,
                 duration_seconds,

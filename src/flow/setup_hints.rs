@@ -56,7 +56,7 @@ pub fn web_identity(error: &StsError, request: &ExchangeRequest<'_>) -> Option<S
     if code_is(error, "AccessDenied") {
         return Some(format!(
             "the trust policy of {} must allow sts:AssumeRoleWithWebIdentity for sub system:serviceaccount:{}:{} and aud {}: {}",
-            spec.role_arn,
+            spec.role_arn.as_deref().unwrap_or("the role"),
             request.namespace,
             spec.service_account_name,
             spec.audience,

@@ -52,7 +52,7 @@ impl WebIdentity {
         let result = self
             .sts
             .assume_role_with_web_identity(AssumeRoleRequest {
-                role_arn: spec.role_arn.clone(),
+                role_arn: spec.role_arn.clone().unwrap_or_default(),
                 session_name: spec.session_name.clone(),
                 web_identity_token: token.token,
                 duration_seconds,

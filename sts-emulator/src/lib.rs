@@ -25,8 +25,8 @@ use jiff::{SignedDuration, Timestamp};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
-pub use state::{CallRecord, Counters, Faults, Role, SessionTag};
-use state::{Injected, Session, State};
+pub use state::{CallRecord, Counters, Faults, Role, SessionTag, User};
+use state::{Injected, Session, SessionKind, State};
 pub use trust_policy::{TrustPolicyError, role_from_trust_policy};
 
 const XMLNS: &str = "https://sts.amazonaws.com/doc/2011-06-15/";
@@ -127,6 +127,7 @@ impl Emulator {
                 "/_emulator/saml-providers",
                 post(put_saml_provider).get(list_saml_providers),
             )
+            .route("/_emulator/users", post(put_user))
             .route("/_emulator/faults", post(put_faults).get(get_faults))
             .route("/_emulator/calls", get(get_calls))
             .route("/_emulator/reset", post(reset_calls))
@@ -159,6 +160,20 @@ impl Emulator {
             .saml_providers
             .insert(arn.to_string(), provider);
         Ok(())
+    }
+
+    /// Registers an IAM user's long-term keys (a user may hold several: call once per key).
+    pub fn add_user(&self, user: User) {
+        self.inner
+            .state()
+            .users
+            .insert(user.access_key_id.clone(), user);
+    }
+
+    /// Deletes an access key: calls signed with it are refused from now on, as after
+    /// `iam delete-access-key`.
+    pub fn remove_access_key(&self, access_key_id: &str) {
+        self.inner.state().users.remove(access_key_id);
     }
 
     /// Credentials of a new session of `role_arn` (a known role), as if a web identity exchange
@@ -373,6 +388,7 @@ fn issue(
         assumed_role_id: format!("{role_id}:{session_name}"),
         account: account.to_string(),
         role_arn: role_arn.to_string(),
+        kind: SessionKind::Role,
         transitive_tags: carried.transitive_tags,
         source_identity: carried.source_identity,
     };
@@ -467,7 +483,7 @@ async fn sts_action(
                 assume_role_with_web_identity(&inner, &params, &mut record).await
             }
             "AssumeRoleWithSAML" => assume_role_with_saml(&inner, &params, &mut record).await,
-            "GetCallerIdentity" | "AssumeRole" => {
+            "GetCallerIdentity" | "AssumeRole" | "GetFederationToken" | "GetSessionToken" => {
                 let request = sigv4::SignedRequest {
                     method: method.as_str(),
                     path: uri.path(),
@@ -830,34 +846,55 @@ fn signed_action(
     })?;
     record.access_key_id = Some(auth.access_key_id.clone());
     let now = Timestamp::now();
-    let session = inner
-        .state()
-        .sessions
-        .get(&auth.access_key_id)
-        .cloned()
-        .ok_or_else(|| StsFailure {
-            status: StatusCode::FORBIDDEN,
-            code: "InvalidClientTokenId",
-            message: "The security token included in the request is invalid.".into(),
-        })?;
-    if session.expiration <= now {
-        return Err(StsFailure {
-            status: StatusCode::FORBIDDEN,
-            code: "ExpiredToken",
-            message: "The security token included in the request is expired".into(),
-        });
-    }
     let token = request
         .headers
         .get("x-amz-security-token")
         .and_then(|v| v.to_str().ok());
-    if token != Some(session.session_token.as_str()) {
-        return Err(StsFailure {
-            status: StatusCode::FORBIDDEN,
-            code: "InvalidClientTokenId",
-            message: "The security token included in the request is invalid.".into(),
-        });
-    }
+    let invalid_token = || StsFailure {
+        status: StatusCode::FORBIDDEN,
+        code: "InvalidClientTokenId",
+        message: "The security token included in the request is invalid.".into(),
+    };
+    let user = inner.state().users.get(&auth.access_key_id).cloned();
+    let session = match user {
+        // Long-term keys sign without a session token.
+        Some(user) => {
+            if token.is_some() {
+                return Err(invalid_token());
+            }
+            Session {
+                secret_access_key: user.secret_access_key.clone(),
+                session_token: String::new(),
+                expiration: Timestamp::MAX,
+                assumed_role_arn: user.arn.clone(),
+                assumed_role_id: user_id(&user.arn),
+                account: user.account().to_string(),
+                role_arn: user.arn.clone(),
+                kind: SessionKind::LongTerm,
+                transitive_tags: Vec::new(),
+                source_identity: None,
+            }
+        }
+        None => {
+            let session = inner
+                .state()
+                .sessions
+                .get(&auth.access_key_id)
+                .cloned()
+                .ok_or_else(invalid_token)?;
+            if session.expiration <= now {
+                return Err(StsFailure {
+                    status: StatusCode::FORBIDDEN,
+                    code: "ExpiredToken",
+                    message: "The security token included in the request is expired".into(),
+                });
+            }
+            if token != Some(session.session_token.as_str()) {
+                return Err(invalid_token());
+            }
+            session
+        }
+    };
     sigv4::verify(request, &auth, &session.secret_access_key, now).map_err(|e| StsFailure {
         status: StatusCode::FORBIDDEN,
         code: "SignatureDoesNotMatch",
@@ -874,8 +911,192 @@ fn signed_action(
                 session.account
             ),
         )),
+        "GetFederationToken" => get_federation_token(inner, params, &session, record),
+        "GetSessionToken" => get_session_token(inner, params, &session, record),
         _ => assume_role(inner, params, &session, record),
     }
+}
+
+/// A stable user ID for an IAM user ARN (`AIDA...`).
+fn user_id(user_arn: &str) -> String {
+    let digest = user_arn.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    format!("AIDA{digest:016X}")
+}
+
+fn credentials_only_xml(access_key_id: &str, s: &Session) -> String {
+    format!(
+        "    <Credentials>\n      <AccessKeyId>{access_key_id}</AccessKeyId>\n      <SecretAccessKey>{}</SecretAccessKey>\n      <SessionToken>{}</SessionToken>\n      <Expiration>{}</Expiration>\n    </Credentials>\n",
+        xml_escape(&s.secret_access_key),
+        xml_escape(&s.session_token),
+        rfc3339(s.expiration),
+    )
+}
+
+/// `DurationSeconds` of `GetFederationToken` / `GetSessionToken`: 900 to 129,600, default 43,200.
+fn user_session_duration(params: &Params) -> Result<u64, StsFailure> {
+    match params.get("DurationSeconds") {
+        None => Ok(43_200),
+        Some(d) => d
+            .parse::<u64>()
+            .ok()
+            .filter(|d| (900..=129_600).contains(d))
+            .ok_or_else(|| {
+                StsFailure::sender(
+                    "ValidationError",
+                    "1 validation error detected: Value at 'durationSeconds' failed to satisfy constraint: Member must have value between 900 and 129600",
+                )
+            }),
+    }
+}
+
+/// A new session of `kind` for the IAM user whose long-term keys signed the call.
+fn issue_user_session(
+    inner: &Inner,
+    caller: &Session,
+    kind: SessionKind,
+    arn: String,
+    id: String,
+    requested: u64,
+) -> (String, Session, u64) {
+    const UPPER: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+    const SECRET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut state = inner.state();
+    let max = state
+        .users
+        .values()
+        .find(|u| u.arn == caller.role_arn)
+        .and_then(|u| u.max_session_seconds);
+    let granted = max.map_or(requested, |max| requested.min(max));
+    let access_key_id = format!("ASIA{}", random_string(16, UPPER));
+    let session = Session {
+        secret_access_key: random_string(40, SECRET),
+        session_token: format!("FwoGZXIvYXdzE{}", random_string(300, SECRET)),
+        expiration: Timestamp::now() + SignedDuration::from_secs(granted as i64),
+        assumed_role_arn: arn,
+        assumed_role_id: id,
+        account: caller.account.clone(),
+        role_arn: caller.role_arn.clone(),
+        kind,
+        transitive_tags: Vec::new(),
+        source_identity: None,
+    };
+    state
+        .sessions
+        .insert(access_key_id.clone(), session.clone());
+    (access_key_id, session, granted)
+}
+
+/// `GetFederationToken`: only with an IAM user's long-term keys, as AWS.
+fn get_federation_token(
+    inner: &Inner,
+    params: &Params,
+    caller: &Session,
+    record: &mut CallRecord,
+) -> Result<Response, StsFailure> {
+    if caller.kind != SessionKind::LongTerm {
+        return Err(StsFailure::denied(
+            "Cannot call GetFederationToken with session credentials",
+        ));
+    }
+    let name = params.get("Name").cloned().unwrap_or_default();
+    record.session_name = Some(name.clone());
+    if !((2..=32).contains(&name.len()) && session_name_ok(&name)) {
+        return Err(StsFailure::sender(
+            "ValidationError",
+            "1 validation error detected: Value at 'name' failed to satisfy constraint: Member must satisfy regular expression pattern: [\\w+=,.@-]* and length 2..32",
+        ));
+    }
+    let requested = user_session_duration(params)?;
+    record.duration_seconds = Some(requested);
+    let policy_chars = check_session_policies(params)?;
+    let (access_key_id, session, granted) = issue_user_session(
+        inner,
+        caller,
+        SessionKind::Federated,
+        format!("arn:aws:sts::{}:federated-user/{name}", caller.account),
+        format!("{}:{name}", caller.account),
+        requested,
+    );
+    record.granted_seconds = Some(granted);
+    record.issued_access_key_id = Some(access_key_id.clone());
+    let packed = u32::try_from((policy_chars * 100).div_ceil(PACKED_CAPACITY)).unwrap_or(u32::MAX);
+    record.packed_policy_size = Some(packed);
+    let result = format!(
+        "{}    <FederatedUser>\n      <Arn>{}</Arn>\n      <FederatedUserId>{}</FederatedUserId>\n    </FederatedUser>\n    <PackedPolicySize>{packed}</PackedPolicySize>\n",
+        credentials_only_xml(&access_key_id, &session),
+        xml_escape(&session.assumed_role_arn),
+        xml_escape(&session.assumed_role_id),
+    );
+    Ok(ok_xml("GetFederationToken", result))
+}
+
+/// `GetSessionToken`: only with an IAM user's long-term keys; no user of the emulator has an MFA
+/// device, so a `SerialNumber` or `TokenCode` is refused.
+fn get_session_token(
+    inner: &Inner,
+    params: &Params,
+    caller: &Session,
+    record: &mut CallRecord,
+) -> Result<Response, StsFailure> {
+    if caller.kind != SessionKind::LongTerm {
+        return Err(StsFailure::denied(
+            "Cannot call GetSessionToken with session credentials",
+        ));
+    }
+    if params.contains_key("SerialNumber") || params.contains_key("TokenCode") {
+        return Err(StsFailure::denied(
+            "MultiFactorAuthentication failed: the user has no MFA device",
+        ));
+    }
+    let requested = user_session_duration(params)?;
+    record.duration_seconds = Some(requested);
+    let (access_key_id, session, granted) = issue_user_session(
+        inner,
+        caller,
+        SessionKind::UserSession,
+        caller.assumed_role_arn.clone(),
+        caller.assumed_role_id.clone(),
+        requested,
+    );
+    record.granted_seconds = Some(granted);
+    record.issued_access_key_id = Some(access_key_id.clone());
+    Ok(ok_xml(
+        "GetSessionToken",
+        credentials_only_xml(&access_key_id, &session),
+    ))
+}
+
+/// Checks `Policy` and `PolicyArns` together against STS's 2,048 characters: their length.
+fn check_session_policies(params: &Params) -> Result<usize, StsFailure> {
+    if let Some(policy) = params.get("Policy")
+        && !serde_json::from_str::<serde_json::Value>(policy).is_ok_and(|v| v.is_object())
+    {
+        return Err(StsFailure::sender(
+            "MalformedPolicyDocument",
+            "The policy is not valid JSON",
+        ));
+    }
+    let arns = params
+        .iter()
+        .filter(|(k, _)| k.starts_with("PolicyArns.member.") && k.ends_with(".arn"))
+        .collect::<Vec<_>>();
+    if arns.len() > 10 {
+        return Err(StsFailure::sender(
+            "ValidationError",
+            "1 validation error detected: Value at 'policyArns' failed to satisfy constraint: Member must have length less than or equal to 10",
+        ));
+    }
+    let chars = params.get("Policy").map_or(0, |p| p.chars().count())
+        + arns.iter().map(|(_, v)| v.chars().count()).sum::<usize>();
+    if chars > 2048 {
+        return Err(StsFailure::sender(
+            "ValidationError",
+            "The plaintext of the inline and managed session policies exceeds 2048 characters",
+        ));
+    }
+    Ok(chars)
 }
 
 /// Most characters of session tags and policies one session may pack, as the emulator counts
@@ -927,8 +1148,15 @@ fn assume_role(
     record: &mut CallRecord,
 ) -> Result<Response, StsFailure> {
     let (role_arn, session_name, requested) = validate_common(params, inner.dialect)?;
-    // Every session the emulator issues belongs to a role, so every AssumeRole chains roles.
-    if requested > 3600 {
+    if caller.kind == SessionKind::Federated {
+        return Err(StsFailure::denied(format!(
+            "User: {} is not authorized to perform: sts:AssumeRole on resource: {role_arn} (federated user sessions cannot call AssumeRole)",
+            caller.assumed_role_arn
+        )));
+    }
+    // A role session's AssumeRole chains roles; an IAM user's (keys or GetSessionToken) does not.
+    let chaining = caller.kind == SessionKind::Role;
+    if chaining && requested > 3600 {
         return Err(StsFailure::sender(
             "ValidationError",
             "The requested DurationSeconds exceeds the 1 hour session limit for roles assumed by role chaining.",
@@ -1047,7 +1275,13 @@ fn assume_role(
         .roles
         .get(&role_arn)
         .cloned()
-        .filter(|r| r.trusts_role(&caller.role_arn))
+        .filter(|r| {
+            if chaining {
+                r.trusts_role(&caller.role_arn)
+            } else {
+                r.trusts_user(&caller.role_arn)
+            }
+        })
         .ok_or_else(|| {
             StsFailure::denied(format!(
                 "User: {} is not authorized to perform: sts:AssumeRole on resource: {role_arn}",
@@ -1127,6 +1361,14 @@ async fn put_role(
     axum::Json(role): axum::Json<Role>,
 ) -> StatusCode {
     inner.state().roles.insert(role.arn.clone(), role);
+    StatusCode::NO_CONTENT
+}
+
+async fn put_user(
+    AxumState(inner): AxumState<Arc<Inner>>,
+    axum::Json(user): axum::Json<state::User>,
+) -> StatusCode {
+    inner.state().users.insert(user.access_key_id.clone(), user);
     StatusCode::NO_CONTENT
 }
 

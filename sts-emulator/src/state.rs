@@ -42,6 +42,11 @@ pub struct Role {
     /// assertion's NameID (`saml:sub`) must match `subjects`.
     #[serde(default)]
     pub saml_providers: Vec<String>,
+    /// IAM users whose long-term keys (or `GetSessionToken` sessions) may assume this role with
+    /// `AssumeRole` (the trust policy's `"Principal": {"AWS": "<user ARN>"}`); a trailing `*`
+    /// matches any suffix. Such an `AssumeRole` is not role chaining: up to 12 hours.
+    #[serde(default)]
+    pub trusted_users: Vec<String>,
 }
 
 impl Role {
@@ -63,6 +68,15 @@ impl Role {
             })
     }
 
+    pub fn trusts_user(&self, user_arn: &str) -> bool {
+        self.trusted_users
+            .iter()
+            .any(|pattern| match pattern.strip_suffix('*') {
+                Some(prefix) => user_arn.starts_with(prefix),
+                None => pattern == user_arn,
+            })
+    }
+
     pub fn accepted_audiences(&self) -> Vec<String> {
         if self.audiences.is_empty() {
             vec!["sts.amazonaws.com".to_string()]
@@ -70,6 +84,44 @@ impl Role {
             self.audiences.clone()
         }
     }
+}
+
+/// An IAM user with one pair of long-term access keys.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct User {
+    /// `arn:aws:iam::<account>:user/<name>`.
+    pub arn: String,
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    /// Longest session `GetFederationToken` / `GetSessionToken` grant this user (AWS: 129,600 s);
+    /// may be set to seconds so tests watch refreshes.
+    #[serde(default)]
+    pub max_session_seconds: Option<u64>,
+}
+
+impl User {
+    /// The account of the user's ARN.
+    pub fn account(&self) -> &str {
+        self.arn
+            .strip_prefix("arn:")
+            .and_then(|rest| rest.split(':').nth(3))
+            .unwrap_or_default()
+    }
+}
+
+/// Who a session belongs to, which decides what it may call.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SessionKind {
+    /// A role session (web identity, or `AssumeRole`): its `AssumeRole` is role chaining.
+    #[default]
+    Role,
+    /// `GetFederationToken`: may call no STS action but `GetCallerIdentity`.
+    Federated,
+    /// `GetSessionToken`: the user's own identity; its `AssumeRole` is not chaining.
+    UserSession,
+    /// Not a session: an IAM user's long-term keys.
+    LongTerm,
 }
 
 /// Temporary credentials the emulator issued.
@@ -81,8 +133,9 @@ pub struct Session {
     pub assumed_role_arn: String,
     pub assumed_role_id: String,
     pub account: String,
-    /// The IAM role the session belongs to.
+    /// The IAM role the session belongs to (the IAM user for user sessions and long-term keys).
     pub role_arn: String,
+    pub kind: SessionKind,
     /// Tags later sessions of a chain inherit (and may not override).
     pub transitive_tags: Vec<SessionTag>,
     /// Set once in a chain, then carried by every later session.
@@ -192,6 +245,8 @@ pub struct Counters {
 pub struct State {
     pub roles: HashMap<String, Role>,
     pub saml_providers: HashMap<String, crate::saml::SamlProvider>,
+    /// IAM users by access key ID.
+    pub users: HashMap<String, User>,
     pub sessions: HashMap<String, Session>,
     pub faults: Faults,
     pub down_until: Option<std::time::Instant>,

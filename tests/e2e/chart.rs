@@ -195,7 +195,12 @@ pub async fn chart_lints_and_renders_what_matters(env: &Env) -> anyhow::Result<(
             "ClusterRole grants {verb} {group}/{resource}"
         );
     }
-    ensure!(of_kind(&docs, "ValidatingAdmissionPolicy").len() == 2);
+    ensure!(of_kind(&docs, "ValidatingAdmissionPolicy").len() == 3);
+    let source_guard = policy_named(&docs, "source-guard")?;
+    ensure!(
+        source_guard.contains("AWSCredentialSource") && source_guard.contains("allowedNamespaces"),
+        "the source guard does not check a source's allowed namespaces"
+    );
     let binding_guard = policy_named(&docs, "binding-guard")?;
     ensure!(
         binding_guard.contains("object.spec.sessionName.startsWith(request.namespace + '.')"),
@@ -231,7 +236,7 @@ pub async fn chart_lints_and_renders_what_matters(env: &Env) -> anyhow::Result<(
         );
     }
     ensure!(
-        of_kind(&docs, "ValidatingAdmissionPolicyBinding").len() == 2,
+        of_kind(&docs, "ValidatingAdmissionPolicyBinding").len() == 3,
         "each policy needs its binding"
     );
     let docs = render(env, &["operatorTokenPolicy.enabled=false"]).await?;

@@ -408,7 +408,7 @@ pub async fn invalid_specs_are_rejected_by_the_apiserver(env: &Env) -> anyhow::R
         (
             "no-role",
             json!({"serviceAccountName": "a"}),
-            "roleArn: Required value",
+            "roleArn is required",
         ),
         (
             "bad-arn",

@@ -23,6 +23,7 @@ mod node;
 mod registry;
 mod saml;
 mod security;
+mod sources;
 mod support;
 mod tenant;
 
@@ -116,6 +117,13 @@ const TESTS: &[(&str, TestFn)] = tests![
     node::a_pod_reads_refreshed_credentials_through_a_secret_volume,
     node::the_operator_image_runs_as_a_restricted_pod,
     node::the_chart_runs_on_the_node_in_a_restricted_namespace,
+    sources::each_mode_is_ready_with_working_credentials,
+    sources::assume_role_from_user_then_role_chain,
+    sources::invalid_specs_are_refused_with_the_reason,
+    sources::the_operator_refuses_what_the_source_does_not_allow,
+    sources::rotated_keys_are_used_at_once,
+    sources::an_outage_keeps_valid_credentials,
+    sources::admission_refuses_namespaces_a_source_does_not_allow,
 ];
 
 tokio::task_local! {

@@ -644,10 +644,10 @@ pub async fn every_supported_role_arn_form_is_admitted_by_kubectl_apply(
             continue;
         }
         let stored = env.bindings(&ns).get(&name).await?;
-        if stored.spec.role_arn != *arn {
+        if stored.spec.role_arn.as_ref() != Some(arn) {
             failures.push(format!(
                 "{provider} {arn}: stored as {}",
-                stored.spec.role_arn
+                stored.spec.role_arn.as_deref().unwrap_or_default()
             ));
         }
     }

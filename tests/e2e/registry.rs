@@ -15,6 +15,7 @@ const TEST_MODULES: &[(&str, &str)] = &[
     ("saml", include_str!("saml.rs")),
     ("node", include_str!("node.rs")),
     ("security", include_str!("security.rs")),
+    ("sources", include_str!("sources.rs")),
     ("tenant", include_str!("tenant.rs")),
 ];
 

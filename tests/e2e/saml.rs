@@ -83,7 +83,7 @@ async fn scene(
     });
     let mut args = vec![
         "--saml-enabled".to_string(),
-        format!("--leader-election-namespace={operator_ns}"),
+        format!("--namespace={operator_ns}"),
         format!("--saml-provider-arn={provider}"),
     ];
     args.extend(extra.iter().map(|s| s.to_string()));
@@ -678,7 +678,7 @@ pub async fn saml_against_moto(env: &Env) -> anyhow::Result<()> {
             &moto_url,
             &[
                 "--saml-enabled",
-                &format!("--leader-election-namespace={operator_ns}"),
+                &format!("--namespace={operator_ns}"),
                 &format!("--saml-provider-arn={provider}"),
             ],
         )
@@ -747,7 +747,9 @@ pub async fn chart_rbac_lets_the_operator_keep_only_its_saml_key(env: &Env) -> a
             &sts.url(),
             &[
                 "--saml-enabled",
-                &format!("--leader-election-namespace={release_ns}"),
+                &format!("--namespace={release_ns}"),
+                // As the chart runs it with the namespaced RBAC scope.
+                "--credential-sources=false",
                 &format!("--saml-provider-arn={provider}"),
             ],
         )

@@ -321,22 +321,37 @@ fn main() -> anyhow::Result<()> {
             bench::run(args)
         }
         Cmd::Crds => {
-            let output = Command::new("cargo")
-                .args(["run", "--quiet", "--package", "podcreds", "--", "crd"])
-                .current_dir(repo_root())
-                .output()?;
-            if !output.status.success() {
-                bail!(
-                    "podcreds crd failed: {}",
-                    String::from_utf8_lossy(&output.stderr)
-                );
-            }
-            for path in [
-                "crds/awsrolebindings.podcreds.dev.yaml",
-                "charts/podcreds/crds/awsrolebindings.podcreds.dev.yaml",
+            for (kind, file) in [
+                ("AWSRoleBinding", "awsrolebindings.podcreds.dev.yaml"),
+                (
+                    "AWSCredentialSource",
+                    "awscredentialsources.podcreds.dev.yaml",
+                ),
             ] {
-                std::fs::write(repo_root().join(path), &output.stdout)?;
-                println!("wrote {path}");
+                let output = Command::new("cargo")
+                    .args([
+                        "run",
+                        "--quiet",
+                        "--package",
+                        "podcreds",
+                        "--",
+                        "crd",
+                        "--kind",
+                        kind,
+                    ])
+                    .current_dir(repo_root())
+                    .output()?;
+                if !output.status.success() {
+                    bail!(
+                        "podcreds crd failed: {}",
+                        String::from_utf8_lossy(&output.stderr)
+                    );
+                }
+                for dir in ["crds", "charts/podcreds/crds"] {
+                    let path = format!("{dir}/{file}");
+                    std::fs::write(repo_root().join(&path), &output.stdout)?;
+                    println!("wrote {path}");
+                }
             }
             Ok(())
         }

@@ -80,7 +80,7 @@ pub async fn measure(
             let failing = failing.clone();
             async move {
                 let mut b = binding(&format!("f{i}"), "sa")?;
-                b.spec.role_arn = failing_role.into();
+                b.spec.role_arn = Some(failing_role.into());
                 failing.create(&PostParams::default(), &b).await?;
                 Ok::<(), anyhow::Error>(())
             }
@@ -92,7 +92,7 @@ pub async fn measure(
     let created = Instant::now();
     for i in 0..HEALTHY {
         let mut b = binding(&format!("h{i}"), "sa")?;
-        b.spec.role_arn = healthy_role.into();
+        b.spec.role_arn = Some(healthy_role.into());
         healthy.create(&PostParams::default(), &b).await?;
     }
     let mut ready_at: BTreeMap<String, f64> = BTreeMap::new();

@@ -222,11 +222,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             pod_network: false,
         })
         .await?;
-        plane
-            .install_crds(&std::fs::read_to_string(
-                repo_root().join("crds/awsrolebindings.podcreds.dev.yaml"),
-            )?)
-            .await?;
+        for file in [
+            "crds/awsrolebindings.podcreds.dev.yaml",
+            "crds/awscredentialsources.podcreds.dev.yaml",
+        ] {
+            plane
+                .install_crds(&std::fs::read_to_string(repo_root().join(file))?)
+                .await?;
+        }
         warm_up(&plane.client().await?).await?;
         if let Some(eso) = &eso {
             plane

@@ -56,7 +56,7 @@ pub async fn measure(
     for i in 0..args.steady_bindings {
         podcreds_testenv::create_service_account(&client, ns, &format!("sa-{i}")).await?;
         let mut b = binding(&format!("b{i}"), &format!("sa-{i}"))?;
-        b.spec.role_arn = role.into();
+        b.spec.role_arn = Some(role.into());
         bindings.create(&PostParams::default(), &b).await?;
     }
     // Let the first issue settle, then observe.

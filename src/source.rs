@@ -1,0 +1,417 @@
+//! `AWSCredentialSource`: an IAM user's long-term keys that bindings may derive temporary
+//! credentials from. The pure rules (which namespaces may use a source, whether its Secret holds
+//! well-formed keys, the `GetFederationToken` name of a binding) and [`Sources`], the read side
+//! of the caches the operator keeps of sources and of their Secrets in its own namespace.
+//!
+//! The keys are held as [`SecretString`] from the moment they are read from the cache and are
+//! only ever exposed to sign an STS call; errors name the Secret and the data key, never a value.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::Secret;
+use kube::runtime::reflector::{ObjectRef, Store};
+use secrecy::SecretString;
+use sha2::{Digest, Sha256};
+
+use crate::api::AWSCredentialSource;
+
+/// Data key of the access key ID in a source's Secret.
+pub const ACCESS_KEY_ID_KEY: &str = "AWS_ACCESS_KEY_ID";
+/// Data key of the secret access key in a source's Secret.
+pub const SECRET_ACCESS_KEY_KEY: &str = "AWS_SECRET_ACCESS_KEY";
+
+/// Whether a namespace matches an `allowedNamespaces` list: an entry is a whole name, `*` (every
+/// namespace) or a prefix followed by `*`. The chart's admission policy applies the same rule
+/// in CEL.
+pub fn namespace_allowed(allowed: &[String], namespace: &str) -> bool {
+    allowed.iter().any(|entry| match entry.strip_suffix('*') {
+        Some(prefix) => namespace.starts_with(prefix),
+        None => entry == namespace,
+    })
+}
+
+/// An IAM user's long-term keys; the secret part is redacted from `Debug`.
+#[derive(Clone, Debug)]
+pub struct LongTermKeys {
+    pub access_key_id: String,
+    pub secret_access_key: SecretString,
+}
+
+impl LongTermKeys {
+    /// A short hash of the access key ID: part of the fingerprint of bindings using the keys, so
+    /// that rotated keys re-issue their credentials (and the old key can be deleted) at once.
+    /// The key ID itself never leaves the operator.
+    pub fn digest(&self) -> String {
+        let digest = Sha256::digest(self.access_key_id.as_bytes());
+        hex::encode(&digest[..8])
+    }
+}
+
+/// What is wrong with a source's Secret (never its contents).
+#[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
+pub enum KeysError {
+    #[error("has no data key {0}")]
+    Missing(&'static str),
+    #[error(
+        "data key {0} is not a well-formed key: it must be 3 to 128 printable characters without white space (a trailing newline?)"
+    )]
+    Malformed(&'static str),
+}
+
+fn key_text(
+    data: &BTreeMap<String, ByteString>,
+    key: &'static str,
+    min: usize,
+) -> Result<String, KeysError> {
+    let bytes = &data.get(key).ok_or(KeysError::Missing(key))?.0;
+    if bytes.is_empty() {
+        return Err(KeysError::Missing(key));
+    }
+    let well_formed =
+        (min..=128).contains(&bytes.len()) && bytes.iter().all(|b| b.is_ascii_graphic());
+    if !well_formed {
+        return Err(KeysError::Malformed(key));
+    }
+    // Printable ASCII, so valid UTF-8.
+    String::from_utf8(bytes.clone()).map_err(|_| KeysError::Malformed(key))
+}
+
+/// Reads the keys from a source Secret's data.
+pub fn read_keys(data: Option<&BTreeMap<String, ByteString>>) -> Result<LongTermKeys, KeysError> {
+    let empty = BTreeMap::new();
+    let data = data.unwrap_or(&empty);
+    let access_key_id = key_text(data, ACCESS_KEY_ID_KEY, 3)?;
+    let secret = key_text(data, SECRET_ACCESS_KEY_KEY, 8)?;
+    Ok(LongTermKeys {
+        access_key_id,
+        secret_access_key: SecretString::from(secret),
+    })
+}
+
+/// Keeps of a cached Secret of the operator's namespace only its name, resourceVersion and the
+/// two key entries: whatever else lives there (Helm releases, other keys) stays out of memory.
+pub fn compact_secret(secret: &mut Secret) {
+    let data = secret.data.take().map(|mut data| {
+        [ACCESS_KEY_ID_KEY, SECRET_ACCESS_KEY_KEY]
+            .into_iter()
+            .filter_map(|k| data.remove_entry(k))
+            .collect::<BTreeMap<_, _>>()
+    });
+    *secret = Secret {
+        metadata: kube::api::ObjectMeta {
+            name: secret.metadata.name.take(),
+            namespace: secret.metadata.namespace.take(),
+            resource_version: secret.metadata.resource_version.take(),
+            ..Default::default()
+        },
+        data,
+        ..Secret::default()
+    };
+}
+
+/// Why a binding cannot use its credential source. Each names the fix; none carries key material.
+#[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SourceError {
+    #[error(
+        "AWSCredentialSource {0:?} does not exist; ask the cluster admin to create it, or fix spec.credentialSource.name"
+    )]
+    NotFound(String),
+    #[error(
+        "AWSCredentialSource {name:?} does not allow namespace {namespace:?} (spec.allowedNamespaces); ask the cluster admin to add it"
+    )]
+    NotAllowed { name: String, namespace: String },
+    #[error(
+        "the Secret {secret:?} of AWSCredentialSource {name:?} does not exist in the operator's namespace; the cluster admin must create it there"
+    )]
+    SecretMissing { name: String, secret: String },
+    #[error(
+        "the Secret {secret:?} of AWSCredentialSource {name:?} {problem}; the cluster admin must fix it"
+    )]
+    SecretInvalid {
+        name: String,
+        secret: String,
+        problem: KeysError,
+    },
+    #[error(
+        "this operator serves no credential sources: the cluster admin must run it with --namespace (its own, where source Secrets live; the chart sets it) and --credential-sources=true (chart: rbac.scope=cluster)"
+    )]
+    NoOperatorNamespace,
+}
+
+impl SourceError {
+    /// Stable, low-cardinality category (condition reason, Event reason, metric label).
+    pub fn category(&self) -> &'static str {
+        match self {
+            SourceError::NotFound(_) => "CredentialSourceNotFound",
+            SourceError::NotAllowed { .. } => "CredentialSourceNotAllowed",
+            SourceError::SecretMissing { .. } => "CredentialSourceSecretMissing",
+            SourceError::SecretInvalid { .. } => "CredentialSourceSecretInvalid",
+            SourceError::NoOperatorNamespace => "CredentialSourceUnavailable",
+        }
+    }
+}
+
+/// Checks a source and the Secret it names (pure): the keys, or why they cannot be used by a
+/// binding of `namespace` (`None`: the source's own readiness, whoever asks).
+pub fn check_source(
+    name: &str,
+    source: Option<&AWSCredentialSource>,
+    secret: Option<&Secret>,
+    namespace: Option<&str>,
+) -> Result<LongTermKeys, SourceError> {
+    let source = source.ok_or_else(|| SourceError::NotFound(name.to_string()))?;
+    if let Some(namespace) = namespace
+        && !namespace_allowed(&source.spec.allowed_namespaces, namespace)
+    {
+        return Err(SourceError::NotAllowed {
+            name: name.to_string(),
+            namespace: namespace.to_string(),
+        });
+    }
+    let secret_name = &source.spec.secret_ref.name;
+    let secret = secret.ok_or_else(|| SourceError::SecretMissing {
+        name: name.to_string(),
+        secret: secret_name.clone(),
+    })?;
+    read_keys(secret.data.as_ref()).map_err(|problem| SourceError::SecretInvalid {
+        name: name.to_string(),
+        secret: secret_name.clone(),
+        problem,
+    })
+}
+
+/// Most characters of a `GetFederationToken` Name.
+const FEDERATION_NAME_MAX: usize = 32;
+/// Hex characters of the hash a cut federation name ends with.
+const FEDERATION_HASH_HEX: usize = 10;
+
+/// The `GetFederationToken` Name of binding `namespace/name`: `<namespace>.<name>` when it fits
+/// in 32 characters (Kubernetes names only use characters the Name allows), otherwise its first
+/// 21 characters, `_` and 10 hex characters of a SHA-256 of `<namespace>/<name>`. Kubernetes names
+/// never contain `_`, so a cut name never equals an uncut one: deterministic and unique (to 40
+/// bits of hash among long names), and it shows in CloudTrail as `federated-user/<Name>`.
+pub fn federation_name(namespace: &str, name: &str) -> String {
+    let full = format!("{namespace}.{name}");
+    if full.len() <= FEDERATION_NAME_MAX {
+        return full;
+    }
+    let digest = hex::encode(Sha256::digest(format!("{namespace}/{name}").as_bytes()));
+    let kept = FEDERATION_NAME_MAX - 1 - FEDERATION_HASH_HEX;
+    // Kubernetes names are ASCII, so any byte index is a character boundary.
+    format!("{}_{}", &full[..kept], &digest[..FEDERATION_HASH_HEX])
+}
+
+/// The caches of sources and of the Secrets in the operator's namespace, as reconciliations and
+/// flows read them.
+#[derive(Clone)]
+pub struct Sources {
+    pub operator_namespace: Option<String>,
+    pub sources: Store<AWSCredentialSource>,
+    pub secrets: Store<Secret>,
+    /// True once both caches hold their initial lists.
+    pub synced: tokio::sync::watch::Receiver<bool>,
+}
+
+impl Sources {
+    /// The keys of source `name` for a binding of `namespace`, from the caches.
+    pub fn keys_for(&self, name: &str, namespace: &str) -> Result<LongTermKeys, SourceError> {
+        let (source, secret) = self.lookup(name)?;
+        check_source(name, source.as_deref(), secret.as_deref(), Some(namespace))
+    }
+
+    /// Source `name` and the Secret it names, if cached.
+    #[allow(clippy::type_complexity)]
+    pub fn lookup(
+        &self,
+        name: &str,
+    ) -> Result<
+        (
+            Option<std::sync::Arc<AWSCredentialSource>>,
+            Option<std::sync::Arc<Secret>>,
+        ),
+        SourceError,
+    > {
+        let operator_namespace = self
+            .operator_namespace
+            .as_deref()
+            .ok_or(SourceError::NoOperatorNamespace)?;
+        let source = self.sources.get(&ObjectRef::new(name));
+        let secret = source.as_ref().and_then(|s| {
+            self.secrets
+                .get(&ObjectRef::new(&s.spec.secret_ref.name).within(operator_namespace))
+        });
+        Ok((source, secret))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{AWSCredentialSourceSpec, SecretReference};
+    use secrecy::ExposeSecret;
+
+    fn data(pairs: &[(&str, &str)]) -> BTreeMap<String, ByteString> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), ByteString(v.as_bytes().to_vec())))
+            .collect()
+    }
+
+    fn source(allowed: &[&str]) -> AWSCredentialSource {
+        AWSCredentialSource::new(
+            "keys",
+            AWSCredentialSourceSpec {
+                secret_ref: SecretReference {
+                    name: "user-keys".into(),
+                },
+                allowed_namespaces: allowed.iter().map(|s| s.to_string()).collect(),
+            },
+        )
+    }
+
+    #[test]
+    fn namespaces_match_whole_names_prefixes_and_star() {
+        let allowed = |list: &[&str], ns| {
+            namespace_allowed(&list.iter().map(|s| s.to_string()).collect::<Vec<_>>(), ns)
+        };
+        assert!(allowed(&["team-a"], "team-a"));
+        assert!(!allowed(&["team-a"], "team-ab"));
+        assert!(!allowed(&["team-a"], "team"));
+        assert!(allowed(&["team-*"], "team-b"));
+        assert!(allowed(&["team-*"], "team-"));
+        assert!(!allowed(&["team-*"], "tea"));
+        assert!(allowed(&["*"], "anything"));
+        assert!(!allowed(&[], "team-a"));
+    }
+
+    #[test]
+    fn keys_must_be_present_and_well_formed() {
+        let ok = read_keys(Some(&data(&[
+            (ACCESS_KEY_ID_KEY, "AKIAEXAMPLE12345678"),
+            (
+                SECRET_ACCESS_KEY_KEY,
+                "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+            ),
+        ])))
+        .expect("well formed");
+        assert_eq!(ok.access_key_id, "AKIAEXAMPLE12345678");
+        assert_eq!(
+            ok.secret_access_key.expose_secret(),
+            "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
+        );
+        assert!(!format!("{ok:?}").contains("wJalr"));
+        assert_eq!(
+            read_keys(None).unwrap_err(),
+            KeysError::Missing(ACCESS_KEY_ID_KEY)
+        );
+        assert_eq!(
+            read_keys(Some(&data(&[(ACCESS_KEY_ID_KEY, "AKIAEXAMPLE")]))).unwrap_err(),
+            KeysError::Missing(SECRET_ACCESS_KEY_KEY)
+        );
+        for bad_secret in ["short", "has space inside the secret", "trailing-newline\n"] {
+            let err = read_keys(Some(&data(&[
+                (ACCESS_KEY_ID_KEY, "AKIAEXAMPLE"),
+                (SECRET_ACCESS_KEY_KEY, bad_secret),
+            ])))
+            .unwrap_err();
+            assert_eq!(err, KeysError::Malformed(SECRET_ACCESS_KEY_KEY));
+            // What is wrong is said without the value.
+            assert!(!err.to_string().contains(bad_secret.trim()), "{err}");
+        }
+    }
+
+    #[test]
+    fn sources_are_checked_in_order_and_errors_name_the_fix() {
+        let secret = Secret {
+            data: Some(data(&[
+                (ACCESS_KEY_ID_KEY, "AKIAEXAMPLE"),
+                (SECRET_ACCESS_KEY_KEY, "secret-value-123"),
+            ])),
+            ..Secret::default()
+        };
+        let src = source(&["team-*"]);
+        let e = check_source("keys", None, None, Some("team-a")).unwrap_err();
+        assert_eq!(e.category(), "CredentialSourceNotFound");
+        let e = check_source("keys", Some(&src), Some(&secret), Some("other")).unwrap_err();
+        assert_eq!(e.category(), "CredentialSourceNotAllowed");
+        assert!(e.to_string().contains("add it"), "{e}");
+        let e = check_source("keys", Some(&src), None, Some("team-a")).unwrap_err();
+        assert_eq!(e.category(), "CredentialSourceSecretMissing");
+        let e =
+            check_source("keys", Some(&src), Some(&Secret::default()), Some("team-a")).unwrap_err();
+        assert_eq!(e.category(), "CredentialSourceSecretInvalid");
+        assert!(e.to_string().contains("AWS_ACCESS_KEY_ID"), "{e}");
+        let keys = check_source("keys", Some(&src), Some(&secret), Some("team-a")).expect("ok");
+        assert_eq!(keys.access_key_id, "AKIAEXAMPLE");
+        // The source's own readiness ignores namespaces.
+        assert!(check_source("keys", Some(&src), Some(&secret), None).is_ok());
+        assert!(!format!("{e:?}").contains("secret-value-123"));
+    }
+
+    #[test]
+    fn rotated_keys_change_the_digest() {
+        let keys = |id: &str| LongTermKeys {
+            access_key_id: id.into(),
+            secret_access_key: SecretString::from("s".repeat(40)),
+        };
+        assert_eq!(keys("AKIA1").digest(), keys("AKIA1").digest());
+        assert_ne!(keys("AKIA1").digest(), keys("AKIA2").digest());
+        assert!(!keys("AKIA1").digest().contains("AKIA"));
+    }
+
+    #[test]
+    fn compacting_keeps_only_the_keys() {
+        let mut secret = Secret {
+            metadata: kube::api::ObjectMeta {
+                name: Some("s".into()),
+                annotations: Some(BTreeMap::from([("a".into(), "b".into())])),
+                ..Default::default()
+            },
+            data: Some(data(&[
+                (ACCESS_KEY_ID_KEY, "AKIAEXAMPLE"),
+                ("release", "a large Helm release"),
+            ])),
+            ..Secret::default()
+        };
+        compact_secret(&mut secret);
+        assert_eq!(secret.metadata.name.as_deref(), Some("s"));
+        assert!(secret.metadata.annotations.is_none());
+        let keys: Vec<_> = secret.data.unwrap_or_default().into_keys().collect();
+        assert_eq!(keys, [ACCESS_KEY_ID_KEY]);
+    }
+
+    #[test]
+    fn federation_names_fit_sts_and_stay_distinct() {
+        let valid = |n: &str| {
+            (2..=32).contains(&n.len())
+                && n.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "_+=,.@-".contains(c))
+        };
+        assert_eq!(federation_name("team-a", "reader"), "team-a.reader");
+        let long = federation_name("a-rather-long-namespace", "and-a-long-binding-name");
+        assert!(valid(&long), "{long}");
+        assert_eq!(long.len(), 32);
+        assert!(long.starts_with("a-rather-long-namesp"), "{long}");
+        assert_eq!(
+            long,
+            federation_name("a-rather-long-namespace", "and-a-long-binding-name")
+        );
+        assert_ne!(
+            long,
+            federation_name("a-rather-long-namespace", "and-a-long-binding-name2")
+        );
+        // A cut name (with `_`) can never equal the uncut name of another binding.
+        assert!(long.contains('_'));
+        assert!(valid(&federation_name("a", "b")));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn federation_names_are_always_valid(ns in "[a-z0-9-]{1,63}", name in "[a-z0-9.-]{1,253}") {
+            let n = federation_name(&ns, &name);
+            proptest::prop_assert!((2..=32).contains(&n.len()), "{}", n);
+            proptest::prop_assert!(n.chars().all(|c| c.is_ascii_alphanumeric() || "_+=,.@-".contains(c)));
+        }
+    }
+}
