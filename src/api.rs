@@ -77,6 +77,15 @@ fn default_mount_path() -> String {
     "!has(self.kubernetesSessionTags) || !self.kubernetesSessionTags || !has(self.roleChain) || size(self.roleChain) == 0 || ((!has(self.roleChain[0].tags) || size(self.roleChain[0].tags) <= 46) && (!has(self.roleChain[0].transitiveTagKeys) || size(self.roleChain[0].transitiveTagKeys) <= 46))"
 ).message("with kubernetesSessionTags the first roleChain hop takes at most 46 tags and 46 transitiveTagKeys of its own: podcreds adds 4 of each, and STS takes at most 50").field_path(".roleChain"))]
 #[x_kube(validation = kube::core::Rule::new(
+    "!has(self.saml) || !has(self.credentialSource)"
+).message("saml and credentialSource are two different first exchanges: set one of them").field_path(".saml"))]
+#[x_kube(validation = kube::core::Rule::new(
+    "!has(self.saml) || !has(self.sts) || !has(self.sts.provider) || self.sts.provider == 'AWS'"
+).message("saml needs sts.provider AWS").field_path(".saml"))]
+#[x_kube(validation = kube::core::Rule::new(
+    "!has(self.saml) || !has(self.saml.sourceIdentity) || !has(self.roleChain) || size(self.roleChain) == 0 || !has(self.roleChain[0].sourceIdentity)"
+).message("saml.sourceIdentity already sets the source identity; STS keeps it for the whole chain").field_path(".roleChain"))]
+#[x_kube(validation = kube::core::Rule::new(
     "!has(self.roleChain) || size(self.roleChain) == 0 || !has(self.sts) || !has(self.sts.provider) || self.sts.provider == 'AWS'"
 ).message("roleChain needs sts.provider AWS").field_path(".roleChain"))]
 #[x_kube(validation = kube::core::Rule::new(
@@ -197,6 +206,13 @@ pub struct AWSRoleBindingSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sts: Option<StsSettings>,
 
+    /// Exchange a SAML assertion podcreds signs (STS `AssumeRoleWithSAML`) instead of a
+    /// ServiceAccount token: nothing about the cluster has to be public, IAM knows podcreds from
+    /// the metadata `podcreds saml-metadata` prints. The assertion's subject (`saml:sub`) is
+    /// `system:serviceaccount:<namespace>:<serviceAccountName>`. Only with `sts.provider: AWS`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub saml: Option<SamlExchange>,
+
     /// Derive the credentials from an IAM user's long-term access keys that the cluster admin
     /// keeps in an `AWSCredentialSource`, instead of the ServiceAccount's web identity. The keys
     /// never reach this namespace: only the temporary credentials STS issues from them do.
@@ -270,6 +286,39 @@ pub struct RoleChainHop {
     #[schemars(length(max = 10), inner(length(max = 2048)))]
     #[x_kube(validation = kube::core::Rule::new(patterns::policy_arns_cel_rule()).message("every policyArns entry must be an IAM policy ARN such as arn:aws:iam::aws:policy/ReadOnlyAccess"))]
     pub policy_arns: Vec<String>,
+}
+
+/// The SAML exchange of a binding (`AssumeRoleWithSAML`).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[x_kube(validation = kube::core::Rule::new(
+    "!has(self.transitiveTagKeys) || self.transitiveTagKeys.all(k, has(self.tags) && self.tags.exists(t, t.key.lowerAscii() == k.lowerAscii()))"
+).message("every transitiveTagKeys entry must be the key of one of the tags").field_path(".transitiveTagKeys"))]
+#[serde(rename_all = "camelCase")]
+pub struct SamlExchange {
+    /// ARN of the IAM SAML provider that holds podcreds' metadata
+    /// (`arn:aws:iam::123456789012:saml-provider/podcreds`, any partition). Defaults to the
+    /// operator's `--saml-provider-arn`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 2048), regex(pattern = patterns::SAML_PROVIDER_ARN))]
+    pub provider_arn: Option<String>,
+
+    /// Source identity (the `SourceIdentity` attribute): 2 to 64 characters of letters, digits
+    /// and `_+=,.@-`. The role needs `sts:SetSourceIdentity` in its trust policy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = patterns::SOURCE_IDENTITY))]
+    pub source_identity: Option<String>,
+
+    /// Session tags (`PrincipalTag:<key>` attributes, at most 50), with the rules of a
+    /// `roleChain` hop's `tags`. The role needs `sts:TagSession` in its trust policy.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 50))]
+    #[x_kube(validation = kube::core::Rule::new(patterns::session_tags_cel_rule()).message("session tags: keys of 1-128 and values of at most 256 letters, digits, spaces or _.:/=+@-, keys unique regardless of case and not starting with aws: or kubernetes-"))]
+    pub tags: Vec<SessionTag>,
+
+    /// Keys of `tags` that a `roleChain` after this exchange inherits (and cannot override).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 50), inner(length(min = 1, max = 128)))]
+    pub transitive_tag_keys: Vec<String>,
 }
 
 /// One session tag.

@@ -28,6 +28,14 @@ pub enum Command {
         #[arg(long)]
         kind: Option<String>,
     },
+    /// Print podcreds' SAML identity provider metadata (for `aws iam create-saml-provider
+    /// --saml-metadata-document file://...`), creating the signing key if there is none yet.
+    SamlMetadata(SamlKeyArgs),
+    /// Rotate the SAML signing key, one explicit step at a time (see docs/saml.md).
+    SamlKey {
+        #[command(subcommand)]
+        step: SamlKeyStep,
+    },
     /// Print the version.
     Version,
     /// Help with the IAM side of a binding.
@@ -103,6 +111,31 @@ pub struct OidcExportArgs {
     pub audience: String,
 }
 
+/// Where the SAML signing key Secret is, and the IdP entity ID.
+#[derive(clap::Args, Debug, Clone)]
+pub struct SamlKeyArgs {
+    /// The operator's namespace, which holds the key Secret.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "podcreds-system")]
+    pub namespace: String,
+    /// Name of the key Secret.
+    #[arg(long, env = "PODCREDS_SAML_KEY_SECRET", default_value = crate::saml::DEFAULT_KEY_SECRET)]
+    pub saml_key_secret: String,
+    /// The IdP entity ID (the operator's --saml-entity-id).
+    #[arg(long, env = "PODCREDS_SAML_ENTITY_ID", default_value = crate::saml::DEFAULT_ENTITY_ID)]
+    pub saml_entity_id: String,
+}
+
+/// One step of a SAML signing key rotation.
+#[derive(Subcommand, Debug, Clone)]
+pub enum SamlKeyStep {
+    /// Add a next key: announced in the metadata (re-upload it), not signing yet.
+    AddNext(SamlKeyArgs),
+    /// Sign with the next key from now on; the old certificate stays announced.
+    Promote(SamlKeyArgs),
+    /// Stop announcing the previous certificate (re-upload the metadata afterwards).
+    Retire(SamlKeyArgs),
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
     Json,
@@ -135,6 +168,23 @@ pub struct RunArgs {
     /// without it.
     #[arg(long, env = "PODCREDS_CLUSTER_NAME")]
     pub cluster_name: Option<String>,
+    /// Act as a SAML identity provider for bindings with spec.saml: keep a signing key in a
+    /// Secret of the operator's namespace (--namespace, POD_NAMESPACE), created at start if
+    /// absent.
+    #[arg(long, env = "PODCREDS_SAML_ENABLED")]
+    pub saml_enabled: bool,
+    /// The IAM SAML provider ARN (`arn:aws:iam::<account>:saml-provider/<name>`) for bindings
+    /// whose spec.saml names none.
+    #[arg(long, env = "PODCREDS_SAML_PROVIDER_ARN")]
+    pub saml_provider_arn: Option<String>,
+    /// The SAML identity provider's entity ID: the Issuer of every assertion and the `entityID`
+    /// of the metadata IAM holds.
+    #[arg(long, env = "PODCREDS_SAML_ENTITY_ID", default_value = crate::saml::DEFAULT_ENTITY_ID)]
+    pub saml_entity_id: String,
+    /// Name of the Secret, in the operator's namespace (POD_NAMESPACE), holding the SAML signing
+    /// keys; created with a new key if absent.
+    #[arg(long, env = "PODCREDS_SAML_KEY_SECRET", default_value = crate::saml::DEFAULT_KEY_SECRET)]
+    pub saml_key_secret: String,
     /// Let spec.sessionName be any name. By default it must start with `<namespace>.`, so that a
     /// binding cannot pass for another namespace's in CloudTrail.
     #[arg(long, env = "PODCREDS_ALLOW_UNPREFIXED_SESSION_NAMES")]
@@ -197,8 +247,13 @@ pub struct RunArgs {
     #[arg(long, env = "PODCREDS_LEADER_ELECTION")]
     pub leader_election: bool,
     /// The operator's own namespace: where the Secrets of AWSCredentialSources are read (and
-    /// nowhere else). Without it, bindings naming a credential source are refused.
-    #[arg(long = "namespace", env = "POD_NAMESPACE")]
+    /// nowhere else), and where the SAML signing key Secret lives. Without it, bindings naming a
+    /// credential source are refused.
+    #[arg(
+        long = "namespace",
+        env = "POD_NAMESPACE",
+        required_if_eq("saml_enabled", "true")
+    )]
     pub operator_namespace: Option<String>,
     /// Serve AWSCredentialSources (needs read access to them cluster-wide and to the Secrets of
     /// --namespace). `false` ignores them: bindings naming one are refused.
@@ -242,6 +297,16 @@ impl RunArgs {
                 allow_unprefixed_session_names: self.allow_unprefixed_session_names,
                 allow_insecure_endpoints: self.allow_insecure_sts_endpoints,
                 cluster_name: self.cluster_name.clone().filter(|c| !c.is_empty()),
+                default_saml_provider_arn: self.saml_provider_arn.clone().filter(|a| !a.is_empty()),
+            },
+            saml: crate::saml::SamlSettings {
+                entity_id: self.saml_entity_id.clone(),
+                default_provider_arn: self.saml_provider_arn.clone().filter(|a| !a.is_empty()),
+                key_namespace: self
+                    .operator_namespace
+                    .clone()
+                    .filter(|n| self.saml_enabled && !n.is_empty()),
+                key_secret: self.saml_key_secret.clone(),
             },
             token_expiration_seconds: self.token_expiration_seconds,
             concurrency: self.concurrency,
@@ -329,6 +394,33 @@ mod tests {
         let settings = args.settings();
         assert!(settings.sts_policy.allow_insecure_endpoints);
         assert!(settings.sts_policy.check().is_ok());
+    }
+
+    #[test]
+    fn saml_needs_the_operators_namespace_and_is_off_by_default() {
+        let parse = |args: &[&str]| {
+            let Command::Run(run) = Cli::try_parse_from(args).ok()?.command else {
+                return None;
+            };
+            Some(run.settings())
+        };
+        let off = parse(&["podcreds", "run", "--namespace=ops"]).expect("parses");
+        assert_eq!(off.saml.key_namespace, None);
+        assert!(parse(&["podcreds", "run", "--saml-enabled"]).is_none());
+        let on = parse(&[
+            "podcreds",
+            "run",
+            "--saml-enabled",
+            "--namespace=ops",
+            "--saml-provider-arn=arn:aws:iam::123456789012:saml-provider/p",
+        ])
+        .expect("parses");
+        assert_eq!(on.saml.key_namespace.as_deref(), Some("ops"));
+        assert_eq!(on.saml.entity_id, crate::saml::DEFAULT_ENTITY_ID);
+        assert_eq!(
+            on.sts_policy.default_saml_provider_arn.as_deref(),
+            Some("arn:aws:iam::123456789012:saml-provider/p")
+        );
     }
 
     #[test]

@@ -4,7 +4,7 @@
 
 use serde_json::{Value, json};
 
-use crate::spec::{ResolvedHop, ResolvedSpec};
+use crate::spec::ResolvedSpec;
 
 /// Audience and recipient of every SAML assertion AWS accepts.
 pub const AWS_SAML_AUDIENCE: &str = "https://signin.aws.amazon.com/saml";
@@ -98,6 +98,21 @@ fn actions(actions: Vec<&str>) -> Value {
     }
 }
 
+/// What the role must allow a SAML exchange: `sts:AssumeRoleWithSAML`, and `sts:TagSession` /
+/// `sts:SetSourceIdentity` when the assertion carries tags / a source identity.
+fn saml_actions(spec: &ResolvedSpec) -> Vec<&'static str> {
+    let mut list = vec!["sts:AssumeRoleWithSAML"];
+    if let Some(saml) = &spec.saml {
+        if !saml.tags.is_empty() {
+            list.push("sts:TagSession");
+        }
+        if saml.source_identity.is_some() {
+            list.push("sts:SetSourceIdentity");
+        }
+    }
+    list
+}
+
 /// The trust policy of the binding's own role: it lets exactly this ServiceAccount (and, for web
 /// identity, this audience) assume it.
 fn first_exchange_policy(
@@ -133,7 +148,7 @@ fn first_exchange_policy(
         FirstPrincipal::Saml { provider_arn } => json!({
             "Effect": "Allow",
             "Principal": { "Federated": provider_arn },
-            "Action": "sts:AssumeRoleWithSAML",
+            "Action": actions(saml_actions(spec)),
             "Condition": {
                 "StringEquals": {
                     "saml:sub": subject,
@@ -147,14 +162,32 @@ fn first_exchange_policy(
 
 /// The trust policy of chain hop `index`: the role before it may assume it, with the permissions
 /// the chain's tags and source identity need and the external ID the hop sends.
-fn hop_policy(hops: &[ResolvedHop], index: usize, previous_role: &str) -> Value {
+///
+/// What the first exchange set travels too: a SAML assertion's transitive tags and source
+/// identity reach every hop, which then needs `sts:TagSession` / `sts:SetSourceIdentity`.
+fn hop_policy(spec: &ResolvedSpec, index: usize, previous_role: &str) -> Value {
+    let hops = &spec.role_chain;
     let hop = &hops[index];
     let earlier = &hops[..index];
+    let first_transitive = spec
+        .saml
+        .as_ref()
+        .is_some_and(|s| !s.transitive_tag_keys.is_empty());
+    let first_identity = spec
+        .saml
+        .as_ref()
+        .is_some_and(|s| s.source_identity.is_some());
     let mut granted = vec!["sts:AssumeRole"];
-    if !hop.tags.is_empty() || earlier.iter().any(|h| !h.transitive_tag_keys.is_empty()) {
+    if !hop.tags.is_empty()
+        || first_transitive
+        || earlier.iter().any(|h| !h.transitive_tag_keys.is_empty())
+    {
         granted.push("sts:TagSession");
     }
-    if hop.source_identity.is_some() || earlier.iter().any(|h| h.source_identity.is_some()) {
+    if hop.source_identity.is_some()
+        || first_identity
+        || earlier.iter().any(|h| h.source_identity.is_some())
+    {
         granted.push("sts:SetSourceIdentity");
     }
     let mut statement = json!({
@@ -191,7 +224,7 @@ pub fn trust_policies(
         policies.push(TrustPolicy {
             role_arn: hop.role_arn.clone(),
             assumed_by: format!("roleChain[{index}] (AssumeRole)"),
-            document: hop_policy(&spec.role_chain, index, previous),
+            document: hop_policy(spec, index, previous),
         });
         previous = hop.role_arn.as_str();
     }
@@ -325,6 +358,49 @@ mod tests {
         assert_eq!(
             statement["Condition"]["StringEquals"]["saml:aud"],
             json!(AWS_SAML_AUDIENCE)
+        );
+        // Tags and a source identity in the assertion need their permissions too.
+        let mut tagged = spec(vec![], false);
+        tagged.saml = Some(crate::spec::ResolvedSaml {
+            provider_arn: provider_arn.clone(),
+            source_identity: Some("alice".into()),
+            tags: vec![("team".into(), "a".into())],
+            transitive_tag_keys: vec![],
+        });
+        let policies =
+            trust_policies(&tagged, "team-a", &FirstPrincipal::Saml { provider_arn }).unwrap();
+        assert_eq!(
+            policies[0].document["Statement"][0]["Action"],
+            json!([
+                "sts:AssumeRoleWithSAML",
+                "sts:TagSession",
+                "sts:SetSourceIdentity"
+            ])
+        );
+        // A hop after it inherits the transitive tags and the source identity.
+        let mut chained = tagged.clone();
+        chained.role_chain = spec(
+            vec![RoleChainHop {
+                role_arn: "arn:aws:iam::111122223333:role/next".into(),
+                ..RoleChainHop::default()
+            }],
+            false,
+        )
+        .role_chain;
+        if let Some(saml) = chained.saml.as_mut() {
+            saml.transitive_tag_keys = vec!["team".into()];
+        }
+        let policies = trust_policies(
+            &chained,
+            "team-a",
+            &FirstPrincipal::Saml {
+                provider_arn: "arn:aws:iam::111122223333:saml-provider/podcreds".into(),
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            policies[1].document["Statement"][0]["Action"],
+            json!(["sts:AssumeRole", "sts:TagSession", "sts:SetSourceIdentity"])
         );
     }
 

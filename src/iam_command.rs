@@ -143,12 +143,18 @@ pub async fn trust_policy(args: TrustPolicyArgs) -> Result<String, CommandError>
             .into_iter()
             .collect(),
         cluster_name: args.cluster_name.clone(),
+        default_saml_provider_arn: args.saml_provider_arn.clone(),
         allow_unprefixed_session_names: true,
         allow_insecure_endpoints: true,
         ..StsPolicy::default()
     };
     let resolved = spec::resolve(&binding.spec, &namespace, &name, &policy)?;
-    let first = if let Some(source) = &resolved.credential_source {
+    let first = if let Some(saml) = &resolved.saml {
+        // A binding with spec.saml names its provider (or takes --saml-provider-arn's).
+        FirstPrincipal::Saml {
+            provider_arn: saml.provider_arn.clone(),
+        }
+    } else if let Some(source) = &resolved.credential_source {
         let user_arn = args
             .user_arn
             .clone()

@@ -21,6 +21,7 @@ pub mod operator;
 pub mod patterns;
 pub mod plan;
 pub mod retry;
+pub mod saml;
 pub mod secret;
 pub mod settings;
 pub mod source;

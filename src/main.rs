@@ -5,7 +5,24 @@ use clap::Parser;
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
-use podcreds::cli::{Cli, Command, IamCommand, OidcCommand};
+use podcreds::cli::{Cli, Command, IamCommand, OidcCommand, SamlKeyArgs, SamlKeyStep};
+use podcreds::saml::key::KeyRing;
+use podcreds::saml::metadata::idp_metadata;
+use podcreds::saml::store::KeySecret;
+
+async fn key_secret(args: &SamlKeyArgs) -> anyhow::Result<KeySecret> {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let client = kube::Client::try_default().await?;
+    Ok(KeySecret::new(
+        client,
+        &args.namespace,
+        &args.saml_key_secret,
+    ))
+}
+
+fn metadata(args: &SamlKeyArgs, ring: &KeyRing) -> String {
+    idp_metadata(&args.saml_entity_id, &ring.announced_certificates())
+}
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -21,6 +38,47 @@ async fn main() -> anyhow::Result<()> {
             }
         },
         Command::Version => println!("podcreds {}", env!("CARGO_PKG_VERSION")),
+        Command::SamlMetadata(args) => {
+            let ring = key_secret(&args).await?.ensure().await?;
+            print!("{}", metadata(&args, &ring));
+        }
+        Command::SamlKey { step } => {
+            let (args, ring, next) = match step {
+                SamlKeyStep::AddNext(args) => {
+                    let ring = key_secret(&args)
+                        .await?
+                        .update(|r, y| r.add_next(y))
+                        .await?;
+                    (
+                        args,
+                        ring,
+                        "re-upload the metadata to IAM (aws iam update-saml-provider), then run `podcreds saml-key promote`",
+                    )
+                }
+                SamlKeyStep::Promote(args) => {
+                    let ring = key_secret(&args).await?.update(|r, _| r.promote()).await?;
+                    (
+                        args,
+                        ring,
+                        "the operator signs with the new key within a minute; once no older assertion is in flight, run `podcreds saml-key retire`",
+                    )
+                }
+                SamlKeyStep::Retire(args) => {
+                    let ring = key_secret(&args).await?.update(|r, _| r.retire()).await?;
+                    (
+                        args,
+                        ring,
+                        "re-upload the metadata to IAM (aws iam update-saml-provider)",
+                    )
+                }
+            };
+            eprintln!(
+                "done; signing certificate sha256 {}; {} certificate(s) announced; next: {next}",
+                ring.active.fingerprint(),
+                ring.announced_certificates().len()
+            );
+            print!("{}", metadata(&args, &ring));
+        }
         Command::Iam(IamCommand::TrustPolicy(args)) => {
             print!("{}", podcreds::iam_command::trust_policy(args).await?)
         }

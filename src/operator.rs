@@ -122,6 +122,25 @@ pub async fn run(args: RunArgs) -> Result<(), StartError> {
         .await
         .map_err(StartError::KubeConfig)?;
     let sts = Arc::new(AwsStsClient::new(StsTimeouts::default()));
+    if let Some(namespace) = &settings.saml.key_namespace {
+        // Created at start so `podcreds saml-metadata` has a key to print before any SAML binding
+        // exists; a failure here is not fatal (SAML exchanges try again and report it).
+        let secret = crate::saml::store::KeySecret::new(
+            client.clone(),
+            namespace,
+            &settings.saml.key_secret,
+        );
+        match secret.ensure().await {
+            Ok(ring) => tracing::info!(
+                certificate_sha256 = %ring.active.fingerprint(),
+                announced = ring.announced_certificates().len(),
+                "SAML signing key ready"
+            ),
+            Err(e) => {
+                tracing::warn!(error = %e, "SAML signing key unavailable; SAML bindings will retry")
+            }
+        }
+    }
 
     let metrics = Metrics::default();
     let stores: controller::BindingStores = Arc::new(Mutex::new(Vec::new()));

@@ -17,6 +17,9 @@ pub const MINIO_ROLE_ARN: &str = r"^arn:minio:iam:([A-Za-z][\w-]{0,62})?::role/[
 /// default tenant) or an RGW account ID, then an optional path and the role name. The rule for
 /// `sts.provider: CephRGW`.
 pub const CEPH_ROLE_ARN: &str = r"^arn:aws:iam::(\w{1,64})?:role/([\w+=,.@-]+/)*[\w+=,.@-]{1,64}$";
+/// An IAM SAML provider ARN in any partition: a 12-digit account and the provider's name.
+pub const SAML_PROVIDER_ARN: &str =
+    r"^arn:aws(-[a-z]+)*:iam::[0-9]{12}:saml-provider/[\w.-]{1,128}$";
 /// A managed policy ARN, customer-managed (account id) or AWS-managed (`aws`).
 pub const POLICY_ARN: &str = r"^arn:aws(-[a-z]+)*:iam::([0-9]{12}|aws):policy/[\w+=,.@/-]+$";
 /// The STS `RoleSessionName` rule.

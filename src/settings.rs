@@ -1,5 +1,6 @@
 //! Operator settings that shape reconciliation, as [`crate::cli`] reads them from flags.
 
+use crate::saml::SamlSettings;
 use crate::spec::StsPolicy;
 
 /// Operator settings that shape reconciliation.
@@ -29,6 +30,8 @@ pub struct Settings {
     pub operator_namespace: Option<String>,
     /// Name reported on Events (usually the pod name).
     pub instance: Option<String>,
+    /// The SAML identity provider (`spec.saml` bindings).
+    pub saml: SamlSettings,
 }
 
 impl Default for Settings {
@@ -46,6 +49,7 @@ impl Default for Settings {
             require_role_allowlist: false,
             operator_namespace: None,
             instance: None,
+            saml: SamlSettings::default(),
         }
     }
 }

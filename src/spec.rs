@@ -36,6 +36,9 @@ pub struct StsPolicy {
     /// The cluster's name, for the `kubernetes-cluster-name` session tag of bindings that ask
     /// for Kubernetes session tags (`--cluster-name`); those bindings are refused without it.
     pub cluster_name: Option<String>,
+    /// The IAM SAML provider ARN for bindings whose `spec.saml` names none
+    /// (`--saml-provider-arn`).
+    pub default_saml_provider_arn: Option<String>,
 }
 
 impl Default for StsPolicy {
@@ -49,6 +52,7 @@ impl Default for StsPolicy {
             allow_unprefixed_session_names: false,
             allow_insecure_endpoints: false,
             cluster_name: None,
+            default_saml_provider_arn: None,
         }
     }
 }
@@ -128,10 +132,24 @@ pub struct ResolvedSpec {
     /// the fingerprint's input when empty, so bindings without a chain keep their fingerprint.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub role_chain: Vec<ResolvedHop>,
+    /// The SAML exchange, when the binding asks for one instead of web identity. Left out of the
+    /// fingerprint's input when absent, so other bindings keep their fingerprint.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub saml: Option<ResolvedSaml>,
     /// The credential source whose keys sign the first exchange; left out of the fingerprint's
     /// input when absent, so web identity bindings keep their fingerprint.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub credential_source: Option<ResolvedSource>,
+}
+
+/// A binding's resolved `spec.saml`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ResolvedSaml {
+    pub provider_arn: String,
+    pub source_identity: Option<String>,
+    pub tags: Vec<(String, String)>,
+    pub transitive_tag_keys: Vec<String>,
 }
 
 /// A binding's credential source, resolved.
@@ -279,6 +297,7 @@ static ROLE_ARN: LazyLock<Regex> = LazyLock::new(|| compile(patterns::ROLE_ARN))
 static MINIO_ROLE_ARN: LazyLock<Regex> = LazyLock::new(|| compile(patterns::MINIO_ROLE_ARN));
 static CEPH_ROLE_ARN: LazyLock<Regex> = LazyLock::new(|| compile(patterns::CEPH_ROLE_ARN));
 static POLICY_ARN: LazyLock<Regex> = LazyLock::new(|| compile(patterns::POLICY_ARN));
+static SAML_PROVIDER_ARN: LazyLock<Regex> = LazyLock::new(|| compile(patterns::SAML_PROVIDER_ARN));
 static SESSION_NAME: LazyLock<Regex> = LazyLock::new(|| compile(patterns::SESSION_NAME));
 static DURATION: LazyLock<Regex> = LazyLock::new(|| compile(patterns::DURATION));
 static REGION: LazyLock<Regex> = LazyLock::new(|| compile(patterns::REGION));
@@ -563,7 +582,29 @@ pub fn resolve(
         return Err(invalid("mountPath", "must not contain '..'"));
     }
 
-    let role_chain = resolve_chain(spec, provider, namespace, name, &session_name, policy)?;
+    let saml = resolve_saml(spec, provider, policy)?;
+    if saml.as_ref().is_some_and(|s| s.source_identity.is_some())
+        && spec
+            .role_chain
+            .first()
+            .is_some_and(|hop| hop.source_identity.is_some())
+    {
+        return Err(invalid(
+            "roleChain[0].sourceIdentity",
+            "saml.sourceIdentity already sets the source identity; STS keeps it for the whole chain",
+        ));
+    }
+    let role_chain = resolve_chain(
+        spec,
+        provider,
+        namespace,
+        name,
+        &session_name,
+        policy,
+        saml.as_ref()
+            .map(|s| s.transitive_tag_keys.clone())
+            .unwrap_or_default(),
+    )?;
 
     Ok(ResolvedSpec {
         service_account_name: spec.service_account_name.clone(),
@@ -579,8 +620,119 @@ pub fn resolve(
         endpoint,
         mount_path: spec.mount_path.trim_end_matches('/').to_string(),
         role_chain,
+        saml,
         credential_source,
     })
+}
+
+/// `spec.saml`, with the operator's default provider ARN and the tag rules of a chain hop.
+fn resolve_saml(
+    spec: &AWSRoleBindingSpec,
+    provider: StsProvider,
+    policy: &StsPolicy,
+) -> Result<Option<ResolvedSaml>, SpecError> {
+    let Some(saml) = &spec.saml else {
+        return Ok(None);
+    };
+    if spec.credential_source.is_some() {
+        return Err(invalid(
+            "saml",
+            "saml and credentialSource are two different first exchanges: set one of them",
+        ));
+    }
+    if provider != StsProvider::Aws {
+        return Err(invalid("saml", "needs sts.provider AWS"));
+    }
+    let provider_arn = saml
+        .provider_arn
+        .clone()
+        .or_else(|| policy.default_saml_provider_arn.clone())
+        .ok_or_else(|| {
+            invalid(
+                "saml.providerArn",
+                "is required: the operator has no default --saml-provider-arn",
+            )
+        })?;
+    check(
+        "saml.providerArn",
+        &provider_arn,
+        &SAML_PROVIDER_ARN,
+        2048,
+        "an IAM SAML provider ARN such as arn:aws:iam::123456789012:saml-provider/podcreds",
+    )?;
+    if let Some(identity) = &saml.source_identity {
+        if starts_with_ignoring_case(identity, AWS_TAG_PREFIX) {
+            return Err(invalid("saml.sourceIdentity", "must not start with aws:"));
+        }
+        check(
+            "saml.sourceIdentity",
+            identity,
+            &SOURCE_IDENTITY,
+            64,
+            "2 to 64 characters of letters, digits and _+=,.@-",
+        )?;
+    }
+    if saml.tags.len() > MAX_SESSION_TAGS {
+        return Err(invalid(
+            "saml.tags",
+            format!("at most {MAX_SESSION_TAGS} tags"),
+        ));
+    }
+    let mut tags: Vec<(String, String)> = Vec::with_capacity(saml.tags.len());
+    for tag in &saml.tags {
+        check(
+            "saml.tags",
+            &tag.key,
+            &TAG_KEY,
+            128,
+            "keys of 1 to 128 letters, digits, spaces or _.:/=+@-",
+        )?;
+        check(
+            "saml.tags",
+            &tag.value,
+            &TAG_VALUE,
+            256,
+            "values of at most 256 letters, digits, spaces or _.:/=+@-",
+        )?;
+        if starts_with_ignoring_case(&tag.key, AWS_TAG_PREFIX)
+            || starts_with_ignoring_case(&tag.key, RESERVED_TAG_PREFIX)
+        {
+            return Err(invalid(
+                "saml.tags",
+                format!(
+                    "key {:?}: keys starting with aws: or kubernetes- are reserved",
+                    tag.key
+                ),
+            ));
+        }
+        if tags.iter().any(|(k, _)| same_tag_key(k, &tag.key)) {
+            return Err(invalid(
+                "saml.tags",
+                format!("key {:?} appears twice (STS ignores case)", tag.key),
+            ));
+        }
+        tags.push((tag.key.clone(), tag.value.clone()));
+    }
+    if saml.transitive_tag_keys.len() > MAX_SESSION_TAGS {
+        return Err(invalid(
+            "saml.transitiveTagKeys",
+            format!("at most {MAX_SESSION_TAGS} keys"),
+        ));
+    }
+    for key in &saml.transitive_tag_keys {
+        if !tags.iter().any(|(k, _)| same_tag_key(k, key)) {
+            return Err(invalid(
+                "saml.transitiveTagKeys",
+                format!("{key:?} is not the key of one of the tags"),
+            ));
+        }
+    }
+    Ok(Some(ResolvedSaml {
+        provider_arn,
+        source_identity: saml.source_identity.clone(),
+        tags,
+        transitive_tag_keys: saml.transitive_tag_keys.clone(),
+    }))
 }
 
 /// The binding's `credentialSource`, checked: MFA is refused (an unattended operator has no
@@ -665,6 +817,8 @@ fn resolve_chain(
     name: &str,
     default_session_name: &str,
     policy: &StsPolicy,
+    // Tag keys the first exchange made transitive (a SAML assertion's `TransitiveTagKeys`).
+    first_exchange_transitive: Vec<String>,
 ) -> Result<Vec<ResolvedHop>, SpecError> {
     if spec.role_chain.is_empty() {
         if spec.kubernetes_session_tags {
@@ -712,7 +866,7 @@ fn resolve_chain(
     let last = spec.role_chain.len() - 1;
     // Tag keys earlier hops made transitive: later sessions inherit them, and STS refuses to
     // let a later hop set them again.
-    let mut inherited: Vec<String> = Vec::new();
+    let mut inherited: Vec<String> = first_exchange_transitive;
     let mut hops = Vec::with_capacity(spec.role_chain.len());
     for (i, hop) in spec.role_chain.iter().enumerate() {
         let own_tags = if i == 0 {
@@ -1427,6 +1581,172 @@ mod tests {
         s.duration_seconds = 7200;
         assert_ne!(base.fingerprint(), resolve_ok(&s).fingerprint());
         assert_eq!(base.fingerprint(), resolve_ok(&spec()).fingerprint());
+    }
+
+    mod saml {
+        use super::*;
+
+        const PROVIDER: &str = "arn:aws:iam::123456789012:saml-provider/podcreds";
+
+        fn spec_with(saml: serde_json::Value) -> AWSRoleBindingSpec {
+            serde_json::from_value(serde_json::json!({
+                "serviceAccountName": "app",
+                "roleArn": "arn:aws:iam::123456789012:role/r",
+                "saml": saml,
+            }))
+            .expect("spec")
+        }
+
+        fn with_default() -> StsPolicy {
+            StsPolicy {
+                default_saml_provider_arn: Some(PROVIDER.into()),
+                ..StsPolicy::default()
+            }
+        }
+
+        #[test]
+        fn the_provider_defaults_to_the_operators() {
+            let r = resolve(
+                &spec_with(serde_json::json!({})),
+                "ns",
+                "b",
+                &with_default(),
+            )
+            .expect("valid");
+            let saml = r.saml.expect("saml");
+            assert_eq!(saml.provider_arn, PROVIDER);
+            let err = resolve(
+                &spec_with(serde_json::json!({})),
+                "ns",
+                "b",
+                &StsPolicy::default(),
+            )
+            .expect_err("no provider");
+            assert!(err.to_string().contains("saml.providerArn"), "{err}");
+        }
+
+        #[test]
+        fn bindings_without_saml_keep_their_fingerprint() {
+            let mut plain = spec_with(serde_json::json!({}));
+            plain.saml = None;
+            let r = resolve(&plain, "ns", "b", &with_default()).expect("valid");
+            assert!(!serde_json::to_string(&r).expect("json").contains("saml"));
+            let with = resolve(
+                &spec_with(serde_json::json!({})),
+                "ns",
+                "b",
+                &with_default(),
+            )
+            .expect("valid");
+            assert_ne!(r.fingerprint(), with.fingerprint());
+        }
+
+        #[test]
+        fn hostile_saml_specs_are_refused() {
+            for (saml, field) in [
+                (
+                    serde_json::json!({"providerArn": "arn:aws:iam::123456789012:role/r"}),
+                    "saml.providerArn",
+                ),
+                (
+                    serde_json::json!({"sourceIdentity": "aws:me"}),
+                    "saml.sourceIdentity",
+                ),
+                (
+                    serde_json::json!({"sourceIdentity": "a<b>"}),
+                    "saml.sourceIdentity",
+                ),
+                (
+                    serde_json::json!({"tags": [{"key": "Kubernetes-ns", "value": "x"}]}),
+                    "saml.tags",
+                ),
+                (
+                    serde_json::json!({"tags": [{"key": "a", "value": "<&>"}]}),
+                    "saml.tags",
+                ),
+                (
+                    serde_json::json!({"tags": [{"key": "a", "value": "1"}, {"key": "A", "value": "2"}]}),
+                    "saml.tags",
+                ),
+                (
+                    serde_json::json!({"tags": [{"key": "a", "value": "1"}], "transitiveTagKeys": ["b"]}),
+                    "saml.transitiveTagKeys",
+                ),
+            ] {
+                let err = resolve(&spec_with(saml.clone()), "ns", "b", &with_default())
+                    .expect_err(&saml.to_string());
+                assert!(err.to_string().contains(field), "{saml}: {err}");
+            }
+            let mut minio = spec_with(serde_json::json!({}));
+            minio.role_arn = Some("arn:minio:iam:::role/x".into());
+            minio.sts = Some(crate::api::StsSettings {
+                provider: Some(StsProvider::MinIo),
+                endpoint: Some("https://minio.example".into()),
+                ..Default::default()
+            });
+            let policy = StsPolicy {
+                allowed_endpoints: vec!["https://minio.example".into()],
+                ..with_default()
+            };
+            let err = resolve(&minio, "ns", "b", &policy).expect_err("MinIO");
+            assert!(err.to_string().contains("sts.provider AWS"), "{err}");
+        }
+
+        #[test]
+        fn a_chain_cannot_override_what_the_assertion_made_transitive() {
+            let mut spec = spec_with(serde_json::json!({
+                "tags": [{"key": "team", "value": "a"}],
+                "transitiveTagKeys": ["team"],
+            }));
+            spec.role_chain = vec![RoleChainHop {
+                role_arn: "arn:aws:iam::123456789012:role/next".into(),
+                tags: vec![crate::api::SessionTag {
+                    key: "TEAM".into(),
+                    value: "b".into(),
+                }],
+                ..RoleChainHop::default()
+            }];
+            let err = resolve(&spec, "ns", "b", &with_default()).expect_err("override");
+            assert!(err.to_string().contains("transitive"), "{err}");
+        }
+
+        #[test]
+        fn saml_and_a_credential_source_exclude_each_other() {
+            let mut spec = spec_with(serde_json::json!({}));
+            spec.credential_source = serde_json::from_value(
+                serde_json::json!({"name": "ci-user", "mode": "AssumeRole"}),
+            )
+            .expect("source");
+            let err = resolve(&spec, "ns", "b", &with_default()).expect_err("both");
+            assert!(err.to_string().contains("set one of them"), "{err}");
+        }
+
+        #[test]
+        fn the_source_identity_is_set_once() {
+            let mut spec = spec_with(serde_json::json!({"sourceIdentity": "alice"}));
+            spec.role_chain = vec![RoleChainHop {
+                role_arn: "arn:aws:iam::123456789012:role/next".into(),
+                source_identity: Some("bob".into()),
+                ..RoleChainHop::default()
+            }];
+            let err = resolve(&spec, "ns", "b", &with_default()).expect_err("twice");
+            assert!(
+                err.to_string().contains("roleChain[0].sourceIdentity"),
+                "{err}"
+            );
+        }
+
+        #[test]
+        fn the_documented_example_resolves() {
+            let doc: serde_yaml::Value =
+                serde_yaml::from_str(include_str!("../examples/saml.yaml")).expect("YAML");
+            let spec: AWSRoleBindingSpec =
+                serde_yaml::from_value(doc["spec"].clone()).expect("spec");
+            let r = resolve(&spec, "batch", "batch-reader", &StsPolicy::default()).expect("valid");
+            let saml = r.saml.expect("saml");
+            assert_eq!(saml.tags, [("team".to_string(), "reporting".to_string())]);
+            assert_eq!(saml.source_identity.as_deref(), Some("batch-reports"));
+        }
     }
 
     mod role_chains {

@@ -33,6 +33,22 @@ pub struct AssumeRoleRequest {
     pub endpoint: Option<String>,
 }
 
+/// One `AssumeRoleWithSAML` call (unsigned: the assertion is the proof).
+#[derive(Debug)]
+pub struct SamlAssumeRoleRequest {
+    pub role_arn: String,
+    /// The IAM SAML provider.
+    pub principal_arn: String,
+    /// The base64 SAML Response.
+    pub saml_assertion: SecretString,
+    pub duration_seconds: i32,
+    pub session_policy: Option<String>,
+    pub policy_arns: Vec<String>,
+    pub region: String,
+    /// `None`: the AWS regional endpoint of `region`.
+    pub endpoint: Option<String>,
+}
+
 /// One `AssumeRole` call, signed with `credentials` (the previous session's, never anything
 /// from the environment).
 #[derive(Debug)]
@@ -219,6 +235,20 @@ pub trait StsClient: Send + Sync {
         request: AssumeRoleRequest,
     ) -> BoxFuture<'_, Result<IssuedCredentials, StsError>>;
 
+    /// `AssumeRoleWithSAML`. Clients that only exchange tokens refuse.
+    fn assume_role_with_saml(
+        &self,
+        _request: SamlAssumeRoleRequest,
+    ) -> BoxFuture<'_, Result<IssuedCredentials, StsError>> {
+        Box::pin(async {
+            Err(StsError::new(
+                StsErrorKind::InvalidRequest,
+                Some("UnsupportedOperation"),
+                "this STS client does not call AssumeRoleWithSAML",
+            ))
+        })
+    }
+
     /// `GetFederationToken` signed with `request.keys`. Clients that only exchange tokens refuse.
     fn get_federation_token(
         &self,
@@ -399,6 +429,37 @@ impl StsClient for AwsStsClient {
                 .role_arn(&request.role_arn)
                 .role_session_name(&request.session_name)
                 .web_identity_token(request.web_identity_token.expose_secret())
+                .duration_seconds(request.duration_seconds)
+                .set_policy(request.session_policy.clone())
+                .set_policy_arns(policy_arns)
+                .send()
+                .await
+                .map_err(classify_sdk_error)?;
+            issued(
+                output.credentials(),
+                output.assumed_role_user().map(|u| u.arn().to_string()),
+            )
+        })
+    }
+
+    fn assume_role_with_saml(
+        &self,
+        request: SamlAssumeRoleRequest,
+    ) -> BoxFuture<'_, Result<IssuedCredentials, StsError>> {
+        Box::pin(async move {
+            let client = self.client_for(&request.region, request.endpoint.as_deref());
+            let policy_arns = (!request.policy_arns.is_empty()).then(|| {
+                request
+                    .policy_arns
+                    .iter()
+                    .map(|arn| PolicyDescriptorType::builder().arn(arn).build())
+                    .collect::<Vec<_>>()
+            });
+            let output = client
+                .assume_role_with_saml()
+                .role_arn(&request.role_arn)
+                .principal_arn(&request.principal_arn)
+                .saml_assertion(request.saml_assertion.expose_secret())
                 .duration_seconds(request.duration_seconds)
                 .set_policy(request.session_policy.clone())
                 .set_policy_arns(policy_arns)
@@ -742,6 +803,17 @@ mod tests {
             endpoint: None,
         };
         assert!(!format!("{req:?}").contains("eyJ-token"));
+        let saml = SamlAssumeRoleRequest {
+            role_arn: "arn".into(),
+            principal_arn: "provider".into(),
+            saml_assertion: SecretString::from("PHNhbWxwOlJlc3BvbnNl".to_string()),
+            duration_seconds: 900,
+            session_policy: None,
+            policy_arns: vec![],
+            region: "us-east-1".into(),
+            endpoint: None,
+        };
+        assert!(!format!("{saml:?}").contains("PHNhbWxw"));
     }
 
     #[tokio::test]

@@ -112,6 +112,7 @@ impl Shared {
             metrics.clone(),
             settings.token_expiration_seconds,
             sources.clone(),
+            settings.saml.clone(),
         ));
         Self {
             events: Events::start(client.clone(), reporter, metrics.clone()),

@@ -8,6 +8,7 @@
 
 pub mod long_term_keys;
 pub mod role_chain;
+pub mod saml;
 pub mod setup_hints;
 pub mod token;
 pub mod web_identity;
@@ -25,6 +26,7 @@ use crate::sts::{IssuedCredentials, SharedSts, StsError};
 use crate::throttle::Throttle;
 use long_term_keys::{KeysContext, LongTermKeys};
 use role_chain::{HopError, RoleChain};
+use saml::{Saml, SamlError};
 use token::TokenError;
 use web_identity::WebIdentity;
 
@@ -47,6 +49,8 @@ pub enum FlowError {
     #[error(transparent)]
     Hop(#[from] HopError),
     #[error(transparent)]
+    Saml(#[from] SamlError),
+    #[error(transparent)]
     Source(#[from] SourceError),
 }
 
@@ -57,6 +61,7 @@ impl FlowError {
             FlowError::Token(e) => e.category(),
             FlowError::Sts(e) => e.kind.category(),
             FlowError::Hop(e) => e.category(),
+            FlowError::Saml(e) => e.category(),
             FlowError::Source(e) => e.category(),
         }
     }
@@ -66,6 +71,7 @@ impl FlowError {
             FlowError::Token(e) => e.retry_class(),
             FlowError::Sts(e) => e.kind.retry_class(),
             FlowError::Hop(e) => e.retry_class(),
+            FlowError::Saml(e) => e.retry_class(),
             // The source and Secret watches bring the binding back when either changes.
             FlowError::Source(_) => RetryClass::External,
         }
@@ -111,6 +117,7 @@ pub trait CredentialFlow: Send + Sync {
 /// Every flow the operator runs, and the choice between them: each binding's spec decides.
 pub struct Flows {
     web_identity: Arc<WebIdentity>,
+    saml: Saml,
     role_chain: RoleChain,
     /// One per `credentialSource.mode`, sharing the caches of sources and their Secrets.
     long_term_keys: [LongTermKeys; 3],
@@ -124,7 +131,16 @@ impl Flows {
         metrics: Metrics,
         token_expiration_seconds: i64,
         sources: Sources,
+        saml: crate::saml::SamlSettings,
     ) -> Self {
+        let saml = Saml::new(
+            client.clone(),
+            sts.clone(),
+            throttle.clone(),
+            metrics.clone(),
+            token_expiration_seconds,
+            saml,
+        );
         let keys = Arc::new(KeysContext {
             client: client.clone(),
             sts: sts.clone(),
@@ -156,12 +172,16 @@ impl Flows {
                 metrics,
             },
             web_identity,
+            saml,
             long_term_keys,
         }
     }
 
     /// The first exchange of a binding whose resolved spec is `spec`.
     pub fn first_exchange(&self, spec: &ResolvedSpec) -> &dyn FirstExchange {
+        if spec.saml.is_some() {
+            return &self.saml;
+        }
         match &spec.credential_source {
             Some(source) => {
                 let [assume_role, federation_token, session_token] = &self.long_term_keys;

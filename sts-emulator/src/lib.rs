@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 pub mod oidc;
+pub mod saml;
 pub mod sigv4;
 pub mod state;
 pub mod trust_policy;
@@ -122,6 +123,10 @@ impl Emulator {
         let app = Router::new()
             .route("/", post(sts_action).get(sts_action))
             .route("/_emulator/roles", post(put_role).get(list_roles))
+            .route(
+                "/_emulator/saml-providers",
+                post(put_saml_provider).get(list_saml_providers),
+            )
             .route("/_emulator/users", post(put_user))
             .route("/_emulator/faults", post(put_faults).get(get_faults))
             .route("/_emulator/calls", get(get_calls))
@@ -144,6 +149,17 @@ impl Emulator {
 
     pub fn add_role(&self, role: Role) {
         self.inner.state().roles.insert(role.arn.clone(), role);
+    }
+
+    /// Registers (or replaces) an IAM SAML provider from IdP metadata, as
+    /// `create-saml-provider` / `update-saml-provider` do.
+    pub fn add_saml_provider(&self, arn: &str, metadata: &str) -> Result<(), String> {
+        let provider = saml::provider_from_metadata(arn, metadata)?;
+        self.inner
+            .state()
+            .saml_providers
+            .insert(arn.to_string(), provider);
+        Ok(())
     }
 
     /// Registers an IAM user's long-term keys (a user may hold several: call once per key).
@@ -466,6 +482,7 @@ async fn sts_action(
             "AssumeRoleWithWebIdentity" => {
                 assume_role_with_web_identity(&inner, &params, &mut record).await
             }
+            "AssumeRoleWithSAML" => assume_role_with_saml(&inner, &params, &mut record).await,
             "GetCallerIdentity" | "AssumeRole" | "GetFederationToken" | "GetSessionToken" => {
                 let request = sigv4::SignedRequest {
                     method: method.as_str(),
@@ -642,6 +659,170 @@ async fn assume_role_with_web_identity(
         xml_escape(&provider),
     );
     Ok(ok_xml("AssumeRoleWithWebIdentity", result))
+}
+
+async fn assume_role_with_saml(
+    inner: &Inner,
+    params: &Params,
+    record: &mut CallRecord,
+) -> Result<Response, StsFailure> {
+    let refused = |r: saml::Refused| StsFailure::sender(r.code, r.message);
+    let encoded = params.get("SAMLAssertion").cloned().unwrap_or_default();
+    if !(4..=100_000).contains(&encoded.len()) {
+        return Err(StsFailure::sender(
+            "ValidationError",
+            "1 validation error detected: Value at 'SAMLAssertion' failed to satisfy constraint: Member must have length between 4 and 100000",
+        ));
+    }
+    let principal = params.get("PrincipalArn").cloned().unwrap_or_default();
+    let provider = inner
+        .state()
+        .saml_providers
+        .get(&principal)
+        .cloned()
+        .ok_or_else(|| {
+            StsFailure::sender("InvalidIdentityToken", "Specified provider doesn't exist")
+        })?;
+    let (xml, stripped) = saml::decode(&encoded).map_err(refused)?;
+    let now = Timestamp::now() + SignedDuration::from_secs(inner.state().faults.clock_skew_seconds);
+    // Structure and references first, so that xmlsec1 only ever judges a well-formed Response
+    // whose one Assertion is the signed element.
+    let claims = saml::check(&xml, &provider, now).map_err(refused)?;
+    let verdict = saml::verify_signature(&stripped, &provider.certificates).await;
+    match verdict {
+        saml::Verdict::Valid(i) => {
+            record.saml_signature = Some("Valid".into());
+            record.saml_certificate_sha256 = provider
+                .certificates
+                .get(i)
+                .map(|pem| saml::certificate_sha256(pem));
+        }
+        saml::Verdict::Invalid => {
+            record.saml_signature = Some("Invalid".into());
+            return Err(StsFailure::sender(
+                "InvalidIdentityToken",
+                "Response signature invalid: no certificate of the SAML provider's metadata verifies it",
+            ));
+        }
+        saml::Verdict::Unavailable(why) => {
+            return Err(StsFailure {
+                status: StatusCode::INTERNAL_SERVER_ERROR,
+                code: "InternalFailure",
+                message: why,
+            });
+        }
+    }
+    record.subject = Some(claims.subject.clone());
+    record.audience = Some(claims.audience.clone());
+    record.session_name = claims.session_name.clone();
+    record.tags = claims.tags.clone();
+    record.transitive_tag_keys = claims.transitive_tag_keys.clone();
+    record.source_identity = claims.source_identity.clone();
+    let role_arn = params.get("RoleArn").cloned().unwrap_or_default();
+    if !claims
+        .roles
+        .iter()
+        .any(|(role, p)| *role == role_arn && *p == principal)
+    {
+        return Err(StsFailure::denied(
+            "Not authorized to perform sts:AssumeRoleWithSAML: the assertion's Role attribute does not name this role and provider",
+        ));
+    }
+    let mut effective = params.clone();
+    effective.insert(
+        "RoleSessionName".into(),
+        claims.session_name.clone().unwrap_or_default(),
+    );
+    let (role_arn, session_name, requested) = validate_common(&effective, inner.dialect)?;
+    let requested = claims
+        .session_duration
+        .map_or(requested, |d| requested.min(d));
+    let role =
+        inner.state().roles.get(&role_arn).cloned().ok_or_else(|| {
+            StsFailure::denied("Not authorized to perform sts:AssumeRoleWithSAML")
+        })?;
+    if !role.saml_providers.contains(&principal) || !role.allows_subject(&claims.subject) {
+        return Err(StsFailure::denied(
+            "Not authorized to perform sts:AssumeRoleWithSAML",
+        ));
+    }
+    if claims.tags.len() > 50 || claims.transitive_tag_keys.len() > 50 {
+        return Err(StsFailure::sender(
+            "ValidationError",
+            "at most 50 session tags and 50 transitive tag keys",
+        ));
+    }
+    for (i, tag) in claims.tags.iter().enumerate() {
+        if !(1..=128).contains(&tag.key.chars().count())
+            || tag.value.chars().count() > 256
+            || !tag_text_ok(&tag.key)
+            || !tag_text_ok(&tag.value)
+            || tag.key.to_ascii_lowercase().starts_with("aws:")
+            || claims.tags[..i].iter().any(|t| same_key(&t.key, &tag.key))
+        {
+            return Err(StsFailure::sender(
+                "InvalidIdentityToken",
+                "A PrincipalTag attribute is invalid",
+            ));
+        }
+    }
+    if !claims.tags.is_empty() && !role.allow_tag_session {
+        return Err(StsFailure::denied(
+            "Not authorized to perform sts:TagSession",
+        ));
+    }
+    if let Some(identity) = &claims.source_identity {
+        if identity.to_ascii_lowercase().starts_with("aws:") || !session_name_ok(identity) {
+            return Err(StsFailure::sender(
+                "InvalidIdentityToken",
+                "The SourceIdentity attribute is invalid",
+            ));
+        }
+        if !role.allow_set_source_identity {
+            return Err(StsFailure::denied(
+                "Not authorized to perform sts:SetSourceIdentity",
+            ));
+        }
+    }
+    let transitive_tags: Vec<SessionTag> = claims
+        .tags
+        .iter()
+        .filter(|t| {
+            claims
+                .transitive_tag_keys
+                .iter()
+                .any(|k| same_key(k, &t.key))
+        })
+        .cloned()
+        .collect();
+    let (access_key_id, session, granted) = issue(
+        &mut inner.state(),
+        inner.dialect,
+        &role_arn,
+        &session_name,
+        requested,
+        Carried {
+            transitive_tags,
+            source_identity: claims.source_identity.clone(),
+        },
+    )?;
+    record.granted_seconds = Some(granted);
+    record.access_key_id = Some(access_key_id.clone());
+    let source_identity = claims
+        .source_identity
+        .as_deref()
+        .map(|s| format!("    <SourceIdentity>{}</SourceIdentity>\n", xml_escape(s)))
+        .unwrap_or_default();
+    let result = format!(
+        "    <Subject>{}</Subject>\n    <SubjectType>{}</SubjectType>\n    <Issuer>{}</Issuer>\n    <Audience>{}</Audience>\n    <NameQualifier>{}</NameQualifier>\n{}{source_identity}",
+        xml_escape(&claims.subject),
+        xml_escape(&claims.subject_type),
+        xml_escape(&claims.issuer),
+        xml_escape(&claims.audience),
+        xml_escape(&principal),
+        credentials_xml(&access_key_id, &session),
+    );
+    Ok(ok_xml("AssumeRoleWithSAML", result))
 }
 
 fn signed_action(
@@ -1193,6 +1374,28 @@ async fn put_user(
 
 async fn list_roles(AxumState(inner): AxumState<Arc<Inner>>) -> axum::Json<Vec<Role>> {
     axum::Json(inner.state().roles.values().cloned().collect())
+}
+
+async fn put_saml_provider(
+    AxumState(inner): AxumState<Arc<Inner>>,
+    axum::Json(upload): axum::Json<saml::ProviderUpload>,
+) -> Response {
+    match saml::provider_from_metadata(&upload.arn, &upload.metadata) {
+        Ok(provider) => {
+            inner
+                .state()
+                .saml_providers
+                .insert(upload.arn.clone(), provider);
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Err(e) => (StatusCode::BAD_REQUEST, e).into_response(),
+    }
+}
+
+async fn list_saml_providers(
+    AxumState(inner): AxumState<Arc<Inner>>,
+) -> axum::Json<Vec<saml::SamlProvider>> {
+    axum::Json(inner.state().saml_providers.values().cloned().collect())
 }
 
 async fn put_faults(

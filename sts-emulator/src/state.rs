@@ -37,6 +37,11 @@ pub struct Role {
     /// source identity (sent, or inherited) is refused.
     #[serde(default)]
     pub allow_set_source_identity: bool,
+    /// IAM SAML providers whose assertions may assume this role (the trust policy's
+    /// `"Principal": {"Federated": "<provider ARN>"}` with `sts:AssumeRoleWithSAML`); the
+    /// assertion's NameID (`saml:sub`) must match `subjects`.
+    #[serde(default)]
+    pub saml_providers: Vec<String>,
     /// IAM users whose long-term keys (or `GetSessionToken` sessions) may assume this role with
     /// `AssumeRole` (the trust policy's `"Principal": {"AWS": "<user ARN>"}`); a trailing `*`
     /// matches any suffix. Such an `AssumeRole` is not role chaining: up to 12 hours.
@@ -211,6 +216,13 @@ pub struct CallRecord {
     /// `AssumeRole`: the `PackedPolicySize` answered, in percent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub packed_policy_size: Option<u32>,
+    /// `AssumeRoleWithSAML`: what `xmlsec1 --verify` said of the signature (`Valid`, `Invalid`),
+    /// if it got that far.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub saml_signature: Option<String>,
+    /// `AssumeRoleWithSAML`: SHA-256 (hex, of the DER) of the certificate that verified it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub saml_certificate_sha256: Option<String>,
 }
 
 /// Counters over the call log.
@@ -222,11 +234,17 @@ pub struct Counters {
     pub by_role: BTreeMap<String, u64>,
     pub by_subject: BTreeMap<String, u64>,
     pub by_result: BTreeMap<String, u64>,
+    /// SAML Responses whose signature `xmlsec1 --verify` accepted / refused.
+    #[serde(default)]
+    pub saml_signatures_valid: u64,
+    #[serde(default)]
+    pub saml_signatures_invalid: u64,
 }
 
 #[derive(Default)]
 pub struct State {
     pub roles: HashMap<String, Role>,
+    pub saml_providers: HashMap<String, crate::saml::SamlProvider>,
     /// IAM users by access key ID.
     pub users: HashMap<String, User>,
     pub sessions: HashMap<String, Session>,
@@ -303,6 +321,11 @@ impl State {
         c.total += 1;
         *c.by_action.entry(call.action.clone()).or_default() += 1;
         *c.by_result.entry(call.result.clone()).or_default() += 1;
+        match call.saml_signature.as_deref() {
+            Some("Valid") => c.saml_signatures_valid += 1,
+            Some("Invalid") => c.saml_signatures_invalid += 1,
+            _ => {}
+        }
         if let Some(r) = &call.role_arn {
             *c.by_role.entry(r.clone()).or_default() += 1;
         }

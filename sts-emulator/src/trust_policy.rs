@@ -2,7 +2,8 @@
 //! role with the very JSON an administrator would give IAM.
 //!
 //! Only what podcreds' flows need is understood: Allow statements trusting an OIDC provider
-//! (`<provider>:sub` / `<provider>:aud` with `StringEquals` or `StringLike`) or other roles
+//! (`<provider>:sub` / `<provider>:aud` with `StringEquals` or `StringLike`), an IAM SAML provider
+//! (`saml:sub`, and `saml:aud` naming AWS's SAML endpoint), or other roles
 //! (`sts:ExternalId`), and the `sts:TagSession` / `sts:SetSourceIdentity` actions. Anything else
 //! is refused rather than ignored, so a translation can never admit more than the document.
 
@@ -63,10 +64,12 @@ pub fn role_from_trust_policy(
         }
         let actions = statement.get("Action").map(strings).unwrap_or_default();
         let mut web_identity = false;
+        let mut saml = false;
         let mut assume_role = false;
         for action in &actions {
             match action.as_str() {
                 "sts:AssumeRoleWithWebIdentity" => web_identity = true,
+                "sts:AssumeRoleWithSAML" => saml = true,
                 "sts:AssumeRole" => assume_role = true,
                 "sts:TagSession" => role.allow_tag_session = true,
                 "sts:SetSourceIdentity" => role.allow_set_source_identity = true,
@@ -78,6 +81,13 @@ pub fn role_from_trust_policy(
         let aws = principal.get("AWS").map(strings).unwrap_or_default();
         let expected_provider = format!(":oidc-provider/{oidc_provider}");
         for provider in &federated {
+            if provider.contains(":saml-provider/") {
+                if !saml {
+                    return Err(TrustPolicyError::NoUse(provider.clone()));
+                }
+                role.saml_providers.push(provider.clone());
+                continue;
+            }
             if !provider.ends_with(&expected_provider) {
                 return Err(TrustPolicyError::Principal(provider.clone()));
             }
@@ -120,6 +130,36 @@ pub fn role_from_trust_policy(
                 let claim = key
                     .strip_prefix(oidc_provider)
                     .and_then(|k| k.strip_prefix(':'));
+                // IAM compares condition keys without regard to case (`SAML:sub`, `saml:sub`).
+                let saml_key = key
+                    .get(..5)
+                    .filter(|p| p.eq_ignore_ascii_case("saml:"))
+                    .map(|_| &key[5..]);
+                match saml_key {
+                    Some("sub") if saml => {
+                        for value in values {
+                            if !like && value.contains('*')
+                                || like && value.trim_end_matches('*').contains('*')
+                            {
+                                return Err(unsupported());
+                            }
+                            role.subjects.push(value);
+                        }
+                        continue;
+                    }
+                    // The emulator checks the audience of every assertion against AWS's own.
+                    Some("aud")
+                        if saml
+                            && !like
+                            && values.iter().all(|v| {
+                                v == crate::saml::AWS_SAML_ENDPOINT || v == "urn:amazon:webservices"
+                            }) =>
+                    {
+                        continue;
+                    }
+                    Some(_) => return Err(unsupported()),
+                    None => {}
+                }
                 match (claim, key.as_str()) {
                     (Some("sub"), _) if web_identity => {
                         for value in values {
@@ -150,6 +190,32 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    #[test]
+    fn saml_statement_becomes_provider_and_subject_rules() {
+        let provider = "arn:aws:iam::111122223333:saml-provider/podcreds";
+        let policy = json!({"Version": "2012-10-17", "Statement": [{
+            "Effect": "Allow",
+            "Principal": {"Federated": provider},
+            "Action": ["sts:AssumeRoleWithSAML", "sts:TagSession"],
+            "Condition": {"StringEquals": {
+                "SAML:sub": "system:serviceaccount:ns:app",
+                "saml:aud": "https://signin.aws.amazon.com/saml",
+            }},
+        }]});
+        let role = role_from_trust_policy("arn:aws:iam::111122223333:role/r", &policy, PROVIDER)
+            .expect("understood");
+        assert_eq!(role.saml_providers, [provider]);
+        assert_eq!(role.subjects, ["system:serviceaccount:ns:app"]);
+        assert!(role.allow_tag_session && !role.allow_set_source_identity);
+        // Another audience, or a SAML provider without the action, is refused, not ignored.
+        let mut other = policy.clone();
+        other["Statement"][0]["Condition"]["StringEquals"]["saml:aud"] = json!("urn:other");
+        assert!(role_from_trust_policy("arn:aws:iam::1:role/r", &other, PROVIDER).is_err());
+        let mut unused = policy.clone();
+        unused["Statement"][0]["Action"] = json!("sts:AssumeRoleWithWebIdentity");
+        assert!(role_from_trust_policy("arn:aws:iam::1:role/r", &unused, PROVIDER).is_err());
+    }
 
     const PROVIDER: &str = "127.0.0.1:6443";
 

@@ -54,6 +54,9 @@ pub fn pod_client_image(binary: PathBuf) -> Result<Image, Error> {
     })
 }
 
+/// Debian programs the SAML tests verify signatures with (the STS emulator runs `xmlsec1`).
+pub const SAML_PROGRAMS: [(&str, &str); 1] = [("/usr/bin/xmlsec1", "xmlsec1")];
+
 /// Programs the node takes from Debian packages, with the package to install.
 pub const HOST_PROGRAMS: [(&str, &str); 7] = [
     ("/usr/bin/containerd", "containerd"),

@@ -21,6 +21,7 @@ mod minio;
 mod moto;
 mod node;
 mod registry;
+mod saml;
 mod security;
 mod sources;
 mod support;
@@ -62,6 +63,14 @@ const TESTS: &[(&str, TestFn)] = tests![
     moto::core_flow_against_moto,
     moto::role_chain_against_moto,
     moto::credential_sources_against_moto,
+    saml::saml_binding_gets_working_credentials,
+    saml::outdated_metadata_names_the_fix_and_recovers,
+    saml::key_rotation_keeps_exchanges_working,
+    saml::saml_outage_degrades_then_recovers,
+    saml::role_chain_after_saml,
+    saml::saml_against_moto,
+    saml::chart_rbac_lets_the_operator_keep_only_its_saml_key,
+    saml::tampered_expired_and_foreign_assertions_are_refused,
     minio::binding_against_minio_is_limited_to_one_bucket_and_refreshes,
     minio::minio_refuses_a_wrong_audience_and_another_clusters_token,
     minio::every_supported_role_arn_form_is_admitted_by_kubectl_apply,

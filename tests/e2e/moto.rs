@@ -10,7 +10,7 @@ use serde_json::json;
 use crate::support::{Env, aws_caller_identity, spec_with};
 
 /// A moto server on a free loopback port: (its process, its URL).
-async fn start_moto(env: &Env) -> anyhow::Result<(Process, String)> {
+pub(crate) async fn start_moto(env: &Env) -> anyhow::Result<(Process, String)> {
     let moto_bin = podcreds_testenv::tools::venv_program("moto_server")?;
     let port = free_port()?;
     let log_dir = env.plane.dir().join(format!("moto-{port}"));

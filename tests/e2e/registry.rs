@@ -12,6 +12,7 @@ const TEST_MODULES: &[(&str, &str)] = &[
     ("lifecycle", include_str!("lifecycle.rs")),
     ("minio", include_str!("minio.rs")),
     ("moto", include_str!("moto.rs")),
+    ("saml", include_str!("saml.rs")),
     ("node", include_str!("node.rs")),
     ("security", include_str!("security.rs")),
     ("sources", include_str!("sources.rs")),

@@ -260,7 +260,7 @@ fn ensure_venv() -> anyhow::Result<()> {
         return Ok(());
     }
     println!(
-        "  creating Python venv {} (moto, awscli, boto3)",
+        "  creating Python venv {} (moto, awscli, boto3, signxml)",
         venv.display()
     );
     if venv.exists() {
@@ -303,10 +303,12 @@ pub fn ensure_for_demo() -> anyhow::Result<()> {
 }
 
 /// Installs the Debian packages the test node runs on (containerd, runc, the CNI plugins,
-/// busybox-static for the pause and pod images) with apt-get when a program is missing.
+/// busybox-static for the pause and pod images) and `xmlsec1` (the STS emulator's SAML signature
+/// check) with apt-get when a program is missing.
 fn ensure_node_packages() -> anyhow::Result<()> {
     let mut packages: Vec<&str> = podcreds_testenv::node::HOST_PROGRAMS
         .iter()
+        .chain(podcreds_testenv::node::SAML_PROGRAMS.iter())
         .filter(|(path, _)| !Path::new(path).is_file())
         .map(|(_, package)| *package)
         .collect();
@@ -324,7 +326,7 @@ fn ensure_node_packages() -> anyhow::Result<()> {
         .args(&args)
         .env("DEBIAN_FRONTEND", "noninteractive")
         .status()
-        .context("cannot run apt-get: install containerd, runc, containernetworking-plugins and busybox-static yourself")?;
+        .context("cannot run apt-get: install containerd, runc, containernetworking-plugins, busybox-static and xmlsec1 yourself")?;
     if !status.success() {
         bail!(
             "`apt-get {}` failed ({status}); the test node needs these packages (as root)",

@@ -1,0 +1,318 @@
+//! The IdP's signing keys (RSA 2048, PKCS#1 v1.5 with SHA-256) with their self-signed
+//! certificates, and how they are kept in the key Secret's data. Pure: the Secret's I/O is in
+//! [`super::store`].
+//!
+//! Rotation has an overlap window, so that IAM can know the next certificate before anything is
+//! signed with it: `next` is added (the metadata lists active and next; the admin re-uploads it),
+//! then promoted (signing switches; the old certificate stays listed as `previous`), then the
+//! previous certificate is retired (the admin re-uploads once more).
+
+use std::collections::BTreeMap;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use rcgen::{CertificateParams, DnType, KeyPair, PKCS_RSA_SHA256};
+
+/// Keys of the Secret's data.
+pub const ACTIVE_KEY: &str = "active.key.pem";
+pub const ACTIVE_CERT: &str = "active.crt.pem";
+pub const NEXT_KEY: &str = "next.key.pem";
+pub const NEXT_CERT: &str = "next.crt.pem";
+pub const PREVIOUS_CERT: &str = "previous.crt.pem";
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum KeyError {
+    #[error("the SAML signing key could not be generated")]
+    Generate,
+    #[error("the SAML key Secret has no {0:?}")]
+    Missing(&'static str),
+    #[error("the SAML key Secret's {0:?} is not a usable PEM RSA key or certificate")]
+    Unreadable(&'static str),
+    #[error("signing failed")]
+    Sign,
+    #[error("{0}")]
+    Rotation(&'static str),
+}
+
+/// One key pair and its certificate. `Debug` shows neither key nor certificate.
+pub struct SigningKey {
+    key: KeyPair,
+    key_pem: String,
+    cert_pem: String,
+    cert_der: Vec<u8>,
+}
+
+impl std::fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SigningKey")
+            .field("certificate_sha256", &self.fingerprint())
+            .finish_non_exhaustive()
+    }
+}
+
+impl SigningKey {
+    /// A new RSA 2048 key pair with a self-signed certificate (valid from the start of this year
+    /// for 20 years: IAM ignores certificate dates, and rotation is the admin's explicit step).
+    pub fn generate(year: i16) -> Result<Self, KeyError> {
+        let key = KeyPair::generate_for(&PKCS_RSA_SHA256).map_err(|_| KeyError::Generate)?;
+        let mut params =
+            CertificateParams::new(Vec::<String>::new()).map_err(|_| KeyError::Generate)?;
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "podcreds SAML identity provider");
+        params.not_before = rcgen::date_time_ymd(i32::from(year), 1, 1);
+        params.not_after = rcgen::date_time_ymd(i32::from(year) + 20, 1, 1);
+        let cert = params.self_signed(&key).map_err(|_| KeyError::Generate)?;
+        Ok(Self {
+            key_pem: key.serialize_pem(),
+            cert_pem: cert.pem(),
+            cert_der: cert.der().to_vec(),
+            key,
+        })
+    }
+
+    fn from_pem(
+        key_pem: &str,
+        cert_pem: &str,
+        key_field: &'static str,
+        cert_field: &'static str,
+    ) -> Result<Self, KeyError> {
+        let key = KeyPair::from_pem_and_sign_algo(key_pem, &PKCS_RSA_SHA256)
+            .map_err(|_| KeyError::Unreadable(key_field))?;
+        let cert_der = pem_certificate_der(cert_pem).ok_or(KeyError::Unreadable(cert_field))?;
+        Ok(Self {
+            key,
+            key_pem: key_pem.to_string(),
+            cert_pem: cert_pem.to_string(),
+            cert_der,
+        })
+    }
+
+    /// RSA PKCS#1 v1.5 SHA-256 signature of `message`.
+    pub fn sign(&self, message: &[u8]) -> Result<Vec<u8>, KeyError> {
+        rcgen::SigningKey::sign(&self.key, message).map_err(|_| KeyError::Sign)
+    }
+
+    /// The certificate, DER.
+    pub fn certificate_der(&self) -> &[u8] {
+        &self.cert_der
+    }
+
+    /// The certificate, PEM.
+    pub fn certificate_pem(&self) -> &str {
+        &self.cert_pem
+    }
+
+    /// SHA-256 of the certificate, hex: names a key in logs and docs without revealing anything.
+    pub fn fingerprint(&self) -> String {
+        certificate_fingerprint(&self.cert_der)
+    }
+}
+
+/// SHA-256 of a DER certificate, hex.
+pub fn certificate_fingerprint(der: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(der))
+}
+
+/// The DER of the first `CERTIFICATE` block of a PEM text.
+pub fn pem_certificate_der(pem: &str) -> Option<Vec<u8>> {
+    let start = pem.find("-----BEGIN CERTIFICATE-----")? + "-----BEGIN CERTIFICATE-----".len();
+    let end = start + pem[start..].find("-----END CERTIFICATE-----")?;
+    let body: String = pem[start..end]
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .collect();
+    BASE64.decode(body).ok().filter(|der| !der.is_empty())
+}
+
+/// The keys the Secret holds: the one that signs, possibly the next one (announced in the
+/// metadata, not yet signing) and the certificate of the one it replaced (still announced until
+/// retired).
+#[derive(Debug)]
+pub struct KeyRing {
+    pub active: SigningKey,
+    pub next: Option<SigningKey>,
+    pub previous_cert_der: Option<Vec<u8>>,
+    previous_cert_pem: Option<String>,
+}
+
+impl KeyRing {
+    /// A ring with one new active key.
+    pub fn generate(year: i16) -> Result<Self, KeyError> {
+        Ok(Self {
+            active: SigningKey::generate(year)?,
+            next: None,
+            previous_cert_der: None,
+            previous_cert_pem: None,
+        })
+    }
+
+    /// Reads the Secret's data.
+    pub fn from_data(data: &BTreeMap<String, Vec<u8>>) -> Result<Self, KeyError> {
+        let field = |name: &'static str| -> Result<Option<&str>, KeyError> {
+            data.get(name)
+                .map(|v| std::str::from_utf8(v).map_err(|_| KeyError::Unreadable(name)))
+                .transpose()
+        };
+        let active = SigningKey::from_pem(
+            field(ACTIVE_KEY)?.ok_or(KeyError::Missing(ACTIVE_KEY))?,
+            field(ACTIVE_CERT)?.ok_or(KeyError::Missing(ACTIVE_CERT))?,
+            ACTIVE_KEY,
+            ACTIVE_CERT,
+        )?;
+        let next = match (field(NEXT_KEY)?, field(NEXT_CERT)?) {
+            (Some(key), Some(cert)) => Some(SigningKey::from_pem(key, cert, NEXT_KEY, NEXT_CERT)?),
+            (None, None) => None,
+            (Some(_), None) => return Err(KeyError::Missing(NEXT_CERT)),
+            (None, Some(_)) => return Err(KeyError::Missing(NEXT_KEY)),
+        };
+        let previous_cert_pem = field(PREVIOUS_CERT)?.map(str::to_string);
+        let previous_cert_der = previous_cert_pem
+            .as_deref()
+            .map(|pem| pem_certificate_der(pem).ok_or(KeyError::Unreadable(PREVIOUS_CERT)))
+            .transpose()?;
+        Ok(Self {
+            active,
+            next,
+            previous_cert_der,
+            previous_cert_pem,
+        })
+    }
+
+    /// The Secret's data for this ring.
+    pub fn to_data(&self) -> BTreeMap<String, Vec<u8>> {
+        let mut data = BTreeMap::new();
+        data.insert(ACTIVE_KEY.into(), self.active.key_pem.clone().into_bytes());
+        data.insert(
+            ACTIVE_CERT.into(),
+            self.active.cert_pem.clone().into_bytes(),
+        );
+        if let Some(next) = &self.next {
+            data.insert(NEXT_KEY.into(), next.key_pem.clone().into_bytes());
+            data.insert(NEXT_CERT.into(), next.cert_pem.clone().into_bytes());
+        }
+        if let Some(previous) = &self.previous_cert_pem {
+            data.insert(PREVIOUS_CERT.into(), previous.clone().into_bytes());
+        }
+        data
+    }
+
+    /// Every certificate IAM must know, DER: active, next, previous.
+    pub fn announced_certificates(&self) -> Vec<&[u8]> {
+        let mut certs = vec![self.active.certificate_der()];
+        if let Some(next) = &self.next {
+            certs.push(next.certificate_der());
+        }
+        if let Some(previous) = &self.previous_cert_der {
+            certs.push(previous);
+        }
+        certs
+    }
+
+    /// Step 1 of a rotation: a next key, announced but not signing.
+    pub fn add_next(&mut self, year: i16) -> Result<(), KeyError> {
+        if self.next.is_some() {
+            return Err(KeyError::Rotation(
+                "a next key already exists: promote it first (`podcreds saml-key promote`)",
+            ));
+        }
+        if self.previous_cert_der.is_some() {
+            return Err(KeyError::Rotation(
+                "the previous certificate is still announced: retire it first (`podcreds saml-key retire`)",
+            ));
+        }
+        self.next = Some(SigningKey::generate(year)?);
+        Ok(())
+    }
+
+    /// Step 2: the next key signs from now on; the old certificate stays announced.
+    pub fn promote(&mut self) -> Result<(), KeyError> {
+        let next = self.next.take().ok_or(KeyError::Rotation(
+            "there is no next key to promote: add one first (`podcreds saml-key add-next`)",
+        ))?;
+        let old = std::mem::replace(&mut self.active, next);
+        self.previous_cert_der = Some(old.cert_der);
+        self.previous_cert_pem = Some(old.cert_pem);
+        Ok(())
+    }
+
+    /// Step 3: the previous certificate is no longer announced.
+    pub fn retire(&mut self) -> Result<(), KeyError> {
+        if self.previous_cert_der.is_none() {
+            return Err(KeyError::Rotation(
+                "there is no previous certificate to retire",
+            ));
+        }
+        self.previous_cert_der = None;
+        self.previous_cert_pem = None;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_ring_survives_the_secret_and_rotates_with_overlap() {
+        let mut ring = KeyRing::generate(2026).expect("generated");
+        let first = ring.active.fingerprint();
+        let read = KeyRing::from_data(&ring.to_data()).expect("read back");
+        assert_eq!(read.active.fingerprint(), first);
+        assert_eq!(read.announced_certificates().len(), 1);
+        // The signature verifies with the certificate's public key.
+        let signature = read.active.sign(b"hello").expect("signed");
+        assert_eq!(signature.len(), 256);
+
+        assert!(ring.promote().is_err());
+        ring.add_next(2026).expect("next");
+        assert!(ring.add_next(2026).is_err());
+        let next = ring.next.as_ref().map(SigningKey::fingerprint);
+        assert_eq!(ring.announced_certificates().len(), 2);
+        let ring_data = ring.to_data();
+        let mut ring = KeyRing::from_data(&ring_data).expect("read back");
+        ring.promote().expect("promoted");
+        assert_eq!(Some(ring.active.fingerprint()), next);
+        let announced: Vec<String> = ring
+            .announced_certificates()
+            .iter()
+            .map(|der| certificate_fingerprint(der))
+            .collect();
+        assert_eq!(announced, vec![next.clone().unwrap_or_default(), first]);
+        assert!(
+            ring.add_next(2026).is_err(),
+            "retire before the next rotation"
+        );
+        let mut ring = KeyRing::from_data(&ring.to_data()).expect("read back");
+        ring.retire().expect("retired");
+        assert_eq!(ring.announced_certificates().len(), 1);
+        assert!(ring.retire().is_err());
+    }
+
+    #[test]
+    fn broken_secrets_are_named_not_shown() {
+        let mut data = KeyRing::generate(2026).expect("generated").to_data();
+        data.insert(
+            ACTIVE_KEY.into(),
+            b"-----BEGIN PRIVATE KEY-----\nnope".to_vec(),
+        );
+        assert_eq!(
+            KeyRing::from_data(&data).err(),
+            Some(KeyError::Unreadable(ACTIVE_KEY))
+        );
+        data.remove(ACTIVE_KEY);
+        assert_eq!(
+            KeyRing::from_data(&data).err(),
+            Some(KeyError::Missing(ACTIVE_KEY))
+        );
+    }
+
+    #[test]
+    fn debug_never_shows_the_key() {
+        let ring = KeyRing::generate(2026).expect("generated");
+        let shown = format!("{ring:?}");
+        assert!(!shown.contains("PRIVATE"), "{shown}");
+        assert!(!shown.contains(&ring.active.key_pem[40..80]));
+    }
+}
