@@ -464,12 +464,17 @@ pub struct AWSCredentialSourceSpec {
     pub allowed_namespaces: Vec<String>,
 }
 
-/// A Secret of the operator's namespace, by name.
+/// A Secret of the operator's namespace.
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct SecretReference {
     #[schemars(length(min = 1, max = 253), regex(pattern = patterns::DNS_SUBDOMAIN))]
     pub name: String,
+    /// The namespace the podcreds operator runs in (the chart's release namespace). Only the
+    /// installation running there reads the Secret, serves the source and reports its status;
+    /// another installation in the same cluster leaves the source alone.
+    #[schemars(length(min = 1, max = 63), regex(pattern = patterns::DNS_LABEL))]
+    pub namespace: String,
 }
 
 /// Observed state of an `AWSCredentialSource`: never the keys.

@@ -4,6 +4,8 @@
 /// A DNS-1123 subdomain: the name rule for ServiceAccounts and Secrets.
 pub const DNS_SUBDOMAIN: &str =
     r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
+/// A DNS-1123 label: the name rule for namespaces.
+pub const DNS_LABEL: &str = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$";
 /// An AWS IAM role ARN in any partition (`aws`, `aws-cn`, `aws-us-gov`, `aws-iso-b`, ...): a
 /// 12-digit account, an optional path and a role name of at most 64 characters. The rule for
 /// `sts.provider: AWS` (the default).

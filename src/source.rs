@@ -134,6 +134,14 @@ pub enum SourceError {
         problem: KeysError,
     },
     #[error(
+        "AWSCredentialSource {name:?} belongs to the podcreds installation in namespace {owner:?} (spec.secretRef.namespace), not to this one in {operator:?}"
+    )]
+    OtherInstallation {
+        name: String,
+        owner: String,
+        operator: String,
+    },
+    #[error(
         "this operator serves no credential sources: the cluster admin must run it with --namespace (its own, where source Secrets live; the chart sets it) and --credential-sources=true (chart: rbac.scope=cluster)"
     )]
     NoOperatorNamespace,
@@ -147,7 +155,9 @@ impl SourceError {
             SourceError::NotAllowed { .. } => "CredentialSourceNotAllowed",
             SourceError::SecretMissing { .. } => "CredentialSourceSecretMissing",
             SourceError::SecretInvalid { .. } => "CredentialSourceSecretInvalid",
-            SourceError::NoOperatorNamespace => "CredentialSourceUnavailable",
+            SourceError::NoOperatorNamespace | SourceError::OtherInstallation { .. } => {
+                "CredentialSourceUnavailable"
+            }
         }
     }
 }
@@ -217,7 +227,29 @@ impl Sources {
     /// The keys of source `name` for a binding of `namespace`, from the caches.
     pub fn keys_for(&self, name: &str, namespace: &str) -> Result<LongTermKeys, SourceError> {
         let (source, secret) = self.lookup(name)?;
+        if let Some(source) = &source {
+            self.owned(source)?;
+        }
         check_source(name, source.as_deref(), secret.as_deref(), Some(namespace))
+    }
+
+    /// Whether `source` is this installation's to serve: its Secret is in this operator's
+    /// namespace. Another installation in the cluster serves (and reports on) the others.
+    pub fn owned(&self, source: &AWSCredentialSource) -> Result<(), SourceError> {
+        let operator = self
+            .operator_namespace
+            .as_deref()
+            .ok_or(SourceError::NoOperatorNamespace)?;
+        let owner = &source.spec.secret_ref.namespace;
+        if owner == operator {
+            Ok(())
+        } else {
+            Err(SourceError::OtherInstallation {
+                name: source.metadata.name.clone().unwrap_or_default(),
+                owner: owner.clone(),
+                operator: operator.to_string(),
+            })
+        }
     }
 
     /// Source `name` and the Secret it names, if cached.
@@ -264,10 +296,35 @@ mod tests {
             AWSCredentialSourceSpec {
                 secret_ref: SecretReference {
                     name: "user-keys".into(),
+                    namespace: "podcreds-system".into(),
                 },
                 allowed_namespaces: allowed.iter().map(|s| s.to_string()).collect(),
             },
         )
+    }
+
+    #[test]
+    fn an_installation_serves_only_the_sources_whose_secret_is_in_its_namespace() {
+        let sources = |namespace: Option<&str>| Sources {
+            operator_namespace: namespace.map(str::to_string),
+            sources: kube::runtime::reflector::store::Writer::default().as_reader(),
+            secrets: kube::runtime::reflector::store::Writer::default().as_reader(),
+            synced: tokio::sync::watch::channel(true).1,
+        };
+        let src = source(&["team-a"]);
+        assert!(sources(Some("podcreds-system")).owned(&src).is_ok());
+        let other = sources(Some("podcreds-b")).owned(&src).unwrap_err();
+        assert_eq!(other.category(), "CredentialSourceUnavailable");
+        assert!(
+            other
+                .to_string()
+                .contains("installation in namespace \"podcreds-system\""),
+            "{other}"
+        );
+        assert!(matches!(
+            sources(None).owned(&src),
+            Err(SourceError::NoOperatorNamespace)
+        ));
     }
 
     #[test]

@@ -139,6 +139,7 @@ pub async fn run(
         }
     };
 
+    tokio::spawn(report_on_leadership(shared.clone()));
     let mut merged = futures::stream::select(source_stream, secret_stream);
     let stop = shutdown;
     tokio::pin!(stop);
@@ -158,6 +159,35 @@ pub async fn run(
     }
 }
 
+/// Once the caches hold their first lists, and again each time this replica becomes the leader,
+/// writes every source's `Ready` condition: the watch events that would have written it may have
+/// arrived while another replica led, or before the lists were complete.
+async fn report_on_leadership(shared: Arc<Shared>) {
+    let mut synced = shared.sources.synced.clone();
+    if synced.wait_for(|s| *s).await.is_err() {
+        return;
+    }
+    let mut leader = shared.leader.clone();
+    loop {
+        if leader.wait_for(|l| *l).await.is_err() {
+            return;
+        }
+        let names: Vec<String> = shared
+            .sources
+            .sources
+            .state()
+            .iter()
+            .filter_map(|s| s.metadata.name.clone())
+            .collect();
+        for name in names {
+            update_status(&shared, &name).await;
+        }
+        if leader.wait_for(|l| !*l).await.is_err() {
+            return;
+        }
+    }
+}
+
 /// Writes source `name`'s `Ready` condition if it changed (leader only).
 async fn update_status(shared: &Shared, name: &str) {
     if !shared.is_leader() {
@@ -172,6 +202,10 @@ async fn update_status(shared: &Shared, name: &str) {
         }
         return;
     };
+    if shared.sources.owned(&source).is_err() {
+        // Another installation's source: its operator reports on it.
+        return;
+    }
     let checked = source::check_source(name, Some(&source), secret.as_deref(), None).map(|_| ());
     write_status(shared, &source, checked.as_ref().map(|_| ())).await;
 }

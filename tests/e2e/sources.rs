@@ -86,7 +86,7 @@ pub(crate) async fn create_source(
         "apiVersion": "podcreds.dev/v1alpha1",
         "kind": "AWSCredentialSource",
         "metadata": {"name": op_ns},
-        "spec": {"secretRef": {"name": "user-keys"}, "allowedNamespaces": allowed},
+        "spec": {"secretRef": {"name": "user-keys", "namespace": op_ns}, "allowedNamespaces": allowed},
     }))?;
     Api::<AWSCredentialSource>::all(env.client.clone())
         .create(&PostParams::default(), &source)
@@ -415,25 +415,35 @@ pub async fn invalid_specs_are_refused_with_the_reason(env: &Env) -> anyhow::Res
 
 pub async fn the_operator_refuses_what_the_source_does_not_allow(env: &Env) -> anyhow::Result<()> {
     let (ns, source, keys, operator) = scenario(env, "srcdeny").await?;
-    // Another namespace's source (not allowing this one), and one that does not exist.
-    let other_op = env.namespace("srcdeny-other").await?;
-    let other_keys = user_keys(env, &other_op, 1);
-    let other = create_source(env, &other_op, &other_keys, &["someone-else"]).await?;
+    // A second source of this installation (its Secret in the operator's namespace) that does
+    // not allow this namespace, one of another installation that does, and one that does not exist.
+    let other = format!("{source}-narrow");
+    let narrow: AWSCredentialSource = serde_json::from_value(json!({
+        "apiVersion": "podcreds.dev/v1alpha1",
+        "kind": "AWSCredentialSource",
+        "metadata": {"name": other},
+        "spec": {"secretRef": {"name": "user-keys", "namespace": source}, "allowedNamespaces": ["someone-else"]},
+    }))?;
+    Api::<AWSCredentialSource>::all(env.client.clone())
+        .create(&PostParams::default(), &narrow)
+        .await?;
+    let elsewhere_op = env.namespace("srcdeny-elsewhere").await?;
+    let elsewhere_keys = user_keys(env, &elsewhere_op, 1);
+    let elsewhere = create_source(env, &elsewhere_op, &elsewhere_keys, &[&ns]).await?;
     let policy = json!(READ_ONLY_POLICY);
-    env.create_binding(
-        &ns,
-        "not-allowed",
-        json!({"serviceAccountName": "app", "sessionPolicy": policy,
-               "credentialSource": {"name": other, "mode": "GetFederationToken"}}),
-    )
-    .await?;
-    env.create_binding(
-        &ns,
-        "missing",
-        json!({"serviceAccountName": "app", "sessionPolicy": policy,
-               "credentialSource": {"name": format!("{ns}-nonexistent"), "mode": "GetFederationToken"}}),
-    )
-    .await?;
+    for (name, source_name) in [
+        ("not-allowed", other.clone()),
+        ("missing", format!("{ns}-nonexistent")),
+        ("elsewhere", elsewhere.clone()),
+    ] {
+        env.create_binding(
+            &ns,
+            name,
+            json!({"serviceAccountName": "app", "sessionPolicy": policy,
+                   "credentialSource": {"name": source_name, "mode": "GetFederationToken"}}),
+        )
+        .await?;
+    }
     let denied = env
         .wait_reason(&ns, "not-allowed", "CredentialSourceNotAllowed", READY)
         .await?;
@@ -441,13 +451,32 @@ pub async fn the_operator_refuses_what_the_source_does_not_allow(env: &Env) -> a
     ensure!(message.contains("allowedNamespaces"), "{message}");
     env.wait_reason(&ns, "missing", "CredentialSourceNotFound", READY)
         .await?;
+    let foreign = env
+        .wait_reason(&ns, "elsewhere", "CredentialSourceUnavailable", READY)
+        .await?;
+    let message = ready_reason(&foreign).map(|r| r.2).unwrap_or_default();
     ensure!(
-        !env.emulator
+        message.contains(&format!("installation in namespace {elsewhere_op:?}")),
+        "{message}"
+    );
+    let signed_with = |id: &str| {
+        env.emulator
             .calls()
             .calls
             .iter()
-            .any(|c| c.access_key_id.as_deref() == Some(other_keys.access_key_id.as_str())),
-        "the other source's keys were used"
+            .any(|c| c.access_key_id.as_deref() == Some(id))
+    };
+    ensure!(
+        !signed_with(&keys.access_key_id) && !signed_with(&elsewhere_keys.access_key_id),
+        "keys were used for a binding their source does not serve"
+    );
+    // Another installation's source is left to it: this operator writes no status there.
+    let untouched = Api::<AWSCredentialSource>::all(env.client.clone())
+        .get(&elsewhere)
+        .await?;
+    ensure!(
+        untouched.status.is_none_or(|s| s.conditions.is_empty()),
+        "this installation reported on another's source"
     );
     // Allowing the namespace (the source changes) makes the binding Ready without touching it.
     Api::<AWSCredentialSource>::all(env.client.clone())
@@ -511,7 +540,7 @@ pub async fn the_operator_refuses_what_the_source_does_not_allow(env: &Env) -> a
         env,
         &ns,
         &operator,
-        &[&keys.secret_access_key, &other_keys.secret_access_key],
+        &[&keys.secret_access_key, &elsewhere_keys.secret_access_key],
     )
     .await?;
     Ok(())
