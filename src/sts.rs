@@ -417,13 +417,7 @@ impl StsClient for AwsStsClient {
     ) -> BoxFuture<'_, Result<IssuedCredentials, StsError>> {
         Box::pin(async move {
             let client = self.client_for(&request.region, request.endpoint.as_deref());
-            let policy_arns = (!request.policy_arns.is_empty()).then(|| {
-                request
-                    .policy_arns
-                    .iter()
-                    .map(|arn| PolicyDescriptorType::builder().arn(arn).build())
-                    .collect::<Vec<_>>()
-            });
+            let policy_arns = policy_descriptors(&request.policy_arns);
             let output = client
                 .assume_role_with_web_identity()
                 .role_arn(&request.role_arn)
@@ -448,13 +442,7 @@ impl StsClient for AwsStsClient {
     ) -> BoxFuture<'_, Result<IssuedCredentials, StsError>> {
         Box::pin(async move {
             let client = self.client_for(&request.region, request.endpoint.as_deref());
-            let policy_arns = (!request.policy_arns.is_empty()).then(|| {
-                request
-                    .policy_arns
-                    .iter()
-                    .map(|arn| PolicyDescriptorType::builder().arn(arn).build())
-                    .collect::<Vec<_>>()
-            });
+            let policy_arns = policy_descriptors(&request.policy_arns);
             let output = client
                 .assume_role_with_saml()
                 .role_arn(&request.role_arn)
@@ -506,13 +494,7 @@ impl StsClient for AwsStsClient {
                 None,
                 "podcreds-role-chain",
             );
-            let policy_arns = (!request.policy_arns.is_empty()).then(|| {
-                request
-                    .policy_arns
-                    .iter()
-                    .map(|arn| PolicyDescriptorType::builder().arn(arn).build())
-                    .collect::<Vec<_>>()
-            });
+            let policy_arns = policy_descriptors(&request.policy_arns);
             let tags = (!request.tags.is_empty())
                 .then(|| {
                     request

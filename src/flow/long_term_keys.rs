@@ -7,12 +7,12 @@
 //! tokens for it, and the operator does not issue credentials for an account that is gone.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use futures::future::BoxFuture;
 use secrecy::SecretString;
 
-use super::token::request_token;
+use super::timed_sts_call;
+use super::token::timed_request_token;
 use super::{ExchangeRequest, FirstExchange, FlowError};
 use crate::api::CredentialSourceMode;
 use crate::metrics::Metrics;
@@ -64,80 +64,71 @@ impl LongTermKeys {
     ) -> Result<IssuedCredentials, FlowError> {
         let ctx = &self.context;
         let spec = request.spec;
-        ctx.throttle.kube().await;
-        let started = Instant::now();
-        let proof = request_token(
-            ctx.client.clone(),
-            request.namespace,
-            &spec.service_account_name,
-            &spec.audience,
+        let proof = timed_request_token(
+            &ctx.client,
+            &ctx.throttle,
+            &ctx.metrics,
+            request,
             ctx.token_expiration_seconds,
         )
         .await;
-        ctx.metrics
-            .token_duration
-            .observe(started.elapsed().as_secs_f64());
         drop(proof?);
 
         let keys = keys_of(&ctx.sources, request.namespace, spec)?;
-        ctx.throttle.sts().await;
-        let started = Instant::now();
-        let result = match self.mode {
-            CredentialSourceMode::AssumeRole => ctx
-                .sts
-                .assume_role(ChainedAssumeRoleRequest {
-                    credentials: IssuedCredentials {
-                        access_key_id: keys.access_key_id,
-                        secret_access_key: keys.secret_access_key,
-                        // Long-term keys: no session token (not role chaining, up to 12 hours).
-                        session_token: SecretString::from(String::new()),
-                        expiration: jiff::Timestamp::MAX,
-                        assumed_role_arn: None,
-                        chain: None,
-                    },
-                    role_arn: spec.role_arn.clone().unwrap_or_default(),
-                    session_name: spec.session_name.clone(),
-                    external_id: None,
-                    duration_seconds,
-                    tags: Vec::new(),
-                    transitive_tag_keys: Vec::new(),
-                    source_identity: None,
-                    session_policy: spec.session_policy.clone(),
-                    policy_arns: spec.policy_arns.clone(),
-                    region: spec.region.clone(),
-                    endpoint: spec.endpoint.clone(),
-                })
-                .await
-                .map(|assumed| assumed.credentials),
-            CredentialSourceMode::GetFederationToken => {
-                ctx.sts
-                    .get_federation_token(FederationTokenRequest {
-                        keys,
-                        name: spec.session_name.clone(),
+        let result = timed_sts_call(&ctx.throttle, &ctx.metrics, flow, async {
+            match self.mode {
+                CredentialSourceMode::AssumeRole => ctx
+                    .sts
+                    .assume_role(ChainedAssumeRoleRequest {
+                        credentials: IssuedCredentials {
+                            access_key_id: keys.access_key_id,
+                            secret_access_key: keys.secret_access_key,
+                            // Long-term keys: no session token (not role chaining, up to 12 hours).
+                            session_token: SecretString::from(String::new()),
+                            expiration: jiff::Timestamp::MAX,
+                            assumed_role_arn: None,
+                            chain: None,
+                        },
+                        role_arn: spec.role_arn.clone().unwrap_or_default(),
+                        session_name: spec.session_name.clone(),
+                        external_id: None,
                         duration_seconds,
+                        tags: Vec::new(),
+                        transitive_tag_keys: Vec::new(),
+                        source_identity: None,
                         session_policy: spec.session_policy.clone(),
                         policy_arns: spec.policy_arns.clone(),
                         region: spec.region.clone(),
                         endpoint: spec.endpoint.clone(),
                     })
                     .await
+                    .map(|assumed| assumed.credentials),
+                CredentialSourceMode::GetFederationToken => {
+                    ctx.sts
+                        .get_federation_token(FederationTokenRequest {
+                            keys,
+                            name: spec.session_name.clone(),
+                            duration_seconds,
+                            session_policy: spec.session_policy.clone(),
+                            policy_arns: spec.policy_arns.clone(),
+                            region: spec.region.clone(),
+                            endpoint: spec.endpoint.clone(),
+                        })
+                        .await
+                }
+                CredentialSourceMode::GetSessionToken => {
+                    ctx.sts
+                        .get_session_token(SessionTokenRequest {
+                            keys,
+                            duration_seconds,
+                            region: spec.region.clone(),
+                            endpoint: spec.endpoint.clone(),
+                        })
+                        .await
+                }
             }
-            CredentialSourceMode::GetSessionToken => {
-                ctx.sts
-                    .get_session_token(SessionTokenRequest {
-                        keys,
-                        duration_seconds,
-                        region: spec.region.clone(),
-                        endpoint: spec.endpoint.clone(),
-                    })
-                    .await
-            }
-        };
-        let outcome = match &result {
-            Ok(_) => "success",
-            Err(e) => e.kind.category(),
-        };
-        ctx.metrics.observe_sts(flow, outcome, started.elapsed());
+        })
+        .await;
         Ok(result?)
     }
 }

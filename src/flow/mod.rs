@@ -86,6 +86,24 @@ impl FlowError {
     }
 }
 
+/// One STS call of `flow`: within the STS rate limit, timed and counted by outcome.
+pub(crate) async fn timed_sts_call<T>(
+    throttle: &Throttle,
+    metrics: &Metrics,
+    flow: &'static str,
+    call: impl std::future::Future<Output = Result<T, StsError>>,
+) -> Result<T, StsError> {
+    throttle.sts().await;
+    let started = std::time::Instant::now();
+    let result = call.await;
+    let outcome = match &result {
+        Ok(_) => "success",
+        Err(e) => e.kind.category(),
+    };
+    metrics.observe_sts(flow, outcome, started.elapsed());
+    result
+}
+
 /// One way of exchanging a binding's own identity (its ServiceAccount, a SAML assertion podcreds
 /// signs, an administrator's long-term keys) for credentials: the first STS call of every flow.
 pub trait FirstExchange: Send + Sync {

@@ -8,10 +8,10 @@
 //! `durationSeconds`.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use futures::future::BoxFuture;
 
+use super::timed_sts_call;
 use super::{ExchangeRequest, FirstExchange, FlowError};
 use crate::metrics::Metrics;
 use crate::retry::RetryClass;
@@ -121,31 +121,25 @@ impl RoleChain {
                 .await?;
             let mut records = Vec::with_capacity(spec.role_chain.len());
             for (index, hop) in spec.role_chain.iter().enumerate() {
-                self.throttle.sts().await;
-                let started = Instant::now();
-                let result = self
-                    .sts
-                    .assume_role(ChainedAssumeRoleRequest {
-                        credentials: current,
-                        role_arn: hop.role_arn.clone(),
-                        session_name: hop.session_name.clone(),
-                        external_id: hop.external_id.clone(),
-                        duration_seconds: hop.duration_seconds,
-                        tags: hop.tags.clone(),
-                        transitive_tag_keys: hop.transitive_tag_keys.clone(),
-                        source_identity: hop.source_identity.clone(),
-                        session_policy: hop.session_policy.clone(),
-                        policy_arns: hop.policy_arns.clone(),
-                        region: spec.region.clone(),
-                        endpoint: spec.endpoint.clone(),
-                    })
-                    .await;
-                let outcome = match &result {
-                    Ok(_) => "success",
-                    Err(e) => e.kind.category(),
-                };
-                self.metrics
-                    .observe_sts(Self::NAME, outcome, started.elapsed());
+                let result = timed_sts_call(&self.throttle, &self.metrics, Self::NAME, async {
+                    self.sts
+                        .assume_role(ChainedAssumeRoleRequest {
+                            credentials: current,
+                            role_arn: hop.role_arn.clone(),
+                            session_name: hop.session_name.clone(),
+                            external_id: hop.external_id.clone(),
+                            duration_seconds: hop.duration_seconds,
+                            tags: hop.tags.clone(),
+                            transitive_tag_keys: hop.transitive_tag_keys.clone(),
+                            source_identity: hop.source_identity.clone(),
+                            session_policy: hop.session_policy.clone(),
+                            policy_arns: hop.policy_arns.clone(),
+                            region: spec.region.clone(),
+                            endpoint: spec.endpoint.clone(),
+                        })
+                        .await
+                })
+                .await;
                 let assumed = result.map_err(|error| {
                     let hint = if error.kind == StsErrorKind::AccessDenied {
                         access_denied_hint(&spec.role_chain, index)

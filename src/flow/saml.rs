@@ -4,12 +4,12 @@
 //! from the operator's key Secret, is exchanged with STS `AssumeRoleWithSAML`.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use futures::future::BoxFuture;
 use jiff::Timestamp;
 
-use super::token::request_token;
+use super::timed_sts_call;
+use super::token::timed_request_token;
 use super::{ExchangeRequest, FirstExchange, FlowError};
 use crate::metrics::Metrics;
 use crate::retry::RetryClass;
@@ -117,19 +117,14 @@ impl Saml {
         let role_arn = spec.role_arn.as_deref().ok_or(SamlError::NoRole)?;
         let keys = self.keys.as_ref().ok_or(SamlError::NotConfigured)?;
 
-        self.throttle.kube().await;
-        let started = Instant::now();
-        let proof = request_token(
-            self.client.clone(),
-            request.namespace,
-            &spec.service_account_name,
-            &spec.audience,
+        let proof = timed_request_token(
+            &self.client,
+            &self.throttle,
+            &self.metrics,
+            request,
             self.token_expiration_seconds,
         )
         .await;
-        self.metrics
-            .token_duration
-            .observe(started.elapsed().as_secs_f64());
         // Only the permission matters: the token itself is dropped unused.
         drop(proof?);
 
@@ -149,26 +144,21 @@ impl Saml {
         let assertion =
             encoded_response(&claims, &ring.active, Timestamp::now()).map_err(SamlError::from)?;
 
-        self.throttle.sts().await;
-        let started = Instant::now();
-        let result = self
-            .sts
-            .assume_role_with_saml(SamlAssumeRoleRequest {
-                role_arn: role_arn.to_string(),
-                principal_arn: saml.provider_arn.clone(),
-                saml_assertion: assertion,
-                duration_seconds,
-                session_policy: spec.session_policy.clone(),
-                policy_arns: spec.policy_arns.clone(),
-                region: spec.region.clone(),
-                endpoint: spec.endpoint.clone(),
-            })
-            .await;
-        let outcome = match &result {
-            Ok(_) => "success",
-            Err(e) => e.kind.category(),
-        };
-        self.metrics.observe_sts(flow, outcome, started.elapsed());
+        let result = timed_sts_call(&self.throttle, &self.metrics, flow, async {
+            self.sts
+                .assume_role_with_saml(SamlAssumeRoleRequest {
+                    role_arn: role_arn.to_string(),
+                    principal_arn: saml.provider_arn.clone(),
+                    saml_assertion: assertion,
+                    duration_seconds,
+                    session_policy: spec.session_policy.clone(),
+                    policy_arns: spec.policy_arns.clone(),
+                    region: spec.region.clone(),
+                    endpoint: spec.endpoint.clone(),
+                })
+                .await
+        })
+        .await;
         result.map_err(|e| match (e.kind, e.code.as_deref()) {
             // A fresh assertion cannot have expired; one STS cannot verify was signed with a
             // key, or by an issuer, IAM's copy of the metadata does not name.

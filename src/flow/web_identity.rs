@@ -2,12 +2,12 @@
 //! `AssumeRoleWithWebIdentity`.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use futures::future::BoxFuture;
 
 use super::setup_hints;
-use super::token::request_token;
+use super::timed_sts_call;
+use super::token::timed_request_token;
 use super::{ExchangeRequest, FirstExchange, FlowError};
 use crate::metrics::Metrics;
 use crate::sts::{AssumeRoleRequest, IssuedCredentials, SharedSts};
@@ -32,41 +32,30 @@ impl WebIdentity {
         flow: &'static str,
     ) -> Result<IssuedCredentials, FlowError> {
         let spec = request.spec;
-        self.throttle.kube().await;
-        let started = Instant::now();
-        let token = request_token(
-            self.client.clone(),
-            request.namespace,
-            &spec.service_account_name,
-            &spec.audience,
+        let token = timed_request_token(
+            &self.client,
+            &self.throttle,
+            &self.metrics,
+            request,
             self.token_expiration_seconds,
         )
-        .await;
-        self.metrics
-            .token_duration
-            .observe(started.elapsed().as_secs_f64());
-        let token = token?;
+        .await?;
 
-        self.throttle.sts().await;
-        let started = Instant::now();
-        let result = self
-            .sts
-            .assume_role_with_web_identity(AssumeRoleRequest {
-                role_arn: spec.role_arn.clone().unwrap_or_default(),
-                session_name: spec.session_name.clone(),
-                web_identity_token: token.token,
-                duration_seconds,
-                session_policy: spec.session_policy.clone(),
-                policy_arns: spec.policy_arns.clone(),
-                region: spec.region.clone(),
-                endpoint: spec.endpoint.clone(),
-            })
-            .await;
-        let outcome = match &result {
-            Ok(_) => "success",
-            Err(e) => e.kind.category(),
-        };
-        self.metrics.observe_sts(flow, outcome, started.elapsed());
+        let result = timed_sts_call(&self.throttle, &self.metrics, flow, async {
+            self.sts
+                .assume_role_with_web_identity(AssumeRoleRequest {
+                    role_arn: spec.role_arn.clone().unwrap_or_default(),
+                    session_name: spec.session_name.clone(),
+                    web_identity_token: token.token,
+                    duration_seconds,
+                    session_policy: spec.session_policy.clone(),
+                    policy_arns: spec.policy_arns.clone(),
+                    region: spec.region.clone(),
+                    endpoint: spec.endpoint.clone(),
+                })
+                .await
+        })
+        .await;
         result.map_err(|error| {
             let hint = setup_hints::web_identity(&error, &request);
             FlowError::Sts(error.with_hint(hint))
