@@ -35,6 +35,48 @@ pub const PAUSE_IMAGE: &str = "localhost/podcreds-testenv/pause:1";
 /// The name of the image [`pod_client_image`] builds.
 pub const POD_CLIENT_IMAGE: &str = "localhost/podcreds-testenv/pod-client:1";
 
+/// A restricted pod (non-root, read-only root, no capabilities, RuntimeDefault seccomp, no
+/// ServiceAccount token) running the pod client every `interval_ms` against `sts_endpoint`, its AWS
+/// config taken from `secret` mounted at `mount_path` as a workload would. Callers add where and
+/// as whom it runs.
+pub fn pod_client_pod(
+    name: &str,
+    secret: &str,
+    mount_path: &str,
+    sts_endpoint: &str,
+    interval_ms: u64,
+) -> serde_json::Value {
+    serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name},
+        "spec": {
+            "automountServiceAccountToken": false,
+            "terminationGracePeriodSeconds": 1,
+            "securityContext": {
+                "runAsNonRoot": true,
+                "runAsUser": 65532,
+                "runAsGroup": 65532,
+                "seccompProfile": {"type": "RuntimeDefault"},
+            },
+            "containers": [{
+                "name": "app",
+                "image": POD_CLIENT_IMAGE,
+                "imagePullPolicy": "Never",
+                "args": [sts_endpoint, interval_ms.to_string()],
+                "env": [{"name": "AWS_CONFIG_FILE", "value": format!("{mount_path}/config")}],
+                "securityContext": {
+                    "allowPrivilegeEscalation": false,
+                    "readOnlyRootFilesystem": true,
+                    "capabilities": {"drop": ["ALL"]},
+                },
+                "volumeMounts": [{"name": "aws", "mountPath": mount_path, "readOnly": true}],
+            }],
+            "volumes": [{"name": "aws", "secret": {"secretName": secret}}],
+        },
+    })
+}
+
 /// The image of the static pod client (`testenv/pod-client`, at `binary`): the client, busybox
 /// `cat` (the Secret's `credential_process` runs it) and nothing else, as user 65532.
 pub fn pod_client_image(binary: PathBuf) -> Result<Image, Error> {

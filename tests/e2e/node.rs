@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, bail, ensure};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, PostParams};
-use podcreds_testenv::node::POD_CLIENT_IMAGE;
+use podcreds_testenv::node::pod_client_pod;
 use podcreds_testenv::{ControlPlane, Options};
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -76,38 +76,11 @@ fn unix_ms() -> u64 {
 /// test node, with host networking: without a pod network its host is the run's own network
 /// namespace, where the emulator listens on loopback.
 fn app_pod(name: &str, secret: &str, sts_endpoint: &str) -> anyhow::Result<Pod> {
-    Ok(serde_json::from_value(json!({
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": name},
-        "spec": {
-            "nodeName": podcreds_testenv::node::NODE_NAME,
-            "hostNetwork": true,
-            "automountServiceAccountToken": false,
-            "restartPolicy": "Never",
-            "terminationGracePeriodSeconds": 1,
-            "securityContext": {
-                "runAsNonRoot": true,
-                "runAsUser": 65532,
-                "runAsGroup": 65532,
-                "seccompProfile": {"type": "RuntimeDefault"},
-            },
-            "containers": [{
-                "name": "app",
-                "image": POD_CLIENT_IMAGE,
-                "imagePullPolicy": "Never",
-                "args": [sts_endpoint, "1000"],
-                "env": [{"name": "AWS_CONFIG_FILE", "value": format!("{MOUNT_PATH}/config")}],
-                "securityContext": {
-                    "allowPrivilegeEscalation": false,
-                    "readOnlyRootFilesystem": true,
-                    "capabilities": {"drop": ["ALL"]},
-                },
-                "volumeMounts": [{"name": "aws", "mountPath": MOUNT_PATH, "readOnly": true}],
-            }],
-            "volumes": [{"name": "aws", "secret": {"secretName": secret}}],
-        },
-    }))?)
+    let mut pod = pod_client_pod(name, secret, MOUNT_PATH, sts_endpoint, 1000);
+    pod["spec"]["nodeName"] = json!(podcreds_testenv::node::NODE_NAME);
+    pod["spec"]["hostNetwork"] = json!(true);
+    pod["spec"]["restartPolicy"] = json!("Never");
+    Ok(serde_json::from_value(pod)?)
 }
 
 /// One line of the pod client's output.

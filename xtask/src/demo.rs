@@ -356,32 +356,8 @@ async fn demo(keep: bool) -> anyhow::Result<()> {
 /// The app: a restricted pod of ServiceAccount `reports` whose AWS client takes its credentials
 /// from the binding's Secret, mounted at the binding's mountPath.
 fn app_pod(mount_path: &str, sts_endpoint: &str) -> anyhow::Result<Pod> {
-    Ok(serde_json::from_value(json!({
-        "metadata": {"name": APP_POD},
-        "spec": {
-            "serviceAccountName": "reports",
-            "automountServiceAccountToken": false,
-            "terminationGracePeriodSeconds": 1,
-            "securityContext": {
-                "runAsNonRoot": true,
-                "runAsUser": 65532,
-                "runAsGroup": 65532,
-                "seccompProfile": {"type": "RuntimeDefault"},
-            },
-            "containers": [{
-                "name": "app",
-                "image": POD_CLIENT_IMAGE,
-                "imagePullPolicy": "Never",
-                "args": [sts_endpoint, "5000"],
-                "env": [{"name": "AWS_CONFIG_FILE", "value": format!("{mount_path}/config")}],
-                "securityContext": {
-                    "allowPrivilegeEscalation": false,
-                    "readOnlyRootFilesystem": true,
-                    "capabilities": {"drop": ["ALL"]},
-                },
-                "volumeMounts": [{"name": "aws", "mountPath": mount_path, "readOnly": true}],
-            }],
-            "volumes": [{"name": "aws", "secret": {"secretName": BINDING}}],
-        },
-    }))?)
+    let mut pod =
+        podcreds_testenv::node::pod_client_pod(APP_POD, BINDING, mount_path, sts_endpoint, 5000);
+    pod["spec"]["serviceAccountName"] = json!("reports");
+    Ok(serde_json::from_value(pod)?)
 }
