@@ -11,7 +11,7 @@ use anyhow::{Context, bail, ensure};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, PostParams};
 use podcreds_testenv::node::pod_client_pod;
-use podcreds_testenv::{ControlPlane, Options};
+use podcreds_testenv::Options;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
@@ -24,7 +24,7 @@ const MOUNT_PATH: &str = "/var/run/secrets/podcreds";
 /// A control plane with a node, and an STS emulator trusting its issuer.
 async fn node_env() -> anyhow::Result<Env> {
     let started = std::time::Instant::now();
-    let plane = ControlPlane::start(Options {
+    let env = Env::start_with(Options {
         node: true,
         ..Options::default()
     })
@@ -34,18 +34,7 @@ async fn node_env() -> anyhow::Result<Env> {
         "  node: control plane with a node Ready in {:.1}s",
         started.elapsed().as_secs_f64()
     );
-    plane.install_crds(&podcreds::crd_yaml()?).await?;
-    let emulator = sts_emulator::Emulator::start(sts_emulator::Config::for_issuer(
-        &plane.api_url,
-        &plane.ca_pem,
-    ))
-    .await?;
-    Ok(Env {
-        client: plane.client().await?,
-        plane,
-        emulator,
-        cluster_policies: tokio::sync::RwLock::new(()),
-    })
+    Ok(env)
 }
 
 fn pod_client_binary() -> anyhow::Result<PathBuf> {
@@ -484,7 +473,7 @@ pub async fn the_chart_runs_on_the_node_in_a_restricted_namespace(
         .rsplit_once(':')
         .context("the image name has no tag")?;
     let started = std::time::Instant::now();
-    let plane = ControlPlane::start(Options {
+    let node_env = Env::start_with(Options {
         node: true,
         pod_network: true,
         ..Options::default()
@@ -495,18 +484,6 @@ pub async fn the_chart_runs_on_the_node_in_a_restricted_namespace(
         "  node: control plane with a node, a pod network and a scheduler Ready in {:.1}s",
         started.elapsed().as_secs_f64()
     );
-    plane.install_crds(&podcreds::crd_yaml()?).await?;
-    let emulator = sts_emulator::Emulator::start(sts_emulator::Config::for_issuer(
-        &plane.api_url,
-        &plane.ca_pem,
-    ))
-    .await?;
-    let node_env = Env {
-        client: plane.client().await?,
-        plane,
-        emulator,
-        cluster_policies: tokio::sync::RwLock::new(()),
-    };
     let node = node_env.plane.node().context("no node")?;
     let network = node_env.plane.pod_network().context("no pod network")?;
     node.import_image(&archive)?;

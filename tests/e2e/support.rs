@@ -61,7 +61,13 @@ pub struct OperatorOptions<'a> {
 
 impl Env {
     pub async fn start() -> anyhow::Result<Self> {
-        let plane = ControlPlane::start(podcreds_testenv::Options::default()).await?;
+        Self::start_with(podcreds_testenv::Options::default()).await
+    }
+
+    /// A control plane started with `options` (a node, a pod network), its CRDs, and an STS
+    /// emulator trusting its issuer.
+    pub async fn start_with(options: podcreds_testenv::Options) -> anyhow::Result<Self> {
+        let plane = ControlPlane::start(options).await?;
         plane.install_crds(&podcreds::crd_yaml()?).await?;
         let emulator = Emulator::start(sts_emulator::Config::for_issuer(
             &plane.api_url,
