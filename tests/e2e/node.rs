@@ -10,8 +10,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, bail, ensure};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, PostParams};
-use podcreds_testenv::node::pod_client_pod;
 use podcreds_testenv::Options;
+use podcreds_testenv::node::pod_client_pod;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
