@@ -15,6 +15,11 @@ use crate::patterns;
 pub const DEFAULT_MOUNT_PATH: &str = "/var/run/secrets/podcreds";
 /// Default requested session length, as AWS's own default for `AssumeRoleWithWebIdentity`.
 pub const DEFAULT_DURATION_SECONDS: i32 = 3600;
+/// Annotation on a binding asking for an immediate exchange: any new value (`podcreds refresh`
+/// writes the current time) is acted on once, and recorded in `status.lastHandledRefreshRequest`.
+pub const REFRESH_REQUEST_ANNOTATION: &str = "podcreds.dev/refresh-requested-at";
+/// Longest refresh request value the operator keeps; a longer one is cut to this many bytes.
+pub const MAX_REFRESH_REQUEST_LEN: usize = 128;
 
 fn default_duration_seconds() -> i32 {
     DEFAULT_DURATION_SECONDS
@@ -523,6 +528,10 @@ pub struct AWSRoleBindingStatus {
     /// The `metadata.generation` this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
+    /// The value of the `podcreds.dev/refresh-requested-at` annotation the operator last acted
+    /// on (at most 128 bytes of it): a request is pending while the annotation differs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_handled_refresh_request: Option<String>,
 }
 
 /// What STS answered for one `roleChain` hop.

@@ -44,6 +44,21 @@ pub enum Command {
     /// The cluster's OIDC documents, for clusters whose issuer AWS cannot reach.
     #[command(subcommand)]
     Oidc(OidcCommand),
+    /// Ask the operator for an immediate exchange of a binding (after fixing IAM, or to rotate
+    /// its credentials now), and wait for the outcome.
+    Refresh(RefreshArgs),
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct RefreshArgs {
+    /// Name of the AWSRoleBinding.
+    pub name: String,
+    /// Namespace of the binding (default: the kubeconfig context's).
+    #[arg(short = 'n', long)]
+    pub namespace: Option<String>,
+    /// How long to wait for the operator's answer; 0 returns as soon as the request is recorded.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    pub wait: std::time::Duration,
 }
 
 #[derive(Subcommand, Debug)]
@@ -70,12 +85,13 @@ pub enum PolicyOutput {
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct TrustPolicyArgs {
-    /// Name of the AWSRoleBinding to read from the cluster (with --namespace).
+    /// Name of the AWSRoleBinding: read from the cluster, or picked among a manifest's bindings.
     pub name: Option<String>,
-    /// Read the binding from this manifest instead of the cluster.
-    #[arg(short = 'f', long = "filename", conflicts_with = "name")]
+    /// Read the bindings from this manifest instead of the cluster (`-` for standard input):
+    /// every AWSRoleBinding in it, other kinds skipped.
+    #[arg(short = 'f', long = "filename")]
     pub filename: Option<std::path::PathBuf>,
-    /// Namespace of the binding (default: the manifest's).
+    /// Namespace of the binding (default: the manifest's, else the kubeconfig context's).
     #[arg(short = 'n', long)]
     pub namespace: Option<String>,
     /// The cluster's OIDC issuer URL (default: read from the cluster's discovery document).
@@ -94,7 +110,7 @@ pub struct TrustPolicyArgs {
     /// The operator's --cluster-name, for bindings with kubernetesSessionTags.
     #[arg(long)]
     pub cluster_name: Option<String>,
-    #[arg(long, value_enum, default_value = "text")]
+    #[arg(short = 'o', long, value_enum, default_value = "text")]
     pub output: PolicyOutput,
 }
 

@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use kube::Api;
+use serde::Deserialize;
 use serde_json::Value;
 
 use crate::api::AWSRoleBinding;
@@ -28,10 +29,12 @@ pub enum CommandError {
         path: PathBuf,
         source: serde_yaml::Error,
     },
-    #[error("name a binding: -f <manifest> or <name> with --namespace")]
+    #[error("name a binding: -f <manifest> (or - for standard input), or <name> with --namespace")]
     NoBinding,
-    #[error("the binding has no namespace: pass --namespace")]
-    NoNamespace,
+    #[error("{path} holds no podcreds.dev AWSRoleBinding (it holds {kinds})")]
+    NoBindingInManifest { path: PathBuf, kinds: String },
+    #[error("{path} holds no AWSRoleBinding named {name:?}")]
+    NotInManifest { path: PathBuf, name: String },
     #[error("cannot reach the cluster: {0}")]
     Cluster(#[source] kube::Error),
     #[error("the cluster answered {what} with something that is not JSON: {source}")]
@@ -69,35 +72,120 @@ async fn get_json(
     serde_json::from_str(&text).map_err(|source| CommandError::NotJson { what, source })
 }
 
-async fn load_binding(args: &TrustPolicyArgs) -> Result<(AWSRoleBinding, String), CommandError> {
-    let binding = match (&args.filename, &args.name) {
-        (Some(path), _) => {
-            let text = std::fs::read_to_string(path).map_err(|source| CommandError::ReadFile {
+/// The AWSRoleBinding documents of a manifest (any number of YAML documents, other kinds
+/// skipped), or an error naming what the file holds instead.
+fn bindings_in_manifest(path: &Path, text: &str) -> Result<Vec<AWSRoleBinding>, CommandError> {
+    let mut bindings = Vec::new();
+    let mut other_kinds = Vec::new();
+    for document in serde_yaml::Deserializer::from_str(text) {
+        let value =
+            serde_yaml::Value::deserialize(document).map_err(|source| CommandError::Manifest {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        if value.is_null() {
+            continue;
+        }
+        let kind = value.get("kind").and_then(serde_yaml::Value::as_str);
+        let group = value
+            .get("apiVersion")
+            .and_then(serde_yaml::Value::as_str)
+            .and_then(|v| v.split_once('/'))
+            .map(|(group, _)| group);
+        if kind == Some("AWSRoleBinding") && group == Some("podcreds.dev") {
+            bindings.push(serde_yaml::from_value(value).map_err(|source| {
+                CommandError::Manifest {
+                    path: path.to_path_buf(),
+                    source,
+                }
+            })?);
+        } else {
+            other_kinds.push(kind.unwrap_or("(no kind)").to_string());
+        }
+    }
+    if bindings.is_empty() {
+        return Err(CommandError::NoBindingInManifest {
+            path: path.to_path_buf(),
+            kinds: if other_kinds.is_empty() {
+                "nothing".into()
+            } else {
+                other_kinds.join(", ")
+            },
+        });
+    }
+    Ok(bindings)
+}
+
+/// The namespace of the kubeconfig's current context (`default` without one), as kubectl picks it.
+fn kubeconfig_namespace() -> String {
+    kube::config::Kubeconfig::read()
+        .ok()
+        .and_then(|config| {
+            let current = config.current_context.clone()?;
+            config
+                .contexts
+                .into_iter()
+                .find(|c| c.name == current)?
+                .context?
+                .namespace
+        })
+        .unwrap_or_else(|| "default".to_string())
+}
+
+/// The bindings the arguments name, each with its namespace: every AWSRoleBinding of a manifest
+/// (`-f FILE`, `-f -` for standard input; a NAME picks one of them), or one from the cluster.
+async fn load_bindings(
+    args: &TrustPolicyArgs,
+) -> Result<Vec<(AWSRoleBinding, String)>, CommandError> {
+    let bindings = match (&args.filename, &args.name) {
+        (Some(path), name) => {
+            let text = if path.as_os_str() == "-" {
+                std::io::read_to_string(std::io::stdin())
+            } else {
+                std::fs::read_to_string(path)
+            }
+            .map_err(|source| CommandError::ReadFile {
                 path: path.clone(),
                 source,
             })?;
-            serde_yaml::from_str::<AWSRoleBinding>(&text).map_err(|source| {
-                CommandError::Manifest {
-                    path: path.clone(),
-                    source,
+            let mut bindings = bindings_in_manifest(path, &text)?;
+            if let Some(name) = name {
+                bindings.retain(|b| b.metadata.name.as_deref() == Some(name.as_str()));
+                if bindings.is_empty() {
+                    return Err(CommandError::NotInManifest {
+                        path: path.clone(),
+                        name: name.clone(),
+                    });
                 }
-            })?
+            }
+            bindings
         }
         (None, Some(name)) => {
-            let namespace = args.namespace.as_deref().ok_or(CommandError::NoNamespace)?;
-            Api::<AWSRoleBinding>::namespaced(client().await?, namespace)
-                .get(name)
-                .await
-                .map_err(CommandError::Cluster)?
+            let client = client().await?;
+            let namespace = args
+                .namespace
+                .clone()
+                .unwrap_or_else(|| client.default_namespace().to_string());
+            vec![
+                Api::<AWSRoleBinding>::namespaced(client, &namespace)
+                    .get(name)
+                    .await
+                    .map_err(CommandError::Cluster)?,
+            ]
         }
         (None, None) => return Err(CommandError::NoBinding),
     };
-    let namespace = args
-        .namespace
-        .clone()
-        .or_else(|| binding.metadata.namespace.clone())
-        .ok_or(CommandError::NoNamespace)?;
-    Ok((binding, namespace))
+    Ok(bindings
+        .into_iter()
+        .map(|binding| {
+            let namespace = args
+                .namespace
+                .clone()
+                .or_else(|| binding.metadata.namespace.clone())
+                .unwrap_or_else(kubeconfig_namespace);
+            (binding, namespace)
+        })
+        .collect())
 }
 
 /// Who the binding's first exchange speaks for, from the flags or the cluster's issuer.
@@ -127,9 +215,18 @@ async fn first_principal(args: &TrustPolicyArgs) -> Result<FirstPrincipal, Comma
     })
 }
 
-/// Prints the trust policy of every role the binding passes through.
-pub async fn trust_policy(args: TrustPolicyArgs) -> Result<String, CommandError> {
-    let (binding, namespace) = load_binding(&args).await?;
+/// What one binding needs of IAM: the trust policy of every role it passes through, or nothing.
+enum Needs {
+    Policies(Vec<iam::TrustPolicy>),
+    /// The binding assumes no role: why no trust policy is involved.
+    Nothing(IamError),
+}
+
+async fn needs_of(
+    args: &TrustPolicyArgs,
+    binding: &AWSRoleBinding,
+    namespace: &str,
+) -> Result<Needs, CommandError> {
     let name = binding.metadata.name.clone().unwrap_or_default();
     // The operator's allowlists are its own business: here whatever the binding names counts.
     let policy = StsPolicy {
@@ -148,7 +245,10 @@ pub async fn trust_policy(args: TrustPolicyArgs) -> Result<String, CommandError>
         allow_insecure_endpoints: true,
         ..StsPolicy::default()
     };
-    let resolved = spec::resolve(&binding.spec, &namespace, &name, &policy)?;
+    let resolved = spec::resolve(&binding.spec, namespace, &name, &policy)?;
+    if resolved.role_arn.is_none() {
+        return Ok(Needs::Nothing(IamError::NoRole));
+    }
     let first = if let Some(saml) = &resolved.saml {
         // A binding with spec.saml names its provider (or takes --saml-provider-arn's).
         FirstPrincipal::Saml {
@@ -161,34 +261,43 @@ pub async fn trust_policy(args: TrustPolicyArgs) -> Result<String, CommandError>
             .ok_or_else(|| IamError::UserArnNeeded(source.name.clone()))?;
         FirstPrincipal::IamUser { user_arn }
     } else {
-        first_principal(&args).await?
+        first_principal(args).await?
     };
-    let policies = iam::trust_policies(&resolved, &namespace, &first)?;
-    Ok(match args.output {
-        PolicyOutput::Json => {
-            let list: Vec<Value> = policies
-                .iter()
-                .map(|p| {
-                    serde_json::json!({
-                        "roleArn": p.role_arn,
-                        "assumedBy": p.assumed_by,
-                        "trustPolicy": p.document,
-                    })
-                })
-                .collect();
-            format!("{:#}\n", Value::Array(list))
-        }
-        PolicyOutput::Text => {
-            let mut out = String::new();
-            for p in &policies {
-                let role_name = p.role_arn.rsplit('/').next().unwrap_or(&p.role_arn);
-                out.push_str(&format!(
-                    "# {} ({}); apply with:\n#   aws iam update-assume-role-policy --role-name {role_name} --policy-document file://{role_name}-trust.json\n{:#}\n",
-                    p.role_arn, p.assumed_by, p.document
-                ));
+    Ok(Needs::Policies(iam::trust_policies(
+        &resolved, namespace, &first,
+    )?))
+}
+
+/// Prints the trust policy of every role the named bindings pass through.
+pub async fn trust_policy(args: TrustPolicyArgs) -> Result<String, CommandError> {
+    let mut json_list = Vec::new();
+    let mut text = String::new();
+    for (binding, namespace) in load_bindings(&args).await? {
+        let name = binding.metadata.name.clone().unwrap_or_default();
+        let policies = match needs_of(&args, &binding, &namespace).await? {
+            Needs::Policies(policies) => policies,
+            Needs::Nothing(why) => {
+                text.push_str(&format!("# {namespace}/{name}: nothing to do: {why}\n"));
+                continue;
             }
-            out
+        };
+        for p in &policies {
+            json_list.push(serde_json::json!({
+                "binding": format!("{namespace}/{name}"),
+                "roleArn": p.role_arn,
+                "assumedBy": p.assumed_by,
+                "trustPolicy": p.document,
+            }));
+            let role_name = p.role_arn.rsplit('/').next().unwrap_or(&p.role_arn);
+            text.push_str(&format!(
+                "# {} ({}, for {namespace}/{name}); apply with:\n#   aws iam update-assume-role-policy --role-name {role_name} --policy-document file://{role_name}-trust.json\n{:#}\n",
+                p.role_arn, p.assumed_by, p.document
+            ));
         }
+    }
+    Ok(match args.output {
+        PolicyOutput::Json => format!("{:#}\n", Value::Array(json_list)),
+        PolicyOutput::Text => text,
     })
 }
 
@@ -232,4 +341,36 @@ pub async fn oidc_export(args: OidcExportArgs) -> Result<String, CommandError> {
         out = args.out.display(),
         audience = args.audience,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn manifests_yield_every_binding_and_skip_other_kinds() {
+        let path = Path::new("quickstart.yaml");
+        let text = include_str!("../examples/quickstart.yaml");
+        let bindings = bindings_in_manifest(path, text).expect("the quickstart holds a binding");
+        assert_eq!(bindings.len(), 1);
+        assert_eq!(bindings[0].metadata.name.as_deref(), Some("reports-reader"));
+
+        let two = "---\napiVersion: podcreds.dev/v1alpha1\nkind: AWSRoleBinding\nmetadata: {name: a}\nspec: {serviceAccountName: s, roleArn: 'arn:aws:iam::123456789012:role/a'}\n---\n---\napiVersion: podcreds.dev/v1alpha1\nkind: AWSRoleBinding\nmetadata: {name: b}\nspec: {serviceAccountName: s, roleArn: 'arn:aws:iam::123456789012:role/b'}\n";
+        let names: Vec<_> = bindings_in_manifest(path, two)
+            .expect("two bindings")
+            .into_iter()
+            .filter_map(|b| b.metadata.name)
+            .collect();
+        assert_eq!(names, ["a", "b"]);
+
+        // A Pod is not read as a binding, even with a binding-shaped spec.
+        let pod = "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec: {serviceAccountName: s, roleArn: x}\n";
+        match bindings_in_manifest(path, pod) {
+            Err(CommandError::NoBindingInManifest { kinds, .. }) => assert_eq!(kinds, "Pod"),
+            other => panic!("unexpected {other:?}"),
+        }
+        // Another group's AWSRoleBinding is not podcreds'.
+        let foreign = "apiVersion: example.com/v1\nkind: AWSRoleBinding\nmetadata: {name: f}\n";
+        assert!(bindings_in_manifest(path, foreign).is_err());
+    }
 }

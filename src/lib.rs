@@ -20,6 +20,7 @@ pub mod metrics;
 pub mod operator;
 pub mod patterns;
 pub mod plan;
+pub mod refresh_command;
 pub mod retry;
 pub mod saml;
 pub mod secret;

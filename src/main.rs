@@ -85,6 +85,10 @@ async fn main() -> anyhow::Result<()> {
         Command::Oidc(OidcCommand::Export(args)) => {
             print!("{}", podcreds::iam_command::oidc_export(args).await?)
         }
+        Command::Refresh(args) => {
+            let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+            print!("{}", podcreds::refresh_command::refresh(args).await?)
+        }
     }
     Ok(())
 }

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
 
+use crate::api::MAX_REFRESH_REQUEST_LEN;
 use crate::retry::{self, RetryClass};
 use crate::secret::{IssuedMeta, ObservedSecret};
 
@@ -19,6 +20,8 @@ pub enum RefreshReason {
     Expired,
     SecretModified,
     AnnotationsUnreadable,
+    /// Someone asked for it (the `podcreds.dev/refresh-requested-at` annotation).
+    Requested,
 }
 
 impl RefreshReason {
@@ -30,6 +33,7 @@ impl RefreshReason {
             RefreshReason::Expired => "Expired",
             RefreshReason::SecretModified => "SecretModified",
             RefreshReason::AnnotationsUnreadable => "AnnotationsUnreadable",
+            RefreshReason::Requested => "Requested",
         }
     }
 }
@@ -85,6 +89,43 @@ pub fn plan(fingerprint: &str, observed: &ObservedSecret, now: Timestamp) -> Dec
             }
         }
     }
+}
+
+/// The refresh request a binding carries and the operator has not acted on yet: the annotation's
+/// value (cut to [`MAX_REFRESH_REQUEST_LEN`] bytes, as the cache keeps it) when it differs from
+/// the one the status says was handled last.
+pub fn pending_refresh_request<'a>(
+    annotation: Option<&'a str>,
+    last_handled: Option<&str>,
+) -> Option<&'a str> {
+    let requested = crate::text::cut(annotation?, MAX_REFRESH_REQUEST_LEN);
+    (Some(requested) != last_handled).then_some(requested)
+}
+
+/// Least time between two exchanges forced by refresh requests of one binding: whoever may edit a
+/// binding can ask again and again, and each request costs STS calls.
+pub const REFRESH_REQUEST_INTERVAL: Duration = Duration::from_secs(10);
+
+/// `decision` once a pending refresh request is taken into account: credentials that are still
+/// good are exchanged anyway (and stay in place if that fails); a conflict stays a conflict, and
+/// a refresh that was due anyway keeps its reason.
+pub fn honour_refresh_request(decision: Decision, requested: bool) -> Decision {
+    match decision {
+        Decision::Wait(issued) if requested => Decision::Refresh {
+            reason: RefreshReason::Requested,
+            still_valid: Some(issued),
+        },
+        other => other,
+    }
+}
+
+/// How long a refresh request must wait because the binding's last forced exchange, at
+/// `last_forced`, was less than [`REFRESH_REQUEST_INTERVAL`] ago.
+pub fn refresh_request_wait(last_forced: Option<Timestamp>, now: Timestamp) -> Option<Duration> {
+    let next = last_forced?
+        .checked_add(SignedDuration::try_from(REFRESH_REQUEST_INTERVAL).ok()?)
+        .ok()?;
+    (now < next).then(|| requeue_at(next, now))
 }
 
 /// Corrects an observation from a cache that has not yet seen the operator's own last write.
@@ -561,6 +602,48 @@ mod tests {
         );
         // Apiserver errors always come back.
         assert!(retry_after_api_error(100, "u") <= crate::retry::BACKOFF_CAP);
+    }
+
+    #[test]
+    fn a_refresh_request_is_pending_until_the_status_records_it() {
+        assert_eq!(pending_refresh_request(None, None), None);
+        assert_eq!(pending_refresh_request(Some("a"), None), Some("a"));
+        assert_eq!(pending_refresh_request(Some("a"), Some("a")), None);
+        assert_eq!(pending_refresh_request(Some("b"), Some("a")), Some("b"));
+        // A value longer than the cache keeps is compared as the cache keeps it.
+        let long = "x".repeat(MAX_REFRESH_REQUEST_LEN + 10);
+        let kept = &long[..MAX_REFRESH_REQUEST_LEN];
+        assert_eq!(pending_refresh_request(Some(&long), Some(kept)), None);
+    }
+
+    #[test]
+    fn a_refresh_request_exchanges_good_credentials_but_never_a_foreign_secret() {
+        let good = issued("f");
+        assert_eq!(
+            honour_refresh_request(Decision::Wait(good.clone()), true),
+            Decision::Refresh {
+                reason: RefreshReason::Requested,
+                still_valid: Some(good.clone()),
+            }
+        );
+        assert_eq!(
+            honour_refresh_request(Decision::Wait(good.clone()), false),
+            Decision::Wait(good.clone())
+        );
+        let conflict = Decision::Conflict { owner: None };
+        assert_eq!(honour_refresh_request(conflict.clone(), true), conflict);
+        let due = refresh(RefreshReason::SpecChanged);
+        assert_eq!(honour_refresh_request(due.clone(), true), due);
+    }
+
+    #[test]
+    fn forced_exchanges_of_one_binding_are_spaced() {
+        assert_eq!(refresh_request_wait(None, t(0)), None);
+        assert_eq!(
+            refresh_request_wait(Some(t(0)), t(4)),
+            Some(Duration::from_secs(6) + REQUEUE_SLACK)
+        );
+        assert_eq!(refresh_request_wait(Some(t(0)), t(10)), None);
     }
 
     proptest! {

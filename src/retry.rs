@@ -19,7 +19,11 @@ pub enum RetryClass {
 /// Base and cap of the transient backoff.
 pub const BACKOFF_BASE: Duration = Duration::from_secs(1);
 pub const BACKOFF_CAP: Duration = Duration::from_secs(300);
-/// How often an externally rejected binding is tried again.
+/// First retry of an externally rejected binding: an admin who just fixed IAM (or RBAC, or the
+/// ServiceAccount) should not wait long for the first try after the fix.
+pub const EXTERNAL_RETRY_BASE: Duration = Duration::from_secs(5);
+/// How often an externally rejected binding is tried again once the backoff has grown: a trust
+/// policy nobody fixes costs one STS call per binding every few minutes, no more.
 pub const EXTERNAL_RETRY: Duration = Duration::from_secs(300);
 
 /// Delay before retry number `attempt` (1 for the first retry) of a failed refresh.
@@ -33,13 +37,13 @@ pub fn retry_delay(
     remaining_validity: Option<SignedDuration>,
     jitter: f64,
 ) -> Option<Duration> {
+    let exp = attempt.saturating_sub(1).min(16);
     let base = match class {
         RetryClass::Permanent => return None,
-        RetryClass::External => EXTERNAL_RETRY,
-        RetryClass::Transient => {
-            let exp = attempt.saturating_sub(1).min(16);
-            BACKOFF_BASE.saturating_mul(1u32 << exp).min(BACKOFF_CAP)
-        }
+        RetryClass::External => EXTERNAL_RETRY_BASE
+            .saturating_mul(1u32 << exp)
+            .min(EXTERNAL_RETRY),
+        RetryClass::Transient => BACKOFF_BASE.saturating_mul(1u32 << exp).min(BACKOFF_CAP),
     };
     let jitter = jitter.clamp(0.0, 1.0);
     let mut delay = base.mul_f64(0.5 + 0.5 * jitter);
@@ -72,9 +76,22 @@ mod tests {
         );
         assert_eq!(capped, Some(Duration::from_secs(25)));
         assert_eq!(retry_delay(RetryClass::Permanent, 1, None, 0.5), None);
+    }
+
+    #[test]
+    fn setup_errors_are_retried_quickly_first_then_every_few_minutes() {
+        let delays: Vec<u64> = (1..=8)
+            .map(|attempt| {
+                retry_delay(RetryClass::External, attempt, None, 1.0)
+                    .expect("retried")
+                    .as_secs()
+            })
+            .collect();
+        assert_eq!(delays, [5, 10, 20, 40, 80, 160, 300, 300]);
+        // Jitter spreads a fleet that failed together: at least half of the delay is fixed.
         assert_eq!(
-            retry_delay(RetryClass::External, 1, None, 1.0),
-            Some(EXTERNAL_RETRY)
+            retry_delay(RetryClass::External, 1, None, 0.0),
+            Some(Duration::from_millis(2500))
         );
     }
 

@@ -39,9 +39,29 @@ pub fn identifier(text: &str) -> String {
         .collect()
 }
 
+/// The longest prefix of `text` of at most `max` bytes that ends on a character boundary.
+pub fn cut(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cut_keeps_whole_characters() {
+        assert_eq!(cut("abc", 5), "abc");
+        assert_eq!(cut("abcdef", 3), "abc");
+        // "é" is two bytes: a cut inside it keeps the character out.
+        assert_eq!(cut("aé", 2), "a");
+    }
 
     #[test]
     fn remote_messages_are_bounded_and_cleaned() {

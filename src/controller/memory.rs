@@ -40,6 +40,8 @@ pub struct Memory {
     /// Bindings waiting for a ServiceAccount to appear: the ServiceAccount watch wakes exactly
     /// these instead of scanning every binding on every account event.
     waiting: Mutex<WaitingForAccounts>,
+    /// When a refresh request last forced an exchange (see [`plan::refresh_request_wait`]).
+    forced_refreshes: Mutex<HashMap<Uid, Timestamp>>,
 }
 
 /// A poisoned lock only means another reconciliation panicked while holding it; the maps hold
@@ -133,6 +135,21 @@ impl Memory {
             .and_then(|run| run.hold.clone())
     }
 
+    /// When a refresh request last forced an exchange of the binding.
+    pub fn last_forced_refresh(&self, uid: &str) -> Option<Timestamp> {
+        lock(&self.forced_refreshes).get(uid).copied()
+    }
+
+    /// Remembers that a refresh request forced an exchange of the binding at `at`; now and then
+    /// forgets records too old to delay anything.
+    pub fn remember_forced_refresh(&self, uid: &str, at: Timestamp) {
+        let mut forced = lock(&self.forced_refreshes);
+        if forced.len() % SWEEP_EVERY == SWEEP_EVERY - 1 {
+            forced.retain(|_, t| plan::refresh_request_wait(Some(*t), at).is_some());
+        }
+        forced.insert(uid.to_string(), at);
+    }
+
     /// A success ends a run of failures.
     pub fn clear_failures(&self, uid: &str) {
         lock(&self.failures).remove(uid);
@@ -161,6 +178,7 @@ impl Memory {
         lock(&self.secret_writes).remove(uid);
         lock(&self.status_writes).remove(uid);
         lock(&self.failures).remove(uid);
+        lock(&self.forced_refreshes).remove(uid);
         lock(&self.waiting).retain(|_, bindings| {
             bindings.retain(|(b, _)| b != binding);
             !bindings.is_empty()
@@ -168,8 +186,9 @@ impl Memory {
     }
 
     /// Entries per map, for tests and diagnostics.
-    pub fn sizes(&self) -> [(&'static str, usize); 4] {
+    pub fn sizes(&self) -> [(&'static str, usize); 5] {
         [
+            ("forced_refreshes", lock(&self.forced_refreshes).len()),
             ("secret_writes", lock(&self.secret_writes).len()),
             ("status_writes", lock(&self.status_writes).len()),
             ("failures", lock(&self.failures).len()),
@@ -316,6 +335,7 @@ mod tests {
                 memory.remember_secret_write(uid, &issued(i as i64));
                 memory.remember_status_write(uid, "1", AWSRoleBindingStatus::default());
                 memory.record_failure(uid);
+                memory.remember_forced_refresh(uid, Timestamp::now());
                 memory.wait_for_account("ns", &format!("sa{}", i % 7), binding.clone(), uid);
             }
             for (uid, binding) in &bindings {

@@ -123,6 +123,8 @@ async fn pipeline(
     ctx: &Context,
 ) -> Result<(report::ReconcileResult, Action), Error> {
     let shared = &ctx.shared;
+    let requested = report::pending_refresh_request(ctx, binding, key);
+    let requested = requested.as_deref();
     let allowlist = ctx.role_allowlist(&key.namespace);
     let spec = match spec::resolve(
         &binding.spec,
@@ -152,25 +154,36 @@ async fn pipeline(
         Err(e) => {
             let reconciled = Reconciled::Invalid(e);
             let result = reconciled.result();
-            return Ok((result, report::report(ctx, binding, key, reconciled).await?));
+            return Ok((
+                result,
+                report::report(ctx, binding, key, reconciled, requested).await?,
+            ));
         }
     };
     let fingerprint = spec.fingerprint();
     let reports_conflict = ready_reason(binding) == Some(REASON_CONFLICT);
     let observation = observe::observe(ctx, key, &spec.secret_name, reports_conflict).await?;
+    let now = Timestamp::now();
+    let decision = plan::honour_refresh_request(
+        plan::plan(&fingerprint, &observation.secret, now),
+        requested.is_some(),
+    );
 
-    let reconciled = match plan::plan(&fingerprint, &observation.secret, Timestamp::now()) {
+    let reconciled = match decision {
         Decision::Conflict { owner } => Reconciled::Conflict { spec: &spec, owner },
         Decision::Wait(issued) => Reconciled::Fresh {
             spec: &spec,
             issued,
         },
+        // A request skips the wait after a failure (the admin may just have fixed IAM), but
+        // not the least interval between two forced exchanges.
         Decision::Refresh { .. }
-            if let Some(wait) = plan::backing_off(
-                shared.memory.held(&key.uid).as_ref(),
-                &fingerprint,
-                Timestamp::now(),
-            ) =>
+            if let Some(wait) = match requested {
+                Some(_) => {
+                    plan::refresh_request_wait(shared.memory.last_forced_refresh(&key.uid), now)
+                }
+                None => plan::backing_off(shared.memory.held(&key.uid).as_ref(), &fingerprint, now),
+            } =>
         {
             Reconciled::BackingOff(wait)
         }
@@ -184,6 +197,9 @@ async fn pipeline(
             // Its namespace has its share of exchanges in flight: woken when a slot frees.
             None => Reconciled::Parked,
             Some(_slot) => {
+                if requested.is_some() {
+                    shared.memory.remember_forced_refresh(&key.uid, now);
+                }
                 match refresh::refresh(ctx, key, &spec, &fingerprint, &observation).await {
                     Ok(refreshed) => Reconciled::Refreshed {
                         spec: &spec,
@@ -209,7 +225,7 @@ async fn pipeline(
         reconciled,
         Reconciled::Fresh { .. } | Reconciled::Refreshed { .. }
     );
-    let action = report::report(ctx, binding, key, reconciled).await?;
+    let action = report::report(ctx, binding, key, reconciled, requested).await?;
     if renamed {
         remove_secrets_left_by_a_rename(ctx, binding, key, &spec.secret_name).await;
     }

@@ -15,7 +15,7 @@ use super::BindingKey;
 use super::context::Context;
 use super::events::Announcement;
 use super::refresh::RefreshError;
-use crate::api::AWSRoleBinding;
+use crate::api::{AWSRoleBinding, REFRESH_REQUEST_ANNOTATION};
 use crate::plan::{self, RefreshReason};
 use crate::secret::{FIELD_MANAGER, IssuedMeta};
 use crate::spec::{ResolvedSpec, SpecError};
@@ -236,12 +236,34 @@ pub fn requeue(
     }
 }
 
+/// The refresh request (`podcreds.dev/refresh-requested-at`) the binding carries and this
+/// process has not acted on yet, judged against the status as far as this process knows it.
+pub fn pending_refresh_request(
+    ctx: &Context,
+    binding: &AWSRoleBinding,
+    key: &BindingKey,
+) -> Option<String> {
+    let annotation = binding
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(REFRESH_REQUEST_ANNOTATION))?;
+    let version = binding.metadata.resource_version.as_deref();
+    let last_write = ctx.shared.memory.status_write(&key.uid, version);
+    let handled = known_status(version, binding.status.as_ref(), last_write.as_ref())
+        .and_then(|s| s.last_handled_refresh_request.as_deref());
+    plan::pending_refresh_request(Some(annotation), handled).map(str::to_string)
+}
+
 /// Records, logs, announces and writes the status of `reconciled`; returns the requeue.
+/// `handled_request` is the refresh request this reconciliation acted on, if any: the status
+/// records it with the outcome.
 pub async fn report(
     ctx: &Context,
     binding: &AWSRoleBinding,
     key: &BindingKey,
     reconciled: Reconciled<'_>,
+    handled_request: Option<&str>,
 ) -> Result<Action, ReportError> {
     let shared = &ctx.shared;
     let memory = &shared.memory;
@@ -321,7 +343,7 @@ pub async fn report(
         shared.events.announce(binding, event);
     }
     if let Some(outcome) = outcome(&reconciled) {
-        write_status(ctx, binding, key, &outcome, now).await?;
+        write_status(ctx, binding, key, &outcome, handled_request, now).await?;
     }
     Ok(match delay {
         Some(d) => Action::requeue(d),
@@ -341,13 +363,17 @@ async fn write_status(
     binding: &AWSRoleBinding,
     key: &BindingKey,
     outcome: &Outcome<'_>,
+    handled_request: Option<&str>,
     now: Timestamp,
 ) -> Result<(), ReportError> {
     let memory = &ctx.shared.memory;
     let version = binding.metadata.resource_version.as_deref();
     let last_write = memory.status_write(&key.uid, version);
     let current = known_status(version, binding.status.as_ref(), last_write.as_ref());
-    let status = build_status(current, binding.metadata.generation, outcome, now);
+    let mut status = build_status(current, binding.metadata.generation, outcome, now);
+    if let Some(request) = handled_request {
+        status.last_handled_refresh_request = Some(request.to_string());
+    }
     if current == Some(&status) {
         return Ok(());
     }

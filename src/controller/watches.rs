@@ -19,7 +19,7 @@ use super::conflicts::ConflictWatches;
 use super::context::{Context, Shared};
 use super::fairness::FairShares;
 use super::{error_policy, reconcile};
-use crate::api::AWSRoleBinding;
+use crate::api::{AWSRoleBinding, MAX_REFRESH_REQUEST_LEN, REFRESH_REQUEST_ANNOTATION};
 use crate::secret::{self, MANAGED_SELECTOR};
 
 /// Passes a reflector's events on and sets `listed` once the initial list is in its store.
@@ -43,11 +43,18 @@ where
 
 /// Drops what the operator never reads from a cached binding: managed fields (at thousands of
 /// bindings a large share of the cache), and labels and annotations, which anyone who may edit a
-/// binding could make large.
+/// binding could make large. Only a refresh request survives, cut to a bounded length.
 fn compact_binding(meta: &mut ObjectMeta) {
     meta.managed_fields = None;
-    meta.annotations = None;
     meta.labels = None;
+    meta.annotations = meta
+        .annotations
+        .take()
+        .and_then(|mut a| a.remove_entry(REFRESH_REQUEST_ANNOTATION))
+        .map(|(key, value)| {
+            let value = crate::text::cut(&value, MAX_REFRESH_REQUEST_LEN).to_string();
+            std::collections::BTreeMap::from([(key, value)])
+        });
 }
 
 /// Keeps of a cached namespace only its name, whether it is being deleted, and its role

@@ -387,11 +387,118 @@ pub async fn trust_policy_rejection_writes_nothing(env: &Env) -> anyhow::Result<
         .context("no STS call")?;
     ensure!(denied.subject.as_deref() == Some(&*format!("system:serviceaccount:{ns}:intruder")));
     ensure!(denied.result == "AccessDenied");
-    // A refusal is retried at its retry time (minutes), not again at once because the operator's
-    // own status write woke the binding.
-    tokio::time::sleep(Duration::from_secs(5)).await;
-    let calls = env.calls_for(&role);
-    ensure!(calls == 1, "{calls} STS calls for one refused binding");
+    // A refusal is retried after its backoff (2.5 to 5 s for the first retry, then doubling),
+    // not again at once because the operator's own status write woke the binding.
+    let attempts = wait_for(READY, || async {
+        let attempts: Vec<_> = env
+            .emulator
+            .calls()
+            .calls
+            .into_iter()
+            .filter(|c| c.role_arn.as_deref() == Some(role.as_str()))
+            .collect();
+        (attempts.len() >= 2).then_some(attempts)
+    })
+    .await
+    .context("the refused binding was never retried")?;
+    let at = |i: usize| -> anyhow::Result<jiff::Timestamp> { Ok(attempts[i].at.parse()?) };
+    let gap = at(1)?.duration_since(at(0)?);
+    ensure!(
+        gap >= jiff::SignedDuration::from_millis(2400),
+        "retried {gap:?} after the refusal: the backoff was skipped"
+    );
+    Ok(())
+}
+
+/// An admin who fixed IAM asks for an attempt now (`podcreds refresh`, or the annotation), and
+/// every new request value costs exactly one exchange.
+pub async fn refresh_requests_act_at_once_and_once_per_value(env: &Env) -> anyhow::Result<()> {
+    let ns = env.namespace("refresh").await?;
+    env.service_account(&ns, "app").await?;
+    let role = format!("arn:aws:iam::{}:role/{ns}-late", crate::support::ACCOUNT);
+    let op = env.start_operator(&[&ns], &env.emulator.url(), &[]).await?;
+    env.create_binding(&ns, "late", spec(&role)).await?;
+    // The role does not exist yet: refused.
+    env.wait_reason(&ns, "late", "StsAccessDenied", READY)
+        .await?;
+    // The admin creates the role and asks for an attempt.
+    env.role(&format!("{ns}-late"), &ns, "app", None);
+    let out =
+        crate::support::podcreds_cli(env, &["refresh", "-n", &ns, "late", "--wait", "60s"]).await?;
+    ensure!(
+        out.status.success(),
+        "podcreds refresh failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let said = String::from_utf8(out.stdout)?;
+    ensure!(said.contains("holds credentials valid until"), "{said}");
+    let binding = env.bindings(&ns).get("late").await?;
+    let handled = binding
+        .status
+        .as_ref()
+        .and_then(|s| s.last_handled_refresh_request.clone())
+        .context("no handled refresh request in the status")?;
+    let annotation = binding
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(podcreds::api::REFRESH_REQUEST_ANNOTATION).cloned());
+    ensure!(annotation.as_deref() == Some(handled.as_str()));
+
+    // Fresh credentials are exchanged anyway when asked: once per new value.
+    let key_of = |data: std::collections::BTreeMap<String, String>| {
+        data.get("AWS_ACCESS_KEY_ID").cloned().unwrap_or_default()
+    };
+    let mut keys = vec![key_of(env.secret_data(&ns, "late").await?)];
+    for value in ["rotate-1", "rotate-2"] {
+        let before = env.calls_for(&role);
+        let patch = json!({"metadata": {"annotations": {podcreds::api::REFRESH_REQUEST_ANNOTATION: value}}});
+        env.bindings(&ns)
+            .patch("late", &PatchParams::default(), &Patch::Merge(&patch))
+            .await?;
+        wait_for(READY, || async {
+            let b = env.bindings(&ns).get("late").await.ok()?;
+            (b.status?.last_handled_refresh_request.as_deref() == Some(value)).then_some(())
+        })
+        .await
+        .with_context(|| format!("request {value} was never handled"))?;
+        let key = wait_for(READY, || async {
+            let key = key_of(env.secret_data(&ns, "late").await.ok()?);
+            (!keys.contains(&key)).then_some(key)
+        })
+        .await
+        .with_context(|| format!("request {value} did not rotate the credentials"))?;
+        keys.push(key);
+        let calls = env.calls_for(&role) - before;
+        ensure!(calls == 1, "request {value} cost {calls} STS calls");
+    }
+    // The same value again is no new request: the operator's next pass (a spec-neutral label
+    // change wakes it; its metric shows it looked) makes no call.
+    let before = env.calls_for(&role);
+    let fresh = r#"podcreds_reconciliations_total{result="fresh"}"#;
+    let looked = crate::support::counter(&op.metrics().await?, fresh);
+    let patch = json!({"metadata": {"labels": {"touched": "yes"}}});
+    env.bindings(&ns)
+        .patch("late", &PatchParams::default(), &Patch::Merge(&patch))
+        .await?;
+    wait_for(READY, || async {
+        let now = crate::support::counter(&op.metrics().await.ok()?, fresh);
+        (now > looked).then_some(())
+    })
+    .await
+    .context("the operator never looked at the touched binding")?;
+    let binding = env.bindings(&ns).get("late").await?;
+    ensure!(
+        binding
+            .status
+            .and_then(|s| s.last_handled_refresh_request)
+            .as_deref()
+            == Some("rotate-2")
+    );
+    ensure!(
+        env.calls_for(&role) == before,
+        "an old request was acted on twice"
+    );
     Ok(())
 }
 

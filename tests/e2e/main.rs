@@ -50,6 +50,7 @@ const TESTS: &[(&str, TestFn)] = tests![
     lifecycle::refresh_happens_before_expiry_and_honours_shorter_grants,
     lifecycle::missing_service_account_then_created,
     lifecycle::trust_policy_rejection_writes_nothing,
+    lifecycle::refresh_requests_act_at_once_and_once_per_value,
     lifecycle::invalid_specs_are_rejected_by_the_apiserver,
     lifecycle::deleted_secret_is_recreated_and_edited_secret_restored,
     lifecycle::foreign_secret_is_never_touched,

@@ -371,6 +371,26 @@ impl Env {
     }
 }
 
+/// The sum of the samples in `metrics` (Prometheus text) whose series starts with `series`, for
+/// example `podcreds_reconciliations_total{result="fresh"}`.
+pub fn counter(metrics: &str, series: &str) -> f64 {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with(series))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// Runs the podcreds command line with `args` as the cluster admin.
+pub async fn podcreds_cli(env: &Env, args: &[&str]) -> anyhow::Result<std::process::Output> {
+    Ok(tokio::process::Command::new(env!("CARGO_BIN_EXE_podcreds"))
+        .args(args)
+        .env("KUBECONFIG", &env.plane.kubeconfig)
+        .env_remove("RUST_BACKTRACE")
+        .output()
+        .await?)
+}
+
 /// The message of a binding's Ready condition (empty without one).
 pub fn ready_message(binding: &AWSRoleBinding) -> String {
     podcreds::status::ready_condition(binding.status.as_ref())

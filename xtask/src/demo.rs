@@ -12,13 +12,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
-use kube::api::{Api, ListParams, PostParams};
+use k8s_openapi::api::core::v1::{Pod, Secret};
+use kube::api::{Api, PostParams};
 use podcreds::api::AWSRoleBinding;
 use podcreds_testenv::node::{POD_CLIENT_IMAGE, pod_client_image};
 use podcreds_testenv::{ControlPlane, Options, decode_secret, netns, tools};
 use serde_json::json;
-use sts_emulator::{Emulator, Role};
+use sts_emulator::Emulator;
 
 use crate::{image, repo_root, testenv};
 
@@ -226,23 +226,45 @@ async fn demo(keep: bool) -> anyhow::Result<()> {
         &["get", "pods", "-n", RELEASE_NAMESPACE, "-o", "wide"],
     )?;
 
-    say("applying examples/quickstart.yaml");
+    // The IAM side comes first, as on AWS: the role must trust the binding's ServiceAccount
+    // before the binding exists, or its first exchange is refused and retried later.
+    say("the IAM side: podcreds iam trust-policy prints the role's trust policy");
     let example = repo_root().join("examples/quickstart.yaml");
+    let issuer = &plane.api_url;
+    println!(
+        "    $ podcreds iam trust-policy -f examples/quickstart.yaml --issuer {issuer} -o json"
+    );
+    let printed = Command::new(repo_root().join(image::STATIC_BINARY))
+        .args(["iam", "trust-policy", "-f"])
+        .arg(&example)
+        .args(["--issuer", issuer, "--output", "json"])
+        .output()?;
+    if !printed.status.success() {
+        bail!(
+            "podcreds iam trust-policy failed: {}",
+            String::from_utf8_lossy(&printed.stderr)
+        );
+    }
+    let policies: Vec<serde_json::Value> =
+        serde_json::from_slice(&printed.stdout).context("the printed trust policies")?;
+    let oidc_provider = issuer.trim_start_matches("https://");
+    for entry in &policies {
+        let arn = entry["roleArn"].as_str().context("roleArn")?;
+        let document = &entry["trustPolicy"];
+        for line in format!("{document:#}").lines() {
+            println!("    {line}");
+        }
+        let role = sts_emulator::role_from_trust_policy(arn, document, oidc_provider)
+            .with_context(|| format!("the emulator cannot read the trust policy of {arn}"))?;
+        emulator.add_role(role);
+        println!("    registered with the STS emulator as the trust policy of {arn}");
+    }
+
+    say("applying examples/quickstart.yaml");
     show_kubectl(
         &plane.kubeconfig,
         &["apply", "-f", &example.to_string_lossy()],
     )?;
-    let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), NAMESPACE);
-    for cm in config_maps
-        .list(&ListParams::default().labels("podcreds.dev/demo=trust-rule"))
-        .await?
-    {
-        for json in cm.data.unwrap_or_default().values() {
-            let role: Role = serde_json::from_str(json).context("trust rule in the example")?;
-            println!("    trust rule for {}: {:?}", role.arn, role.subjects);
-            emulator.add_role(role);
-        }
-    }
 
     say("waiting for the binding to become Ready");
     let bindings: Api<AWSRoleBinding> = Api::namespaced(client.clone(), NAMESPACE);
