@@ -4,7 +4,7 @@
 
 use serde_json::{Value, json};
 
-use crate::spec::ResolvedSpec;
+use crate::spec::{FirstExchange, ResolvedSpec};
 
 /// Audience and recipient of every SAML assertion AWS accepts.
 pub const AWS_SAML_AUDIENCE: &str = "https://signin.aws.amazon.com/saml";
@@ -102,7 +102,7 @@ fn actions(actions: Vec<&str>) -> Value {
 /// `sts:SetSourceIdentity` when the assertion carries tags / a source identity.
 fn saml_actions(spec: &ResolvedSpec) -> Vec<&'static str> {
     let mut list = vec!["sts:AssumeRoleWithSAML"];
-    if let Some(saml) = &spec.saml {
+    if let FirstExchange::Saml(saml) = &spec.first {
         if !saml.tags.is_empty() {
             list.push("sts:TagSession");
         }
@@ -169,14 +169,8 @@ fn hop_policy(spec: &ResolvedSpec, index: usize, previous_role: &str) -> Value {
     let hops = &spec.role_chain;
     let hop = &hops[index];
     let earlier = &hops[..index];
-    let first_transitive = spec
-        .saml
-        .as_ref()
-        .is_some_and(|s| !s.transitive_tag_keys.is_empty());
-    let first_identity = spec
-        .saml
-        .as_ref()
-        .is_some_and(|s| s.source_identity.is_some());
+    let first_transitive = !spec.first.transitive_tag_keys().is_empty();
+    let first_identity = spec.first.sets_source_identity();
     let mut granted = vec!["sts:AssumeRole"];
     if !hop.tags.is_empty()
         || first_transitive
@@ -361,7 +355,8 @@ mod tests {
         );
         // Tags and a source identity in the assertion need their permissions too.
         let mut tagged = spec(vec![], false);
-        tagged.saml = Some(crate::spec::ResolvedSaml {
+        tagged.first = FirstExchange::Saml(crate::spec::ResolvedSaml {
+            role_arn: "arn:aws:iam::111122223333:role/app".into(),
             provider_arn: provider_arn.clone(),
             source_identity: Some("alice".into()),
             tags: vec![("team".into(), "a".into())],
@@ -387,7 +382,7 @@ mod tests {
             false,
         )
         .role_chain;
-        if let Some(saml) = chained.saml.as_mut() {
+        if let FirstExchange::Saml(saml) = &mut chained.first {
             saml.transitive_tag_keys = vec!["team".into()];
         }
         let policies = trust_policies(

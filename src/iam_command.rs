@@ -10,7 +10,7 @@ use serde_json::Value;
 use crate::api::AWSRoleBinding;
 use crate::cli::{OidcExportArgs, PolicyOutput, TrustPolicyArgs};
 use crate::iam::{self, DISCOVERY_PATH, FirstPrincipal, IamError, JWKS_PATH};
-use crate::spec::{self, SpecError, StsPolicy};
+use crate::spec::{self, FirstExchange, SourceCall, SpecError, StsPolicy};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CommandError {
@@ -246,22 +246,23 @@ async fn needs_of(
         ..StsPolicy::default()
     };
     let resolved = spec::resolve(&binding.spec, namespace, &name, &policy)?;
-    if resolved.role_arn.is_none() {
-        return Ok(Needs::Nothing(IamError::NoRole));
-    }
-    let first = if let Some(saml) = &resolved.saml {
+    let first = match &resolved.first {
+        FirstExchange::WebIdentity { .. } => first_principal(args).await?,
         // A binding with spec.saml names its provider (or takes --saml-provider-arn's).
-        FirstPrincipal::Saml {
+        FirstExchange::Saml(saml) => FirstPrincipal::Saml {
             provider_arn: saml.provider_arn.clone(),
-        }
-    } else if let Some(source) = &resolved.credential_source {
-        let user_arn = args
-            .user_arn
-            .clone()
-            .ok_or_else(|| IamError::UserArnNeeded(source.name.clone()))?;
-        FirstPrincipal::IamUser { user_arn }
-    } else {
-        first_principal(args).await?
+        },
+        FirstExchange::CredentialSource(source) => match &source.call {
+            SourceCall::AssumeRole { .. } => FirstPrincipal::IamUser {
+                user_arn: args
+                    .user_arn
+                    .clone()
+                    .ok_or_else(|| IamError::UserArnNeeded(source.name.clone()))?,
+            },
+            SourceCall::GetFederationToken { .. } | SourceCall::GetSessionToken => {
+                return Ok(Needs::Nothing(IamError::NoRole));
+            }
+        },
     };
     Ok(Needs::Policies(iam::trust_policies(
         &resolved, namespace, &first,

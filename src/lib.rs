@@ -13,6 +13,7 @@ pub mod allowlist;
 pub mod api;
 pub mod cli;
 pub mod controller;
+pub mod credentials;
 pub mod flow;
 pub mod iam;
 pub mod iam_command;

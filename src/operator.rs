@@ -10,8 +10,10 @@ use tracing_subscriber::EnvFilter;
 use crate::admission_check::PolicyState;
 use crate::cli::{LogFormat, RunArgs};
 use crate::controller::{self, Shared};
+use crate::flow::{FlowDeps, Flows};
 use crate::metrics::Metrics;
 use crate::sts::{AwsStsClient, StsTimeouts};
+use crate::throttle::Throttle;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -199,7 +201,27 @@ pub async fn run(args: RunArgs) -> Result<(), StartError> {
         None
     };
 
-    let shared = Arc::new(Shared::new(client, sts, settings, metrics, leader_rx));
+    // The composition root: the flows and what they share are built here, once.
+    let throttle = Arc::new(Throttle::new(&settings));
+    let (sources, source_feeds) = controller::source_caches(settings.operator_namespace.clone());
+    let flow = Arc::new(Flows::new(
+        FlowDeps {
+            client: client.clone(),
+            sts,
+            throttle: throttle.clone(),
+            metrics: metrics.clone(),
+            token_expiration_seconds: settings.token_expiration_seconds,
+        },
+        sources.clone(),
+        settings.saml.clone(),
+    ));
+    let parts = controller::Parts {
+        flow,
+        throttle,
+        sources,
+        source_feeds,
+    };
+    let shared = Arc::new(Shared::new(client, settings, metrics, leader_rx, parts));
     // Controllers whose caches never synced (an unreachable apiserver) do not notice a graceful
     // shutdown; after a grace period, exit anyway rather than hang until SIGKILL.
     let grace = async {

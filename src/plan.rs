@@ -267,7 +267,7 @@ pub fn issued(
     renew_before: Option<Duration>,
     fingerprint: &str,
     assumed_role_arn: Option<String>,
-    chain: Option<crate::sts::ChainRecord>,
+    chain: Option<crate::credentials::ChainRecord>,
 ) -> IssuedMeta {
     let issued_at = crate::time::whole_second(issued_at);
     let expiration = crate::time::whole_second(expiration);

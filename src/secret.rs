@@ -12,8 +12,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
 use kube::core::PartialObjectMeta;
 use secrecy::ExposeSecret;
 
+use crate::credentials::{ChainRecord, IssuedCredentials};
 use crate::spec::ResolvedSpec;
-use crate::sts::{ChainRecord, IssuedCredentials};
 use crate::time::rfc3339;
 
 /// The one server-side apply field manager podcreds writes with.
@@ -692,7 +692,7 @@ mod tests {
 
     #[test]
     fn a_role_chain_is_recorded_and_read_back_within_the_cache_bound() {
-        use crate::sts::{ChainRecord, HopRecord};
+        use crate::credentials::{ChainRecord, HopRecord};
         // The largest record podcreds writes: five hops, each ARN at the stored maximum.
         let widest = ChainRecord {
             clamped_from: Some(43200),

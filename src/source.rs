@@ -15,6 +15,7 @@ use secrecy::SecretString;
 use sha2::{Digest, Sha256};
 
 use crate::api::AWSCredentialSource;
+pub use crate::credentials::LongTermKeys;
 
 /// Data key of the access key ID in a source's Secret.
 pub const ACCESS_KEY_ID_KEY: &str = "AWS_ACCESS_KEY_ID";
@@ -29,23 +30,6 @@ pub fn namespace_allowed(allowed: &[String], namespace: &str) -> bool {
         Some(prefix) => namespace.starts_with(prefix),
         None => entry == namespace,
     })
-}
-
-/// An IAM user's long-term keys; the secret part is redacted from `Debug`.
-#[derive(Clone, Debug)]
-pub struct LongTermKeys {
-    pub access_key_id: String,
-    pub secret_access_key: SecretString,
-}
-
-impl LongTermKeys {
-    /// A short hash of the access key ID: part of the fingerprint of bindings using the keys, so
-    /// that rotated keys re-issue their credentials (and the old key can be deleted) at once.
-    /// The key ID itself never leaves the operator.
-    pub fn digest(&self) -> String {
-        let digest = Sha256::digest(self.access_key_id.as_bytes());
-        hex::encode(&digest[..8])
-    }
 }
 
 /// What is wrong with a source's Secret (never its contents).
@@ -404,17 +388,6 @@ mod tests {
         // The source's own readiness ignores namespaces.
         assert!(check_source("keys", Some(&src), Some(&secret), None).is_ok());
         assert!(!format!("{e:?}").contains("secret-value-123"));
-    }
-
-    #[test]
-    fn rotated_keys_change_the_digest() {
-        let keys = |id: &str| LongTermKeys {
-            access_key_id: id.into(),
-            secret_access_key: SecretString::from("s".repeat(40)),
-        };
-        assert_eq!(keys("AKIA1").digest(), keys("AKIA1").digest());
-        assert_ne!(keys("AKIA1").digest(), keys("AKIA2").digest());
-        assert!(!keys("AKIA1").digest().contains("AKIA"));
     }
 
     #[test]

@@ -569,7 +569,7 @@ mod tests {
 
     #[test]
     fn role_chains_report_every_hop_the_clamp_and_the_packed_size() {
-        use crate::sts::{ChainRecord, HopRecord};
+        use crate::credentials::{ChainRecord, HopRecord};
         let mut chained = issued();
         chained.chain = Some(ChainRecord {
             clamped_from: Some(7200),

@@ -15,11 +15,10 @@ use super::events::Events;
 use super::fairness::FairShares;
 use super::memory::Memory;
 use crate::allowlist::ANNOTATION;
-use crate::flow::{CredentialFlow, Flows};
+use crate::flow::CredentialFlow;
 use crate::metrics::Metrics;
 use crate::settings::Settings;
 use crate::source::Sources;
-use crate::sts::SharedSts;
 use crate::throttle::Throttle;
 
 /// State shared by every watched scope.
@@ -83,52 +82,59 @@ impl Context {
     }
 }
 
+/// Empty caches of credential sources and of their Secrets (in `operator_namespace`), and the
+/// feeds the watches fill them through.
+pub fn source_caches(operator_namespace: Option<String>) -> (Sources, SourceFeeds) {
+    let (source_store, source_writer) = reflector::store();
+    let (secret_store, secret_writer) = reflector::store();
+    let (sources_listed, sources_synced) = tokio::sync::watch::channel(false);
+    (
+        Sources {
+            operator_namespace,
+            sources: source_store,
+            secrets: secret_store,
+            synced: sources_synced,
+        },
+        SourceFeeds {
+            sources: source_writer,
+            secrets: secret_writer,
+            listed: sources_listed,
+        },
+    )
+}
+
+/// What the composition root (`operator.rs`) builds for the controller: the flow, the rate
+/// limits and the credential source caches the flow reads too.
+pub struct Parts {
+    pub flow: Arc<dyn CredentialFlow>,
+    pub throttle: Arc<Throttle>,
+    pub sources: Sources,
+    pub source_feeds: SourceFeeds,
+}
+
 impl Shared {
     pub fn new(
         client: Client,
-        sts: SharedSts,
         settings: Settings,
         metrics: Metrics,
         leader: tokio::sync::watch::Receiver<bool>,
+        parts: Parts,
     ) -> Self {
         let reporter = Reporter {
             controller: "podcreds".into(),
             instance: settings.instance.clone(),
         };
-        let throttle = Arc::new(Throttle::new(&settings));
-        let (source_store, source_writer) = reflector::store();
-        let (secret_store, secret_writer) = reflector::store();
-        let (sources_listed, sources_synced) = tokio::sync::watch::channel(false);
-        let sources = Sources {
-            operator_namespace: settings.operator_namespace.clone(),
-            sources: source_store,
-            secrets: secret_store,
-            synced: sources_synced,
-        };
-        let flow = Arc::new(Flows::new(
-            client.clone(),
-            sts,
-            throttle.clone(),
-            metrics.clone(),
-            settings.token_expiration_seconds,
-            sources.clone(),
-            settings.saml.clone(),
-        ));
         Self {
             events: Events::start(client.clone(), reporter, metrics.clone()),
             client,
             settings,
-            flow,
-            throttle,
+            flow: parts.flow,
+            throttle: parts.throttle,
             metrics,
             memory: Memory::default(),
             leader,
-            sources,
-            source_feeds: Mutex::new(Some(SourceFeeds {
-                sources: source_writer,
-                secrets: secret_writer,
-                listed: sources_listed,
-            })),
+            sources: parts.sources,
+            source_feeds: Mutex::new(Some(parts.source_feeds)),
         }
     }
 

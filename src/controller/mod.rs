@@ -32,7 +32,7 @@ use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
 use tracing::{Instrument, info_span, warn};
 
-pub use context::{Context, Shared};
+pub use context::{Context, Parts, Shared, source_caches};
 pub use watches::{BindingStores, run};
 
 use crate::allowlist;
@@ -144,7 +144,7 @@ async fn pipeline(
     .and_then(|mut spec| {
         // A credential source must allow the namespace and hold usable keys; which keys are in
         // use is part of the fingerprint, so rotated keys re-issue the credentials.
-        if let Some(source) = spec.credential_source.as_mut() {
+        if let spec::FirstExchange::CredentialSource(source) = &mut spec.first {
             let keys = shared.sources.keys_for(&source.name, &key.namespace)?;
             source.key_digest = Some(keys.digest());
         }

@@ -23,11 +23,12 @@ use serde_json::{Value, json};
 use super::conflicts::ConflictWatches;
 use super::fairness::FairShares;
 use super::*;
+use crate::credentials::IssuedCredentials;
 use crate::secret::{
     ANNOTATION_EXPIRATION, ANNOTATION_FINGERPRINT, ANNOTATION_ISSUED_AT, ANNOTATION_RENEWAL_TIME,
 };
 use crate::settings::Settings;
-use crate::sts::{AssumeRoleRequest, IssuedCredentials, StsClient, StsError};
+use crate::sts::{StsClient, StsError, WebIdentityRequest};
 
 const NS: &str = "ns";
 const NAME: &str = "b";
@@ -42,7 +43,7 @@ struct FakeSts {
 impl StsClient for FakeSts {
     fn assume_role_with_web_identity(
         &self,
-        _request: AssumeRoleRequest,
+        _request: WebIdentityRequest,
     ) -> BoxFuture<'_, Result<IssuedCredentials, StsError>> {
         self.calls.fetch_add(1, Ordering::SeqCst);
         Box::pin(async {
@@ -56,6 +57,41 @@ impl StsClient for FakeSts {
             })
         })
     }
+}
+
+/// What `operator.rs` composes, over a fake STS.
+fn shared(
+    client: kube::Client,
+    sts: Arc<FakeSts>,
+    leader: tokio::sync::watch::Receiver<bool>,
+) -> Shared {
+    let settings = Settings::default();
+    let metrics = crate::metrics::Metrics::default();
+    let throttle = Arc::new(crate::throttle::Throttle::new(&settings));
+    let (sources, source_feeds) = super::source_caches(settings.operator_namespace.clone());
+    let flow = Arc::new(crate::flow::Flows::new(
+        crate::flow::FlowDeps {
+            client: client.clone(),
+            sts,
+            throttle: throttle.clone(),
+            metrics: metrics.clone(),
+            token_expiration_seconds: settings.token_expiration_seconds,
+        },
+        sources.clone(),
+        settings.saml.clone(),
+    ));
+    Shared::new(
+        client,
+        settings,
+        metrics,
+        leader,
+        super::Parts {
+            flow,
+            throttle,
+            sources,
+            source_feeds,
+        },
+    )
 }
 
 /// One request the mocked apiserver answered: "METHOD path", and the body it was sent.
@@ -160,13 +196,7 @@ impl Harness {
         let (client, seen) = mocked_apiserver(answer);
         let sts = Arc::new(FakeSts::default());
         let (leader_tx, leader) = tokio::sync::watch::channel(true);
-        let shared = Arc::new(Shared::new(
-            client,
-            sts.clone(),
-            Settings::default(),
-            crate::metrics::Metrics::default(),
-            leader,
-        ));
+        let shared = Arc::new(shared(client, sts.clone(), leader));
         // No credential source watch runs here: its (empty) caches count as listed.
         if let Ok(feeds) = shared.source_feeds.lock()
             && let Some(feeds) = feeds.as_ref()
@@ -424,11 +454,9 @@ async fn a_standby_replica_touches_nothing() {
     let (_tx, standby) = tokio::sync::watch::channel(false);
     let shared = Arc::new(Shared {
         leader: standby,
-        ..Shared::new(
+        ..shared(
             harness.ctx.shared.client.clone(),
             harness.sts.clone(),
-            Settings::default(),
-            crate::metrics::Metrics::default(),
             harness.ctx.shared.leader.clone(),
         )
     });

@@ -1,80 +1,34 @@
-//! The role chain flow: the binding's first exchange (any [`FirstExchange`]), then one `AssumeRole` per
-//! `roleChain` hop, each signed with the credentials of the one before. The Secret receives the
+//! The role chain flow: after the binding's first exchange (whichever it is), one `AssumeRole`
+//! per `roleChain` hop, each signed with the credentials of the one before. The Secret receives the
 //! last hop's credentials; what every hop answered travels with them ([`ChainRecord`]).
 //!
 //! Intermediate credentials only sign the next call, so they are asked for the least STS grants
-//! (900 s) and never leave this function. STS caps chained sessions at one hour: the resolved
+//! (900 s) and never leave this flow. STS caps chained sessions at one hour: the resolved
 //! spec already asks the last hop for at most 3600 s, and the record says when that shortened
 //! `durationSeconds`.
 
 use std::sync::Arc;
 
-use futures::future::BoxFuture;
-
-use super::timed_sts_call;
-use super::{ExchangeRequest, FirstExchange, FlowError};
-use crate::metrics::Metrics;
-use crate::retry::RetryClass;
+use super::deps::{FlowDeps, target};
+use super::error::HopError;
+use super::seam::ExchangeRequest;
+use crate::credentials::{ChainRecord, HopRecord, IssuedCredentials, Signer};
 use crate::spec::ResolvedHop;
-use crate::sts::{
-    ChainRecord, ChainedAssumeRoleRequest, HopRecord, IssuedCredentials, SharedSts, StsError,
-    StsErrorKind,
-};
+use crate::sts::{AssumeRoleRequest, SessionScope, StsErrorKind};
 use crate::text;
-use crate::throttle::Throttle;
 
 /// What the first exchange of a chain asks for: its credentials only sign the first hop.
-const FIRST_EXCHANGE_SECONDS: i32 = 900;
+pub const FIRST_EXCHANGE_SECONDS: i32 = 900;
 
 /// Highest `PackedPolicySize` percentage kept (STS refuses anything over 100 anyway).
 const MAX_PACKED_PERCENT: i32 = 1000;
 
 pub struct RoleChain {
-    pub sts: SharedSts,
-    pub throttle: Arc<Throttle>,
-    pub metrics: Metrics,
+    pub deps: Arc<FlowDeps>,
 }
 
 impl RoleChain {
     pub const NAME: &'static str = "RoleChain";
-}
-
-/// A refused `AssumeRole` hop: which one, what STS said, and what to look at.
-#[derive(Debug, thiserror::Error)]
-#[error("roleChain[{index}] ({role_arn}): {error}{hint}")]
-pub struct HopError {
-    pub index: usize,
-    pub role_arn: String,
-    pub error: StsError,
-    /// Empty, or what the trust policy of the hop's role must allow, starting with "; ".
-    pub hint: String,
-}
-
-impl HopError {
-    /// Expired signing credentials on a hop mean the previous session ran out between two
-    /// calls: the next attempt starts a new chain, so it is worth retrying soon.
-    fn signing_credentials_expired(&self) -> bool {
-        matches!(
-            self.error.code.as_deref(),
-            Some("ExpiredToken" | "ExpiredTokenException")
-        )
-    }
-
-    pub fn category(&self) -> &'static str {
-        if self.signing_credentials_expired() {
-            "StsExpiredToken"
-        } else {
-            self.error.kind.category()
-        }
-    }
-
-    pub fn retry_class(&self) -> RetryClass {
-        if self.signing_credentials_expired() {
-            RetryClass::Transient
-        } else {
-            self.error.kind.retry_class()
-        }
-    }
 }
 
 /// What an `AccessDenied` of hop `index` most likely lacks, given what the chain sent: session
@@ -108,39 +62,37 @@ pub fn access_denied_hint(hops: &[ResolvedHop], index: usize) -> String {
 }
 
 impl RoleChain {
-    /// Runs `first`, then every `roleChain` hop of `request`'s binding.
-    pub fn exchange_after<'a>(
-        &'a self,
-        first: &'a dyn FirstExchange,
-        request: ExchangeRequest<'a>,
-    ) -> BoxFuture<'a, Result<IssuedCredentials, FlowError>> {
-        Box::pin(async move {
-            let spec = request.spec;
-            let mut current = first
-                .exchange_for(request, FIRST_EXCHANGE_SECONDS, Self::NAME)
-                .await?;
-            let mut records = Vec::with_capacity(spec.role_chain.len());
-            for (index, hop) in spec.role_chain.iter().enumerate() {
-                let result = timed_sts_call(&self.throttle, &self.metrics, Self::NAME, async {
-                    self.sts
-                        .assume_role(ChainedAssumeRoleRequest {
-                            credentials: current,
-                            role_arn: hop.role_arn.clone(),
-                            session_name: hop.session_name.clone(),
-                            external_id: hop.external_id.clone(),
-                            duration_seconds: hop.duration_seconds,
-                            tags: hop.tags.clone(),
-                            transitive_tag_keys: hop.transitive_tag_keys.clone(),
-                            source_identity: hop.source_identity.clone(),
-                            session_policy: hop.session_policy.clone(),
-                            policy_arns: hop.policy_arns.clone(),
-                            region: spec.region.clone(),
-                            endpoint: spec.endpoint.clone(),
-                        })
-                        .await
-                })
-                .await;
-                let assumed = result.map_err(|error| {
+    /// Runs every `roleChain` hop of `request`'s binding, the first signed with `first` (the
+    /// credentials of the binding's first exchange).
+    pub async fn hops_after(
+        &self,
+        request: ExchangeRequest<'_>,
+        first: IssuedCredentials,
+    ) -> Result<IssuedCredentials, HopError> {
+        let spec = request.spec;
+        let mut current = first;
+        let mut records = Vec::with_capacity(spec.role_chain.len());
+        for (index, hop) in spec.role_chain.iter().enumerate() {
+            let call = self.deps.sts.assume_role(AssumeRoleRequest {
+                signer: Signer::Session(current),
+                role_arn: hop.role_arn.clone(),
+                session_name: hop.session_name.clone(),
+                external_id: hop.external_id.clone(),
+                tags: hop.tags.clone(),
+                transitive_tag_keys: hop.transitive_tag_keys.clone(),
+                source_identity: hop.source_identity.clone(),
+                scope: SessionScope {
+                    duration_seconds: hop.duration_seconds,
+                    policy: hop.session_policy.clone(),
+                    policy_arns: hop.policy_arns.clone(),
+                },
+                target: target(spec),
+            });
+            let assumed = self
+                .deps
+                .sts_call(Self::NAME, call)
+                .await
+                .map_err(|error| {
                     let hint = if error.kind == StsErrorKind::AccessDenied {
                         access_denied_hint(&spec.role_chain, index)
                     } else {
@@ -153,33 +105,35 @@ impl RoleChain {
                         hint,
                     }
                 })?;
-                records.push(HopRecord {
-                    assumed_role_arn: assumed
-                        .credentials
-                        .assumed_role_arn
-                        .as_deref()
-                        .map(text::identifier),
-                    expiration: assumed.credentials.expiration,
-                    packed_policy_size: assumed
-                        .packed_policy_size
-                        .map(|p| p.clamp(0, MAX_PACKED_PERCENT)),
-                });
-                current = assumed.credentials;
-            }
-            current.chain = Some(ChainRecord {
-                clamped_from: spec
-                    .chained_duration_clamped()
-                    .then_some(spec.duration_seconds),
-                hops: records,
+            records.push(HopRecord {
+                assumed_role_arn: assumed
+                    .credentials
+                    .assumed_role_arn
+                    .as_deref()
+                    .map(text::identifier),
+                expiration: assumed.credentials.expiration,
+                packed_policy_size: assumed
+                    .packed_policy_size
+                    .map(|p| p.clamp(0, MAX_PACKED_PERCENT)),
             });
-            Ok(current)
-        })
+            current = assumed.credentials;
+        }
+        current.chain = Some(ChainRecord {
+            clamped_from: spec
+                .chained_duration_clamped()
+                .then_some(spec.duration_seconds),
+            hops: records,
+        });
+        Ok(current)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::flow::error::FlowError;
+    use crate::retry::RetryClass;
+    use crate::sts::StsError;
 
     fn hop(tags: bool, transitive: bool, source_identity: bool, external_id: bool) -> ResolvedHop {
         ResolvedHop {

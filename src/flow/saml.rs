@@ -8,132 +8,56 @@ use std::sync::Arc;
 use futures::future::BoxFuture;
 use jiff::Timestamp;
 
-use super::timed_sts_call;
-use super::token::timed_request_token;
-use super::{ExchangeRequest, FirstExchange, FlowError};
-use crate::metrics::Metrics;
-use crate::retry::RetryClass;
+use super::deps::{FlowDeps, scope, target};
+use super::error::{FlowError, SamlError};
+use super::seam::{ExchangeRequest, FirstExchangeFlow};
+use crate::credentials::IssuedCredentials;
 use crate::saml::SamlSettings;
 use crate::saml::assertion::{AssertionClaims, encoded_response, subject};
-use crate::saml::key::KeyError;
-use crate::saml::store::{KeyCache, KeySecret, StoreError};
-use crate::sts::{IssuedCredentials, SamlAssumeRoleRequest, SharedSts, StsErrorKind};
-use crate::throttle::Throttle;
-
-/// Why a SAML exchange failed before or instead of an ordinary STS error.
-#[derive(Debug, thiserror::Error)]
-pub enum SamlError {
-    #[error(
-        "SAML is not enabled: ask the cluster admin to run the operator with --saml-enabled (chart value saml.enabled)"
-    )]
-    NotConfigured,
-    #[error("the binding has no spec.saml")]
-    NotRequested,
-    #[error("spec.roleArn is required with spec.saml")]
-    NoRole,
-    #[error(transparent)]
-    Key(#[from] StoreError),
-    #[error("the SAML assertion could not be signed: {0}")]
-    Sign(#[from] KeyError),
-    /// STS refused a freshly signed assertion: IAM does not know the signing certificate or the
-    /// issuer, which is what an out-of-date metadata document looks like.
-    #[error(
-        "SAML provider metadata out of date: re-upload `podcreds saml-metadata` to {provider_arn} (STS {code}: {message})"
-    )]
-    Rejected {
-        provider_arn: String,
-        code: String,
-        message: String,
-    },
-}
-
-impl SamlError {
-    pub fn category(&self) -> &'static str {
-        match self {
-            SamlError::NotConfigured | SamlError::NotRequested => "SamlNotConfigured",
-            SamlError::NoRole => "InvalidSpec",
-            SamlError::Key(_) | SamlError::Sign(_) => "SamlKeyUnavailable",
-            SamlError::Rejected { .. } => "SamlAssertionRejected",
-        }
-    }
-
-    pub fn retry_class(&self) -> RetryClass {
-        match self {
-            SamlError::NotConfigured
-            | SamlError::NotRequested
-            | SamlError::NoRole
-            | SamlError::Rejected { .. } => RetryClass::External,
-            SamlError::Key(_) | SamlError::Sign(_) => RetryClass::Transient,
-        }
-    }
-}
+use crate::saml::store::{KeyCache, KeySecret};
+use crate::spec::ResolvedSaml;
+use crate::sts::{SamlRequest, StsErrorKind};
 
 pub struct Saml {
-    pub client: kube::Client,
-    pub sts: SharedSts,
-    pub throttle: Arc<Throttle>,
-    pub metrics: Metrics,
-    /// Lifetime requested for the ServiceAccount tokens that prove the account may be used.
-    pub token_expiration_seconds: i64,
+    pub deps: Arc<FlowDeps>,
     pub settings: SamlSettings,
     /// `None` when the operator has no namespace for its key Secret.
     pub keys: Option<KeyCache>,
 }
 
 impl Saml {
-    pub const NAME: &'static str = "SAML";
-
-    pub fn new(
-        client: kube::Client,
-        sts: SharedSts,
-        throttle: Arc<Throttle>,
-        metrics: Metrics,
-        token_expiration_seconds: i64,
-        settings: SamlSettings,
-    ) -> Self {
-        let keys = settings
-            .key_namespace
-            .as_deref()
-            .map(|ns| KeyCache::new(KeySecret::new(client.clone(), ns, &settings.key_secret)));
+    pub fn new(deps: Arc<FlowDeps>, settings: SamlSettings) -> Self {
+        let keys = settings.key_namespace.as_deref().map(|ns| {
+            KeyCache::new(KeySecret::new(
+                deps.client.clone(),
+                ns,
+                &settings.key_secret,
+            ))
+        });
         Self {
-            client,
-            sts,
-            throttle,
-            metrics,
-            token_expiration_seconds,
+            deps,
             settings,
             keys,
         }
     }
 
-    async fn exchange(
+    async fn run(
         &self,
         request: ExchangeRequest<'_>,
+        saml: &ResolvedSaml,
         duration_seconds: i32,
         flow: &'static str,
     ) -> Result<IssuedCredentials, FlowError> {
         let spec = request.spec;
-        let saml = spec.saml.as_ref().ok_or(SamlError::NotRequested)?;
-        let role_arn = spec.role_arn.as_deref().ok_or(SamlError::NoRole)?;
         let keys = self.keys.as_ref().ok_or(SamlError::NotConfigured)?;
-
-        let proof = timed_request_token(
-            &self.client,
-            &self.throttle,
-            &self.metrics,
-            request,
-            self.token_expiration_seconds,
-        )
-        .await;
-        // Only the permission matters: the token itself is dropped unused.
-        drop(proof?);
+        self.deps.prove_account(request).await?;
 
         let ring = keys.current().await.map_err(SamlError::from)?;
         let subject = subject(request.namespace, &spec.service_account_name);
         let claims = AssertionClaims {
             issuer: &self.settings.entity_id,
             subject: &subject,
-            role_arn,
+            role_arn: &saml.role_arn,
             provider_arn: &saml.provider_arn,
             session_name: &spec.session_name,
             session_duration_seconds: duration_seconds,
@@ -144,21 +68,19 @@ impl Saml {
         let assertion =
             encoded_response(&claims, &ring.active, Timestamp::now()).map_err(SamlError::from)?;
 
-        let result = timed_sts_call(&self.throttle, &self.metrics, flow, async {
-            self.sts
-                .assume_role_with_saml(SamlAssumeRoleRequest {
-                    role_arn: role_arn.to_string(),
+        let result = self
+            .deps
+            .sts_call(
+                flow,
+                self.deps.sts.assume_role_with_saml(SamlRequest {
+                    role_arn: saml.role_arn.clone(),
                     principal_arn: saml.provider_arn.clone(),
                     saml_assertion: assertion,
-                    duration_seconds,
-                    session_policy: spec.session_policy.clone(),
-                    policy_arns: spec.policy_arns.clone(),
-                    region: spec.region.clone(),
-                    endpoint: spec.endpoint.clone(),
-                })
-                .await
-        })
-        .await;
+                    scope: scope(spec, duration_seconds),
+                    target: target(spec),
+                }),
+            )
+            .await;
         result.map_err(|e| match (e.kind, e.code.as_deref()) {
             // A fresh assertion cannot have expired; one STS cannot verify was signed with a
             // key, or by an issuer, IAM's copy of the metadata does not name.
@@ -174,17 +96,16 @@ impl Saml {
     }
 }
 
-impl FirstExchange for Saml {
-    fn name(&self) -> &'static str {
-        Self::NAME
-    }
+impl FirstExchangeFlow for Saml {
+    type Spec = ResolvedSaml;
 
-    fn exchange_for<'a>(
+    fn exchange<'a>(
         &'a self,
         request: ExchangeRequest<'a>,
+        saml: &'a ResolvedSaml,
         duration_seconds: i32,
         flow: &'static str,
     ) -> BoxFuture<'a, Result<IssuedCredentials, FlowError>> {
-        Box::pin(self.exchange(request, duration_seconds, flow))
+        Box::pin(self.run(request, saml, duration_seconds, flow))
     }
 }

@@ -5,7 +5,7 @@
 //! Matched on the error code and on the phrases AWS uses in its messages; an answer that matches
 //! nothing gets no hint rather than a guess.
 
-use super::ExchangeRequest;
+use super::seam::ExchangeRequest;
 use crate::sts::StsError;
 
 fn code_is(error: &StsError, code: &str) -> bool {
@@ -28,7 +28,11 @@ fn trust_policy_command(request: &ExchangeRequest<'_>) -> String {
 }
 
 /// The fix for a refused `AssumeRoleWithWebIdentity`, if the answer shows a setup mistake.
-pub fn web_identity(error: &StsError, request: &ExchangeRequest<'_>) -> Option<String> {
+pub fn web_identity(
+    error: &StsError,
+    request: &ExchangeRequest<'_>,
+    role_arn: &str,
+) -> Option<String> {
     let spec = request.spec;
     if code_is(error, "IDPCommunicationError") {
         return Some(
@@ -56,7 +60,7 @@ pub fn web_identity(error: &StsError, request: &ExchangeRequest<'_>) -> Option<S
     if code_is(error, "AccessDenied") {
         return Some(format!(
             "the trust policy of {} must allow sts:AssumeRoleWithWebIdentity for sub system:serviceaccount:{}:{} and aud {}: {}",
-            spec.role_arn.as_deref().unwrap_or("the role"),
+            role_arn,
             request.namespace,
             spec.service_account_name,
             spec.audience,
@@ -90,7 +94,7 @@ mod tests {
             spec: &spec,
         };
         let error = StsError::new(StsErrorKind::from_code(code), Some(code), message);
-        web_identity(&error, &request)
+        web_identity(&error, &request, "arn:aws:iam::111122223333:role/app")
     }
 
     #[test]

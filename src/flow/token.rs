@@ -5,11 +5,8 @@ use k8s_openapi::api::core::v1::ServiceAccount;
 use kube::api::{Api, PostParams};
 use secrecy::SecretString;
 
-use super::ExchangeRequest;
-use crate::metrics::Metrics;
 use crate::retry::RetryClass;
 use crate::text;
-use crate::throttle::Throttle;
 
 /// A ServiceAccount token: held in memory for one STS call, never stored or logged.
 #[derive(Debug)]
@@ -47,31 +44,6 @@ impl TokenError {
             TokenError::Api { .. } => RetryClass::Transient,
         }
     }
-}
-
-/// The token of the binding's ServiceAccount, as every flow asks for it first (web identity sends
-/// it; the others only need the apiserver's yes): within the apiserver rate limit, timed.
-pub async fn timed_request_token(
-    client: &kube::Client,
-    throttle: &Throttle,
-    metrics: &Metrics,
-    request: ExchangeRequest<'_>,
-    expiration_seconds: i64,
-) -> Result<ServiceAccountToken, TokenError> {
-    throttle.kube().await;
-    let started = std::time::Instant::now();
-    let token = request_token(
-        client.clone(),
-        request.namespace,
-        &request.spec.service_account_name,
-        &request.spec.audience,
-        expiration_seconds,
-    )
-    .await;
-    metrics
-        .token_duration
-        .observe(started.elapsed().as_secs_f64());
-    token
 }
 
 /// Asks the apiserver for a token of `namespace/name` with `audience`, valid `expiration_seconds`.

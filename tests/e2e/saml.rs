@@ -825,7 +825,9 @@ pub async fn chart_rbac_lets_the_operator_keep_only_its_saml_key(env: &Env) -> a
 
 pub async fn tampered_expired_and_foreign_assertions_are_refused(env: &Env) -> anyhow::Result<()> {
     use podcreds::saml::assertion::{AssertionClaims, signed_response};
-    use podcreds::sts::{AwsStsClient, SamlAssumeRoleRequest, StsClient, StsTimeouts};
+    use podcreds::sts::{
+        AwsStsClient, SamlRequest, SessionScope, StsClient, StsTarget, StsTimeouts,
+    };
     use secrecy::SecretString;
 
     let sts = private_emulator(env).await?;
@@ -854,15 +856,19 @@ pub async fn tampered_expired_and_foreign_assertions_are_refused(env: &Env) -> a
         transitive_tag_keys: &[],
     };
     let client = AwsStsClient::new(StsTimeouts::default());
-    let call = |response: String, principal: &str| SamlAssumeRoleRequest {
+    let call = |response: String, principal: &str| SamlRequest {
         role_arn: role.clone(),
         principal_arn: principal.to_string(),
         saml_assertion: SecretString::from(BASE64.encode(response)),
-        duration_seconds: 900,
-        session_policy: None,
-        policy_arns: vec![],
-        region: "us-east-1".into(),
-        endpoint: Some(sts.url()),
+        scope: SessionScope {
+            duration_seconds: 900,
+            policy: None,
+            policy_arns: vec![],
+        },
+        target: StsTarget {
+            region: "us-east-1".into(),
+            endpoint: Some(sts.url()),
+        },
     };
     let now = jiff::Timestamp::now();
     let valid = signed_response(&claims, &ring.active, now)?;
@@ -871,7 +877,7 @@ pub async fn tampered_expired_and_foreign_assertions_are_refused(env: &Env) -> a
         .await
         .context("a valid assertion was refused")?;
 
-    let refusal = |r: Result<podcreds::sts::IssuedCredentials, podcreds::sts::StsError>| {
+    let refusal = |r: Result<podcreds::credentials::IssuedCredentials, podcreds::sts::StsError>| {
         r.err().and_then(|e| e.code)
     };
     // Tampered: another subject after signing.

@@ -14,7 +14,10 @@ use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
 use kube::api::{Api, ObjectMeta, Patch, PatchParams, PostParams};
 use podcreds::api::AWSRoleBinding;
-use podcreds::sts::{AssumeRoleRequest, AwsStsClient, IssuedCredentials, StsClient, StsTimeouts};
+use podcreds::credentials::IssuedCredentials;
+use podcreds::sts::{
+    AwsStsClient, SessionScope, StsClient, StsTarget, StsTimeouts, WebIdentityRequest,
+};
 use podcreds_testenv::ControlPlane;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
@@ -180,15 +183,19 @@ pub async fn measure(
                     .and_then(|s| s.token)
                     .context("no token")?;
                 let creds = sts
-                    .assume_role_with_web_identity(AssumeRoleRequest {
+                    .assume_role_with_web_identity(WebIdentityRequest {
                         role_arn: ROLE.into(),
                         session_name: format!("{ns}.b{i}"),
                         web_identity_token: SecretString::from(token),
-                        duration_seconds: 3600,
-                        session_policy: None,
-                        policy_arns: vec![],
-                        region: "us-east-1".into(),
-                        endpoint: Some(emulator.url()),
+                        scope: SessionScope {
+                            duration_seconds: 3600,
+                            policy: None,
+                            policy_arns: vec![],
+                        },
+                        target: StsTarget {
+                            region: "us-east-1".into(),
+                            endpoint: Some(emulator.url()),
+                        },
                     })
                     .await?;
                 let mut data = BTreeMap::from([(

@@ -1,0 +1,94 @@
+//! The credential source flow: an IAM user's long-term keys, kept by the cluster admin in an
+//! `AWSCredentialSource`, sign `AssumeRole`, `GetFederationToken` or `GetSessionToken` (the
+//! binding's `credentialSource.mode`).
+//!
+//! The ServiceAccount is still proven to exist first, with a TokenRequest like the web identity
+//! flow (the token is dropped unused): a binding can only be admitted by someone who may create
+//! tokens for it, and the operator does not issue credentials for an account that is gone.
+
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+
+use super::deps::{FlowDeps, scope, target};
+use super::error::FlowError;
+use super::seam::{ExchangeRequest, FirstExchangeFlow};
+use crate::credentials::{IssuedCredentials, Signer};
+use crate::source::Sources;
+use crate::spec::{ResolvedSource, SourceCall};
+use crate::sts::{AssumeRoleRequest, FederationTokenRequest, SessionTokenRequest};
+
+pub struct CredentialSource {
+    pub deps: Arc<FlowDeps>,
+    /// The caches of sources and of their Secrets.
+    pub sources: Sources,
+}
+
+impl CredentialSource {
+    async fn run(
+        &self,
+        request: ExchangeRequest<'_>,
+        source: &ResolvedSource,
+        duration_seconds: i32,
+        flow: &'static str,
+    ) -> Result<IssuedCredentials, FlowError> {
+        let spec = request.spec;
+        self.deps.prove_account(request).await?;
+        // The controller checked the same caches a moment ago, but the source may have changed.
+        let keys = self.sources.keys_for(&source.name, request.namespace)?;
+        let sts = &self.deps.sts;
+        let result = match &source.call {
+            SourceCall::AssumeRole { role_arn } => {
+                let call = sts.assume_role(AssumeRoleRequest {
+                    // Long-term keys: not role chaining, up to 12 hours.
+                    signer: Signer::LongTerm(keys),
+                    role_arn: role_arn.clone(),
+                    session_name: spec.session_name.clone(),
+                    external_id: None,
+                    tags: source.tags.clone(),
+                    transitive_tag_keys: source.transitive_tag_keys.clone(),
+                    source_identity: None,
+                    scope: scope(spec, duration_seconds),
+                    target: target(spec),
+                });
+                self.deps
+                    .sts_call(flow, call)
+                    .await
+                    .map(|assumed| assumed.credentials)
+            }
+            SourceCall::GetFederationToken { name } => {
+                let call = sts.get_federation_token(FederationTokenRequest {
+                    keys,
+                    name: name.clone(),
+                    tags: source.tags.clone(),
+                    scope: scope(spec, duration_seconds),
+                    target: target(spec),
+                });
+                self.deps.sts_call(flow, call).await
+            }
+            SourceCall::GetSessionToken => {
+                let call = sts.get_session_token(SessionTokenRequest {
+                    keys,
+                    duration_seconds,
+                    target: target(spec),
+                });
+                self.deps.sts_call(flow, call).await
+            }
+        };
+        Ok(result?)
+    }
+}
+
+impl FirstExchangeFlow for CredentialSource {
+    type Spec = ResolvedSource;
+
+    fn exchange<'a>(
+        &'a self,
+        request: ExchangeRequest<'a>,
+        source: &'a ResolvedSource,
+        duration_seconds: i32,
+        flow: &'static str,
+    ) -> BoxFuture<'a, Result<IssuedCredentials, FlowError>> {
+        Box::pin(self.run(request, source, duration_seconds, flow))
+    }
+}

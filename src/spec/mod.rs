@@ -1,0 +1,350 @@
+//! Validate step (pure): turns a binding's spec plus the operator's policy into a
+//! [`ResolvedSpec`] with every default filled in, or a [`SpecError`] that says what is wrong.
+//!
+//! [`resolve`] reads as the sections of a spec, one function each, in the order their errors are
+//! reported; the larger sections have a file of their own ([`saml`], [`source`], [`chain`]).
+//! The first exchange ([`FirstExchange`]) is decided here, once.
+
+mod chain;
+mod policy;
+mod resolved;
+mod rules;
+mod saml;
+mod session_name;
+mod source;
+#[cfg(test)]
+mod tests;
+
+use std::time::Duration;
+
+pub use policy::{PolicyError, StsPolicy, is_plain_http};
+pub use resolved::{
+    FirstExchange, KUBERNETES_TAG_KEYS, ResolvedHop, ResolvedSaml, ResolvedSource, ResolvedSpec,
+    SourceCall,
+};
+pub use rules::{SpecError, is_aws_endpoint};
+pub use session_name::default_session_name;
+
+use crate::api::{AWSRoleBindingSpec, CredentialSourceMode, CredentialSourceRef, StsProvider};
+use rules::{
+    AUDIENCE, DNS_SUBDOMAIN, DURATION, MOUNT_PATH, REGION, SESSION_NAME, check, check_policy_arns,
+    check_session_policy, invalid, role_arn_rule,
+};
+use session_name::check_session_prefix;
+
+/// Validates `spec` of the binding `namespace/name` and applies defaults and the admin's policy.
+pub fn resolve(
+    spec: &AWSRoleBindingSpec,
+    namespace: &str,
+    name: &str,
+    policy: &StsPolicy,
+) -> Result<ResolvedSpec, SpecError> {
+    check(
+        "serviceAccountName",
+        &spec.service_account_name,
+        &DNS_SUBDOMAIN,
+        253,
+        "a ServiceAccount name in this namespace (DNS subdomain)",
+    )?;
+    let sts = spec.sts.clone().unwrap_or_default();
+    let provider = sts.provider.unwrap_or_default();
+    let source = source::check_source(spec)?;
+    let role_arn = role_arn(spec, provider, source)?;
+    let secret_name = secret_name(spec, name)?;
+    let audience = audience(spec, policy)?;
+    let (duration_seconds, renew_before) = timing(spec, source)?;
+    let session_name = session_name(spec, namespace, name, source, policy)?;
+    let (session_policy, policy_arns) = session_policies(spec, source)?;
+    let (region, endpoint) = sts_target(sts, provider, policy)?;
+    let mount_path = mount_path(spec)?;
+    let saml = saml::resolve_saml(spec, provider, policy, role_arn.as_deref())?;
+    let first = first_exchange(source, saml, role_arn.as_deref(), &session_name)?;
+    if first.sets_source_identity()
+        && spec
+            .role_chain
+            .first()
+            .is_some_and(|hop| hop.source_identity.is_some())
+    {
+        return Err(invalid(
+            "roleChain[0].sourceIdentity",
+            "saml.sourceIdentity already sets the source identity; STS keeps it for the whole chain",
+        ));
+    }
+    let role_chain = chain::resolve_chain(
+        spec,
+        provider,
+        namespace,
+        name,
+        &session_name,
+        policy,
+        first.transitive_tag_keys().to_vec(),
+    )?;
+
+    Ok(ResolvedSpec {
+        service_account_name: spec.service_account_name.clone(),
+        role_arn,
+        secret_name,
+        audience,
+        duration_seconds,
+        renew_before,
+        session_name,
+        session_policy,
+        policy_arns,
+        region,
+        endpoint,
+        mount_path,
+        role_chain,
+        first,
+    })
+}
+
+/// The first exchange: SAML, a credential source's call, or web identity.
+fn first_exchange(
+    source: Option<&CredentialSourceRef>,
+    saml: Option<ResolvedSaml>,
+    role_arn: Option<&str>,
+    session_name: &str,
+) -> Result<FirstExchange, SpecError> {
+    let role = || {
+        role_arn
+            .map(str::to_string)
+            .ok_or_else(|| invalid("roleArn", "is required"))
+    };
+    Ok(match (saml, source) {
+        (Some(saml), _) => FirstExchange::Saml(saml),
+        (None, Some(source)) => FirstExchange::CredentialSource(ResolvedSource {
+            name: source.name.clone(),
+            call: match source.mode {
+                CredentialSourceMode::AssumeRole => SourceCall::AssumeRole { role_arn: role()? },
+                CredentialSourceMode::GetFederationToken => SourceCall::GetFederationToken {
+                    name: session_name.to_string(),
+                },
+                CredentialSourceMode::GetSessionToken => SourceCall::GetSessionToken,
+            },
+            key_digest: None,
+            tags: Vec::new(),
+            transitive_tag_keys: Vec::new(),
+        }),
+        (None, None) => FirstExchange::WebIdentity { role_arn: role()? },
+    })
+}
+
+/// `roleArn`: required when the first exchange assumes a role, refused when it does not.
+fn role_arn(
+    spec: &AWSRoleBindingSpec,
+    provider: StsProvider,
+    source: Option<&CredentialSourceRef>,
+) -> Result<Option<String>, SpecError> {
+    match (&spec.role_arn, source::assumes_role(source)) {
+        (Some(arn), true) => {
+            let (role_arn_pattern, role_arn_form) = role_arn_rule(provider);
+            check("roleArn", arn, role_arn_pattern, 2048, role_arn_form)?;
+            Ok(Some(arn.clone()))
+        }
+        (None, true) => Err(invalid("roleArn", "is required")),
+        (Some(_), false) => Err(invalid(
+            "roleArn",
+            "is not used by credentialSource modes GetFederationToken and GetSessionToken, which assume no role: remove it, or use mode AssumeRole",
+        )),
+        (None, false) => Ok(None),
+    }
+}
+
+/// `secretName`, by default the binding's name.
+fn secret_name(spec: &AWSRoleBindingSpec, name: &str) -> Result<String, SpecError> {
+    let secret_name = spec.secret_name.clone().unwrap_or_else(|| name.to_string());
+    check(
+        "secretName",
+        &secret_name,
+        &DNS_SUBDOMAIN,
+        253,
+        "a Secret name (DNS subdomain)",
+    )?;
+    Ok(secret_name)
+}
+
+/// `audience`: the operator's default, or one the admin allowed.
+fn audience(spec: &AWSRoleBindingSpec, policy: &StsPolicy) -> Result<String, SpecError> {
+    match &spec.audience {
+        None => Ok(policy.default_audience.clone()),
+        Some(aud) => {
+            check(
+                "audience",
+                aud,
+                &AUDIENCE,
+                256,
+                "a non-empty string without white space",
+            )?;
+            if *aud != policy.default_audience && !policy.allowed_audiences.contains(aud) {
+                return Err(SpecError::AudienceNotAllowed(aud.clone()));
+            }
+            Ok(aud.clone())
+        }
+    }
+}
+
+/// `durationSeconds` (up to 12 hours, 36 for the source modes that assume no role) and
+/// `renewBefore`.
+fn timing(
+    spec: &AWSRoleBindingSpec,
+    source: Option<&CredentialSourceRef>,
+) -> Result<(i32, Option<Duration>), SpecError> {
+    let max_duration = if source::assumes_role(source) {
+        43200
+    } else {
+        129_600
+    };
+    if !(900..=max_duration).contains(&spec.duration_seconds) {
+        return Err(invalid(
+            "durationSeconds",
+            format!("must be between 900 and {max_duration}"),
+        ));
+    }
+    let Some(text) = &spec.renew_before else {
+        return Ok((spec.duration_seconds, None));
+    };
+    check(
+        "renewBefore",
+        text,
+        &DURATION,
+        32,
+        "a duration such as 20m or 1h30m",
+    )?;
+    let parsed =
+        humantime::parse_duration(text).map_err(|e| invalid("renewBefore", e.to_string()))?;
+    if parsed < Duration::from_secs(60) {
+        return Err(invalid("renewBefore", "must be at least 60s"));
+    }
+    if parsed.as_secs() >= u64::from(spec.duration_seconds.unsigned_abs()) {
+        return Err(invalid(
+            "renewBefore",
+            "must be shorter than durationSeconds",
+        ));
+    }
+    Ok((spec.duration_seconds, Some(parsed)))
+}
+
+/// The role session name (or, for `GetFederationToken`, the federated user's name).
+fn session_name(
+    spec: &AWSRoleBindingSpec,
+    namespace: &str,
+    name: &str,
+    source: Option<&CredentialSourceRef>,
+    policy: &StsPolicy,
+) -> Result<String, SpecError> {
+    let mode = source.map(|s| s.mode);
+    match &spec.session_name {
+        Some(_) if !source::assumes_role(source) => Err(invalid(
+            "sessionName",
+            "is only used by AssumeRole: GetFederationToken derives its Name from the namespace and binding, GetSessionToken has none",
+        )),
+        None if mode == Some(CredentialSourceMode::GetFederationToken) => {
+            Ok(crate::source::federation_name(namespace, name))
+        }
+        Some(s) => {
+            check(
+                "sessionName",
+                s,
+                &SESSION_NAME,
+                64,
+                "2 to 64 characters of letters, digits and _+=,.@-",
+            )?;
+            check_session_prefix("sessionName", s, namespace, policy)?;
+            Ok(s.clone())
+        }
+        None => Ok(default_session_name(namespace, name)),
+    }
+}
+
+/// `sessionPolicy` and `policyArns`, and what each credential source mode says of them.
+fn session_policies(
+    spec: &AWSRoleBindingSpec,
+    source: Option<&CredentialSourceRef>,
+) -> Result<(Option<String>, Vec<String>), SpecError> {
+    if let Some(p) = &spec.session_policy {
+        check_session_policy("sessionPolicy", p)?;
+    }
+    let policy_arns = spec.policy_arns.clone().unwrap_or_default();
+    check_policy_arns("policyArns", &policy_arns)?;
+    let has_policy = spec.session_policy.is_some() || !policy_arns.is_empty();
+    source::check_mode_rules(spec, source.map(|s| s.mode), has_policy)?;
+    Ok((spec.session_policy.clone(), policy_arns))
+}
+
+/// `sts.region` and `sts.endpoint`, within what the admin allows; an STS-compatible provider
+/// never sends its token to AWS, and no token travels over plain HTTP unless the admin allows it.
+fn sts_target(
+    sts: crate::api::StsSettings,
+    provider: StsProvider,
+    policy: &StsPolicy,
+) -> Result<(String, Option<String>), SpecError> {
+    let region = match sts.region {
+        Some(r) => {
+            check(
+                "sts.region",
+                &r,
+                &REGION,
+                64,
+                "an AWS region such as eu-west-1",
+            )?;
+            r
+        }
+        None => policy.default_region.clone(),
+    };
+    let endpoint = match sts.endpoint {
+        None => policy.default_endpoint.clone(),
+        Some(e) => {
+            if !(e.starts_with("https://") || e.starts_with("http://")) || e.len() > 2048 {
+                return Err(invalid("sts.endpoint", "must be an http(s) URL"));
+            }
+            if Some(&e) != policy.default_endpoint.as_ref()
+                && !policy.allowed_endpoints.contains(&e)
+            {
+                return Err(SpecError::EndpointNotAllowed(e));
+            }
+            Some(e)
+        }
+    };
+    if provider != StsProvider::Aws {
+        // MinIO and Ceph role ARNs mean nothing to AWS: refuse them before a token is sent there.
+        match &endpoint {
+            None => {
+                return Err(invalid(
+                    "sts.provider",
+                    "an STS-compatible provider needs an STS endpoint: set spec.sts.endpoint, or ask the cluster admin for a default --sts-endpoint",
+                ));
+            }
+            Some(e) if is_aws_endpoint(e) => {
+                return Err(invalid(
+                    "sts.provider",
+                    "an STS-compatible provider (MinIO, CephRGW) cannot name an AWS endpoint",
+                ));
+            }
+            Some(_) => {}
+        }
+    }
+    // Checked on the endpoint actually used, so a default endpoint that somehow escaped the start
+    // check is refused too.
+    if let Some(e) = &endpoint
+        && is_plain_http(e)
+        && !policy.allow_insecure_endpoints
+    {
+        return Err(SpecError::InsecureEndpoint(e.clone()));
+    }
+    Ok((region, endpoint))
+}
+
+/// `mountPath`: it is placed in the `credential_process` command line the SDKs run.
+fn mount_path(spec: &AWSRoleBindingSpec) -> Result<String, SpecError> {
+    check(
+        "mountPath",
+        &spec.mount_path,
+        &MOUNT_PATH,
+        512,
+        "an absolute path of letters, digits and ._/-",
+    )?;
+    if spec.mount_path.contains("..") {
+        return Err(invalid("mountPath", "must not contain '..'"));
+    }
+    Ok(spec.mount_path.trim_end_matches('/').to_string())
+}

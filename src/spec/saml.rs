@@ -1,0 +1,72 @@
+//! `spec.saml`: the SAML exchange, with the operator's default provider ARN and the tag rules of a
+//! chain hop.
+
+use super::policy::StsPolicy;
+use super::resolved::ResolvedSaml;
+use super::rules::{
+    SAML_PROVIDER_ARN, SpecError, check, check_source_identity, check_tags, check_transitive_keys,
+    invalid,
+};
+use crate::api::{AWSRoleBindingSpec, StsProvider};
+
+/// The resolved `spec.saml`, if the binding has one; `role_arn` is the binding's (checked).
+pub(super) fn resolve_saml(
+    spec: &AWSRoleBindingSpec,
+    provider: StsProvider,
+    policy: &StsPolicy,
+    role_arn: Option<&str>,
+) -> Result<Option<ResolvedSaml>, SpecError> {
+    let Some(saml) = &spec.saml else {
+        return Ok(None);
+    };
+    if spec.credential_source.is_some() {
+        return Err(invalid(
+            "saml",
+            "saml and credentialSource are two different first exchanges: set one of them",
+        ));
+    }
+    if provider != StsProvider::Aws {
+        return Err(invalid("saml", "needs sts.provider AWS"));
+    }
+    let provider_arn = saml
+        .provider_arn
+        .clone()
+        .or_else(|| policy.default_saml_provider_arn.clone())
+        .ok_or_else(|| {
+            invalid(
+                "saml.providerArn",
+                "is required: the operator has no default --saml-provider-arn",
+            )
+        })?;
+    check(
+        "saml.providerArn",
+        &provider_arn,
+        &SAML_PROVIDER_ARN,
+        2048,
+        "an IAM SAML provider ARN such as arn:aws:iam::123456789012:saml-provider/podcreds",
+    )?;
+    if let Some(identity) = &saml.source_identity {
+        check_source_identity("saml.sourceIdentity", identity)?;
+    }
+    let mut tags = Vec::with_capacity(saml.tags.len());
+    check_tags("saml.tags", &saml.tags, &mut tags, &[])?;
+    let mut transitive_tag_keys = Vec::with_capacity(saml.transitive_tag_keys.len());
+    check_transitive_keys(
+        "saml.transitiveTagKeys",
+        &saml.transitive_tag_keys,
+        &saml.tags,
+        &mut transitive_tag_keys,
+        "the tags",
+    )?;
+    // Without a source the binding assumes a role: resolving checked it is there.
+    let role_arn = role_arn
+        .ok_or_else(|| invalid("roleArn", "is required"))?
+        .to_string();
+    Ok(Some(ResolvedSaml {
+        role_arn,
+        provider_arn,
+        source_identity: saml.source_identity.clone(),
+        tags,
+        transitive_tag_keys,
+    }))
+}

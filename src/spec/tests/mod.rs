@@ -1,0 +1,545 @@
+//! Unit tests of the validate step: one file per section with many cases.
+
+mod role_chains;
+mod saml;
+use std::time::Duration;
+
+use super::rules::{
+    DNS_SUBDOMAIN, ROLE_ARN, SESSION_NAME, same_tag_key, starts_with_ignoring_case,
+};
+use super::*;
+use crate::api::{AWSRoleBindingSpec, RoleChainHop};
+use crate::patterns::{AWS_TAG_PREFIX, MAX_SESSION_TAGS, RESERVED_TAG_PREFIX};
+
+fn spec() -> AWSRoleBindingSpec {
+    serde_json::from_value(serde_json::json!({
+        "serviceAccountName": "app",
+        "roleArn": "arn:aws:iam::123456789012:role/app-reader",
+    }))
+    .expect("minimal spec")
+}
+
+fn resolve_ok(s: &AWSRoleBindingSpec) -> ResolvedSpec {
+    resolve(s, "team-a", "reader", &StsPolicy::default()).expect("valid spec")
+}
+
+#[test]
+fn defaults_are_applied() {
+    let r = resolve_ok(&spec());
+    assert_eq!(r.secret_name, "reader");
+    assert_eq!(r.audience, "sts.amazonaws.com");
+    assert_eq!(r.duration_seconds, 3600);
+    assert_eq!(r.session_name, "team-a.reader");
+    assert_eq!(r.region, "us-east-1");
+    assert_eq!(r.endpoint, None);
+    assert_eq!(r.mount_path, "/var/run/secrets/podcreds");
+    assert_eq!(r.renew_before, None);
+}
+
+/// The shared role ARN table (also run against the apiserver's CEL rule by the e2e suite):
+/// (provider, accepted, ARN).
+fn role_arn_table() -> Vec<(StsProvider, bool, String)> {
+    include_str!("../../../tests/role_arns.txt")
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+        .map(|line| {
+            let mut parts = line.splitn(3, ' ');
+            let provider: StsProvider =
+                serde_json::from_value(serde_json::json!(parts.next().unwrap_or_default()))
+                    .unwrap_or_else(|e| panic!("{line}: {e}"));
+            let accepted = match parts.next() {
+                Some("accept") => true,
+                Some("refuse") => false,
+                other => panic!("{line}: {other:?}"),
+            };
+            (
+                provider,
+                accepted,
+                parts.next().unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn role_arns_follow_the_providers_form() {
+    let table = role_arn_table();
+    for provider in [StsProvider::Aws, StsProvider::MinIo, StsProvider::CephRgw] {
+        for accepted in [true, false] {
+            assert!(
+                table.iter().any(|c| c.0 == provider && c.1 == accepted),
+                "the table lacks {provider:?} accepted={accepted}"
+            );
+        }
+    }
+    let policy = StsPolicy {
+        allowed_endpoints: vec!["https://127.0.0.1:9000".into()],
+        ..StsPolicy::default()
+    };
+    for (provider, accepted, arn) in &table {
+        let mut s = spec();
+        s.role_arn = Some(arn.clone());
+        s.sts = Some(crate::api::StsSettings {
+            provider: Some(*provider),
+            endpoint: Some("https://127.0.0.1:9000".into()),
+            ..Default::default()
+        });
+        let result = resolve(&s, "ns", "n", &policy);
+        if *accepted {
+            let resolved = result.unwrap_or_else(|e| panic!("{provider:?} {arn}: {e}"));
+            assert_eq!(resolved.role_arn.as_ref(), Some(arn));
+        } else {
+            let err = result.expect_err(arn);
+            assert_eq!(err.category(), "InvalidSpec", "{arn}");
+            assert!(err.to_string().contains("spec.roleArn"), "{err}");
+        }
+    }
+}
+
+#[test]
+fn a_binding_without_provider_is_held_to_aws_arns() {
+    let mut s = spec();
+    s.role_arn = Some("arn:minio:iam:::role/MHR2BeH2-q1dHO2yx5U9Mf-tP9Q".into());
+    let err = resolve(&s, "ns", "n", &StsPolicy::default()).expect_err("MinIO ARN");
+    assert!(err.to_string().contains("an IAM role ARN"), "{err}");
+}
+
+#[test]
+fn compatible_providers_need_an_endpoint_that_is_not_aws() {
+    let mut s = spec();
+    s.role_arn = Some("arn:aws:iam:::role/ceph".into());
+    let ceph = |endpoint: Option<&str>| crate::api::StsSettings {
+        provider: Some(StsProvider::CephRgw),
+        endpoint: endpoint.map(str::to_string),
+        ..Default::default()
+    };
+    // No endpoint at all: the AWS regional endpoint would receive the token.
+    s.sts = Some(ceph(None));
+    let err = resolve(&s, "ns", "n", &StsPolicy::default()).expect_err("no endpoint");
+    assert!(err.to_string().contains("spec.sts.provider"), "{err}");
+    // The operator's default endpoint counts.
+    let rgw = StsPolicy {
+        default_endpoint: Some("https://rgw.storage.svc:8443".into()),
+        ..StsPolicy::default()
+    };
+    assert!(resolve(&s, "ns", "n", &rgw).is_ok());
+    // An allowed AWS endpoint is still AWS.
+    let aws = "https://sts.eu-west-1.amazonaws.com";
+    let allowing_aws = StsPolicy {
+        allowed_endpoints: vec![aws.into()],
+        ..StsPolicy::default()
+    };
+    s.sts = Some(ceph(Some(aws)));
+    let err = resolve(&s, "ns", "n", &allowing_aws).expect_err("AWS endpoint");
+    assert!(
+        err.to_string().contains("cannot name an AWS endpoint"),
+        "{err}"
+    );
+}
+
+#[test]
+fn aws_endpoints_are_recognised_by_host() {
+    for (endpoint, aws) in [
+        ("https://sts.amazonaws.com", true),
+        ("https://sts.eu-west-1.amazonaws.com/", true),
+        ("https://STS.cn-north-1.AmazonAWS.com.cn:443/x", true),
+        ("https://user@sts.us-gov-west-1.amazonaws.com", true),
+        ("http://127.0.0.1:9000", false),
+        ("https://minio.storage.svc:9000", false),
+        ("https://amazonaws.com.evil.example", false),
+        ("https://sts.amazonaws.com.evil.example/", false),
+        ("http://[::1]:9000", false),
+    ] {
+        assert_eq!(is_aws_endpoint(endpoint), aws, "{endpoint}");
+    }
+}
+
+#[test]
+fn session_names_follow_sts_rules() {
+    let long_ns = "n".repeat(63);
+    let long_name = "b".repeat(200);
+    let s = default_session_name(&long_ns, &long_name);
+    assert_eq!(s.len(), 64);
+    assert!(SESSION_NAME.is_match(s.as_bytes()), "{s}");
+    // Two long names with the same prefix get different session names.
+    assert_ne!(s, default_session_name(&long_ns, &format!("{long_name}x")));
+    assert_eq!(default_session_name("a", "b"), "a.b");
+    let odd = default_session_name("ns", "ná me");
+    assert!(SESSION_NAME.is_match(odd.as_bytes()), "{odd}");
+}
+
+#[test]
+fn cut_default_session_names_keep_the_namespace_and_cannot_be_forged() {
+    let ns = "shop";
+    let long = format!("reader-{}", "x".repeat(80));
+    let cut = default_session_name(ns, &long);
+    assert_eq!(cut.len(), 64);
+    assert!(cut.starts_with("shop.reader-xxx"), "{cut}");
+    assert_eq!(cut.as_bytes()[51], b'_', "{cut}");
+    // A binding named after the cut session name would need a `_`, which Kubernetes names
+    // cannot hold: no uncut default can equal a cut one.
+    let forged = &cut["shop.".len()..];
+    assert!(!DNS_SUBDOMAIN.is_match(forged.as_bytes()), "{forged}");
+    // 64 characters exactly are kept whole.
+    let exact = "y".repeat(64 - "shop.".len());
+    assert_eq!(default_session_name(ns, &exact), format!("shop.{exact}"));
+    // The namespace prefix stays whole up to 50 characters.
+    let ns50 = "n".repeat(50);
+    assert!(default_session_name(&ns50, &long).starts_with(&format!("{ns50}.")));
+}
+
+#[test]
+fn explicit_session_names_must_name_the_namespace() {
+    let mut s = spec();
+    for (name, ok) in [
+        ("team-a.reports", true),
+        ("team-a.", true),
+        ("prod.payments", false),
+        ("team-a", false),
+        ("team-ab.x", false),
+        ("team-a-x.y", false),
+        ("x.team-a.y", false),
+    ] {
+        s.session_name = Some(name.into());
+        match resolve(&s, "team-a", "reader", &StsPolicy::default()) {
+            Ok(r) => assert!(ok && r.session_name == name, "{name} accepted"),
+            Err(e) => {
+                assert!(!ok, "{name} refused: {e}");
+                assert_eq!(e.category(), "SessionNameNotAllowed");
+                assert_eq!(
+                    e.to_string(),
+                    format!(
+                        "spec.sessionName {name:?} must start with \"team-a.\" (the binding's namespace and a dot), so that CloudTrail shows which namespace acted; ask the cluster admin to allow other session names"
+                    )
+                );
+            }
+        }
+    }
+    let relaxed = StsPolicy {
+        allow_unprefixed_session_names: true,
+        ..StsPolicy::default()
+    };
+    s.session_name = Some("prod.payments".into());
+    let r = resolve(&s, "team-a", "reader", &relaxed).expect("relaxed");
+    assert_eq!(r.session_name, "prod.payments");
+    // The STS rules hold either way.
+    s.session_name = Some("team-a.has space".into());
+    assert_eq!(
+        resolve(&s, "team-a", "reader", &relaxed)
+            .expect_err("space")
+            .category(),
+        "InvalidSpec"
+    );
+}
+
+#[test]
+fn explicit_session_names_are_checked() {
+    let mut s = spec();
+    s.session_name = Some("x".into());
+    assert!(resolve(&s, "ns", "n", &StsPolicy::default()).is_err());
+    s.session_name = Some("a".repeat(65));
+    assert!(resolve(&s, "ns", "n", &StsPolicy::default()).is_err());
+    s.session_name = Some("team-a.ok_name@x".into());
+    assert_eq!(resolve_ok(&s).session_name, "team-a.ok_name@x");
+}
+
+#[test]
+fn durations_and_renew_before_are_checked() {
+    let mut s = spec();
+    s.duration_seconds = 899;
+    assert!(resolve(&s, "ns", "n", &StsPolicy::default()).is_err());
+    s.duration_seconds = 43201;
+    assert!(resolve(&s, "ns", "n", &StsPolicy::default()).is_err());
+    s.duration_seconds = 3600;
+    s.renew_before = Some("1h".into());
+    let err = resolve(&s, "ns", "n", &StsPolicy::default()).expect_err("renewBefore >= duration");
+    assert!(err.to_string().contains("shorter than durationSeconds"));
+    s.renew_before = Some("30s".into());
+    assert!(resolve(&s, "ns", "n", &StsPolicy::default()).is_err());
+    s.renew_before = Some("1.5h".into());
+    assert!(resolve(&s, "ns", "n", &StsPolicy::default()).is_err());
+    s.renew_before = Some("20m30s".into());
+    assert_eq!(resolve_ok(&s).renew_before, Some(Duration::from_secs(1230)));
+}
+
+#[test]
+fn session_policies_must_be_json_objects() {
+    let mut s = spec();
+    for bad in [
+        "[]",
+        "{",
+        "not json",
+        &format!("{{\"a\":\"{}\"}}", "x".repeat(2048)),
+    ] {
+        s.session_policy = Some(bad.into());
+        assert!(
+            resolve(&s, "ns", "n", &StsPolicy::default()).is_err(),
+            "{bad}"
+        );
+    }
+    s.session_policy = Some(r#"{"Version":"2012-10-17","Statement":[]}"#.into());
+    assert!(resolve(&s, "ns", "n", &StsPolicy::default()).is_ok());
+}
+
+#[test]
+fn policy_arns_are_checked() {
+    let mut s = spec();
+    s.policy_arns = Some(vec!["arn:aws:iam::aws:policy/ReadOnlyAccess".into()]);
+    assert!(resolve(&s, "ns", "n", &StsPolicy::default()).is_ok());
+    s.policy_arns = Some(vec!["arn:aws:iam::123456789012:role/not-a-policy".into()]);
+    assert!(resolve(&s, "ns", "n", &StsPolicy::default()).is_err());
+    s.policy_arns = Some(vec!["arn:aws:iam::aws:policy/P".into(); 11]);
+    assert!(resolve(&s, "ns", "n", &StsPolicy::default()).is_err());
+}
+
+#[test]
+fn audiences_and_endpoints_need_the_admins_allowlist() {
+    let mut s = spec();
+    s.audience = Some("https://kubernetes.default.svc".into());
+    assert_eq!(
+        resolve(&s, "ns", "n", &StsPolicy::default())
+            .expect_err("audience")
+            .category(),
+        "AudienceNotAllowed"
+    );
+    s.audience = None;
+    s.sts = Some(crate::api::StsSettings {
+        region: Some("eu-west-1".into()),
+        endpoint: Some("https://evil.example".into()),
+        ..Default::default()
+    });
+    assert_eq!(
+        resolve(&s, "ns", "n", &StsPolicy::default())
+            .expect_err("endpoint")
+            .category(),
+        "EndpointNotAllowed"
+    );
+    let policy = StsPolicy {
+        allowed_endpoints: vec!["https://evil.example".into()],
+        allowed_audiences: vec!["minio".into()],
+        ..StsPolicy::default()
+    };
+    s.audience = Some("minio".into());
+    let r = resolve(&s, "ns", "n", &policy).expect("allowed");
+    assert_eq!(r.endpoint.as_deref(), Some("https://evil.example"));
+    assert_eq!(r.region, "eu-west-1");
+    assert_eq!(r.audience, "minio");
+}
+
+#[test]
+fn plain_http_endpoints_need_the_admins_consent() {
+    let mut s = spec();
+    s.sts = Some(crate::api::StsSettings {
+        provider: None,
+        region: None,
+        endpoint: Some("http://minio.storage:9000".into()),
+    });
+    let mut policy = StsPolicy {
+        allowed_endpoints: vec![
+            "http://minio.storage:9000".into(),
+            "https://sts.example".into(),
+        ],
+        ..StsPolicy::default()
+    };
+    let err = resolve(&s, "ns", "n", &policy).expect_err("plain http");
+    assert_eq!(err.category(), "InsecureEndpoint");
+    assert!(
+        err.to_string()
+            .contains("\"http://minio.storage:9000\" is plain HTTP"),
+        "{err}"
+    );
+    assert_eq!(
+        policy.unusable_allowed_endpoints(),
+        ["http://minio.storage:9000"]
+    );
+    // An endpoint outside the allowlist is refused for that first, whatever its scheme.
+    s.sts = Some(crate::api::StsSettings {
+        provider: None,
+        region: None,
+        endpoint: Some("http://elsewhere".into()),
+    });
+    assert_eq!(
+        resolve(&s, "ns", "n", &policy)
+            .expect_err("not allowed")
+            .category(),
+        "EndpointNotAllowed"
+    );
+    // https is fine; plain HTTP with the admin's consent too.
+    s.sts = Some(crate::api::StsSettings {
+        provider: None,
+        region: None,
+        endpoint: Some("https://sts.example".into()),
+    });
+    assert!(resolve(&s, "ns", "n", &policy).is_ok());
+    policy.allow_insecure_endpoints = true;
+    s.sts = Some(crate::api::StsSettings {
+        provider: None,
+        region: None,
+        endpoint: Some("http://minio.storage:9000".into()),
+    });
+    assert!(resolve(&s, "ns", "n", &policy).is_ok());
+    assert!(policy.unusable_allowed_endpoints().is_empty());
+}
+
+#[test]
+fn a_plain_http_default_endpoint_is_refused_at_start() {
+    let mut policy = StsPolicy {
+        default_endpoint: Some("HTTP://127.0.0.1:9000".into()),
+        ..StsPolicy::default()
+    };
+    let err = policy.check().expect_err("plain http default");
+    assert!(
+        err.to_string().contains("--allow-insecure-sts-endpoints"),
+        "{err}"
+    );
+    // Bindings relying on it are refused as well, should the start check be bypassed.
+    assert_eq!(
+        resolve(&spec(), "ns", "n", &policy)
+            .expect_err("default endpoint")
+            .category(),
+        "InsecureEndpoint"
+    );
+    policy.allow_insecure_endpoints = true;
+    assert!(policy.check().is_ok());
+    policy.allow_insecure_endpoints = false;
+    policy.default_endpoint = Some("https://sts.example".into());
+    assert!(policy.check().is_ok());
+    policy.default_endpoint = None;
+    assert!(policy.check().is_ok());
+    assert!(!is_plain_http("https://x") && !is_plain_http("http:/") && is_plain_http("http://x"));
+}
+
+#[test]
+fn mount_paths_cannot_inject_commands() {
+    let mut s = spec();
+    for bad in ["relative", "/a b", "/a;rm -rf /", "/a/../b", "/$(id)"] {
+        s.mount_path = bad.into();
+        assert!(
+            resolve(&s, "ns", "n", &StsPolicy::default()).is_err(),
+            "{bad}"
+        );
+    }
+    s.mount_path = "/etc/aws/".into();
+    assert_eq!(resolve_ok(&s).mount_path, "/etc/aws");
+}
+
+proptest::proptest! {
+    /// Whatever the apiserver lets through (or an old CRD without validation), resolving
+    /// never panics, and whatever it accepts obeys the STS rules.
+    #[test]
+    fn resolve_is_total_and_sound(
+        sa in ".{0,80}",
+        arn in "(arn:aws(-[a-z]{1,5})?:iam::[0-9]{10,13}:(role|user)/)?.{0,80}",
+        session in proptest::option::of(".{0,80}"),
+        policy in proptest::option::of(".{0,300}"),
+        renew in proptest::option::of("[0-9a-z. ]{0,12}"),
+        duration in -10i32..100_000,
+        mount in ".{0,40}",
+    ) {
+        let mut s = spec();
+        s.service_account_name = sa;
+        s.role_arn = Some(arn);
+        s.session_name = session;
+        s.session_policy = policy;
+        s.renew_before = renew;
+        s.duration_seconds = duration;
+        s.mount_path = mount;
+        if let Ok(r) = resolve(&s, "ns", "n", &StsPolicy::default()) {
+            proptest::prop_assert!(SESSION_NAME.is_match(r.session_name.as_bytes()));
+            proptest::prop_assert!((900..=43200).contains(&r.duration_seconds));
+            proptest::prop_assert!(r.mount_path.starts_with('/') && !r.mount_path.contains(".."));
+            proptest::prop_assert!(ROLE_ARN.is_match(r.role_arn.as_deref().unwrap_or_default().as_bytes()));
+        }
+    }
+
+    #[test]
+    fn default_session_names_are_always_valid(ns in "[a-z0-9-]{1,63}", name in "[a-z0-9.-]{1,253}") {
+        let s = default_session_name(&ns, &name);
+        proptest::prop_assert!(SESSION_NAME.is_match(s.as_bytes()), "{}", s);
+    }
+
+    /// Two bindings of one namespace, even with long names that differ only at the end,
+    /// never share a default session name.
+    #[test]
+    fn default_session_names_of_one_namespace_differ(
+        ns in "[a-z0-9-]{1,63}",
+        stem in "[a-z0-9.-]{0,240}",
+        a in "[a-z0-9.-]{1,12}",
+        b in "[a-z0-9.-]{1,12}",
+    ) {
+        proptest::prop_assume!(a != b);
+        proptest::prop_assert_ne!(
+            default_session_name(&ns, &format!("{stem}{a}")),
+            default_session_name(&ns, &format!("{stem}{b}"))
+        );
+    }
+}
+
+#[test]
+fn fingerprint_tracks_credential_shaping_fields() {
+    let base = resolve_ok(&spec());
+    let mut s = spec();
+    s.role_arn = Some("arn:aws:iam::123456789012:role/other".into());
+    assert_ne!(base.fingerprint(), resolve_ok(&s).fingerprint());
+    let mut s = spec();
+    s.duration_seconds = 7200;
+    assert_ne!(base.fingerprint(), resolve_ok(&s).fingerprint());
+    assert_eq!(base.fingerprint(), resolve_ok(&spec()).fingerprint());
+}
+
+/// The fingerprint's input for each kind of first exchange, byte for byte as it was before the
+/// first exchange was one enum: a change here refreshes every existing binding on upgrade.
+#[test]
+fn fingerprint_input_is_stable() {
+    let json = |fields: serde_json::Value, policy: &StsPolicy| {
+        let mut spec = serde_json::json!({
+            "serviceAccountName": "app",
+            "roleArn": "arn:aws:iam::123456789012:role/app-reader",
+        });
+        if let (Some(spec), Some(fields)) = (spec.as_object_mut(), fields.as_object()) {
+            for (k, v) in fields {
+                spec.insert(k.clone(), v.clone());
+            }
+        }
+        let spec: AWSRoleBindingSpec = serde_json::from_value(spec).expect("spec");
+        let r = resolve(&spec, "team-a", "reader", policy).expect("valid");
+        serde_json::to_string(&r).expect("json")
+    };
+    let common = r#""serviceAccountName":"app","roleArn":"arn:aws:iam::123456789012:role/app-reader","secretName":"reader","audience":"sts.amazonaws.com","durationSeconds":3600,"renewBefore":null,"sessionName":"team-a.reader","sessionPolicy":null,"policyArns":[],"region":"us-east-1","endpoint":null,"mountPath":"/var/run/secrets/podcreds""#;
+    assert_eq!(
+        json(serde_json::json!({}), &StsPolicy::default()),
+        format!("{{{common}}}")
+    );
+    let saml_policy = StsPolicy {
+        default_saml_provider_arn: Some("arn:aws:iam::123456789012:saml-provider/p".into()),
+        ..StsPolicy::default()
+    };
+    assert_eq!(
+        json(
+            serde_json::json!({"saml": {"tags": [{"key": "team", "value": "a"}], "transitiveTagKeys": ["team"]}}),
+            &saml_policy
+        ),
+        format!(
+            r#"{{{common},"saml":{{"providerArn":"arn:aws:iam::123456789012:saml-provider/p","sourceIdentity":null,"tags":[["team","a"]],"transitiveTagKeys":["team"]}}}}"#
+        )
+    );
+    assert_eq!(
+        json(
+            serde_json::json!({"credentialSource": {"name": "keys"}}),
+            &StsPolicy::default()
+        ),
+        format!(
+            r#"{{{common},"credentialSource":{{"name":"keys","mode":"AssumeRole","keyDigest":null}}}}"#
+        )
+    );
+    let chain = json(
+        serde_json::json!({"roleChain": [{"roleArn": "arn:aws:iam::123456789012:role/next"}]}),
+        &StsPolicy::default(),
+    );
+    assert_eq!(
+        chain,
+        format!(
+            r#"{{{common},"roleChain":[{{"roleArn":"arn:aws:iam::123456789012:role/next","externalId":null,"sessionName":"team-a.reader","sourceIdentity":null,"tags":[],"transitiveTagKeys":[],"sessionPolicy":null,"policyArns":[],"durationSeconds":3600}}]}}"#
+        )
+    );
+}

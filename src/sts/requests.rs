@@ -1,0 +1,164 @@
+//! The requests of the STS actions podcreds calls. What every action shares is written once:
+//! where the call goes ([`StsTarget`]) and what the issued session may do ([`SessionScope`]).
+//! Tokens, assertions and keys are held as secrets, so `Debug` never shows them.
+
+use secrecy::SecretString;
+
+use crate::credentials::{IssuedCredentials, LongTermKeys, Signer};
+
+/// Where an STS call goes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StsTarget {
+    pub region: String,
+    /// `None`: the AWS regional endpoint of `region`.
+    pub endpoint: Option<String>,
+}
+
+/// How long the issued session lasts and what its session policies leave of the role's (or
+/// user's) permissions.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionScope {
+    pub duration_seconds: i32,
+    /// Inline session policy (JSON).
+    pub policy: Option<String>,
+    /// Managed session policy ARNs.
+    pub policy_arns: Vec<String>,
+}
+
+/// One `AssumeRoleWithWebIdentity` call (unsigned: the token is the proof).
+#[derive(Debug)]
+pub struct WebIdentityRequest {
+    pub role_arn: String,
+    pub session_name: String,
+    pub web_identity_token: SecretString,
+    pub scope: SessionScope,
+    pub target: StsTarget,
+}
+
+/// One `AssumeRoleWithSAML` call (unsigned: the assertion is the proof).
+#[derive(Debug)]
+pub struct SamlRequest {
+    pub role_arn: String,
+    /// The IAM SAML provider.
+    pub principal_arn: String,
+    /// The base64 SAML Response.
+    pub saml_assertion: SecretString,
+    pub scope: SessionScope,
+    pub target: StsTarget,
+}
+
+/// One `AssumeRole` call, signed by `signer` alone (never anything from the environment).
+#[derive(Debug)]
+pub struct AssumeRoleRequest {
+    pub signer: Signer,
+    pub role_arn: String,
+    pub session_name: String,
+    pub external_id: Option<String>,
+    pub tags: Vec<(String, String)>,
+    pub transitive_tag_keys: Vec<String>,
+    pub source_identity: Option<String>,
+    pub scope: SessionScope,
+    pub target: StsTarget,
+}
+
+/// One `GetFederationToken` call, signed with an IAM user's long-term keys.
+#[derive(Debug)]
+pub struct FederationTokenRequest {
+    pub keys: LongTermKeys,
+    /// The federated user's name (2-32 characters).
+    pub name: String,
+    /// Session tags (`GetFederationToken` takes no transitive keys: it cannot chain).
+    pub tags: Vec<(String, String)>,
+    pub scope: SessionScope,
+    pub target: StsTarget,
+}
+
+/// One `GetSessionToken` call (without MFA), signed with an IAM user's long-term keys.
+#[derive(Debug)]
+pub struct SessionTokenRequest {
+    pub keys: LongTermKeys,
+    pub duration_seconds: i32,
+    pub target: StsTarget,
+}
+
+/// What STS answered to an `AssumeRole` call.
+#[derive(Clone, Debug)]
+pub struct AssumedRole {
+    pub credentials: IssuedCredentials,
+    /// How much of the packed size limit the session policies and tags use, in percent.
+    pub packed_policy_size: Option<i32>,
+}
+
+#[cfg(test)]
+mod tests {
+    use jiff::Timestamp;
+
+    use super::*;
+
+    fn scope() -> SessionScope {
+        SessionScope {
+            duration_seconds: 900,
+            policy: None,
+            policy_arns: vec![],
+        }
+    }
+
+    fn target() -> StsTarget {
+        StsTarget {
+            region: "us-east-1".into(),
+            endpoint: None,
+        }
+    }
+
+    #[test]
+    fn secrets_are_redacted_in_debug() {
+        let creds = IssuedCredentials {
+            access_key_id: "ASIAEXAMPLE".into(),
+            secret_access_key: SecretString::from("very-secret-key".to_string()),
+            session_token: SecretString::from("very-secret-token".to_string()),
+            expiration: Timestamp::now(),
+            assumed_role_arn: None,
+            chain: None,
+        };
+        let shown = format!("{creds:?}");
+        assert!(!shown.contains("very-secret-key"));
+        assert!(!shown.contains("very-secret-token"));
+        let web = WebIdentityRequest {
+            role_arn: "arn".into(),
+            session_name: "s".into(),
+            web_identity_token: SecretString::from("eyJ-token".to_string()),
+            scope: scope(),
+            target: target(),
+        };
+        assert!(!format!("{web:?}").contains("eyJ-token"));
+        let saml = SamlRequest {
+            role_arn: "arn".into(),
+            principal_arn: "provider".into(),
+            saml_assertion: SecretString::from("PHNhbWxwOlJlc3BvbnNl".to_string()),
+            scope: scope(),
+            target: target(),
+        };
+        assert!(!format!("{saml:?}").contains("PHNhbWxw"));
+        let keys = LongTermKeys {
+            access_key_id: "AKIAEXAMPLE".into(),
+            secret_access_key: SecretString::from("long-term-secret".to_string()),
+        };
+        let chained = AssumeRoleRequest {
+            signer: Signer::LongTerm(keys.clone()),
+            role_arn: "arn".into(),
+            session_name: "s".into(),
+            external_id: None,
+            tags: vec![],
+            transitive_tag_keys: vec![],
+            source_identity: None,
+            scope: scope(),
+            target: target(),
+        };
+        assert!(!format!("{chained:?}").contains("long-term-secret"));
+        let session = AssumeRoleRequest {
+            signer: Signer::Session(creds),
+            ..chained
+        };
+        assert!(!format!("{session:?}").contains("very-secret"));
+    }
+}
