@@ -193,6 +193,15 @@ pub struct RunArgs {
     /// whose spec.saml names none.
     #[arg(long, env = "PODCREDS_SAML_PROVIDER_ARN")]
     pub saml_provider_arn: Option<String>,
+    /// Further IAM SAML provider ARNs bindings may name in spec.saml.providerArn (comma
+    /// separated); podcreds asserts a ServiceAccount to no provider but these and
+    /// --saml-provider-arn.
+    #[arg(
+        long,
+        env = "PODCREDS_SAML_ALLOWED_PROVIDER_ARNS",
+        value_delimiter = ','
+    )]
+    pub saml_allowed_provider_arns: Vec<String>,
     /// The SAML identity provider's entity ID: the Issuer of every assertion and the `entityID`
     /// of the metadata IAM holds.
     #[arg(long, env = "PODCREDS_SAML_ENTITY_ID", default_value = crate::saml::DEFAULT_ENTITY_ID)]
@@ -314,6 +323,12 @@ impl RunArgs {
                 allow_insecure_endpoints: self.allow_insecure_sts_endpoints,
                 cluster_name: self.cluster_name.clone().filter(|c| !c.is_empty()),
                 default_saml_provider_arn: self.saml_provider_arn.clone().filter(|a| !a.is_empty()),
+                allowed_saml_provider_arns: self
+                    .saml_allowed_provider_arns
+                    .iter()
+                    .filter(|a| !a.is_empty())
+                    .cloned()
+                    .collect(),
             },
             saml: crate::saml::SamlSettings {
                 entity_id: self.saml_entity_id.clone(),

@@ -12,10 +12,10 @@ use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use kube::runtime::reflector::{ObjectRef, Store};
 use secrecy::SecretString;
-use sha2::{Digest, Sha256};
 
-use crate::api::AWSCredentialSource;
+use crate::api::{AWSCredentialSource, CredentialSourceMode};
 pub use crate::credentials::LongTermKeys;
+use crate::spec::{ResolvedSource, SourceCall};
 
 /// Data key of the access key ID in a source's Secret.
 pub const ACCESS_KEY_ID_KEY: &str = "AWS_ACCESS_KEY_ID";
@@ -129,6 +129,22 @@ pub enum SourceError {
         "this operator serves no credential sources: the cluster admin must run it with --namespace (its own, where source Secrets live; the chart sets it) and --credential-sources=true (chart: rbac.scope=cluster)"
     )]
     NoOperatorNamespace,
+    #[error(
+        "AWSCredentialSource {name:?} does not allow mode {mode} (spec.allowedModes: {allowed}); ask the cluster admin to allow it, or use another mode"
+    )]
+    ModeNotAllowed {
+        name: String,
+        mode: &'static str,
+        allowed: String,
+    },
+    #[error(
+        "AWSCredentialSource {name:?} does not allow AssumeRole of {role} (spec.allowedRoleArns); ask the cluster admin to add it"
+    )]
+    RoleNotAllowed { name: String, role: String },
+    #[error(
+        "AWSCredentialSource {name:?} grants sessions of at most {max} seconds (spec.maxDurationSeconds), and durationSeconds asks for {asked}"
+    )]
+    DurationNotAllowed { name: String, asked: i32, max: i32 },
 }
 
 impl SourceError {
@@ -142,6 +158,9 @@ impl SourceError {
             SourceError::NoOperatorNamespace | SourceError::OtherInstallation { .. } => {
                 "CredentialSourceUnavailable"
             }
+            SourceError::ModeNotAllowed { .. } => "CredentialSourceModeNotAllowed",
+            SourceError::RoleNotAllowed { .. } => "CredentialSourceRoleNotAllowed",
+            SourceError::DurationNotAllowed { .. } => "CredentialSourceDurationNotAllowed",
         }
     }
 }
@@ -175,25 +194,77 @@ pub fn check_source(
     })
 }
 
-/// Most characters of a `GetFederationToken` Name.
-const FEDERATION_NAME_MAX: usize = 32;
-/// Hex characters of the hash a cut federation name ends with.
-const FEDERATION_HASH_HEX: usize = 10;
+/// What a binding asks of its source.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Grant<'a> {
+    pub mode: CredentialSourceMode,
+    /// The role of an `AssumeRole`.
+    pub role_arn: Option<&'a str>,
+    pub duration_seconds: i32,
+}
 
-/// The `GetFederationToken` Name of binding `namespace/name`: `<namespace>.<name>` when it fits
-/// in 32 characters (Kubernetes names only use characters the Name allows), otherwise its first
-/// 21 characters, `_` and 10 hex characters of a SHA-256 of `<namespace>/<name>`. Kubernetes names
-/// never contain `_`, so a cut name never equals an uncut one: deterministic and unique (to 40
-/// bits of hash among long names), and it shows in CloudTrail as `federated-user/<Name>`.
-pub fn federation_name(namespace: &str, name: &str) -> String {
-    let full = format!("{namespace}.{name}");
-    if full.len() <= FEDERATION_NAME_MAX {
-        return full;
+impl<'a> Grant<'a> {
+    /// What the binding whose first exchange is `source` asks for sessions of `duration_seconds`.
+    pub fn of(source: &'a ResolvedSource, duration_seconds: i32) -> Self {
+        Self {
+            mode: source.call.mode(),
+            role_arn: match &source.call {
+                SourceCall::AssumeRole { role_arn } => Some(role_arn),
+                SourceCall::GetFederationToken { .. } | SourceCall::GetSessionToken => None,
+            },
+            duration_seconds,
+        }
     }
-    let digest = hex::encode(Sha256::digest(format!("{namespace}/{name}").as_bytes()));
-    let kept = FEDERATION_NAME_MAX - 1 - FEDERATION_HASH_HEX;
-    // Kubernetes names are ASCII, so any byte index is a character boundary.
-    format!("{}_{}", &full[..kept], &digest[..FEDERATION_HASH_HEX])
+}
+
+/// Whether `source` (named `name`) grants what a binding asks (pure): the mode, the role and the
+/// session length. The chart's source admission policy applies the same rules in CEL.
+pub fn check_grant(
+    name: &str,
+    source: &AWSCredentialSource,
+    grant: Grant<'_>,
+) -> Result<(), SourceError> {
+    let spec = &source.spec;
+    if !spec.allowed_modes.contains(&grant.mode) {
+        return Err(SourceError::ModeNotAllowed {
+            name: name.to_string(),
+            mode: grant.mode.as_str(),
+            allowed: spec
+                .allowed_modes
+                .iter()
+                .map(|m| m.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+        });
+    }
+    if let Some(role) = grant.role_arn
+        && !spec.allowed_role_arns.is_empty()
+        && !spec
+            .allowed_role_arns
+            .iter()
+            .filter_map(|p| crate::allowlist::Pattern::parse(p.trim()))
+            .any(|p| p.matches(role))
+    {
+        return Err(SourceError::RoleNotAllowed {
+            name: name.to_string(),
+            role: role.to_string(),
+        });
+    }
+    if grant.duration_seconds > spec.max_duration_seconds {
+        return Err(SourceError::DurationNotAllowed {
+            name: name.to_string(),
+            asked: grant.duration_seconds,
+            max: spec.max_duration_seconds,
+        });
+    }
+    Ok(())
+}
+
+/// The entry a namespace's role allowlist must hold for its bindings to use `mode` of source
+/// `name` when the mode assumes no role: nothing else would ever be checked for it, so it is
+/// never "no role, so allowed".
+pub fn allowlist_entry(name: &str, mode: CredentialSourceMode) -> String {
+    format!("podcreds:credential-source/{name}/{}", mode.as_str())
 }
 
 /// The caches of sources and of the Secrets in the operator's namespace, as reconciliations and
@@ -208,13 +279,23 @@ pub struct Sources {
 }
 
 impl Sources {
-    /// The keys of source `name` for a binding of `namespace`, from the caches.
-    pub fn keys_for(&self, name: &str, namespace: &str) -> Result<LongTermKeys, SourceError> {
+    /// The keys of source `name` for a binding of `namespace` that asks for `grant`, from the
+    /// caches.
+    pub fn keys_for(
+        &self,
+        name: &str,
+        namespace: &str,
+        grant: Grant<'_>,
+    ) -> Result<LongTermKeys, SourceError> {
         let (source, secret) = self.lookup(name)?;
         if let Some(source) = &source {
             self.owned(source)?;
         }
-        check_source(name, source.as_deref(), secret.as_deref(), Some(namespace))
+        let keys = check_source(name, source.as_deref(), secret.as_deref(), Some(namespace))?;
+        if let Some(source) = &source {
+            check_grant(name, source, grant)?;
+        }
+        Ok(keys)
     }
 
     /// Whether `source` is this installation's to serve: its Secret is in this operator's
@@ -283,6 +364,7 @@ mod tests {
                     namespace: "podcreds-system".into(),
                 },
                 allowed_namespaces: allowed.iter().map(|s| s.to_string()).collect(),
+                ..AWSCredentialSourceSpec::default()
             },
         )
     }
@@ -412,36 +494,63 @@ mod tests {
     }
 
     #[test]
-    fn federation_names_fit_sts_and_stay_distinct() {
-        let valid = |n: &str| {
-            (2..=32).contains(&n.len())
-                && n.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "_+=,.@-".contains(c))
+    fn a_source_grants_only_what_it_says() {
+        let assume = |role: &'static str, seconds| Grant {
+            mode: CredentialSourceMode::AssumeRole,
+            role_arn: Some(role),
+            duration_seconds: seconds,
         };
-        assert_eq!(federation_name("team-a", "reader"), "team-a.reader");
-        let long = federation_name("a-rather-long-namespace", "and-a-long-binding-name");
-        assert!(valid(&long), "{long}");
-        assert_eq!(long.len(), 32);
-        assert!(long.starts_with("a-rather-long-namesp"), "{long}");
+        let session_token = Grant {
+            mode: CredentialSourceMode::GetSessionToken,
+            role_arn: None,
+            duration_seconds: 3600,
+        };
+        // By default: AssumeRole of any role, up to 12 hours; no mode that assumes no role.
+        let plain = source(&["*"]);
         assert_eq!(
-            long,
-            federation_name("a-rather-long-namespace", "and-a-long-binding-name")
+            check_grant("keys", &plain, assume("arn:aws:iam::1:role/a", 43200)),
+            Ok(())
         );
-        assert_ne!(
-            long,
-            federation_name("a-rather-long-namespace", "and-a-long-binding-name2")
+        assert!(matches!(
+            check_grant("keys", &plain, session_token),
+            Err(SourceError::ModeNotAllowed { .. })
+        ));
+        assert!(matches!(
+            check_grant("keys", &plain, assume("arn:aws:iam::1:role/a", 43201)),
+            Err(SourceError::DurationNotAllowed { max: 43200, .. })
+        ));
+        // Roles are matched path-aware, as the namespace allowlist does.
+        let mut narrow = source(&["*"]);
+        narrow.spec.allowed_role_arns = vec!["arn:aws:iam::1:role/team-a-*".into()];
+        narrow.spec.allowed_modes = vec![
+            CredentialSourceMode::AssumeRole,
+            CredentialSourceMode::GetSessionToken,
+        ];
+        assert_eq!(
+            check_grant(
+                "keys",
+                &narrow,
+                assume("arn:aws:iam::1:role/team-a-reader", 900)
+            ),
+            Ok(())
         );
-        // A cut name (with `_`) can never equal the uncut name of another binding.
-        assert!(long.contains('_'));
-        assert!(valid(&federation_name("a", "b")));
-    }
-
-    proptest::proptest! {
-        #[test]
-        fn federation_names_are_always_valid(ns in "[a-z0-9-]{1,63}", name in "[a-z0-9.-]{1,253}") {
-            let n = federation_name(&ns, &name);
-            proptest::prop_assert!((2..=32).contains(&n.len()), "{}", n);
-            proptest::prop_assert!(n.chars().all(|c| c.is_ascii_alphanumeric() || "_+=,.@-".contains(c)));
-        }
+        let refused = check_grant(
+            "keys",
+            &narrow,
+            assume("arn:aws:iam::1:role/team-a-x/admin", 900),
+        );
+        assert!(
+            matches!(refused, Err(SourceError::RoleNotAllowed { .. })),
+            "{refused:?}"
+        );
+        assert_eq!(check_grant("keys", &narrow, session_token), Ok(()));
+        assert_eq!(
+            refused.map_err(|e| e.category()),
+            Err("CredentialSourceRoleNotAllowed")
+        );
+        assert_eq!(
+            allowlist_entry("keys", CredentialSourceMode::GetSessionToken),
+            "podcreds:credential-source/keys/GetSessionToken"
+        );
     }
 }

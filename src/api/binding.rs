@@ -59,11 +59,14 @@ use crate::patterns;
     "roleArn must be a role ARN of the binding's sts.provider: arn:aws:iam::123456789012:role/name (AWS, any partition; the default), arn:minio:iam:::role/<id> (MinIO) or arn:aws:iam::<tenant, or empty>:role/name (CephRGW)"
 ).field_path(".roleArn"))]
 #[x_kube(validation = kube::core::Rule::new(
-    "!has(self.kubernetesSessionTags) || !self.kubernetesSessionTags || (has(self.roleChain) && size(self.roleChain) > 0)"
-).message("kubernetesSessionTags needs a roleChain: the tags go on its first AssumeRole hop").field_path(".kubernetesSessionTags"))]
+    "!has(self.kubernetesSessionTags) || !self.kubernetesSessionTags || (has(self.roleChain) && size(self.roleChain) > 0) || (has(self.saml) || (has(self.credentialSource) && (!has(self.credentialSource.mode) || self.credentialSource.mode != 'GetSessionToken')))"
+).message("kubernetesSessionTags needs an exchange that carries session tags: saml, credentialSource mode AssumeRole or GetFederationToken, or a roleChain (the tags go on its first AssumeRole hop)").field_path(".kubernetesSessionTags"))]
 #[x_kube(validation = kube::core::Rule::new(
-    "!has(self.kubernetesSessionTags) || !self.kubernetesSessionTags || !has(self.roleChain) || size(self.roleChain) == 0 || ((!has(self.roleChain[0].tags) || size(self.roleChain[0].tags) <= 46) && (!has(self.roleChain[0].transitiveTagKeys) || size(self.roleChain[0].transitiveTagKeys) <= 46))"
+    "!has(self.kubernetesSessionTags) || !self.kubernetesSessionTags || (has(self.saml) || (has(self.credentialSource) && (!has(self.credentialSource.mode) || self.credentialSource.mode != 'GetSessionToken'))) || !has(self.roleChain) || size(self.roleChain) == 0 || ((!has(self.roleChain[0].tags) || size(self.roleChain[0].tags) <= 46) && (!has(self.roleChain[0].transitiveTagKeys) || size(self.roleChain[0].transitiveTagKeys) <= 46))"
 ).message("with kubernetesSessionTags the first roleChain hop takes at most 46 tags and 46 transitiveTagKeys of its own: podcreds adds 4 of each, and STS takes at most 50").field_path(".roleChain"))]
+#[x_kube(validation = kube::core::Rule::new(
+    "!has(self.kubernetesSessionTags) || !self.kubernetesSessionTags || !has(self.saml) || ((!has(self.saml.tags) || size(self.saml.tags) <= 46) && (!has(self.saml.transitiveTagKeys) || size(self.saml.transitiveTagKeys) <= 46))"
+).message("with kubernetesSessionTags a SAML assertion takes at most 46 tags and 46 transitiveTagKeys of the binding's own: podcreds signs 4 of each into it, and STS takes at most 50").field_path(".saml"))]
 #[x_kube(validation = kube::core::Rule::new(
     "!has(self.saml) || !has(self.credentialSource)"
 ).message("saml and credentialSource are two different first exchanges: set one of them").field_path(".saml"))]
@@ -182,11 +185,15 @@ pub struct AWSRoleBindingSpec {
     #[x_kube(validation = kube::core::Rule::new(patterns::chain_transitive_tags_cel_rule()).message("a roleChain hop cannot set a tag key an earlier hop made transitive: STS refuses to override inherited transitive tags"))]
     pub role_chain: Vec<RoleChainHop>,
 
-    /// Put the Kubernetes identity on the first `roleChain` hop as transitive session tags, for
-    /// IAM policies to test (`aws:PrincipalTag/kubernetes-namespace`): `kubernetes-namespace`,
+    /// Put the Kubernetes identity on the session as transitive session tags, for IAM policies to
+    /// test (`aws:PrincipalTag/kubernetes-namespace`): `kubernetes-namespace`,
     /// `kubernetes-service-account`, `kubernetes-binding-name` and `kubernetes-cluster-name`
-    /// (the operator's `--cluster-name`). No binding can set or override a `kubernetes-` tag
-    /// itself. The roles of the chain need `sts:TagSession` in their trust policies.
+    /// (the operator's `--cluster-name`). They ride on the first exchange that takes tags: signed
+    /// into the SAML assertion, sent with a credential source's `AssumeRole` or
+    /// `GetFederationToken`, and otherwise (web identity, `GetSessionToken`) on the first
+    /// `roleChain` hop, which is then required. No binding can set or override a `kubernetes-`
+    /// tag itself. The roles that receive them need `sts:TagSession` in their trust policies,
+    /// which `podcreds iam trust-policy` pins to these values.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub kubernetes_session_tags: bool,
 

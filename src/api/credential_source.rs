@@ -95,6 +95,53 @@ pub struct AWSCredentialSourceSpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 256), inner(regex(pattern = patterns::NAMESPACE_PATTERN)))]
     pub allowed_namespaces: Vec<String>,
+
+    /// The STS calls bindings may make with the keys. By default `AssumeRole` only: the role's
+    /// trust policy and `allowedRoleArns` then bound what a binding gets. `GetSessionToken` hands
+    /// out the IAM user's own permissions (with which the holder can assume every role that trusts
+    /// the user) and `GetFederationToken` a session scoped only by the binding's session policy:
+    /// allow them only where every allowed namespace may have that much, and each namespace must
+    /// also list the grant in its role allowlist (`podcreds:credential-source/<name>/<mode>`).
+    #[serde(default = "default_allowed_modes")]
+    #[schemars(length(min = 1, max = 3))]
+    pub allowed_modes: Vec<CredentialSourceMode>,
+
+    /// Role ARN patterns `AssumeRole` may name (the syntax of the namespace role allowlist: `*`
+    /// within one path segment, `**` across). Empty: any role whose trust policy trusts the IAM
+    /// user (and that the binding's namespace allows).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64), inner(length(min = 1, max = 2048)))]
+    pub allowed_role_arns: Vec<String>,
+
+    /// Longest session a binding may ask for, in seconds (900 to 129600). Defaults to 43200, the
+    /// most `AssumeRole` grants: raise it for the 36-hour modes.
+    #[serde(default = "default_max_duration_seconds")]
+    #[schemars(range(min = 900, max = 129600))]
+    pub max_duration_seconds: i32,
+}
+
+impl Default for AWSCredentialSourceSpec {
+    fn default() -> Self {
+        Self {
+            secret_ref: SecretReference::default(),
+            allowed_namespaces: Vec::new(),
+            allowed_modes: default_allowed_modes(),
+            allowed_role_arns: Vec::new(),
+            max_duration_seconds: DEFAULT_SOURCE_MAX_DURATION_SECONDS,
+        }
+    }
+}
+
+/// What a source grants without saying more: `AssumeRole` only.
+pub fn default_allowed_modes() -> Vec<CredentialSourceMode> {
+    vec![CredentialSourceMode::AssumeRole]
+}
+
+/// The longest session a source grants without saying more.
+pub const DEFAULT_SOURCE_MAX_DURATION_SECONDS: i32 = 43200;
+
+fn default_max_duration_seconds() -> i32 {
+    DEFAULT_SOURCE_MAX_DURATION_SECONDS
 }
 
 /// A Secret of the operator's namespace.

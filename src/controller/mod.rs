@@ -21,6 +21,7 @@ pub mod refresh;
 pub mod report;
 pub mod secret_writer;
 pub mod sources;
+pub mod validate;
 pub mod watches;
 
 use std::sync::Arc;
@@ -35,10 +36,8 @@ use tracing::{Instrument, info_span, warn};
 pub use context::{Context, Parts, Shared, source_caches};
 pub use watches::{BindingStores, run};
 
-use crate::allowlist;
 use crate::api::AWSRoleBinding;
 use crate::plan::{self, Decision};
-use crate::spec;
 use crate::status::REASON_CONFLICT;
 use observe::ObserveError;
 use refresh::RefreshError;
@@ -125,31 +124,7 @@ async fn pipeline(
     let shared = &ctx.shared;
     let requested = report::pending_refresh_request(ctx, binding, key);
     let requested = requested.as_deref();
-    let allowlist = ctx.role_allowlist(&key.namespace);
-    let spec = match spec::resolve(
-        &binding.spec,
-        &key.namespace,
-        &key.name,
-        &shared.settings.sts_policy,
-    )
-    .and_then(|spec| {
-        allowlist::check_all(
-            &key.namespace,
-            allowlist.as_deref(),
-            spec.role_arns(),
-            shared.settings.require_role_allowlist,
-        )?;
-        Ok(spec)
-    })
-    .and_then(|mut spec| {
-        // A credential source must allow the namespace and hold usable keys; which keys are in
-        // use is part of the fingerprint, so rotated keys re-issue the credentials.
-        if let spec::FirstExchange::CredentialSource(source) = &mut spec.first {
-            let keys = shared.sources.keys_for(&source.name, &key.namespace)?;
-            source.key_digest = Some(keys.digest());
-        }
-        Ok(spec)
-    }) {
+    let spec = match validate::validate(ctx, binding, key) {
         Ok(spec) => spec,
         Err(e) => {
             let reconciled = Reconciled::Invalid(e);

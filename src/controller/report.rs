@@ -15,10 +15,11 @@ use super::BindingKey;
 use super::context::Context;
 use super::events::Announcement;
 use super::refresh::RefreshError;
+use super::validate::Invalid;
 use crate::api::{AWSRoleBinding, REFRESH_REQUEST_ANNOTATION};
 use crate::plan::{self, RefreshReason};
 use crate::secret::{FIELD_MANAGER, IssuedMeta};
-use crate::spec::{ResolvedSpec, SpecError};
+use crate::spec::ResolvedSpec;
 use crate::status::{self, Outcome, REASON_CONFLICT, build_status, known_status};
 use crate::time::rfc3339;
 
@@ -26,7 +27,7 @@ use crate::time::rfc3339;
 #[derive(Debug)]
 pub enum Reconciled<'a> {
     /// The spec cannot be acted on.
-    Invalid(SpecError),
+    Invalid(Invalid),
     /// The Secret holds fresh credentials for this spec.
     Fresh {
         spec: &'a ResolvedSpec,
@@ -442,7 +443,9 @@ mod tests {
     fn every_result_has_its_own_label() {
         let s = spec();
         let labels: Vec<&str> = [
-            Reconciled::Invalid(SpecError::AudienceNotAllowed("x".into())),
+            Reconciled::Invalid(Invalid::from(crate::spec::SpecError::AudienceNotAllowed(
+                "x".into(),
+            ))),
             Reconciled::Fresh {
                 spec: &s,
                 issued: issued(),
@@ -485,7 +488,9 @@ mod tests {
         assert!(first.note.contains("controller: Deployment/x"));
         assert_eq!(announcement(&conflict, Some(REASON_CONFLICT)), None);
 
-        let invalid = Reconciled::Invalid(SpecError::EndpointNotAllowed("https://x".into()));
+        let invalid = Reconciled::Invalid(Invalid::from(
+            crate::spec::SpecError::EndpointNotAllowed("https://x".into()),
+        ));
         assert_eq!(
             announcement(&invalid, None).map(|a| a.action),
             Some("Validate")
@@ -539,7 +544,9 @@ mod tests {
             requeue(&conflict, 0, "u", now),
             Some(plan::CONFLICT_RECHECK)
         );
-        let invalid = Reconciled::Invalid(SpecError::AudienceNotAllowed("x".into()));
+        let invalid = Reconciled::Invalid(Invalid::from(
+            crate::spec::SpecError::AudienceNotAllowed("x".into()),
+        ));
         assert_eq!(requeue(&invalid, 0, "u", now), None);
         // A failure while old credentials are good retries well before they expire.
         let failed = Reconciled::Failed {

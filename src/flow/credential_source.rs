@@ -14,7 +14,7 @@ use super::deps::{FlowDeps, scope, target};
 use super::error::FlowError;
 use super::seam::{ExchangeRequest, FirstExchangeFlow};
 use crate::credentials::{IssuedCredentials, Signer};
-use crate::source::Sources;
+use crate::source::{Grant, Sources};
 use crate::spec::{ResolvedSource, SourceCall};
 use crate::sts::{AssumeRoleRequest, FederationTokenRequest, SessionTokenRequest};
 
@@ -35,7 +35,10 @@ impl CredentialSource {
         let spec = request.spec;
         self.deps.prove_account(request).await?;
         // The controller checked the same caches a moment ago, but the source may have changed.
-        let keys = self.sources.keys_for(&source.name, request.namespace)?;
+        let grant = Grant::of(source, duration_seconds);
+        let keys = self
+            .sources
+            .keys_for(&source.name, request.namespace, grant)?;
         let sts = &self.deps.sts;
         let result = match &source.call {
             SourceCall::AssumeRole { role_arn } => {

@@ -9,7 +9,7 @@ use futures::future::BoxFuture;
 use super::credential_source::CredentialSource;
 use super::deps::FlowDeps;
 use super::error::FlowError;
-use super::role_chain::{FIRST_EXCHANGE_SECONDS, RoleChain};
+use super::role_chain::RoleChain;
 use super::saml::Saml;
 use super::seam::{CredentialFlow, ExchangeRequest, FirstExchangeFlow};
 use super::web_identity::WebIdentity;
@@ -70,11 +70,11 @@ impl CredentialFlow for Flows {
     ) -> BoxFuture<'a, Result<IssuedCredentials, FlowError>> {
         let spec = request.spec;
         if spec.role_chain.is_empty() {
-            return self.first_exchange(request, spec.duration_seconds, spec.first.name());
+            return self.first_exchange(request, spec.first_exchange_seconds(), spec.first.name());
         }
         Box::pin(async move {
             let first = self
-                .first_exchange(request, FIRST_EXCHANGE_SECONDS, RoleChain::NAME)
+                .first_exchange(request, spec.first_exchange_seconds(), RoleChain::NAME)
                 .await?;
             Ok(self.role_chain.hops_after(request, first).await?)
         })

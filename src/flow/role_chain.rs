@@ -17,9 +17,6 @@ use crate::spec::ResolvedHop;
 use crate::sts::{AssumeRoleRequest, SessionScope, StsErrorKind};
 use crate::text;
 
-/// What the first exchange of a chain asks for: its credentials only sign the first hop.
-pub const FIRST_EXCHANGE_SECONDS: i32 = 900;
-
 /// Highest `PackedPolicySize` percentage kept (STS refuses anything over 100 anyway).
 const MAX_PACKED_PERCENT: i32 = 1000;
 

@@ -11,7 +11,33 @@ use super::session_name::check_session_prefix;
 use crate::api::{AWSRoleBindingSpec, RoleChainHop, StsProvider};
 use crate::patterns::{self, MAX_CHAINED_SESSION_SECONDS, MAX_SESSION_POLICY_CHARS};
 
+/// The session tags podcreds sets for a binding with `kubernetesSessionTags`, in the order sent:
+/// its namespace, ServiceAccount, name and the operator's cluster name.
+pub(super) fn kubernetes_tags(
+    spec: &AWSRoleBindingSpec,
+    namespace: &str,
+    name: &str,
+    policy: &StsPolicy,
+) -> Result<Vec<(String, String)>, SpecError> {
+    let cluster = policy
+        .cluster_name
+        .clone()
+        .ok_or(SpecError::ClusterNameNotConfigured)?;
+    let values = [
+        namespace.to_string(),
+        spec.service_account_name.clone(),
+        name.to_string(),
+        cluster,
+    ];
+    Ok(KUBERNETES_TAG_KEYS
+        .iter()
+        .map(|k| k.to_string())
+        .zip(values)
+        .collect())
+}
+
 /// Validates the `roleChain` hops against every STS limit and resolves their defaults.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn resolve_chain(
     spec: &AWSRoleBindingSpec,
     provider: StsProvider,
@@ -19,14 +45,19 @@ pub(super) fn resolve_chain(
     name: &str,
     default_session_name: &str,
     policy: &StsPolicy,
-    // Tag keys the first exchange made transitive (a SAML assertion's `TransitiveTagKeys`).
+    // Tag keys the first exchange made transitive (a SAML assertion's `TransitiveTagKeys`, the
+    // Kubernetes tags of a credential source's `AssumeRole`).
     first_exchange_transitive: Vec<String>,
+    // Whether the first exchange already carries the Kubernetes session tags (SAML, a credential
+    // source's `AssumeRole` or `GetFederationToken`); otherwise they go on the first hop.
+    first_exchange_tagged: bool,
 ) -> Result<Vec<ResolvedHop>, SpecError> {
+    let tags_on_first_hop = spec.kubernetes_session_tags && !first_exchange_tagged;
     if spec.role_chain.is_empty() {
-        if spec.kubernetes_session_tags {
+        if tags_on_first_hop {
             return Err(invalid(
                 "kubernetesSessionTags",
-                "needs a roleChain: the tags go on its first AssumeRole hop",
+                "needs an exchange that carries session tags: saml, credentialSource mode AssumeRole or GetFederationToken, or a roleChain (the tags go on its first AssumeRole hop)",
             ));
         }
         return Ok(Vec::new());
@@ -46,22 +77,8 @@ pub(super) fn resolve_chain(
             "must be shorter than one hour with a roleChain: STS caps chained sessions at 3600 seconds",
         ));
     }
-    let kubernetes_tags = if spec.kubernetes_session_tags {
-        let cluster = policy
-            .cluster_name
-            .clone()
-            .ok_or(SpecError::ClusterNameNotConfigured)?;
-        let values = [
-            namespace.to_string(),
-            spec.service_account_name.clone(),
-            name.to_string(),
-            cluster,
-        ];
-        KUBERNETES_TAG_KEYS
-            .iter()
-            .map(|k| k.to_string())
-            .zip(values)
-            .collect()
+    let kubernetes_tags = if tags_on_first_hop {
+        kubernetes_tags(spec, namespace, name, policy)?
     } else {
         Vec::new()
     };

@@ -17,13 +17,13 @@ mod tests;
 
 use std::time::Duration;
 
-pub use policy::{PolicyError, StsPolicy, is_plain_http};
+pub use policy::{AWS_STS_AUDIENCE, PolicyError, StsPolicy, is_plain_http};
 pub use resolved::{
     FirstExchange, KUBERNETES_TAG_KEYS, ResolvedHop, ResolvedSaml, ResolvedSource, ResolvedSpec,
     SourceCall,
 };
 pub use rules::{SpecError, is_aws_endpoint};
-pub use session_name::default_session_name;
+pub use session_name::{default_session_name, federation_name};
 
 use crate::api::{AWSRoleBindingSpec, CredentialSourceMode, CredentialSourceRef, StsProvider};
 use rules::{
@@ -57,8 +57,24 @@ pub fn resolve(
     let (session_policy, policy_arns) = session_policies(spec, source)?;
     let (region, endpoint) = sts_target(sts, provider, policy)?;
     let mount_path = mount_path(spec)?;
-    let saml = saml::resolve_saml(spec, provider, policy, role_arn.as_deref())?;
-    let first = first_exchange(source, saml, role_arn.as_deref(), &session_name)?;
+    let kubernetes_tags = || chain::kubernetes_tags(spec, namespace, name, policy);
+    let saml = saml::resolve_saml(spec, provider, policy, role_arn.as_deref(), kubernetes_tags)?;
+    let mut first = first_exchange(source, saml, role_arn.as_deref(), &session_name)?;
+    if spec.kubernetes_session_tags
+        && let FirstExchange::CredentialSource(source) = &mut first
+    {
+        // Session tags go on the source's own call where STS takes them: transitive on an
+        // `AssumeRole` (a chain after it inherits them), plain on `GetFederationToken` (which
+        // cannot chain). `GetSessionToken` takes none: they go on the first hop.
+        match source.call {
+            SourceCall::AssumeRole { .. } => {
+                source.tags = kubernetes_tags()?;
+                source.transitive_tag_keys = source.tags.iter().map(|(k, _)| k.clone()).collect();
+            }
+            SourceCall::GetFederationToken { .. } => source.tags = kubernetes_tags()?,
+            SourceCall::GetSessionToken => {}
+        }
+    }
     if first.sets_source_identity()
         && spec
             .role_chain
@@ -78,7 +94,9 @@ pub fn resolve(
         &session_name,
         policy,
         first.transitive_tag_keys().to_vec(),
+        first.carries_kubernetes_tags(),
     )?;
+    endpoint_fits(&first, &audience, endpoint.as_deref(), policy)?;
 
     Ok(ResolvedSpec {
         service_account_name: spec.service_account_name.clone(),
@@ -127,6 +145,40 @@ fn first_exchange(
         }),
         (None, None) => FirstExchange::WebIdentity { role_arn: role()? },
     })
+}
+
+/// What may go to the binding's endpoint: AWS's audience, a SAML assertion podcreds signs and a
+/// request signed with an IAM user's keys only to AWS (or the admin's default endpoint); another
+/// endpoint the admin allowed gets tokens of its own audience only.
+fn endpoint_fits(
+    first: &FirstExchange,
+    audience: &str,
+    endpoint: Option<&str>,
+    policy: &StsPolicy,
+) -> Result<(), SpecError> {
+    let Some(endpoint) = endpoint.filter(|e| !policy.trusted_like_aws(Some(e))) else {
+        return Ok(());
+    };
+    let what = match first {
+        FirstExchange::WebIdentity { .. } => None,
+        FirstExchange::Saml(_) => Some("SAML assertions podcreds signs"),
+        FirstExchange::CredentialSource(_) => {
+            Some("requests signed with a credential source's keys")
+        }
+    };
+    if let Some(what) = what {
+        return Err(SpecError::ExchangeNeedsAws {
+            endpoint: endpoint.to_string(),
+            what,
+        });
+    }
+    if audience == policy::AWS_STS_AUDIENCE {
+        return Err(SpecError::AwsAudienceElsewhere {
+            audience: audience.to_string(),
+            endpoint: endpoint.to_string(),
+        });
+    }
+    Ok(())
 }
 
 /// `roleArn`: required when the first exchange assumes a role, refused when it does not.
@@ -239,7 +291,7 @@ fn session_name(
             "is only used by AssumeRole: GetFederationToken derives its Name from the namespace and binding, GetSessionToken has none",
         )),
         None if mode == Some(CredentialSourceMode::GetFederationToken) => {
-            Ok(crate::source::federation_name(namespace, name))
+            Ok(federation_name(namespace, name))
         }
         Some(s) => {
             check(

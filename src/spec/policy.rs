@@ -28,6 +28,9 @@ pub struct StsPolicy {
     /// The IAM SAML provider ARN for bindings whose `spec.saml` names none
     /// (`--saml-provider-arn`).
     pub default_saml_provider_arn: Option<String>,
+    /// Further SAML provider ARNs bindings may name (`--saml-allowed-provider-arns`): podcreds
+    /// asserts a ServiceAccount to no other provider.
+    pub allowed_saml_provider_arns: Vec<String>,
 }
 
 impl Default for StsPolicy {
@@ -42,11 +45,25 @@ impl Default for StsPolicy {
             allow_insecure_endpoints: false,
             cluster_name: None,
             default_saml_provider_arn: None,
+            allowed_saml_provider_arns: Vec::new(),
         }
     }
 }
 
+/// The audience of AWS STS: tokens minted for it are AWS credentials' raw material.
+pub const AWS_STS_AUDIENCE: &str = "sts.amazonaws.com";
+
 impl StsPolicy {
+    /// Whether tokens (and SAML assertions, and SigV4 requests signed with an IAM user's keys)
+    /// may go to `endpoint` as if it were AWS: it is an AWS endpoint, the AWS regional default
+    /// (`None`), or the endpoint the admin made everyone's default.
+    pub fn trusted_like_aws(&self, endpoint: Option<&str>) -> bool {
+        match endpoint {
+            None => true,
+            Some(e) => super::is_aws_endpoint(e) || Some(e) == self.default_endpoint.as_deref(),
+        }
+    }
+
     /// Checks what the operator would use without any binding asking: refuses a plain-HTTP
     /// default endpoint unless plain HTTP is allowed. Run once at start.
     pub fn check(&self) -> Result<(), PolicyError> {

@@ -100,6 +100,17 @@ impl FirstExchange {
         }
     }
 
+    /// Whether the first exchange carries podcreds' Kubernetes session tags itself (signed into
+    /// a SAML assertion, or sent with a credential source's call), so a chain does not.
+    pub fn carries_kubernetes_tags(&self) -> bool {
+        let tags: &[(String, String)] = match self {
+            FirstExchange::WebIdentity { .. } => &[],
+            FirstExchange::Saml(saml) => &saml.tags,
+            FirstExchange::CredentialSource(source) => &source.tags,
+        };
+        tags.iter().any(|(k, _)| k == KUBERNETES_TAG_KEYS[0])
+    }
+
     /// Whether the first exchange sets a source identity (which every later session keeps).
     pub fn sets_source_identity(&self) -> bool {
         match self {
@@ -207,6 +218,9 @@ pub struct ResolvedHop {
     pub duration_seconds: i32,
 }
 
+/// What the first exchange of a chain asks for: its credentials only sign the first hop.
+pub const FIRST_EXCHANGE_SECONDS: i32 = 900;
+
 /// The session tags podcreds sets for a binding with `kubernetesSessionTags`, on its first
 /// exchange that can carry tags.
 pub const KUBERNETES_TAG_KEYS: [&str; 4] = [
@@ -243,6 +257,16 @@ impl ResolvedSpec {
                 source.call.mode().as_str(),
                 source.name
             ),
+        }
+    }
+
+    /// What the first exchange asks STS for: the binding's `durationSeconds`, or the least STS
+    /// grants when its credentials only sign the first hop of a chain.
+    pub fn first_exchange_seconds(&self) -> i32 {
+        if self.role_chain.is_empty() {
+            self.duration_seconds
+        } else {
+            FIRST_EXCHANGE_SECONDS
         }
     }
 

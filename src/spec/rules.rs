@@ -24,10 +24,6 @@ pub enum SpecError {
         "spec.sts.endpoint {0:?} is not in the operator's allowed STS endpoints; ask the cluster admin to allow it"
     )]
     EndpointNotAllowed(String),
-    #[error(transparent)]
-    RoleNotAllowed(#[from] crate::allowlist::RoleNotAllowed),
-    #[error(transparent)]
-    Source(#[from] crate::source::SourceError),
     #[error(
         "spec.{field} {session_name:?} must start with {prefix:?} (the binding's namespace and a dot), so that CloudTrail shows which namespace acted; ask the cluster admin to allow other session names"
     )]
@@ -44,6 +40,21 @@ pub enum SpecError {
         "STS endpoint {0:?} is plain HTTP, which would send the ServiceAccount token in clear; use an https:// endpoint, or ask the cluster admin to allow plain HTTP endpoints"
     )]
     InsecureEndpoint(String),
+    #[error(
+        "spec.sts.endpoint {endpoint:?} is neither AWS nor the operator's default endpoint, and the token's audience {audience:?} is AWS's: whoever runs that endpoint could replay the token to AWS STS. Give the binding the endpoint's own audience (spec.audience, allowed by the cluster admin)"
+    )]
+    AwsAudienceElsewhere { audience: String, endpoint: String },
+    #[error(
+        "spec.sts.endpoint {endpoint:?} is neither AWS nor the operator's default endpoint: {what} go only to AWS STS (or the endpoint the cluster admin set as the default)"
+    )]
+    ExchangeNeedsAws {
+        endpoint: String,
+        what: &'static str,
+    },
+    #[error(
+        "spec.saml.providerArn {0:?} is not a SAML provider this operator may assert to: ask the cluster admin to add it to --saml-allowed-provider-arns (chart: saml.allowedProviderArns)"
+    )]
+    SamlProviderNotAllowed(String),
 }
 
 impl SpecError {
@@ -53,10 +64,11 @@ impl SpecError {
             SpecError::Invalid { .. } => "InvalidSpec",
             SpecError::AudienceNotAllowed(_) => "AudienceNotAllowed",
             SpecError::EndpointNotAllowed(_) => "EndpointNotAllowed",
-            SpecError::RoleNotAllowed(_) => "RoleNotAllowed",
-            SpecError::Source(e) => e.category(),
             SpecError::SessionNameNotPrefixed { .. } => "SessionNameNotAllowed",
             SpecError::InsecureEndpoint(_) => "InsecureEndpoint",
+            SpecError::AwsAudienceElsewhere { .. } => "AudienceEndpointMismatch",
+            SpecError::ExchangeNeedsAws { .. } => "EndpointNotAllowed",
+            SpecError::SamlProviderNotAllowed(_) => "SamlProviderNotAllowed",
             SpecError::ClusterNameNotConfigured => "ClusterNameNotConfigured",
         }
     }

@@ -15,6 +15,8 @@ pub(super) fn resolve_saml(
     provider: StsProvider,
     policy: &StsPolicy,
     role_arn: Option<&str>,
+    // podcreds' Kubernetes session tags: signed into the assertion, transitive.
+    kubernetes_tags: impl FnOnce() -> Result<Vec<(String, String)>, SpecError>,
 ) -> Result<Option<ResolvedSaml>, SpecError> {
     let Some(saml) = &spec.saml else {
         return Ok(None);
@@ -45,12 +47,21 @@ pub(super) fn resolve_saml(
         2048,
         "an IAM SAML provider ARN such as arn:aws:iam::123456789012:saml-provider/podcreds",
     )?;
+    let allowed = policy.default_saml_provider_arn.as_deref() == Some(provider_arn.as_str())
+        || policy.allowed_saml_provider_arns.contains(&provider_arn);
+    if !allowed {
+        return Err(SpecError::SamlProviderNotAllowed(provider_arn));
+    }
     if let Some(identity) = &saml.source_identity {
         check_source_identity("saml.sourceIdentity", identity)?;
     }
-    let mut tags = Vec::with_capacity(saml.tags.len());
+    let mut tags = if spec.kubernetes_session_tags {
+        kubernetes_tags()?
+    } else {
+        Vec::new()
+    };
+    let mut transitive_tag_keys: Vec<String> = tags.iter().map(|(k, _)| k.clone()).collect();
     check_tags("saml.tags", &saml.tags, &mut tags, &[])?;
-    let mut transitive_tag_keys = Vec::with_capacity(saml.transitive_tag_keys.len());
     check_transitive_keys(
         "saml.transitiveTagKeys",
         &saml.transitive_tag_keys,

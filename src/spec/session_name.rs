@@ -24,16 +24,40 @@ pub(super) fn check_session_prefix(
     Ok(())
 }
 
-/// Hex characters of the hash a cut default session name ends with (48 bits: no tenant can search
-/// for a colliding binding name).
-const SESSION_HASH_HEX: usize = 12;
+/// Characters of the hash a cut name ends with: 17 base62 characters carry more than 96 bits,
+/// so no tenant can search for a binding name whose cut name collides with another's.
+const HASH_CHARS: usize = 17;
+
+/// The first [`HASH_CHARS`] base62 digits of a SHA-256 of `<namespace>/<name>`.
+fn name_hash(namespace: &str, name: &str) -> String {
+    const DIGITS: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    let digest = Sha256::digest(format!("{namespace}/{name}").as_bytes());
+    // 128 bits of the digest, written in base 62: more than enough for 17 digits.
+    let mut value = u128::from_be_bytes(digest[..16].try_into().unwrap_or([0; 16]));
+    let mut out = String::with_capacity(HASH_CHARS);
+    for _ in 0..HASH_CHARS {
+        out.push(char::from(DIGITS[(value % 62) as usize]));
+        value /= 62;
+    }
+    out
+}
+
+/// `full` if it fits in `max` characters, else its start, `_` and the hash of the binding.
+/// Kubernetes names never contain `_`, so a cut name never equals an uncut one.
+fn cut_with_hash(full: String, max: usize, namespace: &str, name: &str) -> String {
+    if full.len() <= max {
+        return full;
+    }
+    let kept = max - 1 - HASH_CHARS;
+    // `full` is ASCII (Kubernetes names, cleaned), so any byte index is a character boundary.
+    format!("{}_{}", &full[..kept], name_hash(namespace, name))
+}
 
 /// `<namespace>.<name>` within the STS session name rules. Kubernetes names only use characters
 /// STS accepts, so only the length needs care: a name longer than 64 characters keeps its first
-/// 51, then `_` and 12 hex characters of a SHA-256 of `<namespace>/<name>`. Kubernetes names
-/// never contain `_`, so a cut name never equals an uncut one, and two cut names of one namespace
-/// would need a 48-bit hash collision: two bindings never share a session name in CloudTrail. The
-/// namespace prefix stays whole for namespaces of up to 50 characters.
+/// 46, then `_` and 17 base62 characters (over 96 bits) of a SHA-256 of `<namespace>/<name>`, so
+/// two bindings never share a session name in CloudTrail. The namespace prefix stays whole for
+/// namespaces of up to 45 characters.
 pub fn default_session_name(namespace: &str, name: &str) -> String {
     let full: String = format!("{namespace}.{name}")
         .chars()
@@ -45,16 +69,25 @@ pub fn default_session_name(namespace: &str, name: &str) -> String {
             }
         })
         .collect();
-    let mut session = if full.len() <= 64 {
-        full
-    } else {
-        let digest = hex::encode(Sha256::digest(format!("{namespace}/{name}").as_bytes()));
-        let kept = 64 - 1 - SESSION_HASH_HEX;
-        // `full` is ASCII (cleaned above), so any byte index is a character boundary.
-        format!("{}_{}", &full[..kept], &digest[..SESSION_HASH_HEX])
-    };
+    let mut session = cut_with_hash(full, 64, namespace, name);
     while session.len() < 2 {
         session.push('-');
     }
     session
+}
+
+/// Most characters of a `GetFederationToken` Name.
+const FEDERATION_NAME_MAX: usize = 32;
+
+/// The `GetFederationToken` Name of binding `namespace/name`: `<namespace>.<name>` when it fits
+/// in 32 characters (Kubernetes names only use characters the Name allows), otherwise its first
+/// 14 characters, `_` and 17 base62 characters of a SHA-256 of `<namespace>/<name>`: deterministic
+/// and unique (over 96 bits of hash), shown in CloudTrail as `federated-user/<Name>`.
+pub fn federation_name(namespace: &str, name: &str) -> String {
+    cut_with_hash(
+        format!("{namespace}.{name}"),
+        FEDERATION_NAME_MAX,
+        namespace,
+        name,
+    )
 }

@@ -199,7 +199,7 @@ pub fn chain_cases() -> Vec<ChainCase> {
         case(
             "kubernetes-tags-without-a-chain",
             json!({"kubernetesSessionTags": true}),
-            "kubernetesSessionTags needs a roleChain",
+            "kubernetesSessionTags needs an exchange that carries session tags",
             "kubernetesSessionTags",
         ),
         case(

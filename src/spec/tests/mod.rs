@@ -74,11 +74,13 @@ fn role_arns_follow_the_providers_form() {
     }
     let policy = StsPolicy {
         allowed_endpoints: vec!["https://127.0.0.1:9000".into()],
+        allowed_audiences: vec!["local".into()],
         ..StsPolicy::default()
     };
     for (provider, accepted, arn) in &table {
         let mut s = spec();
         s.role_arn = Some(arn.clone());
+        s.audience = Some("local".into());
         s.sts = Some(crate::api::StsSettings {
             provider: Some(*provider),
             endpoint: Some("https://127.0.0.1:9000".into()),
@@ -175,7 +177,7 @@ fn cut_default_session_names_keep_the_namespace_and_cannot_be_forged() {
     let cut = default_session_name(ns, &long);
     assert_eq!(cut.len(), 64);
     assert!(cut.starts_with("shop.reader-xxx"), "{cut}");
-    assert_eq!(cut.as_bytes()[51], b'_', "{cut}");
+    assert_eq!(cut.as_bytes()[46], b'_', "{cut}");
     // A binding named after the cut session name would need a `_`, which Kubernetes names
     // cannot hold: no uncut default can equal a cut one.
     let forged = &cut["shop.".len()..];
@@ -183,9 +185,9 @@ fn cut_default_session_names_keep_the_namespace_and_cannot_be_forged() {
     // 64 characters exactly are kept whole.
     let exact = "y".repeat(64 - "shop.".len());
     assert_eq!(default_session_name(ns, &exact), format!("shop.{exact}"));
-    // The namespace prefix stays whole up to 50 characters.
-    let ns50 = "n".repeat(50);
-    assert!(default_session_name(&ns50, &long).starts_with(&format!("{ns50}.")));
+    // The namespace prefix stays whole up to 45 characters.
+    let ns45 = "n".repeat(45);
+    assert!(default_session_name(&ns45, &long).starts_with(&format!("{ns45}.")));
 }
 
 #[test]
@@ -329,6 +331,8 @@ fn audiences_and_endpoints_need_the_admins_allowlist() {
 #[test]
 fn plain_http_endpoints_need_the_admins_consent() {
     let mut s = spec();
+    // Endpoints that are not AWS get tokens of their own audience only.
+    s.audience = Some("minio".into());
     s.sts = Some(crate::api::StsSettings {
         provider: None,
         region: None,
@@ -339,6 +343,7 @@ fn plain_http_endpoints_need_the_admins_consent() {
             "http://minio.storage:9000".into(),
             "https://sts.example".into(),
         ],
+        allowed_audiences: vec!["minio".into()],
         ..StsPolicy::default()
     };
     let err = resolve(&s, "ns", "n", &policy).expect_err("plain http");
@@ -542,4 +547,173 @@ fn fingerprint_input_is_stable() {
             r#"{{{common},"roleChain":[{{"roleArn":"arn:aws:iam::123456789012:role/next","externalId":null,"sessionName":"team-a.reader","sourceIdentity":null,"tags":[],"transitiveTagKeys":[],"sessionPolicy":null,"policyArns":[],"durationSeconds":3600}}]}}"#
         )
     );
+}
+
+#[test]
+fn federation_names_fit_sts_and_stay_distinct() {
+    let valid = |n: &str| {
+        (2..=32).contains(&n.len())
+            && n.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_+=,.@-".contains(c))
+    };
+    assert_eq!(federation_name("team-a", "reader"), "team-a.reader");
+    let long = federation_name("a-rather-long-namespace", "and-a-long-binding-name");
+    assert!(valid(&long), "{long}");
+    assert_eq!(long.len(), 32);
+    assert!(long.starts_with("a-rather-long-"), "{long}");
+    assert_eq!(long.as_bytes()[14], b'_', "{long}");
+    assert_eq!(
+        long,
+        federation_name("a-rather-long-namespace", "and-a-long-binding-name")
+    );
+    assert_ne!(
+        long,
+        federation_name("a-rather-long-namespace", "and-a-long-binding-name2")
+    );
+    // A cut name (with `_`) can never equal the uncut name of another binding.
+    assert!(long.contains('_'));
+    assert!(valid(&federation_name("a", "b")));
+}
+
+proptest::proptest! {
+    #[test]
+    fn federation_names_are_always_valid(ns in "[a-z0-9-]{1,63}", name in "[a-z0-9.-]{1,253}") {
+        let n = federation_name(&ns, &name);
+        proptest::prop_assert!((2..=32).contains(&n.len()), "{}", n);
+        proptest::prop_assert!(n.chars().all(|c| c.is_ascii_alphanumeric() || "_+=,.@-".contains(c)));
+    }
+}
+
+#[test]
+fn tokens_assertions_and_signed_requests_go_only_where_they_belong() {
+    let elsewhere = "https://sts.storage.example";
+    let policy = StsPolicy {
+        allowed_endpoints: vec![elsewhere.into()],
+        allowed_audiences: vec!["storage".into()],
+        default_saml_provider_arn: Some("arn:aws:iam::123456789012:saml-provider/p".into()),
+        ..StsPolicy::default()
+    };
+    let with = |fields: serde_json::Value| {
+        let mut spec = serde_json::json!({
+            "serviceAccountName": "app",
+            "roleArn": "arn:aws:iam::123456789012:role/app-reader",
+            "sts": {"endpoint": elsewhere},
+        });
+        if let (Some(spec), Some(fields)) = (spec.as_object_mut(), fields.as_object()) {
+            for (k, v) in fields {
+                spec.insert(k.clone(), v.clone());
+            }
+        }
+        let spec: AWSRoleBindingSpec = serde_json::from_value(spec).expect("spec");
+        resolve(&spec, "ns", "b", &policy).map_err(|e| e.category())
+    };
+    // AWS's audience never goes to an endpoint that is not AWS: it could be replayed there.
+    assert_eq!(
+        with(serde_json::json!({})).map(|_| ()),
+        Err("AudienceEndpointMismatch")
+    );
+    assert!(with(serde_json::json!({"audience": "storage"})).is_ok());
+    // SAML assertions and requests signed with an IAM user's keys go to AWS only.
+    assert_eq!(
+        with(serde_json::json!({"audience": "storage", "saml": {}})).map(|_| ()),
+        Err("EndpointNotAllowed")
+    );
+    assert_eq!(
+        with(serde_json::json!({"audience": "storage", "credentialSource": {"name": "keys"}}))
+            .map(|_| ()),
+        Err("EndpointNotAllowed")
+    );
+    // The admin's own default endpoint is trusted like AWS (the test environments' emulator).
+    let default = StsPolicy {
+        default_endpoint: Some(elsewhere.into()),
+        ..policy.clone()
+    };
+    let spec: AWSRoleBindingSpec = serde_json::from_value(serde_json::json!({
+        "serviceAccountName": "app",
+        "roleArn": "arn:aws:iam::123456789012:role/app-reader",
+        "credentialSource": {"name": "keys"},
+    }))
+    .expect("spec");
+    assert!(resolve(&spec, "ns", "b", &default).is_ok());
+}
+
+/// Kubernetes session tags go on the first exchange that can carry them, so ABAC works with
+/// sessions longer than the hour a chain allows.
+#[test]
+fn kubernetes_tags_ride_on_the_first_exchange_that_takes_tags() {
+    let policy = StsPolicy {
+        cluster_name: Some("prod-eu".into()),
+        default_saml_provider_arn: Some("arn:aws:iam::123456789012:saml-provider/p".into()),
+        ..StsPolicy::default()
+    };
+    let resolve_with = |fields: serde_json::Value| {
+        let mut spec = serde_json::json!({
+            "serviceAccountName": "app",
+            "kubernetesSessionTags": true,
+        });
+        if let (Some(spec), Some(fields)) = (spec.as_object_mut(), fields.as_object()) {
+            for (k, v) in fields {
+                spec.insert(k.clone(), v.clone());
+            }
+        }
+        let spec: AWSRoleBindingSpec = serde_json::from_value(spec).expect("spec");
+        resolve(&spec, "team-a", "reader", &policy)
+    };
+    let expected: Vec<(String, String)> = KUBERNETES_TAG_KEYS
+        .iter()
+        .map(|k| k.to_string())
+        .zip(["team-a", "app", "reader", "prod-eu"].map(String::from))
+        .collect();
+    let role = "arn:aws:iam::123456789012:role/app";
+
+    let saml = resolve_with(serde_json::json!({"roleArn": role, "saml": {}})).expect("saml");
+    let FirstExchange::Saml(assertion) = &saml.first else {
+        panic!("not SAML")
+    };
+    assert_eq!(assertion.tags, expected);
+    assert_eq!(assertion.transitive_tag_keys, KUBERNETES_TAG_KEYS);
+
+    let assume =
+        resolve_with(serde_json::json!({"roleArn": role, "credentialSource": {"name": "k"}}))
+            .expect("source AssumeRole");
+    let FirstExchange::CredentialSource(source) = &assume.first else {
+        panic!("not a source")
+    };
+    assert_eq!(source.tags, expected);
+    assert_eq!(source.transitive_tag_keys, KUBERNETES_TAG_KEYS);
+
+    let federation = resolve_with(serde_json::json!({
+        "credentialSource": {"name": "k", "mode": "GetFederationToken"},
+        "sessionPolicy": "{}",
+    }))
+    .expect("GetFederationToken");
+    let FirstExchange::CredentialSource(source) = &federation.first else {
+        panic!("not a source")
+    };
+    assert_eq!(source.tags, expected);
+    assert!(source.transitive_tag_keys.is_empty());
+
+    // Web identity and GetSessionToken take no tags: a chain must carry them.
+    for fields in [
+        serde_json::json!({"roleArn": role}),
+        serde_json::json!({"credentialSource": {"name": "k", "mode": "GetSessionToken"}}),
+    ] {
+        let err = resolve_with(fields).expect_err("no carrier");
+        assert!(err.to_string().contains("kubernetesSessionTags"), "{err}");
+    }
+    // A chain after SAML inherits the tags and may not set them again.
+    let chained = resolve_with(serde_json::json!({
+        "roleArn": role,
+        "saml": {},
+        "roleChain": [{"roleArn": "arn:aws:iam::123456789012:role/next"}],
+    }))
+    .expect("chain after SAML");
+    assert!(chained.role_chain[0].tags.is_empty());
+    // And a SAML assertion then takes 46 tags of the binding's own.
+    let many: Vec<serde_json::Value> = (0..47)
+        .map(|i| serde_json::json!({"key": format!("k{i}"), "value": "v"}))
+        .collect();
+    let err = resolve_with(serde_json::json!({"roleArn": role, "saml": {"tags": many}}))
+        .expect_err("too many");
+    assert!(err.to_string().contains("at most 46 tags"), "{err}");
 }

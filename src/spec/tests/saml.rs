@@ -156,10 +156,31 @@ fn the_documented_example_resolves() {
     let doc: serde_yaml::Value =
         serde_yaml::from_str(include_str!("../../../examples/saml.yaml")).expect("YAML");
     let spec: AWSRoleBindingSpec = serde_yaml::from_value(doc["spec"].clone()).expect("spec");
-    let r = resolve(&spec, "batch", "batch-reader", &StsPolicy::default()).expect("valid");
+    let policy = StsPolicy {
+        allowed_saml_provider_arns: vec!["arn:aws:iam::123456789012:saml-provider/podcreds".into()],
+        ..StsPolicy::default()
+    };
+    let r = resolve(&spec, "batch", "batch-reader", &policy).expect("valid");
     let FirstExchange::Saml(saml) = r.first else {
         panic!("not a SAML exchange")
     };
     assert_eq!(saml.tags, [("team".to_string(), "reporting".to_string())]);
     assert_eq!(saml.source_identity.as_deref(), Some("batch-reports"));
+}
+
+#[test]
+fn only_providers_the_admin_allows_are_asserted_to() {
+    let other = "arn:aws:iam::999999999999:saml-provider/elsewhere";
+    let spec = spec_with(serde_json::json!({"providerArn": other}));
+    let err = resolve(&spec, "ns", "b", &with_default()).expect_err("not allowed");
+    assert_eq!(err.category(), "SamlProviderNotAllowed");
+    assert!(
+        err.to_string().contains("--saml-allowed-provider-arns"),
+        "{err}"
+    );
+    let allowed = StsPolicy {
+        allowed_saml_provider_arns: vec![other.into()],
+        ..with_default()
+    };
+    assert!(resolve(&spec, "ns", "b", &allowed).is_ok());
 }
