@@ -4,7 +4,7 @@
 
 use serde_json::{Value, json};
 
-use crate::spec::{FirstExchange, ResolvedSpec};
+use crate::spec::{FirstExchange, KUBERNETES_TAG_KEYS, ResolvedSpec};
 
 /// Audience and recipient of every SAML assertion AWS accepts.
 pub const AWS_SAML_AUDIENCE: &str = "https://signin.aws.amazon.com/saml";
@@ -39,7 +39,7 @@ pub enum IamError {
     )]
     NoRole,
     #[error(
-        "the binding's first exchange is AssumeRole with the keys of credential source {0:?}: pass the source's IAM user as --user-arn"
+        "the binding's first role is assumed with the keys of credential source {0:?}: pass the source's IAM user as --user-arn"
     )]
     UserArnNeeded(String),
     #[error(
@@ -113,8 +113,72 @@ fn saml_actions(spec: &ResolvedSpec) -> Vec<&'static str> {
     list
 }
 
+/// Conditions of one statement, by operator (`StringEquals`, ...): key -> value(s).
+type Conditions = serde_json::Map<String, Value>;
+
+fn condition(conditions: &mut Conditions, operator: &str, key: String, value: Value) {
+    let entry = conditions
+        .entry(operator.to_string())
+        .or_insert_with(|| json!({}));
+    if let Some(map) = entry.as_object_mut() {
+        map.insert(key, value);
+    }
+}
+
+/// The session name pin of a first exchange: every session name of the binding's namespace
+/// (`<namespace>.*`), so a tenant holding a token of another namespace's ServiceAccount, or the
+/// IAM user's own session, can never make a session that passes for this namespace's; an
+/// unprefixed name (the admin allowed them) is pinned exactly.
+fn session_name_pin(conditions: &mut Conditions, spec: &ResolvedSpec, namespace: &str) {
+    let prefix = format!("{namespace}.");
+    if spec.session_name.starts_with(&prefix) {
+        condition(
+            conditions,
+            "StringLike",
+            "sts:RoleSessionName".into(),
+            json!(format!("{prefix}*")),
+        );
+    } else {
+        condition(
+            conditions,
+            "StringEquals",
+            "sts:RoleSessionName".into(),
+            json!(spec.session_name),
+        );
+    }
+}
+
+/// Pins the tags a call sends: the value of each of podcreds' Kubernetes tags
+/// (`aws:RequestTag/kubernetes-*`) and the exact set of keys (`aws:TagKeys`), so whoever else can
+/// call `AssumeRole` on the role (a session of the role before it) cannot claim another
+/// namespace's identity.
+fn pin_request_tags(conditions: &mut Conditions, tags: &[(String, String)]) {
+    if tags.is_empty() {
+        return;
+    }
+    for (key, value) in tags.iter().filter(|(k, _)| is_kubernetes_tag(k)) {
+        condition(
+            conditions,
+            "StringEquals",
+            format!("aws:RequestTag/{key}"),
+            json!(value),
+        );
+    }
+    let keys: Vec<&str> = tags.iter().map(|(k, _)| k.as_str()).collect();
+    condition(
+        conditions,
+        "ForAllValues:StringEquals",
+        "aws:TagKeys".into(),
+        json!(keys),
+    );
+}
+
+fn is_kubernetes_tag(key: &str) -> bool {
+    KUBERNETES_TAG_KEYS.contains(&key)
+}
+
 /// The trust policy of the binding's own role: it lets exactly this ServiceAccount (and, for web
-/// identity, this audience) assume it.
+/// identity, this audience), under a session name of its namespace, assume it.
 fn first_exchange_policy(
     spec: &ResolvedSpec,
     role_arn: &str,
@@ -123,49 +187,109 @@ fn first_exchange_policy(
 ) -> Result<Value, IamError> {
     let (partition, account) = partition_and_account(role_arn)?;
     let subject = service_account_subject(namespace, &spec.service_account_name);
-    let statement = match first {
+    let mut conditions = Conditions::new();
+    let (principal, action) = match first {
         FirstPrincipal::Oidc { issuer } => {
             let provider = oidc_provider_path(issuer)?;
-            json!({
-                "Effect": "Allow",
-                "Principal": {
-                    "Federated": format!("arn:{partition}:iam::{account}:oidc-provider/{provider}")
-                },
-                "Action": "sts:AssumeRoleWithWebIdentity",
-                "Condition": {
-                    "StringEquals": {
-                        format!("{provider}:sub"): subject,
-                        format!("{provider}:aud"): spec.audience,
-                    }
-                }
-            })
+            condition(
+                &mut conditions,
+                "StringEquals",
+                format!("{provider}:sub"),
+                json!(subject),
+            );
+            condition(
+                &mut conditions,
+                "StringEquals",
+                format!("{provider}:aud"),
+                json!(spec.audience),
+            );
+            (
+                json!({ "Federated": format!("arn:{partition}:iam::{account}:oidc-provider/{provider}") }),
+                json!("sts:AssumeRoleWithWebIdentity"),
+            )
         }
-        FirstPrincipal::IamUser { user_arn } => json!({
-            "Effect": "Allow",
-            "Principal": { "AWS": user_arn },
-            "Action": "sts:AssumeRole",
-        }),
-        FirstPrincipal::Saml { provider_arn } => json!({
-            "Effect": "Allow",
-            "Principal": { "Federated": provider_arn },
-            "Action": actions(saml_actions(spec)),
-            "Condition": {
-                "StringEquals": {
-                    "saml:sub": subject,
-                    "saml:aud": AWS_SAML_AUDIENCE,
-                }
+        FirstPrincipal::IamUser { user_arn } => {
+            // The IAM user's keys sign for every binding of the source: the tags it sends must
+            // be this binding's, whoever else holds a session of the user.
+            let tags = match &spec.first {
+                FirstExchange::CredentialSource(source) => source.tags.as_slice(),
+                FirstExchange::WebIdentity { .. } | FirstExchange::Saml(_) => &[],
+            };
+            pin_request_tags(&mut conditions, tags);
+            let mut granted = vec!["sts:AssumeRole"];
+            if !tags.is_empty() {
+                granted.push("sts:TagSession");
             }
-        }),
+            (json!({ "AWS": user_arn }), actions(granted))
+        }
+        FirstPrincipal::Saml { provider_arn } => {
+            // Tags come signed in the assertion: only podcreds can set them.
+            condition(
+                &mut conditions,
+                "StringEquals",
+                "saml:sub".into(),
+                json!(subject),
+            );
+            condition(
+                &mut conditions,
+                "StringEquals",
+                "saml:aud".into(),
+                json!(AWS_SAML_AUDIENCE),
+            );
+            (
+                json!({ "Federated": provider_arn }),
+                actions(saml_actions(spec)),
+            )
+        }
     };
-    Ok(document(statement))
+    session_name_pin(&mut conditions, spec, namespace);
+    Ok(document(json!({
+        "Effect": "Allow",
+        "Principal": principal,
+        "Action": action,
+        "Condition": conditions,
+    })))
 }
 
-/// The trust policy of chain hop `index`: the role before it may assume it, with the permissions
-/// the chain's tags and source identity need and the external ID the hop sends.
+/// Who calls `AssumeRole` on a chain hop's role.
+#[derive(Clone, Debug)]
+enum Caller<'a> {
+    /// A session of `role_arn` named `session_name` (the previous exchange's).
+    RoleSession {
+        role_arn: &'a str,
+        session_name: &'a str,
+    },
+    /// The IAM user itself (a credential source's `GetSessionToken` session).
+    User { user_arn: &'a str },
+}
+
+/// podcreds' Kubernetes tags the sessions before hop `index` carry (transitive, so the caller of
+/// the hop holds them as principal tags).
+fn inherited_kubernetes_tags(spec: &ResolvedSpec, index: usize) -> Vec<(String, String)> {
+    let from_first: &[(String, String)] = match &spec.first {
+        FirstExchange::Saml(saml) => &saml.tags,
+        FirstExchange::CredentialSource(source) if !source.transitive_tag_keys.is_empty() => {
+            &source.tags
+        }
+        FirstExchange::WebIdentity { .. } | FirstExchange::CredentialSource(_) => &[],
+    };
+    let from_hops = spec.role_chain[..index].iter().flat_map(|h| h.tags.iter());
+    from_first
+        .iter()
+        .chain(from_hops)
+        .filter(|(k, _)| is_kubernetes_tag(k))
+        .cloned()
+        .collect()
+}
+
+/// The trust policy of chain hop `index`: exactly the session before it may assume it (the
+/// previous role under this binding's session name), with the permissions the chain's tags and
+/// source identity need, the external ID the hop sends, and the Kubernetes tags pinned: sent
+/// (`aws:RequestTag`) or inherited (`aws:PrincipalTag`).
 ///
 /// What the first exchange set travels too: a SAML assertion's transitive tags and source
 /// identity reach every hop, which then needs `sts:TagSession` / `sts:SetSourceIdentity`.
-fn hop_policy(spec: &ResolvedSpec, index: usize, previous_role: &str) -> Value {
+fn hop_policy(spec: &ResolvedSpec, index: usize, caller: &Caller<'_>) -> Value {
     let hops = &spec.role_chain;
     let hop = &hops[index];
     let earlier = &hops[..index];
@@ -184,13 +308,48 @@ fn hop_policy(spec: &ResolvedSpec, index: usize, previous_role: &str) -> Value {
     {
         granted.push("sts:SetSourceIdentity");
     }
+    let mut conditions = Conditions::new();
+    let principal = match caller {
+        Caller::RoleSession {
+            role_arn,
+            session_name,
+        } => {
+            // A role's sessions are all the same principal to IAM; the session name tells this
+            // binding's apart from a tenant's own session of a shared role.
+            condition(
+                &mut conditions,
+                "StringLike",
+                "aws:userid".into(),
+                json!(format!("*:{session_name}")),
+            );
+            role_arn
+        }
+        Caller::User { user_arn } => user_arn,
+    };
+    if let Some(external_id) = &hop.external_id {
+        condition(
+            &mut conditions,
+            "StringEquals",
+            "sts:ExternalId".into(),
+            json!(external_id),
+        );
+    }
+    pin_request_tags(&mut conditions, &hop.tags);
+    for (key, value) in inherited_kubernetes_tags(spec, index) {
+        condition(
+            &mut conditions,
+            "StringEquals",
+            format!("aws:PrincipalTag/{key}"),
+            json!(value),
+        );
+    }
     let mut statement = json!({
         "Effect": "Allow",
-        "Principal": { "AWS": previous_role },
+        "Principal": { "AWS": principal },
         "Action": actions(granted),
     });
-    if let Some(external_id) = &hop.external_id {
-        statement["Condition"] = json!({ "StringEquals": { "sts:ExternalId": external_id } });
+    if !conditions.is_empty() {
+        statement["Condition"] = Value::Object(conditions);
     }
     document(statement)
 }
@@ -202,25 +361,42 @@ pub fn trust_policies(
     namespace: &str,
     first: &FirstPrincipal,
 ) -> Result<Vec<TrustPolicy>, IamError> {
-    let role_arn = spec.role_arn.as_deref().ok_or(IamError::NoRole)?;
-    let mut policies = vec![TrustPolicy {
-        role_arn: role_arn.to_string(),
-        assumed_by: match first {
-            FirstPrincipal::Oidc { .. } => "AssumeRoleWithWebIdentity".to_string(),
-            FirstPrincipal::Saml { .. } => "AssumeRoleWithSAML".to_string(),
-            FirstPrincipal::IamUser { .. } => "AssumeRole with the source's keys".to_string(),
-        },
-        document: first_exchange_policy(spec, role_arn, namespace, first)?,
-    }];
-    let mut previous = role_arn;
+    let mut policies = Vec::with_capacity(spec.role_chain.len() + 1);
+    let mut caller = match (spec.role_arn.as_deref(), first) {
+        (Some(role_arn), _) => {
+            policies.push(TrustPolicy {
+                role_arn: role_arn.to_string(),
+                assumed_by: match first {
+                    FirstPrincipal::Oidc { .. } => "AssumeRoleWithWebIdentity".to_string(),
+                    FirstPrincipal::Saml { .. } => "AssumeRoleWithSAML".to_string(),
+                    FirstPrincipal::IamUser { .. } => {
+                        "AssumeRole with the source's keys".to_string()
+                    }
+                },
+                document: first_exchange_policy(spec, role_arn, namespace, first)?,
+            });
+            Caller::RoleSession {
+                role_arn,
+                session_name: &spec.session_name,
+            }
+        }
+        // GetSessionToken: the IAM user's own session signs the first hop.
+        (None, FirstPrincipal::IamUser { user_arn }) if !spec.role_chain.is_empty() => {
+            Caller::User { user_arn }
+        }
+        (None, _) => return Err(IamError::NoRole),
+    };
     for (index, hop) in spec.role_chain.iter().enumerate() {
         partition_and_account(&hop.role_arn)?;
         policies.push(TrustPolicy {
             role_arn: hop.role_arn.clone(),
             assumed_by: format!("roleChain[{index}] (AssumeRole)"),
-            document: hop_policy(spec, index, previous),
+            document: hop_policy(spec, index, &caller),
         });
-        previous = hop.role_arn.as_str();
+        caller = Caller::RoleSession {
+            role_arn: &hop.role_arn,
+            session_name: &hop.session_name,
+        };
     }
     Ok(policies)
 }
@@ -322,10 +498,15 @@ mod tests {
                     "Effect": "Allow",
                     "Principal": {"Federated": "arn:aws:iam::111122223333:oidc-provider/oidc.example.com/clusters/prod"},
                     "Action": "sts:AssumeRoleWithWebIdentity",
-                    "Condition": {"StringEquals": {
-                        "oidc.example.com/clusters/prod:sub": "system:serviceaccount:team-a:app",
-                        "oidc.example.com/clusters/prod:aud": "sts.amazonaws.com",
-                    }}
+                    "Condition": {
+                        "StringEquals": {
+                            "oidc.example.com/clusters/prod:sub": "system:serviceaccount:team-a:app",
+                            "oidc.example.com/clusters/prod:aud": "sts.amazonaws.com",
+                        },
+                        // A tenant of another namespace holding a token of this account (or
+                        // calling STS directly) cannot name a session after this namespace.
+                        "StringLike": {"sts:RoleSessionName": "team-a.*"},
+                    }
                 }]
             })
         );
@@ -404,7 +585,7 @@ mod tests {
         let chain = vec![
             RoleChainHop {
                 role_arn: "arn:aws:iam::444455556666:role/hub".into(),
-                source_identity: Some("alice".into()),
+                source_identity: Some("team-a.alice".into()),
                 ..Default::default()
             },
             RoleChainHop {
@@ -440,7 +621,27 @@ mod tests {
             hub["Action"],
             json!(["sts:AssumeRole", "sts:TagSession", "sts:SetSourceIdentity"])
         );
-        assert!(hub.get("Condition").is_none());
+        // Only this binding's session of the entry role may assume it, and only with the
+        // binding's own Kubernetes tags: a tenant with another session of a shared entry role
+        // cannot claim another namespace.
+        assert_eq!(
+            hub["Condition"],
+            json!({
+                "StringLike": {"aws:userid": "*:team-a.reader"},
+                "StringEquals": {
+                    "aws:RequestTag/kubernetes-namespace": "team-a",
+                    "aws:RequestTag/kubernetes-service-account": "app",
+                    "aws:RequestTag/kubernetes-binding-name": "reader",
+                    "aws:RequestTag/kubernetes-cluster-name": "prod",
+                },
+                "ForAllValues:StringEquals": {"aws:TagKeys": [
+                    "kubernetes-namespace",
+                    "kubernetes-service-account",
+                    "kubernetes-binding-name",
+                    "kubernetes-cluster-name",
+                ]},
+            })
+        );
         let leaf = &policies[2].document["Statement"][0];
         assert_eq!(
             leaf["Principal"]["AWS"],
@@ -451,9 +652,21 @@ mod tests {
             leaf["Action"],
             json!(["sts:AssumeRole", "sts:TagSession", "sts:SetSourceIdentity"])
         );
+        // The leaf pins the hub's session, its external ID, the tag it sends, and the Kubernetes
+        // tags the caller inherited.
         assert_eq!(
             leaf["Condition"],
-            json!({"StringEquals": {"sts:ExternalId": "ext-42"}})
+            json!({
+                "StringLike": {"aws:userid": "*:team-a.reader"},
+                "StringEquals": {
+                    "sts:ExternalId": "ext-42",
+                    "aws:PrincipalTag/kubernetes-namespace": "team-a",
+                    "aws:PrincipalTag/kubernetes-service-account": "app",
+                    "aws:PrincipalTag/kubernetes-binding-name": "reader",
+                    "aws:PrincipalTag/kubernetes-cluster-name": "prod",
+                },
+                "ForAllValues:StringEquals": {"aws:TagKeys": ["team"]},
+            })
         );
     }
 
@@ -468,9 +681,15 @@ mod tests {
             },
         )
         .unwrap();
+        // The source's keys serve every allowed namespace: a session name of this one only.
         assert_eq!(
             policies[0].document["Statement"][0],
-            json!({"Effect": "Allow", "Principal": {"AWS": user_arn}, "Action": "sts:AssumeRole"})
+            json!({
+                "Effect": "Allow",
+                "Principal": {"AWS": user_arn},
+                "Action": "sts:AssumeRole",
+                "Condition": {"StringLike": {"sts:RoleSessionName": "team-a.*"}},
+            })
         );
         let no_role = ResolvedSpec {
             role_arn: None,

@@ -252,17 +252,23 @@ async fn needs_of(
         FirstExchange::Saml(saml) => FirstPrincipal::Saml {
             provider_arn: saml.provider_arn.clone(),
         },
-        FirstExchange::CredentialSource(source) => match &source.call {
-            SourceCall::AssumeRole { .. } => FirstPrincipal::IamUser {
+        FirstExchange::CredentialSource(source) => {
+            let assumes_a_role = match &source.call {
+                SourceCall::AssumeRole { .. } => true,
+                // The IAM user's own session signs the first hop of a chain after it.
+                SourceCall::GetSessionToken => !resolved.role_chain.is_empty(),
+                SourceCall::GetFederationToken { .. } => false,
+            };
+            if !assumes_a_role {
+                return Ok(Needs::Nothing(IamError::NoRole));
+            }
+            FirstPrincipal::IamUser {
                 user_arn: args
                     .user_arn
                     .clone()
                     .ok_or_else(|| IamError::UserArnNeeded(source.name.clone()))?,
-            },
-            SourceCall::GetFederationToken { .. } | SourceCall::GetSessionToken => {
-                return Ok(Needs::Nothing(IamError::NoRole));
             }
-        },
+        }
     };
     Ok(Needs::Policies(iam::trust_policies(
         &resolved, namespace, &first,

@@ -163,6 +163,8 @@ fn resolve_hop(
             ));
         }
         check_source_identity(&field("sourceIdentity"), identity)?;
+        // CloudTrail shows the source identity for every later session: it names the namespace.
+        check_session_prefix(&field("sourceIdentity"), identity, namespace, policy)?;
     }
 
     // podcreds' own Kubernetes tags come first and are transitive.

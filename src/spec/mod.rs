@@ -58,7 +58,14 @@ pub fn resolve(
     let (region, endpoint) = sts_target(sts, provider, policy)?;
     let mount_path = mount_path(spec)?;
     let kubernetes_tags = || chain::kubernetes_tags(spec, namespace, name, policy);
-    let saml = saml::resolve_saml(spec, provider, policy, role_arn.as_deref(), kubernetes_tags)?;
+    let saml = saml::resolve_saml(
+        spec,
+        namespace,
+        provider,
+        policy,
+        role_arn.as_deref(),
+        kubernetes_tags,
+    )?;
     let mut first = first_exchange(source, saml, role_arn.as_deref(), &session_name)?;
     if spec.kubernetes_session_tags
         && let FirstExchange::CredentialSource(source) = &mut first

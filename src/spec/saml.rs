@@ -7,11 +7,13 @@ use super::rules::{
     SAML_PROVIDER_ARN, SpecError, check, check_source_identity, check_tags, check_transitive_keys,
     invalid,
 };
+use super::session_name::check_session_prefix;
 use crate::api::{AWSRoleBindingSpec, StsProvider};
 
 /// The resolved `spec.saml`, if the binding has one; `role_arn` is the binding's (checked).
 pub(super) fn resolve_saml(
     spec: &AWSRoleBindingSpec,
+    namespace: &str,
     provider: StsProvider,
     policy: &StsPolicy,
     role_arn: Option<&str>,
@@ -54,6 +56,8 @@ pub(super) fn resolve_saml(
     }
     if let Some(identity) = &saml.source_identity {
         check_source_identity("saml.sourceIdentity", identity)?;
+        // CloudTrail shows the source identity for every later session: it names the namespace.
+        check_session_prefix("saml.sourceIdentity", identity, namespace, policy)?;
     }
     let mut tags = if spec.kubernetes_session_tags {
         kubernetes_tags()?

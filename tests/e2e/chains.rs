@@ -310,7 +310,7 @@ pub async fn kubernetes_session_tags_reach_sts_and_cannot_be_overridden(
         chain_spec(
             &chain,
             &[
-                json!({"tags": [{"key": "team", "value": "payments"}], "transitiveTagKeys": ["team"], "sourceIdentity": "ci-bot", "externalId": "ext-1"}),
+                json!({"tags": [{"key": "team", "value": "payments"}], "transitiveTagKeys": ["team"], "sourceIdentity": format!("{ns}.ci-bot"), "externalId": "ext-1"}),
                 json!({"tags": [{"key": "stage", "value": "prod"}]}),
             ],
             json!({"kubernetesSessionTags": true}),
@@ -343,7 +343,8 @@ pub async fn kubernetes_session_tags_reach_sts_and_cannot_be_overridden(
             hop0.transitive_tag_keys
         );
     }
-    ensure!(hop0.source_identity.as_deref() == Some("ci-bot"));
+    let identity = format!("{ns}.ci-bot");
+    ensure!(hop0.source_identity.as_deref() == Some(identity.as_str()));
     ensure!(hop0.external_id.as_deref() == Some("ext-1"));
     // The next session inherits them all (and the source identity), and adds its own tag.
     let hop1 = ok_calls(sts, "AssumeRole", &chain.hops[1]);
@@ -355,7 +356,7 @@ pub async fn kubernetes_session_tags_reach_sts_and_cannot_be_overridden(
     );
     ensure!(tags_of(&hop1.tags) == BTreeMap::from([("stage".to_string(), "prod".to_string())]));
     ensure!(
-        hop1.source_identity.as_deref() == Some("ci-bot"),
+        hop1.source_identity.as_deref() == Some(identity.as_str()),
         "the source identity did not persist"
     );
 
@@ -633,7 +634,7 @@ pub async fn refused_hops_say_what_the_trust_policy_lacks(env: &Env) -> anyhow::
         (
             "identity",
             &no_identity,
-            json!({"sourceIdentity": "alice"}),
+            json!({"sourceIdentity": format!("{ns}.alice")}),
             "sts:SetSourceIdentity",
         ),
         (

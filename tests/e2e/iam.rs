@@ -66,7 +66,7 @@ pub async fn trust_policies_printed_for_a_chain_admit_exactly_its_binding(
             "durationSeconds": 900,
             "mountPath": mount_path,
             "roleChain": [
-                {"roleArn": arn("hub"), "sourceIdentity": "alice"},
+                {"roleArn": arn("hub"), "sourceIdentity": format!("{ns}.alice")},
                 {"roleArn": arn("leaf"), "externalId": "ext-42",
                  "tags": [{"key": "team", "value": "a"}]},
             ],

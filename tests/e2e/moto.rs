@@ -117,7 +117,7 @@ pub async fn role_chain_against_moto(env: &Env) -> anyhow::Result<()> {
                     "roleChain": [{
                         "roleArn": hop,
                         "externalId": "ext-1",
-                        "sourceIdentity": "moto-user",
+                        "sourceIdentity": format!("{ns}.moto-user"),
                         "tags": [{"key": "team", "value": "a"}],
                         "transitiveTagKeys": ["team"],
                         "sessionPolicy": r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:*","Resource":"*"}]}"#,

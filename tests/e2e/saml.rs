@@ -181,7 +181,7 @@ pub async fn saml_binding_gets_working_credentials(env: &Env) -> anyhow::Result<
             spec_with(
                 &s.role,
                 json!({"saml": {
-                    "sourceIdentity": "alice",
+                    "sourceIdentity": format!("{ns}.alice"),
                     "tags": [{"key": "team", "value": "blue"}],
                     "transitiveTagKeys": ["team"],
                 }}),
@@ -223,7 +223,10 @@ pub async fn saml_binding_gets_working_credentials(env: &Env) -> anyhow::Result<
             "{call:?}"
         );
         ensure!(call.audience.as_deref() == Some("https://signin.aws.amazon.com/saml"));
-        ensure!(call.source_identity.as_deref() == Some("alice"), "{call:?}");
+        ensure!(
+            call.source_identity.as_deref() == Some(format!("{ns}.alice").as_str()),
+            "{call:?}"
+        );
         ensure!(
             call.tags
                 .iter()
@@ -355,7 +358,7 @@ pub async fn saml_binding_gets_working_credentials(env: &Env) -> anyhow::Result<
             "MinIO",
         ),
         (
-            json!({"saml": {"sourceIdentity": "alice"}, "roleChain": [{"roleArn": "arn:aws:iam::123456789012:role/x", "sourceIdentity": "bob"}]}),
+            json!({"saml": {"sourceIdentity": format!("{ns}.alice")}, "roleChain": [{"roleArn": "arn:aws:iam::123456789012:role/x", "sourceIdentity": format!("{ns}.bob")}]}),
             "a second source identity",
         ),
     ] {
@@ -570,7 +573,7 @@ pub async fn role_chain_after_saml(env: &Env) -> anyhow::Result<()> {
         &s.role,
         json!({
             "saml": {
-                "sourceIdentity": "ci-bot",
+                "sourceIdentity": format!("{ns}.ci-bot"),
                 "tags": [{"key": "team", "value": "blue"}],
                 "transitiveTagKeys": ["team"],
             },
@@ -647,7 +650,10 @@ pub async fn role_chain_after_saml(env: &Env) -> anyhow::Result<()> {
             .any(|t| t.key == "team" && t.value == "blue"),
         "{hop:?}"
     );
-    ensure!(hop.source_identity.as_deref() == Some("ci-bot"), "{hop:?}");
+    ensure!(
+        hop.source_identity.as_deref() == Some(format!("{ns}.ci-bot").as_str()),
+        "{hop:?}"
+    );
     ensure!(saml.saml_signature.as_deref() == Some("Valid"), "{saml:?}");
     let data = env.secret_data(ns, "app").await?;
     let dir = tempfile::tempdir()?;

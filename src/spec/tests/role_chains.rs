@@ -60,7 +60,7 @@ fn hops_get_defaults_and_durations() {
     let r = resolve_chain_spec(serde_json::json!({
         "durationSeconds": 7200,
         "roleChain": [
-            {"roleArn": CHAIN_CASE_HOP_ROLE, "externalId": "ext-1", "sourceIdentity": "alice"},
+            {"roleArn": CHAIN_CASE_HOP_ROLE, "externalId": "ext-1", "sourceIdentity": "team-a.alice"},
             {"roleArn": CHAIN_CASE_HOP_ROLE, "sessionName": "team-a.last"},
         ],
     }))
@@ -69,7 +69,7 @@ fn hops_get_defaults_and_durations() {
     let (first, last) = (&r.role_chain[0], &r.role_chain[1]);
     assert_eq!(first.session_name, "team-a.reader");
     assert_eq!(first.external_id.as_deref(), Some("ext-1"));
-    assert_eq!(first.source_identity.as_deref(), Some("alice"));
+    assert_eq!(first.source_identity.as_deref(), Some("team-a.alice"));
     // Intermediate credentials only sign the next call; the last one is capped at 1 h.
     assert_eq!(first.duration_seconds, 900);
     assert_eq!(last.duration_seconds, 3600);
@@ -170,7 +170,7 @@ fn limits_are_inclusive() {
         "roleChain": [{
             "roleArn": CHAIN_CASE_HOP_ROLE,
             "externalId": "e".repeat(1224),
-            "sourceIdentity": "i".repeat(64),
+            "sourceIdentity": format!("team-a.{}", "i".repeat(57)),
             "tags": tags,
             "transitiveTagKeys": keys,
             "sessionPolicy": format!("{{\"Sid\":\"{}\"}}", "p".repeat(2048 - 10)),

@@ -138,10 +138,10 @@ fn saml_and_a_credential_source_exclude_each_other() {
 
 #[test]
 fn the_source_identity_is_set_once() {
-    let mut spec = spec_with(serde_json::json!({"sourceIdentity": "alice"}));
+    let mut spec = spec_with(serde_json::json!({"sourceIdentity": "ns.alice"}));
     spec.role_chain = vec![RoleChainHop {
         role_arn: "arn:aws:iam::123456789012:role/next".into(),
-        source_identity: Some("bob".into()),
+        source_identity: Some("ns.bob".into()),
         ..RoleChainHop::default()
     }];
     let err = resolve(&spec, "ns", "b", &with_default()).expect_err("twice");
@@ -165,7 +165,7 @@ fn the_documented_example_resolves() {
         panic!("not a SAML exchange")
     };
     assert_eq!(saml.tags, [("team".to_string(), "reporting".to_string())]);
-    assert_eq!(saml.source_identity.as_deref(), Some("batch-reports"));
+    assert_eq!(saml.source_identity.as_deref(), Some("batch.reports"));
 }
 
 #[test]
