@@ -58,23 +58,17 @@ pub fn validate(
     )?;
     let duration = spec.first_exchange_seconds();
     if let FirstExchange::CredentialSource(source) = &mut spec.first {
+        // The source must allow the namespace and what the binding asks, and hold usable keys;
+        // which keys are in use is part of the fingerprint, so rotated keys re-issue at once.
+        let keys = shared
+            .sources
+            .keys_for(&source.name, &key.namespace, Grant::of(source, duration))?;
+        source.key_digest = Some(keys.digest());
         // A mode that assumes no role passes no role check: the namespace must grant it itself.
         if let SourceCall::GetFederationToken { .. } | SourceCall::GetSessionToken = source.call {
             let entry = source::allowlist_entry(&source.name, source.call.mode());
-            allowlist::check_all(
-                &key.namespace,
-                annotation.as_deref(),
-                [entry.as_str()],
-                true,
-            )?;
+            allowlist::check_all(&key.namespace, annotation.as_deref(), [entry.as_str()], true)?;
         }
-        // The source must allow the namespace and what the binding asks, and hold usable keys;
-        // which keys are in use is part of the fingerprint, so rotated keys re-issue at once.
-        let keys =
-            shared
-                .sources
-                .keys_for(&source.name, &key.namespace, Grant::of(source, duration))?;
-        source.key_digest = Some(keys.digest());
     }
     Ok(spec)
 }

@@ -175,6 +175,7 @@ pub async fn credential_sources_against_moto(env: &Env) -> anyhow::Result<()> {
     // moto checks no signature: any well-formed long-term key pair will do.
     let keys = crate::sources::user_keys(env, &op_ns, 1);
     let source = crate::sources::create_source(env, &op_ns, &keys, &[&ns]).await?;
+    crate::sources::allow_source_modes(env, &ns, &source).await?;
     let _op = env
         .start_operator(&[&ns], &moto_url, &[&format!("--namespace={op_ns}")])
         .await?;

@@ -66,6 +66,9 @@ async fn scene(
 ) -> anyhow::Result<Scene> {
     let ns = env.namespace(prefix).await?;
     env.service_account(&ns, "app").await?;
+    // SAML bindings need their namespace to list the roles they may name.
+    env.allow_roles(&ns, &format!("arn:aws:iam::{ACCOUNT}:role/**"))
+        .await?;
     let operator_ns = env.namespace(&format!("{prefix}-op")).await?;
     let provider = format!("arn:aws:iam::{ACCOUNT}:saml-provider/{ns}");
     // As an admin would: print the metadata (creating the key) and upload it to IAM.
@@ -676,6 +679,8 @@ pub async fn saml_against_moto(env: &Env) -> anyhow::Result<()> {
     let (mut moto, moto_url) = crate::moto::start_moto(env).await?;
     let ns = env.namespace("saml-moto").await?;
     env.service_account(&ns, "app").await?;
+    env.allow_roles(&ns, &format!("arn:aws:iam::{ACCOUNT}:role/**"))
+        .await?;
     let operator_ns = env.namespace("saml-moto-op").await?;
     let provider = format!("arn:aws:iam::{ACCOUNT}:saml-provider/podcreds");
     let _op = env
@@ -724,6 +729,8 @@ pub async fn chart_rbac_lets_the_operator_keep_only_its_saml_key(env: &Env) -> a
     // namespace, the operator's own included (docs/security.md says so).
     let ns = env.namespace("saml-chart").await?;
     env.service_account(&ns, "app").await?;
+    env.allow_roles(&ns, &format!("arn:aws:iam::{ACCOUNT}:role/**"))
+        .await?;
     let watch = format!("operator.watchNamespaces={{{ns}}}");
     let (release_ns, release, _) = helm_install(
         env,

@@ -63,12 +63,45 @@ fn key_data(keys: &Keys) -> BTreeMap<String, ByteString> {
 }
 
 /// A source named after the operator's namespace `op_ns`, whose Secret `user-keys` there holds
-/// `keys`, allowing `allowed`.
+/// `keys`, allowing `allowed` every mode and 36-hour sessions (what most tests exercise; the
+/// defaults are tested on their own).
 pub(crate) async fn create_source(
     env: &Env,
     op_ns: &str,
     keys: &Keys,
     allowed: &[&str],
+) -> anyhow::Result<String> {
+    create_source_with(
+        env,
+        op_ns,
+        keys,
+        json!({
+            "allowedNamespaces": allowed,
+            "allowedModes": ["AssumeRole", "GetFederationToken", "GetSessionToken"],
+            "maxDurationSeconds": 129600,
+        }),
+    )
+    .await
+}
+
+/// Lets namespace `ns` bind every role of the test account and use the modes of `source` that
+/// assume no role (which a namespace must list itself).
+pub(crate) async fn allow_source_modes(env: &Env, ns: &str, source: &str) -> anyhow::Result<()> {
+    env.allow_roles(
+        ns,
+        &format!(
+            "arn:aws:iam::{ACCOUNT}:role/**,podcreds:credential-source/{source}/GetFederationToken,podcreds:credential-source/{source}/GetSessionToken"
+        ),
+    )
+    .await
+}
+
+/// A source as [`create_source`] makes it, with `grants` as the rest of its spec.
+pub(crate) async fn create_source_with(
+    env: &Env,
+    op_ns: &str,
+    keys: &Keys,
+    grants: serde_json::Value,
 ) -> anyhow::Result<String> {
     let secret = Secret {
         metadata: ObjectMeta {
@@ -86,8 +119,16 @@ pub(crate) async fn create_source(
         "apiVersion": "podcreds.dev/v1alpha1",
         "kind": "AWSCredentialSource",
         "metadata": {"name": op_ns},
-        "spec": {"secretRef": {"name": "user-keys", "namespace": op_ns}, "allowedNamespaces": allowed},
+        "spec": {"secretRef": {"name": "user-keys", "namespace": op_ns}},
     }))?;
+    let mut source = source;
+    let mut spec = serde_json::to_value(&source.spec)?;
+    if let (Some(spec), Some(grants)) = (spec.as_object_mut(), grants.as_object()) {
+        for (k, v) in grants {
+            spec.insert(k.clone(), v.clone());
+        }
+    }
+    source.spec = serde_json::from_value(spec)?;
     Api::<AWSCredentialSource>::all(env.client.clone())
         .create(&PostParams::default(), &source)
         .await?;
@@ -102,6 +143,7 @@ async fn scenario(env: &Env, prefix: &str) -> anyhow::Result<(String, String, Ke
     let op_ns = env.namespace(&format!("{prefix}-op")).await?;
     let keys = user_keys(env, &op_ns, 1);
     let source = create_source(env, &op_ns, &keys, &[&ns]).await?;
+    allow_source_modes(env, &ns, &source).await?;
     let operator = env
         .start_operator(
             &[&ns],
@@ -636,6 +678,7 @@ pub async fn an_outage_keeps_valid_credentials(env: &Env) -> anyhow::Result<()> 
         max_session_seconds: Some(45),
     });
     let source = create_source(env, &op_ns, &keys, &[&ns]).await?;
+    allow_source_modes(env, &ns, &source).await?;
     let _operator = env
         .start_operator(&[&ns], &sts.url(), &[&format!("--namespace={op_ns}")])
         .await?;
@@ -742,6 +785,15 @@ async fn admission_checks(env: &Env) -> anyhow::Result<()> {
     let op_ns = env.namespace("srcvap-op").await?;
     let keys = user_keys(env, &op_ns, 1);
     let source = create_source(env, &op_ns, &keys, &[&allowed_ns]).await?;
+    // Both namespaces grant the no-role modes themselves: the source alone decides here.
+    allow_source_modes(env, &allowed_ns, &source).await?;
+    env.allow_roles(
+        &other_ns,
+        &format!(
+            "arn:aws:iam::{ACCOUNT}:role/**,podcreds:credential-source/{source}/GetSessionToken,podcreds:credential-source/{op_ns}-none/GetSessionToken"
+        ),
+    )
+    .await?;
     let spec = json!({"serviceAccountName": "app", "credentialSource": {"name": source, "mode": "GetSessionToken"}});
     // The policy sees new params after a moment: retry until the refusal shows.
     let refused = wait_for(READY, || async {

@@ -109,6 +109,19 @@ impl Env {
         arn
     }
 
+    /// Sets the role allowlist annotation (`podcreds.dev/allowed-role-arns`) of namespace `ns`.
+    pub async fn allow_roles(&self, ns: &str, allowlist: &str) -> anyhow::Result<()> {
+        let patch = serde_json::json!({"metadata": {"annotations": {podcreds::allowlist::ANNOTATION: allowlist}}});
+        Api::<k8s_openapi::api::core::v1::Namespace>::all(self.client.clone())
+            .patch(
+                ns,
+                &kube::api::PatchParams::default(),
+                &kube::api::Patch::Merge(&patch),
+            )
+            .await?;
+        Ok(())
+    }
+
     /// A namespace with ServiceAccount `app` and a role trusting it: (namespace, role ARN).
     pub async fn app_namespace(
         &self,
