@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
+use kube::core::{Selector, SelectorExt};
 use kube::runtime::reflector::{ObjectRef, Store};
 use secrecy::SecretString;
 
@@ -30,6 +31,23 @@ pub fn namespace_allowed(allowed: &[String], namespace: &str) -> bool {
         Some(prefix) => namespace.starts_with(prefix),
         None => entry == namespace,
     })
+}
+
+/// Whether a source admits namespace `namespace` with labels `labels`: by name
+/// (`allowedNamespaces`) or by label (`allowedNamespaceSelector`; a selector that cannot be read
+/// admits nothing).
+pub fn source_admits(
+    source: &AWSCredentialSource,
+    namespace: &str,
+    labels: &BTreeMap<String, String>,
+) -> bool {
+    namespace_allowed(&source.spec.allowed_namespaces, namespace)
+        || source
+            .spec
+            .allowed_namespace_selector
+            .clone()
+            .and_then(|s| Selector::try_from(s).ok())
+            .is_some_and(|s| s.matches(labels))
 }
 
 /// What is wrong with a source's Secret (never its contents).
@@ -165,17 +183,24 @@ impl SourceError {
     }
 }
 
+/// A namespace asking for a source's keys: its name and labels.
+#[derive(Clone, Copy, Debug)]
+pub struct Requester<'a> {
+    pub namespace: &'a str,
+    pub labels: &'a BTreeMap<String, String>,
+}
+
 /// Checks a source and the Secret it names (pure): the keys, or why they cannot be used by a
-/// binding of `namespace` (`None`: the source's own readiness, whoever asks).
+/// binding of `requester`'s namespace (`None`: the source's own readiness, whoever asks).
 pub fn check_source(
     name: &str,
     source: Option<&AWSCredentialSource>,
     secret: Option<&Secret>,
-    namespace: Option<&str>,
+    requester: Option<Requester<'_>>,
 ) -> Result<LongTermKeys, SourceError> {
     let source = source.ok_or_else(|| SourceError::NotFound(name.to_string()))?;
-    if let Some(namespace) = namespace
-        && !namespace_allowed(&source.spec.allowed_namespaces, namespace)
+    if let Some(Requester { namespace, labels }) = requester
+        && !source_admits(source, namespace, labels)
     {
         return Err(SourceError::NotAllowed {
             name: name.to_string(),
@@ -279,19 +304,19 @@ pub struct Sources {
 }
 
 impl Sources {
-    /// The keys of source `name` for a binding of `namespace` that asks for `grant`, from the
-    /// caches.
+    /// The keys of source `name` for a binding of `requester`'s namespace that asks for `grant`,
+    /// from the caches (`None`: the namespace was checked a moment ago, by the validate step).
     pub fn keys_for(
         &self,
         name: &str,
-        namespace: &str,
+        requester: Option<Requester<'_>>,
         grant: Grant<'_>,
     ) -> Result<LongTermKeys, SourceError> {
         let (source, secret) = self.lookup(name)?;
         if let Some(source) = &source {
             self.owned(source)?;
         }
-        let keys = check_source(name, source.as_deref(), secret.as_deref(), Some(namespace))?;
+        let keys = check_source(name, source.as_deref(), secret.as_deref(), requester)?;
         if let Some(source) = &source {
             check_grant(name, source, grant)?;
         }
@@ -353,6 +378,10 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), ByteString(v.as_bytes().to_vec())))
             .collect()
+    }
+
+    fn asking<'a>(namespace: &'a str, labels: &'a BTreeMap<String, String>) -> Requester<'a> {
+        Requester { namespace, labels }
     }
 
     fn source(allowed: &[&str]) -> AWSCredentialSource {
@@ -446,6 +475,7 @@ mod tests {
 
     #[test]
     fn sources_are_checked_in_order_and_errors_name_the_fix() {
+        let no_labels = BTreeMap::new();
         let secret = Secret {
             data: Some(data(&[
                 (ACCESS_KEY_ID_KEY, "AKIAEXAMPLE"),
@@ -454,18 +484,36 @@ mod tests {
             ..Secret::default()
         };
         let src = source(&["team-*"]);
-        let e = check_source("keys", None, None, Some("team-a")).unwrap_err();
+        let e = check_source("keys", None, None, Some(asking("team-a", &no_labels))).unwrap_err();
         assert_eq!(e.category(), "CredentialSourceNotFound");
-        let e = check_source("keys", Some(&src), Some(&secret), Some("other")).unwrap_err();
+        let e = check_source(
+            "keys",
+            Some(&src),
+            Some(&secret),
+            Some(asking("other", &no_labels)),
+        )
+        .unwrap_err();
         assert_eq!(e.category(), "CredentialSourceNotAllowed");
         assert!(e.to_string().contains("add it"), "{e}");
-        let e = check_source("keys", Some(&src), None, Some("team-a")).unwrap_err();
-        assert_eq!(e.category(), "CredentialSourceSecretMissing");
         let e =
-            check_source("keys", Some(&src), Some(&Secret::default()), Some("team-a")).unwrap_err();
+            check_source("keys", Some(&src), None, Some(asking("team-a", &no_labels))).unwrap_err();
+        assert_eq!(e.category(), "CredentialSourceSecretMissing");
+        let e = check_source(
+            "keys",
+            Some(&src),
+            Some(&Secret::default()),
+            Some(asking("team-a", &no_labels)),
+        )
+        .unwrap_err();
         assert_eq!(e.category(), "CredentialSourceSecretInvalid");
         assert!(e.to_string().contains("AWS_ACCESS_KEY_ID"), "{e}");
-        let keys = check_source("keys", Some(&src), Some(&secret), Some("team-a")).expect("ok");
+        let keys = check_source(
+            "keys",
+            Some(&src),
+            Some(&secret),
+            Some(asking("team-a", &no_labels)),
+        )
+        .expect("ok");
         assert_eq!(keys.access_key_id, "AKIAEXAMPLE");
         // The source's own readiness ignores namespaces.
         assert!(check_source("keys", Some(&src), Some(&secret), None).is_ok());
@@ -552,5 +600,36 @@ mod tests {
             allowlist_entry("keys", CredentialSourceMode::GetSessionToken),
             "podcreds:credential-source/keys/GetSessionToken"
         );
+    }
+
+    #[test]
+    fn namespaces_are_admitted_by_name_or_by_the_labels_the_admin_set() {
+        let mut src = source(&["team-*"]);
+        let labels = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        assert!(source_admits(&src, "team-a", &labels(&[])));
+        assert!(!source_admits(&src, "other", &labels(&[("tier", "gold")])));
+        src.spec.allowed_namespace_selector = Some(
+            serde_json::from_value(serde_json::json!({
+                "matchLabels": {"tier": "gold"},
+                "matchExpressions": [{"key": "quarantined", "operator": "DoesNotExist"}],
+            }))
+            .expect("selector"),
+        );
+        assert!(source_admits(&src, "other", &labels(&[("tier", "gold")])));
+        assert!(!source_admits(
+            &src,
+            "other",
+            &labels(&[("tier", "gold"), ("quarantined", "yes")])
+        ));
+        assert!(!source_admits(
+            &src,
+            "other",
+            &labels(&[("tier", "silver")])
+        ));
     }
 }

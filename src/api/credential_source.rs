@@ -1,7 +1,7 @@
 //! The `AWSCredentialSource` custom resource (cluster-scoped): an IAM user's long-term keys that
 //! bindings of the allowed namespaces may derive credentials from; and how a binding names one.
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector};
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -96,6 +96,13 @@ pub struct AWSCredentialSourceSpec {
     #[schemars(length(max = 256), inner(regex(pattern = patterns::NAMESPACE_PATTERN)))]
     pub allowed_namespaces: Vec<String>,
 
+    /// Namespaces whose labels match this selector may use the source too (`matchLabels`,
+    /// `matchExpressions` with `In`, `NotIn`, `Exists`, `DoesNotExist`). Unlike a `team-*`
+    /// pattern, it does not admit a namespace a tenant creates later under a matching name:
+    /// only one the cluster admin labelled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allowed_namespace_selector: Option<LabelSelector>,
+
     /// The STS calls bindings may make with the keys. By default `AssumeRole` only: the role's
     /// trust policy and `allowedRoleArns` then bound what a binding gets. `GetSessionToken` hands
     /// out the IAM user's own permissions (with which the holder can assume every role that trusts
@@ -125,6 +132,7 @@ impl Default for AWSCredentialSourceSpec {
         Self {
             secret_ref: SecretReference::default(),
             allowed_namespaces: Vec::new(),
+            allowed_namespace_selector: None,
             allowed_modes: default_allowed_modes(),
             allowed_role_arns: Vec::new(),
             max_duration_seconds: DEFAULT_SOURCE_MAX_DURATION_SECONDS,

@@ -54,6 +54,14 @@ impl Context {
             .and_then(|n| n.metadata.annotations.as_ref()?.get(ANNOTATION).cloned())
     }
 
+    /// The namespace's labels (a credential source may select namespaces by label).
+    pub fn namespace_labels(&self, namespace: &str) -> std::collections::BTreeMap<String, String> {
+        self.namespaces
+            .get(&ObjectRef::new(namespace))
+            .and_then(|n| n.metadata.labels.clone())
+            .unwrap_or_default()
+    }
+
     /// Whether the namespace is being deleted.
     pub fn namespace_terminating(&self, namespace: &str) -> bool {
         self.namespaces

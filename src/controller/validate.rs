@@ -6,7 +6,7 @@ use super::BindingKey;
 use super::context::Context;
 use crate::allowlist;
 use crate::api::AWSRoleBinding;
-use crate::source::{self, Grant};
+use crate::source::{self, Grant, Requester};
 use crate::spec::{self, FirstExchange, ResolvedSpec, SourceCall, SpecError};
 
 /// Why a binding cannot be acted on.
@@ -60,14 +60,25 @@ pub fn validate(
     if let FirstExchange::CredentialSource(source) = &mut spec.first {
         // The source must allow the namespace and what the binding asks, and hold usable keys;
         // which keys are in use is part of the fingerprint, so rotated keys re-issue at once.
-        let keys = shared
-            .sources
-            .keys_for(&source.name, &key.namespace, Grant::of(source, duration))?;
+        let labels = ctx.namespace_labels(&key.namespace);
+        let requester = Requester {
+            namespace: &key.namespace,
+            labels: &labels,
+        };
+        let keys =
+            shared
+                .sources
+                .keys_for(&source.name, Some(requester), Grant::of(source, duration))?;
         source.key_digest = Some(keys.digest());
         // A mode that assumes no role passes no role check: the namespace must grant it itself.
         if let SourceCall::GetFederationToken { .. } | SourceCall::GetSessionToken = source.call {
             let entry = source::allowlist_entry(&source.name, source.call.mode());
-            allowlist::check_all(&key.namespace, annotation.as_deref(), [entry.as_str()], true)?;
+            allowlist::check_all(
+                &key.namespace,
+                annotation.as_deref(),
+                [entry.as_str()],
+                true,
+            )?;
         }
     }
     Ok(spec)

@@ -57,8 +57,8 @@ fn compact_binding(meta: &mut ObjectMeta) {
         });
 }
 
-/// Keeps of a cached namespace only its name, whether it is being deleted, and its role
-/// allowlist.
+/// Keeps of a cached namespace only its name, whether it is being deleted, its role allowlist
+/// and its labels (which credential sources may select on; only cluster admins set them).
 fn compact_namespace(meta: &mut ObjectMeta) {
     let allowlist = meta
         .annotations
@@ -68,6 +68,7 @@ fn compact_namespace(meta: &mut ObjectMeta) {
         name: meta.name.take(),
         resource_version: meta.resource_version.take(),
         deletion_timestamp: meta.deletion_timestamp.take(),
+        labels: meta.labels.take(),
         annotations: allowlist.map(|entry| std::collections::BTreeMap::from([entry])),
         ..ObjectMeta::default()
     };

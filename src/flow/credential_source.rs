@@ -34,11 +34,10 @@ impl CredentialSource {
     ) -> Result<IssuedCredentials, FlowError> {
         let spec = request.spec;
         self.deps.prove_account(request).await?;
-        // The controller checked the same caches a moment ago, but the source may have changed.
+        // The validate step checked the same caches a moment ago (the namespace too), but the
+        // source, its grants or its keys may have changed since.
         let grant = Grant::of(source, duration_seconds);
-        let keys = self
-            .sources
-            .keys_for(&source.name, request.namespace, grant)?;
+        let keys = self.sources.keys_for(&source.name, None, grant)?;
         let sts = &self.deps.sts;
         let result = match &source.call {
             SourceCall::AssumeRole { role_arn } => {

@@ -169,6 +169,8 @@ pub async fn slow_sts_does_not_block_other_bindings(env: &Env) -> anyhow::Result
             &env.emulator.url(),
             &[
                 &format!("--allowed-sts-endpoints={tarpit_url}"),
+                // An endpoint that is not AWS gets tokens of its own audience only.
+                "--allowed-audiences=tarpit",
                 "--concurrency=4",
             ],
         )
@@ -177,7 +179,10 @@ pub async fn slow_sts_does_not_block_other_bindings(env: &Env) -> anyhow::Result
         env.create_binding(
             &ns,
             &format!("stuck{i}"),
-            spec_with(&role, json!({"sts": {"endpoint": tarpit_url}})),
+            spec_with(
+                &role,
+                json!({"audience": "tarpit", "sts": {"endpoint": tarpit_url}}),
+            ),
         )
         .await?;
     }

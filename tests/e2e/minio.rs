@@ -511,17 +511,31 @@ pub async fn minio_refuses_a_wrong_audience_and_another_clusters_token(
         spec
     };
     let allowed = format!("--allowed-sts-endpoints={}", minio.url);
-    let flags = [allowed.as_str(), "--allowed-audiences=minio"];
+    let flags = [
+        allowed.as_str(),
+        "--allowed-audiences=minio,another-service",
+    ];
 
-    // The cluster's default audience (sts.amazonaws.com) is not MinIO's client ID.
+    // The cluster's default audience is AWS's (sts.amazonaws.com): such a token never goes to
+    // MinIO, which could replay it to AWS.
     let ns = env.namespace("minio-aud").await?;
     env.service_account(&ns, "app").await?;
     let _op = env
         .start_operator(&[&ns], &env.emulator.url(), &flags)
         .await?;
+    let before = minio.sts_calls();
     env.create_binding(&ns, "default-audience", spec(None))
         .await?;
-    let message = refused_with(env, &ns, "default-audience", "StsInvalidRequest").await?;
+    let message = refused_with(env, &ns, "default-audience", "AudienceEndpointMismatch").await?;
+    ensure!(
+        message.contains("replay the token to AWS"),
+        "the binding does not say why: {message}"
+    );
+    ensure!(minio.sts_calls() == before, "MinIO was called");
+    // Another audience the admin allowed, which is not MinIO's client ID: MinIO refuses it.
+    env.create_binding(&ns, "wrong-audience", spec(Some("another-service")))
+        .await?;
+    let message = refused_with(env, &ns, "wrong-audience", "StsInvalidRequest").await?;
     ensure!(
         message.contains("Client ID"),
         "the binding does not say the audience is wrong: {message}"
