@@ -15,6 +15,7 @@ mod chains;
 mod chart;
 mod consumers;
 mod faults;
+mod grants;
 mod iam;
 mod lifecycle;
 mod minio;
@@ -88,6 +89,8 @@ const TESTS: &[(&str, TestFn)] = tests![
     chart::admission_policy_stops_the_confused_deputy,
     chart::admission_policy_checks_every_spec_update,
     chart::a_missing_admission_policy_is_reported,
+    grants::forged_kubernetes_tags_are_refused,
+    grants::a_credential_source_grants_only_what_it_names,
     security::role_allowlist_is_path_aware_in_cel_and_rust,
     security::spoofed_session_names_are_refused_at_admission,
     security::spoofed_session_names_are_refused_by_the_operator,

@@ -8,6 +8,7 @@ const TEST_MODULES: &[(&str, &str)] = &[
     ("chart", include_str!("chart.rs")),
     ("consumers", include_str!("consumers.rs")),
     ("faults", include_str!("faults.rs")),
+    ("grants", include_str!("grants.rs")),
     ("iam", include_str!("iam.rs")),
     ("lifecycle", include_str!("lifecycle.rs")),
     ("minio", include_str!("minio.rs")),
