@@ -110,6 +110,16 @@ impl User {
     }
 }
 
+/// A registered IAM SAML provider (what `create-saml-provider` keeps of the IdP's metadata).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct SamlProvider {
+    pub arn: String,
+    pub entity_id: String,
+    /// Signing certificates from the metadata, PEM.
+    pub certificates: Vec<String>,
+}
+
 /// Who a session belongs to, which decides what it may call.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum SessionKind {
@@ -244,7 +254,7 @@ pub struct Counters {
 #[derive(Default)]
 pub struct State {
     pub roles: HashMap<String, Role>,
-    pub saml_providers: HashMap<String, crate::saml::SamlProvider>,
+    pub saml_providers: HashMap<String, SamlProvider>,
     /// IAM users by access key ID.
     pub users: HashMap<String, User>,
     pub sessions: HashMap<String, Session>,
