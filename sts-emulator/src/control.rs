@@ -31,16 +31,26 @@ impl CallLog {
 
 type Shared = AxumState<Arc<Inner>>;
 
+/// Registers a role; 400 with the reason when IAM (or the emulator) would refuse it.
 pub(crate) async fn put_role(
     AxumState(inner): Shared,
     axum::Json(role): axum::Json<Role>,
-) -> StatusCode {
-    inner.state().roles.insert(role.arn.clone(), role);
-    StatusCode::NO_CONTENT
+) -> Response {
+    match inner.add_role(role) {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
+    }
 }
 
 pub(crate) async fn list_roles(AxumState(inner): Shared) -> axum::Json<Vec<Role>> {
-    axum::Json(inner.state().roles.values().cloned().collect())
+    axum::Json(
+        inner
+            .state()
+            .roles
+            .values()
+            .map(|r| r.role.clone())
+            .collect(),
+    )
 }
 
 pub(crate) async fn put_user(

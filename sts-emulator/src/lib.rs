@@ -17,6 +17,7 @@ mod ids;
 mod mint;
 pub mod oidc;
 mod params;
+pub mod roles;
 pub mod saml;
 mod server;
 pub mod sigv4;
@@ -30,8 +31,12 @@ use serde::{Deserialize, Serialize};
 
 pub use control::CallLog;
 pub use params::PACKED_CAPACITY;
+pub use roles::RoleError;
 pub use state::{CallRecord, Counters, Faults, Role, SamlProvider, SessionTag, User};
-pub use trust_policy::{TrustPolicyError, role_from_trust_policy};
+pub use trust_policy::{
+    Condition, Effect, Operator, Principal, SetOperator, Statement, Test, TrustPolicy,
+    TrustPolicyError, role_from_trust_policy,
+};
 
 use state::State;
 
@@ -47,6 +52,10 @@ pub struct Config {
     pub roles: Vec<Role>,
     /// Whose role ARNs and error documents the emulator speaks.
     pub dialect: Dialect,
+    /// The regions the emulator serves: a signed call whose SigV4 credential scope names another
+    /// is refused, as a regional STS endpoint refuses it (`us-east-1` alone, like the global
+    /// endpoint, unless a test serves more).
+    pub regions: Vec<String>,
 }
 
 /// The STS implementation the emulator imitates.
@@ -71,18 +80,31 @@ impl Config {
             issuer_ca_pem: Some(ca_pem.as_bytes().to_vec()),
             roles: Vec::new(),
             dialect: Dialect::Aws,
+            regions: vec![DEFAULT_REGION.to_string()],
         }
     }
 }
+
+/// The region a signed call names unless the emulator serves others ([`Config::regions`]).
+pub const DEFAULT_REGION: &str = "us-east-1";
 
 /// What the server's handlers share.
 pub(crate) struct Inner {
     state: Mutex<State>,
     keys: Arc<oidc::IssuerKeys>,
     dialect: Dialect,
+    regions: Vec<String>,
 }
 
 impl Inner {
+    pub(crate) fn add_role(&self, role: Role) -> Result<(), RoleError> {
+        let registered = roles::register(role, self.keys.issuer(), self.dialect)?;
+        self.state()
+            .roles
+            .insert(registered.role.arn.clone(), registered);
+        Ok(())
+    }
+
     pub(crate) fn state(&self) -> std::sync::MutexGuard<'_, State> {
         match self.state.lock() {
             Ok(g) => g,
@@ -105,12 +127,19 @@ impl Emulator {
         let keys = oidc::IssuerKeys::new(&config.issuer, config.issuer_ca_pem.as_deref())?;
         let mut state = State::default();
         for role in config.roles {
-            state.roles.insert(role.arn.clone(), role);
+            let registered = roles::register(role, keys.issuer(), config.dialect)?;
+            state.roles.insert(registered.role.arn.clone(), registered);
         }
+        let regions = if config.regions.is_empty() {
+            vec![DEFAULT_REGION.to_string()]
+        } else {
+            config.regions
+        };
         let inner = Arc::new(Inner {
             state: Mutex::new(state),
             keys,
             dialect: config.dialect,
+            regions,
         });
         let listener = tokio::net::TcpListener::bind(config.listen).await?;
         let addr = listener.local_addr()?;
@@ -130,8 +159,25 @@ impl Emulator {
         format!("http://{}", self.addr)
     }
 
+    /// Registers (or replaces) `role`, as `iam create-role` / `update-assume-role-policy` /
+    /// `update-role` would.
+    ///
+    /// # Panics
+    ///
+    /// If IAM would refuse the role (see [`Emulator::try_add_role`]): a test that registers such
+    /// a role is wrong about IAM.
     pub fn add_role(&self, role: Role) {
-        self.inner.state().roles.insert(role.arn.clone(), role);
+        let arn = role.arn.clone();
+        if let Err(e) = self.try_add_role(role) {
+            panic!("the emulator refuses role {arn}: {e}");
+        }
+    }
+
+    /// Registers (or replaces) `role`; refused if IAM would refuse it (an invalid ARN, a
+    /// `MaxSessionDuration` outside 3,600..=43,200, a wildcard in a principal ARN) or if its
+    /// trust policy holds what the emulator does not understand.
+    pub fn try_add_role(&self, role: Role) -> Result<(), RoleError> {
+        self.inner.add_role(role)
     }
 
     /// Registers (or replaces) an IAM SAML provider from IdP metadata, as

@@ -11,6 +11,8 @@ use crate::state::{Session, SessionKind, SessionTag, State};
 /// What a new session carries from the chain it belongs to.
 #[derive(Debug, Default)]
 pub(crate) struct Carried {
+    /// Every session tag of the new session (sent, and inherited as transitive tags).
+    pub tags: Vec<SessionTag>,
     pub transitive_tags: Vec<SessionTag>,
     pub source_identity: Option<String>,
 }
@@ -28,7 +30,7 @@ pub(crate) struct NewSession {
     pub owner: String,
     pub requested: u64,
     /// The session lasts at most this long whatever was asked (a test device, see
-    /// [`crate::Role::lifetime_seconds`]).
+    /// [`crate::Role::lifetime_seconds`]); the request itself was already held to IAM's limits.
     pub lifetime: Option<u64>,
     pub carried: Carried,
 }
@@ -56,6 +58,7 @@ pub(crate) fn mint(state: &mut State, new: NewSession) -> Minted {
         account: new.account,
         role_arn: new.owner,
         kind: new.kind,
+        tags: new.carried.tags,
         transitive_tags: new.carried.transitive_tags,
         source_identity: new.carried.source_identity,
     };
@@ -90,7 +93,7 @@ pub(crate) fn role_session(
         account: account.to_string(),
         owner: role_arn.to_string(),
         requested,
-        lifetime: role.max_session_seconds,
+        lifetime: role.role.lifetime_seconds,
         carried,
     })
 }
@@ -98,19 +101,21 @@ pub(crate) fn role_session(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::roles::register;
     use crate::state::Role;
 
     #[test]
     fn role_sessions_are_named_after_role_and_session_and_honour_the_lifetime() {
         let arn = "arn:aws:iam::123456789012:role/path/app";
         let mut state = State::default();
+        let role = Role {
+            arn: arn.into(),
+            lifetime_seconds: Some(20),
+            ..Role::default()
+        };
         state.roles.insert(
             arn.into(),
-            Role {
-                arn: arn.into(),
-                max_session_seconds: Some(20),
-                ..Role::default()
-            },
+            register(role, "https://issuer", Dialect::Aws).expect("valid"),
         );
         let new = role_session(&state, Dialect::Aws, arn, "ns.b", 3600, Carried::default())
             .expect("known role");

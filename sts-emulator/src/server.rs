@@ -14,7 +14,7 @@ use jiff::Timestamp;
 use crate::answer::{
     IDP_UNREACHABLE, StsFailure, error_response, known_code, rfc3339, truncated_xml,
 };
-use crate::params::Params;
+use crate::params::{Params, policy_arns};
 use crate::state::{CallRecord, Injected};
 use crate::{Inner, actions, control, sigv4};
 
@@ -93,6 +93,14 @@ async fn sts_action(
         duration_seconds: params.get("DurationSeconds").and_then(|d| d.parse().ok()),
         ..CallRecord::default()
     };
+    // The session policies of every action that takes them, as sent.
+    if matches!(
+        action.as_str(),
+        "AssumeRoleWithWebIdentity" | "AssumeRoleWithSAML" | "AssumeRole" | "GetFederationToken"
+    ) {
+        record.policy = params.get("Policy").cloned();
+        record.policy_arns = policy_arns(&params);
+    }
     if fault == Injected::Malformed {
         record.result = "Malformed".into();
         inner.state().record(record);

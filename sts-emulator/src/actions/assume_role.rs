@@ -1,9 +1,12 @@
 //! `AssumeRole` with the credentials of a verified caller: role chaining from a role session,
 //! or a first assumption with an IAM user's keys (or its `GetSessionToken` session), with what
-//! STS enforces for each.
+//! STS enforces for each: the parameters, the role's trust policy for the caller (with
+//! `sts:ExternalId`, `sts:RoleSessionName`, `sts:SourceIdentity`, the request's tags and the
+//! caller's session tags), and its `MaxSessionDuration`.
 
 use axum::response::Response;
 
+use super::{authorize, check_max_session_duration, needed_actions};
 use crate::Inner;
 use crate::answer::{StsFailure, credentials_xml, ok_xml, source_identity_xml};
 use crate::mint::{Carried, mint, role_session};
@@ -13,6 +16,7 @@ use crate::params::{
     validate_common,
 };
 use crate::state::{CallRecord, Session, SessionKind};
+use crate::trust_policy::{Caller, Decision, RequestContext};
 
 /// The `ValidationError` STS answers for a broken tag rule of `AssumeRole`.
 fn tag_failure(problem: TagProblem) -> StsFailure {
@@ -38,9 +42,13 @@ pub(crate) fn assume_role(
 ) -> Result<Response, StsFailure> {
     let common = validate_common(params, inner.dialect)?;
     let role_arn = &common.role_arn;
-    let not_authorized = |action: &str| {
+    let not_authorized = |action: &str, decision: Decision| {
+        let explicitly = match decision {
+            Decision::ExplicitDeny => " with an explicit deny in a resource-based policy",
+            _ => "",
+        };
         StsFailure::denied(format!(
-            "User: {} is not authorized to perform: {action} on resource: {role_arn}",
+            "User: {} is not authorized to perform: {action} on resource: {role_arn}{explicitly}",
             caller.assumed_role_arn
         ))
     };
@@ -107,26 +115,23 @@ pub(crate) fn assume_role(
         .roles
         .get(role_arn)
         .cloned()
-        .filter(|r| {
-            if chaining {
-                r.trusts_role(&caller.role_arn)
-            } else {
-                r.trusts_user(&caller.role_arn)
-            }
-        })
-        .ok_or_else(|| not_authorized("sts:AssumeRole"))?;
-    if let Some(required) = &role.external_id
-        && external_id.as_ref() != Some(required)
-    {
-        return Err(not_authorized("sts:AssumeRole"));
-    }
+        .ok_or_else(|| not_authorized("sts:AssumeRole", Decision::ImplicitDeny))?;
+    let mut request = RequestContext::default();
+    request
+        .set_opt("sts:ExternalId", external_id.as_deref())
+        .set("sts:RoleSessionName", common.session_name.clone())
+        .set_opt("sts:SourceIdentity", source_identity.as_deref())
+        .request_tags(&tags)
+        .principal_tags(&caller.tags);
     let carries_tags = !tags.is_empty() || !caller.transitive_tags.is_empty();
-    if carries_tags && !role.allow_tag_session {
-        return Err(not_authorized("sts:TagSession"));
-    }
-    if source_identity.is_some() && !role.allow_set_source_identity {
-        return Err(not_authorized("sts:SetSourceIdentity"));
-    }
+    authorize(
+        &role,
+        &needed_actions("sts:AssumeRole", carries_tags, source_identity.is_some()),
+        &Caller::Aws(caller),
+        &request,
+        not_authorized,
+    )?;
+    check_max_session_duration(&role, common.duration)?;
 
     let packed_chars = tags
         .iter()
@@ -143,7 +148,10 @@ pub(crate) fn assume_role(
     }
     let mut transitive_tags = caller.transitive_tags.clone();
     transitive_tags.extend(transitive_of(&tags, &transitive_keys));
+    let mut session_tags = tags.clone();
+    session_tags.extend(caller.transitive_tags.iter().cloned());
     let carried = Carried {
+        tags: session_tags,
         transitive_tags,
         source_identity: source_identity.clone(),
     };

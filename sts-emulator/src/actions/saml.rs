@@ -1,18 +1,21 @@
 //! `AssumeRoleWithSAML`: the Response checked against the registered provider (structure, then
-//! the signature by `xmlsec1`), then the role's trust, the assertion's session tags and source
-//! identity.
+//! the signature by `xmlsec1`), the assertion's session tags and source identity, then the role's
+//! trust policy (the SAML provider, `saml:sub` / `saml:aud` / `saml:iss`, the tags and source
+//! identity) and its `MaxSessionDuration` (the `SessionDuration` attribute only shortens).
 
 use axum::response::Response;
 use jiff::{SignedDuration, Timestamp};
 
+use super::{authorize, check_max_session_duration, needed_actions};
 use crate::Inner;
 use crate::answer::{StsFailure, credentials_xml, ok_xml, source_identity_xml, xml_escape};
 use crate::mint::{Carried, mint, role_session};
 use crate::params::{
     Params, TagProblem, check_source_identity, check_tags, transitive_of, validate_common,
 };
-use crate::saml;
+use crate::saml::{self, AWS_SAML_ENDPOINT};
 use crate::state::CallRecord;
+use crate::trust_policy::{Caller, RequestContext};
 
 pub(crate) async fn assume_role_with_saml(
     inner: &Inner,
@@ -79,20 +82,6 @@ pub(crate) async fn assume_role_with_saml(
         claims.session_name.clone().unwrap_or_default(),
     );
     let common = validate_common(&effective, inner.dialect)?;
-    let requested = claims
-        .session_duration
-        .map_or(common.duration, |d| common.duration.min(d));
-    let role = inner
-        .state()
-        .roles
-        .get(&common.role_arn)
-        .cloned()
-        .ok_or_else(|| StsFailure::denied("Not authorized to perform sts:AssumeRoleWithSAML"))?;
-    if !role.saml_providers.contains(&principal) || !role.allows_subject(&claims.subject) {
-        return Err(StsFailure::denied(
-            "Not authorized to perform sts:AssumeRoleWithSAML",
-        ));
-    }
     // The assertion's tags follow STS's tag rules; a broken one is an invalid assertion.
     match check_tags(&claims.tags, &claims.transitive_tag_keys, &[]) {
         Ok(()) => {}
@@ -108,25 +97,49 @@ pub(crate) async fn assume_role_with_saml(
             ));
         }
     }
-    if !claims.tags.is_empty() && !role.allow_tag_session {
-        return Err(StsFailure::denied(
-            "Not authorized to perform sts:TagSession",
+    if let Some(identity) = &claims.source_identity
+        && check_source_identity(identity).is_err()
+    {
+        return Err(StsFailure::sender(
+            "InvalidIdentityToken",
+            "The SourceIdentity attribute is invalid",
         ));
     }
-    if let Some(identity) = &claims.source_identity {
-        if check_source_identity(identity).is_err() {
-            return Err(StsFailure::sender(
-                "InvalidIdentityToken",
-                "The SourceIdentity attribute is invalid",
-            ));
-        }
-        if !role.allow_set_source_identity {
-            return Err(StsFailure::denied(
-                "Not authorized to perform sts:SetSourceIdentity",
-            ));
-        }
-    }
+    let role = inner
+        .state()
+        .roles
+        .get(&common.role_arn)
+        .cloned()
+        .ok_or_else(|| StsFailure::denied("Not authorized to perform sts:AssumeRoleWithSAML"))?;
+    let mut request = RequestContext::default();
+    request
+        .set("saml:sub", claims.subject.clone())
+        // IAM's saml:aud is the Recipient the assertion was presented to, not its Audience.
+        .set("saml:aud", AWS_SAML_ENDPOINT)
+        .set("saml:iss", claims.issuer.clone())
+        .set("sts:RoleSessionName", common.session_name.clone())
+        .set_opt("sts:SourceIdentity", claims.source_identity.as_deref())
+        .request_tags(&claims.tags);
+    authorize(
+        &role,
+        &needed_actions(
+            "sts:AssumeRoleWithSAML",
+            !claims.tags.is_empty(),
+            claims.source_identity.is_some(),
+        ),
+        &Caller::Saml {
+            provider: &principal,
+        },
+        &request,
+        |action, _| StsFailure::denied(format!("Not authorized to perform {action}")),
+    )?;
+    check_max_session_duration(&role, common.duration)?;
+    // The SessionDuration attribute shortens the session; it never lengthens it.
+    let requested = claims
+        .session_duration
+        .map_or(common.duration, |d| common.duration.min(d));
     let carried = Carried {
+        tags: claims.tags.clone(),
         transitive_tags: transitive_of(&claims.tags, &claims.transitive_tag_keys),
         source_identity: claims.source_identity.clone(),
     };

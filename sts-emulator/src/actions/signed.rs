@@ -27,10 +27,15 @@ pub(crate) fn signed_action(
         _ => StsFailure::forbidden("IncompleteSignature", e.to_string()),
     })?;
     record.access_key_id = Some(auth.access_key_id.clone());
+    check_scope(inner, &auth)?;
     let now = Timestamp::now();
     let caller = signing_caller(inner, request, &auth.access_key_id, now)?;
-    sigv4::verify(request, &auth, &caller.secret_access_key, now)
-        .map_err(|e| StsFailure::forbidden("SignatureDoesNotMatch", e.to_string()))?;
+    sigv4::verify(request, &auth, &caller.secret_access_key, now).map_err(|e| match e {
+        sigv4::SignatureError::Missing | sigv4::SignatureError::Malformed(_) => {
+            StsFailure::forbidden("IncompleteSignature", e.to_string())
+        }
+        _ => StsFailure::forbidden("SignatureDoesNotMatch", e.to_string()),
+    })?;
     record.subject = Some(caller.assumed_role_arn.clone());
     match action {
         "GetCallerIdentity" => Ok(ok_xml(
@@ -46,6 +51,27 @@ pub(crate) fn signed_action(
         "GetSessionToken" => user_sessions::get_session_token(inner, params, &caller, record),
         _ => assume_role::assume_role(inner, params, &caller, record),
     }
+}
+
+/// The credential scope must name STS and a region the emulator serves, as AWS requires of a
+/// regional STS endpoint (the scope's date is checked against `X-Amz-Date` with the signature).
+fn check_scope(inner: &Inner, auth: &sigv4::Authorization) -> Result<(), StsFailure> {
+    if auth.service != "sts" {
+        return Err(StsFailure::forbidden(
+            "SignatureDoesNotMatch",
+            "Credential should be scoped to correct service: 'sts'. ",
+        ));
+    }
+    if !inner.regions.contains(&auth.region) {
+        return Err(StsFailure::forbidden(
+            "SignatureDoesNotMatch",
+            format!(
+                "Credential should be scoped to a valid region, not '{}'. ",
+                auth.region
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Who signed with `access_key_id`: an IAM user's long-term keys (no session token), or a live
@@ -81,6 +107,7 @@ fn signing_caller(
             account: user.account().to_string(),
             role_arn: user.arn.clone(),
             kind: SessionKind::LongTerm,
+            tags: Vec::new(),
             transitive_tags: Vec::new(),
             source_identity: None,
         });

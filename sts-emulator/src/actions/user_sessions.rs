@@ -25,7 +25,7 @@ fn user_session(
         .users
         .values()
         .find(|u| u.arn == caller.role_arn)
-        .and_then(|u| u.max_session_seconds);
+        .and_then(|u| u.lifetime_seconds);
     let new = NewSession {
         kind,
         arn,
