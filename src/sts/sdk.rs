@@ -411,6 +411,7 @@ mod tests {
                 },
             ],
             dialect: Dialect::Aws,
+            regions: vec!["us-east-1".into()],
         })
         .await
         .expect("emulator");

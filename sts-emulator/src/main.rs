@@ -20,9 +20,16 @@ struct Args {
     /// PEM file with the CA that signed the issuer's TLS certificate.
     #[arg(long)]
     issuer_ca: Option<PathBuf>,
-    /// JSON file with a list of roles ({"arn", "subjects", "audiences", "maxSessionSeconds"}).
+    /// JSON file with a list of roles: {"arn", "trustPolicy" (an IAM trust policy document), or
+    /// the legacy "subjects", "audiences", "trustedRoles", ...; "maxSessionDuration" (IAM's
+    /// limit, 3600 to 43200) and "lifetimeSeconds" (a test device: sessions expire after at most
+    /// this many seconds; "maxSessionSeconds" is read as this too)}.
     #[arg(long)]
     roles: Option<PathBuf>,
+    /// A region the emulator serves (repeat for several): SigV4 scopes naming another are
+    /// refused.
+    #[arg(long = "region", default_value = sts_emulator::DEFAULT_REGION)]
+    regions: Vec<String>,
     /// Speak Ceph RGW's role ARNs and error documents instead of AWS's.
     #[arg(long)]
     ceph_rgw: bool,
@@ -47,6 +54,7 @@ async fn main() -> anyhow::Result<()> {
         } else {
             Dialect::Aws
         },
+        regions: args.regions,
     })
     .await?;
     println!("listening on {}", emulator.url());

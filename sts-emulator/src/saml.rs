@@ -10,6 +10,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
+pub use crate::state::SamlProvider;
 use crate::state::SessionTag;
 
 const SAML_NS: &str = "urn:oasis:names:tc:SAML:2.0:assertion";
@@ -20,16 +21,6 @@ pub const AWS_SAML_ENDPOINT: &str = "https://signin.aws.amazon.com/saml";
 const ATTRIBUTE_PREFIX: &str = "https://aws.amazon.com/SAML/Attributes/";
 /// How long after its IssueInstant AWS redeems an assertion.
 pub const REDEMPTION_WINDOW_SECONDS: i64 = 300;
-
-/// A registered IAM SAML provider.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "camelCase")]
-pub struct SamlProvider {
-    pub arn: String,
-    pub entity_id: String,
-    /// Signing certificates from the metadata, PEM.
-    pub certificates: Vec<String>,
-}
 
 /// `POST /_emulator/saml-providers`: what `create-saml-provider` / `update-saml-provider` send.
 #[derive(Clone, Debug, Serialize, Deserialize)]

@@ -26,6 +26,15 @@ pub enum SignatureError {
     Malformed(&'static str),
     #[error("Signature expired: the request time is too far from the server time")]
     Skewed,
+    /// The credential scope's date is not the day of `X-Amz-Date` (AWS's words).
+    #[error(
+        "Date in Credential scope does not match YYYYMMDD from ISO-8601 version of date from HTTP: '{scope}' != '{day}', from '{amz_date}'."
+    )]
+    ScopeDate {
+        scope: String,
+        day: String,
+        amz_date: String,
+    },
     #[error("The request signature we calculated does not match the signature you provided")]
     Mismatch,
 }
@@ -58,6 +67,9 @@ pub fn parse_authorization(headers: &HeaderMap) -> Result<Authorization, Signatu
     let scope: Vec<&str> = credential.split('/').collect();
     if scope.len() != 5 || scope[4] != "aws4_request" {
         return Err(SignatureError::Malformed("bad credential scope"));
+    }
+    if scope[1].len() != 8 || !scope[1].bytes().all(|b| b.is_ascii_digit()) {
+        return Err(SignatureError::Malformed("bad credential scope date"));
     }
     let signed_headers: Vec<String> = signed_headers
         .ok_or(SignatureError::Malformed("no SignedHeaders"))?
@@ -153,10 +165,12 @@ pub fn verify(
         .and_then(|v| v.to_str().ok())
         .ok_or(SignatureError::Malformed("no x-amz-date"))?;
     let when = parse_amz_date(amz_date).ok_or(SignatureError::Malformed("bad x-amz-date"))?;
-    if !amz_date.starts_with(&auth.date) {
-        return Err(SignatureError::Malformed(
-            "scope date does not match x-amz-date",
-        ));
+    if amz_date.get(..8) != Some(auth.date.as_str()) {
+        return Err(SignatureError::ScopeDate {
+            scope: auth.date.clone(),
+            day: amz_date.get(..8).unwrap_or(amz_date).to_string(),
+            amz_date: amz_date.to_string(),
+        });
     }
     if when.duration_since(now).abs() > jiff::SignedDuration::from_mins(15) {
         return Err(SignatureError::Skewed);

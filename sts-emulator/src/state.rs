@@ -7,23 +7,53 @@ use std::time::Duration;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
-/// A role the emulator knows, with the trust rule of its policy.
+pub use crate::roles::RegisteredRole;
+use crate::trust_policy::TrustPolicy;
+
+/// A role the emulator knows: its trust policy and its session limits.
+///
+/// The trust policy is [`Role::trust_policy`] (IAM's statements, as [`role_from_trust_policy`]
+/// reads them) together with the statements the legacy fields below stand for. When the role is
+/// registered, the legacy fields become these statements (`<provider>` is the emulator's issuer
+/// without `https://`, in the role's partition and account):
+///
+/// - `subjects` (with `audiences`): `Allow` `Federated`
+///   `arn:<partition>:iam::<account>:oidc-provider/<provider>` `sts:AssumeRoleWithWebIdentity`
+///   if `StringLike` `<provider>:sub` is one of `subjects` and `StringEquals` `<provider>:aud` is
+///   one of `audiences` (empty: `sts.amazonaws.com`);
+/// - `saml_providers` (with `subjects`): `Allow` `Federated` those providers
+///   `sts:AssumeRoleWithSAML` if `StringLike` `saml:sub` is one of `subjects`;
+/// - `trusted_roles` and `trusted_users`: `Allow` `AWS` those ARNs `sts:AssumeRole`, if
+///   `external_id` is set only when `StringEquals` `sts:ExternalId` is it;
+/// - `allow_tag_session` / `allow_set_source_identity` add `sts:TagSession` /
+///   `sts:SetSourceIdentity` to each of those statements.
+///
+/// Without `subjects`, neither of the first two exists (no token or assertion is trusted).
+/// Principal ARNs take no wildcard, as in IAM: a role naming one is refused at registration.
+///
+/// [`role_from_trust_policy`]: crate::role_from_trust_policy
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct Role {
     pub arn: String,
-    /// Subjects allowed to assume the role (`sub` claim); a trailing `*` matches any suffix,
-    /// like `StringLike` conditions in IAM trust policies.
+    /// Web identity subjects (`sub` claim), and SAML NameIDs (`saml:sub`), allowed to assume the
+    /// role; IAM's `StringLike` wildcards (`*`, `?`) apply.
+    #[serde(default)]
     pub subjects: Vec<String>,
     /// Audiences accepted (`aud` claim); empty means `sts.amazonaws.com`.
     #[serde(default)]
     pub audiences: Vec<String>,
-    /// The role's maximum session duration in seconds: STS grants at most this. May be set far
-    /// below the AWS minimum so tests can watch refreshes happen in seconds.
+    /// A test device, not IAM's limit: sessions of this role expire after at most this many
+    /// seconds whatever was asked, as if the clock ran fast, so tests watch refreshes happen in
+    /// seconds. (IAM's limit is [`Role::max_session_duration`].)
+    #[serde(default, alias = "maxSessionSeconds")]
+    pub lifetime_seconds: Option<u64>,
+    /// IAM's `MaxSessionDuration` in seconds (3,600 to 43,200; unset: IAM's default, 3,600). A
+    /// request asking more is refused with `ValidationError`, as STS does.
     #[serde(default)]
-    pub max_session_seconds: Option<u64>,
+    pub max_session_duration: Option<u64>,
     /// Roles whose sessions may assume this one with `AssumeRole` (the trust policy's
-    /// `"Principal": {"AWS": "<role ARN>"}`); a trailing `*` matches any suffix.
+    /// `"Principal": {"AWS": "<role ARN>"}`).
     #[serde(default)]
     pub trusted_roles: Vec<String>,
     /// The `sts:ExternalId` the trust policy requires of `AssumeRole` calls, if any.
@@ -43,40 +73,17 @@ pub struct Role {
     #[serde(default)]
     pub saml_providers: Vec<String>,
     /// IAM users whose long-term keys (or `GetSessionToken` sessions) may assume this role with
-    /// `AssumeRole` (the trust policy's `"Principal": {"AWS": "<user ARN>"}`); a trailing `*`
-    /// matches any suffix. Such an `AssumeRole` is not role chaining: up to 12 hours.
+    /// `AssumeRole` (the trust policy's `"Principal": {"AWS": "<user ARN>"}`). Such an
+    /// `AssumeRole` is not role chaining: up to the role's `MaxSessionDuration`.
     #[serde(default)]
     pub trusted_users: Vec<String>,
+    /// The role's trust policy document, statement by statement (in JSON, IAM's own document).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trust_policy: Option<TrustPolicy>,
 }
 
 impl Role {
-    pub fn allows_subject(&self, sub: &str) -> bool {
-        self.subjects
-            .iter()
-            .any(|pattern| match pattern.strip_suffix('*') {
-                Some(prefix) => sub.starts_with(prefix),
-                None => pattern == sub,
-            })
-    }
-
-    pub fn trusts_role(&self, caller_role_arn: &str) -> bool {
-        self.trusted_roles
-            .iter()
-            .any(|pattern| match pattern.strip_suffix('*') {
-                Some(prefix) => caller_role_arn.starts_with(prefix),
-                None => pattern == caller_role_arn,
-            })
-    }
-
-    pub fn trusts_user(&self, user_arn: &str) -> bool {
-        self.trusted_users
-            .iter()
-            .any(|pattern| match pattern.strip_suffix('*') {
-                Some(prefix) => user_arn.starts_with(prefix),
-                None => pattern == user_arn,
-            })
-    }
-
+    /// The audiences of web identity tokens the role's legacy fields accept.
     pub fn accepted_audiences(&self) -> Vec<String> {
         if self.audiences.is_empty() {
             vec!["sts.amazonaws.com".to_string()]
@@ -94,10 +101,11 @@ pub struct User {
     pub arn: String,
     pub access_key_id: String,
     pub secret_access_key: String,
-    /// Longest session `GetFederationToken` / `GetSessionToken` grant this user (AWS: 129,600 s);
-    /// may be set to seconds so tests watch refreshes.
-    #[serde(default)]
-    pub max_session_seconds: Option<u64>,
+    /// A test device, not an AWS limit: sessions `GetFederationToken` / `GetSessionToken` issue
+    /// this user expire after at most this many seconds whatever was asked, as if the clock ran
+    /// fast, so tests watch refreshes happen in seconds.
+    #[serde(default, alias = "maxSessionSeconds")]
+    pub lifetime_seconds: Option<u64>,
 }
 
 impl User {
@@ -108,6 +116,16 @@ impl User {
             .and_then(|rest| rest.split(':').nth(3))
             .unwrap_or_default()
     }
+}
+
+/// A registered IAM SAML provider (what `create-saml-provider` keeps of the IdP's metadata).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct SamlProvider {
+    pub arn: String,
+    pub entity_id: String,
+    /// Signing certificates from the metadata, PEM.
+    pub certificates: Vec<String>,
 }
 
 /// Who a session belongs to, which decides what it may call.
@@ -136,6 +154,8 @@ pub struct Session {
     /// The IAM role the session belongs to (the IAM user for user sessions and long-term keys).
     pub role_arn: String,
     pub kind: SessionKind,
+    /// Every session tag of the session (sent, or inherited): its `aws:PrincipalTag`s.
+    pub tags: Vec<SessionTag>,
     /// Tags later sessions of a chain inherit (and may not override).
     pub transitive_tags: Vec<SessionTag>,
     /// Set once in a chain, then carried by every later session.
@@ -213,7 +233,14 @@ pub struct CallRecord {
     /// `AssumeRole`: the access key of the session issued (`access_key_id` is the signing one).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub issued_access_key_id: Option<String>,
-    /// `AssumeRole`: the `PackedPolicySize` answered, in percent.
+    /// The inline session policy sent (`Policy`), by every action that takes one
+    /// (`AssumeRoleWithWebIdentity`, `AssumeRoleWithSAML`, `AssumeRole`, `GetFederationToken`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<String>,
+    /// The managed session policies sent (`PolicyArns`), in order, by the same actions.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub policy_arns: Vec<String>,
+    /// `AssumeRole`, `GetFederationToken`: the `PackedPolicySize` answered, in percent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub packed_policy_size: Option<u32>,
     /// `AssumeRoleWithSAML`: what `xmlsec1 --verify` said of the signature (`Valid`, `Invalid`),
@@ -243,8 +270,8 @@ pub struct Counters {
 
 #[derive(Default)]
 pub struct State {
-    pub roles: HashMap<String, Role>,
-    pub saml_providers: HashMap<String, crate::saml::SamlProvider>,
+    pub roles: HashMap<String, RegisteredRole>,
+    pub saml_providers: HashMap<String, SamlProvider>,
     /// IAM users by access key ID.
     pub users: HashMap<String, User>,
     pub sessions: HashMap<String, Session>,
@@ -343,27 +370,6 @@ impl State {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn trust_rules_match_exact_and_prefix_subjects() {
-        let role = Role {
-            arn: "arn:aws:iam::123456789012:role/r".into(),
-            subjects: vec![
-                "system:serviceaccount:ns:app".into(),
-                "system:serviceaccount:team-*".into(),
-            ],
-            audiences: vec![],
-            max_session_seconds: None,
-            trusted_roles: vec!["arn:aws:iam::123456789012:role/entry-*".into()],
-            ..Role::default()
-        };
-        assert!(role.trusts_role("arn:aws:iam::123456789012:role/entry-a"));
-        assert!(!role.trusts_role("arn:aws:iam::123456789012:role/other"));
-        assert!(role.allows_subject("system:serviceaccount:ns:app"));
-        assert!(role.allows_subject("system:serviceaccount:team-a:x"));
-        assert!(!role.allows_subject("system:serviceaccount:ns:other"));
-        assert_eq!(role.accepted_audiences(), vec!["sts.amazonaws.com"]);
-    }
 
     #[test]
     fn fault_budgets_are_consumed_in_order() {

@@ -36,7 +36,7 @@ impl Chain {
 }
 
 /// Registers `<ns>-<prefix>-entry` and `<ns>-<prefix>-hop<i>` on `sts`; `hop` adjusts each hop's
-/// role (by default it allows tags and a source identity, without a session limit).
+/// role (by default it allows tags and a source identity, with sessions of normal length).
 fn chain_roles(
     sts: &Emulator,
     ns: &str,
@@ -167,7 +167,7 @@ pub async fn a_two_hop_chain_serves_aws_clients_as_the_last_role(env: &Env) -> a
     // The last role grants 20 s, so the test sees the chain renewed.
     let chain = chain_roles(sts, &ns, "c", 2, |i, role| {
         if i == 1 {
-            role.max_session_seconds = Some(20);
+            role.lifetime_seconds = Some(20);
         }
     });
     let op = env.start_operator(&[&ns], &sts.url(), &[]).await?;
@@ -688,7 +688,7 @@ pub async fn a_hop_outage_keeps_valid_credentials_and_a_conflict_costs_one_chain
         &env.plane.ca_pem,
     ))
     .await?;
-    let chain = chain_roles(&sts, &ns, "o", 1, |_, r| r.max_session_seconds = Some(30));
+    let chain = chain_roles(&sts, &ns, "o", 1, |_, r| r.lifetime_seconds = Some(30));
     let op = env.start_operator(&[&ns], &sts.url(), &[]).await?;
     let steps = async {
         env.create_ready(&ns, "b", chain_spec(&chain, &[json!({})], json!({})), READY)

@@ -761,7 +761,8 @@ async fn confused_deputy_checks(env: &Env) -> anyhow::Result<()> {
 async fn spec_update_checks(env: &Env) -> anyhow::Result<()> {
     let ns = env.namespace("update").await?;
     env.service_account(&ns, "payments").await?;
-    let role = env.role(&format!("{ns}-payments"), &ns, "payments", None);
+    // Trent lengthens the sessions to two hours below: the role allows that much.
+    let role = env.long_role(&format!("{ns}-payments"), &ns, "payments", 7200);
     grant(
         env,
         &ns,

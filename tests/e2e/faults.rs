@@ -23,22 +23,22 @@ async fn private_emulator(env: &Env) -> anyhow::Result<Emulator> {
 async fn private_scenario(
     env: &Env,
     prefix: &str,
-    max_session_seconds: Option<u64>,
+    lifetime_seconds: Option<u64>,
 ) -> anyhow::Result<(String, Emulator, String)> {
     let ns = env.namespace(prefix).await?;
     env.service_account(&ns, "app").await?;
     let sts = private_emulator(env).await?;
-    let role = trust(&sts, &ns, &format!("{ns}-r"), max_session_seconds);
+    let role = trust(&sts, &ns, &format!("{ns}-r"), lifetime_seconds);
     Ok((ns, sts, role))
 }
 
-fn trust(emulator: &Emulator, ns: &str, name: &str, max_session_seconds: Option<u64>) -> String {
+fn trust(emulator: &Emulator, ns: &str, name: &str, lifetime_seconds: Option<u64>) -> String {
     let arn = format!("arn:aws:iam::{ACCOUNT}:role/{name}");
     emulator.add_role(Role {
         arn: arn.clone(),
         subjects: vec![format!("system:serviceaccount:{ns}:*")],
         audiences: vec![],
-        max_session_seconds,
+        lifetime_seconds,
         ..Role::default()
     });
     arn

@@ -798,7 +798,8 @@ pub async fn spec_changes_issue_new_credentials(env: &Env) -> anyhow::Result<()>
     let ns = env.namespace("change").await?;
     env.service_account(&ns, "app").await?;
     let role_a = env.role(&format!("{ns}-a"), &ns, "app", None);
-    let role_b = env.role(&format!("{ns}-b"), &ns, "app", None);
+    // Role b serves the 7200 s asked below: its MaxSessionDuration allows two hours.
+    let role_b = env.long_role(&format!("{ns}-b"), &ns, "app", 7200);
     let _op = env.start_operator(&[&ns], &env.emulator.url(), &[]).await?;
     env.create_ready(&ns, "b", spec(&role_a), READY).await?;
     let key_of =

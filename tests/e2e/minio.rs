@@ -694,7 +694,7 @@ pub async fn ceph_rgw_role_arns_and_error_documents(env: &Env) -> anyhow::Result
             arn: arn.clone(),
             subjects: vec![subject.clone()],
             audiences: vec![],
-            max_session_seconds: None,
+            lifetime_seconds: None,
             ..Role::default()
         });
     }
@@ -703,7 +703,7 @@ pub async fn ceph_rgw_role_arns_and_error_documents(env: &Env) -> anyhow::Result
         arn: untrusted.clone(),
         subjects: vec!["system:serviceaccount:elsewhere:app".into()],
         audiences: vec![],
-        max_session_seconds: None,
+        lifetime_seconds: None,
         ..Role::default()
     });
     // RGW is the operator's default endpoint: the bindings name none.

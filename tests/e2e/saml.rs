@@ -61,7 +61,7 @@ async fn scene(
     env: &Env,
     prefix: &str,
     sts: &Emulator,
-    max_session_seconds: Option<u64>,
+    lifetime_seconds: Option<u64>,
     extra: &[&str],
 ) -> anyhow::Result<Scene> {
     let ns = env.namespace(prefix).await?;
@@ -79,7 +79,7 @@ async fn scene(
         arn: role.clone(),
         subjects: vec![format!("system:serviceaccount:{ns}:app")],
         saml_providers: vec![provider.clone()],
-        max_session_seconds,
+        lifetime_seconds,
         allow_tag_session: true,
         allow_set_source_identity: true,
         ..Role::default()

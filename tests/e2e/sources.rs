@@ -44,7 +44,7 @@ pub(crate) fn user_keys(env: &Env, user: &str, generation: u32) -> Keys {
         arn: keys.user_arn.clone(),
         access_key_id: keys.access_key_id.clone(),
         secret_access_key: keys.secret_access_key.clone(),
-        max_session_seconds: None,
+        lifetime_seconds: None,
     });
     keys
 }
@@ -675,7 +675,7 @@ pub async fn an_outage_keeps_valid_credentials(env: &Env) -> anyhow::Result<()> 
         secret_access_key: keys.secret_access_key.clone(),
         // Short sessions, so the refresh (at about two thirds) falls inside the outage and
         // the credentials outlive it.
-        max_session_seconds: Some(45),
+        lifetime_seconds: Some(45),
     });
     let source = create_source(env, &op_ns, &keys, &[&ns]).await?;
     allow_source_modes(env, &ns, &source).await?;

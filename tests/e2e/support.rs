@@ -18,6 +18,10 @@ use sts_emulator::{Emulator, Role};
 
 pub const ACCOUNT: &str = "123456789012";
 
+/// The regions the suite's shared emulator serves: the default one, and the one bindings and the
+/// chart name where a test shows a region reaching clients (their SigV4 scopes name it).
+pub const SUITE_REGIONS: [&str; 2] = ["us-east-1", "eu-west-1"];
+
 /// The spec most tests bind: ServiceAccount `app` to `role`.
 pub fn spec(role: &str) -> serde_json::Value {
     serde_json::json!({"serviceAccountName": "app", "roleArn": role})
@@ -69,10 +73,10 @@ impl Env {
     pub async fn start_with(options: podcreds_testenv::Options) -> anyhow::Result<Self> {
         let plane = ControlPlane::start(options).await?;
         plane.install_crds(&podcreds::crd_yaml()?).await?;
-        let emulator = Emulator::start(sts_emulator::Config::for_issuer(
-            &plane.api_url,
-            &plane.ca_pem,
-        ))
+        let emulator = Emulator::start(sts_emulator::Config {
+            regions: SUITE_REGIONS.iter().map(|r| r.to_string()).collect(),
+            ..sts_emulator::Config::for_issuer(&plane.api_url, &plane.ca_pem)
+        })
         .await?;
         let client = plane.client().await?;
         Ok(Self {
@@ -88,24 +92,47 @@ impl Env {
         Ok(self.plane.namespace(prefix).await?)
     }
 
-    /// Registers a role trusting exactly `namespace/service_account`.
+    /// Registers a role trusting exactly `namespace/service_account`, whose sessions last at most
+    /// `lifetime_seconds` (the emulator's fast clock) if given.
     pub fn role(
         &self,
         name: &str,
         namespace: &str,
         service_account: &str,
-        max_session_seconds: Option<u64>,
+        lifetime_seconds: Option<u64>,
     ) -> String {
-        let arn = format!("arn:aws:iam::{ACCOUNT}:role/{name}");
-        self.emulator.add_role(Role {
-            arn: arn.clone(),
+        self.register_role(Role {
+            arn: format!("arn:aws:iam::{ACCOUNT}:role/{name}"),
             subjects: vec![format!(
                 "system:serviceaccount:{namespace}:{service_account}"
             )],
-            audiences: vec![],
-            max_session_seconds,
+            lifetime_seconds,
             ..Role::default()
-        });
+        })
+    }
+
+    /// [`Env::role`] whose IAM `MaxSessionDuration` is `max_session_duration` seconds instead of
+    /// IAM's default hour, for bindings that ask longer sessions (STS refuses them otherwise).
+    pub fn long_role(
+        &self,
+        name: &str,
+        namespace: &str,
+        service_account: &str,
+        max_session_duration: u64,
+    ) -> String {
+        self.register_role(Role {
+            arn: format!("arn:aws:iam::{ACCOUNT}:role/{name}"),
+            subjects: vec![format!(
+                "system:serviceaccount:{namespace}:{service_account}"
+            )],
+            max_session_duration: Some(max_session_duration),
+            ..Role::default()
+        })
+    }
+
+    fn register_role(&self, role: Role) -> String {
+        let arn = role.arn.clone();
+        self.emulator.add_role(role);
         arn
     }
 
@@ -126,11 +153,11 @@ impl Env {
     pub async fn app_namespace(
         &self,
         prefix: &str,
-        max_session_seconds: Option<u64>,
+        lifetime_seconds: Option<u64>,
     ) -> anyhow::Result<(String, String)> {
         let ns = self.namespace(prefix).await?;
         self.service_account(&ns, "app").await?;
-        let role = self.role(&format!("{ns}-r"), &ns, "app", max_session_seconds);
+        let role = self.role(&format!("{ns}-r"), &ns, "app", lifetime_seconds);
         Ok((ns, role))
     }
 
@@ -139,9 +166,9 @@ impl Env {
     pub async fn scenario(
         &self,
         prefix: &str,
-        max_session_seconds: Option<u64>,
+        lifetime_seconds: Option<u64>,
     ) -> anyhow::Result<(String, String, Operator)> {
-        let (ns, role) = self.app_namespace(prefix, max_session_seconds).await?;
+        let (ns, role) = self.app_namespace(prefix, lifetime_seconds).await?;
         let operator = self
             .start_operator(&[&ns], &self.emulator.url(), &[])
             .await?;

@@ -130,10 +130,12 @@ async fn demo(keep: bool) -> anyhow::Result<()> {
     );
 
     say("starting the STS emulator (validates tokens against the cluster's JWKS)");
-    let emulator = Emulator::start(sts_emulator::Config::for_issuer(
-        &plane.api_url,
-        &plane.ca_pem,
-    ))
+    // The quickstart's binding and the chart's default region are eu-west-1: the app signs its
+    // calls for that region.
+    let emulator = Emulator::start(sts_emulator::Config {
+        regions: vec!["us-east-1".into(), "eu-west-1".into()],
+        ..sts_emulator::Config::for_issuer(&plane.api_url, &plane.ca_pem)
+    })
     .await?;
     // Pods reach the emulator and the apiserver on the bridge's address.
     let emulator_port: u16 = emulator

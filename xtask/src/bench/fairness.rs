@@ -58,7 +58,7 @@ pub async fn measure(
         arn: failing_role.into(),
         subjects: vec!["system:serviceaccount:nobody:nobody".into()],
         audiences: vec![],
-        max_session_seconds: None,
+        lifetime_seconds: None,
         ..Role::default()
     });
     let healthy_role = "arn:aws:iam::123456789012:role/fair-healthy";
@@ -66,7 +66,7 @@ pub async fn measure(
         arn: healthy_role.into(),
         subjects: vec![format!("system:serviceaccount:{healthy_ns}:*")],
         audiences: vec![],
-        max_session_seconds: Some(LIFETIME),
+        lifetime_seconds: Some(LIFETIME),
         ..Role::default()
     });
     for ns in [failing_ns, healthy_ns] {

@@ -269,7 +269,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 arn: ROLE.into(),
                 subjects: vec!["system:serviceaccount:*".into()],
                 audiences: vec![],
-                max_session_seconds: None,
+                lifetime_seconds: None,
                 ..Role::default()
             }],
             ..sts_emulator::Config::for_issuer(&plane.api_url, &plane.ca_pem)

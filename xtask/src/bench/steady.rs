@@ -48,7 +48,7 @@ pub async fn measure(
         arn: role.into(),
         subjects: vec![format!("system:serviceaccount:{ns}:*")],
         audiences: vec![],
-        max_session_seconds: Some(args.steady_lifetime),
+        lifetime_seconds: Some(args.steady_lifetime),
         ..Role::default()
     });
     let op = start_operator(plane, bin, &emulator.url(), ns, args).await?;

@@ -1,0 +1,105 @@
+//! The control API under `/_emulator/`: roles, SAML providers, IAM users, faults, and the call
+//! log.
+
+use std::sync::Arc;
+
+use axum::extract::State as AxumState;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+
+use crate::Inner;
+use crate::saml;
+use crate::state::{CallRecord, Counters, Faults, Role, SamlProvider, State, User};
+
+/// Snapshot returned by `GET /_emulator/calls`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CallLog {
+    pub counters: Counters,
+    pub calls: Vec<CallRecord>,
+}
+
+impl CallLog {
+    pub(crate) fn of(state: &State) -> Self {
+        Self {
+            counters: state.counters.clone(),
+            calls: state.calls.clone(),
+        }
+    }
+}
+
+type Shared = AxumState<Arc<Inner>>;
+
+/// Registers a role; 400 with the reason when IAM (or the emulator) would refuse it.
+pub(crate) async fn put_role(
+    AxumState(inner): Shared,
+    axum::Json(role): axum::Json<Role>,
+) -> Response {
+    match inner.add_role(role) {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
+    }
+}
+
+pub(crate) async fn list_roles(AxumState(inner): Shared) -> axum::Json<Vec<Role>> {
+    axum::Json(
+        inner
+            .state()
+            .roles
+            .values()
+            .map(|r| r.role.clone())
+            .collect(),
+    )
+}
+
+pub(crate) async fn put_user(
+    AxumState(inner): Shared,
+    axum::Json(user): axum::Json<User>,
+) -> StatusCode {
+    inner.state().users.insert(user.access_key_id.clone(), user);
+    StatusCode::NO_CONTENT
+}
+
+pub(crate) async fn put_saml_provider(
+    AxumState(inner): Shared,
+    axum::Json(upload): axum::Json<saml::ProviderUpload>,
+) -> Response {
+    match saml::provider_from_metadata(&upload.arn, &upload.metadata) {
+        Ok(provider) => {
+            inner
+                .state()
+                .saml_providers
+                .insert(upload.arn.clone(), provider);
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Err(e) => (StatusCode::BAD_REQUEST, e).into_response(),
+    }
+}
+
+pub(crate) async fn list_saml_providers(AxumState(inner): Shared) -> axum::Json<Vec<SamlProvider>> {
+    axum::Json(inner.state().saml_providers.values().cloned().collect())
+}
+
+pub(crate) async fn put_faults(
+    AxumState(inner): Shared,
+    axum::Json(faults): axum::Json<Faults>,
+) -> StatusCode {
+    inner.state().set_faults(faults);
+    StatusCode::NO_CONTENT
+}
+
+pub(crate) async fn get_faults(AxumState(inner): Shared) -> axum::Json<Faults> {
+    axum::Json(inner.state().faults.clone())
+}
+
+pub(crate) async fn get_calls(AxumState(inner): Shared) -> axum::Json<CallLog> {
+    axum::Json(CallLog::of(&inner.state()))
+}
+
+pub(crate) async fn reset_calls(AxumState(inner): Shared) -> StatusCode {
+    let mut s = inner.state();
+    s.calls.clear();
+    s.counters = Counters::default();
+    StatusCode::NO_CONTENT
+}
