@@ -10,8 +10,7 @@ use std::time::Duration;
 use anyhow::{Context, bail, ensure};
 use podcreds::credentials::{IssuedCredentials, Signer};
 use podcreds::sts::{
-    AssumeRoleRequest, AwsStsClient, SessionScope, StsClient, StsErrorKind, StsTarget,
-    StsTimeouts,
+    AssumeRoleRequest, AwsStsClient, SessionScope, StsClient, StsErrorKind, StsTarget, StsTimeouts,
 };
 use secrecy::SecretString;
 use serde_json::{Value, json};
@@ -169,11 +168,7 @@ pub async fn forged_kubernetes_tags_are_refused(env: &Env) -> anyhow::Result<()>
     let bindings = [chained(&prod), chained(&dev), entry_only];
     apply_printed_trust_policies(env, &bindings, &["--cluster-name", "e2e"]).await?;
     let _op = env
-        .start_operator(
-            &[&prod, &dev],
-            &env.emulator.url(),
-            &["--cluster-name=e2e"],
-        )
+        .start_operator(&[&prod, &dev], &env.emulator.url(), &["--cluster-name=e2e"])
         .await?;
     for binding in &bindings {
         let ns = binding["metadata"]["namespace"].as_str().context("ns")?;
@@ -182,19 +177,14 @@ pub async fn forged_kubernetes_tags_are_refused(env: &Env) -> anyhow::Result<()>
             .await?;
     }
     // Positive control: prod's hop carried prod's tags.
-    let prod_hop = env
-        .emulator
-        .calls()
-        .calls
-        .into_iter()
-        .find(|c| {
-            c.action == "AssumeRole"
-                && c.role_arn.as_deref() == Some(hop.as_str())
-                && c.result == "Ok"
-                && c.tags
-                    .iter()
-                    .any(|t| t.key == "kubernetes-namespace" && t.value == prod)
-        });
+    let prod_hop = env.emulator.calls().calls.into_iter().find(|c| {
+        c.action == "AssumeRole"
+            && c.role_arn.as_deref() == Some(hop.as_str())
+            && c.result == "Ok"
+            && c.tags
+                .iter()
+                .any(|t| t.key == "kubernetes-namespace" && t.value == prod)
+    });
     ensure!(prod_hop.is_some(), "prod's chain never reached the hop");
 
     // The attack: dev's own session of the shared entry role, claiming prod.

@@ -121,6 +121,10 @@ pub(crate) fn assume_role(
         .set_opt("sts:ExternalId", external_id.as_deref())
         .set("sts:RoleSessionName", common.session_name.clone())
         .set_opt("sts:SourceIdentity", source_identity.as_deref())
+        // Who signed: `<role id>:<session name>` for a role session, the user's ID for an IAM
+        // user, as IAM fills `aws:userid` in; the role (or user) ARN as `aws:PrincipalArn`.
+        .set("aws:userid", caller.assumed_role_id.clone())
+        .set("aws:PrincipalArn", caller.role_arn.clone())
         .request_tags(&tags)
         .principal_tags(&caller.tags);
     let carries_tags = !tags.is_empty() || !caller.transitive_tags.is_empty();

@@ -271,6 +271,8 @@ fn key_known(key: &str, providers: &[String]) -> bool {
     }
     if [
         "aws:tagkeys",
+        "aws:userid",
+        "aws:principalarn",
         "sts:rolesessionname",
         "sts:sourceidentity",
         "sts:externalid",

@@ -579,3 +579,27 @@ fn registration_refuses_what_iam_refuses() {
         ["minio", "sts.amazonaws.com"]
     );
 }
+
+#[test]
+fn the_calling_session_is_told_apart_by_its_user_id() {
+    let s = role_session("entry", "ns.app");
+    let caller = Caller::Aws(&s);
+    let pinned = policy(json!([{
+        "Effect": "Allow",
+        "Principal": {"AWS": format!("arn:aws:iam::{ACCOUNT}:role/entry")},
+        "Action": "sts:AssumeRole",
+        "Condition": {"StringLike": {"aws:userid": "*:ns.app"}},
+    }]));
+    let mut mine = RequestContext::default();
+    mine.set("aws:userid", "AROAENTRY:ns.app");
+    let mut another = RequestContext::default();
+    another.set("aws:userid", "AROAENTRY:other.app");
+    assert_eq!(
+        pinned.decide("sts:AssumeRole", &caller, &mine),
+        Decision::Allowed
+    );
+    assert_ne!(
+        pinned.decide("sts:AssumeRole", &caller, &another),
+        Decision::Allowed
+    );
+}
