@@ -520,7 +520,6 @@ pub(crate) fn forbidden<T>(result: Result<T, kube::Error>) -> bool {
 }
 
 pub async fn chart_installs_with_sufficient_and_minimal_rbac(env: &Env) -> anyhow::Result<()> {
-    let _policies = env.cluster_policies.read().await;
     let (release_ns, release, stdout) =
         helm_install(env, "podcreds-system", "pc", &["--wait=false"]).await?;
     ensure!(
@@ -618,7 +617,6 @@ where
     F: FnOnce(&'a Env) -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<()>>,
 {
-    let _policies = env.cluster_policies.read().await;
     // Only the policy matters here: no ServiceAccount, RBAC or Deployment of a second operator.
     let (release_ns, release, _) = helm_install(
         env,
@@ -921,7 +919,6 @@ pub(crate) fn binding_named(
 /// detail, metric), and notices when it is installed or removed.
 pub async fn a_missing_admission_policy_is_reported(env: &Env) -> anyhow::Result<()> {
     // It installs the chart's policies for a while, like `with_admission_policy`.
-    let _policies = env.cluster_policies.read().await;
     let ns = env.namespace("guardcheck").await?;
     // A release name of its own: the policy is cluster-scoped and named after the release.
     let release = format!("gc{}", &ns[ns.len() - 5..]);

@@ -35,6 +35,7 @@ use std::time::Instant;
 
 use futures::StreamExt;
 use futures::future::BoxFuture;
+use futures::future::Either;
 use support::Env;
 
 type TestFn = for<'a> fn(&'a Env) -> BoxFuture<'a, anyhow::Result<()>>;
@@ -44,6 +45,20 @@ macro_rules! tests {
         &[$((concat!(stringify!($module), "::", stringify!($name)), (|env| Box::pin($module::$name(env))) as TestFn)),*]
     };
 }
+
+/// Tests that install the chart's admission policies on the shared control plane (see `run`).
+const INSTALLS_CLUSTER_POLICIES: &[&str] = &[
+    "chart::chart_installs_with_sufficient_and_minimal_rbac",
+    "chart::admission_policy_stops_the_confused_deputy",
+    "chart::admission_policy_checks_every_spec_update",
+    "chart::a_missing_admission_policy_is_reported",
+    "saml::chart_rbac_lets_the_operator_keep_only_its_saml_key",
+    "security::role_allowlist_is_path_aware_in_cel_and_rust",
+    "security::spoofed_session_names_are_refused_at_admission",
+    "security::a_compromised_operator_cannot_mint_other_tokens",
+    "sources::admission_refuses_namespaces_a_source_does_not_allow",
+    "grants::a_credential_source_grants_only_what_it_names",
+];
 
 /// Every test of the suite; `registry` checks at start that this matches the test functions.
 const TESTS: &[(&str, TestFn)] = tests![
@@ -213,7 +228,13 @@ fn main() {
 
 async fn run(args: Args) {
     let registered: Vec<&str> = TESTS.iter().map(|(name, _)| *name).collect();
-    let problems = registry::problems(&registered);
+    let mut problems = registry::problems(&registered);
+    problems.extend(
+        INSTALLS_CLUSTER_POLICIES
+            .iter()
+            .filter(|name| !registered.contains(name))
+            .map(|name| format!("INSTALLS_CLUSTER_POLICIES names {name}, which is not a test")),
+    );
     if !problems.is_empty() {
         eprintln!(
             "the test registry (TESTS in tests/e2e/main.rs) does not match the test functions:\n  {}",
@@ -262,8 +283,20 @@ async fn run(args: Args) {
     let env = &owned_env;
     let results: Vec<(String, Result<(), anyhow::Error>, f64)> = futures::stream::iter(selected)
         .map(|(name, test)| async move {
+            // A test installing the chart's admission policies on the shared control plane runs
+            // alone: they apply to every namespace. The next one starts once they are gone.
+            let exclusive = INSTALLS_CLUSTER_POLICIES.contains(name);
+            let guard = if exclusive {
+                Either::Left(env.cluster_policies.write().await)
+            } else {
+                Either::Right(env.cluster_policies.read().await)
+            };
             let t0 = Instant::now();
-            let result = CURRENT_TEST.scope(name.to_string(), test(env)).await;
+            let mut result = CURRENT_TEST.scope(name.to_string(), test(env)).await;
+            if exclusive && let Err(e) = support::wait_until_no_binding_guard(env).await {
+                result = result.and(Err(e));
+            }
+            drop(guard);
             let secs = t0.elapsed().as_secs_f64();
             match &result {
                 Ok(()) => println!("test {name} ... ok ({secs:.1}s)"),

@@ -724,7 +724,6 @@ pub async fn saml_against_moto(env: &Env) -> anyhow::Result<()> {
 
 pub async fn chart_rbac_lets_the_operator_keep_only_its_saml_key(env: &Env) -> anyhow::Result<()> {
     use crate::chart::{forbidden, helm, helm_install, service_account_token};
-    let _policies = env.cluster_policies.read().await;
     // Namespaced RBAC: with rbac.scope=cluster the permissions on binding Secrets reach every
     // namespace, the operator's own included (docs/security.md says so).
     let ns = env.namespace("saml-chart").await?;
@@ -732,6 +731,9 @@ pub async fn chart_rbac_lets_the_operator_keep_only_its_saml_key(env: &Env) -> a
     env.allow_roles(&ns, &format!("arn:aws:iam::{ACCOUNT}:role/**"))
         .await?;
     let watch = format!("operator.watchNamespaces={{{ns}}}");
+    let provider = format!("arn:aws:iam::{ACCOUNT}:saml-provider/{ns}");
+    // The chart's binding guard admits SAML bindings only for the providers its values name.
+    let provider_value = format!("saml.providerArn={provider}");
     let (release_ns, release, _) = helm_install(
         env,
         "saml-system",
@@ -740,6 +742,8 @@ pub async fn chart_rbac_lets_the_operator_keep_only_its_saml_key(env: &Env) -> a
             "--wait=false",
             "--set",
             "saml.enabled=true",
+            "--set",
+            &provider_value,
             "--set",
             "rbac.scope=namespaced",
             "--set",
@@ -752,7 +756,6 @@ pub async fn chart_rbac_lets_the_operator_keep_only_its_saml_key(env: &Env) -> a
 
     // The operator, as the chart's ServiceAccount, creates its key at start.
     let sts = private_emulator(env).await?;
-    let provider = format!("arn:aws:iam::{ACCOUNT}:saml-provider/{ns}");
     let _op = env
         .start_operator_with_kubeconfig(
             &kubeconfig,

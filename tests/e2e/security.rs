@@ -243,7 +243,6 @@ async fn session_name_checks(env: &Env) -> anyhow::Result<()> {
 /// token is requested; an admin may relax the rule; and two long binding names that differ only
 /// at the end still get different default session names.
 pub async fn spoofed_session_names_are_refused_by_the_operator(env: &Env) -> anyhow::Result<()> {
-    let _no_policy = env.cluster_policies.write().await;
     let (ns, role, _operator) = env.scenario("session-op", None).await?;
     let spoofed =
         json!({"serviceAccountName": "app", "roleArn": role, "sessionName": "prod.payments"});
@@ -548,7 +547,6 @@ fn refusal(result: Result<TokenRequest, kube::Error>) -> Result<String, String> 
 /// apiserver's audience (or none), and longer-lived tokens; what the operator asks for is
 /// allowed, and nobody else is affected.
 pub async fn a_compromised_operator_cannot_mint_other_tokens(env: &Env) -> anyhow::Result<()> {
-    let _policies = env.cluster_policies.read().await;
     let (release_ns, release, _) = helm_install(
         env,
         "podcreds-tokens",

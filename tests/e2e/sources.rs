@@ -464,8 +464,17 @@ pub async fn the_operator_refuses_what_the_source_does_not_allow(env: &Env) -> a
         "apiVersion": "podcreds.dev/v1alpha1",
         "kind": "AWSCredentialSource",
         "metadata": {"name": other},
-        "spec": {"secretRef": {"name": "user-keys", "namespace": source}, "allowedNamespaces": ["someone-else"]},
+        "spec": {"secretRef": {"name": "user-keys", "namespace": source}, "allowedNamespaces": ["someone-else"],
+                 "allowedModes": ["GetFederationToken"]},
     }))?;
+    // The namespace grants the mode of that source too: only the source's namespaces decide.
+    env.allow_roles(
+        &ns,
+        &format!(
+            "arn:aws:iam::{ACCOUNT}:role/**,podcreds:credential-source/{other}/GetFederationToken,podcreds:credential-source/{source}/GetSessionToken"
+        ),
+    )
+    .await?;
     Api::<AWSCredentialSource>::all(env.client.clone())
         .create(&PostParams::default(), &narrow)
         .await?;
@@ -745,7 +754,6 @@ pub async fn admission_refuses_namespaces_a_source_does_not_allow(env: &Env) -> 
         "the chart renders {} source-guard objects",
         guard.len()
     );
-    let _shared = env.cluster_policies.read().await;
     let mut applied = Vec::new();
     for doc in &guard {
         let kind = doc["kind"].as_str().context("kind")?;

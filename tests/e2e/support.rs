@@ -514,3 +514,29 @@ pub async fn aws_caller_identity(
     }
     Ok(serde_json::from_slice(&out.stdout)?)
 }
+
+/// Waits until no admission policy of the chart refuses bindings any more (a release uninstalled
+/// a moment ago is still enforced briefly): a binding only the binding guard would refuse (a
+/// session name of another namespace) is admitted, then deleted.
+pub async fn wait_until_no_binding_guard(env: &Env) -> anyhow::Result<()> {
+    let ns = env.namespace("policy-probe").await?;
+    let spec = serde_json::json!({
+        "serviceAccountName": "app",
+        "roleArn": format!("arn:aws:iam::{ACCOUNT}:role/probe"),
+        "sessionName": "elsewhere.probe",
+    });
+    let admitted = wait_for(Duration::from_secs(60), || {
+        let spec = spec.clone();
+        let ns = ns.clone();
+        async move { env.create_binding(&ns, "probe", spec).await.ok() }
+    })
+    .await;
+    anyhow::ensure!(
+        admitted.is_some(),
+        "an admission policy of the chart was still enforced a minute after the test"
+    );
+    env.bindings(&ns)
+        .delete("probe", &Default::default())
+        .await?;
+    Ok(())
+}
