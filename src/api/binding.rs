@@ -136,8 +136,9 @@ pub struct AWSRoleBindingSpec {
     pub audience: Option<String>,
 
     /// Requested session length in seconds, 900 to 43200 (to 129600 with `credentialSource.mode`
-    /// `GetFederationToken` or `GetSessionToken`). STS may grant less (the role's maximum session
-    /// duration); podcreds always trusts the `Expiration` STS returns.
+    /// `GetFederationToken` or `GetSessionToken`), at most the role's `MaxSessionDuration` (IAM's
+    /// default is 3600): AWS refuses a longer session. podcreds always trusts the `Expiration` STS
+    /// returns.
     #[serde(default = "default_duration_seconds")]
     #[schemars(range(min = 900, max = 129600))]
     pub duration_seconds: i32,

@@ -13,6 +13,7 @@ use futures::future::BoxFuture;
 use super::deps::{FlowDeps, scope, target};
 use super::error::FlowError;
 use super::seam::{ExchangeRequest, FirstExchangeFlow};
+use super::setup_hints;
 use crate::credentials::{IssuedCredentials, Signer};
 use crate::source::{Grant, Sources};
 use crate::spec::{ResolvedSource, SourceCall};
@@ -57,6 +58,10 @@ impl CredentialSource {
                     .sts_call(flow, call)
                     .await
                     .map(|assumed| assumed.credentials)
+                    .map_err(|e| {
+                        let hint = setup_hints::for_role(&e, role_arn, duration_seconds);
+                        e.with_hint(hint)
+                    })
             }
             SourceCall::GetFederationToken { name } => {
                 let call = sts.get_federation_token(FederationTokenRequest {

@@ -11,6 +11,7 @@ use jiff::Timestamp;
 use super::deps::{FlowDeps, scope, target};
 use super::error::{FlowError, SamlError};
 use super::seam::{ExchangeRequest, FirstExchangeFlow};
+use super::setup_hints;
 use crate::credentials::IssuedCredentials;
 use crate::saml::SamlSettings;
 use crate::saml::assertion::{AssertionClaims, encoded_response, subject};
@@ -91,7 +92,10 @@ impl Saml {
                     message: e.message,
                 })
             }
-            _ => FlowError::Sts(e),
+            _ => {
+                let hint = setup_hints::for_role(&e, &saml.role_arn, duration_seconds);
+                FlowError::Sts(e.with_hint(hint))
+            }
         })
     }
 }

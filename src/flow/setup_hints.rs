@@ -57,6 +57,9 @@ pub fn web_identity(
             );
         }
     }
+    if let Some(hint) = max_session_duration(error, role_arn, request.spec.duration_seconds) {
+        return Some(hint);
+    }
     if code_is(error, "AccessDenied") {
         return Some(format!(
             "the trust policy of {} must allow sts:AssumeRoleWithWebIdentity for sub system:serviceaccount:{}:{} and aud {}: {}",
@@ -68,6 +71,23 @@ pub fn web_identity(
         ));
     }
     None
+}
+
+/// The fix for a session longer than the role allows: AWS refuses it (`ValidationError`) rather
+/// than granting less.
+pub fn max_session_duration(error: &StsError, role_arn: &str, asked: i32) -> Option<String> {
+    if !(code_is(error, "ValidationError") && says(error, "MaxSessionDuration")) {
+        return None;
+    }
+    let role_name = role_arn.rsplit('/').next().unwrap_or(role_arn);
+    Some(format!(
+        "{role_arn} allows shorter sessions than the {asked} seconds asked (its MaxSessionDuration; IAM's default is 3600): lower spec.durationSeconds, or raise it with `aws iam update-role --role-name {role_name} --max-session-duration {asked}`"
+    ))
+}
+
+/// The hint for `error` of an exchange that asked `role_arn` for `asked` seconds, if any applies.
+pub fn for_role(error: &StsError, role_arn: &str, asked: i32) -> Option<String> {
+    max_session_duration(error, role_arn, asked)
 }
 
 #[cfg(test)]
@@ -148,5 +168,23 @@ mod tests {
         let error = StsError::new(StsErrorKind::AccessDenied, Some("AccessDenied"), "no")
             .with_hint(Some("fix it".into()));
         assert_eq!(error.to_string(), "STS AccessDenied: no; fix it");
+    }
+
+    #[test]
+    fn a_session_longer_than_the_role_allows_names_the_role_setting() {
+        let error = StsError::new(
+            StsErrorKind::InvalidRequest,
+            Some("ValidationError"),
+            "The requested DurationSeconds exceeds the MaxSessionDuration set for this role.",
+        );
+        let hint = max_session_duration(&error, "arn:aws:iam::111122223333:role/app", 7200)
+            .expect("a hint");
+        assert!(
+            hint.contains("MaxSessionDuration")
+                && hint.contains("aws iam update-role --role-name app --max-session-duration 7200"),
+            "{hint}"
+        );
+        let other = StsError::new(StsErrorKind::InvalidRequest, Some("ValidationError"), "x");
+        assert_eq!(max_session_duration(&other, "arn", 7200), None);
     }
 }

@@ -717,3 +717,56 @@ fn kubernetes_tags_ride_on_the_first_exchange_that_takes_tags() {
         .expect_err("too many");
     assert!(err.to_string().contains("at most 46 tags"), "{err}");
 }
+
+/// Every binding under `examples/` is valid as it stands (with an admin policy that allows what
+/// the examples name), and every source there deserialises: a README reader copies them.
+#[test]
+fn every_example_is_valid() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let mut bindings = 0;
+    for entry in std::fs::read_dir(&dir).expect("examples/") {
+        let path = entry.expect("entry").path();
+        let text = std::fs::read_to_string(&path).expect("readable");
+        for document in serde_yaml::Deserializer::from_str(&text) {
+            let value: serde_yaml::Value = serde::Deserialize::deserialize(document).expect("YAML");
+            let kind = value.get("kind").and_then(serde_yaml::Value::as_str);
+            match kind {
+                Some("AWSRoleBinding") => {
+                    let binding: crate::api::AWSRoleBinding = serde_yaml::from_value(value)
+                        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                    let ns = binding.metadata.namespace.clone().expect("namespace");
+                    let name = binding.metadata.name.clone().expect("name");
+                    let policy = StsPolicy {
+                        cluster_name: Some("example".into()),
+                        allowed_audiences: binding.spec.audience.iter().cloned().collect(),
+                        allowed_endpoints: binding
+                            .spec
+                            .sts
+                            .as_ref()
+                            .and_then(|s| s.endpoint.clone())
+                            .into_iter()
+                            .collect(),
+                        allowed_saml_provider_arns: binding
+                            .spec
+                            .saml
+                            .as_ref()
+                            .and_then(|s| s.provider_arn.clone())
+                            .into_iter()
+                            .collect(),
+                        allow_insecure_endpoints: true,
+                        ..StsPolicy::default()
+                    };
+                    resolve(&binding.spec, &ns, &name, &policy)
+                        .unwrap_or_else(|e| panic!("{} {ns}/{name}: {e}", path.display()));
+                    bindings += 1;
+                }
+                Some("AWSCredentialSource") => {
+                    serde_yaml::from_value::<crate::api::AWSCredentialSource>(value)
+                        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                }
+                _ => {}
+            }
+        }
+    }
+    assert!(bindings >= 8, "only {bindings} example bindings found");
+}
