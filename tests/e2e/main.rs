@@ -180,35 +180,56 @@ struct Args {
     list: bool,
 }
 
-fn parse_args() -> Args {
+/// The harness's command line: test name filters (a test runs if its name contains any), and
+/// the few flags of libtest it honours. Anything else is an error, never silently a filter or
+/// ignored: `-- --skip node` must not quietly run only the node tests.
+fn parse_args() -> Result<Args, String> {
     let mut args = Args {
         filters: Vec::new(),
         threads: 3,
         list: false,
     };
+    let threads = |text: &str| {
+        text.parse::<usize>()
+            .ok()
+            .filter(|n| *n > 0)
+            .ok_or_else(|| format!("--test-threads takes a positive number, not {text:?}"))
+    };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
         match a.as_str() {
             "--test-threads" => {
-                if let Some(n) = it.next().and_then(|n| n.parse().ok()) {
-                    args.threads = n;
-                }
+                args.threads = threads(&it.next().unwrap_or_default())?;
+            }
+            s if s.starts_with("--test-threads=") => {
+                args.threads = threads(s.trim_start_matches("--test-threads="))?;
             }
             "--list" => args.list = true,
-            s if s.starts_with("--test-threads=") => {
-                if let Ok(n) = s.trim_start_matches("--test-threads=").parse() {
-                    args.threads = n;
-                }
+            // Output is never captured; cargo's habit of asking is harmless.
+            "--nocapture" => {}
+            // Tools listing tests ask for libtest's terse format, which --list prints anyway.
+            "--format" if it.next().as_deref() == Some("terse") => {}
+            "--format=terse" => {}
+            s if s.starts_with('-') => {
+                return Err(format!(
+                    "unknown option {s:?}: this harness takes test name filters, --test-threads N, --list and --nocapture"
+                ));
             }
-            s if s.starts_with('-') => {}
             s => args.filters.push(s.to_string()),
         }
     }
-    args
+    Ok(args)
 }
 
 fn main() {
-    let args = parse_args();
+    let args = match parse_args() {
+        Ok(args) => args,
+        Err(problem) => {
+            eprintln!("{problem}");
+            println!("test result: FAILED. 0 passed; 0 failed; 0 ignored (bad arguments)");
+            std::process::exit(2);
+        }
+    };
     if !args.list
         && let Err(e) = podcreds_testenv::netns::reexec_inside()
     {
@@ -254,6 +275,15 @@ async fn run(args: Args) {
             println!("{name}: test");
         }
         return;
+    }
+    // A filter that matches nothing must not pass on nothing run.
+    if selected.is_empty() {
+        eprintln!(
+            "no end-to-end test matches {:?} (cargo test --test e2e -- --list shows them)",
+            args.filters
+        );
+        println!("test result: FAILED. 0 passed; 0 failed; 0 ignored (no test selected)");
+        std::process::exit(1);
     }
     let started = Instant::now();
     println!(

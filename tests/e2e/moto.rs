@@ -75,13 +75,12 @@ pub async fn core_flow_against_moto(env: &Env) -> anyhow::Result<()> {
 
     // The shared-credentials file works with the AWS CLI against moto.
     let dir = tempfile::tempdir()?;
-    let creds = dir.path().join("credentials");
-    std::fs::write(&creds, &data["credentials"])?;
+    let (creds, config) = crate::support::secret_files(dir.path(), &data)?;
     let ident = aws_caller_identity(
         &moto_url,
         &[
             ("AWS_SHARED_CREDENTIALS_FILE", &creds),
-            ("AWS_CONFIG_FILE", std::path::Path::new("/dev/null")),
+            ("AWS_CONFIG_FILE", &config),
         ],
     )
     .await?;
@@ -145,13 +144,12 @@ pub async fn role_chain_against_moto(env: &Env) -> anyhow::Result<()> {
     // The chained credentials work with the AWS CLI against moto, as the hop's role.
     let data = decode_secret(&env.secrets(&ns).get("chained").await?);
     let dir = tempfile::tempdir()?;
-    let creds = dir.path().join("credentials");
-    std::fs::write(&creds, &data["credentials"])?;
+    let (creds, config) = crate::support::secret_files(dir.path(), &data)?;
     let ident = aws_caller_identity(
         &moto_url,
         &[
             ("AWS_SHARED_CREDENTIALS_FILE", &creds),
-            ("AWS_CONFIG_FILE", std::path::Path::new("/dev/null")),
+            ("AWS_CONFIG_FILE", &config),
         ],
     )
     .await?;
@@ -214,11 +212,16 @@ pub async fn credential_sources_against_moto(env: &Env) -> anyhow::Result<()> {
         let status = binding.status.context("status")?;
         ensure!(status.expiration.is_some(), "{name}: {status:?}");
         let dir = tempfile::tempdir()?;
-        let creds = dir.path().join("credentials");
-        std::fs::write(&creds, &data["credentials"])?;
-        let ident = aws_caller_identity(&moto_url, &[("AWS_SHARED_CREDENTIALS_FILE", &creds)])
-            .await
-            .with_context(|| format!("{name}: the AWS CLI with moto's credentials"))?;
+        let (creds, config) = crate::support::secret_files(dir.path(), &data)?;
+        let ident = aws_caller_identity(
+            &moto_url,
+            &[
+                ("AWS_SHARED_CREDENTIALS_FILE", &creds),
+                ("AWS_CONFIG_FILE", &config),
+            ],
+        )
+        .await
+        .with_context(|| format!("{name}: the AWS CLI with moto's credentials"))?;
         ensure!(ident["Account"].is_string(), "{name}: {ident}");
     }
     moto.terminate()?;

@@ -363,15 +363,13 @@ pub async fn the_operator_image_runs_as_a_restricted_pod(_env: &Env) -> anyhow::
         })?;
     let data = node_env.secret_data(&app_ns, "app").await?;
     let dir = tempfile::tempdir()?;
-    let credentials = dir.path().join("credentials");
-    std::fs::write(
-        &credentials,
-        data.get("credentials")
-            .context("the Secret has no credentials file")?,
-    )?;
+    let (credentials, config) = crate::support::secret_files(dir.path(), &data)?;
     let identity = crate::support::aws_caller_identity(
         &node_env.emulator.url(),
-        &[("AWS_SHARED_CREDENTIALS_FILE", credentials.as_path())],
+        &[
+            ("AWS_SHARED_CREDENTIALS_FILE", credentials.as_path()),
+            ("AWS_CONFIG_FILE", config.as_path()),
+        ],
     )
     .await?;
     let arn = identity["Arn"].as_str().unwrap_or_default();

@@ -204,9 +204,15 @@ pub async fn saml_binding_gets_working_credentials(env: &Env) -> anyhow::Result<
     // signature made with them.
     let data = env.secret_data(ns, "app").await?;
     let dir = tempfile::tempdir()?;
-    let creds = dir.path().join("credentials");
-    std::fs::write(&creds, &data["credentials"])?;
-    let ident = aws_caller_identity(&sts.url(), &[("AWS_SHARED_CREDENTIALS_FILE", &creds)]).await?;
+    let (creds, config) = crate::support::secret_files(dir.path(), &data)?;
+    let ident = aws_caller_identity(
+        &sts.url(),
+        &[
+            ("AWS_SHARED_CREDENTIALS_FILE", &creds),
+            ("AWS_CONFIG_FILE", &config),
+        ],
+    )
+    .await?;
     ensure!(ident["Arn"] == expected.as_str(), "AWS CLI saw {ident}");
 
     // What STS saw: the ServiceAccount as subject, the tags and source identity, and a signature
@@ -660,9 +666,15 @@ pub async fn role_chain_after_saml(env: &Env) -> anyhow::Result<()> {
     ensure!(saml.saml_signature.as_deref() == Some("Valid"), "{saml:?}");
     let data = env.secret_data(ns, "app").await?;
     let dir = tempfile::tempdir()?;
-    let creds = dir.path().join("credentials");
-    std::fs::write(&creds, &data["credentials"])?;
-    let ident = aws_caller_identity(&sts.url(), &[("AWS_SHARED_CREDENTIALS_FILE", &creds)]).await?;
+    let (creds, config) = crate::support::secret_files(dir.path(), &data)?;
+    let ident = aws_caller_identity(
+        &sts.url(),
+        &[
+            ("AWS_SHARED_CREDENTIALS_FILE", &creds),
+            ("AWS_CONFIG_FILE", &config),
+        ],
+    )
+    .await?;
     ensure!(ident["Arn"] == expected.as_str(), "AWS CLI saw {ident}");
     let metrics = s.operator.metrics().await?;
     ensure!(

@@ -492,13 +492,19 @@ pub async fn aws_caller_identity(
     let aws = podcreds_testenv::tools::venv_program("aws")?;
     let mut cmd = tokio::process::Command::new(aws);
     clean_aws_env(cmd.as_std_mut());
+    // No --region: the region comes from the Secret's `config`, as in a pod, so a wrong region
+    // there fails (the emulator checks the SigV4 scope's region).
+    anyhow::ensure!(
+        files
+            .iter()
+            .any(|(variable, _)| *variable == "AWS_CONFIG_FILE"),
+        "aws_caller_identity needs the Secret's config file (AWS_CONFIG_FILE): it holds the region"
+    );
     cmd.args([
         "sts",
         "get-caller-identity",
         "--output",
         "json",
-        "--region",
-        "us-east-1",
         "--endpoint-url",
         endpoint,
     ]);
@@ -513,6 +519,25 @@ pub async fn aws_caller_identity(
         );
     }
     Ok(serde_json::from_slice(&out.stdout)?)
+}
+
+/// Writes a Secret's `credentials` and `config` files into `dir` as a pod sees them:
+/// (credentials, config).
+pub fn secret_files(
+    dir: &Path,
+    data: &BTreeMap<String, String>,
+) -> anyhow::Result<(std::path::PathBuf, std::path::PathBuf)> {
+    let credentials = dir.join("credentials");
+    let config = dir.join("config");
+    std::fs::write(
+        &credentials,
+        anyhow::Context::context(data.get("credentials"), "no credentials file")?,
+    )?;
+    std::fs::write(
+        &config,
+        anyhow::Context::context(data.get("config"), "no config file")?,
+    )?;
+    Ok((credentials, config))
 }
 
 /// Waits until no admission policy of the chart refuses bindings any more (a release uninstalled

@@ -294,6 +294,14 @@ fn test(e2e_filter: Option<String>, no_lint: bool) -> anyhow::Result<()> {
         }
     }
     println!("xtask: {passed} passed, {failed} failed");
+    if no_lint {
+        println!("  (--no-lint: the format check and clippy did not run; CI runs them)");
+    }
+    if let Some(filter) = &e2e_filter {
+        println!(
+            "  (--e2e-filter {filter:?}: only the end-to-end tests whose names contain it ran)"
+        );
+    }
     if !ok || failed > 0 {
         bail!("{failed} step(s) failed");
     }

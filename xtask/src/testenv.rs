@@ -390,6 +390,14 @@ pub fn check_static(binary: &Path) -> anyhow::Result<()> {
         .arg(binary)
         .output()
         .context("cannot run readelf (binutils)")?;
+    // A readelf that failed (no such file, not an ELF binary) printed nothing to judge by.
+    if !output.status.success() {
+        bail!(
+            "readelf could not read {}: {}",
+            binary.display(),
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
     let text = String::from_utf8_lossy(&output.stdout);
     if text.contains("Requesting program interpreter") || text.contains("(NEEDED)") {
         bail!("{} is dynamically linked", binary.display());
@@ -401,4 +409,19 @@ pub fn check_static(binary: &Path) -> anyhow::Result<()> {
         size as f64 / 1048576.0
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_readelf_cannot_read_is_not_called_static() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let not_elf = dir.path().join("script");
+        std::fs::write(&not_elf, "#!/bin/sh\n").expect("written");
+        let err = check_static(&not_elf).expect_err("not an ELF binary");
+        assert!(err.to_string().contains("readelf could not read"), "{err}");
+        assert!(check_static(&dir.path().join("missing")).is_err());
+    }
 }
