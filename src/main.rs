@@ -6,9 +6,9 @@ use clap::Parser;
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 use podcreds::cli::{Cli, Command, IamCommand, OidcCommand, SamlKeyArgs, SamlKeyStep};
-use podcreds::saml::key::KeyRing;
+use podcreds::keyring::KeySecret;
+use podcreds::keyring::{self, KeyRing};
 use podcreds::saml::metadata::idp_metadata;
-use podcreds::saml::store::KeySecret;
 
 async fn key_secret(args: &SamlKeyArgs) -> anyhow::Result<KeySecret> {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
@@ -17,6 +17,7 @@ async fn key_secret(args: &SamlKeyArgs) -> anyhow::Result<KeySecret> {
         client,
         &args.namespace,
         &args.saml_key_secret,
+        &keyring::SAML,
     ))
 }
 

@@ -127,10 +127,11 @@ pub async fn run(args: RunArgs) -> Result<(), StartError> {
     if let Some(namespace) = &settings.saml.key_namespace {
         // Created at start so `podcreds saml-metadata` has a key to print before any SAML binding
         // exists; a failure here is not fatal (SAML exchanges try again and report it).
-        let secret = crate::saml::store::KeySecret::new(
+        let secret = crate::keyring::KeySecret::new(
             client.clone(),
             namespace,
             &settings.saml.key_secret,
+            &crate::keyring::SAML,
         );
         match secret.ensure().await {
             Ok(ring) => tracing::info!(

@@ -2,9 +2,8 @@
 //! metric label) and its retry class.
 
 use super::token::TokenError;
+use crate::keyring::{KeyError, StoreError};
 use crate::retry::RetryClass;
-use crate::saml::key::KeyError;
-use crate::saml::store::StoreError;
 use crate::source::SourceError;
 use crate::sts::StsError;
 

@@ -13,9 +13,9 @@ use super::error::{FlowError, SamlError};
 use super::seam::{ExchangeRequest, FirstExchangeFlow};
 use super::setup_hints;
 use crate::credentials::IssuedCredentials;
+use crate::keyring::{self, KeyCache, KeySecret};
 use crate::saml::SamlSettings;
 use crate::saml::assertion::{AssertionClaims, encoded_response, subject};
-use crate::saml::store::{KeyCache, KeySecret};
 use crate::spec::ResolvedSaml;
 use crate::sts::{SamlRequest, StsErrorKind};
 
@@ -33,6 +33,7 @@ impl Saml {
                 deps.client.clone(),
                 ns,
                 &settings.key_secret,
+                &keyring::SAML,
             ))
         });
         Self {

@@ -7,9 +7,9 @@ use jiff::{SignedDuration, Timestamp};
 use secrecy::SecretString;
 use sha2::{Digest, Sha256};
 
-use super::key::{KeyError, SigningKey};
 use super::xml::{element, text_element};
 use super::{ASSERTION_LIFETIME_SECONDS, AWS_SAML_ENDPOINT};
+use crate::keyring::{KeyError, SigningKey};
 
 const SAML_NS: &str = "urn:oasis:names:tc:SAML:2.0:assertion";
 const SAMLP_NS: &str = "urn:oasis:names:tc:SAML:2.0:protocol";
@@ -231,7 +231,7 @@ pub fn encoded_response(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::saml::key::KeyRing;
+    use crate::keyring::{KeyRing, SAML};
 
     fn claims<'a>(tags: &'a [(String, String)], keys: &'a [String]) -> AssertionClaims<'a> {
         AssertionClaims {
@@ -294,7 +294,7 @@ mod tests {
 
     #[test]
     fn the_signature_covers_the_assertion_as_sent() {
-        let ring = KeyRing::generate(2026).expect("key");
+        let ring = KeyRing::generate(&SAML, 2026).expect("key");
         let c = claims(&[], &[]);
         let response = signed_response(&c, &ring.active, Timestamp::now()).expect("signed");
         // Removing the enveloped Signature gives back exactly the bytes digested.

@@ -1,6 +1,6 @@
-//! podcreds as a SAML 2.0 identity provider for STS `AssumeRoleWithSAML`: the signing key pair
-//! ([`key`]), the signed Response for one exchange ([`assertion`]), the IdP metadata IAM is given
-//! ([`metadata`]) and the Secret that keeps the keys ([`store`], the only I/O here).
+//! podcreds as a SAML 2.0 identity provider for STS `AssumeRoleWithSAML`: the signed Response for
+//! one exchange ([`assertion`]) and the IdP metadata IAM is given ([`metadata`]). The signing keys
+//! are a [`crate::keyring`] of profile [`crate::keyring::SAML`].
 //!
 //! Everything signed is written directly in exclusive-canonical form (XML-DSig with
 //! `http://www.w3.org/2001/10/xml-exc-c14n#`): no white space between elements, each namespace
@@ -9,9 +9,7 @@
 //! and no canonicaliser is needed.
 
 pub mod assertion;
-pub mod key;
 pub mod metadata;
-pub mod store;
 pub mod xml;
 
 /// Audience and Recipient of every assertion: AWS's SAML endpoint.

@@ -158,7 +158,7 @@ except InvalidSignature as e:
 }
 
 /// The key ring in the operator's key Secret.
-async fn key_ring(env: &Env, operator_ns: &str) -> anyhow::Result<podcreds::saml::key::KeyRing> {
+async fn key_ring(env: &Env, operator_ns: &str) -> anyhow::Result<podcreds::keyring::KeyRing> {
     let secret = env
         .secrets(operator_ns)
         .get(podcreds::saml::DEFAULT_KEY_SECRET)
@@ -169,7 +169,10 @@ async fn key_ring(env: &Env, operator_ns: &str) -> anyhow::Result<podcreds::saml
         .into_iter()
         .map(|(k, v)| (k, v.0))
         .collect();
-    Ok(podcreds::saml::key::KeyRing::from_data(&data)?)
+    Ok(podcreds::keyring::KeyRing::from_data(
+        &podcreds::keyring::SAML,
+        &data,
+    )?)
 }
 
 pub async fn saml_binding_gets_working_credentials(env: &Env) -> anyhow::Result<()> {
@@ -285,7 +288,7 @@ pub async fn saml_binding_gets_working_credentials(env: &Env) -> anyhow::Result<
         !signxml_verifies(&tampered, ring.active.certificate_pem()).await?,
         "signxml accepted a tampered assertion"
     );
-    let other = podcreds::saml::key::KeyRing::generate(2026)?;
+    let other = podcreds::keyring::KeyRing::generate(&podcreds::keyring::SAML, 2026)?;
     ensure!(
         !signxml_verifies(&response, other.active.certificate_pem()).await?,
         "signxml accepted another certificate"
@@ -309,7 +312,7 @@ pub async fn saml_binding_gets_working_credentials(env: &Env) -> anyhow::Result<
         .get(podcreds::saml::DEFAULT_KEY_SECRET)
         .await?;
     let key_pem = String::from_utf8(
-        key_secret.data.unwrap_or_default()[podcreds::saml::key::ACTIVE_KEY]
+        key_secret.data.unwrap_or_default()[podcreds::keyring::ACTIVE_KEY]
             .0
             .clone(),
     )?;
@@ -795,7 +798,7 @@ pub async fn chart_rbac_lets_the_operator_keep_only_its_saml_key(env: &Env) -> a
         created
             .data
             .as_ref()
-            .is_some_and(|d| d.contains_key(podcreds::saml::key::ACTIVE_KEY)),
+            .is_some_and(|d| d.contains_key(podcreds::keyring::ACTIVE_KEY)),
         "the key Secret has no key"
     );
     sts.add_saml_provider(&provider, &metadata(env, &release_ns).await?)
@@ -859,7 +862,7 @@ pub async fn tampered_expired_and_foreign_assertions_are_refused(env: &Env) -> a
     use secrecy::SecretString;
 
     let sts = private_emulator(env).await?;
-    let ring = podcreds::saml::key::KeyRing::generate(2026)?;
+    let ring = podcreds::keyring::KeyRing::generate(&podcreds::keyring::SAML, 2026)?;
     let provider = format!("arn:aws:iam::{ACCOUNT}:saml-provider/direct");
     let metadata =
         podcreds::saml::metadata::idp_metadata("urn:direct", &ring.announced_certificates());
@@ -918,7 +921,7 @@ pub async fn tampered_expired_and_foreign_assertions_are_refused(env: &Env) -> a
     );
     ensure!(code.as_deref() == Some("InvalidIdentityToken"), "{code:?}");
     // Signed by a key whose certificate the provider does not hold.
-    let foreign_key = podcreds::saml::key::KeyRing::generate(2026)?;
+    let foreign_key = podcreds::keyring::KeyRing::generate(&podcreds::keyring::SAML, 2026)?;
     let foreign = signed_response(&claims, &foreign_key.active, now)?;
     let code = refusal(client.assume_role_with_saml(call(foreign, &provider)).await);
     ensure!(code.as_deref() == Some("InvalidIdentityToken"), "{code:?}");

@@ -1,6 +1,7 @@
-//! The key Secret in the operator's namespace: created on first use if absent (a 409 means another
-//! replica, or `podcreds saml-metadata`, created it first: theirs is read), read by every replica,
-//! changed only by the admin's rotation steps (`podcreds saml-key`).
+//! A key ring's Secret in the operator's namespace: created on first use if absent (a 409 means
+//! another replica, or the admin's command, created it first: theirs is read), read by every
+//! replica, changed only by the admin's rotation steps (`podcreds saml-key`,
+//! `podcreds rolesanywhere-ca`).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -10,38 +11,38 @@ use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, ObjectMeta, PostParams};
 
-use super::key::{KeyError, KeyRing};
+use super::key::{KeyError, KeyProfile, KeyRing};
 use crate::text;
 
 /// How long a replica signs with the keys it read before reading the Secret again: bounds how
-/// long after `podcreds saml-key promote` an old key may still sign.
+/// long after a `promote` step an old key may still sign.
 pub const REREAD_AFTER: Duration = Duration::from_secs(20);
 
 /// Labels of the key Secret. Not podcreds' `managed-by` label: the binding Secrets' watch selects
 /// on that one, and this Secret belongs to no binding.
-fn labels() -> BTreeMap<String, String> {
+fn labels(profile: &KeyProfile) -> BTreeMap<String, String> {
     BTreeMap::from([
         ("app.kubernetes.io/part-of".into(), "podcreds".into()),
         (
             "app.kubernetes.io/component".into(),
-            "saml-signing-key".into(),
+            profile.component.into(),
         ),
     ])
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("the SAML key Secret {namespace}/{name} cannot be read or created: {reason}")]
+    #[error("the key Secret {namespace}/{name} cannot be read or created: {reason}")]
     Api {
         namespace: String,
         name: String,
         reason: String,
     },
     #[error(
-        "the SAML key Secret {namespace}/{name} changed while it was being updated; run the step again"
+        "the key Secret {namespace}/{name} changed while it was being updated; run the step again"
     )]
     Conflict { namespace: String, name: String },
-    #[error("SAML key Secret: {0}")]
+    #[error(transparent)]
     Key(#[from] KeyError),
 }
 
@@ -57,20 +58,27 @@ fn data_of(secret: &Secret) -> BTreeMap<String, Vec<u8>> {
         .unwrap_or_default()
 }
 
-/// Where the key Secret lives.
+/// Where a key ring's Secret lives, and which ring it holds.
 #[derive(Clone)]
 pub struct KeySecret {
     api: Api<Secret>,
     namespace: String,
     name: String,
+    profile: &'static KeyProfile,
 }
 
 impl KeySecret {
-    pub fn new(client: kube::Client, namespace: &str, name: &str) -> Self {
+    pub fn new(
+        client: kube::Client,
+        namespace: &str,
+        name: &str,
+        profile: &'static KeyProfile,
+    ) -> Self {
         Self {
             api: Api::namespaced(client, namespace),
             namespace: namespace.to_string(),
             name: name.to_string(),
+            profile,
         }
     }
 
@@ -90,7 +98,7 @@ impl KeySecret {
             metadata: ObjectMeta {
                 name: Some(self.name.clone()),
                 namespace: Some(self.namespace.clone()),
-                labels: Some(labels()),
+                labels: Some(labels(self.profile)),
                 resource_version,
                 ..ObjectMeta::default()
             },
@@ -113,9 +121,9 @@ impl KeySecret {
             .await
             .map_err(|e| self.api_error(&e))?
         {
-            return Ok(KeyRing::from_data(&data_of(&secret))?);
+            return Ok(KeyRing::from_data(self.profile, &data_of(&secret))?);
         }
-        let ring = KeyRing::generate(year())?;
+        let ring = KeyRing::generate(self.profile, year())?;
         match self
             .api
             .create(&PostParams::default(), &self.secret(&ring, None))
@@ -126,7 +134,8 @@ impl KeySecret {
                     namespace = %self.namespace,
                     secret = %self.name,
                     certificate_sha256 = %ring.active.fingerprint(),
-                    "created the SAML signing key"
+                    what = self.profile.what,
+                    "created the key"
                 );
                 Ok(ring)
             }
@@ -137,7 +146,7 @@ impl KeySecret {
                     .get(&self.name)
                     .await
                     .map_err(|e| self.api_error(&e))?;
-                Ok(KeyRing::from_data(&data_of(&secret))?)
+                Ok(KeyRing::from_data(self.profile, &data_of(&secret))?)
             }
             Err(e) => Err(self.api_error(&e)),
         }
@@ -154,7 +163,7 @@ impl KeySecret {
             .get(&self.name)
             .await
             .map_err(|e| self.api_error(&e))?;
-        let mut ring = KeyRing::from_data(&data_of(&secret))?;
+        let mut ring = KeyRing::from_data(self.profile, &data_of(&secret))?;
         step(&mut ring, year())?;
         let replacement = self.secret(&ring, secret.metadata.resource_version.clone());
         match self
@@ -210,6 +219,7 @@ mod tests {
     use serde_json::{Value, json};
 
     use super::*;
+    use crate::keyring::SAML;
 
     fn status(code: u16, reason: &str) -> Value {
         json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": code, "reason": reason, "message": reason})
@@ -257,6 +267,7 @@ mod tests {
             ),
             "ops",
             "key",
+            &SAML,
         )
         .secret(ring, Some("7".into()));
         serde_json::to_value(secret).expect("json")
@@ -264,7 +275,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_replica_that_loses_the_create_race_reads_the_winners_key() {
-        let winner = KeyRing::generate(2026).expect("key");
+        let winner = KeyRing::generate(&SAML, 2026).expect("key");
         let winner_fingerprint = winner.active.fingerprint();
         let stored = secret_json(&winner);
         let reads = Arc::new(Mutex::new(0));
@@ -281,7 +292,7 @@ mod tests {
             }
             (StatusCode::CONFLICT, status(409, "AlreadyExists"))
         });
-        let ring = KeySecret::new(client, "ops", "key")
+        let ring = KeySecret::new(client, "ops", "key", &SAML)
             .ensure()
             .await
             .expect("read theirs");
@@ -304,7 +315,7 @@ mod tests {
 
     #[tokio::test]
     async fn rotation_steps_replace_at_the_version_read_and_report_a_race() {
-        let stored = secret_json(&KeyRing::generate(2026).expect("key"));
+        let stored = secret_json(&KeyRing::generate(&SAML, 2026).expect("key"));
         let (client, seen) = apiserver(move |call, _| {
             if call.starts_with("GET") {
                 (StatusCode::OK, stored.clone())
@@ -312,7 +323,7 @@ mod tests {
                 (StatusCode::CONFLICT, status(409, "Conflict"))
             }
         });
-        let err = KeySecret::new(client, "ops", "key")
+        let err = KeySecret::new(client, "ops", "key", &SAML)
             .update(|ring, year| ring.add_next(year))
             .await
             .expect_err("raced");
@@ -321,6 +332,6 @@ mod tests {
         let (call, body) = seen.last().expect("replace");
         assert_eq!(call, "PUT /api/v1/namespaces/ops/secrets/key");
         assert_eq!(body["metadata"]["resourceVersion"], json!("7"));
-        assert!(body["data"][crate::saml::key::NEXT_KEY].is_string());
+        assert!(body["data"][crate::keyring::NEXT_KEY].is_string());
     }
 }
