@@ -25,9 +25,36 @@ fn metadata(args: &SamlKeyArgs, ring: &KeyRing) -> String {
     idp_metadata(&args.saml_entity_id, &ring.announced_certificates())
 }
 
+/// Runs the command; a failure is one line per cause (each said once), never a backtrace: the
+/// errors say what to fix, and `RUST_BACKTRACE` is for panics.
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+async fn main() -> std::process::ExitCode {
+    match run(Cli::parse()).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {}", error_chain(error.as_ref()));
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// `error` and its causes, separated by ": ", leaving out a cause whose text the message before
+/// it already contains (errors that print their source themselves).
+fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let said = cause.to_string();
+        if !text.contains(&said) {
+            text.push_str(": ");
+            text.push_str(&said);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Run(args) => podcreds::operator::run(*args).await?,
         Command::Crd { kind } => match kind.as_deref() {
