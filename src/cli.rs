@@ -110,6 +110,12 @@ pub struct TrustPolicyArgs {
     /// The operator's --cluster-name, for bindings with kubernetesSessionTags.
     #[arg(long)]
     pub cluster_name: Option<String>,
+    /// The operator's --rolesanywhere-trust-anchor-arn, for Roles Anywhere bindings naming none.
+    #[arg(long)]
+    pub trust_anchor_arn: Option<String>,
+    /// The operator's --rolesanywhere-profile-arn, for Roles Anywhere bindings naming none.
+    #[arg(long)]
+    pub profile_arn: Option<String>,
     #[arg(short = 'o', long, value_enum, default_value = "text")]
     pub output: PolicyOutput,
 }
@@ -210,6 +216,30 @@ pub struct RunArgs {
     /// keys; created with a new key if absent.
     #[arg(long, env = "PODCREDS_SAML_KEY_SECRET", default_value = crate::saml::DEFAULT_KEY_SECRET)]
     pub saml_key_secret: String,
+    /// Act as the IAM Roles Anywhere certificate authority for bindings with spec.rolesAnywhere:
+    /// keep a CA key in a Secret of the operator's namespace (--namespace), created at start if
+    /// absent, and issue a short-lived certificate per exchange.
+    #[arg(long, env = "PODCREDS_ROLESANYWHERE_ENABLED")]
+    pub rolesanywhere_enabled: bool,
+    /// Name of the Secret, in the operator's namespace, holding the Roles Anywhere CA keys.
+    #[arg(long, env = "PODCREDS_ROLESANYWHERE_CA_SECRET", default_value = crate::rolesanywhere::DEFAULT_CA_SECRET)]
+    pub rolesanywhere_ca_secret: String,
+    /// The trust anchor (`arn:aws:rolesanywhere:<region>:<account>:trust-anchor/<id>`) for
+    /// bindings whose spec.rolesAnywhere names none.
+    #[arg(long, env = "PODCREDS_ROLESANYWHERE_TRUST_ANCHOR_ARN")]
+    pub rolesanywhere_trust_anchor_arn: Option<String>,
+    /// The profile (`arn:aws:rolesanywhere:<region>:<account>:profile/<id>`) for bindings whose
+    /// spec.rolesAnywhere names none.
+    #[arg(long, env = "PODCREDS_ROLESANYWHERE_PROFILE_ARN")]
+    pub rolesanywhere_profile_arn: Option<String>,
+    /// Where Roles Anywhere CreateSession goes (default:
+    /// https://rolesanywhere.<trust anchor region>.amazonaws.com).
+    #[arg(long, env = "PODCREDS_ROLESANYWHERE_ENDPOINT")]
+    pub rolesanywhere_endpoint: Option<String>,
+    /// The SPIFFE trust domain of the certificates' URI SAN
+    /// (`spiffe://<domain>/ns/<namespace>/sa/<name>`).
+    #[arg(long, env = "PODCREDS_ROLESANYWHERE_TRUST_DOMAIN", default_value = crate::rolesanywhere::DEFAULT_TRUST_DOMAIN)]
+    pub rolesanywhere_trust_domain: String,
     /// Let spec.sessionName be any name. By default it must start with `<namespace>.`, so that a
     /// binding cannot pass for another namespace's in CloudTrail.
     #[arg(long, env = "PODCREDS_ALLOW_UNPREFIXED_SESSION_NAMES")]
@@ -277,7 +307,8 @@ pub struct RunArgs {
     #[arg(
         long = "namespace",
         env = "POD_NAMESPACE",
-        required_if_eq("saml_enabled", "true")
+        required_if_eq("saml_enabled", "true"),
+        required_if_eq("rolesanywhere_enabled", "true")
     )]
     pub operator_namespace: Option<String>,
     /// Serve AWSCredentialSources (needs read access to them cluster-wide and to the Secrets of
@@ -329,6 +360,26 @@ impl RunArgs {
                     .filter(|a| !a.is_empty())
                     .cloned()
                     .collect(),
+                default_trust_anchor_arn: self
+                    .rolesanywhere_trust_anchor_arn
+                    .clone()
+                    .filter(|a| !a.is_empty()),
+                default_profile_arn: self
+                    .rolesanywhere_profile_arn
+                    .clone()
+                    .filter(|a| !a.is_empty()),
+                rolesanywhere_endpoint: self
+                    .rolesanywhere_endpoint
+                    .clone()
+                    .filter(|e| !e.is_empty()),
+            },
+            roles_anywhere: crate::rolesanywhere::RolesAnywhereSettings {
+                ca_namespace: self
+                    .operator_namespace
+                    .clone()
+                    .filter(|n| self.rolesanywhere_enabled && !n.is_empty()),
+                ca_secret: self.rolesanywhere_ca_secret.clone(),
+                trust_domain: self.rolesanywhere_trust_domain.clone(),
             },
             saml: crate::saml::SamlSettings {
                 entity_id: self.saml_entity_id.clone(),

@@ -4,7 +4,7 @@
 
 use serde_json::{Value, json};
 
-use crate::spec::{FirstExchange, KUBERNETES_TAG_KEYS, ResolvedSpec};
+use crate::spec::{FirstExchange, KUBERNETES_TAG_KEYS, ResolvedSpec, workload_common_name};
 
 /// Audience and recipient of every SAML assertion AWS accepts.
 pub const AWS_SAML_AUDIENCE: &str = "https://signin.aws.amazon.com/saml";
@@ -19,6 +19,8 @@ pub enum FirstPrincipal {
     Saml { provider_arn: String },
     /// `AssumeRole` signed with the long-term keys of this IAM user (an `AWSCredentialSource`).
     IamUser { user_arn: String },
+    /// IAM Roles Anywhere `CreateSession` with a certificate chaining to this trust anchor.
+    RolesAnywhere { trust_anchor_arn: String },
 }
 
 /// A role and the trust policy it needs.
@@ -173,6 +175,26 @@ fn pin_request_tags(conditions: &mut Conditions, tags: &[(String, String)]) {
     );
 }
 
+/// The service principal Roles Anywhere assumes roles as.
+pub const ROLES_ANYWHERE_SERVICE: &str = "rolesanywhere.amazonaws.com";
+
+/// Pins the principal tags a Roles Anywhere session gets from podcreds' certificate of the
+/// ServiceAccount: `x509Subject/CN` (`<namespace>.<name>`) and `x509Subject/OU` (the namespace).
+fn pin_workload_subject(conditions: &mut Conditions, namespace: &str, service_account: &str) {
+    condition(
+        conditions,
+        "StringEquals",
+        "aws:PrincipalTag/x509Subject/CN".into(),
+        json!(workload_common_name(namespace, service_account)),
+    );
+    condition(
+        conditions,
+        "StringEquals",
+        "aws:PrincipalTag/x509Subject/OU".into(),
+        json!(namespace),
+    );
+}
+
 fn is_kubernetes_tag(key: &str) -> bool {
     KUBERNETES_TAG_KEYS.contains(&key)
 }
@@ -213,7 +235,9 @@ fn first_exchange_policy(
             // be this binding's, whoever else holds a session of the user.
             let tags = match &spec.first {
                 FirstExchange::CredentialSource(source) => source.tags.as_slice(),
-                FirstExchange::WebIdentity { .. } | FirstExchange::Saml(_) => &[],
+                FirstExchange::WebIdentity { .. }
+                | FirstExchange::Saml(_)
+                | FirstExchange::RolesAnywhere(_) => &[],
             };
             pin_request_tags(&mut conditions, tags);
             let mut granted = vec!["sts:AssumeRole"];
@@ -241,8 +265,29 @@ fn first_exchange_policy(
                 actions(saml_actions(spec)),
             )
         }
+        FirstPrincipal::RolesAnywhere { trust_anchor_arn } => {
+            // The certificate's subject names the ServiceAccount; only the trust anchor's CA
+            // (podcreds') issues it. The session name is the certificate's serial: no pin.
+            pin_workload_subject(&mut conditions, namespace, &spec.service_account_name);
+            condition(
+                &mut conditions,
+                "ArnEquals",
+                "aws:SourceArn".into(),
+                json!(trust_anchor_arn),
+            );
+            (
+                json!({ "Service": ROLES_ANYWHERE_SERVICE }),
+                actions(vec![
+                    "sts:AssumeRole",
+                    "sts:TagSession",
+                    "sts:SetSourceIdentity",
+                ]),
+            )
+        }
     };
-    session_name_pin(&mut conditions, spec, namespace);
+    if !matches!(first, FirstPrincipal::RolesAnywhere { .. }) {
+        session_name_pin(&mut conditions, spec, namespace);
+    }
     Ok(document(json!({
         "Effect": "Allow",
         "Principal": principal,
@@ -261,6 +306,13 @@ enum Caller<'a> {
     },
     /// The IAM user itself (a credential source's `GetSessionToken` session).
     User { user_arn: &'a str },
+    /// A Roles Anywhere session of `role_arn`: named by the certificate's serial, so told apart
+    /// by the certificate subject's principal tags.
+    RolesAnywhereSession {
+        role_arn: &'a str,
+        namespace: &'a str,
+        service_account: &'a str,
+    },
 }
 
 /// podcreds' Kubernetes tags the sessions before hop `index` carry (transitive, so the caller of
@@ -271,7 +323,9 @@ fn inherited_kubernetes_tags(spec: &ResolvedSpec, index: usize) -> Vec<(String, 
         FirstExchange::CredentialSource(source) if !source.transitive_tag_keys.is_empty() => {
             &source.tags
         }
-        FirstExchange::WebIdentity { .. } | FirstExchange::CredentialSource(_) => &[],
+        FirstExchange::WebIdentity { .. }
+        | FirstExchange::CredentialSource(_)
+        | FirstExchange::RolesAnywhere(_) => &[],
     };
     let from_hops = spec.role_chain[..index].iter().flat_map(|h| h.tags.iter());
     from_first
@@ -325,6 +379,14 @@ fn hop_policy(spec: &ResolvedSpec, index: usize, caller: &Caller<'_>) -> Value {
             role_arn
         }
         Caller::User { user_arn } => user_arn,
+        Caller::RolesAnywhereSession {
+            role_arn,
+            namespace,
+            service_account,
+        } => {
+            pin_workload_subject(&mut conditions, namespace, service_account);
+            role_arn
+        }
     };
     if let Some(external_id) = &hop.external_id {
         condition(
@@ -372,12 +434,22 @@ pub fn trust_policies(
                     FirstPrincipal::IamUser { .. } => {
                         "AssumeRole with the source's keys".to_string()
                     }
+                    FirstPrincipal::RolesAnywhere { .. } => {
+                        "Roles Anywhere CreateSession".to_string()
+                    }
                 },
                 document: first_exchange_policy(spec, role_arn, namespace, first)?,
             });
-            Caller::RoleSession {
-                role_arn,
-                session_name: &spec.session_name,
+            match first {
+                FirstPrincipal::RolesAnywhere { .. } => Caller::RolesAnywhereSession {
+                    role_arn,
+                    namespace,
+                    service_account: &spec.service_account_name,
+                },
+                _ => Caller::RoleSession {
+                    role_arn,
+                    session_name: &spec.session_name,
+                },
             }
         }
         // GetSessionToken: the IAM user's own session signs the first hop.

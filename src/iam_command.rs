@@ -241,6 +241,8 @@ async fn needs_of(
             .collect(),
         cluster_name: args.cluster_name.clone(),
         default_saml_provider_arn: args.saml_provider_arn.clone(),
+        default_trust_anchor_arn: args.trust_anchor_arn.clone(),
+        default_profile_arn: args.profile_arn.clone(),
         allow_unprefixed_session_names: true,
         allow_insecure_endpoints: true,
         ..StsPolicy::default()
@@ -251,6 +253,9 @@ async fn needs_of(
         // A binding with spec.saml names its provider (or takes --saml-provider-arn's).
         FirstExchange::Saml(saml) => FirstPrincipal::Saml {
             provider_arn: saml.provider_arn.clone(),
+        },
+        FirstExchange::RolesAnywhere(ra) => FirstPrincipal::RolesAnywhere {
+            trust_anchor_arn: ra.trust_anchor_arn.clone(),
         },
         FirstExchange::CredentialSource(source) => {
             let assumes_a_role = match &source.call {

@@ -24,6 +24,7 @@ pub mod patterns;
 pub mod plan;
 pub mod refresh_command;
 pub mod retry;
+pub mod rolesanywhere;
 pub mod saml;
 pub mod secret;
 pub mod settings;

@@ -124,24 +124,36 @@ pub async fn run(args: RunArgs) -> Result<(), StartError> {
         .await
         .map_err(StartError::KubeConfig)?;
     let sts = Arc::new(AwsStsClient::new(StsTimeouts::default()));
-    if let Some(namespace) = &settings.saml.key_namespace {
-        // Created at start so `podcreds saml-metadata` has a key to print before any SAML binding
-        // exists; a failure here is not fatal (SAML exchanges try again and report it).
-        let secret = crate::keyring::KeySecret::new(
-            client.clone(),
-            namespace,
+    // Key rings are created at start so `podcreds saml-metadata` / `podcreds rolesanywhere
+    // trust-anchor` have a key to print before any binding exists; a failure here is not fatal
+    // (exchanges try again and report it).
+    let rings = [
+        (
+            settings.saml.key_namespace.as_deref(),
             &settings.saml.key_secret,
             &crate::keyring::SAML,
-        );
+        ),
+        (
+            settings.roles_anywhere.ca_namespace.as_deref(),
+            &settings.roles_anywhere.ca_secret,
+            &crate::keyring::ROLES_ANYWHERE_CA,
+        ),
+    ];
+    for (namespace, name, profile) in rings {
+        let Some(namespace) = namespace else { continue };
+        let secret = crate::keyring::KeySecret::new(client.clone(), namespace, name, profile);
         match secret.ensure().await {
             Ok(ring) => tracing::info!(
+                keys = profile.what,
                 certificate_sha256 = %ring.active.fingerprint(),
                 announced = ring.announced_certificates().len(),
-                "SAML signing key ready"
+                "key ring ready"
             ),
-            Err(e) => {
-                tracing::warn!(error = %e, "SAML signing key unavailable; SAML bindings will retry")
-            }
+            Err(e) => tracing::warn!(
+                keys = profile.what,
+                error = %e,
+                "key ring unavailable; exchanges needing it will retry"
+            ),
         }
     }
 
@@ -215,6 +227,7 @@ pub async fn run(args: RunArgs) -> Result<(), StartError> {
         },
         sources.clone(),
         settings.saml.clone(),
+        settings.roles_anywhere.clone(),
     ));
     let parts = controller::Parts {
         flow,

@@ -22,6 +22,10 @@ pub const CEPH_ROLE_ARN: &str = r"^arn:aws:iam::(\w{1,64})?:role/([\w+=,.@-]+/)*
 /// An IAM SAML provider ARN in any partition: a 12-digit account and the provider's name.
 pub const SAML_PROVIDER_ARN: &str =
     r"^arn:aws(-[a-z]+)*:iam::[0-9]{12}:saml-provider/[\w.-]{1,128}$";
+/// An IAM Roles Anywhere trust anchor ARN in any partition.
+pub const TRUST_ANCHOR_ARN: &str = r"^arn:aws(-[a-z]+)*:rolesanywhere:[a-z]{2}(-[a-z]+)+-[0-9]+:[0-9]{12}:trust-anchor/[0-9a-f-]{1,64}$";
+/// An IAM Roles Anywhere profile ARN in any partition.
+pub const PROFILE_ARN: &str = r"^arn:aws(-[a-z]+)*:rolesanywhere:[a-z]{2}(-[a-z]+)+-[0-9]+:[0-9]{12}:profile/[0-9a-f-]{1,64}$";
 /// A managed policy ARN, customer-managed (account id) or AWS-managed (`aws`).
 pub const POLICY_ARN: &str = r"^arn:aws(-[a-z]+)*:iam::([0-9]{12}|aws):policy/[\w+=,.@/-]+$";
 /// The STS `RoleSessionName` rule.

@@ -1,5 +1,6 @@
 //! Operator settings that shape reconciliation, as [`crate::cli`] reads them from flags.
 
+use crate::rolesanywhere::RolesAnywhereSettings;
 use crate::saml::SamlSettings;
 use crate::spec::StsPolicy;
 
@@ -32,6 +33,8 @@ pub struct Settings {
     pub instance: Option<String>,
     /// The SAML identity provider (`spec.saml` bindings).
     pub saml: SamlSettings,
+    /// podcreds as the Roles Anywhere workload CA (`spec.rolesAnywhere` bindings).
+    pub roles_anywhere: RolesAnywhereSettings,
 }
 
 impl Default for Settings {
@@ -50,6 +53,7 @@ impl Default for Settings {
             operator_namespace: None,
             instance: None,
             saml: SamlSettings::default(),
+            roles_anywhere: RolesAnywhereSettings::default(),
         }
     }
 }

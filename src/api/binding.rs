@@ -7,8 +7,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    CredentialSourceRef, RoleChainHop, SamlExchange, StsSettings, default_duration_seconds,
-    default_mount_path,
+    CredentialSourceRef, RoleChainHop, RolesAnywhereExchange, SamlExchange, StsSettings,
+    default_duration_seconds, default_mount_path,
 };
 use crate::patterns;
 
@@ -59,10 +59,10 @@ use crate::patterns;
     "roleArn must be a role ARN of the binding's sts.provider: arn:aws:iam::123456789012:role/name (AWS, any partition; the default), arn:minio:iam:::role/<id> (MinIO) or arn:aws:iam::<tenant, or empty>:role/name (CephRGW)"
 ).field_path(".roleArn"))]
 #[x_kube(validation = kube::core::Rule::new(
-    "!has(self.kubernetesSessionTags) || !self.kubernetesSessionTags || (has(self.roleChain) && size(self.roleChain) > 0) || (has(self.saml) || (has(self.credentialSource) && (!has(self.credentialSource.mode) || self.credentialSource.mode != 'GetSessionToken')))"
+    "!has(self.kubernetesSessionTags) || !self.kubernetesSessionTags || (has(self.roleChain) && size(self.roleChain) > 0) || (has(self.saml) || has(self.rolesAnywhere) || (has(self.credentialSource) && (!has(self.credentialSource.mode) || self.credentialSource.mode != 'GetSessionToken')))"
 ).message("kubernetesSessionTags needs an exchange that carries session tags: saml, credentialSource mode AssumeRole or GetFederationToken, or a roleChain (the tags go on its first AssumeRole hop)").field_path(".kubernetesSessionTags"))]
 #[x_kube(validation = kube::core::Rule::new(
-    "!has(self.kubernetesSessionTags) || !self.kubernetesSessionTags || (has(self.saml) || (has(self.credentialSource) && (!has(self.credentialSource.mode) || self.credentialSource.mode != 'GetSessionToken'))) || !has(self.roleChain) || size(self.roleChain) == 0 || ((!has(self.roleChain[0].tags) || size(self.roleChain[0].tags) <= 46) && (!has(self.roleChain[0].transitiveTagKeys) || size(self.roleChain[0].transitiveTagKeys) <= 46))"
+    "!has(self.kubernetesSessionTags) || !self.kubernetesSessionTags || (has(self.saml) || has(self.rolesAnywhere) || (has(self.credentialSource) && (!has(self.credentialSource.mode) || self.credentialSource.mode != 'GetSessionToken'))) || !has(self.roleChain) || size(self.roleChain) == 0 || ((!has(self.roleChain[0].tags) || size(self.roleChain[0].tags) <= 46) && (!has(self.roleChain[0].transitiveTagKeys) || size(self.roleChain[0].transitiveTagKeys) <= 46))"
 ).message("with kubernetesSessionTags the first roleChain hop takes at most 46 tags and 46 transitiveTagKeys of its own: podcreds adds 4 of each, and STS takes at most 50").field_path(".roleChain"))]
 #[x_kube(validation = kube::core::Rule::new(
     "!has(self.kubernetesSessionTags) || !self.kubernetesSessionTags || !has(self.saml) || ((!has(self.saml.tags) || size(self.saml.tags) <= 46) && (!has(self.saml.transitiveTagKeys) || size(self.saml.transitiveTagKeys) <= 46))"
@@ -70,6 +70,12 @@ use crate::patterns;
 #[x_kube(validation = kube::core::Rule::new(
     "!has(self.saml) || !has(self.credentialSource)"
 ).message("saml and credentialSource are two different first exchanges: set one of them").field_path(".saml"))]
+#[x_kube(validation = kube::core::Rule::new(
+    "!has(self.rolesAnywhere) || (!has(self.saml) && !has(self.credentialSource))"
+).message("rolesAnywhere, saml and credentialSource are different first exchanges: set one of them").field_path(".rolesAnywhere"))]
+#[x_kube(validation = kube::core::Rule::new(
+    "!has(self.rolesAnywhere) || !has(self.sts) || !has(self.sts.provider) || self.sts.provider == 'AWS'"
+).message("rolesAnywhere needs sts.provider AWS").field_path(".rolesAnywhere"))]
 #[x_kube(validation = kube::core::Rule::new(
     "!has(self.saml) || !has(self.sts) || !has(self.sts.provider) || self.sts.provider == 'AWS'"
 ).message("saml needs sts.provider AWS").field_path(".saml"))]
@@ -214,6 +220,14 @@ pub struct AWSRoleBindingSpec {
     /// never reach this namespace: only the temporary credentials STS issues from them do.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credential_source: Option<CredentialSourceRef>,
+
+    /// Exchange a short-lived X.509 certificate of the ServiceAccount, issued by podcreds'
+    /// workload CA (`podcreds rolesanywhere trust-anchor` prints it for the trust anchor), with
+    /// IAM Roles Anywhere `CreateSession`: up to 12 hours, nothing about the cluster public. The
+    /// certificate's subject names the namespace and ServiceAccount (principal tags
+    /// `x509Subject/OU` and `x509Subject/CN`). Only with `sts.provider: AWS`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub roles_anywhere: Option<RolesAnywhereExchange>,
 
     /// Where pods mount the Secret. Used in the generated AWS `config` file, whose
     /// `credential_process` reads `<mountPath>/credential-process.json`.

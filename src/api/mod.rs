@@ -8,6 +8,7 @@
 mod binding;
 mod credential_source;
 mod role_chain;
+mod roles_anywhere;
 mod saml;
 mod sts;
 
@@ -17,6 +18,7 @@ pub use credential_source::{
     CredentialSourceRef, SecretReference,
 };
 pub use role_chain::{RoleChainHop, SessionTag};
+pub use roles_anywhere::RolesAnywhereExchange;
 pub use saml::SamlExchange;
 pub use sts::{StsProvider, StsSettings};
 

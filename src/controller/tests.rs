@@ -79,6 +79,7 @@ fn shared(
         },
         sources.clone(),
         settings.saml.clone(),
+        settings.roles_anywhere.clone(),
     ));
     Shared::new(
         client,

@@ -4,6 +4,7 @@
 use super::token::TokenError;
 use crate::keyring::{KeyError, StoreError};
 use crate::retry::RetryClass;
+use crate::rolesanywhere::CertificateError;
 use crate::source::SourceError;
 use crate::sts::StsError;
 
@@ -20,6 +21,8 @@ pub enum FlowError {
     Saml(#[from] SamlError),
     #[error(transparent)]
     Source(#[from] SourceError),
+    #[error(transparent)]
+    RolesAnywhere(#[from] RolesAnywhereError),
 }
 
 impl FlowError {
@@ -31,6 +34,7 @@ impl FlowError {
             FlowError::Hop(e) => e.category(),
             FlowError::Saml(e) => e.category(),
             FlowError::Source(e) => e.category(),
+            FlowError::RolesAnywhere(e) => e.category(),
         }
     }
 
@@ -42,6 +46,7 @@ impl FlowError {
             FlowError::Saml(e) => e.retry_class(),
             // The source and Secret watches bring the binding back when either changes.
             FlowError::Source(_) => RetryClass::External,
+            FlowError::RolesAnywhere(e) => e.retry_class(),
         }
     }
 
@@ -128,6 +133,57 @@ impl SamlError {
         match self {
             SamlError::NotConfigured | SamlError::Rejected { .. } => RetryClass::External,
             SamlError::Key(_) | SamlError::Sign(_) => RetryClass::Transient,
+        }
+    }
+}
+
+/// Why a Roles Anywhere exchange failed before or instead of an ordinary refusal.
+#[derive(Debug, thiserror::Error)]
+pub enum RolesAnywhereError {
+    #[error(
+        "podcreds is not a Roles Anywhere CA here: ask the cluster admin to run the operator with --rolesanywhere-enabled (chart value rolesAnywhere.enabled), or name a kubernetes.io/tls Secret in spec.rolesAnywhere.certificateSecretName"
+    )]
+    NotConfigured,
+    #[error("the Roles Anywhere CA key is unavailable: {0}")]
+    Key(#[from] StoreError),
+    #[error(transparent)]
+    Certificate(#[from] CertificateError),
+    #[error(
+        "the certificate Secret {0:?} does not exist in the binding's namespace (spec.rolesAnywhere.certificateSecretName)"
+    )]
+    SecretNotFound(String),
+    #[error("the certificate Secret {name:?} cannot be read: {reason}")]
+    SecretUnreadable { name: String, reason: String },
+    /// Roles Anywhere refused the certificate, the trust anchor or the profile.
+    #[error("Roles Anywhere {code}: {message}; {hint}")]
+    Rejected {
+        code: String,
+        message: String,
+        hint: String,
+    },
+}
+
+impl RolesAnywhereError {
+    pub fn category(&self) -> &'static str {
+        match self {
+            RolesAnywhereError::NotConfigured => "RolesAnywhereNotConfigured",
+            RolesAnywhereError::Key(_) => "RolesAnywhereCaUnavailable",
+            RolesAnywhereError::Certificate(CertificateError::Issue(_)) => {
+                "RolesAnywhereCaUnavailable"
+            }
+            RolesAnywhereError::Certificate(_)
+            | RolesAnywhereError::SecretNotFound(_)
+            | RolesAnywhereError::SecretUnreadable { .. } => "RolesAnywhereCertificateInvalid",
+            RolesAnywhereError::Rejected { .. } => "RolesAnywhereCertificateRejected",
+        }
+    }
+
+    pub fn retry_class(&self) -> RetryClass {
+        match self {
+            RolesAnywhereError::Key(_)
+            | RolesAnywhereError::Certificate(CertificateError::Issue(_))
+            | RolesAnywhereError::SecretUnreadable { .. } => RetryClass::Transient,
+            _ => RetryClass::External,
         }
     }
 }

@@ -10,10 +10,12 @@ use super::credential_source::CredentialSource;
 use super::deps::FlowDeps;
 use super::error::FlowError;
 use super::role_chain::RoleChain;
+use super::roles_anywhere::RolesAnywhere;
 use super::saml::Saml;
 use super::seam::{CredentialFlow, ExchangeRequest, FirstExchangeFlow};
 use super::web_identity::WebIdentity;
 use crate::credentials::IssuedCredentials;
+use crate::rolesanywhere::RolesAnywhereSettings;
 use crate::saml::SamlSettings;
 use crate::source::Sources;
 use crate::spec::FirstExchange;
@@ -21,6 +23,7 @@ use crate::spec::FirstExchange;
 pub struct Flows {
     web_identity: WebIdentity,
     saml: Saml,
+    roles_anywhere: RolesAnywhere,
     credential_source: CredentialSource,
     role_chain: RoleChain,
 }
@@ -28,11 +31,17 @@ pub struct Flows {
 impl Flows {
     /// Built by the composition root (`operator.rs`); the controller only sees
     /// [`CredentialFlow`].
-    pub fn new(deps: FlowDeps, sources: Sources, saml: SamlSettings) -> Self {
+    pub fn new(
+        deps: FlowDeps,
+        sources: Sources,
+        saml: SamlSettings,
+        roles_anywhere: RolesAnywhereSettings,
+    ) -> Self {
         let deps = Arc::new(deps);
         Self {
             web_identity: WebIdentity { deps: deps.clone() },
             saml: Saml::new(deps.clone(), saml),
+            roles_anywhere: RolesAnywhere::new(deps.clone(), roles_anywhere),
             credential_source: CredentialSource {
                 deps: deps.clone(),
                 sources,
@@ -55,6 +64,10 @@ impl Flows {
                     .exchange(request, role_arn, duration_seconds, flow)
             }
             FirstExchange::Saml(saml) => self.saml.exchange(request, saml, duration_seconds, flow),
+            FirstExchange::RolesAnywhere(ra) => {
+                self.roles_anywhere
+                    .exchange(request, ra, duration_seconds, flow)
+            }
             FirstExchange::CredentialSource(source) => {
                 self.credential_source
                     .exchange(request, source, duration_seconds, flow)

@@ -13,6 +13,7 @@ mod deps;
 mod error;
 mod flows;
 pub mod role_chain;
+pub mod roles_anywhere;
 pub mod saml;
 mod seam;
 pub mod setup_hints;
@@ -20,6 +21,6 @@ pub mod token;
 pub mod web_identity;
 
 pub use deps::FlowDeps;
-pub use error::{FlowError, HopError, SamlError};
+pub use error::{FlowError, HopError, RolesAnywhereError, SamlError};
 pub use flows::Flows;
 pub use seam::{CredentialFlow, ExchangeRequest, FirstExchangeFlow};

@@ -6,6 +6,7 @@
 //! nothing gets no hint rather than a guess.
 
 use super::seam::ExchangeRequest;
+use crate::spec::ResolvedRolesAnywhere;
 use crate::sts::StsError;
 
 fn code_is(error: &StsError, code: &str) -> bool {
@@ -82,6 +83,77 @@ pub fn max_session_duration(error: &StsError, role_arn: &str, asked: i32) -> Opt
     let role_name = role_arn.rsplit('/').next().unwrap_or(role_arn);
     Some(format!(
         "{role_arn} allows shorter sessions than the {asked} seconds asked (its MaxSessionDuration; IAM's default is 3600): lower spec.durationSeconds, or raise it with `aws iam update-role --role-name {role_name} --max-session-duration {asked}`"
+    ))
+}
+
+/// The fix for a refused Roles Anywhere `CreateSession` when the certificate, the trust anchor or
+/// the profile is the reason; `ca_fingerprint` is podcreds' signing CA (`None`: the admin's
+/// certificate Secret signed).
+pub fn roles_anywhere_certificate(
+    error: &StsError,
+    ra: &ResolvedRolesAnywhere,
+    ca_fingerprint: Option<&str>,
+) -> Option<String> {
+    let anchor = &ra.trust_anchor_arn;
+    let secret = ra.certificate_secret_name.as_deref().unwrap_or_default();
+    if says(error, "untrusted signing certificate") || says(error, "no chain from") {
+        return Some(match ca_fingerprint {
+            Some(fingerprint) => format!(
+                "the trust anchor {anchor} does not hold podcreds' signing CA (certificate sha256 {fingerprint}), as after a `podcreds rolesanywhere-ca add-next` or `promote` without updating it: `podcreds rolesanywhere trust-anchor` prints the bundle and the `aws rolesanywhere update-trust-anchor` command"
+            ),
+            None => format!(
+                "the trust anchor {anchor} does not trust the CA that issued the certificate in Secret {secret:?}: add that CA (or the intermediates, in tls.crt after the certificate) to the trust anchor"
+            ),
+        });
+    }
+    if says(error, "revoked") {
+        return Some(format!(
+            "the trust anchor {anchor}'s revocation list names the certificate: issue a new one for Secret {secret:?}"
+        ));
+    }
+    if says(error, "expired at") || says(error, "not valid before") {
+        return Some(
+            "a certificate of the chain is outside its validity: renew it, or check the clocks of the operator's node".into(),
+        );
+    }
+    if says(error, "trust anchor is disabled") {
+        return Some(format!(
+            "enable the trust anchor: `aws rolesanywhere enable-trust-anchor --trust-anchor-id {}`",
+            anchor.rsplit('/').next().unwrap_or(anchor)
+        ));
+    }
+    if says(error, "profile is disabled") {
+        return Some(format!(
+            "enable the profile: `aws rolesanywhere enable-profile --profile-id {}`",
+            ra.profile_arn.rsplit('/').next().unwrap_or(&ra.profile_arn)
+        ));
+    }
+    if says(error, "does not list it in its roleArns") || says(error, "profile does not") {
+        return Some(format!(
+            "the profile {} must list {} in its roleArns: `aws rolesanywhere update-profile --role-arns`",
+            ra.profile_arn, ra.role_arn
+        ));
+    }
+    None
+}
+
+/// The fix for a Roles Anywhere `CreateSession` the role's trust policy refused.
+pub fn roles_anywhere_trust(
+    error: &StsError,
+    request: &ExchangeRequest<'_>,
+    ra: &ResolvedRolesAnywhere,
+) -> Option<String> {
+    if !(code_is(error, "AccessDeniedException") && says(error, "unable to assume role")) {
+        return None;
+    }
+    Some(format!(
+        "the trust policy of {} must allow {} sts:AssumeRole, sts:TagSession and sts:SetSourceIdentity with aws:PrincipalTag/x509Subject/CN {:?}, aws:PrincipalTag/x509Subject/OU {:?} and aws:SourceArn {}: {}",
+        ra.role_arn,
+        crate::iam::ROLES_ANYWHERE_SERVICE,
+        crate::spec::workload_common_name(request.namespace, &request.spec.service_account_name),
+        request.namespace,
+        ra.trust_anchor_arn,
+        trust_policy_command(request)
     ))
 }
 

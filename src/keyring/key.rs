@@ -185,13 +185,31 @@ pub fn certificate_fingerprint(der: &[u8]) -> String {
 
 /// The DER of the first `CERTIFICATE` block of a PEM text.
 pub fn pem_certificate_der(pem: &str) -> Option<Vec<u8>> {
-    let start = pem.find("-----BEGIN CERTIFICATE-----")? + "-----BEGIN CERTIFICATE-----".len();
-    let end = start + pem[start..].find("-----END CERTIFICATE-----")?;
-    let body: String = pem[start..end]
-        .chars()
-        .filter(|c| !c.is_whitespace())
-        .collect();
-    BASE64.decode(body).ok().filter(|der| !der.is_empty())
+    pem_certificates_der(pem).into_iter().next()
+}
+
+/// The DER of every `CERTIFICATE` block of a PEM text, in order; a block that is not base64
+/// ends the list.
+pub fn pem_certificates_der(pem: &str) -> Vec<Vec<u8>> {
+    const BEGIN: &str = "-----BEGIN CERTIFICATE-----";
+    const END: &str = "-----END CERTIFICATE-----";
+    let mut out = Vec::new();
+    let mut rest = pem;
+    while let Some(start) = rest.find(BEGIN).map(|i| i + BEGIN.len()) {
+        let Some(end) = rest[start..].find(END).map(|i| start + i) else {
+            break;
+        };
+        let body: String = rest[start..end]
+            .chars()
+            .filter(|c| !c.is_whitespace())
+            .collect();
+        match BASE64.decode(body) {
+            Ok(der) if !der.is_empty() => out.push(der),
+            _ => break,
+        }
+        rest = &rest[end + END.len()..];
+    }
+    out
 }
 
 /// The keys the Secret holds: the one that signs, possibly the next one (announced in the

@@ -9,5 +9,6 @@ pub mod store;
 pub use key::{
     ACTIVE_CERT, ACTIVE_KEY, KeyError, KeyProfile, KeyRing, NEXT_CERT, NEXT_KEY, PREVIOUS_CERT,
     ROLES_ANYWHERE_CA, SAML, SigningKey, certificate_fingerprint, pem_certificate_der,
+    pem_certificates_der,
 };
 pub use store::{KeyCache, KeySecret, REREAD_AFTER, StoreError};

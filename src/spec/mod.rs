@@ -8,6 +8,7 @@
 mod chain;
 mod policy;
 mod resolved;
+mod roles_anywhere;
 mod rules;
 mod saml;
 mod session_name;
@@ -19,11 +20,11 @@ use std::time::Duration;
 
 pub use policy::{AWS_STS_AUDIENCE, PolicyError, StsPolicy, is_plain_http};
 pub use resolved::{
-    FirstExchange, KUBERNETES_TAG_KEYS, ResolvedHop, ResolvedSaml, ResolvedSource, ResolvedSpec,
-    SourceCall,
+    FirstExchange, KUBERNETES_TAG_KEYS, ResolvedHop, ResolvedRolesAnywhere, ResolvedSaml,
+    ResolvedSource, ResolvedSpec, SourceCall,
 };
 pub use rules::{SpecError, is_aws_endpoint};
-pub use session_name::{default_session_name, federation_name};
+pub use session_name::{default_session_name, federation_name, workload_common_name};
 
 use crate::api::{AWSRoleBindingSpec, CredentialSourceMode, CredentialSourceRef, StsProvider};
 use rules::{
@@ -66,7 +67,15 @@ pub fn resolve(
         role_arn.as_deref(),
         kubernetes_tags,
     )?;
-    let mut first = first_exchange(source, saml, role_arn.as_deref(), &session_name)?;
+    let roles_anywhere =
+        roles_anywhere::resolve_roles_anywhere(spec, provider, policy, role_arn.as_deref())?;
+    let mut first = first_exchange(
+        source,
+        saml,
+        roles_anywhere,
+        role_arn.as_deref(),
+        &session_name,
+    )?;
     if spec.kubernetes_session_tags
         && let FirstExchange::CredentialSource(source) = &mut first
     {
@@ -88,9 +97,15 @@ pub fn resolve(
             .first()
             .is_some_and(|hop| hop.source_identity.is_some())
     {
+        let origin = match first {
+            FirstExchange::RolesAnywhere(_) => {
+                "Roles Anywhere sets the source identity from the certificate (CN=<namespace>.<serviceAccountName>)"
+            }
+            _ => "saml.sourceIdentity already sets the source identity",
+        };
         return Err(invalid(
             "roleChain[0].sourceIdentity",
-            "saml.sourceIdentity already sets the source identity; STS keeps it for the whole chain",
+            format!("{origin}; STS keeps it for the whole chain"),
         ));
     }
     let role_chain = chain::resolve_chain(
@@ -101,7 +116,10 @@ pub fn resolve(
         &session_name,
         policy,
         first.transitive_tag_keys().to_vec(),
-        first.carries_kubernetes_tags(),
+        first.carries_kubernetes_tags()
+            // Roles Anywhere names the namespace and ServiceAccount in the certificate subject
+            // (`x509Subject/*` principal tags); a chain after it carries the Kubernetes tags.
+            || (matches!(first, FirstExchange::RolesAnywhere(_)) && spec.role_chain.is_empty()),
     )?;
     endpoint_fits(&first, &audience, endpoint.as_deref(), policy)?;
 
@@ -127,6 +145,7 @@ pub fn resolve(
 fn first_exchange(
     source: Option<&CredentialSourceRef>,
     saml: Option<ResolvedSaml>,
+    roles_anywhere: Option<ResolvedRolesAnywhere>,
     role_arn: Option<&str>,
     session_name: &str,
 ) -> Result<FirstExchange, SpecError> {
@@ -135,6 +154,9 @@ fn first_exchange(
             .map(str::to_string)
             .ok_or_else(|| invalid("roleArn", "is required"))
     };
+    if let Some(ra) = roles_anywhere {
+        return Ok(FirstExchange::RolesAnywhere(ra));
+    }
     Ok(match (saml, source) {
         (Some(saml), _) => FirstExchange::Saml(saml),
         (None, Some(source)) => FirstExchange::CredentialSource(ResolvedSource {
@@ -172,6 +194,7 @@ fn endpoint_fits(
         FirstExchange::CredentialSource(_) => {
             Some("requests signed with a credential source's keys")
         }
+        FirstExchange::RolesAnywhere(_) => Some("requests signed with a workload certificate"),
     };
     if let Some(what) = what {
         return Err(SpecError::ExchangeNeedsAws {

@@ -31,6 +31,13 @@ pub struct StsPolicy {
     /// Further SAML provider ARNs bindings may name (`--saml-allowed-provider-arns`): podcreds
     /// asserts a ServiceAccount to no other provider.
     pub allowed_saml_provider_arns: Vec<String>,
+    /// The Roles Anywhere trust anchor and profile for bindings whose `spec.rolesAnywhere` names
+    /// none (`--rolesanywhere-trust-anchor-arn`, `--rolesanywhere-profile-arn`).
+    pub default_trust_anchor_arn: Option<String>,
+    pub default_profile_arn: Option<String>,
+    /// Where Roles Anywhere `CreateSession` goes (`--rolesanywhere-endpoint`); `None` means
+    /// `https://rolesanywhere.<trust anchor region>.amazonaws.com`.
+    pub rolesanywhere_endpoint: Option<String>,
 }
 
 impl Default for StsPolicy {
@@ -46,6 +53,9 @@ impl Default for StsPolicy {
             cluster_name: None,
             default_saml_provider_arn: None,
             allowed_saml_provider_arns: Vec::new(),
+            default_trust_anchor_arn: None,
+            default_profile_arn: None,
+            rolesanywhere_endpoint: None,
         }
     }
 }
@@ -70,6 +80,12 @@ impl StsPolicy {
         match &self.default_endpoint {
             Some(endpoint) if is_plain_http(endpoint) && !self.allow_insecure_endpoints => {
                 return Err(PolicyError::InsecureDefaultEndpoint(endpoint.clone()));
+            }
+            _ => {}
+        }
+        match &self.rolesanywhere_endpoint {
+            Some(endpoint) if is_plain_http(endpoint) && !self.allow_insecure_endpoints => {
+                return Err(PolicyError::InsecureRolesAnywhereEndpoint(endpoint.clone()));
             }
             _ => {}
         }
@@ -109,6 +125,10 @@ pub enum PolicyError {
         "--sts-endpoint {0:?} is plain HTTP: every ServiceAccount token sent there would travel in clear. Use an https:// endpoint, or pass --allow-insecure-sts-endpoints (chart: operator.allowInsecureStsEndpoints) if the network path is trusted, for example loopback in a test"
     )]
     InsecureDefaultEndpoint(String),
+    #[error(
+        "--rolesanywhere-endpoint {0:?} is plain HTTP: requests signed with workload certificates would travel in clear. Use an https:// endpoint, or pass --allow-insecure-sts-endpoints if the network path is trusted"
+    )]
+    InsecureRolesAnywhereEndpoint(String),
     #[error(
         "--cluster-name {0:?} cannot be a session tag value: use 1 to 256 letters, digits, spaces or _.:/=+@-"
     )]

@@ -55,26 +55,36 @@ pub enum FirstExchange {
     Saml(ResolvedSaml),
     /// An IAM user's long-term keys (an `AWSCredentialSource`) sign the call.
     CredentialSource(ResolvedSource),
+    /// A certificate of the ServiceAccount signs IAM Roles Anywhere `CreateSession`.
+    RolesAnywhere(ResolvedRolesAnywhere),
 }
 
 impl Serialize for FirstExchange {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        #[derive(Serialize)]
+        #[derive(Default, Serialize)]
         #[serde(rename_all = "camelCase")]
         struct Fields<'a> {
             #[serde(skip_serializing_if = "Option::is_none")]
             saml: Option<&'a ResolvedSaml>,
             #[serde(skip_serializing_if = "Option::is_none")]
             credential_source: Option<&'a ResolvedSource>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            roles_anywhere: Option<&'a ResolvedRolesAnywhere>,
         }
-        let (saml, credential_source) = match self {
-            FirstExchange::WebIdentity { .. } => (None, None),
-            FirstExchange::Saml(saml) => (Some(saml), None),
-            FirstExchange::CredentialSource(source) => (None, Some(source)),
-        };
-        Fields {
-            saml,
-            credential_source,
+        match self {
+            FirstExchange::WebIdentity { .. } => Fields::default(),
+            FirstExchange::Saml(saml) => Fields {
+                saml: Some(saml),
+                ..Fields::default()
+            },
+            FirstExchange::CredentialSource(source) => Fields {
+                credential_source: Some(source),
+                ..Fields::default()
+            },
+            FirstExchange::RolesAnywhere(ra) => Fields {
+                roles_anywhere: Some(ra),
+                ..Fields::default()
+            },
         }
         .serialize(serializer)
     }
@@ -87,6 +97,7 @@ impl FirstExchange {
             FirstExchange::WebIdentity { .. } => "WebIdentity",
             FirstExchange::Saml(_) => "SAML",
             FirstExchange::CredentialSource(source) => source.call.mode().as_str(),
+            FirstExchange::RolesAnywhere(_) => "RolesAnywhere",
         }
     }
 
@@ -97,6 +108,8 @@ impl FirstExchange {
             FirstExchange::WebIdentity { .. } => &[],
             FirstExchange::Saml(saml) => &saml.transitive_tag_keys,
             FirstExchange::CredentialSource(source) => &source.transitive_tag_keys,
+            // Roles Anywhere's principal tags (`x509Subject/...`) are podcreds' to choose.
+            FirstExchange::RolesAnywhere(_) => &[],
         }
     }
 
@@ -107,6 +120,7 @@ impl FirstExchange {
             FirstExchange::WebIdentity { .. } => &[],
             FirstExchange::Saml(saml) => &saml.tags,
             FirstExchange::CredentialSource(source) => &source.tags,
+            FirstExchange::RolesAnywhere(_) => &[],
         };
         tags.iter().any(|(k, _)| k == KUBERNETES_TAG_KEYS[0])
     }
@@ -115,6 +129,8 @@ impl FirstExchange {
     pub fn sets_source_identity(&self) -> bool {
         match self {
             FirstExchange::Saml(saml) => saml.source_identity.is_some(),
+            // Roles Anywhere sets the certificate subject's common name.
+            FirstExchange::RolesAnywhere(_) => true,
             FirstExchange::WebIdentity { .. } | FirstExchange::CredentialSource(_) => false,
         }
     }
@@ -200,6 +216,27 @@ impl Serialize for ResolvedSource {
     }
 }
 
+/// A binding's resolved `spec.rolesAnywhere`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ResolvedRolesAnywhere {
+    /// The role (the binding's `roleArn`, in the fingerprint's input there already).
+    #[serde(skip)]
+    pub role_arn: String,
+    /// Where `CreateSession` goes: the trust anchor's region.
+    #[serde(skip)]
+    pub region: String,
+    /// Where `CreateSession` goes (the operator's; `None`: the AWS endpoint of `region`).
+    #[serde(skip)]
+    pub endpoint: Option<String>,
+    pub trust_anchor_arn: String,
+    pub profile_arn: String,
+    /// A Secret of the binding's namespace holding the admin's certificate, instead of one
+    /// podcreds issues.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub certificate_secret_name: Option<String>,
+}
+
 /// One `AssumeRole` hop of a resolved role chain.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -248,6 +285,7 @@ impl ResolvedSpec {
         match &self.first {
             FirstExchange::WebIdentity { role_arn }
             | FirstExchange::Saml(ResolvedSaml { role_arn, .. })
+            | FirstExchange::RolesAnywhere(ResolvedRolesAnywhere { role_arn, .. })
             | FirstExchange::CredentialSource(ResolvedSource {
                 call: SourceCall::AssumeRole { role_arn },
                 ..

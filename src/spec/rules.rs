@@ -91,6 +91,9 @@ pub(super) static MINIO_ROLE_ARN: LazyLock<Regex> =
 pub(super) static CEPH_ROLE_ARN: LazyLock<Regex> =
     LazyLock::new(|| compile(patterns::CEPH_ROLE_ARN));
 pub(super) static POLICY_ARN: LazyLock<Regex> = LazyLock::new(|| compile(patterns::POLICY_ARN));
+pub(super) static TRUST_ANCHOR_ARN: LazyLock<Regex> =
+    LazyLock::new(|| compile(patterns::TRUST_ANCHOR_ARN));
+pub(super) static PROFILE_ARN: LazyLock<Regex> = LazyLock::new(|| compile(patterns::PROFILE_ARN));
 pub(super) static SAML_PROVIDER_ARN: LazyLock<Regex> =
     LazyLock::new(|| compile(patterns::SAML_PROVIDER_ARN));
 pub(super) static SESSION_NAME: LazyLock<Regex> = LazyLock::new(|| compile(patterns::SESSION_NAME));

@@ -76,6 +76,22 @@ pub fn default_session_name(namespace: &str, name: &str) -> String {
     session
 }
 
+/// Most characters of a Roles Anywhere certificate's common name that keep the source identity
+/// Roles Anywhere derives from it (`CN=<common name>`) within STS's 64.
+const WORKLOAD_CN_MAX: usize = 61;
+
+/// The common name of a ServiceAccount's Roles Anywhere certificate: `<namespace>.<name>`, cut
+/// like a session name to 61 characters. Namespaces hold no `.`, so the name is unambiguous; it
+/// only uses characters session tags and source identities allow.
+pub fn workload_common_name(namespace: &str, service_account: &str) -> String {
+    cut_with_hash(
+        format!("{namespace}.{service_account}"),
+        WORKLOAD_CN_MAX,
+        namespace,
+        service_account,
+    )
+}
+
 /// Most characters of a `GetFederationToken` Name.
 const FEDERATION_NAME_MAX: usize = 32;
 

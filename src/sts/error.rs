@@ -55,7 +55,10 @@ impl StsErrorKind {
             | "MalformedPolicyDocument"
             | "RegionDisabledException"
             | "InvalidParameterValue"
-            | "InvalidArgument" => StsErrorKind::InvalidRequest,
+            | "InvalidArgument"
+            // Roles Anywhere's REST-JSON names.
+            | "ValidationException"
+            | "ResourceNotFoundException" => StsErrorKind::InvalidRequest,
             // `SlowDown` is how S3-style services (Ceph RGW) throttle.
             "Throttling" | "ThrottlingException" | "RequestLimitExceeded" | "SlowDown" => {
                 StsErrorKind::Throttled

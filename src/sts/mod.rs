@@ -1,10 +1,11 @@
-//! The STS edge: every STS action podcreds calls, behind one trait ([`StsClient`]) so the
+//! The STS edge: every STS action podcreds calls (and Roles Anywhere's `CreateSession`), behind one trait ([`StsClient`]) so the
 //! emulator, moto or real AWS can stand behind it, and the AWS SDK implementation
 //! ([`sdk::AwsStsClient`]). Credential flows ([`crate::flow`]) decide what to call; this module
 //! only speaks to STS.
 
 mod error;
 mod requests;
+mod rolesanywhere;
 mod sdk;
 mod sdk_error;
 
@@ -15,9 +16,10 @@ use futures::future::BoxFuture;
 use crate::credentials::IssuedCredentials;
 pub use error::{StsError, StsErrorKind};
 pub use requests::{
-    AssumeRoleRequest, AssumedRole, FederationTokenRequest, SamlRequest, SessionScope,
-    SessionTokenRequest, StsTarget, WebIdentityRequest,
+    AssumeRoleRequest, AssumedRole, FederationTokenRequest, RolesAnywhereRequest, SamlRequest,
+    SessionScope, SessionTokenRequest, StsTarget, WebIdentityRequest,
 };
+pub use rolesanywhere::RolesAnywhereClient;
 pub use sdk::{AwsStsClient, StsTimeouts};
 
 /// The STS actions podcreds calls. Implementations other than the AWS SDK's (test doubles) may
@@ -58,6 +60,15 @@ pub trait StsClient: Send + Sync {
         _request: AssumeRoleRequest,
     ) -> BoxFuture<'_, Result<AssumedRole, StsError>> {
         Box::pin(async { Err(unsupported("AssumeRole")) })
+    }
+
+    /// IAM Roles Anywhere `CreateSession` (not STS, but the same kind of exchange: credentials
+    /// for a role). Clients that only exchange tokens refuse.
+    fn create_session(
+        &self,
+        _request: RolesAnywhereRequest,
+    ) -> BoxFuture<'_, Result<IssuedCredentials, StsError>> {
+        Box::pin(async { Err(unsupported("CreateSession")) })
     }
 }
 

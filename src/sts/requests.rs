@@ -5,6 +5,7 @@
 use secrecy::SecretString;
 
 use crate::credentials::{IssuedCredentials, LongTermKeys, Signer};
+use crate::rolesanywhere::WorkloadCertificate;
 
 /// Where an STS call goes.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -161,4 +162,19 @@ mod tests {
         };
         assert!(!format!("{session:?}").contains("very-secret"));
     }
+}
+
+/// One IAM Roles Anywhere `CreateSession` call, signed with `certificate`'s key. It takes no
+/// session policy; the session's tags and source identity come from the certificate.
+#[derive(Debug)]
+pub struct RolesAnywhereRequest {
+    pub certificate: WorkloadCertificate,
+    pub trust_anchor_arn: String,
+    pub profile_arn: String,
+    pub role_arn: String,
+    pub duration_seconds: i32,
+    /// The trust anchor's region.
+    pub region: String,
+    /// `None`: `https://rolesanywhere.<region>.amazonaws.com`.
+    pub endpoint: Option<String>,
 }

@@ -13,8 +13,9 @@ use secrecy::{ExposeSecret, SecretString};
 
 use super::sdk_error::classify_sdk_error;
 use super::{
-    AssumeRoleRequest, AssumedRole, FederationTokenRequest, SamlRequest, SessionTokenRequest,
-    StsClient, StsError, StsErrorKind, StsTarget, WebIdentityRequest,
+    AssumeRoleRequest, AssumedRole, FederationTokenRequest, RolesAnywhereClient,
+    RolesAnywhereRequest, SamlRequest, SessionTokenRequest, StsClient, StsError, StsErrorKind,
+    StsTarget, WebIdentityRequest,
 };
 use crate::credentials::{IssuedCredentials, LongTermKeys, Signer};
 
@@ -103,6 +104,7 @@ const MAX_CLIENTS: usize = 32;
 pub struct AwsStsClient {
     base: aws_config::SdkConfig,
     clients: Mutex<HashMap<(String, Option<String>), aws_sdk_sts::Client>>,
+    roles_anywhere: RolesAnywhereClient,
 }
 
 impl AwsStsClient {
@@ -140,6 +142,7 @@ impl AwsStsClient {
         Self {
             base,
             clients: Mutex::new(HashMap::new()),
+            roles_anywhere: RolesAnywhereClient::new(timeouts),
         }
     }
 
@@ -180,6 +183,13 @@ impl AwsStsClient {
 }
 
 impl StsClient for AwsStsClient {
+    fn create_session(
+        &self,
+        request: RolesAnywhereRequest,
+    ) -> BoxFuture<'_, Result<IssuedCredentials, StsError>> {
+        Box::pin(self.roles_anywhere.create_session(request))
+    }
+
     fn assume_role_with_web_identity(
         &self,
         request: WebIdentityRequest,
