@@ -342,6 +342,61 @@ pub fn compact_for_cache(meta: &mut ObjectMeta) {
     };
 }
 
+/// Why a Secret a binding's status names is not deleted when the binding moved to another
+/// `secretName`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeptBecause {
+    /// It does not carry podcreds' `managed-by` label.
+    NotLabelled,
+    /// Its controller owner reference is not this binding.
+    NotControlled,
+    /// It is not the Secret this binding created (another UID than the one recorded).
+    OtherUid,
+    /// It is already being deleted.
+    BeingDeleted,
+}
+
+impl KeptBecause {
+    /// Stable, low-cardinality label (log field).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeptBecause::NotLabelled => "NotLabelled",
+            KeptBecause::NotControlled => "NotControlledByBinding",
+            KeptBecause::OtherUid => "NotCreatedByBinding",
+            KeptBecause::BeingDeleted => "BeingDeleted",
+        }
+    }
+}
+
+/// Whether the Secret with metadata `meta` may be deleted as the one binding `binding_uid`
+/// created under an earlier `secretName` (UID `recorded_uid`). The status that names it is not
+/// trusted on its own: the Secret must carry podcreds' label, be controlled by this binding and
+/// be exactly the Secret whose UID was recorded, all as read from the apiserver just before.
+pub fn deletable_as_left_behind(
+    meta: &ObjectMeta,
+    binding_uid: &str,
+    recorded_uid: &str,
+) -> Result<(), KeptBecause> {
+    let labelled = meta
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(MANAGED_BY_LABEL))
+        .is_some_and(|v| v == MANAGED_BY_VALUE);
+    if !labelled {
+        return Err(KeptBecause::NotLabelled);
+    }
+    if controller_of(meta).is_none_or(|o| o.uid != binding_uid) {
+        return Err(KeptBecause::NotControlled);
+    }
+    if meta.uid.as_deref() != Some(recorded_uid) {
+        return Err(KeptBecause::OtherUid);
+    }
+    if meta.deletion_timestamp.is_some() {
+        return Err(KeptBecause::BeingDeleted);
+    }
+    Ok(())
+}
+
 /// Classifies the binding's Secret as seen through a metadata-only read.
 pub fn observe(secret: Option<&PartialObjectMeta<Secret>>, binding_uid: &str) -> ObservedSecret {
     let Some(secret) = secret else {
@@ -537,6 +592,44 @@ mod tests {
         assert_eq!(
             observe(Some(&unowned), "uid-1"),
             ObservedSecret::Foreign { owner: None }
+        );
+    }
+
+    #[test]
+    fn only_the_secret_the_binding_created_is_deletable() {
+        let mut mine = rendered().metadata;
+        mine.uid = Some("secret-uid".into());
+        assert_eq!(
+            deletable_as_left_behind(&mine, "uid-1", "secret-uid"),
+            Ok(())
+        );
+        // The status names another Secret UID (forged, or a namesake created since).
+        assert_eq!(
+            deletable_as_left_behind(&mine, "uid-1", "victim-uid"),
+            Err(KeptBecause::OtherUid)
+        );
+        // Another binding's Secret.
+        assert_eq!(
+            deletable_as_left_behind(&mine, "uid-2", "secret-uid"),
+            Err(KeptBecause::NotControlled)
+        );
+        // Anyone's Secret that podcreds never labelled, whatever the status says about it.
+        let victim = ObjectMeta {
+            name: Some("victim".into()),
+            uid: Some("victim-uid".into()),
+            ..ObjectMeta::default()
+        };
+        assert_eq!(
+            deletable_as_left_behind(&victim, "uid-1", "victim-uid"),
+            Err(KeptBecause::NotLabelled)
+        );
+        let mut going = mine.clone();
+        going.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+            Timestamp::from_second(1_800_000_000).expect("time"),
+        ));
+        assert_eq!(
+            deletable_as_left_behind(&going, "uid-1", "secret-uid"),
+            Err(KeptBecause::BeingDeleted)
         );
     }
 

@@ -232,8 +232,9 @@ async fn pipeline(
     Ok((result, action))
 }
 
-/// Deletes the Secret podcreds created under an earlier `secretName`, by the UID the status
-/// recorded: a Secret someone else labelled and pointed at this binding is never deleted.
+/// Deletes the Secret podcreds created under an earlier `secretName`. The status only says
+/// where to look: the Secret must be labelled by podcreds, controlled by this binding and of
+/// the UID recorded, as read from the apiserver (see [`secret_writer::delete_left_behind`]).
 async fn remove_secrets_left_by_a_rename(
     ctx: &Context,
     binding: &AWSRoleBinding,
@@ -246,12 +247,13 @@ async fn remove_secrets_left_by_a_rename(
     if let (Some(previous), Some(uid)) = (&status.secret_name, &status.secret_uid)
         && previous != current
     {
-        secret_writer::delete_created(
+        secret_writer::delete_left_behind(
             ctx.shared.client.clone(),
             &ctx.shared.throttle,
             &key.namespace,
             previous,
             uid,
+            &key.uid,
         )
         .await;
     }

@@ -165,21 +165,42 @@ impl<'a> SecretWriter<'a> {
     }
 }
 
-/// Deletes Secret `name` of `namespace` if it is still exactly the one podcreds created (UID
-/// `uid`), not a namesake created since. A failure is logged: the Secret stays, and is garbage
-/// collected with the binding.
-pub async fn delete_created(
+/// Deletes Secret `name` of `namespace` if it is still exactly the one binding `binding_uid`
+/// created (UID `recorded_uid`), as read from the apiserver first: labelled by podcreds,
+/// controlled by this binding and of that UID ([`secret::deletable_as_left_behind`]). The
+/// status the name and UID come from is not trusted on its own. The delete is conditional on the
+/// UID and version read, so a Secret that changed since is left alone. A failure is logged: the
+/// Secret stays, and is garbage collected with the binding.
+pub async fn delete_left_behind(
     client: kube::Client,
     throttle: &Throttle,
     namespace: &str,
     name: &str,
-    uid: &str,
+    recorded_uid: &str,
+    binding_uid: &str,
 ) {
     let api: Api<Secret> = Api::namespaced(client, namespace);
+    throttle.kube().await;
+    let meta = match api.get_metadata_opt(name).await {
+        Ok(Some(meta)) => meta.metadata,
+        Ok(None) => return,
+        Err(e) => {
+            warn!(secret = %name, error = %e, "could not read the Secret left behind by a secretName change");
+            return;
+        }
+    };
+    if let Err(kept) = secret::deletable_as_left_behind(&meta, binding_uid, recorded_uid) {
+        warn!(
+            secret = %name,
+            reason = kept.as_str(),
+            "the binding's status names a Secret this binding did not create; it is left alone"
+        );
+        return;
+    }
     let params = DeleteParams {
         preconditions: Some(Preconditions {
-            uid: Some(uid.to_string()),
-            resource_version: None,
+            uid: meta.uid.clone(),
+            resource_version: meta.resource_version.clone(),
         }),
         ..DeleteParams::default()
     };

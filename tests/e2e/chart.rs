@@ -195,7 +195,19 @@ pub async fn chart_lints_and_renders_what_matters(env: &Env) -> anyhow::Result<(
             "ClusterRole grants {verb} {group}/{resource}"
         );
     }
-    ensure!(of_kind(&docs, "ValidatingAdmissionPolicy").len() == 3);
+    ensure!(of_kind(&docs, "ValidatingAdmissionPolicy").len() == 5);
+    // Status writes: this release's operator (and system:masters) only.
+    let status_guard = policy_named(&docs, "status-guard")?;
+    for expected in [
+        "awsrolebindings/status",
+        "system:serviceaccount:podcreds-system:t-podcreds",
+        "system:masters",
+    ] {
+        ensure!(
+            status_guard.contains(expected),
+            "the status guard lacks {expected}: {status_guard}"
+        );
+    }
     let source_guard = policy_named(&docs, "source-guard")?;
     ensure!(
         source_guard.contains("AWSCredentialSource") && source_guard.contains("allowedNamespaces"),
@@ -236,13 +248,30 @@ pub async fn chart_lints_and_renders_what_matters(env: &Env) -> anyhow::Result<(
         );
     }
     ensure!(
-        of_kind(&docs, "ValidatingAdmissionPolicyBinding").len() == 3,
+        of_kind(&docs, "ValidatingAdmissionPolicyBinding").len() == 5,
         "each policy needs its binding"
     );
+    // The Secret guard: Opaque, labelled, outside the denied namespaces; the SAML key only with
+    // SAML.
+    let secret_guard = policy_named(&docs, "secret-guard")?;
+    for expected in [
+        "system:serviceaccount:podcreds-system:t-podcreds",
+        "object.type == 'Opaque'",
+        "app.kubernetes.io/managed-by",
+        r#"[\"kube-system\",\"kube-public\",\"kube-node-lease\",\"podcreds-system\"]"#,
+    ] {
+        ensure!(
+            secret_guard.contains(expected),
+            "the Secret guard lacks {expected}: {secret_guard}"
+        );
+    }
+    ensure!(!secret_guard.contains("podcreds-saml-signing-key"));
+    let docs = render(env, &["saml.enabled=true"]).await?;
+    ensure!(policy_named(&docs, "secret-guard")?.contains("podcreds-saml-signing-key"));
     let docs = render(env, &["operatorTokenPolicy.enabled=false"]).await?;
     ensure!(
-        policy_named(&docs, "token-guard").is_err(),
-        "the token guard cannot be turned off"
+        policy_named(&docs, "token-guard").is_err() && policy_named(&docs, "secret-guard").is_err(),
+        "the operator guards cannot be turned off"
     );
 
     // Relaxing the session-name rule relaxes both the operator and the admission policy.
@@ -520,7 +549,8 @@ pub(crate) fn forbidden<T>(result: Result<T, kube::Error>) -> bool {
 }
 
 pub async fn chart_installs_with_sufficient_and_minimal_rbac(env: &Env) -> anyhow::Result<()> {
-    let _policies = env.cluster_policies.read().await;
+    // Exclusively: another release's status guard would refuse this release's operator.
+    let _policies = env.cluster_policies.write().await;
     let (release_ns, release, stdout) =
         helm_install(env, "podcreds-system", "pc", &["--wait=false"]).await?;
     ensure!(

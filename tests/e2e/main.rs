@@ -110,6 +110,7 @@ const TESTS: &[(&str, TestFn)] = tests![
     faults::many_bindings_recover_after_an_outage,
     tenant::forged_expiration_annotations_are_repaired,
     tenant::a_rename_deletes_only_the_secret_podcreds_created,
+    tenant::a_forged_status_deletes_no_secret,
     tenant::labelled_secrets_built_to_bloat_the_cache_cost_nothing,
     tenant::a_conflict_clears_when_the_foreign_secret_goes,
     tenant::a_busy_namespace_does_not_hold_up_another,

@@ -713,7 +713,8 @@ pub async fn saml_against_moto(env: &Env) -> anyhow::Result<()> {
 
 pub async fn chart_rbac_lets_the_operator_keep_only_its_saml_key(env: &Env) -> anyhow::Result<()> {
     use crate::chart::{forbidden, helm, helm_install, service_account_token};
-    let _policies = env.cluster_policies.read().await;
+    // Exclusively: another release's status guard would refuse this release's operator.
+    let _policies = env.cluster_policies.write().await;
     // Namespaced RBAC: with rbac.scope=cluster the permissions on binding Secrets reach every
     // namespace, the operator's own included (docs/security.md says so).
     let ns = env.namespace("saml-chart").await?;

@@ -427,3 +427,124 @@ pub async fn a_deleted_namespace_leaves_the_operator_quiet(env: &Env) -> anyhow:
     );
     Ok(())
 }
+
+/// A tenant who may patch bindings' status and read Secrets, but not delete them, forges the
+/// status of a binding to name a Secret of someone else (its UID read with her Secret access)
+/// and one of another binding, as if the binding had left them behind under an earlier
+/// `secretName`. The operator reads each before any delete, finds it not created by this
+/// binding, and leaves it alone. With the chart's status guard installed, her status patch is
+/// refused outright.
+pub async fn a_forged_status_deletes_no_secret(env: &Env) -> anyhow::Result<()> {
+    use crate::chart::{grant, rule, with_admission_policy};
+    use kube::api::Api;
+    let ns = {
+        // No chart release may be installed meanwhile: its status guard would refuse the forgery
+        // this half needs to see.
+        let _no_policy = env.cluster_policies.write().await;
+        let (ns, role, op) = env.scenario("forgedstatus", None).await?;
+        env.create_ready(&ns, "b", spec(&role), Duration::from_secs(60))
+            .await?;
+        env.create_ready(&ns, "other", spec(&role), Duration::from_secs(60))
+            .await?;
+        let victim = Secret {
+            metadata: ObjectMeta {
+                name: Some("victim".into()),
+                ..ObjectMeta::default()
+            },
+            data: Some(BTreeMap::from([(
+                "precious".to_string(),
+                ByteString(b"do not delete".to_vec()),
+            )])),
+            ..Secret::default()
+        };
+        env.secrets(&ns)
+            .create(&PostParams::default(), &victim)
+            .await?;
+        grant(
+            env,
+            &ns,
+            "mallory",
+            vec![
+                rule(
+                    &["podcreds.dev"],
+                    &["awsrolebindings", "awsrolebindings/status"],
+                    &["get", "list", "patch"],
+                ),
+                rule(&[""], &["secrets"], &["get", "list"]),
+            ],
+        )
+        .await?;
+        let kubeconfig = env.plane.user_kubeconfig("mallory", &[])?;
+        let mallory = podcreds_testenv::client_from_kubeconfig(&kubeconfig).await?;
+        let as_mallory: Api<podcreds::api::AWSRoleBinding> = Api::namespaced(mallory.clone(), &ns);
+        let secrets_as_mallory: Api<Secret> = Api::namespaced(mallory, &ns);
+        for target in ["victim", "other"] {
+            let uid = secrets_as_mallory
+                .get(target)
+                .await?
+                .metadata
+                .uid
+                .context("Secret without a UID")?;
+            let forged = json!({"status": {"secretName": target, "secretUID": uid}});
+            // A release uninstalled a moment ago may still be enforced briefly.
+            wait_for(Duration::from_secs(20), || async {
+                as_mallory
+                    .patch_status("b", &PatchParams::default(), &Patch::Merge(&forged))
+                    .await
+                    .ok()
+            })
+            .await
+            .context("mallory's status patch was never admitted")?;
+            // The operator looked at the Secret the status named, and said why it kept it.
+            let kept = format!(r#""secret":"{target}""#);
+            wait_for(Duration::from_secs(30), || async {
+                op.log()
+                    .lines()
+                    .any(|l| l.contains("did not create") && l.contains(&kept))
+                    .then_some(())
+            })
+            .await
+            .with_context(|| {
+                format!("the operator never judged the forged status naming {target}")
+            })?;
+            ensure!(
+                env.secrets(&ns).get_opt(target).await?.is_some(),
+                "a forged status made podcreds delete Secret {target}"
+            );
+        }
+        // The operator wrote its own record back.
+        wait_for(Duration::from_secs(30), || async {
+            let b = env.bindings(&ns).get("b").await.ok()?;
+            (b.status?.secret_name.as_deref() == Some("b")).then_some(())
+        })
+        .await
+        .context("the operator never restored the binding's status")?;
+        ensure!(env.secrets(&ns).get_opt("b").await?.is_some());
+        ns
+    };
+
+    // With the chart's status guard, the forgery itself is refused.
+    with_admission_policy(env, "vapstatus", |env| async move {
+        let kubeconfig = env.plane.user_kubeconfig("mallory", &[])?;
+        let mallory = podcreds_testenv::client_from_kubeconfig(&kubeconfig).await?;
+        let as_mallory: Api<podcreds::api::AWSRoleBinding> = Api::namespaced(mallory, &ns);
+        let forged = json!({"status": {"secretName": "victim"}});
+        let refusal = wait_for(Duration::from_secs(20), || async {
+            match as_mallory
+                .patch_status("b", &PatchParams::default(), &Patch::Merge(&forged))
+                .await
+            {
+                Err(kube::Error::Api(s)) if s.code == 403 || s.code == 422 => Some(s.message),
+                _ => None,
+            }
+        })
+        .await
+        .context("the status guard never refused mallory's status patch")?;
+        ensure!(
+            refusal.contains("only the podcreds operator") && refusal.contains("mallory"),
+            "unclear refusal: {refusal}"
+        );
+        Ok(())
+    })
+    .await
+}
