@@ -239,11 +239,18 @@ pub struct RunArgs {
     /// (deny by default) instead of allowing any.
     #[arg(long, env = "PODCREDS_REQUIRE_ROLE_ALLOWLIST")]
     pub require_role_allowlist: bool,
-    /// Name of the ValidatingAdmissionPolicy (and its binding) that guards AWSRoleBindings; when
-    /// set, podcreds checks that both exist and reports it (log, /readyz, metric).
-    #[arg(long, env = "PODCREDS_ADMISSION_POLICY_NAME")]
-    pub admission_policy_name: Option<String>,
-    /// How often the admission policy is checked.
+    /// Names of the ValidatingAdmissionPolicies (each with a binding of the same name) that guard
+    /// podcreds: bindings, credential sources, status writes, the operator's own tokens and
+    /// Secrets (comma separated, or repeated). podcreds checks that each exists and denies what
+    /// it refuses (its binding's validationActions include Deny, failurePolicy Fail, not
+    /// narrowed) and reports it (log, /readyz, metric).
+    #[arg(
+        long = "admission-policy-name",
+        env = "PODCREDS_ADMISSION_POLICY_NAME",
+        value_delimiter = ','
+    )]
+    pub admission_policy_names: Vec<String>,
+    /// How often the admission policies are checked.
     #[arg(long, env = "PODCREDS_ADMISSION_POLICY_CHECK_INTERVAL", default_value = "60s", value_parser = humantime::parse_duration)]
     pub admission_policy_check_interval: std::time::Duration,
     /// Address of the admin server (/healthz, /readyz, /metrics).
@@ -445,5 +452,21 @@ mod tests {
             Cli::try_parse_from(["podcreds", "run", "--token-expiration-seconds", "60"]).is_err()
         );
         assert!(Cli::try_parse_from(["podcreds", "run", "--concurrency", "0"]).is_err());
+    }
+
+    #[test]
+    fn several_admission_policies_are_checked() {
+        let cli = Cli::try_parse_from([
+            "podcreds",
+            "run",
+            "--admission-policy-name=a,b",
+            "--admission-policy-name",
+            "c",
+        ])
+        .expect("parses");
+        let Command::Run(args) = cli.command else {
+            panic!("expected run")
+        };
+        assert_eq!(args.admission_policy_names, vec!["a", "b", "c"]);
     }
 }

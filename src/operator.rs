@@ -149,22 +149,32 @@ pub async fn run(args: RunArgs) -> Result<(), StartError> {
 
     let shutdown = termination().boxed().shared();
     let (ready_tx, ready_rx) = tokio::sync::watch::channel(false);
-    let policy = args.admission_policy_name.clone().map(|name| {
-        let (state_tx, state_rx) = tokio::sync::watch::channel(PolicyState::Unchecked);
+    let names: Vec<String> = args
+        .admission_policy_names
+        .iter()
+        .filter(|n| !n.is_empty())
+        .cloned()
+        .collect();
+    let policies = (!names.is_empty()).then(|| {
+        let unchecked = names
+            .iter()
+            .map(|n| (n.clone(), PolicyState::Unchecked))
+            .collect();
+        let (state_tx, state_rx) = tokio::sync::watch::channel(unchecked);
         tokio::spawn(crate::admission_check::run(
             client.clone(),
-            name.clone(),
+            names,
             args.admission_policy_check_interval,
             state_tx,
             metrics.clone(),
         ));
-        (name, state_rx)
+        state_rx
     });
     let admin = crate::admin::serve(
         args.admin_address,
         Arc::new(registry),
         ready_rx,
-        policy,
+        policies,
         shutdown.clone(),
     )
     .await

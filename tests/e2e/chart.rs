@@ -946,42 +946,65 @@ pub(crate) fn binding_named(
     renamed
 }
 
-/// The operator says when the admission policy that guards bindings is missing (log, /readyz
-/// detail, metric), and notices when it is installed or removed.
+/// The operator says when an admission policy of the chart is missing or not enforced (log,
+/// /readyz detail, metric), and notices when it is installed, weakened to audit or warn only,
+/// restored or removed: the binding guard and the operator's token guard alike.
 pub async fn a_missing_admission_policy_is_reported(env: &Env) -> anyhow::Result<()> {
+    use k8s_openapi::api::admissionregistration::v1::ValidatingAdmissionPolicyBinding;
     // It installs the chart's policies for a while, like `with_admission_policy`.
     let _policies = env.cluster_policies.read().await;
     let ns = env.namespace("guardcheck").await?;
-    // A release name of its own: the policy is cluster-scoped and named after the release.
+    // A release name of its own: the policies are cluster-scoped and named after the release.
     let release = format!("gc{}", &ns[ns.len() - 5..]);
-    let policy = format!("{release}-podcreds-binding-guard");
+    let guard = |which: &str| format!("{release}-podcreds-{which}");
+    let names = [
+        "binding-guard",
+        "source-guard",
+        "status-guard",
+        "token-guard",
+        "secret-guard",
+    ]
+    .map(guard)
+    .join(",");
     let op = env
         .start_operator(
             &[&ns],
             &env.emulator.url(),
             &[
-                &format!("--admission-policy-name={policy}"),
+                &format!("--admission-policy-name={names}"),
                 "--admission-policy-check-interval=1s",
             ],
         )
         .await?;
-    let reported = |present: bool| {
+    // What the operator reports: the metric's value and a word /readyz must show (and, when
+    // everything is present, must not).
+    let reported = |value: u8, word: String| {
         let op = &op;
         async move {
             let metrics = op.metrics().await.ok()?;
             let (_, readyz) = podcreds_testenv::loopback::get(&op.admin, "/readyz")
                 .await
                 .ok()?;
-            let value = if present { 1 } else { 0 };
-            let word = if present { "present" } else { "MISSING" };
-            (metrics.contains(&format!("podcreds_admission_policy_present {value}"))
-                && readyz.contains(word))
-            .then_some(())
+            let metric = metrics.contains(&format!("podcreds_admission_policy_present {value}"));
+            let shown = if value == 1 {
+                !readyz.contains("MISSING") && !readyz.contains("NOT ENFORCED")
+            } else {
+                readyz.lines().any(|l| l.contains(&word))
+            };
+            (metric && shown).then_some(())
         }
     };
-    wait_for(Duration::from_secs(30), || reported(false))
-        .await
-        .context("a missing admission policy was not reported")?;
+    wait_for(Duration::from_secs(30), || {
+        reported(
+            0,
+            format!(
+                "{}: ValidatingAdmissionPolicy MISSING",
+                guard("binding-guard")
+            ),
+        )
+    })
+    .await
+    .context("a missing admission policy was not reported")?;
     ensure!(
         op.log().contains("MISSING"),
         "no log line about the missing policy"
@@ -1006,14 +1029,57 @@ pub async fn a_missing_admission_policy_is_reported(env: &Env) -> anyhow::Result
     )
     .await?;
     ensure!(ok, "helm install failed: {stderr}");
-    let installed = wait_for(Duration::from_secs(30), || reported(true))
-        .await
-        .context("the installed admission policy was not noticed");
+    let checks = async {
+        wait_for(Duration::from_secs(30), || reported(1, String::new()))
+            .await
+            .context("the installed admission policies were not noticed")?;
+        // A guard whose binding only audits (or warns) guards nothing.
+        let bindings: Api<ValidatingAdmissionPolicyBinding> = Api::all(env.client.clone());
+        let actions = |list: &[&str]| json!({"spec": {"validationActions": list}});
+        for (which, weakened) in [("binding-guard", "Audit"), ("token-guard", "Warn")] {
+            bindings
+                .patch(
+                    &guard(which),
+                    &PatchParams::default(),
+                    &Patch::Merge(&actions(&[weakened])),
+                )
+                .await?;
+            wait_for(Duration::from_secs(30), || {
+                reported(0, format!("{}: NOT ENFORCED", guard(which)))
+            })
+            .await
+            .with_context(|| format!("the {which} weakened to [{weakened}] was not reported"))?;
+            ensure!(
+                op.log().contains("validationActions do not include Deny"),
+                "no log line about the weakened {which}"
+            );
+            bindings
+                .patch(
+                    &guard(which),
+                    &PatchParams::default(),
+                    &Patch::Merge(&actions(&["Deny"])),
+                )
+                .await?;
+            wait_for(Duration::from_secs(30), || reported(1, String::new()))
+                .await
+                .with_context(|| format!("the restored {which} was not noticed"))?;
+        }
+        anyhow::Ok(())
+    }
+    .await;
     let (ok, _, stderr) = helm(env, &["uninstall", &release, "--namespace", &ns]).await?;
     ensure!(ok, "helm uninstall failed: {stderr}");
-    installed?;
-    wait_for(Duration::from_secs(30), || reported(false))
-        .await
-        .context("the removed admission policy was not noticed")?;
+    checks?;
+    wait_for(Duration::from_secs(30), || {
+        reported(
+            0,
+            format!(
+                "{}: ValidatingAdmissionPolicy MISSING",
+                guard("token-guard")
+            ),
+        )
+    })
+    .await
+    .context("the removed admission policies were not noticed")?;
     Ok(())
 }
