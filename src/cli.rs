@@ -259,7 +259,9 @@ pub struct RunArgs {
     /// Log format.
     #[arg(long, env = "PODCREDS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Json)]
     pub log_format: LogFormat,
-    /// Log filter, in tracing's EnvFilter syntax (for example `info` or `podcreds=debug`).
+    /// Log filter, in tracing's EnvFilter syntax (for example `info` or `podcreds=debug`). The AWS
+    /// SDK's and the HTTP stacks' targets never log above debug whatever it says: their trace
+    /// level prints STS request bodies (tokens, SAML assertions).
     #[arg(long, env = "PODCREDS_LOG_LEVEL", default_value = "info")]
     pub log_level: String,
     /// Name reported on Events and used as leader-election identity (the chart sets the pod name).

@@ -194,6 +194,18 @@ pub async fn binding_issues_working_credentials(env: &Env) -> anyhow::Result<()>
         !log.contains("eyJ"),
         "something like a JWT appears in the trace log"
     );
+    // No STS request body at all: the SDK prints each request it transmits at TRACE, body
+    // included, unless the operator's log filter caps it (whatever --log-level says).
+    for needle in [
+        "WebIdentityToken=",
+        "SAMLAssertion=",
+        "Action=AssumeRoleWithWebIdentity",
+    ] {
+        ensure!(
+            !log.contains(needle),
+            "an STS request body ({needle}) appears in the trace log"
+        );
+    }
     Ok(())
 }
 
