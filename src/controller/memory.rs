@@ -10,7 +10,7 @@ use kube::runtime::reflector::ObjectRef;
 
 use crate::api::{AWSRoleBinding, AWSRoleBindingStatus};
 use crate::plan;
-use crate::secret::{IssuedMeta, ObservedSecret};
+use crate::secret::IssuedMeta;
 use crate::status::StatusWrite;
 
 /// A binding's UID.
@@ -31,8 +31,11 @@ struct Failures {
 /// Every map sits behind its own lock, so a reconciliation touching one never waits for another.
 #[derive(Default)]
 pub struct Memory {
-    /// What this process last wrote to each binding's Secret (see [`plan::with_recent_write`]).
-    secret_writes: Mutex<HashMap<Uid, IssuedMeta>>,
+    /// What this process last wrote to each binding's Secret, and at which version (see
+    /// [`plan::provenance`]).
+    secret_writes: Mutex<HashMap<Uid, plan::OwnWrite>>,
+    /// Refreshes made because someone else wrote a binding's Secret (see [`plan::repair_wait`]).
+    repairs: Mutex<HashMap<Uid, plan::Repairs>>,
     /// Status writes the binding cache has not shown yet (see [`crate::status::known_status`]).
     status_writes: Mutex<HashMap<Uid, StatusWrite>>,
     /// Failed attempts in a row, and when the next may be made.
@@ -58,34 +61,63 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 const SWEEP_EVERY: usize = 1024;
 
 impl Memory {
-    /// The binding's Secret as the cache shows it, corrected by what this process wrote since.
-    /// Forgets the write once the cache shows it (the record has done its job, and costs memory).
-    pub fn observe_secret(&self, uid: &str, cached: ObservedSecret) -> ObservedSecret {
+    /// This process's last write of the binding's Secret, once the cache has shown `version`
+    /// (which may be that write) noted as seen.
+    pub fn own_secret_write(&self, uid: &str, version: Option<&str>) -> Option<plan::OwnWrite> {
         let mut writes = lock(&self.secret_writes);
-        let last_write = writes.get(uid).cloned();
-        if last_write
-            .as_ref()
-            .is_some_and(|w| plan::shows_write(&cached, w))
-        {
-            writes.remove(uid);
+        let own = writes.get_mut(uid)?;
+        if version == Some(own.version.as_str()) {
+            own.seen = true;
         }
-        plan::with_recent_write(cached, last_write.as_ref())
+        Some(own.clone())
     }
 
     /// Whether this process wrote the binding's Secret and the cache has not shown it yet.
     pub fn wrote_secret(&self, uid: &str) -> bool {
-        lock(&self.secret_writes).contains_key(uid)
+        lock(&self.secret_writes).get(uid).is_some_and(|w| !w.seen)
     }
 
-    /// Remembers a Secret write; now and then forgets expired records, so deleted bindings do
-    /// not accumulate.
-    pub fn remember_secret_write(&self, uid: &str, issued: &IssuedMeta) {
+    /// Remembers a Secret write that left it at `version` (`issued`: what it now says; `None`
+    /// when the write removed the credentials); now and then forgets records of credentials that
+    /// have expired, so deleted bindings do not accumulate.
+    pub fn remember_secret_write(&self, uid: &str, version: String, issued: Option<&IssuedMeta>) {
         let mut writes = lock(&self.secret_writes);
         if writes.len() % SWEEP_EVERY == SWEEP_EVERY - 1 {
             let now = Timestamp::now();
-            writes.retain(|_, i| i.expiration > now);
+            writes.retain(|_, w| w.issued.as_ref().is_some_and(|i| i.expiration > now));
         }
-        writes.insert(uid.to_string(), issued.clone());
+        writes.insert(
+            uid.to_string(),
+            plan::OwnWrite {
+                version,
+                issued: issued.cloned(),
+                seen: false,
+            },
+        );
+    }
+
+    /// Takes a Secret this process did not write as its own from now on: written at `version`,
+    /// saying `issued` (judged intact when first seen, after a restart or a change of leader).
+    pub fn adopt_secret(&self, uid: &str, version: &str, issued: Option<&IssuedMeta>) {
+        lock(&self.secret_writes)
+            .entry(uid.to_string())
+            .or_insert_with(|| plan::OwnWrite {
+                version: version.to_string(),
+                issued: issued.cloned(),
+                seen: true,
+            });
+    }
+
+    /// The refreshes made lately because someone else wrote the binding's Secret.
+    pub fn repairs(&self, uid: &str) -> Option<plan::Repairs> {
+        lock(&self.repairs).get(uid).copied()
+    }
+
+    /// Counts a refresh made at `now` because someone else wrote the binding's Secret.
+    pub fn count_repair(&self, uid: &str, now: Timestamp) {
+        let mut repairs = lock(&self.repairs);
+        let next = plan::count_repair(repairs.get(uid), now);
+        repairs.insert(uid.to_string(), next);
     }
 
     /// The last status this process wrote for the binding, while the cache (at
@@ -176,6 +208,7 @@ impl Memory {
     /// exist rather than every binding this process ever saw.
     pub fn forget(&self, uid: &str, binding: &ObjectRef<AWSRoleBinding>) {
         lock(&self.secret_writes).remove(uid);
+        lock(&self.repairs).remove(uid);
         lock(&self.status_writes).remove(uid);
         lock(&self.failures).remove(uid);
         lock(&self.forced_refreshes).remove(uid);
@@ -186,10 +219,11 @@ impl Memory {
     }
 
     /// Entries per map, for tests and diagnostics.
-    pub fn sizes(&self) -> [(&'static str, usize); 5] {
+    pub fn sizes(&self) -> [(&'static str, usize); 6] {
         [
             ("forced_refreshes", lock(&self.forced_refreshes).len()),
             ("secret_writes", lock(&self.secret_writes).len()),
+            ("repairs", lock(&self.repairs).len()),
             ("status_writes", lock(&self.status_writes).len()),
             ("failures", lock(&self.failures).len()),
             (
@@ -236,30 +270,38 @@ mod tests {
     }
 
     #[test]
-    fn a_write_is_remembered_until_the_cache_shows_it() {
+    fn a_write_is_remembered_and_noted_once_the_cache_shows_it() {
         let memory = Memory::default();
-        let stale = ObservedSecret::Owned {
-            issued: Some(issued(0)),
-            intact: true,
-        };
-        memory.remember_secret_write("u", &issued(100));
+        memory.remember_secret_write("u", "8".into(), Some(&issued(100)));
         assert!(memory.wrote_secret("u"));
-        // The cache still shows the old credentials: the write wins, and is kept.
-        assert_eq!(
-            memory.observe_secret("u", stale),
-            ObservedSecret::Owned {
-                issued: Some(issued(100)),
-                intact: true
-            }
-        );
+        // The cache still shows an older version: the write is not seen yet.
+        let own = memory.own_secret_write("u", Some("7")).expect("remembered");
+        assert!(!own.seen);
         assert!(memory.wrote_secret("u"));
-        // The cache caught up: the record goes.
-        let fresh = ObservedSecret::Owned {
-            issued: Some(issued(100)),
-            intact: true,
-        };
-        assert_eq!(memory.observe_secret("u", fresh.clone()), fresh);
+        // The cache caught up: seen, and kept (later versions are someone else's).
+        let own = memory.own_secret_write("u", Some("8")).expect("remembered");
+        assert!(own.seen);
         assert!(!memory.wrote_secret("u"));
+        assert_eq!(own.issued, Some(issued(100)));
+        // A Secret first seen after a restart is adopted once, never over a write of ours.
+        memory.adopt_secret("v", "3", Some(&issued(0)));
+        memory.adopt_secret("u", "9", None);
+        assert_eq!(
+            memory.own_secret_write("u", None).map(|o| o.version),
+            Some("8".to_string())
+        );
+        assert!(memory.own_secret_write("v", None).is_some_and(|o| o.seen));
+    }
+
+    #[test]
+    fn repairs_are_counted_per_binding() {
+        let memory = Memory::default();
+        let t = |s: i64| Timestamp::from_second(1_800_000_000 + s).expect("time");
+        assert_eq!(memory.repairs("u"), None);
+        memory.count_repair("u", t(0));
+        memory.count_repair("u", t(5));
+        assert_eq!(memory.repairs("u").map(|r| r.count), Some(2));
+        assert_eq!(memory.repairs("v"), None);
     }
 
     #[test]
@@ -332,7 +374,8 @@ mod tests {
                 })
                 .collect();
             for (i, (uid, binding)) in bindings.iter().enumerate() {
-                memory.remember_secret_write(uid, &issued(i as i64));
+                memory.remember_secret_write(uid, "1".into(), Some(&issued(i as i64)));
+                memory.count_repair(uid, Timestamp::now());
                 memory.remember_status_write(uid, "1", AWSRoleBindingStatus::default());
                 memory.record_failure(uid);
                 memory.remember_forced_refresh(uid, Timestamp::now());

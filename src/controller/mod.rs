@@ -39,7 +39,7 @@ use crate::allowlist;
 use crate::api::AWSRoleBinding;
 use crate::plan::{self, Decision};
 use crate::spec;
-use crate::status::REASON_CONFLICT;
+use crate::status::{REASON_CONFLICT, known_status};
 use observe::ObserveError;
 use refresh::RefreshError;
 use report::{Reconciled, ReportError, ready_reason};
@@ -162,7 +162,20 @@ async fn pipeline(
     };
     let fingerprint = spec.fingerprint();
     let reports_conflict = ready_reason(binding) == Some(REASON_CONFLICT);
-    let observation = observe::observe(ctx, key, &spec.secret_name, reports_conflict).await?;
+    let status = {
+        let version = binding.metadata.resource_version.as_deref();
+        let last_write = shared.memory.status_write(&key.uid, version);
+        known_status(version, binding.status.as_ref(), last_write.as_ref()).cloned()
+    };
+    let observation = observe::observe(
+        ctx,
+        key,
+        &spec.secret_name,
+        reports_conflict,
+        status.as_ref(),
+    )
+    .await?;
+    let foreign = observation.provenance == plan::Provenance::Foreign;
     let now = Timestamp::now();
     let decision = plan::honour_refresh_request(
         plan::plan(&fingerprint, &observation.secret, now),
@@ -182,7 +195,15 @@ async fn pipeline(
                 Some(_) => {
                     plan::refresh_request_wait(shared.memory.last_forced_refresh(&key.uid), now)
                 }
-                None => plan::backing_off(shared.memory.held(&key.uid).as_ref(), &fingerprint, now),
+                None => plan::backing_off(shared.memory.held(&key.uid).as_ref(), &fingerprint, now)
+                    // Someone keeps writing the Secret: repairs slow down.
+                    .or_else(|| {
+                        foreign
+                            .then(|| {
+                                plan::repair_wait(shared.memory.repairs(&key.uid).as_ref(), now)
+                            })
+                            .flatten()
+                    }),
             } =>
         {
             Reconciled::BackingOff(wait)
@@ -201,12 +222,18 @@ async fn pipeline(
                     shared.memory.remember_forced_refresh(&key.uid, now);
                 }
                 match refresh::refresh(ctx, key, &spec, &fingerprint, &observation).await {
-                    Ok(refreshed) => Reconciled::Refreshed {
-                        spec: &spec,
-                        reason,
-                        issued: refreshed.issued,
-                        created_uid: refreshed.created_uid,
-                    },
+                    Ok(refreshed) => {
+                        if foreign {
+                            shared.memory.count_repair(&key.uid, now);
+                        }
+                        Reconciled::Refreshed {
+                            spec: &spec,
+                            reason,
+                            issued: refreshed.issued,
+                            created_uid: refreshed.created_uid,
+                            version: refreshed.version,
+                        }
+                    }
                     // The cache did not show the Secret, but the name was taken.
                     Err(RefreshError::Secret(SecretWriteError::Conflict { owner, .. })) => {
                         Reconciled::Conflict { spec: &spec, owner }

@@ -39,6 +39,8 @@ pub enum Reconciled<'a> {
         issued: IssuedMeta,
         /// The Secret's UID, if this refresh created it.
         created_uid: Option<String>,
+        /// The Secret's resourceVersion after the write.
+        version: Option<String>,
     },
     /// The Secret name belongs to something this binding does not control.
     Conflict {
@@ -275,9 +277,16 @@ pub async fn report(
             memory.clear_failures(&key.uid);
             debug!(binding = %key.name, renewal = %issued.renewal_time, "credentials are fresh");
         }
-        Reconciled::Refreshed { reason, issued, .. } => {
+        Reconciled::Refreshed {
+            reason,
+            issued,
+            version,
+            ..
+        } => {
             memory.clear_failures(&key.uid);
-            memory.remember_secret_write(&key.uid, issued);
+            if let Some(version) = version {
+                memory.remember_secret_write(&key.uid, version.clone(), Some(issued));
+            }
             metrics.refreshed(reason.as_str());
             info!(
                 binding = %key.name,
@@ -452,6 +461,7 @@ mod tests {
                 reason: RefreshReason::RenewalDue,
                 issued: issued(),
                 created_uid: None,
+                version: None,
             },
             Reconciled::Conflict {
                 spec: &s,
@@ -503,6 +513,7 @@ mod tests {
             reason: RefreshReason::SpecChanged,
             issued: issued(),
             created_uid: None,
+            version: None,
         };
         let note = announcement(&refreshed, Some("CredentialsIssued")).expect("announced");
         assert!(!note.warning);

@@ -45,10 +45,18 @@ pub struct SecretWriter<'a> {
     uid: &'a str,
 }
 
+/// What a successful write left behind.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Written {
+    /// The UID of the Secret, if this write created it.
+    pub created_uid: Option<String>,
+    /// The Secret's resourceVersion after the write: how this process recognises its own write.
+    pub version: Option<String>,
+}
+
 /// What to do after one write attempt.
 enum Next {
-    /// Written; the UID of the Secret if this write created it.
-    Done { created_uid: Option<String> },
+    Done(Written),
     /// Apply over this resourceVersion.
     ApplyOver(Option<String>),
 }
@@ -77,13 +85,12 @@ impl<'a> SecretWriter<'a> {
     }
 
     /// Writes `secret` over what was observed (`version`: the resourceVersion seen in the cache).
-    /// Returns the UID of the Secret if this write created it.
     pub async fn write(
         &self,
         mut secret: Secret,
         observed: &ObservedSecret,
         version: Option<String>,
-    ) -> Result<Option<String>, SecretWriteError> {
+    ) -> Result<Written, SecretWriteError> {
         let mut next = match observed {
             ObservedSecret::Missing => self.create(&secret).await?,
             _ => Next::ApplyOver(version),
@@ -91,7 +98,7 @@ impl<'a> SecretWriter<'a> {
         let mut attempt = 0;
         loop {
             let resource_version = match next {
-                Next::Done { created_uid } => return Ok(created_uid),
+                Next::Done(written) => return Ok(written),
                 Next::ApplyOver(version) => version,
             };
             attempt += 1;
@@ -106,7 +113,10 @@ impl<'a> SecretWriter<'a> {
                 )
                 .await
             {
-                Ok(_) => Next::Done { created_uid: None },
+                Ok(applied) => Next::Done(Written {
+                    created_uid: None,
+                    version: applied.metadata.resource_version,
+                }),
                 // The cache can lag behind (a broken watch, our own last write): look again,
                 // and go on only if the Secret is still this binding's.
                 Err(kube::Error::Api(s)) if s.code == 409 && attempt == 1 => {
@@ -130,9 +140,10 @@ impl<'a> SecretWriter<'a> {
         };
         self.throttle.kube().await;
         match self.api.create(&params, secret).await {
-            Ok(created) => Ok(Next::Done {
+            Ok(created) => Ok(Next::Done(Written {
                 created_uid: created.metadata.uid,
-            }),
+                version: created.metadata.resource_version,
+            })),
             // The name is taken: by this binding (the cache lags behind, or someone removed our
             // label) or by someone else, whose Secret stays untouched.
             Err(kube::Error::Api(s)) if s.code == 409 => {
