@@ -8,6 +8,7 @@ use std::sync::{Mutex, MutexGuard};
 use jiff::Timestamp;
 use kube::runtime::reflector::ObjectRef;
 
+use super::quota::Bound;
 use crate::api::{AWSRoleBinding, AWSRoleBindingStatus};
 use crate::plan;
 use crate::secret::IssuedMeta;
@@ -15,8 +16,83 @@ use crate::status::StatusWrite;
 
 /// A binding's UID.
 type Uid = String;
-/// Bindings (and their UIDs) by the (namespace, name) of the ServiceAccount they wait for.
-type WaitingForAccounts = HashMap<(String, String), Vec<(ObjectRef<AWSRoleBinding>, Uid)>>;
+
+/// Bindings waiting for a ServiceAccount, at most [`WAITING`] of them (and a share of that per
+/// namespace): beyond that a binding is not registered, and its retries (5 s doubling to
+/// 5 minutes) find the account when it comes. Each binding waits for one account at a time.
+pub const WAITING: Bound = Bound::shared(65_536, 16);
+
+/// A ServiceAccount: (namespace, name).
+type Account = (String, String);
+
+/// Bindings (and their UIDs) by the ServiceAccount they wait for.
+#[derive(Default)]
+struct WaitingForAccounts {
+    by_account: HashMap<Account, Vec<(ObjectRef<AWSRoleBinding>, Uid)>>,
+    /// The account each binding waits for, by UID.
+    by_binding: HashMap<Uid, Account>,
+    /// Bindings waiting, per namespace.
+    per_namespace: HashMap<String, usize>,
+}
+
+impl WaitingForAccounts {
+    /// Registers `binding` as waiting for `account`; false when the bound leaves no room.
+    fn add(&mut self, account: Account, binding: ObjectRef<AWSRoleBinding>, uid: &str) -> bool {
+        if self.by_binding.get(uid) == Some(&account) {
+            return true;
+        }
+        self.remove_binding(uid);
+        let namespace = account.0.clone();
+        let mine = self.per_namespace.get(&namespace).copied().unwrap_or(0);
+        if !WAITING.admits(self.by_binding.len(), mine) {
+            return false;
+        }
+        *self.per_namespace.entry(namespace).or_default() += 1;
+        self.by_binding.insert(uid.to_string(), account.clone());
+        self.by_account
+            .entry(account)
+            .or_default()
+            .push((binding, uid.to_string()));
+        true
+    }
+
+    /// Stops `uid` waiting, whatever it waited for.
+    fn remove_binding(&mut self, uid: &str) {
+        let Some(account) = self.by_binding.remove(uid) else {
+            return;
+        };
+        if let Some(waiting) = self.by_account.get_mut(&account) {
+            waiting.retain(|(_, u)| u != uid);
+            if waiting.is_empty() {
+                self.by_account.remove(&account);
+            }
+        }
+        self.count_out(&account.0, 1);
+    }
+
+    /// The bindings waiting for `account`, which stop waiting.
+    fn take(&mut self, account: &Account) -> Vec<(ObjectRef<AWSRoleBinding>, Uid)> {
+        let woken = self.by_account.remove(account).unwrap_or_default();
+        for (_, uid) in &woken {
+            self.by_binding.remove(uid);
+        }
+        self.count_out(&account.0, woken.len());
+        woken
+    }
+
+    fn count_out(&mut self, namespace: &str, n: usize) {
+        if let Some(count) = self.per_namespace.get_mut(namespace) {
+            *count = count.saturating_sub(n);
+            if *count == 0 {
+                self.per_namespace.remove(namespace);
+            }
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.by_binding.len()
+    }
+}
 
 /// A run of failed refreshes of one binding.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -187,35 +263,27 @@ impl Memory {
         lock(&self.failures).remove(uid);
     }
 
-    /// Records that `binding` (UID `uid`) waits for ServiceAccount `namespace/name`.
+    /// Records that `binding` (UID `uid`) waits for ServiceAccount `namespace/name` (and no other
+    /// any more); false when the bound on waiting bindings leaves no room for it.
     pub fn wait_for_account(
         &self,
         namespace: &str,
         name: &str,
         binding: ObjectRef<AWSRoleBinding>,
         uid: &str,
-    ) {
-        let mut waiting = lock(&self.waiting);
-        let entry = waiting
-            .entry((namespace.to_string(), name.to_string()))
-            .or_default();
-        if !entry.iter().any(|(b, _)| *b == binding) {
-            entry.push((binding, uid.to_string()));
-        }
+    ) -> bool {
+        lock(&self.waiting).add((namespace.to_string(), name.to_string()), binding, uid)
     }
 
     /// Forgets everything about a deleted binding, so that the maps follow the bindings that
     /// exist rather than every binding this process ever saw.
-    pub fn forget(&self, uid: &str, binding: &ObjectRef<AWSRoleBinding>) {
+    pub fn forget(&self, uid: &str) {
         lock(&self.secret_writes).remove(uid);
         lock(&self.repairs).remove(uid);
         lock(&self.status_writes).remove(uid);
         lock(&self.failures).remove(uid);
         lock(&self.forced_refreshes).remove(uid);
-        lock(&self.waiting).retain(|_, bindings| {
-            bindings.retain(|(b, _)| b != binding);
-            !bindings.is_empty()
-        });
+        lock(&self.waiting).remove_binding(uid);
     }
 
     /// Entries per map, for tests and diagnostics.
@@ -226,10 +294,7 @@ impl Memory {
             ("repairs", lock(&self.repairs).len()),
             ("status_writes", lock(&self.status_writes).len()),
             ("failures", lock(&self.failures).len()),
-            (
-                "waiting",
-                lock(&self.waiting).values().map(Vec::len).sum::<usize>(),
-            ),
+            ("waiting", lock(&self.waiting).len()),
         ]
     }
 
@@ -237,9 +302,7 @@ impl Memory {
     /// reconciled now (what they waited for may have come, so their hold ends) and, if the
     /// account is still missing, wait again.
     pub fn take_waiting(&self, namespace: &str, name: &str) -> Vec<ObjectRef<AWSRoleBinding>> {
-        let woken = lock(&self.waiting)
-            .remove(&(namespace.to_string(), name.to_string()))
-            .unwrap_or_default();
+        let woken = lock(&self.waiting).take(&(namespace.to_string(), name.to_string()));
         let mut failures = lock(&self.failures);
         woken
             .into_iter()
@@ -354,13 +417,39 @@ mod tests {
         let memory = Memory::default();
         let a = ObjectRef::<AWSRoleBinding>::new("a").within("ns");
         let b = ObjectRef::<AWSRoleBinding>::new("b").within("ns");
+        let c = ObjectRef::<AWSRoleBinding>::new("c").within("other");
         memory.wait_for_account("ns", "app", a.clone(), "ua");
         memory.wait_for_account("ns", "app", a.clone(), "ua");
         memory.wait_for_account("ns", "app", b.clone(), "ub");
-        memory.wait_for_account("other", "app", b.clone(), "ub");
-        assert_eq!(memory.take_waiting("ns", "app"), vec![a, b.clone()]);
+        memory.wait_for_account("other", "app", c.clone(), "uc");
+        assert_eq!(memory.take_waiting("ns", "app"), vec![a.clone(), b.clone()]);
         assert!(memory.take_waiting("ns", "app").is_empty());
-        assert_eq!(memory.take_waiting("other", "app"), vec![b]);
+        assert_eq!(memory.take_waiting("other", "app"), vec![c]);
+        // A binding whose spec now names another account waits for that one only.
+        memory.wait_for_account("ns", "app", a.clone(), "ua");
+        memory.wait_for_account("ns", "web", a.clone(), "ua");
+        assert!(memory.take_waiting("ns", "app").is_empty());
+        assert_eq!(memory.take_waiting("ns", "web"), vec![a]);
+        assert!(memory.sizes().iter().all(|(_, n)| *n == 0));
+    }
+
+    #[test]
+    fn one_namespace_cannot_fill_the_waiting_index() {
+        let memory = Memory::default();
+        let registered = (0..WAITING.per_namespace + 100)
+            .filter(|i| {
+                let binding = ObjectRef::<AWSRoleBinding>::new(&format!("b{i}")).within("greedy");
+                memory.wait_for_account("greedy", &format!("sa{i}"), binding, &format!("u{i}"))
+            })
+            .count();
+        assert_eq!(registered, WAITING.per_namespace);
+        let quiet = ObjectRef::<AWSRoleBinding>::new("q").within("quiet");
+        assert!(memory.wait_for_account("quiet", "app", quiet.clone(), "uq"));
+        assert_eq!(memory.take_waiting("quiet", "app"), vec![quiet]);
+        // A woken binding makes room for another of its namespace.
+        assert_eq!(memory.take_waiting("greedy", "sa0").len(), 1);
+        let late = ObjectRef::<AWSRoleBinding>::new("late").within("greedy");
+        assert!(memory.wait_for_account("greedy", "sa-late", late, "u-late"));
     }
 
     #[test]
@@ -381,8 +470,8 @@ mod tests {
                 memory.remember_forced_refresh(uid, Timestamp::now());
                 memory.wait_for_account("ns", &format!("sa{}", i % 7), binding.clone(), uid);
             }
-            for (uid, binding) in &bindings {
-                memory.forget(uid, binding);
+            for (uid, _) in &bindings {
+                memory.forget(uid);
             }
             assert!(
                 memory.sizes().iter().all(|(_, n)| *n == 0),

@@ -17,6 +17,7 @@ pub mod events;
 pub mod fairness;
 pub mod memory;
 pub mod observe;
+pub mod quota;
 pub mod refresh;
 pub mod report;
 pub mod secret_writer;

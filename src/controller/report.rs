@@ -304,12 +304,15 @@ pub async fn report(
             if let RefreshError::Flow(flow) = error
                 && let Some(account) = flow.missing_service_account()
             {
-                memory.wait_for_account(
+                let registered = memory.wait_for_account(
                     &key.namespace,
                     account,
                     ObjectRef::from_obj(binding),
                     &key.uid,
                 );
+                if !registered {
+                    debug!(binding = %key.name, "too many bindings wait for ServiceAccounts; relying on retries");
+                }
             }
         }
         Reconciled::Conflict { spec, .. } => ctx.conflicts.watch(

@@ -85,7 +85,7 @@ fn forget_deleted(
             && let Some(uid) = binding.metadata.uid.as_deref()
         {
             let reference = ObjectRef::from_obj(binding);
-            shared.memory.forget(uid, &reference);
+            shared.memory.forget(uid);
             conflicts.stop(uid);
             shares.forget(
                 binding.metadata.namespace.as_deref().unwrap_or_default(),
