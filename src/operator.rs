@@ -61,12 +61,13 @@ async fn lead(
 }
 
 /// Targets whose most verbose levels print HTTP messages whole, or could: the AWS SDK's
-/// orchestrator logs every request it transmits at TRACE with its body (the body of an
-/// `AssumeRoleWithWebIdentity` holds the ServiceAccount token, `WebIdentityToken=`; of an
-/// `AssumeRoleWithSAML` the signed assertion, `SAMLAssertion=`), and prints response bodies (the
-/// credentials) when `LOG_SENSITIVE_BODIES` is set; SigV4 prints signed bodies when
-/// `LOG_SIGNABLE_BODY` is set; the HTTP stacks below log frames. Whatever `--log-level` asks
-/// for, their events and spans above [`TRANSPORT_LOG_CAP`] are dropped.
+/// orchestrator logs every request and response at TRACE through their `Debug` form, which
+/// prints a body held in memory byte for byte (the body of an `AssumeRoleWithWebIdentity` holds
+/// the ServiceAccount token, `WebIdentityToken=`; of an `AssumeRoleWithSAML` the signed
+/// assertion, `SAMLAssertion=`), and logs response bodies (the credentials) when
+/// `LOG_SENSITIVE_BODIES` is set; SigV4 prints signed bodies when `LOG_SIGNABLE_BODY` is set; the
+/// HTTP stacks below log frames. Whatever `--log-level` asks for, their events and spans above
+/// [`TRANSPORT_LOG_CAP`] are dropped.
 pub const CAPPED_TARGETS: [&str; 11] = [
     "aws_smithy_runtime",
     "aws_smithy_runtime_api",

@@ -154,12 +154,22 @@ pub async fn binding_issues_working_credentials(env: &Env) -> anyhow::Result<()>
     let kubeconfig = env
         .plane
         .token_kubeconfig(&format!("trace-{trace_ns}"), &operator_token)?;
+    // With the AWS SDK's own switches for printing bodies turned on in its environment, as a
+    // debugging session might leave them: the SDK then logs response bodies (the credentials) at
+    // TRACE, and SigV4 the bodies it signs.
     let traced = env
-        .start_operator_with_kubeconfig(
-            &kubeconfig,
+        .launch_operator(
             &[&trace_ns],
             &env.emulator.url(),
             &["--log-level=trace"],
+            crate::support::OperatorOptions {
+                kubeconfig: Some(&kubeconfig),
+                env: vec![
+                    ("LOG_SENSITIVE_BODIES".into(), "true".into()),
+                    ("LOG_SIGNABLE_BODY".into(), "true".into()),
+                ],
+                ..crate::support::OperatorOptions::default()
+            },
         )
         .await?;
     env.create_ready(
@@ -194,8 +204,9 @@ pub async fn binding_issues_working_credentials(env: &Env) -> anyhow::Result<()>
         !log.contains("eyJ"),
         "something like a JWT appears in the trace log"
     );
-    // No STS request body at all: the SDK prints each request it transmits at TRACE, body
-    // included, unless the operator's log filter caps it (whatever --log-level says).
+    // No STS request or response body at all: the SDK prints each request and response at
+    // TRACE, bodies included when they are in memory or the switches above are on, unless the
+    // operator's log filter caps it (whatever --log-level says).
     for needle in [
         "WebIdentityToken=",
         "SAMLAssertion=",
