@@ -239,6 +239,11 @@ pub struct RunArgs {
     /// (deny by default) instead of allowing any.
     #[arg(long, env = "PODCREDS_REQUIRE_ROLE_ALLOWLIST")]
     pub require_role_allowlist: bool,
+    /// How long the credentials of a binding that is no longer allowed them (its role left the
+    /// namespace's allowlist; its credential source stopped allowing the namespace or was
+    /// deleted) stay in its Secret before they are removed (0: at once). The Secret is kept.
+    #[arg(long, env = "PODCREDS_REVOCATION_GRACE_PERIOD", default_value = "0s", value_parser = humantime::parse_duration)]
+    pub revocation_grace_period: std::time::Duration,
     /// Names of the ValidatingAdmissionPolicies (each with a binding of the same name) that guard
     /// podcreds: bindings, credential sources, status writes, the operator's own tokens and
     /// Secrets (comma separated, or repeated). podcreds checks that each exists and denies what
@@ -355,6 +360,7 @@ impl RunArgs {
                 .clone()
                 .filter(|n| self.credential_sources && !n.is_empty()),
             instance: self.instance.clone(),
+            revocation_grace: self.revocation_grace_period,
         }
     }
 }
@@ -392,6 +398,17 @@ mod tests {
         assert_eq!(args.log_format, LogFormat::Text);
         assert!(!s.sts_policy.allow_unprefixed_session_names);
         assert!(!s.sts_policy.allow_insecure_endpoints);
+        // Credentials of bindings no longer allowed them go at once by default.
+        assert_eq!(s.revocation_grace, std::time::Duration::ZERO);
+        let cli = Cli::try_parse_from(["podcreds", "run", "--revocation-grace-period=15m"])
+            .expect("parses");
+        let Command::Run(args) = cli.command else {
+            panic!("expected run")
+        };
+        assert_eq!(
+            args.settings().revocation_grace,
+            std::time::Duration::from_secs(900)
+        );
     }
 
     #[test]

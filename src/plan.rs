@@ -257,6 +257,55 @@ pub fn judge(
     ObservedSecret::Owned { issued, intact }
 }
 
+/// Categories of the reasons a binding stops being allowed its credentials at all, as opposed to
+/// a spec the operator cannot act on: its role left the namespace's allowlist, or its credential
+/// source stopped allowing the namespace or was deleted. Then the credentials already in its
+/// Secret are revoked (see [`revocation`]).
+pub const REVOKING_CATEGORIES: [&str; 3] = [
+    "RoleNotAllowed",
+    "CredentialSourceNotAllowed",
+    "CredentialSourceNotFound",
+];
+
+/// Whether a binding blocked with `category` loses the credentials in its Secret.
+pub fn revokes(category: &str) -> bool {
+    REVOKING_CATEGORIES.contains(&category)
+}
+
+/// What to do about the credentials of a binding that is no longer allowed them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Revocation {
+    /// Its Secret holds none (any more): nothing to do.
+    Nothing,
+    /// Remove them at this time (the admin's grace period runs until then).
+    At(Timestamp),
+    /// Remove them now.
+    Now,
+}
+
+/// What to do with the credentials in the Secret of a binding not allowed them since `since`
+/// (`None`: found just now), given the admin's `grace` period.
+pub fn revocation(
+    holds_credentials: bool,
+    since: Option<Timestamp>,
+    grace: Duration,
+    now: Timestamp,
+) -> Revocation {
+    if !holds_credentials {
+        return Revocation::Nothing;
+    }
+    let since = since.unwrap_or(now);
+    let at = SignedDuration::try_from(grace)
+        .ok()
+        .and_then(|g| since.checked_add(g).ok())
+        .unwrap_or(Timestamp::MAX);
+    if now >= at {
+        Revocation::Now
+    } else {
+        Revocation::At(at)
+    }
+}
+
 /// Least wait before a second repair of a Secret someone else wrote, doubling with every further
 /// repair up to [`REPAIR_BACKOFF_CAP`]; a run of repairs is forgotten after [`REPAIR_MEMORY`].
 pub const REPAIR_BACKOFF: Duration = Duration::from_secs(5);
@@ -694,6 +743,32 @@ mod tests {
             judge(forged, Provenance::Unknown, None, &status, t(10)),
             ObservedSecret::Owned { intact: false, .. }
         ));
+    }
+
+    #[test]
+    fn credentials_of_a_binding_no_longer_allowed_are_revoked_after_the_grace_period() {
+        assert!(revokes("RoleNotAllowed"));
+        assert!(revokes("CredentialSourceNotAllowed"));
+        assert!(revokes("CredentialSourceNotFound"));
+        // A spec the operator cannot act on is no reason to take working credentials away.
+        assert!(!revokes("InvalidSpec"));
+        assert!(!revokes("EndpointNotAllowed"));
+        assert!(!revokes("CredentialSourceSecretMissing"));
+        let no_grace = Duration::ZERO;
+        let hour = Duration::from_secs(3600);
+        assert_eq!(revocation(true, None, no_grace, t(0)), Revocation::Now);
+        assert_eq!(revocation(false, None, no_grace, t(0)), Revocation::Nothing);
+        // With a grace period: removed that long after the binding stopped being allowed.
+        assert_eq!(revocation(true, None, hour, t(0)), Revocation::At(t(3600)));
+        assert_eq!(
+            revocation(true, Some(t(0)), hour, t(1800)),
+            Revocation::At(t(3600))
+        );
+        assert_eq!(revocation(true, Some(t(0)), hour, t(3600)), Revocation::Now);
+        assert_eq!(
+            revocation(false, Some(t(0)), hour, t(3600)),
+            Revocation::Nothing
+        );
     }
 
     #[test]

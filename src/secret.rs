@@ -57,6 +57,37 @@ pub const DATA_KEYS: [&str; 9] = [
     KEY_EXPIRATION,
 ];
 
+/// The data keys that hold credentials: what a revocation removes. `config` and the region keys
+/// stay (they hold none).
+pub const CREDENTIAL_KEYS: [&str; 6] = [
+    KEY_CREDENTIAL_PROCESS,
+    KEY_CREDENTIALS,
+    KEY_ACCESS_KEY_ID,
+    KEY_SECRET_ACCESS_KEY,
+    KEY_SESSION_TOKEN,
+    KEY_EXPIRATION,
+];
+
+/// The merge patch that removes the credentials from a binding's Secret, and every annotation
+/// that describes them (so that the planner sees no credentials there), at `resource_version`
+/// (the version observed: a Secret that changed since is not patched). The Secret itself, its
+/// label, owner and other keys stay.
+pub fn revocation_patch(resource_version: Option<&str>) -> serde_json::Value {
+    let data: serde_json::Map<String, serde_json::Value> = CREDENTIAL_KEYS
+        .iter()
+        .map(|k| (k.to_string(), serde_json::Value::Null))
+        .collect();
+    let annotations: serde_json::Map<String, serde_json::Value> = ANNOTATIONS
+        .iter()
+        .map(|k| (k.to_string(), serde_json::Value::Null))
+        .collect();
+    let mut metadata = serde_json::json!({ "annotations": annotations });
+    if let Some(version) = resource_version {
+        metadata["resourceVersion"] = serde_json::Value::String(version.to_string());
+    }
+    serde_json::json!({ "metadata": metadata, "data": data })
+}
+
 /// What the operator knows about credentials already in the Secret, read from its annotations.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct IssuedMeta {
@@ -593,6 +624,37 @@ mod tests {
             observe(Some(&unowned), "uid-1"),
             ObservedSecret::Foreign { owner: None }
         );
+    }
+
+    #[test]
+    fn a_revocation_removes_every_credential_and_what_describes_them() {
+        let patch = revocation_patch(Some("42"));
+        assert_eq!(patch["metadata"]["resourceVersion"], "42");
+        for key in CREDENTIAL_KEYS {
+            assert!(
+                patch["data"][key].is_null() && patch["data"].get(key).is_some(),
+                "{key}"
+            );
+        }
+        // Every key that holds a secret is among them; config and region stay.
+        for key in [
+            KEY_SECRET_ACCESS_KEY,
+            KEY_SESSION_TOKEN,
+            KEY_CREDENTIALS,
+            KEY_CREDENTIAL_PROCESS,
+        ] {
+            assert!(CREDENTIAL_KEYS.contains(&key));
+        }
+        assert!(patch["data"].get(KEY_CONFIG).is_none());
+        // Without the annotations the planner sees no credentials there.
+        let mut meta = rendered().metadata;
+        if let (Some(a), Some(removed)) = (
+            meta.annotations.as_mut(),
+            patch["metadata"]["annotations"].as_object(),
+        ) {
+            a.retain(|k, _| !removed.contains_key(k));
+        }
+        assert_eq!(issued_meta(&meta), None);
     }
 
     #[test]

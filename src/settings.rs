@@ -32,6 +32,10 @@ pub struct Settings {
     pub instance: Option<String>,
     /// The SAML identity provider (`spec.saml` bindings).
     pub saml: SamlSettings,
+    /// How long the credentials of a binding no longer allowed them (role not in the
+    /// namespace's allowlist, credential source not allowing the namespace or gone) stay in its
+    /// Secret before they are removed.
+    pub revocation_grace: std::time::Duration,
 }
 
 impl Default for Settings {
@@ -50,6 +54,7 @@ impl Default for Settings {
             operator_namespace: None,
             instance: None,
             saml: SamlSettings::default(),
+            revocation_grace: std::time::Duration::ZERO,
         }
     }
 }

@@ -20,6 +20,7 @@ pub mod observe;
 pub mod quota;
 pub mod refresh;
 pub mod report;
+pub mod revoke;
 pub mod secret_writer;
 pub mod sources;
 pub mod watches;
@@ -39,7 +40,7 @@ pub use watches::{BindingStores, run};
 use crate::allowlist;
 use crate::api::AWSRoleBinding;
 use crate::plan::{self, Decision};
-use crate::spec;
+use crate::spec::{self, ResolvedSpec, SpecError};
 use crate::status::{REASON_CONFLICT, known_status};
 use observe::ObserveError;
 use refresh::RefreshError;
@@ -55,6 +56,8 @@ pub enum Error {
     Observe(#[from] ObserveError),
     #[error(transparent)]
     Report(#[from] ReportError),
+    #[error(transparent)]
+    Revoke(#[from] revoke::RevokeError),
 }
 
 impl Error {
@@ -63,6 +66,7 @@ impl Error {
             Error::MissingMetadata(_) => "InvalidObject",
             Error::Observe(e) => e.category(),
             Error::Report(e) => e.category(),
+            Error::Revoke(e) => e.category(),
         }
     }
 }
@@ -127,33 +131,61 @@ async fn pipeline(
     let requested = report::pending_refresh_request(ctx, binding, key);
     let requested = requested.as_deref();
     let allowlist = ctx.role_allowlist(&key.namespace);
-    let spec = match spec::resolve(
-        &binding.spec,
-        &key.namespace,
-        &key.name,
-        &shared.settings.sts_policy,
-    )
-    .and_then(|spec| {
+    let status = {
+        let version = binding.metadata.resource_version.as_deref();
+        let last_write = shared.memory.status_write(&key.uid, version);
+        known_status(version, binding.status.as_ref(), last_write.as_ref()).cloned()
+    };
+    // Whether the namespace may use what the spec names: every role it passes through, and its
+    // credential source, which must also hold usable keys (which keys are in use is part of the
+    // fingerprint, so rotated keys re-issue the credentials).
+    let allowed = |spec: &mut ResolvedSpec| -> Result<(), SpecError> {
         allowlist::check_all(
             &key.namespace,
             allowlist.as_deref(),
             spec.role_arns(),
             shared.settings.require_role_allowlist,
         )?;
-        Ok(spec)
-    })
-    .and_then(|mut spec| {
-        // A credential source must allow the namespace and hold usable keys; which keys are in
-        // use is part of the fingerprint, so rotated keys re-issue the credentials.
         if let Some(source) = spec.credential_source.as_mut() {
             let keys = shared.sources.keys_for(&source.name, &key.namespace)?;
             source.key_digest = Some(keys.digest());
         }
-        Ok(spec)
-    }) {
+        Ok(())
+    };
+    let validated = match spec::resolve(
+        &binding.spec,
+        &key.namespace,
+        &key.name,
+        &shared.settings.sts_policy,
+    ) {
+        Err(e) => Err((None, e)),
+        Ok(mut spec) => match allowed(&mut spec) {
+            Ok(()) => Ok(spec),
+            Err(e) => Err((Some(spec), e)),
+        },
+    };
+    let spec = match validated {
         Ok(spec) => spec,
-        Err(e) => {
-            let reconciled = Reconciled::Invalid(e);
+        Err((spec, error)) => {
+            let reconciled = match spec {
+                // No longer allowed at all: the credentials already issued go too.
+                Some(spec) if plan::revokes(error.category()) => {
+                    let revoked = revoke::revoke(
+                        ctx,
+                        key,
+                        &spec.secret_name,
+                        error.category(),
+                        status.as_ref(),
+                    )
+                    .await?;
+                    Reconciled::NotAllowed {
+                        error,
+                        secret_name: spec.secret_name,
+                        revoked,
+                    }
+                }
+                _ => Reconciled::Invalid(error),
+            };
             let result = reconciled.result();
             return Ok((
                 result,
@@ -163,11 +195,6 @@ async fn pipeline(
     };
     let fingerprint = spec.fingerprint();
     let reports_conflict = ready_reason(binding) == Some(REASON_CONFLICT);
-    let status = {
-        let version = binding.metadata.resource_version.as_deref();
-        let last_write = shared.memory.status_write(&key.uid, version);
-        known_status(version, binding.status.as_ref(), last_write.as_ref()).cloned()
-    };
     let observation = observe::observe(
         ctx,
         key,

@@ -15,11 +15,15 @@ use super::BindingKey;
 use super::context::Context;
 use super::events::Announcement;
 use super::refresh::RefreshError;
+use super::revoke::Revoked;
 use crate::api::{AWSRoleBinding, REFRESH_REQUEST_ANNOTATION};
 use crate::plan::{self, RefreshReason};
 use crate::secret::{FIELD_MANAGER, IssuedMeta};
 use crate::spec::{ResolvedSpec, SpecError};
-use crate::status::{self, Outcome, REASON_CONFLICT, build_status, known_status};
+use crate::status::{self, Outcome, REASON_CONFLICT, RevocationReport, build_status, known_status};
+
+/// Event reason when the credentials of a binding no longer allowed them are removed.
+pub const REASON_REVOKED: &str = "CredentialsRevoked";
 use crate::time::rfc3339;
 
 /// What one reconciliation found or did.
@@ -27,6 +31,13 @@ use crate::time::rfc3339;
 pub enum Reconciled<'a> {
     /// The spec cannot be acted on.
     Invalid(SpecError),
+    /// The binding is no longer allowed credentials (see [`plan::revokes`]), and what became of
+    /// those in its Secret `secret_name`.
+    NotAllowed {
+        error: SpecError,
+        secret_name: String,
+        revoked: Revoked,
+    },
     /// The Secret holds fresh credentials for this spec.
     Fresh {
         spec: &'a ResolvedSpec,
@@ -93,7 +104,7 @@ impl ReconcileResult {
 impl Reconciled<'_> {
     pub fn result(&self) -> ReconcileResult {
         match self {
-            Reconciled::Invalid(_) => ReconcileResult::Invalid,
+            Reconciled::Invalid(_) | Reconciled::NotAllowed { .. } => ReconcileResult::Invalid,
             Reconciled::Fresh { .. } => ReconcileResult::Fresh,
             Reconciled::Refreshed { .. } => ReconcileResult::Refreshed,
             Reconciled::Conflict { .. } => ReconcileResult::Conflict,
@@ -133,6 +144,22 @@ fn outcome<'a>(reconciled: &'a Reconciled<'a>) -> Option<Outcome<'a>> {
         Reconciled::Invalid(e) => Outcome::Blocked {
             category: e.category(),
             message: e.to_string(),
+        },
+        Reconciled::NotAllowed {
+            error,
+            secret_name,
+            revoked,
+        } => Outcome::NotAllowed {
+            category: error.category(),
+            message: error.to_string(),
+            revocation: match revoked {
+                Revoked::Nothing => RevocationReport::Nothing,
+                Revoked::Scheduled(at) => RevocationReport::Scheduled {
+                    at: *at,
+                    secret_name,
+                },
+                Revoked::Done => RevocationReport::Revoked { secret_name },
+            },
         },
         Reconciled::Fresh { spec, issued } => Outcome::Valid {
             issued,
@@ -182,6 +209,20 @@ pub fn announcement(
     };
     match reconciled {
         Reconciled::Invalid(e) => blocked(e.category(), "Validate", e.to_string()),
+        // The removal says why; otherwise the binding speaks once per reason.
+        Reconciled::NotAllowed {
+            error,
+            secret_name,
+            revoked: Revoked::Done,
+        } => Some(Announcement {
+            warning: true,
+            reason: REASON_REVOKED,
+            action: "Revoke",
+            note: format!("Removed the credentials from Secret {secret_name}: {error}"),
+        }),
+        Reconciled::NotAllowed { error, .. } => {
+            blocked(error.category(), "Validate", error.to_string())
+        }
         Reconciled::Conflict { spec, owner } => blocked(
             REASON_CONFLICT,
             "Refresh",
@@ -223,6 +264,11 @@ pub fn requeue(
 ) -> Option<Duration> {
     match reconciled {
         Reconciled::Invalid(_) => None,
+        Reconciled::NotAllowed {
+            revoked: Revoked::Scheduled(at),
+            ..
+        } => Some(plan::requeue_at(*at, now)),
+        Reconciled::NotAllowed { .. } => None,
         Reconciled::Fresh { issued, .. } | Reconciled::Refreshed { issued, .. } => {
             Some(plan::requeue_at(issued.renewal_time, now))
         }
@@ -322,7 +368,10 @@ pub async fn report(
             &key.namespace,
             &spec.secret_name,
         ),
-        Reconciled::Invalid(_) | Reconciled::Parked | Reconciled::BackingOff(_) => {}
+        Reconciled::Invalid(_)
+        | Reconciled::NotAllowed { .. }
+        | Reconciled::Parked
+        | Reconciled::BackingOff(_) => {}
     }
     if !matches!(reconciled, Reconciled::Conflict { .. }) {
         ctx.conflicts.stop(&key.uid);

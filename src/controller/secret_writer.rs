@@ -222,3 +222,38 @@ pub async fn delete_left_behind(
         Err(e) => warn!(secret = %name, error = %e, "could not delete stale Secret"),
     }
 }
+
+/// Removes the credentials from Secret `name` of `namespace` (a binding no longer allowed them),
+/// keeping the Secret: a merge patch at the version observed (`version`), so a Secret that changed
+/// since is left for the next reconciliation.
+pub async fn remove_credentials(
+    client: kube::Client,
+    throttle: &Throttle,
+    namespace: &str,
+    name: &str,
+    version: Option<&str>,
+) -> Result<Written, SecretWriteError> {
+    let api: Api<Secret> = Api::namespaced(client, namespace);
+    let params = PatchParams {
+        field_manager: Some(FIELD_MANAGER.into()),
+        ..PatchParams::default()
+    };
+    throttle.kube().await;
+    match api
+        .patch(
+            name,
+            &params,
+            &Patch::Merge(secret::revocation_patch(version)),
+        )
+        .await
+    {
+        Ok(patched) => Ok(Written {
+            created_uid: None,
+            version: patched.metadata.resource_version,
+        }),
+        Err(e) => Err(SecretWriteError::Write {
+            name: name.to_string(),
+            reason: text::remote(&e.to_string()),
+        }),
+    }
+}

@@ -288,6 +288,10 @@ pub async fn chart_lints_and_renders_what_matters(env: &Env) -> anyhow::Result<(
         !args.contains("--allow-insecure-sts-endpoints"),
         "plain HTTP allowed by default: {args}"
     );
+    ensure!(
+        args.contains("--revocation-grace-period=0s"),
+        "credentials of bindings no longer allowed are not revoked at once by default: {args}"
+    );
 
     // Plain HTTP only on request.
     let docs = render(
@@ -445,6 +449,10 @@ pub async fn chart_lints_and_renders_what_matters(env: &Env) -> anyhow::Result<(
         ),
         (vec!["leaderElection.enabled=false"], "leaderElection"),
         (vec!["operator.logFormat=xml"], "logFormat"),
+        (
+            vec!["operator.revocationGracePeriod=soon"],
+            "revocationGracePeriod",
+        ),
         (vec!["rbac.scope=namespaced"], "watchNamespaces"),
         (
             vec!["operator.stsEndpoint=http://minio.storage:9000"],

@@ -320,9 +320,10 @@ pub async fn a_busy_namespace_does_not_hold_up_another(env: &Env) -> anyhow::Res
 
 /// The operator itself enforces the namespace's role allowlist, whether or not an admission
 /// policy did: a binding admitted before the annotation stops being refreshed as soon as the
-/// annotation excludes its role, and comes back when the role is allowed again.
+/// annotation excludes its role, the credentials already in its Secret are removed (the Secret
+/// stays), and it comes back when the role is allowed again.
 pub async fn the_operator_enforces_the_role_allowlist_itself(env: &Env) -> anyhow::Result<()> {
-    let (ns, role, _op) = env.scenario("allowlist", Some(900)).await?;
+    let (ns, role, op) = env.scenario("allowlist", Some(900)).await?;
     env.create_ready(&ns, "b", spec(&role), Duration::from_secs(60))
         .await?;
     let calls_before = env.calls_for(&role);
@@ -336,6 +337,23 @@ pub async fn the_operator_enforces_the_role_allowlist_itself(env: &Env) -> anyho
             &Patch::Merge(&annotate("arn:aws:iam::123456789012:role/other-*")),
         )
         .await?;
+    // Eventually, within the wait limit (30 s, the bound the revocation must meet with the
+    // default grace period of 0), the Secret holds no credential, and still exists.
+    let emptied = wait_for(Duration::from_secs(30), || async {
+        let secret = env.secrets(&ns).get("b").await.ok()?;
+        let data = podcreds_testenv::decode_secret(&secret);
+        podcreds::secret::CREDENTIAL_KEYS
+            .iter()
+            .all(|k| !data.contains_key(*k))
+            .then_some(data)
+    })
+    .await
+    .context("the credentials of a binding whose role left the allowlist were not removed")?;
+    ensure!(
+        emptied.contains_key("config"),
+        "the Secret lost more than its credentials: {:?}",
+        emptied.keys()
+    );
     let blocked = env
         .wait_reason(&ns, "b", "RoleNotAllowed", Duration::from_secs(30))
         .await?;
@@ -343,17 +361,48 @@ pub async fn the_operator_enforces_the_role_allowlist_itself(env: &Env) -> anyho
         .map(|c| c.message.clone())
         .unwrap_or_default();
     ensure!(
-        message.contains("is not allowed in namespace") && message.contains("left to expire"),
+        message.contains("is not allowed in namespace") && message.contains("removed"),
         "unclear condition: {message}"
     );
-    // Force a renewal: the Secret is deleted, and still nothing is exchanged for this role.
-    env.secrets(&ns).delete("b", &Default::default()).await?;
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    let revoked = wait_for(Duration::from_secs(30), || async {
+        let b = env.bindings(&ns).get("b").await.ok()?;
+        b.status?
+            .conditions
+            .into_iter()
+            .find(|c| c.type_ == podcreds::status::CONDITION_REVOKED && c.status == "True")
+    })
+    .await
+    .context("no CredentialsRevoked condition")?;
+    ensure!(revoked.reason == "RoleNotAllowed", "{revoked:?}");
+    let event = wait_for(Duration::from_secs(30), || async {
+        env.events(&ns).await.ok()?.into_iter().find(|e| {
+            e.reason.as_deref() == Some("CredentialsRevoked")
+                && e.type_.as_deref() == Some("Warning")
+        })
+    })
+    .await
+    .context("no CredentialsRevoked Warning Event")?;
+    ensure!(
+        event
+            .message
+            .as_deref()
+            .unwrap_or_default()
+            .contains("Removed the credentials from Secret b"),
+        "{event:?}"
+    );
+    ensure!(
+        crate::support::counter(
+            &op.metrics().await?,
+            "podcreds_credential_revocations_total{reason=\"RoleNotAllowed\"}"
+        ) >= 1.0,
+        "the revocation was not counted"
+    );
     ensure!(
         env.calls_for(&role) == calls_before,
         "STS was called for a role the namespace does not allow"
     );
-    // Allowed again (a pattern that covers it): Ready without any change to the binding.
+    // Allowed again (a pattern that covers it): Ready with fresh credentials, without any change
+    // to the binding.
     let pattern = format!("{}*", &role[..role.rfind('/').unwrap_or(0) + 1]);
     namespaces
         .patch(
@@ -364,6 +413,11 @@ pub async fn the_operator_enforces_the_role_allowlist_itself(env: &Env) -> anyho
         .await?;
     env.wait_ready(&ns, "b", "True", Duration::from_secs(30))
         .await?;
+    let data = env.secret_data(&ns, "b").await?;
+    ensure!(
+        data.contains_key("AWS_SECRET_ACCESS_KEY"),
+        "no credentials after the role was allowed again"
+    );
     Ok(())
 }
 
