@@ -239,6 +239,11 @@ pub struct RunArgs {
     /// (deny by default) instead of allowing any.
     #[arg(long, env = "PODCREDS_REQUIRE_ROLE_ALLOWLIST")]
     pub require_role_allowlist: bool,
+    /// The installation this operator serves: only bindings labelled `podcreds.dev/installation`
+    /// with this name, or, for the default installation, bindings without that label. Give each
+    /// installation in a cluster its own name, so that no two reconcile the same bindings.
+    #[arg(long, env = "PODCREDS_INSTALLATION", default_value = crate::installation::DEFAULT, value_parser = parse_installation)]
+    pub installation: String,
     /// How long the credentials of a binding that is no longer allowed them (its role left the
     /// namespace's allowlist; its credential source stopped allowing the namespace or was
     /// deleted) stay in its Secret before they are removed (0: at once). The Secret is kept.
@@ -304,7 +309,32 @@ pub struct RunArgs {
     pub leader_election_lease_seconds: u64,
 }
 
+fn parse_installation(name: &str) -> Result<String, String> {
+    if crate::installation::valid(name) {
+        Ok(name.to_string())
+    } else {
+        Err("an installation name is a label value: 1 to 63 letters, digits, '-', '_' or '.', beginning and ending with a letter or digit".into())
+    }
+}
+
 impl RunArgs {
+    /// Who this operator is when it writes: its installation, and its deployment (the
+    /// leader-election Lease replicas share, or this process).
+    fn writer(&self) -> String {
+        let deployment = if self.leader_election {
+            format!(
+                "{}/{}",
+                self.leader_election_namespace.as_deref().unwrap_or("-"),
+                self.leader_election_lease
+            )
+        } else {
+            self.instance
+                .clone()
+                .unwrap_or_else(|| format!("pid-{}", std::process::id()))
+        };
+        format!("{}/{deployment}", self.installation)
+    }
+
     /// The operator settings these flags describe.
     pub fn settings(&self) -> Settings {
         Settings {
@@ -361,6 +391,8 @@ impl RunArgs {
                 .filter(|n| self.credential_sources && !n.is_empty()),
             instance: self.instance.clone(),
             revocation_grace: self.revocation_grace_period,
+            installation: self.installation.clone(),
+            writer: self.writer(),
         }
     }
 }
@@ -471,6 +503,33 @@ mod tests {
             Cli::try_parse_from(["podcreds", "run", "--token-expiration-seconds", "60"]).is_err()
         );
         assert!(Cli::try_parse_from(["podcreds", "run", "--concurrency", "0"]).is_err());
+    }
+
+    #[test]
+    fn an_installation_is_named_and_its_replicas_write_as_one() {
+        let parse = |args: &[&str]| {
+            let Command::Run(run) = Cli::try_parse_from(args).ok()?.command else {
+                return None;
+            };
+            Some(run.settings())
+        };
+        let default = parse(&["podcreds", "run"]).expect("parses");
+        assert_eq!(default.installation, "default");
+        assert!(parse(&["podcreds", "run", "--installation=a/b"]).is_none());
+        let replica = |pod: &str| {
+            parse(&[
+                "podcreds",
+                "run",
+                "--installation=blue",
+                "--leader-election",
+                "--leader-election-namespace=ops",
+                &format!("--instance={pod}"),
+            ])
+            .expect("parses")
+        };
+        assert_eq!(replica("pod-1").installation, "blue");
+        assert_eq!(replica("pod-1").writer, "blue/ops/podcreds-leader");
+        assert_eq!(replica("pod-1").writer, replica("pod-2").writer);
     }
 
     #[test]

@@ -16,6 +16,7 @@ pub mod controller;
 pub mod flow;
 pub mod iam;
 pub mod iam_command;
+pub mod installation;
 pub mod metrics;
 pub mod operator;
 pub mod patterns;

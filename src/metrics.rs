@@ -49,6 +49,8 @@ pub struct Metrics {
     pub reconcile_duration: Family<ResultLabels, Histogram>,
     /// Credentials removed from the Secrets of bindings no longer allowed them, by reason.
     pub revocations: Family<ReasonLabels, Counter>,
+    /// Bindings whose Secret another podcreds operator was seen writing (each once).
+    pub installation_overlaps: Counter,
     /// Events dropped because the publishing queue was full.
     pub events_dropped: Counter,
     /// 1 while the admission policy guarding bindings is known to be installed.
@@ -69,6 +71,7 @@ impl Default for Metrics {
                 Histogram::new(exponential_buckets(0.001, 2.0, 16))
             }),
             revocations: Family::default(),
+            installation_overlaps: Counter::default(),
             events_dropped: Counter::default(),
             admission_policy_present: Gauge::default(),
         }
@@ -117,6 +120,11 @@ impl Metrics {
             "podcreds_credential_revocations",
             "Credentials removed from the Secrets of bindings no longer allowed them, by reason (RoleNotAllowed, CredentialSourceNotAllowed, CredentialSourceNotFound)",
             self.revocations.clone(),
+        );
+        registry.register(
+            "podcreds_installation_overlaps",
+            "Bindings whose Secret another podcreds operator (another installation or release serving the same bindings) was seen writing, each counted once",
+            self.installation_overlaps.clone(),
         );
         registry.register(
             "podcreds_events_dropped",

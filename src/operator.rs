@@ -177,6 +177,8 @@ pub async fn run(args: RunArgs) -> Result<(), StartError> {
         endpoint = settings.sts_policy.default_endpoint.as_deref().unwrap_or("aws-regional"),
         audience = %settings.sts_policy.default_audience,
         namespaces = ?settings.namespaces,
+        installation = %settings.installation,
+        writer = %settings.writer,
         "starting podcreds"
     );
     let client = kube::Client::try_default()

@@ -294,7 +294,8 @@ pub fn revocation(
     if !holds_credentials {
         return Revocation::Nothing;
     }
-    let since = since.unwrap_or(now);
+    // A start in the future (a status written by someone else) postpones nothing.
+    let since = since.map_or(now, |s| s.min(now));
     let at = SignedDuration::try_from(grace)
         .ok()
         .and_then(|g| since.checked_add(g).ok())
@@ -304,6 +305,20 @@ pub fn revocation(
     } else {
         Revocation::At(at)
     }
+}
+
+/// The other operator that wrote the binding's Secret after this one did, if the Secret says so:
+/// two installations (or two releases of one) serve the same binding. Only a write this process
+/// did not make counts (its own name on the Secret after a restart is no news), and the Secret's
+/// word is never trusted for anything but saying so.
+pub fn overlapping_writer<'a>(
+    provenance: Provenance,
+    written_by: Option<&'a str>,
+    me: &str,
+) -> Option<&'a str> {
+    (provenance == Provenance::Foreign)
+        .then_some(written_by?)
+        .filter(|w| *w != me)
 }
 
 /// Least wait before a second repair of a Secret someone else wrote, doubling with every further
@@ -769,6 +784,25 @@ mod tests {
             revocation(false, Some(t(0)), hour, t(3600)),
             Revocation::Nothing
         );
+    }
+
+    #[test]
+    fn another_operator_writing_after_this_one_is_an_overlap() {
+        let me = "default/ops/podcreds-leader";
+        let other = "default/team-b/podcreds-leader";
+        assert_eq!(
+            overlapping_writer(Provenance::Foreign, Some(other), me),
+            Some(other)
+        );
+        // A hand edit keeps the name of the operator that wrote last: this one.
+        assert_eq!(overlapping_writer(Provenance::Foreign, Some(me), me), None);
+        assert_eq!(overlapping_writer(Provenance::Foreign, None, me), None);
+        // Written by another operator before this one wrote (a previous leader): no news.
+        assert_eq!(
+            overlapping_writer(Provenance::Unknown, Some(other), me),
+            None
+        );
+        assert_eq!(overlapping_writer(Provenance::Ours, Some(other), me), None);
     }
 
     #[test]

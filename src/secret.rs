@@ -33,6 +33,10 @@ pub const ANNOTATION_ASSUMED_ROLE_ARN: &str = "podcreds.dev/assumed-role-arn";
 pub const ANNOTATION_FINGERPRINT: &str = "podcreds.dev/spec-hash";
 /// What the hops of a role chain answered (JSON of [`ChainRecord`]), for the status.
 pub const ANNOTATION_ROLE_CHAIN: &str = "podcreds.dev/role-chain";
+/// Which operator wrote the credentials: its installation and deployment
+/// ([`crate::settings::Settings::writer`]). Reported, never trusted: it only names the other
+/// operator when two installations write the same Secret.
+pub const ANNOTATION_WRITTEN_BY: &str = "podcreds.dev/written-by";
 
 pub const KEY_CREDENTIAL_PROCESS: &str = "credential-process.json";
 pub const KEY_CONFIG: &str = "config";
@@ -135,6 +139,8 @@ pub struct Rendering<'a> {
     pub credentials: &'a IssuedCredentials,
     pub issued_at: Timestamp,
     pub renewal_time: Timestamp,
+    /// Who writes ([`ANNOTATION_WRITTEN_BY`]).
+    pub writer: &'a str,
 }
 
 /// The `credential_process` output document.
@@ -201,6 +207,7 @@ pub fn render(r: &Rendering<'_>) -> Secret {
             ANNOTATION_FINGERPRINT.to_string(),
             r.fingerprint.to_string(),
         ),
+        (ANNOTATION_WRITTEN_BY.to_string(), r.writer.to_string()),
     ]);
     if let Some(role_arn) = &r.spec.role_arn {
         annotations.insert(ANNOTATION_ROLE_ARN.to_string(), role_arn.clone());
@@ -280,7 +287,7 @@ pub fn controller_of(meta: &ObjectMeta) -> Option<&OwnerReference> {
 }
 
 /// Every annotation podcreds writes on a Secret.
-pub const ANNOTATIONS: [&str; 7] = [
+pub const ANNOTATIONS: [&str; 8] = [
     ANNOTATION_EXPIRATION,
     ANNOTATION_RENEWAL_TIME,
     ANNOTATION_ISSUED_AT,
@@ -288,7 +295,16 @@ pub const ANNOTATIONS: [&str; 7] = [
     ANNOTATION_ASSUMED_ROLE_ARN,
     ANNOTATION_FINGERPRINT,
     ANNOTATION_ROLE_CHAIN,
+    ANNOTATION_WRITTEN_BY,
 ];
+
+/// Who wrote the credentials of a Secret, as its annotation says (never trusted).
+pub fn written_by(meta: &ObjectMeta) -> Option<&str> {
+    meta.annotations
+        .as_ref()?
+        .get(ANNOTATION_WRITTEN_BY)
+        .map(String::as_str)
+}
 
 /// Longest annotation value podcreds writes (a role ARN); a longer one was not written by
 /// podcreds, and is not kept in memory.
@@ -499,6 +515,7 @@ mod tests {
             credentials: &c,
             issued_at: Timestamp::from_second(1_800_000_000).expect("time"),
             renewal_time: Timestamp::from_second(1_800_002_400).expect("time"),
+            writer: "default/test",
         })
     }
 
@@ -886,6 +903,7 @@ mod tests {
             credentials: &c,
             issued_at: Timestamp::from_second(1_800_000_000).expect("time"),
             renewal_time: Timestamp::from_second(1_800_002_400).expect("time"),
+            writer: "default/test",
         });
         compact_for_cache(&mut secret.metadata);
         let read = issued_meta(&secret.metadata).expect("annotations");

@@ -112,6 +112,8 @@ pub struct Memory {
     secret_writes: Mutex<HashMap<Uid, plan::OwnWrite>>,
     /// Refreshes made because someone else wrote a binding's Secret (see [`plan::repair_wait`]).
     repairs: Mutex<HashMap<Uid, plan::Repairs>>,
+    /// Bindings whose Secret another operator was seen writing, reported once each.
+    overlaps: Mutex<std::collections::HashSet<Uid>>,
     /// Status writes the binding cache has not shown yet (see [`crate::status::known_status`]).
     status_writes: Mutex<HashMap<Uid, StatusWrite>>,
     /// Failed attempts in a row, and when the next may be made.
@@ -182,6 +184,11 @@ impl Memory {
                 issued: issued.cloned(),
                 seen: true,
             });
+    }
+
+    /// Records that another operator writes the binding's Secret; true the first time.
+    pub fn first_overlap(&self, uid: &str) -> bool {
+        lock(&self.overlaps).insert(uid.to_string())
     }
 
     /// The refreshes made lately because someone else wrote the binding's Secret.
@@ -280,6 +287,7 @@ impl Memory {
     pub fn forget(&self, uid: &str) {
         lock(&self.secret_writes).remove(uid);
         lock(&self.repairs).remove(uid);
+        lock(&self.overlaps).remove(uid);
         lock(&self.status_writes).remove(uid);
         lock(&self.failures).remove(uid);
         lock(&self.forced_refreshes).remove(uid);
@@ -287,8 +295,9 @@ impl Memory {
     }
 
     /// Entries per map, for tests and diagnostics.
-    pub fn sizes(&self) -> [(&'static str, usize); 6] {
+    pub fn sizes(&self) -> [(&'static str, usize); 7] {
         [
+            ("overlaps", lock(&self.overlaps).len()),
             ("forced_refreshes", lock(&self.forced_refreshes).len()),
             ("secret_writes", lock(&self.secret_writes).len()),
             ("repairs", lock(&self.repairs).len()),
@@ -465,6 +474,7 @@ mod tests {
             for (i, (uid, binding)) in bindings.iter().enumerate() {
                 memory.remember_secret_write(uid, "1".into(), Some(&issued(i as i64)));
                 memory.count_repair(uid, Timestamp::now());
+                memory.first_overlap(uid);
                 memory.remember_status_write(uid, "1", AWSRoleBindingStatus::default());
                 memory.record_failure(uid);
                 memory.remember_forced_refresh(uid, Timestamp::now());

@@ -204,6 +204,13 @@ async fn pipeline(
     )
     .await?;
     let foreign = observation.provenance == plan::Provenance::Foreign;
+    if let Some(other) = plan::overlapping_writer(
+        observation.provenance,
+        observation.written_by.as_deref(),
+        &shared.settings.writer,
+    ) {
+        report::report_overlap(ctx, binding, key, other);
+    }
     let now = Timestamp::now();
     let decision = plan::honour_refresh_request(
         plan::plan(&fingerprint, &observation.secret, now),

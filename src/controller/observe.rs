@@ -20,6 +20,9 @@ pub struct Observation {
     pub version: Option<String>,
     /// Who last wrote it.
     pub provenance: plan::Provenance,
+    /// Which operator wrote the credentials, as the Secret says (see
+    /// [`crate::secret::ANNOTATION_WRITTEN_BY`]).
+    pub written_by: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -79,6 +82,10 @@ pub async fn observe(
         .as_ref()
         .and_then(|m| m.metadata.resource_version.clone());
     let observed = secret::observe(meta.as_ref(), &key.uid);
+    let written_by = meta
+        .as_ref()
+        .and_then(|m| secret::written_by(&m.metadata))
+        .map(str::to_string);
     let own = memory.own_secret_write(&key.uid, version.as_deref());
     let provenance = plan::provenance(version.as_deref(), &observed, own.as_ref());
     let secret = plan::judge(
@@ -105,5 +112,6 @@ pub async fn observe(
         secret,
         version,
         provenance,
+        written_by,
     })
 }

@@ -94,6 +94,7 @@ pub async fn refresh(
         credentials: &credentials,
         issued_at: issued.issued_at,
         renewal_time: issued.renewal_time,
+        writer: &shared.settings.writer,
     });
     let written = SecretWriter::new(
         shared.client.clone(),

@@ -412,6 +412,39 @@ pub async fn report(
     })
 }
 
+/// Event reason when another podcreds operator writes the same binding's Secret.
+pub const REASON_OVERLAP: &str = "InstallationOverlap";
+
+/// Says, once per binding, that another podcreds operator (`other`, as the Secret names it)
+/// writes this binding's Secret too: a log line, a metric and a Warning Event.
+pub fn report_overlap(ctx: &Context, binding: &AWSRoleBinding, key: &BindingKey, other: &str) {
+    let shared = &ctx.shared;
+    if !shared.memory.first_overlap(&key.uid) {
+        return;
+    }
+    let other = crate::text::remote(other);
+    shared.metrics.installation_overlaps.inc();
+    warn!(
+        binding = %key.name,
+        namespace = %key.namespace,
+        other = %other,
+        me = %shared.settings.writer,
+        "another podcreds operator writes this binding's Secret: two installations serve the same bindings"
+    );
+    shared.events.announce(
+        binding,
+        Announcement {
+            warning: true,
+            reason: REASON_OVERLAP,
+            action: "Refresh",
+            note: format!(
+                "Another podcreds operator ({other}) writes this binding's Secret besides {}: give each installation its own name (--installation, chart installation.name) and label bindings podcreds.dev/installation",
+                shared.settings.writer
+            ),
+        },
+    );
+}
+
 /// The binding's current Ready reason.
 pub fn ready_reason(binding: &AWSRoleBinding) -> Option<&str> {
     status::ready_condition(binding.status.as_ref()).map(|c| c.reason.as_str())

@@ -57,6 +57,30 @@ fn compact_binding(meta: &mut ObjectMeta) {
         });
 }
 
+/// The watch event `event` as the installation `installation` must see it: a binding of another
+/// installation is not there (and one that moved to another is gone), exactly as a label
+/// selector on the apiserver would show it.
+fn own_bindings(
+    installation: &str,
+    event: watcher::Event<AWSRoleBinding>,
+) -> Option<watcher::Event<AWSRoleBinding>> {
+    let owns = |b: &AWSRoleBinding| {
+        crate::installation::owns(
+            installation,
+            b.metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(crate::installation::LABEL))
+                .map(String::as_str),
+        )
+    };
+    match event {
+        watcher::Event::Apply(b) if !owns(&b) => Some(watcher::Event::Delete(b)),
+        watcher::Event::InitApply(b) if !owns(&b) => None,
+        other => Some(other),
+    }
+}
+
 /// Keeps of a cached namespace only its name, whether it is being deleted, and its role
 /// allowlist.
 fn compact_namespace(meta: &mut ObjectMeta) {
@@ -286,12 +310,25 @@ pub async fn run(
         );
         let (binding_store, binding_writer) = reflector::store();
         let (bindings_listed, bindings_synced) = tokio::sync::watch::channel(false);
+        // Only this installation's bindings: selected by the apiserver where a label selector can
+        // say which, and here otherwise (the default installation's own are the unlabelled ones).
+        let installation = shared.settings.installation.clone();
+        let binding_config = match crate::installation::selector(&installation) {
+            Some(selector) => watcher::Config::default().labels(&selector),
+            None => watcher::Config::default(),
+        };
         let binding_stream = tell_when_listed(
             reflector::reflector(
                 binding_writer,
-                watcher(bindings, watcher::Config::default())
-                    .modify(|b: &mut AWSRoleBinding| compact_binding(&mut b.metadata))
-                    .backoff(WatchBackoff::default()),
+                watcher(bindings, binding_config)
+                    .backoff(WatchBackoff::default())
+                    .filter_map(move |event| {
+                        futures::future::ready(match event {
+                            Ok(event) => own_bindings(&installation, event).map(Ok),
+                            Err(e) => Some(Err(e)),
+                        })
+                    })
+                    .modify(|b: &mut AWSRoleBinding| compact_binding(&mut b.metadata)),
             ),
             bindings_listed,
         )
@@ -419,6 +456,56 @@ fn bindings_of_changed_sources(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn labelled(installation: Option<&str>) -> AWSRoleBinding {
+        let mut b: AWSRoleBinding = serde_json::from_value(serde_json::json!({
+            "apiVersion": "podcreds.dev/v1alpha1", "kind": "AWSRoleBinding",
+            "metadata": {"name": "b", "namespace": "ns"},
+            "spec": {"serviceAccountName": "app", "roleArn": "arn:aws:iam::123456789012:role/app"},
+        }))
+        .expect("binding");
+        b.metadata.labels = installation.map(|i| {
+            std::collections::BTreeMap::from([(
+                crate::installation::LABEL.to_string(),
+                i.to_string(),
+            )])
+        });
+        b
+    }
+
+    #[test]
+    fn the_default_installation_sees_only_its_own_bindings() {
+        let default = crate::installation::DEFAULT;
+        let mine = labelled(None);
+        let theirs = labelled(Some("blue"));
+        assert!(matches!(
+            own_bindings(default, watcher::Event::InitApply(mine.clone())),
+            Some(watcher::Event::InitApply(_))
+        ));
+        assert!(own_bindings(default, watcher::Event::InitApply(theirs.clone())).is_none());
+        assert!(matches!(
+            own_bindings(default, watcher::Event::Apply(labelled(Some("default")))),
+            Some(watcher::Event::Apply(_))
+        ));
+        // Relabelled for another installation: gone from this one's cache, as with a selector.
+        assert!(matches!(
+            own_bindings(default, watcher::Event::Apply(theirs.clone())),
+            Some(watcher::Event::Delete(_))
+        ));
+        assert!(matches!(
+            own_bindings(default, watcher::Event::Delete(theirs)),
+            Some(watcher::Event::Delete(_))
+        ));
+        assert!(matches!(
+            own_bindings(default, watcher::Event::InitDone),
+            Some(watcher::Event::InitDone)
+        ));
+        // A named installation's selector already did this; what passes is its own.
+        assert!(matches!(
+            own_bindings("blue", watcher::Event::Apply(mine)),
+            Some(watcher::Event::Delete(_))
+        ));
+    }
 
     #[tokio::test]
     async fn every_waiter_learns_that_the_initial_list_is_complete() {

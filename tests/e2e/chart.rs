@@ -266,6 +266,21 @@ pub async fn chart_lints_and_renders_what_matters(env: &Env) -> anyhow::Result<(
         );
     }
     ensure!(!secret_guard.contains("podcreds-saml-signing-key"));
+    // A second installation: its operator, its status guard for its own bindings only.
+    let docs = render(env, &["installation.name=blue"]).await?;
+    let args = of_kind(&docs, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0]["args"]
+        .to_string();
+    ensure!(args.contains("--installation=blue"), "{args}");
+    let status_guard = policy_named(&docs, "status-guard")?;
+    ensure!(
+        status_guard.contains("podcreds.dev/installation") && status_guard.contains(r#"\"blue\""#),
+        "the status guard is not limited to the installation's bindings: {status_guard}"
+    );
+    let binding_guard = policy_named(&docs, "binding-guard")?;
+    ensure!(
+        binding_guard.contains("oldObject.metadata.labels['podcreds.dev/installation']"),
+        "moving a binding to another installation is not checked like a spec change"
+    );
     let docs = render(env, &["saml.enabled=true"]).await?;
     ensure!(policy_named(&docs, "secret-guard")?.contains("podcreds-saml-signing-key"));
     let docs = render(env, &["operatorTokenPolicy.enabled=false"]).await?;
@@ -291,6 +306,10 @@ pub async fn chart_lints_and_renders_what_matters(env: &Env) -> anyhow::Result<(
     ensure!(
         args.contains("--revocation-grace-period=0s"),
         "credentials of bindings no longer allowed are not revoked at once by default: {args}"
+    );
+    ensure!(
+        args.contains("--installation=default"),
+        "the release serves no named installation: {args}"
     );
 
     // Plain HTTP only on request.
@@ -453,6 +472,7 @@ pub async fn chart_lints_and_renders_what_matters(env: &Env) -> anyhow::Result<(
             vec!["operator.revocationGracePeriod=soon"],
             "revocationGracePeriod",
         ),
+        (vec!["installation.name=a/b"], "installation"),
         (vec!["rbac.scope=namespaced"], "watchNamespaces"),
         (
             vec!["operator.stsEndpoint=http://minio.storage:9000"],

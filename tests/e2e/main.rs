@@ -111,6 +111,7 @@ const TESTS: &[(&str, TestFn)] = tests![
     tenant::forged_expiration_annotations_are_repaired,
     tenant::a_rename_deletes_only_the_secret_podcreds_created,
     tenant::a_forged_status_deletes_no_secret,
+    tenant::two_installations_serve_disjoint_bindings,
     tenant::labelled_secrets_built_to_bloat_the_cache_cost_nothing,
     tenant::a_conflict_clears_when_the_foreign_secret_goes,
     tenant::a_busy_namespace_does_not_hold_up_another,

@@ -608,3 +608,150 @@ pub async fn a_forged_status_deletes_no_secret(env: &Env) -> anyhow::Result<()> 
     })
     .await
 }
+
+/// The refreshes an operator made, from its metrics.
+async fn refreshes(op: &crate::support::Operator) -> anyhow::Result<f64> {
+    Ok(crate::support::counter(
+        &op.metrics().await?,
+        "podcreds_credential_refreshes_total",
+    ))
+}
+
+/// Two installations in one cluster, watching the same namespace with different default
+/// regions, serve disjoint sets of bindings: an unlabelled binding is the default
+/// installation's alone (one STS call per refresh, its region in the Secret, one status change
+/// per refresh), the other never even caches it; labelled for the other installation, it moves
+/// there and the first lets go. Two operators of the same installation (a second release by
+/// mistake) are noticed and reported.
+pub async fn two_installations_serve_disjoint_bindings(env: &Env) -> anyhow::Result<()> {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    // 12 s grants: a renewal every 8 s or so, so a few refreshes make the observation window.
+    let (ns, role) = env.app_namespace("installs", Some(12)).await?;
+    let default_op = env
+        .start_operator(&[&ns], &env.emulator.url(), &["--default-region=eu-west-1"])
+        .await?;
+    let blue_op = env
+        .start_operator(
+            &[&ns],
+            &env.emulator.url(),
+            &["--installation=blue", "--default-region=us-west-2"],
+        )
+        .await?;
+    // Every change of the binding, from its creation on.
+    let changes = Arc::new(AtomicUsize::new(0));
+    let watch = {
+        let changes = changes.clone();
+        let api = env.bindings(&ns);
+        tokio::spawn(async move {
+            let config = kube::runtime::watcher::Config::default().fields("metadata.name=b");
+            let events = kube::runtime::watcher(api, config);
+            futures::pin_mut!(events);
+            while let Some(event) = events.next().await {
+                if let Ok(kube::runtime::watcher::Event::Apply(_)) = event {
+                    changes.fetch_add(1, Ordering::SeqCst);
+                }
+            }
+        })
+    };
+    let result = async {
+        env.create_ready(&ns, "b", spec(&role), Duration::from_secs(60))
+            .await?;
+        // The window: until the default installation has refreshed four times.
+        wait_for(Duration::from_secs(120), || async {
+            (refreshes(&default_op).await.ok()? >= 4.0).then_some(())
+        })
+        .await
+        .context("the default installation did not keep refreshing the binding")?;
+        let before = refreshes(&default_op).await?;
+        let calls = env.issued_for(&role).len() as f64;
+        let after = refreshes(&default_op).await?;
+        let seen = changes.load(Ordering::SeqCst) as f64;
+        // Exactly one STS call per refresh (one more may be in flight while we count).
+        ensure!(
+            calls >= before && calls <= after + 1.0,
+            "{calls} STS calls for {before}..{after} refreshes: someone else is exchanging"
+        );
+        // The creation, then one status change per refresh: no flapping.
+        ensure!(
+            seen <= after + 2.0,
+            "the binding changed {seen} times over {after} refreshes"
+        );
+        let blue = blue_op.metrics().await?;
+        ensure!(
+            crate::support::counter(&blue, "podcreds_credential_refreshes_total") == 0.0
+                && crate::support::counter(&blue, "podcreds_reconciliations_total") == 0.0
+                && crate::support::counter(&blue, "podcreds_bindings{") == 0.0,
+            "the blue installation touched a binding of the default installation"
+        );
+        ensure!(env.secret_data(&ns, "b").await?["AWS_REGION"] == "eu-west-1");
+
+        // Labelled for blue: blue takes it (its region), the default installation lets go.
+        let label = json!({"metadata": {"labels": {podcreds::installation::LABEL: "blue"}}});
+        env.bindings(&ns)
+            .patch("b", &PatchParams::default(), &Patch::Merge(&label))
+            .await?;
+        wait_for(Duration::from_secs(60), || async {
+            let data = env.secret_data(&ns, "b").await.ok()?;
+            (data.get("AWS_REGION")? == "us-west-2").then_some(())
+        })
+        .await
+        .context("the blue installation never took over the relabelled binding")?;
+        let default_done = refreshes(&default_op).await?;
+        let blue_start = refreshes(&blue_op).await?;
+        wait_for(Duration::from_secs(120), || async {
+            (refreshes(&blue_op).await.ok()? >= blue_start + 2.0).then_some(())
+        })
+        .await
+        .context("the blue installation did not keep refreshing the binding")?;
+        ensure!(
+            refreshes(&default_op).await? == default_done,
+            "the default installation kept refreshing a binding it no longer serves"
+        );
+        ensure!(env.secret_data(&ns, "b").await?["AWS_REGION"] == "us-west-2");
+
+        // A second operator of the blue installation (another release by mistake) writes the
+        // same Secret: noticed and reported.
+        let second = env
+            .start_operator(
+                &[&ns],
+                &env.emulator.url(),
+                &["--installation=blue", "--default-region=eu-central-1"],
+            )
+            .await?;
+        wait_for(Duration::from_secs(60), || async {
+            let a = crate::support::counter(
+                &blue_op.metrics().await.ok()?,
+                "podcreds_installation_overlaps_total",
+            );
+            let b = crate::support::counter(
+                &second.metrics().await.ok()?,
+                "podcreds_installation_overlaps_total",
+            );
+            (a + b >= 1.0).then_some(())
+        })
+        .await
+        .context("two operators of one installation writing one Secret went unnoticed")?;
+        wait_for(Duration::from_secs(30), || async {
+            env.events(&ns).await.ok()?.into_iter().find(|e| {
+                e.reason.as_deref() == Some("InstallationOverlap")
+                    && e.type_.as_deref() == Some("Warning")
+            })
+        })
+        .await
+        .context("no InstallationOverlap Warning Event")?;
+        ensure!(
+            blue_op
+                .log()
+                .contains("two installations serve the same bindings")
+                || second
+                    .log()
+                    .contains("two installations serve the same bindings"),
+            "no log line about the overlap"
+        );
+        anyhow::Ok(())
+    }
+    .await;
+    watch.abort();
+    result
+}
