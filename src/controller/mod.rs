@@ -130,6 +130,20 @@ async fn pipeline(
     let shared = &ctx.shared;
     let requested = report::pending_refresh_request(ctx, binding, key);
     let requested = requested.as_deref();
+    if let Some(size) = watches::oversized_spec(binding) {
+        let reconciled = Reconciled::Invalid(SpecError::Invalid {
+            field: "spec".into(),
+            problem: format!(
+                "it takes {size} bytes; podcreds serves bindings of at most {} bytes (every replica keeps every binding in memory)",
+                watches::MAX_SPEC_BYTES
+            ),
+        });
+        let result = reconciled.result();
+        return Ok((
+            result,
+            report::report(ctx, binding, key, reconciled, requested).await?,
+        ));
+    }
     let allowlist = ctx.role_allowlist(&key.namespace);
     let status = {
         let version = binding.metadata.resource_version.as_deref();

@@ -57,6 +57,54 @@ fn compact_binding(meta: &mut ObjectMeta) {
         });
 }
 
+/// Most bytes a binding's spec may take, as JSON. Every field is bounded by the CRD, but all of
+/// them at their maximum (five hops of 50 tags, transitive keys, ARNs and external IDs of the
+/// longest length, SAML tags) make about 200 KB, and every replica caches every binding. No
+/// binding STS accepts comes near this bound: a hop's tags and session policy must pack into
+/// STS's `PackedPolicySize`.
+pub const MAX_SPEC_BYTES: usize = 64 * 1024;
+
+/// Set by the cache (never kept from the apiserver) on a binding whose spec it dropped for being
+/// larger than [`MAX_SPEC_BYTES`]: the spec's size in bytes.
+pub const OVERSIZED_SPEC_ANNOTATION: &str = "podcreds.dev/oversized-spec-bytes";
+
+/// Replaces the spec of a cached binding larger than [`MAX_SPEC_BYTES`] with a stub (the
+/// ServiceAccount and Secret names), marked with [`OVERSIZED_SPEC_ANNOTATION`]: such a binding is
+/// refused (`InvalidSpec`) and costs the cache next to nothing. Runs after [`compact_binding`].
+fn bound_spec(binding: &mut AWSRoleBinding) {
+    let size = serde_json::to_vec(&binding.spec).map_or(usize::MAX, |v| v.len());
+    if size <= MAX_SPEC_BYTES {
+        return;
+    }
+    let stub = serde_json::json!({
+        "serviceAccountName": binding.spec.service_account_name,
+        "secretName": binding.spec.secret_name,
+    });
+    match serde_json::from_value(stub) {
+        Ok(spec) => binding.spec = spec,
+        Err(e) => {
+            warn!(error = %e, "could not drop an oversized binding spec from the cache");
+            return;
+        }
+    }
+    binding
+        .metadata
+        .annotations
+        .get_or_insert_with(Default::default)
+        .insert(OVERSIZED_SPEC_ANNOTATION.to_string(), size.to_string());
+}
+
+/// The size of the spec the cache dropped from `binding`, if it did.
+pub fn oversized_spec(binding: &AWSRoleBinding) -> Option<usize> {
+    binding
+        .metadata
+        .annotations
+        .as_ref()?
+        .get(OVERSIZED_SPEC_ANNOTATION)?
+        .parse()
+        .ok()
+}
+
 /// The watch event `event` as the installation `installation` must see it: a binding of another
 /// installation is not there (and one that moved to another is gone), exactly as a label
 /// selector on the apiserver would show it.
@@ -328,7 +376,10 @@ pub async fn run(
                             Err(e) => Some(Err(e)),
                         })
                     })
-                    .modify(|b: &mut AWSRoleBinding| compact_binding(&mut b.metadata)),
+                    .modify(|b: &mut AWSRoleBinding| {
+                        compact_binding(&mut b.metadata);
+                        bound_spec(b);
+                    }),
             ),
             bindings_listed,
         )
@@ -471,6 +522,52 @@ mod tests {
             )])
         });
         b
+    }
+
+    #[test]
+    fn an_oversized_spec_is_not_cached() {
+        let mut small = labelled(None);
+        bound_spec(&mut small);
+        assert_eq!(oversized_spec(&small), None);
+        assert_eq!(small.spec, labelled(None).spec);
+        // A user's annotation of the same name never survives compaction.
+        small.metadata.annotations = Some(std::collections::BTreeMap::from([(
+            OVERSIZED_SPEC_ANNOTATION.to_string(),
+            "1".to_string(),
+        )]));
+        compact_binding(&mut small.metadata);
+        bound_spec(&mut small);
+        assert_eq!(oversized_spec(&small), None);
+
+        // A two-hop chain of maximal tags, transitive keys and ARNs: over the bound.
+        let tags: Vec<serde_json::Value> = (0..50)
+            .map(|i| serde_json::json!({"key": format!("{i:0>128}"), "value": "v".repeat(256)}))
+            .collect();
+        let keys: Vec<String> = (0..50).map(|i| format!("{i:0>128}")).collect();
+        let hop = serde_json::json!({
+            "roleArn": format!("arn:aws:iam::123456789012:role/{}/r", "p".repeat(1900)),
+            "externalId": "x".repeat(1224),
+            "tags": tags,
+            "transitiveTagKeys": keys,
+        });
+        let mut big = labelled(None);
+        big.spec = serde_json::from_value(serde_json::json!({
+            "serviceAccountName": "app",
+            "secretName": "creds",
+            "roleArn": "arn:aws:iam::123456789012:role/app",
+            "roleChain": [hop.clone(), hop.clone(), hop],
+        }))
+        .expect("spec");
+        let size = serde_json::to_vec(&big.spec).map(|v| v.len()).unwrap_or(0);
+        assert!(size > MAX_SPEC_BYTES, "{size}");
+        bound_spec(&mut big);
+        assert_eq!(oversized_spec(&big), Some(size));
+        assert!(big.spec.role_chain.is_empty());
+        assert_eq!(big.spec.secret_name.as_deref(), Some("creds"));
+        let cached = serde_json::to_vec(&big)
+            .map(|v| v.len())
+            .unwrap_or(usize::MAX);
+        assert!(cached < 2_000, "{cached} bytes cached");
     }
 
     #[test]

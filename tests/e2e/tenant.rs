@@ -755,3 +755,166 @@ pub async fn two_installations_serve_disjoint_bindings(env: &Env) -> anyhow::Res
     watch.abort();
     result
 }
+
+/// A `roleChain` hop with `tags` tags of the longest key and value (keys carry `prefix`, so
+/// hops never share one), all transitive if `transitive`, and the longest role ARN, external ID
+/// and session policy.
+fn large_hop(prefix: &str, tags: usize, transitive: bool) -> serde_json::Value {
+    let keys: Vec<String> = (0..tags)
+        .map(|i| format!("{prefix}{i:0>width$}", width = 128 - prefix.len()))
+        .collect();
+    let tag_list: Vec<serde_json::Value> = keys
+        .iter()
+        .map(|k| json!({"key": k, "value": "v".repeat(256)}))
+        .collect();
+    let mut hop = json!({
+        "roleArn": format!("arn:aws:iam::123456789012:role/{}/{prefix}", "p".repeat(1900)),
+        "externalId": "x".repeat(1224),
+        "sessionPolicy": format!("{{\"Version\":\"2012-10-17\",\"Sid\":\"{}\"}}", "s".repeat(2000)),
+        "tags": tag_list,
+    });
+    if transitive {
+        hop["transitiveTagKeys"] = json!(keys);
+    }
+    hop
+}
+
+/// A binding spec of five large hops and SAML tags, with `tags` tags each: with 11 (all
+/// transitive) just under the operator's bound; with 50 (transitive on the last hop only, as
+/// the apiserver's CEL cost limit allows) about as large as the CRD admits.
+fn large_spec(role: &str, tags: usize) -> serde_json::Value {
+    let all_transitive = tags <= 11;
+    let chain: Vec<serde_json::Value> = (0..5)
+        .map(|h| large_hop(&format!("h{h}k"), tags, all_transitive || h == 4))
+        .collect();
+    let saml = large_hop("samlk", tags, true);
+    json!({
+        "serviceAccountName": "app",
+        "roleArn": role,
+        "roleChain": chain,
+        "saml": {
+            "providerArn": format!("arn:aws:iam::123456789012:saml-provider/{}", "s".repeat(128)),
+            "tags": saml["tags"],
+            "transitiveTagKeys": saml["transitiveTagKeys"],
+        },
+    })
+}
+
+fn peak_rss_mib(pid: u32) -> anyhow::Result<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let kib: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .context("no VmHWM")?;
+    Ok(kib / 1024.0)
+}
+
+/// Every replica caches every binding, and a binding can be made about 200 KB within the CRD's
+/// limits: 1,500 of them would not fit the chart's memory limit. The operator caches a binding's
+/// spec only up to `MAX_SPEC_BYTES` (64 KiB) and refuses a larger one (`InvalidSpec`, its size
+/// named) with a stub in its cache. 1,500 bindings just under the bound (the largest the cache
+/// keeps whole) and 20 at the CRD's maximum, in one namespace: the operator's peak RSS stays
+/// under the chart's default limit of 256 MiB.
+pub async fn maximal_bindings_fit_the_default_memory_limit(env: &Env) -> anyhow::Result<()> {
+    const CACHED: usize = 1_500;
+    const OVERSIZED: usize = 20;
+    const LIMIT_MIB: f64 = 256.0;
+    let (ns, role, op) = env.scenario("maxbindings", None).await?;
+    // No role is allowed here: every binding is reconciled, and none costs an STS call.
+    let namespaces: kube::Api<k8s_openapi::api::core::v1::Namespace> =
+        kube::Api::all(env.client.clone());
+    let deny = json!({"metadata": {"annotations": {podcreds::allowlist::ANNOTATION: "arn:aws:iam::123456789012:role/none"}}});
+    namespaces
+        .patch(&ns, &PatchParams::default(), &Patch::Merge(&deny))
+        .await?;
+    let cached = large_spec(&role, 11);
+    let cached_bytes = serde_json::to_vec(&cached)?.len();
+    ensure!(
+        cached_bytes < podcreds::controller::watches::MAX_SPEC_BYTES
+            && cached_bytes > podcreds::controller::watches::MAX_SPEC_BYTES * 9 / 10,
+        "the test's largest cached binding is {cached_bytes} bytes"
+    );
+    let oversized = large_spec(&role, 50);
+    let before = peak_rss_mib(op.process.pid())?;
+    let specs: Vec<(String, serde_json::Value)> = (0..CACHED)
+        .map(|i| (format!("m{i}"), cached.clone()))
+        .chain((0..OVERSIZED).map(|i| (format!("x{i}"), oversized.clone())))
+        .collect();
+    let created: Vec<anyhow::Result<()>> = futures::stream::iter(specs)
+        .map(|(name, spec)| {
+            let ns = ns.clone();
+            async move {
+                env.create_binding(&ns, &name, spec).await?;
+                Ok(())
+            }
+        })
+        .buffer_unordered(8)
+        .collect()
+        .await;
+    for result in created {
+        result?;
+    }
+    // Every binding reconciled: first as many refusals as bindings in the operator's metrics
+    // (cheap to poll), then the status of each says why it is refused.
+    let total = (CACHED + OVERSIZED) as f64;
+    wait_for(Duration::from_secs(300), || async {
+        let metrics = op.metrics().await.ok()?;
+        (crate::support::counter(
+            &metrics,
+            "podcreds_reconciliations_total{result=\"invalid\"}",
+        ) >= total)
+            .then_some(())
+    })
+    .await
+    .context("the operator never reconciled every binding")?;
+    let api = env.bindings(&ns);
+    let all_reported = wait_for(Duration::from_secs(120), || async {
+        let mut reasons: BTreeMap<String, usize> = BTreeMap::new();
+        let mut sample = None;
+        let mut params = kube::api::ListParams::default().limit(250);
+        loop {
+            let page = api.list(&params).await.ok()?;
+            for b in &page.items {
+                let ready = podcreds::status::ready_condition(b.status.as_ref())?;
+                *reasons.entry(ready.reason.clone()).or_default() += 1;
+                if b.metadata.name.as_deref() == Some("x0") {
+                    sample = Some(ready.message.clone());
+                }
+            }
+            match page.metadata.continue_.filter(|c| !c.is_empty()) {
+                Some(token) => params = params.continue_token(&token),
+                None => break,
+            }
+        }
+        (reasons.get("RoleNotAllowed") == Some(&CACHED)
+            && reasons.get("InvalidSpec") == Some(&OVERSIZED))
+        .then_some(sample)
+    })
+    .await
+    .context("not every binding was reconciled")?;
+    let message = all_reported.unwrap_or_default();
+    ensure!(
+        message.contains("bytes")
+            && message.contains(&podcreds::controller::watches::MAX_SPEC_BYTES.to_string()),
+        "an oversized binding is not refused for its size: {message}"
+    );
+    let peak = peak_rss_mib(op.process.pid())?;
+    println!(
+        "maximal bindings: {CACHED} of {cached_bytes} bytes and {OVERSIZED} of {} bytes; peak RSS {before:.1} MiB before, {peak:.1} MiB after",
+        serde_json::to_vec(&oversized)?.len()
+    );
+    let result = if peak < LIMIT_MIB {
+        Ok(())
+    } else {
+        Err(anyhow::anyhow!(
+            "peak RSS {peak:.1} MiB with {CACHED} maximal bindings: over the chart's {LIMIT_MIB} MiB limit"
+        ))
+    };
+    // Give the etcd space back to the rest of the run.
+    let _ = api
+        .delete_collection(&Default::default(), &Default::default())
+        .await;
+    result
+}
