@@ -11,22 +11,22 @@ use axum::routing::get;
 use prometheus_client::registry::Registry;
 use tokio::sync::watch;
 
-use crate::admission_check::PolicyState;
+use crate::admission_check::PolicyStates;
 
 #[derive(Clone)]
 struct AdminState {
     registry: Arc<Registry>,
     ready: watch::Receiver<bool>,
-    /// The admission policy's name and what its last check found, when it is checked.
-    policy: Option<(String, watch::Receiver<PolicyState>)>,
+    /// What the last check of the admission policies found, when they are checked.
+    policies: Option<watch::Receiver<PolicyStates>>,
 }
 
 async fn healthz() -> &'static str {
     "ok"
 }
 
-/// Ready once the caches synced. The admission policy's state is detail, not readiness: the
-/// operator works without it, and restarting pods would not bring it back.
+/// Ready once the caches synced. The admission policies' state is detail, not readiness: the
+/// operator works without them, and restarting pods would not bring them back.
 async fn readyz(State(state): State<AdminState>) -> impl IntoResponse {
     let (code, mut body) = if *state.ready.borrow() {
         (StatusCode::OK, "ready".to_string())
@@ -36,9 +36,11 @@ async fn readyz(State(state): State<AdminState>) -> impl IntoResponse {
             "caches not synced yet".to_string(),
         )
     };
-    if let Some((name, policy)) = &state.policy {
-        body.push('\n');
-        body.push_str(&policy.borrow().describe(name));
+    if let Some(policies) = &state.policies {
+        for (name, policy) in policies.borrow().iter() {
+            body.push('\n');
+            body.push_str(&policy.describe(name));
+        }
     }
     (code, body)
 }
@@ -63,7 +65,7 @@ pub async fn serve(
     addr: SocketAddr,
     registry: Arc<Registry>,
     ready: watch::Receiver<bool>,
-    policy: Option<(String, watch::Receiver<PolicyState>)>,
+    policies: Option<watch::Receiver<PolicyStates>>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<impl std::future::Future<Output = std::io::Result<()>>> {
     let app = Router::new()
@@ -73,7 +75,7 @@ pub async fn serve(
         .with_state(AdminState {
             registry,
             ready,
-            policy,
+            policies,
         });
     let listener = tokio::net::TcpListener::bind(addr).await?;
     tracing::info!(address = %listener.local_addr()?, "admin server listening");

@@ -32,7 +32,7 @@ pub fn allowed(annotation_value: &str, role_arn: &str) -> bool {
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum RoleNotAllowed {
     #[error(
-        "role {role} is not allowed in namespace {namespace} (annotation {ANNOTATION}: {allowlist}); no credentials are issued, and those in the Secret are left to expire"
+        "role {role} is not allowed in namespace {namespace} (annotation {ANNOTATION}: {allowlist}); no credentials are issued, and those already in its Secret are removed (condition CredentialsRevoked)"
     )]
     NotListed {
         role: String,

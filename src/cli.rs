@@ -278,11 +278,28 @@ pub struct RunArgs {
     /// (deny by default) instead of allowing any.
     #[arg(long, env = "PODCREDS_REQUIRE_ROLE_ALLOWLIST")]
     pub require_role_allowlist: bool,
-    /// Name of the ValidatingAdmissionPolicy (and its binding) that guards AWSRoleBindings; when
-    /// set, podcreds checks that both exist and reports it (log, /readyz, metric).
-    #[arg(long, env = "PODCREDS_ADMISSION_POLICY_NAME")]
-    pub admission_policy_name: Option<String>,
-    /// How often the admission policy is checked.
+    /// The installation this operator serves: only bindings labelled `podcreds.dev/installation`
+    /// with this name, or, for the default installation, bindings without that label. Give each
+    /// installation in a cluster its own name, so that no two reconcile the same bindings.
+    #[arg(long, env = "PODCREDS_INSTALLATION", default_value = crate::installation::DEFAULT, value_parser = parse_installation)]
+    pub installation: String,
+    /// How long the credentials of a binding that is no longer allowed them (its role left the
+    /// namespace's allowlist; its credential source stopped allowing the namespace or was
+    /// deleted) stay in its Secret before they are removed (0: at once). The Secret is kept.
+    #[arg(long, env = "PODCREDS_REVOCATION_GRACE_PERIOD", default_value = "0s", value_parser = humantime::parse_duration)]
+    pub revocation_grace_period: std::time::Duration,
+    /// Names of the ValidatingAdmissionPolicies (each with a binding of the same name) that guard
+    /// podcreds: bindings, credential sources, status writes, the operator's own tokens and
+    /// Secrets (comma separated, or repeated). podcreds checks that each exists and denies what
+    /// it refuses (its binding's validationActions include Deny, failurePolicy Fail, not
+    /// narrowed) and reports it (log, /readyz, metric).
+    #[arg(
+        long = "admission-policy-name",
+        env = "PODCREDS_ADMISSION_POLICY_NAME",
+        value_delimiter = ','
+    )]
+    pub admission_policy_names: Vec<String>,
+    /// How often the admission policies are checked.
     #[arg(long, env = "PODCREDS_ADMISSION_POLICY_CHECK_INTERVAL", default_value = "60s", value_parser = humantime::parse_duration)]
     pub admission_policy_check_interval: std::time::Duration,
     /// Address of the admin server (/healthz, /readyz, /metrics).
@@ -291,7 +308,9 @@ pub struct RunArgs {
     /// Log format.
     #[arg(long, env = "PODCREDS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Json)]
     pub log_format: LogFormat,
-    /// Log filter, in tracing's EnvFilter syntax (for example `info` or `podcreds=debug`).
+    /// Log filter, in tracing's EnvFilter syntax (for example `info` or `podcreds=debug`). The AWS
+    /// SDK's and the HTTP stacks' targets never log above debug whatever it says: their trace
+    /// level prints STS request bodies (tokens, SAML assertions).
     #[arg(long, env = "PODCREDS_LOG_LEVEL", default_value = "info")]
     pub log_level: String,
     /// Name reported on Events and used as leader-election identity (the chart sets the pod name).
@@ -330,7 +349,32 @@ pub struct RunArgs {
     pub leader_election_lease_seconds: u64,
 }
 
+fn parse_installation(name: &str) -> Result<String, String> {
+    if crate::installation::valid(name) {
+        Ok(name.to_string())
+    } else {
+        Err("an installation name is a label value: 1 to 63 letters, digits, '-', '_' or '.', beginning and ending with a letter or digit".into())
+    }
+}
+
 impl RunArgs {
+    /// Who this operator is when it writes: its installation, and its deployment (the
+    /// leader-election Lease replicas share, or this process).
+    fn writer(&self) -> String {
+        let deployment = if self.leader_election {
+            format!(
+                "{}/{}",
+                self.leader_election_namespace.as_deref().unwrap_or("-"),
+                self.leader_election_lease
+            )
+        } else {
+            self.instance
+                .clone()
+                .unwrap_or_else(|| format!("pid-{}", std::process::id()))
+        };
+        format!("{}/{deployment}", self.installation)
+    }
+
     /// The operator settings these flags describe.
     pub fn settings(&self) -> Settings {
         Settings {
@@ -412,6 +456,9 @@ impl RunArgs {
                 .clone()
                 .filter(|n| self.credential_sources && !n.is_empty()),
             instance: self.instance.clone(),
+            revocation_grace: self.revocation_grace_period,
+            installation: self.installation.clone(),
+            writer: self.writer(),
         }
     }
 }
@@ -449,6 +496,17 @@ mod tests {
         assert_eq!(args.log_format, LogFormat::Text);
         assert!(!s.sts_policy.allow_unprefixed_session_names);
         assert!(!s.sts_policy.allow_insecure_endpoints);
+        // Credentials of bindings no longer allowed them go at once by default.
+        assert_eq!(s.revocation_grace, std::time::Duration::ZERO);
+        let cli = Cli::try_parse_from(["podcreds", "run", "--revocation-grace-period=15m"])
+            .expect("parses");
+        let Command::Run(args) = cli.command else {
+            panic!("expected run")
+        };
+        assert_eq!(
+            args.settings().revocation_grace,
+            std::time::Duration::from_secs(900)
+        );
     }
 
     #[test]
@@ -511,5 +569,48 @@ mod tests {
             Cli::try_parse_from(["podcreds", "run", "--token-expiration-seconds", "60"]).is_err()
         );
         assert!(Cli::try_parse_from(["podcreds", "run", "--concurrency", "0"]).is_err());
+    }
+
+    #[test]
+    fn an_installation_is_named_and_its_replicas_write_as_one() {
+        let parse = |args: &[&str]| {
+            let Command::Run(run) = Cli::try_parse_from(args).ok()?.command else {
+                return None;
+            };
+            Some(run.settings())
+        };
+        let default = parse(&["podcreds", "run"]).expect("parses");
+        assert_eq!(default.installation, "default");
+        assert!(parse(&["podcreds", "run", "--installation=a/b"]).is_none());
+        let replica = |pod: &str| {
+            parse(&[
+                "podcreds",
+                "run",
+                "--installation=blue",
+                "--leader-election",
+                "--leader-election-namespace=ops",
+                &format!("--instance={pod}"),
+            ])
+            .expect("parses")
+        };
+        assert_eq!(replica("pod-1").installation, "blue");
+        assert_eq!(replica("pod-1").writer, "blue/ops/podcreds-leader");
+        assert_eq!(replica("pod-1").writer, replica("pod-2").writer);
+    }
+
+    #[test]
+    fn several_admission_policies_are_checked() {
+        let cli = Cli::try_parse_from([
+            "podcreds",
+            "run",
+            "--admission-policy-name=a,b",
+            "--admission-policy-name",
+            "c",
+        ])
+        .expect("parses");
+        let Command::Run(args) = cli.command else {
+            panic!("expected run")
+        };
+        assert_eq!(args.admission_policy_names, vec!["a", "b", "c"]);
     }
 }

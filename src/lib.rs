@@ -17,6 +17,7 @@ pub mod credentials;
 pub mod flow;
 pub mod iam;
 pub mod iam_command;
+pub mod installation;
 pub mod keyring;
 pub mod metrics;
 pub mod operator;

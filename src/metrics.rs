@@ -47,6 +47,10 @@ pub struct Metrics {
     pub sts_duration: Family<OutcomeLabels, Histogram>,
     pub token_duration: Histogram,
     pub reconcile_duration: Family<ResultLabels, Histogram>,
+    /// Credentials removed from the Secrets of bindings no longer allowed them, by reason.
+    pub revocations: Family<ReasonLabels, Counter>,
+    /// Bindings whose Secret another podcreds operator was seen writing (each once).
+    pub installation_overlaps: Counter,
     /// Events dropped because the publishing queue was full.
     pub events_dropped: Counter,
     /// 1 while the admission policy guarding bindings is known to be installed.
@@ -66,6 +70,8 @@ impl Default for Metrics {
             reconcile_duration: Family::new_with_constructor(|| {
                 Histogram::new(exponential_buckets(0.001, 2.0, 16))
             }),
+            revocations: Family::default(),
+            installation_overlaps: Counter::default(),
             events_dropped: Counter::default(),
             admission_policy_present: Gauge::default(),
         }
@@ -111,6 +117,16 @@ impl Metrics {
             self.reconcile_duration.clone(),
         );
         registry.register(
+            "podcreds_credential_revocations",
+            "Credentials removed from the Secrets of bindings no longer allowed them, by reason (RoleNotAllowed, CredentialSourceNotAllowed, CredentialSourceNotFound)",
+            self.revocations.clone(),
+        );
+        registry.register(
+            "podcreds_installation_overlaps",
+            "Bindings whose Secret another podcreds operator (another installation or release serving the same bindings) was seen writing, each counted once",
+            self.installation_overlaps.clone(),
+        );
+        registry.register(
             "podcreds_events_dropped",
             "Events dropped because too many were waiting to be published (status and metrics carry the same facts)",
             self.events_dropped.clone(),
@@ -150,6 +166,14 @@ impl Metrics {
 
     pub fn refreshed(&self, reason: &str) {
         self.refreshes
+            .get_or_create(&ReasonLabels {
+                reason: reason.into(),
+            })
+            .inc();
+    }
+
+    pub fn revoked(&self, reason: &str) {
+        self.revocations
             .get_or_create(&ReasonLabels {
                 reason: reason.into(),
             })

@@ -62,17 +62,78 @@ async fn lead(
     }
 }
 
-/// Installs the tracing subscriber once (a second call is a no-op).
-pub fn init_telemetry(format: LogFormat, filter: &str) -> Result<(), StartError> {
+/// Targets whose most verbose levels print HTTP messages whole, or could: the AWS SDK's
+/// orchestrator logs every request and response at TRACE through their `Debug` form, which
+/// prints a body held in memory byte for byte (the body of an `AssumeRoleWithWebIdentity` holds
+/// the ServiceAccount token, `WebIdentityToken=`; of an `AssumeRoleWithSAML` the signed
+/// assertion, `SAMLAssertion=`), and logs response bodies (the credentials) when
+/// `LOG_SENSITIVE_BODIES` is set; SigV4 prints signed bodies when `LOG_SIGNABLE_BODY` is set; the
+/// HTTP stacks below log frames. Whatever `--log-level` asks for, their events and spans above
+/// [`TRANSPORT_LOG_CAP`] are dropped.
+pub const CAPPED_TARGETS: [&str; 11] = [
+    "aws_smithy_runtime",
+    "aws_smithy_runtime_api",
+    "aws_smithy_http_client",
+    "aws_smithy_http",
+    "aws_smithy_types",
+    "aws_sigv4",
+    "aws_sdk_sts",
+    "aws_config",
+    "hyper",
+    "hyper_util",
+    "h2",
+];
+
+/// The most verbose level [`CAPPED_TARGETS`] may log at.
+pub const TRANSPORT_LOG_CAP: tracing::Level = tracing::Level::DEBUG;
+
+/// Whether an event or span of `target` at `level` is dropped whatever the log filter says.
+pub fn capped(target: &str, level: &tracing::Level) -> bool {
+    *level > TRANSPORT_LOG_CAP
+        && CAPPED_TARGETS.iter().any(|t| {
+            target
+                .strip_prefix(t)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with("::"))
+        })
+}
+
+/// The operator's subscriber: `filter` (the `--log-level`), with [`CAPPED_TARGETS`] capped
+/// on top of it, writing to `writer`.
+pub fn subscriber<W>(
+    format: LogFormat,
+    filter: &str,
+    writer: W,
+) -> Result<Box<dyn tracing::Subscriber + Send + Sync>, StartError>
+where
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
+    use tracing_subscriber::Layer;
+    use tracing_subscriber::filter::FilterExt;
+    use tracing_subscriber::layer::SubscriberExt;
     let filter = EnvFilter::try_new(filter)
         .map_err(|e| StartError::LogFilter(filter.to_string(), e.to_string()))?;
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(false);
-    let _ = match format {
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
-        LogFormat::Text => builder.try_init(),
-    };
+    let cap = tracing_subscriber::filter::filter_fn(|m| !capped(m.target(), m.level()));
+    let layer = tracing_subscriber::fmt::layer()
+        .with_target(false)
+        .with_writer(writer);
+    let registry = tracing_subscriber::registry();
+    Ok(match format {
+        LogFormat::Json => Box::new(
+            registry.with(
+                layer
+                    .json()
+                    .flatten_event(true)
+                    .with_filter(filter.and(cap)),
+            ),
+        ),
+        LogFormat::Text => Box::new(registry.with(layer.with_filter(filter.and(cap)))),
+    })
+}
+
+/// Installs the tracing subscriber once (a second call is a no-op).
+pub fn init_telemetry(format: LogFormat, filter: &str) -> Result<(), StartError> {
+    use tracing_subscriber::util::SubscriberInitExt;
+    let _ = subscriber(format, filter, std::io::stdout)?.try_init();
     Ok(())
 }
 
@@ -118,6 +179,8 @@ pub async fn run(args: RunArgs) -> Result<(), StartError> {
         endpoint = settings.sts_policy.default_endpoint.as_deref().unwrap_or("aws-regional"),
         audience = %settings.sts_policy.default_audience,
         namespaces = ?settings.namespaces,
+        installation = %settings.installation,
+        writer = %settings.writer,
         "starting podcreds"
     );
     let client = kube::Client::try_default()
@@ -164,22 +227,32 @@ pub async fn run(args: RunArgs) -> Result<(), StartError> {
 
     let shutdown = termination().boxed().shared();
     let (ready_tx, ready_rx) = tokio::sync::watch::channel(false);
-    let policy = args.admission_policy_name.clone().map(|name| {
-        let (state_tx, state_rx) = tokio::sync::watch::channel(PolicyState::Unchecked);
+    let names: Vec<String> = args
+        .admission_policy_names
+        .iter()
+        .filter(|n| !n.is_empty())
+        .cloned()
+        .collect();
+    let policies = (!names.is_empty()).then(|| {
+        let unchecked = names
+            .iter()
+            .map(|n| (n.clone(), PolicyState::Unchecked))
+            .collect();
+        let (state_tx, state_rx) = tokio::sync::watch::channel(unchecked);
         tokio::spawn(crate::admission_check::run(
             client.clone(),
-            name.clone(),
+            names,
             args.admission_policy_check_interval,
             state_tx,
             metrics.clone(),
         ));
-        (name, state_rx)
+        state_rx
     });
     let admin = crate::admin::serve(
         args.admin_address,
         Arc::new(registry),
         ready_rx,
-        policy,
+        policies,
         shutdown.clone(),
     )
     .await
@@ -255,4 +328,90 @@ pub async fn run(args: RunArgs) -> Result<(), StartError> {
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    /// Collects what the subscriber writes.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            if let Ok(mut out) = self.0.lock() {
+                out.extend_from_slice(buf);
+            }
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl<'w> tracing_subscriber::fmt::MakeWriter<'w> for Captured {
+        type Writer = Captured;
+        fn make_writer(&'w self) -> Self::Writer {
+            self.clone()
+        }
+    }
+
+    #[test]
+    fn sts_request_bodies_never_reach_the_log_at_any_level() {
+        for filter in [
+            "trace",
+            "aws_smithy_runtime=trace,hyper=trace,h2=trace,trace",
+        ] {
+            let captured = Captured::default();
+            let sub = subscriber(LogFormat::Json, filter, captured.clone()).expect("filter");
+            tracing::subscriber::with_default(sub, || {
+                // What the SDK's orchestrator logs at TRACE for each request it transmits.
+                tracing::trace!(
+                    target: "aws_smithy_runtime::client::orchestrator",
+                    request = "Action=AssumeRoleWithWebIdentity&WebIdentityToken=eyJhbGciOi",
+                    "transmitting request"
+                );
+                tracing::trace!(target: "aws_sigv4::http_request::sign", "SAMLAssertion=PHNhbWxw");
+                tracing::trace!(target: "hyper::proto::h1::io", "WebIdentityToken=eyJ");
+                tracing::trace!(target: "h2", "SAMLAssertion=PHNhbWxw");
+                // Everything else keeps its level, and the capped targets keep DEBUG.
+                tracing::trace!(target: "podcreds::controller", "own trace line");
+                tracing::trace!(target: "hyperactive", "another crate's trace line");
+                tracing::debug!(target: "aws_smithy_runtime::client::orchestrator", "sdk debug line");
+            });
+            let out = String::from_utf8(captured.0.lock().map(|o| o.clone()).unwrap_or_default())
+                .expect("utf-8");
+            for needle in [
+                "WebIdentityToken=",
+                "SAMLAssertion=",
+                "eyJ",
+                "transmitting request",
+            ] {
+                assert!(!out.contains(needle), "{filter}: {needle} logged:\n{out}");
+            }
+            for kept in [
+                "own trace line",
+                "another crate's trace line",
+                "sdk debug line",
+            ] {
+                assert!(out.contains(kept), "{filter}: {kept} missing:\n{out}");
+            }
+        }
+    }
+
+    #[test]
+    fn only_the_transport_targets_are_capped() {
+        use tracing::Level;
+        assert!(capped(
+            "aws_smithy_runtime::client::orchestrator",
+            &Level::TRACE
+        ));
+        assert!(capped("hyper", &Level::TRACE));
+        assert!(!capped("hyper", &Level::DEBUG));
+        assert!(!capped("hyper_rustls", &Level::TRACE));
+        assert!(!capped("podcreds::sts", &Level::TRACE));
+        assert!(!capped("h2o", &Level::TRACE));
+    }
 }

@@ -128,35 +128,242 @@ pub fn refresh_request_wait(last_forced: Option<Timestamp>, now: Timestamp) -> O
     (now < next).then(|| requeue_at(next, now))
 }
 
-/// Corrects an observation from a cache that has not yet seen the operator's own last write.
-///
-/// Right after a refresh, the binding's status update can trigger a reconciliation before the
-/// Secret watch delivers the new Secret; planning from the stale copy would refresh again. So
-/// credentials this process wrote more recently than what the cache shows take precedence.
-pub fn with_recent_write(observed: ObservedSecret, recent: Option<&IssuedMeta>) -> ObservedSecret {
-    match (observed, recent) {
-        (ObservedSecret::Owned { issued, intact }, Some(r)) => {
-            let cache_is_older = issued.as_ref().is_none_or(|c| c.issued_at < r.issued_at);
-            if cache_is_older {
-                ObservedSecret::Owned {
-                    issued: Some(r.clone()),
-                    intact: true,
-                }
-            } else {
-                ObservedSecret::Owned { issued, intact }
-            }
+/// This process's last write of a binding's Secret: the `resourceVersion` the apiserver gave it,
+/// what it said about the credentials, and whether the Secret cache has shown it yet.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OwnWrite {
+    pub version: String,
+    /// `None` when the write removed the credentials (a revocation).
+    pub issued: Option<IssuedMeta>,
+    /// The cache has shown this very version.
+    pub seen: bool,
+}
+
+/// Who last wrote the binding's Secret, as far as this process can tell. Tamper detection rests
+/// on this, not on the field manager's name: anyone who may patch the Secret can write with
+/// `--field-manager=podcreds`, but only this process knows the versions it wrote.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Provenance {
+    /// The Secret is at the version this process wrote.
+    Ours,
+    /// The cache has not delivered this process's write yet and shows an older Secret.
+    Lagging,
+    /// Someone else wrote the Secret after this process did.
+    Foreign,
+    /// This process has not written the Secret (it started, or became leader, since then):
+    /// judged from the Secret's managed fields and the binding's status.
+    Unknown,
+}
+
+impl Provenance {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Provenance::Ours => "ours",
+            Provenance::Lagging => "lagging",
+            Provenance::Foreign => "foreign",
+            Provenance::Unknown => "unknown",
         }
-        (observed, _) => observed,
     }
 }
 
-/// Whether the cache already shows the credentials this process last wrote (or newer ones), so
-/// the record of that write is no longer needed.
-pub fn shows_write(observed: &ObservedSecret, recent: &IssuedMeta) -> bool {
-    matches!(
-        observed,
-        ObservedSecret::Owned { issued: Some(c), .. } if c.issued_at >= recent.issued_at
-    )
+/// What the binding's status says about the credentials in its Secret: the operator writes
+/// both, the Secret first, and only the operator may write the status (the chart's status
+/// guard), so after a restart a Secret whose annotations disagree with it was changed by
+/// someone else.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StatusTimes {
+    pub issued_at: Option<Timestamp>,
+    pub expiration: Option<Timestamp>,
+    pub renewal_time: Option<Timestamp>,
+}
+
+impl StatusTimes {
+    fn agree_with(&self, issued: &IssuedMeta) -> bool {
+        self.issued_at == Some(issued.issued_at)
+            && self.expiration == Some(issued.expiration)
+            && self.renewal_time == Some(issued.renewal_time)
+    }
+}
+
+/// Longest lifetime STS grants (`GetSessionToken`, `GetFederationToken`: 36 hours).
+const LONGEST_LIFETIME: SignedDuration = SignedDuration::from_hours(36);
+/// How far in the future an issue time may lie (clock skew between replicas).
+const ISSUE_TIME_SKEW: SignedDuration = SignedDuration::from_mins(5);
+
+/// Whether what a Secret says about its credentials could be true: issued in the past and living
+/// no longer than STS grants anything. Forged annotations (an expiration in 2099) are not.
+pub fn plausible(issued: &IssuedMeta, now: Timestamp) -> bool {
+    let latest_issue = now.checked_add(ISSUE_TIME_SKEW).unwrap_or(now);
+    issued.issued_at <= latest_issue
+        && issued.expiration.duration_since(issued.issued_at) <= LONGEST_LIFETIME
+}
+
+/// Who wrote the Secret now at `version`, given this process's own last write.
+pub fn provenance(
+    version: Option<&str>,
+    cached: &ObservedSecret,
+    own: Option<&OwnWrite>,
+) -> Provenance {
+    let Some(own) = own else {
+        return Provenance::Unknown;
+    };
+    if version == Some(own.version.as_str()) {
+        return Provenance::Ours;
+    }
+    // The watch delivers events in order: until it has shown our write, what it shows is older,
+    // and can only hold older credentials than the ones we wrote.
+    let older = match (cached, &own.issued) {
+        (
+            ObservedSecret::Owned {
+                issued: Some(c), ..
+            },
+            Some(o),
+        ) => c.issued_at < o.issued_at,
+        (ObservedSecret::Owned { issued: None, .. }, _) => true,
+        _ => false,
+    };
+    if !own.seen && older {
+        Provenance::Lagging
+    } else {
+        Provenance::Foreign
+    }
+}
+
+/// The binding's Secret as observed, judged by who wrote it: what this process wrote is intact
+/// (and what it wrote wins over a cache that lags behind it), anything written after it by
+/// someone else is modified whatever its field manager, and a Secret this process never wrote is
+/// intact only if its managed fields say so and its annotations agree with the binding's status.
+/// Implausible annotations are never intact.
+pub fn judge(
+    observed: ObservedSecret,
+    provenance: Provenance,
+    own: Option<&OwnWrite>,
+    status: &StatusTimes,
+    now: Timestamp,
+) -> ObservedSecret {
+    let ObservedSecret::Owned { issued, intact } = observed else {
+        return observed;
+    };
+    let (issued, intact) = match provenance {
+        Provenance::Ours => (issued, true),
+        Provenance::Lagging => (own.and_then(|o| o.issued.clone()), true),
+        Provenance::Foreign => (issued, false),
+        Provenance::Unknown => {
+            let agrees = issued.as_ref().is_some_and(|i| status.agree_with(i));
+            (issued, intact && agrees)
+        }
+    };
+    let intact = intact && issued.as_ref().is_none_or(|i| plausible(i, now));
+    ObservedSecret::Owned { issued, intact }
+}
+
+/// Categories of the reasons a binding stops being allowed its credentials at all, as opposed to
+/// a spec the operator cannot act on: its role left the namespace's allowlist, or its credential
+/// source stopped allowing the namespace (or what the binding asks of it) or was deleted. Then the credentials already in its
+/// Secret are revoked (see [`revocation`]).
+pub const REVOKING_CATEGORIES: [&str; 6] = [
+    "RoleNotAllowed",
+    "CredentialSourceNotAllowed",
+    "CredentialSourceNotFound",
+    "CredentialSourceModeNotAllowed",
+    "CredentialSourceRoleNotAllowed",
+    "CredentialSourceDurationNotAllowed",
+];
+
+/// Whether a binding blocked with `category` loses the credentials in its Secret.
+pub fn revokes(category: &str) -> bool {
+    REVOKING_CATEGORIES.contains(&category)
+}
+
+/// What to do about the credentials of a binding that is no longer allowed them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Revocation {
+    /// Its Secret holds none (any more): nothing to do.
+    Nothing,
+    /// Remove them at this time (the admin's grace period runs until then).
+    At(Timestamp),
+    /// Remove them now.
+    Now,
+}
+
+/// What to do with the credentials in the Secret of a binding not allowed them since `since`
+/// (`None`: found just now), given the admin's `grace` period.
+pub fn revocation(
+    holds_credentials: bool,
+    since: Option<Timestamp>,
+    grace: Duration,
+    now: Timestamp,
+) -> Revocation {
+    if !holds_credentials {
+        return Revocation::Nothing;
+    }
+    // A start in the future (a status written by someone else) postpones nothing.
+    let since = since.map_or(now, |s| s.min(now));
+    let at = SignedDuration::try_from(grace)
+        .ok()
+        .and_then(|g| since.checked_add(g).ok())
+        .unwrap_or(Timestamp::MAX);
+    if now >= at {
+        Revocation::Now
+    } else {
+        Revocation::At(at)
+    }
+}
+
+/// The other operator that wrote the binding's Secret after this one did, if the Secret says so:
+/// two installations (or two releases of one) serve the same binding. Only a write this process
+/// did not make counts (its own name on the Secret after a restart is no news), and the Secret's
+/// word is never trusted for anything but saying so.
+pub fn overlapping_writer<'a>(
+    provenance: Provenance,
+    written_by: Option<&'a str>,
+    me: &str,
+) -> Option<&'a str> {
+    (provenance == Provenance::Foreign)
+        .then_some(written_by?)
+        .filter(|w| *w != me)
+}
+
+/// Least wait before a second repair of a Secret someone else wrote, doubling with every further
+/// repair up to [`REPAIR_BACKOFF_CAP`]; a run of repairs is forgotten after [`REPAIR_MEMORY`].
+pub const REPAIR_BACKOFF: Duration = Duration::from_secs(5);
+pub const REPAIR_BACKOFF_CAP: Duration = Duration::from_secs(300);
+pub const REPAIR_MEMORY: Duration = Duration::from_secs(600);
+
+/// A run of refreshes made because someone else wrote the binding's Secret.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Repairs {
+    pub count: u32,
+    pub last: Timestamp,
+}
+
+/// How long a refresh made because someone else wrote the Secret must wait, after `repairs`.
+/// The first is at once (a tampered Secret is repaired immediately); more follow ever more
+/// slowly, so that a writer that answers every write of ours (a second operator reconciling the
+/// same binding, a sync tool) cannot make podcreds call STS in a loop.
+pub fn repair_wait(repairs: Option<&Repairs>, now: Timestamp) -> Option<Duration> {
+    let r = repairs.filter(|r| r.count > 0)?;
+    let since = Duration::try_from(now.duration_since(r.last)).unwrap_or(Duration::ZERO);
+    if since >= REPAIR_MEMORY {
+        return None;
+    }
+    let delay = REPAIR_BACKOFF
+        .saturating_mul(1u32 << r.count.saturating_sub(1).min(16))
+        .min(REPAIR_BACKOFF_CAP);
+    (since < delay).then(|| delay - since + REQUEUE_SLACK)
+}
+
+/// The repairs after one more at `now`.
+pub fn count_repair(repairs: Option<&Repairs>, now: Timestamp) -> Repairs {
+    let previous = repairs
+        .filter(|r| {
+            Duration::try_from(now.duration_since(r.last)).unwrap_or(Duration::ZERO) < REPAIR_MEMORY
+        })
+        .map_or(0, |r| r.count);
+    Repairs {
+        count: previous.saturating_add(1),
+        last: now,
+    }
 }
 
 /// Share of the granted lifetime after which credentials are refreshed by default.
@@ -416,6 +623,22 @@ mod tests {
         );
     }
 
+    fn own(version: &str, issued: IssuedMeta, seen: bool) -> OwnWrite {
+        OwnWrite {
+            version: version.into(),
+            issued: Some(issued),
+            seen,
+        }
+    }
+
+    fn status_of(i: &IssuedMeta) -> StatusTimes {
+        StatusTimes {
+            issued_at: Some(i.issued_at),
+            expiration: Some(i.expiration),
+            renewal_time: Some(i.renewal_time),
+        }
+    }
+
     #[test]
     fn a_stale_cache_never_causes_a_second_refresh() {
         let stale = owned("f", true);
@@ -423,22 +646,195 @@ mod tests {
         written.issued_at = t(2400);
         written.renewal_time = t(4800);
         written.expiration = t(6000);
-        // The cache still shows the old credentials, due at 2400; we wrote new ones at 2400.
-        let merged = with_recent_write(stale.clone(), Some(&written));
-        assert_eq!(plan("f", &merged, t(2401)), Decision::Wait(written.clone()));
-        // A newer Secret in the cache (written by another replica) wins over an old memory.
-        let mut old = issued("f");
-        old.issued_at = t(-100);
-        assert_eq!(with_recent_write(stale.clone(), Some(&old)), stale);
+        let ours = own("8", written.clone(), false);
+        // The cache still shows the old credentials (version 7), due at 2400; we wrote new ones
+        // at 2400 (version 8).
+        let p = provenance(Some("7"), &stale, Some(&ours));
+        assert_eq!(p, Provenance::Lagging);
+        let judged = judge(stale.clone(), p, Some(&ours), &status_of(&written), t(2401));
+        assert_eq!(plan("f", &judged, t(2401)), Decision::Wait(written.clone()));
         // Missing and foreign Secrets are never papered over.
         assert_eq!(
-            with_recent_write(ObservedSecret::Missing, Some(&written)),
+            judge(
+                ObservedSecret::Missing,
+                p,
+                Some(&ours),
+                &status_of(&written),
+                t(2401)
+            ),
             ObservedSecret::Missing
         );
-        // The record of a write is needed only until the cache shows it (or something newer).
-        assert!(!shows_write(&stale, &written));
-        assert!(shows_write(&stale, &old));
-        assert!(!shows_write(&ObservedSecret::Missing, &written));
+    }
+
+    #[test]
+    fn a_write_not_ours_is_a_modification_whatever_its_field_manager() {
+        let mine = issued("f");
+        let ours = own("8", mine.clone(), true);
+        let status = status_of(&mine);
+        // The cache shows our version: intact, whatever the managed fields say.
+        let cached = owned("f", false);
+        let p = provenance(Some("8"), &cached, Some(&ours));
+        assert_eq!(p, Provenance::Ours);
+        assert_eq!(
+            judge(cached, p, Some(&ours), &status, t(10)),
+            owned("f", true)
+        );
+        // Someone patched it afterwards with podcreds' own field manager, forging the expiration:
+        // the managed fields look fine, the version is not ours.
+        let mut forged = mine.clone();
+        forged.expiration = t(3000);
+        forged.renewal_time = t(2900);
+        let cached = ObservedSecret::Owned {
+            issued: Some(forged.clone()),
+            intact: true,
+        };
+        let p = provenance(Some("9"), &cached, Some(&ours));
+        assert_eq!(p, Provenance::Foreign);
+        assert_eq!(
+            plan("f", &judge(cached, p, Some(&ours), &status, t(10)), t(10)),
+            refresh(RefreshReason::SecretModified)
+        );
+        // Before the cache showed our write, a Secret holding credentials as new as ours or newer
+        // cannot be the cache lagging.
+        let unseen = own("8", mine.clone(), false);
+        let newer = owned("f", true);
+        assert_eq!(
+            provenance(Some("9"), &newer, Some(&unseen)),
+            Provenance::Foreign
+        );
+    }
+
+    #[test]
+    fn a_secret_this_process_never_wrote_must_agree_with_the_status() {
+        let written = issued("f");
+        let agreeing = status_of(&written);
+        let p = provenance(Some("3"), &owned("f", true), None);
+        assert_eq!(p, Provenance::Unknown);
+        // After a restart: the Secret as the status describes it is trusted (no STS call).
+        assert_eq!(
+            plan(
+                "f",
+                &judge(owned("f", true), p, None, &agreeing, t(10)),
+                t(10)
+            ),
+            Decision::Wait(written.clone())
+        );
+        // Forged annotations the status does not back are a modification.
+        let mut stale_status = agreeing;
+        stale_status.expiration = Some(t(1800));
+        assert_eq!(
+            plan(
+                "f",
+                &judge(owned("f", true), p, None, &stale_status, t(10)),
+                t(10)
+            ),
+            refresh(RefreshReason::SecretModified)
+        );
+        // So is a hand edit the managed fields show.
+        assert_eq!(
+            plan(
+                "f",
+                &judge(owned("f", false), p, None, &agreeing, t(10)),
+                t(10)
+            ),
+            refresh(RefreshReason::SecretModified)
+        );
+    }
+
+    #[test]
+    fn implausible_annotations_are_never_intact() {
+        let mut far = issued("f");
+        far.expiration = Timestamp::from_second(4_070_908_800).expect("2099");
+        far.renewal_time = far.expiration;
+        assert!(!plausible(&far, t(10)));
+        let mut future = issued("f");
+        future.issued_at = t(3600);
+        future.renewal_time = t(3600);
+        assert!(!plausible(&future, t(10)));
+        assert!(plausible(&issued("f"), t(10)));
+        let forged = ObservedSecret::Owned {
+            issued: Some(far.clone()),
+            intact: true,
+        };
+        let status = status_of(&far);
+        assert!(matches!(
+            judge(forged, Provenance::Unknown, None, &status, t(10)),
+            ObservedSecret::Owned { intact: false, .. }
+        ));
+    }
+
+    #[test]
+    fn credentials_of_a_binding_no_longer_allowed_are_revoked_after_the_grace_period() {
+        assert!(revokes("RoleNotAllowed"));
+        assert!(revokes("CredentialSourceNotAllowed"));
+        assert!(revokes("CredentialSourceNotFound"));
+        // A spec the operator cannot act on is no reason to take working credentials away.
+        assert!(!revokes("InvalidSpec"));
+        assert!(!revokes("EndpointNotAllowed"));
+        assert!(!revokes("CredentialSourceSecretMissing"));
+        let no_grace = Duration::ZERO;
+        let hour = Duration::from_secs(3600);
+        assert_eq!(revocation(true, None, no_grace, t(0)), Revocation::Now);
+        assert_eq!(revocation(false, None, no_grace, t(0)), Revocation::Nothing);
+        // With a grace period: removed that long after the binding stopped being allowed.
+        assert_eq!(revocation(true, None, hour, t(0)), Revocation::At(t(3600)));
+        assert_eq!(
+            revocation(true, Some(t(0)), hour, t(1800)),
+            Revocation::At(t(3600))
+        );
+        assert_eq!(revocation(true, Some(t(0)), hour, t(3600)), Revocation::Now);
+        assert_eq!(
+            revocation(false, Some(t(0)), hour, t(3600)),
+            Revocation::Nothing
+        );
+    }
+
+    #[test]
+    fn another_operator_writing_after_this_one_is_an_overlap() {
+        let me = "default/ops/podcreds-leader";
+        let other = "default/team-b/podcreds-leader";
+        assert_eq!(
+            overlapping_writer(Provenance::Foreign, Some(other), me),
+            Some(other)
+        );
+        // A hand edit keeps the name of the operator that wrote last: this one.
+        assert_eq!(overlapping_writer(Provenance::Foreign, Some(me), me), None);
+        assert_eq!(overlapping_writer(Provenance::Foreign, None, me), None);
+        // Written by another operator before this one wrote (a previous leader): no news.
+        assert_eq!(
+            overlapping_writer(Provenance::Unknown, Some(other), me),
+            None
+        );
+        assert_eq!(overlapping_writer(Provenance::Ours, Some(other), me), None);
+    }
+
+    #[test]
+    fn repairs_of_a_secret_someone_keeps_writing_slow_down() {
+        assert_eq!(repair_wait(None, t(0)), None);
+        let first = count_repair(None, t(0));
+        assert_eq!(first.count, 1);
+        // The first repair was at once; the second waits 5 s, the third 10 s, ...
+        assert_eq!(
+            repair_wait(Some(&first), t(1)),
+            Some(Duration::from_secs(4) + REQUEUE_SLACK)
+        );
+        assert_eq!(repair_wait(Some(&first), t(5)), None);
+        let second = count_repair(Some(&first), t(5));
+        assert_eq!(
+            repair_wait(Some(&second), t(5)),
+            Some(Duration::from_secs(10) + REQUEUE_SLACK)
+        );
+        let mut many = second;
+        for i in 0..20 {
+            many = count_repair(Some(&many), t(10 + i));
+        }
+        assert_eq!(
+            repair_wait(Some(&many), t(29)),
+            Some(REPAIR_BACKOFF_CAP + REQUEUE_SLACK)
+        );
+        // Ten quiet minutes and the run is forgotten.
+        assert_eq!(repair_wait(Some(&many), t(29 + 600)), None);
+        assert_eq!(count_repair(Some(&many), t(29 + 600)).count, 1);
     }
 
     #[test]

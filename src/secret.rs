@@ -33,6 +33,10 @@ pub const ANNOTATION_ASSUMED_ROLE_ARN: &str = "podcreds.dev/assumed-role-arn";
 pub const ANNOTATION_FINGERPRINT: &str = "podcreds.dev/spec-hash";
 /// What the hops of a role chain answered (JSON of [`ChainRecord`]), for the status.
 pub const ANNOTATION_ROLE_CHAIN: &str = "podcreds.dev/role-chain";
+/// Which operator wrote the credentials: its installation and deployment
+/// ([`crate::settings::Settings::writer`]). Reported, never trusted: it only names the other
+/// operator when two installations write the same Secret.
+pub const ANNOTATION_WRITTEN_BY: &str = "podcreds.dev/written-by";
 
 pub const KEY_CREDENTIAL_PROCESS: &str = "credential-process.json";
 pub const KEY_CONFIG: &str = "config";
@@ -56,6 +60,37 @@ pub const DATA_KEYS: [&str; 9] = [
     KEY_DEFAULT_REGION,
     KEY_EXPIRATION,
 ];
+
+/// The data keys that hold credentials: what a revocation removes. `config` and the region keys
+/// stay (they hold none).
+pub const CREDENTIAL_KEYS: [&str; 6] = [
+    KEY_CREDENTIAL_PROCESS,
+    KEY_CREDENTIALS,
+    KEY_ACCESS_KEY_ID,
+    KEY_SECRET_ACCESS_KEY,
+    KEY_SESSION_TOKEN,
+    KEY_EXPIRATION,
+];
+
+/// The merge patch that removes the credentials from a binding's Secret, and every annotation
+/// that describes them (so that the planner sees no credentials there), at `resource_version`
+/// (the version observed: a Secret that changed since is not patched). The Secret itself, its
+/// label, owner and other keys stay.
+pub fn revocation_patch(resource_version: Option<&str>) -> serde_json::Value {
+    let data: serde_json::Map<String, serde_json::Value> = CREDENTIAL_KEYS
+        .iter()
+        .map(|k| (k.to_string(), serde_json::Value::Null))
+        .collect();
+    let annotations: serde_json::Map<String, serde_json::Value> = ANNOTATIONS
+        .iter()
+        .map(|k| (k.to_string(), serde_json::Value::Null))
+        .collect();
+    let mut metadata = serde_json::json!({ "annotations": annotations });
+    if let Some(version) = resource_version {
+        metadata["resourceVersion"] = serde_json::Value::String(version.to_string());
+    }
+    serde_json::json!({ "metadata": metadata, "data": data })
+}
 
 /// What the operator knows about credentials already in the Secret, read from its annotations.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -104,6 +139,8 @@ pub struct Rendering<'a> {
     pub credentials: &'a IssuedCredentials,
     pub issued_at: Timestamp,
     pub renewal_time: Timestamp,
+    /// Who writes ([`ANNOTATION_WRITTEN_BY`]).
+    pub writer: &'a str,
 }
 
 /// The `credential_process` output document.
@@ -170,6 +207,7 @@ pub fn render(r: &Rendering<'_>) -> Secret {
             ANNOTATION_FINGERPRINT.to_string(),
             r.fingerprint.to_string(),
         ),
+        (ANNOTATION_WRITTEN_BY.to_string(), r.writer.to_string()),
     ]);
     if let Some(role_arn) = &r.spec.role_arn {
         annotations.insert(ANNOTATION_ROLE_ARN.to_string(), role_arn.clone());
@@ -249,7 +287,7 @@ pub fn controller_of(meta: &ObjectMeta) -> Option<&OwnerReference> {
 }
 
 /// Every annotation podcreds writes on a Secret.
-pub const ANNOTATIONS: [&str; 7] = [
+pub const ANNOTATIONS: [&str; 8] = [
     ANNOTATION_EXPIRATION,
     ANNOTATION_RENEWAL_TIME,
     ANNOTATION_ISSUED_AT,
@@ -257,7 +295,16 @@ pub const ANNOTATIONS: [&str; 7] = [
     ANNOTATION_ASSUMED_ROLE_ARN,
     ANNOTATION_FINGERPRINT,
     ANNOTATION_ROLE_CHAIN,
+    ANNOTATION_WRITTEN_BY,
 ];
+
+/// Who wrote the credentials of a Secret, as its annotation says (never trusted).
+pub fn written_by(meta: &ObjectMeta) -> Option<&str> {
+    meta.annotations
+        .as_ref()?
+        .get(ANNOTATION_WRITTEN_BY)
+        .map(String::as_str)
+}
 
 /// Longest annotation value podcreds writes (a role ARN); a longer one was not written by
 /// podcreds, and is not kept in memory.
@@ -342,6 +389,61 @@ pub fn compact_for_cache(meta: &mut ObjectMeta) {
     };
 }
 
+/// Why a Secret a binding's status names is not deleted when the binding moved to another
+/// `secretName`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeptBecause {
+    /// It does not carry podcreds' `managed-by` label.
+    NotLabelled,
+    /// Its controller owner reference is not this binding.
+    NotControlled,
+    /// It is not the Secret this binding created (another UID than the one recorded).
+    OtherUid,
+    /// It is already being deleted.
+    BeingDeleted,
+}
+
+impl KeptBecause {
+    /// Stable, low-cardinality label (log field).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeptBecause::NotLabelled => "NotLabelled",
+            KeptBecause::NotControlled => "NotControlledByBinding",
+            KeptBecause::OtherUid => "NotCreatedByBinding",
+            KeptBecause::BeingDeleted => "BeingDeleted",
+        }
+    }
+}
+
+/// Whether the Secret with metadata `meta` may be deleted as the one binding `binding_uid`
+/// created under an earlier `secretName` (UID `recorded_uid`). The status that names it is not
+/// trusted on its own: the Secret must carry podcreds' label, be controlled by this binding and
+/// be exactly the Secret whose UID was recorded, all as read from the apiserver just before.
+pub fn deletable_as_left_behind(
+    meta: &ObjectMeta,
+    binding_uid: &str,
+    recorded_uid: &str,
+) -> Result<(), KeptBecause> {
+    let labelled = meta
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(MANAGED_BY_LABEL))
+        .is_some_and(|v| v == MANAGED_BY_VALUE);
+    if !labelled {
+        return Err(KeptBecause::NotLabelled);
+    }
+    if controller_of(meta).is_none_or(|o| o.uid != binding_uid) {
+        return Err(KeptBecause::NotControlled);
+    }
+    if meta.uid.as_deref() != Some(recorded_uid) {
+        return Err(KeptBecause::OtherUid);
+    }
+    if meta.deletion_timestamp.is_some() {
+        return Err(KeptBecause::BeingDeleted);
+    }
+    Ok(())
+}
+
 /// Classifies the binding's Secret as seen through a metadata-only read.
 pub fn observe(secret: Option<&PartialObjectMeta<Secret>>, binding_uid: &str) -> ObservedSecret {
     let Some(secret) = secret else {
@@ -413,6 +515,7 @@ mod tests {
             credentials: &c,
             issued_at: Timestamp::from_second(1_800_000_000).expect("time"),
             renewal_time: Timestamp::from_second(1_800_002_400).expect("time"),
+            writer: "default/test",
         })
     }
 
@@ -537,6 +640,75 @@ mod tests {
         assert_eq!(
             observe(Some(&unowned), "uid-1"),
             ObservedSecret::Foreign { owner: None }
+        );
+    }
+
+    #[test]
+    fn a_revocation_removes_every_credential_and_what_describes_them() {
+        let patch = revocation_patch(Some("42"));
+        assert_eq!(patch["metadata"]["resourceVersion"], "42");
+        for key in CREDENTIAL_KEYS {
+            assert!(
+                patch["data"][key].is_null() && patch["data"].get(key).is_some(),
+                "{key}"
+            );
+        }
+        // Every key that holds a secret is among them; config and region stay.
+        for key in [
+            KEY_SECRET_ACCESS_KEY,
+            KEY_SESSION_TOKEN,
+            KEY_CREDENTIALS,
+            KEY_CREDENTIAL_PROCESS,
+        ] {
+            assert!(CREDENTIAL_KEYS.contains(&key));
+        }
+        assert!(patch["data"].get(KEY_CONFIG).is_none());
+        // Without the annotations the planner sees no credentials there.
+        let mut meta = rendered().metadata;
+        if let (Some(a), Some(removed)) = (
+            meta.annotations.as_mut(),
+            patch["metadata"]["annotations"].as_object(),
+        ) {
+            a.retain(|k, _| !removed.contains_key(k));
+        }
+        assert_eq!(issued_meta(&meta), None);
+    }
+
+    #[test]
+    fn only_the_secret_the_binding_created_is_deletable() {
+        let mut mine = rendered().metadata;
+        mine.uid = Some("secret-uid".into());
+        assert_eq!(
+            deletable_as_left_behind(&mine, "uid-1", "secret-uid"),
+            Ok(())
+        );
+        // The status names another Secret UID (forged, or a namesake created since).
+        assert_eq!(
+            deletable_as_left_behind(&mine, "uid-1", "victim-uid"),
+            Err(KeptBecause::OtherUid)
+        );
+        // Another binding's Secret.
+        assert_eq!(
+            deletable_as_left_behind(&mine, "uid-2", "secret-uid"),
+            Err(KeptBecause::NotControlled)
+        );
+        // Anyone's Secret that podcreds never labelled, whatever the status says about it.
+        let victim = ObjectMeta {
+            name: Some("victim".into()),
+            uid: Some("victim-uid".into()),
+            ..ObjectMeta::default()
+        };
+        assert_eq!(
+            deletable_as_left_behind(&victim, "uid-1", "victim-uid"),
+            Err(KeptBecause::NotLabelled)
+        );
+        let mut going = mine.clone();
+        going.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+            Timestamp::from_second(1_800_000_000).expect("time"),
+        ));
+        assert_eq!(
+            deletable_as_left_behind(&going, "uid-1", "secret-uid"),
+            Err(KeptBecause::BeingDeleted)
         );
     }
 
@@ -731,6 +903,7 @@ mod tests {
             credentials: &c,
             issued_at: Timestamp::from_second(1_800_000_000).expect("time"),
             renewal_time: Timestamp::from_second(1_800_002_400).expect("time"),
+            writer: "default/test",
         });
         compact_for_cache(&mut secret.metadata);
         let read = issued_meta(&secret.metadata).expect("annotations");

@@ -35,6 +35,17 @@ pub struct Settings {
     pub saml: SamlSettings,
     /// podcreds as the Roles Anywhere workload CA (`spec.rolesAnywhere` bindings).
     pub roles_anywhere: RolesAnywhereSettings,
+    /// How long the credentials of a binding no longer allowed them (role not in the
+    /// namespace's allowlist, credential source not allowing the namespace or gone) stay in its
+    /// Secret before they are removed.
+    pub revocation_grace: std::time::Duration,
+    /// The installation this operator serves: bindings labelled `podcreds.dev/installation` with
+    /// this name (unlabelled ones for the default installation), see [`crate::installation`].
+    pub installation: String,
+    /// Who writes: the installation and this deployment of it (its leader-election Lease, or
+    /// the process), recorded on every Secret it writes so that another operator writing the
+    /// same Secrets (two installations serving the same bindings) is noticed.
+    pub writer: String,
 }
 
 impl Default for Settings {
@@ -54,6 +65,9 @@ impl Default for Settings {
             instance: None,
             saml: SamlSettings::default(),
             roles_anywhere: RolesAnywhereSettings::default(),
+            revocation_grace: std::time::Duration::ZERO,
+            installation: crate::installation::DEFAULT.to_string(),
+            writer: format!("{}/test", crate::installation::DEFAULT),
         }
     }
 }

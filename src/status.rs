@@ -22,6 +22,13 @@ pub const CONDITION_SESSION_CLAMPED: &str = "SessionDurationClamped";
 /// Role chains only: True while a hop's session policies and tags use more than
 /// [`PACKED_POLICY_WARNING_PERCENT`] of STS's packed size limit.
 pub const CONDITION_PACKED_POLICY: &str = "PackedPolicyNearLimit";
+/// True once the credentials of a binding no longer allowed them were removed from its Secret;
+/// False while their removal is scheduled (the admin's grace period). Its `lastTransitionTime`
+/// says since when. Gone once the binding is allowed again and has credentials.
+pub const CONDITION_REVOKED: &str = "CredentialsRevoked";
+/// Reason of `CredentialsRevoked=False`.
+pub const REASON_REVOCATION_SCHEDULED: &str = "RevocationScheduled";
+
 /// `PackedPolicySize` above which a binding warns.
 pub const PACKED_POLICY_WARNING_PERCENT: i32 = 90;
 
@@ -47,6 +54,33 @@ pub enum Outcome<'a> {
         category: &'static str,
         message: String,
     },
+    /// The binding is no longer allowed credentials (see [`crate::plan::revokes`]), and what
+    /// became of those in its Secret.
+    NotAllowed {
+        category: &'static str,
+        message: String,
+        revocation: RevocationReport<'a>,
+    },
+}
+
+/// What became of the credentials of a binding no longer allowed them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RevocationReport<'a> {
+    /// They are removed from Secret `secret_name` at `at`.
+    Scheduled { at: Timestamp, secret_name: &'a str },
+    /// They were removed from Secret `secret_name` just now.
+    Revoked { secret_name: &'a str },
+    /// The Secret holds none.
+    Nothing,
+}
+
+/// The time since which the binding's credentials are revoked, or their removal scheduled.
+pub fn revoked_since(status: Option<&AWSRoleBindingStatus>) -> Option<Timestamp> {
+    status?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == CONDITION_REVOKED)
+        .map(|c| c.last_transition_time.0)
 }
 
 fn time(t: Timestamp) -> Time {
@@ -320,6 +354,57 @@ pub fn build_status(
             );
             conditions.retain(|c| c.type_ != CONDITION_DEGRADED);
         }
+        Outcome::NotAllowed {
+            category,
+            message,
+            revocation,
+        } => {
+            set_condition(
+                &mut conditions,
+                CONDITION_READY,
+                false,
+                category,
+                message.clone(),
+                generation,
+                now,
+            );
+            conditions.retain(|c| c.type_ != CONDITION_DEGRADED);
+            match revocation {
+                RevocationReport::Scheduled { at, secret_name } => set_condition(
+                    &mut conditions,
+                    CONDITION_REVOKED,
+                    false,
+                    REASON_REVOCATION_SCHEDULED,
+                    format!(
+                        "the credentials in Secret {secret_name} will be removed at {} (the cluster admin's grace period)",
+                        rfc3339(*at)
+                    ),
+                    generation,
+                    now,
+                ),
+                RevocationReport::Revoked { secret_name } => {
+                    set_condition(
+                        &mut conditions,
+                        CONDITION_REVOKED,
+                        true,
+                        category,
+                        format!(
+                            "the credentials were removed from Secret {secret_name} ({category}); the Secret is kept"
+                        ),
+                        generation,
+                        now,
+                    );
+                    status.expiration = None;
+                    status.renewal_time = None;
+                    status.assumed_role_arn = None;
+                    status.chain.clear();
+                }
+                RevocationReport::Nothing => {}
+            }
+        }
+    }
+    if matches!(outcome, Outcome::Valid { .. }) {
+        conditions.retain(|c| c.type_ != CONDITION_REVOKED);
     }
     status.conditions = conditions;
     status
@@ -623,5 +708,53 @@ mod tests {
         let s = build_status(Some(&s), Some(2), &valid(&plain), t(4));
         assert!(s.chain.is_empty());
         assert_eq!(s.conditions.len(), 2, "{:?}", s.conditions);
+    }
+
+    #[test]
+    fn a_binding_no_longer_allowed_reports_its_revocation() {
+        let i = issued();
+        let valid = Outcome::Valid {
+            issued: &i,
+            secret_name: "b",
+            created_uid: None,
+        };
+        let ready = build_status(None, Some(1), &valid, t(0));
+        let not_allowed = |revocation| Outcome::NotAllowed {
+            category: "RoleNotAllowed",
+            message: "role r is not allowed".into(),
+            revocation,
+        };
+        // Scheduled: since when is the condition's transition time, kept while it waits.
+        let scheduled = not_allowed(RevocationReport::Scheduled {
+            at: t(3600),
+            secret_name: "b",
+        });
+        let s = build_status(Some(&ready), Some(1), &scheduled, t(10));
+        assert_eq!(cond(&s, CONDITION_READY).reason, "RoleNotAllowed");
+        let c = cond(&s, CONDITION_REVOKED);
+        assert_eq!(
+            (c.status.as_str(), c.reason.as_str()),
+            ("False", REASON_REVOCATION_SCHEDULED)
+        );
+        assert_eq!(revoked_since(Some(&s)), Some(t(10)));
+        let s = build_status(Some(&s), Some(1), &scheduled, t(20));
+        assert_eq!(revoked_since(Some(&s)), Some(t(10)));
+        // Revoked: the status no longer claims credentials.
+        let revoked = not_allowed(RevocationReport::Revoked { secret_name: "b" });
+        let s = build_status(Some(&s), Some(1), &revoked, t(3600));
+        let c = cond(&s, CONDITION_REVOKED);
+        assert_eq!(
+            (c.status.as_str(), c.reason.as_str()),
+            ("True", "RoleNotAllowed")
+        );
+        assert_eq!(s.expiration, None);
+        assert_eq!(revoked_since(Some(&s)), Some(t(3600)));
+        // Still not allowed, nothing left to remove: unchanged.
+        let nothing = not_allowed(RevocationReport::Nothing);
+        assert_eq!(build_status(Some(&s), Some(1), &nothing, t(4000)), s);
+        // Allowed again with fresh credentials: the condition goes.
+        let s = build_status(Some(&s), Some(2), &valid, t(5000));
+        assert!(s.conditions.iter().all(|c| c.type_ != CONDITION_REVOKED));
+        assert_eq!(revoked_since(Some(&s)), None);
     }
 }

@@ -15,16 +15,25 @@ use kube::runtime::{WatchStreamExt, watcher};
 use tokio::sync::mpsc::UnboundedSender;
 use tracing::debug;
 
+use super::quota::Bound;
 use crate::api::AWSRoleBinding;
 
-/// Most conflict watches at once; beyond this, blocked bindings rely on the periodic recheck
-/// (each watch is a connection to the apiserver, and tenants decide how many conflicts exist).
-const MAX_WATCHES: usize = 64;
+/// Most conflict watches at once, and per namespace; beyond these, blocked bindings rely on the
+/// periodic recheck (each watch is a connection to the apiserver, and tenants decide how many
+/// conflicts exist: one namespace cannot take the watches every other namespace would need).
+pub const WATCHES: Bound = Bound::shared(64, 8);
 
-/// One watched conflict: the Secret name, and the task watching it.
+/// One watched conflict: the Secret's namespace and name, and the task watching it.
 struct Watch {
+    namespace: String,
     secret_name: String,
     task: tokio::task::AbortHandle,
+}
+
+/// Whether a new watch for `namespace` fits next to the `active` ones.
+fn admits(active: &HashMap<String, Watch>, namespace: &str) -> bool {
+    let held_by_namespace = active.values().filter(|w| w.namespace == namespace).count();
+    WATCHES.admits(active.len(), held_by_namespace)
 }
 
 /// The conflict watches of one scope; wake-ups go to that scope's controller.
@@ -70,7 +79,7 @@ impl ConflictWatches {
         if let Some(old) = active.remove(uid) {
             old.task.abort();
         }
-        if active.len() >= MAX_WATCHES {
+        if !admits(&active, namespace) {
             debug!(binding = %binding, "too many conflicts watched; relying on the recheck");
             return;
         }
@@ -88,6 +97,7 @@ impl ConflictWatches {
         active.insert(
             uid.to_string(),
             Watch {
+                namespace: namespace.to_string(),
                 secret_name: secret_name.to_string(),
                 task: task.abort_handle(),
             },
@@ -127,4 +137,45 @@ async fn secret_gone(api: Api<PartialObjectMeta<Secret>>, config: watcher::Confi
         }
     }
     false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn watch(namespace: &str, name: &str) -> Watch {
+        Watch {
+            namespace: namespace.into(),
+            secret_name: name.into(),
+            task: tokio::spawn(futures::future::pending::<()>()).abort_handle(),
+        }
+    }
+
+    #[tokio::test]
+    async fn one_namespace_cannot_take_every_conflict_watch() {
+        let mut active = HashMap::new();
+        let mut taken = 0;
+        for i in 0..100 {
+            if admits(&active, "greedy") {
+                active.insert(format!("g{i}"), watch("greedy", &format!("s{i}")));
+                taken += 1;
+            }
+        }
+        assert_eq!(taken, WATCHES.per_namespace);
+        // Other namespaces still get theirs, up to the whole.
+        let mut others = 0;
+        for ns in 0..20 {
+            for i in 0..10 {
+                let namespace = format!("ns{ns}");
+                if admits(&active, &namespace) {
+                    active.insert(format!("{namespace}-{i}"), watch(&namespace, "s"));
+                    others += 1;
+                }
+            }
+        }
+        assert_eq!(taken + others, WATCHES.total);
+        for w in active.values() {
+            w.task.abort();
+        }
+    }
 }

@@ -13,13 +13,16 @@ use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::{Client, Resource, ResourceExt};
 use tracing::{debug, warn};
 
+use super::quota::Bound;
 use crate::api::AWSRoleBinding;
 use crate::metrics::Metrics;
 use crate::text;
 
-/// Events waiting to be published; beyond this (a burst of thousands of bindings) they are
-/// dropped rather than held in memory: status and metrics carry the same information.
-const EVENT_QUEUE: usize = 1024;
+/// Events waiting to be published, in all and per namespace; beyond this (a burst of thousands of
+/// bindings) they are dropped rather than held in memory: status and metrics carry the same
+/// information. One namespace whose bindings all fail at once fills at most an eighth of the
+/// queue, so it cannot silence the others.
+pub const EVENT_QUEUE: Bound = Bound::shared(1024, 8);
 
 /// Events written per second at most, after a burst of [`EVENT_BURST`]. Far above what steady
 /// state needs (5,000 bindings with 1-hour sessions refresh about twice a second), low enough
@@ -28,9 +31,6 @@ const EVENT_RATE: NonZeroU32 = NonZeroU32::new(25).expect("non-zero");
 const EVENT_BURST: NonZeroU32 = NonZeroU32::new(100).expect("non-zero");
 /// Events published at once.
 const PUBLISHERS: usize = 4;
-/// Events of one namespace waiting at most: a namespace whose bindings all fail at once cannot
-/// fill the queue and silence the others.
-const QUEUED_PER_NAMESPACE: usize = EVENT_QUEUE / 8;
 
 /// One Event about one binding.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -41,10 +41,40 @@ pub struct Announcement {
     pub note: String,
 }
 
-/// Events waiting, per namespace.
-type Pending = Arc<Mutex<HashMap<String, usize>>>;
+/// Events waiting: in all, and per namespace.
+#[derive(Debug, Default)]
+struct Waiting {
+    total: usize,
+    by_namespace: HashMap<String, usize>,
+}
 
-fn lock(pending: &Mutex<HashMap<String, usize>>) -> MutexGuard<'_, HashMap<String, usize>> {
+impl Waiting {
+    /// Counts one more Event of `namespace` if the bound admits it.
+    fn take(&mut self, namespace: &str) -> bool {
+        let mine = self.by_namespace.get(namespace).copied().unwrap_or(0);
+        if !EVENT_QUEUE.admits(self.total, mine) {
+            return false;
+        }
+        self.total += 1;
+        *self.by_namespace.entry(namespace.to_string()).or_default() += 1;
+        true
+    }
+
+    /// Counts one Event of `namespace` less (it is being published, or was never queued).
+    fn give_back(&mut self, namespace: &str) {
+        if let Some(mine) = self.by_namespace.get_mut(namespace) {
+            *mine = mine.saturating_sub(1);
+            self.total = self.total.saturating_sub(1);
+            if *mine == 0 {
+                self.by_namespace.remove(namespace);
+            }
+        }
+    }
+}
+
+type Pending = Arc<Mutex<Waiting>>;
+
+fn lock(pending: &Mutex<Waiting>) -> MutexGuard<'_, Waiting> {
     match pending.lock() {
         Ok(guard) => guard,
         Err(poisoned) => poisoned.into_inner(),
@@ -62,7 +92,7 @@ pub struct Events {
 impl Events {
     /// Starts the background publisher (as `reporter`) and returns its queue.
     pub fn start(client: Client, reporter: Reporter, metrics: Metrics) -> Self {
-        let (queue, rx) = tokio::sync::mpsc::channel(EVENT_QUEUE);
+        let (queue, rx) = tokio::sync::mpsc::channel(EVENT_QUEUE.total);
         let pending = Pending::default();
         tokio::spawn(publish(
             Recorder::new(client, reporter),
@@ -89,21 +119,16 @@ impl Events {
             action: announcement.action.into(),
             secondary: None,
         };
-        let namespace = binding.namespace().unwrap_or_default();
+        let reference = binding.object_ref(&());
+        // Counted under the namespace the publisher will give it back under.
+        let namespace = reference.namespace.clone().unwrap_or_default();
         let admitted = {
             let mut pending = lock(&self.pending);
-            let queued = pending.entry(namespace.clone()).or_default();
-            let fits = *queued < QUEUED_PER_NAMESPACE
-                && self
-                    .queue
-                    .try_send((event, binding.object_ref(&())))
-                    .is_ok();
-            if fits {
-                *queued += 1;
-            } else if *queued == 0 {
-                pending.remove(&namespace);
-            }
-            fits
+            pending.take(&namespace)
+                && (self.queue.try_send((event, reference)).is_ok() || {
+                    pending.give_back(&namespace);
+                    false
+                })
         };
         if !admitted {
             self.metrics.events_dropped.inc();
@@ -126,15 +151,7 @@ async fn publish(
     })
     .for_each_concurrent(PUBLISHERS, |(event, reference)| {
         let recorder = recorder.clone();
-        if let Some(namespace) = reference.namespace.as_deref() {
-            let mut pending = lock(&pending);
-            if let Some(queued) = pending.get_mut(namespace) {
-                *queued = queued.saturating_sub(1);
-                if *queued == 0 {
-                    pending.remove(namespace);
-                }
-            }
-        }
+        lock(&pending).give_back(reference.namespace.as_deref().unwrap_or_default());
         async move {
             match recorder.publish(&event, &reference).await {
                 Ok(()) => {}
@@ -149,4 +166,41 @@ async fn publish(
         }
     })
     .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_namespace_fills_at_most_its_share_of_the_event_queue() {
+        let mut waiting = Waiting::default();
+        let taken = (0..2_000).filter(|_| waiting.take("greedy")).count();
+        assert_eq!(taken, EVENT_QUEUE.per_namespace);
+        assert!(waiting.take("quiet"), "another namespace was shut out");
+        // Published Events make room again, and nothing is left once all are published.
+        waiting.give_back("greedy");
+        assert!(waiting.take("greedy"));
+        for _ in 0..EVENT_QUEUE.per_namespace {
+            waiting.give_back("greedy");
+        }
+        waiting.give_back("quiet");
+        assert_eq!(waiting.total, 0);
+        assert!(waiting.by_namespace.is_empty());
+        // Giving back what was never taken changes nothing.
+        waiting.give_back("never");
+        assert_eq!(waiting.total, 0);
+    }
+
+    #[test]
+    fn the_whole_queue_is_bounded_too() {
+        let mut waiting = Waiting::default();
+        let taken: usize = (0..100)
+            .map(|ns| {
+                let namespace = format!("ns{ns}");
+                (0..50).filter(|_| waiting.take(&namespace)).count()
+            })
+            .sum();
+        assert_eq!(taken, EVENT_QUEUE.total);
+    }
 }

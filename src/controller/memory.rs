@@ -8,15 +8,91 @@ use std::sync::{Mutex, MutexGuard};
 use jiff::Timestamp;
 use kube::runtime::reflector::ObjectRef;
 
+use super::quota::Bound;
 use crate::api::{AWSRoleBinding, AWSRoleBindingStatus};
 use crate::plan;
-use crate::secret::{IssuedMeta, ObservedSecret};
+use crate::secret::IssuedMeta;
 use crate::status::StatusWrite;
 
 /// A binding's UID.
 type Uid = String;
-/// Bindings (and their UIDs) by the (namespace, name) of the ServiceAccount they wait for.
-type WaitingForAccounts = HashMap<(String, String), Vec<(ObjectRef<AWSRoleBinding>, Uid)>>;
+
+/// Bindings waiting for a ServiceAccount, at most [`WAITING`] of them (and a share of that per
+/// namespace): beyond that a binding is not registered, and its retries (5 s doubling to
+/// 5 minutes) find the account when it comes. Each binding waits for one account at a time.
+pub const WAITING: Bound = Bound::shared(65_536, 16);
+
+/// A ServiceAccount: (namespace, name).
+type Account = (String, String);
+
+/// Bindings (and their UIDs) by the ServiceAccount they wait for.
+#[derive(Default)]
+struct WaitingForAccounts {
+    by_account: HashMap<Account, Vec<(ObjectRef<AWSRoleBinding>, Uid)>>,
+    /// The account each binding waits for, by UID.
+    by_binding: HashMap<Uid, Account>,
+    /// Bindings waiting, per namespace.
+    per_namespace: HashMap<String, usize>,
+}
+
+impl WaitingForAccounts {
+    /// Registers `binding` as waiting for `account`; false when the bound leaves no room.
+    fn add(&mut self, account: Account, binding: ObjectRef<AWSRoleBinding>, uid: &str) -> bool {
+        if self.by_binding.get(uid) == Some(&account) {
+            return true;
+        }
+        self.remove_binding(uid);
+        let namespace = account.0.clone();
+        let mine = self.per_namespace.get(&namespace).copied().unwrap_or(0);
+        if !WAITING.admits(self.by_binding.len(), mine) {
+            return false;
+        }
+        *self.per_namespace.entry(namespace).or_default() += 1;
+        self.by_binding.insert(uid.to_string(), account.clone());
+        self.by_account
+            .entry(account)
+            .or_default()
+            .push((binding, uid.to_string()));
+        true
+    }
+
+    /// Stops `uid` waiting, whatever it waited for.
+    fn remove_binding(&mut self, uid: &str) {
+        let Some(account) = self.by_binding.remove(uid) else {
+            return;
+        };
+        if let Some(waiting) = self.by_account.get_mut(&account) {
+            waiting.retain(|(_, u)| u != uid);
+            if waiting.is_empty() {
+                self.by_account.remove(&account);
+            }
+        }
+        self.count_out(&account.0, 1);
+    }
+
+    /// The bindings waiting for `account`, which stop waiting.
+    fn take(&mut self, account: &Account) -> Vec<(ObjectRef<AWSRoleBinding>, Uid)> {
+        let woken = self.by_account.remove(account).unwrap_or_default();
+        for (_, uid) in &woken {
+            self.by_binding.remove(uid);
+        }
+        self.count_out(&account.0, woken.len());
+        woken
+    }
+
+    fn count_out(&mut self, namespace: &str, n: usize) {
+        if let Some(count) = self.per_namespace.get_mut(namespace) {
+            *count = count.saturating_sub(n);
+            if *count == 0 {
+                self.per_namespace.remove(namespace);
+            }
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.by_binding.len()
+    }
+}
 
 /// A run of failed refreshes of one binding.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -31,8 +107,13 @@ struct Failures {
 /// Every map sits behind its own lock, so a reconciliation touching one never waits for another.
 #[derive(Default)]
 pub struct Memory {
-    /// What this process last wrote to each binding's Secret (see [`plan::with_recent_write`]).
-    secret_writes: Mutex<HashMap<Uid, IssuedMeta>>,
+    /// What this process last wrote to each binding's Secret, and at which version (see
+    /// [`plan::provenance`]).
+    secret_writes: Mutex<HashMap<Uid, plan::OwnWrite>>,
+    /// Refreshes made because someone else wrote a binding's Secret (see [`plan::repair_wait`]).
+    repairs: Mutex<HashMap<Uid, plan::Repairs>>,
+    /// Bindings whose Secret another operator was seen writing, reported once each.
+    overlaps: Mutex<std::collections::HashSet<Uid>>,
     /// Status writes the binding cache has not shown yet (see [`crate::status::known_status`]).
     status_writes: Mutex<HashMap<Uid, StatusWrite>>,
     /// Failed attempts in a row, and when the next may be made.
@@ -58,34 +139,68 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 const SWEEP_EVERY: usize = 1024;
 
 impl Memory {
-    /// The binding's Secret as the cache shows it, corrected by what this process wrote since.
-    /// Forgets the write once the cache shows it (the record has done its job, and costs memory).
-    pub fn observe_secret(&self, uid: &str, cached: ObservedSecret) -> ObservedSecret {
+    /// This process's last write of the binding's Secret, once the cache has shown `version`
+    /// (which may be that write) noted as seen.
+    pub fn own_secret_write(&self, uid: &str, version: Option<&str>) -> Option<plan::OwnWrite> {
         let mut writes = lock(&self.secret_writes);
-        let last_write = writes.get(uid).cloned();
-        if last_write
-            .as_ref()
-            .is_some_and(|w| plan::shows_write(&cached, w))
-        {
-            writes.remove(uid);
+        let own = writes.get_mut(uid)?;
+        if version == Some(own.version.as_str()) {
+            own.seen = true;
         }
-        plan::with_recent_write(cached, last_write.as_ref())
+        Some(own.clone())
     }
 
     /// Whether this process wrote the binding's Secret and the cache has not shown it yet.
     pub fn wrote_secret(&self, uid: &str) -> bool {
-        lock(&self.secret_writes).contains_key(uid)
+        lock(&self.secret_writes).get(uid).is_some_and(|w| !w.seen)
     }
 
-    /// Remembers a Secret write; now and then forgets expired records, so deleted bindings do
-    /// not accumulate.
-    pub fn remember_secret_write(&self, uid: &str, issued: &IssuedMeta) {
+    /// Remembers a Secret write that left it at `version` (`issued`: what it now says; `None`
+    /// when the write removed the credentials); now and then forgets records of credentials that
+    /// have expired, so deleted bindings do not accumulate.
+    pub fn remember_secret_write(&self, uid: &str, version: String, issued: Option<&IssuedMeta>) {
         let mut writes = lock(&self.secret_writes);
         if writes.len() % SWEEP_EVERY == SWEEP_EVERY - 1 {
             let now = Timestamp::now();
-            writes.retain(|_, i| i.expiration > now);
+            writes.retain(|_, w| w.issued.as_ref().is_some_and(|i| i.expiration > now));
         }
-        writes.insert(uid.to_string(), issued.clone());
+        writes.insert(
+            uid.to_string(),
+            plan::OwnWrite {
+                version,
+                issued: issued.cloned(),
+                seen: false,
+            },
+        );
+    }
+
+    /// Takes a Secret this process did not write as its own from now on: written at `version`,
+    /// saying `issued` (judged intact when first seen, after a restart or a change of leader).
+    pub fn adopt_secret(&self, uid: &str, version: &str, issued: Option<&IssuedMeta>) {
+        lock(&self.secret_writes)
+            .entry(uid.to_string())
+            .or_insert_with(|| plan::OwnWrite {
+                version: version.to_string(),
+                issued: issued.cloned(),
+                seen: true,
+            });
+    }
+
+    /// Records that another operator writes the binding's Secret; true the first time.
+    pub fn first_overlap(&self, uid: &str) -> bool {
+        lock(&self.overlaps).insert(uid.to_string())
+    }
+
+    /// The refreshes made lately because someone else wrote the binding's Secret.
+    pub fn repairs(&self, uid: &str) -> Option<plan::Repairs> {
+        lock(&self.repairs).get(uid).copied()
+    }
+
+    /// Counts a refresh made at `now` because someone else wrote the binding's Secret.
+    pub fn count_repair(&self, uid: &str, now: Timestamp) {
+        let mut repairs = lock(&self.repairs);
+        let next = plan::count_repair(repairs.get(uid), now);
+        repairs.insert(uid.to_string(), next);
     }
 
     /// The last status this process wrote for the binding, while the cache (at
@@ -155,47 +270,40 @@ impl Memory {
         lock(&self.failures).remove(uid);
     }
 
-    /// Records that `binding` (UID `uid`) waits for ServiceAccount `namespace/name`.
+    /// Records that `binding` (UID `uid`) waits for ServiceAccount `namespace/name` (and no other
+    /// any more); false when the bound on waiting bindings leaves no room for it.
     pub fn wait_for_account(
         &self,
         namespace: &str,
         name: &str,
         binding: ObjectRef<AWSRoleBinding>,
         uid: &str,
-    ) {
-        let mut waiting = lock(&self.waiting);
-        let entry = waiting
-            .entry((namespace.to_string(), name.to_string()))
-            .or_default();
-        if !entry.iter().any(|(b, _)| *b == binding) {
-            entry.push((binding, uid.to_string()));
-        }
+    ) -> bool {
+        lock(&self.waiting).add((namespace.to_string(), name.to_string()), binding, uid)
     }
 
     /// Forgets everything about a deleted binding, so that the maps follow the bindings that
     /// exist rather than every binding this process ever saw.
-    pub fn forget(&self, uid: &str, binding: &ObjectRef<AWSRoleBinding>) {
+    pub fn forget(&self, uid: &str) {
         lock(&self.secret_writes).remove(uid);
+        lock(&self.repairs).remove(uid);
+        lock(&self.overlaps).remove(uid);
         lock(&self.status_writes).remove(uid);
         lock(&self.failures).remove(uid);
         lock(&self.forced_refreshes).remove(uid);
-        lock(&self.waiting).retain(|_, bindings| {
-            bindings.retain(|(b, _)| b != binding);
-            !bindings.is_empty()
-        });
+        lock(&self.waiting).remove_binding(uid);
     }
 
     /// Entries per map, for tests and diagnostics.
-    pub fn sizes(&self) -> [(&'static str, usize); 5] {
+    pub fn sizes(&self) -> [(&'static str, usize); 7] {
         [
+            ("overlaps", lock(&self.overlaps).len()),
             ("forced_refreshes", lock(&self.forced_refreshes).len()),
             ("secret_writes", lock(&self.secret_writes).len()),
+            ("repairs", lock(&self.repairs).len()),
             ("status_writes", lock(&self.status_writes).len()),
             ("failures", lock(&self.failures).len()),
-            (
-                "waiting",
-                lock(&self.waiting).values().map(Vec::len).sum::<usize>(),
-            ),
+            ("waiting", lock(&self.waiting).len()),
         ]
     }
 
@@ -203,9 +311,7 @@ impl Memory {
     /// reconciled now (what they waited for may have come, so their hold ends) and, if the
     /// account is still missing, wait again.
     pub fn take_waiting(&self, namespace: &str, name: &str) -> Vec<ObjectRef<AWSRoleBinding>> {
-        let woken = lock(&self.waiting)
-            .remove(&(namespace.to_string(), name.to_string()))
-            .unwrap_or_default();
+        let woken = lock(&self.waiting).take(&(namespace.to_string(), name.to_string()));
         let mut failures = lock(&self.failures);
         woken
             .into_iter()
@@ -236,30 +342,38 @@ mod tests {
     }
 
     #[test]
-    fn a_write_is_remembered_until_the_cache_shows_it() {
+    fn a_write_is_remembered_and_noted_once_the_cache_shows_it() {
         let memory = Memory::default();
-        let stale = ObservedSecret::Owned {
-            issued: Some(issued(0)),
-            intact: true,
-        };
-        memory.remember_secret_write("u", &issued(100));
+        memory.remember_secret_write("u", "8".into(), Some(&issued(100)));
         assert!(memory.wrote_secret("u"));
-        // The cache still shows the old credentials: the write wins, and is kept.
-        assert_eq!(
-            memory.observe_secret("u", stale),
-            ObservedSecret::Owned {
-                issued: Some(issued(100)),
-                intact: true
-            }
-        );
+        // The cache still shows an older version: the write is not seen yet.
+        let own = memory.own_secret_write("u", Some("7")).expect("remembered");
+        assert!(!own.seen);
         assert!(memory.wrote_secret("u"));
-        // The cache caught up: the record goes.
-        let fresh = ObservedSecret::Owned {
-            issued: Some(issued(100)),
-            intact: true,
-        };
-        assert_eq!(memory.observe_secret("u", fresh.clone()), fresh);
+        // The cache caught up: seen, and kept (later versions are someone else's).
+        let own = memory.own_secret_write("u", Some("8")).expect("remembered");
+        assert!(own.seen);
         assert!(!memory.wrote_secret("u"));
+        assert_eq!(own.issued, Some(issued(100)));
+        // A Secret first seen after a restart is adopted once, never over a write of ours.
+        memory.adopt_secret("v", "3", Some(&issued(0)));
+        memory.adopt_secret("u", "9", None);
+        assert_eq!(
+            memory.own_secret_write("u", None).map(|o| o.version),
+            Some("8".to_string())
+        );
+        assert!(memory.own_secret_write("v", None).is_some_and(|o| o.seen));
+    }
+
+    #[test]
+    fn repairs_are_counted_per_binding() {
+        let memory = Memory::default();
+        let t = |s: i64| Timestamp::from_second(1_800_000_000 + s).expect("time");
+        assert_eq!(memory.repairs("u"), None);
+        memory.count_repair("u", t(0));
+        memory.count_repair("u", t(5));
+        assert_eq!(memory.repairs("u").map(|r| r.count), Some(2));
+        assert_eq!(memory.repairs("v"), None);
     }
 
     #[test]
@@ -312,13 +426,39 @@ mod tests {
         let memory = Memory::default();
         let a = ObjectRef::<AWSRoleBinding>::new("a").within("ns");
         let b = ObjectRef::<AWSRoleBinding>::new("b").within("ns");
+        let c = ObjectRef::<AWSRoleBinding>::new("c").within("other");
         memory.wait_for_account("ns", "app", a.clone(), "ua");
         memory.wait_for_account("ns", "app", a.clone(), "ua");
         memory.wait_for_account("ns", "app", b.clone(), "ub");
-        memory.wait_for_account("other", "app", b.clone(), "ub");
-        assert_eq!(memory.take_waiting("ns", "app"), vec![a, b.clone()]);
+        memory.wait_for_account("other", "app", c.clone(), "uc");
+        assert_eq!(memory.take_waiting("ns", "app"), vec![a.clone(), b.clone()]);
         assert!(memory.take_waiting("ns", "app").is_empty());
-        assert_eq!(memory.take_waiting("other", "app"), vec![b]);
+        assert_eq!(memory.take_waiting("other", "app"), vec![c]);
+        // A binding whose spec now names another account waits for that one only.
+        memory.wait_for_account("ns", "app", a.clone(), "ua");
+        memory.wait_for_account("ns", "web", a.clone(), "ua");
+        assert!(memory.take_waiting("ns", "app").is_empty());
+        assert_eq!(memory.take_waiting("ns", "web"), vec![a]);
+        assert!(memory.sizes().iter().all(|(_, n)| *n == 0));
+    }
+
+    #[test]
+    fn one_namespace_cannot_fill_the_waiting_index() {
+        let memory = Memory::default();
+        let registered = (0..WAITING.per_namespace + 100)
+            .filter(|i| {
+                let binding = ObjectRef::<AWSRoleBinding>::new(&format!("b{i}")).within("greedy");
+                memory.wait_for_account("greedy", &format!("sa{i}"), binding, &format!("u{i}"))
+            })
+            .count();
+        assert_eq!(registered, WAITING.per_namespace);
+        let quiet = ObjectRef::<AWSRoleBinding>::new("q").within("quiet");
+        assert!(memory.wait_for_account("quiet", "app", quiet.clone(), "uq"));
+        assert_eq!(memory.take_waiting("quiet", "app"), vec![quiet]);
+        // A woken binding makes room for another of its namespace.
+        assert_eq!(memory.take_waiting("greedy", "sa0").len(), 1);
+        let late = ObjectRef::<AWSRoleBinding>::new("late").within("greedy");
+        assert!(memory.wait_for_account("greedy", "sa-late", late, "u-late"));
     }
 
     #[test]
@@ -332,14 +472,16 @@ mod tests {
                 })
                 .collect();
             for (i, (uid, binding)) in bindings.iter().enumerate() {
-                memory.remember_secret_write(uid, &issued(i as i64));
+                memory.remember_secret_write(uid, "1".into(), Some(&issued(i as i64)));
+                memory.count_repair(uid, Timestamp::now());
+                memory.first_overlap(uid);
                 memory.remember_status_write(uid, "1", AWSRoleBindingStatus::default());
                 memory.record_failure(uid);
                 memory.remember_forced_refresh(uid, Timestamp::now());
                 memory.wait_for_account("ns", &format!("sa{}", i % 7), binding.clone(), uid);
             }
-            for (uid, binding) in &bindings {
-                memory.forget(uid, binding);
+            for (uid, _) in &bindings {
+                memory.forget(uid);
             }
             assert!(
                 memory.sizes().iter().all(|(_, n)| *n == 0),

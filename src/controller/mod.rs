@@ -17,8 +17,10 @@ pub mod events;
 pub mod fairness;
 pub mod memory;
 pub mod observe;
+pub mod quota;
 pub mod refresh;
 pub mod report;
+pub mod revoke;
 pub mod secret_writer;
 pub mod sources;
 pub mod validate;
@@ -38,7 +40,7 @@ pub use watches::{BindingStores, run};
 
 use crate::api::AWSRoleBinding;
 use crate::plan::{self, Decision};
-use crate::status::REASON_CONFLICT;
+use crate::status::{REASON_CONFLICT, known_status};
 use observe::ObserveError;
 use refresh::RefreshError;
 use report::{Reconciled, ReportError, ready_reason};
@@ -53,6 +55,8 @@ pub enum Error {
     Observe(#[from] ObserveError),
     #[error(transparent)]
     Report(#[from] ReportError),
+    #[error(transparent)]
+    Revoke(#[from] revoke::RevokeError),
 }
 
 impl Error {
@@ -61,6 +65,7 @@ impl Error {
             Error::MissingMetadata(_) => "InvalidObject",
             Error::Observe(e) => e.category(),
             Error::Report(e) => e.category(),
+            Error::Revoke(e) => e.category(),
         }
     }
 }
@@ -124,10 +129,33 @@ async fn pipeline(
     let shared = &ctx.shared;
     let requested = report::pending_refresh_request(ctx, binding, key);
     let requested = requested.as_deref();
+    let status = {
+        let version = binding.metadata.resource_version.as_deref();
+        let last_write = shared.memory.status_write(&key.uid, version);
+        known_status(version, binding.status.as_ref(), last_write.as_ref()).cloned()
+    };
     let spec = match validate::validate(ctx, binding, key) {
         Ok(spec) => spec,
-        Err(e) => {
-            let reconciled = Reconciled::Invalid(e);
+        Err(validate::Refused { error, spec }) => {
+            let reconciled = match spec {
+                // No longer allowed at all: the credentials already issued go too.
+                Some(spec) if plan::revokes(error.category()) => {
+                    let revoked = revoke::revoke(
+                        ctx,
+                        key,
+                        &spec.secret_name,
+                        error.category(),
+                        status.as_ref(),
+                    )
+                    .await?;
+                    Reconciled::NotAllowed {
+                        error,
+                        secret_name: spec.secret_name,
+                        revoked,
+                    }
+                }
+                _ => Reconciled::Invalid(error),
+            };
             let result = reconciled.result();
             return Ok((
                 result,
@@ -137,7 +165,22 @@ async fn pipeline(
     };
     let fingerprint = spec.fingerprint();
     let reports_conflict = ready_reason(binding) == Some(REASON_CONFLICT);
-    let observation = observe::observe(ctx, key, &spec.secret_name, reports_conflict).await?;
+    let observation = observe::observe(
+        ctx,
+        key,
+        &spec.secret_name,
+        reports_conflict,
+        status.as_ref(),
+    )
+    .await?;
+    let foreign = observation.provenance == plan::Provenance::Foreign;
+    if let Some(other) = plan::overlapping_writer(
+        observation.provenance,
+        observation.written_by.as_deref(),
+        &shared.settings.writer,
+    ) {
+        report::report_overlap(ctx, binding, key, other);
+    }
     let now = Timestamp::now();
     let decision = plan::honour_refresh_request(
         plan::plan(&fingerprint, &observation.secret, now),
@@ -157,7 +200,15 @@ async fn pipeline(
                 Some(_) => {
                     plan::refresh_request_wait(shared.memory.last_forced_refresh(&key.uid), now)
                 }
-                None => plan::backing_off(shared.memory.held(&key.uid).as_ref(), &fingerprint, now),
+                None => plan::backing_off(shared.memory.held(&key.uid).as_ref(), &fingerprint, now)
+                    // Someone keeps writing the Secret: repairs slow down.
+                    .or_else(|| {
+                        foreign
+                            .then(|| {
+                                plan::repair_wait(shared.memory.repairs(&key.uid).as_ref(), now)
+                            })
+                            .flatten()
+                    }),
             } =>
         {
             Reconciled::BackingOff(wait)
@@ -176,12 +227,18 @@ async fn pipeline(
                     shared.memory.remember_forced_refresh(&key.uid, now);
                 }
                 match refresh::refresh(ctx, key, &spec, &fingerprint, &observation).await {
-                    Ok(refreshed) => Reconciled::Refreshed {
-                        spec: &spec,
-                        reason,
-                        issued: refreshed.issued,
-                        created_uid: refreshed.created_uid,
-                    },
+                    Ok(refreshed) => {
+                        if foreign {
+                            shared.memory.count_repair(&key.uid, now);
+                        }
+                        Reconciled::Refreshed {
+                            spec: &spec,
+                            reason,
+                            issued: refreshed.issued,
+                            created_uid: refreshed.created_uid,
+                            version: refreshed.version,
+                        }
+                    }
                     // The cache did not show the Secret, but the name was taken.
                     Err(RefreshError::Secret(SecretWriteError::Conflict { owner, .. })) => {
                         Reconciled::Conflict { spec: &spec, owner }
@@ -207,8 +264,9 @@ async fn pipeline(
     Ok((result, action))
 }
 
-/// Deletes the Secret podcreds created under an earlier `secretName`, by the UID the status
-/// recorded: a Secret someone else labelled and pointed at this binding is never deleted.
+/// Deletes the Secret podcreds created under an earlier `secretName`. The status only says
+/// where to look: the Secret must be labelled by podcreds, controlled by this binding and of
+/// the UID recorded, as read from the apiserver (see [`secret_writer::delete_left_behind`]).
 async fn remove_secrets_left_by_a_rename(
     ctx: &Context,
     binding: &AWSRoleBinding,
@@ -221,12 +279,13 @@ async fn remove_secrets_left_by_a_rename(
     if let (Some(previous), Some(uid)) = (&status.secret_name, &status.secret_uid)
         && previous != current
     {
-        secret_writer::delete_created(
+        secret_writer::delete_left_behind(
             ctx.shared.client.clone(),
             &ctx.shared.throttle,
             &key.namespace,
             previous,
             uid,
+            &key.uid,
         )
         .await;
     }

@@ -56,6 +56,8 @@ pub struct Refreshed {
     pub issued: IssuedMeta,
     /// The Secret's UID, if this refresh created it.
     pub created_uid: Option<String>,
+    /// The Secret's resourceVersion after the write.
+    pub version: Option<String>,
 }
 
 /// Exchange -> render -> write.
@@ -92,8 +94,9 @@ pub async fn refresh(
         credentials: &credentials,
         issued_at: issued.issued_at,
         renewal_time: issued.renewal_time,
+        writer: &shared.settings.writer,
     });
-    let created_uid = SecretWriter::new(
+    let written = SecretWriter::new(
         shared.client.clone(),
         &shared.throttle,
         &key.namespace,
@@ -104,6 +107,7 @@ pub async fn refresh(
     .await?;
     Ok(Refreshed {
         issued,
-        created_uid,
+        created_uid: written.created_uid,
+        version: written.version,
     })
 }

@@ -15,12 +15,16 @@ use super::BindingKey;
 use super::context::Context;
 use super::events::Announcement;
 use super::refresh::RefreshError;
+use super::revoke::Revoked;
 use super::validate::Invalid;
 use crate::api::{AWSRoleBinding, REFRESH_REQUEST_ANNOTATION};
 use crate::plan::{self, RefreshReason};
 use crate::secret::{FIELD_MANAGER, IssuedMeta};
 use crate::spec::ResolvedSpec;
-use crate::status::{self, Outcome, REASON_CONFLICT, build_status, known_status};
+use crate::status::{self, Outcome, REASON_CONFLICT, RevocationReport, build_status, known_status};
+
+/// Event reason when the credentials of a binding no longer allowed them are removed.
+pub const REASON_REVOKED: &str = "CredentialsRevoked";
 use crate::time::rfc3339;
 
 /// What one reconciliation found or did.
@@ -28,6 +32,13 @@ use crate::time::rfc3339;
 pub enum Reconciled<'a> {
     /// The spec cannot be acted on.
     Invalid(Invalid),
+    /// The binding is no longer allowed credentials (see [`plan::revokes`]), and what became of
+    /// those in its Secret `secret_name`.
+    NotAllowed {
+        error: Invalid,
+        secret_name: String,
+        revoked: Revoked,
+    },
     /// The Secret holds fresh credentials for this spec.
     Fresh {
         spec: &'a ResolvedSpec,
@@ -40,6 +51,8 @@ pub enum Reconciled<'a> {
         issued: IssuedMeta,
         /// The Secret's UID, if this refresh created it.
         created_uid: Option<String>,
+        /// The Secret's resourceVersion after the write.
+        version: Option<String>,
     },
     /// The Secret name belongs to something this binding does not control.
     Conflict {
@@ -92,7 +105,7 @@ impl ReconcileResult {
 impl Reconciled<'_> {
     pub fn result(&self) -> ReconcileResult {
         match self {
-            Reconciled::Invalid(_) => ReconcileResult::Invalid,
+            Reconciled::Invalid(_) | Reconciled::NotAllowed { .. } => ReconcileResult::Invalid,
             Reconciled::Fresh { .. } => ReconcileResult::Fresh,
             Reconciled::Refreshed { .. } => ReconcileResult::Refreshed,
             Reconciled::Conflict { .. } => ReconcileResult::Conflict,
@@ -132,6 +145,22 @@ fn outcome<'a>(reconciled: &'a Reconciled<'a>) -> Option<Outcome<'a>> {
         Reconciled::Invalid(e) => Outcome::Blocked {
             category: e.category(),
             message: e.to_string(),
+        },
+        Reconciled::NotAllowed {
+            error,
+            secret_name,
+            revoked,
+        } => Outcome::NotAllowed {
+            category: error.category(),
+            message: error.to_string(),
+            revocation: match revoked {
+                Revoked::Nothing => RevocationReport::Nothing,
+                Revoked::Scheduled(at) => RevocationReport::Scheduled {
+                    at: *at,
+                    secret_name,
+                },
+                Revoked::Done => RevocationReport::Revoked { secret_name },
+            },
         },
         Reconciled::Fresh { spec, issued } => Outcome::Valid {
             issued,
@@ -181,6 +210,20 @@ pub fn announcement(
     };
     match reconciled {
         Reconciled::Invalid(e) => blocked(e.category(), "Validate", e.to_string()),
+        // The removal says why; otherwise the binding speaks once per reason.
+        Reconciled::NotAllowed {
+            error,
+            secret_name,
+            revoked: Revoked::Done,
+        } => Some(Announcement {
+            warning: true,
+            reason: REASON_REVOKED,
+            action: "Revoke",
+            note: format!("Removed the credentials from Secret {secret_name}: {error}"),
+        }),
+        Reconciled::NotAllowed { error, .. } => {
+            blocked(error.category(), "Validate", error.to_string())
+        }
         Reconciled::Conflict { spec, owner } => blocked(
             REASON_CONFLICT,
             "Refresh",
@@ -222,6 +265,11 @@ pub fn requeue(
 ) -> Option<Duration> {
     match reconciled {
         Reconciled::Invalid(_) => None,
+        Reconciled::NotAllowed {
+            revoked: Revoked::Scheduled(at),
+            ..
+        } => Some(plan::requeue_at(*at, now)),
+        Reconciled::NotAllowed { .. } => None,
         Reconciled::Fresh { issued, .. } | Reconciled::Refreshed { issued, .. } => {
             Some(plan::requeue_at(issued.renewal_time, now))
         }
@@ -276,9 +324,16 @@ pub async fn report(
             memory.clear_failures(&key.uid);
             debug!(binding = %key.name, renewal = %issued.renewal_time, "credentials are fresh");
         }
-        Reconciled::Refreshed { reason, issued, .. } => {
+        Reconciled::Refreshed {
+            reason,
+            issued,
+            version,
+            ..
+        } => {
             memory.clear_failures(&key.uid);
-            memory.remember_secret_write(&key.uid, issued);
+            if let Some(version) = version {
+                memory.remember_secret_write(&key.uid, version.clone(), Some(issued));
+            }
             metrics.refreshed(reason.as_str());
             info!(
                 binding = %key.name,
@@ -296,12 +351,15 @@ pub async fn report(
             if let RefreshError::Flow(flow) = error
                 && let Some(account) = flow.missing_service_account()
             {
-                memory.wait_for_account(
+                let registered = memory.wait_for_account(
                     &key.namespace,
                     account,
                     ObjectRef::from_obj(binding),
                     &key.uid,
                 );
+                if !registered {
+                    debug!(binding = %key.name, "too many bindings wait for ServiceAccounts; relying on retries");
+                }
             }
         }
         Reconciled::Conflict { spec, .. } => ctx.conflicts.watch(
@@ -311,7 +369,10 @@ pub async fn report(
             &key.namespace,
             &spec.secret_name,
         ),
-        Reconciled::Invalid(_) | Reconciled::Parked | Reconciled::BackingOff(_) => {}
+        Reconciled::Invalid(_)
+        | Reconciled::NotAllowed { .. }
+        | Reconciled::Parked
+        | Reconciled::BackingOff(_) => {}
     }
     if !matches!(reconciled, Reconciled::Conflict { .. }) {
         ctx.conflicts.stop(&key.uid);
@@ -350,6 +411,39 @@ pub async fn report(
         Some(d) => Action::requeue(d),
         None => Action::await_change(),
     })
+}
+
+/// Event reason when another podcreds operator writes the same binding's Secret.
+pub const REASON_OVERLAP: &str = "InstallationOverlap";
+
+/// Says, once per binding, that another podcreds operator (`other`, as the Secret names it)
+/// writes this binding's Secret too: a log line, a metric and a Warning Event.
+pub fn report_overlap(ctx: &Context, binding: &AWSRoleBinding, key: &BindingKey, other: &str) {
+    let shared = &ctx.shared;
+    if !shared.memory.first_overlap(&key.uid) {
+        return;
+    }
+    let other = crate::text::remote(other);
+    shared.metrics.installation_overlaps.inc();
+    warn!(
+        binding = %key.name,
+        namespace = %key.namespace,
+        other = %other,
+        me = %shared.settings.writer,
+        "another podcreds operator writes this binding's Secret: two installations serve the same bindings"
+    );
+    shared.events.announce(
+        binding,
+        Announcement {
+            warning: true,
+            reason: REASON_OVERLAP,
+            action: "Refresh",
+            note: format!(
+                "Another podcreds operator ({other}) writes this binding's Secret besides {}: give each installation its own name (--installation, chart installation.name) and label bindings podcreds.dev/installation",
+                shared.settings.writer
+            ),
+        },
+    );
 }
 
 /// The binding's current Ready reason.
@@ -455,6 +549,7 @@ mod tests {
                 reason: RefreshReason::RenewalDue,
                 issued: issued(),
                 created_uid: None,
+                version: None,
             },
             Reconciled::Conflict {
                 spec: &s,
@@ -508,6 +603,7 @@ mod tests {
             reason: RefreshReason::SpecChanged,
             issued: issued(),
             created_uid: None,
+            version: None,
         };
         let note = announcement(&refreshed, Some("CredentialsIssued")).expect("announced");
         assert!(!note.warning);

@@ -45,10 +45,18 @@ pub struct SecretWriter<'a> {
     uid: &'a str,
 }
 
+/// What a successful write left behind.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Written {
+    /// The UID of the Secret, if this write created it.
+    pub created_uid: Option<String>,
+    /// The Secret's resourceVersion after the write: how this process recognises its own write.
+    pub version: Option<String>,
+}
+
 /// What to do after one write attempt.
 enum Next {
-    /// Written; the UID of the Secret if this write created it.
-    Done { created_uid: Option<String> },
+    Done(Written),
     /// Apply over this resourceVersion.
     ApplyOver(Option<String>),
 }
@@ -77,13 +85,12 @@ impl<'a> SecretWriter<'a> {
     }
 
     /// Writes `secret` over what was observed (`version`: the resourceVersion seen in the cache).
-    /// Returns the UID of the Secret if this write created it.
     pub async fn write(
         &self,
         mut secret: Secret,
         observed: &ObservedSecret,
         version: Option<String>,
-    ) -> Result<Option<String>, SecretWriteError> {
+    ) -> Result<Written, SecretWriteError> {
         let mut next = match observed {
             ObservedSecret::Missing => self.create(&secret).await?,
             _ => Next::ApplyOver(version),
@@ -91,7 +98,7 @@ impl<'a> SecretWriter<'a> {
         let mut attempt = 0;
         loop {
             let resource_version = match next {
-                Next::Done { created_uid } => return Ok(created_uid),
+                Next::Done(written) => return Ok(written),
                 Next::ApplyOver(version) => version,
             };
             attempt += 1;
@@ -106,7 +113,10 @@ impl<'a> SecretWriter<'a> {
                 )
                 .await
             {
-                Ok(_) => Next::Done { created_uid: None },
+                Ok(applied) => Next::Done(Written {
+                    created_uid: None,
+                    version: applied.metadata.resource_version,
+                }),
                 // The cache can lag behind (a broken watch, our own last write): look again,
                 // and go on only if the Secret is still this binding's.
                 Err(kube::Error::Api(s)) if s.code == 409 && attempt == 1 => {
@@ -130,9 +140,10 @@ impl<'a> SecretWriter<'a> {
         };
         self.throttle.kube().await;
         match self.api.create(&params, secret).await {
-            Ok(created) => Ok(Next::Done {
+            Ok(created) => Ok(Next::Done(Written {
                 created_uid: created.metadata.uid,
-            }),
+                version: created.metadata.resource_version,
+            })),
             // The name is taken: by this binding (the cache lags behind, or someone removed our
             // label) or by someone else, whose Secret stays untouched.
             Err(kube::Error::Api(s)) if s.code == 409 => {
@@ -165,21 +176,42 @@ impl<'a> SecretWriter<'a> {
     }
 }
 
-/// Deletes Secret `name` of `namespace` if it is still exactly the one podcreds created (UID
-/// `uid`), not a namesake created since. A failure is logged: the Secret stays, and is garbage
-/// collected with the binding.
-pub async fn delete_created(
+/// Deletes Secret `name` of `namespace` if it is still exactly the one binding `binding_uid`
+/// created (UID `recorded_uid`), as read from the apiserver first: labelled by podcreds,
+/// controlled by this binding and of that UID ([`secret::deletable_as_left_behind`]). The
+/// status the name and UID come from is not trusted on its own. The delete is conditional on the
+/// UID and version read, so a Secret that changed since is left alone. A failure is logged: the
+/// Secret stays, and is garbage collected with the binding.
+pub async fn delete_left_behind(
     client: kube::Client,
     throttle: &Throttle,
     namespace: &str,
     name: &str,
-    uid: &str,
+    recorded_uid: &str,
+    binding_uid: &str,
 ) {
     let api: Api<Secret> = Api::namespaced(client, namespace);
+    throttle.kube().await;
+    let meta = match api.get_metadata_opt(name).await {
+        Ok(Some(meta)) => meta.metadata,
+        Ok(None) => return,
+        Err(e) => {
+            warn!(secret = %name, error = %e, "could not read the Secret left behind by a secretName change");
+            return;
+        }
+    };
+    if let Err(kept) = secret::deletable_as_left_behind(&meta, binding_uid, recorded_uid) {
+        warn!(
+            secret = %name,
+            reason = kept.as_str(),
+            "the binding's status names a Secret this binding did not create; it is left alone"
+        );
+        return;
+    }
     let params = DeleteParams {
         preconditions: Some(Preconditions {
-            uid: Some(uid.to_string()),
-            resource_version: None,
+            uid: meta.uid.clone(),
+            resource_version: meta.resource_version.clone(),
         }),
         ..DeleteParams::default()
     };
@@ -188,5 +220,40 @@ pub async fn delete_created(
         Ok(_) => info!(secret = %name, "deleted Secret left behind by a secretName change"),
         Err(kube::Error::Api(s)) if s.code == 404 => {}
         Err(e) => warn!(secret = %name, error = %e, "could not delete stale Secret"),
+    }
+}
+
+/// Removes the credentials from Secret `name` of `namespace` (a binding no longer allowed them),
+/// keeping the Secret: a merge patch at the version observed (`version`), so a Secret that changed
+/// since is left for the next reconciliation.
+pub async fn remove_credentials(
+    client: kube::Client,
+    throttle: &Throttle,
+    namespace: &str,
+    name: &str,
+    version: Option<&str>,
+) -> Result<Written, SecretWriteError> {
+    let api: Api<Secret> = Api::namespaced(client, namespace);
+    let params = PatchParams {
+        field_manager: Some(FIELD_MANAGER.into()),
+        ..PatchParams::default()
+    };
+    throttle.kube().await;
+    match api
+        .patch(
+            name,
+            &params,
+            &Patch::Merge(secret::revocation_patch(version)),
+        )
+        .await
+    {
+        Ok(patched) => Ok(Written {
+            created_uid: None,
+            version: patched.metadata.resource_version,
+        }),
+        Err(e) => Err(SecretWriteError::Write {
+            name: name.to_string(),
+            reason: text::remote(&e.to_string()),
+        }),
     }
 }

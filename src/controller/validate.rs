@@ -4,6 +4,7 @@
 
 use super::BindingKey;
 use super::context::Context;
+use super::watches;
 use crate::allowlist;
 use crate::api::AWSRoleBinding;
 use crate::source::{self, Grant, Requester};
@@ -31,20 +32,51 @@ impl Invalid {
     }
 }
 
+/// What validation refused, with the resolved spec when the spec itself is fine but no longer
+/// allowed: the credentials already issued for it may have to be revoked.
+#[derive(Debug)]
+pub struct Refused {
+    pub error: Invalid,
+    pub spec: Option<Box<ResolvedSpec>>,
+}
+
 /// The binding's resolved spec, if everything it asks for is allowed.
 pub fn validate(
     ctx: &Context,
     binding: &AWSRoleBinding,
     key: &BindingKey,
-) -> Result<ResolvedSpec, Invalid> {
-    let shared = &ctx.shared;
-    let settings = &shared.settings;
+) -> Result<ResolvedSpec, Refused> {
+    let refused = |error: Invalid| Refused { error, spec: None };
+    if let Some(size) = watches::oversized_spec(binding) {
+        return Err(refused(Invalid::Spec(SpecError::Invalid {
+            field: "spec".into(),
+            problem: format!(
+                "it takes {size} bytes; podcreds serves bindings of at most {} bytes (every replica keeps every binding in memory)",
+                watches::MAX_SPEC_BYTES
+            ),
+        })));
+    }
     let mut spec = spec::resolve(
         &binding.spec,
         &key.namespace,
         &key.name,
-        &settings.sts_policy,
-    )?;
+        &ctx.shared.settings.sts_policy,
+    )
+    .map_err(|e| refused(e.into()))?;
+    match allowed(ctx, key, &mut spec) {
+        Ok(()) => Ok(spec),
+        Err(error) => Err(Refused {
+            error,
+            spec: Some(Box::new(spec)),
+        }),
+    }
+}
+
+/// Whether the namespace may use what the resolved spec names: every role it passes through, and
+/// its credential source, which must also hold usable keys (recorded in the spec).
+fn allowed(ctx: &Context, key: &BindingKey, spec: &mut ResolvedSpec) -> Result<(), Invalid> {
+    let shared = &ctx.shared;
+    let settings = &shared.settings;
     let annotation = ctx.role_allowlist(&key.namespace);
     // A SAML assertion says whatever role the binding names, and a role trusting the provider
     // with only `SAML:aud` (the console's default) is open to every ServiceAccount: SAML bindings
@@ -81,5 +113,5 @@ pub fn validate(
             )?;
         }
     }
-    Ok(spec)
+    Ok(())
 }

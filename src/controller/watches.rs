@@ -57,6 +57,78 @@ fn compact_binding(meta: &mut ObjectMeta) {
         });
 }
 
+/// Most bytes a binding's spec may take, as JSON. Every field is bounded by the CRD, but all of
+/// them at their maximum (five hops of 50 tags, transitive keys, ARNs and external IDs of the
+/// longest length, SAML tags) make about 200 KB, and every replica caches every binding. No
+/// binding STS accepts comes near this bound: a hop's tags and session policy must pack into
+/// STS's `PackedPolicySize`.
+pub const MAX_SPEC_BYTES: usize = 64 * 1024;
+
+/// Set by the cache (never kept from the apiserver) on a binding whose spec it dropped for being
+/// larger than [`MAX_SPEC_BYTES`]: the spec's size in bytes.
+pub const OVERSIZED_SPEC_ANNOTATION: &str = "podcreds.dev/oversized-spec-bytes";
+
+/// Replaces the spec of a cached binding larger than [`MAX_SPEC_BYTES`] with a stub (the
+/// ServiceAccount and Secret names), marked with [`OVERSIZED_SPEC_ANNOTATION`]: such a binding is
+/// refused (`InvalidSpec`) and costs the cache next to nothing. Runs after [`compact_binding`].
+fn bound_spec(binding: &mut AWSRoleBinding) {
+    let size = serde_json::to_vec(&binding.spec).map_or(usize::MAX, |v| v.len());
+    if size <= MAX_SPEC_BYTES {
+        return;
+    }
+    let stub = serde_json::json!({
+        "serviceAccountName": binding.spec.service_account_name,
+        "secretName": binding.spec.secret_name,
+    });
+    match serde_json::from_value(stub) {
+        Ok(spec) => binding.spec = spec,
+        Err(e) => {
+            warn!(error = %e, "could not drop an oversized binding spec from the cache");
+            return;
+        }
+    }
+    binding
+        .metadata
+        .annotations
+        .get_or_insert_with(Default::default)
+        .insert(OVERSIZED_SPEC_ANNOTATION.to_string(), size.to_string());
+}
+
+/// The size of the spec the cache dropped from `binding`, if it did.
+pub fn oversized_spec(binding: &AWSRoleBinding) -> Option<usize> {
+    binding
+        .metadata
+        .annotations
+        .as_ref()?
+        .get(OVERSIZED_SPEC_ANNOTATION)?
+        .parse()
+        .ok()
+}
+
+/// The watch event `event` as the installation `installation` must see it: a binding of another
+/// installation is not there (and one that moved to another is gone), exactly as a label
+/// selector on the apiserver would show it.
+fn own_bindings(
+    installation: &str,
+    event: watcher::Event<AWSRoleBinding>,
+) -> Option<watcher::Event<AWSRoleBinding>> {
+    let owns = |b: &AWSRoleBinding| {
+        crate::installation::owns(
+            installation,
+            b.metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(crate::installation::LABEL))
+                .map(String::as_str),
+        )
+    };
+    match event {
+        watcher::Event::Apply(b) if !owns(&b) => Some(watcher::Event::Delete(b)),
+        watcher::Event::InitApply(b) if !owns(&b) => None,
+        other => Some(other),
+    }
+}
+
 /// Keeps of a cached namespace only its name, whether it is being deleted, its role allowlist
 /// and its labels (which credential sources may select on; only cluster admins set them).
 fn compact_namespace(meta: &mut ObjectMeta) {
@@ -86,7 +158,7 @@ fn forget_deleted(
             && let Some(uid) = binding.metadata.uid.as_deref()
         {
             let reference = ObjectRef::from_obj(binding);
-            shared.memory.forget(uid, &reference);
+            shared.memory.forget(uid);
             conflicts.stop(uid);
             shares.forget(
                 binding.metadata.namespace.as_deref().unwrap_or_default(),
@@ -287,12 +359,28 @@ pub async fn run(
         );
         let (binding_store, binding_writer) = reflector::store();
         let (bindings_listed, bindings_synced) = tokio::sync::watch::channel(false);
+        // Only this installation's bindings: selected by the apiserver where a label selector can
+        // say which, and here otherwise (the default installation's own are the unlabelled ones).
+        let installation = shared.settings.installation.clone();
+        let binding_config = match crate::installation::selector(&installation) {
+            Some(selector) => watcher::Config::default().labels(&selector),
+            None => watcher::Config::default(),
+        };
         let binding_stream = tell_when_listed(
             reflector::reflector(
                 binding_writer,
-                watcher(bindings, watcher::Config::default())
-                    .modify(|b: &mut AWSRoleBinding| compact_binding(&mut b.metadata))
-                    .backoff(WatchBackoff::default()),
+                watcher(bindings, binding_config)
+                    .backoff(WatchBackoff::default())
+                    .filter_map(move |event| {
+                        futures::future::ready(match event {
+                            Ok(event) => own_bindings(&installation, event).map(Ok),
+                            Err(e) => Some(Err(e)),
+                        })
+                    })
+                    .modify(|b: &mut AWSRoleBinding| {
+                        compact_binding(&mut b.metadata);
+                        bound_spec(b);
+                    }),
             ),
             bindings_listed,
         )
@@ -420,6 +508,102 @@ fn bindings_of_changed_sources(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn labelled(installation: Option<&str>) -> AWSRoleBinding {
+        let mut b: AWSRoleBinding = serde_json::from_value(serde_json::json!({
+            "apiVersion": "podcreds.dev/v1alpha1", "kind": "AWSRoleBinding",
+            "metadata": {"name": "b", "namespace": "ns"},
+            "spec": {"serviceAccountName": "app", "roleArn": "arn:aws:iam::123456789012:role/app"},
+        }))
+        .expect("binding");
+        b.metadata.labels = installation.map(|i| {
+            std::collections::BTreeMap::from([(
+                crate::installation::LABEL.to_string(),
+                i.to_string(),
+            )])
+        });
+        b
+    }
+
+    #[test]
+    fn an_oversized_spec_is_not_cached() {
+        let mut small = labelled(None);
+        bound_spec(&mut small);
+        assert_eq!(oversized_spec(&small), None);
+        assert_eq!(small.spec, labelled(None).spec);
+        // A user's annotation of the same name never survives compaction.
+        small.metadata.annotations = Some(std::collections::BTreeMap::from([(
+            OVERSIZED_SPEC_ANNOTATION.to_string(),
+            "1".to_string(),
+        )]));
+        compact_binding(&mut small.metadata);
+        bound_spec(&mut small);
+        assert_eq!(oversized_spec(&small), None);
+
+        // A two-hop chain of maximal tags, transitive keys and ARNs: over the bound.
+        let tags: Vec<serde_json::Value> = (0..50)
+            .map(|i| serde_json::json!({"key": format!("{i:0>128}"), "value": "v".repeat(256)}))
+            .collect();
+        let keys: Vec<String> = (0..50).map(|i| format!("{i:0>128}")).collect();
+        let hop = serde_json::json!({
+            "roleArn": format!("arn:aws:iam::123456789012:role/{}/r", "p".repeat(1900)),
+            "externalId": "x".repeat(1224),
+            "tags": tags,
+            "transitiveTagKeys": keys,
+        });
+        let mut big = labelled(None);
+        big.spec = serde_json::from_value(serde_json::json!({
+            "serviceAccountName": "app",
+            "secretName": "creds",
+            "roleArn": "arn:aws:iam::123456789012:role/app",
+            "roleChain": [hop.clone(), hop.clone(), hop],
+        }))
+        .expect("spec");
+        let size = serde_json::to_vec(&big.spec).map(|v| v.len()).unwrap_or(0);
+        assert!(size > MAX_SPEC_BYTES, "{size}");
+        bound_spec(&mut big);
+        assert_eq!(oversized_spec(&big), Some(size));
+        assert!(big.spec.role_chain.is_empty());
+        assert_eq!(big.spec.secret_name.as_deref(), Some("creds"));
+        let cached = serde_json::to_vec(&big)
+            .map(|v| v.len())
+            .unwrap_or(usize::MAX);
+        assert!(cached < 2_000, "{cached} bytes cached");
+    }
+
+    #[test]
+    fn the_default_installation_sees_only_its_own_bindings() {
+        let default = crate::installation::DEFAULT;
+        let mine = labelled(None);
+        let theirs = labelled(Some("blue"));
+        assert!(matches!(
+            own_bindings(default, watcher::Event::InitApply(mine.clone())),
+            Some(watcher::Event::InitApply(_))
+        ));
+        assert!(own_bindings(default, watcher::Event::InitApply(theirs.clone())).is_none());
+        assert!(matches!(
+            own_bindings(default, watcher::Event::Apply(labelled(Some("default")))),
+            Some(watcher::Event::Apply(_))
+        ));
+        // Relabelled for another installation: gone from this one's cache, as with a selector.
+        assert!(matches!(
+            own_bindings(default, watcher::Event::Apply(theirs.clone())),
+            Some(watcher::Event::Delete(_))
+        ));
+        assert!(matches!(
+            own_bindings(default, watcher::Event::Delete(theirs)),
+            Some(watcher::Event::Delete(_))
+        ));
+        assert!(matches!(
+            own_bindings(default, watcher::Event::InitDone),
+            Some(watcher::Event::InitDone)
+        ));
+        // A named installation's selector already did this; what passes is its own.
+        assert!(matches!(
+            own_bindings("blue", watcher::Event::Apply(mine)),
+            Some(watcher::Event::Delete(_))
+        ));
+    }
 
     #[tokio::test]
     async fn every_waiter_learns_that_the_initial_list_is_complete() {

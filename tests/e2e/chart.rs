@@ -195,7 +195,19 @@ pub async fn chart_lints_and_renders_what_matters(env: &Env) -> anyhow::Result<(
             "ClusterRole grants {verb} {group}/{resource}"
         );
     }
-    ensure!(of_kind(&docs, "ValidatingAdmissionPolicy").len() == 3);
+    ensure!(of_kind(&docs, "ValidatingAdmissionPolicy").len() == 5);
+    // Status writes: this release's operator (and system:masters) only.
+    let status_guard = policy_named(&docs, "status-guard")?;
+    for expected in [
+        "awsrolebindings/status",
+        "system:serviceaccount:podcreds-system:t-podcreds",
+        "system:masters",
+    ] {
+        ensure!(
+            status_guard.contains(expected),
+            "the status guard lacks {expected}: {status_guard}"
+        );
+    }
     let source_guard = policy_named(&docs, "source-guard")?;
     ensure!(
         source_guard.contains("AWSCredentialSource") && source_guard.contains("allowedNamespaces"),
@@ -236,13 +248,45 @@ pub async fn chart_lints_and_renders_what_matters(env: &Env) -> anyhow::Result<(
         );
     }
     ensure!(
-        of_kind(&docs, "ValidatingAdmissionPolicyBinding").len() == 3,
+        of_kind(&docs, "ValidatingAdmissionPolicyBinding").len() == 5,
         "each policy needs its binding"
     );
+    // The Secret guard: Opaque, labelled, outside the denied namespaces; the SAML key only with
+    // SAML.
+    let secret_guard = policy_named(&docs, "secret-guard")?;
+    for expected in [
+        "system:serviceaccount:podcreds-system:t-podcreds",
+        "object.type == 'Opaque'",
+        "app.kubernetes.io/managed-by",
+        r#"[\"kube-system\",\"kube-public\",\"kube-node-lease\",\"podcreds-system\"]"#,
+    ] {
+        ensure!(
+            secret_guard.contains(expected),
+            "the Secret guard lacks {expected}: {secret_guard}"
+        );
+    }
+    ensure!(!secret_guard.contains("podcreds-saml-signing-key"));
+    // A second installation: its operator, its status guard for its own bindings only.
+    let docs = render(env, &["installation.name=blue"]).await?;
+    let args = of_kind(&docs, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0]["args"]
+        .to_string();
+    ensure!(args.contains("--installation=blue"), "{args}");
+    let status_guard = policy_named(&docs, "status-guard")?;
+    ensure!(
+        status_guard.contains("podcreds.dev/installation") && status_guard.contains(r#"\"blue\""#),
+        "the status guard is not limited to the installation's bindings: {status_guard}"
+    );
+    let binding_guard = policy_named(&docs, "binding-guard")?;
+    ensure!(
+        binding_guard.contains("oldObject.metadata.labels['podcreds.dev/installation']"),
+        "moving a binding to another installation is not checked like a spec change"
+    );
+    let docs = render(env, &["saml.enabled=true"]).await?;
+    ensure!(policy_named(&docs, "secret-guard")?.contains("podcreds-saml-signing-key"));
     let docs = render(env, &["operatorTokenPolicy.enabled=false"]).await?;
     ensure!(
-        policy_named(&docs, "token-guard").is_err(),
-        "the token guard cannot be turned off"
+        policy_named(&docs, "token-guard").is_err() && policy_named(&docs, "secret-guard").is_err(),
+        "the operator guards cannot be turned off"
     );
 
     // Relaxing the session-name rule relaxes both the operator and the admission policy.
@@ -258,6 +302,14 @@ pub async fn chart_lints_and_renders_what_matters(env: &Env) -> anyhow::Result<(
     ensure!(
         !args.contains("--allow-insecure-sts-endpoints"),
         "plain HTTP allowed by default: {args}"
+    );
+    ensure!(
+        args.contains("--revocation-grace-period=0s"),
+        "credentials of bindings no longer allowed are not revoked at once by default: {args}"
+    );
+    ensure!(
+        args.contains("--installation=default"),
+        "the release serves no named installation: {args}"
     );
 
     // Plain HTTP only on request.
@@ -416,6 +468,11 @@ pub async fn chart_lints_and_renders_what_matters(env: &Env) -> anyhow::Result<(
         ),
         (vec!["leaderElection.enabled=false"], "leaderElection"),
         (vec!["operator.logFormat=xml"], "logFormat"),
+        (
+            vec!["operator.revocationGracePeriod=soon"],
+            "revocationGracePeriod",
+        ),
+        (vec!["installation.name=a/b"], "installation"),
         (vec!["rbac.scope=namespaced"], "watchNamespaces"),
         (
             vec!["operator.stsEndpoint=http://minio.storage:9000"],
@@ -915,41 +972,64 @@ pub(crate) fn binding_named(
     renamed
 }
 
-/// The operator says when the admission policy that guards bindings is missing (log, /readyz
-/// detail, metric), and notices when it is installed or removed.
+/// The operator says when an admission policy of the chart is missing or not enforced (log,
+/// /readyz detail, metric), and notices when it is installed, weakened to audit or warn only,
+/// restored or removed: the binding guard and the operator's token guard alike.
 pub async fn a_missing_admission_policy_is_reported(env: &Env) -> anyhow::Result<()> {
+    use k8s_openapi::api::admissionregistration::v1::ValidatingAdmissionPolicyBinding;
     // It installs the chart's policies for a while, like `with_admission_policy`.
     let ns = env.namespace("guardcheck").await?;
-    // A release name of its own: the policy is cluster-scoped and named after the release.
+    // A release name of its own: the policies are cluster-scoped and named after the release.
     let release = format!("gc{}", &ns[ns.len() - 5..]);
-    let policy = format!("{release}-podcreds-binding-guard");
+    let guard = |which: &str| format!("{release}-podcreds-{which}");
+    let names = [
+        "binding-guard",
+        "source-guard",
+        "status-guard",
+        "token-guard",
+        "secret-guard",
+    ]
+    .map(guard)
+    .join(",");
     let op = env
         .start_operator(
             &[&ns],
             &env.emulator.url(),
             &[
-                &format!("--admission-policy-name={policy}"),
+                &format!("--admission-policy-name={names}"),
                 "--admission-policy-check-interval=1s",
             ],
         )
         .await?;
-    let reported = |present: bool| {
+    // What the operator reports: the metric's value and a word /readyz must show (and, when
+    // everything is present, must not).
+    let reported = |value: u8, word: String| {
         let op = &op;
         async move {
             let metrics = op.metrics().await.ok()?;
             let (_, readyz) = podcreds_testenv::loopback::get(&op.admin, "/readyz")
                 .await
                 .ok()?;
-            let value = if present { 1 } else { 0 };
-            let word = if present { "present" } else { "MISSING" };
-            (metrics.contains(&format!("podcreds_admission_policy_present {value}"))
-                && readyz.contains(word))
-            .then_some(())
+            let metric = metrics.contains(&format!("podcreds_admission_policy_present {value}"));
+            let shown = if value == 1 {
+                !readyz.contains("MISSING") && !readyz.contains("NOT ENFORCED")
+            } else {
+                readyz.lines().any(|l| l.contains(&word))
+            };
+            (metric && shown).then_some(())
         }
     };
-    wait_for(Duration::from_secs(30), || reported(false))
-        .await
-        .context("a missing admission policy was not reported")?;
+    wait_for(Duration::from_secs(30), || {
+        reported(
+            0,
+            format!(
+                "{}: ValidatingAdmissionPolicy MISSING",
+                guard("binding-guard")
+            ),
+        )
+    })
+    .await
+    .context("a missing admission policy was not reported")?;
     ensure!(
         op.log().contains("MISSING"),
         "no log line about the missing policy"
@@ -974,14 +1054,57 @@ pub async fn a_missing_admission_policy_is_reported(env: &Env) -> anyhow::Result
     )
     .await?;
     ensure!(ok, "helm install failed: {stderr}");
-    let installed = wait_for(Duration::from_secs(30), || reported(true))
-        .await
-        .context("the installed admission policy was not noticed");
+    let checks = async {
+        wait_for(Duration::from_secs(30), || reported(1, String::new()))
+            .await
+            .context("the installed admission policies were not noticed")?;
+        // A guard whose binding only audits (or warns) guards nothing.
+        let bindings: Api<ValidatingAdmissionPolicyBinding> = Api::all(env.client.clone());
+        let actions = |list: &[&str]| json!({"spec": {"validationActions": list}});
+        for (which, weakened) in [("binding-guard", "Audit"), ("token-guard", "Warn")] {
+            bindings
+                .patch(
+                    &guard(which),
+                    &PatchParams::default(),
+                    &Patch::Merge(&actions(&[weakened])),
+                )
+                .await?;
+            wait_for(Duration::from_secs(30), || {
+                reported(0, format!("{}: NOT ENFORCED", guard(which)))
+            })
+            .await
+            .with_context(|| format!("the {which} weakened to [{weakened}] was not reported"))?;
+            ensure!(
+                op.log().contains("validationActions do not include Deny"),
+                "no log line about the weakened {which}"
+            );
+            bindings
+                .patch(
+                    &guard(which),
+                    &PatchParams::default(),
+                    &Patch::Merge(&actions(&["Deny"])),
+                )
+                .await?;
+            wait_for(Duration::from_secs(30), || reported(1, String::new()))
+                .await
+                .with_context(|| format!("the restored {which} was not noticed"))?;
+        }
+        anyhow::Ok(())
+    }
+    .await;
     let (ok, _, stderr) = helm(env, &["uninstall", &release, "--namespace", &ns]).await?;
     ensure!(ok, "helm uninstall failed: {stderr}");
-    installed?;
-    wait_for(Duration::from_secs(30), || reported(false))
-        .await
-        .context("the removed admission policy was not noticed")?;
+    checks?;
+    wait_for(Duration::from_secs(30), || {
+        reported(
+            0,
+            format!(
+                "{}: ValidatingAdmissionPolicy MISSING",
+                guard("token-guard")
+            ),
+        )
+    })
+    .await
+    .context("the removed admission policies were not noticed")?;
     Ok(())
 }

@@ -147,17 +147,29 @@ pub async fn binding_issues_working_credentials(env: &Env) -> anyhow::Result<()>
     // cluster, issues credentials for another binding, and its log holds neither them (plain or
     // base64, as in the Secret it applies) nor the ServiceAccount tokens: its own and the one it
     // sends to STS.
+    // This test runs alone (main.rs RUNS_ALONE): a chart release's status guard would refuse
+    // this operator's identity.
     let (trace_ns, trace_role) = env.app_namespace("core-trace", None).await?;
     let operator_token = namespace_admin_token(env, &trace_ns, "podcreds-trace").await?;
     let kubeconfig = env
         .plane
         .token_kubeconfig(&format!("trace-{trace_ns}"), &operator_token)?;
+    // With the AWS SDK's own switches for printing bodies turned on in its environment, as a
+    // debugging session might leave them: the SDK then logs response bodies (the credentials) at
+    // TRACE, and SigV4 the bodies it signs.
     let traced = env
-        .start_operator_with_kubeconfig(
-            &kubeconfig,
+        .launch_operator(
             &[&trace_ns],
             &env.emulator.url(),
             &["--log-level=trace"],
+            crate::support::OperatorOptions {
+                kubeconfig: Some(&kubeconfig),
+                env: vec![
+                    ("LOG_SENSITIVE_BODIES".into(), "true".into()),
+                    ("LOG_SIGNABLE_BODY".into(), "true".into()),
+                ],
+                ..crate::support::OperatorOptions::default()
+            },
         )
         .await?;
     env.create_ready(
@@ -192,6 +204,19 @@ pub async fn binding_issues_working_credentials(env: &Env) -> anyhow::Result<()>
         !log.contains("eyJ"),
         "something like a JWT appears in the trace log"
     );
+    // No STS request or response body at all: the SDK prints each request and response at
+    // TRACE, bodies included when they are in memory or the switches above are on, unless the
+    // operator's log filter caps it (whatever --log-level says).
+    for needle in [
+        "WebIdentityToken=",
+        "SAMLAssertion=",
+        "Action=AssumeRoleWithWebIdentity",
+    ] {
+        ensure!(
+            !log.contains(needle),
+            "an STS request body ({needle}) appears in the trace log"
+        );
+    }
     Ok(())
 }
 

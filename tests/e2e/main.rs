@@ -46,8 +46,12 @@ macro_rules! tests {
     };
 }
 
-/// Tests that install the chart's admission policies on the shared control plane (see `run`).
-const INSTALLS_CLUSTER_POLICIES: &[&str] = &[
+/// Tests that run alone (see `run`): they install the chart's admission policies on the shared
+/// control plane, which apply to every namespace, or need none installed (a release's status
+/// guard refuses every other operator's status writes).
+const RUNS_ALONE: &[&str] = &[
+    "lifecycle::binding_issues_working_credentials",
+    "tenant::a_forged_status_deletes_no_secret",
     "chart::chart_installs_with_sufficient_and_minimal_rbac",
     "chart::admission_policy_stops_the_confused_deputy",
     "chart::admission_policy_checks_every_spec_update",
@@ -128,7 +132,10 @@ const TESTS: &[(&str, TestFn)] = tests![
     faults::many_bindings_recover_after_an_outage,
     tenant::forged_expiration_annotations_are_repaired,
     tenant::a_rename_deletes_only_the_secret_podcreds_created,
+    tenant::a_forged_status_deletes_no_secret,
+    tenant::two_installations_serve_disjoint_bindings,
     tenant::labelled_secrets_built_to_bloat_the_cache_cost_nothing,
+    tenant::maximal_bindings_fit_the_default_memory_limit,
     tenant::a_conflict_clears_when_the_foreign_secret_goes,
     tenant::a_busy_namespace_does_not_hold_up_another,
     tenant::the_operator_enforces_the_role_allowlist_itself,
@@ -251,10 +258,10 @@ async fn run(args: Args) {
     let registered: Vec<&str> = TESTS.iter().map(|(name, _)| *name).collect();
     let mut problems = registry::problems(&registered);
     problems.extend(
-        INSTALLS_CLUSTER_POLICIES
+        RUNS_ALONE
             .iter()
             .filter(|name| !registered.contains(name))
-            .map(|name| format!("INSTALLS_CLUSTER_POLICIES names {name}, which is not a test")),
+            .map(|name| format!("RUNS_ALONE names {name}, which is not a test")),
     );
     if !problems.is_empty() {
         eprintln!(
@@ -315,7 +322,8 @@ async fn run(args: Args) {
         .map(|(name, test)| async move {
             // A test installing the chart's admission policies on the shared control plane runs
             // alone: they apply to every namespace. The next one starts once they are gone.
-            let exclusive = INSTALLS_CLUSTER_POLICIES.contains(name);
+            // Inside, a test never takes `cluster_policies` itself.
+            let exclusive = RUNS_ALONE.contains(name);
             let guard = if exclusive {
                 Either::Left(env.cluster_policies.write().await)
             } else {

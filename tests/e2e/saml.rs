@@ -337,6 +337,9 @@ pub async fn saml_binding_gets_working_credentials(env: &Env) -> anyhow::Result<
             &BASE64.encode(&key_pem)[..60],
             &data["AWS_SECRET_ACCESS_KEY"],
             &data["AWS_SESSION_TOKEN"],
+            // The request body STS gets: the SDK prints it at TRACE unless capped.
+            "SAMLAssertion=",
+            "Action=AssumeRoleWithSAML",
         ] {
             ensure!(!text.contains(needle), "{needle:?} appears in the {what}");
         }

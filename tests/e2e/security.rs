@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail, ensure};
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
-use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
+use k8s_openapi::api::core::v1::{Namespace, Secret, ServiceAccount};
 use kube::api::{Api, ObjectMeta, PostParams};
 use serde_json::json;
 
@@ -533,10 +533,10 @@ struct TokenAttack<'a> {
 }
 
 /// The refusal message of a 403, or what happened instead.
-fn refusal(result: Result<TokenRequest, kube::Error>) -> Result<String, String> {
+fn refusal<T>(result: Result<T, kube::Error>) -> Result<String, String> {
     match result {
         Err(kube::Error::Api(s)) if s.code == 403 => Ok(s.message),
-        Ok(_) => Err("a token was issued".into()),
+        Ok(_) => Err("admitted".into()),
         Err(e) => Err(e.to_string()),
     }
 }
@@ -660,5 +660,129 @@ async fn token_guard_checks(env: &Env, release_ns: &str, release: &str) -> anyho
     token_request(&env.client, "kube-system", &victim, &[api_audience], 600)
         .await
         .context("the token guard refused someone other than the operator")?;
+
+    secret_guard_checks(env, &as_operator, release_ns, &tenant, &victim).await
+}
+
+/// A Secret named `name` of `type_`, with podcreds' label if `labelled`.
+fn secret_of(name: &str, type_: &str, labelled: bool, account: Option<&str>) -> Secret {
+    Secret {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            labels: labelled.then(|| {
+                BTreeMap::from([(
+                    podcreds::secret::MANAGED_BY_LABEL.to_string(),
+                    podcreds::secret::MANAGED_BY_VALUE.to_string(),
+                )])
+            }),
+            annotations: account.map(|a| {
+                BTreeMap::from([(
+                    "kubernetes.io/service-account.name".to_string(),
+                    a.to_string(),
+                )])
+            }),
+            ..ObjectMeta::default()
+        },
+        type_: Some(type_.into()),
+        ..Secret::default()
+    }
+}
+
+/// The Secrets the operator's identity may write: Opaque, labelled by podcreds, outside the
+/// system namespaces and its own; and it may delete only Secrets podcreds labelled. Every check
+/// is a server-side dry run: nothing is written.
+async fn secret_guard_checks(
+    env: &Env,
+    as_operator: &kube::Client,
+    release_ns: &str,
+    tenant: &str,
+    victim: &str,
+) -> anyhow::Result<()> {
+    let dry = PostParams {
+        dry_run: true,
+        ..PostParams::default()
+    };
+    let in_ns = |ns: &str| -> Api<Secret> { Api::namespaced(as_operator.clone(), ns) };
+    let token_type = "kubernetes.io/service-account-token";
+    // A long-lived token for a kube-system controller, filled in by the token controller.
+    let minted = secret_of("podcreds-minted", token_type, true, Some(victim));
+    let kube_system = wait_for(Duration::from_secs(20), || async {
+        refusal(in_ns("kube-system").create(&dry, &minted).await).ok()
+    })
+    .await
+    .context("the operator may create a service-account-token Secret in kube-system")?;
+    ensure!(
+        kube_system
+            .contains("the podcreds operator may not write Secrets in namespace kube-system"),
+        "unclear refusal: {kube_system}"
+    );
+    let creates = [
+        (
+            "a service-account-token Secret in a tenant namespace",
+            tenant,
+            secret_of("minted", token_type, true, Some("app")),
+            "only Secrets of type Opaque".to_string(),
+        ),
+        (
+            "an unlabelled Secret",
+            tenant,
+            secret_of("unlabelled", "Opaque", false, None),
+            "only Secrets labelled app.kubernetes.io/managed-by=podcreds".to_string(),
+        ),
+        (
+            "a Secret in its own namespace",
+            release_ns,
+            secret_of("own", "Opaque", true, None),
+            format!("may not write Secrets in namespace {release_ns}"),
+        ),
+    ];
+    for (what, ns, secret, expected) in creates {
+        match refusal(in_ns(ns).create(&dry, &secret).await) {
+            Ok(message) => ensure!(
+                message.contains(&expected),
+                "{what}: unclear refusal: {message}"
+            ),
+            Err(e) => bail!("{what} was not refused: {e}"),
+        }
+    }
+    // Someone else's Secret: neither taken over (labelled) nor deleted.
+    let theirs = secret_of("theirs", "Opaque", false, None);
+    Api::<Secret>::namespaced(env.client.clone(), tenant)
+        .create(&PostParams::default(), &theirs)
+        .await?;
+    let take_over = json!({"metadata": {"labels": {podcreds::secret::MANAGED_BY_LABEL: podcreds::secret::MANAGED_BY_VALUE}}});
+    let patch = kube::api::PatchParams {
+        dry_run: true,
+        ..kube::api::PatchParams::default()
+    };
+    let message = refusal(
+        in_ns(tenant)
+            .patch("theirs", &patch, &kube::api::Patch::Merge(&take_over))
+            .await,
+    )
+    .map_err(|e| anyhow::anyhow!("relabelling someone else's Secret was not refused: {e}"))?;
+    ensure!(
+        message.contains("only Secrets labelled"),
+        "unclear refusal: {message}"
+    );
+    let delete = kube::api::DeleteParams {
+        dry_run: true,
+        ..kube::api::DeleteParams::default()
+    };
+    let message = refusal(in_ns(tenant).delete("theirs", &delete).await)
+        .map_err(|e| anyhow::anyhow!("deleting someone else's Secret was not refused: {e}"))?;
+    ensure!(
+        message.contains("may delete only Secrets labelled"),
+        "unclear refusal: {message}"
+    );
+    // What podcreds writes is admitted, and the admin is unaffected.
+    in_ns(tenant)
+        .create(&dry, &secret_of("credentials", "Opaque", true, None))
+        .await
+        .context("the operator's own kind of Secret was refused")?;
+    Api::<Secret>::namespaced(env.client.clone(), "kube-system")
+        .create(&dry, &minted)
+        .await
+        .context("the Secret guard refused someone other than the operator")?;
     Ok(())
 }

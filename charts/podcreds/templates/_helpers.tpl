@@ -75,3 +75,19 @@ app.kubernetes.io/part-of: podcreds
   resources: ["events"]
   verbs: ["create", "patch"]
 {{- end }}
+
+{{/* The admission policies this release installs, which the operator checks are in force. */}}
+{{- define "podcreds.guards" -}}
+{{- $guards := list }}
+{{- if .Values.admissionPolicy.enabled }}
+{{- $guards = concat $guards (list "binding-guard" "source-guard" "status-guard") }}
+{{- end }}
+{{- if .Values.operatorTokenPolicy.enabled }}
+{{- $guards = concat $guards (list "token-guard" "secret-guard") }}
+{{- end }}
+{{- $names := list }}
+{{- range $guards }}
+{{- $names = append $names (printf "%s-%s" (include "podcreds.fullname" $) .) }}
+{{- end }}
+{{- join "," $names }}
+{{- end }}
