@@ -319,9 +319,9 @@ async fn calls_are_logged_and_faults_are_injected() {
     assert_eq!(
         results,
         [
-            "Throttling",
-            "InternalFailure",
-            "AccessDenied",
+            "ThrottlingException",
+            "InternalServerException",
+            "AccessDeniedException",
             "Malformed",
             "Ok"
         ]

@@ -130,9 +130,10 @@ pub(crate) fn session_request(query: &str, body: &[u8]) -> Result<SessionRequest
     })
 }
 
-/// AWS's REST-JSON error for `f` (STS's codes become Roles Anywhere's).
-fn error_json(f: &StsFailure) -> Response {
-    let (status, code) = match f.code {
+/// The status and error type Roles Anywhere answers `f` with (STS's codes, which the checks it
+/// shares with STS and the fault injector use, become Roles Anywhere's).
+fn status_and_type(f: &StsFailure) -> (StatusCode, &'static str) {
+    match f.code {
         "AccessDenied" => (StatusCode::FORBIDDEN, "AccessDeniedException"),
         "ValidationError" => (StatusCode::BAD_REQUEST, "ValidationException"),
         "Throttling" => (StatusCode::TOO_MANY_REQUESTS, "ThrottlingException"),
@@ -142,7 +143,12 @@ fn error_json(f: &StsFailure) -> Response {
             "ServiceUnavailableException",
         ),
         other => (f.status, other),
-    };
+    }
+}
+
+/// AWS's REST-JSON error for `f`.
+fn error_json(f: &StsFailure) -> Response {
+    let (status, code) = status_and_type(f);
     (
         status,
         [
@@ -207,7 +213,7 @@ pub(crate) async fn create_session(
     };
     record.result = match &outcome {
         Ok(_) => "Ok".into(),
-        Err(f) => f.code.into(),
+        Err(f) => status_and_type(f).1.into(),
     };
     inner.state().record(record);
     match outcome {
