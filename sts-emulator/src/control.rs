@@ -1,5 +1,5 @@
-//! The control API under `/_emulator/`: roles, SAML providers, IAM users, faults, and the call
-//! log.
+//! The control API under `/_emulator/`: roles, SAML providers, IAM users, Roles Anywhere trust
+//! anchors, profiles and revocations, faults, and the call log.
 
 use std::sync::Arc;
 
@@ -9,6 +9,7 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
 use crate::Inner;
+use crate::roles_anywhere::{Profile, Revocation, TrustAnchor};
 use crate::saml;
 use crate::state::{CallRecord, Counters, Faults, Role, SamlProvider, State, User};
 
@@ -79,6 +80,56 @@ pub(crate) async fn put_saml_provider(
 
 pub(crate) async fn list_saml_providers(AxumState(inner): Shared) -> axum::Json<Vec<SamlProvider>> {
     axum::Json(inner.state().saml_providers.values().cloned().collect())
+}
+
+/// Registers (or replaces) a trust anchor; 400 with the reason when Roles Anywhere would refuse
+/// its CA bundle.
+pub(crate) async fn put_trust_anchor(
+    AxumState(inner): Shared,
+    axum::Json(anchor): axum::Json<TrustAnchor>,
+) -> Response {
+    match inner.add_trust_anchor(anchor) {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
+    }
+}
+
+pub(crate) async fn list_trust_anchors(AxumState(inner): Shared) -> axum::Json<Vec<TrustAnchor>> {
+    axum::Json(
+        inner
+            .state()
+            .trust_anchors
+            .values()
+            .map(|t| t.anchor.clone())
+            .collect(),
+    )
+}
+
+/// Registers (or replaces) a profile; 400 with the reason when Roles Anywhere would refuse it.
+pub(crate) async fn put_profile(
+    AxumState(inner): Shared,
+    axum::Json(profile): axum::Json<Profile>,
+) -> Response {
+    match inner.add_profile(profile) {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
+    }
+}
+
+pub(crate) async fn list_profiles(AxumState(inner): Shared) -> axum::Json<Vec<Profile>> {
+    axum::Json(inner.state().profiles.values().cloned().collect())
+}
+
+/// Revokes serial numbers (or imports a CRL) under a trust anchor; 400 with the reason if the
+/// anchor is unknown or the CRL is not its CA's.
+pub(crate) async fn put_revocation(
+    AxumState(inner): Shared,
+    axum::Json(revocation): axum::Json<Revocation>,
+) -> Response {
+    match inner.revoke(&revocation) {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
+    }
 }
 
 pub(crate) async fn put_faults(

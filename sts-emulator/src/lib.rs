@@ -4,6 +4,9 @@
 //! against the issuer's JWKS (signature, `iss`, `aud`, `exp`/`nbf`) and the role's trust rule
 //! (`sub`), STS parameter limits, and SigV4 signatures of calls made with the credentials it
 //! issued. A control API under `/_emulator/` configures roles, injects faults and reports calls.
+//! On the same listener, `POST /sessions` is IAM Roles Anywhere's `CreateSession`: X.509 SigV4
+//! signatures, certificate chains to registered trust anchors, profiles and the role's trust
+//! policy for `rolesanywhere.amazonaws.com` (see [`roles_anywhere`]).
 //!
 //! Layout: `server` routes and injects faults, `actions` holds one module per STS action,
 //! `params` the parameter rules they share, `mint` issues sessions, `answer` writes the XML,
@@ -18,6 +21,7 @@ mod mint;
 pub mod oidc;
 mod params;
 pub mod roles;
+pub mod roles_anywhere;
 pub mod saml;
 mod server;
 pub mod sigv4;
@@ -32,6 +36,7 @@ use serde::{Deserialize, Serialize};
 pub use control::CallLog;
 pub use params::PACKED_CAPACITY;
 pub use roles::RoleError;
+pub use roles_anywhere::{Profile, Revocation, RolesAnywhereError, TrustAnchor};
 pub use state::{CallRecord, Counters, Faults, Role, SamlProvider, SessionTag, User};
 pub use trust_policy::{
     Condition, Effect, Operator, Principal, SetOperator, Statement, Test, TrustPolicy,
@@ -103,6 +108,37 @@ impl Inner {
             .roles
             .insert(registered.role.arn.clone(), registered);
         Ok(())
+    }
+
+    pub(crate) fn add_trust_anchor(&self, anchor: TrustAnchor) -> Result<(), RolesAnywhereError> {
+        let mut registered = roles_anywhere::register_trust_anchor(anchor)?;
+        let mut state = self.state();
+        // Replacing an anchor (update-trust-anchor) keeps what was revoked under it.
+        if let Some(old) = state.trust_anchors.get(&registered.anchor.arn) {
+            registered.revoked_serials = old.revoked_serials.clone();
+            registered.crl_entries = old.crl_entries.clone();
+        }
+        state
+            .trust_anchors
+            .insert(registered.anchor.arn.clone(), registered);
+        Ok(())
+    }
+
+    pub(crate) fn add_profile(&self, profile: Profile) -> Result<(), RolesAnywhereError> {
+        roles_anywhere::check_profile(&profile)?;
+        self.state().profiles.insert(profile.arn.clone(), profile);
+        Ok(())
+    }
+
+    pub(crate) fn revoke(&self, revocation: &Revocation) -> Result<(), RolesAnywhereError> {
+        let mut state = self.state();
+        let anchor = state
+            .trust_anchors
+            .get_mut(&revocation.trust_anchor_arn)
+            .ok_or_else(|| {
+                RolesAnywhereError::UnknownTrustAnchor(revocation.trust_anchor_arn.clone())
+            })?;
+        anchor.revoke(revocation)
     }
 
     pub(crate) fn state(&self) -> std::sync::MutexGuard<'_, State> {
@@ -189,6 +225,39 @@ impl Emulator {
             .saml_providers
             .insert(arn.to_string(), provider);
         Ok(())
+    }
+
+    /// Registers (or replaces) an IAM Roles Anywhere trust anchor, as `create-trust-anchor` /
+    /// `update-trust-anchor` with a `CERTIFICATE_BUNDLE` source: refused if a certificate of
+    /// the bundle is not a CA Roles Anywhere accepts (v3, `CA:true`, `keyCertSign`, SHA-256 or
+    /// stronger). What was revoked under an anchor stays revoked when it is replaced.
+    pub fn add_trust_anchor(&self, anchor: TrustAnchor) -> Result<(), RolesAnywhereError> {
+        self.inner.add_trust_anchor(anchor)
+    }
+
+    /// Registers (or replaces) an IAM Roles Anywhere profile, as `create-profile` /
+    /// `update-profile`.
+    pub fn add_profile(&self, profile: Profile) -> Result<(), RolesAnywhereError> {
+        self.inner.add_profile(profile)
+    }
+
+    /// Revokes certificates under a trust anchor: serial numbers (hex), or the entries of an
+    /// X.509 CRL signed by one of its CAs, as `import-crl`.
+    pub fn revoke(&self, revocation: &Revocation) -> Result<(), RolesAnywhereError> {
+        self.inner.revoke(revocation)
+    }
+
+    /// Revokes the certificate with serial number `serial_hex` under `trust_anchor_arn`.
+    pub fn revoke_serial(
+        &self,
+        trust_anchor_arn: &str,
+        serial_hex: &str,
+    ) -> Result<(), RolesAnywhereError> {
+        self.revoke(&Revocation {
+            trust_anchor_arn: trust_anchor_arn.to_string(),
+            serials: vec![serial_hex.to_string()],
+            crl_pem: None,
+        })
     }
 
     /// Registers an IAM user's long-term keys (a user may hold several: call once per key).

@@ -183,7 +183,7 @@ pub(crate) fn same_key(a: &str, b: &str) -> bool {
     a.to_lowercase() == b.to_lowercase()
 }
 
-fn tag_text_ok(text: &str) -> bool {
+pub(crate) fn tag_text_ok(text: &str) -> bool {
     text.chars()
         .all(|c| c.is_alphanumeric() || c == ' ' || "_.:/=+@-".contains(c))
 }

@@ -1,5 +1,5 @@
 //! The HTTP side: the router, and the STS Query API endpoint that injects faults, dispatches to
-//! the action and logs the call.
+//! the action and logs the call (Roles Anywhere's `POST /sessions` does the same in its action).
 
 use std::sync::Arc;
 
@@ -22,6 +22,17 @@ use crate::{Inner, actions, control, sigv4};
 pub(crate) fn router(inner: Arc<Inner>) -> Router {
     Router::new()
         .route("/", post(sts_action).get(sts_action))
+        // IAM Roles Anywhere's CreateSession, on the same listener.
+        .route("/sessions", post(actions::roles_anywhere::create_session))
+        .route(
+            "/_emulator/trust-anchors",
+            post(control::put_trust_anchor).get(control::list_trust_anchors),
+        )
+        .route(
+            "/_emulator/profiles",
+            post(control::put_profile).get(control::list_profiles),
+        )
+        .route("/_emulator/revocations", post(control::put_revocation))
         .route(
             "/_emulator/roles",
             post(control::put_role).get(control::list_roles),
@@ -42,7 +53,7 @@ pub(crate) fn router(inner: Arc<Inner>) -> Router {
 }
 
 /// The failure an injected fault answers, if it answers one.
-fn injected_failure(fault: Injected) -> Option<StsFailure> {
+pub(crate) fn injected_failure(fault: Injected) -> Option<StsFailure> {
     match fault {
         Injected::None | Injected::Malformed => None,
         Injected::Down => Some(StsFailure {

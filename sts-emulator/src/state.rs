@@ -8,6 +8,7 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
 pub use crate::roles::RegisteredRole;
+use crate::roles_anywhere::{Profile, RegisteredTrustAnchor};
 use crate::trust_policy::TrustPolicy;
 
 /// A role the emulator knows: its trust policy and its session limits.
@@ -250,6 +251,15 @@ pub struct CallRecord {
     /// `AssumeRoleWithSAML`: SHA-256 (hex, of the DER) of the certificate that verified it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub saml_certificate_sha256: Option<String>,
+    /// `CreateSession`: the trust anchor named (`subject` is the signing certificate's subject).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trust_anchor_arn: Option<String>,
+    /// `CreateSession`: the profile named.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile_arn: Option<String>,
+    /// `CreateSession`: the signing certificate's serial number (hex), once its signature held.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate_serial: Option<String>,
 }
 
 /// Counters over the call log.
@@ -272,6 +282,9 @@ pub struct Counters {
 pub struct State {
     pub roles: HashMap<String, RegisteredRole>,
     pub saml_providers: HashMap<String, SamlProvider>,
+    /// IAM Roles Anywhere trust anchors and profiles, by ARN.
+    pub trust_anchors: HashMap<String, RegisteredTrustAnchor>,
+    pub profiles: HashMap<String, Profile>,
     /// IAM users by access key ID.
     pub users: HashMap<String, User>,
     pub sessions: HashMap<String, Session>,

@@ -10,6 +10,7 @@ const ETCD_GO_MOD: &str = include_str!("../go/etcd/go.mod");
 const HELM_GO_MOD: &str = include_str!("../go/helm/go.mod");
 const MINIO_GO_MOD: &str = include_str!("../go/minio/go.mod");
 const EXTERNAL_SECRETS_GO_MOD: &str = include_str!("../go/external-secrets/go.mod");
+const ROLESANYWHERE_GO_MOD: &str = include_str!("../go/rolesanywhere/go.mod");
 const PYTHON_REQUIREMENTS: &str = include_str!("../python/requirements.txt");
 
 /// The version a wrapper module requires of `module` (its `require` line).
@@ -102,6 +103,40 @@ pub fn minio_binary() -> Result<PathBuf, Error> {
     } else {
         Err(Error::MissingTool(format!(
             "{} not found; run `cargo xtask testenv` to build the MinIO server (a cold build takes several minutes)",
+            path.display()
+        )))
+    }
+}
+
+/// The Go module of AWS's IAM Roles Anywhere credential helper (`aws_signing_helper`).
+pub const ROLESANYWHERE_HELPER_MODULE: &str = "github.com/aws/rolesanywhere-credential-helper";
+
+/// The pinned version of AWS's Roles Anywhere credential helper.
+pub fn rolesanywhere_helper_version() -> String {
+    required_version(
+        ROLESANYWHERE_GO_MOD,
+        &format!("{ROLESANYWHERE_HELPER_MODULE} "),
+    )
+}
+
+/// Directory holding `aws_signing_helper`, keyed by its version like MinIO's
+/// (`PODCREDS_TESTENV_ROLESANYWHERE_DIR` overrides it).
+pub fn rolesanywhere_dir() -> PathBuf {
+    match std::env::var_os("PODCREDS_TESTENV_ROLESANYWHERE_DIR").filter(|v| !v.is_empty()) {
+        Some(dir) => PathBuf::from(dir),
+        None => cache_root().join(format!("rolesanywhere-{}", rolesanywhere_helper_version())),
+    }
+}
+
+/// AWS's `aws_signing_helper`, the independent client of the emulator's Roles Anywhere
+/// `CreateSession`, or an error that says how to build it.
+pub fn aws_signing_helper() -> Result<PathBuf, Error> {
+    let path = rolesanywhere_dir().join("aws_signing_helper");
+    if path.is_file() {
+        Ok(path)
+    } else {
+        Err(Error::MissingTool(format!(
+            "{} not found; run `cargo xtask testenv` to build AWS's Roles Anywhere credential helper (a cold build takes a few minutes)",
             path.display()
         )))
     }
@@ -210,5 +245,7 @@ mod tests {
             "{}",
             external_secrets_version()
         );
+        assert_eq!(rolesanywhere_helper_version(), "v1.4.0");
+        assert!(rolesanywhere_dir().ends_with("rolesanywhere-v1.4.0"));
     }
 }

@@ -1,6 +1,6 @@
 //! The end-to-end suite: the real `podcreds` binary against a real kube-apiserver, etcd and
-//! kube-controller-manager, the STS emulator, moto, MinIO, the AWS CLI and boto3, and pods on a
-//! real node (containerd and a kubelet).
+//! kube-controller-manager, the STS emulator, moto, MinIO, AWS's Roles Anywhere credential
+//! helper, the AWS CLI and boto3, and pods on a real node (containerd and a kubelet).
 //!
 //! A small harness (not libtest) owns one control plane and one emulator for the whole run, so
 //! every process it starts is stopped when it ends. Each test gets its own namespace and its own
@@ -22,6 +22,7 @@ mod minio;
 mod moto;
 mod node;
 mod registry;
+mod rolesanywhere;
 mod saml;
 mod security;
 mod sources;
@@ -92,6 +93,8 @@ const TESTS: &[(&str, TestFn)] = tests![
     saml::saml_against_moto,
     saml::chart_rbac_lets_the_operator_keep_only_its_saml_key,
     saml::tampered_expired_and_foreign_assertions_are_refused,
+    rolesanywhere::the_emulator_accepts_aws_signing_helper_and_refuses_a_tamper,
+    rolesanywhere::aws_signing_helper_is_refused_foreign_expired_and_revoked_certificates,
     minio::binding_against_minio_is_limited_to_one_bucket_and_refreshes,
     minio::minio_refuses_a_wrong_audience_and_another_clusters_token,
     minio::every_supported_role_arn_form_is_admitted_by_kubectl_apply,

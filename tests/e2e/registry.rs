@@ -13,6 +13,7 @@ const TEST_MODULES: &[(&str, &str)] = &[
     ("lifecycle", include_str!("lifecycle.rs")),
     ("minio", include_str!("minio.rs")),
     ("moto", include_str!("moto.rs")),
+    ("rolesanywhere", include_str!("rolesanywhere.rs")),
     ("saml", include_str!("saml.rs")),
     ("node", include_str!("node.rs")),
     ("security", include_str!("security.rs")),

@@ -18,15 +18,24 @@ pub fn venv_dir() -> PathBuf {
     tools::venv_dir()
 }
 
+/// `-X <variable>=<version>` stamped into a program that reports the version it was built as: the
+/// variable, and the pinned version.
+type VersionStamp = (&'static str, fn() -> String);
+
 /// One Go build: `packages` from the wrapper module in `testenv/go/<module_dir>`, into `out_dir`.
 struct GoBuild {
     module_dir: &'static str,
     binaries: &'static [(&'static str, &'static str)],
     stamp_kubernetes_version: bool,
+    stamp_version: Option<VersionStamp>,
+    /// Built with cgo (CGO_ENABLED=1); every other test binary is built without.
+    cgo: bool,
+    /// Only the end-to-end suite needs it (not the demo).
+    suite_only: bool,
     out_dir: fn() -> PathBuf,
 }
 
-const BUILDS: [GoBuild; 4] = [
+const BUILDS: [GoBuild; 5] = [
     GoBuild {
         module_dir: "kubernetes",
         binaries: &[
@@ -41,18 +50,27 @@ const BUILDS: [GoBuild; 4] = [
             ("kube-scheduler", "k8s.io/kubernetes/cmd/kube-scheduler"),
         ],
         stamp_kubernetes_version: true,
+        stamp_version: None,
+        cgo: false,
+        suite_only: false,
         out_dir: bin_dir,
     },
     GoBuild {
         module_dir: "etcd",
         binaries: &[("etcd", "go.etcd.io/etcd/server/v3")],
         stamp_kubernetes_version: false,
+        stamp_version: None,
+        cgo: false,
+        suite_only: false,
         out_dir: bin_dir,
     },
     GoBuild {
         module_dir: "helm",
         binaries: &[("helm", "helm.sh/helm/v3/cmd/helm")],
         stamp_kubernetes_version: false,
+        stamp_version: None,
+        cgo: false,
+        suite_only: false,
         out_dir: bin_dir,
     },
     // MinIO, a real STS-compatible peer for the end-to-end suite (not the demo); cached under
@@ -61,7 +79,25 @@ const BUILDS: [GoBuild; 4] = [
         module_dir: "minio",
         binaries: &[("minio", "github.com/minio/minio")],
         stamp_kubernetes_version: false,
+        stamp_version: None,
+        cgo: false,
+        suite_only: true,
         out_dir: tools::minio_dir,
+    },
+    // AWS's Roles Anywhere credential helper, the independent client of the emulator's
+    // CreateSession (end-to-end suite only); cached under its own version. Its PKCS#11 signer
+    // is a cgo package, so this one build needs cgo (and a C compiler).
+    GoBuild {
+        module_dir: "rolesanywhere",
+        binaries: &[("aws_signing_helper", tools::ROLESANYWHERE_HELPER_MODULE)],
+        stamp_kubernetes_version: false,
+        stamp_version: Some((
+            "github.com/aws/rolesanywhere-credential-helper/cmd.Version",
+            tools::rolesanywhere_helper_version,
+        )),
+        cgo: true,
+        suite_only: true,
+        out_dir: tools::rolesanywhere_dir,
     },
 ];
 
@@ -85,13 +121,18 @@ fn version_ldflags(version: &str) -> String {
 
 /// Runs `cmd`, printing a progress line every 60 packages `go build -v` reports, at most 3 tries
 /// (module downloads from the proxy fail now and then).
-fn go_build_with_retries(module: &Path, args: &[String], what: &str) -> anyhow::Result<()> {
+fn go_build_with_retries(
+    module: &Path,
+    args: &[String],
+    what: &str,
+    cgo: bool,
+) -> anyhow::Result<()> {
     for attempt in 1..=3 {
         let started = Instant::now();
         let mut child = Command::new("go")
             .args(args)
             .current_dir(module)
-            .env("CGO_ENABLED", "0")
+            .env("CGO_ENABLED", if cgo { "1" } else { "0" })
             .env("GOFLAGS", "-buildvcs=false -mod=mod")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -142,14 +183,14 @@ const EXTERNAL_SECRETS_BUILD: GoBuild = GoBuild {
     module_dir: "external-secrets",
     binaries: &[("external-secrets", tools::EXTERNAL_SECRETS_MODULE)],
     stamp_kubernetes_version: false,
+    stamp_version: None,
+    cgo: false,
+    suite_only: true,
     out_dir: tools::external_secrets_dir,
 };
 
-fn ensure_binaries(with_minio: bool) -> anyhow::Result<()> {
-    for build in BUILDS
-        .iter()
-        .filter(|b| with_minio || b.module_dir != "minio")
-    {
+fn ensure_binaries(with_suite_peers: bool) -> anyhow::Result<()> {
+    for build in BUILDS.iter().filter(|b| with_suite_peers || !b.suite_only) {
         ensure_build(build)?;
     }
     Ok(())
@@ -175,11 +216,14 @@ fn ensure_build(build: &GoBuild) -> anyhow::Result<()> {
         build.module_dir
     );
     let module = repo_root().join("testenv/go").join(build.module_dir);
-    let ldflags = if build.stamp_kubernetes_version {
+    let mut ldflags = if build.stamp_kubernetes_version {
         version_ldflags(&versions.kubernetes)
     } else {
         "-s -w".to_string()
     };
+    if let Some((variable, version)) = build.stamp_version {
+        ldflags.push_str(&format!(" -X {variable}={}", version()));
+    }
     // Build into a staging directory, then move: an interrupted build never leaves a
     // half-written binary that a later run would trust.
     let staging = bin.join(".staging");
@@ -198,7 +242,7 @@ fn ensure_build(build: &GoBuild) -> anyhow::Result<()> {
         args.push(format!("{}/", staging.display()));
     }
     args.extend(missing.iter().map(|(_, pkg)| pkg.to_string()));
-    go_build_with_retries(&module, &args, &names.join(", "))?;
+    go_build_with_retries(&module, &args, &names.join(", "), build.cgo)?;
     for (name, _) in &missing {
         std::fs::rename(staging.join(name), bin.join(name))
             .with_context(|| format!("{name} was not produced by the build"))?;
@@ -297,7 +341,8 @@ pub fn ensure() -> anyhow::Result<()> {
     ensure_parts(true)
 }
 
-/// Builds or reuses what the demo needs: everything but MinIO.
+/// Builds or reuses what the demo needs: everything but the suite's peers (MinIO, AWS's Roles
+/// Anywhere helper).
 pub fn ensure_for_demo() -> anyhow::Result<()> {
     ensure_parts(false)
 }
@@ -336,14 +381,15 @@ fn ensure_node_packages() -> anyhow::Result<()> {
     Ok(())
 }
 
-fn ensure_parts(with_minio: bool) -> anyhow::Result<()> {
+fn ensure_parts(with_suite_peers: bool) -> anyhow::Result<()> {
     let started = Instant::now();
     println!(
-        "  test environment: {}, minio-{}",
+        "  test environment: {}, minio-{}, rolesanywhere-{}",
         Versions::pinned().key(),
-        tools::minio_version()
+        tools::minio_version(),
+        tools::rolesanywhere_helper_version()
     );
-    ensure_binaries(with_minio)?;
+    ensure_binaries(with_suite_peers)?;
     // The demo runs the chart on the test node too.
     ensure_node_packages()?;
     ensure_venv()?;
@@ -372,6 +418,12 @@ pub fn print_locations() {
     }
     println!("  {}", tools::minio_dir().join("minio").display());
     println!(
+        "  {}",
+        tools::rolesanywhere_dir()
+            .join("aws_signing_helper")
+            .display()
+    );
+    println!(
         "  {} (benchmark peer, built only by `cargo xtask bench --peer eso`)",
         tools::external_secrets_dir()
             .join("external-secrets")
@@ -379,7 +431,7 @@ pub fn print_locations() {
     );
     println!("python venv: {}", venv_dir().display());
     println!(
-        "(override with PODCREDS_TESTENV_BIN / PODCREDS_TESTENV_MINIO_DIR / PODCREDS_TESTENV_ESO_DIR / PODCREDS_TESTENV_VENV)"
+        "(override with PODCREDS_TESTENV_BIN / PODCREDS_TESTENV_MINIO_DIR / PODCREDS_TESTENV_ROLESANYWHERE_DIR / PODCREDS_TESTENV_ESO_DIR / PODCREDS_TESTENV_VENV)"
     );
 }
 

@@ -1,8 +1,10 @@
-//! The STS actions, one module each: the unsigned exchanges (web identity, SAML) and the calls
-//! signed with SigV4 (`GetCallerIdentity`, `AssumeRole`, and the IAM user's session tokens).
+//! The STS actions, one module each: the unsigned exchanges (web identity, SAML), the calls
+//! signed with SigV4 (`GetCallerIdentity`, `AssumeRole`, and the IAM user's session tokens), and
+//! IAM Roles Anywhere's `CreateSession` (signed with an X.509 certificate's key).
 //! What the three `AssumeRole*` actions share of IAM's authorization is here.
 
 pub(crate) mod assume_role;
+pub(crate) mod roles_anywhere;
 pub(crate) mod saml;
 pub(crate) mod signed;
 pub(crate) mod user_sessions;

@@ -13,6 +13,9 @@ pub(crate) enum Caller<'a> {
     WebIdentity { provider: &'a str },
     /// A SAML assertion of the IAM SAML provider with this ARN.
     Saml { provider: &'a str },
+    /// An AWS service assuming the role on a caller's behalf (IAM Roles Anywhere:
+    /// `rolesanywhere.amazonaws.com`).
+    Service { service: &'a str },
     /// The credentials that signed the request: a role session, an IAM user's long-term keys,
     /// or a `GetSessionToken` session of that user.
     Aws(&'a Session),
@@ -167,7 +170,19 @@ fn principal_matches(principal: &Principal, caller: &Caller<'_>) -> bool {
             .aws
             .iter()
             .any(|entry| aws_principal_matches(entry, session)),
+        // `{"AWS": "*"}` is IAM's other spelling of `"*"`.
+        Caller::Service { service } => {
+            principal.service.iter().any(|s| s == service) || principal.aws.iter().any(|a| a == "*")
+        }
     }
+}
+
+/// IAM's ARN match: the six `:`-separated parts of `pattern` and `arn` compared one by one,
+/// each with `*` / `?` wildcards that never reach into another part.
+pub(crate) fn arn_matches(pattern: &str, arn: &str) -> bool {
+    let p: Vec<&str> = pattern.splitn(6, ':').collect();
+    let a: Vec<&str> = arn.splitn(6, ':').collect();
+    p.len() == 6 && a.len() == 6 && p.iter().zip(&a).all(|(p, a)| glob(p, a))
 }
 
 /// One value of the request against the condition's values (any of them).
@@ -177,6 +192,8 @@ fn test_one(test: Test, wanted: &[String], value: &str) -> bool {
         Test::StringNotEquals => !wanted.iter().any(|w| w == value),
         Test::StringLike => wanted.iter().any(|w| glob(w, value)),
         Test::StringNotLike => !wanted.iter().any(|w| glob(w, value)),
+        Test::ArnEquals | Test::ArnLike => wanted.iter().any(|w| arn_matches(w, value)),
+        Test::ArnNotEquals | Test::ArnNotLike => !wanted.iter().any(|w| arn_matches(w, value)),
         Test::Null => false,
     }
 }
@@ -198,7 +215,10 @@ fn condition_holds(condition: &Condition, request: &RequestContext) -> bool {
             Some(SetOperator::ForAllValues) => true,
             Some(SetOperator::ForAnyValue) => false,
             // A missing key fails a positive test and passes a negated one.
-            None => matches!(op.test, Test::StringNotEquals | Test::StringNotLike),
+            None => matches!(
+                op.test,
+                Test::StringNotEquals | Test::StringNotLike | Test::ArnNotEquals | Test::ArnNotLike
+            ),
         };
     };
     let test = |v: &String| test_one(op.test, &condition.values, v);

@@ -13,13 +13,15 @@
 //!
 //! Understood: `Effect` `Allow`/`Deny`; `Principal` `"*"`, `AWS` (an account, its `root`, a role,
 //! an assumed-role session, a user, or `"*"`; no wildcard inside an ARN, as IAM), `Federated`
-//! (OIDC and SAML provider ARNs), `Service` (kept, matches no caller of the emulator); `Action`
-//! with IAM's `*`/`?` wildcards among the STS actions; conditions `StringEquals`,
-//! `StringNotEquals`, `StringLike`, `StringNotLike` (each optionally `ForAllValues:` /
-//! `ForAnyValue:` and `...IfExists`) and `Null`, on the keys `aws:RequestTag/<key>`,
-//! `aws:TagKeys`, `aws:PrincipalTag/<key>`, `sts:RoleSessionName`, `sts:SourceIdentity`,
-//! `sts:ExternalId`, `<oidc-provider>:sub` / `:aud` (of a provider the policy trusts) and
-//! `saml:sub` / `saml:aud` / `saml:iss`. Keys compare without regard to case, values with.
+//! (OIDC and SAML provider ARNs), `Service` (the services that assume roles on a caller's
+//! behalf: `rolesanywhere.amazonaws.com` for IAM Roles Anywhere); `Action` with IAM's `*`/`?`
+//! wildcards among the STS actions; conditions `StringEquals`, `StringNotEquals`, `StringLike`,
+//! `StringNotLike`, `ArnEquals`, `ArnLike`, `ArnNotEquals`, `ArnNotLike` (each optionally
+//! `ForAllValues:` / `ForAnyValue:` and `...IfExists`) and `Null`, on the keys
+//! `aws:RequestTag/<key>`, `aws:TagKeys`, `aws:PrincipalTag/<key>`, `aws:SourceArn`,
+//! `aws:SourceAccount`, `sts:RoleSessionName`, `sts:SourceIdentity`, `sts:ExternalId`,
+//! `<oidc-provider>:sub` / `:aud` (of a provider the policy trusts) and `saml:sub` / `saml:aud` /
+//! `saml:iss`. Keys compare without regard to case, values with.
 
 mod evaluate;
 mod legacy;
@@ -32,6 +34,8 @@ use serde_json::Value;
 
 use crate::state::Role;
 
+#[cfg(test)]
+pub(crate) use evaluate::arn_matches;
 pub(crate) use evaluate::{Caller, Decision, RequestContext};
 pub(crate) use legacy::legacy_statements;
 
@@ -90,7 +94,7 @@ pub struct Principal {
     pub aws: Vec<String>,
     /// `"Federated"`: IAM OIDC and SAML provider ARNs.
     pub federated: Vec<String>,
-    /// `"Service"`: AWS service principals (none of them calls the emulator).
+    /// `"Service"`: AWS service principals (`rolesanywhere.amazonaws.com`).
     pub service: Vec<String>,
 }
 
@@ -122,6 +126,12 @@ pub enum Test {
     StringNotEquals,
     StringLike,
     StringNotLike,
+    /// IAM compares each of an ARN's six `:`-separated parts on its own, with `*` and `?`
+    /// wildcards inside a part (`ArnEquals` and `ArnLike` are the same test).
+    ArnEquals,
+    ArnLike,
+    ArnNotEquals,
+    ArnNotLike,
     /// `"true"`: the key is absent; `"false"`: it is present.
     Null,
 }
@@ -155,6 +165,10 @@ impl Operator {
             "StringNotEquals" => Test::StringNotEquals,
             "StringLike" => Test::StringLike,
             "StringNotLike" => Test::StringNotLike,
+            "ArnEquals" => Test::ArnEquals,
+            "ArnLike" => Test::ArnLike,
+            "ArnNotEquals" => Test::ArnNotEquals,
+            "ArnNotLike" => Test::ArnNotLike,
             "Null" if set.is_none() && !if_exists => Test::Null,
             _ => return None,
         };
@@ -178,6 +192,10 @@ impl fmt::Display for Operator {
             Test::StringNotEquals => "StringNotEquals",
             Test::StringLike => "StringLike",
             Test::StringNotLike => "StringNotLike",
+            Test::ArnEquals => "ArnEquals",
+            Test::ArnLike => "ArnLike",
+            Test::ArnNotEquals => "ArnNotEquals",
+            Test::ArnNotLike => "ArnNotLike",
             Test::Null => "Null",
         })?;
         if self.if_exists {

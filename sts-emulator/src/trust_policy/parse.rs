@@ -273,6 +273,8 @@ fn key_known(key: &str, providers: &[String]) -> bool {
         "aws:tagkeys",
         "aws:userid",
         "aws:principalarn",
+        "aws:sourcearn",
+        "aws:sourceaccount",
         "sts:rolesessionname",
         "sts:sourceidentity",
         "sts:externalid",

@@ -4,6 +4,9 @@
 
 #![allow(dead_code)]
 
+pub mod ra_scene;
+pub mod x509;
+
 use std::net::SocketAddr;
 use std::time::SystemTime;
 
