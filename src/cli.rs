@@ -36,6 +36,15 @@ pub enum Command {
         #[command(subcommand)]
         step: SamlKeyStep,
     },
+    /// Help with IAM Roles Anywhere: the trust anchor holding podcreds' workload CA.
+    #[command(subcommand)]
+    Rolesanywhere(RolesAnywhereCommand),
+    /// Rotate the Roles Anywhere workload CA, one explicit step at a time (see
+    /// docs/rolesanywhere.md).
+    RolesanywhereCa {
+        #[command(subcommand)]
+        step: CaStep,
+    },
     /// Print the version.
     Version,
     /// Help with the IAM side of a binding.
@@ -156,6 +165,76 @@ pub enum SamlKeyStep {
     Promote(SamlKeyArgs),
     /// Stop announcing the previous certificate (re-upload the metadata afterwards).
     Retire(SamlKeyArgs),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum RolesAnywhereCommand {
+    /// Print the CA bundle the trust anchor must hold (creating the CA key if there is none yet),
+    /// and on standard error the `aws rolesanywhere` commands that create or update it.
+    TrustAnchor(TrustAnchorArgs),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum BundleOutput {
+    /// The CA certificates, PEM.
+    Pem,
+    /// The `--source` document of `aws rolesanywhere create-trust-anchor`.
+    SourceJson,
+}
+
+/// Where the Roles Anywhere CA key Secret is.
+#[derive(clap::Args, Debug, Clone)]
+pub struct CaArgs {
+    /// The operator's namespace, which holds the CA Secret.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "podcreds-system")]
+    pub namespace: String,
+    /// Name of the CA Secret (the operator's --rolesanywhere-ca-secret).
+    #[arg(long, env = "PODCREDS_ROLESANYWHERE_CA_SECRET", default_value = crate::rolesanywhere::DEFAULT_CA_SECRET)]
+    pub ca_secret: String,
+    /// The trust anchor to update, to print its `update-trust-anchor` command in full.
+    #[arg(long, env = "PODCREDS_ROLESANYWHERE_TRUST_ANCHOR_ARN")]
+    pub trust_anchor_arn: Option<String>,
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct TrustAnchorArgs {
+    #[command(flatten)]
+    pub ca: CaArgs,
+    #[arg(short = 'o', long, value_enum, default_value = "pem")]
+    pub output: BundleOutput,
+}
+
+/// One step of a Roles Anywhere CA rotation.
+#[derive(Subcommand, Debug, Clone)]
+pub enum CaStep {
+    /// Add a next CA: in the bundle (update the trust anchor), not signing yet.
+    AddNext(CaArgs),
+    /// Sign with the next CA from now on; the old certificate stays in the bundle.
+    Promote(CaArgs),
+    /// Drop the previous CA from the bundle (update the trust anchor afterwards).
+    Retire(CaArgs),
+}
+
+impl CaStep {
+    pub fn parts(&self) -> (&CaArgs, crate::key_command::RotationStep) {
+        use crate::key_command::RotationStep;
+        match self {
+            CaStep::AddNext(a) => (a, RotationStep::AddNext),
+            CaStep::Promote(a) => (a, RotationStep::Promote),
+            CaStep::Retire(a) => (a, RotationStep::Retire),
+        }
+    }
+}
+
+impl SamlKeyStep {
+    pub fn parts(&self) -> (&SamlKeyArgs, crate::key_command::RotationStep) {
+        use crate::key_command::RotationStep;
+        match self {
+            SamlKeyStep::AddNext(a) => (a, RotationStep::AddNext),
+            SamlKeyStep::Promote(a) => (a, RotationStep::Promote),
+            SamlKeyStep::Retire(a) => (a, RotationStep::Retire),
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

@@ -18,6 +18,7 @@ pub mod flow;
 pub mod iam;
 pub mod iam_command;
 pub mod installation;
+pub mod key_command;
 pub mod keyring;
 pub mod metrics;
 pub mod operator;

@@ -5,20 +5,24 @@ use clap::Parser;
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
-use podcreds::cli::{Cli, Command, IamCommand, OidcCommand, SamlKeyArgs, SamlKeyStep};
-use podcreds::keyring::KeySecret;
-use podcreds::keyring::{self, KeyRing};
+use podcreds::cli::{
+    BundleOutput, CaArgs, Cli, Command, IamCommand, OidcCommand, RolesAnywhereCommand, SamlKeyArgs,
+};
+use podcreds::key_command::{self, key_secret};
+use podcreds::keyring::{self, KeyRing, KeySecret};
 use podcreds::saml::metadata::idp_metadata;
 
-async fn key_secret(args: &SamlKeyArgs) -> anyhow::Result<KeySecret> {
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    let client = kube::Client::try_default().await?;
-    Ok(KeySecret::new(
-        client,
+async fn saml_keys(args: &SamlKeyArgs) -> anyhow::Result<KeySecret> {
+    Ok(key_secret(&args.namespace, &args.saml_key_secret, &keyring::SAML).await?)
+}
+
+async fn ca_keys(args: &CaArgs) -> anyhow::Result<KeySecret> {
+    Ok(key_secret(
         &args.namespace,
-        &args.saml_key_secret,
-        &keyring::SAML,
-    ))
+        &args.ca_secret,
+        &keyring::ROLES_ANYWHERE_CA,
+    )
+    .await?)
 }
 
 fn metadata(args: &SamlKeyArgs, ring: &KeyRing) -> String {
@@ -67,45 +71,37 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         },
         Command::Version => println!("podcreds {}", env!("CARGO_PKG_VERSION")),
         Command::SamlMetadata(args) => {
-            let ring = key_secret(&args).await?.ensure().await?;
+            let ring = saml_keys(&args).await?.ensure().await?;
             print!("{}", metadata(&args, &ring));
         }
         Command::SamlKey { step } => {
-            let (args, ring, next) = match step {
-                SamlKeyStep::AddNext(args) => {
-                    let ring = key_secret(&args)
-                        .await?
-                        .update(|r, y| r.add_next(y))
-                        .await?;
-                    (
-                        args,
-                        ring,
-                        "re-upload the metadata to IAM (aws iam update-saml-provider), then run `podcreds saml-key promote`",
-                    )
-                }
-                SamlKeyStep::Promote(args) => {
-                    let ring = key_secret(&args).await?.update(|r, _| r.promote()).await?;
-                    (
-                        args,
-                        ring,
-                        "the operator signs with the new key within a minute; once no older assertion is in flight, run `podcreds saml-key retire`",
-                    )
-                }
-                SamlKeyStep::Retire(args) => {
-                    let ring = key_secret(&args).await?.update(|r, _| r.retire()).await?;
-                    (
-                        args,
-                        ring,
-                        "re-upload the metadata to IAM (aws iam update-saml-provider)",
-                    )
-                }
-            };
+            let (args, step) = step.parts();
+            let ring = key_command::rotate(&saml_keys(args).await?, step).await?;
+            let upload = "re-upload the metadata to IAM (aws iam update-saml-provider)";
+            let next = key_command::after_step(&keyring::SAML, step, upload);
+            eprintln!("{}", key_command::step_summary(&ring, &next));
+            print!("{}", metadata(args, &ring));
+        }
+        Command::Rolesanywhere(RolesAnywhereCommand::TrustAnchor(args)) => {
+            let ring = ca_keys(&args.ca).await?.ensure().await?;
             eprintln!(
-                "done; signing certificate sha256 {}; {} certificate(s) announced; next: {next}",
-                ring.active.fingerprint(),
-                ring.announced_certificates().len()
+                "{}",
+                key_command::trust_anchor_guide(&ring, args.ca.trust_anchor_arn.as_deref())
             );
-            print!("{}", metadata(&args, &ring));
+            match args.output {
+                BundleOutput::Pem => print!("{}", key_command::trust_anchor_bundle(&ring)),
+                BundleOutput::SourceJson => {
+                    println!("{}", key_command::trust_anchor_source(&ring))
+                }
+            }
+        }
+        Command::RolesanywhereCa { step } => {
+            let (args, step) = step.parts();
+            let ring = key_command::rotate(&ca_keys(args).await?, step).await?;
+            let upload = "update the trust anchor with the bundle below (`podcreds rolesanywhere trust-anchor` prints the command)";
+            let next = key_command::after_step(&keyring::ROLES_ANYWHERE_CA, step, upload);
+            eprintln!("{}", key_command::step_summary(&ring, &next));
+            print!("{}", key_command::trust_anchor_bundle(&ring));
         }
         Command::Iam(IamCommand::TrustPolicy(args)) => {
             print!("{}", podcreds::iam_command::trust_policy(args).await?)

@@ -260,6 +260,9 @@ pub struct CallRecord {
     /// `CreateSession`: the signing certificate's serial number (hex), once its signature held.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub certificate_serial: Option<String>,
+    /// `CreateSession`: the signing certificate (DER, base64), once its signature held.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate_der_base64: Option<String>,
 }
 
 /// Counters over the call log.

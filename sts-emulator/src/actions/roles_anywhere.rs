@@ -243,6 +243,11 @@ fn create(
     signing::verify(signed, &auth, &leaf, &inner.regions, now)
         .map_err(|e| denied(e.to_string()))?;
     record.certificate_serial = Some(attributes::serial_hex(&leaf));
+    // Public: kept so a test can check the certificate with another verifier (openssl).
+    record.certificate_der_base64 = Some(base64::Engine::encode(
+        &base64::engine::general_purpose::STANDARD,
+        &leaf_der,
+    ));
     let request = &request?;
 
     // 3. The trust anchor and the certificate path to it.
