@@ -277,15 +277,24 @@ pub fn build_status(
                 generation,
                 now,
             );
-            set_condition(
-                &mut conditions,
-                CONDITION_DEGRADED,
-                false,
-                REASON_REFRESHING,
-                "the last refresh succeeded".into(),
-                generation,
-                now,
-            );
+            // A failed refresh stays reported until credentials newer than the failure are in
+            // the Secret: a forced refresh that failed leaves fresh-enough credentials behind,
+            // and the next look at them must not read as a success.
+            let failed_since = conditions
+                .iter()
+                .find(|c| c.type_ == CONDITION_DEGRADED && c.status == "True")
+                .map(|c| c.last_transition_time.0);
+            if failed_since.is_none_or(|since| issued.issued_at >= since) {
+                set_condition(
+                    &mut conditions,
+                    CONDITION_DEGRADED,
+                    false,
+                    REASON_REFRESHING,
+                    "the last refresh succeeded".into(),
+                    generation,
+                    now,
+                );
+            }
         }
         Outcome::RefreshFailed {
             category,
@@ -592,6 +601,35 @@ mod tests {
         assert_eq!(cond(&failed, "Degraded").status, "True");
         assert_eq!(cond(&failed, "Degraded").reason, "StsUnavailable");
         assert_eq!(cond(&failed, "Degraded").last_transition_time, Time(t(60)));
+
+        // The same credentials seen again (the failed refresh was forced before they were due):
+        // still degraded. Credentials issued after the failure: no longer.
+        let looked_again = build_status(
+            Some(&failed),
+            Some(1),
+            &Outcome::Valid {
+                issued: &i,
+                secret_name: "s",
+                created_uid: None,
+            },
+            t(61),
+        );
+        assert_eq!(cond(&looked_again, "Degraded").status, "True");
+        let newer = IssuedMeta {
+            issued_at: t(70),
+            ..issued()
+        };
+        let refreshed = build_status(
+            Some(&looked_again),
+            Some(1),
+            &Outcome::Valid {
+                issued: &newer,
+                secret_name: "s",
+                created_uid: None,
+            },
+            t(70),
+        );
+        assert_eq!(cond(&refreshed, "Degraded").status, "False");
     }
 
     #[test]

@@ -22,9 +22,10 @@ const READY: Duration = Duration::from_secs(60);
 
 /// The IAM side, as an admin does it: `podcreds iam trust-policy` over a manifest of bindings,
 /// one trust policy per role (the statements of every binding that uses the role merged), each
-/// registered with the emulator as the role's trust policy.
-async fn apply_printed_trust_policies(
+/// registered with `sts` as the role's trust policy.
+pub(crate) async fn apply_printed_trust_policies(
     env: &Env,
+    sts: &sts_emulator::Emulator,
     bindings: &[Value],
     extra_args: &[&str],
 ) -> anyhow::Result<()> {
@@ -68,13 +69,13 @@ async fn apply_printed_trust_policies(
         let document = json!({"Version": "2012-10-17", "Statement": statements});
         let parsed = sts_emulator::role_from_trust_policy(&role, &document, provider)
             .map_err(|e| anyhow::anyhow!("the emulator cannot read the policy of {role}: {e}"))?;
-        env.emulator.add_role(parsed);
+        sts.add_role(parsed);
     }
     Ok(())
 }
 
 /// A binding manifest as an admin would keep it.
-fn manifest(ns: &str, name: &str, spec: Value) -> Value {
+pub(crate) fn manifest(ns: &str, name: &str, spec: Value) -> Value {
     json!({
         "apiVersion": "podcreds.dev/v1alpha1",
         "kind": "AWSRoleBinding",
@@ -166,7 +167,7 @@ pub async fn forged_kubernetes_tags_are_refused(env: &Env) -> anyhow::Result<()>
     };
     let entry_only = manifest(&dev, "entry-only", spec_with(&entry, json!({})));
     let bindings = [chained(&prod), chained(&dev), entry_only];
-    apply_printed_trust_policies(env, &bindings, &["--cluster-name", "e2e"]).await?;
+    apply_printed_trust_policies(env, &env.emulator, &bindings, &["--cluster-name", "e2e"]).await?;
     let _op = env
         .start_operator(&[&prod, &dev], &env.emulator.url(), &["--cluster-name=e2e"])
         .await?;
@@ -257,6 +258,7 @@ pub async fn a_credential_source_grants_only_what_it_names(env: &Env) -> anyhow:
     let user_arn = format!("arn:aws:iam::{ACCOUNT}:user/{op_ns}");
     apply_printed_trust_policies(
         env,
+        &env.emulator,
         &[reader(&team_a), reader(&team_b)],
         &["--user-arn", &user_arn],
     )

@@ -23,6 +23,7 @@ mod moto;
 mod node;
 mod registry;
 mod rolesanywhere;
+mod rolesanywhere_flow;
 mod saml;
 mod security;
 mod sources;
@@ -95,6 +96,9 @@ const TESTS: &[(&str, TestFn)] = tests![
     saml::tampered_expired_and_foreign_assertions_are_refused,
     rolesanywhere::the_emulator_accepts_aws_signing_helper_and_refuses_a_tamper,
     rolesanywhere::aws_signing_helper_is_refused_foreign_expired_and_revoked_certificates,
+    rolesanywhere_flow::podcreds_as_the_ca_gets_working_credentials,
+    rolesanywhere_flow::ca_rotation_keeps_exchanges_working,
+    rolesanywhere_flow::an_admin_certificate_signs_until_revoked_or_expired,
     minio::binding_against_minio_is_limited_to_one_bucket_and_refreshes,
     minio::minio_refuses_a_wrong_audience_and_another_clusters_token,
     minio::every_supported_role_arn_form_is_admitted_by_kubectl_apply,

@@ -14,6 +14,7 @@ const TEST_MODULES: &[(&str, &str)] = &[
     ("minio", include_str!("minio.rs")),
     ("moto", include_str!("moto.rs")),
     ("rolesanywhere", include_str!("rolesanywhere.rs")),
+    ("rolesanywhere_flow", include_str!("rolesanywhere_flow.rs")),
     ("saml", include_str!("saml.rs")),
     ("node", include_str!("node.rs")),
     ("security", include_str!("security.rs")),

@@ -19,14 +19,15 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::support::{ACCOUNT, Env, aws_caller_identity};
 
-const ANCHOR: &str = "arn:aws:rolesanywhere:us-east-1:123456789012:trust-anchor/e2e-anchor";
-const PROFILE: &str = "arn:aws:rolesanywhere:us-east-1:123456789012:profile/e2e-profile";
+pub(crate) const ANCHOR: &str = "arn:aws:rolesanywhere:us-east-1:123456789012:trust-anchor/0e2e0000-a11c-4e00-8000-000000000001";
+pub(crate) const PROFILE: &str =
+    "arn:aws:rolesanywhere:us-east-1:123456789012:profile/0e2e0000-b22c-4e00-8000-000000000002";
 
 /// A CA made for the test: its parameters and key (to issue with) and its PEM.
-struct Ca {
+pub(crate) struct Ca {
     params: CertificateParams,
     key: KeyPair,
-    pem: String,
+    pub pem: String,
 }
 
 fn ca_params(cn: &str) -> CertificateParams {
@@ -41,7 +42,7 @@ fn ca_params(cn: &str) -> CertificateParams {
 }
 
 impl Ca {
-    fn root(cn: &str) -> anyhow::Result<Self> {
+    pub(crate) fn root(cn: &str) -> anyhow::Result<Self> {
         let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
         let params = ca_params(cn);
         let pem = params.self_signed(&key)?.pem();
@@ -59,7 +60,7 @@ impl Ca {
     }
 
     /// A workload certificate and key, written as PEM files (the key as PKCS#8) into `dir`.
-    fn issue(
+    pub(crate) fn issue(
         &self,
         dir: &Path,
         alg: &'static SignatureAlgorithm,
@@ -102,12 +103,12 @@ fn even_hex(serial: u64) -> String {
 }
 
 /// The files `aws_signing_helper` reads.
-struct Workload {
-    certificate: PathBuf,
-    private_key: PathBuf,
+pub(crate) struct Workload {
+    pub certificate: PathBuf,
+    pub private_key: PathBuf,
     intermediates: Option<PathBuf>,
     /// The session name Roles Anywhere gives: the serial in hex.
-    serial_hex: String,
+    pub serial_hex: String,
 }
 
 impl Workload {
@@ -365,7 +366,7 @@ pub async fn the_emulator_accepts_aws_signing_helper_and_refuses_a_tamper(
             .join(" ");
         std::fs::write(
             &config,
-            format!("[default]\ncredential_process = {command}\n"),
+            format!("[default]\nregion = us-east-1\ncredential_process = {command}\n"),
         )?;
         let ident = aws_caller_identity(&sts.url(), &[("AWS_CONFIG_FILE", &config)]).await?;
         let expected = format!(
