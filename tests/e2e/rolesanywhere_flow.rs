@@ -343,8 +343,7 @@ pub async fn podcreds_as_the_ca_gets_working_credentials(env: &Env) -> anyhow::R
         .calls()
         .calls
         .into_iter()
-        .filter(|c| c.action == "AssumeRole" && c.role_arn.as_deref() == Some(&*hop))
-        .next_back()
+        .rfind(|c| c.action == "AssumeRole" && c.role_arn.as_deref() == Some(&*hop))
         .context("no AssumeRole of the hop")?;
     ensure!(hop_call.result == "Ok", "{hop_call:?}");
     ensure!(hop_call.granted_seconds == Some(3600), "{hop_call:?}");
