@@ -774,6 +774,66 @@ mod tests {
     }
 
     #[test]
+    fn roles_anywhere_trusts_the_service_for_this_certificate_subject_and_anchor() {
+        let anchor = "arn:aws:rolesanywhere:eu-west-1:123456789012:trust-anchor/6b1c5a52-0f0e-4c44-9a55-3c1f6f3f5d2e";
+        let spec: crate::api::AWSRoleBindingSpec = serde_json::from_value(json!({
+            "serviceAccountName": "app",
+            "roleArn": "arn:aws:iam::123456789012:role/r",
+            "rolesAnywhere": {
+                "trustAnchorArn": anchor,
+                "profileArn": "arn:aws:rolesanywhere:eu-west-1:123456789012:profile/0b8b6d1c-5d8e-4ab0-a1b7-8c3e7d9f2a41",
+            },
+            "roleChain": [{"roleArn": "arn:aws:iam::123456789012:role/hop"}],
+        }))
+        .unwrap();
+        let resolved =
+            crate::spec::resolve(&spec, "team-a", "b", &crate::spec::StsPolicy::default()).unwrap();
+        let policies = trust_policies(
+            &resolved,
+            "team-a",
+            &FirstPrincipal::RolesAnywhere {
+                trust_anchor_arn: anchor.into(),
+            },
+        )
+        .unwrap();
+        let first = &policies[0].document["Statement"][0];
+        assert_eq!(
+            first["Principal"],
+            json!({"Service": "rolesanywhere.amazonaws.com"})
+        );
+        assert_eq!(
+            first["Action"],
+            json!(["sts:AssumeRole", "sts:TagSession", "sts:SetSourceIdentity"])
+        );
+        assert_eq!(
+            first["Condition"],
+            json!({
+                "StringEquals": {
+                    "aws:PrincipalTag/x509Subject/CN": "team-a.app",
+                    "aws:PrincipalTag/x509Subject/OU": "team-a",
+                },
+                "ArnEquals": {"aws:SourceArn": anchor},
+            })
+        );
+        // The session is named after a certificate serial: the hop pins the subject instead.
+        let hop = &policies[1].document["Statement"][0];
+        assert_eq!(
+            hop["Principal"],
+            json!({"AWS": "arn:aws:iam::123456789012:role/r"})
+        );
+        assert_eq!(
+            hop["Condition"]["StringEquals"]["aws:PrincipalTag/x509Subject/CN"],
+            "team-a.app"
+        );
+        assert!(hop["Condition"].get("StringLike").is_none(), "{hop}");
+        // The source identity the certificate set travels to the hop.
+        assert_eq!(
+            hop["Action"],
+            json!(["sts:AssumeRole", "sts:SetSourceIdentity"])
+        );
+    }
+
+    #[test]
     fn a_plain_hop_needs_only_assume_role() {
         let chain = vec![RoleChainHop {
             role_arn: "arn:aws:iam::444455556666:role/hub".into(),

@@ -49,6 +49,7 @@ pub fn resolve(
     )?;
     let sts = spec.sts.clone().unwrap_or_default();
     let provider = sts.provider.unwrap_or_default();
+    roles_anywhere::check_one_first_exchange(spec)?;
     let source = source::check_source(spec)?;
     let role_arn = role_arn(spec, provider, source)?;
     let secret_name = secret_name(spec, name)?;

@@ -11,6 +11,17 @@ fn region_of(arn: &str) -> Option<&str> {
     arn.split(':').nth(3).filter(|r| !r.is_empty())
 }
 
+/// Refuses `rolesAnywhere` beside another first exchange, before either is read.
+pub(super) fn check_one_first_exchange(spec: &AWSRoleBindingSpec) -> Result<(), SpecError> {
+    if spec.roles_anywhere.is_some() && (spec.saml.is_some() || spec.credential_source.is_some()) {
+        return Err(invalid(
+            "rolesAnywhere",
+            "rolesAnywhere, saml and credentialSource are different first exchanges: set one of them",
+        ));
+    }
+    Ok(())
+}
+
 /// The resolved `spec.rolesAnywhere`, if the binding has one; `role_arn` is the binding's
 /// (checked).
 pub(super) fn resolve_roles_anywhere(
@@ -22,12 +33,6 @@ pub(super) fn resolve_roles_anywhere(
     let Some(ra) = &spec.roles_anywhere else {
         return Ok(None);
     };
-    if spec.saml.is_some() || spec.credential_source.is_some() {
-        return Err(invalid(
-            "rolesAnywhere",
-            "rolesAnywhere, saml and credentialSource are different first exchanges: set one of them",
-        ));
-    }
     if provider != StsProvider::Aws {
         return Err(invalid("rolesAnywhere", "needs sts.provider AWS"));
     }

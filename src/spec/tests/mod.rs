@@ -1,6 +1,7 @@
 //! Unit tests of the validate step: one file per section with many cases.
 
 mod role_chains;
+mod roles_anywhere;
 mod saml;
 use std::time::Duration;
 
