@@ -160,6 +160,10 @@ async fn boto3_caller(
     Ok(serde_json::from_slice(&out.stdout)?)
 }
 
+/// Session policies of the hops of `a_two_hop_chain_serves_aws_clients_as_the_last_role`.
+const HOP_POLICY: &str = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"sts:AssumeRole","Resource":"*"}]}"#;
+const HOP_POLICY_ARN: &str = "arn:aws:iam::aws:policy/ReadOnlyAccess";
+
 pub async fn a_two_hop_chain_serves_aws_clients_as_the_last_role(env: &Env) -> anyhow::Result<()> {
     let ns = env.namespace("chain").await?;
     env.service_account(&ns, "app").await?;
@@ -181,7 +185,10 @@ pub async fn a_two_hop_chain_serves_aws_clients_as_the_last_role(env: &Env) -> a
             "app",
             chain_spec(
                 &chain,
-                &[json!({}), json!({"sessionName": format!("{ns}.last")})],
+                &[
+                    json!({"sessionPolicy": HOP_POLICY}),
+                    json!({"sessionName": format!("{ns}.last"), "policyArns": [HOP_POLICY_ARN]}),
+                ],
                 json!({"durationSeconds": 900, "mountPath": mount_path}),
             ),
             READY,
@@ -243,6 +250,19 @@ pub async fn a_two_hop_chain_serves_aws_clients_as_the_last_role(env: &Env) -> a
     );
     ensure!(
         hop1.issued_access_key_id.as_deref() == data.get("AWS_ACCESS_KEY_ID").map(String::as_str)
+    );
+    // Each hop's session policies reach its own call, and no other.
+    ensure!(
+        first.policy.is_none() && first.policy_arns.is_empty(),
+        "the first exchange carried a hop's policy: {first:?}"
+    );
+    ensure!(
+        hop0.policy.as_deref() == Some(HOP_POLICY) && hop0.policy_arns.is_empty(),
+        "hop 0: {hop0:?}"
+    );
+    ensure!(
+        hop1.policy.is_none() && hop1.policy_arns == [HOP_POLICY_ARN],
+        "hop 1: {hop1:?}"
     );
 
     // Real clients, with nothing but the Secret's files: the AWS CLI through the generated

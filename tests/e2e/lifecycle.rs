@@ -834,7 +834,8 @@ pub async fn spec_changes_issue_new_credentials(env: &Env) -> anyhow::Result<()>
     let changes = [
         json!({"spec": {"roleArn": role_b}}),
         json!({"spec": {"durationSeconds": 7200}}),
-        json!({"spec": {"sessionPolicy": "{\"Version\":\"2012-10-17\",\"Statement\":[{\"Effect\":\"Allow\",\"Action\":\"s3:GetObject\",\"Resource\":\"*\"}]}"}}),
+        json!({"spec": {"sessionPolicy": SCOPED_POLICY}}),
+        json!({"spec": {"policyArns": SCOPED_POLICY_ARNS}}),
     ];
     for change in changes {
         env.bindings(&ns)
@@ -862,8 +863,28 @@ pub async fn spec_changes_issue_new_credentials(env: &Env) -> anyhow::Result<()>
         b_calls.iter().any(|c| c.duration_seconds == Some(7200)),
         "{b_calls:?}"
     );
+    // The session policies reach STS as the binding says: the inline one from its change on,
+    // the managed ones added to it by the last change.
+    let last = b_calls.last().context("no call for role b")?;
+    ensure!(
+        last.policy.as_deref() == Some(SCOPED_POLICY) && last.policy_arns == SCOPED_POLICY_ARNS,
+        "the last exchange did not carry the binding's session policies: {last:?}"
+    );
+    ensure!(
+        b_calls
+            .iter()
+            .any(|c| c.policy.as_deref() == Some(SCOPED_POLICY) && c.policy_arns.is_empty()),
+        "no exchange carried the inline policy alone: {b_calls:?}"
+    );
     Ok(())
 }
+
+/// A session policy a binding narrows its credentials with (inline, and managed).
+const SCOPED_POLICY: &str = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:GetObject","Resource":"*"}]}"#;
+const SCOPED_POLICY_ARNS: [&str; 2] = [
+    "arn:aws:iam::aws:policy/ReadOnlyAccess",
+    "arn:aws:iam::123456789012:policy/team-a-boundary",
+];
 
 pub async fn restart_with_fresh_secrets_makes_no_sts_calls(env: &Env) -> anyhow::Result<()> {
     let (ns, role, mut op) = env.scenario("restart", None).await?;

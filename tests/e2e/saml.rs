@@ -175,6 +175,8 @@ async fn key_ring(env: &Env, operator_ns: &str) -> anyhow::Result<podcreds::keyr
     )?)
 }
 
+const SAML_SESSION_POLICY: &str = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:ListBucket","Resource":"*"}]}"#;
+
 pub async fn saml_binding_gets_working_credentials(env: &Env) -> anyhow::Result<()> {
     let sts = private_emulator(env).await?;
     let s = scene(env, "saml", &sts, None, &["--log-level=trace"]).await?;
@@ -190,7 +192,7 @@ pub async fn saml_binding_gets_working_credentials(env: &Env) -> anyhow::Result<
                     "sourceIdentity": format!("{ns}.alice"),
                     "tags": [{"key": "team", "value": "blue"}],
                     "transitiveTagKeys": ["team"],
-                }}),
+                }, "sessionPolicy": SAML_SESSION_POLICY}),
             ),
             READY,
         )
@@ -246,6 +248,10 @@ pub async fn saml_binding_gets_working_credentials(env: &Env) -> anyhow::Result<
             "{call:?}"
         );
         ensure!(call.transitive_tag_keys == ["team"], "{call:?}");
+        ensure!(
+            call.policy.as_deref() == Some(SAML_SESSION_POLICY),
+            "the session policy did not reach AssumeRoleWithSAML: {call:?}"
+        );
     }
     let counters = sts.calls().counters;
     ensure!(

@@ -244,6 +244,7 @@ pub async fn each_mode_is_ready_with_working_credentials(env: &Env) -> anyhow::R
         &ns,
         "assume",
         json!({"serviceAccountName": "app", "roleArn": role,
+               "policyArns": ["arn:aws:iam::aws:policy/ReadOnlyAccess"],
                "credentialSource": {"name": source}}),
         READY,
     )
@@ -302,6 +303,17 @@ pub async fn each_mode_is_ready_with_working_credentials(env: &Env) -> anyhow::R
         ensure!(
             signed.len() == 1 && signed[0].result == "Ok",
             "{action}: {signed:?}"
+        );
+        // What narrows each session reached STS with it.
+        let call = signed[0];
+        let (policy, arns): (Option<&str>, &[&str]) = match action {
+            "AssumeRole" => (None, &["arn:aws:iam::aws:policy/ReadOnlyAccess"]),
+            "GetFederationToken" => (Some(READ_ONLY_POLICY), &[]),
+            _ => (None, &[]),
+        };
+        ensure!(
+            call.policy.as_deref() == policy && call.policy_arns == arns,
+            "{action} did not carry the binding's session policies: {call:?}"
         );
     }
     let metrics = operator.metrics().await?;
