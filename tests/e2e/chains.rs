@@ -596,7 +596,7 @@ pub async fn a_restarted_operator_makes_no_sts_call_for_a_fresh_chain(
     let calls_before = calls_for_chain(sts, &chain);
 
     op.restart().await?;
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    crate::support::wait_until_reconciled_fresh(&op, 2).await?;
 
     ensure!(
         calls_for_chain(sts, &chain) == calls_before,
@@ -785,7 +785,7 @@ pub async fn a_hop_outage_keeps_valid_credentials_and_a_conflict_costs_one_chain
         )
         .await?;
         env.wait_reason(&ns, "c", "SecretConflict", READY).await?;
-        tokio::time::sleep(Duration::from_secs(2)).await;
+        crate::support::looked_again(env, &op, &ns, "c", "conflict").await?;
         let after = env.secrets(&ns).get("taken").await?;
         ensure!(
             after.metadata.resource_version == foreign.metadata.resource_version,

@@ -747,7 +747,7 @@ pub async fn foreign_secret_is_never_touched(env: &Env) -> anyhow::Result<()> {
         .secrets(&ns)
         .create(&PostParams::default(), &mine)
         .await?;
-    let _op = env.start_operator(&[&ns], &env.emulator.url(), &[]).await?;
+    let op = env.start_operator(&[&ns], &env.emulator.url(), &[]).await?;
     env.create_binding(&ns, "b", spec_with(&role, json!({"secretName": "taken"})))
         .await?;
     let b = env.wait_reason(&ns, "b", "SecretConflict", READY).await?;
@@ -761,7 +761,7 @@ pub async fn foreign_secret_is_never_touched(env: &Env) -> anyhow::Result<()> {
             .any(|e| e.reason.as_deref() == Some("SecretConflict")),
         "no SecretConflict Event"
     );
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    crate::support::looked_again(env, &op, &ns, "b", "conflict").await?;
     let after = env.secrets(&ns).get("taken").await?;
     ensure!(
         after.metadata.resource_version == created.metadata.resource_version,
@@ -776,14 +776,7 @@ pub async fn foreign_secret_is_never_touched(env: &Env) -> anyhow::Result<()> {
         issued <= 1,
         "{issued} credential sets issued for a binding that cannot write them"
     );
-    env.bindings(&ns)
-        .patch(
-            "b",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"metadata": {"annotations": {"test/poke": "1"}}})),
-        )
-        .await?;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    crate::support::looked_again(env, &op, &ns, "b", "conflict").await?;
     ensure!(
         env.issued_for(&role).len() == issued,
         "STS was called again for a binding already known to be in conflict"
@@ -906,7 +899,7 @@ pub async fn restart_with_fresh_secrets_makes_no_sts_calls(env: &Env) -> anyhow:
     let calls_before = env.calls_for(&role);
 
     op.restart().await?;
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    crate::support::wait_until_reconciled_fresh(&op, 5).await?;
 
     let after = versions(env.secrets(&ns).list(&Default::default()).await?.items);
     ensure!(
@@ -963,7 +956,7 @@ pub async fn bindings_colliding_on_a_secret_name_never_share_it(env: &Env) -> an
     env.service_account(&ns, "other").await?;
     let role = env.role(&format!("{ns}-r"), &ns, "app", None);
     let other_role = env.role(&format!("{ns}-o"), &ns, "other", None);
-    let _op = env.start_operator(&[&ns], &env.emulator.url(), &[]).await?;
+    let op = env.start_operator(&[&ns], &env.emulator.url(), &[]).await?;
     env.create_ready(
         &ns,
         "first",
@@ -986,7 +979,7 @@ pub async fn bindings_colliding_on_a_secret_name_never_share_it(env: &Env) -> an
         message.contains("AWSRoleBinding/first"),
         "the conflict should name the owner: {message}"
     );
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    crate::support::looked_again(env, &op, &ns, "second", "conflict").await?;
     let after = env.secrets(&ns).get("shared").await?;
     ensure!(
         after.metadata.resource_version == before.metadata.resource_version,

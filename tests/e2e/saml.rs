@@ -303,7 +303,7 @@ pub async fn saml_binding_gets_working_credentials(env: &Env) -> anyhow::Result<
     // A restarted operator finds fresh credentials and calls STS zero times.
     let before = sts.calls().counters.total;
     op.restart().await?;
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    crate::support::wait_until_reconciled_fresh(&op, 1).await?;
     ensure!(
         sts.calls().counters.total == before,
         "the restarted operator called STS"

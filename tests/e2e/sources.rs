@@ -340,7 +340,7 @@ pub async fn each_mode_is_ready_with_working_credentials(env: &Env) -> anyhow::R
     };
     let before = signed_by_user(&env.emulator.calls().calls);
     operator.restart().await?;
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    crate::support::wait_until_reconciled_fresh(&operator, 3).await?;
     ensure!(
         signed_by_user(&env.emulator.calls().calls) == before,
         "the restarted operator called STS"
@@ -859,7 +859,7 @@ async fn admission_checks(env: &Env) -> anyhow::Result<()> {
 /// so and nothing is written there. The operator caches only its own Secrets, so it learns of the
 /// foreign one when its create is refused: that first exchange is the only use of the keys.
 pub async fn a_foreign_secret_costs_a_source_binding_one_exchange(env: &Env) -> anyhow::Result<()> {
-    let (ns, source, keys, _operator) = scenario(env, "srcconflict").await?;
+    let (ns, source, keys, operator) = scenario(env, "srcconflict").await?;
     let foreign = Secret {
         metadata: ObjectMeta {
             name: Some("taken".into()),
@@ -896,7 +896,7 @@ pub async fn a_foreign_secret_costs_a_source_binding_one_exchange(env: &Env) -> 
             .count()
     };
     let at_conflict = used();
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    crate::support::looked_again(env, &operator, &ns, "blocked", "conflict").await?;
     ensure!(
         at_conflict <= 1 && used() == at_conflict,
         "the keys signed {at_conflict} calls until the conflict and {} after",

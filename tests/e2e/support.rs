@@ -421,6 +421,59 @@ pub fn counter(metrics: &str, series: &str) -> f64 {
         .sum()
 }
 
+/// Waits until `op`'s current process has reconciled bindings and found their credentials fresh
+/// at least `n` times (its metrics start from zero): positive evidence that a restarted
+/// operator looked at its bindings, before a test asserts that it called or wrote nothing.
+pub async fn wait_until_reconciled_fresh(op: &Operator, n: usize) -> anyhow::Result<()> {
+    const SERIES: &str = "podcreds_reconcile_duration_seconds_count{result=\"fresh\"}";
+    let looked = wait_for(Duration::from_secs(30), || async {
+        let metrics = op.metrics().await.ok()?;
+        (counter(&metrics, SERIES) >= n as f64).then_some(())
+    })
+    .await;
+    anyhow::ensure!(
+        looked.is_some(),
+        "the operator (pid {}) never reconciled {n} fresh bindings: {}",
+        op.pid(),
+        op.metrics().await.unwrap_or_default()
+    );
+    Ok(())
+}
+
+/// Pokes binding `ns/name` (an annotation change) and waits until `op` has reconciled once more
+/// with `result` (`conflict`, `fresh`, ...): positive evidence that the operator looked again,
+/// before a test asserts that looking changed nothing.
+pub async fn looked_again(
+    env: &Env,
+    op: &Operator,
+    ns: &str,
+    name: &str,
+    result: &str,
+) -> anyhow::Result<()> {
+    let series = format!("podcreds_reconcile_duration_seconds_count{{result=\"{result}\"}}");
+    let before = counter(&op.metrics().await?, &series);
+    let poke = serde_json::json!({"metadata": {"annotations": {
+        "test.podcreds.dev/poke": jiff::Timestamp::now().to_string(),
+    }}});
+    env.bindings(ns)
+        .patch(
+            name,
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&poke),
+        )
+        .await?;
+    let looked = wait_for(Duration::from_secs(30), || async {
+        let metrics = op.metrics().await.ok()?;
+        (counter(&metrics, &series) > before).then_some(())
+    })
+    .await;
+    anyhow::ensure!(
+        looked.is_some(),
+        "the operator never reconciled {ns}/{name} again with result {result}"
+    );
+    Ok(())
+}
+
 /// Runs the podcreds command line with `args` as the cluster admin.
 pub async fn podcreds_cli(env: &Env, args: &[&str]) -> anyhow::Result<std::process::Output> {
     Ok(tokio::process::Command::new(env!("CARGO_BIN_EXE_podcreds"))
