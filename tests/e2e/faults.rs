@@ -171,7 +171,10 @@ pub async fn slow_sts_does_not_block_other_bindings(env: &Env) -> anyhow::Result
                 &format!("--allowed-sts-endpoints={tarpit_url}"),
                 // An endpoint that is not AWS gets tokens of its own audience only.
                 "--allowed-audiences=tarpit",
+                // Four exchange slots, all of which this one namespace may use: three held by the
+                // tarpit, one left for the others.
                 "--concurrency=4",
+                "--namespace-concurrency=4",
             ],
         )
         .await?;
@@ -190,13 +193,30 @@ pub async fn slow_sts_does_not_block_other_bindings(env: &Env) -> anyhow::Result
         env.create_binding(&ns, &format!("fine{i}"), spec(&role))
             .await?;
     }
+    let mut fine_ready = Vec::new();
     for i in 0..6 {
-        env.wait_ready(&ns, &format!("fine{i}"), "True", Duration::from_secs(30))
+        let b = env
+            .wait_ready(&ns, &format!("fine{i}"), "True", Duration::from_secs(90))
             .await?;
+        let ready =
+            podcreds::status::ready_condition(b.status.as_ref()).context("no Ready condition")?;
+        fine_ready.push(ready.last_transition_time.0);
     }
     // The stuck ones time out with a clear reason instead of hanging forever.
-    env.wait_reason(&ns, "stuck0", "StsUnavailable", Duration::from_secs(90))
+    let stuck = env
+        .wait_reason(&ns, "stuck0", "StsUnavailable", Duration::from_secs(90))
         .await?;
+    let gave_up = podcreds::status::ready_condition(stuck.status.as_ref())
+        .context("no Ready condition")?
+        .last_transition_time
+        .0;
+    // Ordering, not duration: every other binding was Ready while the stuck call was still open
+    // (its failure was recorded after all of them).
+    let last_fine = fine_ready.iter().max().context("no fine binding")?;
+    ensure!(
+        *last_fine <= gave_up,
+        "a fine binding became Ready at {last_fine}, after the stuck call gave up at {gave_up}: it waited for the slow STS"
+    );
     held.abort();
     Ok(())
 }
@@ -355,6 +375,7 @@ pub async fn apiserver_restart_is_survived(_shared: &Env) -> anyhow::Result<()> 
         .create_ready(&ns, "b", spec(&role), Duration::from_secs(60))
         .await?;
     let steps = async {
+        let lines_before = op.process.log().lines().count();
         private.plane.restart_apiserver().await?;
         private.client = private.plane.client().await?;
         // Watches broke; the operator must notice a new binding and keep refreshing the old one.
@@ -373,9 +394,16 @@ pub async fn apiserver_restart_is_survived(_shared: &Env) -> anyhow::Result<()> 
             refreshed.is_some(),
             "no refresh after the apiserver restart"
         );
+        // The operator saw its bindings' watch break and re-established it (the log line of
+        // that one watch, after the restart), rather than never having noticed.
+        let log = op.process.log();
+        let interrupted = log.lines().skip(lines_before).any(|l| {
+            l.contains("\"message\":\"watch interrupted; re-establishing\"")
+                && l.contains("\"kind\":\"AWSRoleBinding\"")
+        });
         ensure!(
-            op.process.log().contains("watch"),
-            "no trace of the broken watches in the log"
+            interrupted,
+            "no record of the bindings' watch breaking and being re-established"
         );
         Ok::<(), anyhow::Error>(())
     };

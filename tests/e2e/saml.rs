@@ -357,37 +357,49 @@ pub async fn saml_binding_gets_working_credentials(env: &Env) -> anyhow::Result<
     env.create_binding(ns, "example", serde_json::to_value(&example["spec"])?)
         .await
         .context("examples/saml.yaml refused")?;
-    for (bad, why) in [
+    // Each refused by the CRD's own rules (422), naming the field at fault.
+    for (bad, why, field) in [
         (
             json!({"saml": {"providerArn": "arn:aws:iam::123456789012:role/nope"}}),
             "role ARN as provider",
+            "spec.saml.providerArn",
         ),
         (
             json!({"saml": {"sourceIdentity": "aws:x"}}),
             "reserved source identity",
+            "spec.saml.sourceIdentity",
         ),
         (
             json!({"saml": {"tags": [{"key": "kubernetes-ns", "value": "x"}]}}),
             "reserved tag",
+            "spec.saml.tags",
         ),
         (
             json!({"saml": {"tags": [{"key": "a", "value": "x"}], "transitiveTagKeys": ["b"]}}),
             "transitive key of no tag",
+            "transitiveTagKeys",
         ),
         (
             json!({"saml": {}, "sts": {"provider": "MinIO", "endpoint": "http://127.0.0.1:1"}}),
             "MinIO",
+            "saml",
         ),
         (
             json!({"saml": {"sourceIdentity": format!("{ns}.alice")}, "roleChain": [{"roleArn": "arn:aws:iam::123456789012:role/x", "sourceIdentity": format!("{ns}.bob")}]}),
             "a second source identity",
+            "sourceIdentity",
         ),
     ] {
-        let refused = env.create_binding(ns, "bad", spec_with(&s.role, bad)).await;
-        ensure!(
-            refused.is_err(),
-            "the apiserver admitted a binding with {why}"
-        );
+        match env.create_binding(ns, "bad", spec_with(&s.role, bad)).await {
+            Ok(_) => bail!("the apiserver admitted a binding with {why}"),
+            Err(kube::Error::Api(status)) => ensure!(
+                status.code == 422 && status.message.contains(field),
+                "a binding with {why} was refused without naming {field}: {} {}",
+                status.code,
+                status.message
+            ),
+            Err(other) => bail!("creating a binding with {why} failed otherwise: {other}"),
+        }
     }
     sts.shutdown();
     Ok(())
