@@ -315,10 +315,11 @@ pub async fn refresh_happens_before_expiry_and_honours_shorter_grants(
     )
     .await?;
 
-    // Watch the Secret for 40 s: every version must be replaced before it expires.
+    // Watch the Secret through three credential sets: every version must be replaced before it
+    // expires (the wait is bounded only so that a stuck operator fails the test).
     let mut seen: Vec<(String, jiff::Timestamp)> = Vec::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(40);
-    while tokio::time::Instant::now() < deadline {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(180);
+    while seen.len() < 3 && tokio::time::Instant::now() < deadline {
         let secret = env.secrets(&ns).get("short").await?;
         let data = decode_secret(&secret);
         let exp: jiff::Timestamp = data["expiration"].parse()?;
@@ -334,7 +335,7 @@ pub async fn refresh_happens_before_expiry_and_honours_shorter_grants(
     }
     ensure!(
         seen.len() >= 3,
-        "expected at least 3 credential sets in 40 s, saw {}",
+        "the credentials were refreshed {} times only",
         seen.len()
     );
     let calls = env.issued_for(&role);
@@ -342,8 +343,23 @@ pub async fn refresh_happens_before_expiry_and_honours_shorter_grants(
         calls.iter().all(|c| c.granted_seconds == Some(12)),
         "{calls:?}"
     );
-    // One STS call per lifetime, not more: 40 s / (about 8 s between refreshes) plus the first.
-    ensure!(calls.len() <= 8, "too many STS calls: {}", calls.len());
+    // One STS call per credential set: every call's keys reached the Secret, except at most one
+    // issued since the last look.
+    let seen_keys: std::collections::BTreeSet<&str> =
+        seen.iter().map(|(k, _)| k.as_str()).collect();
+    let unseen = calls
+        .iter()
+        .filter(|c| {
+            c.access_key_id
+                .as_deref()
+                .is_none_or(|k| !seen_keys.contains(k))
+        })
+        .count();
+    ensure!(
+        unseen <= 1,
+        "{unseen} of {} STS calls issued credentials that never reached the Secret",
+        calls.len()
+    );
     let binding = env.bindings(&ns).get("short").await?;
     let status = binding.status.context("status")?;
     let exp = status.expiration.context("expiration")?.0;

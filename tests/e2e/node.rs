@@ -391,10 +391,52 @@ pub async fn the_operator_image_runs_as_a_restricted_pod(_env: &Env) -> anyhow::
             "the operator pod's log holds the {field}"
         );
     }
+    // The image's user, as the kernel sees the container's process.
+    let uids = operator_process_uids(&format!("--namespaces={app_ns}"))?;
+    ensure!(
+        !uids.is_empty()
+            && uids
+                .iter()
+                .all(|&(real, effective)| real == 65532 && effective == 65532),
+        "the operator container runs as {uids:?}, not uid 65532"
+    );
     println!(
-        "  node: the operator image {image} ran as a restricted pod (uid 65532, read-only root), Ready through the kubelet's probes, and issued working credentials"
+        "  node: the operator image {image} ran as a pod with the chart's container settings (uid 65532 seen in /proc, read-only root, no capabilities), Ready through the kubelet's probes, and issued working credentials"
     );
     Ok(())
+}
+
+/// The user IDs (real, effective) of every process of this run running the operator image's
+/// entrypoint with `marker` among its arguments: the node's containers are this machine's
+/// processes, so what they run as is read where the kernel keeps it.
+fn operator_process_uids(marker: &str) -> anyhow::Result<Vec<(u32, u32)>> {
+    let mut uids = Vec::new();
+    for entry in std::fs::read_dir("/proc")? {
+        let Ok(entry) = entry else { continue };
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+        let is_operator = args.first() == Some(&&b"/podcreds"[..])
+            && args
+                .iter()
+                .any(|a| a.windows(marker.len()).any(|w| w == marker.as_bytes()));
+        if !is_operator {
+            continue;
+        }
+        let Ok(status) = std::fs::read_to_string(entry.path().join("status")) else {
+            continue;
+        };
+        let ids: Vec<u32> = status
+            .lines()
+            .find_map(|l| l.strip_prefix("Uid:"))
+            .context("no Uid line")?
+            .split_whitespace()
+            .filter_map(|n| n.parse().ok())
+            .collect();
+        uids.push((ids[0], ids[1]));
+    }
+    Ok(uids)
 }
 
 /// Waits until Deployment `name` has rolled out `replicas` Ready pods of its current generation.
@@ -549,12 +591,32 @@ pub async fn the_chart_runs_on_the_node_in_a_restricted_namespace(
         )
         .await?;
 
+    // Both replicas run as the image's non-root user, in a namespace enforcing the restricted
+    // Pod Security Standard (the apiserver admitted them under it).
+    let uids = operator_process_uids("--leader-election")?;
+    ensure!(
+        uids.len() >= 2
+            && uids
+                .iter()
+                .all(|&(real, effective)| real == 65532 && effective == 65532),
+        "the chart's operator processes run as {uids:?}, not uid 65532"
+    );
+
     // Fail-over: the leader's pod killed at once; the other replica takes the Lease and serves.
     let old_leader =
         crate::support::wait_for(Duration::from_secs(30), || leader(&node_env, release_ns))
             .await
             .context("no replica holds the leader Lease")?;
     let pods: Api<Pod> = Api::namespaced(node_env.client.clone(), release_ns);
+    // The standby: the other replica running now, not the pod that will replace the leader.
+    let standby = pods
+        .list(&Default::default())
+        .await?
+        .items
+        .into_iter()
+        .filter_map(|p| p.metadata.name)
+        .find(|name| name != &old_leader && name.starts_with("podcreds-"))
+        .context("no second replica")?;
     pods.delete(
         &old_leader,
         &kube::api::DeleteParams::default().grace_period(0),
@@ -567,6 +629,10 @@ pub async fn the_chart_runs_on_the_node_in_a_restricted_namespace(
     })
     .await
     .with_context(|| format!("no replica took over from {old_leader}"))?;
+    ensure!(
+        new_leader == standby,
+        "{new_leader} took the Lease, not the standby replica {standby}"
+    );
     node_env
         .create_ready(
             &app_ns,
