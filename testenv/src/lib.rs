@@ -6,6 +6,7 @@
 //! [`Error`] that says what to run.
 #![forbid(unsafe_code)]
 
+pub mod fixtures;
 pub mod loopback;
 pub mod netns;
 pub mod node;

@@ -142,7 +142,7 @@ const TESTS: &[(&str, TestFn)] = tests![
     tenant::a_forged_status_deletes_no_secret,
     tenant::two_installations_serve_disjoint_bindings,
     tenant::labelled_secrets_built_to_bloat_the_cache_cost_nothing,
-    tenant::maximal_bindings_fit_the_default_memory_limit,
+    tenant::oversized_bindings_are_refused_and_maximal_ones_served,
     tenant::a_conflict_clears_when_the_foreign_secret_goes,
     tenant::a_busy_namespace_does_not_hold_up_another,
     tenant::the_operator_enforces_the_role_allowlist_itself,

@@ -1,7 +1,8 @@
 //! `cargo xtask bench`: scale benchmark against the real control plane and the STS emulator.
 //!
 //! For each N: the floor (the bare work of N bindings done directly by a minimal client), time to
-//! Ready through podcreds, memory (also with many unrelated Secrets in the cluster), restart cost,
+//! Ready through podcreds, memory (also with many unrelated Secrets in the cluster, and under
+//! tenants' attempts to bloat the caches), restart cost,
 //! steady-state refresh spread and CPU per 1,000 refreshes. Writes JSON plus a table. Not part of
 //! `cargo xtask test`: benchmarks measure, tests check behaviour.
 //!
@@ -29,6 +30,7 @@ mod apiserver;
 mod churn;
 mod fairness;
 mod floor;
+mod hostile;
 mod peer_eso;
 mod phase;
 mod proc;
@@ -99,6 +101,16 @@ pub struct Args {
     /// their namespace is deleted (comma separated; 0 skips the phase).
     #[arg(long, value_delimiter = ',', default_value = "100,1000")]
     pub churn_bindings: Vec<usize>,
+    /// Labelled Secrets with a 200 KB annotation each in the hostile-load phase (0 skips the
+    /// phase): RSS before and after.
+    #[arg(long, default_value_t = 1_500)]
+    pub hostile_secrets: usize,
+    /// Bindings just under the operator's cached-size bound in the hostile-load phase: peak RSS.
+    #[arg(long, default_value_t = 1_500)]
+    pub maximal_bindings: usize,
+    /// Bindings at the CRD's maximum size (refused, cached as a stub) in the hostile-load phase.
+    #[arg(long, default_value_t = 20)]
+    pub oversized_bindings: usize,
     /// Where to write the JSON result.
     #[arg(long, default_value = "target/bench/result.json")]
     pub output: PathBuf,
@@ -303,6 +315,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         for &n in args.churn_bindings.iter().filter(|&&n| n > 0) {
             churn_results.push(churn::measure(&plane, &emulator, &bin, n, &args).await?);
         }
+        let hostile = if args.hostile_secrets > 0 {
+            Some(hostile::measure(&plane, &emulator, &bin, &args).await?)
+        } else {
+            None
+        };
         let steady = if args.steady_bindings > 0 {
             println!(
                 "  steady state: {} bindings, {} s lifetimes, {} s",
@@ -326,6 +343,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             steady,
             fairness,
             churn: churn_results,
+            hostile,
         })
     })?;
     let output = repo_root().join(&args.output);

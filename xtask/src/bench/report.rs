@@ -36,6 +36,7 @@ pub struct Report {
     pub steady: Option<SteadyResult>,
     pub fairness: Option<super::fairness::FairnessResult>,
     pub churn: Vec<super::churn::ChurnResult>,
+    pub hostile: Option<super::hostile::HostileResult>,
 }
 
 /// `release` or `debug`: how the benchmark process itself was compiled.
@@ -198,6 +199,21 @@ fn print_results(r: &Report) {
             f.healthy_late_refreshes,
             f.healthy_max_gap_share_of_lifetime,
             f.failing_calls_observed
+        );
+    }
+    if let Some(h) = &r.hostile {
+        println!(
+            "\nhostile load | RSS before | after {} labelled Secrets of {} KB | peak with {} bindings of {} B and {} of {} B",
+            h.bloat_secrets,
+            h.bloat_bytes_each / 1024,
+            h.maximal_bindings,
+            h.maximal_binding_bytes,
+            h.oversized_bindings,
+            h.oversized_binding_bytes
+        );
+        println!(
+            "             | {:>6.1} MiB | {:>6.1} MiB | {:>6.1} MiB",
+            h.rss_before_mib, h.rss_after_bloat_mib, h.peak_rss_mib
         );
     }
     if !r.churn.is_empty() {
