@@ -934,7 +934,7 @@ pub async fn restart_with_fresh_secrets_makes_no_sts_calls(env: &Env) -> anyhow:
 }
 
 pub async fn disallowed_endpoint_and_audience_send_nothing(env: &Env) -> anyhow::Result<()> {
-    let (ns, role, _op) = env.scenario("allow", None).await?;
+    let (ns, role, op) = env.scenario("allow", None).await?;
     // A listener that records whether anything ever connects.
     let trap = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let trap_url = format!("http://{}", trap.local_addr()?);
@@ -962,6 +962,15 @@ pub async fn disallowed_endpoint_and_audience_send_nothing(env: &Env) -> anyhow:
     ensure!(
         env.calls_for(&role) == 0,
         "STS was called for refused bindings"
+    );
+    // No token was even requested: this operator (which serves only this namespace) made no
+    // TokenRequest at all.
+    let metrics = op.metrics().await?;
+    let requested =
+        crate::support::counter(&metrics, "podcreds_token_request_duration_seconds_count");
+    ensure!(
+        metrics.contains("podcreds_reconcile_duration_seconds_count") && requested == 0.0,
+        "the operator requested {requested} tokens for bindings it refused"
     );
     Ok(())
 }
