@@ -196,10 +196,8 @@ fn outcome<'a>(reconciled: &'a Reconciled<'a>) -> Option<Outcome<'a>> {
 
 /// The Event `reconciled` deserves, if any, given the binding's current Ready reason. Blocked
 /// bindings speak once per reason; refreshes and failures always.
-pub fn announcement(
-    reconciled: &Reconciled<'_>,
-    previous_ready_reason: Option<&str>,
-) -> Option<Announcement> {
+pub fn announcement(reconciled: &Reconciled<'_>, previous: Previous<'_>) -> Option<Announcement> {
+    let previous_ready_reason = previous.ready_reason;
     let blocked = |category: &'static str, action: &'static str, note: String| {
         plan::announce_blocked(previous_ready_reason, category).then_some(Announcement {
             warning: true,
@@ -230,21 +228,24 @@ pub fn announcement(
             conflict_message(spec, owner.as_deref()),
         ),
         Reconciled::Fresh { .. } | Reconciled::Parked | Reconciled::BackingOff(_) => None,
+        // A routine issue or renewal is in the status and the metrics; a person needs to hear of
+        // it only when it ends a failure or a block.
         Reconciled::Refreshed {
             spec,
             reason,
             issued,
             ..
-        } => Some(Announcement {
+        } => previous.was_failing().then(|| Announcement {
             warning: false,
-            reason: "Refreshed",
+            reason: REASON_RECOVERED,
             action: "Refresh",
             note: format!(
-                "Wrote credentials for {} to Secret {}, valid until {} ({})",
+                "Wrote credentials for {} to Secret {}, valid until {} ({}; until now: {})",
                 spec.identity(),
                 spec.secret_name,
                 rfc3339(issued.expiration),
-                reason.as_str()
+                reason.as_str(),
+                previous.failure().unwrap_or_default()
             ),
         }),
         Reconciled::Failed { error, .. } => Some(Announcement {
@@ -401,7 +402,7 @@ pub async fn report(
         );
     }
     metrics.reconciled(reconciled.result().as_str());
-    if let Some(event) = announcement(&reconciled, ready_reason(binding)) {
+    if let Some(event) = announcement(&reconciled, Previous::of(binding)) {
         shared.events.announce(binding, event);
     }
     if let Some(outcome) = outcome(&reconciled) {
@@ -449,6 +450,41 @@ pub fn report_overlap(ctx: &Context, binding: &AWSRoleBinding, key: &BindingKey,
 /// The binding's current Ready reason.
 pub fn ready_reason(binding: &AWSRoleBinding) -> Option<&str> {
     status::ready_condition(binding.status.as_ref()).map(|c| c.reason.as_str())
+}
+
+/// Event reason when credentials are written again after a failure or a block.
+pub const REASON_RECOVERED: &str = "Recovered";
+
+/// What the binding's status said before this reconciliation, as far as Events care.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Previous<'a> {
+    pub ready_reason: Option<&'a str>,
+    /// `Degraded=True`: the last refresh failed (the credentials may still be valid).
+    pub degraded_reason: Option<&'a str>,
+}
+
+impl<'a> Previous<'a> {
+    pub fn of(binding: &'a AWSRoleBinding) -> Self {
+        let degraded = binding.status.as_ref().and_then(|s| {
+            s.conditions
+                .iter()
+                .find(|c| c.type_ == status::CONDITION_DEGRADED && c.status == "True")
+        });
+        Self {
+            ready_reason: ready_reason(binding),
+            degraded_reason: degraded.map(|c| c.reason.as_str()),
+        }
+    }
+
+    /// The failure or block the binding reported, if any.
+    fn failure(&self) -> Option<&'a str> {
+        self.degraded_reason
+            .or(self.ready_reason.filter(|r| *r != status::REASON_ISSUED))
+    }
+
+    fn was_failing(&self) -> bool {
+        self.failure().is_some()
+    }
 }
 
 /// Applies the status `outcome` leads to, unless it is what the apiserver already holds (as far
@@ -571,32 +607,39 @@ mod tests {
     }
 
     #[test]
-    fn blocked_bindings_speak_once_refreshes_and_failures_always() {
+    fn blocked_bindings_speak_once_failures_always_and_recoveries_once() {
         let s = spec();
         let conflict = Reconciled::Conflict {
             spec: &s,
             owner: Some("Deployment/x".into()),
         };
-        let first = announcement(&conflict, Some("CredentialsIssued")).expect("announced");
+        let ready = |reason| Previous {
+            ready_reason: reason,
+            degraded_reason: None,
+        };
+        let first = announcement(&conflict, ready(Some("CredentialsIssued"))).expect("announced");
         assert!(first.warning);
         assert_eq!(first.reason, REASON_CONFLICT);
         assert!(first.note.contains("controller: Deployment/x"));
-        assert_eq!(announcement(&conflict, Some(REASON_CONFLICT)), None);
+        assert_eq!(announcement(&conflict, ready(Some(REASON_CONFLICT))), None);
 
         let invalid = Reconciled::Invalid(Invalid::from(
             crate::spec::SpecError::EndpointNotAllowed("https://x".into()),
         ));
         assert_eq!(
-            announcement(&invalid, None).map(|a| a.action),
+            announcement(&invalid, ready(None)).map(|a| a.action),
             Some("Validate")
         );
-        assert_eq!(announcement(&invalid, Some("EndpointNotAllowed")), None);
+        assert_eq!(
+            announcement(&invalid, ready(Some("EndpointNotAllowed"))),
+            None
+        );
 
         let fresh = Reconciled::Fresh {
             spec: &s,
             issued: issued(),
         };
-        assert_eq!(announcement(&fresh, None), None);
+        assert_eq!(announcement(&fresh, ready(None)), None);
 
         let refreshed = Reconciled::Refreshed {
             spec: &s,
@@ -605,9 +648,27 @@ mod tests {
             created_uid: None,
             version: None,
         };
-        let note = announcement(&refreshed, Some("CredentialsIssued")).expect("announced");
+        // A first issue and a routine renewal say nothing; the end of a failure or block does.
+        assert_eq!(announcement(&refreshed, ready(None)), None);
+        assert_eq!(
+            announcement(&refreshed, ready(Some("CredentialsIssued"))),
+            None
+        );
+        let note =
+            announcement(&refreshed, ready(Some("ServiceAccountNotFound"))).expect("announced");
         assert!(!note.warning);
-        assert!(note.note.ends_with("(SpecChanged)"), "{}", note.note);
+        assert_eq!(note.reason, REASON_RECOVERED);
+        assert!(
+            note.note
+                .ends_with("(SpecChanged; until now: ServiceAccountNotFound)"),
+            "{}",
+            note.note
+        );
+        let degraded = Previous {
+            ready_reason: Some("CredentialsIssued"),
+            degraded_reason: Some("StsUnavailable"),
+        };
+        assert!(announcement(&refreshed, degraded).is_some());
 
         let failed = Reconciled::Failed {
             spec: &s,
@@ -616,7 +677,7 @@ mod tests {
             ))),
             still_valid: None,
         };
-        let note = announcement(&failed, Some("ServiceAccountNotFound")).expect("announced");
+        let note = announcement(&failed, ready(Some("ServiceAccountNotFound"))).expect("announced");
         assert!(note.note.starts_with("ServiceAccountNotFound: "));
     }
 

@@ -594,11 +594,24 @@ pub async fn chart_installs_with_sufficient_and_minimal_rbac(env: &Env) -> anyho
         .await?;
     env.create_ready(&ns, "b", spec(&role), Duration::from_secs(60))
         .await?;
-    let events = env.events(&ns).await?;
-    ensure!(
+    // A binding of a ServiceAccount that does not exist yet: its Warning Event proves the chart's
+    // identity may publish Events.
+    env.create_binding(
+        &ns,
+        "early",
+        json!({"serviceAccountName": "later", "roleArn": role}),
+    )
+    .await?;
+    let published = crate::support::wait_for(Duration::from_secs(30), || async {
+        let events = env.events(&ns).await.ok()?;
         events
             .iter()
-            .any(|e| e.reason.as_deref() == Some("Refreshed")),
+            .any(|e| e.reason.as_deref() == Some("RefreshFailed"))
+            .then_some(())
+    })
+    .await;
+    ensure!(
+        published.is_some(),
         "the chart identity could not publish Events"
     );
 

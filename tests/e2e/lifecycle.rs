@@ -100,15 +100,8 @@ pub async fn binding_issues_working_credentials(env: &Env) -> anyhow::Result<()>
     );
     ensure!(call.result == "Ok", "{call:?}");
 
-    // An Event says what happened.
-    let found = wait_for(Duration::from_secs(10), || async {
-        let events = env.events(&ns).await.ok()?;
-        events
-            .into_iter()
-            .find(|e| e.reason.as_deref() == Some("Refreshed"))
-    })
-    .await;
-    ensure!(found.is_some(), "no Refreshed Event");
+    // A routine first issue is in the status and the metrics, not in an Event (a person needs
+    // Events for failures, blocks and recoveries: `missing_service_account_then_created`).
 
     // Metrics report the binding.
     let metrics = op.metrics().await?;
@@ -396,6 +389,35 @@ pub async fn missing_service_account_then_created(env: &Env) -> anyhow::Result<(
     env.service_account(&ns, "late").await?;
     env.wait_ready(&ns, "late", "True", Duration::from_secs(30))
         .await?;
+    // The Events tell the story a person needs: the block, then the recovery, each once.
+    let told = wait_for(Duration::from_secs(30), || async {
+        let events = env.events(&ns).await.ok()?;
+        let count = |reason: &str| {
+            events
+                .iter()
+                .filter(|e| e.reason.as_deref() == Some(reason))
+                .map(|e| e.count.unwrap_or(1).max(1))
+                .sum::<i32>()
+        };
+        let blocked = events
+            .iter()
+            .filter(|e| {
+                e.reason.as_deref() == Some("RefreshFailed")
+                    && e.message
+                        .as_deref()
+                        .is_some_and(|n| n.starts_with("ServiceAccountNotFound"))
+            })
+            .count();
+        let recovered = count("Recovered");
+        (recovered == 1).then_some((blocked, events))
+    })
+    .await
+    .context("no Recovered Event after the ServiceAccount appeared")?;
+    ensure!(
+        told.0 >= 1,
+        "no RefreshFailed Event naming the missing ServiceAccount: {:?}",
+        told.1
+    );
     Ok(())
 }
 

@@ -457,8 +457,6 @@ pub async fn a_deleted_namespace_leaves_the_operator_quiet(env: &Env) -> anyhow:
         env.wait_ready(&ns, &format!("b{i}"), "True", Duration::from_secs(60))
             .await?;
     }
-    // The Refreshed Events of the 20 bindings are published in the background, a few per second.
-    tokio::time::sleep(Duration::from_secs(2)).await;
     let calls_before = env.calls_for(&role);
     let log_before = op.log().lines().count();
     let namespaces: kube::Api<k8s_openapi::api::core::v1::Namespace> =
