@@ -734,6 +734,41 @@ pub async fn spec_changes_issue_new_credentials(env: &Env) -> anyhow::Result<()>
         |data: &std::collections::BTreeMap<String, String>| data["AWS_ACCESS_KEY_ID"].clone();
     let mut previous = key_of(&env.secret_data(&ns, "b").await?);
 
+    // Two hours from role a, left at IAM's one-hour MaxSessionDuration: AWS refuses rather than
+    // grant less, the binding says so with the command that raises the maximum, and the
+    // credentials it holds stay.
+    let two_hours = json!({"spec": {"durationSeconds": 7200}});
+    env.bindings(&ns)
+        .patch("b", &PatchParams::default(), &Patch::Merge(&two_hours))
+        .await?;
+    let role_a_name = role_a.rsplit('/').next().unwrap_or_default().to_string();
+    let refused = wait_for(Duration::from_secs(30), || async {
+        let b = env.bindings(&ns).get("b").await.ok()?;
+        let degraded = b
+            .status?
+            .conditions
+            .into_iter()
+            .find(|c| c.type_ == "Degraded" && c.status == "True")?;
+        (degraded.reason == "StsInvalidRequest").then_some(degraded.message)
+    })
+    .await
+    .context("a session longer than the role allows was not refused")?;
+    ensure!(
+        refused.contains("MaxSessionDuration")
+            && refused.contains(&format!(
+                "aws iam update-role --role-name {role_a_name} --max-session-duration 7200"
+            )),
+        "the refusal does not name the fix: {refused}"
+    );
+    ensure!(
+        key_of(&env.secret_data(&ns, "b").await?) == previous,
+        "the refused exchange replaced the credentials"
+    );
+    let back = json!({"spec": {"durationSeconds": null}});
+    env.bindings(&ns)
+        .patch("b", &PatchParams::default(), &Patch::Merge(&back))
+        .await?;
+
     let changes = [
         json!({"spec": {"roleArn": role_b}}),
         json!({"spec": {"durationSeconds": 7200}}),
