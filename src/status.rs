@@ -264,6 +264,7 @@ pub fn build_status(
             status.renewal_time = Some(time(issued.renewal_time));
             status.last_refresh_time = Some(time(issued.issued_at));
             status.assumed_role_arn = issued.assumed_role_arn.clone();
+            status.sts_endpoint = issued.sts_endpoint.clone();
             report_chain(&mut status, &mut conditions, issued, generation, now);
             set_condition(
                 &mut conditions,
@@ -309,6 +310,7 @@ pub fn build_status(
                     status.renewal_time = Some(time(issued.renewal_time));
                     status.last_refresh_time = Some(time(issued.issued_at));
                     status.assumed_role_arn = issued.assumed_role_arn.clone();
+                    status.sts_endpoint = issued.sts_endpoint.clone();
                     report_chain(&mut status, &mut conditions, issued, generation, now);
                     set_condition(
                         &mut conditions,
@@ -406,6 +408,7 @@ pub fn build_status(
                     status.expiration = None;
                     status.renewal_time = None;
                     status.assumed_role_arn = None;
+                    status.sts_endpoint = None;
                     status.chain.clear();
                 }
                 RevocationReport::Nothing => {}
@@ -478,6 +481,7 @@ mod tests {
             fingerprint: "f".into(),
             assumed_role_arn: Some("arn:aws:sts::1:assumed-role/r/s".into()),
             chain: None,
+            sts_endpoint: None,
         }
     }
 
@@ -673,6 +677,7 @@ mod tests {
             fingerprint: "f".into(),
             assumed_role_arn: None,
             chain: None,
+            sts_endpoint: None,
         };
         let valid = |name, created| Outcome::Valid {
             issued: &meta,

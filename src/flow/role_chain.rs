@@ -9,7 +9,7 @@
 
 use std::sync::Arc;
 
-use super::deps::{FlowDeps, target};
+use super::deps::FlowDeps;
 use super::error::HopError;
 use super::seam::ExchangeRequest;
 use crate::credentials::{ChainRecord, HopRecord, IssuedCredentials, Signer};
@@ -70,24 +70,27 @@ impl RoleChain {
         let mut current = first;
         let mut records = Vec::with_capacity(spec.role_chain.len());
         for (index, hop) in spec.role_chain.iter().enumerate() {
-            let call = self.deps.sts.assume_role(AssumeRoleRequest {
-                signer: Signer::Session(current),
-                role_arn: hop.role_arn.clone(),
-                session_name: hop.session_name.clone(),
-                external_id: hop.external_id.clone(),
-                tags: hop.tags.clone(),
-                transitive_tag_keys: hop.transitive_tag_keys.clone(),
-                source_identity: hop.source_identity.clone(),
-                scope: SessionScope {
-                    duration_seconds: hop.duration_seconds,
-                    policy: hop.session_policy.clone(),
-                    policy_arns: hop.policy_arns.clone(),
-                },
-                target: target(spec),
-            });
-            let assumed = self
+            // Every hop fails over on its own: the previous credentials sign it at whichever
+            // endpoint answers (STS credentials are good at every endpoint of the service).
+            let served = self
                 .deps
-                .sts_call(Self::NAME, call)
+                .sts_exchange(Self::NAME, spec, |target| {
+                    self.deps.sts.assume_role(AssumeRoleRequest {
+                        signer: Signer::Session(current.clone()),
+                        role_arn: hop.role_arn.clone(),
+                        session_name: hop.session_name.clone(),
+                        external_id: hop.external_id.clone(),
+                        tags: hop.tags.clone(),
+                        transitive_tag_keys: hop.transitive_tag_keys.clone(),
+                        source_identity: hop.source_identity.clone(),
+                        scope: SessionScope {
+                            duration_seconds: hop.duration_seconds,
+                            policy: hop.session_policy.clone(),
+                            policy_arns: hop.policy_arns.clone(),
+                        },
+                        target,
+                    })
+                })
                 .await
                 .map_err(|error| {
                     let hint = if error.kind == StsErrorKind::AccessDenied {
@@ -102,6 +105,7 @@ impl RoleChain {
                         hint,
                     }
                 })?;
+            let assumed = served.answer;
             records.push(HopRecord {
                 assumed_role_arn: assumed
                     .credentials
@@ -113,7 +117,10 @@ impl RoleChain {
                     .packed_policy_size
                     .map(|p| p.clamp(0, MAX_PACKED_PERCENT)),
             });
-            current = assumed.credentials;
+            current = IssuedCredentials {
+                sts_endpoint: served.endpoint,
+                ..assumed.credentials
+            };
         }
         current.chain = Some(ChainRecord {
             clamped_from: spec

@@ -11,6 +11,7 @@ use futures::future::BoxFuture;
 use jiff::Timestamp;
 use secrecy::{ExposeSecret, SecretString};
 
+use super::proxy::StsProxy;
 use super::sdk_error::classify_sdk_error;
 use super::{
     AssumeRoleRequest, AssumedRole, FederationTokenRequest, RolesAnywhereClient,
@@ -99,6 +100,25 @@ impl Default for StsTimeouts {
 /// Most SDK clients kept at once (one per region and endpoint in use).
 const MAX_CLIENTS: usize = 32;
 
+/// The HTTP client every SDK client shares: rustls with aws-lc, the system's roots, and the
+/// admin's proxy for HTTPS endpoints or none. Built as the SDK builds its own default client,
+/// except that the proxy is the one given, never `ProxyConfig::from_env()`.
+fn http_client(proxy: Option<&StsProxy>) -> aws_sdk_sts::config::SharedHttpClient {
+    use aws_smithy_http_client::proxy::ProxyConfig;
+    use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
+    let proxy = proxy.map_or_else(ProxyConfig::disabled, StsProxy::sdk_config);
+    aws_smithy_http_client::Builder::new().build_with_connector_fn(move |settings, components| {
+        let mut connector = aws_smithy_http_client::ConnectorBuilder::default()
+            .tls_provider(Provider::Rustls(CryptoMode::AwsLc));
+        connector.set_connector_settings(settings.cloned());
+        if let Some(components) = components {
+            connector.set_sleep_impl(components.sleep_impl());
+        }
+        connector.set_proxy_config(Some(proxy.clone()));
+        connector.build()
+    })
+}
+
 /// [`StsClient`] backed by `aws-sdk-sts`. One SDK client per (region, endpoint), created lazily,
 /// at most [`MAX_CLIENTS`] at once.
 pub struct AwsStsClient {
@@ -112,17 +132,13 @@ impl AwsStsClient {
     /// would take an endpoint from `AWS_ENDPOINT_URL(_STS)` or a profile file and a proxy from
     /// `HTTP(S)_PROXY` / `ALL_PROXY`, and so send tokens where the admin's endpoint allowlist
     /// never looked: here nothing comes from the environment or a profile, the endpoint is the
-    /// binding's (already allowed) or the AWS regional one, and connections are always direct.
+    /// binding's (already allowed) or the AWS regional one, and connections are direct or go
+    /// through the admin's proxy (`--sts-proxy`), never one from the environment.
     /// `AssumeRoleWithWebIdentity` is unsigned, so no credentials provider is configured at all.
-    pub fn new(timeouts: StsTimeouts) -> Self {
-        // This builder sets no proxy (unlike the SDK's default client, which reads the
-        // environment's); the e2e test `security::environment_cannot_reroute_sts_traffic` keeps
-        // it that way.
-        let http_client = aws_smithy_http_client::Builder::new()
-            .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
-                aws_smithy_http_client::tls::rustls_provider::CryptoMode::AwsLc,
-            ))
-            .build_https();
+    pub fn new(timeouts: StsTimeouts, proxy: Option<&StsProxy>) -> Self {
+        // The e2e tests `security::environment_cannot_reroute_sts_traffic` and
+        // `network::sts_calls_go_through_the_admins_proxy` keep it that way.
+        let http_client = http_client(proxy);
         // An explicit `SdkConfig`, never `aws_config::defaults()` (which reads the environment
         // and profile files): every client starts from exactly these settings.
         let base = aws_config::SdkConfig::builder()
@@ -142,7 +158,7 @@ impl AwsStsClient {
         Self {
             base,
             clients: Mutex::new(HashMap::new()),
-            roles_anywhere: RolesAnywhereClient::new(timeouts),
+            roles_anywhere: RolesAnywhereClient::new(timeouts, proxy),
         }
     }
 
@@ -155,7 +171,7 @@ impl AwsStsClient {
     }
 
     fn client_for(&self, target: &StsTarget) -> aws_sdk_sts::Client {
-        let (region, endpoint) = (target.region.as_str(), target.endpoint.as_deref());
+        let (region, endpoint) = (target.signing_region(), target.endpoint.as_deref());
         let key = (region.to_string(), endpoint.map(str::to_string));
         let mut clients = match self.clients.lock() {
             Ok(guard) => guard,
@@ -352,6 +368,7 @@ fn issued(
         expiration,
         assumed_role_arn,
         chain: None,
+        sts_endpoint: None,
     })
 }
 
@@ -378,7 +395,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_client_cache_stays_bounded_whatever_regions_bindings_name() {
-        let sts = AwsStsClient::new(StsTimeouts::default());
+        let sts = AwsStsClient::new(StsTimeouts::default(), None);
         for i in 0..(MAX_CLIENTS * 3) {
             sts.client_for(&target(&format!("xx-test-{i}"), None));
         }
@@ -434,6 +451,7 @@ mod tests {
                 expiration: Timestamp::now(),
                 assumed_role_arn: None,
                 chain: None,
+                sts_endpoint: None,
             }
         };
         let request = |credentials, role_arn: &str| AssumeRoleRequest {
@@ -451,7 +469,7 @@ mod tests {
             },
             target: target("us-east-1", Some(&emulator.url())),
         };
-        let sts = AwsStsClient::new(StsTimeouts::default());
+        let sts = AwsStsClient::new(StsTimeouts::default(), None);
         let assumed = sts
             .assume_role(request(seeded(), tagged))
             .await
