@@ -563,6 +563,58 @@ mod tests {
     }
 
     #[test]
+    fn the_endpoint_that_issued_the_credentials_is_reported_until_they_are_gone() {
+        let served_by = |endpoint: Option<&str>| IssuedMeta {
+            sts_endpoint: endpoint.map(str::to_string),
+            ..issued()
+        };
+        let valid = |i: &IssuedMeta, current: Option<&AWSRoleBindingStatus>| {
+            build_status(
+                current,
+                Some(1),
+                &Outcome::Valid {
+                    issued: i,
+                    secret_name: "s",
+                    created_uid: None,
+                },
+                t(1),
+            )
+        };
+        let b = served_by(Some("https://sts-b.example"));
+        let s = valid(&b, None);
+        assert_eq!(s.sts_endpoint.as_deref(), Some("https://sts-b.example"));
+        // A failed refresh keeps reporting the credentials still in the Secret.
+        let failing = build_status(
+            Some(&s),
+            Some(1),
+            &Outcome::RefreshFailed {
+                category: "StsUnavailable",
+                message: "down".into(),
+                still_valid: Some(&b),
+                secret_name: "s",
+            },
+            t(2),
+        );
+        assert_eq!(
+            failing.sts_endpoint.as_deref(),
+            Some("https://sts-b.example")
+        );
+        // Issued by the AWS regional endpoint: no field.
+        assert_eq!(valid(&served_by(None), Some(&s)).sts_endpoint, None);
+        let revoked = build_status(
+            Some(&s),
+            Some(1),
+            &Outcome::NotAllowed {
+                category: "RoleNotAllowed",
+                message: "no".into(),
+                revocation: RevocationReport::Revoked { secret_name: "s" },
+            },
+            t(3),
+        );
+        assert_eq!(revoked.sts_endpoint, None);
+    }
+
+    #[test]
     fn transition_time_only_moves_when_status_flips() {
         let i = issued();
         let first = build_status(

@@ -30,6 +30,7 @@ pub struct FlowDeps {
 
 /// What an STS call answered, and the endpoint that answered it (`None`: the AWS regional
 /// endpoint).
+#[derive(Debug)]
 pub struct Served<T> {
     pub answer: T,
     pub endpoint: Option<String>,
@@ -193,5 +194,201 @@ pub fn scope(spec: &ResolvedSpec, duration_seconds: i32) -> SessionScope {
         duration_seconds,
         policy: spec.session_policy.clone(),
         policy_arns: spec.policy_arns.clone(),
+    }
+}
+
+#[cfg(test)]
+pub(super) mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    use super::*;
+    use crate::settings::Settings;
+    use crate::sts::StsErrorKind;
+
+    pub(in crate::flow) const A: &str = "https://sts-a.storage.svc";
+    pub(in crate::flow) const B: &str = "https://sts-b.storage.svc";
+
+    /// Dependencies over `sts`, with a Kubernetes client that is never called.
+    pub(in crate::flow) fn deps(sts: SharedSts, cooldown: Duration) -> FlowDeps {
+        let (service, _handle) = tower_test::mock::pair::<
+            http::Request<kube::client::Body>,
+            http::Response<kube::client::Body>,
+        >();
+        let settings = Settings::default();
+        FlowDeps {
+            client: kube::Client::new(service, "default"),
+            sts,
+            throttle: Arc::new(Throttle::new(&settings)),
+            metrics: Metrics::default(),
+            token_expiration_seconds: 600,
+            endpoint_health: Mutex::new(EndpointHealth::new(cooldown)),
+        }
+    }
+
+    /// A binding whose STS calls go to `endpoints`, and, with `hops`, a role chain of that many.
+    pub(in crate::flow) fn binding(endpoints: &[&str], hops: usize) -> ResolvedSpec {
+        let chain: Vec<serde_json::Value> = (0..hops)
+            .map(|i| serde_json::json!({"roleArn": format!("arn:aws:iam::123456789012:role/hop{i}")}))
+            .collect();
+        let sts = if endpoints.is_empty() {
+            serde_json::json!({})
+        } else {
+            serde_json::json!({"endpoints": endpoints})
+        };
+        let spec = serde_json::from_value(serde_json::json!({
+            "serviceAccountName": "app",
+            "roleArn": "arn:aws:iam::123456789012:role/app",
+            "sts": sts,
+            "roleChain": chain,
+        }))
+        .expect("spec");
+        let policy = crate::spec::StsPolicy {
+            default_endpoints: endpoints.iter().map(|e| e.to_string()).collect(),
+            ..crate::spec::StsPolicy::default()
+        };
+        crate::spec::resolve(&spec, "ns", "b", &policy).expect("valid")
+    }
+
+    fn down() -> StsError {
+        StsError::new(
+            StsErrorKind::Unavailable,
+            Some("DispatchFailure"),
+            "could not connect to STS",
+        )
+        .at_endpoint()
+    }
+
+    fn failovers(deps: &FlowDeps) -> u64 {
+        deps.metrics
+            .sts_failovers
+            .get_or_create(&crate::metrics::FlowLabels {
+                flow: "WebIdentity".into(),
+            })
+            .get()
+    }
+
+    #[tokio::test]
+    async fn a_call_moves_on_only_when_an_endpoint_cannot_answer() {
+        let deps = deps(Arc::new(NoSts), Duration::from_secs(30));
+        let spec = binding(&[A, B], 0);
+        let tried = std::sync::Mutex::new(Vec::new());
+        let a_is_down = |target: StsTarget| {
+            let endpoint = target.endpoint.unwrap_or_default();
+            tried.lock().expect("lock").push(endpoint.clone());
+            async move {
+                if endpoint == A {
+                    Err(down())
+                } else {
+                    Ok(endpoint)
+                }
+            }
+        };
+        // A cannot answer: the same call goes on to B, and says where it was answered.
+        let served = deps
+            .sts_exchange("WebIdentity", &spec, a_is_down)
+            .await
+            .expect("B answered");
+        assert_eq!(served.endpoint.as_deref(), Some(B));
+        assert_eq!(served.answer, B);
+        assert_eq!(*tried.lock().expect("lock"), [A, B]);
+        assert_eq!(failovers(&deps), 1);
+        // During the cool-down the next call goes straight to B: nothing was failed over.
+        tried.lock().expect("lock").clear();
+        let served = deps
+            .sts_exchange("WebIdentity", &spec, a_is_down)
+            .await
+            .expect("B answered");
+        assert_eq!(served.endpoint.as_deref(), Some(B));
+        assert_eq!(*tried.lock().expect("lock"), [B]);
+        assert_eq!(failovers(&deps), 1);
+
+        // A refusal is the same at every endpoint: no second call, no memory of it.
+        let calls = AtomicUsize::new(0);
+        let refused = deps
+            .sts_exchange("WebIdentity", &binding(&[B, A], 0), |_| {
+                calls.fetch_add(1, Ordering::SeqCst);
+                async {
+                    Err::<(), _>(StsError::new(
+                        StsErrorKind::AccessDenied,
+                        Some("AccessDenied"),
+                        "not trusted",
+                    ))
+                }
+            })
+            .await
+            .expect_err("refused");
+        assert_eq!(refused.kind, StsErrorKind::AccessDenied);
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        assert!(!refused.message.contains("endpoints"), "{refused}");
+
+        // Every endpoint down: the last failure, saying how many were tried.
+        let failed = deps
+            .sts_exchange("WebIdentity", &spec, |_| async { Err::<(), _>(down()) })
+            .await
+            .expect_err("all down");
+        assert!(failed.endpoint_failed);
+        assert!(
+            failed
+                .message
+                .contains("none of the 2 STS endpoints could answer"),
+            "{failed}"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_first_endpoint_is_used_again_once_it_is_back() {
+        // No cool-down: every call starts at A again.
+        let deps = deps(Arc::new(NoSts), Duration::ZERO);
+        let spec = binding(&[A, B], 0);
+        let a_up = std::sync::atomic::AtomicBool::new(false);
+        let call = |target: StsTarget| {
+            let endpoint = target.endpoint.unwrap_or_default();
+            let up = a_up.load(Ordering::SeqCst);
+            async move {
+                if endpoint == A && !up {
+                    Err(down())
+                } else {
+                    Ok(())
+                }
+            }
+        };
+        let served = deps.sts_exchange("WebIdentity", &spec, call).await;
+        assert_eq!(served.expect("B").endpoint.as_deref(), Some(B));
+        a_up.store(true, Ordering::SeqCst);
+        let served = deps.sts_exchange("WebIdentity", &spec, call).await;
+        assert_eq!(served.expect("A").endpoint.as_deref(), Some(A));
+        // A answered: it is no longer remembered as failed.
+        assert!(!deps.health().cooling_down(A, Timestamp::now()));
+        assert_eq!(deps.health().remembered(), 0);
+    }
+
+    #[tokio::test]
+    async fn without_endpoints_the_aws_regional_endpoint_is_called_once() {
+        let deps = deps(Arc::new(NoSts), Duration::from_secs(30));
+        let spec = binding(&[], 0);
+        let calls = AtomicUsize::new(0);
+        let failed = deps
+            .sts_exchange("WebIdentity", &spec, |target| {
+                calls.fetch_add(1, Ordering::SeqCst);
+                assert_eq!(target.endpoint, None);
+                async { Err::<(), _>(down()) }
+            })
+            .await
+            .expect_err("down");
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        assert_eq!(failed.message, "could not connect to STS");
+    }
+
+    /// An STS client for tests that pass their own calls.
+    struct NoSts;
+
+    impl crate::sts::StsClient for NoSts {
+        fn assume_role_with_web_identity(
+            &self,
+            _request: crate::sts::WebIdentityRequest,
+        ) -> futures::future::BoxFuture<'_, Result<IssuedCredentials, StsError>> {
+            Box::pin(async { Err(crate::sts::unsupported("AssumeRoleWithWebIdentity")) })
+        }
     }
 }

@@ -135,6 +135,7 @@ impl RoleChain {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::flow::deps::tests::{A, B, binding, deps};
     use crate::flow::error::FlowError;
     use crate::retry::RetryClass;
     use crate::sts::StsError;
@@ -159,6 +160,96 @@ mod tests {
             policy_arns: vec![],
             duration_seconds: 900,
         }
+    }
+
+    /// STS whose endpoint A cannot answer `AssumeRole`; B issues a session per hop.
+    struct HopsFailAtA {
+        tried: std::sync::Mutex<Vec<(String, String)>>,
+    }
+
+    impl crate::sts::StsClient for HopsFailAtA {
+        fn assume_role_with_web_identity(
+            &self,
+            _request: crate::sts::WebIdentityRequest,
+        ) -> futures::future::BoxFuture<'_, Result<IssuedCredentials, StsError>> {
+            Box::pin(async { Err(crate::sts::unsupported("AssumeRoleWithWebIdentity")) })
+        }
+
+        fn assume_role(
+            &self,
+            request: AssumeRoleRequest,
+        ) -> futures::future::BoxFuture<'_, Result<crate::sts::AssumedRole, StsError>> {
+            let endpoint = request.target.endpoint.clone().unwrap_or_default();
+            if let Ok(mut tried) = self.tried.lock() {
+                tried.push((request.role_arn.clone(), endpoint.clone()));
+            }
+            Box::pin(async move {
+                if endpoint == A {
+                    return Err(StsError::new(
+                        StsErrorKind::Unavailable,
+                        Some("ServiceUnavailable"),
+                        "HTTP 503",
+                    )
+                    .at_endpoint());
+                }
+                let Signer::Session(previous) = request.signer else {
+                    panic!("a hop is signed with the previous session");
+                };
+                Ok(crate::sts::AssumedRole {
+                    credentials: IssuedCredentials {
+                        access_key_id: format!("{}-next", previous.access_key_id),
+                        assumed_role_arn: Some(format!("{}/assumed", request.role_arn)),
+                        ..previous
+                    },
+                    packed_policy_size: Some(1),
+                })
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn every_hop_fails_over_on_its_own() {
+        let sts = std::sync::Arc::new(HopsFailAtA {
+            tried: std::sync::Mutex::new(Vec::new()),
+        });
+        // No cool-down: each hop starts at A again, so each one has to fail over.
+        let chain = RoleChain {
+            deps: Arc::new(deps(sts.clone(), std::time::Duration::ZERO)),
+        };
+        let spec = binding(&[A, B], 2);
+        let first = IssuedCredentials {
+            access_key_id: "ASIAFIRST".into(),
+            secret_access_key: secrecy::SecretString::from("s".to_string()),
+            session_token: secrecy::SecretString::from("t".to_string()),
+            expiration: jiff::Timestamp::now(),
+            assumed_role_arn: None,
+            chain: None,
+            sts_endpoint: Some(A.into()),
+        };
+        let last = chain
+            .hops_after(
+                ExchangeRequest {
+                    namespace: "ns",
+                    binding: "b",
+                    spec: &spec,
+                },
+                first,
+            )
+            .await
+            .expect("B served both hops");
+        assert_eq!(last.access_key_id, "ASIAFIRST-next-next");
+        assert_eq!(last.sts_endpoint.as_deref(), Some(B));
+        assert_eq!(last.chain.as_ref().map(|c| c.hops.len()), Some(2));
+        let hop = |i: usize| format!("arn:aws:iam::123456789012:role/hop{i}");
+        assert_eq!(
+            *sts.tried.lock().expect("lock"),
+            [
+                (hop(0), A.to_string()),
+                (hop(0), B.to_string()),
+                (hop(1), A.to_string()),
+                (hop(1), B.to_string()),
+            ]
+        );
     }
 
     #[test]

@@ -196,7 +196,7 @@ impl Service<http::Uri> for ProxyRoute {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
     fn parse(url: &str, no_proxy: &[&str]) -> Result<StsProxy, ProxyError> {
@@ -264,5 +264,149 @@ mod tests {
         assert!(!proxy.proxies("https://sts.corp.internal"));
         assert!(!proxy.proxies("https://10.1.2.3:8443"));
         assert_eq!(proxy.no_proxy(), "minio.storage.svc,.internal,10.0.0.0/8");
+    }
+
+    #[tokio::test]
+    async fn the_roles_anywhere_connector_tunnels_https_and_connects_plain_http_directly() {
+        let proxy_server = Recorder::start("HTTP/1.1 403 Forbidden\r\n\r\n").await;
+        let direct = Recorder::start("HTTP/1.1 500 Internal Server Error\r\n\r\n").await;
+        let proxy = parse(
+            &format!("http://user:p%40ss@{}", proxy_server.address),
+            &["localhost"],
+        )
+        .expect("valid");
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        let mut route = ProxyRoute::new(http.clone(), Some(&proxy));
+        let refused = route
+            .call(
+                "https://rolesanywhere.eu-west-1.amazonaws.com"
+                    .parse()
+                    .expect("uri"),
+            )
+            .await;
+        assert!(refused.is_err(), "the proxy refused the tunnel");
+        let heads = proxy_server.heads();
+        assert_eq!(heads.len(), 1);
+        assert!(
+            heads[0].starts_with("CONNECT rolesanywhere.eu-west-1.amazonaws.com:443 HTTP/1.1\r\n"),
+            "{heads:?}"
+        );
+        // The credentials go to the proxy, percent-decoded ("user:p@ss"), and nowhere else.
+        assert!(
+            heads[0]
+                .lines()
+                .any(|l| l.eq_ignore_ascii_case("proxy-authorization: Basic dXNlcjpwQHNz")),
+            "{heads:?}"
+        );
+        // Plain HTTP, and hosts in --sts-no-proxy, are connected to directly.
+        for uri in [
+            format!("http://{}", direct.address),
+            format!("https://localhost:{}", direct.port()),
+        ] {
+            route
+                .call(uri.parse().expect("uri"))
+                .await
+                .unwrap_or_else(|e| panic!("{uri}: {e}"));
+        }
+        // A connection is established before the listener's accept returns: wait for it.
+        direct.wait_for_connections(2).await;
+        assert_eq!(proxy_server.connections(), 1);
+        // Without a proxy everything is direct.
+        let mut direct_route = ProxyRoute::new(http, None);
+        direct_route
+            .call(format!("http://{}", direct.address).parse().expect("uri"))
+            .await
+            .expect("direct");
+        direct.wait_for_connections(3).await;
+        assert_eq!(proxy_server.connections(), 1);
+    }
+
+    /// A loopback listener standing in for a proxy or an endpoint in tests: it counts connections,
+    /// records the first bytes each one sends (a request head), answers `answer` and closes.
+    pub(in crate::sts) struct Recorder {
+        pub(in crate::sts) address: String,
+        heads: Arc<std::sync::Mutex<Vec<String>>>,
+        connections: Arc<std::sync::atomic::AtomicUsize>,
+        task: tokio::task::JoinHandle<()>,
+    }
+
+    impl Recorder {
+        pub(in crate::sts) async fn start(answer: &'static str) -> Self {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("bind");
+            let address = listener.local_addr().expect("address").to_string();
+            let heads = Arc::new(std::sync::Mutex::new(Vec::new()));
+            let connections = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+            let (seen, count) = (heads.clone(), connections.clone());
+            let task = tokio::spawn(async move {
+                while let Ok((mut socket, _)) = listener.accept().await {
+                    count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    let seen = seen.clone();
+                    tokio::spawn(async move {
+                        let mut buffer = vec![0u8; 16 * 1024];
+                        let read = tokio::time::timeout(
+                            std::time::Duration::from_secs(5),
+                            socket.read(&mut buffer),
+                        )
+                        .await;
+                        if let Ok(Ok(n)) = read {
+                            let head = String::from_utf8_lossy(&buffer[..n]).into_owned();
+                            if head.contains("\r\n\r\n") {
+                                if let Ok(mut heads) = seen.lock() {
+                                    heads.push(head);
+                                }
+                                let _ = socket.write_all(answer.as_bytes()).await;
+                            }
+                        }
+                    });
+                }
+            });
+            Self {
+                address,
+                heads,
+                connections,
+                task,
+            }
+        }
+
+        pub(in crate::sts) fn port(&self) -> u16 {
+            self.address
+                .rsplit_once(':')
+                .and_then(|(_, p)| p.parse().ok())
+                .unwrap_or_default()
+        }
+
+        /// The request heads received so far.
+        pub(in crate::sts) fn heads(&self) -> Vec<String> {
+            self.heads.lock().map(|h| h.clone()).unwrap_or_default()
+        }
+
+        pub(in crate::sts) fn connections(&self) -> usize {
+            self.connections.load(std::sync::atomic::Ordering::SeqCst)
+        }
+
+        /// Waits until `n` connections were accepted; panics after 10 seconds.
+        pub(in crate::sts) async fn wait_for_connections(&self, n: usize) {
+            let waited = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+                while self.connections() < n {
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                }
+            })
+            .await;
+            assert!(
+                waited.is_ok(),
+                "{} connection(s) accepted, expected {n}",
+                self.connections()
+            );
+        }
+    }
+
+    impl Drop for Recorder {
+        fn drop(&mut self) {
+            self.task.abort();
+        }
     }
 }

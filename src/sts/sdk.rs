@@ -517,4 +517,86 @@ mod tests {
         assert_eq!(refused.code.as_deref(), Some("SignatureDoesNotMatch"));
         emulator.shutdown();
     }
+
+    fn basic_auth(user: &str, password: &str) -> String {
+        use base64::Engine;
+        format!(
+            "proxy-authorization: Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+        )
+    }
+
+    /// The SDK client with the admin's proxy: an https endpoint is reached through a CONNECT
+    /// tunnel carrying the proxy's credentials (the token never reaches the proxy); a plain-HTTP
+    /// endpoint and one in --sts-no-proxy are called directly; a refused tunnel is the
+    /// endpoint's failure (another endpoint of a list is tried).
+    #[tokio::test]
+    async fn the_sdk_client_tunnels_https_through_the_admins_proxy() {
+        use super::super::proxy::tests::Recorder;
+        let proxy_server =
+            Recorder::start("HTTP/1.1 407 Proxy Authentication Required\r\n\r\n").await;
+        let direct = Recorder::start(
+            "HTTP/1.1 500 Internal Server Error\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+        )
+        .await;
+        let proxy = StsProxy::parse(
+            &SecretString::from(format!("http://podcreds:s3cret@{}", proxy_server.address)),
+            &["localhost".to_string()],
+        )
+        .expect("valid");
+        let sts = AwsStsClient::new(StsTimeouts::default(), Some(&proxy));
+        let call = |endpoint: String| {
+            sts.assume_role_with_web_identity(WebIdentityRequest {
+                role_arn: "arn:aws:iam::123456789012:role/r".into(),
+                session_name: "ns.b".into(),
+                web_identity_token: SecretString::from("eyJ-the-token".to_string()),
+                scope: crate::sts::SessionScope {
+                    duration_seconds: 900,
+                    policy: None,
+                    policy_arns: vec![],
+                },
+                target: target("eu-west-1", Some(&endpoint)),
+            })
+        };
+        let refused = call("https://sts.eu-west-1.amazonaws.com".into())
+            .await
+            .expect_err("the proxy refused the tunnel");
+        assert_eq!(refused.kind, StsErrorKind::Unavailable);
+        assert!(refused.endpoint_failed, "{refused:?}");
+        let heads = proxy_server.heads();
+        assert!(!heads.is_empty());
+        for head in &heads {
+            assert!(
+                head.starts_with("CONNECT sts.eu-west-1.amazonaws.com:443 HTTP/1.1\r\n"),
+                "{head}"
+            );
+            assert!(
+                head.lines()
+                    .any(|l| l.eq_ignore_ascii_case(&basic_auth("podcreds", "s3cret"))),
+                "{head}"
+            );
+            assert!(!head.contains("eyJ-the-token"), "{head}");
+        }
+        let tunnels = proxy_server.connections();
+        // Plain HTTP is never proxied: the request goes straight to the endpoint, in origin form.
+        let failed = call(format!("http://{}", direct.address))
+            .await
+            .expect_err("500");
+        assert!(failed.endpoint_failed, "{failed:?}");
+        assert!(
+            direct
+                .heads()
+                .iter()
+                .all(|h| h.starts_with("POST / HTTP/1.1\r\n")),
+            "{:?}",
+            direct.heads()
+        );
+        // Nor is a host the admin exempted (the TLS handshake fails against the recorder).
+        let before = direct.connections();
+        call(format!("https://localhost:{}", direct.port()))
+            .await
+            .expect_err("no TLS there");
+        assert!(direct.connections() > before);
+        assert_eq!(proxy_server.connections(), tunnels);
+    }
 }
