@@ -90,7 +90,11 @@ impl StsProxy {
             return Err(ProxyError::NoHost);
         }
         let scheme = uri.scheme_str().unwrap_or_default().to_ascii_lowercase();
-        let shown = format!("{scheme}://{host_port}");
+        let shown = if scheme.is_empty() {
+            host_port.to_string()
+        } else {
+            format!("{scheme}://{host_port}")
+        };
         if scheme != "http" {
             return Err(ProxyError::NotHttp { shown });
         }
@@ -238,14 +242,20 @@ pub(super) mod tests {
                 shown: "http://proxy.corp:3128".into()
             }
         );
+        assert_eq!(
+            parse("user:secret@proxy.corp:3128", &[]).unwrap_err(),
+            ProxyError::NotHttp {
+                shown: "proxy.corp:3128".into()
+            }
+        );
         for bad in [
-            "proxy.corp:3128",
             "not a url",
             "http://",
             "http://user:secret@",
+            "http://user:sec ret@proxy.corp",
         ] {
             let e = parse(bad, &[]).expect_err(bad);
-            assert!(!e.to_string().contains("secret"), "{e}");
+            assert!(!e.to_string().contains("sec"), "{e}");
         }
     }
 
