@@ -28,6 +28,8 @@ pub struct RolesAnywhereClient {
     /// `Err` says why no TLS client could be made (reported on every call).
     http: Result<HttpsClient, String>,
     timeouts: StsTimeouts,
+    /// The admin's proxy, to name it when a call through it fails.
+    proxy: Option<StsProxy>,
 }
 
 /// HTTPS with the system's roots, as the STS client's, through the admin's proxy if any; no
@@ -66,6 +68,7 @@ impl RolesAnywhereClient {
             http: connector(timeouts, proxy)
                 .map(|c| Client::builder(TokioExecutor::new()).build(c)),
             timeouts,
+            proxy: proxy.cloned(),
         }
     }
 
@@ -111,7 +114,13 @@ impl RolesAnywhereClient {
         let exchange = async {
             let http = self.http.as_ref().map_err(|why| unavailable(why))?;
             let response = http.request(http_request).await.map_err(|e| {
-                unavailable(&format!("Roles Anywhere unreachable: {e}")).at_endpoint()
+                let through = self
+                    .proxy
+                    .as_ref()
+                    .filter(|p| p.proxies(base))
+                    .map(|p| format!(" (through the proxy {})", p.shown()))
+                    .unwrap_or_default();
+                unavailable(&format!("Roles Anywhere unreachable: {e}{through}")).at_endpoint()
             })?;
             let status = response.status();
             let error_type = response

@@ -125,6 +125,8 @@ pub struct AwsStsClient {
     base: aws_config::SdkConfig,
     clients: Mutex<HashMap<(String, Option<String>), aws_sdk_sts::Client>>,
     roles_anywhere: RolesAnywhereClient,
+    /// The admin's proxy, to name it when a call through it fails.
+    proxy: Option<StsProxy>,
 }
 
 impl AwsStsClient {
@@ -159,6 +161,26 @@ impl AwsStsClient {
             base,
             clients: Mutex::new(HashMap::new()),
             roles_anywhere: RolesAnywhereClient::new(timeouts, proxy),
+            proxy: proxy.cloned(),
+        }
+    }
+
+    /// How a call to `target` failed, naming the admin's proxy when the call went through it
+    /// and could not get an answer: a refused or unreachable proxy looks like an endpoint down.
+    fn failed(&self, target: &StsTarget) -> impl FnOnce(StsError) -> StsError + '_ {
+        let through = self.proxy.as_ref().filter(|proxy| {
+            let endpoint = target.endpoint.clone().unwrap_or_else(|| {
+                format!("https://sts.{}.amazonaws.com", target.signing_region())
+            });
+            proxy.proxies(&endpoint)
+        });
+        move |error| match through {
+            Some(proxy) if error.endpoint_failed => {
+                let mut error = error;
+                error.message = format!("{} (through the proxy {})", error.message, proxy.shown());
+                error
+            }
+            _ => error,
         }
     }
 
@@ -223,7 +245,8 @@ impl StsClient for AwsStsClient {
                 .set_policy_arns(policy_descriptors(&scope.policy_arns))
                 .send()
                 .await
-                .map_err(classify_sdk_error)?;
+                .map_err(classify_sdk_error)
+                .map_err(self.failed(&request.target))?;
             issued(
                 output.credentials(),
                 output.assumed_role_user().map(|u| u.arn().to_string()),
@@ -248,7 +271,8 @@ impl StsClient for AwsStsClient {
                 .set_policy_arns(policy_descriptors(&scope.policy_arns))
                 .send()
                 .await
-                .map_err(classify_sdk_error)?;
+                .map_err(classify_sdk_error)
+                .map_err(self.failed(&request.target))?;
             issued(
                 output.credentials(),
                 output.assumed_role_user().map(|u| u.arn().to_string()),
@@ -295,7 +319,8 @@ impl StsClient for AwsStsClient {
                 .config_override(signed_by(sdk_credentials(&request.signer)))
                 .send()
                 .await
-                .map_err(classify_sdk_error)?;
+                .map_err(classify_sdk_error)
+                .map_err(self.failed(&request.target))?;
             Ok(AssumedRole {
                 credentials: issued(
                     output.credentials(),
@@ -325,7 +350,8 @@ impl AwsStsClient {
             .config_override(signed_by(long_term_signer(&request.keys)))
             .send()
             .await
-            .map_err(classify_sdk_error)?;
+            .map_err(classify_sdk_error)
+            .map_err(self.failed(&request.target))?;
         issued(
             output.credentials(),
             output.federated_user().map(|u| u.arn().to_string()),
@@ -344,7 +370,8 @@ impl AwsStsClient {
             .config_override(signed_by(long_term_signer(&request.keys)))
             .send()
             .await
-            .map_err(classify_sdk_error)?;
+            .map_err(classify_sdk_error)
+            .map_err(self.failed(&request.target))?;
         issued(output.credentials(), None)
     }
 }
@@ -563,6 +590,15 @@ mod tests {
             .expect_err("the proxy refused the tunnel");
         assert_eq!(refused.kind, StsErrorKind::Unavailable);
         assert!(refused.endpoint_failed, "{refused:?}");
+        // The message names the proxy, never its credentials.
+        assert!(
+            refused.message.ends_with(&format!(
+                "(through the proxy http://{})",
+                proxy_server.address
+            )),
+            "{refused}"
+        );
+        assert!(!refused.to_string().contains("s3cret"), "{refused}");
         let heads = proxy_server.heads();
         assert!(!heads.is_empty());
         for head in &heads {
@@ -583,6 +619,7 @@ mod tests {
             .await
             .expect_err("500");
         assert!(failed.endpoint_failed, "{failed:?}");
+        assert!(!failed.message.contains("proxy"), "{failed}");
         assert!(
             direct
                 .heads()
