@@ -674,6 +674,35 @@ pub async fn invalid_specs_are_rejected_by_the_apiserver(env: &Env) -> anyhow::R
         json!({"serviceAccountName": "a", "roleArn": "arn:minio:iam:::role/x", "sts": {"provider": "MinIO", "endpoint": "https://sts.us-east-1.amazonaws.com"}}),
         "cannot name an AWS endpoint",
     ));
+    // A fail-over list: one of endpoint and endpoints, 1 to 4 distinct http(s) URLs, no AWS
+    // endpoint for an STS-compatible provider.
+    let (a, b) = ("https://sts-a.example", "https://sts-b.example");
+    for (name, sts, expected) in [
+        (
+            "endpoints-and-endpoint",
+            json!({"endpoint": a, "endpoints": [b]}),
+            "set sts.endpoint (one endpoint) or sts.endpoints",
+        ),
+        ("endpoints-empty", json!({"endpoints": []}), "spec.sts.endpoints"),
+        (
+            "endpoints-many",
+            json!({"endpoints": [a, b, "https://c", "https://d", "https://e"]}),
+            "spec.sts.endpoints",
+        ),
+        ("endpoints-twice", json!({"endpoints": [a, b, a]}), "Duplicate value"),
+        (
+            "endpoints-ftp",
+            json!({"endpoints": [a, "ftp://x"]}),
+            "every endpoint must be an http(s) URL",
+        ),
+    ] {
+        cases.push((name.into(), spec_with(role, json!({"sts": sts})), expected));
+    }
+    cases.push((
+        "provider-aws-endpoints".into(),
+        json!({"serviceAccountName": "a", "roleArn": "arn:minio:iam:::role/x", "sts": {"provider": "MinIO", "endpoints": [a, "https://sts.us-east-1.amazonaws.com"]}}),
+        "cannot name an AWS endpoint",
+    ));
     let mut failures = Vec::new();
     for (name, spec, expected) in &cases {
         match env.create_binding(&ns, name, spec.clone()).await {

@@ -748,9 +748,14 @@ fn every_example_is_valid() {
                             .spec
                             .sts
                             .as_ref()
-                            .and_then(|s| s.endpoint.clone())
-                            .into_iter()
-                            .collect(),
+                            .map(|s| {
+                                s.endpoint
+                                    .iter()
+                                    .chain(s.endpoints.iter().flatten())
+                                    .cloned()
+                                    .collect()
+                            })
+                            .unwrap_or_default(),
                         allowed_saml_provider_arns: binding
                             .spec
                             .saml
@@ -773,7 +778,7 @@ fn every_example_is_valid() {
             }
         }
     }
-    assert!(bindings >= 8, "only {bindings} example bindings found");
+    assert!(bindings >= 9, "only {bindings} example bindings found");
 }
 
 /// `sts.endpoints`: an ordered fail-over list, each endpoint held to the rules of one.
