@@ -248,12 +248,34 @@ pub struct RunArgs {
     /// AWS region for bindings that name none.
     #[arg(long, env = "PODCREDS_DEFAULT_REGION", default_value = "us-east-1")]
     pub default_region: String,
-    /// STS endpoint for bindings that name none (default: the AWS regional endpoint).
-    #[arg(long, env = "PODCREDS_STS_ENDPOINT")]
+    /// STS endpoint for bindings that name none (default: the AWS regional endpoint). The same
+    /// as --sts-endpoints with one endpoint.
+    #[arg(long, env = "PODCREDS_STS_ENDPOINT", conflicts_with = "sts_endpoints")]
     pub sts_endpoint: Option<String>,
-    /// Further STS endpoints a binding may name in spec.sts.endpoint (comma separated).
+    /// STS endpoints for bindings that name none, in order of preference (comma separated): each
+    /// exchange goes to the first that answers, moving on when one cannot be reached, times out
+    /// or answers with a server error. List endpoints of one service (credentials from one must
+    /// work at the others).
+    #[arg(long, env = "PODCREDS_STS_ENDPOINTS", value_delimiter = ',')]
+    pub sts_endpoints: Vec<String>,
+    /// Further STS endpoints a binding may name in spec.sts.endpoint or spec.sts.endpoints (comma
+    /// separated).
     #[arg(long, env = "PODCREDS_ALLOWED_STS_ENDPOINTS", value_delimiter = ',')]
     pub allowed_sts_endpoints: Vec<String>,
+    /// How long an STS endpoint that could not answer is tried last (after the other endpoints
+    /// of a fail-over list); then it is tried first again.
+    #[arg(long, env = "PODCREDS_STS_ENDPOINT_COOLDOWN", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub sts_endpoint_cooldown: std::time::Duration,
+    /// HTTP proxy for every STS and Roles Anywhere call to an https:// endpoint
+    /// (`http://[user:password@]host:port`), reached with CONNECT: the proxy sees the endpoint's
+    /// host and port, never a token. Plain-HTTP endpoints are never proxied. HTTP(S)_PROXY and
+    /// NO_PROXY are never read.
+    #[arg(long, env = "PODCREDS_STS_PROXY", value_name = "URL", value_parser = secret_value, hide_env_values = true)]
+    pub sts_proxy: Option<secrecy::SecretString>,
+    /// Hosts reached without --sts-proxy (comma separated): host names (also matching their
+    /// subdomains), IP addresses or CIDR ranges, as in NO_PROXY.
+    #[arg(long, env = "PODCREDS_STS_NO_PROXY", value_delimiter = ',')]
+    pub sts_no_proxy: Vec<String>,
     /// Allow plain http:// STS endpoints. The ServiceAccount token travels in clear over them:
     /// for trusted network paths only, such as loopback in a test.
     #[arg(long, env = "PODCREDS_ALLOW_INSECURE_STS_ENDPOINTS")]
@@ -428,6 +450,11 @@ pub struct RunArgs {
     pub leader_election_lease_seconds: u64,
 }
 
+/// A value that may hold credentials: never shown by `Debug`, nor by clap's errors (it has none).
+fn secret_value(value: &str) -> Result<secrecy::SecretString, std::convert::Infallible> {
+    Ok(secrecy::SecretString::from(value.to_string()))
+}
+
 fn parse_installation(name: &str) -> Result<String, String> {
     if crate::installation::valid(name) {
         Ok(name.to_string())
@@ -459,7 +486,13 @@ impl RunArgs {
         Settings {
             sts_policy: StsPolicy {
                 default_region: self.default_region.clone(),
-                default_endpoint: self.sts_endpoint.clone().filter(|e| !e.is_empty()),
+                default_endpoints: self
+                    .sts_endpoint
+                    .iter()
+                    .chain(&self.sts_endpoints)
+                    .filter(|e| !e.is_empty())
+                    .cloned()
+                    .collect(),
                 default_audience: self.audience.clone(),
                 allowed_audiences: self
                     .allowed_audiences
@@ -512,6 +545,19 @@ impl RunArgs {
                     .clone()
                     .filter(|n| self.saml_enabled && !n.is_empty()),
                 key_secret: self.saml_key_secret.clone(),
+            },
+            sts_network: crate::settings::StsNetwork {
+                proxy: self
+                    .sts_proxy
+                    .clone()
+                    .filter(|p| !secrecy::ExposeSecret::expose_secret(p).is_empty()),
+                no_proxy: self
+                    .sts_no_proxy
+                    .iter()
+                    .filter(|h| !h.is_empty())
+                    .cloned()
+                    .collect(),
+                endpoint_cooldown: self.sts_endpoint_cooldown,
             },
             token_expiration_seconds: self.token_expiration_seconds,
             concurrency: self.concurrency,
@@ -566,8 +612,14 @@ mod tests {
         };
         let s = args.settings();
         assert_eq!(
-            s.sts_policy.default_endpoint.as_deref(),
+            s.sts_policy.default_endpoint(),
             Some("http://127.0.0.1:9000")
+        );
+        assert_eq!(s.sts_policy.default_endpoints, ["http://127.0.0.1:9000"]);
+        assert!(s.sts_network.proxy.is_none());
+        assert_eq!(
+            s.sts_network.endpoint_cooldown,
+            crate::failover::DEFAULT_COOLDOWN
         );
         assert_eq!(s.sts_policy.allowed_audiences, vec!["minio", "other"]);
         assert_eq!(s.namespaces, vec!["a", "b"]);
@@ -691,5 +743,69 @@ mod tests {
             panic!("expected run")
         };
         assert_eq!(args.admission_policy_names, vec!["a", "b", "c"]);
+    }
+
+    #[test]
+    fn an_ordered_endpoint_list_replaces_the_single_default() {
+        let parse = |args: &[&str]| {
+            let Command::Run(run) = Cli::try_parse_from(args).ok()?.command else {
+                return None;
+            };
+            Some(run.settings())
+        };
+        let listed = parse(&[
+            "podcreds",
+            "run",
+            "--sts-endpoints=https://sts.eu-west-1.amazonaws.com,https://sts.eu-central-1.amazonaws.com",
+            "--sts-endpoint-cooldown=2m",
+        ])
+        .expect("parses");
+        assert_eq!(
+            listed.sts_policy.default_endpoints,
+            [
+                "https://sts.eu-west-1.amazonaws.com",
+                "https://sts.eu-central-1.amazonaws.com"
+            ]
+        );
+        assert_eq!(
+            listed.sts_network.endpoint_cooldown,
+            std::time::Duration::from_secs(120)
+        );
+        // --sts-endpoint is the one-endpoint form; both at once is a mistake.
+        assert!(
+            parse(&[
+                "podcreds",
+                "run",
+                "--sts-endpoint=https://a.example",
+                "--sts-endpoints=https://b.example",
+            ])
+            .is_none()
+        );
+        let none = parse(&["podcreds", "run"]).expect("parses");
+        assert!(none.sts_policy.default_endpoints.is_empty());
+    }
+
+    #[test]
+    fn the_proxy_flag_keeps_its_credentials_out_of_sight() {
+        let cli = Cli::try_parse_from([
+            "podcreds",
+            "run",
+            "--sts-proxy=http://user:hunter2@proxy.corp:3128",
+            "--sts-no-proxy=minio.storage.svc,,10.0.0.0/8",
+        ])
+        .expect("parses");
+        let Command::Run(args) = cli.command else {
+            panic!("expected run")
+        };
+        assert!(!format!("{args:?}").contains("hunter2"));
+        let settings = args.settings();
+        assert!(!format!("{settings:?}").contains("hunter2"));
+        assert_eq!(
+            settings.sts_network.no_proxy,
+            ["minio.storage.svc", "10.0.0.0/8"]
+        );
+        let proxy = settings.sts_network.proxy().expect("valid").expect("set");
+        assert_eq!(proxy.shown(), "http://proxy.corp:3128");
+        assert!(proxy.authenticated());
     }
 }

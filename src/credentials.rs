@@ -18,6 +18,9 @@ pub struct IssuedCredentials {
     pub assumed_role_arn: Option<String>,
     /// How the credentials went through a role chain, if they did.
     pub chain: Option<ChainRecord>,
+    /// The endpoint that issued them (the last hop's, for a chain); `None`: the AWS regional
+    /// endpoint.
+    pub sts_endpoint: Option<String>,
 }
 
 /// What a role chain's hops answered, kept on the Secret (an annotation) and shown in the status.

@@ -236,9 +236,14 @@ async fn needs_of(
             .spec
             .sts
             .as_ref()
-            .and_then(|s| s.endpoint.clone())
-            .into_iter()
-            .collect(),
+            .map(|s| {
+                s.endpoint
+                    .iter()
+                    .chain(s.endpoints.iter().flatten())
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default(),
         cluster_name: args.cluster_name.clone(),
         default_saml_provider_arn: args.saml_provider_arn.clone(),
         default_trust_anchor_arn: args.trust_anchor_arn.clone(),

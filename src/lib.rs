@@ -14,6 +14,7 @@ pub mod api;
 pub mod cli;
 pub mod controller;
 pub mod credentials;
+pub mod failover;
 pub mod flow;
 pub mod iam;
 pub mod iam_command;

@@ -38,6 +38,12 @@ pub struct OutcomeLabels {
     pub outcome: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FlowLabels {
+    /// The credential flow the call is part of (`WebIdentity`, `RoleChain`).
+    pub flow: String,
+}
+
 /// Every metric the operator records.
 #[derive(Clone)]
 pub struct Metrics {
@@ -45,6 +51,8 @@ pub struct Metrics {
     pub refreshes: Family<ReasonLabels, Counter>,
     pub failures: Family<CategoryLabels, Counter>,
     pub sts_duration: Family<OutcomeLabels, Histogram>,
+    /// STS calls that moved on to the next endpoint of a fail-over list, by flow.
+    pub sts_failovers: Family<FlowLabels, Counter>,
     pub token_duration: Histogram,
     pub reconcile_duration: Family<ResultLabels, Histogram>,
     /// Credentials removed from the Secrets of bindings no longer allowed them, by reason.
@@ -66,6 +74,7 @@ impl Default for Metrics {
             sts_duration: Family::new_with_constructor(|| {
                 Histogram::new(exponential_buckets(0.005, 2.0, 14))
             }),
+            sts_failovers: Family::default(),
             token_duration: Histogram::new(exponential_buckets(0.001, 2.0, 14)),
             reconcile_duration: Family::new_with_constructor(|| {
                 Histogram::new(exponential_buckets(0.001, 2.0, 16))
@@ -107,6 +116,11 @@ impl Metrics {
             self.sts_duration.clone(),
         );
         registry.register(
+            "podcreds_sts_endpoint_failovers",
+            "STS calls that moved on to the next endpoint of a fail-over list (sts.endpoints, --sts-endpoints) because one could not answer, by credential flow",
+            self.sts_failovers.clone(),
+        );
+        registry.register(
             "podcreds_token_request_duration_seconds",
             "Latency of Kubernetes TokenRequest calls",
             self.token_duration.clone(),
@@ -146,6 +160,14 @@ impl Metrics {
                 outcome: outcome.to_string(),
             })
             .observe(elapsed.as_secs_f64());
+    }
+
+    pub fn failed_over(&self, flow: &str) {
+        self.sts_failovers
+            .get_or_create(&FlowLabels {
+                flow: flow.to_string(),
+            })
+            .inc();
     }
 
     pub fn observe_reconcile(&self, result: &str, elapsed: Duration) {

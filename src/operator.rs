@@ -10,9 +10,11 @@ use tracing_subscriber::EnvFilter;
 use crate::admission_check::PolicyState;
 use crate::cli::{LogFormat, RunArgs};
 use crate::controller::{self, Shared};
+use crate::failover::EndpointHealth;
 use crate::flow::{FlowDeps, Flows};
 use crate::metrics::Metrics;
-use crate::sts::{AwsStsClient, StsTimeouts};
+use crate::spec::is_plain_http;
+use crate::sts::{AwsStsClient, StsProxy, StsTimeouts};
 use crate::throttle::Throttle;
 
 #[derive(Debug, thiserror::Error)]
@@ -27,6 +29,8 @@ pub enum StartError {
     LeaderElection(String),
     #[error(transparent)]
     Policy(#[from] crate::spec::PolicyError),
+    #[error(transparent)]
+    Proxy(#[from] crate::sts::ProxyError),
 }
 
 /// Runs leader election on a Lease, publishing whether this replica leads, until `shutdown`;
@@ -167,6 +171,13 @@ pub async fn run(args: RunArgs) -> Result<(), StartError> {
         tracing::error!(error = %refused, "refusing to start");
         return Err(refused.into());
     }
+    let proxy = match settings.sts_network.proxy() {
+        Ok(proxy) => proxy,
+        Err(refused) => {
+            tracing::error!(error = %refused, "refusing to start");
+            return Err(refused.into());
+        }
+    };
     for endpoint in settings.sts_policy.unusable_allowed_endpoints() {
         tracing::warn!(
             endpoint,
@@ -176,7 +187,11 @@ pub async fn run(args: RunArgs) -> Result<(), StartError> {
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
         region = %settings.sts_policy.default_region,
-        endpoint = settings.sts_policy.default_endpoint.as_deref().unwrap_or("aws-regional"),
+        endpoints = ?settings.sts_policy.default_endpoints,
+        sts_proxy = proxy.as_ref().map_or("none", StsProxy::shown),
+        sts_proxy_authenticated = proxy.as_ref().is_some_and(StsProxy::authenticated),
+        sts_no_proxy = proxy.as_ref().map_or("", StsProxy::no_proxy),
+        sts_endpoint_cooldown = ?settings.sts_network.endpoint_cooldown,
         audience = %settings.sts_policy.default_audience,
         namespaces = ?settings.namespaces,
         installation = %settings.installation,
@@ -186,7 +201,22 @@ pub async fn run(args: RunArgs) -> Result<(), StartError> {
     let client = kube::Client::try_default()
         .await
         .map_err(StartError::KubeConfig)?;
-    let sts = Arc::new(AwsStsClient::new(StsTimeouts::default()));
+    if let Some(proxy) = &proxy {
+        for endpoint in settings
+            .sts_policy
+            .default_endpoints
+            .iter()
+            .chain(&settings.sts_policy.allowed_endpoints)
+            .filter(|e| is_plain_http(e))
+        {
+            tracing::warn!(
+                endpoint,
+                proxy = proxy.shown(),
+                "plain-HTTP STS endpoint is reached directly, never through --sts-proxy (the proxy would see every token)"
+            );
+        }
+    }
+    let sts = Arc::new(AwsStsClient::new(StsTimeouts::default(), proxy.as_ref()));
     // Key rings are created at start so `podcreds saml-metadata` / `podcreds rolesanywhere
     // trust-anchor` have a key to print before any binding exists; a failure here is not fatal
     // (exchanges try again and report it).
@@ -297,6 +327,9 @@ pub async fn run(args: RunArgs) -> Result<(), StartError> {
             throttle: throttle.clone(),
             metrics: metrics.clone(),
             token_expiration_seconds: settings.token_expiration_seconds,
+            endpoint_health: Mutex::new(EndpointHealth::new(
+                settings.sts_network.endpoint_cooldown,
+            )),
         },
         sources.clone(),
         settings.saml.clone(),

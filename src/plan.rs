@@ -466,18 +466,17 @@ pub fn requeue_at(t: Timestamp, now: Timestamp) -> Duration {
 
 /// What a successful exchange at `issued_at` means for the Secret: the times podcreds records
 /// (whole seconds) and when to refresh. The jitter comes from the binding's UID and the
-/// expiration, so the same credentials always get the same renewal time.
+/// expiration, so the same credentials always get the same renewal time. What the exchange
+/// reports about the credentials (assumed role, chain, endpoint) is kept for the status.
 pub fn issued(
     uid: &str,
     issued_at: Timestamp,
-    expiration: Timestamp,
     renew_before: Option<Duration>,
     fingerprint: &str,
-    assumed_role_arn: Option<String>,
-    chain: Option<crate::credentials::ChainRecord>,
+    credentials: &crate::credentials::IssuedCredentials,
 ) -> IssuedMeta {
     let issued_at = crate::time::whole_second(issued_at);
-    let expiration = crate::time::whole_second(expiration);
+    let expiration = crate::time::whole_second(credentials.expiration);
     let jitter = jitter_from(&format!("{uid}/{}", expiration.as_second()));
     let renewal_time =
         crate::time::whole_second(renewal_time(issued_at, expiration, renew_before, jitter));
@@ -486,8 +485,9 @@ pub fn issued(
         expiration,
         renewal_time,
         fingerprint: fingerprint.to_string(),
-        assumed_role_arn,
-        chain,
+        assumed_role_arn: credentials.assumed_role_arn.clone(),
+        chain: credentials.chain.clone(),
+        sts_endpoint: credentials.sts_endpoint.clone(),
     }
 }
 
@@ -546,6 +546,7 @@ mod tests {
             chain: None,
             fingerprint: fp.into(),
             assumed_role_arn: None,
+            sts_endpoint: None,
         }
     }
 
@@ -953,16 +954,28 @@ mod tests {
     fn issued_credentials_are_recorded_in_whole_seconds() {
         let at: Timestamp = "2027-01-15T08:00:00.750Z".parse().expect("time");
         let exp: Timestamp = "2027-01-15T09:00:00.250Z".parse().expect("time");
-        let meta = super::issued("uid-1", at, exp, None, "fp", Some("arn".into()), None);
+        let credentials = crate::credentials::IssuedCredentials {
+            access_key_id: "ASIA1".into(),
+            secret_access_key: secrecy::SecretString::from("s".to_string()),
+            session_token: secrecy::SecretString::from("t".to_string()),
+            expiration: exp,
+            assumed_role_arn: Some("arn".into()),
+            chain: None,
+            sts_endpoint: Some("https://sts.eu-west-1.amazonaws.com".into()),
+        };
+        let meta = super::issued("uid-1", at, None, "fp", &credentials);
         assert_eq!(meta.issued_at.subsec_nanosecond(), 0);
         assert_eq!(meta.expiration.subsec_nanosecond(), 0);
         assert_eq!(meta.renewal_time.subsec_nanosecond(), 0);
         assert!(meta.issued_at < meta.renewal_time && meta.renewal_time < meta.expiration);
-        // Deterministic: a restarted operator computes the same renewal time.
+        // What the exchange reported is kept for the status.
+        assert_eq!(meta.assumed_role_arn.as_deref(), Some("arn"));
         assert_eq!(
-            meta,
-            super::issued("uid-1", at, exp, None, "fp", Some("arn".into()), None)
+            meta.sts_endpoint.as_deref(),
+            Some("https://sts.eu-west-1.amazonaws.com")
         );
+        // Deterministic: a restarted operator computes the same renewal time.
+        assert_eq!(meta, super::issued("uid-1", at, None, "fp", &credentials));
     }
 
     #[test]

@@ -33,6 +33,9 @@ pub const ANNOTATION_ASSUMED_ROLE_ARN: &str = "podcreds.dev/assumed-role-arn";
 pub const ANNOTATION_FINGERPRINT: &str = "podcreds.dev/spec-hash";
 /// What the hops of a role chain answered (JSON of [`ChainRecord`]), for the status.
 pub const ANNOTATION_ROLE_CHAIN: &str = "podcreds.dev/role-chain";
+/// The STS endpoint that issued the credentials (absent: the AWS regional endpoint), for the
+/// status.
+pub const ANNOTATION_STS_ENDPOINT: &str = "podcreds.dev/sts-endpoint";
 /// Which operator wrote the credentials: its installation and deployment
 /// ([`crate::settings::Settings::writer`]). Reported, never trusted: it only names the other
 /// operator when two installations write the same Secret.
@@ -103,6 +106,9 @@ pub struct IssuedMeta {
     pub assumed_role_arn: Option<String>,
     /// The role chain the credentials came through, if any.
     pub chain: Option<ChainRecord>,
+    /// The endpoint that issued them; `None`: the AWS regional endpoint (or not recorded, by
+    /// versions before fail-over lists).
+    pub sts_endpoint: Option<String>,
 }
 
 /// The binding's Secret as observed (metadata only).
@@ -218,6 +224,9 @@ pub fn render(r: &Rendering<'_>) -> Secret {
     if let Some(chain) = creds.chain.as_ref().and_then(chain_annotation) {
         annotations.insert(ANNOTATION_ROLE_CHAIN.to_string(), chain);
     }
+    if let Some(endpoint) = &creds.sts_endpoint {
+        annotations.insert(ANNOTATION_STS_ENDPOINT.to_string(), endpoint.clone());
+    }
 
     Secret {
         metadata: ObjectMeta {
@@ -275,6 +284,7 @@ pub fn issued_meta(meta: &ObjectMeta) -> Option<IssuedMeta> {
         chain: annotations
             .get(ANNOTATION_ROLE_CHAIN)
             .and_then(|v| serde_json::from_str(v).ok()),
+        sts_endpoint: annotations.get(ANNOTATION_STS_ENDPOINT).cloned(),
     })
 }
 
@@ -287,7 +297,7 @@ pub fn controller_of(meta: &ObjectMeta) -> Option<&OwnerReference> {
 }
 
 /// Every annotation podcreds writes on a Secret.
-pub const ANNOTATIONS: [&str; 8] = [
+pub const ANNOTATIONS: [&str; 9] = [
     ANNOTATION_EXPIRATION,
     ANNOTATION_RENEWAL_TIME,
     ANNOTATION_ISSUED_AT,
@@ -295,6 +305,7 @@ pub const ANNOTATIONS: [&str; 8] = [
     ANNOTATION_ASSUMED_ROLE_ARN,
     ANNOTATION_FINGERPRINT,
     ANNOTATION_ROLE_CHAIN,
+    ANNOTATION_STS_ENDPOINT,
     ANNOTATION_WRITTEN_BY,
 ];
 
@@ -480,6 +491,7 @@ mod tests {
             expiration: Timestamp::from_second(1_800_003_600).expect("time"),
             assumed_role_arn: Some("arn:aws:sts::123456789012:assumed-role/app/ns.b".into()),
             chain: None,
+            sts_endpoint: None,
         }
     }
 
@@ -922,5 +934,63 @@ mod tests {
         let read = issued_meta(&secret.metadata).expect("still readable");
         assert_eq!(read.chain, None);
         assert_eq!(read.fingerprint, "fp");
+    }
+
+    #[test]
+    fn the_endpoint_that_issued_the_credentials_is_kept_for_the_status() {
+        // None (the AWS regional endpoint, or a version that did not record it): no annotation.
+        let plain = rendered();
+        assert!(
+            !plain
+                .metadata
+                .annotations
+                .as_ref()
+                .expect("annotations")
+                .contains_key(ANNOTATION_STS_ENDPOINT)
+        );
+        assert_eq!(
+            issued_meta(&plain.metadata)
+                .expect("annotations")
+                .sts_endpoint,
+            None
+        );
+        let mut c = creds();
+        c.sts_endpoint = Some("https://sts.eu-central-1.amazonaws.com".into());
+        let spec = resolve(
+            &serde_json::from_value(serde_json::json!({
+                "serviceAccountName": "app",
+                "roleArn": "arn:aws:iam::123456789012:role/app",
+            }))
+            .expect("spec"),
+            "ns",
+            "b",
+            &StsPolicy::default(),
+        )
+        .expect("valid");
+        let mut secret = render(&Rendering {
+            namespace: "ns",
+            owner: &owner(),
+            spec: &spec,
+            fingerprint: "fp",
+            credentials: &c,
+            issued_at: Timestamp::from_second(1_800_000_000).expect("time"),
+            renewal_time: Timestamp::from_second(1_800_002_400).expect("time"),
+            writer: "default/test",
+        });
+        // The cache keeps it, and a revocation removes it with the credentials.
+        compact_for_cache(&mut secret.metadata);
+        assert_eq!(
+            issued_meta(&secret.metadata)
+                .expect("annotations")
+                .sts_endpoint
+                .as_deref(),
+            Some("https://sts.eu-central-1.amazonaws.com")
+        );
+        assert!(
+            revocation_patch(None)["metadata"]["annotations"]
+                .as_object()
+                .expect("annotations")
+                .contains_key(ANNOTATION_STS_ENDPOINT)
+        );
     }
 }

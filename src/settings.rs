@@ -1,13 +1,52 @@
 //! Operator settings that shape reconciliation, as [`crate::cli`] reads them from flags.
 
+use std::time::Duration;
+
+use secrecy::SecretString;
+
 use crate::rolesanywhere::RolesAnywhereSettings;
 use crate::saml::SamlSettings;
 use crate::spec::StsPolicy;
+use crate::sts::{ProxyError, StsProxy};
+
+/// How STS and Roles Anywhere are reached: the admin's proxy, and how long an endpoint that
+/// failed is tried last.
+#[derive(Clone, Debug)]
+pub struct StsNetwork {
+    /// `--sts-proxy`, as given (it may hold credentials: a secret, never shown).
+    pub proxy: Option<SecretString>,
+    /// `--sts-no-proxy`.
+    pub no_proxy: Vec<String>,
+    /// `--sts-endpoint-cooldown`.
+    pub endpoint_cooldown: Duration,
+}
+
+impl StsNetwork {
+    /// The proxy, checked; `None` without one.
+    pub fn proxy(&self) -> Result<Option<StsProxy>, ProxyError> {
+        self.proxy
+            .as_ref()
+            .map(|url| StsProxy::parse(url, &self.no_proxy))
+            .transpose()
+    }
+}
+
+impl Default for StsNetwork {
+    fn default() -> Self {
+        Self {
+            proxy: None,
+            no_proxy: Vec::new(),
+            endpoint_cooldown: crate::failover::DEFAULT_COOLDOWN,
+        }
+    }
+}
 
 /// Operator settings that shape reconciliation.
 #[derive(Clone, Debug)]
 pub struct Settings {
     pub sts_policy: StsPolicy,
+    /// The proxy and the endpoint cool-down.
+    pub sts_network: StsNetwork,
     /// Lifetime requested for ServiceAccount tokens (the apiserver's minimum is 600 s).
     pub token_expiration_seconds: i64,
     /// Bindings reconciled at once.
@@ -52,6 +91,7 @@ impl Default for Settings {
     fn default() -> Self {
         Self {
             sts_policy: StsPolicy::default(),
+            sts_network: StsNetwork::default(),
             token_expiration_seconds: 600,
             concurrency: 32,
             namespace_concurrency: 8,

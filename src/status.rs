@@ -264,6 +264,7 @@ pub fn build_status(
             status.renewal_time = Some(time(issued.renewal_time));
             status.last_refresh_time = Some(time(issued.issued_at));
             status.assumed_role_arn = issued.assumed_role_arn.clone();
+            status.sts_endpoint = issued.sts_endpoint.clone();
             report_chain(&mut status, &mut conditions, issued, generation, now);
             set_condition(
                 &mut conditions,
@@ -309,6 +310,7 @@ pub fn build_status(
                     status.renewal_time = Some(time(issued.renewal_time));
                     status.last_refresh_time = Some(time(issued.issued_at));
                     status.assumed_role_arn = issued.assumed_role_arn.clone();
+                    status.sts_endpoint = issued.sts_endpoint.clone();
                     report_chain(&mut status, &mut conditions, issued, generation, now);
                     set_condition(
                         &mut conditions,
@@ -406,6 +408,7 @@ pub fn build_status(
                     status.expiration = None;
                     status.renewal_time = None;
                     status.assumed_role_arn = None;
+                    status.sts_endpoint = None;
                     status.chain.clear();
                 }
                 RevocationReport::Nothing => {}
@@ -478,6 +481,7 @@ mod tests {
             fingerprint: "f".into(),
             assumed_role_arn: Some("arn:aws:sts::1:assumed-role/r/s".into()),
             chain: None,
+            sts_endpoint: None,
         }
     }
 
@@ -556,6 +560,58 @@ mod tests {
         assert_eq!(s.renewal_time, Some(Time(t(2400))));
         assert_eq!(s.secret_name.as_deref(), Some("s"));
         assert_eq!(s.observed_generation, Some(3));
+    }
+
+    #[test]
+    fn the_endpoint_that_issued_the_credentials_is_reported_until_they_are_gone() {
+        let served_by = |endpoint: Option<&str>| IssuedMeta {
+            sts_endpoint: endpoint.map(str::to_string),
+            ..issued()
+        };
+        let valid = |i: &IssuedMeta, current: Option<&AWSRoleBindingStatus>| {
+            build_status(
+                current,
+                Some(1),
+                &Outcome::Valid {
+                    issued: i,
+                    secret_name: "s",
+                    created_uid: None,
+                },
+                t(1),
+            )
+        };
+        let b = served_by(Some("https://sts-b.example"));
+        let s = valid(&b, None);
+        assert_eq!(s.sts_endpoint.as_deref(), Some("https://sts-b.example"));
+        // A failed refresh keeps reporting the credentials still in the Secret.
+        let failing = build_status(
+            Some(&s),
+            Some(1),
+            &Outcome::RefreshFailed {
+                category: "StsUnavailable",
+                message: "down".into(),
+                still_valid: Some(&b),
+                secret_name: "s",
+            },
+            t(2),
+        );
+        assert_eq!(
+            failing.sts_endpoint.as_deref(),
+            Some("https://sts-b.example")
+        );
+        // Issued by the AWS regional endpoint: no field.
+        assert_eq!(valid(&served_by(None), Some(&s)).sts_endpoint, None);
+        let revoked = build_status(
+            Some(&s),
+            Some(1),
+            &Outcome::NotAllowed {
+                category: "RoleNotAllowed",
+                message: "no".into(),
+                revocation: RevocationReport::Revoked { secret_name: "s" },
+            },
+            t(3),
+        );
+        assert_eq!(revoked.sts_endpoint, None);
     }
 
     #[test]
@@ -673,6 +729,7 @@ mod tests {
             fingerprint: "f".into(),
             assumed_role_arn: None,
             chain: None,
+            sts_endpoint: None,
         };
         let valid = |name, created| Outcome::Valid {
             issued: &meta,

@@ -257,6 +257,11 @@ pub struct AWSRoleBindingStatus {
     /// The assumed-role ARN STS reported (`arn:aws:sts::<account>:assumed-role/<role>/<session>`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub assumed_role_arn: Option<String>,
+    /// The endpoint that issued the credentials in the Secret (with a `roleChain`, the last
+    /// hop's): with `sts.endpoints`, which endpoint of the list served. Absent: the AWS regional
+    /// endpoint of `sts.region`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sts_endpoint: Option<String>,
     /// Name of the Secret holding the credentials.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_name: Option<String>,

@@ -28,6 +28,12 @@ pub enum StsProvider {
 #[x_kube(validation = kube::core::Rule::new(
     "!has(self.provider) || self.provider == 'AWS' || !has(self.endpoint) || !isURL(self.endpoint) || !(url(self.endpoint).getHostname().endsWith('.amazonaws.com') || url(self.endpoint).getHostname().endsWith('.amazonaws.com.cn'))"
 ).message("an STS-compatible provider (MinIO, CephRGW) cannot name an AWS endpoint").field_path(".provider"))]
+#[x_kube(validation = kube::core::Rule::new(
+    "!has(self.provider) || self.provider == 'AWS' || !has(self.endpoints) || self.endpoints.all(e, !isURL(e) || !(url(e).getHostname().endsWith('.amazonaws.com') || url(e).getHostname().endsWith('.amazonaws.com.cn')))"
+).message("an STS-compatible provider (MinIO, CephRGW) cannot name an AWS endpoint").field_path(".provider"))]
+#[x_kube(validation = kube::core::Rule::new(
+    "!has(self.endpoint) || !has(self.endpoints)"
+).message("set sts.endpoint (one endpoint) or sts.endpoints (an ordered fail-over list), not both").field_path(".endpoints"))]
 #[serde(rename_all = "camelCase")]
 pub struct StsSettings {
     /// The kind of STS service behind the endpoint (see [`StsProvider`]).
@@ -47,4 +53,14 @@ pub struct StsSettings {
     #[schemars(length(max = 2048))]
     #[x_kube(validation = kube::core::Rule::new("isURL(self) && url(self).getScheme() in ['https', 'http']").message("endpoint must be an http(s) URL"))]
     pub endpoint: Option<String>,
+
+    /// STS endpoint URLs in order of preference, instead of `endpoint`: each exchange (and each
+    /// `roleChain` hop) goes to the first one that answers, moving on to the next when one cannot
+    /// be reached, times out or answers with a server error. List endpoints of one service (AWS
+    /// regional endpoints, replicas of one MinIO cluster): credentials from one must work at the
+    /// others. Each must be allowed by the cluster admin, like `endpoint`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 4), inner(length(max = 2048)), extend("x-kubernetes-list-type" = "set"))]
+    #[x_kube(validation = kube::core::Rule::new("self.all(e, isURL(e) && url(e).getScheme() in ['https', 'http'])").message("every endpoint must be an http(s) URL"))]
+    pub endpoints: Option<Vec<String>>,
 }

@@ -338,6 +338,7 @@ mod tests {
             fingerprint: "f".into(),
             assumed_role_arn: None,
             chain: None,
+            sts_endpoint: None,
         }
     }
 

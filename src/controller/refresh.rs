@@ -80,11 +80,9 @@ pub async fn refresh(
     let issued = plan::issued(
         &key.uid,
         Timestamp::now(),
-        credentials.expiration,
         spec.renew_before,
         fingerprint,
-        credentials.assumed_role_arn.clone(),
-        credentials.chain.clone(),
+        &credentials,
     );
     let rendered = secret::render(&Rendering {
         namespace: &key.namespace,

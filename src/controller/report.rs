@@ -562,6 +562,7 @@ mod tests {
             fingerprint: "f".into(),
             assumed_role_arn: None,
             chain: None,
+            sts_endpoint: None,
         }
     }
 
@@ -623,9 +624,11 @@ mod tests {
         assert!(first.note.contains("controller: Deployment/x"));
         assert_eq!(announcement(&conflict, ready(Some(REASON_CONFLICT))), None);
 
-        let invalid = Reconciled::Invalid(Invalid::from(
-            crate::spec::SpecError::EndpointNotAllowed("https://x".into()),
-        ));
+        let invalid =
+            Reconciled::Invalid(Invalid::from(crate::spec::SpecError::EndpointNotAllowed {
+                field: "sts.endpoint",
+                endpoint: "https://x".into(),
+            }));
         assert_eq!(
             announcement(&invalid, ready(None)).map(|a| a.action),
             Some("Validate")

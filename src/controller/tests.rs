@@ -54,6 +54,7 @@ impl StsClient for FakeSts {
                 expiration: Timestamp::now() + jiff::SignedDuration::from_secs(3600),
                 assumed_role_arn: Some("arn:aws:sts::123456789012:assumed-role/app/ns.b".into()),
                 chain: None,
+                sts_endpoint: None,
             })
         })
     }
@@ -76,6 +77,7 @@ fn shared(
             throttle: throttle.clone(),
             metrics: metrics.clone(),
             token_expiration_seconds: settings.token_expiration_seconds,
+            endpoint_health: Mutex::new(crate::failover::EndpointHealth::default()),
         },
         sources.clone(),
         settings.saml.clone(),
@@ -378,11 +380,17 @@ async fn fresh_credentials_in_the_cache_cost_one_status_write_then_nothing() {
     let issued = crate::plan::issued(
         UID,
         now - jiff::SignedDuration::from_secs(60),
-        now + jiff::SignedDuration::from_secs(3540),
         None,
         &spec.fingerprint(),
-        None,
-        None,
+        &IssuedCredentials {
+            access_key_id: "ASIAFRESH".into(),
+            secret_access_key: SecretString::from("s".to_string()),
+            session_token: SecretString::from("t".to_string()),
+            expiration: now + jiff::SignedDuration::from_secs(3540),
+            assumed_role_arn: None,
+            chain: None,
+            sts_endpoint: None,
+        },
     );
     let annotations = BTreeMap::from([
         (

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use futures::future::BoxFuture;
 
-use super::deps::{FlowDeps, scope, target};
+use super::deps::{FlowDeps, Served, scope};
 use super::error::FlowError;
 use super::seam::{ExchangeRequest, FirstExchangeFlow};
 use super::setup_hints;
@@ -41,46 +41,58 @@ impl CredentialSource {
         let keys = self.sources.keys_for(&source.name, None, grant)?;
         let sts = &self.deps.sts;
         let result = match &source.call {
-            SourceCall::AssumeRole { role_arn } => {
-                let call = sts.assume_role(AssumeRoleRequest {
-                    // Long-term keys: not role chaining, up to 12 hours.
-                    signer: Signer::LongTerm(keys),
-                    role_arn: role_arn.clone(),
-                    session_name: spec.session_name.clone(),
-                    external_id: None,
-                    tags: source.tags.clone(),
-                    transitive_tag_keys: source.transitive_tag_keys.clone(),
-                    source_identity: None,
-                    scope: scope(spec, duration_seconds),
-                    target: target(spec),
-                });
-                self.deps
-                    .sts_call(flow, call)
-                    .await
-                    .map(|assumed| assumed.credentials)
-                    .map_err(|e| {
-                        let hint = setup_hints::for_role(&e, role_arn, duration_seconds);
-                        e.with_hint(hint)
+            SourceCall::AssumeRole { role_arn } => self
+                .deps
+                .sts_exchange(flow, spec, |target| {
+                    sts.assume_role(AssumeRoleRequest {
+                        // Long-term keys: not role chaining, up to 12 hours.
+                        signer: Signer::LongTerm(keys.clone()),
+                        role_arn: role_arn.clone(),
+                        session_name: spec.session_name.clone(),
+                        external_id: None,
+                        tags: source.tags.clone(),
+                        transitive_tag_keys: source.transitive_tag_keys.clone(),
+                        source_identity: None,
+                        scope: scope(spec, duration_seconds),
+                        target,
                     })
-            }
-            SourceCall::GetFederationToken { name } => {
-                let call = sts.get_federation_token(FederationTokenRequest {
-                    keys,
-                    name: name.clone(),
-                    tags: source.tags.clone(),
-                    scope: scope(spec, duration_seconds),
-                    target: target(spec),
-                });
-                self.deps.sts_call(flow, call).await
-            }
-            SourceCall::GetSessionToken => {
-                let call = sts.get_session_token(SessionTokenRequest {
-                    keys,
-                    duration_seconds,
-                    target: target(spec),
-                });
-                self.deps.sts_call(flow, call).await
-            }
+                })
+                .await
+                .map(|served| {
+                    Served {
+                        answer: served.answer.credentials,
+                        endpoint: served.endpoint,
+                    }
+                    .credentials()
+                })
+                .map_err(|e| {
+                    let hint = setup_hints::for_role(&e, role_arn, duration_seconds);
+                    e.with_hint(hint)
+                }),
+            SourceCall::GetFederationToken { name } => self
+                .deps
+                .sts_exchange(flow, spec, |target| {
+                    sts.get_federation_token(FederationTokenRequest {
+                        keys: keys.clone(),
+                        name: name.clone(),
+                        tags: source.tags.clone(),
+                        scope: scope(spec, duration_seconds),
+                        target,
+                    })
+                })
+                .await
+                .map(Served::credentials),
+            SourceCall::GetSessionToken => self
+                .deps
+                .sts_exchange(flow, spec, |target| {
+                    sts.get_session_token(SessionTokenRequest {
+                        keys: keys.clone(),
+                        duration_seconds,
+                        target,
+                    })
+                })
+                .await
+                .map(Served::credentials),
         };
         Ok(result?)
     }

@@ -9,7 +9,7 @@
 
 use std::sync::Arc;
 
-use super::deps::{FlowDeps, target};
+use super::deps::FlowDeps;
 use super::error::HopError;
 use super::seam::ExchangeRequest;
 use crate::credentials::{ChainRecord, HopRecord, IssuedCredentials, Signer};
@@ -70,24 +70,27 @@ impl RoleChain {
         let mut current = first;
         let mut records = Vec::with_capacity(spec.role_chain.len());
         for (index, hop) in spec.role_chain.iter().enumerate() {
-            let call = self.deps.sts.assume_role(AssumeRoleRequest {
-                signer: Signer::Session(current),
-                role_arn: hop.role_arn.clone(),
-                session_name: hop.session_name.clone(),
-                external_id: hop.external_id.clone(),
-                tags: hop.tags.clone(),
-                transitive_tag_keys: hop.transitive_tag_keys.clone(),
-                source_identity: hop.source_identity.clone(),
-                scope: SessionScope {
-                    duration_seconds: hop.duration_seconds,
-                    policy: hop.session_policy.clone(),
-                    policy_arns: hop.policy_arns.clone(),
-                },
-                target: target(spec),
-            });
-            let assumed = self
+            // Every hop fails over on its own: the previous credentials sign it at whichever
+            // endpoint answers (STS credentials are good at every endpoint of the service).
+            let served = self
                 .deps
-                .sts_call(Self::NAME, call)
+                .sts_exchange(Self::NAME, spec, |target| {
+                    self.deps.sts.assume_role(AssumeRoleRequest {
+                        signer: Signer::Session(current.clone()),
+                        role_arn: hop.role_arn.clone(),
+                        session_name: hop.session_name.clone(),
+                        external_id: hop.external_id.clone(),
+                        tags: hop.tags.clone(),
+                        transitive_tag_keys: hop.transitive_tag_keys.clone(),
+                        source_identity: hop.source_identity.clone(),
+                        scope: SessionScope {
+                            duration_seconds: hop.duration_seconds,
+                            policy: hop.session_policy.clone(),
+                            policy_arns: hop.policy_arns.clone(),
+                        },
+                        target,
+                    })
+                })
                 .await
                 .map_err(|error| {
                     let hint = if error.kind == StsErrorKind::AccessDenied {
@@ -102,6 +105,7 @@ impl RoleChain {
                         hint,
                     }
                 })?;
+            let assumed = served.answer;
             records.push(HopRecord {
                 assumed_role_arn: assumed
                     .credentials
@@ -113,7 +117,10 @@ impl RoleChain {
                     .packed_policy_size
                     .map(|p| p.clamp(0, MAX_PACKED_PERCENT)),
             });
-            current = assumed.credentials;
+            current = IssuedCredentials {
+                sts_endpoint: served.endpoint,
+                ..assumed.credentials
+            };
         }
         current.chain = Some(ChainRecord {
             clamped_from: spec
@@ -128,6 +135,7 @@ impl RoleChain {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::flow::deps::tests::{A, B, binding, deps};
     use crate::flow::error::FlowError;
     use crate::retry::RetryClass;
     use crate::sts::StsError;
@@ -152,6 +160,96 @@ mod tests {
             policy_arns: vec![],
             duration_seconds: 900,
         }
+    }
+
+    /// STS whose endpoint A cannot answer `AssumeRole`; B issues a session per hop.
+    struct HopsFailAtA {
+        tried: std::sync::Mutex<Vec<(String, String)>>,
+    }
+
+    impl crate::sts::StsClient for HopsFailAtA {
+        fn assume_role_with_web_identity(
+            &self,
+            _request: crate::sts::WebIdentityRequest,
+        ) -> futures::future::BoxFuture<'_, Result<IssuedCredentials, StsError>> {
+            Box::pin(async { Err(crate::sts::unsupported("AssumeRoleWithWebIdentity")) })
+        }
+
+        fn assume_role(
+            &self,
+            request: AssumeRoleRequest,
+        ) -> futures::future::BoxFuture<'_, Result<crate::sts::AssumedRole, StsError>> {
+            let endpoint = request.target.endpoint.clone().unwrap_or_default();
+            if let Ok(mut tried) = self.tried.lock() {
+                tried.push((request.role_arn.clone(), endpoint.clone()));
+            }
+            Box::pin(async move {
+                if endpoint == A {
+                    return Err(StsError::new(
+                        StsErrorKind::Unavailable,
+                        Some("ServiceUnavailable"),
+                        "HTTP 503",
+                    )
+                    .at_endpoint());
+                }
+                let Signer::Session(previous) = request.signer else {
+                    panic!("a hop is signed with the previous session");
+                };
+                Ok(crate::sts::AssumedRole {
+                    credentials: IssuedCredentials {
+                        access_key_id: format!("{}-next", previous.access_key_id),
+                        assumed_role_arn: Some(format!("{}/assumed", request.role_arn)),
+                        ..previous
+                    },
+                    packed_policy_size: Some(1),
+                })
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn every_hop_fails_over_on_its_own() {
+        let sts = std::sync::Arc::new(HopsFailAtA {
+            tried: std::sync::Mutex::new(Vec::new()),
+        });
+        // No cool-down: each hop starts at A again, so each one has to fail over.
+        let chain = RoleChain {
+            deps: Arc::new(deps(sts.clone(), std::time::Duration::ZERO)),
+        };
+        let spec = binding(&[A, B], 2);
+        let first = IssuedCredentials {
+            access_key_id: "ASIAFIRST".into(),
+            secret_access_key: secrecy::SecretString::from("s".to_string()),
+            session_token: secrecy::SecretString::from("t".to_string()),
+            expiration: jiff::Timestamp::now(),
+            assumed_role_arn: None,
+            chain: None,
+            sts_endpoint: Some(A.into()),
+        };
+        let last = chain
+            .hops_after(
+                ExchangeRequest {
+                    namespace: "ns",
+                    binding: "b",
+                    spec: &spec,
+                },
+                first,
+            )
+            .await
+            .expect("B served both hops");
+        assert_eq!(last.access_key_id, "ASIAFIRST-next-next");
+        assert_eq!(last.sts_endpoint.as_deref(), Some(B));
+        assert_eq!(last.chain.as_ref().map(|c| c.hops.len()), Some(2));
+        let hop = |i: usize| format!("arn:aws:iam::123456789012:role/hop{i}");
+        assert_eq!(
+            *sts.tried.lock().expect("lock"),
+            [
+                (hop(0), A.to_string()),
+                (hop(0), B.to_string()),
+                (hop(1), A.to_string()),
+                (hop(1), B.to_string()),
+            ]
+        );
     }
 
     #[test]

@@ -118,6 +118,12 @@ impl RolesAnywhere {
                 }),
             )
             .await;
+        let result = result.map(|credentials| IssuedCredentials {
+            // Roles Anywhere has one endpoint (the operator's, or AWS's in the trust anchor's
+            // region): no fail-over list.
+            sts_endpoint: ra.endpoint.clone(),
+            ..credentials
+        });
         result.map_err(|e| {
             if e.kind == StsErrorKind::AccessDenied
                 && let Some(hint) =

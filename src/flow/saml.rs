@@ -8,7 +8,7 @@ use std::sync::Arc;
 use futures::future::BoxFuture;
 use jiff::Timestamp;
 
-use super::deps::{FlowDeps, scope, target};
+use super::deps::{FlowDeps, scope};
 use super::error::{FlowError, SamlError};
 use super::seam::{ExchangeRequest, FirstExchangeFlow};
 use super::setup_hints;
@@ -72,32 +72,33 @@ impl Saml {
 
         let result = self
             .deps
-            .sts_call(
-                flow,
+            .sts_exchange(flow, spec, |target| {
                 self.deps.sts.assume_role_with_saml(SamlRequest {
                     role_arn: saml.role_arn.clone(),
                     principal_arn: saml.provider_arn.clone(),
-                    saml_assertion: assertion,
+                    saml_assertion: assertion.clone(),
                     scope: scope(spec, duration_seconds),
-                    target: target(spec),
-                }),
-            )
-            .await;
-        result.map_err(|e| match (e.kind, e.code.as_deref()) {
-            // A fresh assertion cannot have expired; one STS cannot verify was signed with a
-            // key, or by an issuer, IAM's copy of the metadata does not name.
-            (StsErrorKind::InvalidIdentityToken, Some("InvalidIdentityToken")) => {
-                FlowError::Saml(SamlError::Rejected {
-                    provider_arn: saml.provider_arn.clone(),
-                    code: "InvalidIdentityToken".into(),
-                    message: e.message,
+                    target,
                 })
-            }
-            _ => {
-                let hint = setup_hints::for_role(&e, &saml.role_arn, duration_seconds);
-                FlowError::Sts(e.with_hint(hint))
-            }
-        })
+            })
+            .await;
+        result
+            .map(|served| served.credentials())
+            .map_err(|e| match (e.kind, e.code.as_deref()) {
+                // A fresh assertion cannot have expired; one STS cannot verify was signed with a
+                // key, or by an issuer, IAM's copy of the metadata does not name.
+                (StsErrorKind::InvalidIdentityToken, Some("InvalidIdentityToken")) => {
+                    FlowError::Saml(SamlError::Rejected {
+                        provider_arn: saml.provider_arn.clone(),
+                        code: "InvalidIdentityToken".into(),
+                        message: e.message,
+                    })
+                }
+                _ => {
+                    let hint = setup_hints::for_role(&e, &saml.role_arn, duration_seconds);
+                    FlowError::Sts(e.with_hint(hint))
+                }
+            })
     }
 }
 

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use futures::future::BoxFuture;
 
-use super::deps::{FlowDeps, scope, target};
+use super::deps::{FlowDeps, scope};
 use super::error::FlowError;
 use super::seam::{ExchangeRequest, FirstExchangeFlow};
 use super::setup_hints;
@@ -28,20 +28,19 @@ impl WebIdentity {
         let token = self.deps.token(request).await?;
         let result = self
             .deps
-            .sts_call(
-                flow,
+            .sts_exchange(flow, spec, |target| {
                 self.deps
                     .sts
                     .assume_role_with_web_identity(WebIdentityRequest {
                         role_arn: role_arn.to_string(),
                         session_name: spec.session_name.clone(),
-                        web_identity_token: token.token,
+                        web_identity_token: token.token.clone(),
                         scope: scope(spec, duration_seconds),
-                        target: target(spec),
-                    }),
-            )
+                        target,
+                    })
+            })
             .await;
-        result.map_err(|error| {
+        result.map(|served| served.credentials()).map_err(|error| {
             let hint = setup_hints::web_identity(&error, &request, role_arn);
             FlowError::Sts(error.with_hint(hint))
         })

@@ -18,7 +18,7 @@ mod tests;
 
 use std::time::Duration;
 
-pub use policy::{AWS_STS_AUDIENCE, PolicyError, StsPolicy, is_plain_http};
+pub use policy::{AWS_STS_AUDIENCE, PolicyError, StsPolicy, is_http_url, is_plain_http};
 pub use resolved::{
     FirstExchange, KUBERNETES_TAG_KEYS, ResolvedHop, ResolvedRolesAnywhere, ResolvedSaml,
     ResolvedSource, ResolvedSpec, SourceCall,
@@ -57,7 +57,7 @@ pub fn resolve(
     let (duration_seconds, renew_before) = timing(spec, source)?;
     let session_name = session_name(spec, namespace, name, source, policy)?;
     let (session_policy, policy_arns) = session_policies(spec, source)?;
-    let (region, endpoint) = sts_target(sts, provider, policy)?;
+    let (region, endpoints) = sts_target(sts, provider, policy)?;
     let mount_path = mount_path(spec)?;
     let kubernetes_tags = || chain::kubernetes_tags(spec, namespace, name, policy);
     let saml = saml::resolve_saml(
@@ -122,7 +122,11 @@ pub fn resolve(
             // (`x509Subject/*` principal tags); a chain after it carries the Kubernetes tags.
             || (matches!(first, FirstExchange::RolesAnywhere(_)) && spec.role_chain.is_empty()),
     )?;
-    endpoint_fits(&first, &audience, endpoint.as_deref(), policy)?;
+    for endpoint in &endpoints {
+        endpoint_fits(&first, &audience, endpoint, policy)?;
+    }
+    let mut endpoints = endpoints.into_iter().map(|e| e.url);
+    let endpoint = endpoints.next();
 
     Ok(ResolvedSpec {
         service_account_name: spec.service_account_name.clone(),
@@ -136,6 +140,7 @@ pub fn resolve(
         policy_arns,
         region,
         endpoint,
+        fallback_endpoints: endpoints.collect(),
         mount_path,
         role_chain,
         first,
@@ -177,18 +182,20 @@ fn first_exchange(
     })
 }
 
-/// What may go to the binding's endpoint: AWS's audience, a SAML assertion podcreds signs and a
-/// request signed with an IAM user's keys only to AWS (or the admin's default endpoint); another
-/// endpoint the admin allowed gets tokens of its own audience only.
+/// What may go to one of the binding's endpoints: AWS's audience, a SAML assertion podcreds signs
+/// and a request signed with an IAM user's keys only to AWS (or the admin's default endpoints);
+/// another endpoint the admin allowed gets tokens of its own audience only. Checked for every
+/// endpoint of a fail-over list: any of them may receive the call.
 fn endpoint_fits(
     first: &FirstExchange,
     audience: &str,
-    endpoint: Option<&str>,
+    endpoint: &StsEndpointRef,
     policy: &StsPolicy,
 ) -> Result<(), SpecError> {
-    let Some(endpoint) = endpoint.filter(|e| !policy.trusted_like_aws(Some(e))) else {
+    if policy.trusted_like_aws(Some(&endpoint.url)) {
         return Ok(());
-    };
+    }
+    let (field, endpoint) = (endpoint.field, endpoint.url.as_str());
     let what = match first {
         FirstExchange::WebIdentity { .. } => None,
         FirstExchange::Saml(_) => Some("SAML assertions podcreds signs"),
@@ -199,12 +206,14 @@ fn endpoint_fits(
     };
     if let Some(what) = what {
         return Err(SpecError::ExchangeNeedsAws {
+            field,
             endpoint: endpoint.to_string(),
             what,
         });
     }
     if audience == policy::AWS_STS_AUDIENCE {
         return Err(SpecError::AwsAudienceElsewhere {
+            field,
             audience: audience.to_string(),
             endpoint: endpoint.to_string(),
         });
@@ -354,13 +363,25 @@ fn session_policies(
     Ok((spec.session_policy.clone(), policy_arns))
 }
 
-/// `sts.region` and `sts.endpoint`, within what the admin allows; an STS-compatible provider
-/// never sends its token to AWS, and no token travels over plain HTTP unless the admin allows it.
+/// One STS endpoint of a binding, and the field that named it (`sts.endpoint`, `sts.endpoints`,
+/// or the operator's default).
+struct StsEndpointRef {
+    field: &'static str,
+    url: String,
+}
+
+/// Most endpoints a binding may list in `sts.endpoints` (the CRD's bound).
+pub const MAX_STS_ENDPOINTS: usize = 4;
+
+/// `sts.region` and `sts.endpoint` / `sts.endpoints`, within what the admin allows: the region
+/// and the endpoints in order of preference (none: the AWS regional endpoint). An STS-compatible
+/// provider never sends its token to AWS, and no token travels over plain HTTP unless the admin
+/// allows it; every endpoint of a list is held to the rules of one.
 fn sts_target(
     sts: crate::api::StsSettings,
     provider: StsProvider,
     policy: &StsPolicy,
-) -> Result<(String, Option<String>), SpecError> {
+) -> Result<(String, Vec<StsEndpointRef>), SpecError> {
     let region = match sts.region {
         Some(r) => {
             check(
@@ -374,47 +395,76 @@ fn sts_target(
         }
         None => policy.default_region.clone(),
     };
-    let endpoint = match sts.endpoint {
-        None => policy.default_endpoint.clone(),
-        Some(e) => {
-            if !(e.starts_with("https://") || e.starts_with("http://")) || e.len() > 2048 {
-                return Err(invalid("sts.endpoint", "must be an http(s) URL"));
-            }
-            if Some(&e) != policy.default_endpoint.as_ref()
-                && !policy.allowed_endpoints.contains(&e)
-            {
-                return Err(SpecError::EndpointNotAllowed(e));
-            }
-            Some(e)
-        }
+    let named = |field: &'static str, urls: Vec<String>| {
+        urls.into_iter()
+            .map(|url| StsEndpointRef { field, url })
+            .collect::<Vec<_>>()
     };
+    let endpoints = match (sts.endpoint, sts.endpoints) {
+        (Some(_), Some(_)) => {
+            return Err(invalid(
+                "sts.endpoints",
+                "set sts.endpoint (one endpoint) or sts.endpoints (an ordered fail-over list), not both",
+            ));
+        }
+        (Some(e), None) => named("sts.endpoint", vec![e]),
+        (None, Some(list)) => {
+            if list.is_empty() || list.len() > MAX_STS_ENDPOINTS {
+                return Err(invalid(
+                    "sts.endpoints",
+                    format!("must list 1 to {MAX_STS_ENDPOINTS} endpoints"),
+                ));
+            }
+            if let Some((i, e)) = list
+                .iter()
+                .enumerate()
+                .find(|(i, e)| list[..*i].contains(e))
+            {
+                return Err(invalid(
+                    format!("sts.endpoints[{i}]"),
+                    format!("lists {e:?} twice: each endpoint is tried once, in order"),
+                ));
+            }
+            named("sts.endpoints", list)
+        }
+        (None, None) => named("sts", policy.default_endpoints.clone()),
+    };
+    for endpoint in endpoints.iter().filter(|e| e.field != "sts") {
+        let e = &endpoint.url;
+        if !is_http_url(e) {
+            return Err(invalid(endpoint.field, "must be an http(s) URL"));
+        }
+        if !policy.is_default_endpoint(e) && !policy.allowed_endpoints.contains(e) {
+            return Err(SpecError::EndpointNotAllowed {
+                field: endpoint.field,
+                endpoint: e.clone(),
+            });
+        }
+    }
     if provider != StsProvider::Aws {
         // MinIO and Ceph role ARNs mean nothing to AWS: refuse them before a token is sent there.
-        match &endpoint {
-            None => {
-                return Err(invalid(
-                    "sts.provider",
-                    "an STS-compatible provider needs an STS endpoint: set spec.sts.endpoint, or ask the cluster admin for a default --sts-endpoint",
-                ));
-            }
-            Some(e) if is_aws_endpoint(e) => {
-                return Err(invalid(
-                    "sts.provider",
-                    "an STS-compatible provider (MinIO, CephRGW) cannot name an AWS endpoint",
-                ));
-            }
-            Some(_) => {}
+        if endpoints.is_empty() {
+            return Err(invalid(
+                "sts.provider",
+                "an STS-compatible provider needs an STS endpoint: set spec.sts.endpoint, or ask the cluster admin for a default --sts-endpoint",
+            ));
+        }
+        if endpoints.iter().any(|e| is_aws_endpoint(&e.url)) {
+            return Err(invalid(
+                "sts.provider",
+                "an STS-compatible provider (MinIO, CephRGW) cannot name an AWS endpoint",
+            ));
         }
     }
-    // Checked on the endpoint actually used, so a default endpoint that somehow escaped the start
-    // check is refused too.
-    if let Some(e) = &endpoint
-        && is_plain_http(e)
-        && !policy.allow_insecure_endpoints
+    // Checked on the endpoints actually used, so a default endpoint that somehow escaped the
+    // start check is refused too.
+    if let Some(e) = endpoints
+        .iter()
+        .find(|e| is_plain_http(&e.url) && !policy.allow_insecure_endpoints)
     {
-        return Err(SpecError::InsecureEndpoint(e.clone()));
+        return Err(SpecError::InsecureEndpoint(e.url.clone()));
     }
-    Ok((region, endpoint))
+    Ok((region, endpoints))
 }
 
 /// `mountPath`: it is placed in the `credential_process` command line the SDKs run.

@@ -8,8 +8,9 @@ use super::rules::TAG_VALUE;
 pub struct StsPolicy {
     /// Region used when a binding names none.
     pub default_region: String,
-    /// STS endpoint used when a binding names none; `None` means the AWS regional endpoint.
-    pub default_endpoint: Option<String>,
+    /// STS endpoints, in order of preference, for bindings that name none (`--sts-endpoints`,
+    /// or `--sts-endpoint` for one); empty means the AWS regional endpoint.
+    pub default_endpoints: Vec<String>,
     /// Token audience used when a binding names none.
     pub default_audience: String,
     /// Audiences a binding may ask for besides the default.
@@ -44,7 +45,7 @@ impl Default for StsPolicy {
     fn default() -> Self {
         Self {
             default_region: "us-east-1".into(),
-            default_endpoint: None,
+            default_endpoints: Vec::new(),
             default_audience: "sts.amazonaws.com".into(),
             allowed_audiences: Vec::new(),
             allowed_endpoints: Vec::new(),
@@ -66,22 +67,38 @@ pub const AWS_STS_AUDIENCE: &str = "sts.amazonaws.com";
 impl StsPolicy {
     /// Whether tokens (and SAML assertions, and SigV4 requests signed with an IAM user's keys)
     /// may go to `endpoint` as if it were AWS: it is an AWS endpoint, the AWS regional default
-    /// (`None`), or the endpoint the admin made everyone's default.
+    /// (`None`), or one of the endpoints the admin made everyone's default.
     pub fn trusted_like_aws(&self, endpoint: Option<&str>) -> bool {
         match endpoint {
             None => true,
-            Some(e) => super::is_aws_endpoint(e) || Some(e) == self.default_endpoint.as_deref(),
+            Some(e) => super::is_aws_endpoint(e) || self.is_default_endpoint(e),
         }
     }
 
-    /// Checks what the operator would use without any binding asking: refuses a plain-HTTP
-    /// default endpoint unless plain HTTP is allowed. Run once at start.
+    /// Whether `endpoint` is one of the admin's default endpoints.
+    pub fn is_default_endpoint(&self, endpoint: &str) -> bool {
+        self.default_endpoints.iter().any(|d| d == endpoint)
+    }
+
+    /// The first default endpoint (`None`: the AWS regional endpoint).
+    pub fn default_endpoint(&self) -> Option<&str> {
+        self.default_endpoints.first().map(String::as_str)
+    }
+
+    /// Checks what the operator would use without any binding asking: refuses a default
+    /// endpoint that is not an http(s) URL, is listed twice, or is plain HTTP while plain HTTP is
+    /// not allowed. Run once at start.
     pub fn check(&self) -> Result<(), PolicyError> {
-        match &self.default_endpoint {
-            Some(endpoint) if is_plain_http(endpoint) && !self.allow_insecure_endpoints => {
+        for (i, endpoint) in self.default_endpoints.iter().enumerate() {
+            if !is_http_url(endpoint) {
+                return Err(PolicyError::InvalidDefaultEndpoint(endpoint.clone()));
+            }
+            if self.default_endpoints[..i].contains(endpoint) {
+                return Err(PolicyError::DuplicateDefaultEndpoint(endpoint.clone()));
+            }
+            if is_plain_http(endpoint) && !self.allow_insecure_endpoints {
                 return Err(PolicyError::InsecureDefaultEndpoint(endpoint.clone()));
             }
-            _ => {}
         }
         match &self.rolesanywhere_endpoint {
             Some(endpoint) if is_plain_http(endpoint) && !self.allow_insecure_endpoints => {
@@ -118,6 +135,22 @@ pub fn is_plain_http(endpoint: &str) -> bool {
         .is_some_and(|scheme| scheme.eq_ignore_ascii_case("http://"))
 }
 
+/// Whether `endpoint` is an `http://` or `https://` URL with something after the scheme, of at
+/// most 2048 characters (the CRD's bound).
+pub fn is_http_url(endpoint: &str) -> bool {
+    let rest = if is_plain_http(endpoint) {
+        &endpoint[7..]
+    } else if endpoint
+        .get(..8)
+        .is_some_and(|scheme| scheme.eq_ignore_ascii_case("https://"))
+    {
+        &endpoint[8..]
+    } else {
+        return false;
+    };
+    !rest.is_empty() && endpoint.len() <= 2048
+}
+
 /// Why the operator's own configuration is refused at start.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum PolicyError {
@@ -125,6 +158,10 @@ pub enum PolicyError {
         "--sts-endpoint {0:?} is plain HTTP: every ServiceAccount token sent there would travel in clear. Use an https:// endpoint, or pass --allow-insecure-sts-endpoints (chart: operator.allowInsecureStsEndpoints) if the network path is trusted, for example loopback in a test"
     )]
     InsecureDefaultEndpoint(String),
+    #[error("--sts-endpoints entry {0:?} is not an http(s) URL")]
+    InvalidDefaultEndpoint(String),
+    #[error("--sts-endpoints lists {0:?} twice: each endpoint is tried once, in the order given")]
+    DuplicateDefaultEndpoint(String),
     #[error(
         "--rolesanywhere-endpoint {0:?} is plain HTTP: requests signed with workload certificates would travel in clear. Use an https:// endpoint, or pass --allow-insecure-sts-endpoints if the network path is trusted"
     )]

@@ -30,7 +30,14 @@ pub struct ResolvedSpec {
     pub session_policy: Option<String>,
     pub policy_arns: Vec<String>,
     pub region: String,
+    /// The first STS endpoint the binding's calls go to (`None`: the AWS regional endpoint of
+    /// `region`). Part of the fingerprint's input, as `sts.endpoint` always was.
     pub endpoint: Option<String>,
+    /// The endpoints tried after `endpoint`, in order, when it cannot answer. Left out of the
+    /// fingerprint's input: adding, removing or reordering fall-backs is not a reason for new
+    /// credentials (every endpoint of the list serves the same identity).
+    #[serde(skip)]
+    pub fallback_endpoints: Vec<String>,
     pub mount_path: String,
     /// The `AssumeRole` hops after the first exchange, with every default applied. Left out of
     /// the fingerprint's input when empty, so bindings without a chain keep their fingerprint.
@@ -272,6 +279,15 @@ fn serialize_opt_secs<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Resul
 }
 
 impl ResolvedSpec {
+    /// Every STS endpoint of the binding in order of preference: `endpoint`, then the
+    /// fall-backs. Empty: the AWS regional endpoint of `region`.
+    pub fn sts_endpoints(&self) -> impl Iterator<Item = &str> {
+        self.endpoint
+            .as_deref()
+            .into_iter()
+            .chain(self.fallback_endpoints.iter().map(String::as_str))
+    }
+
     /// The roles the binding's credentials pass through: `roleArn`, then every hop's.
     pub fn role_arns(&self) -> impl Iterator<Item = &str> {
         self.role_arn

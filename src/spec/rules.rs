@@ -21,9 +21,12 @@ pub enum SpecError {
     )]
     AudienceNotAllowed(String),
     #[error(
-        "spec.sts.endpoint {0:?} is not in the operator's allowed STS endpoints; ask the cluster admin to allow it"
+        "spec.{field} {endpoint:?} is not in the operator's allowed STS endpoints; ask the cluster admin to allow it"
     )]
-    EndpointNotAllowed(String),
+    EndpointNotAllowed {
+        field: &'static str,
+        endpoint: String,
+    },
     #[error(
         "spec.{field} {session_name:?} must start with {prefix:?} (the binding's namespace and a dot), so that CloudTrail shows which namespace acted; ask the cluster admin to allow other session names"
     )]
@@ -41,13 +44,18 @@ pub enum SpecError {
     )]
     InsecureEndpoint(String),
     #[error(
-        "spec.sts.endpoint {endpoint:?} is neither AWS nor the operator's default endpoint, and the token's audience {audience:?} is AWS's: whoever runs that endpoint could replay the token to AWS STS. Give the binding the endpoint's own audience (spec.audience, allowed by the cluster admin)"
+        "spec.{field} {endpoint:?} is neither AWS nor one of the operator's default endpoints, and the token's audience {audience:?} is AWS's: whoever runs that endpoint could replay the token to AWS STS. Give the binding the endpoint's own audience (spec.audience, allowed by the cluster admin)"
     )]
-    AwsAudienceElsewhere { audience: String, endpoint: String },
+    AwsAudienceElsewhere {
+        field: &'static str,
+        audience: String,
+        endpoint: String,
+    },
     #[error(
-        "spec.sts.endpoint {endpoint:?} is neither AWS nor the operator's default endpoint: {what} go only to AWS STS (or the endpoint the cluster admin set as the default)"
+        "spec.{field} {endpoint:?} is neither AWS nor one of the operator's default endpoints: {what} go only to AWS STS (or the endpoints the cluster admin set as the default)"
     )]
     ExchangeNeedsAws {
+        field: &'static str,
         endpoint: String,
         what: &'static str,
     },
@@ -63,7 +71,7 @@ impl SpecError {
         match self {
             SpecError::Invalid { .. } => "InvalidSpec",
             SpecError::AudienceNotAllowed(_) => "AudienceNotAllowed",
-            SpecError::EndpointNotAllowed(_) => "EndpointNotAllowed",
+            SpecError::EndpointNotAllowed { .. } => "EndpointNotAllowed",
             SpecError::SessionNameNotPrefixed { .. } => "SessionNameNotAllowed",
             SpecError::InsecureEndpoint(_) => "InsecureEndpoint",
             SpecError::AwsAudienceElsewhere { .. } => "AudienceEndpointMismatch",

@@ -78,6 +78,10 @@ pub struct StsError {
     pub message: String,
     /// What to fix, when the answer shows a common setup mistake (see `flow::setup_hints`).
     pub hint: Option<String>,
+    /// The endpoint itself could not answer: no connection, a timeout, an HTTP 5xx, an answer
+    /// that could not be read. Another endpoint of the same service may; a refusal (any 4xx)
+    /// would be the same anywhere.
+    pub endpoint_failed: bool,
 }
 
 impl StsError {
@@ -87,11 +91,20 @@ impl StsError {
             code: code.map(|c| text::bounded(c, text::MAX_REMOTE_CODE)),
             message: text::remote(message),
             hint: None,
+            endpoint_failed: false,
         }
     }
 
     pub fn with_hint(self, hint: Option<String>) -> Self {
         Self { hint, ..self }
+    }
+
+    /// Marks the error as the endpoint's failure (see [`StsError::endpoint_failed`]).
+    pub fn at_endpoint(self) -> Self {
+        Self {
+            endpoint_failed: true,
+            ..self
+        }
     }
 }
 

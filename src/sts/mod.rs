@@ -4,6 +4,7 @@
 //! only speaks to STS.
 
 mod error;
+mod proxy;
 mod requests;
 mod rolesanywhere;
 mod sdk;
@@ -15,6 +16,7 @@ use futures::future::BoxFuture;
 
 use crate::credentials::IssuedCredentials;
 pub use error::{StsError, StsErrorKind};
+pub use proxy::{ProxyError, StsProxy};
 pub use requests::{
     AssumeRoleRequest, AssumedRole, FederationTokenRequest, RolesAnywhereRequest, SamlRequest,
     SessionScope, SessionTokenRequest, StsTarget, WebIdentityRequest,

@@ -15,6 +15,58 @@ pub struct StsTarget {
     pub endpoint: Option<String>,
 }
 
+impl StsTarget {
+    /// The region a call to this target is signed for. An AWS STS endpoint accepts only its own
+    /// region in a SigV4 scope, so a regional endpoint (`sts.<region>.amazonaws.com`, FIPS,
+    /// dual-stack, VPC endpoint names) signs for its region, and the global one
+    /// (`sts.amazonaws.com`) for us-east-1: a fail-over list may hold endpoints of several
+    /// regions. Any other endpoint signs for the binding's region.
+    pub fn signing_region(&self) -> String {
+        self.endpoint
+            .as_deref()
+            .and_then(aws_endpoint_region)
+            .unwrap_or_else(|| self.region.clone())
+    }
+}
+
+/// The region of an AWS STS endpoint URL, judged by its host name.
+fn aws_endpoint_region(endpoint: &str) -> Option<String> {
+    let rest = endpoint.split_once("://").map_or(endpoint, |(_, r)| r);
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let host = host_port
+        .rsplit_once(':')
+        .map_or(host_port, |(h, _)| h)
+        .trim_end_matches('.')
+        .to_ascii_lowercase();
+    let aws = ["amazonaws.com", "amazonaws.com.cn", "api.aws"]
+        .iter()
+        .any(|suffix| host.ends_with(&format!(".{suffix}")));
+    if !aws {
+        return None;
+    }
+    if host == "sts.amazonaws.com" {
+        return Some("us-east-1".to_string());
+    }
+    let labels: Vec<&str> = host.split('.').collect();
+    labels.windows(2).find_map(|pair| {
+        let looks_like_region = |r: &str| {
+            let parts: Vec<&str> = r.split('-').collect();
+            parts.len() >= 3
+                && parts.iter().all(|p| {
+                    !p.is_empty()
+                        && p.bytes()
+                            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+                })
+                && parts
+                    .last()
+                    .is_some_and(|p| p.bytes().all(|b| b.is_ascii_digit()))
+        };
+        (matches!(pair[0], "sts" | "sts-fips") && looks_like_region(pair[1]))
+            .then(|| pair[1].to_string())
+    })
+}
+
 /// How long the issued session lasts and what its session policies leave of the role's (or
 /// user's) permissions.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -112,6 +164,47 @@ mod tests {
     }
 
     #[test]
+    fn aws_endpoints_sign_for_their_own_region() {
+        let target = |endpoint: Option<&str>| StsTarget {
+            region: "eu-west-1".into(),
+            endpoint: endpoint.map(str::to_string),
+        };
+        for (endpoint, region) in [
+            (None, "eu-west-1"),
+            (
+                Some("https://sts.eu-central-1.amazonaws.com"),
+                "eu-central-1",
+            ),
+            (
+                Some("https://STS.eu-central-1.amazonaws.com:443/"),
+                "eu-central-1",
+            ),
+            (Some("https://sts.amazonaws.com"), "us-east-1"),
+            (
+                Some("https://sts-fips.us-gov-west-1.amazonaws.com"),
+                "us-gov-west-1",
+            ),
+            (
+                Some("https://sts.cn-north-1.amazonaws.com.cn"),
+                "cn-north-1",
+            ),
+            (Some("https://sts.ap-southeast-2.api.aws"), "ap-southeast-2"),
+            (
+                Some("https://vpce-0abc-1234.sts.us-east-2.vpce.amazonaws.com"),
+                "us-east-2",
+            ),
+            // Not AWS: the binding's region, whatever the host name says.
+            (Some("https://sts.us-east-2.example.com"), "eu-west-1"),
+            (Some("http://127.0.0.1:9000"), "eu-west-1"),
+            (Some("https://minio.storage.svc:9000"), "eu-west-1"),
+            // An AWS host that names no region (a custom domain of a VPC endpoint, say).
+            (Some("https://sts.internal.amazonaws.com"), "eu-west-1"),
+        ] {
+            assert_eq!(target(endpoint).signing_region(), region, "{endpoint:?}");
+        }
+    }
+
+    #[test]
     fn secrets_are_redacted_in_debug() {
         let creds = IssuedCredentials {
             access_key_id: "ASIAEXAMPLE".into(),
@@ -120,6 +213,7 @@ mod tests {
             expiration: Timestamp::now(),
             assumed_role_arn: None,
             chain: None,
+            sts_endpoint: None,
         };
         let shown = format!("{creds:?}");
         assert!(!shown.contains("very-secret-key"));

@@ -1,6 +1,7 @@
 //! The Roles Anywhere edge: one `CreateSession` over HTTPS (plain HTTP only where the admin
 //! allowed insecure endpoints), signed by `rolesanywhere::signing`. Like the STS client, it takes
-//! nothing from the environment: no proxy, no endpoint override.
+//! nothing from the environment: no endpoint override, and no proxy but the admin's
+//! (`--sts-proxy`, see [`super::proxy`]).
 
 use std::time::Duration;
 
@@ -13,6 +14,7 @@ use jiff::Timestamp;
 use secrecy::SecretString;
 use serde::Deserialize;
 
+use super::proxy::{ProxyRoute, StsProxy};
 use super::{RolesAnywhereRequest, StsError, StsErrorKind, StsTimeouts};
 use crate::credentials::IssuedCredentials;
 use crate::rolesanywhere::signing::{SessionParameters, sign_create_session};
@@ -20,17 +22,23 @@ use crate::rolesanywhere::signing::{SessionParameters, sign_create_session};
 /// Most bytes of an answer read (a `CreateSession` answer is about 2 KiB).
 const MAX_ANSWER_BYTES: usize = 64 * 1024;
 
-type HttpsClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
+type HttpsClient = Client<hyper_rustls::HttpsConnector<ProxyRoute>, Full<Bytes>>;
 
 pub struct RolesAnywhereClient {
     /// `Err` says why no TLS client could be made (reported on every call).
     http: Result<HttpsClient, String>,
     timeouts: StsTimeouts,
+    /// The admin's proxy, to name it when a call through it fails.
+    proxy: Option<StsProxy>,
 }
 
-/// HTTPS with the system's roots, as the STS client's; none found leaves an empty store, so that
-/// every HTTPS call fails with an unknown issuer, which the condition shows.
-fn connector(timeouts: StsTimeouts) -> Result<hyper_rustls::HttpsConnector<HttpConnector>, String> {
+/// HTTPS with the system's roots, as the STS client's, through the admin's proxy if any; no
+/// roots found leaves an empty store, so that every HTTPS call fails with an unknown issuer,
+/// which the condition shows.
+fn connector(
+    timeouts: StsTimeouts,
+    proxy: Option<&StsProxy>,
+) -> Result<hyper_rustls::HttpsConnector<ProxyRoute>, String> {
     let mut http = HttpConnector::new();
     http.enforce_http(false);
     http.set_connect_timeout(Some(timeouts.connect));
@@ -48,14 +56,19 @@ fn connector(timeouts: StsTimeouts) -> Result<hyper_rustls::HttpsConnector<HttpC
             hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(config)
         }
     };
-    Ok(tls.https_or_http().enable_http1().wrap_connector(http))
+    Ok(tls
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(ProxyRoute::new(http, proxy)))
 }
 
 impl RolesAnywhereClient {
-    pub fn new(timeouts: StsTimeouts) -> Self {
+    pub fn new(timeouts: StsTimeouts, proxy: Option<&StsProxy>) -> Self {
         Self {
-            http: connector(timeouts).map(|c| Client::builder(TokioExecutor::new()).build(c)),
+            http: connector(timeouts, proxy)
+                .map(|c| Client::builder(TokioExecutor::new()).build(c)),
             timeouts,
+            proxy: proxy.cloned(),
         }
     }
 
@@ -100,10 +113,15 @@ impl RolesAnywhereClient {
             .map_err(|_| invalid("the CreateSession request could not be built"))?;
         let exchange = async {
             let http = self.http.as_ref().map_err(|why| unavailable(why))?;
-            let response = http
-                .request(http_request)
-                .await
-                .map_err(|e| unavailable(&format!("Roles Anywhere unreachable: {e}")))?;
+            let response = http.request(http_request).await.map_err(|e| {
+                let through = self
+                    .proxy
+                    .as_ref()
+                    .filter(|p| p.proxies(base))
+                    .map(|p| format!(" (through the proxy {})", p.shown()))
+                    .unwrap_or_default();
+                unavailable(&format!("Roles Anywhere unreachable: {e}{through}")).at_endpoint()
+            })?;
             let status = response.status();
             let error_type = response
                 .headers()
@@ -122,7 +140,7 @@ impl RolesAnywhereClient {
             exchange,
         )
         .await
-        .map_err(|_| unavailable("Roles Anywhere did not answer in time"))??;
+        .map_err(|_| unavailable("Roles Anywhere did not answer in time").at_endpoint())??;
         if !status.is_success() {
             return Err(refusal(status, error_type, &body));
         }
@@ -158,12 +176,12 @@ fn refusal(status: http::StatusCode, error_type: Option<String>, body: &[u8]) ->
     let message = parsed
         .and_then(|b| b.message)
         .unwrap_or_else(|| format!("HTTP {}", status.as_u16()));
-    let kind = if status.is_server_error() {
-        StsErrorKind::Unavailable
-    } else {
-        code.as_deref()
-            .map_or(StsErrorKind::InvalidRequest, StsErrorKind::from_code)
-    };
+    if status.is_server_error() {
+        return StsError::new(StsErrorKind::Unavailable, code.as_deref(), &message).at_endpoint();
+    }
+    let kind = code
+        .as_deref()
+        .map_or(StsErrorKind::InvalidRequest, StsErrorKind::from_code);
     StsError::new(kind, code.as_deref(), &message)
 }
 
@@ -218,6 +236,7 @@ fn credentials(body: &[u8]) -> Result<IssuedCredentials, StsError> {
         expiration,
         assumed_role_arn: item.assumed_role_user.map(|u| u.arn),
         chain: None,
+        sts_endpoint: None,
     })
 }
 
@@ -263,5 +282,8 @@ mod tests {
         let e = refusal(http::StatusCode::BAD_GATEWAY, None, b"<html>");
         assert_eq!(e.kind, StsErrorKind::Unavailable);
         assert_eq!(e.message, "HTTP 502");
+        // A server error is the endpoint's; a refusal would be the same at any endpoint.
+        assert!(e.endpoint_failed);
+        assert!(!refusal(http::StatusCode::FORBIDDEN, None, b"{}").endpoint_failed);
     }
 }

@@ -11,6 +11,7 @@ use futures::future::BoxFuture;
 use jiff::Timestamp;
 use secrecy::{ExposeSecret, SecretString};
 
+use super::proxy::StsProxy;
 use super::sdk_error::classify_sdk_error;
 use super::{
     AssumeRoleRequest, AssumedRole, FederationTokenRequest, RolesAnywhereClient,
@@ -99,12 +100,33 @@ impl Default for StsTimeouts {
 /// Most SDK clients kept at once (one per region and endpoint in use).
 const MAX_CLIENTS: usize = 32;
 
+/// The HTTP client every SDK client shares: rustls with aws-lc, the system's roots, and the
+/// admin's proxy for HTTPS endpoints or none. Built as the SDK builds its own default client,
+/// except that the proxy is the one given, never `ProxyConfig::from_env()`.
+fn http_client(proxy: Option<&StsProxy>) -> aws_sdk_sts::config::SharedHttpClient {
+    use aws_smithy_http_client::proxy::ProxyConfig;
+    use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
+    let proxy = proxy.map_or_else(ProxyConfig::disabled, StsProxy::sdk_config);
+    aws_smithy_http_client::Builder::new().build_with_connector_fn(move |settings, components| {
+        let mut connector = aws_smithy_http_client::ConnectorBuilder::default()
+            .tls_provider(Provider::Rustls(CryptoMode::AwsLc));
+        connector.set_connector_settings(settings.cloned());
+        if let Some(components) = components {
+            connector.set_sleep_impl(components.sleep_impl());
+        }
+        connector.set_proxy_config(Some(proxy.clone()));
+        connector.build()
+    })
+}
+
 /// [`StsClient`] backed by `aws-sdk-sts`. One SDK client per (region, endpoint), created lazily,
 /// at most [`MAX_CLIENTS`] at once.
 pub struct AwsStsClient {
     base: aws_config::SdkConfig,
     clients: Mutex<HashMap<(String, Option<String>), aws_sdk_sts::Client>>,
     roles_anywhere: RolesAnywhereClient,
+    /// The admin's proxy, to name it when a call through it fails.
+    proxy: Option<StsProxy>,
 }
 
 impl AwsStsClient {
@@ -112,17 +134,13 @@ impl AwsStsClient {
     /// would take an endpoint from `AWS_ENDPOINT_URL(_STS)` or a profile file and a proxy from
     /// `HTTP(S)_PROXY` / `ALL_PROXY`, and so send tokens where the admin's endpoint allowlist
     /// never looked: here nothing comes from the environment or a profile, the endpoint is the
-    /// binding's (already allowed) or the AWS regional one, and connections are always direct.
+    /// binding's (already allowed) or the AWS regional one, and connections are direct or go
+    /// through the admin's proxy (`--sts-proxy`), never one from the environment.
     /// `AssumeRoleWithWebIdentity` is unsigned, so no credentials provider is configured at all.
-    pub fn new(timeouts: StsTimeouts) -> Self {
-        // This builder sets no proxy (unlike the SDK's default client, which reads the
-        // environment's); the e2e test `security::environment_cannot_reroute_sts_traffic` keeps
-        // it that way.
-        let http_client = aws_smithy_http_client::Builder::new()
-            .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
-                aws_smithy_http_client::tls::rustls_provider::CryptoMode::AwsLc,
-            ))
-            .build_https();
+    pub fn new(timeouts: StsTimeouts, proxy: Option<&StsProxy>) -> Self {
+        // The e2e tests `security::environment_cannot_reroute_sts_traffic` and
+        // `network::sts_calls_go_through_the_admins_proxy` keep it that way.
+        let http_client = http_client(proxy);
         // An explicit `SdkConfig`, never `aws_config::defaults()` (which reads the environment
         // and profile files): every client starts from exactly these settings.
         let base = aws_config::SdkConfig::builder()
@@ -142,7 +160,27 @@ impl AwsStsClient {
         Self {
             base,
             clients: Mutex::new(HashMap::new()),
-            roles_anywhere: RolesAnywhereClient::new(timeouts),
+            roles_anywhere: RolesAnywhereClient::new(timeouts, proxy),
+            proxy: proxy.cloned(),
+        }
+    }
+
+    /// How a call to `target` failed, naming the admin's proxy when the call went through it
+    /// and could not get an answer: a refused or unreachable proxy looks like an endpoint down.
+    fn failed(&self, target: &StsTarget) -> impl FnOnce(StsError) -> StsError + '_ {
+        let through = self.proxy.as_ref().filter(|proxy| {
+            let endpoint = target.endpoint.clone().unwrap_or_else(|| {
+                format!("https://sts.{}.amazonaws.com", target.signing_region())
+            });
+            proxy.proxies(&endpoint)
+        });
+        move |error| match through {
+            Some(proxy) if error.endpoint_failed => {
+                let mut error = error;
+                error.message = format!("{} (through the proxy {})", error.message, proxy.shown());
+                error
+            }
+            _ => error,
         }
     }
 
@@ -155,7 +193,7 @@ impl AwsStsClient {
     }
 
     fn client_for(&self, target: &StsTarget) -> aws_sdk_sts::Client {
-        let (region, endpoint) = (target.region.as_str(), target.endpoint.as_deref());
+        let (region, endpoint) = (target.signing_region(), target.endpoint.as_deref());
         let key = (region.to_string(), endpoint.map(str::to_string));
         let mut clients = match self.clients.lock() {
             Ok(guard) => guard,
@@ -207,7 +245,8 @@ impl StsClient for AwsStsClient {
                 .set_policy_arns(policy_descriptors(&scope.policy_arns))
                 .send()
                 .await
-                .map_err(classify_sdk_error)?;
+                .map_err(classify_sdk_error)
+                .map_err(self.failed(&request.target))?;
             issued(
                 output.credentials(),
                 output.assumed_role_user().map(|u| u.arn().to_string()),
@@ -232,7 +271,8 @@ impl StsClient for AwsStsClient {
                 .set_policy_arns(policy_descriptors(&scope.policy_arns))
                 .send()
                 .await
-                .map_err(classify_sdk_error)?;
+                .map_err(classify_sdk_error)
+                .map_err(self.failed(&request.target))?;
             issued(
                 output.credentials(),
                 output.assumed_role_user().map(|u| u.arn().to_string()),
@@ -279,7 +319,8 @@ impl StsClient for AwsStsClient {
                 .config_override(signed_by(sdk_credentials(&request.signer)))
                 .send()
                 .await
-                .map_err(classify_sdk_error)?;
+                .map_err(classify_sdk_error)
+                .map_err(self.failed(&request.target))?;
             Ok(AssumedRole {
                 credentials: issued(
                     output.credentials(),
@@ -309,7 +350,8 @@ impl AwsStsClient {
             .config_override(signed_by(long_term_signer(&request.keys)))
             .send()
             .await
-            .map_err(classify_sdk_error)?;
+            .map_err(classify_sdk_error)
+            .map_err(self.failed(&request.target))?;
         issued(
             output.credentials(),
             output.federated_user().map(|u| u.arn().to_string()),
@@ -328,7 +370,8 @@ impl AwsStsClient {
             .config_override(signed_by(long_term_signer(&request.keys)))
             .send()
             .await
-            .map_err(classify_sdk_error)?;
+            .map_err(classify_sdk_error)
+            .map_err(self.failed(&request.target))?;
         issued(output.credentials(), None)
     }
 }
@@ -352,6 +395,7 @@ fn issued(
         expiration,
         assumed_role_arn,
         chain: None,
+        sts_endpoint: None,
     })
 }
 
@@ -378,7 +422,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_client_cache_stays_bounded_whatever_regions_bindings_name() {
-        let sts = AwsStsClient::new(StsTimeouts::default());
+        let sts = AwsStsClient::new(StsTimeouts::default(), None);
         for i in 0..(MAX_CLIENTS * 3) {
             sts.client_for(&target(&format!("xx-test-{i}"), None));
         }
@@ -434,6 +478,7 @@ mod tests {
                 expiration: Timestamp::now(),
                 assumed_role_arn: None,
                 chain: None,
+                sts_endpoint: None,
             }
         };
         let request = |credentials, role_arn: &str| AssumeRoleRequest {
@@ -451,7 +496,7 @@ mod tests {
             },
             target: target("us-east-1", Some(&emulator.url())),
         };
-        let sts = AwsStsClient::new(StsTimeouts::default());
+        let sts = AwsStsClient::new(StsTimeouts::default(), None);
         let assumed = sts
             .assume_role(request(seeded(), tagged))
             .await
@@ -498,5 +543,97 @@ mod tests {
             .expect_err("forged");
         assert_eq!(refused.code.as_deref(), Some("SignatureDoesNotMatch"));
         emulator.shutdown();
+    }
+
+    fn basic_auth(user: &str, password: &str) -> String {
+        use base64::Engine;
+        format!(
+            "proxy-authorization: Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+        )
+    }
+
+    /// The SDK client with the admin's proxy: an https endpoint is reached through a CONNECT
+    /// tunnel carrying the proxy's credentials (the token never reaches the proxy); a plain-HTTP
+    /// endpoint and one in --sts-no-proxy are called directly; a refused tunnel is the
+    /// endpoint's failure (another endpoint of a list is tried).
+    #[tokio::test]
+    async fn the_sdk_client_tunnels_https_through_the_admins_proxy() {
+        use super::super::proxy::tests::Recorder;
+        let proxy_server =
+            Recorder::start("HTTP/1.1 407 Proxy Authentication Required\r\n\r\n").await;
+        let direct = Recorder::start(
+            "HTTP/1.1 500 Internal Server Error\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+        )
+        .await;
+        let proxy = StsProxy::parse(
+            &SecretString::from(format!("http://podcreds:s3cret@{}", proxy_server.address)),
+            &["localhost".to_string()],
+        )
+        .expect("valid");
+        let sts = AwsStsClient::new(StsTimeouts::default(), Some(&proxy));
+        let call = |endpoint: String| {
+            sts.assume_role_with_web_identity(WebIdentityRequest {
+                role_arn: "arn:aws:iam::123456789012:role/r".into(),
+                session_name: "ns.b".into(),
+                web_identity_token: SecretString::from("eyJ-the-token".to_string()),
+                scope: crate::sts::SessionScope {
+                    duration_seconds: 900,
+                    policy: None,
+                    policy_arns: vec![],
+                },
+                target: target("eu-west-1", Some(&endpoint)),
+            })
+        };
+        let refused = call("https://sts.eu-west-1.amazonaws.com".into())
+            .await
+            .expect_err("the proxy refused the tunnel");
+        assert_eq!(refused.kind, StsErrorKind::Unavailable);
+        assert!(refused.endpoint_failed, "{refused:?}");
+        // The message names the proxy, never its credentials.
+        assert!(
+            refused.message.ends_with(&format!(
+                "(through the proxy http://{})",
+                proxy_server.address
+            )),
+            "{refused}"
+        );
+        assert!(!refused.to_string().contains("s3cret"), "{refused}");
+        let heads = proxy_server.heads();
+        assert!(!heads.is_empty());
+        for head in &heads {
+            assert!(
+                head.starts_with("CONNECT sts.eu-west-1.amazonaws.com:443 HTTP/1.1\r\n"),
+                "{head}"
+            );
+            assert!(
+                head.lines()
+                    .any(|l| l.eq_ignore_ascii_case(&basic_auth("podcreds", "s3cret"))),
+                "{head}"
+            );
+            assert!(!head.contains("eyJ-the-token"), "{head}");
+        }
+        let tunnels = proxy_server.connections();
+        // Plain HTTP is never proxied: the request goes straight to the endpoint, in origin form.
+        let failed = call(format!("http://{}", direct.address))
+            .await
+            .expect_err("500");
+        assert!(failed.endpoint_failed, "{failed:?}");
+        assert!(!failed.message.contains("proxy"), "{failed}");
+        assert!(
+            direct
+                .heads()
+                .iter()
+                .all(|h| h.starts_with("POST / HTTP/1.1\r\n")),
+            "{:?}",
+            direct.heads()
+        );
+        // Nor is a host the admin exempted (the TLS handshake fails against the recorder).
+        let before = direct.connections();
+        call(format!("https://localhost:{}", direct.port()))
+            .await
+            .expect_err("no TLS there");
+        assert!(direct.connections() > before);
+        assert_eq!(proxy_server.connections(), tunnels);
     }
 }

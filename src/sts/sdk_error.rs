@@ -53,17 +53,23 @@ where
                 .as_deref()
                 .map(StsErrorKind::from_code)
                 .unwrap_or(StsErrorKind::Unavailable);
-            StsError::new(
+            let error = StsError::new(
                 kind,
                 code.as_deref(),
                 message.as_deref().unwrap_or("no message"),
-            )
+            );
+            if service.raw().status().is_server_error() {
+                error.at_endpoint()
+            } else {
+                error
+            }
         }
         SdkError::TimeoutError(_) => StsError::new(
             StsErrorKind::Unavailable,
             Some("Timeout"),
             "STS did not answer in time",
-        ),
+        )
+        .at_endpoint(),
         SdkError::DispatchFailure(d) => {
             let what = if d.is_timeout() {
                 "timed out connecting to STS"
@@ -72,13 +78,14 @@ where
             } else {
                 "could not send the request to STS"
             };
-            StsError::new(StsErrorKind::Unavailable, Some("DispatchFailure"), what)
+            StsError::new(StsErrorKind::Unavailable, Some("DispatchFailure"), what).at_endpoint()
         }
         SdkError::ResponseError(_) => StsError::new(
             StsErrorKind::Unavailable,
             Some("MalformedResponse"),
             "STS sent an answer that could not be read",
-        ),
+        )
+        .at_endpoint(),
         SdkError::ConstructionFailure(_) => StsError::new(
             StsErrorKind::InvalidRequest,
             Some("ConstructionFailure"),

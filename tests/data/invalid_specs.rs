@@ -183,6 +183,44 @@ pub fn invalid_specs() -> Vec<InvalidSpec> {
             "cannot name an AWS endpoint",
             "sts.provider",
         ),
+        // A fail-over list: one of endpoint and endpoints, 1 to 4 distinct http(s) URLs, no AWS
+        // endpoint for an STS-compatible provider.
+        case(
+            "endpoints-and-endpoint",
+            invalid_spec_with(json!({"sts": {"endpoint": "https://sts-a.example", "endpoints": ["https://sts-b.example"]}})),
+            "set sts.endpoint (one endpoint) or sts.endpoints",
+            "sts.endpoints",
+        ),
+        case(
+            "endpoints-empty",
+            invalid_spec_with(json!({"sts": {"endpoints": []}})),
+            "spec.sts.endpoints",
+            "sts.endpoints",
+        ),
+        case(
+            "endpoints-many",
+            invalid_spec_with(json!({"sts": {"endpoints": ["https://a", "https://b", "https://c", "https://d", "https://e"]}})),
+            "spec.sts.endpoints",
+            "sts.endpoints",
+        ),
+        case(
+            "endpoints-twice",
+            invalid_spec_with(json!({"sts": {"endpoints": ["https://sts-a.example", "https://sts-b.example", "https://sts-a.example"]}})),
+            "Duplicate value",
+            "twice",
+        ),
+        case(
+            "endpoints-ftp",
+            invalid_spec_with(json!({"sts": {"endpoints": ["ftp://x"]}})),
+            "every endpoint must be an http(s) URL",
+            "must be an http(s) URL",
+        ),
+        case(
+            "provider-aws-endpoints",
+            json!({"serviceAccountName": "a", "roleArn": "arn:minio:iam:::role/x", "sts": {"provider": "MinIO", "endpoints": ["https://sts.us-east-1.amazonaws.com"]}}),
+            "cannot name an AWS endpoint",
+            "sts.provider",
+        ),
         case(
             "ra-and-saml",
             invalid_spec_with(json!({

@@ -332,6 +332,64 @@ pub async fn chart_lints_and_renders_what_matters(env: &Env) -> anyhow::Result<(
         "a NetworkPolicy by default"
     );
 
+    // A fail-over list and the proxy: its credentials come from a Secret through the flag's
+    // environment twin, never in the Deployment's arguments; a URL with credentials in values,
+    // or two settings for one thing, are refused.
+    let docs = render(
+        env,
+        &[
+            "operator.stsEndpoints={https://sts.eu-west-1.amazonaws.com,https://sts.eu-central-1.amazonaws.com}",
+            "operator.stsEndpointCooldown=1m",
+            "operator.stsProxySecretRef.name=corp-proxy",
+            "operator.stsNoProxy={minio.storage.svc,10.0.0.0/8}",
+        ],
+    )
+    .await?;
+    let container = &of_kind(&docs, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0];
+    let args = container["args"].to_string();
+    for expected in [
+        "--sts-endpoints=https://sts.eu-west-1.amazonaws.com,https://sts.eu-central-1.amazonaws.com",
+        "--sts-endpoint-cooldown=1m",
+        "--sts-no-proxy=minio.storage.svc,10.0.0.0/8",
+    ] {
+        ensure!(args.contains(expected), "{expected} not in {args}");
+    }
+    ensure!(!args.contains("--sts-proxy"), "{args}");
+    let proxy_env = container["env"]
+        .as_array()
+        .and_then(|env| env.iter().find(|e| e["name"] == "PODCREDS_STS_PROXY"))
+        .context("no PODCREDS_STS_PROXY")?;
+    ensure!(
+        proxy_env["valueFrom"]["secretKeyRef"] == json!({"name": "corp-proxy", "key": "url"}),
+        "{proxy_env}"
+    );
+    for sets in [
+        vec!["operator.stsProxy=http://user:password@proxy.corp:3128"],
+        vec![
+            "operator.stsProxy=http://proxy.corp:3128",
+            "operator.stsProxySecretRef.name=corp-proxy",
+        ],
+        vec![
+            "operator.stsEndpoint=https://sts.eu-west-1.amazonaws.com",
+            "operator.stsEndpoints={https://sts.eu-central-1.amazonaws.com}",
+        ],
+        vec!["operator.stsEndpoints={http://minio.storage:9000}"],
+    ] {
+        let mut args = vec![
+            "template".to_string(),
+            "t".to_string(),
+            chart.to_string_lossy().into_owned(),
+            "--kube-version".to_string(),
+            "1.37.2".to_string(),
+        ];
+        for s in &sets {
+            args.extend(["--set".to_string(), s.to_string()]);
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (ok, _, _) = helm(env, &args).await?;
+        ensure!(!ok, "the chart rendered {sets:?}");
+    }
+
     // The optional NetworkPolicy admits only the admin port of the operator pods, from the
     // peers given.
     let docs = render(

@@ -95,6 +95,7 @@ async fn credentials_of(env: &Env, ns: &str, name: &str) -> anyhow::Result<Issue
         expiration: jiff::Timestamp::now(),
         assumed_role_arn: None,
         chain: None,
+        sts_endpoint: None,
     })
 }
 
@@ -108,7 +109,7 @@ async fn assume_as_tenant(
     tags: Vec<(String, String)>,
 ) -> Result<(), podcreds::sts::StsError> {
     let transitive = tags.iter().map(|(k, _)| k.clone()).collect();
-    AwsStsClient::new(StsTimeouts::default())
+    AwsStsClient::new(StsTimeouts::default(), None)
         .assume_role(AssumeRoleRequest {
             signer,
             role_arn: role_arn.to_string(),

@@ -20,6 +20,7 @@ mod iam;
 mod lifecycle;
 mod minio;
 mod moto;
+mod network;
 mod node;
 mod registry;
 mod rolesanywhere;
@@ -117,6 +118,9 @@ const TESTS: &[(&str, TestFn)] = tests![
     chart::a_missing_admission_policy_is_reported,
     grants::forged_kubernetes_tags_are_refused,
     grants::a_credential_source_grants_only_what_it_names,
+    network::sts_calls_go_through_the_admins_proxy,
+    network::an_unusable_proxy_is_refused_at_start,
+    network::a_stopped_sts_endpoint_fails_over_to_the_next,
     security::role_allowlist_is_path_aware_in_cel_and_rust,
     security::spoofed_session_names_are_refused_at_admission,
     security::spoofed_session_names_are_refused_by_the_operator,

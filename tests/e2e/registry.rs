@@ -13,6 +13,7 @@ const TEST_MODULES: &[(&str, &str)] = &[
     ("lifecycle", include_str!("lifecycle.rs")),
     ("minio", include_str!("minio.rs")),
     ("moto", include_str!("moto.rs")),
+    ("network", include_str!("network.rs")),
     ("rolesanywhere", include_str!("rolesanywhere.rs")),
     ("rolesanywhere_flow", include_str!("rolesanywhere_flow.rs")),
     ("saml", include_str!("saml.rs")),

@@ -907,7 +907,7 @@ pub async fn tampered_expired_and_foreign_assertions_are_refused(env: &Env) -> a
         tags: &[],
         transitive_tag_keys: &[],
     };
-    let client = AwsStsClient::new(StsTimeouts::default());
+    let client = AwsStsClient::new(StsTimeouts::default(), None);
     let call = |response: String, principal: &str| SamlRequest {
         role_arn: role.clone(),
         principal_arn: principal.to_string(),

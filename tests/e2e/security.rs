@@ -13,6 +13,7 @@ use kube::api::{Api, ObjectMeta, PostParams};
 use serde_json::json;
 
 use crate::chart::{helm, helm_install, refusal_of, service_account_token, with_admission_policy};
+use crate::network::{ConnectProxy, TlsFront, trust_bundle};
 use crate::support::{Env, OperatorOptions, wait_for};
 
 const READY: Duration = Duration::from_secs(60);
@@ -412,10 +413,11 @@ pub async fn plain_http_sts_endpoints_are_refused(env: &Env) -> anyhow::Result<(
 
 /// The AWS SDK takes endpoints and proxies from the environment when left to its defaults
 /// (`AWS_ENDPOINT_URL`, `AWS_ENDPOINT_URL_STS`, a profile's `endpoint_url` in `AWS_CONFIG_FILE`,
-/// `HTTP_PROXY`, `ALL_PROXY`): any of them would route tokens around the admin's endpoint
-/// allowlist. The operator builds its STS client from its flags alone, so with all of them
-/// pointing at a trap, a binding still goes Ready through the configured endpoint, one on the AWS
-/// regional endpoint fails (no network here) instead of being rerouted, and the trap sees nothing.
+/// `HTTP_PROXY`, `ALL_PROXY`, `NO_PROXY`): any of them would route tokens around the admin's
+/// endpoint allowlist. The operator builds its STS client from its flags alone, so with all of
+/// them pointing at a trap, a binding still goes Ready through the configured endpoint, one on the
+/// AWS regional endpoint fails (no network here) instead of being rerouted, one behind the admin's
+/// `--sts-proxy` goes through that proxy (whatever `NO_PROXY` says), and the trap sees nothing.
 ///
 /// `HTTPS_PROXY` is left out: the kube client reads it too when configured from a kubeconfig, as
 /// here (not in a cluster), and refuses to start without its proxy feature. `ALL_PROXY` takes the
@@ -490,6 +492,46 @@ pub async fn environment_cannot_reroute_sts_traffic(env: &Env) -> anyhow::Result
     .await?;
     env.wait_reason(&regional_ns, "b", "StsUnavailable", READY)
         .await?;
+
+    // The admin's proxy is honoured, the environment's still not: with the same variables and
+    // NO_PROXY=* (which would bypass any proxy read from the environment), an https endpoint is
+    // reached through --sts-proxy's CONNECT tunnel.
+    let (proxied_ns, proxied_role) = env.app_namespace("envroute-proxy", None).await?;
+    let ca = podcreds_testenv::pki::Ca::new("podcreds e2e STS")?;
+    let backend: std::net::SocketAddr = env.emulator.url().trim_start_matches("http://").parse()?;
+    let front = TlsFront::start(&ca, backend).await?;
+    let proxy = ConnectProxy::start(None).await?;
+    let bundle = trust_bundle(env, &ca, &format!("envroute-{}", front.port))?;
+    let mut proxied = poisoned();
+    proxied.env.extend([
+        ("NO_PROXY".to_string(), "*".to_string()),
+        ("no_proxy".to_string(), "*".to_string()),
+        (
+            "SSL_CERT_FILE".to_string(),
+            bundle.to_string_lossy().into_owned(),
+        ),
+    ]);
+    let _proxied = env
+        .launch_operator(
+            &[&proxied_ns],
+            &front.url(),
+            &[&format!("--sts-proxy={}", proxy.url(None))],
+            proxied,
+        )
+        .await?;
+    env.create_binding(
+        &proxied_ns,
+        "b",
+        json!({"serviceAccountName": "app", "roleArn": proxied_role}),
+    )
+    .await?;
+    env.wait_ready(&proxied_ns, "b", "True", READY).await?;
+    let through = proxy.log();
+    let target = format!("127.0.0.1:{}", front.port);
+    ensure!(
+        !through.tunnels.is_empty() && through.tunnels.iter().all(|t| *t == target),
+        "the admin's proxy was not used for {target}: {through:?}"
+    );
 
     ensure!(
         trap.connections() == 0,

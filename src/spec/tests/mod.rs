@@ -123,7 +123,7 @@ fn compatible_providers_need_an_endpoint_that_is_not_aws() {
     assert!(err.to_string().contains("spec.sts.provider"), "{err}");
     // The operator's default endpoint counts.
     let rgw = StsPolicy {
-        default_endpoint: Some("https://rgw.storage.svc:8443".into()),
+        default_endpoints: vec!["https://rgw.storage.svc:8443".into()],
         ..StsPolicy::default()
     };
     assert!(resolve(&s, "ns", "n", &rgw).is_ok());
@@ -339,6 +339,7 @@ fn plain_http_endpoints_need_the_admins_consent() {
         provider: None,
         region: None,
         endpoint: Some("http://minio.storage:9000".into()),
+        endpoints: None,
     });
     let mut policy = StsPolicy {
         allowed_endpoints: vec![
@@ -364,6 +365,7 @@ fn plain_http_endpoints_need_the_admins_consent() {
         provider: None,
         region: None,
         endpoint: Some("http://elsewhere".into()),
+        endpoints: None,
     });
     assert_eq!(
         resolve(&s, "ns", "n", &policy)
@@ -376,6 +378,7 @@ fn plain_http_endpoints_need_the_admins_consent() {
         provider: None,
         region: None,
         endpoint: Some("https://sts.example".into()),
+        endpoints: None,
     });
     assert!(resolve(&s, "ns", "n", &policy).is_ok());
     policy.allow_insecure_endpoints = true;
@@ -383,6 +386,7 @@ fn plain_http_endpoints_need_the_admins_consent() {
         provider: None,
         region: None,
         endpoint: Some("http://minio.storage:9000".into()),
+        endpoints: None,
     });
     assert!(resolve(&s, "ns", "n", &policy).is_ok());
     assert!(policy.unusable_allowed_endpoints().is_empty());
@@ -391,7 +395,7 @@ fn plain_http_endpoints_need_the_admins_consent() {
 #[test]
 fn a_plain_http_default_endpoint_is_refused_at_start() {
     let mut policy = StsPolicy {
-        default_endpoint: Some("HTTP://127.0.0.1:9000".into()),
+        default_endpoints: vec!["HTTP://127.0.0.1:9000".into()],
         ..StsPolicy::default()
     };
     let err = policy.check().expect_err("plain http default");
@@ -409,9 +413,9 @@ fn a_plain_http_default_endpoint_is_refused_at_start() {
     policy.allow_insecure_endpoints = true;
     assert!(policy.check().is_ok());
     policy.allow_insecure_endpoints = false;
-    policy.default_endpoint = Some("https://sts.example".into());
+    policy.default_endpoints = vec!["https://sts.example".into()];
     assert!(policy.check().is_ok());
-    policy.default_endpoint = None;
+    policy.default_endpoints.clear();
     assert!(policy.check().is_ok());
     assert!(!is_plain_http("https://x") && !is_plain_http("http:/") && is_plain_http("http://x"));
 }
@@ -627,7 +631,7 @@ fn tokens_assertions_and_signed_requests_go_only_where_they_belong() {
     );
     // The admin's own default endpoint is trusted like AWS (the test environments' emulator).
     let default = StsPolicy {
-        default_endpoint: Some(elsewhere.into()),
+        default_endpoints: vec![elsewhere.into()],
         ..policy.clone()
     };
     let spec: AWSRoleBindingSpec = serde_json::from_value(serde_json::json!({
@@ -745,9 +749,14 @@ fn every_example_is_valid() {
                             .spec
                             .sts
                             .as_ref()
-                            .and_then(|s| s.endpoint.clone())
-                            .into_iter()
-                            .collect(),
+                            .map(|s| {
+                                s.endpoint
+                                    .iter()
+                                    .chain(s.endpoints.iter().flatten())
+                                    .cloned()
+                                    .collect()
+                            })
+                            .unwrap_or_default(),
                         allowed_saml_provider_arns: binding
                             .spec
                             .saml
@@ -770,5 +779,171 @@ fn every_example_is_valid() {
             }
         }
     }
-    assert!(bindings >= 8, "only {bindings} example bindings found");
+    assert!(bindings >= 9, "only {bindings} example bindings found");
+}
+
+/// `sts.endpoints`: an ordered fail-over list, each endpoint held to the rules of one.
+#[test]
+fn an_endpoint_list_is_checked_endpoint_by_endpoint() {
+    const A: &str = "https://sts-a.storage.svc";
+    const B: &str = "https://sts-b.storage.svc";
+    const C: &str = "https://sts-c.storage.svc";
+    let policy = StsPolicy {
+        allowed_endpoints: vec![
+            A.into(),
+            B.into(),
+            C.into(),
+            "http://plain.storage.svc".into(),
+            "https://sts.eu-west-1.amazonaws.com".into(),
+        ],
+        allowed_audiences: vec!["storage".into()],
+        default_saml_provider_arn: Some("arn:aws:iam::123456789012:saml-provider/p".into()),
+        ..StsPolicy::default()
+    };
+    let with = |sts: serde_json::Value, extra: serde_json::Value| {
+        let mut spec = serde_json::json!({
+            "serviceAccountName": "app",
+            "roleArn": "arn:aws:iam::123456789012:role/app-reader",
+            "audience": "storage",
+            "sts": sts,
+        });
+        if let (Some(spec), Some(extra)) = (spec.as_object_mut(), extra.as_object()) {
+            for (k, v) in extra {
+                spec.insert(k.clone(), v.clone());
+            }
+        }
+        let spec: AWSRoleBindingSpec = serde_json::from_value(spec).expect("spec");
+        resolve(&spec, "ns", "b", &policy)
+    };
+    let none = serde_json::json!({});
+    let listed = with(serde_json::json!({"endpoints": [A, B, C]}), none.clone()).expect("valid");
+    assert_eq!(listed.endpoint.as_deref(), Some(A));
+    assert_eq!(listed.fallback_endpoints, [B, C]);
+    assert_eq!(listed.sts_endpoints().collect::<Vec<_>>(), [A, B, C]);
+
+    // The fingerprint holds the first endpoint only: one endpoint written either way, and any
+    // change of the fall-backs, issue nothing new; another first endpoint does.
+    let fingerprint = |sts| with(sts, none.clone()).expect("valid").fingerprint();
+    let single = fingerprint(serde_json::json!({"endpoint": A}));
+    assert_eq!(fingerprint(serde_json::json!({"endpoints": [A]})), single);
+    assert_eq!(
+        fingerprint(serde_json::json!({"endpoints": [A, B]})),
+        single
+    );
+    assert_eq!(
+        fingerprint(serde_json::json!({"endpoints": [A, C, B]})),
+        single
+    );
+    assert_ne!(
+        fingerprint(serde_json::json!({"endpoints": [B, A]})),
+        single
+    );
+
+    let refused = |sts, extra| with(sts, extra).expect_err("refused");
+    let e = refused(
+        serde_json::json!({"endpoints": [A, "https://evil.example"]}),
+        none.clone(),
+    );
+    assert_eq!(e.category(), "EndpointNotAllowed");
+    assert!(
+        e.to_string()
+            .starts_with("spec.sts.endpoints \"https://evil.example\" is not in"),
+        "{e}"
+    );
+    for (sts, field) in [
+        (
+            serde_json::json!({"endpoint": A, "endpoints": [B]}),
+            "sts.endpoints",
+        ),
+        (
+            serde_json::json!({"endpoints": [A, B, A]}),
+            "sts.endpoints[2]",
+        ),
+        (serde_json::json!({"endpoints": []}), "sts.endpoints"),
+        (
+            serde_json::json!({"endpoints": [A, B, C, "https://d", "https://e"]}),
+            "sts.endpoints",
+        ),
+        (
+            serde_json::json!({"endpoints": [A, "ftp://x"]}),
+            "sts.endpoints",
+        ),
+    ] {
+        match refused(sts.clone(), none.clone()) {
+            SpecError::Invalid { field: f, .. } => assert_eq!(f, field, "{sts}"),
+            other => panic!("{sts}: {other}"),
+        }
+    }
+    // Every endpoint of the list may receive the token: AWS's audience goes to none that is
+    // not AWS, a SAML assertion only to AWS, plain HTTP only with the admin's consent.
+    assert_eq!(
+        refused(
+            serde_json::json!({"endpoints": ["https://sts.eu-west-1.amazonaws.com", A]}),
+            serde_json::json!({"audience": null}),
+        )
+        .category(),
+        "AudienceEndpointMismatch"
+    );
+    assert_eq!(
+        refused(
+            serde_json::json!({"endpoints": ["https://sts.eu-west-1.amazonaws.com", B]}),
+            serde_json::json!({"audience": null, "saml": {}}),
+        )
+        .category(),
+        "EndpointNotAllowed"
+    );
+    assert_eq!(
+        refused(
+            serde_json::json!({"endpoints": [A, "http://plain.storage.svc"]}),
+            none.clone()
+        )
+        .category(),
+        "InsecureEndpoint"
+    );
+    // An STS-compatible provider never lists AWS.
+    let minio = refused(
+        serde_json::json!({"provider": "MinIO", "endpoints": [A, "https://sts.eu-west-1.amazonaws.com"]}),
+        serde_json::json!({"roleArn": "arn:minio:iam:::role/x"}),
+    );
+    assert!(
+        matches!(&minio, SpecError::Invalid { field, .. } if field == "sts.provider"),
+        "{minio}"
+    );
+}
+
+/// `--sts-endpoints`: the installation's ordered default list, trusted like AWS.
+#[test]
+fn the_default_endpoint_list_serves_bindings_that_name_none() {
+    const A: &str = "https://sts.eu-west-1.amazonaws.com";
+    const X: &str = "https://sts.storage.svc";
+    let policy = StsPolicy {
+        default_endpoints: vec![X.into(), A.into()],
+        ..StsPolicy::default()
+    };
+    assert!(policy.check().is_ok());
+    let r = resolve(&spec(), "ns", "b", &policy).expect("valid");
+    assert_eq!(r.sts_endpoints().collect::<Vec<_>>(), [X, A]);
+    // A binding may name the defaults (in another order) without the allowlist, with AWS's
+    // audience: every default endpoint is trusted like AWS.
+    let mut listed = spec();
+    listed.sts = Some(crate::api::StsSettings {
+        endpoints: Some(vec![A.into(), X.into()]),
+        ..Default::default()
+    });
+    let r = resolve(&listed, "ns", "b", &policy).expect("valid");
+    assert_eq!(r.sts_endpoints().collect::<Vec<_>>(), [A, X]);
+    assert_eq!(r.audience, AWS_STS_AUDIENCE);
+
+    for (endpoints, problem) in [
+        (vec![X, X], "twice"),
+        (vec![X, "sts.storage.svc"], "not an http(s) URL"),
+        (vec!["https://"], "not an http(s) URL"),
+    ] {
+        let policy = StsPolicy {
+            default_endpoints: endpoints.iter().map(|e| e.to_string()).collect(),
+            ..StsPolicy::default()
+        };
+        let e = policy.check().expect_err("refused");
+        assert!(e.to_string().contains(problem), "{e}");
+    }
 }

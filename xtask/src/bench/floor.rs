@@ -149,7 +149,7 @@ pub async fn measure(
         // does for an object it is told about.
         create_bindings(client, &ns, n, concurrency).await?;
     }
-    let sts = AwsStsClient::new(StsTimeouts::default());
+    let sts = AwsStsClient::new(StsTimeouts::default(), None);
     let profile = maybe_profile(
         args,
         client,
