@@ -287,6 +287,7 @@ pub async fn run(args: RunArgs) -> Result<(), StartError> {
         None
     };
 
+    let endpoint = crate::broker::store::CredentialStore::default();
     // The composition root: the flows and what they share are built here, once.
     let throttle = Arc::new(Throttle::new(&settings));
     let (sources, source_feeds) = controller::source_caches(settings.operator_namespace.clone());
@@ -307,6 +308,7 @@ pub async fn run(args: RunArgs) -> Result<(), StartError> {
         throttle,
         sources,
         source_feeds,
+        endpoint: endpoint.clone(),
     };
     let shared = Arc::new(Shared::new(client, settings, metrics, leader_rx, parts));
     // Controllers whose caches never synced (an unreachable apiserver) do not notice a graceful

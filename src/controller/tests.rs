@@ -91,6 +91,7 @@ fn shared(
             throttle,
             sources,
             source_feeds,
+            endpoint: Default::default(),
         },
     )
 }
