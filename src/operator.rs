@@ -27,6 +27,8 @@ pub enum StartError {
     LeaderElection(String),
     #[error(transparent)]
     Policy(#[from] crate::spec::PolicyError),
+    #[error("node endpoint broker: {0}")]
+    Broker(#[from] crate::broker::BrokerError),
 }
 
 /// Runs leader election on a Lease, publishing whether this replica leads, until `shutdown`;
@@ -310,6 +312,21 @@ pub async fn run(args: RunArgs) -> Result<(), StartError> {
         source_feeds,
         endpoint: endpoint.clone(),
     };
+    let broker = match args.broker() {
+        Some(config) => Some(
+            crate::broker::start(
+                client.clone(),
+                config,
+                endpoint.clone(),
+                stores.clone(),
+                leader_rx.clone(),
+                metrics.clone(),
+                shutdown.clone(),
+            )
+            .await?,
+        ),
+        None => None,
+    };
     let shared = Arc::new(Shared::new(client, settings, metrics, leader_rx, parts));
     // Controllers whose caches never synced (an unreachable apiserver) do not notice a graceful
     // shutdown; after a grace period, exit anyway rather than hang until SIGKILL.
@@ -324,6 +341,9 @@ pub async fn run(args: RunArgs) -> Result<(), StartError> {
     if let Some(election) = election {
         // Releasing the Lease lets a standby take over at once; do not hang on it.
         let _ = tokio::time::timeout(std::time::Duration::from_secs(5), election).await;
+    }
+    if let Some(broker) = broker {
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), broker).await;
     }
     if let Ok(Err(e)) = admin.await {
         tracing::warn!(error = %e, "admin server stopped with an error");
