@@ -44,9 +44,67 @@ pub enum Command {
     /// The cluster's OIDC documents, for clusters whose issuer AWS cannot reach.
     #[command(subcommand)]
     Oidc(OidcCommand),
+    /// Run the node agent: serve the AWS container-credentials protocol to this node's pods at
+    /// http://169.254.170.23/v1/credentials/<binding>, from the leading operator's broker.
+    Agent(Box<AgentArgs>),
     /// Ask the operator for an immediate exchange of a binding (after fixing IAM, or to rotate
     /// its credentials now), and wait for the outcome.
     Refresh(RefreshArgs),
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct AgentArgs {
+    /// Addresses to serve pods on. Each one that is not loopback is added to --interface at
+    /// start and removed at exit (an IPv6 one the node cannot take is skipped).
+    #[arg(
+        long,
+        env = "PODCREDS_AGENT_LISTEN",
+        value_delimiter = ',',
+        default_value = "169.254.170.23:80,[fd00:ec2::23]:80"
+    )]
+    pub listen: Vec<SocketAddr>,
+    /// The node's interface that receives the link-local addresses.
+    #[arg(long, env = "PODCREDS_AGENT_INTERFACE", default_value = "lo")]
+    pub interface: String,
+    /// The agent's own projected ServiceAccount token (audience --agent-audience of the
+    /// operator), which the broker reviews.
+    #[arg(
+        long,
+        env = "PODCREDS_AGENT_TOKEN_FILE",
+        default_value = "/var/run/secrets/podcreds/broker/token"
+    )]
+    pub token_file: std::path::PathBuf,
+    /// The operator's namespace: its leader-election Lease, the leader's pod and the broker CA
+    /// ConfigMap.
+    #[arg(
+        long,
+        env = "PODCREDS_OPERATOR_NAMESPACE",
+        default_value = "podcreds-system"
+    )]
+    pub operator_namespace: String,
+    /// Name of the operator's leader-election Lease.
+    #[arg(
+        long,
+        env = "PODCREDS_LEADER_ELECTION_LEASE",
+        default_value = "podcreds-leader"
+    )]
+    pub leader_election_lease: String,
+    /// The broker's port on the operator pods.
+    #[arg(long, env = "PODCREDS_BROKER_PORT", default_value_t = 8443)]
+    pub broker_port: u16,
+    /// The ConfigMap, in the operator's namespace, holding the broker CA's certificates.
+    #[arg(long, env = "PODCREDS_BROKER_CA_CONFIGMAP", default_value = crate::broker::tls::DEFAULT_CA_CONFIGMAP)]
+    pub broker_ca_configmap: String,
+    /// The audience pods' tokens must have (named in the error a pod without one gets).
+    #[arg(long, env = "PODCREDS_ENDPOINT_AUDIENCE", default_value = crate::agent::POD_AUDIENCE)]
+    pub endpoint_audience: String,
+    /// This node's name (downward API), for the log.
+    #[arg(long, env = "NODE_NAME")]
+    pub node_name: Option<String>,
+    #[arg(long, env = "PODCREDS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Json)]
+    pub log_format: LogFormat,
+    #[arg(long, env = "PODCREDS_LOG_LEVEL", default_value = "info")]
+    pub log_level: String,
 }
 
 #[derive(clap::Args, Debug, Clone)]

@@ -144,7 +144,7 @@ pub fn init_telemetry(format: LogFormat, filter: &str) -> Result<(), StartError>
 const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Resolves once SIGTERM or SIGINT arrives.
-async fn termination() {
+pub async fn termination() {
     let sigterm = async {
         match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
             Ok(mut s) => {

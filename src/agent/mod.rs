@@ -6,3 +6,10 @@
 pub const AGENT_AUDIENCE: &str = "podcreds.dev/broker";
 /// Audience of the pods' tokens (the file `AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE` names).
 pub const POD_AUDIENCE: &str = "podcreds.dev/endpoint";
+
+pub mod address;
+pub mod broker_client;
+pub mod cache;
+pub mod leader;
+pub mod run;
+pub mod serve;
