@@ -14,6 +14,7 @@
 mod chains;
 mod chart;
 mod consumers;
+mod endpoint;
 mod faults;
 mod grants;
 mod iam;
@@ -155,6 +156,14 @@ const TESTS: &[(&str, TestFn)] = tests![
     sources::an_outage_keeps_valid_credentials,
     sources::admission_refuses_namespaces_a_source_does_not_allow,
     sources::a_foreign_secret_costs_a_source_binding_one_exchange,
+    endpoint::a_pod_calls_sts_through_the_node_agent_across_refreshes,
+    endpoint::a_token_of_another_service_account_is_refused,
+    endpoint::another_namespaces_binding_is_refused,
+    endpoint::a_deleted_pods_token_is_refused,
+    endpoint::a_pod_on_another_node_is_refused,
+    endpoint::a_token_with_the_wrong_audience_is_refused,
+    endpoint::a_binding_without_endpoint_delivery_is_refused,
+    endpoint::the_sdk_refuses_plain_http_on_a_pod_ip,
 ];
 
 tokio::task_local! {
