@@ -1108,3 +1108,148 @@ pub async fn a_missing_admission_policy_is_reported(env: &Env) -> anyhow::Result
     .context("the removed admission policies were not noticed")?;
     Ok(())
 }
+
+/// The node endpoint with the chart's identities: the operator (broker) and the agent run with
+/// their ServiceAccounts' tokens under the chart's Secret guard, serve a pod, and the agent can
+/// do nothing beyond finding the broker.
+pub async fn the_node_agent_needs_only_what_the_chart_grants(env: &Env) -> anyhow::Result<()> {
+    use k8s_openapi::api::authentication::v1::{TokenReview, TokenReviewSpec};
+    use k8s_openapi::api::coordination::v1::Lease;
+    use k8s_openapi::api::core::v1::Secret;
+
+    let probe = env.namespace("agentrbac").await?;
+    let agents = format!("{probe}-node");
+    let (release_ns, release, _) = helm_install(
+        env,
+        "podcreds-system",
+        "pa",
+        &[
+            "--wait=false",
+            "--set",
+            "agent.enabled=true",
+            "--set",
+            &format!("agent.namespace={agents}"),
+        ],
+    )
+    .await?;
+    let namespace = Api::<Namespace>::all(env.client.clone())
+        .get(&agents)
+        .await
+        .context("the chart created no agent namespace")?;
+    ensure!(
+        namespace
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get("pod-security.kubernetes.io/enforce"))
+            .map(String::as_str)
+            == Some("privileged"),
+        "the agent namespace is not the privileged one"
+    );
+    let operator_token =
+        service_account_token(env, &release_ns, &format!("{release}-podcreds")).await?;
+    let operator_kubeconfig = env
+        .plane
+        .token_kubeconfig(&format!("{release}-op"), &operator_token)?;
+    let agent_token = service_account_token(env, &agents, "podcreds-agent").await?;
+    let agent_kubeconfig = env
+        .plane
+        .token_kubeconfig(&format!("{release}-agent"), &agent_token)?;
+    let scene = crate::endpoint::Scene::start_with(
+        env,
+        "agentrbac-app",
+        None,
+        crate::endpoint::Setup {
+            ops: Some(release_ns.clone()),
+            agents: Some((agents.clone(), "podcreds-agent".into())),
+            operator_kubeconfig: Some(operator_kubeconfig),
+            agent_kubeconfig: Some(agent_kubeconfig.clone()),
+        },
+    )
+    .await?;
+    // Sufficient: the broker's key and CA under the Secret guard, the agent finding the leader.
+    let token = scene.granted(env).await?;
+
+    // Minimal: the agent's own identity reads no Secret, mints no token, reviews no token and
+    // sees nothing but the Lease, pods and the CA ConfigMap of the operator's namespace.
+    let agent = podcreds_testenv::client_from_kubeconfig(&agent_kubeconfig).await?;
+    let app_ns = scene.namespace().to_string();
+    for (ns, name) in [
+        (release_ns.as_str(), "podcreds-broker-ca-key"),
+        (app_ns.as_str(), "b"),
+    ] {
+        let secrets: Api<Secret> = Api::namespaced(agent.clone(), ns);
+        ensure!(
+            forbidden(secrets.get(name).await),
+            "the agent may read Secret {ns}/{name}"
+        );
+        ensure!(
+            forbidden(secrets.list(&ListParams::default()).await),
+            "the agent may list Secrets in {ns}"
+        );
+    }
+    let accounts: Api<ServiceAccount> = Api::namespaced(agent.clone(), &app_ns);
+    let request = TokenRequest {
+        spec: Some(TokenRequestSpec {
+            audiences: Some(vec!["sts.amazonaws.com".into()]),
+            ..TokenRequestSpec::default()
+        }),
+        ..TokenRequest::default()
+    };
+    ensure!(
+        forbidden(
+            accounts
+                .create_token_request("app", &PostParams::default(), &request)
+                .await
+        ),
+        "the agent may create ServiceAccount tokens"
+    );
+    let reviews: Api<TokenReview> = Api::all(agent.clone());
+    let review = TokenReview {
+        spec: TokenReviewSpec {
+            token: token.clone(),
+            audiences: None,
+        },
+        ..TokenReview::default()
+    };
+    ensure!(
+        forbidden(reviews.create(&PostParams::default(), &review).await),
+        "the agent may review tokens"
+    );
+    let pods: Api<Pod> = Api::namespaced(agent.clone(), &app_ns);
+    ensure!(
+        forbidden(pods.get("app-ok").await),
+        "the agent may read pods outside the operator's namespace"
+    );
+    let operator_pods: Api<Pod> = Api::namespaced(agent.clone(), &release_ns);
+    ensure!(
+        forbidden(operator_pods.list(&ListParams::default()).await),
+        "the agent may list the operator's pods"
+    );
+    let config_maps: Api<ConfigMap> = Api::namespaced(agent.clone(), &release_ns);
+    ensure!(
+        forbidden(config_maps.get("kube-root-ca.crt").await),
+        "the agent may read other ConfigMaps"
+    );
+    ensure!(
+        config_maps.get("podcreds-broker-ca").await.is_ok(),
+        "the agent cannot read the broker CA"
+    );
+    let leases: Api<Lease> = Api::namespaced(agent.clone(), &release_ns);
+    ensure!(
+        forbidden(
+            leases
+                .patch(
+                    "podcreds-leader",
+                    &PatchParams::default(),
+                    &Patch::Merge(json!({"spec": {"holderIdentity": "agent"}}))
+                )
+                .await
+        ),
+        "the agent may take the leader Lease"
+    );
+    scene.logs_hide(&token)?;
+    let (ok, _, stderr) = helm(env, &["uninstall", &release, "--namespace", &release_ns]).await?;
+    ensure!(ok, "helm uninstall failed: {stderr}");
+    Ok(())
+}

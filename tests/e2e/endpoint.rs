@@ -26,8 +26,20 @@ const BINDING: &str = "b";
 const AGENT_SA: &str = "agent";
 const OPERATOR_POD: &str = "operator-0";
 
+/// Where the operator and the agents live and whose identities they run as; the defaults are
+/// fresh namespaces and the admin.
+#[derive(Default)]
+pub(crate) struct Setup {
+    /// The operator's namespace (its Lease, pod, CA key and ConfigMap).
+    pub ops: Option<String>,
+    /// The agents' namespace and ServiceAccount.
+    pub agents: Option<(String, String)>,
+    pub operator_kubeconfig: Option<PathBuf>,
+    pub agent_kubeconfig: Option<PathBuf>,
+}
+
 /// One operator with its broker, one agent, two nodes and a Ready Endpoint binding.
-struct Scene {
+pub(crate) struct Scene {
     ns: String,
     role: String,
     node: String,
@@ -159,10 +171,28 @@ async fn refused(
 
 impl Scene {
     async fn start(env: &Env, prefix: &str, lifetime: Option<u64>) -> anyhow::Result<Self> {
+        Self::start_with(env, prefix, lifetime, Setup::default()).await
+    }
+
+    pub(crate) async fn start_with(
+        env: &Env,
+        prefix: &str,
+        lifetime: Option<u64>,
+        setup: Setup,
+    ) -> anyhow::Result<Self> {
         let (ns, role) = env.app_namespace(prefix, lifetime).await?;
-        let ops = env.namespace("ep-ops").await?;
-        let agents = env.namespace("ep-agent").await?;
-        env.service_account(&agents, AGENT_SA).await?;
+        let ops = match setup.ops {
+            Some(ops) => ops,
+            None => env.namespace("ep-ops").await?,
+        };
+        let (agents, agent_sa) = match setup.agents {
+            Some(agents) => agents,
+            None => {
+                let agents = env.namespace("ep-agent").await?;
+                env.service_account(&agents, AGENT_SA).await?;
+                (agents, AGENT_SA.to_string())
+            }
+        };
         let node = format!("{ns}-node");
         let other_node = format!("{ns}-other");
         create_node(env, &node).await?;
@@ -181,7 +211,11 @@ impl Scene {
             .context("setting the operator pod's IP")?;
         let broker_port = free_port()?;
         let operator = env
-            .start_operator(
+            .start_operator_with_kubeconfig(
+                setup
+                    .operator_kubeconfig
+                    .as_deref()
+                    .unwrap_or(&env.plane.kubeconfig),
                 &[&ns],
                 &env.emulator.url(),
                 &[
@@ -193,12 +227,12 @@ impl Scene {
                     "--broker-enabled",
                     "--pod-ip=127.0.0.1",
                     &format!("--broker-address=127.0.0.1:{broker_port}"),
-                    &format!("--agent-service-account={agents}/{AGENT_SA}"),
+                    &format!("--agent-service-account={agents}/{agent_sa}"),
                 ],
             )
             .await?;
         // The agent: a pod of the agent ServiceAccount on `node`, and its bound token.
-        let agent_pod = create_pod(env, &agents, "agent-0", AGENT_SA, &node).await?;
+        let agent_pod = create_pod(env, &agents, "agent-0", &agent_sa, &node).await?;
         let dir = env.plane.dir().join(format!("endpoint-{ns}"));
         std::fs::create_dir_all(&dir)?;
         let agent_token = dir.join("agent-token");
@@ -222,7 +256,12 @@ impl Scene {
             ],
             &[(
                 "KUBECONFIG".to_string(),
-                env.plane.kubeconfig.display().to_string(),
+                setup
+                    .agent_kubeconfig
+                    .as_deref()
+                    .unwrap_or(&env.plane.kubeconfig)
+                    .display()
+                    .to_string(),
             )],
             &dir,
         )?;
@@ -254,6 +293,11 @@ impl Scene {
         })
     }
 
+    /// The binding's namespace.
+    pub(crate) fn namespace(&self) -> &str {
+        &self.ns
+    }
+
     /// A pod of `account` in `ns` on `node`, and its bound token for `audience`.
     async fn pod_token(
         &self,
@@ -270,7 +314,7 @@ impl Scene {
     }
 
     /// The app pod's token, answered with credentials (the control of every refusal test).
-    async fn granted(&self, env: &Env) -> anyhow::Result<String> {
+    pub(crate) async fn granted(&self, env: &Env) -> anyhow::Result<String> {
         let (_, token) = self
             .pod_token(
                 env,
@@ -302,7 +346,7 @@ impl Scene {
     }
 
     /// Nothing the agent or operator logged carries `secret`.
-    fn logs_hide(&self, secret: &str) -> anyhow::Result<()> {
+    pub(crate) fn logs_hide(&self, secret: &str) -> anyhow::Result<()> {
         ensure!(
             !self.operator.log().contains(secret) && !self.agent.log().contains(secret),
             "a token or credential reached a log"
