@@ -541,6 +541,54 @@ fn sdk_client(
     Ok(process)
 }
 
+/// The AWS SDK for Go v2 client (`testenv/go/sdk-go-v2`) on its default credential chain,
+/// calling STS through `full_uri`.
+fn go_sdk_client(
+    env: &Env,
+    dir: &Path,
+    full_uri: &str,
+    token_file: &Path,
+    interval_ms: u64,
+) -> anyhow::Result<Process> {
+    let process = Process::spawn(
+        "sdk-go-v2-client",
+        &podcreds_testenv::tools::sdk_go_v2_client()?,
+        &[env.emulator.url(), interval_ms.to_string()],
+        &[
+            ("AWS_CONTAINER_CREDENTIALS_FULL_URI".into(), full_uri.into()),
+            (
+                "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE".into(),
+                token_file.display().to_string(),
+            ),
+            ("AWS_REGION".into(), "us-east-1".into()),
+            ("AWS_EC2_METADATA_DISABLED".into(), "true".into()),
+            ("AWS_CONFIG_FILE".into(), "/dev/null".into()),
+            ("AWS_SHARED_CREDENTIALS_FILE".into(), "/dev/null".into()),
+        ],
+        dir,
+    )?;
+    crate::register_log(process.log_path().to_path_buf());
+    Ok(process)
+}
+
+/// Credential sets seen in `rounds`, in order; or the first failed round.
+fn credential_sets(rounds: &[serde_json::Value]) -> Result<Vec<String>, serde_json::Value> {
+    if let Some(bad) = rounds.iter().find(|r| r.get("error").is_some()) {
+        return Err(bad.clone());
+    }
+    let mut sets: Vec<String> = rounds
+        .iter()
+        .filter_map(|r| {
+            r["credentials"]
+                .as_str()
+                .filter(|c| !c.is_empty())
+                .map(str::to_string)
+        })
+        .collect();
+    sets.dedup();
+    Ok(sets)
+}
+
 /// The JSON lines a pod client printed.
 fn rounds(process: &Process) -> Vec<serde_json::Value> {
     process
@@ -570,34 +618,32 @@ pub async fn a_pod_calls_sts_through_the_node_agent_across_refreshes(
     std::fs::write(&token_file, &token)?;
     let full_uri = format!("http://{}/v1/credentials/{BINDING}", scene.agent_addr);
     let client = sdk_client(env, &scene.dir, "pod-client", &full_uri, &token_file, 1000)?;
+    let go_client = go_sdk_client(env, &scene.dir, &full_uri, &token_file, 1000)?;
     let role_name = scene
         .role
         .rsplit('/')
         .next()
         .unwrap_or_default()
         .to_string();
-    // Four credential sets seen by the client: three refreshes, every call succeeding.
+    // Four credential sets seen by both clients: three refreshes, every call succeeding.
     let seen = wait_for(Duration::from_secs(240), || async {
-        let rounds = rounds(&client);
-        if let Some(bad) = rounds.iter().find(|r| r.get("error").is_some()) {
-            return Some(Err(bad.clone()));
+        let (rust, go) = (rounds(&client), rounds(&go_client));
+        match (credential_sets(&rust), credential_sets(&go)) {
+            (Err(bad), _) | (_, Err(bad)) => Some(Err(bad)),
+            (Ok(a), Ok(b)) => (a.len() >= 4 && b.len() >= 4).then_some(Ok((rust, go))),
         }
-        let mut sets: Vec<String> = rounds
-            .iter()
-            .filter_map(|r| r["credentials"].as_str().map(str::to_string))
-            .collect();
-        sets.dedup();
-        (sets.len() >= 4).then_some(Ok(rounds))
     })
     .await;
-    let rounds = match seen {
+    let (rust_rounds, go_rounds) = match seen {
         Some(Ok(rounds)) => rounds,
         Some(Err(bad)) => bail!("a call through the endpoint failed: {bad}"),
         None => bail!(
-            "the client saw fewer than four credential sets: {:?}",
-            rounds(&client).last()
+            "the clients saw fewer than four credential sets each: Rust {:?}, Go {:?}",
+            credential_sets(&rounds(&client)),
+            credential_sets(&rounds(&go_client))
         ),
     };
+    let rounds: Vec<serde_json::Value> = rust_rounds.iter().chain(&go_rounds).cloned().collect();
     for round in &rounds {
         let arn = round["arn"].as_str().unwrap_or_default();
         ensure!(
