@@ -1,6 +1,10 @@
 //! What the agent remembers (pure): for ≤ [`DECISION_TTL`], that a token (by its SHA-256) was
 //! granted a binding as a given pod; and per (binding, pod) the credentials the broker gave,
 //! until the operator's renewal time. Neither map keeps a token; both are bounded.
+//!
+//! While the broker cannot answer (a leader fail-over, an operator restart), a token is answered
+//! with the credentials the broker last gave its pod, until they expire: that pod holds them
+//! already, so repeating them discloses nothing, and its SDK keeps working through the gap.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -33,6 +37,7 @@ struct PodBinding {
 struct Held {
     credentials: ContainerCredentials,
     renewal_time: Timestamp,
+    expiration: Timestamp,
 }
 
 #[derive(Default)]
@@ -59,6 +64,19 @@ impl Cache {
         (clock < held.renewal_time).then(|| held.credentials.clone())
     }
 
+    /// While the broker cannot answer: the credentials last given to the pod this token was
+    /// granted as (however long ago), if they have not expired.
+    pub fn lookup_during_outage(
+        &self,
+        token: &TokenHash,
+        binding: &str,
+        clock: Timestamp,
+    ) -> Option<ContainerCredentials> {
+        let (_, key) = self.decisions.get(&(*token, binding.to_string()))?;
+        let held = self.credentials.get(key)?;
+        (clock < held.expiration).then(|| held.credentials.clone())
+    }
+
     /// Remembers the broker's grant for `token`.
     pub fn remember(
         &mut self,
@@ -68,8 +86,11 @@ impl Cache {
         clock: Timestamp,
     ) {
         if self.decisions.len() >= MAX_ENTRIES {
-            self.decisions
-                .retain(|_, (at, _)| now.saturating_duration_since(*at) < DECISION_TTL);
+            let credentials = &self.credentials;
+            self.decisions.retain(|_, (at, key)| {
+                now.saturating_duration_since(*at) < DECISION_TTL
+                    || credentials.get(key).is_some_and(|h| clock < h.expiration)
+            });
             if self.decisions.len() >= MAX_ENTRIES {
                 self.decisions.clear();
             }
@@ -92,6 +113,7 @@ impl Cache {
             Held {
                 credentials: granted.credentials.clone(),
                 renewal_time: granted.renewal_time,
+                expiration: granted.expiration,
             },
         );
     }
@@ -116,7 +138,9 @@ mod tests {
             binding: "b".into(),
             pod_uid: pod_uid.into(),
             renewal_time: renewal,
-            expiration: renewal,
+            expiration: renewal
+                .checked_add(jiff::SignedDuration::from_secs(300))
+                .expect("time"),
             credentials: ContainerCredentials {
                 access_key_id: key.into(),
                 secret_access_key: "s".into(),
@@ -143,8 +167,18 @@ mod tests {
         // The decision expires after 30 s; the credentials at their renewal time.
         assert_eq!(cache.lookup(&token, "b", t0 + DECISION_TTL, clock), None);
         assert_eq!(cache.lookup(&token, "b", t0, renewal), None);
+        // While the broker cannot answer, the pod's own credentials until they expire.
+        let later = Timestamp::from_second(1_800_000_700).expect("time");
+        assert!(cache.lookup_during_outage(&token, "b", later).is_some());
+        let expired = Timestamp::from_second(1_800_000_900).expect("time");
+        assert_eq!(cache.lookup_during_outage(&token, "b", expired), None);
+        assert_eq!(
+            cache.lookup_during_outage(&token_hash("token-b"), "b", later),
+            None
+        );
         cache.forget(&token, "b");
         assert_eq!(cache.lookup(&token, "b", t0, clock), None);
+        assert_eq!(cache.lookup_during_outage(&token, "b", later), None);
     }
 
     #[test]

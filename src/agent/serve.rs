@@ -128,6 +128,35 @@ impl Agent {
         {
             return Ok(hit);
         }
+        match self.ask_broker(binding, token, &hash).await {
+            Ok(credentials) => Ok(credentials),
+            // The broker is away (fail-over, restart): the pod keeps what it was given.
+            Err((status, body)) if status >= 500 => {
+                match self
+                    .cache()
+                    .lookup_during_outage(&hash, binding, Timestamp::now())
+                {
+                    Some(held) => {
+                        tracing::info!(
+                            binding,
+                            code = %body.code,
+                            "the broker cannot answer; serving the credentials this pod already holds"
+                        );
+                        Ok(held)
+                    }
+                    None => Err((status, body)),
+                }
+            }
+            Err(refused) => Err(refused),
+        }
+    }
+
+    async fn ask_broker(
+        &self,
+        binding: &str,
+        token: &str,
+        hash: &super::cache::TokenHash,
+    ) -> Result<ContainerCredentials, (u16, ErrorBody)> {
         // A second attempt finds the leader (and its CA) anew: after a fail-over the first
         // one reached a replica that no longer leads, or none at all.
         for fresh in [false, true] {
@@ -136,14 +165,17 @@ impl Agent {
             match client.credentials(ip, binding, token).await {
                 Ok(granted) => {
                     self.cache()
-                        .remember(&hash, &granted, Instant::now(), Timestamp::now());
+                        .remember(hash, &granted, Instant::now(), Timestamp::now());
                     return Ok(granted.credentials);
                 }
                 Err(e) if !fresh && e.try_the_leader_again() => {
                     tracing::info!(error = %e, "asking the broker again, on the current leader");
                 }
                 Err(CallError::Refused { status, body }) => {
-                    self.cache().forget(&hash, binding);
+                    // A refusal (not an outage) ends what this token was given.
+                    if status < 500 {
+                        self.cache().forget(hash, binding);
+                    }
                     return Err((status, body));
                 }
                 Err(e) => return Err(answer_error(503, e.category(), e.to_string())),

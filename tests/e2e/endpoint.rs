@@ -48,6 +48,10 @@ pub(crate) struct Scene {
     dir: PathBuf,
     operator: Operator,
     agent: Process,
+    ops: String,
+    broker_port: u16,
+    agent_sa: String,
+    agents: String,
 }
 
 async fn create_node(env: &Env, name: &str) -> anyhow::Result<()> {
@@ -169,6 +173,48 @@ async fn refused(
     Ok(body["Message"].as_str().unwrap_or_default().to_string())
 }
 
+/// The flags of one operator replica with leader election and its broker on `ip`.
+fn replica_args(
+    ops: &str,
+    pod: &str,
+    ip: &str,
+    broker_port: u16,
+    agents: &str,
+    agent_sa: &str,
+) -> Vec<String> {
+    vec![
+        "--leader-election".into(),
+        format!("--leader-election-namespace={ops}"),
+        "--leader-election-lease-seconds=4".into(),
+        format!("--namespace={ops}"),
+        format!("--instance={pod}"),
+        "--broker-enabled".into(),
+        format!("--pod-ip={ip}"),
+        format!("--broker-address={ip}:{broker_port}"),
+        format!("--agent-service-account={agents}/{agent_sa}"),
+    ]
+}
+
+/// An operator "pod" in `ops` whose status gives `ip` (what the agent reads to reach it).
+async fn operator_pod(
+    env: &Env,
+    ops: &str,
+    name: &str,
+    node: &str,
+    ip: &str,
+) -> anyhow::Result<()> {
+    create_pod(env, ops, name, "default", node).await?;
+    Api::<Pod>::namespaced(env.client.clone(), ops)
+        .patch_status(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"podIP": ip, "podIPs": [{"ip": ip}]}})),
+        )
+        .await
+        .with_context(|| format!("setting the IP of operator pod {name}"))?;
+    Ok(())
+}
+
 impl Scene {
     async fn start(env: &Env, prefix: &str, lifetime: Option<u64>) -> anyhow::Result<Self> {
         Self::start_with(env, prefix, lifetime, Setup::default()).await
@@ -218,17 +264,17 @@ impl Scene {
                     .unwrap_or(&env.plane.kubeconfig),
                 &[&ns],
                 &env.emulator.url(),
-                &[
-                    "--leader-election",
-                    &format!("--leader-election-namespace={ops}"),
-                    "--leader-election-lease-seconds=4",
-                    &format!("--namespace={ops}"),
-                    &format!("--instance={OPERATOR_POD}"),
-                    "--broker-enabled",
-                    "--pod-ip=127.0.0.1",
-                    &format!("--broker-address=127.0.0.1:{broker_port}"),
-                    &format!("--agent-service-account={agents}/{agent_sa}"),
-                ],
+                &replica_args(
+                    &ops,
+                    OPERATOR_POD,
+                    "127.0.0.1",
+                    broker_port,
+                    &agents,
+                    &agent_sa,
+                )
+                .iter()
+                .map(String::as_str)
+                .collect::<Vec<_>>(),
             )
             .await?;
         // The agent: a pod of the agent ServiceAccount on `node`, and its bound token.
@@ -290,6 +336,10 @@ impl Scene {
             dir,
             operator,
             agent,
+            ops,
+            broker_port,
+            agent_sa,
+            agents,
         })
     }
 
@@ -700,6 +750,120 @@ pub async fn the_sdk_refuses_plain_http_on_a_pod_ip(env: &Env) -> anyhow::Result
     ensure!(
         error.contains("did not refer to an allowed IP address"),
         "the SDK did not refuse a plain-HTTP pod IP as such: {first}"
+    );
+    Ok(())
+}
+
+/// The leader Lease's holder.
+async fn lease_holder(env: &Env, ops: &str) -> Option<String> {
+    let lease =
+        Api::<k8s_openapi::api::coordination::v1::Lease>::namespaced(env.client.clone(), ops)
+            .get("podcreds-leader")
+            .await
+            .ok()?;
+    lease.spec?.holder_identity.filter(|h| !h.is_empty())
+}
+
+pub async fn agent_restart_and_leader_fail_over_fail_no_call(env: &Env) -> anyhow::Result<()> {
+    let mut scene = Scene::start(env, "ep-ha", Some(30)).await?;
+    // A standby replica on another loopback address, as a second operator pod.
+    operator_pod(env, &scene.ops, "operator-1", &scene.node, "127.0.0.2").await?;
+    let standby = env
+        .start_operator(
+            &[&scene.ns],
+            &env.emulator.url(),
+            &replica_args(
+                &scene.ops,
+                "operator-1",
+                "127.0.0.2",
+                scene.broker_port,
+                &scene.agents,
+                &scene.agent_sa,
+            )
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+        )
+        .await?;
+    let (_, token) = scene
+        .pod_token(
+            env,
+            &scene.ns,
+            "ha",
+            "app",
+            &scene.node,
+            podcreds::agent::POD_AUDIENCE,
+        )
+        .await?;
+    let token_file = scene.dir.join("ha-token");
+    std::fs::write(&token_file, &token)?;
+    let full_uri = format!("http://{}/v1/credentials/{BINDING}", scene.agent_addr);
+    let rust = sdk_client(
+        env,
+        &scene.dir,
+        "pod-client-ha",
+        &full_uri,
+        &token_file,
+        500,
+    )?;
+    let go = go_sdk_client(env, &scene.dir, &full_uri, &token_file, 500)?;
+    // Waits until both clients saw `sets` credential sets, failing on any failed call.
+    let until_sets = |sets: usize, what: &'static str| {
+        let (rust, go) = (&rust, &go);
+        async move {
+            let outcome = wait_for(Duration::from_secs(120), || async {
+                match (credential_sets(&rounds(rust)), credential_sets(&rounds(go))) {
+                    (Err(bad), _) | (_, Err(bad)) => Some(Err(bad)),
+                    (Ok(a), Ok(b)) => (a.len() >= sets && b.len() >= sets).then_some(Ok(())),
+                }
+            })
+            .await;
+            match outcome {
+                Some(Ok(())) => Ok(()),
+                Some(Err(bad)) => bail!("a call failed {what}: {bad}"),
+                None => bail!(
+                    "{what}: fewer than {sets} credential sets (Rust {:?}, Go {:?})",
+                    credential_sets(&rounds(rust)),
+                    credential_sets(&rounds(go))
+                ),
+            }
+        }
+    };
+    until_sets(1, "before anything happened").await?;
+    // The agent crashes and comes back (SIGKILL, as an OOM kill would).
+    scene.agent.restart()?;
+    loopback::wait_until_serving(
+        &mut scene.agent,
+        &scene.agent_addr,
+        "/healthz",
+        Duration::from_secs(30),
+        |c| c == 200,
+    )
+    .await?;
+    until_sets(2, "across the agent's restart").await?;
+    // The leader dies (SIGKILL: its Lease is not released) while the clients keep calling.
+    let leader = lease_holder(env, &scene.ops).await;
+    ensure!(
+        leader.as_deref() == Some(OPERATOR_POD),
+        "operator-0 does not lead: {leader:?}"
+    );
+    scene.operator.process.kill()?;
+    let took_over = wait_for(Duration::from_secs(60), || async {
+        (lease_holder(env, &scene.ops).await.as_deref() == Some("operator-1")).then_some(())
+    })
+    .await;
+    ensure!(took_over.is_some(), "the standby never took the Lease");
+    // The new leader held nothing: it exchanges once for the binding, then serves it.
+    until_sets(4, "across the leader's fail-over").await?;
+    let log = standby.log();
+    ensure!(
+        log.contains("EndpointEmpty"),
+        "the new leader did not exchange for the Endpoint binding it held nothing for"
+    );
+    scene.logs_hide(&token)?;
+    ensure!(
+        !standby.log().contains(&token),
+        "a token reached the standby's log"
     );
     Ok(())
 }

@@ -166,6 +166,7 @@ const TESTS: &[(&str, TestFn)] = tests![
     endpoint::a_token_with_the_wrong_audience_is_refused,
     endpoint::a_binding_without_endpoint_delivery_is_refused,
     endpoint::the_sdk_refuses_plain_http_on_a_pod_ip,
+    endpoint::agent_restart_and_leader_fail_over_fail_no_call,
 ];
 
 tokio::task_local! {
