@@ -150,6 +150,7 @@ const TESTS: &[(&str, TestFn)] = tests![
     node::a_pod_reads_refreshed_credentials_through_a_secret_volume,
     node::the_operator_image_runs_as_a_restricted_pod,
     node::the_chart_runs_on_the_node_in_a_restricted_namespace,
+    node::pods_on_the_node_call_sts_through_the_agent,
     sources::each_mode_is_ready_with_working_credentials,
     sources::assume_role_from_user_then_role_chain,
     sources::invalid_specs_are_refused_with_the_reason,
