@@ -125,6 +125,122 @@ pub(crate) fn rules_grant(
     })
 }
 
+/// With `agent.enabled`: the DaemonSet has exactly the privileges the link-local address needs,
+/// only in its own privileged namespace, and the operator gets its broker and nothing more.
+async fn agent_renders_least_privilege(env: &Env) -> anyhow::Result<()> {
+    let (ok, stdout, stderr) = helm(
+        env,
+        &[
+            "lint",
+            "--strict",
+            chart_dir().to_str().context("path")?,
+            "--set",
+            "agent.enabled=true",
+        ],
+    )
+    .await?;
+    ensure!(
+        ok,
+        "helm lint --strict with the agent failed:\n{stdout}\n{stderr}"
+    );
+    let docs = render(env, &["agent.enabled=true"]).await?;
+    let daemonset = of_kind(&docs, "DaemonSet")
+        .first()
+        .copied()
+        .context("no agent DaemonSet")?;
+    ensure!(daemonset["metadata"]["namespace"] == "podcreds-node");
+    let pod = &daemonset["spec"]["template"]["spec"];
+    ensure!(pod["hostNetwork"] == true);
+    let container = &pod["containers"][0];
+    let security = &container["securityContext"];
+    ensure!(security["capabilities"]["drop"] == json!(["ALL"]));
+    ensure!(
+        security["capabilities"]["add"] == json!(["NET_ADMIN", "NET_BIND_SERVICE"]),
+        "agent capabilities {}",
+        security["capabilities"]
+    );
+    ensure!(security["allowPrivilegeEscalation"] == false);
+    ensure!(security["readOnlyRootFilesystem"] == true);
+    ensure!(pod["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault");
+    ensure!(container["args"][0] == "agent");
+    let volumes = pod["volumes"].as_array().context("volumes")?;
+    ensure!(
+        volumes.len() == 1
+            && volumes[0]["projected"]["sources"][0]["serviceAccountToken"]["audience"]
+                == "podcreds.dev/broker",
+        "the agent mounts more than its own broker token: {volumes:?}"
+    );
+    let namespace = of_kind(&docs, "Namespace")
+        .first()
+        .copied()
+        .context("no agent Namespace")?;
+    ensure!(namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "privileged");
+    // The operator's pods stay restricted; they only gain the broker's port and POD_IP.
+    let deployment = of_kind(&docs, "Deployment")
+        .first()
+        .copied()
+        .context("Deployment")?;
+    let operator = &deployment["spec"]["template"]["spec"]["containers"][0];
+    ensure!(operator["securityContext"]["capabilities"]["drop"][0] == "ALL");
+    ensure!(
+        operator["securityContext"]
+            .get("capabilities")
+            .and_then(|c| c.get("add"))
+            .is_none()
+    );
+    ensure!(
+        operator["args"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|x| x == "--broker-enabled")),
+        "the operator does not serve the broker"
+    );
+    // The agent's Role: three reads in the operator's namespace, nothing else.
+    let agent_role = of_kind(&docs, "Role")
+        .into_iter()
+        .find(|r| r["metadata"]["name"] == "t-podcreds-agent")
+        .context("no agent Role")?;
+    ensure!(agent_role["metadata"]["namespace"] == "podcreds-system");
+    for rule in agent_role["rules"].as_array().context("rules")? {
+        ensure!(
+            rule["verbs"] == json!(["get"]),
+            "the agent may {}",
+            rule["verbs"]
+        );
+        ensure!(
+            rule["resources"] != json!(["secrets"]),
+            "the agent may read Secrets"
+        );
+    }
+    ensure!(
+        !of_kind(&docs, "ClusterRoleBinding")
+            .iter()
+            .any(|b| b["subjects"].to_string().contains("podcreds-agent")),
+        "the agent has a cluster-wide role"
+    );
+    // The agent's namespace cannot be the release's.
+    let chart = chart_dir();
+    let (ok, _, stderr) = helm(
+        env,
+        &[
+            "template",
+            "t",
+            chart.to_str().context("path")?,
+            "--namespace",
+            "podcreds-node",
+            "--kube-version",
+            "1.37.2",
+            "--set",
+            "agent.enabled=true",
+        ],
+    )
+    .await?;
+    ensure!(
+        !ok && stderr.contains("privileged namespace of their own"),
+        "the agent was rendered into the release namespace: {stderr}"
+    );
+    Ok(())
+}
+
 pub async fn chart_lints_and_renders_what_matters(env: &Env) -> anyhow::Result<()> {
     let chart = chart_dir();
     let (ok, stdout, stderr) =
@@ -133,6 +249,11 @@ pub async fn chart_lints_and_renders_what_matters(env: &Env) -> anyhow::Result<(
 
     // Defaults: a restricted, probed Deployment and a ClusterRole with exactly what is needed.
     let docs = render(env, &[]).await?;
+    ensure!(
+        of_kind(&docs, "DaemonSet").is_empty(),
+        "the node agent is installed without agent.enabled"
+    );
+    agent_renders_least_privilege(env).await?;
     let deployment = of_kind(&docs, "Deployment")
         .first()
         .copied()
