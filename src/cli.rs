@@ -53,9 +53,67 @@ pub enum Command {
     /// The cluster's OIDC documents, for clusters whose issuer AWS cannot reach.
     #[command(subcommand)]
     Oidc(OidcCommand),
+    /// Run the node agent: serve the AWS container-credentials protocol to this node's pods at
+    /// http://169.254.170.23/v1/credentials/<binding>, from the leading operator's broker.
+    Agent(Box<AgentArgs>),
     /// Ask the operator for an immediate exchange of a binding (after fixing IAM, or to rotate
     /// its credentials now), and wait for the outcome.
     Refresh(RefreshArgs),
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct AgentArgs {
+    /// Addresses to serve pods on. Each one that is not loopback is added to --interface at
+    /// start and removed at exit (an IPv6 one the node cannot take is skipped).
+    #[arg(
+        long,
+        env = "PODCREDS_AGENT_LISTEN",
+        value_delimiter = ',',
+        default_value = "169.254.170.23:80,[fd00:ec2::23]:80"
+    )]
+    pub listen: Vec<SocketAddr>,
+    /// The node's interface that receives the link-local addresses.
+    #[arg(long, env = "PODCREDS_AGENT_INTERFACE", default_value = "lo")]
+    pub interface: String,
+    /// The agent's own projected ServiceAccount token (audience --agent-audience of the
+    /// operator), which the broker reviews.
+    #[arg(
+        long,
+        env = "PODCREDS_AGENT_TOKEN_FILE",
+        default_value = "/var/run/secrets/podcreds/broker/token"
+    )]
+    pub token_file: std::path::PathBuf,
+    /// The operator's namespace: its leader-election Lease, the leader's pod and the broker CA
+    /// ConfigMap.
+    #[arg(
+        long,
+        env = "PODCREDS_OPERATOR_NAMESPACE",
+        default_value = "podcreds-system"
+    )]
+    pub operator_namespace: String,
+    /// Name of the operator's leader-election Lease.
+    #[arg(
+        long,
+        env = "PODCREDS_LEADER_ELECTION_LEASE",
+        default_value = "podcreds-leader"
+    )]
+    pub leader_election_lease: String,
+    /// The broker's port on the operator pods.
+    #[arg(long, env = "PODCREDS_BROKER_PORT", default_value_t = 8443)]
+    pub broker_port: u16,
+    /// The ConfigMap, in the operator's namespace, holding the broker CA's certificates.
+    #[arg(long, env = "PODCREDS_BROKER_CA_CONFIGMAP", default_value = crate::broker::tls::DEFAULT_CA_CONFIGMAP)]
+    pub broker_ca_configmap: String,
+    /// The audience pods' tokens must have (named in the error a pod without one gets).
+    #[arg(long, env = "PODCREDS_ENDPOINT_AUDIENCE", default_value = crate::agent::POD_AUDIENCE)]
+    pub endpoint_audience: String,
+    /// This node's name (downward API), for the log.
+    #[arg(long, env = "NODE_NAME")]
+    pub node_name: Option<String>,
+    #[arg(long, env = "PODCREDS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Json)]
+    pub log_format: LogFormat,
+    #[arg(long, env = "PODCREDS_LOG_LEVEL", default_value = "info")]
+    pub log_level: String,
 }
 
 #[derive(clap::Args, Debug, Clone)]
@@ -341,6 +399,34 @@ pub struct RunArgs {
     /// (`spiffe://<domain>/ns/<namespace>/sa/<name>`).
     #[arg(long, env = "PODCREDS_ROLESANYWHERE_TRUST_DOMAIN", default_value = crate::rolesanywhere::DEFAULT_TRUST_DOMAIN)]
     pub rolesanywhere_trust_domain: String,
+    /// Serve the node endpoint's broker: keep the credentials of bindings with `Endpoint`
+    /// delivery in memory and answer podcreds' node agents over HTTPS (--broker-address). Needs
+    /// --namespace (the CA key Secret and the CA ConfigMap) and --pod-ip.
+    #[arg(long, env = "PODCREDS_BROKER_ENABLED")]
+    pub broker_enabled: bool,
+    /// Address of the broker's HTTPS server.
+    #[arg(long, env = "PODCREDS_BROKER_ADDRESS", default_value = "0.0.0.0:8443")]
+    pub broker_address: SocketAddr,
+    /// This pod's IP (the downward API's status.podIP): the broker certificate's IP SAN.
+    #[arg(long, env = "POD_IP", required_if_eq("broker_enabled", "true"))]
+    pub pod_ip: Option<std::net::IpAddr>,
+    /// The Secret, in --namespace, holding the broker CA's keys (created if absent).
+    #[arg(long, env = "PODCREDS_BROKER_CA_SECRET", default_value = crate::broker::tls::DEFAULT_CA_SECRET)]
+    pub broker_ca_secret: String,
+    /// The ConfigMap, in --namespace, where the broker CA's certificates are published for agents.
+    #[arg(long, env = "PODCREDS_BROKER_CA_CONFIGMAP", default_value = crate::broker::tls::DEFAULT_CA_CONFIGMAP)]
+    pub broker_ca_configmap: String,
+    /// The node agents' ServiceAccount, `<namespace>/<name>`: the only identity the broker
+    /// answers.
+    #[arg(long, env = "PODCREDS_AGENT_SERVICE_ACCOUNT", default_value = "podcreds-node/podcreds-agent", value_parser = parse_service_account)]
+    pub agent_service_account: (String, String),
+    /// Audience of the agents' own projected tokens.
+    #[arg(long, env = "PODCREDS_AGENT_AUDIENCE", default_value = crate::agent::AGENT_AUDIENCE)]
+    pub agent_audience: String,
+    /// Audience of the pods' projected tokens (the token file AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE
+    /// names).
+    #[arg(long, env = "PODCREDS_ENDPOINT_AUDIENCE", default_value = crate::agent::POD_AUDIENCE)]
+    pub endpoint_audience: String,
     /// Let spec.sessionName be any name. By default it must start with `<namespace>.`, so that a
     /// binding cannot pass for another namespace's in CloudTrail.
     #[arg(long, env = "PODCREDS_ALLOW_UNPREFIXED_SESSION_NAMES")]
@@ -428,7 +514,8 @@ pub struct RunArgs {
         long = "namespace",
         env = "POD_NAMESPACE",
         required_if_eq("saml_enabled", "true"),
-        required_if_eq("rolesanywhere_enabled", "true")
+        required_if_eq("rolesanywhere_enabled", "true"),
+        required_if_eq("broker_enabled", "true")
     )]
     pub operator_namespace: Option<String>,
     /// Serve AWSCredentialSources (needs read access to them cluster-wide and to the Secrets of
@@ -455,6 +542,25 @@ fn secret_value(value: &str) -> Result<secrecy::SecretString, std::convert::Infa
     Ok(secrecy::SecretString::from(value.to_string()))
 }
 
+/// `<namespace>/<name>` of a ServiceAccount.
+pub fn parse_service_account(text: &str) -> Result<(String, String), String> {
+    let valid = |part: &str| {
+        !part.is_empty()
+            && part.len() <= 253
+            && part
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+    };
+    match text.split_once('/') {
+        Some((namespace, name)) if valid(namespace) && valid(name) => {
+            Ok((namespace.to_string(), name.to_string()))
+        }
+        _ => Err(format!(
+            "{text:?} is not <namespace>/<name> of a ServiceAccount"
+        )),
+    }
+}
+
 fn parse_installation(name: &str) -> Result<String, String> {
     if crate::installation::valid(name) {
         Ok(name.to_string())
@@ -464,6 +570,29 @@ fn parse_installation(name: &str) -> Result<String, String> {
 }
 
 impl RunArgs {
+    /// The broker's configuration, if it is enabled.
+    pub fn broker(&self) -> Option<crate::broker::BrokerConfig> {
+        if !self.broker_enabled {
+            return None;
+        }
+        let (agent_namespace, agent_name) = &self.agent_service_account;
+        Some(crate::broker::BrokerConfig {
+            address: self.broker_address,
+            pod_ip: self.pod_ip?,
+            namespace: self.operator_namespace.clone()?,
+            ca_secret: self.broker_ca_secret.clone(),
+            ca_configmap: self.broker_ca_configmap.clone(),
+            settings: crate::broker::server::BrokerSettings {
+                agent_user: crate::broker::authorize::service_account_user(
+                    agent_namespace,
+                    agent_name,
+                ),
+                agent_audience: self.agent_audience.clone(),
+                pod_audience: self.endpoint_audience.clone(),
+            },
+        })
+    }
+
     /// Who this operator is when it writes: its installation, and its deployment (the
     /// leader-election Lease replicas share, or this process).
     fn writer(&self) -> String {

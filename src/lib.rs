@@ -9,8 +9,10 @@
 
 pub mod admin;
 pub mod admission_check;
+pub mod agent;
 pub mod allowlist;
 pub mod api;
+pub mod broker;
 pub mod cli;
 pub mod controller;
 pub mod credentials;

@@ -61,6 +61,7 @@ fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Run(args) => podcreds::operator::run(*args).await?,
+        Command::Agent(args) => podcreds::agent::run::run(*args).await?,
         Command::Crd { kind } => match kind.as_deref() {
             None => print!("{}", podcreds::crd_yaml()?),
             Some("AWSRoleBinding") => print!("{}", podcreds::binding_crd_yaml()?),

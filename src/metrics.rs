@@ -63,6 +63,13 @@ pub struct Metrics {
     pub events_dropped: Counter,
     /// 1 while the admission policy guarding bindings is known to be installed.
     pub admission_policy_present: Gauge,
+    /// Node agents' requests to the broker, by outcome (`Granted` or a refusal's category).
+    pub endpoint_requests: Family<OutcomeOnly, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeOnly {
+    pub outcome: String,
 }
 
 impl Default for Metrics {
@@ -83,6 +90,7 @@ impl Default for Metrics {
             installation_overlaps: Counter::default(),
             events_dropped: Counter::default(),
             admission_policy_present: Gauge::default(),
+            endpoint_requests: Family::default(),
         }
     }
 }
@@ -150,7 +158,20 @@ impl Metrics {
             "1 while the admission policy that guards AWSRoleBindings (and its binding) exists, 0 when it is missing or cannot be read",
             self.admission_policy_present.clone(),
         );
+        registry.register(
+            "podcreds_endpoint_requests",
+            "Node agents' requests for Endpoint credentials, by outcome (Granted, or the refusal's category)",
+            self.endpoint_requests.clone(),
+        );
         registry.register_collector(Box::new(BindingCollector { stores: bindings }));
+    }
+
+    pub fn endpoint_request(&self, outcome: &str) {
+        self.endpoint_requests
+            .get_or_create(&OutcomeOnly {
+                outcome: outcome.to_string(),
+            })
+            .inc();
     }
 
     pub fn observe_sts(&self, flow: &str, outcome: &str, elapsed: Duration) {

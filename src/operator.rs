@@ -31,6 +31,8 @@ pub enum StartError {
     Policy(#[from] crate::spec::PolicyError),
     #[error(transparent)]
     Proxy(#[from] crate::sts::ProxyError),
+    #[error("node endpoint broker: {0}")]
+    Broker(#[from] crate::broker::BrokerError),
 }
 
 /// Runs leader election on a Lease, publishing whether this replica leads, until `shutdown`;
@@ -146,7 +148,7 @@ pub fn init_telemetry(format: LogFormat, filter: &str) -> Result<(), StartError>
 const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Resolves once SIGTERM or SIGINT arrives.
-async fn termination() {
+pub async fn termination() {
     let sigterm = async {
         match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
             Ok(mut s) => {
@@ -317,6 +319,7 @@ pub async fn run(args: RunArgs) -> Result<(), StartError> {
         None
     };
 
+    let endpoint = crate::broker::store::CredentialStore::default();
     // The composition root: the flows and what they share are built here, once.
     let throttle = Arc::new(Throttle::new(&settings));
     let (sources, source_feeds) = controller::source_caches(settings.operator_namespace.clone());
@@ -340,6 +343,22 @@ pub async fn run(args: RunArgs) -> Result<(), StartError> {
         throttle,
         sources,
         source_feeds,
+        endpoint: endpoint.clone(),
+    };
+    let broker = match args.broker() {
+        Some(config) => Some(
+            crate::broker::start(
+                client.clone(),
+                config,
+                endpoint.clone(),
+                stores.clone(),
+                leader_rx.clone(),
+                metrics.clone(),
+                shutdown.clone(),
+            )
+            .await?,
+        ),
+        None => None,
     };
     let shared = Arc::new(Shared::new(client, settings, metrics, leader_rx, parts));
     // Controllers whose caches never synced (an unreachable apiserver) do not notice a graceful
@@ -355,6 +374,9 @@ pub async fn run(args: RunArgs) -> Result<(), StartError> {
     if let Some(election) = election {
         // Releasing the Lease lets a standby take over at once; do not hang on it.
         let _ = tokio::time::timeout(std::time::Duration::from_secs(5), election).await;
+    }
+    if let Some(broker) = broker {
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), broker).await;
     }
     if let Ok(Err(e)) = admin.await {
         tracing::warn!(error = %e, "admin server stopped with an error");

@@ -22,6 +22,9 @@ pub enum RefreshReason {
     AnnotationsUnreadable,
     /// Someone asked for it (the `podcreds.dev/refresh-requested-at` annotation).
     Requested,
+    /// An `Endpoint` binding whose credentials this process does not hold (it just started or
+    /// was just elected: they are never written to the cluster).
+    EndpointEmpty,
 }
 
 impl RefreshReason {
@@ -34,6 +37,7 @@ impl RefreshReason {
             RefreshReason::SecretModified => "SecretModified",
             RefreshReason::AnnotationsUnreadable => "AnnotationsUnreadable",
             RefreshReason::Requested => "Requested",
+            RefreshReason::EndpointEmpty => "EndpointEmpty",
         }
     }
 }
@@ -88,6 +92,69 @@ pub fn plan(fingerprint: &str, observed: &ObservedSecret, now: Timestamp) -> Dec
                 Decision::Wait(issued.clone())
             }
         }
+    }
+}
+
+/// Decides for a binding delivered through a Secret, the node endpoint (the leader's memory), or
+/// both: each place is planned as [`plan`] does, and one exchange serves both. A conflict on the
+/// Secret blocks the binding; otherwise whichever place needs credentials first decides, and the
+/// credentials still valid in either place keep the binding Ready if the exchange fails.
+pub fn plan_deliveries(
+    fingerprint: &str,
+    secret: Option<&ObservedSecret>,
+    endpoint: Option<&ObservedSecret>,
+    now: Timestamp,
+) -> Decision {
+    let in_memory = |observed: &ObservedSecret| match plan(fingerprint, observed, now) {
+        Decision::Refresh {
+            reason: RefreshReason::SecretMissing,
+            still_valid,
+        } => Decision::Refresh {
+            reason: RefreshReason::EndpointEmpty,
+            still_valid,
+        },
+        other => other,
+    };
+    let (secret, endpoint) = match (secret, endpoint) {
+        (Some(s), None) => return plan(fingerprint, s, now),
+        (None, Some(e)) => return in_memory(e),
+        // No delivery at all cannot be resolved; a Secret is the default.
+        (None, None) => return plan(fingerprint, &ObservedSecret::Missing, now),
+        (Some(s), Some(e)) => (plan(fingerprint, s, now), in_memory(e)),
+    };
+    let valid = |d: &Decision| match d {
+        Decision::Wait(issued) => Some(issued.clone()),
+        Decision::Refresh { still_valid, .. } => still_valid.clone(),
+        Decision::Conflict { .. } => None,
+    };
+    match (secret, endpoint) {
+        (conflict @ Decision::Conflict { .. }, _) => conflict,
+        (Decision::Wait(a), Decision::Wait(b)) => {
+            Decision::Wait(if b.renewal_time < a.renewal_time {
+                b
+            } else {
+                a
+            })
+        }
+        (
+            Decision::Refresh {
+                reason,
+                still_valid,
+            },
+            other,
+        )
+        | (
+            other,
+            Decision::Refresh {
+                reason,
+                still_valid,
+            },
+        ) => Decision::Refresh {
+            reason,
+            still_valid: still_valid.or_else(|| valid(&other)),
+        },
+        // The endpoint never reports a conflict.
+        (_, conflict @ Decision::Conflict { .. }) => conflict,
     }
 }
 
@@ -562,6 +629,61 @@ mod tests {
         assert_eq!(
             plan("f", &ObservedSecret::Missing, t(0)),
             refresh(RefreshReason::SecretMissing)
+        );
+    }
+
+    #[test]
+    fn endpoint_bindings_are_planned_from_memory_and_one_exchange_serves_both() {
+        let missing = ObservedSecret::Missing;
+        let fresh = owned("f", true);
+        // Endpoint only: nothing held (a new leader) is an exchange, held credentials a wait.
+        assert_eq!(
+            plan_deliveries("f", None, Some(&missing), t(0)),
+            refresh(RefreshReason::EndpointEmpty)
+        );
+        assert_eq!(
+            plan_deliveries("f", None, Some(&fresh), t(100)),
+            Decision::Wait(issued("f"))
+        );
+        // Secret only: as before.
+        assert_eq!(
+            plan_deliveries("f", Some(&missing), None, t(0)),
+            refresh(RefreshReason::SecretMissing)
+        );
+        // Both, the Secret fresh and memory empty (after a fail-over): one exchange, and the
+        // Secret's credentials keep the binding Ready if it fails.
+        assert_eq!(
+            plan_deliveries("f", Some(&fresh), Some(&missing), t(100)),
+            Decision::Refresh {
+                reason: RefreshReason::EndpointEmpty,
+                still_valid: Some(issued("f")),
+            }
+        );
+        // Both fresh: wait for the earlier renewal.
+        let mut later = issued("f");
+        later.renewal_time = t(3000);
+        let held_later = ObservedSecret::Owned {
+            issued: Some(later.clone()),
+            intact: true,
+        };
+        assert_eq!(
+            plan_deliveries("f", Some(&held_later), Some(&fresh), t(100)),
+            Decision::Wait(issued("f"))
+        );
+        assert_eq!(
+            plan_deliveries("f", Some(&fresh), Some(&held_later), t(100)),
+            Decision::Wait(issued("f"))
+        );
+        // A foreign Secret blocks the binding whatever memory holds.
+        let foreign = ObservedSecret::Foreign { owner: None };
+        assert_eq!(
+            plan_deliveries("f", Some(&foreign), Some(&fresh), t(100)),
+            Decision::Conflict { owner: None }
+        );
+        // A spec change reaches both.
+        assert_eq!(
+            plan_deliveries("g", Some(&fresh), Some(&fresh), t(100)),
+            refresh(RefreshReason::SpecChanged)
         );
     }
 

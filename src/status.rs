@@ -38,7 +38,7 @@ pub enum Outcome<'a> {
     /// The Secret holds valid credentials (just issued, or still fresh).
     Valid {
         issued: &'a IssuedMeta,
-        secret_name: &'a str,
+        holder: Holder<'a>,
         /// UID of the Secret, when this reconciliation created it.
         created_uid: Option<&'a str>,
     },
@@ -47,7 +47,7 @@ pub enum Outcome<'a> {
         category: &'static str,
         message: String,
         still_valid: Option<&'a IssuedMeta>,
-        secret_name: &'a str,
+        holder: Holder<'a>,
     },
     /// The binding cannot be acted on (invalid spec, conflict, not allowed).
     Blocked {
@@ -61,6 +61,24 @@ pub enum Outcome<'a> {
         message: String,
         revocation: RevocationReport<'a>,
     },
+}
+
+/// Where a binding's credentials are kept: its Secret, the node endpoint (the leader's memory),
+/// or both. Said in the Ready condition's message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Holder<'a> {
+    pub secret: Option<&'a str>,
+    pub endpoint: bool,
+}
+
+impl std::fmt::Display for Holder<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (self.secret, self.endpoint) {
+            (Some(name), false) => write!(f, "Secret {name} holds"),
+            (Some(name), true) => write!(f, "Secret {name} and the node endpoint hold"),
+            (None, _) => write!(f, "the node endpoint serves"),
+        }
+    }
 }
 
 /// What became of the credentials of a binding no longer allowed them.
@@ -146,8 +164,18 @@ pub fn known_status<'a>(
 
 /// Records `secret_name` as the binding's Secret, and the UID of the Secret podcreds created
 /// under that name: a new creation's UID, else the one already recorded for the same name,
-/// else none (the Secret was there before, so podcreds will never delete it).
-fn track_secret(status: &mut AWSRoleBindingStatus, secret_name: &str, created_uid: Option<&str>) {
+/// else none (the Secret was there before, so podcreds will never delete it). An Endpoint-only
+/// binding (`secret_name` None) records none.
+fn track_secret(
+    status: &mut AWSRoleBindingStatus,
+    secret_name: Option<&str>,
+    created_uid: Option<&str>,
+) {
+    let Some(secret_name) = secret_name else {
+        status.secret_name = None;
+        status.secret_uid = None;
+        return;
+    };
     let same_name = status.secret_name.as_deref() == Some(secret_name);
     status.secret_uid = match created_uid {
         Some(uid) => Some(uid.to_string()),
@@ -256,10 +284,10 @@ pub fn build_status(
     match outcome {
         Outcome::Valid {
             issued,
-            secret_name,
+            holder,
             created_uid,
         } => {
-            track_secret(&mut status, secret_name, *created_uid);
+            track_secret(&mut status, holder.secret, *created_uid);
             status.expiration = Some(time(issued.expiration));
             status.renewal_time = Some(time(issued.renewal_time));
             status.last_refresh_time = Some(time(issued.issued_at));
@@ -272,7 +300,7 @@ pub fn build_status(
                 true,
                 REASON_ISSUED,
                 format!(
-                    "Secret {secret_name} holds credentials valid until {}",
+                    "{holder} credentials valid until {}",
                     rfc3339(issued.expiration)
                 ),
                 generation,
@@ -301,9 +329,9 @@ pub fn build_status(
             category,
             message,
             still_valid,
-            secret_name,
+            holder,
         } => {
-            track_secret(&mut status, secret_name, None);
+            track_secret(&mut status, holder.secret, None);
             match still_valid {
                 Some(issued) => {
                     status.expiration = Some(time(issued.expiration));
@@ -318,7 +346,7 @@ pub fn build_status(
                         true,
                         REASON_ISSUED,
                         format!(
-                            "Secret {secret_name} holds credentials valid until {}; refreshing them is failing",
+                            "{holder} credentials valid until {}; refreshing them is failing",
                             rfc3339(issued.expiration)
                         ),
                         generation,
@@ -547,7 +575,10 @@ mod tests {
             Some(3),
             &Outcome::Valid {
                 issued: &i,
-                secret_name: "s",
+                holder: Holder {
+                    secret: Some("s"),
+                    endpoint: false,
+                },
                 created_uid: None,
             },
             t(1),
@@ -574,7 +605,10 @@ mod tests {
                 Some(1),
                 &Outcome::Valid {
                     issued: i,
-                    secret_name: "s",
+                    holder: Holder {
+                        secret: Some("s"),
+                        endpoint: false,
+                    },
                     created_uid: None,
                 },
                 t(1),
@@ -591,7 +625,10 @@ mod tests {
                 category: "StsUnavailable",
                 message: "down".into(),
                 still_valid: Some(&b),
-                secret_name: "s",
+                holder: Holder {
+                    secret: Some("s"),
+                    endpoint: false,
+                },
             },
             t(2),
         );
@@ -622,7 +659,10 @@ mod tests {
             Some(1),
             &Outcome::Valid {
                 issued: &i,
-                secret_name: "s",
+                holder: Holder {
+                    secret: Some("s"),
+                    endpoint: false,
+                },
                 created_uid: None,
             },
             t(1),
@@ -632,7 +672,10 @@ mod tests {
             Some(1),
             &Outcome::Valid {
                 issued: &i,
-                secret_name: "s",
+                holder: Holder {
+                    secret: Some("s"),
+                    endpoint: false,
+                },
                 created_uid: None,
             },
             t(50),
@@ -648,7 +691,10 @@ mod tests {
                 category: "StsUnavailable",
                 message: "down".into(),
                 still_valid: Some(&i),
-                secret_name: "s",
+                holder: Holder {
+                    secret: Some("s"),
+                    endpoint: false,
+                },
             },
             t(60),
         );
@@ -665,7 +711,10 @@ mod tests {
             Some(1),
             &Outcome::Valid {
                 issued: &i,
-                secret_name: "s",
+                holder: Holder {
+                    secret: Some("s"),
+                    endpoint: false,
+                },
                 created_uid: None,
             },
             t(61),
@@ -680,7 +729,10 @@ mod tests {
             Some(1),
             &Outcome::Valid {
                 issued: &newer,
-                secret_name: "s",
+                holder: Holder {
+                    secret: Some("s"),
+                    endpoint: false,
+                },
                 created_uid: None,
             },
             t(70),
@@ -697,7 +749,10 @@ mod tests {
                 category: "StsAccessDenied",
                 message: "not authorized".into(),
                 still_valid: None,
-                secret_name: "s",
+                holder: Holder {
+                    secret: Some("s"),
+                    endpoint: false,
+                },
             },
             t(0),
         );
@@ -733,7 +788,10 @@ mod tests {
         };
         let valid = |name, created| Outcome::Valid {
             issued: &meta,
-            secret_name: name,
+            holder: Holder {
+                secret: Some(name),
+                endpoint: false,
+            },
             created_uid: created,
         };
         let created = build_status(None, Some(1), &valid("s", Some("uid-s")), t(0));
@@ -745,6 +803,30 @@ mod tests {
         let moved = build_status(Some(&refreshed), Some(2), &valid("t", None), t(20));
         assert_eq!(moved.secret_name.as_deref(), Some("t"));
         assert_eq!(moved.secret_uid, None);
+        // Endpoint only: no Secret is recorded, and Ready says where the credentials are.
+        let endpoint = Outcome::Valid {
+            issued: &meta,
+            holder: Holder {
+                secret: None,
+                endpoint: true,
+            },
+            created_uid: None,
+        };
+        let served = build_status(Some(&created), Some(3), &endpoint, t(30));
+        assert_eq!(served.secret_name, None);
+        assert_eq!(served.secret_uid, None);
+        let ready = served
+            .conditions
+            .iter()
+            .find(|c| c.type_ == CONDITION_READY)
+            .expect("Ready");
+        assert!(
+            ready
+                .message
+                .starts_with("the node endpoint serves credentials valid until"),
+            "{}",
+            ready.message
+        );
     }
 
     #[test]
@@ -768,7 +850,10 @@ mod tests {
         });
         let valid = |i| Outcome::Valid {
             issued: i,
-            secret_name: "s",
+            holder: Holder {
+                secret: Some("s"),
+                endpoint: false,
+            },
             created_uid: None,
         };
         let s = build_status(None, Some(1), &valid(&chained), t(1));
@@ -810,7 +895,10 @@ mod tests {
         let i = issued();
         let valid = Outcome::Valid {
             issued: &i,
-            secret_name: "b",
+            holder: Holder {
+                secret: Some("b"),
+                endpoint: false,
+            },
             created_uid: None,
         };
         let ready = build_status(None, Some(1), &valid, t(0));

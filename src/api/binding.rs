@@ -7,8 +7,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    CredentialSourceRef, RoleChainHop, RolesAnywhereExchange, SamlExchange, StsSettings,
-    default_duration_seconds, default_mount_path,
+    CredentialSourceRef, Delivery, RoleChainHop, RolesAnywhereExchange, SamlExchange, StsSettings,
+    default_delivery, default_duration_seconds, default_mount_path,
 };
 use crate::patterns;
 
@@ -228,6 +228,16 @@ pub struct AWSRoleBindingSpec {
     /// `x509Subject/OU` and `x509Subject/CN`). Only with `sts.provider: AWS`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub roles_anywhere: Option<RolesAnywhereExchange>,
+
+    /// How pods receive the credentials: `Secret` (the default) writes them into the Secret
+    /// `secretName`; `Endpoint` serves them to the binding's pods through podcreds' node agent
+    /// (the AWS container-credentials protocol, as EKS Pod Identity does) and keeps them only in
+    /// the operator's memory, so an `Endpoint`-only binding writes no Secret and its credentials
+    /// never reach etcd. Both may be listed; one exchange then feeds both.
+    #[serde(default = "default_delivery")]
+    #[schemars(length(min = 1, max = 2))]
+    #[x_kube(validation = kube::core::Rule::new("self.size() < 2 || self[0] != self[1]").message("delivery lists each method at most once"))]
+    pub delivery: Vec<Delivery>,
 
     /// Where pods mount the Secret. Used in the generated AWS `config` file, whose
     /// `credential_process` reads `<mountPath>/credential-process.json`.

@@ -12,6 +12,9 @@ mod roles_anywhere;
 mod saml;
 mod sts;
 
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
 pub use binding::{AWSRoleBinding, AWSRoleBindingSpec, AWSRoleBindingStatus, ChainHopStatus};
 pub use credential_source::{
     AWSCredentialSource, AWSCredentialSourceSpec, AWSCredentialSourceStatus, CredentialSourceMode,
@@ -34,6 +37,20 @@ pub const MAX_REFRESH_REQUEST_LEN: usize = 128;
 
 fn default_duration_seconds() -> i32 {
     DEFAULT_DURATION_SECONDS
+}
+
+/// How a binding's credentials reach its pods (`spec.delivery`).
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Delivery {
+    /// Written into the binding's Secret, for pods that mount it.
+    Secret,
+    /// Served by the node agent at `http://169.254.170.23/v1/credentials/<binding>` to the
+    /// binding's pods (AWS container-credentials protocol); never written to the cluster.
+    Endpoint,
+}
+
+fn default_delivery() -> Vec<Delivery> {
+    vec![Delivery::Secret]
 }
 
 fn default_mount_path() -> String {

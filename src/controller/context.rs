@@ -15,6 +15,7 @@ use super::events::Events;
 use super::fairness::FairShares;
 use super::memory::Memory;
 use crate::allowlist::ANNOTATION;
+use crate::broker::store::CredentialStore;
 use crate::flow::CredentialFlow;
 use crate::metrics::Metrics;
 use crate::settings::Settings;
@@ -31,6 +32,9 @@ pub struct Shared {
     pub events: Events,
     pub metrics: Metrics,
     pub memory: Memory,
+    /// The credentials of `Endpoint` bindings, while this replica leads (see
+    /// [`crate::broker::store`]).
+    pub endpoint: CredentialStore,
     /// True while this replica may write (always, without leader election).
     pub leader: tokio::sync::watch::Receiver<bool>,
     /// The caches of credential sources and of their Secrets (in the operator's namespace).
@@ -118,6 +122,8 @@ pub struct Parts {
     pub throttle: Arc<Throttle>,
     pub sources: Sources,
     pub source_feeds: SourceFeeds,
+    /// Shared with the broker, which serves what it holds.
+    pub endpoint: CredentialStore,
 }
 
 impl Shared {
@@ -140,6 +146,7 @@ impl Shared {
             throttle: parts.throttle,
             metrics,
             memory: Memory::default(),
+            endpoint: parts.endpoint,
             leader,
             sources: parts.sources,
             source_feeds: Mutex::new(Some(parts.source_feeds)),

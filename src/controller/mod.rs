@@ -106,6 +106,7 @@ pub async fn reconcile(binding: Arc<AWSRoleBinding>, ctx: Arc<Context>) -> Resul
         binding.metadata.deletion_timestamp.is_some(),
         ctx.namespace_terminating(&key.namespace),
     ) {
+        ctx.shared.endpoint.remove(&key.uid);
         ctx.shared
             .metrics
             .reconciled(report::ReconcileResult::GoingAway.as_str());
@@ -140,6 +141,9 @@ async fn pipeline(
             let reconciled = match spec {
                 // No longer allowed at all: the credentials already issued go too.
                 Some(spec) if plan::revokes(error.category()) => {
+                    // The endpoint stops serving at once (the broker also refuses a binding
+                    // that is not Ready); the grace period is for the Secret's readers.
+                    shared.endpoint.remove(&key.uid);
                     let revoked = revoke::revoke(
                         ctx,
                         key,
@@ -165,25 +169,44 @@ async fn pipeline(
     };
     let fingerprint = spec.fingerprint();
     let reports_conflict = ready_reason(binding) == Some(REASON_CONFLICT);
-    let observation = observe::observe(
-        ctx,
-        key,
-        &spec.secret_name,
-        reports_conflict,
-        status.as_ref(),
-    )
-    .await?;
-    let foreign = observation.provenance == plan::Provenance::Foreign;
-    if let Some(other) = plan::overlapping_writer(
-        observation.provenance,
-        observation.written_by.as_deref(),
-        &shared.settings.writer,
-    ) {
+    // An Endpoint-only binding has no Secret to observe: its credentials live in memory.
+    let observation = match spec.delivery.secret {
+        true => Some(
+            observe::observe(
+                ctx,
+                key,
+                &spec.secret_name,
+                reports_conflict,
+                status.as_ref(),
+            )
+            .await?,
+        ),
+        false => None,
+    };
+    let foreign = observation
+        .as_ref()
+        .is_some_and(|o| o.provenance == plan::Provenance::Foreign);
+    if let Some(observation) = &observation
+        && let Some(other) = plan::overlapping_writer(
+            observation.provenance,
+            observation.written_by.as_deref(),
+            &shared.settings.writer,
+        )
+    {
         report::report_overlap(ctx, binding, key, other);
     }
+    let held = spec
+        .delivery
+        .endpoint
+        .then(|| shared.endpoint.observe(&key.uid));
     let now = Timestamp::now();
     let decision = plan::honour_refresh_request(
-        plan::plan(&fingerprint, &observation.secret, now),
+        plan::plan_deliveries(
+            &fingerprint,
+            observation.as_ref().map(|o| &o.secret),
+            held.as_ref(),
+            now,
+        ),
         requested.is_some(),
     );
 
@@ -226,7 +249,7 @@ async fn pipeline(
                 if requested.is_some() {
                     shared.memory.remember_forced_refresh(&key.uid, now);
                 }
-                match refresh::refresh(ctx, key, &spec, &fingerprint, &observation).await {
+                match refresh::refresh(ctx, key, &spec, &fingerprint, observation.as_ref()).await {
                     Ok(refreshed) => {
                         if foreign {
                             shared.memory.count_repair(&key.uid, now);
@@ -259,25 +282,31 @@ async fn pipeline(
     );
     let action = report::report(ctx, binding, key, reconciled, requested).await?;
     if renamed {
-        remove_secrets_left_by_a_rename(ctx, binding, key, &spec.secret_name).await;
+        // An Endpoint-only binding keeps no Secret: one it had before goes.
+        let current = spec.delivery.secret.then_some(spec.secret_name.as_str());
+        remove_secrets_left_by_a_rename(ctx, binding, key, current).await;
+    }
+    if !spec.delivery.endpoint {
+        shared.endpoint.remove(&key.uid);
     }
     Ok((result, action))
 }
 
-/// Deletes the Secret podcreds created under an earlier `secretName`. The status only says
+/// Deletes the Secret podcreds created under an earlier `secretName` (or before the binding
+/// became Endpoint-only, `current` None). The status only says
 /// where to look: the Secret must be labelled by podcreds, controlled by this binding and of
 /// the UID recorded, as read from the apiserver (see [`secret_writer::delete_left_behind`]).
 async fn remove_secrets_left_by_a_rename(
     ctx: &Context,
     binding: &AWSRoleBinding,
     key: &BindingKey,
-    current: &str,
+    current: Option<&str>,
 ) {
     let Some(status) = binding.status.as_ref() else {
         return;
     };
     if let (Some(previous), Some(uid)) = (&status.secret_name, &status.secret_uid)
-        && previous != current
+        && Some(previous.as_str()) != current
     {
         secret_writer::delete_left_behind(
             ctx.shared.client.clone(),

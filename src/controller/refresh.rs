@@ -9,6 +9,7 @@ use super::context::Context;
 use super::observe::Observation;
 use super::secret_writer::{SecretWriteError, SecretWriter};
 use crate::api::AWSRoleBinding;
+use crate::broker::store::Held;
 use crate::flow::{ExchangeRequest, FlowError};
 use crate::plan;
 use crate::retry::RetryClass;
@@ -66,7 +67,7 @@ pub async fn refresh(
     key: &BindingKey,
     spec: &ResolvedSpec,
     fingerprint: &str,
-    observation: &Observation,
+    observation: Option<&Observation>,
 ) -> Result<Refreshed, RefreshError> {
     let shared = &ctx.shared;
     let credentials = shared
@@ -84,6 +85,26 @@ pub async fn refresh(
         fingerprint,
         &credentials,
     );
+    if spec.delivery.endpoint {
+        shared.endpoint.put(
+            &key.uid,
+            Held {
+                namespace: key.namespace.clone(),
+                name: key.name.clone(),
+                issued: issued.clone(),
+                credentials: credentials.clone(),
+            },
+            Timestamp::now(),
+        );
+    }
+    // Endpoint only: nothing reaches the cluster.
+    let Some(observation) = observation.filter(|_| spec.delivery.secret) else {
+        return Ok(Refreshed {
+            issued,
+            created_uid: None,
+            version: None,
+        });
+    };
     let rendered = secret::render(&Rendering {
         namespace: &key.namespace,
         owner: &owner_of(key),

@@ -21,7 +21,9 @@ use crate::api::{AWSRoleBinding, REFRESH_REQUEST_ANNOTATION};
 use crate::plan::{self, RefreshReason};
 use crate::secret::{FIELD_MANAGER, IssuedMeta};
 use crate::spec::ResolvedSpec;
-use crate::status::{self, Outcome, REASON_CONFLICT, RevocationReport, build_status, known_status};
+use crate::status::{
+    self, Holder, Outcome, REASON_CONFLICT, RevocationReport, build_status, known_status,
+};
 
 /// Event reason when the credentials of a binding no longer allowed them are removed.
 pub const REASON_REVOKED: &str = "CredentialsRevoked";
@@ -138,6 +140,14 @@ fn conflict_message(spec: &ResolvedSpec, owner: Option<&str>) -> String {
     )
 }
 
+/// Where `spec` keeps its credentials.
+fn holder(spec: &ResolvedSpec) -> Holder<'_> {
+    Holder {
+        secret: spec.delivery.secret.then_some(spec.secret_name.as_str()),
+        endpoint: spec.delivery.endpoint,
+    }
+}
+
 /// The status outcome of `reconciled`; `None` when there is nothing new to say.
 fn outcome<'a>(reconciled: &'a Reconciled<'a>) -> Option<Outcome<'a>> {
     Some(match reconciled {
@@ -164,7 +174,7 @@ fn outcome<'a>(reconciled: &'a Reconciled<'a>) -> Option<Outcome<'a>> {
         },
         Reconciled::Fresh { spec, issued } => Outcome::Valid {
             issued,
-            secret_name: &spec.secret_name,
+            holder: holder(spec),
             created_uid: None,
         },
         Reconciled::Refreshed {
@@ -174,7 +184,7 @@ fn outcome<'a>(reconciled: &'a Reconciled<'a>) -> Option<Outcome<'a>> {
             ..
         } => Outcome::Valid {
             issued,
-            secret_name: &spec.secret_name,
+            holder: holder(spec),
             created_uid: created_uid.as_deref(),
         },
         Reconciled::Conflict { spec, owner } => Outcome::Blocked {
@@ -189,7 +199,7 @@ fn outcome<'a>(reconciled: &'a Reconciled<'a>) -> Option<Outcome<'a>> {
             category: error.category(),
             message: error.to_string(),
             still_valid: still_valid.as_ref(),
-            secret_name: &spec.secret_name,
+            holder: holder(spec),
         },
     })
 }
@@ -730,12 +740,13 @@ mod tests {
             Some(Outcome::RefreshFailed {
                 category,
                 still_valid,
-                secret_name,
+                holder,
                 ..
             }) => {
                 assert_eq!(category, "StsUnavailable");
                 assert_eq!(still_valid, Some(&issued()));
-                assert_eq!(secret_name, "b");
+                assert_eq!(holder.secret, Some("b"));
+                assert!(!holder.endpoint);
             }
             other => panic!("unexpected {other:?}"),
         }

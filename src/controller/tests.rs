@@ -93,6 +93,7 @@ fn shared(
             throttle,
             sources,
             source_feeds,
+            endpoint: Default::default(),
         },
     )
 }

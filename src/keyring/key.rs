@@ -61,6 +61,17 @@ pub static ROLES_ANYWHERE_CA: KeyProfile = KeyProfile {
     certificate_authority: true,
 };
 
+/// The node endpoint broker's CA: it issues each operator replica's serving certificate, and
+/// node agents trust the certificates it announces (published in a ConfigMap). ECDSA P-256.
+pub static BROKER_CA: KeyProfile = KeyProfile {
+    what: "the broker CA key",
+    command: "podcreds broker-ca",
+    component: "broker-ca-key",
+    common_name: "podcreds node endpoint broker CA",
+    algorithm: &rcgen::PKCS_ECDSA_P256_SHA256,
+    certificate_authority: true,
+};
+
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum KeyError {
     #[error("{0} could not be generated")]

@@ -20,8 +20,8 @@ use std::time::Duration;
 
 pub use policy::{AWS_STS_AUDIENCE, PolicyError, StsPolicy, is_http_url, is_plain_http};
 pub use resolved::{
-    FirstExchange, KUBERNETES_TAG_KEYS, ResolvedHop, ResolvedRolesAnywhere, ResolvedSaml,
-    ResolvedSource, ResolvedSpec, SourceCall,
+    Deliveries, FirstExchange, KUBERNETES_TAG_KEYS, ResolvedHop, ResolvedRolesAnywhere,
+    ResolvedSaml, ResolvedSource, ResolvedSpec, SourceCall,
 };
 pub use rules::{SpecError, is_aws_endpoint};
 pub use session_name::{default_session_name, federation_name, workload_common_name};
@@ -144,6 +144,7 @@ pub fn resolve(
         mount_path,
         role_chain,
         first,
+        delivery: Deliveries::of(&spec.delivery),
     })
 }
 

@@ -48,6 +48,44 @@ pub struct ResolvedSpec {
     /// the fields they were before this was one enum.
     #[serde(flatten)]
     pub first: FirstExchange,
+    /// Where the credentials go. Not in the fingerprint: the same credentials serve both ways,
+    /// and a change of delivery alone costs no exchange unless a Secret or the endpoint lacks
+    /// them (the planner sees that).
+    #[serde(skip)]
+    pub delivery: Deliveries,
+}
+
+/// The binding's delivery methods (`spec.delivery`), as flags.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Deliveries {
+    /// Written into the Secret `secret_name`.
+    pub secret: bool,
+    /// Kept in the leader's memory and served to the binding's pods through the node agent.
+    pub endpoint: bool,
+}
+
+impl Default for Deliveries {
+    fn default() -> Self {
+        Self {
+            secret: true,
+            endpoint: false,
+        }
+    }
+}
+
+impl Deliveries {
+    /// The flags of `spec.delivery`; an empty list (which the CRD refuses) means the default,
+    /// a Secret.
+    pub fn of(methods: &[crate::api::Delivery]) -> Self {
+        use crate::api::Delivery;
+        if methods.is_empty() {
+            return Self::default();
+        }
+        Self {
+            secret: methods.contains(&Delivery::Secret),
+            endpoint: methods.contains(&Delivery::Endpoint),
+        }
+    }
 }
 
 /// The first STS exchange of a binding: decided once, while resolving, and matched exhaustively

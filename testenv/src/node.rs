@@ -77,6 +77,61 @@ pub fn pod_client_pod(
     })
 }
 
+/// A restricted pod of ServiceAccount `service_account` (non-root, read-only root, no
+/// capabilities, RuntimeDefault seccomp) whose AWS SDK takes its credentials from podcreds' node
+/// endpoint for `binding`: a projected token with the endpoint's audience and the two variables
+/// SDKs read, nothing else from podcreds. `image` is the pod client's or the Go SDK client's
+/// (both take `<sts-endpoint> <interval-ms>`). Callers add where it runs.
+pub fn endpoint_client_pod(
+    name: &str,
+    service_account: &str,
+    image: &str,
+    binding: &str,
+    sts_endpoint: &str,
+    interval_ms: u64,
+) -> serde_json::Value {
+    serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name},
+        "spec": {
+            "serviceAccountName": service_account,
+            "automountServiceAccountToken": false,
+            "terminationGracePeriodSeconds": 1,
+            "securityContext": {
+                "runAsNonRoot": true,
+                "runAsUser": 65532,
+                "runAsGroup": 65532,
+                "seccompProfile": {"type": "RuntimeDefault"},
+            },
+            "containers": [{
+                "name": "app",
+                "image": image,
+                "imagePullPolicy": "Never",
+                "args": [sts_endpoint, interval_ms.to_string()],
+                "env": [
+                    {"name": "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+                     "value": format!("http://169.254.170.23/v1/credentials/{binding}")},
+                    {"name": "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
+                     "value": "/var/run/secrets/podcreds/token"},
+                    {"name": "AWS_REGION", "value": "eu-west-1"},
+                ],
+                "securityContext": {
+                    "allowPrivilegeEscalation": false,
+                    "readOnlyRootFilesystem": true,
+                    "capabilities": {"drop": ["ALL"]},
+                },
+                "volumeMounts": [{"name": "podcreds", "mountPath": "/var/run/secrets/podcreds", "readOnly": true}],
+            }],
+            "volumes": [{"name": "podcreds", "projected": {"sources": [{"serviceAccountToken": {
+                "audience": "podcreds.dev/endpoint",
+                "expirationSeconds": 3600,
+                "path": "token",
+            }}]}}],
+        },
+    })
+}
+
 /// The image of the static pod client (`testenv/pod-client`, at `binary`): the client, busybox
 /// `cat` (the Secret's `credential_process` runs it) and nothing else, as user 65532.
 pub fn pod_client_image(binary: PathBuf) -> Result<Image, Error> {
@@ -94,6 +149,21 @@ pub fn pod_client_image(binary: PathBuf) -> Result<Image, Error> {
         entrypoint: vec!["/pod-client".into()],
         ..Image::default()
     })
+}
+
+/// An image holding one static program at `/<name>` and nothing else, run as user 65532.
+pub fn static_program_image(image: &str, name: &str, binary: PathBuf) -> Image {
+    Image {
+        name: image.into(),
+        entries: vec![oci::Entry::File {
+            path: format!("/{name}"),
+            source: oci::Source::File(binary),
+            mode: 0o755,
+        }],
+        user: "65532:65532".into(),
+        entrypoint: vec![format!("/{name}")],
+        ..Image::default()
+    }
 }
 
 /// Debian programs the SAML tests verify signatures with (the STS emulator runs `xmlsec1`).
@@ -697,8 +767,13 @@ impl PodNetwork {
                     "type": "host-local",
                     "dataDir": dir.join("cni-ipam"),
                     "ranges": [[{"subnet": self.subnet, "gateway": self.gateway.to_string()}]],
-                    // Only the bridge's subnet: no default route, nothing beyond this machine.
-                    "routes": [{"dst": self.subnet}],
+                    // Only the bridge's subnet, and the node endpoint's link-local address
+                    // (on the host, where podcreds' agent adds it): no default route, nothing
+                    // beyond this machine.
+                    "routes": [
+                        {"dst": self.subnet},
+                        {"dst": "169.254.170.23/32", "gw": self.gateway.to_string()},
+                    ],
                 },
             }],
         })

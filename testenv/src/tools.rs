@@ -11,6 +11,7 @@ const HELM_GO_MOD: &str = include_str!("../go/helm/go.mod");
 const MINIO_GO_MOD: &str = include_str!("../go/minio/go.mod");
 const EXTERNAL_SECRETS_GO_MOD: &str = include_str!("../go/external-secrets/go.mod");
 const ROLESANYWHERE_GO_MOD: &str = include_str!("../go/rolesanywhere/go.mod");
+const SDK_GO_V2_GO_MOD: &str = include_str!("../go/sdk-go-v2/go.mod");
 const PYTHON_REQUIREMENTS: &str = include_str!("../python/requirements.txt");
 
 /// The version a wrapper module requires of `module` (its `require` line).
@@ -137,6 +138,33 @@ pub fn aws_signing_helper() -> Result<PathBuf, Error> {
     } else {
         Err(Error::MissingTool(format!(
             "{} not found; run `cargo xtask testenv` to build AWS's Roles Anywhere credential helper (a cold build takes a few minutes)",
+            path.display()
+        )))
+    }
+}
+
+/// The pinned AWS SDK for Go v2 (its `config` module: the default credential chain).
+pub fn sdk_go_v2_version() -> String {
+    required_version(SDK_GO_V2_GO_MOD, "github.com/aws/aws-sdk-go-v2/config ")
+}
+
+/// Directory holding `sdk-go-v2-client`, the node endpoint's second client, keyed by the SDK's
+/// version (`PODCREDS_TESTENV_SDK_GO_DIR` overrides it).
+pub fn sdk_go_v2_dir() -> PathBuf {
+    match std::env::var_os("PODCREDS_TESTENV_SDK_GO_DIR").filter(|v| !v.is_empty()) {
+        Some(dir) => PathBuf::from(dir),
+        None => cache_root().join(format!("sdk-go-v2-{}", sdk_go_v2_version())),
+    }
+}
+
+/// The AWS SDK for Go v2 client (`testenv/go/sdk-go-v2`), or an error that says how to build it.
+pub fn sdk_go_v2_client() -> Result<PathBuf, Error> {
+    let path = sdk_go_v2_dir().join("sdk-go-v2-client");
+    if path.is_file() {
+        Ok(path)
+    } else {
+        Err(Error::MissingTool(format!(
+            "{} not found; run `cargo xtask testenv` to build the AWS SDK for Go v2 client (about a minute cold)",
             path.display()
         )))
     }

@@ -125,6 +125,122 @@ pub(crate) fn rules_grant(
     })
 }
 
+/// With `agent.enabled`: the DaemonSet has exactly the privileges the link-local address needs,
+/// only in its own privileged namespace, and the operator gets its broker and nothing more.
+async fn agent_renders_least_privilege(env: &Env) -> anyhow::Result<()> {
+    let (ok, stdout, stderr) = helm(
+        env,
+        &[
+            "lint",
+            "--strict",
+            chart_dir().to_str().context("path")?,
+            "--set",
+            "agent.enabled=true",
+        ],
+    )
+    .await?;
+    ensure!(
+        ok,
+        "helm lint --strict with the agent failed:\n{stdout}\n{stderr}"
+    );
+    let docs = render(env, &["agent.enabled=true"]).await?;
+    let daemonset = of_kind(&docs, "DaemonSet")
+        .first()
+        .copied()
+        .context("no agent DaemonSet")?;
+    ensure!(daemonset["metadata"]["namespace"] == "podcreds-node");
+    let pod = &daemonset["spec"]["template"]["spec"];
+    ensure!(pod["hostNetwork"] == true);
+    let container = &pod["containers"][0];
+    let security = &container["securityContext"];
+    ensure!(security["capabilities"]["drop"] == json!(["ALL"]));
+    ensure!(
+        security["capabilities"]["add"] == json!(["NET_ADMIN", "NET_BIND_SERVICE"]),
+        "agent capabilities {}",
+        security["capabilities"]
+    );
+    ensure!(security["allowPrivilegeEscalation"] == false);
+    ensure!(security["readOnlyRootFilesystem"] == true);
+    ensure!(pod["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault");
+    ensure!(container["args"][0] == "agent");
+    let volumes = pod["volumes"].as_array().context("volumes")?;
+    ensure!(
+        volumes.len() == 1
+            && volumes[0]["projected"]["sources"][0]["serviceAccountToken"]["audience"]
+                == "podcreds.dev/broker",
+        "the agent mounts more than its own broker token: {volumes:?}"
+    );
+    let namespace = of_kind(&docs, "Namespace")
+        .first()
+        .copied()
+        .context("no agent Namespace")?;
+    ensure!(namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "privileged");
+    // The operator's pods stay restricted; they only gain the broker's port and POD_IP.
+    let deployment = of_kind(&docs, "Deployment")
+        .first()
+        .copied()
+        .context("Deployment")?;
+    let operator = &deployment["spec"]["template"]["spec"]["containers"][0];
+    ensure!(operator["securityContext"]["capabilities"]["drop"][0] == "ALL");
+    ensure!(
+        operator["securityContext"]
+            .get("capabilities")
+            .and_then(|c| c.get("add"))
+            .is_none()
+    );
+    ensure!(
+        operator["args"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|x| x == "--broker-enabled")),
+        "the operator does not serve the broker"
+    );
+    // The agent's Role: three reads in the operator's namespace, nothing else.
+    let agent_role = of_kind(&docs, "Role")
+        .into_iter()
+        .find(|r| r["metadata"]["name"] == "t-podcreds-agent")
+        .context("no agent Role")?;
+    ensure!(agent_role["metadata"]["namespace"] == "podcreds-system");
+    for rule in agent_role["rules"].as_array().context("rules")? {
+        ensure!(
+            rule["verbs"] == json!(["get"]),
+            "the agent may {}",
+            rule["verbs"]
+        );
+        ensure!(
+            rule["resources"] != json!(["secrets"]),
+            "the agent may read Secrets"
+        );
+    }
+    ensure!(
+        !of_kind(&docs, "ClusterRoleBinding")
+            .iter()
+            .any(|b| b["subjects"].to_string().contains("podcreds-agent")),
+        "the agent has a cluster-wide role"
+    );
+    // The agent's namespace cannot be the release's.
+    let chart = chart_dir();
+    let (ok, _, stderr) = helm(
+        env,
+        &[
+            "template",
+            "t",
+            chart.to_str().context("path")?,
+            "--namespace",
+            "podcreds-node",
+            "--kube-version",
+            "1.37.2",
+            "--set",
+            "agent.enabled=true",
+        ],
+    )
+    .await?;
+    ensure!(
+        !ok && stderr.contains("privileged namespace of their own"),
+        "the agent was rendered into the release namespace: {stderr}"
+    );
+    Ok(())
+}
+
 pub async fn chart_lints_and_renders_what_matters(env: &Env) -> anyhow::Result<()> {
     let chart = chart_dir();
     let (ok, stdout, stderr) =
@@ -133,6 +249,11 @@ pub async fn chart_lints_and_renders_what_matters(env: &Env) -> anyhow::Result<(
 
     // Defaults: a restricted, probed Deployment and a ClusterRole with exactly what is needed.
     let docs = render(env, &[]).await?;
+    ensure!(
+        of_kind(&docs, "DaemonSet").is_empty(),
+        "the node agent is installed without agent.enabled"
+    );
+    agent_renders_least_privilege(env).await?;
     let deployment = of_kind(&docs, "Deployment")
         .first()
         .copied()
@@ -1177,5 +1298,150 @@ pub async fn a_missing_admission_policy_is_reported(env: &Env) -> anyhow::Result
     })
     .await
     .context("the removed admission policies were not noticed")?;
+    Ok(())
+}
+
+/// The node endpoint with the chart's identities: the operator (broker) and the agent run with
+/// their ServiceAccounts' tokens under the chart's Secret guard, serve a pod, and the agent can
+/// do nothing beyond finding the broker.
+pub async fn the_node_agent_needs_only_what_the_chart_grants(env: &Env) -> anyhow::Result<()> {
+    use k8s_openapi::api::authentication::v1::{TokenReview, TokenReviewSpec};
+    use k8s_openapi::api::coordination::v1::Lease;
+    use k8s_openapi::api::core::v1::Secret;
+
+    let probe = env.namespace("agentrbac").await?;
+    let agents = format!("{probe}-node");
+    let (release_ns, release, _) = helm_install(
+        env,
+        "podcreds-system",
+        "pa",
+        &[
+            "--wait=false",
+            "--set",
+            "agent.enabled=true",
+            "--set",
+            &format!("agent.namespace={agents}"),
+        ],
+    )
+    .await?;
+    let namespace = Api::<Namespace>::all(env.client.clone())
+        .get(&agents)
+        .await
+        .context("the chart created no agent namespace")?;
+    ensure!(
+        namespace
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get("pod-security.kubernetes.io/enforce"))
+            .map(String::as_str)
+            == Some("privileged"),
+        "the agent namespace is not the privileged one"
+    );
+    let operator_token =
+        service_account_token(env, &release_ns, &format!("{release}-podcreds")).await?;
+    let operator_kubeconfig = env
+        .plane
+        .token_kubeconfig(&format!("{release}-op"), &operator_token)?;
+    let agent_token = service_account_token(env, &agents, "podcreds-agent").await?;
+    let agent_kubeconfig = env
+        .plane
+        .token_kubeconfig(&format!("{release}-agent"), &agent_token)?;
+    let scene = crate::endpoint::Scene::start_with(
+        env,
+        "agentrbac-app",
+        None,
+        crate::endpoint::Setup {
+            ops: Some(release_ns.clone()),
+            agents: Some((agents.clone(), "podcreds-agent".into())),
+            operator_kubeconfig: Some(operator_kubeconfig),
+            agent_kubeconfig: Some(agent_kubeconfig.clone()),
+        },
+    )
+    .await?;
+    // Sufficient: the broker's key and CA under the Secret guard, the agent finding the leader.
+    let token = scene.granted(env).await?;
+
+    // Minimal: the agent's own identity reads no Secret, mints no token, reviews no token and
+    // sees nothing but the Lease, pods and the CA ConfigMap of the operator's namespace.
+    let agent = podcreds_testenv::client_from_kubeconfig(&agent_kubeconfig).await?;
+    let app_ns = scene.namespace().to_string();
+    for (ns, name) in [
+        (release_ns.as_str(), "podcreds-broker-ca-key"),
+        (app_ns.as_str(), "b"),
+    ] {
+        let secrets: Api<Secret> = Api::namespaced(agent.clone(), ns);
+        ensure!(
+            forbidden(secrets.get(name).await),
+            "the agent may read Secret {ns}/{name}"
+        );
+        ensure!(
+            forbidden(secrets.list(&ListParams::default()).await),
+            "the agent may list Secrets in {ns}"
+        );
+    }
+    let accounts: Api<ServiceAccount> = Api::namespaced(agent.clone(), &app_ns);
+    let request = TokenRequest {
+        spec: Some(TokenRequestSpec {
+            audiences: Some(vec!["sts.amazonaws.com".into()]),
+            ..TokenRequestSpec::default()
+        }),
+        ..TokenRequest::default()
+    };
+    ensure!(
+        forbidden(
+            accounts
+                .create_token_request("app", &PostParams::default(), &request)
+                .await
+        ),
+        "the agent may create ServiceAccount tokens"
+    );
+    let reviews: Api<TokenReview> = Api::all(agent.clone());
+    let review = TokenReview {
+        spec: TokenReviewSpec {
+            token: token.clone(),
+            audiences: None,
+        },
+        ..TokenReview::default()
+    };
+    ensure!(
+        forbidden(reviews.create(&PostParams::default(), &review).await),
+        "the agent may review tokens"
+    );
+    let pods: Api<Pod> = Api::namespaced(agent.clone(), &app_ns);
+    ensure!(
+        forbidden(pods.get("app-ok").await),
+        "the agent may read pods outside the operator's namespace"
+    );
+    let operator_pods: Api<Pod> = Api::namespaced(agent.clone(), &release_ns);
+    ensure!(
+        forbidden(operator_pods.list(&ListParams::default()).await),
+        "the agent may list the operator's pods"
+    );
+    let config_maps: Api<ConfigMap> = Api::namespaced(agent.clone(), &release_ns);
+    ensure!(
+        forbidden(config_maps.get("kube-root-ca.crt").await),
+        "the agent may read other ConfigMaps"
+    );
+    ensure!(
+        config_maps.get("podcreds-broker-ca").await.is_ok(),
+        "the agent cannot read the broker CA"
+    );
+    let leases: Api<Lease> = Api::namespaced(agent.clone(), &release_ns);
+    ensure!(
+        forbidden(
+            leases
+                .patch(
+                    "podcreds-leader",
+                    &PatchParams::default(),
+                    &Patch::Merge(json!({"spec": {"holderIdentity": "agent"}}))
+                )
+                .await
+        ),
+        "the agent may take the leader Lease"
+    );
+    scene.logs_hide(&token)?;
+    let (ok, _, stderr) = helm(env, &["uninstall", &release, "--namespace", &release_ns]).await?;
+    ensure!(ok, "helm uninstall failed: {stderr}");
     Ok(())
 }

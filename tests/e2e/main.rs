@@ -14,6 +14,7 @@
 mod chains;
 mod chart;
 mod consumers;
+mod endpoint;
 mod faults;
 mod grants;
 mod iam;
@@ -56,6 +57,7 @@ const RUNS_ALONE: &[&str] = &[
     "lifecycle::binding_issues_working_credentials",
     "tenant::a_forged_status_deletes_no_secret",
     "chart::chart_installs_with_sufficient_and_minimal_rbac",
+    "chart::the_node_agent_needs_only_what_the_chart_grants",
     "chart::admission_policy_stops_the_confused_deputy",
     "chart::admission_policy_checks_every_spec_update",
     "chart::a_missing_admission_policy_is_reported",
@@ -116,6 +118,7 @@ const TESTS: &[(&str, TestFn)] = tests![
     chart::admission_policy_stops_the_confused_deputy,
     chart::admission_policy_checks_every_spec_update,
     chart::a_missing_admission_policy_is_reported,
+    chart::the_node_agent_needs_only_what_the_chart_grants,
     grants::forged_kubernetes_tags_are_refused,
     grants::a_credential_source_grants_only_what_it_names,
     network::sts_calls_go_through_the_admins_proxy,
@@ -155,6 +158,7 @@ const TESTS: &[(&str, TestFn)] = tests![
     node::a_pod_reads_refreshed_credentials_through_a_secret_volume,
     node::the_operator_image_runs_as_a_restricted_pod,
     node::the_chart_runs_on_the_node_in_a_restricted_namespace,
+    node::pods_on_the_node_call_sts_through_the_agent,
     sources::each_mode_is_ready_with_working_credentials,
     sources::assume_role_from_user_then_role_chain,
     sources::invalid_specs_are_refused_with_the_reason,
@@ -163,6 +167,15 @@ const TESTS: &[(&str, TestFn)] = tests![
     sources::an_outage_keeps_valid_credentials,
     sources::admission_refuses_namespaces_a_source_does_not_allow,
     sources::a_foreign_secret_costs_a_source_binding_one_exchange,
+    endpoint::a_pod_calls_sts_through_the_node_agent_across_refreshes,
+    endpoint::a_token_of_another_service_account_is_refused,
+    endpoint::another_namespaces_binding_is_refused,
+    endpoint::a_deleted_pods_token_is_refused,
+    endpoint::a_pod_on_another_node_is_refused,
+    endpoint::a_token_with_the_wrong_audience_is_refused,
+    endpoint::a_binding_without_endpoint_delivery_is_refused,
+    endpoint::the_sdk_refuses_plain_http_on_a_pod_ip,
+    endpoint::agent_restart_and_leader_fail_over_fail_no_call,
 ];
 
 tokio::task_local! {

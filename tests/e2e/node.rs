@@ -746,3 +746,309 @@ pub async fn the_chart_runs_on_the_node_in_a_restricted_namespace(
     );
     Ok(())
 }
+
+/// A restricted pod on the pod network whose SDK takes its credentials from the node endpoint.
+fn endpoint_pod(name: &str, image: &str, binding: &str, sts_endpoint: &str) -> anyhow::Result<Pod> {
+    let mut pod = podcreds_testenv::node::endpoint_client_pod(
+        name,
+        "app",
+        image,
+        binding,
+        sts_endpoint,
+        1000,
+    );
+    pod["spec"]["restartPolicy"] = json!("Never");
+    Ok(serde_json::from_value(pod)?)
+}
+
+/// Credential sets a client printed, in order; an error if any call failed.
+fn endpoint_rounds(
+    node: &podcreds_testenv::node::Node,
+    ns: &str,
+    pod: &str,
+) -> anyhow::Result<Vec<String>> {
+    let mut sets = Vec::new();
+    for line in node.container_output(ns, pod, "app") {
+        let round: Round =
+            serde_json::from_str(&line).with_context(|| format!("{pod} printed {line:?}"))?;
+        if let Some(error) = round.error {
+            bail!("a call of {pod} failed: {error}");
+        }
+        if let Some(set) = round.credentials.filter(|c| !c.is_empty())
+            && sets.last() != Some(&set)
+        {
+            sets.push(set);
+        }
+    }
+    Ok(sets)
+}
+
+const ENDPOINT_PODS: usize = 10;
+
+pub async fn pods_on_the_node_call_sts_through_the_agent(_env: &Env) -> anyhow::Result<()> {
+    let archive = std::env::var_os(OPERATOR_IMAGE_VARIABLE)
+        .map(PathBuf::from)
+        .with_context(|| {
+            format!(
+                "{OPERATOR_IMAGE_VARIABLE} is not set: run the suite through `cargo xtask test`, which builds the image with `cargo xtask image`"
+            )
+        })?;
+    let image = archive_image_name(&archive)?;
+    let (repository, tag) = image
+        .rsplit_once(':')
+        .context("the image name has no tag")?;
+    let rust_client = pod_client_binary()?;
+    let go_client = podcreds_testenv::tools::sdk_go_v2_client()?;
+    let node_env = Env::start_with(Options {
+        node: true,
+        pod_network: true,
+        ..Options::default()
+    })
+    .await
+    .context("starting a control plane with a node and a pod network")?;
+    let node = node_env.plane.node().context("no node")?;
+    let network = node_env.plane.pod_network().context("no pod network")?;
+    node.import_image(&archive)?;
+    for (name, image) in [
+        (
+            "pod-client.tar",
+            podcreds_testenv::node::pod_client_image(rust_client)?,
+        ),
+        (
+            "sdk-go-v2-client.tar",
+            podcreds_testenv::node::static_program_image(
+                GO_CLIENT_IMAGE,
+                "sdk-go-v2-client",
+                go_client,
+            ),
+        ),
+    ] {
+        let path = node.dir().join("images").join(name);
+        image.write_archive(&path)?;
+        node.import_image(&path)?;
+    }
+    let gateway = network.gateway();
+    let api_port = network.expose(node_env.plane.api_port()).await?;
+    let emulator_port: u16 = node_env
+        .emulator
+        .url()
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.trim_end_matches('/').parse().ok())
+        .context("emulator port")?;
+    let sts_port = network.expose(emulator_port).await?;
+    let sts = format!("http://{gateway}:{sts_port}");
+
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(node_env.client.clone());
+    let release_ns = "podcreds-system";
+    namespaces
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {
+                "name": release_ns,
+                "labels": {"pod-security.kubernetes.io/enforce": "restricted"},
+            }}))?,
+        )
+        .await?;
+    let sets = [
+        format!("image.repository={repository}"),
+        format!("image.tag={tag}"),
+        "image.pullPolicy=Never".into(),
+        format!("operator.stsEndpoint={sts}"),
+        "operator.defaultRegion=eu-west-1".into(),
+        "extraEnv[0].name=KUBERNETES_SERVICE_HOST".into(),
+        format!("extraEnv[0].value={gateway}"),
+        "extraEnv[1].name=KUBERNETES_SERVICE_PORT".into(),
+        format!("extraEnv[1].value={api_port}"),
+        "agent.extraEnv[0].name=KUBERNETES_SERVICE_HOST".into(),
+        format!("agent.extraEnv[0].value={gateway}"),
+        "agent.extraEnv[1].name=KUBERNETES_SERVICE_PORT".into(),
+        format!("agent.extraEnv[1].value={api_port}"),
+    ];
+    let chart = crate::chart::chart_dir();
+    let chart = chart.to_str().context("chart path")?;
+    let mut install = vec![
+        "install",
+        "podcreds",
+        chart,
+        "--namespace",
+        release_ns,
+        "--set",
+        "operator.allowInsecureStsEndpoints=true",
+        "--set",
+        "agent.enabled=true",
+    ];
+    for s in &sets {
+        install.extend(["--set-string", s.as_str()]);
+    }
+    let (ok, out, err) = crate::chart::helm(&node_env, &install).await?;
+    ensure!(ok, "helm install failed:\n{out}\n{err}");
+    wait_rolled_out(&node_env, release_ns, "podcreds", 2).await?;
+    let agents: Api<Pod> = Api::namespaced(node_env.client.clone(), "podcreds-node");
+    let agent_ready = || async {
+        agents
+            .list(&Default::default())
+            .await
+            .ok()?
+            .items
+            .into_iter()
+            .find(|p| {
+                p.metadata.deletion_timestamp.is_none()
+                    && p.status
+                        .as_ref()
+                        .and_then(|s| s.conditions.as_ref())
+                        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+            })
+            .and_then(|p| p.metadata.name)
+    };
+    let first_agent = crate::support::wait_for(Duration::from_secs(120), agent_ready)
+        .await
+        .with_context(|| {
+            format!(
+                "the agent never became Ready; node logs:\n{}",
+                node.logs(20)
+            )
+        })?;
+
+    // The tenant: a restricted namespace, one Endpoint binding, ten pods.
+    let app_ns = node_env.namespace("node-endpoint").await?;
+    namespaces
+        .patch(
+            &app_ns,
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(json!({"metadata": {"labels": {"pod-security.kubernetes.io/enforce": "restricted"}}})),
+        )
+        .await?;
+    node_env.service_account(&app_ns, "app").await?;
+    // 60-second sessions: a refresh about every 40 s.
+    let role = node_env.role(&format!("{app_ns}-app"), &app_ns, "app", Some(60));
+    node_env
+        .create_ready(
+            &app_ns,
+            "app",
+            spec_with(
+                &role,
+                json!({"delivery": ["Endpoint"], "sts": {"region": "eu-west-1"}}),
+            ),
+            Duration::from_secs(90),
+        )
+        .await?;
+    ensure!(
+        node_env.secrets(&app_ns).get_opt("app").await?.is_none(),
+        "an Endpoint-only binding wrote a Secret"
+    );
+    let pods: Api<Pod> = Api::namespaced(node_env.client.clone(), &app_ns);
+    let names: Vec<String> = (0..ENDPOINT_PODS)
+        .map(|i| match i {
+            0 => "go-client".to_string(),
+            i => format!("rust-client-{i}"),
+        })
+        .collect();
+    for name in &names {
+        let image = if name == "go-client" {
+            GO_CLIENT_IMAGE
+        } else {
+            podcreds_testenv::node::POD_CLIENT_IMAGE
+        };
+        pods.create(
+            &PostParams::default(),
+            &endpoint_pod(name, image, "app", &sts)?,
+        )
+        .await
+        .with_context(|| format!("creating pod {name} in a restricted namespace"))?;
+    }
+    // Every pod's calls, until each client saw `want` credential sets.
+    let until = |want: usize, what: &'static str| {
+        let (names, pods, node, app_ns) = (&names, &pods, node, &app_ns);
+        async move {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(300);
+            loop {
+                let mut fewest = usize::MAX;
+                for name in names {
+                    let seen =
+                        endpoint_rounds(node, app_ns, name).with_context(|| what.to_string())?;
+                    fewest = fewest.min(seen.len());
+                    let pod = pods.get(name).await?;
+                    let phase = pod.status.and_then(|s| s.phase).unwrap_or_default();
+                    ensure!(
+                        phase != "Failed" && phase != "Succeeded",
+                        "{name} ended ({phase}) {what}"
+                    );
+                }
+                if fewest >= want {
+                    return Ok::<(), anyhow::Error>(());
+                }
+                ensure!(
+                    tokio::time::Instant::now() < deadline,
+                    "{what}: some client saw fewer than {want} credential sets; node logs:\n{}",
+                    node.logs(20)
+                );
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    };
+    until(2, "through the agent").await?;
+    // The agent pod deleted: the DaemonSet brings another; the pods keep calling.
+    agents
+        .delete(&first_agent, &kube::api::DeleteParams::default())
+        .await?;
+    crate::support::wait_for(Duration::from_secs(120), || async {
+        agent_ready().await.filter(|n| n != &first_agent)
+    })
+    .await
+    .context("no agent came back after its pod was deleted")?;
+    until(3, "across the agent's restart").await?;
+    // The leader's pod killed at once: the standby takes the Lease, exchanges once, serves.
+    let old_leader =
+        crate::support::wait_for(Duration::from_secs(30), || leader(&node_env, release_ns))
+            .await
+            .context("no replica holds the leader Lease")?;
+    let operators: Api<Pod> = Api::namespaced(node_env.client.clone(), release_ns);
+    operators
+        .delete(
+            &old_leader,
+            &kube::api::DeleteParams::default().grace_period(0),
+        )
+        .await?;
+    until(5, "across the leader's fail-over").await?;
+
+    // One STS call per credential set, whatever ten pods asked.
+    let mut all_sets: Vec<String> = Vec::new();
+    for name in &names {
+        for set in endpoint_rounds(node, &app_ns, name)? {
+            if !all_sets.contains(&set) {
+                all_sets.push(set);
+            }
+        }
+    }
+    let calls = node_env.calls_for(&role);
+    let client_calls: usize = names
+        .iter()
+        .map(|n| node.container_output(&app_ns, n, "app").len())
+        .sum();
+    ensure!(
+        calls >= all_sets.len() && calls <= all_sets.len() + 1,
+        "{calls} STS calls for {} credential sets the pods saw ({client_calls} calls by the pods)",
+        all_sets.len()
+    );
+    println!(
+        "  node endpoint: {ENDPOINT_PODS} pods made {client_calls} STS calls with {} credential sets; the operator made {calls} STS calls",
+        all_sets.len()
+    );
+    // No token reached a log: the agents' and the operators' (a JWT starts with "eyJ").
+    for (ns, pods_api) in [("podcreds-node", &agents), (release_ns, &operators)] {
+        for pod in pods_api.list(&Default::default()).await?.items {
+            let name = pod.metadata.name.unwrap_or_default();
+            for container in ["agent", "operator"] {
+                let text = node.container_output(ns, &name, container).join("\n");
+                ensure!(
+                    !text.contains("eyJ"),
+                    "a token reached the log of {ns}/{name}"
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+const GO_CLIENT_IMAGE: &str = "localhost/podcreds-testenv/sdk-go-v2-client:1";

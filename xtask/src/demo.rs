@@ -3,8 +3,11 @@
 //! The operator's image and a small AWS client are built; then, in a network namespace of the
 //! demo's own (nothing is added to this machine's network), a control plane with a real node
 //! (containerd and a kubelet) starts with the STS emulator. The chart installs the operator as
-//! pods in a `restricted` namespace, `examples/quickstart.yaml` is applied, and an app pod reads
-//! the binding's Secret through a secret volume and calls STS with it. `kubectl logs` shows both.
+//! pods in a `restricted` namespace (with the node agent in a namespace of its own),
+//! `examples/quickstart.yaml` is applied, and an app pod reads the binding's Secret through a
+//! secret volume and calls STS with it; then the binding also delivers through the node
+//! endpoint, and a second app pod takes its credentials from there, with no Secret mounted.
+//! `kubectl logs` shows them.
 
 use std::path::Path;
 use std::process::Command;
@@ -25,7 +28,10 @@ use crate::{image, repo_root, testenv};
 const NAMESPACE: &str = "podcreds-demo";
 const BINDING: &str = "reports-reader";
 const RELEASE_NAMESPACE: &str = "podcreds-system";
+/// The chart's default `agent.namespace`.
+const AGENT_NAMESPACE: &str = "podcreds-node";
 const APP_POD: &str = "reports";
+const ENDPOINT_POD: &str = "reports-endpoint";
 
 fn say(step: &str) {
     println!("\n\x1b[1m==> {step}\x1b[0m");
@@ -190,6 +196,11 @@ async fn demo(keep: bool) -> anyhow::Result<()> {
         format!("extraEnv[0].value={gateway}"),
         "extraEnv[1].name=KUBERNETES_SERVICE_PORT".into(),
         format!("extraEnv[1].value={api_port}"),
+        // The node agent runs on the host network, where the apiserver is the bridge's too.
+        "agent.extraEnv[0].name=KUBERNETES_SERVICE_HOST".into(),
+        format!("agent.extraEnv[0].value={gateway}"),
+        "agent.extraEnv[1].name=KUBERNETES_SERVICE_PORT".into(),
+        format!("agent.extraEnv[1].value={api_port}"),
     ];
     let mut args = vec![
         "install",
@@ -200,6 +211,9 @@ async fn demo(keep: bool) -> anyhow::Result<()> {
         // The emulator speaks plain HTTP.
         "--set",
         "operator.allowInsecureStsEndpoints=true",
+        // The node endpoint: the agent DaemonSet and the operator's broker.
+        "--set",
+        "agent.enabled=true",
     ];
     for s in &sets {
         args.extend(["--set-string", s.as_str()]);
@@ -226,6 +240,37 @@ async fn demo(keep: bool) -> anyhow::Result<()> {
     show_kubectl(
         &plane.kubeconfig,
         &["get", "pods", "-n", RELEASE_NAMESPACE, "-o", "wide"],
+    )?;
+    let agents: Api<Pod> = Api::namespaced(client.clone(), AGENT_NAMESPACE);
+    let agent_ready = wait_until(Duration::from_secs(120), || async {
+        agents
+            .list(&Default::default())
+            .await
+            .ok()?
+            .items
+            .iter()
+            .any(|p| {
+                p.status
+                    .as_ref()
+                    .and_then(|s| s.conditions.as_ref())
+                    .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+            })
+            .then_some(())
+    })
+    .await;
+    if agent_ready.is_none() {
+        bail!(
+            "the node agent did not become Ready:\n{}\n{}",
+            kubectl(
+                &plane.kubeconfig,
+                &["get", "pods", "-n", AGENT_NAMESPACE, "-o", "wide"]
+            )?,
+            node.logs(20)
+        );
+    }
+    show_kubectl(
+        &plane.kubeconfig,
+        &["get", "pods", "-n", AGENT_NAMESPACE, "-o", "wide"],
     )?;
 
     // The IAM side comes first, as on AWS: the role must trust the binding's ServiceAccount
@@ -335,6 +380,74 @@ async fn demo(keep: bool) -> anyhow::Result<()> {
     )?;
     println!("    (credentials is a fingerprint of the access key id; no credential is printed)");
 
+    say(
+        "the same binding also through the node endpoint: one exchange feeds the Secret and the agent",
+    );
+    show_kubectl(
+        &plane.kubeconfig,
+        &[
+            "patch",
+            "awsrb",
+            "-n",
+            NAMESPACE,
+            BINDING,
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"delivery":["Secret","Endpoint"]}}"#,
+        ],
+    )?;
+    say(
+        "a second app pod takes its credentials from http://169.254.170.23 (a projected token, no Secret, no cat)",
+    );
+    let mut endpoint_pod = podcreds_testenv::node::endpoint_client_pod(
+        ENDPOINT_POD,
+        "reports",
+        POD_CLIENT_IMAGE,
+        BINDING,
+        &sts_endpoint,
+        5000,
+    );
+    endpoint_pod["metadata"]["namespace"] = json!(NAMESPACE);
+    pods.create(
+        &PostParams::default(),
+        &serde_json::from_value(endpoint_pod)?,
+    )
+    .await?;
+    let answered = wait_until(Duration::from_secs(120), || async {
+        let logs = kubectl(
+            &plane.kubeconfig,
+            &["logs", "-n", NAMESPACE, ENDPOINT_POD, "--tail=3"],
+        )
+        .ok()?;
+        logs.contains("\"arn\"").then_some(())
+    })
+    .await;
+    if answered.is_none() {
+        bail!(
+            "the endpoint app pod printed no answer from STS:\n{}\n{}",
+            kubectl(
+                &plane.kubeconfig,
+                &["get", "pod", "-n", NAMESPACE, ENDPOINT_POD]
+            )?,
+            node.logs(20)
+        );
+    }
+    show_kubectl(
+        &plane.kubeconfig,
+        &["logs", "-n", NAMESPACE, ENDPOINT_POD, "--tail=3"],
+    )?;
+    show_kubectl(
+        &plane.kubeconfig,
+        &[
+            "logs",
+            "-n",
+            AGENT_NAMESPACE,
+            "-l",
+            "app.kubernetes.io/component=agent",
+            "--tail=4",
+        ],
+    )?;
+
     say("the leading operator pod's log (kubectl logs, through the kubelet)");
     let leases: Api<k8s_openapi::api::coordination::v1::Lease> =
         Api::namespaced(client.clone(), RELEASE_NAMESPACE);
@@ -361,6 +474,7 @@ async fn demo(keep: bool) -> anyhow::Result<()> {
         println!("    kubectl get pods -A -o wide");
         println!("    kubectl logs -n {RELEASE_NAMESPACE} deploy/podcreds -f");
         println!("    kubectl logs -n {NAMESPACE} {APP_POD} -f");
+        println!("    kubectl logs -n {NAMESPACE} {ENDPOINT_POD} -f");
         println!("    kubectl describe awsrb -n {NAMESPACE} {BINDING}");
         println!(
             "    STS emulator calls: curl -s {}/_emulator/calls",

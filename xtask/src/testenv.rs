@@ -35,7 +35,7 @@ struct GoBuild {
     out_dir: fn() -> PathBuf,
 }
 
-const BUILDS: [GoBuild; 5] = [
+const BUILDS: [GoBuild; 6] = [
     GoBuild {
         module_dir: "kubernetes",
         binaries: &[
@@ -98,6 +98,17 @@ const BUILDS: [GoBuild; 5] = [
         cgo: true,
         suite_only: true,
         out_dir: tools::rolesanywhere_dir,
+    },
+    // The AWS SDK for Go v2 behind a small client (testenv/go/sdk-go-v2/main.go): the node
+    // endpoint's second, independent container-credentials client. Static; about a minute cold.
+    GoBuild {
+        module_dir: "sdk-go-v2",
+        binaries: &[("sdk-go-v2-client", "podcreds.dev/testenv/sdkgov2")],
+        stamp_kubernetes_version: false,
+        stamp_version: None,
+        cgo: false,
+        suite_only: true,
+        out_dir: tools::sdk_go_v2_dir,
     },
 ];
 
@@ -384,10 +395,11 @@ fn ensure_node_packages() -> anyhow::Result<()> {
 fn ensure_parts(with_suite_peers: bool) -> anyhow::Result<()> {
     let started = Instant::now();
     println!(
-        "  test environment: {}, minio-{}, rolesanywhere-{}",
+        "  test environment: {}, minio-{}, rolesanywhere-{}, sdk-go-v2-{}",
         Versions::pinned().key(),
         tools::minio_version(),
-        tools::rolesanywhere_helper_version()
+        tools::rolesanywhere_helper_version(),
+        tools::sdk_go_v2_version()
     );
     ensure_binaries(with_suite_peers)?;
     // The demo runs the chart on the test node too.
@@ -424,6 +436,10 @@ pub fn print_locations() {
             .display()
     );
     println!(
+        "  {}",
+        tools::sdk_go_v2_dir().join("sdk-go-v2-client").display()
+    );
+    println!(
         "  {} (benchmark peer, built only by `cargo xtask bench --peer eso`)",
         tools::external_secrets_dir()
             .join("external-secrets")
@@ -431,7 +447,7 @@ pub fn print_locations() {
     );
     println!("python venv: {}", venv_dir().display());
     println!(
-        "(override with PODCREDS_TESTENV_BIN / PODCREDS_TESTENV_MINIO_DIR / PODCREDS_TESTENV_ROLESANYWHERE_DIR / PODCREDS_TESTENV_ESO_DIR / PODCREDS_TESTENV_VENV)"
+        "(override with PODCREDS_TESTENV_BIN / PODCREDS_TESTENV_MINIO_DIR / PODCREDS_TESTENV_ROLESANYWHERE_DIR / PODCREDS_TESTENV_SDK_GO_DIR / PODCREDS_TESTENV_ESO_DIR / PODCREDS_TESTENV_VENV)"
     );
 }
 

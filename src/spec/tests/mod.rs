@@ -947,3 +947,33 @@ fn the_default_endpoint_list_serves_bindings_that_name_none() {
         assert!(e.to_string().contains(problem), "{e}");
     }
 }
+
+#[test]
+fn delivery_defaults_to_a_secret_and_stays_out_of_the_fingerprint() {
+    let plain = resolve_ok(&spec());
+    assert_eq!(
+        plain.delivery,
+        Deliveries {
+            secret: true,
+            endpoint: false
+        }
+    );
+    let both: AWSRoleBindingSpec = serde_json::from_value(serde_json::json!({
+        "serviceAccountName": "app",
+        "roleArn": "arn:aws:iam::123456789012:role/app-reader",
+        "delivery": ["Secret", "Endpoint"],
+    }))
+    .expect("spec");
+    let endpoint: AWSRoleBindingSpec = serde_json::from_value(serde_json::json!({
+        "serviceAccountName": "app",
+        "roleArn": "arn:aws:iam::123456789012:role/app-reader",
+        "delivery": ["Endpoint"],
+    }))
+    .expect("spec");
+    let (both, endpoint) = (resolve_ok(&both), resolve_ok(&endpoint));
+    assert!(both.delivery.secret && both.delivery.endpoint);
+    assert!(!endpoint.delivery.secret && endpoint.delivery.endpoint);
+    // The same credentials serve every delivery: changing it alone costs no exchange.
+    assert_eq!(plain.fingerprint(), both.fingerprint());
+    assert_eq!(plain.fingerprint(), endpoint.fingerprint());
+}

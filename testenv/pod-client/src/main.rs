@@ -4,6 +4,11 @@
 //! GetCallerIdentity with aws-sdk-sts and those credentials, so every round proves that what the
 //! kubelet currently shows in the volume works.
 //!
+//! With `AWS_CONTAINER_CREDENTIALS_FULL_URI` set it uses the SDK's container-credentials provider
+//! instead (aws-config's `EcsCredentialsProvider`, which sends the contents of
+//! `AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE`), kept for the whole run behind the SDK's own
+//! credentials cache, as an application would: the SDK decides when to fetch again.
+//!
 //! Usage: `pod-client <sts-endpoint> [interval-ms]`. One JSON line per round on stdout:
 //! `{"unix_ms", "credentials", "expiration", "arn", "error"}`, where `credentials` is a short
 //! SHA-256 fingerprint of the access key id (no credential is ever printed). Runs until killed.
@@ -11,6 +16,9 @@
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use std::sync::{Arc, Mutex};
+
+use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider, future};
 use aws_sdk_sts::config::{BehaviorVersion, Credentials, Region};
 use sha2::{Digest, Sha256};
 
@@ -82,6 +90,85 @@ fn fingerprint(access_key_id: &str) -> String {
     hex::encode(&Sha256::digest(access_key_id.as_bytes())[..6])
 }
 
+/// The SDK's container-credentials provider, noting what it last fetched (fingerprint,
+/// expiration) for the round's line, and counting its fetches.
+#[derive(Debug)]
+struct Noted {
+    inner: aws_config::ecs::EcsCredentialsProvider,
+    last: Arc<Mutex<(String, String, u64)>>,
+}
+
+impl ProvideCredentials for Noted {
+    fn provide_credentials<'a>(&'a self) -> future::ProvideCredentials<'a>
+    where
+        Self: 'a,
+    {
+        future::ProvideCredentials::new(async move {
+            let credentials = self.inner.provide_credentials().await?;
+            if let Ok(mut last) = self.last.lock() {
+                last.0 = fingerprint(credentials.access_key_id());
+                last.1 = credentials
+                    .expiry()
+                    .and_then(|e| e.duration_since(UNIX_EPOCH).ok())
+                    .map(|d| d.as_secs().to_string())
+                    .unwrap_or_default();
+                last.2 += 1;
+            }
+            Ok(credentials)
+        })
+    }
+}
+
+/// One client for the whole run, on the container-credentials endpoint.
+struct EndpointClient {
+    sts: aws_sdk_sts::Client,
+    last: Arc<Mutex<(String, String, u64)>>,
+}
+
+fn endpoint_client(endpoint: &str) -> EndpointClient {
+    let last = Arc::new(Mutex::new((String::new(), String::new(), 0)));
+    let provider = Noted {
+        inner: aws_config::ecs::EcsCredentialsProvider::builder().build(),
+        last: last.clone(),
+    };
+    let region = std::env::var("AWS_REGION").unwrap_or_else(|_| "us-east-1".into());
+    let config = aws_sdk_sts::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new(region))
+        .endpoint_url(endpoint)
+        .credentials_provider(SharedCredentialsProvider::new(provider))
+        .build();
+    EndpointClient {
+        sts: aws_sdk_sts::Client::from_conf(config),
+        last,
+    }
+}
+
+async fn endpoint_round(client: &EndpointClient) -> serde_json::Value {
+    let unix_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    let mut line = serde_json::json!({"unix_ms": unix_ms});
+    let outcome = client.sts.get_caller_identity().send().await;
+    if let Ok(last) = client.last.lock() {
+        line["credentials"] = last.0.clone().into();
+        line["expiration"] = last.1.clone().into();
+        line["fetches"] = last.2.into();
+    }
+    match outcome {
+        Ok(identity) => line["arn"] = identity.arn().unwrap_or_default().into(),
+        Err(e) => {
+            line["error"] = format!(
+                "GetCallerIdentity: {}",
+                aws_sdk_sts::error::DisplayErrorContext(e)
+            )
+            .into()
+        }
+    }
+    line
+}
+
 async fn round(endpoint: &str) -> serde_json::Value {
     let unix_ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -139,6 +226,13 @@ async fn main() -> ExitCode {
         .and_then(|ms| ms.parse().ok())
         .map(Duration::from_millis)
         .unwrap_or(Duration::from_secs(1));
+    if std::env::var_os("AWS_CONTAINER_CREDENTIALS_FULL_URI").is_some() {
+        let client = endpoint_client(&endpoint);
+        loop {
+            println!("{}", endpoint_round(&client).await);
+            tokio::time::sleep(interval).await;
+        }
+    }
     loop {
         println!("{}", round(&endpoint).await);
         tokio::time::sleep(interval).await;

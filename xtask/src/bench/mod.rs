@@ -10,7 +10,7 @@
 //! use into its own cache directory; never part of `cargo xtask test`).
 //!
 //! One file per phase: `floor` (the bare and the operator floors), `scale` (time to Ready and
-//! memory), `peer_eso`, `restart`, `steady`; `phase` and `proc` measure, `apiserver` reads the
+//! memory), `peer_eso`, `restart`, `steady`, `endpoint` (the node endpoint under load); `phase` and `proc` measure, `apiserver` reads the
 //! apiserver's own counters, `report` writes the result.
 
 use std::path::{Path, PathBuf};
@@ -28,6 +28,7 @@ use report::Report;
 
 mod apiserver;
 mod churn;
+mod endpoint;
 mod fairness;
 mod floor;
 mod hostile;
@@ -111,6 +112,18 @@ pub struct Args {
     /// Bindings at the CRD's maximum size (refused, cached as a stub) in the hostile-load phase.
     #[arg(long, default_value_t = 20)]
     pub oversized_bindings: usize,
+    /// Pods asking the node endpoint in the endpoint phase (0 skips it).
+    #[arg(long, default_value_t = 1000)]
+    pub endpoint_pods: usize,
+    /// Endpoint bindings the pods are spread over.
+    #[arg(long, default_value_t = 100)]
+    pub endpoint_bindings: usize,
+    /// Callers asking the agent at once in the endpoint phase.
+    #[arg(long, default_value_t = 64)]
+    pub endpoint_clients: usize,
+    /// Length of the endpoint phase's steady load (seconds).
+    #[arg(long, default_value_t = 30)]
+    pub endpoint_seconds: u64,
     /// Where to write the JSON result.
     #[arg(long, default_value = "target/bench/result.json")]
     pub output: PathBuf,
@@ -329,6 +342,18 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         } else {
             None
         };
+        let endpoint = if args.endpoint_pods > 0 {
+            println!(
+                "  node endpoint: {} pods on {} bindings, {} callers, {} s",
+                args.endpoint_pods,
+                args.endpoint_bindings,
+                args.endpoint_clients,
+                args.endpoint_seconds
+            );
+            Some(endpoint::measure(&plane, &emulator, &bin, &args).await?)
+        } else {
+            None
+        };
         emulator.shutdown();
         Ok::<Report, anyhow::Error>(Report {
             machine: report::machine(),
@@ -344,6 +369,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             fairness,
             churn: churn_results,
             hostile,
+            endpoint,
         })
     })?;
     let output = repo_root().join(&args.output);

@@ -37,6 +37,7 @@ pub struct Report {
     pub fairness: Option<super::fairness::FairnessResult>,
     pub churn: Vec<super::churn::ChurnResult>,
     pub hostile: Option<super::hostile::HostileResult>,
+    pub endpoint: Option<super::endpoint::EndpointResult>,
 }
 
 /// `release` or `debug`: how the benchmark process itself was compiled.
@@ -96,6 +97,9 @@ pub fn print_table(r: &Report) {
         print_scale_header();
     }
     print_results(r);
+    if let Some(e) = &r.endpoint {
+        print_endpoint(e);
+    }
 }
 
 fn print_scale_header() {
@@ -235,6 +239,29 @@ fn print_results(r: &Report) {
             );
         }
     }
+}
+
+fn print_endpoint(e: &super::endpoint::EndpointResult) {
+    println!(
+        "\nnode endpoint ({} pods, {} bindings, {} callers, one agent)",
+        e.pods, e.bindings, e.clients
+    );
+    println!(
+        "| requests/s (cached) | p50 | p99 | first request p50 / p99 (broker) | agent RSS (peak) | agent CPU s / 1,000 requests | failed | STS calls / credential set |"
+    );
+    println!(
+        "| {:.0} | {:.2} ms | {:.2} ms | {:.2} / {:.2} ms | {:.1} ({:.1}) MiB | {:.3} | {} | {:.2} |",
+        e.steady_requests_per_second,
+        e.steady.p50_ms,
+        e.steady.p99_ms,
+        e.first_request.p50_ms,
+        e.first_request.p99_ms,
+        e.agent_rss_mib,
+        e.agent_peak_rss_mib,
+        e.agent_cpu_seconds_per_1000,
+        e.failed_requests,
+        e.sts_calls as f64 / e.credential_sets.max(1) as f64
+    );
 }
 
 /// One row of the side-by-side table.
