@@ -376,7 +376,8 @@ pub async fn a_release_installs_and_upgrades_from_a_registry(_env: &Env) -> anyh
     )?;
     let args = install("upgrade", second_version.clone());
     let mut args: Vec<&str> = args.iter().map(String::as_str).collect();
-    args.push("--reuse-values");
+    // The user's values, the new chart's defaults (README, Upgrading).
+    args.push("--reset-then-reuse-values");
     let (ok, out, err) = crate::chart::helm(&env, &args).await?;
     ensure!(ok, "helm upgrade to {second_version} failed:\n{out}\n{err}");
     crate::node::wait_rolled_out(&env, RELEASE_NAMESPACE, "podcreds", 2).await?;

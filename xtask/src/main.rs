@@ -191,7 +191,7 @@ fn lint_workflows() -> anyhow::Result<()> {
     if workflows.is_empty() {
         bail!(".github/workflows holds no workflow to lint");
     }
-    let mut args: Vec<String> = vec!["-color=never".into()];
+    let mut args: Vec<String> = vec!["-no-color".into()];
     // actionlint lints the `run:` scripts with shellcheck, and skips them without it.
     if which("shellcheck").is_none() {
         println!(
