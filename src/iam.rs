@@ -251,13 +251,13 @@ fn first_exchange_policy(
             condition(
                 &mut conditions,
                 "StringEquals",
-                "saml:sub".into(),
+                "SAML:sub".into(),
                 json!(subject),
             );
             condition(
                 &mut conditions,
                 "StringEquals",
-                "saml:aud".into(),
+                "SAML:aud".into(),
                 json!(AWS_SAML_AUDIENCE),
             );
             (
@@ -598,12 +598,12 @@ mod tests {
         let statement = &policies[0].document["Statement"][0];
         assert_eq!(statement["Principal"]["Federated"], json!(provider_arn));
         assert_eq!(
-            statement["Condition"]["StringEquals"]["saml:sub"],
+            statement["Condition"]["StringEquals"]["SAML:sub"],
             json!("system:serviceaccount:team-a:app")
         );
         assert_eq!(statement["Action"], json!("sts:AssumeRoleWithSAML"));
         assert_eq!(
-            statement["Condition"]["StringEquals"]["saml:aud"],
+            statement["Condition"]["StringEquals"]["SAML:aud"],
             json!(AWS_SAML_AUDIENCE)
         );
         // Tags and a source identity in the assertion need their permissions too.

@@ -40,7 +40,7 @@ pub struct AssertionClaims<'a> {
     pub transitive_tag_keys: &'a [String],
 }
 
-/// The subject (NameID, `saml:sub`) of a ServiceAccount.
+/// The subject (NameID, `SAML:sub`) of a ServiceAccount.
 pub fn subject(namespace: &str, service_account: &str) -> String {
     format!("system:serviceaccount:{namespace}:{service_account}")
 }

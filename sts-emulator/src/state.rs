@@ -23,7 +23,7 @@ use crate::trust_policy::TrustPolicy;
 ///   if `StringLike` `<provider>:sub` is one of `subjects` and `StringEquals` `<provider>:aud` is
 ///   one of `audiences` (empty: `sts.amazonaws.com`);
 /// - `saml_providers` (with `subjects`): `Allow` `Federated` those providers
-///   `sts:AssumeRoleWithSAML` if `StringLike` `saml:sub` is one of `subjects`;
+///   `sts:AssumeRoleWithSAML` if `StringLike` `SAML:sub` is one of `subjects`;
 /// - `trusted_roles` and `trusted_users`: `Allow` `AWS` those ARNs `sts:AssumeRole`, if
 ///   `external_id` is set only when `StringEquals` `sts:ExternalId` is it;
 /// - `allow_tag_session` / `allow_set_source_identity` add `sts:TagSession` /
@@ -37,7 +37,7 @@ use crate::trust_policy::TrustPolicy;
 #[serde(rename_all = "camelCase")]
 pub struct Role {
     pub arn: String,
-    /// Web identity subjects (`sub` claim), and SAML NameIDs (`saml:sub`), allowed to assume the
+    /// Web identity subjects (`sub` claim), and SAML NameIDs (`SAML:sub`), allowed to assume the
     /// role; IAM's `StringLike` wildcards (`*`, `?`) apply.
     #[serde(default)]
     pub subjects: Vec<String>,
@@ -70,7 +70,7 @@ pub struct Role {
     pub allow_set_source_identity: bool,
     /// IAM SAML providers whose assertions may assume this role (the trust policy's
     /// `"Principal": {"Federated": "<provider ARN>"}` with `sts:AssumeRoleWithSAML`); the
-    /// assertion's NameID (`saml:sub`) must match `subjects`.
+    /// assertion's NameID (`SAML:sub`) must match `subjects`.
     #[serde(default)]
     pub saml_providers: Vec<String>,
     /// IAM users whose long-term keys (or `GetSessionToken` sessions) may assume this role with

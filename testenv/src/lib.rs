@@ -14,6 +14,8 @@ pub mod oci;
 pub mod operator;
 pub mod pki;
 pub mod process;
+pub mod registry;
+pub mod release;
 pub mod tools;
 
 use std::collections::BTreeMap;

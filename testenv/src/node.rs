@@ -231,6 +231,10 @@ state = "{d}/containerd/state"
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "/usr/lib/cni"
     conf_dir = "{d}/cni"
+  # One hosts.toml per registry (certs.d/<host:port>/hosts.toml), read at every pull: see
+  # Node::trust_plain_http_registry.
+  [plugins."io.containerd.grpc.v1.cri".registry]
+    config_path = "{d}/certs.d"
 "#,
         socket = socket.display()
     )
@@ -325,7 +329,14 @@ impl Node {
         }
         let kubelet_bin = tools::binary("kubelet")?;
         let dir = root.join("node");
-        for sub in ["containerd", "cni", "kubelet", "pod-logs", "images"] {
+        for sub in [
+            "containerd",
+            "cni",
+            "kubelet",
+            "pod-logs",
+            "images",
+            "certs.d",
+        ] {
             std::fs::create_dir_all(dir.join(sub))?;
         }
         let socket = dir.join("containerd.sock");
@@ -503,6 +514,22 @@ impl Node {
     pub fn import_image(&self, archive: &Path) -> Result<(), Error> {
         self.ctr(&["images", "import", &archive.to_string_lossy()])
             .map(|_| ())
+    }
+
+    /// Lets the kubelet pull images from the registry at `host` (`127.0.0.1:<port>`) over plain
+    /// HTTP: containerd's hosts file for that registry (`certs.d/<host>/hosts.toml`), the way a
+    /// node is pointed at a mirror or a private registry. containerd reads it at every pull, so
+    /// this takes effect without a restart. Without it, containerd speaks HTTPS to the registry.
+    pub fn trust_plain_http_registry(&self, host: &str) -> Result<(), Error> {
+        let dir = self.dir.join("certs.d").join(host);
+        std::fs::create_dir_all(&dir)?;
+        std::fs::write(
+            dir.join("hosts.toml"),
+            format!(
+                "server = \"http://{host}\"\n\n[host.\"http://{host}\"]\n  capabilities = [\"pull\", \"resolve\"]\n"
+            ),
+        )?;
+        Ok(())
     }
 
     /// Names of the images the node holds.

@@ -45,6 +45,15 @@ pub struct Image {
     pub cmd: Vec<String>,
     pub env: Vec<String>,
     pub labels: BTreeMap<String, String>,
+    /// The OCI architecture of its binaries (`amd64`, `arm64`); empty means `amd64`.
+    pub architecture: String,
+}
+
+/// A manifest written into a layout: its digest (`sha256:...`), size and platform.
+struct Written {
+    digest: String,
+    size: usize,
+    architecture: String,
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {
@@ -85,8 +94,39 @@ fn relative(path: &str) -> Result<&str, Error> {
 }
 
 impl Image {
+    fn architecture(&self) -> &str {
+        if self.architecture.is_empty() {
+            "amd64"
+        } else {
+            &self.architecture
+        }
+    }
+
     /// Writes the image as an OCI archive at `out`; returns the manifest digest (`sha256:...`).
     pub fn write_archive(&self, out: &Path) -> Result<String, Error> {
+        let work = tempfile::Builder::new().prefix("podcreds-oci-").tempdir()?;
+        let layout = work.path().join("layout");
+        let manifest = self.write_blobs(&layout)?;
+        let index = serde_json::json!({
+            "schemaVersion": 2,
+            "manifests": [{
+                "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "digest": manifest.digest,
+                "size": manifest.size,
+                "platform": {"architecture": manifest.architecture, "os": "linux"},
+                // containerd names the imported image after this annotation.
+                "annotations": {
+                    "io.containerd.image.name": self.name,
+                    "org.opencontainers.image.ref.name": self.name,
+                },
+            }],
+        });
+        write_layout(&layout, &index, out)?;
+        Ok(manifest.digest)
+    }
+
+    /// Writes the layer, config and manifest blobs into the OCI layout at `layout`.
+    fn write_blobs(&self, layout: &Path) -> Result<Written, Error> {
         use std::os::unix::fs::PermissionsExt;
         let work = tempfile::Builder::new().prefix("podcreds-oci-").tempdir()?;
         let rootfs = work.path().join("rootfs");
@@ -115,7 +155,6 @@ impl Image {
                 }
             }
         }
-        let layout = work.path().join("layout");
         let blobs = layout.join("blobs/sha256");
         std::fs::create_dir_all(&blobs)?;
         let layer_tar = work.path().join("layer.tar");
@@ -138,7 +177,7 @@ impl Image {
             config["User"] = self.user.clone().into();
         }
         let config_doc = serde_json::to_vec(&serde_json::json!({
-            "architecture": "amd64",
+            "architecture": self.architecture(),
             "os": "linux",
             "config": config,
             "rootfs": {"type": "layers", "diff_ids": [format!("sha256:{layer_digest}")]},
@@ -165,34 +204,84 @@ impl Image {
         .map_err(|e| Error::Image(e.to_string()))?;
         let manifest_digest = sha256_hex(&manifest);
         std::fs::write(blobs.join(&manifest_digest), &manifest)?;
-        let index = serde_json::json!({
-            "schemaVersion": 2,
-            "manifests": [{
-                "mediaType": "application/vnd.oci.image.manifest.v1+json",
-                "digest": format!("sha256:{manifest_digest}"),
-                "size": manifest.len(),
-                "platform": {"architecture": "amd64", "os": "linux"},
-                // containerd names the imported image after this annotation.
-                "annotations": {
-                    "io.containerd.image.name": self.name,
-                    "org.opencontainers.image.ref.name": self.name,
-                },
-            }],
-        });
-        std::fs::write(layout.join("index.json"), index.to_string())?;
-        std::fs::write(
-            layout.join("oci-layout"),
-            r#"{"imageLayoutVersion":"1.0.0"}"#,
-        )?;
-        if let Some(parent) = out.parent() {
-            std::fs::create_dir_all(parent)?;
-        }
-        let out_arg = out.to_string_lossy().into_owned();
-        let mut args: Vec<&str> = TAR_FLAGS.to_vec();
-        args.extend(["-cf", &out_arg, "oci-layout", "index.json", "blobs"]);
-        run_tar(&args, &layout)?;
-        Ok(format!("sha256:{manifest_digest}"))
+        Ok(Written {
+            digest: format!("sha256:{manifest_digest}"),
+            size: manifest.len(),
+            architecture: self.architecture().to_string(),
+        })
     }
+}
+
+/// Writes a multi-platform image, one manifest per image of `images` (one per architecture)
+/// under an OCI image index, as an OCI archive at `out` whose `index.json` names the index
+/// `name`. Returns the image index's digest (`sha256:...`): what a registry serves for the tag.
+pub fn write_index_archive(images: &[Image], name: &str, out: &Path) -> Result<String, Error> {
+    let work = tempfile::Builder::new().prefix("podcreds-oci-").tempdir()?;
+    let layout = work.path().join("layout");
+    let mut manifests = Vec::new();
+    for image in images {
+        if manifests
+            .iter()
+            .any(|m: &Written| m.architecture == image.architecture())
+        {
+            return Err(Error::Image(format!(
+                "two images for {} in one index",
+                image.architecture()
+            )));
+        }
+        manifests.push(image.write_blobs(&layout)?);
+    }
+    if manifests.is_empty() {
+        return Err(Error::Image(
+            "an image index needs at least one image".into(),
+        ));
+    }
+    let image_index = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": manifests.iter().map(|m| serde_json::json!({
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": m.digest,
+            "size": m.size,
+            "platform": {"architecture": m.architecture, "os": "linux"},
+        })).collect::<Vec<_>>(),
+    }))
+    .map_err(|e| Error::Image(e.to_string()))?;
+    let index_digest = sha256_hex(&image_index);
+    std::fs::write(
+        layout.join("blobs/sha256").join(&index_digest),
+        &image_index,
+    )?;
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "manifests": [{
+            "mediaType": "application/vnd.oci.image.index.v1+json",
+            "digest": format!("sha256:{index_digest}"),
+            "size": image_index.len(),
+            "annotations": {
+                "io.containerd.image.name": name,
+                "org.opencontainers.image.ref.name": name,
+            },
+        }],
+    });
+    write_layout(&layout, &index, out)?;
+    Ok(format!("sha256:{index_digest}"))
+}
+
+/// Finishes the OCI layout at `layout` with `index` and packs it as an archive at `out`.
+fn write_layout(layout: &Path, index: &serde_json::Value, out: &Path) -> Result<(), Error> {
+    std::fs::write(layout.join("index.json"), index.to_string())?;
+    std::fs::write(
+        layout.join("oci-layout"),
+        r#"{"imageLayoutVersion":"1.0.0"}"#,
+    )?;
+    if let Some(parent) = out.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    let out_arg = out.to_string_lossy().into_owned();
+    let mut args: Vec<&str> = TAR_FLAGS.to_vec();
+    args.extend(["-cf", &out_arg, "oci-layout", "index.json", "blobs"]);
+    run_tar(&args, layout)
 }
 
 /// A file of this machine that an image needs, or an error naming the Debian package.
@@ -260,5 +349,80 @@ mod tests {
             .expect("archive");
         assert_eq!(digest, again);
         assert!(relative("/a/../b").is_err());
+    }
+
+    #[test]
+    fn an_index_archive_names_one_index_of_every_architecture() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let image = |architecture: &str| Image {
+            name: "ignored".into(),
+            entries: vec![Entry::File {
+                path: "/arch".into(),
+                source: Source::Bytes(architecture.as_bytes().to_vec()),
+                mode: 0o644,
+            }],
+            architecture: architecture.into(),
+            ..Image::default()
+        };
+        let out = dir.path().join("index.tar");
+        let digest = write_index_archive(
+            &[image("amd64"), image("arm64")],
+            "registry.example/podcreds:1",
+            &out,
+        )
+        .expect("index archive");
+        let read = |member: &str| {
+            let out = Command::new("tar")
+                .arg("-xOf")
+                .arg(&out)
+                .arg(member)
+                .output()
+                .expect("tar -x");
+            assert!(out.status.success(), "{member} missing");
+            serde_json::from_slice::<serde_json::Value>(&out.stdout).expect("json")
+        };
+        let layout_index = read("index.json");
+        let entries = layout_index["manifests"].as_array().expect("manifests");
+        assert_eq!(entries.len(), 1, "{layout_index}");
+        assert_eq!(entries[0]["digest"], digest.as_str());
+        assert_eq!(
+            entries[0]["mediaType"],
+            "application/vnd.oci.image.index.v1+json"
+        );
+        assert_eq!(
+            entries[0]["annotations"]["org.opencontainers.image.ref.name"],
+            "registry.example/podcreds:1"
+        );
+        let image_index = read(&format!("blobs/sha256/{}", &digest[7..]));
+        let platforms: Vec<&str> = image_index["manifests"]
+            .as_array()
+            .expect("manifests")
+            .iter()
+            .filter_map(|m| m["platform"]["architecture"].as_str())
+            .collect();
+        assert_eq!(platforms, ["amd64", "arm64"]);
+        for manifest in image_index["manifests"].as_array().expect("manifests") {
+            let manifest = read(&format!(
+                "blobs/sha256/{}",
+                &manifest["digest"].as_str().expect("digest")[7..]
+            ));
+            let config = read(&format!(
+                "blobs/sha256/{}",
+                &manifest["config"]["digest"].as_str().expect("digest")[7..]
+            ));
+            assert!(
+                platforms.contains(&config["architecture"].as_str().expect("architecture")),
+                "{config}"
+            );
+        }
+        assert!(
+            write_index_archive(
+                &[image("arm64"), image("arm64")],
+                "x",
+                &dir.path().join("twice.tar")
+            )
+            .is_err(),
+            "two images of one architecture"
+        );
     }
 }

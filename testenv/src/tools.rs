@@ -12,6 +12,9 @@ const MINIO_GO_MOD: &str = include_str!("../go/minio/go.mod");
 const EXTERNAL_SECRETS_GO_MOD: &str = include_str!("../go/external-secrets/go.mod");
 const ROLESANYWHERE_GO_MOD: &str = include_str!("../go/rolesanywhere/go.mod");
 const SDK_GO_V2_GO_MOD: &str = include_str!("../go/sdk-go-v2/go.mod");
+const REGISTRY_GO_MOD: &str = include_str!("../go/registry/go.mod");
+const ACTIONLINT_GO_MOD: &str = include_str!("../go/actionlint/go.mod");
+const CRANE_GO_MOD: &str = include_str!("../go/crane/go.mod");
 const PYTHON_REQUIREMENTS: &str = include_str!("../python/requirements.txt");
 
 /// The version a wrapper module requires of `module` (its `require` line).
@@ -191,6 +194,85 @@ pub fn external_secrets_dir() -> PathBuf {
     }
 }
 
+/// A Go tool the test environment builds from its own wrapper module in `testenv/go/<name>`,
+/// cached in a directory of its own keyed by its pinned version (so changing one pin rebuilds
+/// nothing else).
+#[derive(Clone, Copy, Debug)]
+pub struct GoTool {
+    /// The binary's name, also the cache directory's prefix.
+    pub name: &'static str,
+    /// The module whose `require` line pins the version.
+    pub module: &'static str,
+    /// The package `go build` builds.
+    pub package: &'static str,
+    go_mod: &'static str,
+    /// The environment variable that overrides the directory.
+    pub dir_variable: &'static str,
+    /// What it is for, in the error that says how to build it.
+    pub purpose: &'static str,
+}
+
+impl GoTool {
+    /// The pinned version.
+    pub fn version(&self) -> String {
+        required_version(self.go_mod, &format!("{} ", self.module))
+    }
+
+    /// `<cache>/<name>-<version>`, or the directory its variable names.
+    pub fn dir(&self) -> PathBuf {
+        match std::env::var_os(self.dir_variable).filter(|v| !v.is_empty()) {
+            Some(dir) => PathBuf::from(dir),
+            None => cache_root().join(format!("{}-{}", self.name, self.version())),
+        }
+    }
+
+    /// The built binary, or an error that says how to build it.
+    pub fn binary(&self) -> Result<PathBuf, Error> {
+        let path = self.dir().join(self.name);
+        if path.is_file() {
+            Ok(path)
+        } else {
+            Err(Error::MissingTool(format!(
+                "{} not found; run `cargo xtask testenv` to build it ({})",
+                path.display(),
+                self.purpose
+            )))
+        }
+    }
+}
+
+/// The CNCF Distribution registry (`registry`), the OCI registry the release test pushes to and
+/// the node pulls from ([`crate::registry`]).
+pub const REGISTRY: GoTool = GoTool {
+    name: "registry",
+    module: "github.com/distribution/distribution/v3",
+    package: "github.com/distribution/distribution/v3/cmd/registry",
+    go_mod: REGISTRY_GO_MOD,
+    dir_variable: "PODCREDS_TESTENV_REGISTRY_DIR",
+    purpose: "the OCI registry of the release test",
+};
+
+/// actionlint, the linter of `.github/workflows/` (the lint phase of `cargo xtask test`).
+pub const ACTIONLINT: GoTool = GoTool {
+    name: "actionlint",
+    module: "github.com/rhysd/actionlint",
+    package: "github.com/rhysd/actionlint/cmd/actionlint",
+    go_mod: ACTIONLINT_GO_MOD,
+    dir_variable: "PODCREDS_TESTENV_ACTIONLINT_DIR",
+    purpose: "the workflow linter",
+};
+
+/// crane (go-containerregistry), which pushes the release's image index to a registry
+/// (`cargo xtask release` and the release test).
+pub const CRANE: GoTool = GoTool {
+    name: "crane",
+    module: "github.com/google/go-containerregistry",
+    package: "github.com/google/go-containerregistry/cmd/crane",
+    go_mod: CRANE_GO_MOD,
+    dir_variable: "PODCREDS_TESTENV_CRANE_DIR",
+    purpose: "it pushes the release's image index",
+};
+
 /// Path of one binary, or an error that says how to build it.
 pub fn binary(name: &str) -> Result<PathBuf, Error> {
     let path = bin_dir().join(name);
@@ -275,5 +357,9 @@ mod tests {
         );
         assert_eq!(rolesanywhere_helper_version(), "v1.4.0");
         assert!(rolesanywhere_dir().ends_with("rolesanywhere-v1.4.0"));
+        assert_eq!(REGISTRY.version(), "v3.1.2");
+        assert_eq!(ACTIONLINT.version(), "v1.7.12");
+        assert_eq!(CRANE.version(), "v0.22.1");
+        assert!(CRANE.dir().ends_with("crane-v0.22.1"));
     }
 }

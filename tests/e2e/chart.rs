@@ -39,7 +39,9 @@ pub(crate) async fn helm(env: &Env, args: &[&str]) -> anyhow::Result<(bool, Stri
 }
 
 /// A release of the chart in a new namespace `<prefix>-…`, named `<release_prefix>-<suffix>`:
-/// returns (namespace, release, helm's stdout). Fails when helm does.
+/// returns (namespace, release, helm's stdout). Fails when helm does. The suite's environment
+/// owns the CRDs (installed from the Rust types when it starts), as a first installation owns
+/// them for a second: the release leaves them alone (`crds.enabled=false`).
 pub(crate) async fn helm_install(
     env: &Env,
     prefix: &str,
@@ -55,6 +57,8 @@ pub(crate) async fn helm_install(
         chart.to_str().context("path")?,
         "--namespace",
         &release_ns,
+        "--set",
+        "crds.enabled=false",
     ];
     args.extend_from_slice(extra);
     let (ok, stdout, stderr) = helm(env, &args).await?;
@@ -254,6 +258,46 @@ pub async fn chart_lints_and_renders_what_matters(env: &Env) -> anyhow::Result<(
         "the node agent is installed without agent.enabled"
     );
     agent_renders_least_privilege(env).await?;
+    // The CRDs are templates (Helm upgrades them), exactly what the Rust types generate, labelled
+    // as the release's and kept on uninstall.
+    let rendered = of_kind(&docs, "CustomResourceDefinition");
+    ensure!(
+        rendered.len() == podcreds::crds().len(),
+        "{} CRDs rendered",
+        rendered.len()
+    );
+    for (file, crd) in podcreds::crds() {
+        let name = crd.metadata.name.clone().unwrap_or_default();
+        let doc = rendered
+            .iter()
+            .find(|d| d["metadata"]["name"] == name.as_str())
+            .with_context(|| format!("no CRD {name} rendered ({file})"))?;
+        ensure!(
+            doc["spec"] == serde_json::to_value(&crd.spec)?,
+            "the chart's CRD {name} is not what the Rust types generate"
+        );
+        ensure!(
+            doc["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep",
+            "CRD {name} is not kept on uninstall: {}",
+            doc["metadata"]
+        );
+        ensure!(doc["metadata"]["labels"]["app.kubernetes.io/component"] == "crds");
+    }
+    ensure!(
+        of_kind(
+            &render(env, &["crds.enabled=false"]).await?,
+            "CustomResourceDefinition"
+        )
+        .is_empty(),
+        "crds.enabled=false still renders CRDs"
+    );
+    let unkept = render(env, &["crds.keep=false"]).await?;
+    ensure!(
+        of_kind(&unkept, "CustomResourceDefinition")
+            .iter()
+            .all(|d| d["metadata"]["annotations"].is_null()),
+        "crds.keep=false still keeps the CRDs"
+    );
     let deployment = of_kind(&docs, "Deployment")
         .first()
         .copied()
@@ -1242,6 +1286,8 @@ pub async fn a_missing_admission_policy_is_reported(env: &Env) -> anyhow::Result
             "serviceAccount.create=false",
             "--set",
             "metrics.service.enabled=false",
+            "--set",
+            "crds.enabled=false",
         ],
     )
     .await?;

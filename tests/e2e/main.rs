@@ -1,6 +1,7 @@
 //! The end-to-end suite: the real `podcreds` binary against a real kube-apiserver, etcd and
 //! kube-controller-manager, the STS emulator, moto, MinIO, AWS's Roles Anywhere credential
-//! helper, the AWS CLI and boto3, and pods on a real node (containerd and a kubelet).
+//! helper, the AWS CLI and boto3, pods on a real node (containerd and a kubelet), and a real OCI
+//! registry the release is pushed to and the node pulls from.
 //!
 //! A small harness (not libtest) owns one control plane and one emulator for the whole run, so
 //! every process it starts is stopped when it ends. Each test gets its own namespace and its own
@@ -24,6 +25,7 @@ mod moto;
 mod network;
 mod node;
 mod registry;
+mod release;
 mod rolesanywhere;
 mod rolesanywhere_flow;
 mod saml;
@@ -159,6 +161,7 @@ const TESTS: &[(&str, TestFn)] = tests![
     node::the_operator_image_runs_as_a_restricted_pod,
     node::the_chart_runs_on_the_node_in_a_restricted_namespace,
     node::pods_on_the_node_call_sts_through_the_agent,
+    release::a_release_installs_and_upgrades_from_a_registry,
     sources::each_mode_is_ready_with_working_credentials,
     sources::assume_role_from_user_then_role_chain,
     sources::invalid_specs_are_refused_with_the_reason,

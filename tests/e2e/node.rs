@@ -440,7 +440,7 @@ fn operator_process_uids(marker: &str) -> anyhow::Result<Vec<(u32, u32)>> {
 }
 
 /// Waits until Deployment `name` has rolled out `replicas` Ready pods of its current generation.
-async fn wait_rolled_out(
+pub(crate) async fn wait_rolled_out(
     node_env: &Env,
     ns: &str,
     name: &str,
@@ -525,46 +525,20 @@ pub async fn the_chart_runs_on_the_node_in_a_restricted_namespace(
         started.elapsed().as_secs_f64()
     );
     let node = node_env.plane.node().context("no node")?;
-    let network = node_env.plane.pod_network().context("no pod network")?;
     node.import_image(&archive)?;
-    // Pods reach the apiserver and the emulator on the bridge's address only.
-    let gateway = network.gateway();
-    let api_port = network.expose(node_env.plane.api_port()).await?;
-    let emulator_port: u16 = node_env
-        .emulator
-        .url()
-        .rsplit(':')
-        .next()
-        .and_then(|p| p.trim_end_matches('/').parse().ok())
-        .context("emulator port")?;
-    let sts_port = network.expose(emulator_port).await?;
-
-    // The release namespace enforces the restricted Pod Security Standard.
-    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(node_env.client.clone());
     let release_ns = "podcreds-system";
-    namespaces
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(json!({"metadata": {
-                "name": release_ns,
-                "labels": {"pod-security.kubernetes.io/enforce": "restricted"},
-            }}))?,
-        )
-        .await?;
-    let sets = [
+    restricted_namespace(&node_env, release_ns).await?;
+    let mut sets = vec![
         format!("image.repository={repository}"),
         format!("image.tag={tag}"),
         "image.pullPolicy=Never".into(),
-        format!("operator.stsEndpoint=http://{gateway}:{sts_port}"),
-        "operator.defaultRegion=eu-west-1".into(),
-        // No kube-proxy: the in-cluster address of the apiserver is the bridge's.
-        "extraEnv[0].name=KUBERNETES_SERVICE_HOST".into(),
-        format!("extraEnv[0].value={gateway}"),
-        "extraEnv[1].name=KUBERNETES_SERVICE_PORT".into(),
-        format!("extraEnv[1].value={api_port}"),
     ];
+    sets.extend(chart_network_values(&node_env).await?);
     let chart = crate::chart::chart_dir();
     let chart = chart.to_str().context("chart path")?;
+    // The CRDs exist already, unlabelled, as after an install of a chart that carried them in its
+    // crds/ directory: the release adopts them as the README's upgrade notes say.
+    adopt_crds(&node_env, "podcreds", release_ns).await?;
     let mut install = vec![
         "install",
         "podcreds",
@@ -741,6 +715,7 @@ pub async fn the_chart_runs_on_the_node_in_a_restricted_namespace(
             .await
             .with_context(|| format!("Secret {name} is gone after helm uninstall"))?;
     }
+    ensure_crds_kept(&node_env).await?;
     println!(
         "  node: chart {image} installed in a restricted namespace, 2 replicas Ready through the kubelet's probes over the pod network, fail-over {old_leader} -> {new_leader} (its log read through the logs API), upgrade rolled out, uninstall kept CRD and Secrets"
     );
@@ -807,7 +782,6 @@ pub async fn pods_on_the_node_call_sts_through_the_agent(_env: &Env) -> anyhow::
     .await
     .context("starting a control plane with a node and a pod network")?;
     let node = node_env.plane.node().context("no node")?;
-    let network = node_env.plane.pod_network().context("no pod network")?;
     node.import_image(&archive)?;
     for (name, image) in [
         (
@@ -827,44 +801,22 @@ pub async fn pods_on_the_node_call_sts_through_the_agent(_env: &Env) -> anyhow::
         image.write_archive(&path)?;
         node.import_image(&path)?;
     }
-    let gateway = network.gateway();
-    let api_port = network.expose(node_env.plane.api_port()).await?;
-    let emulator_port: u16 = node_env
-        .emulator
-        .url()
-        .rsplit(':')
-        .next()
-        .and_then(|p| p.trim_end_matches('/').parse().ok())
-        .context("emulator port")?;
-    let sts_port = network.expose(emulator_port).await?;
-    let sts = format!("http://{gateway}:{sts_port}");
-
-    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(node_env.client.clone());
     let release_ns = "podcreds-system";
-    namespaces
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(json!({"metadata": {
-                "name": release_ns,
-                "labels": {"pod-security.kubernetes.io/enforce": "restricted"},
-            }}))?,
-        )
-        .await?;
-    let sets = [
+    restricted_namespace(&node_env, release_ns).await?;
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(node_env.client.clone());
+    let mut sets = vec![
         format!("image.repository={repository}"),
         format!("image.tag={tag}"),
         "image.pullPolicy=Never".into(),
-        format!("operator.stsEndpoint={sts}"),
-        "operator.defaultRegion=eu-west-1".into(),
-        "extraEnv[0].name=KUBERNETES_SERVICE_HOST".into(),
-        format!("extraEnv[0].value={gateway}"),
-        "extraEnv[1].name=KUBERNETES_SERVICE_PORT".into(),
-        format!("extraEnv[1].value={api_port}"),
-        "agent.extraEnv[0].name=KUBERNETES_SERVICE_HOST".into(),
-        format!("agent.extraEnv[0].value={gateway}"),
-        "agent.extraEnv[1].name=KUBERNETES_SERVICE_PORT".into(),
-        format!("agent.extraEnv[1].value={api_port}"),
     ];
+    let network_values = chart_network_values(&node_env).await?;
+    let sts = network_values
+        .iter()
+        .find_map(|s| s.strip_prefix("operator.stsEndpoint="))
+        .context("the chart values name no STS endpoint")?
+        .to_string();
+    sets.extend(network_values);
+    adopt_crds(&node_env, "podcreds", release_ns).await?;
     let chart = crate::chart::chart_dir();
     let chart = chart.to_str().context("chart path")?;
     let mut install = vec![
@@ -1052,3 +1004,91 @@ pub async fn pods_on_the_node_call_sts_through_the_agent(_env: &Env) -> anyhow::
 }
 
 const GO_CLIENT_IMAGE: &str = "localhost/podcreds-testenv/sdk-go-v2-client:1";
+
+/// Makes the podcreds CRDs part of Helm release `release` in `namespace`: the label and
+/// annotations Helm checks before it takes over an object it did not create (README, Upgrading).
+pub(crate) async fn adopt_crds(env: &Env, release: &str, namespace: &str) -> anyhow::Result<()> {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    let crds: Api<CustomResourceDefinition> = Api::all(env.client.clone());
+    let adopt = json!({"metadata": {
+        "labels": {"app.kubernetes.io/managed-by": "Helm"},
+        "annotations": {
+            "meta.helm.sh/release-name": release,
+            "meta.helm.sh/release-namespace": namespace,
+        },
+    }});
+    for (_, crd) in podcreds::crds() {
+        let name = crd.metadata.name.unwrap_or_default();
+        crds.patch(
+            &name,
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&adopt),
+        )
+        .await
+        .with_context(|| format!("adopting CRD {name}"))?;
+    }
+    Ok(())
+}
+
+/// After `helm uninstall`: the CRDs are still there (`helm.sh/resource-policy: keep`) and still
+/// serve their objects.
+pub(crate) async fn ensure_crds_kept(env: &Env) -> anyhow::Result<()> {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    let crds: Api<CustomResourceDefinition> = Api::all(env.client.clone());
+    for (_, crd) in podcreds::crds() {
+        let name = crd.metadata.name.unwrap_or_default();
+        let kept = crds
+            .get_opt(&name)
+            .await?
+            .with_context(|| format!("helm uninstall deleted CRD {name}"))?;
+        ensure!(
+            kept.metadata.deletion_timestamp.is_none(),
+            "CRD {name} is being deleted after helm uninstall"
+        );
+    }
+    Ok(())
+}
+
+/// Creates namespace `name` enforcing the restricted Pod Security Standard.
+pub(crate) async fn restricted_namespace(env: &Env, name: &str) -> anyhow::Result<()> {
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(env.client.clone());
+    namespaces
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {
+                "name": name,
+                "labels": {"pod-security.kubernetes.io/enforce": "restricted"},
+            }}))?,
+        )
+        .await?;
+    Ok(())
+}
+
+/// The chart values (`--set-string`) that let its pods reach the apiserver and the emulator on
+/// the node's bridge: STS endpoint and region, and the apiserver's address (no kube-proxy here,
+/// so the Service `kubernetes` is unreachable and the explicit variables win).
+pub(crate) async fn chart_network_values(node_env: &Env) -> anyhow::Result<Vec<String>> {
+    let network = node_env.plane.pod_network().context("no pod network")?;
+    let gateway = network.gateway();
+    let api_port = network.expose(node_env.plane.api_port()).await?;
+    let emulator_port: u16 = node_env
+        .emulator
+        .url()
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.trim_end_matches('/').parse().ok())
+        .context("emulator port")?;
+    let sts_port = network.expose(emulator_port).await?;
+    Ok(vec![
+        format!("operator.stsEndpoint=http://{gateway}:{sts_port}"),
+        "operator.defaultRegion=eu-west-1".into(),
+        "extraEnv[0].name=KUBERNETES_SERVICE_HOST".into(),
+        format!("extraEnv[0].value={gateway}"),
+        "extraEnv[1].name=KUBERNETES_SERVICE_PORT".into(),
+        format!("extraEnv[1].value={api_port}"),
+        "agent.extraEnv[0].name=KUBERNETES_SERVICE_HOST".into(),
+        format!("agent.extraEnv[0].value={gateway}"),
+        "agent.extraEnv[1].name=KUBERNETES_SERVICE_PORT".into(),
+        format!("agent.extraEnv[1].value={api_port}"),
+    ])
+}

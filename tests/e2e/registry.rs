@@ -19,6 +19,7 @@ const TEST_MODULES: &[(&str, &str)] = &[
     ("rolesanywhere_flow", include_str!("rolesanywhere_flow.rs")),
     ("saml", include_str!("saml.rs")),
     ("node", include_str!("node.rs")),
+    ("release", include_str!("release.rs")),
     ("security", include_str!("security.rs")),
     ("sources", include_str!("sources.rs")),
     ("tenant", include_str!("tenant.rs")),

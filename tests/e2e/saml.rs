@@ -614,7 +614,7 @@ pub async fn role_chain_after_saml(env: &Env) -> anyhow::Result<()> {
         }),
     );
     // Both roles trust exactly what `podcreds iam trust-policy` prints for this binding (the
-    // scene's own rule for the entry role is replaced): the SAML provider and saml:sub with
+    // scene's own rule for the entry role is replaced): the SAML provider and SAML:sub with
     // TagSession and SetSourceIdentity, then the entry role for the hop.
     let dir = tempfile::tempdir()?;
     let manifest = dir.path().join("binding.yaml");

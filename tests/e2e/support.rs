@@ -71,8 +71,14 @@ impl Env {
     /// A control plane started with `options` (a node, a pod network), its CRDs, and an STS
     /// emulator trusting its issuer.
     pub async fn start_with(options: podcreds_testenv::Options) -> anyhow::Result<Self> {
+        let env = Self::start_without_crds(options).await?;
+        env.plane.install_crds(&podcreds::crd_yaml()?).await?;
+        Ok(env)
+    }
+
+    /// [`Env::start_with`] without podcreds' CRDs: for a test whose chart installs them.
+    pub async fn start_without_crds(options: podcreds_testenv::Options) -> anyhow::Result<Self> {
         let plane = ControlPlane::start(options).await?;
-        plane.install_crds(&podcreds::crd_yaml()?).await?;
         let emulator = Emulator::start(sts_emulator::Config {
             regions: SUITE_REGIONS.iter().map(|r| r.to_string()).collect(),
             ..sts_emulator::Config::for_issuer(&plane.api_url, &plane.ca_pem)

@@ -182,6 +182,7 @@ pub fn operator_image(dockerfile: &str, binary: &Path, name: &str) -> anyhow::Re
         cmd: stage.cmd,
         env,
         labels: stage.labels,
+        architecture: String::new(),
     })
 }
 

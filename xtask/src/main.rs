@@ -5,10 +5,15 @@
 //! - `demo`: run podcreds end to end on a local control plane.
 //! - `bench`: measure time to Ready, memory and restart cost against the real control plane.
 //! - `image`: the operator's OCI image archive, without a Docker daemon or a registry.
+//! - `release`: static binaries for x86_64 and aarch64, the multi-arch image index, the chart as
+//!   an OCI artifact, CRDs, SBOM and checksums, pushed to any OCI registry.
+//! - `crds`: regenerate the CRD manifests and the chart's CRD templates from the Rust types.
 
 mod bench;
 mod demo;
 mod image;
+mod release;
+mod sbom;
 mod testenv;
 
 use std::path::{Path, PathBuf};
@@ -59,7 +64,10 @@ enum Cmd {
     },
     /// Scale benchmark against the real control plane (not part of `test`).
     Bench(bench::Args),
-    /// Regenerate the CRD manifests (crds/ and the chart's crds/) from the Rust types.
+    /// Build a release (static binaries, a multi-arch image index, the chart, CRDs, an SBOM,
+    /// checksums) and push the image and the chart to an OCI registry.
+    Release(release::Args),
+    /// Regenerate the CRD manifests (crds/ and the chart's templates/crds/) from the Rust types.
     Crds,
 }
 
@@ -168,6 +176,49 @@ pub fn build_pod_client() -> anyhow::Result<()> {
     testenv::check_static(&repo_root().join(POD_CLIENT))
 }
 
+/// Where `cargo xtask test` builds the release (this platform only) that the release test pushes
+/// to the registry of its run.
+const RELEASE_E2E_DIR: &str = "target/release-e2e";
+
+/// actionlint over `.github/workflows/` (built from its wrapper module when missing).
+fn lint_workflows() -> anyhow::Result<()> {
+    let actionlint = testenv::ensure_actionlint()?;
+    let workflows: Vec<PathBuf> = std::fs::read_dir(repo_root().join(".github/workflows"))
+        .context("no .github/workflows")?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
+        .collect();
+    if workflows.is_empty() {
+        bail!(".github/workflows holds no workflow to lint");
+    }
+    let mut args: Vec<String> = vec!["-no-color".into()];
+    // actionlint lints the `run:` scripts with shellcheck, and skips them without it.
+    if which("shellcheck").is_none() {
+        println!(
+            "  installing Debian's shellcheck (actionlint lints the workflows' scripts with it)"
+        );
+        run(
+            "apt-get",
+            &["install", "-y", "--no-install-recommends", "shellcheck"],
+            &[("DEBIAN_FRONTEND", "noninteractive")],
+        )
+        .context("actionlint needs shellcheck: install Debian's shellcheck")?;
+    }
+    args.extend(workflows.iter().map(|p| p.to_string_lossy().into_owned()));
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    run(&actionlint.to_string_lossy(), &refs, &[])?;
+    println!("  actionlint: {} workflow(s) clean", workflows.len());
+    Ok(())
+}
+
+fn which(program: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join(program))
+            .find(|p| p.is_file())
+    })
+}
+
 struct Step {
     name: &'static str,
     outcome: Result<(), String>,
@@ -209,6 +260,7 @@ fn test(e2e_filter: Option<String>, no_lint: bool) -> anyhow::Result<()> {
                 &[],
             )
         });
+        ok &= step(&mut steps, "workflow lint (actionlint)", lint_workflows);
     }
     ok &= step(
         &mut steps,
@@ -224,10 +276,21 @@ fn test(e2e_filter: Option<String>, no_lint: bool) -> anyhow::Result<()> {
     if env_ready {
         ok &= step(
             &mut steps,
-            "static builds (operator, its image, pod client)",
+            "static builds (operator, its image, pod client, a release for this platform)",
             || {
                 image::build(None, None)?;
-                build_pod_client()
+                build_pod_client()?;
+                let dir = repo_root().join(RELEASE_E2E_DIR);
+                if dir.exists() {
+                    std::fs::remove_dir_all(&dir)?;
+                }
+                release::build(
+                    release::DEFAULT_REGISTRY,
+                    &[release::AMD64],
+                    release::workspace_version(),
+                    &dir,
+                )
+                .map(|_| ())
             },
         );
         ok &= step(
@@ -256,6 +319,10 @@ fn test(e2e_filter: Option<String>, no_lint: bool) -> anyhow::Result<()> {
                         (
                             "PODCREDS_OPERATOR_IMAGE",
                             &repo_root().join(image::DEFAULT_ARCHIVE).to_string_lossy(),
+                        ),
+                        (
+                            "PODCREDS_RELEASE_DIR",
+                            &repo_root().join(RELEASE_E2E_DIR).to_string_lossy(),
                         ),
                     ],
                 );
@@ -321,6 +388,7 @@ fn main() -> anyhow::Result<()> {
             no_lint,
         } => test(e2e_filter, no_lint),
         Cmd::Image { output, name } => image::build(output, name).map(|_| ()),
+        Cmd::Release(args) => release::release(args),
         Cmd::Demo { keep } => demo::run(keep),
         Cmd::Bench(args) => {
             if cfg!(debug_assertions) && !args.debug_client {
@@ -329,37 +397,18 @@ fn main() -> anyhow::Result<()> {
             bench::run(args)
         }
         Cmd::Crds => {
-            for (kind, file) in [
-                ("AWSRoleBinding", "awsrolebindings.podcreds.dev.yaml"),
-                (
-                    "AWSCredentialSource",
-                    "awscredentialsources.podcreds.dev.yaml",
-                ),
-            ] {
-                let output = Command::new("cargo")
-                    .args([
-                        "run",
-                        "--quiet",
-                        "--package",
-                        "podcreds",
-                        "--",
-                        "crd",
-                        "--kind",
-                        kind,
-                    ])
-                    .current_dir(repo_root())
-                    .output()?;
-                if !output.status.success() {
-                    bail!(
-                        "podcreds crd failed: {}",
-                        String::from_utf8_lossy(&output.stderr)
-                    );
-                }
-                for dir in ["crds", "charts/podcreds/crds"] {
-                    let path = format!("{dir}/{file}");
-                    std::fs::write(repo_root().join(&path), &output.stdout)?;
-                    println!("wrote {path}");
-                }
+            // From the Rust types: crds/ for `kubectl apply` and GitOps tools, and the chart's
+            // templates (behind crds.enabled, kept on uninstall with crds.keep).
+            let templates = repo_root().join("charts/podcreds/templates/crds");
+            std::fs::create_dir_all(&templates)?;
+            for (file, crd) in podcreds::crds() {
+                std::fs::write(
+                    repo_root().join("crds").join(file),
+                    podcreds::crd_file(&crd)?,
+                )?;
+                println!("wrote crds/{file}");
+                std::fs::write(templates.join(file), podcreds::chart_crd_template(&crd)?)?;
+                println!("wrote charts/podcreds/templates/crds/{file}");
             }
             Ok(())
         }

@@ -35,7 +35,7 @@ struct GoBuild {
     out_dir: fn() -> PathBuf,
 }
 
-const BUILDS: [GoBuild; 6] = [
+const BUILDS: [GoBuild; 8] = [
     GoBuild {
         module_dir: "kubernetes",
         binaries: &[
@@ -110,7 +110,72 @@ const BUILDS: [GoBuild; 6] = [
         suite_only: true,
         out_dir: tools::sdk_go_v2_dir,
     },
+    // The release test: the CNCF Distribution registry it pushes the release to and the node
+    // pulls from, and crane, which pushes the image index (`cargo xtask release` too).
+    GoBuild {
+        module_dir: "registry",
+        binaries: &[("registry", tools::REGISTRY.package)],
+        stamp_kubernetes_version: false,
+        stamp_version: None,
+        cgo: false,
+        suite_only: true,
+        out_dir: registry_dir,
+    },
+    CRANE_BUILD,
 ];
+
+fn registry_dir() -> PathBuf {
+    tools::REGISTRY.dir()
+}
+
+fn crane_dir() -> PathBuf {
+    tools::CRANE.dir()
+}
+
+fn actionlint_dir() -> PathBuf {
+    tools::ACTIONLINT.dir()
+}
+
+const CRANE_BUILD: GoBuild = GoBuild {
+    module_dir: "crane",
+    binaries: &[("crane", tools::CRANE.package)],
+    stamp_kubernetes_version: false,
+    stamp_version: None,
+    cgo: false,
+    suite_only: true,
+    out_dir: crane_dir,
+};
+
+/// actionlint lints the workflows in the lint phase, before the rest of the environment.
+const ACTIONLINT_BUILD: GoBuild = GoBuild {
+    module_dir: "actionlint",
+    binaries: &[("actionlint", tools::ACTIONLINT.package)],
+    stamp_kubernetes_version: false,
+    stamp_version: None,
+    cgo: false,
+    suite_only: true,
+    out_dir: actionlint_dir,
+};
+
+/// actionlint, built by the lint phase of `cargo xtask test` when missing.
+pub fn ensure_actionlint() -> anyhow::Result<PathBuf> {
+    ensure_build(&ACTIONLINT_BUILD)?;
+    Ok(tools::ACTIONLINT.binary()?)
+}
+
+/// helm (built with the Kubernetes binaries' cache), for `cargo xtask release`.
+pub fn ensure_helm() -> anyhow::Result<PathBuf> {
+    for build in BUILDS.iter().filter(|b| b.module_dir == "helm") {
+        ensure_build(build)?;
+    }
+    Ok(tools::binary("helm")?)
+}
+
+/// crane, for `cargo xtask release`.
+pub fn ensure_crane() -> anyhow::Result<PathBuf> {
+    ensure_build(&CRANE_BUILD)?;
+    Ok(tools::CRANE.binary()?)
+}
 
 /// `-X` flags that make `/version` report the real release (Helm checks `kubeVersion`).
 fn version_ldflags(version: &str) -> String {
@@ -395,11 +460,13 @@ fn ensure_node_packages() -> anyhow::Result<()> {
 fn ensure_parts(with_suite_peers: bool) -> anyhow::Result<()> {
     let started = Instant::now();
     println!(
-        "  test environment: {}, minio-{}, rolesanywhere-{}, sdk-go-v2-{}",
+        "  test environment: {}, minio-{}, rolesanywhere-{}, sdk-go-v2-{}, registry-{}, crane-{}",
         Versions::pinned().key(),
         tools::minio_version(),
         tools::rolesanywhere_helper_version(),
-        tools::sdk_go_v2_version()
+        tools::sdk_go_v2_version(),
+        tools::REGISTRY.version(),
+        tools::CRANE.version()
     );
     ensure_binaries(with_suite_peers)?;
     // The demo runs the chart on the test node too.
@@ -429,6 +496,9 @@ pub fn print_locations() {
         println!("  {}", bin_dir().join(name).display());
     }
     println!("  {}", tools::minio_dir().join("minio").display());
+    for tool in [tools::REGISTRY, tools::CRANE, tools::ACTIONLINT] {
+        println!("  {}", tool.dir().join(tool.name).display());
+    }
     println!(
         "  {}",
         tools::rolesanywhere_dir()

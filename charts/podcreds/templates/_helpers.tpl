@@ -40,6 +40,19 @@ app.kubernetes.io/part-of: podcreds
 {{- end }}
 {{- end }}
 
+{{/* Labels of the CRDs: the release's, as a CRD component. */}}
+{{- define "podcreds.crdLabels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{ include "podcreds.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/component: crds
+app.kubernetes.io/part-of: podcreds
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
 {{- define "podcreds.serviceAccountName" -}}
 {{- if .Values.serviceAccount.create }}
 {{- default (include "podcreds.fullname" .) .Values.serviceAccount.name }}

@@ -1,6 +1,6 @@
 //! `AssumeRoleWithSAML`: the Response checked against the registered provider (structure, then
 //! the signature by `xmlsec1`), the assertion's session tags and source identity, then the role's
-//! trust policy (the SAML provider, `saml:sub` / `saml:aud` / `saml:iss`, the tags and source
+//! trust policy (the SAML provider, `SAML:sub` / `SAML:aud` / `SAML:iss`, the tags and source
 //! identity) and its `MaxSessionDuration` (the `SessionDuration` attribute only shortens).
 
 use axum::response::Response;
@@ -113,10 +113,10 @@ pub(crate) async fn assume_role_with_saml(
         .ok_or_else(|| StsFailure::denied("Not authorized to perform sts:AssumeRoleWithSAML"))?;
     let mut request = RequestContext::default();
     request
-        .set("saml:sub", claims.subject.clone())
-        // IAM's saml:aud is the Recipient the assertion was presented to, not its Audience.
-        .set("saml:aud", AWS_SAML_ENDPOINT)
-        .set("saml:iss", claims.issuer.clone())
+        .set("SAML:sub", claims.subject.clone())
+        // IAM's SAML:aud is the Recipient the assertion was presented to, not its Audience.
+        .set("SAML:aud", AWS_SAML_ENDPOINT)
+        .set("SAML:iss", claims.issuer.clone())
         .set("sts:RoleSessionName", common.session_name.clone())
         .set_opt("sts:SourceIdentity", claims.source_identity.as_deref())
         .request_tags(&claims.tags);

@@ -53,7 +53,7 @@ pub(crate) fn legacy_statements(role: &Role, oidc_provider: &str) -> Vec<Stateme
                 &actions(role, "sts:AssumeRoleWithSAML"),
                 vec![Condition::new(
                     Test::StringLike,
-                    "saml:sub",
+                    "SAML:sub",
                     role.subjects.clone(),
                 )],
             ));

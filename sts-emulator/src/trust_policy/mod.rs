@@ -20,8 +20,8 @@
 //! `ForAllValues:` / `ForAnyValue:` and `...IfExists`) and `Null`, on the keys
 //! `aws:RequestTag/<key>`, `aws:TagKeys`, `aws:PrincipalTag/<key>`, `aws:SourceArn`,
 //! `aws:SourceAccount`, `sts:RoleSessionName`, `sts:SourceIdentity`, `sts:ExternalId`,
-//! `<oidc-provider>:sub` / `:aud` (of a provider the policy trusts) and `saml:sub` / `saml:aud` /
-//! `saml:iss`. Keys compare without regard to case, values with.
+//! `<oidc-provider>:sub` / `:aud` (of a provider the policy trusts) and `SAML:sub` / `SAML:aud` /
+//! `SAML:iss`. Keys compare without regard to case, values with.
 
 mod evaluate;
 mod legacy;
