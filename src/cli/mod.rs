@@ -4,7 +4,6 @@ use std::net::SocketAddr;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-
 #[derive(Parser, Debug)]
 #[command(
     name = "podcreds",

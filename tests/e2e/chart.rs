@@ -2,101 +2,21 @@
 //! proven sufficient (the operator runs as the chart's ServiceAccount) and minimal (what it does
 //! not grant is refused), plus the admission policy against the confused deputy.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, bail, ensure};
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, ServiceAccount};
-use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
+use k8s_openapi::api::rbac::v1::PolicyRule;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
 use serde_json::json;
 
+use crate::support::helm::{
+    binding_named, chart_dir, forbidden, grant, helm, helm_install, of_kind, refusal_of, render,
+    rule, rules_grant, service_account_token, with_admission_policy,
+};
 use crate::support::{Env, spec, wait_for};
-
-pub(crate) fn chart_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("charts/podcreds")
-}
-
-pub(crate) async fn helm(env: &Env, args: &[&str]) -> anyhow::Result<(bool, String, String)> {
-    let helm = podcreds_testenv::tools::binary("helm")?;
-    let home = env.plane.dir().join("helm-home");
-    std::fs::create_dir_all(&home)?;
-    let out = tokio::process::Command::new(helm)
-        .args(args)
-        .env("KUBECONFIG", &env.plane.kubeconfig)
-        .env("HELM_CACHE_HOME", home.join("cache"))
-        .env("HELM_CONFIG_HOME", home.join("config"))
-        .env("HELM_DATA_HOME", home.join("data"))
-        .output()
-        .await?;
-    Ok((
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    ))
-}
-
-/// A release of the chart in a new namespace `<prefix>-…`, named `<release_prefix>-<suffix>`:
-/// returns (namespace, release, helm's stdout). Fails when helm does. The suite's environment
-/// owns the CRDs (installed from the Rust types when it starts), as a first installation owns
-/// them for a second: the release leaves them alone (`crds.enabled=false`).
-pub(crate) async fn helm_install(
-    env: &Env,
-    prefix: &str,
-    release_prefix: &str,
-    extra: &[&str],
-) -> anyhow::Result<(String, String, String)> {
-    let release_ns = env.namespace(prefix).await?;
-    let release = format!("{release_prefix}-{}", &release_ns[release_ns.len() - 5..]);
-    let chart = chart_dir();
-    let mut args = vec![
-        "install",
-        &release,
-        chart.to_str().context("path")?,
-        "--namespace",
-        &release_ns,
-        "--set",
-        "crds.enabled=false",
-    ];
-    args.extend_from_slice(extra);
-    let (ok, stdout, stderr) = helm(env, &args).await?;
-    ensure!(ok, "helm install failed:\n{stdout}\n{stderr}");
-    Ok((release_ns, release, stdout))
-}
-
-/// `helm template` with `--set` values, parsed into documents.
-pub(crate) async fn render(env: &Env, sets: &[&str]) -> anyhow::Result<Vec<serde_json::Value>> {
-    let chart = chart_dir();
-    let mut args = vec![
-        "template",
-        "t",
-        chart.to_str().context("path")?,
-        "--namespace",
-        "podcreds-system",
-        "--kube-version",
-        "1.37.2",
-    ];
-    for s in sets {
-        args.extend(["--set", s]);
-    }
-    let (ok, stdout, stderr) = helm(env, &args).await?;
-    ensure!(ok, "helm template {sets:?} failed: {stderr}");
-    let mut docs = Vec::new();
-    for doc in serde_yaml::Deserializer::from_str(&stdout) {
-        use serde::Deserialize;
-        let value = serde_json::Value::deserialize(doc)?;
-        if !value.is_null() {
-            docs.push(value);
-        }
-    }
-    Ok(docs)
-}
-
-pub(crate) fn of_kind<'a>(docs: &'a [serde_json::Value], kind: &str) -> Vec<&'a serde_json::Value> {
-    docs.iter().filter(|d| d["kind"] == kind).collect()
-}
 
 /// The ValidatingAdmissionPolicy whose name ends in `suffix`, as JSON text.
 fn policy_named(docs: &[serde_json::Value], suffix: &str) -> anyhow::Result<String> {
@@ -109,24 +29,6 @@ fn policy_named(docs: &[serde_json::Value], suffix: &str) -> anyhow::Result<Stri
         })
         .map(|p| p.to_string())
         .with_context(|| format!("no ValidatingAdmissionPolicy named *{suffix}"))
-}
-
-pub(crate) fn rules_grant(
-    rules: &serde_json::Value,
-    group: &str,
-    resource: &str,
-    verb: &str,
-) -> bool {
-    rules.as_array().is_some_and(|rules| {
-        rules.iter().any(|r| {
-            let has = |field: &str, v: &str| {
-                r[field]
-                    .as_array()
-                    .is_some_and(|a| a.iter().any(|x| x == v || x == "*"))
-            };
-            has("apiGroups", group) && has("resources", resource) && has("verbs", verb)
-        })
-    })
 }
 
 /// With `agent.enabled`: the DaemonSet has exactly the privileges the link-local address needs,
@@ -722,83 +624,6 @@ pub async fn chart_lints_and_renders_what_matters(env: &Env) -> anyhow::Result<(
     Ok(())
 }
 
-pub(crate) async fn service_account_token(
-    env: &Env,
-    ns: &str,
-    name: &str,
-) -> anyhow::Result<String> {
-    let api: Api<ServiceAccount> = Api::namespaced(env.client.clone(), ns);
-    let request = TokenRequest {
-        spec: Some(TokenRequestSpec {
-            expiration_seconds: Some(3600),
-            ..TokenRequestSpec::default()
-        }),
-        ..TokenRequest::default()
-    };
-    let response = api
-        .create_token_request(name, &PostParams::default(), &request)
-        .await?;
-    response.status.and_then(|s| s.token).context("no token")
-}
-
-pub(crate) async fn grant(
-    env: &Env,
-    ns: &str,
-    user: &str,
-    rules: Vec<PolicyRule>,
-) -> anyhow::Result<()> {
-    let roles: Api<Role> = Api::namespaced(env.client.clone(), ns);
-    roles
-        .create(
-            &PostParams::default(),
-            &Role {
-                metadata: ObjectMeta {
-                    name: Some(user.into()),
-                    ..ObjectMeta::default()
-                },
-                rules: Some(rules),
-            },
-        )
-        .await?;
-    let bindings: Api<RoleBinding> = Api::namespaced(env.client.clone(), ns);
-    bindings
-        .create(
-            &PostParams::default(),
-            &RoleBinding {
-                metadata: ObjectMeta {
-                    name: Some(user.into()),
-                    ..ObjectMeta::default()
-                },
-                role_ref: RoleRef {
-                    api_group: Some("rbac.authorization.k8s.io".into()),
-                    kind: "Role".into(),
-                    name: user.into(),
-                },
-                subjects: Some(vec![Subject {
-                    api_group: Some("rbac.authorization.k8s.io".into()),
-                    kind: "User".into(),
-                    name: user.into(),
-                    namespace: None,
-                }]),
-            },
-        )
-        .await?;
-    Ok(())
-}
-
-pub(crate) fn rule(groups: &[&str], resources: &[&str], verbs: &[&str]) -> PolicyRule {
-    PolicyRule {
-        api_groups: Some(groups.iter().map(|s| s.to_string()).collect()),
-        resources: Some(resources.iter().map(|s| s.to_string()).collect()),
-        verbs: verbs.iter().map(|s| s.to_string()).collect(),
-        ..PolicyRule::default()
-    }
-}
-
-pub(crate) fn forbidden<T>(result: Result<T, kube::Error>) -> bool {
-    matches!(result, Err(kube::Error::Api(s)) if s.code == 403)
-}
-
 pub async fn chart_installs_with_sufficient_and_minimal_rbac(env: &Env) -> anyhow::Result<()> {
     let (release_ns, release, stdout) =
         helm_install(env, "podcreds-system", "pc", &["--wait=false"]).await?;
@@ -899,66 +724,12 @@ pub async fn chart_installs_with_sufficient_and_minimal_rbac(env: &Env) -> anyho
     Ok(())
 }
 
-/// Runs `checks` while a release that installs only the chart's admission policy exists, and
-/// uninstalls it afterwards whatever `checks` returned.
-pub(crate) async fn with_admission_policy<'a, F, Fut>(
-    env: &'a Env,
-    release_prefix: &str,
-    checks: F,
-) -> anyhow::Result<()>
-where
-    F: FnOnce(&'a Env) -> Fut,
-    Fut: std::future::Future<Output = anyhow::Result<()>>,
-{
-    // Only the policy matters here: no ServiceAccount, RBAC or Deployment of a second operator.
-    let (release_ns, release, _) = helm_install(
-        env,
-        "podcreds-vap",
-        release_prefix,
-        &[
-            "--set",
-            "rbac.create=false",
-            "--set",
-            "serviceAccount.create=false",
-            "--set",
-            "metrics.service.enabled=false",
-        ],
-    )
-    .await?;
-    let result = checks(env).await;
-    let (ok, _, stderr) = helm(env, &["uninstall", &release, "--namespace", &release_ns]).await?;
-    ensure!(ok, "helm uninstall failed: {stderr}");
-    result
-}
-
 pub async fn admission_policy_stops_the_confused_deputy(env: &Env) -> anyhow::Result<()> {
     with_admission_policy(env, "vap", confused_deputy_checks).await
 }
 
 pub async fn admission_policy_checks_every_spec_update(env: &Env) -> anyhow::Result<()> {
     with_admission_policy(env, "vapupd", spec_update_checks).await
-}
-
-/// The admission refusal `api` gets for creating `binding`, waiting (up to 20 s) for the policy
-/// to become active; a binding admitted meanwhile is removed and the attempt repeated.
-pub(crate) async fn refusal_of(
-    env: &Env,
-    ns: &str,
-    api: &Api<podcreds::api::AWSRoleBinding>,
-    binding: podcreds::api::AWSRoleBinding,
-) -> Option<String> {
-    let name = binding.metadata.name.clone().unwrap_or_default();
-    wait_for(Duration::from_secs(20), || async {
-        match api.create(&PostParams::default(), &binding).await {
-            Err(kube::Error::Api(s)) if s.code == 403 || s.code == 422 => Some(s.message),
-            Ok(_) => {
-                let _ = env.bindings(ns).delete(&name, &Default::default()).await;
-                None
-            }
-            Err(_) => None,
-        }
-    })
-    .await
 }
 
 /// The bindings of `ns` as seen by user `user` (a client certificate, no groups).
@@ -1198,16 +969,6 @@ async fn spec_update_checks(env: &Env) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `binding` under another name.
-pub(crate) fn binding_named(
-    binding: &podcreds::api::AWSRoleBinding,
-    name: &str,
-) -> podcreds::api::AWSRoleBinding {
-    let mut renamed = binding.clone();
-    renamed.metadata.name = Some(name.into());
-    renamed
-}
-
 /// The operator says when an admission policy of the chart is missing or not enforced (log,
 /// /readyz detail, metric), and notices when it is installed, weakened to audit or warn only,
 /// restored or removed: the binding guard and the operator's token guard alike.
@@ -1393,11 +1154,11 @@ pub async fn the_node_agent_needs_only_what_the_chart_grants(env: &Env) -> anyho
     let agent_kubeconfig = env
         .plane
         .token_kubeconfig(&format!("{release}-agent"), &agent_token)?;
-    let scene = crate::endpoint::Scene::start_with(
+    let scene = crate::support::endpoint::Scene::start_with(
         env,
         "agentrbac-app",
         None,
-        crate::endpoint::Setup {
+        crate::support::endpoint::Setup {
             ops: Some(release_ns.clone()),
             agents: Some((agents.clone(), "podcreds-agent".into())),
             operator_kubeconfig: Some(operator_kubeconfig),

@@ -4,7 +4,6 @@
 //! it belongs. Every role here trusts exactly what `podcreds iam trust-policy` prints, and the
 //! STS emulator evaluates those policies statement by statement, as IAM does.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use anyhow::{Context, bail, ensure};
@@ -13,76 +12,13 @@ use podcreds::sts::{
     AssumeRoleRequest, AwsStsClient, SessionScope, StsClient, StsErrorKind, StsTarget, StsTimeouts,
 };
 use secrecy::SecretString;
-use serde_json::{Value, json};
+use serde_json::json;
 
-use crate::sources::{create_source_with, user_keys};
-use crate::support::{ACCOUNT, Env, podcreds_cli, spec_with};
+use crate::support::aws::{apply_printed_trust_policies, manifest};
+use crate::support::aws::{create_source_with, user_keys};
+use crate::support::{ACCOUNT, Env, spec_with};
 
 const READY: Duration = Duration::from_secs(60);
-
-/// The IAM side, as an admin does it: `podcreds iam trust-policy` over a manifest of bindings,
-/// one trust policy per role (the statements of every binding that uses the role merged), each
-/// registered with `sts` as the role's trust policy.
-pub(crate) async fn apply_printed_trust_policies(
-    env: &Env,
-    sts: &sts_emulator::Emulator,
-    bindings: &[Value],
-    extra_args: &[&str],
-) -> anyhow::Result<()> {
-    let dir = tempfile::tempdir()?;
-    let manifest = dir.path().join("bindings.yaml");
-    let text: Vec<String> = bindings
-        .iter()
-        .map(serde_yaml::to_string)
-        .collect::<Result<_, _>>()?;
-    std::fs::write(&manifest, text.join("---\n"))?;
-    let manifest = manifest.to_string_lossy().to_string();
-    let mut args = vec![
-        "iam",
-        "trust-policy",
-        "-f",
-        manifest.as_str(),
-        "--issuer",
-        env.plane.api_url.as_str(),
-        "-o",
-        "json",
-    ];
-    args.extend_from_slice(extra_args);
-    let out = podcreds_cli(env, &args).await?;
-    ensure!(
-        out.status.success(),
-        "podcreds iam trust-policy failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let printed: Vec<Value> = serde_json::from_slice(&out.stdout)?;
-    let mut by_role: BTreeMap<String, Vec<Value>> = BTreeMap::new();
-    for entry in printed {
-        let role = entry["roleArn"].as_str().context("roleArn")?.to_string();
-        let statements = entry["trustPolicy"]["Statement"]
-            .as_array()
-            .context("Statement")?
-            .clone();
-        by_role.entry(role).or_default().extend(statements);
-    }
-    let provider = env.plane.api_url.trim_start_matches("https://");
-    for (role, statements) in by_role {
-        let document = json!({"Version": "2012-10-17", "Statement": statements});
-        let parsed = sts_emulator::role_from_trust_policy(&role, &document, provider)
-            .map_err(|e| anyhow::anyhow!("the emulator cannot read the policy of {role}: {e}"))?;
-        sts.add_role(parsed);
-    }
-    Ok(())
-}
-
-/// A binding manifest as an admin would keep it.
-pub(crate) fn manifest(ns: &str, name: &str, spec: Value) -> Value {
-    json!({
-        "apiVersion": "podcreds.dev/v1alpha1",
-        "kind": "AWSRoleBinding",
-        "metadata": {"name": name, "namespace": ns},
-        "spec": spec,
-    })
-}
 
 /// The credentials in a binding's Secret.
 async fn credentials_of(env: &Env, ns: &str, name: &str) -> anyhow::Result<IssuedCredentials> {
@@ -326,7 +262,7 @@ pub async fn a_credential_source_grants_only_what_it_names(env: &Env) -> anyhow:
         .await?;
 
     // With the chart's admission policies, the mode is refused before the binding exists.
-    crate::chart::with_admission_policy(env, "grants", |env| async move {
+    crate::support::helm::with_admission_policy(env, "grants", |env| async move {
         let spec = json!({"serviceAccountName": "app", "credentialSource": {"name": source, "mode": "GetSessionToken"}});
         let refusal = crate::support::wait_for(READY, || async {
             match env.create_binding(&team_b, "refused", spec.clone()).await {

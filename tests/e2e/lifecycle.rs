@@ -285,7 +285,7 @@ async fn namespace_admin_token(env: &Env, ns: &str, name: &str) -> anyhow::Resul
             },
         )
         .await?;
-    let token = crate::chart::service_account_token(env, ns, name).await?;
+    let token = crate::support::helm::service_account_token(env, ns, name).await?;
     // The JWT check above relies on this.
     ensure!(token.starts_with("eyJ"), "not a JWT");
     Ok(token)
@@ -575,11 +575,14 @@ pub async fn invalid_specs_are_rejected_by_the_apiserver(env: &Env) -> anyhow::R
         .map(|c| (c.name.to_string(), c.spec, c.apiserver))
         .collect();
     // Every role ARN the shared table of role ARNs refuses, under the provider it names.
-    for (i, (provider, accepted, arn)) in crate::minio::role_arn_table()?.into_iter().enumerate() {
+    for (i, (provider, accepted, arn)) in crate::support::peers::role_arn_table()?
+        .into_iter()
+        .enumerate()
+    {
         if !accepted {
             cases.push((
                 format!("arn-{}-{i}", provider.to_lowercase()),
-                crate::minio::binding_for(&provider, &arn),
+                crate::support::peers::binding_for(&provider, &arn),
                 "spec.roleArn",
             ));
         }

@@ -18,6 +18,7 @@ use podcreds_testenv::decode_secret as decode;
 use podcreds_testenv::loopback::get as http_get;
 use podcreds_testenv::tools::clean_aws_env;
 
+use crate::support::peers::{binding_for, role_arn_table};
 use crate::support::{Env, aws_caller_identity, kubelet_layout, wait_for};
 
 /// The audience MinIO accepts (its OpenID client ID), as in `examples/minio.yaml`.
@@ -589,37 +590,6 @@ pub async fn minio_refuses_a_wrong_audience_and_another_clusters_token(
         "MinIO issued {ok}, refused {refused}"
     );
     minio.stop()
-}
-
-/// One case of `tests/role_arns.txt`: (provider, accepted, ARN).
-pub fn role_arn_table() -> anyhow::Result<Vec<(String, bool, String)>> {
-    include_str!("../role_arns.txt")
-        .lines()
-        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
-        .map(|line| {
-            let mut parts = line.splitn(3, ' ');
-            let provider = parts.next().unwrap_or_default().to_string();
-            let accepted = match parts.next() {
-                Some("accept") => true,
-                Some("refuse") => false,
-                other => bail!("{line}: {other:?}"),
-            };
-            Ok((
-                provider,
-                accepted,
-                parts.next().unwrap_or_default().to_string(),
-            ))
-        })
-        .collect()
-}
-
-/// A binding naming `arn` under `provider` (with an endpoint for the compatible ones).
-pub fn binding_for(provider: &str, arn: &str) -> serde_json::Value {
-    let mut spec = json!({"serviceAccountName": "app", "roleArn": arn});
-    if provider != "AWS" {
-        spec["sts"] = json!({"provider": provider, "endpoint": "https://objects.storage.svc:9000"});
-    }
-    spec
 }
 
 pub async fn every_supported_role_arn_form_is_admitted_by_kubectl_apply(

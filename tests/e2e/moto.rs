@@ -4,42 +4,11 @@
 use std::time::Duration;
 
 use anyhow::{Context, ensure};
-use podcreds_testenv::{Process, decode_secret, free_port};
+use podcreds_testenv::decode_secret;
 use serde_json::json;
 
+use crate::support::peers::start_moto;
 use crate::support::{Env, aws_caller_identity, spec_with};
-
-/// A moto server on a free loopback port: (its process, its URL).
-pub(crate) async fn start_moto(env: &Env) -> anyhow::Result<(Process, String)> {
-    let moto_bin = podcreds_testenv::tools::venv_program("moto_server")?;
-    let port = free_port()?;
-    let log_dir = env.plane.dir().join(format!("moto-{port}"));
-    std::fs::create_dir_all(&log_dir)?;
-    let mut moto = Process::spawn(
-        "moto",
-        &moto_bin,
-        &[
-            "-H".into(),
-            "127.0.0.1".into(),
-            "-p".into(),
-            port.to_string(),
-        ],
-        &[],
-        &log_dir,
-    )?;
-    crate::register_log(moto.log_path().to_path_buf());
-    let addr = format!("127.0.0.1:{port}");
-    // Any answer at all means moto is serving.
-    podcreds_testenv::loopback::wait_until_serving(
-        &mut moto,
-        &addr,
-        "/moto-api/",
-        Duration::from_secs(30),
-        |_| true,
-    )
-    .await?;
-    Ok((moto, format!("http://{addr}")))
-}
 
 pub async fn core_flow_against_moto(env: &Env) -> anyhow::Result<()> {
     let (mut moto, moto_url) = start_moto(env).await?;
@@ -171,9 +140,9 @@ pub async fn credential_sources_against_moto(env: &Env) -> anyhow::Result<()> {
     env.service_account(&ns, "app").await?;
     let op_ns = env.namespace("moto-src-op").await?;
     // moto checks no signature: any well-formed long-term key pair will do.
-    let keys = crate::sources::user_keys(env, &op_ns, 1);
-    let source = crate::sources::create_source(env, &op_ns, &keys, &[&ns]).await?;
-    crate::sources::allow_source_modes(env, &ns, &source).await?;
+    let keys = crate::support::aws::user_keys(env, &op_ns, 1);
+    let source = crate::support::aws::create_source(env, &op_ns, &keys, &[&ns]).await?;
+    crate::support::aws::allow_source_modes(env, &ns, &source).await?;
     let _op = env
         .start_operator(&[&ns], &moto_url, &[&format!("--namespace={op_ns}")])
         .await?;

@@ -108,7 +108,7 @@ fn binding_crd_with_added_field() -> anyhow::Result<CustomResourceDefinition> {
 /// A copy of the chart whose AWSRoleBinding CRD template adds [`ADDED_FIELD`].
 fn chart_with_added_field(dir: &std::path::Path) -> anyhow::Result<PathBuf> {
     let chart = dir.join("podcreds");
-    copy_dir(&crate::chart::chart_dir(), &chart)?;
+    copy_dir(&crate::support::helm::chart_dir(), &chart)?;
     let template = chart.join("templates/crds/awsrolebindings.podcreds.dev.yaml");
     ensure!(template.is_file(), "{} is missing", template.display());
     std::fs::write(
@@ -248,7 +248,7 @@ pub async fn a_release_installs_and_upgrades_from_a_registry(_env: &Env) -> anyh
         .collect(),
     };
     let work = env.plane.dir().join("release");
-    let chart_source = crate::chart::chart_dir();
+    let chart_source = crate::support::helm::chart_dir();
     let first = publish(
         &tools,
         &Publish {
@@ -294,8 +294,8 @@ pub async fn a_release_installs_and_upgrades_from_a_registry(_env: &Env) -> anyh
 
     // helm install from the registry, nothing about the image given: the chart's default is the
     // registry's repository, and the kubelet pulls it.
-    crate::node::restricted_namespace(&env, RELEASE_NAMESPACE).await?;
-    let network_values = crate::node::chart_network_values(&env).await?;
+    crate::support::node::restricted_namespace(&env, RELEASE_NAMESPACE).await?;
+    let network_values = crate::support::node::chart_network_values(&env).await?;
     let install = |verb: &'static str, version: String| {
         let mut args: Vec<String> = [
             verb,
@@ -319,9 +319,9 @@ pub async fn a_release_installs_and_upgrades_from_a_registry(_env: &Env) -> anyh
     };
     let args = install("install", first_version.to_string());
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let (ok, out, err) = crate::chart::helm(&env, &args).await?;
+    let (ok, out, err) = crate::support::helm::helm(&env, &args).await?;
     ensure!(ok, "helm install {} failed:\n{out}\n{err}", first.chart);
-    crate::node::wait_rolled_out(&env, RELEASE_NAMESPACE, "podcreds", 2).await?;
+    crate::support::node::wait_rolled_out(&env, RELEASE_NAMESPACE, "podcreds", 2).await?;
     let repository = format!("{prefix}/podcreds");
     ensure_pulled(
         &env,
@@ -378,9 +378,9 @@ pub async fn a_release_installs_and_upgrades_from_a_registry(_env: &Env) -> anyh
     let mut args: Vec<&str> = args.iter().map(String::as_str).collect();
     // The user's values, the new chart's defaults (README, Upgrading).
     args.push("--reset-then-reuse-values");
-    let (ok, out, err) = crate::chart::helm(&env, &args).await?;
+    let (ok, out, err) = crate::support::helm::helm(&env, &args).await?;
     ensure!(ok, "helm upgrade to {second_version} failed:\n{out}\n{err}");
-    crate::node::wait_rolled_out(&env, RELEASE_NAMESPACE, "podcreds", 2).await?;
+    crate::support::node::wait_rolled_out(&env, RELEASE_NAMESPACE, "podcreds", 2).await?;
     ensure_pulled(
         &env,
         &format!("{repository}:{second_version}"),
@@ -420,13 +420,13 @@ pub async fn a_release_installs_and_upgrades_from_a_registry(_env: &Env) -> anyh
         .await?;
 
     // Uninstall: the operator goes, the CRDs, the bindings and their Secrets stay.
-    let (ok, out, err) = crate::chart::helm(
+    let (ok, out, err) = crate::support::helm::helm(
         &env,
         &["uninstall", RELEASE, "--namespace", RELEASE_NAMESPACE],
     )
     .await?;
     ensure!(ok, "helm uninstall failed:\n{out}\n{err}");
-    crate::node::ensure_crds_kept(&env).await?;
+    crate::support::node::ensure_crds_kept(&env).await?;
     for name in ["first", "second", "after"] {
         env.bindings(&app_ns)
             .get_opt(name)

@@ -16,8 +16,8 @@ use serde_json::{Value, json};
 use sts_emulator::{CallRecord, Config, Emulator, Profile, TrustAnchor};
 use x509_parser::prelude::{FromDer, X509Certificate};
 
-use crate::grants::{apply_printed_trust_policies, manifest};
-use crate::rolesanywhere::{ANCHOR, Ca, PROFILE};
+use crate::support::aws::{apply_printed_trust_policies, manifest};
+use crate::support::rolesanywhere::{ANCHOR, Ca, PROFILE};
 use crate::support::{
     ACCOUNT, Env, Operator, aws_caller_identity, counter, podcreds_cli, ready_message, wait_for,
 };
@@ -480,7 +480,10 @@ pub async fn ca_rotation_keeps_exchanges_working(env: &Env) -> anyhow::Result<()
 }
 
 /// A `kubernetes.io/tls` Secret named `name` holding `workload`'s certificate and key.
-fn tls_secret(name: &str, workload: &crate::rolesanywhere::Workload) -> anyhow::Result<Secret> {
+fn tls_secret(
+    name: &str,
+    workload: &crate::support::rolesanywhere::Workload,
+) -> anyhow::Result<Secret> {
     Ok(Secret {
         metadata: ObjectMeta {
             name: Some(name.to_string()),

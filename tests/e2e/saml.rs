@@ -712,7 +712,7 @@ pub async fn role_chain_after_saml(env: &Env) -> anyhow::Result<()> {
 }
 
 pub async fn saml_against_moto(env: &Env) -> anyhow::Result<()> {
-    let (mut moto, moto_url) = crate::moto::start_moto(env).await?;
+    let (mut moto, moto_url) = crate::support::peers::start_moto(env).await?;
     let ns = env.namespace("saml-moto").await?;
     env.service_account(&ns, "app").await?;
     env.allow_roles(&ns, &format!("arn:aws:iam::{ACCOUNT}:role/**"))
@@ -759,7 +759,7 @@ pub async fn saml_against_moto(env: &Env) -> anyhow::Result<()> {
 }
 
 pub async fn chart_rbac_lets_the_operator_keep_only_its_saml_key(env: &Env) -> anyhow::Result<()> {
-    use crate::chart::{forbidden, helm, helm_install, service_account_token};
+    use crate::support::helm::{forbidden, helm, helm_install, service_account_token};
     // Namespaced RBAC: with rbac.scope=cluster the permissions on binding Secrets reach every
     // namespace, the operator's own included (docs/security.md says so).
     let ns = env.namespace("saml-chart").await?;

@@ -12,8 +12,10 @@ use k8s_openapi::api::core::v1::{Namespace, Secret, ServiceAccount};
 use kube::api::{Api, ObjectMeta, PostParams};
 use serde_json::json;
 
-use crate::chart::{helm, helm_install, refusal_of, service_account_token, with_admission_policy};
-use crate::network::{ConnectProxy, TlsFront, trust_bundle};
+use crate::support::helm::{
+    helm, helm_install, refusal_of, service_account_token, with_admission_policy,
+};
+use crate::support::network::{ConnectProxy, TlsFront, trust_bundle};
 use crate::support::{Env, OperatorOptions, wait_for};
 
 const READY: Duration = Duration::from_secs(60);

@@ -15,125 +15,12 @@ use podcreds::api::{AWSCredentialSource, AWSRoleBinding};
 use serde_json::json;
 use sts_emulator::{Faults, Role, User};
 
+use crate::support::aws::{Keys, allow_source_modes, create_source, user_keys};
 use crate::support::{ACCOUNT, Env, Operator, aws_caller_identity, kubelet_layout, wait_for};
 
 const READY: Duration = Duration::from_secs(60);
 
 const READ_ONLY_POLICY: &str = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:GetObject","Resource":"*"}]}"#;
-
-/// Long-term keys of one IAM user, registered on the emulator.
-pub(crate) struct Keys {
-    user_arn: String,
-    pub(crate) access_key_id: String,
-    secret_access_key: String,
-}
-
-/// New keys for the user `user` (`generation` makes each pair distinct).
-pub(crate) fn user_keys(env: &Env, user: &str, generation: u32) -> Keys {
-    let tag: String = user
-        .chars()
-        .filter(char::is_ascii_alphanumeric)
-        .collect::<String>()
-        .to_ascii_uppercase();
-    let keys = Keys {
-        user_arn: format!("arn:aws:iam::{ACCOUNT}:user/{user}"),
-        access_key_id: format!("AKIA{tag}{generation}"),
-        secret_access_key: format!("{user}/{generation}/long-term-secret-key-material"),
-    };
-    env.emulator.add_user(User {
-        arn: keys.user_arn.clone(),
-        access_key_id: keys.access_key_id.clone(),
-        secret_access_key: keys.secret_access_key.clone(),
-        lifetime_seconds: None,
-    });
-    keys
-}
-
-fn key_data(keys: &Keys) -> BTreeMap<String, ByteString> {
-    BTreeMap::from([
-        (
-            "AWS_ACCESS_KEY_ID".to_string(),
-            ByteString(keys.access_key_id.clone().into_bytes()),
-        ),
-        (
-            "AWS_SECRET_ACCESS_KEY".to_string(),
-            ByteString(keys.secret_access_key.clone().into_bytes()),
-        ),
-    ])
-}
-
-/// A source named after the operator's namespace `op_ns`, whose Secret `user-keys` there holds
-/// `keys`, allowing `allowed` every mode and 36-hour sessions (what most tests exercise; the
-/// defaults are tested on their own).
-pub(crate) async fn create_source(
-    env: &Env,
-    op_ns: &str,
-    keys: &Keys,
-    allowed: &[&str],
-) -> anyhow::Result<String> {
-    create_source_with(
-        env,
-        op_ns,
-        keys,
-        json!({
-            "allowedNamespaces": allowed,
-            "allowedModes": ["AssumeRole", "GetFederationToken", "GetSessionToken"],
-            "maxDurationSeconds": 129600,
-        }),
-    )
-    .await
-}
-
-/// Lets namespace `ns` bind every role of the test account and use the modes of `source` that
-/// assume no role (which a namespace must list itself).
-pub(crate) async fn allow_source_modes(env: &Env, ns: &str, source: &str) -> anyhow::Result<()> {
-    env.allow_roles(
-        ns,
-        &format!(
-            "arn:aws:iam::{ACCOUNT}:role/**,podcreds:credential-source/{source}/GetFederationToken,podcreds:credential-source/{source}/GetSessionToken"
-        ),
-    )
-    .await
-}
-
-/// A source as [`create_source`] makes it, with `grants` as the rest of its spec.
-pub(crate) async fn create_source_with(
-    env: &Env,
-    op_ns: &str,
-    keys: &Keys,
-    grants: serde_json::Value,
-) -> anyhow::Result<String> {
-    let secret = Secret {
-        metadata: ObjectMeta {
-            name: Some("user-keys".into()),
-            namespace: Some(op_ns.to_string()),
-            ..ObjectMeta::default()
-        },
-        data: Some(key_data(keys)),
-        ..Secret::default()
-    };
-    env.secrets(op_ns)
-        .create(&PostParams::default(), &secret)
-        .await?;
-    let source: AWSCredentialSource = serde_json::from_value(json!({
-        "apiVersion": "podcreds.dev/v1alpha1",
-        "kind": "AWSCredentialSource",
-        "metadata": {"name": op_ns},
-        "spec": {"secretRef": {"name": "user-keys", "namespace": op_ns}},
-    }))?;
-    let mut source = source;
-    let mut spec = serde_json::to_value(&source.spec)?;
-    if let (Some(spec), Some(grants)) = (spec.as_object_mut(), grants.as_object()) {
-        for (k, v) in grants {
-            spec.insert(k.clone(), v.clone());
-        }
-    }
-    source.spec = serde_json::from_value(spec)?;
-    Api::<AWSCredentialSource>::all(env.client.clone())
-        .create(&PostParams::default(), &source)
-        .await?;
-    Ok(op_ns.to_string())
-}
 
 /// A tenant namespace with ServiceAccount `app`, an operator namespace with a source allowing
 /// the tenant, and an operator watching the tenant: (tenant, source, keys, operator).
@@ -752,7 +639,7 @@ pub async fn an_outage_keeps_valid_credentials(env: &Env) -> anyhow::Result<()> 
 
 pub async fn admission_refuses_namespaces_a_source_does_not_allow(env: &Env) -> anyhow::Result<()> {
     // The chart's own policy, applied to the real apiserver.
-    let docs = crate::chart::render(env, &[]).await?;
+    let docs = crate::support::helm::render(env, &[]).await?;
     let guard: Vec<&serde_json::Value> = docs
         .iter()
         .filter(|d| {

@@ -495,7 +495,7 @@ pub async fn a_deleted_namespace_leaves_the_operator_quiet(env: &Env) -> anyhow:
 /// binding, and leaves it alone. With the chart's status guard installed, her status patch is
 /// refused outright.
 pub async fn a_forged_status_deletes_no_secret(env: &Env) -> anyhow::Result<()> {
-    use crate::chart::{grant, rule, with_admission_policy};
+    use crate::support::helm::{grant, rule, with_admission_policy};
     use kube::api::Api;
     let ns = {
         // No chart release may be installed meanwhile (the test runs alone, main.rs RUNS_ALONE):

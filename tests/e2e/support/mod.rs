@@ -1,6 +1,14 @@
 //! Shared machinery of the end-to-end suite: the environment (one control plane and one STS
 //! emulator per run), an operator process per test, and helpers to wait and inspect.
 
+pub mod aws;
+pub mod endpoint;
+pub mod helm;
+pub mod network;
+pub mod node;
+pub mod peers;
+pub mod rolesanywhere;
+
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::path::Path;
