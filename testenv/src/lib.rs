@@ -8,6 +8,7 @@
 
 pub mod fixtures;
 pub mod loopback;
+pub mod moto;
 pub mod netns;
 pub mod node;
 pub mod oci;

@@ -2,40 +2,19 @@
 
 use crate::support::Env;
 use anyhow::bail;
-use podcreds_testenv::{Process, free_port};
+use podcreds_testenv::Process;
 use serde_json::json;
-use std::time::Duration;
 
-/// A moto server on a free loopback port: (its process, its URL).
+/// moto on a free loopback port, its log in the run's logs: (its process, its URL).
 pub(crate) async fn start_moto(env: &Env) -> anyhow::Result<(Process, String)> {
-    let moto_bin = podcreds_testenv::tools::venv_program("moto_server")?;
-    let port = free_port()?;
-    let log_dir = env.plane.dir().join(format!("moto-{port}"));
+    // Tests running at once each get their own moto, and their logs their own directory.
+    static STARTED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let log_dir = env.plane.dir().join(format!("moto-{n}"));
     std::fs::create_dir_all(&log_dir)?;
-    let mut moto = Process::spawn(
-        "moto",
-        &moto_bin,
-        &[
-            "-H".into(),
-            "127.0.0.1".into(),
-            "-p".into(),
-            port.to_string(),
-        ],
-        &[],
-        &log_dir,
-    )?;
+    let (moto, url) = podcreds_testenv::moto::start(&log_dir).await?;
     crate::register_log(moto.log_path().to_path_buf());
-    let addr = format!("127.0.0.1:{port}");
-    // Any answer at all means moto is serving.
-    podcreds_testenv::loopback::wait_until_serving(
-        &mut moto,
-        &addr,
-        "/moto-api/",
-        Duration::from_secs(30),
-        |_| true,
-    )
-    .await?;
-    Ok((moto, format!("http://{addr}")))
+    Ok((moto, url))
 }
 
 /// A binding naming `arn` under `provider` (with an endpoint for the compatible ones).

@@ -90,31 +90,7 @@ pub struct Moto {
 }
 
 pub async fn start_moto(plane: &ControlPlane) -> anyhow::Result<Moto> {
-    let moto_bin = podcreds_testenv::tools::venv_program("moto_server")?;
-    let port = free_port()?;
-    let mut process = Process::spawn(
-        "moto",
-        &moto_bin,
-        &[
-            "-H".into(),
-            "127.0.0.1".into(),
-            "-p".into(),
-            port.to_string(),
-        ],
-        &[],
-        plane.dir(),
-    )?;
-    let addr = format!("127.0.0.1:{port}");
-    // Any answer at all means moto is serving.
-    podcreds_testenv::loopback::wait_until_serving(
-        &mut process,
-        &addr,
-        "/moto-api/",
-        Duration::from_secs(30),
-        |_| true,
-    )
-    .await?;
-    let url = format!("http://{addr}");
+    let (process, url) = podcreds_testenv::moto::start(plane.dir()).await?;
     create_remote_secret(&url)?;
     Ok(Moto { process, url })
 }
