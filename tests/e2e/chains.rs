@@ -802,3 +802,14 @@ pub async fn a_hop_outage_keeps_valid_credentials_and_a_conflict_costs_one_chain
     sts.shutdown();
     result
 }
+
+/// The tests of this module, in the order the suite runs them.
+pub const TESTS: &[(&str, crate::TestFn)] = tests![chains:
+    a_two_hop_chain_serves_aws_clients_as_the_last_role,
+    kubernetes_session_tags_reach_sts_and_cannot_be_overridden,
+    chained_sessions_are_clamped_to_an_hour_and_report_their_packed_size,
+    hostile_role_chains_are_refused_at_admission,
+    a_restarted_operator_makes_no_sts_call_for_a_fresh_chain,
+    refused_hops_say_what_the_trust_policy_lacks,
+    a_hop_outage_keeps_valid_credentials_and_a_conflict_costs_one_chain,
+];

@@ -1354,3 +1354,13 @@ pub async fn the_node_agent_needs_only_what_the_chart_grants(env: &Env) -> anyho
     ensure!(ok, "helm uninstall failed: {stderr}");
     Ok(())
 }
+
+/// The tests of this module, in the order the suite runs them.
+pub const TESTS: &[(&str, crate::TestFn)] = tests![chart:
+    chart_lints_and_renders_what_matters,
+    chart_installs_with_sufficient_and_minimal_rbac,
+    admission_policy_stops_the_confused_deputy,
+    admission_policy_checks_every_spec_update,
+    a_missing_admission_policy_is_reported,
+    the_node_agent_needs_only_what_the_chart_grants,
+];

@@ -152,3 +152,8 @@ pub async fn aws_cli_and_boto3_use_the_mounted_secret(env: &Env) -> anyhow::Resu
     );
     Ok(())
 }
+
+/// The tests of this module, in the order the suite runs them.
+pub const TESTS: &[(&str, crate::TestFn)] = tests![consumers:
+    aws_cli_and_boto3_use_the_mounted_secret,
+];

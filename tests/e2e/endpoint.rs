@@ -525,3 +525,16 @@ pub async fn agent_restart_and_leader_fail_over_fail_no_call(env: &Env) -> anyho
     );
     Ok(())
 }
+
+/// The tests of this module, in the order the suite runs them.
+pub const TESTS: &[(&str, crate::TestFn)] = tests![endpoint:
+    a_pod_calls_sts_through_the_node_agent_across_refreshes,
+    a_token_of_another_service_account_is_refused,
+    another_namespaces_binding_is_refused,
+    a_deleted_pods_token_is_refused,
+    a_pod_on_another_node_is_refused,
+    a_token_with_the_wrong_audience_is_refused,
+    a_binding_without_endpoint_delivery_is_refused,
+    the_sdk_refuses_plain_http_on_a_pod_ip,
+    agent_restart_and_leader_fail_over_fail_no_call,
+];

@@ -593,3 +593,18 @@ pub async fn many_bindings_recover_after_an_outage(env: &Env) -> anyhow::Result<
     sts.shutdown();
     Ok(())
 }
+
+/// The tests of this module, in the order the suite runs them.
+pub const TESTS: &[(&str, crate::TestFn)] = tests![faults:
+    sts_outage_keeps_valid_credentials_and_recovers,
+    throttled_burst_ends_all_ready,
+    slow_sts_does_not_block_other_bindings,
+    garbage_from_sts_is_survived,
+    leader_election_fails_over_without_duplicate_calls,
+    sigkill_during_a_burst_loses_nothing,
+    apiserver_restart_is_survived,
+    sts_error_codes_become_precise_reasons,
+    sigterm_stops_even_without_an_apiserver,
+    clock_skew_between_cluster_and_sts_is_reported,
+    many_bindings_recover_after_an_outage,
+];

@@ -288,3 +288,9 @@ pub async fn a_credential_source_grants_only_what_it_names(env: &Env) -> anyhow:
     })
     .await
 }
+
+/// The tests of this module, in the order the suite runs them.
+pub const TESTS: &[(&str, crate::TestFn)] = tests![grants:
+    forged_kubernetes_tags_are_refused,
+    a_credential_source_grants_only_what_it_names,
+];

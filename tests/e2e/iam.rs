@@ -365,3 +365,10 @@ pub async fn setup_mistakes_are_reported_with_their_fix(env: &Env) -> anyhow::Re
     );
     Ok(())
 }
+
+/// The tests of this module, in the order the suite runs them.
+pub const TESTS: &[(&str, crate::TestFn)] = tests![iam:
+    trust_policies_printed_for_a_chain_admit_exactly_its_binding,
+    exported_oidc_documents_verify_the_clusters_tokens,
+    setup_mistakes_are_reported_with_their_fix,
+];

@@ -974,3 +974,21 @@ pub async fn renaming_the_secret_moves_the_credentials(env: &Env) -> anyhow::Res
     ensure!(b.status.and_then(|s| s.secret_name).as_deref() == Some("two"));
     Ok(())
 }
+
+/// The tests of this module, in the order the suite runs them.
+pub const TESTS: &[(&str, crate::TestFn)] = tests![lifecycle:
+    binding_issues_working_credentials,
+    refresh_happens_before_expiry_and_honours_shorter_grants,
+    missing_service_account_then_created,
+    trust_policy_rejection_writes_nothing,
+    refresh_requests_act_at_once_and_once_per_value,
+    invalid_specs_are_rejected_by_the_apiserver,
+    deleted_secret_is_recreated_and_edited_secret_restored,
+    foreign_secret_is_never_touched,
+    deleting_the_binding_garbage_collects_the_secret,
+    spec_changes_issue_new_credentials,
+    restart_with_fresh_secrets_makes_no_sts_calls,
+    disallowed_endpoint_and_audience_send_nothing,
+    bindings_colliding_on_a_secret_name_never_share_it,
+    renaming_the_secret_moves_the_credentials,
+];

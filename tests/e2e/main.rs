@@ -12,6 +12,15 @@
 //! `unshare --net` with only loopback up (as root; see `podcreds_testenv::netns`), so every
 //! process, the node's bridges and the pods' interfaces are inside it and vanish with it.
 
+#![deny(dead_code)]
+
+/// `tests![module: a, b]`: the named test functions of `module`, as `module::a`, `module::b`.
+macro_rules! tests {
+    ($module:ident: $($name:ident),* $(,)?) => {
+        &[$((concat!(stringify!($module), "::", stringify!($name)), (|env| Box::pin($name(env))) as crate::TestFn)),*]
+    };
+}
+
 mod chains;
 mod chart;
 mod consumers;
@@ -24,7 +33,6 @@ mod minio;
 mod moto;
 mod network;
 mod node;
-mod registry;
 mod release;
 mod rolesanywhere;
 mod rolesanywhere_flow;
@@ -46,12 +54,6 @@ use support::Env;
 
 type TestFn = for<'a> fn(&'a Env) -> BoxFuture<'a, anyhow::Result<()>>;
 
-macro_rules! tests {
-    ($($module:ident :: $name:ident),* $(,)?) => {
-        &[$((concat!(stringify!($module), "::", stringify!($name)), (|env| Box::pin($module::$name(env))) as TestFn)),*]
-    };
-}
-
 /// Tests that run alone (see `run`): they install the chart's admission policies on the shared
 /// control plane, which apply to every namespace, or need none installed (a release's status
 /// guard refuses every other operator's status writes).
@@ -71,115 +73,33 @@ const RUNS_ALONE: &[&str] = &[
     "grants::a_credential_source_grants_only_what_it_names",
 ];
 
-/// Every test of the suite; `registry` checks at start that this matches the test functions.
-const TESTS: &[(&str, TestFn)] = tests![
-    lifecycle::binding_issues_working_credentials,
-    lifecycle::refresh_happens_before_expiry_and_honours_shorter_grants,
-    lifecycle::missing_service_account_then_created,
-    lifecycle::trust_policy_rejection_writes_nothing,
-    lifecycle::refresh_requests_act_at_once_and_once_per_value,
-    lifecycle::invalid_specs_are_rejected_by_the_apiserver,
-    lifecycle::deleted_secret_is_recreated_and_edited_secret_restored,
-    lifecycle::foreign_secret_is_never_touched,
-    lifecycle::deleting_the_binding_garbage_collects_the_secret,
-    lifecycle::spec_changes_issue_new_credentials,
-    lifecycle::restart_with_fresh_secrets_makes_no_sts_calls,
-    lifecycle::disallowed_endpoint_and_audience_send_nothing,
-    lifecycle::bindings_colliding_on_a_secret_name_never_share_it,
-    lifecycle::renaming_the_secret_moves_the_credentials,
-    consumers::aws_cli_and_boto3_use_the_mounted_secret,
-    moto::core_flow_against_moto,
-    moto::role_chain_against_moto,
-    moto::credential_sources_against_moto,
-    saml::saml_binding_gets_working_credentials,
-    saml::outdated_metadata_names_the_fix_and_recovers,
-    saml::key_rotation_keeps_exchanges_working,
-    saml::saml_outage_degrades_then_recovers,
-    saml::role_chain_after_saml,
-    saml::saml_against_moto,
-    saml::chart_rbac_lets_the_operator_keep_only_its_saml_key,
-    saml::tampered_expired_and_foreign_assertions_are_refused,
-    rolesanywhere::the_emulator_accepts_aws_signing_helper_and_refuses_a_tamper,
-    rolesanywhere::aws_signing_helper_is_refused_foreign_expired_and_revoked_certificates,
-    rolesanywhere_flow::podcreds_as_the_ca_gets_working_credentials,
-    rolesanywhere_flow::ca_rotation_keeps_exchanges_working,
-    rolesanywhere_flow::an_admin_certificate_signs_until_revoked_or_expired,
-    minio::binding_against_minio_is_limited_to_one_bucket_and_refreshes,
-    minio::minio_refuses_a_wrong_audience_and_another_clusters_token,
-    minio::every_supported_role_arn_form_is_admitted_by_kubectl_apply,
-    minio::ceph_rgw_role_arns_and_error_documents,
-    chains::a_two_hop_chain_serves_aws_clients_as_the_last_role,
-    chains::kubernetes_session_tags_reach_sts_and_cannot_be_overridden,
-    chains::chained_sessions_are_clamped_to_an_hour_and_report_their_packed_size,
-    chains::hostile_role_chains_are_refused_at_admission,
-    chains::a_restarted_operator_makes_no_sts_call_for_a_fresh_chain,
-    chains::refused_hops_say_what_the_trust_policy_lacks,
-    chains::a_hop_outage_keeps_valid_credentials_and_a_conflict_costs_one_chain,
-    chart::chart_lints_and_renders_what_matters,
-    chart::chart_installs_with_sufficient_and_minimal_rbac,
-    chart::admission_policy_stops_the_confused_deputy,
-    chart::admission_policy_checks_every_spec_update,
-    chart::a_missing_admission_policy_is_reported,
-    chart::the_node_agent_needs_only_what_the_chart_grants,
-    grants::forged_kubernetes_tags_are_refused,
-    grants::a_credential_source_grants_only_what_it_names,
-    network::sts_calls_go_through_the_admins_proxy,
-    network::an_unusable_proxy_is_refused_at_start,
-    network::a_stopped_sts_endpoint_fails_over_to_the_next,
-    security::role_allowlist_is_path_aware_in_cel_and_rust,
-    security::spoofed_session_names_are_refused_at_admission,
-    security::spoofed_session_names_are_refused_by_the_operator,
-    security::plain_http_sts_endpoints_are_refused,
-    security::environment_cannot_reroute_sts_traffic,
-    security::a_compromised_operator_cannot_mint_other_tokens,
-    faults::sts_outage_keeps_valid_credentials_and_recovers,
-    iam::trust_policies_printed_for_a_chain_admit_exactly_its_binding,
-    iam::exported_oidc_documents_verify_the_clusters_tokens,
-    iam::setup_mistakes_are_reported_with_their_fix,
-    faults::throttled_burst_ends_all_ready,
-    faults::slow_sts_does_not_block_other_bindings,
-    faults::garbage_from_sts_is_survived,
-    faults::leader_election_fails_over_without_duplicate_calls,
-    faults::sigkill_during_a_burst_loses_nothing,
-    faults::apiserver_restart_is_survived,
-    faults::sts_error_codes_become_precise_reasons,
-    faults::sigterm_stops_even_without_an_apiserver,
-    faults::clock_skew_between_cluster_and_sts_is_reported,
-    faults::many_bindings_recover_after_an_outage,
-    tenant::forged_expiration_annotations_are_repaired,
-    tenant::a_rename_deletes_only_the_secret_podcreds_created,
-    tenant::a_forged_status_deletes_no_secret,
-    tenant::two_installations_serve_disjoint_bindings,
-    tenant::labelled_secrets_built_to_bloat_the_cache_cost_nothing,
-    tenant::oversized_bindings_are_refused_and_maximal_ones_served,
-    tenant::a_conflict_clears_when_the_foreign_secret_goes,
-    tenant::a_busy_namespace_does_not_hold_up_another,
-    tenant::the_operator_enforces_the_role_allowlist_itself,
-    tenant::a_required_allowlist_denies_by_default,
-    tenant::a_deleted_namespace_leaves_the_operator_quiet,
-    node::a_pod_reads_refreshed_credentials_through_a_secret_volume,
-    node::the_operator_image_runs_as_a_restricted_pod,
-    node::the_chart_runs_on_the_node_in_a_restricted_namespace,
-    node::pods_on_the_node_call_sts_through_the_agent,
-    release::a_release_installs_and_upgrades_from_a_registry,
-    sources::each_mode_is_ready_with_working_credentials,
-    sources::assume_role_from_user_then_role_chain,
-    sources::invalid_specs_are_refused_with_the_reason,
-    sources::the_operator_refuses_what_the_source_does_not_allow,
-    sources::rotated_keys_are_used_at_once,
-    sources::an_outage_keeps_valid_credentials,
-    sources::admission_refuses_namespaces_a_source_does_not_allow,
-    sources::a_foreign_secret_costs_a_source_binding_one_exchange,
-    endpoint::a_pod_calls_sts_through_the_node_agent_across_refreshes,
-    endpoint::a_token_of_another_service_account_is_refused,
-    endpoint::another_namespaces_binding_is_refused,
-    endpoint::a_deleted_pods_token_is_refused,
-    endpoint::a_pod_on_another_node_is_refused,
-    endpoint::a_token_with_the_wrong_audience_is_refused,
-    endpoint::a_binding_without_endpoint_delivery_is_refused,
-    endpoint::the_sdk_refuses_plain_http_on_a_pod_ip,
-    endpoint::agent_restart_and_leader_fail_over_fail_no_call,
+/// Every module's tests (each module lists its own, beside them; a test function left out of
+/// its list is dead code, which this crate denies).
+const TESTS_BY_MODULE: &[&[(&str, TestFn)]] = &[
+    lifecycle::TESTS,
+    consumers::TESTS,
+    moto::TESTS,
+    saml::TESTS,
+    rolesanywhere::TESTS,
+    rolesanywhere_flow::TESTS,
+    minio::TESTS,
+    chains::TESTS,
+    chart::TESTS,
+    grants::TESTS,
+    network::TESTS,
+    security::TESTS,
+    faults::TESTS,
+    iam::TESTS,
+    tenant::TESTS,
+    node::TESTS,
+    release::TESTS,
+    sources::TESTS,
+    endpoint::TESTS,
 ];
+
+fn all_tests() -> impl Iterator<Item = &'static (&'static str, TestFn)> {
+    TESTS_BY_MODULE.iter().flat_map(|tests| tests.iter())
+}
 
 tokio::task_local! {
     static CURRENT_TEST: String;
@@ -282,24 +202,18 @@ fn main() {
 }
 
 async fn run(args: Args) {
-    let registered: Vec<&str> = TESTS.iter().map(|(name, _)| *name).collect();
-    let mut problems = registry::problems(&registered);
-    problems.extend(
-        RUNS_ALONE
-            .iter()
-            .filter(|name| !registered.contains(name))
-            .map(|name| format!("RUNS_ALONE names {name}, which is not a test")),
-    );
-    if !problems.is_empty() {
-        eprintln!(
-            "the test registry (TESTS in tests/e2e/main.rs) does not match the test functions:\n  {}",
-            problems.join("\n  ")
-        );
-        println!("test result: FAILED. 0 passed; 0 failed; 0 ignored (the registry is wrong)");
+    let registered: Vec<&str> = all_tests().map(|(name, _)| *name).collect();
+    let unknown: Vec<String> = RUNS_ALONE
+        .iter()
+        .filter(|name| !registered.contains(name))
+        .map(|name| format!("RUNS_ALONE names {name}, which is not a test"))
+        .collect();
+    if !unknown.is_empty() {
+        eprintln!("{}", unknown.join("\n"));
+        println!("test result: FAILED. 0 passed; 0 failed; 0 ignored (RUNS_ALONE is wrong)");
         std::process::exit(1);
     }
-    let selected: Vec<&(&str, TestFn)> = TESTS
-        .iter()
+    let selected: Vec<&(&str, TestFn)> = all_tests()
         .filter(|(name, _)| {
             args.filters.is_empty() || args.filters.iter().any(|f| name.contains(f.as_str()))
         })
@@ -396,7 +310,7 @@ async fn run(args: Args) {
     println!(
         "\ntest result: {status}. {passed} passed; {} failed; 0 ignored; 0 measured; {} filtered out; finished in {:.2}s",
         failed.len(),
-        TESTS.len() - results.len(),
+        all_tests().count() - results.len(),
         started.elapsed().as_secs_f64()
     );
     let code = i32::from(!failed.is_empty());

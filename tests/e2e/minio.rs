@@ -733,3 +733,11 @@ pub async fn ceph_rgw_role_arns_and_error_documents(env: &Env) -> anyhow::Result
     rgw.shutdown();
     Ok(())
 }
+
+/// The tests of this module, in the order the suite runs them.
+pub const TESTS: &[(&str, crate::TestFn)] = tests![minio:
+    binding_against_minio_is_limited_to_one_bucket_and_refreshes,
+    minio_refuses_a_wrong_audience_and_another_clusters_token,
+    every_supported_role_arn_form_is_admitted_by_kubectl_apply,
+    ceph_rgw_role_arns_and_error_documents,
+];

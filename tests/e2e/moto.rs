@@ -196,3 +196,10 @@ pub async fn credential_sources_against_moto(env: &Env) -> anyhow::Result<()> {
     moto.terminate()?;
     Ok(())
 }
+
+/// The tests of this module, in the order the suite runs them.
+pub const TESTS: &[(&str, crate::TestFn)] = tests![moto:
+    core_flow_against_moto,
+    role_chain_against_moto,
+    credential_sources_against_moto,
+];

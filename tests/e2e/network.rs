@@ -405,3 +405,10 @@ pub async fn a_stopped_sts_endpoint_fails_over_to_the_next(env: &Env) -> anyhow:
     second.shutdown();
     Ok(())
 }
+
+/// The tests of this module, in the order the suite runs them.
+pub const TESTS: &[(&str, crate::TestFn)] = tests![network:
+    sts_calls_go_through_the_admins_proxy,
+    an_unusable_proxy_is_refused_at_start,
+    a_stopped_sts_endpoint_fails_over_to_the_next,
+];

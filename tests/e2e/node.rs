@@ -949,3 +949,11 @@ pub async fn pods_on_the_node_call_sts_through_the_agent(_env: &Env) -> anyhow::
 }
 
 const GO_CLIENT_IMAGE: &str = "localhost/podcreds-testenv/sdk-go-v2-client:1";
+
+/// The tests of this module, in the order the suite runs them.
+pub const TESTS: &[(&str, crate::TestFn)] = tests![node:
+    a_pod_reads_refreshed_credentials_through_a_secret_volume,
+    the_operator_image_runs_as_a_restricted_pod,
+    the_chart_runs_on_the_node_in_a_restricted_namespace,
+    pods_on_the_node_call_sts_through_the_agent,
+];

@@ -446,3 +446,8 @@ pub async fn a_release_installs_and_upgrades_from_a_registry(_env: &Env) -> anyh
     );
     Ok(())
 }
+
+/// The tests of this module, in the order the suite runs them.
+pub const TESTS: &[(&str, crate::TestFn)] = tests![release:
+    a_release_installs_and_upgrades_from_a_registry,
+];

@@ -350,3 +350,9 @@ pub async fn aws_signing_helper_is_refused_foreign_expired_and_revoked_certifica
     sts.shutdown();
     Ok(())
 }
+
+/// The tests of this module, in the order the suite runs them.
+pub const TESTS: &[(&str, crate::TestFn)] = tests![rolesanywhere:
+    the_emulator_accepts_aws_signing_helper_and_refuses_a_tamper,
+    aws_signing_helper_is_refused_foreign_expired_and_revoked_certificates,
+];

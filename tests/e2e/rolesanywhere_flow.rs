@@ -597,3 +597,10 @@ pub async fn an_admin_certificate_signs_until_revoked_or_expired(env: &Env) -> a
     s.sts.shutdown();
     Ok(())
 }
+
+/// The tests of this module, in the order the suite runs them.
+pub const TESTS: &[(&str, crate::TestFn)] = tests![rolesanywhere_flow:
+    podcreds_as_the_ca_gets_working_credentials,
+    ca_rotation_keeps_exchanges_working,
+    an_admin_certificate_signs_until_revoked_or_expired,
+];

@@ -998,3 +998,15 @@ pub async fn tampered_expired_and_foreign_assertions_are_refused(env: &Env) -> a
     sts.shutdown();
     Ok(())
 }
+
+/// The tests of this module, in the order the suite runs them.
+pub const TESTS: &[(&str, crate::TestFn)] = tests![saml:
+    saml_binding_gets_working_credentials,
+    outdated_metadata_names_the_fix_and_recovers,
+    key_rotation_keeps_exchanges_working,
+    saml_outage_degrades_then_recovers,
+    role_chain_after_saml,
+    saml_against_moto,
+    chart_rbac_lets_the_operator_keep_only_its_saml_key,
+    tampered_expired_and_foreign_assertions_are_refused,
+];

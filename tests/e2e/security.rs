@@ -830,3 +830,13 @@ async fn secret_guard_checks(
         .context("the Secret guard refused someone other than the operator")?;
     Ok(())
 }
+
+/// The tests of this module, in the order the suite runs them.
+pub const TESTS: &[(&str, crate::TestFn)] = tests![security:
+    role_allowlist_is_path_aware_in_cel_and_rust,
+    spoofed_session_names_are_refused_at_admission,
+    spoofed_session_names_are_refused_by_the_operator,
+    plain_http_sts_endpoints_are_refused,
+    environment_cannot_reroute_sts_traffic,
+    a_compromised_operator_cannot_mint_other_tokens,
+];

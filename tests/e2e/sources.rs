@@ -791,3 +791,15 @@ pub async fn a_foreign_secret_costs_a_source_binding_one_exchange(env: &Env) -> 
     );
     Ok(())
 }
+
+/// The tests of this module, in the order the suite runs them.
+pub const TESTS: &[(&str, crate::TestFn)] = tests![sources:
+    each_mode_is_ready_with_working_credentials,
+    assume_role_from_user_then_role_chain,
+    invalid_specs_are_refused_with_the_reason,
+    the_operator_refuses_what_the_source_does_not_allow,
+    rotated_keys_are_used_at_once,
+    an_outage_keeps_valid_credentials,
+    admission_refuses_namespaces_a_source_does_not_allow,
+    a_foreign_secret_costs_a_source_binding_one_exchange,
+];

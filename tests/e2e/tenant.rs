@@ -868,3 +868,18 @@ pub async fn oversized_bindings_are_refused_and_maximal_ones_served(
         .await;
     Ok(())
 }
+
+/// The tests of this module, in the order the suite runs them.
+pub const TESTS: &[(&str, crate::TestFn)] = tests![tenant:
+    forged_expiration_annotations_are_repaired,
+    a_rename_deletes_only_the_secret_podcreds_created,
+    a_forged_status_deletes_no_secret,
+    two_installations_serve_disjoint_bindings,
+    labelled_secrets_built_to_bloat_the_cache_cost_nothing,
+    oversized_bindings_are_refused_and_maximal_ones_served,
+    a_conflict_clears_when_the_foreign_secret_goes,
+    a_busy_namespace_does_not_hold_up_another,
+    the_operator_enforces_the_role_allowlist_itself,
+    a_required_allowlist_denies_by_default,
+    a_deleted_namespace_leaves_the_operator_quiet,
+];
