@@ -798,14 +798,34 @@ pub async fn pods_on_the_node_call_sts_through_the_agent(_env: &Env) -> anyhow::
             })
             .and_then(|p| p.metadata.name)
     };
-    let first_agent = crate::support::wait_for(Duration::from_secs(120), agent_ready)
-        .await
-        .with_context(|| {
-            format!(
-                "the agent never became Ready; node logs:\n{}",
-                node.logs(20)
-            )
-        })?;
+    let Some(first_agent) = crate::support::wait_for(Duration::from_secs(120), agent_ready).await
+    else {
+        // What the agent pods are doing, and what they said.
+        let mut report = String::new();
+        let daemonsets: Api<k8s_openapi::api::apps::v1::DaemonSet> =
+            Api::namespaced(node_env.client.clone(), "podcreds-node");
+        for ds in daemonsets.list(&Default::default()).await?.items {
+            report.push_str(&format!(
+                "DaemonSet {}: {:?}\n",
+                ds.metadata.name.unwrap_or_default(),
+                ds.status
+            ));
+        }
+        for pod in agents.list(&Default::default()).await?.items {
+            let name = pod.metadata.name.clone().unwrap_or_default();
+            report.push_str(&format!(
+                "pod {name}: {:?}\n{}\n",
+                pod.status
+                    .map(|s| (s.phase, s.conditions, s.container_statuses)),
+                node.container_output("podcreds-node", &name, "agent")
+                    .join("\n")
+            ));
+        }
+        bail!(
+            "the agent never became Ready:\n{report}\nnode logs:\n{}",
+            node.logs(20)
+        );
+    };
 
     // The tenant: a restricted namespace, one Endpoint binding, ten pods.
     let app_ns = node_env.namespace("node-endpoint").await?;
