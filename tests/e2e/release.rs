@@ -132,23 +132,30 @@ fn copy_dir(from: &std::path::Path, to: &std::path::Path) -> anyhow::Result<()> 
     Ok(())
 }
 
-/// The images the operator's pods run, and the image IDs (`<repository>@<digest>`) the kubelet
-/// reports for them.
+/// The images the operator's pods run (as their spec names them: the kubelet's status names an
+/// image by the first tag the node knows for its digest, and both versions share one), and the
+/// image IDs (`<repository>@<digest>`) the kubelet reports for them.
 async fn operator_images(env: &Env) -> anyhow::Result<Vec<(String, String)>> {
     let pods: Api<Pod> = Api::namespaced(env.client.clone(), RELEASE_NAMESPACE);
-    Ok(pods
-        .list(&Default::default())
-        .await?
-        .items
-        .into_iter()
-        .filter(|p| p.metadata.deletion_timestamp.is_none())
-        .flat_map(|p| {
-            p.status
-                .and_then(|s| s.container_statuses)
-                .unwrap_or_default()
-        })
-        .map(|c| (c.image, c.image_id))
-        .collect())
+    let mut images = Vec::new();
+    for pod in pods.list(&Default::default()).await?.items {
+        if pod.metadata.deletion_timestamp.is_some() {
+            continue;
+        }
+        let statuses = pod
+            .status
+            .and_then(|s| s.container_statuses)
+            .unwrap_or_default();
+        for container in pod.spec.map(|s| s.containers).unwrap_or_default() {
+            let id = statuses
+                .iter()
+                .find(|s| s.name == container.name)
+                .map(|s| s.image_id.clone())
+                .unwrap_or_default();
+            images.push((container.image.unwrap_or_default(), id));
+        }
+    }
+    Ok(images)
 }
 
 /// Checks that every operator pod runs `image`, pulled from the registry as `image_id`.

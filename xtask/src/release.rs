@@ -259,10 +259,11 @@ pub fn release(args: Args) -> anyhow::Result<()> {
         .collect::<anyhow::Result<Vec<_>>>()?;
     ensure!(!platforms.is_empty(), "no platform to build");
     let registry = args.registry.trim_end_matches('/').to_string();
-    let dir = args
-        .output
-        .clone()
-        .unwrap_or_else(|| repo_root().join("target/release-dist").join(&version));
+    // Relative to where the command was run; the steps run tools in other directories.
+    let dir = match &args.output {
+        Some(dir) => std::path::absolute(dir)?,
+        None => repo_root().join("target/release-dist").join(&version),
+    };
     if dir.exists() {
         std::fs::remove_dir_all(&dir)?;
     }
