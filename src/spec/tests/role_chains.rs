@@ -49,7 +49,8 @@ fn the_documented_example_resolves() {
     let spec: AWSRoleBindingSpec = serde_yaml::from_value(doc["spec"].clone()).expect("spec");
     let r = resolve(&spec, "ci", "artifacts-writer", &policy()).expect("valid");
     assert_eq!(r.role_chain.len(), 2);
-    assert!(r.chained_duration_clamped());
+    // It asks for what a chain can hold, which works with roles left at IAM's defaults.
+    assert!(!r.chained_duration_clamped());
     assert_eq!(r.role_chain[0].tags.len(), 4 + 2);
     assert_eq!(r.role_chain[0].transitive_tag_keys.len(), 4 + 1);
     assert_eq!(r.role_chain[1].session_name, "ci.artifacts-writer");
