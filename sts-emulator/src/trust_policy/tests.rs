@@ -490,7 +490,7 @@ fn legacy_fields_become_equivalent_statements() {
                        "StringEquals": {format!("{PROVIDER}:aud"): "sts.amazonaws.com"}}},
         {"Effect": "Allow", "Principal": {"Federated": saml},
          "Action": ["sts:AssumeRoleWithSAML", "sts:TagSession"],
-         "Condition": {"StringLike": {"saml:sub": "system:serviceaccount:ns:*"}}},
+         "Condition": {"StringLike": {"SAML:sub": "system:serviceaccount:ns:*"}}},
         {"Effect": "Allow", "Principal": {"AWS": [entry, user]},
          "Action": ["sts:AssumeRole", "sts:TagSession"],
          "Condition": {"StringEquals": {"sts:ExternalId": "ext-1"}}},
