@@ -558,6 +558,29 @@ pub fn issued(
     }
 }
 
+/// `issued` once an image-pull token expiring at `token_expiration` rides on the same refresh:
+/// the binding is refreshed before the earlier of the two needs it, the token planned as
+/// credentials are (two thirds of its lifetime at most, jittered), so a 12-hour ECR token is
+/// renewed even when the credentials live longer.
+pub fn with_pull_token(
+    mut issued: IssuedMeta,
+    token_expiration: Timestamp,
+    uid: &str,
+) -> IssuedMeta {
+    let expiration = crate::time::whole_second(token_expiration);
+    let jitter = jitter_from(&format!("{uid}/ecr/{}", expiration.as_second()));
+    let token_renewal = crate::time::whole_second(renewal_time(
+        issued.issued_at,
+        expiration.max(issued.issued_at),
+        None,
+        jitter,
+    ));
+    if token_renewal < issued.renewal_time {
+        issued.renewal_time = token_renewal.max(issued.issued_at);
+    }
+    issued
+}
+
 /// When to try again after failed attempt number `attempt` of class `class`. While credentials
 /// in the Secret are `still_valid`, retries are spread so several fit before they expire.
 /// `None`: wait for a change of the binding (or of what it waits for).
@@ -1234,5 +1257,31 @@ mod tests {
                 prop_assert!(intact && same);
             }
         }
+    }
+
+    #[test]
+    fn a_pull_token_brings_the_refresh_forward_only_when_it_expires_first() {
+        // Credentials for 36 hours renew after 24: a 12-hour ECR token needs it sooner, before
+        // it expires and after most of its lifetime.
+        let mut long = issued("f");
+        long.expiration = t(36 * 3600);
+        long.renewal_time = t(24 * 3600);
+        let planned = with_pull_token(long.clone(), t(12 * 3600), "uid-1");
+        assert!(planned.renewal_time < t(12 * 3600), "{planned:?}");
+        assert!(planned.renewal_time >= t(6 * 3600), "{planned:?}");
+        assert_eq!(planned.expiration, long.expiration);
+        assert_eq!(
+            with_pull_token(long.clone(), t(12 * 3600), "uid-1"),
+            planned,
+            "the same token always plans the same time"
+        );
+        // One-hour credentials renew long before a 12-hour token needs it.
+        assert_eq!(
+            with_pull_token(issued("f"), t(12 * 3600), "uid-1"),
+            issued("f")
+        );
+        // A token already expired (a clock far off) never plans before the issue time.
+        let past = with_pull_token(issued("f"), t(-10), "uid-1");
+        assert_eq!(past.renewal_time, t(0));
     }
 }

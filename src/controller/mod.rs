@@ -22,6 +22,7 @@ pub mod refresh;
 pub mod report;
 pub mod revoke;
 pub mod secret_writer;
+pub mod service_account;
 pub mod sources;
 pub mod validate;
 pub mod watches;
@@ -260,6 +261,7 @@ async fn pipeline(
                             issued: refreshed.issued,
                             created_uid: refreshed.created_uid,
                             version: refreshed.version,
+                            pull_secret: refreshed.pull_secret,
                         }
                     }
                     // The cache did not show the Secret, but the name was taken.
@@ -285,6 +287,8 @@ async fn pipeline(
         // An Endpoint-only binding keeps no Secret: one it had before goes.
         let current = spec.delivery.secret.then_some(spec.secret_name.as_str());
         remove_secrets_left_by_a_rename(ctx, binding, key, current).await;
+        let pull = spec.image_pull_secret.as_ref();
+        remove_pull_secret_left_behind(ctx, binding, key, &spec.service_account_name, pull).await;
     }
     if !spec.delivery.endpoint {
         shared.endpoint.remove(&key.uid);
@@ -313,6 +317,62 @@ async fn remove_secrets_left_by_a_rename(
             &ctx.shared.throttle,
             &key.namespace,
             previous,
+            uid,
+            &key.uid,
+        )
+        .await;
+    }
+}
+
+/// Undoes what the status says podcreds did for an image-pull Secret the spec no longer asks
+/// for (`current`): its entry in the ServiceAccount's `imagePullSecrets` goes (only that entry),
+/// and the Secret podcreds created is deleted once `imagePullSecret` is gone or names another
+/// Secret, under the same checks as a renamed Secret.
+async fn remove_pull_secret_left_behind(
+    ctx: &Context,
+    binding: &AWSRoleBinding,
+    key: &BindingKey,
+    service_account: &str,
+    current: Option<&crate::spec::ResolvedPullSecret>,
+) {
+    let Some(pull) = binding
+        .status
+        .as_ref()
+        .and_then(|s| s.image_pull_secret.as_ref())
+    else {
+        return;
+    };
+    let still_listed =
+        current.is_some_and(|c| c.add_to_service_account && c.secret_name == pull.secret_name);
+    if pull.added_to_service_account
+        && !still_listed
+        && let Err(e) = service_account::set_pull_secret(
+            ctx.shared.client.clone(),
+            &ctx.shared.throttle,
+            &key.namespace,
+            service_account,
+            &pull.secret_name,
+            false,
+        )
+        .await
+    {
+        warn!(
+            service_account = %service_account,
+            secret = %pull.secret_name,
+            category = e.category(),
+            error = %e,
+            "could not take the image-pull Secret out of the ServiceAccount"
+        );
+    }
+    let current = current.map(|c| c.secret_name.as_str());
+    if let Some(uid) = &pull.secret_uid
+        && Some(pull.secret_name.as_str()) != current
+    {
+        secret_writer::delete_left_behind(
+            ctx.shared.client.clone(),
+            &ctx.shared.throttle,
+            &key.namespace,
+            &pull.secret_name,
             uid,
             &key.uid,
         )
