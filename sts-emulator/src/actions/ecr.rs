@@ -150,8 +150,9 @@ pub(crate) fn get_authorization_token(
     let expires_at = now
         .checked_add(lifetime)
         .map_err(|_| StsFailure::internal("token lifetime out of range"))?;
+    // 64 characters: a registry behind htpasswd (bcrypt) compares at most 72 bytes.
     let password = random_string(
-        96,
+        64,
         b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789",
     );
     state.ecr_tokens.retain(|t| t.expires_at > now);
