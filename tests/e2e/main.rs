@@ -15,6 +15,7 @@
 mod chains;
 mod chart;
 mod consumers;
+mod ecr;
 mod endpoint;
 mod faults;
 mod grants;
@@ -178,6 +179,7 @@ const TESTS: &[(&str, TestFn)] = tests![
     endpoint::a_token_with_the_wrong_audience_is_refused,
     endpoint::a_binding_without_endpoint_delivery_is_refused,
     endpoint::the_sdk_refuses_plain_http_on_a_pod_ip,
+    ecr::the_kubelet_pulls_from_an_ecr_like_registry_with_refreshed_tokens,
     endpoint::agent_restart_and_leader_fail_over_fail_no_call,
 ];
 
