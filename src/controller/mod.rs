@@ -153,6 +153,18 @@ async fn pipeline(
                         status.as_ref(),
                     )
                     .await?;
+                    // The image-pull Secret's token is revoked with the credentials: once the
+                    // grace period is over, the Secret goes (and its ServiceAccount entry).
+                    if !matches!(revoked, revoke::Revoked::Scheduled(_)) {
+                        remove_pull_secret_left_behind(
+                            ctx,
+                            binding,
+                            key,
+                            &spec.service_account_name,
+                            None,
+                        )
+                        .await;
+                    }
                     Reconciled::NotAllowed {
                         error,
                         secret_name: spec.secret_name,

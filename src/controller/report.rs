@@ -155,6 +155,10 @@ fn holder(spec: &ResolvedSpec) -> Holder<'_> {
 fn pull_report<'a>(reconciled: &'a Reconciled<'a>) -> PullReport<'a> {
     match reconciled {
         Reconciled::Fresh { spec, .. } if spec.image_pull_secret.is_none() => PullReport::Clear,
+        // Revoked with the credentials (see `pipeline`).
+        Reconciled::NotAllowed { revoked, .. } if !matches!(revoked, Revoked::Scheduled(_)) => {
+            PullReport::Clear
+        }
         Reconciled::Refreshed { pull_secret, .. } => match pull_secret {
             Some(written) => PullReport::Written(written),
             None => PullReport::Clear,
@@ -772,5 +776,93 @@ mod tests {
             other => panic!("unexpected {other:?}"),
         }
         assert!(outcome(&Reconciled::Parked).is_none());
+    }
+
+    #[test]
+    fn the_pull_secret_status_follows_what_was_written_and_revoked() {
+        let s = spec();
+        let kind = |r: &Reconciled<'_>| match pull_report(r) {
+            PullReport::Keep => "keep",
+            PullReport::Clear => "clear",
+            PullReport::Written(_) => "written",
+        };
+        // A binding without imagePullSecret says nothing of one, even if its status did.
+        assert_eq!(
+            kind(&Reconciled::Fresh {
+                spec: &s,
+                issued: issued()
+            }),
+            "clear"
+        );
+        let mut pulling = s.clone();
+        pulling.image_pull_secret = Some(crate::spec::ResolvedPullSecret {
+            secret_name: "b-ecr".into(),
+            registries: Vec::new(),
+            add_to_service_account: false,
+            endpoint: None,
+        });
+        assert_eq!(
+            kind(&Reconciled::Fresh {
+                spec: &pulling,
+                issued: issued()
+            }),
+            "keep"
+        );
+        let written = crate::api::ImagePullSecretStatus {
+            secret_name: "b-ecr".into(),
+            ..Default::default()
+        };
+        assert_eq!(
+            kind(&Reconciled::Refreshed {
+                spec: &pulling,
+                reason: RefreshReason::RenewalDue,
+                issued: issued(),
+                created_uid: None,
+                version: None,
+                pull_secret: Some(written),
+            }),
+            "written"
+        );
+        let not_allowed = |revoked| Reconciled::NotAllowed {
+            error: Invalid::from(crate::spec::SpecError::AudienceNotAllowed("x".into())),
+            secret_name: "b".into(),
+            revoked,
+        };
+        // Revoked with the credentials once the grace period is over, not before.
+        assert_eq!(kind(&not_allowed(Revoked::Done)), "clear");
+        assert_eq!(kind(&not_allowed(Revoked::Nothing)), "clear");
+        assert_eq!(kind(&not_allowed(Revoked::Scheduled(t(10)))), "keep");
+        // A failure changes nothing.
+        assert_eq!(kind(&Reconciled::Parked), "keep");
+    }
+
+    #[test]
+    fn a_pull_secret_written_again_keeps_the_uid_podcreds_created() {
+        let created = crate::api::ImagePullSecretStatus {
+            secret_name: "b-ecr".into(),
+            secret_uid: Some("u1".into()),
+            ..Default::default()
+        };
+        let again = crate::api::ImagePullSecretStatus {
+            secret_name: "b-ecr".into(),
+            ..Default::default()
+        };
+        let kept = status::pull_secret_status(Some(&created), PullReport::Written(&again));
+        assert_eq!(kept.and_then(|s| s.secret_uid).as_deref(), Some("u1"));
+        // Another name is another Secret: its UID is not the old one's.
+        let renamed = crate::api::ImagePullSecretStatus {
+            secret_name: "other".into(),
+            ..Default::default()
+        };
+        let moved = status::pull_secret_status(Some(&created), PullReport::Written(&renamed));
+        assert_eq!(moved.and_then(|s| s.secret_uid), None);
+        assert_eq!(
+            status::pull_secret_status(Some(&created), PullReport::Keep),
+            Some(created.clone())
+        );
+        assert_eq!(
+            status::pull_secret_status(Some(&created), PullReport::Clear),
+            None
+        );
     }
 }
