@@ -133,3 +133,14 @@ fn the_ecr_endpoint_is_held_to_the_rules_of_sts_endpoints() {
         Err(PolicyError::InvalidEcrEndpoint("ecr.example".into()))
     );
 }
+
+#[test]
+fn the_example_resolves() {
+    let binding: crate::api::AWSRoleBinding =
+        serde_yaml::from_str(include_str!("../../../examples/ecr-pull.yaml")).expect("example");
+    let r = resolve(&binding.spec, "ci", "builds", &StsPolicy::default()).expect("valid");
+    let pull = r.image_pull_secret.expect("pull secret");
+    assert_eq!(pull.secret_name, "ecr-pull");
+    assert!(pull.add_to_service_account);
+    assert_eq!(pull.regions(), ["eu-west-1"]);
+}
