@@ -25,6 +25,9 @@ pub enum RefreshReason {
     /// An `Endpoint` binding whose credentials this process does not hold (it just started or
     /// was just elected: they are never written to the cluster).
     EndpointEmpty,
+    /// The binding's image-pull Secret (`spec.imagePullSecret`) is gone: a new token is asked
+    /// for with new credentials.
+    PullSecretMissing,
 }
 
 impl RefreshReason {
@@ -38,6 +41,7 @@ impl RefreshReason {
             RefreshReason::AnnotationsUnreadable => "AnnotationsUnreadable",
             RefreshReason::Requested => "Requested",
             RefreshReason::EndpointEmpty => "EndpointEmpty",
+            RefreshReason::PullSecretMissing => "PullSecretMissing",
         }
     }
 }
@@ -92,6 +96,19 @@ pub fn plan(fingerprint: &str, observed: &ObservedSecret, now: Timestamp) -> Dec
                 Decision::Wait(issued.clone())
             }
         }
+    }
+}
+
+/// `decision` once the binding's image-pull Secret is known to be missing (as the apiserver says,
+/// not only a cache): credentials that are still good are exchanged anyway, since the token
+/// comes from them, and stay in place if that fails. Any other decision stands.
+pub fn needs_pull_secret(decision: Decision, pull_secret_missing: bool) -> Decision {
+    match decision {
+        Decision::Wait(issued) if pull_secret_missing => Decision::Refresh {
+            reason: RefreshReason::PullSecretMissing,
+            still_valid: Some(issued),
+        },
+        other => other,
     }
 }
 
@@ -1283,5 +1300,27 @@ mod tests {
         // A token already expired (a clock far off) never plans before the issue time.
         let past = with_pull_token(issued("f"), t(-10), "uid-1");
         assert_eq!(past.renewal_time, t(0));
+    }
+
+    #[test]
+    fn a_missing_pull_secret_turns_a_wait_into_a_refresh_that_keeps_the_credentials() {
+        assert_eq!(
+            needs_pull_secret(Decision::Wait(issued("f")), true),
+            Decision::Refresh {
+                reason: RefreshReason::PullSecretMissing,
+                still_valid: Some(issued("f")),
+            }
+        );
+        assert_eq!(
+            needs_pull_secret(Decision::Wait(issued("f")), false),
+            Decision::Wait(issued("f"))
+        );
+        // A refresh keeps its own reason; a conflict stays one.
+        assert_eq!(
+            needs_pull_secret(refresh(RefreshReason::SpecChanged), true),
+            refresh(RefreshReason::SpecChanged)
+        );
+        let conflict = Decision::Conflict { owner: None };
+        assert_eq!(needs_pull_secret(conflict.clone(), true), conflict);
     }
 }

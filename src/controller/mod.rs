@@ -222,6 +222,13 @@ async fn pipeline(
         ),
         requested.is_some(),
     );
+    let decision = match (&decision, &spec.image_pull_secret) {
+        (Decision::Wait(_), Some(pull)) => {
+            let missing = pull_secret_missing(ctx, key, &pull.secret_name).await?;
+            plan::needs_pull_secret(decision, missing)
+        }
+        _ => decision,
+    };
 
     let reconciled = match decision {
         Decision::Conflict { owner } => Reconciled::Conflict { spec: &spec, owner },
@@ -334,6 +341,30 @@ async fn remove_secrets_left_by_a_rename(
         )
         .await;
     }
+}
+
+/// Whether the binding's image-pull Secret `name` is gone. The cache is believed when it holds
+/// the Secret; a miss (rare: the Secret was deleted, or the cache lags behind its creation) is
+/// confirmed by the apiserver.
+async fn pull_secret_missing(ctx: &Context, key: &BindingKey, name: &str) -> Result<bool, Error> {
+    if ctx
+        .secrets
+        .get(&ObjectRef::new(name).within(&key.namespace))
+        .is_some()
+    {
+        return Ok(false);
+    }
+    let api: kube::Api<k8s_openapi::api::core::v1::Secret> =
+        kube::Api::namespaced(ctx.shared.client.clone(), &key.namespace);
+    ctx.shared.throttle.kube().await;
+    let found =
+        api.get_metadata_opt(name)
+            .await
+            .map_err(|source| observe::ObserveError::ReadSecret {
+                name: name.to_string(),
+                source,
+            })?;
+    Ok(found.is_none_or(|m| m.metadata.deletion_timestamp.is_some()))
 }
 
 /// Undoes what the status says podcreds did for an image-pull Secret the spec no longer asks

@@ -3,7 +3,9 @@
 //! reads again whenever the file changes) accepts only the newest token as `AWS:<token>`, and the
 //! kubelet pulls through it with the binding's Secret: named by the pod, and through the
 //! ServiceAccount (`addToServiceAccount`), before and after a refresh. A replaced token is
-//! refused by the registry; the operator's log never shows a token.
+//! refused by the registry; a deleted Secret is written again at once; turning the options off
+//! takes out only podcreds' ServiceAccount entry, then the Secret; the operator's log never shows
+//! a token.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -387,6 +389,26 @@ pub async fn the_kubelet_pulls_from_an_ecr_like_registry_with_refreshed_tokens(
         fresh == 200 || secret_password(&node_env, &ns, "app-ecr", &host).await? != current,
         "the registry refused the Secret's current token ({fresh})"
     );
+
+    // Deleted: written again at once with a new token, not at the next renewal.
+    let before = node_env.emulator.count("GetAuthorizationToken");
+    node_env
+        .secrets(&ns)
+        .delete("app-ecr", &Default::default())
+        .await?;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        if node_env.secrets(&ns).get_opt("app-ecr").await?.is_some()
+            && node_env.emulator.count("GetAuthorizationToken") > before
+        {
+            break;
+        }
+        ensure!(
+            tokio::time::Instant::now() < deadline,
+            "the deleted image-pull Secret was not written again"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 
     // Turned off: podcreds takes out its entry, and only its entry.
     let bindings: Api<podcreds::api::AWSRoleBinding> =
