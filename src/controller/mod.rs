@@ -343,6 +343,30 @@ async fn remove_secrets_left_by_a_rename(
     }
 }
 
+/// Whether Secret `name` is this binding's image-pull Secret, as the apiserver shows it now:
+/// labelled by podcreds, controlled by the binding, of the UID the status recorded. The status
+/// alone never has podcreds take an entry out of a ServiceAccount: a forged one could name the
+/// user's own pull Secret.
+async fn pull_secret_is_ours(
+    ctx: &Context,
+    key: &BindingKey,
+    name: &str,
+    recorded_uid: Option<&str>,
+) -> bool {
+    let Some(recorded_uid) = recorded_uid else {
+        return false;
+    };
+    let api: kube::Api<k8s_openapi::api::core::v1::Secret> =
+        kube::Api::namespaced(ctx.shared.client.clone(), &key.namespace);
+    ctx.shared.throttle.kube().await;
+    match api.get_metadata_opt(name).await {
+        Ok(Some(meta)) => {
+            crate::secret::deletable_as_left_behind(&meta.metadata, &key.uid, recorded_uid).is_ok()
+        }
+        _ => false,
+    }
+}
+
 /// Whether the binding's image-pull Secret `name` is gone. The cache is believed when it holds
 /// the Secret; a miss (rare: the Secret was deleted, or the cache lags behind its creation) is
 /// confirmed by the apiserver.
@@ -389,6 +413,7 @@ async fn remove_pull_secret_left_behind(
         current.is_some_and(|c| c.add_to_service_account && c.secret_name == pull.secret_name);
     if pull.added_to_service_account
         && !still_listed
+        && pull_secret_is_ours(ctx, key, &pull.secret_name, pull.secret_uid.as_deref()).await
         && let Err(e) = service_account::set_pull_secret(
             ctx.shared.client.clone(),
             &ctx.shared.throttle,
