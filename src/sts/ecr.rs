@@ -439,4 +439,88 @@ mod tests {
             "https://api.ecr.cn-north-1.amazonaws.com.cn"
         );
     }
+
+    /// The client against the STS emulator, which verifies the SigV4 signature with the session
+    /// it issued: a live session gets the token the registry will check, anything else is
+    /// `EcrAccessDenied`; a dead endpoint is `EcrUnavailable`.
+    #[tokio::test]
+    async fn the_emulator_checks_the_signature_and_issues_the_token() {
+        use base64::Engine;
+        use sts_emulator::{Config, Dialect, Emulator, Role};
+        let role = "arn:aws:iam::123456789012:role/puller";
+        let emulator = Emulator::start(Config {
+            listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+            issuer: "https://127.0.0.1:1".into(),
+            issuer_ca_pem: None,
+            roles: vec![Role {
+                arn: role.into(),
+                ..Role::default()
+            }],
+            dialect: Dialect::Aws,
+            regions: vec!["eu-west-1".into()],
+        })
+        .await
+        .expect("emulator");
+        let (key, secret, token) = emulator.session_for(role).expect("known role");
+        let live = IssuedCredentials {
+            access_key_id: key,
+            secret_access_key: SecretString::from(secret),
+            session_token: SecretString::from(token),
+            ..creds()
+        };
+        let client = HttpEcrClient::new(StsTimeouts::default(), None);
+        let url = emulator.url();
+        let got = client
+            .get_authorization_token(PullTokenRequest {
+                credentials: &live,
+                region: "eu-west-1",
+                endpoint: Some(&url),
+            })
+            .await
+            .expect("token");
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(got.authorization.expose_secret())
+            .expect("base64");
+        let password = String::from_utf8(decoded).expect("utf-8");
+        let tokens = emulator.ecr_tokens();
+        assert_eq!(tokens.len(), 1);
+        assert_eq!(password, format!("AWS:{}", tokens[0].password));
+        assert!(got.expires_at > Timestamp::now());
+
+        let forged = IssuedCredentials {
+            secret_access_key: SecretString::from("not-the-secret".to_string()),
+            ..live.clone()
+        };
+        let refused = client
+            .get_authorization_token(PullTokenRequest {
+                credentials: &forged,
+                region: "eu-west-1",
+                endpoint: Some(&url),
+            })
+            .await
+            .expect_err("refused");
+        assert_eq!(refused.category(), "EcrAccessDenied");
+        // A region the emulator does not serve: the scope is refused too.
+        let elsewhere = client
+            .get_authorization_token(PullTokenRequest {
+                credentials: &live,
+                region: "us-west-2",
+                endpoint: Some(&url),
+            })
+            .await
+            .expect_err("refused");
+        assert_eq!(elsewhere.category(), "EcrAccessDenied");
+        assert_eq!(emulator.ecr_tokens().len(), 1);
+
+        emulator.shutdown();
+        let dead = client
+            .get_authorization_token(PullTokenRequest {
+                credentials: &live,
+                region: "eu-west-1",
+                endpoint: Some("http://127.0.0.1:1"),
+            })
+            .await
+            .expect_err("unreachable");
+        assert_eq!(dead.category(), "EcrUnavailable");
+    }
 }
