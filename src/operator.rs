@@ -219,6 +219,10 @@ pub async fn run(args: RunArgs) -> Result<(), StartError> {
         }
     }
     let sts = Arc::new(AwsStsClient::new(StsTimeouts::default(), proxy.as_ref()));
+    let ecr = Arc::new(crate::sts::HttpEcrClient::new(
+        StsTimeouts::default(),
+        proxy.as_ref(),
+    ));
     // Key rings are created at start so `podcreds saml-metadata` / `podcreds rolesanywhere
     // trust-anchor` have a key to print before any binding exists; a failure here is not fatal
     // (exchanges try again and report it).
@@ -340,6 +344,7 @@ pub async fn run(args: RunArgs) -> Result<(), StartError> {
     ));
     let parts = controller::Parts {
         flow,
+        ecr,
         throttle,
         sources,
         source_feeds,

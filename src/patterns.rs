@@ -129,3 +129,14 @@ pub fn role_arn_cel_rule() -> String {
         aws = cel_literal(ROLE_ARN),
     )
 }
+
+/// A container registry host as image references name it: a lower-case DNS name or IPv4
+/// address, with an optional port (`123456789012.dkr.ecr.eu-west-1.amazonaws.com`,
+/// `registry.test:5000`).
+pub const REGISTRY_HOST: &str =
+    r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*(:[0-9]{1,5})?$";
+/// An Amazon ECR private registry host; the second group is its region.
+pub const ECR_REGISTRY: &str =
+    r"^([0-9]{12})\.dkr\.ecr(?:-fips)?\.([a-z]{2}(?:-[a-z]+)+-[0-9]+)\.amazonaws\.com(?:\.cn)?$";
+/// Most registries one binding's image-pull Secret names.
+pub const MAX_PULL_REGISTRIES: usize = 10;

@@ -25,6 +25,9 @@ pub enum RefreshReason {
     /// An `Endpoint` binding whose credentials this process does not hold (it just started or
     /// was just elected: they are never written to the cluster).
     EndpointEmpty,
+    /// The binding's image-pull Secret (`spec.imagePullSecret`) is gone: a new token is asked
+    /// for with new credentials.
+    PullSecretMissing,
 }
 
 impl RefreshReason {
@@ -38,6 +41,7 @@ impl RefreshReason {
             RefreshReason::AnnotationsUnreadable => "AnnotationsUnreadable",
             RefreshReason::Requested => "Requested",
             RefreshReason::EndpointEmpty => "EndpointEmpty",
+            RefreshReason::PullSecretMissing => "PullSecretMissing",
         }
     }
 }
@@ -92,6 +96,19 @@ pub fn plan(fingerprint: &str, observed: &ObservedSecret, now: Timestamp) -> Dec
                 Decision::Wait(issued.clone())
             }
         }
+    }
+}
+
+/// `decision` once the binding's image-pull Secret is known to be missing (as the apiserver says,
+/// not only a cache): credentials that are still good are exchanged anyway, since the token
+/// comes from them, and stay in place if that fails. Any other decision stands.
+pub fn needs_pull_secret(decision: Decision, pull_secret_missing: bool) -> Decision {
+    match decision {
+        Decision::Wait(issued) if pull_secret_missing => Decision::Refresh {
+            reason: RefreshReason::PullSecretMissing,
+            still_valid: Some(issued),
+        },
+        other => other,
     }
 }
 
@@ -556,6 +573,29 @@ pub fn issued(
         chain: credentials.chain.clone(),
         sts_endpoint: credentials.sts_endpoint.clone(),
     }
+}
+
+/// `issued` once an image-pull token expiring at `token_expiration` rides on the same refresh:
+/// the binding is refreshed before the earlier of the two needs it, the token planned as
+/// credentials are (two thirds of its lifetime at most, jittered), so a 12-hour ECR token is
+/// renewed even when the credentials live longer.
+pub fn with_pull_token(
+    mut issued: IssuedMeta,
+    token_expiration: Timestamp,
+    uid: &str,
+) -> IssuedMeta {
+    let expiration = crate::time::whole_second(token_expiration);
+    let jitter = jitter_from(&format!("{uid}/ecr/{}", expiration.as_second()));
+    let token_renewal = crate::time::whole_second(renewal_time(
+        issued.issued_at,
+        expiration.max(issued.issued_at),
+        None,
+        jitter,
+    ));
+    if token_renewal < issued.renewal_time {
+        issued.renewal_time = token_renewal.max(issued.issued_at);
+    }
+    issued
 }
 
 /// When to try again after failed attempt number `attempt` of class `class`. While credentials

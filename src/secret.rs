@@ -253,6 +253,80 @@ pub fn render(r: &Rendering<'_>) -> Secret {
     }
 }
 
+/// The type of an image-pull Secret.
+pub const DOCKER_CONFIG_JSON_TYPE: &str = "kubernetes.io/dockerconfigjson";
+/// The key of an image-pull Secret's docker config.
+pub const KEY_DOCKER_CONFIG_JSON: &str = ".dockerconfigjson";
+
+/// Everything that goes into one rendering of an image-pull Secret.
+pub struct PullRendering<'a> {
+    pub namespace: &'a str,
+    pub owner: &'a Owner,
+    pub pull: &'a crate::spec::ResolvedPullSecret,
+    /// The token of each region the registries need (`base64("AWS:<password>")`).
+    pub tokens: &'a [(String, crate::sts::PullToken)],
+    pub issued_at: Timestamp,
+    pub writer: &'a str,
+}
+
+/// The earliest expiry of `tokens`.
+pub fn pull_expiration(tokens: &[(String, crate::sts::PullToken)]) -> Option<Timestamp> {
+    tokens.iter().map(|(_, t)| t.expires_at).min()
+}
+
+/// The `kubernetes.io/dockerconfigjson` Secret of a binding's `imagePullSecret`: one `auths`
+/// entry per registry, with the token of its region; owned by the binding and labelled like
+/// the credentials' Secret.
+pub fn render_pull_secret(r: &PullRendering<'_>) -> Secret {
+    let mut auths = serde_json::Map::new();
+    for registry in &r.pull.registries {
+        if let Some((_, token)) = r
+            .tokens
+            .iter()
+            .find(|(region, _)| *region == registry.region)
+        {
+            auths.insert(
+                registry.host.clone(),
+                serde_json::json!({ "auth": token.authorization.expose_secret() }),
+            );
+        }
+    }
+    let config = serde_json::json!({ "auths": auths }).to_string();
+    let mut annotations = BTreeMap::from([
+        (ANNOTATION_ISSUED_AT.to_string(), rfc3339(r.issued_at)),
+        (ANNOTATION_WRITTEN_BY.to_string(), r.writer.to_string()),
+    ]);
+    if let Some(expiration) = pull_expiration(r.tokens) {
+        annotations.insert(ANNOTATION_EXPIRATION.to_string(), rfc3339(expiration));
+    }
+    Secret {
+        metadata: ObjectMeta {
+            name: Some(r.pull.secret_name.clone()),
+            namespace: Some(r.namespace.to_string()),
+            labels: Some(BTreeMap::from([(
+                MANAGED_BY_LABEL.to_string(),
+                MANAGED_BY_VALUE.to_string(),
+            )])),
+            annotations: Some(annotations),
+            owner_references: Some(vec![OwnerReference {
+                api_version: r.owner.api_version.clone(),
+                kind: r.owner.kind.clone(),
+                name: r.owner.name.clone(),
+                uid: r.owner.uid.clone(),
+                controller: Some(true),
+                block_owner_deletion: Some(true),
+            }]),
+            ..ObjectMeta::default()
+        },
+        type_: Some(DOCKER_CONFIG_JSON_TYPE.to_string()),
+        data: Some(BTreeMap::from([(
+            KEY_DOCKER_CONFIG_JSON.to_string(),
+            ByteString(config.into_bytes()),
+        )])),
+        ..Secret::default()
+    }
+}
+
 /// The role chain annotation's value. Its parts are bounded (at most five hops, printable-ASCII
 /// ARNs of at most 256 characters), so it always fits what the Secret cache keeps.
 fn chain_annotation(chain: &ChainRecord) -> Option<String> {

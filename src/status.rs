@@ -101,7 +101,7 @@ pub fn revoked_since(status: Option<&AWSRoleBindingStatus>) -> Option<Timestamp>
         .map(|c| c.last_transition_time.0)
 }
 
-fn time(t: Timestamp) -> Time {
+pub fn time(t: Timestamp) -> Time {
     Time(t)
 }
 
@@ -269,6 +269,38 @@ fn report_chain(
         generation,
         now,
     );
+}
+
+/// What one reconciliation says about the binding's image-pull Secret.
+#[derive(Clone, Copy, Debug)]
+pub enum PullReport<'a> {
+    /// Nothing new: the status keeps what it said.
+    Keep,
+    /// The binding has no image-pull Secret (any more).
+    Clear,
+    /// The image-pull Secret was just written.
+    Written(&'a crate::api::ImagePullSecretStatus),
+}
+
+/// The `imagePullSecret` status after `report`, from the `current` one. A Secret written again
+/// under the same name keeps the UID recorded when podcreds created it.
+pub fn pull_secret_status(
+    current: Option<&crate::api::ImagePullSecretStatus>,
+    report: PullReport<'_>,
+) -> Option<crate::api::ImagePullSecretStatus> {
+    match report {
+        PullReport::Keep => current.cloned(),
+        PullReport::Clear => None,
+        PullReport::Written(written) => {
+            let mut status = written.clone();
+            if status.secret_uid.is_none() {
+                status.secret_uid = current
+                    .filter(|c| c.secret_name == status.secret_name)
+                    .and_then(|c| c.secret_uid.clone());
+            }
+            Some(status)
+        }
+    }
 }
 
 /// The status after `outcome`, starting from the `current` one.

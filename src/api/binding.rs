@@ -7,8 +7,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    CredentialSourceRef, Delivery, RoleChainHop, RolesAnywhereExchange, SamlExchange, StsSettings,
-    default_delivery, default_duration_seconds, default_mount_path,
+    CredentialSourceRef, Delivery, ImagePullSecret, RoleChainHop, RolesAnywhereExchange,
+    SamlExchange, StsSettings, default_delivery, default_duration_seconds, default_mount_path,
 };
 use crate::patterns;
 
@@ -109,6 +109,12 @@ use crate::patterns;
 #[x_kube(validation = kube::core::Rule::new(
     "!has(self.roleChain) || size(self.roleChain) == 0 || !has(self.credentialSource) || !has(self.credentialSource.mode) || self.credentialSource.mode != 'GetFederationToken'"
 ).message("GetFederationToken credentials cannot call AssumeRole: a roleChain needs credentialSource mode AssumeRole or GetSessionToken").field_path(".roleChain"))]
+#[x_kube(validation = kube::core::Rule::new(
+    "!has(self.imagePullSecret) || !has(self.sts) || !has(self.sts.provider) || self.sts.provider == 'AWS'"
+).message("imagePullSecret needs sts.provider AWS: Amazon ECR takes AWS credentials").field_path(".imagePullSecret"))]
+#[x_kube(validation = kube::core::Rule::new(
+    "!has(self.imagePullSecret) || !has(self.imagePullSecret.secretName) || !has(self.secretName) || self.imagePullSecret.secretName != self.secretName"
+).message("imagePullSecret.secretName must differ from secretName").field_path(".imagePullSecret.secretName"))]
 #[serde(rename_all = "camelCase")]
 pub struct AWSRoleBindingSpec {
     /// Name of the ServiceAccount, in this binding's namespace, whose identity is exchanged for AWS
@@ -246,6 +252,11 @@ pub struct AWSRoleBindingSpec {
     #[schemars(length(min = 1, max = 512), regex(pattern = patterns::MOUNT_PATH))]
     #[x_kube(validation = kube::core::Rule::new("!self.contains('..')").message("mountPath must not contain '..'"))]
     pub mount_path: String,
+
+    /// Also keep an Amazon ECR image-pull Secret (`kubernetes.io/dockerconfigjson`) fresh from
+    /// the binding's credentials, for kubelets that pull from ECR outside EKS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_pull_secret: Option<ImagePullSecret>,
 }
 
 /// Observed state of an `AWSRoleBinding`.
@@ -291,6 +302,27 @@ pub struct AWSRoleBindingStatus {
     /// on (at most 128 bytes of it): a request is pending while the annotation differs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_handled_refresh_request: Option<String>,
+    /// The image-pull Secret of `spec.imagePullSecret`, as last written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_pull_secret: Option<ImagePullSecretStatus>,
+}
+
+/// The image-pull Secret podcreds keeps for the binding.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ImagePullSecretStatus {
+    /// Name of the `kubernetes.io/dockerconfigjson` Secret.
+    pub secret_name: String,
+    /// When the ECR token in it expires (the earliest, with registries in several regions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expiration: Option<Time>,
+    /// UID of the Secret podcreds created under `secretName`: only that exact Secret is deleted
+    /// when `imagePullSecret` is removed or renamed.
+    #[serde(default, rename = "secretUID", skip_serializing_if = "Option::is_none")]
+    pub secret_uid: Option<String>,
+    /// Whether the Secret is listed in the ServiceAccount's `imagePullSecrets`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub added_to_service_account: bool,
 }
 
 /// What STS answered for one `roleChain` hop.

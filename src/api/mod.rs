@@ -7,6 +7,7 @@
 
 mod binding;
 mod credential_source;
+mod image_pull;
 mod role_chain;
 mod roles_anywhere;
 mod saml;
@@ -15,11 +16,14 @@ mod sts;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-pub use binding::{AWSRoleBinding, AWSRoleBindingSpec, AWSRoleBindingStatus, ChainHopStatus};
+pub use binding::{
+    AWSRoleBinding, AWSRoleBindingSpec, AWSRoleBindingStatus, ChainHopStatus, ImagePullSecretStatus,
+};
 pub use credential_source::{
     AWSCredentialSource, AWSCredentialSourceSpec, AWSCredentialSourceStatus, CredentialSourceMode,
     CredentialSourceRef, SecretReference,
 };
+pub use image_pull::ImagePullSecret;
 pub use role_chain::{RoleChainHop, SessionTag};
 pub use roles_anywhere::RolesAnywhereExchange;
 pub use saml::SamlExchange;

@@ -108,6 +108,11 @@ pub struct RunArgs {
     /// https://rolesanywhere.<trust anchor region>.amazonaws.com).
     #[arg(long, env = "PODCREDS_ROLESANYWHERE_ENDPOINT")]
     pub rolesanywhere_endpoint: Option<String>,
+    /// Where ECR GetAuthorizationToken goes for the bindings' image-pull Secrets (default:
+    /// https://api.ecr.<region>.amazonaws.com). Plain HTTP only with
+    /// --allow-insecure-sts-endpoints.
+    #[arg(long, env = "PODCREDS_ECR_ENDPOINT")]
+    pub ecr_endpoint: Option<String>,
     /// The SPIFFE trust domain of the certificates' URI SAN
     /// (`spiffe://<domain>/ns/<namespace>/sa/<name>`).
     #[arg(long, env = "PODCREDS_ROLESANYWHERE_TRUST_DOMAIN", default_value = crate::rolesanywhere::DEFAULT_TRUST_DOMAIN)]
@@ -370,6 +375,7 @@ impl RunArgs {
                     .rolesanywhere_endpoint
                     .clone()
                     .filter(|e| !e.is_empty()),
+                ecr_endpoint: self.ecr_endpoint.clone().filter(|e| !e.is_empty()),
             },
             roles_anywhere: crate::rolesanywhere::RolesAnywhereSettings {
                 ca_namespace: self

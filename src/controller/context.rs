@@ -28,6 +28,8 @@ pub struct Shared {
     pub settings: Settings,
     /// The exchange that turns a binding's identity into credentials.
     pub flow: Arc<dyn CredentialFlow>,
+    /// ECR, for the bindings' image-pull Secrets.
+    pub ecr: Arc<dyn crate::sts::EcrClient>,
     pub throttle: Arc<Throttle>,
     pub events: Events,
     pub metrics: Metrics,
@@ -119,6 +121,7 @@ pub fn source_caches(operator_namespace: Option<String>) -> (Sources, SourceFeed
 /// limits and the credential source caches the flow reads too.
 pub struct Parts {
     pub flow: Arc<dyn CredentialFlow>,
+    pub ecr: Arc<dyn crate::sts::EcrClient>,
     pub throttle: Arc<Throttle>,
     pub sources: Sources,
     pub source_feeds: SourceFeeds,
@@ -143,6 +146,7 @@ impl Shared {
             client,
             settings,
             flow: parts.flow,
+            ecr: parts.ecr,
             throttle: parts.throttle,
             metrics,
             memory: Memory::default(),

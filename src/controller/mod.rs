@@ -22,6 +22,7 @@ pub mod refresh;
 pub mod report;
 pub mod revoke;
 pub mod secret_writer;
+pub mod service_account;
 pub mod sources;
 pub mod validate;
 pub mod watches;
@@ -152,6 +153,18 @@ async fn pipeline(
                         status.as_ref(),
                     )
                     .await?;
+                    // The image-pull Secret's token is revoked with the credentials: once the
+                    // grace period is over, the Secret goes (and its ServiceAccount entry).
+                    if !matches!(revoked, revoke::Revoked::Scheduled(_)) {
+                        remove_pull_secret_left_behind(
+                            ctx,
+                            binding,
+                            key,
+                            &spec.service_account_name,
+                            None,
+                        )
+                        .await;
+                    }
                     Reconciled::NotAllowed {
                         error,
                         secret_name: spec.secret_name,
@@ -209,6 +222,13 @@ async fn pipeline(
         ),
         requested.is_some(),
     );
+    let decision = match (&decision, &spec.image_pull_secret) {
+        (Decision::Wait(_), Some(pull)) => {
+            let missing = pull_secret_missing(ctx, key, &pull.secret_name).await?;
+            plan::needs_pull_secret(decision, missing)
+        }
+        _ => decision,
+    };
 
     let reconciled = match decision {
         Decision::Conflict { owner } => Reconciled::Conflict { spec: &spec, owner },
@@ -260,6 +280,7 @@ async fn pipeline(
                             issued: refreshed.issued,
                             created_uid: refreshed.created_uid,
                             version: refreshed.version,
+                            pull_secret: refreshed.pull_secret,
                         }
                     }
                     // The cache did not show the Secret, but the name was taken.
@@ -285,6 +306,8 @@ async fn pipeline(
         // An Endpoint-only binding keeps no Secret: one it had before goes.
         let current = spec.delivery.secret.then_some(spec.secret_name.as_str());
         remove_secrets_left_by_a_rename(ctx, binding, key, current).await;
+        let pull = spec.image_pull_secret.as_ref();
+        remove_pull_secret_left_behind(ctx, binding, key, &spec.service_account_name, pull).await;
     }
     if !spec.delivery.endpoint {
         shared.endpoint.remove(&key.uid);
@@ -313,6 +336,111 @@ async fn remove_secrets_left_by_a_rename(
             &ctx.shared.throttle,
             &key.namespace,
             previous,
+            uid,
+            &key.uid,
+        )
+        .await;
+    }
+}
+
+/// Whether Secret `name` is this binding's image-pull Secret, as the apiserver shows it now:
+/// labelled by podcreds, controlled by the binding, of the UID the status recorded. The status
+/// alone never has podcreds take an entry out of a ServiceAccount: a forged one could name the
+/// user's own pull Secret.
+async fn pull_secret_is_ours(
+    ctx: &Context,
+    key: &BindingKey,
+    name: &str,
+    recorded_uid: Option<&str>,
+) -> bool {
+    let Some(recorded_uid) = recorded_uid else {
+        return false;
+    };
+    let api: kube::Api<k8s_openapi::api::core::v1::Secret> =
+        kube::Api::namespaced(ctx.shared.client.clone(), &key.namespace);
+    ctx.shared.throttle.kube().await;
+    match api.get_metadata_opt(name).await {
+        Ok(Some(meta)) => {
+            crate::secret::deletable_as_left_behind(&meta.metadata, &key.uid, recorded_uid).is_ok()
+        }
+        _ => false,
+    }
+}
+
+/// Whether the binding's image-pull Secret `name` is gone. The cache is believed when it holds
+/// the Secret; a miss (rare: the Secret was deleted, or the cache lags behind its creation) is
+/// confirmed by the apiserver.
+async fn pull_secret_missing(ctx: &Context, key: &BindingKey, name: &str) -> Result<bool, Error> {
+    if ctx
+        .secrets
+        .get(&ObjectRef::new(name).within(&key.namespace))
+        .is_some()
+    {
+        return Ok(false);
+    }
+    let api: kube::Api<k8s_openapi::api::core::v1::Secret> =
+        kube::Api::namespaced(ctx.shared.client.clone(), &key.namespace);
+    ctx.shared.throttle.kube().await;
+    let found =
+        api.get_metadata_opt(name)
+            .await
+            .map_err(|source| observe::ObserveError::ReadSecret {
+                name: name.to_string(),
+                source,
+            })?;
+    Ok(found.is_none_or(|m| m.metadata.deletion_timestamp.is_some()))
+}
+
+/// Undoes what the status says podcreds did for an image-pull Secret the spec no longer asks
+/// for (`current`): its entry in the ServiceAccount's `imagePullSecrets` goes (only that entry),
+/// and the Secret podcreds created is deleted once `imagePullSecret` is gone or names another
+/// Secret, under the same checks as a renamed Secret.
+async fn remove_pull_secret_left_behind(
+    ctx: &Context,
+    binding: &AWSRoleBinding,
+    key: &BindingKey,
+    service_account: &str,
+    current: Option<&crate::spec::ResolvedPullSecret>,
+) {
+    let Some(pull) = binding
+        .status
+        .as_ref()
+        .and_then(|s| s.image_pull_secret.as_ref())
+    else {
+        return;
+    };
+    let still_listed =
+        current.is_some_and(|c| c.add_to_service_account && c.secret_name == pull.secret_name);
+    if pull.added_to_service_account
+        && !still_listed
+        && pull_secret_is_ours(ctx, key, &pull.secret_name, pull.secret_uid.as_deref()).await
+        && let Err(e) = service_account::set_pull_secret(
+            ctx.shared.client.clone(),
+            &ctx.shared.throttle,
+            &key.namespace,
+            service_account,
+            &pull.secret_name,
+            false,
+        )
+        .await
+    {
+        warn!(
+            service_account = %service_account,
+            secret = %pull.secret_name,
+            category = e.category(),
+            error = %e,
+            "could not take the image-pull Secret out of the ServiceAccount"
+        );
+    }
+    let current = current.map(|c| c.secret_name.as_str());
+    if let Some(uid) = &pull.secret_uid
+        && Some(pull.secret_name.as_str()) != current
+    {
+        secret_writer::delete_left_behind(
+            ctx.shared.client.clone(),
+            &ctx.shared.throttle,
+            &key.namespace,
+            &pull.secret_name,
             uid,
             &key.uid,
         )

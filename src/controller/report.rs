@@ -22,7 +22,8 @@ use crate::plan::{self, RefreshReason};
 use crate::secret::{FIELD_MANAGER, IssuedMeta};
 use crate::spec::ResolvedSpec;
 use crate::status::{
-    self, Holder, Outcome, REASON_CONFLICT, RevocationReport, build_status, known_status,
+    self, Holder, Outcome, PullReport, REASON_CONFLICT, RevocationReport, build_status,
+    known_status,
 };
 
 /// Event reason when the credentials of a binding no longer allowed them are removed.
@@ -55,6 +56,8 @@ pub enum Reconciled<'a> {
         created_uid: Option<String>,
         /// The Secret's resourceVersion after the write.
         version: Option<String>,
+        /// The image-pull Secret written, if the binding has one.
+        pull_secret: Option<crate::api::ImagePullSecretStatus>,
     },
     /// The Secret name belongs to something this binding does not control.
     Conflict {
@@ -145,6 +148,22 @@ fn holder(spec: &ResolvedSpec) -> Holder<'_> {
     Holder {
         secret: spec.delivery.secret.then_some(spec.secret_name.as_str()),
         endpoint: spec.delivery.endpoint,
+    }
+}
+
+/// What `reconciled` says about the image-pull Secret.
+fn pull_report<'a>(reconciled: &'a Reconciled<'a>) -> PullReport<'a> {
+    match reconciled {
+        Reconciled::Fresh { spec, .. } if spec.image_pull_secret.is_none() => PullReport::Clear,
+        // Revoked with the credentials (see `pipeline`).
+        Reconciled::NotAllowed { revoked, .. } if !matches!(revoked, Revoked::Scheduled(_)) => {
+            PullReport::Clear
+        }
+        Reconciled::Refreshed { pull_secret, .. } => match pull_secret {
+            Some(written) => PullReport::Written(written),
+            None => PullReport::Clear,
+        },
+        _ => PullReport::Keep,
     }
 }
 
@@ -416,7 +435,8 @@ pub async fn report(
         shared.events.announce(binding, event);
     }
     if let Some(outcome) = outcome(&reconciled) {
-        write_status(ctx, binding, key, &outcome, handled_request, now).await?;
+        let pull = pull_report(&reconciled);
+        write_status(ctx, binding, key, &outcome, pull, handled_request, now).await?;
     }
     Ok(match delay {
         Some(d) => Action::requeue(d),
@@ -504,6 +524,7 @@ async fn write_status(
     binding: &AWSRoleBinding,
     key: &BindingKey,
     outcome: &Outcome<'_>,
+    pull: PullReport<'_>,
     handled_request: Option<&str>,
     now: Timestamp,
 ) -> Result<(), ReportError> {
@@ -512,6 +533,8 @@ async fn write_status(
     let last_write = memory.status_write(&key.uid, version);
     let current = known_status(version, binding.status.as_ref(), last_write.as_ref());
     let mut status = build_status(current, binding.metadata.generation, outcome, now);
+    status.image_pull_secret =
+        status::pull_secret_status(current.and_then(|c| c.image_pull_secret.as_ref()), pull);
     if let Some(request) = handled_request {
         status.last_handled_refresh_request = Some(request.to_string());
     }

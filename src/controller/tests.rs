@@ -60,10 +60,56 @@ impl StsClient for FakeSts {
     }
 }
 
+/// ECR that issues a 12-hour token per region (`AWS:pw-<region>`), or refuses every call.
+#[derive(Default)]
+struct FakeEcr {
+    regions: Mutex<Vec<String>>,
+    refuse: std::sync::atomic::AtomicBool,
+}
+
+impl crate::sts::EcrClient for FakeEcr {
+    fn get_authorization_token<'a>(
+        &'a self,
+        request: crate::sts::PullTokenRequest<'a>,
+    ) -> BoxFuture<'a, Result<crate::sts::PullToken, crate::sts::EcrError>> {
+        use base64::Engine;
+        self.regions
+            .lock()
+            .expect("lock")
+            .push(request.region.to_string());
+        let region = request.region.to_string();
+        let refuse = self.refuse.load(Ordering::SeqCst);
+        Box::pin(async move {
+            if refuse {
+                return Err(crate::sts::EcrError::AccessDenied {
+                    region,
+                    code: "AccessDeniedException".into(),
+                    message: "not authorized to perform: ecr:GetAuthorizationToken".into(),
+                });
+            }
+            Ok(crate::sts::PullToken {
+                authorization: SecretString::from(
+                    base64::engine::general_purpose::STANDARD.encode(format!("AWS:pw-{region}")),
+                ),
+                expires_at: Timestamp::now() + jiff::SignedDuration::from_hours(12),
+            })
+        })
+    }
+}
+
 /// What `operator.rs` composes, over a fake STS.
 fn shared(
     client: kube::Client,
     sts: Arc<FakeSts>,
+    leader: tokio::sync::watch::Receiver<bool>,
+) -> Shared {
+    shared_with_ecr(client, sts, Arc::new(FakeEcr::default()), leader)
+}
+
+fn shared_with_ecr(
+    client: kube::Client,
+    sts: Arc<FakeSts>,
+    ecr: Arc<FakeEcr>,
     leader: tokio::sync::watch::Receiver<bool>,
 ) -> Shared {
     let settings = Settings::default();
@@ -90,6 +136,7 @@ fn shared(
         leader,
         super::Parts {
             flow,
+            ecr,
             throttle,
             sources,
             source_feeds,
@@ -186,6 +233,7 @@ fn owned_secret_meta(version: &str, annotations: BTreeMap<String, String>) -> Va
 struct Harness {
     ctx: Arc<Context>,
     sts: Arc<FakeSts>,
+    ecr: Arc<FakeEcr>,
     seen: Arc<Mutex<Vec<Seen>>>,
     secrets: reflector::store::Writer<PartialObjectMeta<Secret>>,
     /// Kept so that the leader and cache-synced flags stay set.
@@ -199,8 +247,9 @@ impl Harness {
     fn new(answer: Answer) -> Self {
         let (client, seen) = mocked_apiserver(answer);
         let sts = Arc::new(FakeSts::default());
+        let ecr = Arc::new(FakeEcr::default());
         let (leader_tx, leader) = tokio::sync::watch::channel(true);
-        let shared = Arc::new(shared(client, sts.clone(), leader));
+        let shared = Arc::new(shared_with_ecr(client, sts.clone(), ecr.clone(), leader));
         // No credential source watch runs here: its (empty) caches count as listed.
         if let Ok(feeds) = shared.source_feeds.lock()
             && let Some(feeds) = feeds.as_ref()
@@ -221,6 +270,7 @@ impl Harness {
                 shares: FairShares::new(32, 8, wake),
             }),
             sts,
+            ecr,
             seen,
             secrets,
             _flags: (leader_tx, synced_tx),
@@ -512,4 +562,118 @@ fn objects_without_identity_are_refused_with_a_category() {
     nameless.meta_mut().uid = None;
     let error = BindingKey::of(&nameless).expect_err("no uid");
     assert_eq!(error.category(), "InvalidObject");
+}
+
+fn pulling_binding() -> AWSRoleBinding {
+    let mut b = binding();
+    b.spec.image_pull_secret = Some(crate::api::ImagePullSecret {
+        registries: vec![
+            "123456789012.dkr.ecr.eu-west-1.amazonaws.com".into(),
+            "registry.test:5000".into(),
+        ],
+        secret_name: None,
+        add_to_service_account: false,
+    });
+    b
+}
+
+fn answer_writes(call: &str, body: &Value) -> (StatusCode, Value) {
+    match call {
+        TOKEN => token_granted(),
+        CREATE_SECRET => {
+            let mut created = body.clone();
+            created["metadata"]["uid"] = json!(format!(
+                "uid-of-{}",
+                body["metadata"]["name"].as_str().unwrap_or_default()
+            ));
+            created["metadata"]["resourceVersion"] = json!("7");
+            (StatusCode::CREATED, created)
+        }
+        STATUS => (
+            StatusCode::OK,
+            serde_json::to_value(binding()).unwrap_or_default(),
+        ),
+        _ => (StatusCode::NOT_FOUND, api_status(404, "NotFound")),
+    }
+}
+
+#[tokio::test]
+async fn an_image_pull_secret_gets_a_token_per_region_and_its_own_secret() {
+    use base64::Engine;
+    let harness = Harness::new(Box::new(answer_writes));
+    let action = harness.reconcile(&pulling_binding()).await;
+    let seen = harness.take_calls();
+    assert_eq!(
+        calls(&seen),
+        vec![TOKEN, CREATE_SECRET, CREATE_SECRET, STATUS]
+    );
+    // The ECR registry's own region, then the binding's for the other host.
+    assert_eq!(
+        *harness.ecr.regions.lock().expect("lock"),
+        vec!["eu-west-1".to_string(), "us-east-1".to_string()]
+    );
+    let pull = &seen[1].body;
+    assert_eq!(pull["metadata"]["name"], "b-ecr");
+    assert_eq!(pull["type"], "kubernetes.io/dockerconfigjson");
+    assert_eq!(
+        pull["metadata"]["labels"]["app.kubernetes.io/managed-by"],
+        "podcreds"
+    );
+    assert_eq!(pull["metadata"]["ownerReferences"][0]["uid"], UID);
+    assert_eq!(pull["metadata"]["ownerReferences"][0]["controller"], true);
+    let config = base64::engine::general_purpose::STANDARD
+        .decode(pull["data"][".dockerconfigjson"].as_str().expect("data"))
+        .expect("base64");
+    let config: Value = serde_json::from_slice(&config).expect("docker config");
+    let auth = |host: &str| {
+        let auth = config["auths"][host]["auth"].as_str().expect("auth");
+        String::from_utf8(
+            base64::engine::general_purpose::STANDARD
+                .decode(auth)
+                .expect("base64"),
+        )
+        .expect("utf-8")
+    };
+    assert_eq!(
+        auth("123456789012.dkr.ecr.eu-west-1.amazonaws.com"),
+        "AWS:pw-eu-west-1"
+    );
+    assert_eq!(auth("registry.test:5000"), "AWS:pw-us-east-1");
+    assert_eq!(seen[2].body["metadata"]["name"], NAME);
+    assert_eq!(seen[2].body["type"], "Opaque");
+    let status = &seen[3].body["status"];
+    assert_eq!(status["imagePullSecret"]["secretName"], "b-ecr");
+    assert_eq!(status["imagePullSecret"]["secretUID"], "uid-of-b-ecr");
+    assert!(status["imagePullSecret"]["expiration"].is_string());
+    // The token never reaches the status.
+    assert!(!status.to_string().contains("pw-"));
+    assert!(action != Action::await_change());
+    assert_eq!(harness.sts_calls(), 1);
+}
+
+#[tokio::test]
+async fn without_an_ecr_token_nothing_is_written_and_the_status_names_the_category() {
+    let harness = Harness::new(Box::new(answer_writes));
+    harness.ecr.refuse.store(true, Ordering::SeqCst);
+    let action = harness.reconcile(&pulling_binding()).await;
+    let seen = harness.take_calls();
+    assert_eq!(calls(&seen), vec![TOKEN, STATUS]);
+    let conditions = seen[1].body["status"]["conditions"]
+        .as_array()
+        .expect("conditions")
+        .clone();
+    let ready = conditions
+        .iter()
+        .find(|c| c["type"] == "Ready")
+        .expect("Ready");
+    assert_eq!(ready["status"], "False");
+    assert_eq!(ready["reason"], "EcrAccessDenied");
+    assert!(
+        ready["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("ecr:GetAuthorizationToken")
+    );
+    assert!(seen[1].body["status"]["imagePullSecret"].is_null());
+    assert!(action != Action::await_change());
 }

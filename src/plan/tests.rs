@@ -635,3 +635,51 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_pull_token_brings_the_refresh_forward_only_when_it_expires_first() {
+    // Credentials for 36 hours renew after 24: a 12-hour ECR token needs it sooner, before
+    // it expires and after most of its lifetime.
+    let mut long = issued("f");
+    long.expiration = t(36 * 3600);
+    long.renewal_time = t(24 * 3600);
+    let planned = with_pull_token(long.clone(), t(12 * 3600), "uid-1");
+    assert!(planned.renewal_time < t(12 * 3600), "{planned:?}");
+    assert!(planned.renewal_time >= t(6 * 3600), "{planned:?}");
+    assert_eq!(planned.expiration, long.expiration);
+    assert_eq!(
+        with_pull_token(long.clone(), t(12 * 3600), "uid-1"),
+        planned,
+        "the same token always plans the same time"
+    );
+    // One-hour credentials renew long before a 12-hour token needs it.
+    assert_eq!(
+        with_pull_token(issued("f"), t(12 * 3600), "uid-1"),
+        issued("f")
+    );
+    // A token already expired (a clock far off) never plans before the issue time.
+    let past = with_pull_token(issued("f"), t(-10), "uid-1");
+    assert_eq!(past.renewal_time, t(0));
+}
+
+#[test]
+fn a_missing_pull_secret_turns_a_wait_into_a_refresh_that_keeps_the_credentials() {
+    assert_eq!(
+        needs_pull_secret(Decision::Wait(issued("f")), true),
+        Decision::Refresh {
+            reason: RefreshReason::PullSecretMissing,
+            still_valid: Some(issued("f")),
+        }
+    );
+    assert_eq!(
+        needs_pull_secret(Decision::Wait(issued("f")), false),
+        Decision::Wait(issued("f"))
+    );
+    // A refresh keeps its own reason; a conflict stays one.
+    assert_eq!(
+        needs_pull_secret(refresh(RefreshReason::SpecChanged), true),
+        refresh(RefreshReason::SpecChanged)
+    );
+    let conflict = Decision::Conflict { owner: None };
+    assert_eq!(needs_pull_secret(conflict.clone(), true), conflict);
+}

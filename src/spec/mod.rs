@@ -20,16 +20,17 @@ use std::time::Duration;
 
 pub use policy::{AWS_STS_AUDIENCE, PolicyError, StsPolicy, is_http_url, is_plain_http};
 pub use resolved::{
-    Deliveries, FirstExchange, KUBERNETES_TAG_KEYS, ResolvedHop, ResolvedRolesAnywhere,
-    ResolvedSaml, ResolvedSource, ResolvedSpec, SourceCall,
+    Deliveries, FirstExchange, KUBERNETES_TAG_KEYS, PullRegistry, ResolvedHop, ResolvedPullSecret,
+    ResolvedRolesAnywhere, ResolvedSaml, ResolvedSource, ResolvedSpec, SourceCall,
 };
 pub use rules::{SpecError, is_aws_endpoint};
 pub use session_name::{default_session_name, federation_name, workload_common_name};
 
 use crate::api::{AWSRoleBindingSpec, CredentialSourceMode, CredentialSourceRef, StsProvider};
+use crate::patterns;
 use rules::{
-    AUDIENCE, DNS_SUBDOMAIN, DURATION, MOUNT_PATH, REGION, SESSION_NAME, check, check_policy_arns,
-    check_session_policy, invalid, role_arn_rule,
+    AUDIENCE, DNS_SUBDOMAIN, DURATION, ECR_REGISTRY, MOUNT_PATH, REGION, REGISTRY_HOST,
+    SESSION_NAME, check, check_policy_arns, check_session_policy, invalid, role_arn_rule,
 };
 use session_name::check_session_prefix;
 
@@ -59,6 +60,7 @@ pub fn resolve(
     let (session_policy, policy_arns) = session_policies(spec, source)?;
     let (region, endpoints) = sts_target(sts, provider, policy)?;
     let mount_path = mount_path(spec)?;
+    let image_pull_secret = image_pull_secret(spec, name, provider, &secret_name, &region, policy)?;
     let kubernetes_tags = || chain::kubernetes_tags(spec, namespace, name, policy);
     let saml = saml::resolve_saml(
         spec,
@@ -145,7 +147,87 @@ pub fn resolve(
         role_chain,
         first,
         delivery: Deliveries::of(&spec.delivery),
+        image_pull_secret,
     })
+}
+
+/// `imagePullSecret`: a Secret name of its own, registry hosts, and the region of each one's
+/// token (an ECR registry's own region; the binding's region for any other host).
+fn image_pull_secret(
+    spec: &AWSRoleBindingSpec,
+    name: &str,
+    provider: StsProvider,
+    secret_name: &str,
+    region: &str,
+    policy: &StsPolicy,
+) -> Result<Option<ResolvedPullSecret>, SpecError> {
+    let Some(pull) = &spec.image_pull_secret else {
+        return Ok(None);
+    };
+    if provider != StsProvider::Aws {
+        return Err(invalid(
+            "imagePullSecret",
+            "needs sts.provider AWS: Amazon ECR takes AWS credentials",
+        ));
+    }
+    let pull_name = pull
+        .secret_name
+        .clone()
+        .unwrap_or_else(|| format!("{name}-ecr"));
+    check(
+        "imagePullSecret.secretName",
+        &pull_name,
+        &DNS_SUBDOMAIN,
+        253,
+        "a Secret name (DNS subdomain)",
+    )?;
+    if pull_name == secret_name {
+        return Err(invalid(
+            "imagePullSecret.secretName",
+            format!("{pull_name:?} is the credentials' Secret: name another"),
+        ));
+    }
+    if pull.registries.is_empty() || pull.registries.len() > patterns::MAX_PULL_REGISTRIES {
+        return Err(invalid(
+            "imagePullSecret.registries",
+            format!(
+                "must list 1 to {} registries",
+                patterns::MAX_PULL_REGISTRIES
+            ),
+        ));
+    }
+    let mut registries: Vec<PullRegistry> = Vec::new();
+    for (i, host) in pull.registries.iter().enumerate() {
+        let field = format!("imagePullSecret.registries[{i}]");
+        check(
+            &field,
+            host,
+            &REGISTRY_HOST,
+            253,
+            "a registry host such as 123456789012.dkr.ecr.eu-west-1.amazonaws.com",
+        )?;
+        if registries.iter().any(|r| &r.host == host) {
+            return Err(invalid(field, format!("lists {host:?} twice")));
+        }
+        registries.push(PullRegistry {
+            host: host.clone(),
+            region: ecr_region(host).unwrap_or(region).to_string(),
+        });
+    }
+    Ok(Some(ResolvedPullSecret {
+        secret_name: pull_name,
+        registries,
+        add_to_service_account: pull.add_to_service_account,
+        endpoint: policy.ecr_endpoint.clone(),
+    }))
+}
+
+/// The region of an Amazon ECR registry host (`<account>.dkr.ecr.<region>.amazonaws.com`).
+pub fn ecr_region(host: &str) -> Option<&str> {
+    ECR_REGISTRY
+        .captures(host.as_bytes())
+        .and_then(|c| c.get(2))
+        .and_then(|m| std::str::from_utf8(m.as_bytes()).ok())
 }
 
 /// The first exchange: SAML, a credential source's call, or web identity.

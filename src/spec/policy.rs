@@ -39,6 +39,10 @@ pub struct StsPolicy {
     /// Where Roles Anywhere `CreateSession` goes (`--rolesanywhere-endpoint`); `None` means
     /// `https://rolesanywhere.<trust anchor region>.amazonaws.com`.
     pub rolesanywhere_endpoint: Option<String>,
+    /// Where ECR `GetAuthorizationToken` goes for image-pull Secrets (`--ecr-endpoint`); `None`
+    /// means `https://api.ecr.<region>.amazonaws.com`. Only the admin names it: a binding never
+    /// chooses where its credentials sign requests to.
+    pub ecr_endpoint: Option<String>,
 }
 
 impl Default for StsPolicy {
@@ -57,6 +61,7 @@ impl Default for StsPolicy {
             default_trust_anchor_arn: None,
             default_profile_arn: None,
             rolesanywhere_endpoint: None,
+            ecr_endpoint: None,
         }
     }
 }
@@ -103,6 +108,15 @@ impl StsPolicy {
         match &self.rolesanywhere_endpoint {
             Some(endpoint) if is_plain_http(endpoint) && !self.allow_insecure_endpoints => {
                 return Err(PolicyError::InsecureRolesAnywhereEndpoint(endpoint.clone()));
+            }
+            _ => {}
+        }
+        match &self.ecr_endpoint {
+            Some(endpoint) if !is_http_url(endpoint) => {
+                return Err(PolicyError::InvalidEcrEndpoint(endpoint.clone()));
+            }
+            Some(endpoint) if is_plain_http(endpoint) && !self.allow_insecure_endpoints => {
+                return Err(PolicyError::InsecureEcrEndpoint(endpoint.clone()));
             }
             _ => {}
         }
@@ -166,6 +180,12 @@ pub enum PolicyError {
         "--rolesanywhere-endpoint {0:?} is plain HTTP: requests signed with workload certificates would travel in clear. Use an https:// endpoint, or pass --allow-insecure-sts-endpoints if the network path is trusted"
     )]
     InsecureRolesAnywhereEndpoint(String),
+    #[error("--ecr-endpoint {0:?} is not an http(s) URL")]
+    InvalidEcrEndpoint(String),
+    #[error(
+        "--ecr-endpoint {0:?} is plain HTTP: requests signed with the bindings' credentials would travel in clear. Use an https:// endpoint, or pass --allow-insecure-sts-endpoints if the network path is trusted"
+    )]
+    InsecureEcrEndpoint(String),
     #[error(
         "--cluster-name {0:?} cannot be a session tag value: use 1 to 256 letters, digits, spaces or _.:/=+@-"
     )]

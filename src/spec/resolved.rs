@@ -53,6 +53,47 @@ pub struct ResolvedSpec {
     /// them (the planner sees that).
     #[serde(skip)]
     pub delivery: Deliveries,
+    /// The ECR image-pull Secret to keep (`spec.imagePullSecret`). In the fingerprint's input
+    /// when set (a new registry list needs a new Secret), absent otherwise, so bindings without
+    /// one keep their fingerprint.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image_pull_secret: Option<ResolvedPullSecret>,
+}
+
+/// `spec.imagePullSecret` with defaults applied: the Secret, and the registries grouped by the
+/// ECR region whose token they take.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ResolvedPullSecret {
+    pub secret_name: String,
+    /// Every registry, in the order given, with the region of the token it takes.
+    pub registries: Vec<PullRegistry>,
+    pub add_to_service_account: bool,
+    /// Where `GetAuthorizationToken` goes (`--ecr-endpoint`); `None`: the AWS regional ECR
+    /// endpoint of each region. The admin's, so not in the fingerprint's input.
+    #[serde(skip)]
+    pub endpoint: Option<String>,
+}
+
+/// One registry of an image-pull Secret.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PullRegistry {
+    pub host: String,
+    pub region: String,
+}
+
+impl ResolvedPullSecret {
+    /// The regions whose tokens the Secret needs, each once, in the order first named.
+    pub fn regions(&self) -> Vec<&str> {
+        let mut regions: Vec<&str> = Vec::new();
+        for r in &self.registries {
+            if !regions.contains(&r.region.as_str()) {
+                regions.push(&r.region);
+            }
+        }
+        regions
+    }
 }
 
 /// The binding's delivery methods (`spec.delivery`), as flags.

@@ -107,6 +107,9 @@ pub(super) static SAML_PROVIDER_ARN: LazyLock<Regex> =
 pub(super) static SESSION_NAME: LazyLock<Regex> = LazyLock::new(|| compile(patterns::SESSION_NAME));
 pub(super) static DURATION: LazyLock<Regex> = LazyLock::new(|| compile(patterns::DURATION));
 pub(super) static REGION: LazyLock<Regex> = LazyLock::new(|| compile(patterns::REGION));
+pub(super) static REGISTRY_HOST: LazyLock<Regex> =
+    LazyLock::new(|| compile(patterns::REGISTRY_HOST));
+pub(super) static ECR_REGISTRY: LazyLock<Regex> = LazyLock::new(|| compile(patterns::ECR_REGISTRY));
 pub(super) static MOUNT_PATH: LazyLock<Regex> = LazyLock::new(|| compile(patterns::MOUNT_PATH));
 pub(super) static AUDIENCE: LazyLock<Regex> = LazyLock::new(|| compile(patterns::AUDIENCE));
 pub(super) static EXTERNAL_ID: LazyLock<Regex> = LazyLock::new(|| compile(patterns::EXTERNAL_ID));

@@ -3,6 +3,7 @@
 //! ([`sdk::AwsStsClient`]). Credential flows ([`crate::flow`]) decide what to call; this module
 //! only speaks to STS.
 
+mod ecr;
 mod error;
 mod proxy;
 mod requests;
@@ -15,6 +16,10 @@ use std::sync::Arc;
 use futures::future::BoxFuture;
 
 use crate::credentials::IssuedCredentials;
+pub use ecr::{
+    EcrClient, EcrError, HttpEcrClient, PullToken, PullTokenRequest,
+    default_endpoint as default_ecr_endpoint,
+};
 pub use error::{StsError, StsErrorKind};
 pub use proxy::{ProxyError, StsProxy};
 pub use requests::{

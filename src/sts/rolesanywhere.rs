@@ -22,7 +22,7 @@ use crate::rolesanywhere::signing::{SessionParameters, sign_create_session};
 /// Most bytes of an answer read (a `CreateSession` answer is about 2 KiB).
 const MAX_ANSWER_BYTES: usize = 64 * 1024;
 
-type HttpsClient = Client<hyper_rustls::HttpsConnector<ProxyRoute>, Full<Bytes>>;
+pub(super) type HttpsClient = Client<hyper_rustls::HttpsConnector<ProxyRoute>, Full<Bytes>>;
 
 pub struct RolesAnywhereClient {
     /// `Err` says why no TLS client could be made (reported on every call).
@@ -35,7 +35,7 @@ pub struct RolesAnywhereClient {
 /// HTTPS with the system's roots, as the STS client's, through the admin's proxy if any; no
 /// roots found leaves an empty store, so that every HTTPS call fails with an unknown issuer,
 /// which the condition shows.
-fn connector(
+pub(super) fn connector(
     timeouts: StsTimeouts,
     proxy: Option<&StsProxy>,
 ) -> Result<hyper_rustls::HttpsConnector<ProxyRoute>, String> {

@@ -9,6 +9,7 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
 use crate::Inner;
+use crate::actions::ecr::{EcrSettings, EcrToken};
 use crate::roles_anywhere::{Profile, Revocation, TrustAnchor};
 use crate::saml;
 use crate::state::{CallRecord, Counters, Faults, Role, SamlProvider, State, User};
@@ -153,4 +154,39 @@ pub(crate) async fn reset_calls(AxumState(inner): Shared) -> StatusCode {
     s.calls.clear();
     s.counters = Counters::default();
     StatusCode::NO_CONTENT
+}
+
+/// The ECR tokens that have not expired.
+pub(crate) fn valid_ecr_tokens(state: &State) -> Vec<EcrToken> {
+    let now = jiff::Timestamp::now();
+    state
+        .ecr_tokens
+        .iter()
+        .filter(|t| t.expires_at > now)
+        .map(|t| t.shown())
+        .collect()
+}
+
+/// `GET /_emulator/ecr/tokens`: what a test registry accepts as the password of the user `AWS`.
+pub(crate) async fn list_ecr_tokens(AxumState(inner): Shared) -> axum::Json<Vec<EcrToken>> {
+    axum::Json(valid_ecr_tokens(&inner.state()))
+}
+
+/// `DELETE /_emulator/ecr/tokens`: every token issued so far expires now.
+pub(crate) async fn expire_ecr_tokens(AxumState(inner): Shared) -> StatusCode {
+    inner.state().ecr_tokens.clear();
+    StatusCode::NO_CONTENT
+}
+
+/// `POST /_emulator/ecr`: token lifetime and `proxyEndpoint` from now on.
+pub(crate) async fn put_ecr(
+    AxumState(inner): Shared,
+    axum::Json(settings): axum::Json<EcrSettings>,
+) -> StatusCode {
+    inner.state().ecr = settings;
+    StatusCode::NO_CONTENT
+}
+
+pub(crate) async fn get_ecr(AxumState(inner): Shared) -> axum::Json<EcrSettings> {
+    axum::Json(inner.state().ecr.clone())
 }

@@ -33,6 +33,7 @@ use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 
+pub use actions::ecr::{DEFAULT_TOKEN_LIFETIME_SECONDS, EcrSettings, EcrToken};
 pub use control::CallLog;
 pub use params::PACKED_CAPACITY;
 pub use roles::RoleError;
@@ -294,6 +295,21 @@ impl Emulator {
             minted.session.secret_access_key,
             minted.session.session_token,
         ))
+    }
+
+    /// ECR's settings from now on (token lifetime, `proxyEndpoint`).
+    pub fn set_ecr(&self, settings: EcrSettings) {
+        self.inner.state().ecr = settings;
+    }
+
+    /// The ECR tokens still valid (the registry's passwords for the user `AWS`).
+    pub fn ecr_tokens(&self) -> Vec<EcrToken> {
+        control::valid_ecr_tokens(&self.inner.state())
+    }
+
+    /// Withdraws every ECR token issued so far, as if they had expired.
+    pub fn expire_ecr_tokens(&self) {
+        self.inner.state().ecr_tokens.clear();
     }
 
     pub fn set_faults(&self, faults: Faults) {

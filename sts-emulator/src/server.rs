@@ -46,6 +46,14 @@ pub(crate) fn router(inner: Arc<Inner>) -> Router {
             "/_emulator/faults",
             post(control::put_faults).get(control::get_faults),
         )
+        .route(
+            "/_emulator/ecr",
+            post(control::put_ecr).get(control::get_ecr),
+        )
+        .route(
+            "/_emulator/ecr/tokens",
+            get(control::list_ecr_tokens).delete(control::expire_ecr_tokens),
+        )
         .route("/_emulator/calls", get(control::get_calls))
         .route("/_emulator/reset", post(control::reset_calls))
         .route("/_emulator/healthz", get(|| async { "ok" }))
@@ -90,7 +98,16 @@ async fn sts_action(
     if method == Method::POST {
         params.extend(form_urlencoded::parse(&body).into_owned());
     }
-    let action = params.get("Action").cloned().unwrap_or_default();
+    // ECR's JSON 1.1 API on the same listener: the action is in `X-Amz-Target`.
+    let target = headers
+        .get("x-amz-target")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|t| t.strip_prefix(actions::ecr::TARGET_PREFIX))
+        .map(str::to_string);
+    let action = match &target {
+        Some(target) => target.clone(),
+        None => params.get("Action").cloned().unwrap_or_default(),
+    };
 
     let (fault, latency) = inner.state().next_fault(&action);
     if !latency.is_zero() {
@@ -111,6 +128,34 @@ async fn sts_action(
     ) {
         record.policy = params.get("Policy").cloned();
         record.policy_arns = policy_arns(&params);
+    }
+    if let Some(target) = &target {
+        let outcome = match injected_failure(fault) {
+            Some(f) => Err(f),
+            None if target == "GetAuthorizationToken" && method == Method::POST => {
+                let request = sigv4::SignedRequest {
+                    method: method.as_str(),
+                    path: uri.path(),
+                    query: uri.query().unwrap_or(""),
+                    headers: &headers,
+                    body: &body,
+                };
+                actions::ecr::get_authorization_token(&inner, &request, &mut record)
+            }
+            None => Err(StsFailure::sender(
+                "UnknownOperationException",
+                format!("Could not find operation {target}"),
+            )),
+        };
+        record.result = match &outcome {
+            Ok(_) => "Ok".into(),
+            Err(f) => f.code.into(),
+        };
+        inner.state().record(record);
+        return match outcome {
+            Ok(r) => r,
+            Err(f) => actions::ecr::json_error(&f),
+        };
     }
     if fault == Injected::Malformed {
         record.result = "Malformed".into();

@@ -296,6 +296,10 @@ pub struct State {
     pub calls: Vec<CallRecord>,
     pub counters: Counters,
     pub served: u64,
+    /// ECR's settings and the `GetAuthorizationToken` tokens issued (expired ones are dropped
+    /// as new ones are issued, and never listed).
+    pub ecr: crate::actions::ecr::EcrSettings,
+    pub ecr_tokens: Vec<crate::actions::ecr::IssuedToken>,
 }
 
 /// What the fault injector decided for one call.

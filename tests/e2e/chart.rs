@@ -890,6 +890,31 @@ async fn confused_deputy_checks(env: &Env) -> anyhow::Result<()> {
         .create(&PostParams::default(), &binding("legit", role)?)
         .await?;
 
+    // Listing an image-pull Secret in the ServiceAccount changes what all its pods pull with:
+    // Trent may act as it but not patch it, so he may ask for the Secret but not for that.
+    let pulling = |name: &str, listed: bool| {
+        serde_json::from_value::<podcreds::api::AWSRoleBinding>(json!({
+            "apiVersion": "podcreds.dev/v1alpha1",
+            "kind": "AWSRoleBinding",
+            "metadata": {"name": name},
+            "spec": {"serviceAccountName": "payments", "roleArn": role, "imagePullSecret": {
+                "registries": ["123456789012.dkr.ecr.eu-west-1.amazonaws.com"],
+                "addToServiceAccount": listed}},
+        }))
+    };
+    let refused = refusal_of(env, &ns, &trent, pulling("listed", true)?)
+        .await
+        .context(
+            "addToServiceAccount was admitted from a user who may not patch the ServiceAccount",
+        )?;
+    ensure!(
+        refused.contains("may not patch ServiceAccount payments"),
+        "unclear refusal: {refused}"
+    );
+    trent
+        .create(&PostParams::default(), &pulling("pull", false)?)
+        .await?;
+
     // The namespace may restrict which roles it binds.
     let namespaces: Api<Namespace> = Api::all(env.client.clone());
     let annotate = json!({"metadata": {"annotations": {"podcreds.dev/allowed-role-arns": "arn:aws:iam::123456789012:role/payments-*"}}});

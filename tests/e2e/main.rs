@@ -24,6 +24,7 @@ macro_rules! tests {
 mod chains;
 mod chart;
 mod consumers;
+mod ecr;
 mod endpoint;
 mod faults;
 mod grants;
@@ -95,6 +96,7 @@ const TESTS_BY_MODULE: &[&[(&str, TestFn)]] = &[
     release::TESTS,
     sources::TESTS,
     endpoint::TESTS,
+    ecr::TESTS,
 ];
 
 fn all_tests() -> impl Iterator<Item = &'static (&'static str, TestFn)> {

@@ -819,11 +819,46 @@ async fn secret_guard_checks(
         message.contains("may delete only Secrets labelled"),
         "unclear refusal: {message}"
     );
-    // What podcreds writes is admitted, and the admin is unaffected.
+    // Of the docker types only the one image-pull Secrets have: not the legacy dockercfg.
+    let mut dockercfg = secret_of("legacy-pull", "kubernetes.io/dockercfg", true, None);
+    dockercfg.data = Some(BTreeMap::from([(
+        ".dockercfg".to_string(),
+        k8s_openapi::ByteString(b"{}".to_vec()),
+    )]));
+    let message = refusal(in_ns(tenant).create(&dry, &dockercfg).await)
+        .map_err(|e| anyhow::anyhow!("a kubernetes.io/dockercfg Secret was not refused: {e}"))?;
+    ensure!(
+        message.contains("only Secrets of type Opaque"),
+        "unclear refusal: {message}"
+    );
+    // What podcreds writes is admitted (credentials, and ECR image-pull Secrets), and the admin
+    // is unaffected.
     in_ns(tenant)
         .create(&dry, &secret_of("credentials", "Opaque", true, None))
         .await
         .context("the operator's own kind of Secret was refused")?;
+    let mut pull = secret_of("image-pull", "kubernetes.io/dockerconfigjson", true, None);
+    pull.data = Some(BTreeMap::from([(
+        ".dockerconfigjson".to_string(),
+        k8s_openapi::ByteString(br#"{"auths":{}}"#.to_vec()),
+    )]));
+    in_ns(tenant)
+        .create(&dry, &pull)
+        .await
+        .context("a labelled image-pull Secret was refused")?;
+    let unlabelled_pull = Secret {
+        metadata: ObjectMeta {
+            labels: None,
+            ..pull.metadata.clone()
+        },
+        ..pull.clone()
+    };
+    let message = refusal(in_ns(tenant).create(&dry, &unlabelled_pull).await)
+        .map_err(|e| anyhow::anyhow!("an unlabelled image-pull Secret was not refused: {e}"))?;
+    ensure!(
+        message.contains("only Secrets labelled"),
+        "unclear refusal: {message}"
+    );
     Api::<Secret>::namespaced(env.client.clone(), "kube-system")
         .create(&dry, &minted)
         .await

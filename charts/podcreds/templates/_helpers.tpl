@@ -80,6 +80,13 @@ app.kubernetes.io/part-of: podcreds
 - apiGroups: [""]
   resources: ["serviceaccounts"]
   verbs: ["list", "watch"]
+{{- if .Values.ecrPullSecrets.serviceAccounts }}
+# imagePullSecret.addToServiceAccount: add (and remove) the binding's image-pull Secret in its
+# ServiceAccount's imagePullSecrets.
+- apiGroups: [""]
+  resources: ["serviceaccounts"]
+  verbs: ["get", "patch"]
+{{- end }}
 # Short-lived tokens to exchange with STS.
 - apiGroups: [""]
   resources: ["serviceaccounts/token"]

@@ -55,6 +55,7 @@ fn every_result_has_its_own_label() {
             issued: issued(),
             created_uid: None,
             version: None,
+            pull_secret: None,
         },
         Reconciled::Conflict {
             spec: &s,
@@ -117,6 +118,7 @@ fn blocked_bindings_speak_once_failures_always_and_recoveries_once() {
         issued: issued(),
         created_uid: None,
         version: None,
+        pull_secret: None,
     };
     // A first issue and a routine renewal say nothing; the end of a failure or block does.
     assert_eq!(announcement(&refreshed, ready(None)), None);
@@ -207,4 +209,92 @@ fn status_outcomes_carry_the_category_and_the_valid_credentials() {
         other => panic!("unexpected {other:?}"),
     }
     assert!(outcome(&Reconciled::Parked).is_none());
+}
+
+#[test]
+fn the_pull_secret_status_follows_what_was_written_and_revoked() {
+    let s = spec();
+    let kind = |r: &Reconciled<'_>| match pull_report(r) {
+        PullReport::Keep => "keep",
+        PullReport::Clear => "clear",
+        PullReport::Written(_) => "written",
+    };
+    // A binding without imagePullSecret says nothing of one, even if its status did.
+    assert_eq!(
+        kind(&Reconciled::Fresh {
+            spec: &s,
+            issued: issued()
+        }),
+        "clear"
+    );
+    let mut pulling = s.clone();
+    pulling.image_pull_secret = Some(crate::spec::ResolvedPullSecret {
+        secret_name: "b-ecr".into(),
+        registries: Vec::new(),
+        add_to_service_account: false,
+        endpoint: None,
+    });
+    assert_eq!(
+        kind(&Reconciled::Fresh {
+            spec: &pulling,
+            issued: issued()
+        }),
+        "keep"
+    );
+    let written = crate::api::ImagePullSecretStatus {
+        secret_name: "b-ecr".into(),
+        ..Default::default()
+    };
+    assert_eq!(
+        kind(&Reconciled::Refreshed {
+            spec: &pulling,
+            reason: RefreshReason::RenewalDue,
+            issued: issued(),
+            created_uid: None,
+            version: None,
+            pull_secret: Some(written),
+        }),
+        "written"
+    );
+    let not_allowed = |revoked| Reconciled::NotAllowed {
+        error: Invalid::from(crate::spec::SpecError::AudienceNotAllowed("x".into())),
+        secret_name: "b".into(),
+        revoked,
+    };
+    // Revoked with the credentials once the grace period is over, not before.
+    assert_eq!(kind(&not_allowed(Revoked::Done)), "clear");
+    assert_eq!(kind(&not_allowed(Revoked::Nothing)), "clear");
+    assert_eq!(kind(&not_allowed(Revoked::Scheduled(t(10)))), "keep");
+    // A failure changes nothing.
+    assert_eq!(kind(&Reconciled::Parked), "keep");
+}
+
+#[test]
+fn a_pull_secret_written_again_keeps_the_uid_podcreds_created() {
+    let created = crate::api::ImagePullSecretStatus {
+        secret_name: "b-ecr".into(),
+        secret_uid: Some("u1".into()),
+        ..Default::default()
+    };
+    let again = crate::api::ImagePullSecretStatus {
+        secret_name: "b-ecr".into(),
+        ..Default::default()
+    };
+    let kept = status::pull_secret_status(Some(&created), PullReport::Written(&again));
+    assert_eq!(kept.and_then(|s| s.secret_uid).as_deref(), Some("u1"));
+    // Another name is another Secret: its UID is not the old one's.
+    let renamed = crate::api::ImagePullSecretStatus {
+        secret_name: "other".into(),
+        ..Default::default()
+    };
+    let moved = status::pull_secret_status(Some(&created), PullReport::Written(&renamed));
+    assert_eq!(moved.and_then(|s| s.secret_uid), None);
+    assert_eq!(
+        status::pull_secret_status(Some(&created), PullReport::Keep),
+        Some(created.clone())
+    );
+    assert_eq!(
+        status::pull_secret_status(Some(&created), PullReport::Clear),
+        None
+    );
 }

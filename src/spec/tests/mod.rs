@@ -1,5 +1,6 @@
 //! Unit tests of the validate step: one file per section with many cases.
 
+mod image_pull;
 mod invalid_specs;
 mod role_chains;
 mod roles_anywhere;

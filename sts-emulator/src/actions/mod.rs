@@ -1,9 +1,11 @@
 //! The STS actions, one module each: the unsigned exchanges (web identity, SAML), the calls
 //! signed with SigV4 (`GetCallerIdentity`, `AssumeRole`, and the IAM user's session tokens), and
-//! IAM Roles Anywhere's `CreateSession` (signed with an X.509 certificate's key).
+//! IAM Roles Anywhere's `CreateSession` (signed with an X.509 certificate's key), and ECR's
+//! `GetAuthorizationToken` (JSON 1.1, signed with SigV4 for service `ecr`).
 //! What the three `AssumeRole*` actions share of IAM's authorization is here.
 
 pub(crate) mod assume_role;
+pub mod ecr;
 pub(crate) mod roles_anywhere;
 pub(crate) mod saml;
 pub(crate) mod signed;

@@ -76,7 +76,7 @@ fn check_scope(inner: &Inner, auth: &sigv4::Authorization) -> Result<(), StsFail
 
 /// Who signed with `access_key_id`: an IAM user's long-term keys (no session token), or a live
 /// session the emulator issued (with its session token).
-fn signing_caller(
+pub(crate) fn signing_caller(
     inner: &Inner,
     request: &sigv4::SignedRequest<'_>,
     access_key_id: &str,

@@ -289,3 +289,78 @@ pub async fn signed_call(
 ) -> Answer {
     signed_call_with(emulator, params, credentials, &Scope::default(), |_| {}).await
 }
+
+/// ECR's `GetAuthorizationToken` (JSON 1.1) with `body`, signed with `credentials` in `scope`
+/// (service `ecr`); `tamper` may change the signed headers.
+pub async fn ecr_call(
+    emulator: &Emulator,
+    body: &str,
+    credentials: &Credentials,
+    scope: &Scope<'_>,
+    tamper: impl FnOnce(&mut Vec<(String, String)>),
+) -> Answer {
+    let url = format!("{}/", emulator.url());
+    let identity: aws_smithy_runtime_api::client::identity::Identity =
+        aws_credential_types::Credentials::new(
+            &credentials.access_key_id,
+            &credentials.secret_access_key,
+            credentials.session_token.clone(),
+            None,
+            "test",
+        )
+        .into();
+    let params = SigningParams::builder()
+        .identity(&identity)
+        .region(scope.region)
+        .name(scope.service)
+        .time(scope.time)
+        .settings(SigningSettings::default())
+        .build()
+        .expect("params")
+        .into();
+    let host = url
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_string();
+    let target = "AmazonEC2ContainerRegistry_V20150921.GetAuthorizationToken";
+    let unsigned = [
+        ("host", host.as_str()),
+        ("content-type", "application/x-amz-json-1.1"),
+        ("x-amz-target", target),
+    ];
+    let signable = SignableRequest::new(
+        "POST",
+        &url,
+        unsigned.iter().copied(),
+        SignableBody::Bytes(body.as_bytes()),
+    )
+    .expect("signable");
+    let (instructions, _) = sign(signable, &params).expect("sign").into_parts();
+    let mut headers: Vec<(String, String)> = instructions
+        .headers()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    headers.push(("x-amz-target".into(), target.into()));
+    tamper(&mut headers);
+    let mut request =
+        http::Request::post(&url).header("content-type", "application/x-amz-json-1.1");
+    for (k, v) in headers {
+        request = request.header(k, v);
+    }
+    let request = request
+        .body(Full::new(Bytes::from(body.to_string())))
+        .expect("request");
+    let client = Client::builder(TokioExecutor::new()).build_http();
+    let response = client.request(request).await.expect("response");
+    let status = response.status().as_u16();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
+    Answer {
+        status,
+        body: String::from_utf8_lossy(&body).into_owned(),
+    }
+}
