@@ -291,6 +291,30 @@ pub struct AWSRoleBindingStatus {
     /// on (at most 128 bytes of it): a request is pending while the annotation differs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_handled_refresh_request: Option<String>,
+    /// The pods of this namespace that read the Secret, and whether they see its refreshes.
+    /// Reported only while the operator watches pods (`--watch-pods`, chart value
+    /// `consumers.watchPods`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consumers: Option<ConsumersStatus>,
+}
+
+/// The pods that read a binding's Secret, by whether they see its refreshes.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ConsumersStatus {
+    /// Pods whose every container that reads the Secret mounts it as a volume without
+    /// `subPath`: the kubelet updates the files and `credential_process` re-reads them.
+    #[serde(default)]
+    pub refreshing: i32,
+    /// Pods with a container that captured part of the Secret when it started (`env`,
+    /// `envFrom`, a `subPath` mount): it keeps those credentials until it restarts and fails once
+    /// they expire.
+    #[serde(default)]
+    pub will_go_stale: i32,
+    /// The first few of those pods, by name.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 5))]
+    pub stale_pods: Vec<String>,
 }
 
 /// What STS answered for one `roleChain` hop.

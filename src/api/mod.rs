@@ -15,7 +15,9 @@ mod sts;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-pub use binding::{AWSRoleBinding, AWSRoleBindingSpec, AWSRoleBindingStatus, ChainHopStatus};
+pub use binding::{
+    AWSRoleBinding, AWSRoleBindingSpec, AWSRoleBindingStatus, ChainHopStatus, ConsumersStatus,
+};
 pub use credential_source::{
     AWSCredentialSource, AWSCredentialSourceSpec, AWSCredentialSourceStatus, CredentialSourceMode,
     CredentialSourceRef, SecretReference,

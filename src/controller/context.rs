@@ -172,4 +172,6 @@ pub struct Context {
     pub conflicts: Arc<ConflictWatches>,
     /// Fair shares of this scope's exchange slots between namespaces.
     pub shares: FairShares,
+    /// The pods of this scope that reference Secrets, with `--watch-pods`.
+    pub pods: Option<super::pods::PodCache>,
 }

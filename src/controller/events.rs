@@ -10,7 +10,7 @@ use futures::StreamExt;
 use governor::{Quota, RateLimiter};
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
-use kube::{Client, Resource, ResourceExt};
+use kube::{Client, Resource};
 use tracing::{debug, warn};
 
 use super::quota::Bound;
@@ -108,6 +108,11 @@ impl Events {
 
     /// Queues `announcement` about `binding`; drops it (and counts the drop) when the queue is full.
     pub fn announce(&self, binding: &AWSRoleBinding, announcement: Announcement) {
+        self.announce_to(binding.object_ref(&()), announcement);
+    }
+
+    /// Queues `announcement` about the object `reference` names (a binding's pod, say).
+    pub fn announce_to(&self, reference: ObjectReference, announcement: Announcement) {
         let event = Event {
             type_: if announcement.warning {
                 EventType::Warning
@@ -119,9 +124,9 @@ impl Events {
             action: announcement.action.into(),
             secondary: None,
         };
-        let reference = binding.object_ref(&());
         // Counted under the namespace the publisher will give it back under.
         let namespace = reference.namespace.clone().unwrap_or_default();
+        let name = reference.name.clone().unwrap_or_default();
         let admitted = {
             let mut pending = lock(&self.pending);
             pending.take(&namespace)
@@ -132,7 +137,7 @@ impl Events {
         };
         if !admitted {
             self.metrics.events_dropped.inc();
-            debug!(binding = %binding.name_any(), "Event queue full; dropping an Event");
+            debug!(namespace = %namespace, object = %name, "Event queue full; dropping an Event");
         }
     }
 }

@@ -12,6 +12,7 @@ use kube::runtime::reflector::ObjectRef;
 use tracing::{debug, info, warn};
 
 use super::BindingKey;
+use super::consumers::ConsumersUpdate;
 use super::context::Context;
 use super::events::Announcement;
 use super::refresh::RefreshError;
@@ -324,6 +325,7 @@ pub async fn report(
     key: &BindingKey,
     reconciled: Reconciled<'_>,
     handled_request: Option<&str>,
+    consumers: ConsumersUpdate,
 ) -> Result<Action, ReportError> {
     let shared = &ctx.shared;
     let memory = &shared.memory;
@@ -416,7 +418,7 @@ pub async fn report(
         shared.events.announce(binding, event);
     }
     if let Some(outcome) = outcome(&reconciled) {
-        write_status(ctx, binding, key, &outcome, handled_request, now).await?;
+        write_status(ctx, binding, key, &outcome, handled_request, consumers, now).await?;
     }
     Ok(match delay {
         Some(d) => Action::requeue(d),
@@ -505,6 +507,7 @@ async fn write_status(
     key: &BindingKey,
     outcome: &Outcome<'_>,
     handled_request: Option<&str>,
+    consumers: ConsumersUpdate,
     now: Timestamp,
 ) -> Result<(), ReportError> {
     let memory = &ctx.shared.memory;
@@ -515,6 +518,7 @@ async fn write_status(
     if let Some(request) = handled_request {
         status.last_handled_refresh_request = Some(request.to_string());
     }
+    consumers.apply(&mut status.consumers);
     if current == Some(&status) {
         return Ok(());
     }
