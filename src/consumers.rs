@@ -274,47 +274,91 @@ pub fn classify(pod: &PodUses, secret: &str) -> Vec<ContainerVerdict> {
         .collect()
 }
 
-/// The credentials a container captured when it started, judged against the set the Secret
-/// holds now.
+/// A credential set the Secret held: when it was written and when it expires.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct CredentialSet {
+    pub issued_at: Timestamp,
+    pub expiration: Timestamp,
+}
+
+impl From<&IssuedMeta> for CredentialSet {
+    fn from(issued: &IssuedMeta) -> Self {
+        Self {
+            issued_at: issued.issued_at,
+            expiration: issued.expiration,
+        }
+    }
+}
+
+/// The credentials a container captured when it started, judged against the sets the Secret
+/// held as far as this process knows them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Captured {
     /// Not running yet: it will capture whatever the Secret holds when it starts.
     NotYet,
-    /// The current set: good until this time.
+    /// The set the Secret holds now: good until this time, and restarting the container would
+    /// capture the same set.
     Current { expires: Timestamp },
-    /// A set the Secret no longer holds (it started before the current one was written, at
-    /// `replaced_at`): it expires soon, if it has not already.
-    Earlier { replaced_at: Timestamp },
+    /// A set the Secret no longer holds, replaced at `replaced_at`: good until `expires`, or,
+    /// when that set is not known (it was written before this process started), assumed to
+    /// expire at once.
+    Earlier {
+        replaced_at: Timestamp,
+        expires: Option<Timestamp>,
+    },
 }
 
-/// What a container that started at `started_at` captured, given the set the Secret holds.
-pub fn captured(started_at: Option<Timestamp>, issued: &IssuedMeta) -> Captured {
+/// What a container that started at `started_at` captured, given the sets the Secret held
+/// (`sets`, any order; the latest is the one it holds now). A container that started less than
+/// [`CAPTURE_SKEW`] after a set was written may still have received the set before.
+pub fn captured(started_at: Option<Timestamp>, sets: &[CredentialSet]) -> Captured {
     let Some(started) = started_at else {
         return Captured::NotYet;
     };
-    let settled = issued
-        .issued_at
-        .checked_add(CAPTURE_SKEW)
-        .unwrap_or(issued.issued_at);
-    if started >= settled {
+    let mut sets = sets.to_vec();
+    sets.sort();
+    sets.dedup();
+    let Some(current) = sets.last().copied() else {
+        return Captured::NotYet;
+    };
+    let settled = |s: &CredentialSet| s.issued_at.checked_add(CAPTURE_SKEW).unwrap_or(s.issued_at);
+    // The latest set surely written before the container started.
+    // The latest set surely written before the container started; before every set known here
+    // (or within the skew of the first), nothing is known of what it holds.
+    let Some(index) = sets.iter().rposition(|s| settled(s) <= started) else {
+        return Captured::Earlier {
+            replaced_at: current.issued_at,
+            expires: None,
+        };
+    };
+    let got = sets[index];
+    if got == current {
         Captured::Current {
-            expires: issued.expiration,
+            expires: current.expiration,
         }
     } else {
         Captured::Earlier {
-            replaced_at: issued.issued_at,
+            replaced_at: current.issued_at,
+            // The container may hold this set, or (within the skew) the next one: the earlier
+            // expiry counts.
+            expires: Some(got.expiration),
         }
     }
 }
 
 impl Captured {
     /// When what was captured stops working, as far as podcreds can tell; `None` when nothing
-    /// was captured yet. An earlier set counts as expiring at once: its end is not recorded.
+    /// was captured yet. An earlier set of unknown expiry counts as expiring when it was
+    /// replaced.
     pub fn deadline(self) -> Option<Timestamp> {
         match self {
             Captured::NotYet => None,
             Captured::Current { expires } => Some(expires),
-            Captured::Earlier { replaced_at } => Some(replaced_at),
+            Captured::Earlier {
+                expires: Some(expires),
+                ..
+            } => Some(expires),
+            Captured::Earlier { replaced_at, .. } => Some(replaced_at),
         }
     }
 
@@ -328,7 +372,15 @@ impl Captured {
                     crate::time::rfc3339(expires)
                 )
             }
-            Captured::Earlier { replaced_at } => format!(
+            Captured::Earlier {
+                replaced_at,
+                expires: Some(expires),
+            } => format!(
+                "credentials replaced at {} that expire at {}",
+                crate::time::rfc3339(replaced_at),
+                crate::time::rfc3339(expires)
+            ),
+            Captured::Earlier { replaced_at, .. } => format!(
                 "credentials replaced at {}, which expire soon if they have not already",
                 crate::time::rfc3339(replaced_at)
             ),
@@ -349,11 +401,23 @@ pub struct StalePod {
 impl StalePod {
     /// The earliest time any of its containers' captured credentials stop working; `None`
     /// while none has started.
-    pub fn deadline(&self, issued: &IssuedMeta) -> Option<Timestamp> {
+    pub fn deadline(&self, sets: &[CredentialSet]) -> Option<Timestamp> {
         self.containers
             .iter()
-            .filter_map(|c| captured(c.started_at, issued).deadline())
+            .filter_map(|c| captured(c.started_at, sets).deadline())
             .min()
+    }
+
+    /// Whether every running container of the pod captured the set the Secret holds now (a
+    /// restart would capture the same); false while none runs.
+    pub fn holds_current(&self, sets: &[CredentialSet]) -> bool {
+        let mut running = self
+            .containers
+            .iter()
+            .map(|c| captured(c.started_at, sets))
+            .filter(|c| *c != Captured::NotYet)
+            .peekable();
+        running.peek().is_some() && running.all(|c| matches!(c, Captured::Current { .. }))
     }
 }
 
@@ -409,11 +473,12 @@ pub fn status(consumers: &Consumers) -> ConsumersStatus {
             .take(LISTED_STALE_PODS)
             .map(|p| p.name.clone())
             .collect(),
+        blocked_evictions: Vec::new(),
     }
 }
 
 /// The Warning Event's note for `pod`, which captured part of the binding's Secret `secret`.
-pub fn stale_note(pod: &StalePod, secret: &str, issued: &IssuedMeta) -> String {
+pub fn stale_note(pod: &StalePod, secret: &str, sets: &[CredentialSet]) -> String {
     let containers: Vec<String> = pod
         .containers
         .iter()
@@ -423,7 +488,7 @@ pub fn stale_note(pod: &StalePod, secret: &str, issued: &IssuedMeta) -> String {
                 "container {} read {} of Secret {secret} once at start: {}",
                 c.container,
                 what.join(", "),
-                captured(c.started_at, issued).describe()
+                captured(c.started_at, sets).describe()
             )
         })
         .collect();
@@ -440,6 +505,50 @@ pub fn warning_due(pod: &StalePod, issued: &IssuedMeta, warned: Option<Timestamp
     !pod.terminating
         && pod.containers.iter().any(|c| c.started_at.is_some())
         && warned != Some(issued.expiration)
+}
+
+/// Default of `spec.restartStaleConsumers.leadTime`.
+pub const DEFAULT_LEAD_TIME: SignedDuration = SignedDuration::from_mins(5);
+
+/// What `spec.restartStaleConsumers` does about one stale pod.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Restart {
+    /// Nothing: it is going away already, none of its containers runs, each holds the set the
+    /// Secret holds now (a restart would capture the same), or it was evicted for what it holds
+    /// already.
+    Nothing,
+    /// Evict it at this time (`leadTime` before what it captured expires).
+    At(Timestamp),
+    /// Evict it now.
+    Now,
+}
+
+/// What to do about stale pod `pod`, given the credential sets the Secret held (`sets`), the
+/// binding's `lead` time, the deadline it was last evicted for (`evicted_for`) and the clock.
+/// A pod is evicted only once a newer set than the one it captured is in the Secret, `lead`
+/// before that one expires (at once if that time has passed), and once per set.
+pub fn restart(
+    pod: &StalePod,
+    sets: &[CredentialSet],
+    lead: SignedDuration,
+    evicted_for: Option<Timestamp>,
+    now: Timestamp,
+) -> Restart {
+    if pod.terminating || pod.holds_current(sets) {
+        return Restart::Nothing;
+    }
+    let Some(deadline) = pod.deadline(sets) else {
+        return Restart::Nothing;
+    };
+    if evicted_for == Some(deadline) {
+        return Restart::Nothing;
+    }
+    let at = deadline.checked_sub(lead).unwrap_or(deadline);
+    if now >= at {
+        Restart::Now
+    } else {
+        Restart::At(at)
+    }
 }
 
 #[cfg(test)]
@@ -621,26 +730,52 @@ mod tests {
         assert_eq!(classify(&p, "app")[0].class, Class::Refreshes);
     }
 
+    fn set(issued: i64, expires: i64) -> CredentialSet {
+        CredentialSet {
+            issued_at: t(issued),
+            expiration: t(expires),
+        }
+    }
+
     #[test]
     fn a_container_captured_the_set_it_started_under() {
-        let i = issued();
-        assert_eq!(captured(None, &i), Captured::NotYet);
+        let only = [CredentialSet::from(&issued())];
+        assert_eq!(captured(None, &only), Captured::NotYet);
         assert_eq!(
-            captured(Some(t(60)), &i),
+            captured(Some(t(60)), &only),
             Captured::Current { expires: t(3600) }
         );
-        // Started before the current set was written, or so shortly after that the kubelet
-        // may still have shown the set before.
+        // Started before the only set known here was written, or so shortly after that the
+        // kubelet may still have shown the one before: what it holds is not known.
+        let unknown = Captured::Earlier {
+            replaced_at: t(0),
+            expires: None,
+        };
+        assert_eq!(captured(Some(t(-60)), &only), unknown);
+        assert_eq!(captured(Some(t(5)), &only), unknown);
+        assert_eq!(unknown.deadline(), Some(t(0)));
+        assert_eq!(captured(None, &only).deadline(), None);
+
+        // Sets this process saw written (in any order): the one before the current is known.
+        let sets = [set(2400, 6000), set(0, 3600), set(-2400, 1200)];
         assert_eq!(
-            captured(Some(t(-60)), &i),
-            Captured::Earlier { replaced_at: t(0) }
+            captured(Some(t(100)), &sets),
+            Captured::Earlier {
+                replaced_at: t(2400),
+                expires: Some(t(3600))
+            }
         );
+        // Within the skew of a set: the earlier one counts.
+        assert_eq!(captured(Some(t(2405)), &sets).deadline(), Some(t(3600)));
         assert_eq!(
-            captured(Some(t(5)), &i),
-            Captured::Earlier { replaced_at: t(0) }
+            captured(Some(t(2500)), &sets),
+            Captured::Current { expires: t(6000) }
         );
-        assert_eq!(captured(Some(t(-60)), &i).deadline(), Some(t(0)));
-        assert_eq!(captured(None, &i).deadline(), None);
+        assert!(
+            captured(Some(t(100)), &sets)
+                .describe()
+                .contains("expire at 2027-01-15T09:00:00Z")
+        );
     }
 
     fn uses(name: &str, uses: Vec<Use>, started: Option<i64>) -> PodUses {
@@ -680,7 +815,10 @@ mod tests {
         assert_eq!(s.refreshing, 2);
         assert_eq!(s.will_go_stale, 7);
         assert_eq!(s.stale_pods, ["env-0", "env-1", "env-2", "env-3", "env-4"]);
-        assert_eq!(c.stale[0].deadline(&issued()), Some(t(3600)));
+        assert_eq!(
+            c.stale[0].deadline(&[CredentialSet::from(&issued())]),
+            Some(t(3600))
+        );
         assert_eq!(
             status(&consumers(&pods, "ns", "none")),
             ConsumersStatus::default()
@@ -706,7 +844,7 @@ mod tests {
         assert!(!warning_due(pod, &i, Some(i.expiration)));
         // A new set: the pod still holds the old one.
         assert!(warning_due(pod, &i, Some(t(100))));
-        let note = stale_note(pod, "app", &i);
+        let note = stale_note(pod, "app", &[CredentialSet::from(&i)]);
         assert!(
             note.contains("container c read envFrom (every key) of Secret app"),
             "{note}"
@@ -728,5 +866,67 @@ mod tests {
         let mut leaving = pod.clone();
         leaving.terminating = true;
         assert!(!warning_due(&leaving, &i, None));
+    }
+
+    #[test]
+    fn stale_pods_are_evicted_lead_time_before_what_they_hold_expires_once_a_newer_set_exists() {
+        let lead = SignedDuration::from_mins(5);
+        let env_from = vec![Use::EnvFrom {
+            secret: "app".into(),
+        }];
+        let pods = [
+            uses("old", env_from.clone(), Some(100)),
+            uses("new", env_from.clone(), Some(2500)),
+            uses("waiting", env_from, None),
+        ];
+        let c = consumers(&pods, "ns", "app");
+        let [new, old, waiting] = [&c.stale[0], &c.stale[1], &c.stale[2]];
+        let first = [set(0, 3600)];
+        let renewed = [set(0, 3600), set(2400, 6000)];
+        // Holding the set the Secret holds: a restart would capture the same.
+        assert_eq!(restart(old, &first, lead, None, t(3500)), Restart::Nothing);
+        // A newer set is written: lead time before the old one expires.
+        assert_eq!(
+            restart(old, &renewed, lead, None, t(2400)),
+            Restart::At(t(3300))
+        );
+        assert_eq!(restart(old, &renewed, lead, None, t(3300)), Restart::Now);
+        // Late (the operator was down): at once.
+        assert_eq!(restart(old, &renewed, lead, None, t(4000)), Restart::Now);
+        // Once per set: evicted for this deadline already.
+        assert_eq!(
+            restart(old, &renewed, lead, Some(t(3600)), t(3400)),
+            Restart::Nothing
+        );
+        // A lead time longer than the renewal margin: as soon as the newer set is there.
+        assert_eq!(
+            restart(old, &renewed, SignedDuration::from_hours(2), None, t(2400)),
+            Restart::Now
+        );
+        assert_eq!(
+            restart(new, &renewed, lead, None, t(3400)),
+            Restart::Nothing
+        );
+        assert_eq!(
+            restart(waiting, &renewed, lead, None, t(3400)),
+            Restart::Nothing
+        );
+        let mut leaving = old.clone();
+        leaving.terminating = true;
+        assert_eq!(
+            restart(&leaving, &renewed, lead, None, t(3400)),
+            Restart::Nothing
+        );
+        // What this process never saw written: at once.
+        let unknown = uses(
+            "unknown",
+            vec![Use::SubPath {
+                secret: "app".into(),
+                path: "credentials".into(),
+            }],
+            Some(-100),
+        );
+        let unknown = &consumers(&[unknown], "ns", "app").stale[0];
+        assert_eq!(restart(unknown, &first, lead, None, t(10)), Restart::Now);
     }
 }

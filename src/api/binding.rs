@@ -246,6 +246,31 @@ pub struct AWSRoleBindingSpec {
     #[schemars(length(min = 1, max = 512), regex(pattern = patterns::MOUNT_PATH))]
     #[x_kube(validation = kube::core::Rule::new("!self.contains('..')").message("mountPath must not contain '..'"))]
     pub mount_path: String,
+
+    /// Evict the pods that read this binding's Secret once (environment variables, `envFrom`, a
+    /// `subPath` mount) shortly before the credentials they captured expire, so that their
+    /// controller starts them again with the current ones. Pods that mount the Secret as a
+    /// volume see every refresh and are never touched. Evictions go through the Eviction API:
+    /// PodDisruptionBudgets hold (a refused eviction is reported in
+    /// `status.consumers.blockedEvictions` and retried), each pod is evicted at most once per
+    /// credential set, and evictions are rate-limited per namespace. Needs the operator to watch
+    /// pods and to be allowed to evict them (chart values `consumers.watchPods` and
+    /// `consumers.allowEviction`). Off when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restart_stale_consumers: Option<RestartStaleConsumers>,
+}
+
+/// When podcreds restarts the pods that will go stale (`spec.restartStaleConsumers`).
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct RestartStaleConsumers {
+    /// How long before the credentials a pod captured expire it is evicted, as a duration such
+    /// as `5m` (the default). A pod is evicted only once the Secret holds newer credentials,
+    /// so that its replacement starts with them: with a lead time longer than the renewal
+    /// margin (`renewBefore`), right after the refresh.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 32), regex(pattern = patterns::DURATION))]
+    pub lead_time: Option<String>,
 }
 
 /// Observed state of an `AWSRoleBinding`.
@@ -315,6 +340,25 @@ pub struct ConsumersStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 5))]
     pub stale_pods: Vec<String>,
+    /// With `spec.restartStaleConsumers`: the first few stale pods whose eviction the apiserver
+    /// refused (a PodDisruptionBudget allowing no disruption now, missing permission); retried.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 5))]
+    pub blocked_evictions: Vec<BlockedEviction>,
+}
+
+/// An eviction of a stale pod that the apiserver refused.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct BlockedEviction {
+    /// The pod's name.
+    pub pod: String,
+    /// `DisruptionBudget` (a PodDisruptionBudget allows no disruption now), `Forbidden` (the
+    /// operator may not evict pods: chart value `consumers.allowEviction`), `TooManyRequests` or
+    /// `KubeApiError`.
+    pub reason: String,
+    /// What the apiserver said (at most 256 bytes).
+    pub message: String,
 }
 
 /// What STS answered for one `roleChain` hop.

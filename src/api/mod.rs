@@ -16,7 +16,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 pub use binding::{
-    AWSRoleBinding, AWSRoleBindingSpec, AWSRoleBindingStatus, ChainHopStatus, ConsumersStatus,
+    AWSRoleBinding, AWSRoleBindingSpec, AWSRoleBindingStatus, BlockedEviction, ChainHopStatus,
+    ConsumersStatus, RestartStaleConsumers,
 };
 pub use credential_source::{
     AWSCredentialSource, AWSCredentialSourceSpec, AWSCredentialSourceStatus, CredentialSourceMode,

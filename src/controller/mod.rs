@@ -163,7 +163,7 @@ async fn pipeline(
                 _ => Reconciled::Invalid(error),
             };
             let result = reconciled.result();
-            let consumers = consumers::observe(ctx, &key.namespace, &reconciled);
+            let consumers = consumers::step(ctx, binding, key, &reconciled).await;
             return Ok((
                 result,
                 report::report(ctx, binding, key, reconciled, requested, consumers).await?,
@@ -283,7 +283,7 @@ async fn pipeline(
         reconciled,
         Reconciled::Fresh { .. } | Reconciled::Refreshed { .. }
     );
-    let consumers = consumers::observe(ctx, &key.namespace, &reconciled);
+    let consumers = consumers::step(ctx, binding, key, &reconciled).await;
     let action = report::report(ctx, binding, key, reconciled, requested, consumers).await?;
     if renamed {
         // An Endpoint-only binding keeps no Secret: one it had before goes.

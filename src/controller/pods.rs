@@ -12,7 +12,8 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::Api;
 use kube::runtime::{WatchStreamExt, watcher};
 
-use crate::consumers::{self, Consumers, PodUses};
+use crate::api::BlockedEviction;
+use crate::consumers::{self, Consumers, CredentialSet, PodUses};
 
 /// Only pods that may still run: finished pods consume nothing.
 pub const POD_FIELD_SELECTOR: &str = "status.phase!=Succeeded,status.phase!=Failed";
@@ -21,9 +22,25 @@ pub const POD_FIELD_SELECTOR: &str = "status.phase!=Succeeded,status.phase!=Fail
 #[derive(Clone, Debug)]
 struct Entry {
     pod: PodUses,
-    /// The expiration of the credential set the pod was last warned about.
-    warned: Option<Timestamp>,
+    notes: Notes,
 }
+
+/// What podcreds did about a pod.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Notes {
+    /// The expiration of the credential set the pod was last warned about.
+    pub warned: Option<Timestamp>,
+    /// The deadline (what it captured expires) the pod was last evicted for.
+    pub evicted_for: Option<Timestamp>,
+    /// Its last eviction, refused.
+    pub blocked: Option<BlockedEviction>,
+    /// When a refused eviction is tried again.
+    pub retry_at: Option<Timestamp>,
+}
+
+/// Credential sets remembered per binding: the current one and those before it, enough to know
+/// what a pod that started a while ago holds.
+pub const SETS_KEPT: usize = 4;
 
 #[derive(Debug, Default)]
 struct State {
@@ -32,6 +49,8 @@ struct State {
     /// The list in progress (between `Init` and `InitDone`).
     listing: Option<HashMap<String, HashMap<String, Entry>>>,
     synced: bool,
+    /// Binding UID -> the credential sets its Secret held, as this process saw them.
+    sets: HashMap<String, Vec<CredentialSet>>,
 }
 
 /// The pods of one watched scope.
@@ -76,25 +95,56 @@ impl PodCache {
         consumers::consumers(pods, namespace, secret)
     }
 
-    /// When pod `uid` of `namespace` was last warned about (the expiration of that set).
-    pub fn warned(&self, namespace: &str, uid: &str) -> Option<Timestamp> {
+    /// What podcreds did about pod `uid` of `namespace`.
+    pub fn notes(&self, namespace: &str, uid: &str) -> Notes {
         self.lock()
             .by_namespace
             .get(namespace)
             .and_then(|pods| pods.get(uid))
-            .and_then(|e| e.warned)
+            .map(|e| e.notes.clone())
+            .unwrap_or_default()
     }
 
-    /// Records that pod `uid` was warned about the set expiring at `expiration`.
-    pub fn remember_warning(&self, namespace: &str, uid: &str, expiration: Timestamp) {
+    /// Changes the notes on pod `uid` of `namespace`, if it is still cached.
+    pub fn note(&self, namespace: &str, uid: &str, change: impl FnOnce(&mut Notes)) {
         if let Some(entry) = self
             .lock()
             .by_namespace
             .get_mut(namespace)
             .and_then(|pods| pods.get_mut(uid))
         {
-            entry.warned = Some(expiration);
+            change(&mut entry.notes);
         }
+    }
+
+    /// Records that binding `binding`'s Secret holds `current` (and, if known, held `previous`
+    /// before it); returns the sets remembered for it. Bindings whose every remembered set
+    /// expired long ago (deleted ones) are forgotten.
+    pub fn remember_sets(
+        &self,
+        binding: &str,
+        current: CredentialSet,
+        previous: Option<CredentialSet>,
+    ) -> Vec<CredentialSet> {
+        let mut state = self.lock();
+        let stale_before = current
+            .issued_at
+            .checked_sub(jiff::SignedDuration::from_hours(48))
+            .unwrap_or(current.issued_at);
+        state
+            .sets
+            .retain(|_, sets| sets.iter().any(|s| s.expiration > stale_before));
+        let sets = state.sets.entry(binding.to_string()).or_default();
+        sets.extend(previous);
+        sets.push(current);
+        sets.sort();
+        sets.dedup();
+        // Sets written after the current one are not real (a spec change rolled back?): the
+        // Secret holds the current one.
+        sets.retain(|s| s.issued_at <= current.issued_at);
+        let excess = sets.len().saturating_sub(SETS_KEPT);
+        sets.drain(..excess);
+        sets.clone()
     }
 
     /// Applies one watch event; says what changed, if anything that matters.
@@ -107,23 +157,18 @@ impl PodCache {
             }
             watcher::Event::InitApply(pod) => {
                 let uses = PodUses::of(&pod)?;
-                let old = state
+                let notes = state
                     .by_namespace
                     .get(&uses.namespace)
                     .and_then(|p| p.get(&uses.uid))
-                    .and_then(|e| e.warned);
+                    .map(|e| e.notes.clone())
+                    .unwrap_or_default();
                 state
                     .listing
                     .get_or_insert_with(HashMap::new)
                     .entry(uses.namespace.clone())
                     .or_default()
-                    .insert(
-                        uses.uid.clone(),
-                        Entry {
-                            pod: uses,
-                            warned: old,
-                        },
-                    );
+                    .insert(uses.uid.clone(), Entry { pod: uses, notes });
                 None
             }
             watcher::Event::InitDone => {
@@ -151,7 +196,7 @@ impl PodCache {
                                     uid,
                                     Entry {
                                         pod: uses,
-                                        warned: None,
+                                        notes: Notes::default(),
                                     },
                                 );
                                 Some(Changed::In { namespace, secrets })
@@ -228,6 +273,32 @@ mod tests {
         .expect("pod")
     }
 
+    #[test]
+    fn the_sets_of_a_binding_are_remembered_a_few_at_a_time() {
+        let cache = PodCache::default();
+        let t = |s: i64| Timestamp::from_second(1_800_000_000 + s).expect("time");
+        let set = |i: i64| CredentialSet {
+            issued_at: t(i * 100),
+            expiration: t(i * 100 + 150),
+        };
+        assert_eq!(cache.remember_sets("b", set(1), None), [set(1)]);
+        assert_eq!(cache.remember_sets("b", set(1), None), [set(1)]);
+        assert_eq!(
+            cache.remember_sets("b", set(3), Some(set(2))),
+            [set(1), set(2), set(3)]
+        );
+        for i in 4..9 {
+            cache.remember_sets("b", set(i), None);
+        }
+        assert_eq!(
+            cache.remember_sets("b", set(8), None),
+            [set(5), set(6), set(7), set(8)]
+        );
+        // Another binding's: its own; one whose sets all expired long ago is forgotten.
+        assert_eq!(cache.remember_sets("c", set(5000), None), [set(5000)]);
+        assert_eq!(cache.lock().sets.len(), 1);
+    }
+
     fn changed(secret: &str) -> Option<Changed> {
         Some(Changed::In {
             namespace: "ns".into(),
@@ -258,13 +329,13 @@ mod tests {
             cache.apply(watcher::Event::Apply(pod("a", "1", "app", started))),
             changed("app")
         );
-        cache.remember_warning("ns", "1", Timestamp::UNIX_EPOCH);
-        assert_eq!(cache.warned("ns", "1"), Some(Timestamp::UNIX_EPOCH));
+        cache.note("ns", "1", |n| n.warned = Some(Timestamp::UNIX_EPOCH));
+        assert_eq!(cache.notes("ns", "1").warned, Some(Timestamp::UNIX_EPOCH));
         // A relist keeps what was done about pods still there.
         cache.apply(watcher::Event::Init);
         cache.apply(watcher::Event::InitApply(pod("a", "1", "app", started)));
         cache.apply(watcher::Event::InitDone);
-        assert_eq!(cache.warned("ns", "1"), Some(Timestamp::UNIX_EPOCH));
+        assert_eq!(cache.notes("ns", "1").warned, Some(Timestamp::UNIX_EPOCH));
 
         // Switching Secrets wakes the bindings of both.
         assert_eq!(
@@ -279,7 +350,7 @@ mod tests {
             changed("db")
         );
         assert_eq!(cache.consumers("ns", "db"), Consumers::default());
-        assert_eq!(cache.warned("ns", "1"), None);
+        assert_eq!(cache.notes("ns", "1"), Notes::default());
         // A pod that was never kept goes without news.
         assert_eq!(
             cache.apply(watcher::Event::Delete(pod("b", "2", "db", None))),

@@ -12,7 +12,7 @@ use kube::runtime::reflector::ObjectRef;
 use tracing::{debug, info, warn};
 
 use super::BindingKey;
-use super::consumers::ConsumersUpdate;
+use super::consumers::{ConsumersOutcome, ConsumersUpdate};
 use super::context::Context;
 use super::events::Announcement;
 use super::refresh::RefreshError;
@@ -325,7 +325,7 @@ pub async fn report(
     key: &BindingKey,
     reconciled: Reconciled<'_>,
     handled_request: Option<&str>,
-    consumers: ConsumersUpdate,
+    consumers: ConsumersOutcome,
 ) -> Result<Action, ReportError> {
     let shared = &ctx.shared;
     let memory = &shared.memory;
@@ -391,6 +391,11 @@ pub async fn report(
         ctx.conflicts.stop(&key.uid);
     }
     let delay = requeue(&reconciled, attempt, &key.uid, now);
+    // An eviction due before then comes first.
+    let delay = match (delay, consumers.wake_at) {
+        (Some(d), Some(at)) => Some(d.min(plan::requeue_at(at, now))),
+        (d, _) => d,
+    };
     if let (Reconciled::Failed { spec, .. }, Some(delay)) = (&reconciled, delay)
         && let Ok(wait) = jiff::SignedDuration::try_from(delay)
     {
@@ -418,7 +423,16 @@ pub async fn report(
         shared.events.announce(binding, event);
     }
     if let Some(outcome) = outcome(&reconciled) {
-        write_status(ctx, binding, key, &outcome, handled_request, consumers, now).await?;
+        write_status(
+            ctx,
+            binding,
+            key,
+            &outcome,
+            handled_request,
+            consumers.update,
+            now,
+        )
+        .await?;
     }
     Ok(match delay {
         Some(d) => Action::requeue(d),

@@ -99,6 +99,16 @@ app.kubernetes.io/part-of: podcreds
   resources: ["pods"]
   verbs: ["list", "watch"]
 {{- end }}
+{{- if .Values.consumers.allowEviction }}
+{{- if not .Values.consumers.watchPods }}
+{{- fail "consumers.allowEviction needs consumers.watchPods: the operator evicts only pods it watched go stale" }}
+{{- end }}
+# consumers.allowEviction: evict pods that will go stale (spec.restartStaleConsumers), through
+# the Eviction API, which PodDisruptionBudgets hold.
+- apiGroups: [""]
+  resources: ["pods/eviction"]
+  verbs: ["create"]
+{{- end }}
 {{- end }}
 
 {{/* The admission policies this release installs, which the operator checks are in force. */}}
