@@ -323,13 +323,18 @@ pub fn captured(started_at: Option<Timestamp>, sets: &[CredentialSet]) -> Captur
     };
     let settled = |s: &CredentialSet| s.issued_at.checked_add(CAPTURE_SKEW).unwrap_or(s.issued_at);
     // The latest set surely written before the container started.
-    // The latest set surely written before the container started; before every set known here
-    // (or within the skew of the first), nothing is known of what it holds.
-    let Some(index) = sets.iter().rposition(|s| settled(s) <= started) else {
-        return Captured::Earlier {
-            replaced_at: current.issued_at,
-            expires: None,
-        };
+    // The latest set surely written before the container started. Within the skew of the
+    // earliest set known here, with none known before it, the container is taken to hold that
+    // one; before it, nothing is known of what it holds.
+    let index = match sets.iter().rposition(|s| settled(s) <= started) {
+        Some(index) => index,
+        None if started >= sets[0].issued_at => 0,
+        None => {
+            return Captured::Earlier {
+                replaced_at: current.issued_at,
+                expires: None,
+            };
+        }
     };
     let got = sets[index];
     if got == current {
@@ -745,14 +750,18 @@ mod tests {
             captured(Some(t(60)), &only),
             Captured::Current { expires: t(3600) }
         );
-        // Started before the only set known here was written, or so shortly after that the
-        // kubelet may still have shown the one before: what it holds is not known.
+        // Started before the only set known here was written: what it holds is not known.
         let unknown = Captured::Earlier {
             replaced_at: t(0),
             expires: None,
         };
         assert_eq!(captured(Some(t(-60)), &only), unknown);
-        assert_eq!(captured(Some(t(5)), &only), unknown);
+        // So shortly after that the kubelet may still have shown one before, none known: the
+        // one it started next to.
+        assert_eq!(
+            captured(Some(t(5)), &only),
+            Captured::Current { expires: t(3600) }
+        );
         assert_eq!(unknown.deadline(), Some(t(0)));
         assert_eq!(captured(None, &only).deadline(), None);
 

@@ -354,8 +354,8 @@ pub struct BlockedEviction {
     /// The pod's name.
     pub pod: String,
     /// `DisruptionBudget` (a PodDisruptionBudget allows no disruption now), `Forbidden` (the
-    /// operator may not evict pods: chart value `consumers.allowEviction`), `TooManyRequests` or
-    /// `KubeApiError`.
+    /// operator may not evict pods: chart value `consumers.allowEviction`), `TooManyRequests`,
+    /// `Timeout` or `KubeApiError`.
     pub reason: String,
     /// What the apiserver said (at most 256 bytes).
     pub message: String,

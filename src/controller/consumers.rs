@@ -9,6 +9,7 @@ use std::sync::{Arc, LazyLock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::api::core::v1::{ObjectReference, Pod};
+use kube::Resource;
 use kube::api::{Api, DeleteParams, EvictParams, Preconditions};
 use tracing::{info, warn};
 
@@ -25,6 +26,10 @@ pub const REASON_WILL_GO_STALE: &str = "CredentialsWillGoStale";
 pub const REASON_EVICTED: &str = "StaleConsumerEvicted";
 /// Event reason on a binding when the eviction of one of its stale pods was refused.
 pub const REASON_EVICTION_BLOCKED: &str = "StaleConsumerEvictionBlocked";
+
+/// How long one eviction may take: a slow apiserver must not hold up the binding's
+/// reconciliation (and the others' evictions).
+pub const EVICTION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
 
 /// How soon a refused eviction is tried again.
 pub const EVICTION_RETRY: SignedDuration = SignedDuration::from_secs(30);
@@ -88,6 +93,8 @@ pub enum EvictionError {
     Forbidden(String),
     #[error("the apiserver asks to slow down: {0}")]
     TooManyRequests(String),
+    #[error("the apiserver did not answer within {} s", EVICTION_TIMEOUT.as_secs())]
+    Timeout,
     #[error("evicting: {0}")]
     Api(#[source] kube::Error),
 }
@@ -98,6 +105,7 @@ impl EvictionError {
             EvictionError::DisruptionBudget(_) => "DisruptionBudget",
             EvictionError::Forbidden(_) => "Forbidden",
             EvictionError::TooManyRequests(_) => "TooManyRequests",
+            EvictionError::Timeout => "Timeout",
             EvictionError::Api(_) => "KubeApiError",
         }
     }
@@ -203,17 +211,21 @@ pub async fn step(
     }
 }
 
-fn warn_pod(ctx: &Context, pod: &StalePod, secret: &str, sets: &[CredentialSet]) {
-    let reference = ObjectReference {
+fn pod_reference(pod: &StalePod) -> ObjectReference {
+    ObjectReference {
         api_version: Some("v1".into()),
         kind: Some("Pod".into()),
         name: Some(pod.name.clone()),
         namespace: Some(pod.namespace.clone()),
         uid: Some(pod.uid.clone()),
         ..ObjectReference::default()
-    };
+    }
+}
+
+fn warn_pod(ctx: &Context, pod: &StalePod, secret: &str, sets: &[CredentialSet]) {
     ctx.shared.events.announce_to(
-        reference,
+        pod_reference(pod),
+        None,
         Announcement {
             warning: true,
             reason: REASON_WILL_GO_STALE,
@@ -256,6 +268,14 @@ async fn restart_due(
                     continue;
                 }
                 let deadline = pod.deadline(sets);
+                let holds = pod
+                    .containers
+                    .iter()
+                    .map(|c| consumers::captured(c.started_at, sets))
+                    .filter(|c| c.deadline() == deadline)
+                    .map(|c| c.describe())
+                    .next()
+                    .unwrap_or_default();
                 match evict(ctx, pod).await {
                     Ok(()) => {
                         pods.note(&pod.namespace, &pod.uid, |n| {
@@ -263,16 +283,16 @@ async fn restart_due(
                             n.blocked = None;
                             n.retry_at = None;
                         });
-                        let expires = deadline.map(crate::time::rfc3339).unwrap_or_default();
-                        info!(namespace = %pod.namespace, pod = %pod.name, expires = %expires, "evicted a pod that would go stale");
-                        ctx.shared.events.announce(
-                            binding,
+                        info!(namespace = %pod.namespace, pod = %pod.name, holds = %holds, "evicted a pod that would go stale");
+                        ctx.shared.events.announce_to(
+                            pod_reference(pod),
+                            Some(binding.object_ref(&())),
                             Announcement {
                                 warning: false,
                                 reason: REASON_EVICTED,
                                 action: "Evict",
                                 note: format!(
-                                    "Evicted pod {} (uid {}): it read the Secret once at start and what it captured expires at {expires}",
+                                    "Evicted pod {} (uid {}): it read the Secret once at start and holds {holds}",
                                     pod.name, pod.uid
                                 ),
                             },
@@ -293,8 +313,9 @@ async fn restart_due(
                         sooner(retry);
                         warn!(namespace = %pod.namespace, pod = %pod.name, category = error.category(), error = %error, "eviction refused; retrying");
                         if first {
-                            ctx.shared.events.announce(
-                                binding,
+                            ctx.shared.events.announce_to(
+                                pod_reference(pod),
+                                Some(binding.object_ref(&())),
                                 Announcement {
                                     warning: true,
                                     reason: REASON_EVICTION_BLOCKED,
@@ -328,7 +349,10 @@ async fn evict(ctx: &Context, pod: &StalePod) -> Result<(), EvictionError> {
         }),
         ..EvictParams::default()
     };
-    match api.evict(&pod.name, &params).await {
+    let evicted = tokio::time::timeout(EVICTION_TIMEOUT, api.evict(&pod.name, &params))
+        .await
+        .map_err(|_| EvictionError::Timeout)?;
+    match evicted {
         Ok(_) => Ok(()),
         Err(e) => match EvictionError::of(e) {
             None => Ok(()),

@@ -108,11 +108,18 @@ impl Events {
 
     /// Queues `announcement` about `binding`; drops it (and counts the drop) when the queue is full.
     pub fn announce(&self, binding: &AWSRoleBinding, announcement: Announcement) {
-        self.announce_to(binding.object_ref(&()), announcement);
+        self.announce_to(binding.object_ref(&()), None, announcement);
     }
 
-    /// Queues `announcement` about the object `reference` names (a binding's pod, say).
-    pub fn announce_to(&self, reference: ObjectReference, announcement: Announcement) {
+    /// Queues `announcement` about the object `reference` names (a binding's pod, say), with
+    /// the object it concerns too (`related`). Repeats of one reason about the same pair are
+    /// published as one Event with a count (its series).
+    pub fn announce_to(
+        &self,
+        reference: ObjectReference,
+        related: Option<ObjectReference>,
+        announcement: Announcement,
+    ) {
         let event = Event {
             type_: if announcement.warning {
                 EventType::Warning
@@ -122,7 +129,7 @@ impl Events {
             reason: announcement.reason.into(),
             note: Some(text::bounded(&announcement.note, text::MAX_EVENT_NOTE)),
             action: announcement.action.into(),
-            secondary: None,
+            secondary: related,
         };
         // Counted under the namespace the publisher will give it back under.
         let namespace = reference.namespace.clone().unwrap_or_default();
