@@ -11,6 +11,7 @@ use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::api::core::v1::{ObjectReference, Pod};
 use kube::Resource;
 use kube::api::{Api, DeleteParams, EvictParams, Preconditions};
+use kube::runtime::reflector::ObjectRef;
 use tracing::{info, warn};
 
 use super::context::Context;
@@ -27,9 +28,11 @@ pub const REASON_EVICTED: &str = "StaleConsumerEvicted";
 /// Event reason on a binding when the eviction of one of its stale pods was refused.
 pub const REASON_EVICTION_BLOCKED: &str = "StaleConsumerEvictionBlocked";
 
-/// How long one eviction may take: a slow apiserver must not hold up the binding's
-/// reconciliation (and the others' evictions).
-pub const EVICTION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
+/// Event reason on a binding asking for restarts from an operator that does not watch pods.
+pub const REASON_PODS_NOT_WATCHED: &str = "PodsNotWatched";
+
+/// How long one eviction may take before it counts as refused (`Timeout`) and is retried.
+pub const EVICTION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// How soon a refused eviction is tried again.
 pub const EVICTION_RETRY: SignedDuration = SignedDuration::from_secs(30);
@@ -154,6 +157,20 @@ pub async fn step(
     reconciled: &Reconciled<'_>,
 ) -> ConsumersOutcome {
     let Some(pods) = &ctx.pods else {
+        if binding.spec.restart_stale_consumers.is_some()
+            && ctx.shared.memory.first_unwatched_restart(&key.uid)
+        {
+            warn!(namespace = %key.namespace, binding = %key.name, "spec.restartStaleConsumers needs --watch-pods; no pod is restarted");
+            ctx.shared.events.announce(
+                binding,
+                Announcement {
+                    warning: true,
+                    reason: REASON_PODS_NOT_WATCHED,
+                    action: "Evict",
+                    note: "spec.restartStaleConsumers needs the operator to watch pods (--watch-pods, chart value consumers.watchPods): no pod is restarted".into(),
+                },
+            );
+        }
         return ConsumersOutcome::just(ConsumersUpdate::Clear);
     };
     let (spec, issued) = match reconciled {
@@ -194,7 +211,7 @@ pub async fn step(
     }
     let mut wake_at = None;
     if let Some(lead) = lead_time(binding) {
-        wake_at = restart_due(ctx, pods, binding, &found, &sets, lead).await;
+        wake_at = restart_due(ctx, pods, binding, &found, &sets, lead);
     }
     let mut status = consumers::status(&found);
     if binding.spec.restart_stale_consumers.is_some() {
@@ -237,7 +254,7 @@ fn warn_pod(ctx: &Context, pod: &StalePod, secret: &str, sets: &[CredentialSet])
 
 /// Evicts the stale pods whose time has come (as [`consumers::restart`] decides), as the
 /// namespace's rate allows; returns when the next one is due.
-async fn restart_due(
+fn restart_due(
     ctx: &Context,
     pods: &PodCache,
     binding: &AWSRoleBinding,
@@ -253,8 +270,10 @@ async fn restart_due(
         match consumers::restart(pod, sets, lead, notes.evicted_for, now) {
             Restart::Nothing => {}
             Restart::At(at) => sooner(at),
+            // Its eviction is under way: the binding is woken when it ends.
+            Restart::Now if notes.in_flight => {}
             Restart::Now => {
-                // A blocked pod waits for its retry time.
+                // A refused eviction waits for its retry time.
                 if let Some(retry) = notes.retry_at.filter(|r| *r > now) {
                     sooner(retry);
                     continue;
@@ -276,68 +295,108 @@ async fn restart_due(
                     .map(|c| c.describe())
                     .next()
                     .unwrap_or_default();
-                match evict(ctx, pod).await {
-                    Ok(()) => {
-                        pods.note(&pod.namespace, &pod.uid, |n| {
-                            n.evicted_for = deadline;
-                            n.blocked = None;
-                            n.retry_at = None;
-                        });
-                        info!(namespace = %pod.namespace, pod = %pod.name, holds = %holds, "evicted a pod that would go stale");
-                        ctx.shared.events.announce_to(
-                            pod_reference(pod),
-                            Some(binding.object_ref(&())),
-                            Announcement {
-                                warning: false,
-                                reason: REASON_EVICTED,
-                                action: "Evict",
-                                note: format!(
-                                    "Evicted pod {} (uid {}): it read the Secret once at start and holds {holds}",
-                                    pod.name, pod.uid
-                                ),
-                            },
-                        );
-                    }
-                    Err(error) => {
-                        let retry = now.checked_add(EVICTION_RETRY).unwrap_or(now);
-                        let blocked = BlockedEviction {
-                            pod: pod.name.clone(),
-                            reason: error.category().to_string(),
-                            message: crate::text::remote(&error.to_string()),
-                        };
-                        let first = notes.blocked.as_ref() != Some(&blocked);
-                        pods.note(&pod.namespace, &pod.uid, |n| {
-                            n.blocked = Some(blocked);
-                            n.retry_at = Some(retry);
-                        });
-                        sooner(retry);
-                        warn!(namespace = %pod.namespace, pod = %pod.name, category = error.category(), error = %error, "eviction refused; retrying");
-                        if first {
-                            ctx.shared.events.announce_to(
-                                pod_reference(pod),
-                                Some(binding.object_ref(&())),
-                                Announcement {
-                                    warning: true,
-                                    reason: REASON_EVICTION_BLOCKED,
-                                    action: "Evict",
-                                    note: format!(
-                                        "Could not evict pod {}: {error}; retrying",
-                                        pod.name
-                                    ),
-                                },
-                            );
-                        }
-                    }
-                }
+                pods.note(&pod.namespace, &pod.uid, |n| n.in_flight = true);
+                // Off the reconciliation: an apiserver slow to answer an eviction (seen for
+                // pods a PodDisruptionBudget protects) must not hold up the binding.
+                tokio::spawn(evict_and_report(Eviction {
+                    client: ctx.shared.client.clone(),
+                    throttle: ctx.shared.throttle.clone(),
+                    events: ctx.shared.events.clone(),
+                    pods: pods.clone(),
+                    binding: binding.object_ref(&()),
+                    pod: pod.clone(),
+                    deadline,
+                    holds,
+                    previous: notes.blocked,
+                }));
             }
         }
     }
     next
 }
 
-async fn evict(ctx: &Context, pod: &StalePod) -> Result<(), EvictionError> {
-    let api: Api<Pod> = Api::namespaced(ctx.shared.client.clone(), &pod.namespace);
-    ctx.shared.throttle.kube().await;
+/// One eviction to make, and what its outcome is reported with.
+struct Eviction {
+    client: kube::Client,
+    throttle: Arc<crate::throttle::Throttle>,
+    events: super::events::Events,
+    pods: PodCache,
+    binding: ObjectReference,
+    pod: StalePod,
+    deadline: Option<Timestamp>,
+    holds: String,
+    previous: Option<BlockedEviction>,
+}
+
+/// Evicts the pod, records the outcome on it and wakes its binding.
+async fn evict_and_report(e: Eviction) {
+    let pod = &e.pod;
+    let result = evict(&e.client, &e.throttle, pod).await;
+    let now = Timestamp::now();
+    match result {
+        Ok(()) => {
+            e.pods.note(&pod.namespace, &pod.uid, |n| {
+                n.evicted_for = e.deadline;
+                n.blocked = None;
+                n.retry_at = None;
+                n.in_flight = false;
+            });
+            info!(namespace = %pod.namespace, pod = %pod.name, holds = %e.holds, "evicted a pod that would go stale");
+            e.events.announce_to(
+                pod_reference(pod),
+                Some(e.binding.clone()),
+                Announcement {
+                    warning: false,
+                    reason: REASON_EVICTED,
+                    action: "Evict",
+                    note: format!(
+                        "Evicted pod {} (uid {}): it read the Secret once at start and holds {}",
+                        pod.name, pod.uid, e.holds
+                    ),
+                },
+            );
+        }
+        Err(error) => {
+            let retry = now.checked_add(EVICTION_RETRY).unwrap_or(now);
+            let blocked = BlockedEviction {
+                pod: pod.name.clone(),
+                reason: error.category().to_string(),
+                message: crate::text::remote(&error.to_string()),
+            };
+            let first = e.previous.as_ref() != Some(&blocked);
+            e.pods.note(&pod.namespace, &pod.uid, |n| {
+                n.blocked = Some(blocked);
+                n.retry_at = Some(retry);
+                n.in_flight = false;
+            });
+            warn!(namespace = %pod.namespace, pod = %pod.name, category = error.category(), error = %error, "eviction refused; retrying");
+            if first {
+                e.events.announce_to(
+                    pod_reference(pod),
+                    Some(e.binding.clone()),
+                    Announcement {
+                        warning: true,
+                        reason: REASON_EVICTION_BLOCKED,
+                        action: "Evict",
+                        note: format!("Could not evict pod {}: {error}; retrying", pod.name),
+                    },
+                );
+            }
+        }
+    }
+    if let (Some(name), Some(namespace)) = (&e.binding.name, &e.binding.namespace) {
+        e.pods
+            .wake(ObjectRef::<AWSRoleBinding>::new(name).within(namespace));
+    }
+}
+
+async fn evict(
+    client: &kube::Client,
+    throttle: &crate::throttle::Throttle,
+    pod: &StalePod,
+) -> Result<(), EvictionError> {
+    let api: Api<Pod> = Api::namespaced(client.clone(), &pod.namespace);
+    throttle.kube().await;
     // Only this very pod: a pod of the same name created since is not the one judged stale.
     let params = EvictParams {
         delete_options: Some(DeleteParams {

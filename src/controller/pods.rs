@@ -12,7 +12,9 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::Api;
 use kube::runtime::{WatchStreamExt, watcher};
 
-use crate::api::BlockedEviction;
+use kube::runtime::reflector::ObjectRef;
+
+use crate::api::{AWSRoleBinding, BlockedEviction};
 use crate::consumers::{self, Consumers, CredentialSet, PodUses};
 
 /// Only pods that may still run: finished pods consume nothing.
@@ -36,6 +38,8 @@ pub struct Notes {
     pub blocked: Option<BlockedEviction>,
     /// When a refused eviction is tried again.
     pub retry_at: Option<Timestamp>,
+    /// An eviction of the pod is under way.
+    pub in_flight: bool,
 }
 
 /// Credential sets remembered per binding: the current one and those before it, enough to know
@@ -57,7 +61,11 @@ struct State {
 #[derive(Clone, Debug, Default)]
 pub struct PodCache {
     state: Arc<Mutex<State>>,
+    /// Reconciles a binding now (an eviction of one of its pods ended).
+    wake: Arc<Mutex<Option<Wake>>>,
 }
+
+type Wake = tokio::sync::mpsc::UnboundedSender<ObjectRef<AWSRoleBinding>>;
 
 /// What changed in the cache: bindings reading these Secrets may have new consumers.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -76,6 +84,22 @@ impl PodCache {
         match self.state.lock() {
             Ok(guard) => guard,
             Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
+    /// Where [`PodCache::wake`] sends bindings.
+    pub fn wake_through(&self, wake: Wake) {
+        if let Ok(mut w) = self.wake.lock() {
+            *w = Some(wake);
+        }
+    }
+
+    /// Reconciles `binding` soon.
+    pub fn wake(&self, binding: ObjectRef<AWSRoleBinding>) {
+        if let Ok(w) = self.wake.lock()
+            && let Some(w) = w.as_ref()
+        {
+            let _ = w.send(binding);
         }
     }
 

@@ -364,6 +364,9 @@ pub async fn run(
 
         // Bindings to reconcile now: their conflict is gone, or a slot of their namespace freed.
         let (wake, woken) = tokio::sync::mpsc::unbounded_channel();
+        if let Some(pods) = &pod_cache {
+            pods.wake_through(wake.clone());
+        }
         let conflicts = Arc::new(ConflictWatches::new(wake.clone()));
         let shares = FairShares::new(
             usize::from(shared.settings.concurrency),
