@@ -32,7 +32,7 @@ pub const REASON_EVICTION_BLOCKED: &str = "StaleConsumerEvictionBlocked";
 pub const REASON_PODS_NOT_WATCHED: &str = "PodsNotWatched";
 
 /// How long one eviction may take before it counts as refused (`Timeout`) and is retried.
-pub const EVICTION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
+pub const EVICTION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// How soon a refused eviction is tried again.
 pub const EVICTION_RETRY: SignedDuration = SignedDuration::from_secs(30);
@@ -296,10 +296,10 @@ fn restart_due(
                     .next()
                     .unwrap_or_default();
                 pods.note(&pod.namespace, &pod.uid, |n| n.in_flight = true);
-                // Off the reconciliation: an apiserver slow to answer an eviction (seen for
-                // pods a PodDisruptionBudget protects) must not hold up the binding.
+                // Off the reconciliation: an apiserver slow to answer an eviction must not hold
+                // up the binding.
                 tokio::spawn(evict_and_report(Eviction {
-                    client: ctx.shared.client.clone(),
+                    client: ctx.shared.eviction_client.clone(),
                     throttle: ctx.shared.throttle.clone(),
                     events: ctx.shared.events.clone(),
                     pods: pods.clone(),

@@ -25,6 +25,9 @@ use crate::throttle::Throttle;
 /// State shared by every watched scope.
 pub struct Shared {
     pub client: Client,
+    /// The client evictions go through: one that does not retry a `429` itself, since a
+    /// PodDisruptionBudget's refusal is an answer to report, not congestion to wait out.
+    pub eviction_client: Client,
     pub settings: Settings,
     /// The exchange that turns a binding's identity into credentials.
     pub flow: Arc<dyn CredentialFlow>,
@@ -140,6 +143,7 @@ impl Shared {
         };
         Self {
             events: Events::start(client.clone(), reporter, metrics.clone()),
+            eviction_client: client.clone(),
             client,
             settings,
             flow: parts.flow,
