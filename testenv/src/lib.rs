@@ -80,8 +80,8 @@ pub struct Options {
     pub node: bool,
     /// With `node`: what a chart's pods need. Pods on the node's bridge, the
     /// ServiceAccount admission plugin (token volumes), kube-scheduler, and the deployment,
-    /// replicaset, root-ca-cert-publisher and node lifecycle (it lifts the node's `not-ready`
-    /// taint) controllers.
+    /// replicaset, disruption (PodDisruptionBudgets), root-ca-cert-publisher and node lifecycle
+    /// (it lifts the node's `not-ready` taint) controllers.
     pub pod_network: bool,
 }
 
@@ -361,7 +361,7 @@ impl ControlPlane {
                     ),
                     format!("--root-ca-file={}", root.join("ca.pem").display()),
                     if pods_networked {
-                        "--controllers=garbagecollector,namespace,serviceaccount,deployment,replicaset,root-ca-cert-publisher,nodelifecycle".into()
+                        "--controllers=garbagecollector,namespace,serviceaccount,deployment,replicaset,disruption,root-ca-cert-publisher,nodelifecycle".into()
                     } else {
                         "--controllers=garbagecollector,namespace,serviceaccount".into()
                     },

@@ -15,6 +15,7 @@
 mod chains;
 mod chart;
 mod consumers;
+mod consumers_stale;
 mod endpoint;
 mod faults;
 mod grants;
@@ -161,6 +162,7 @@ const TESTS: &[(&str, TestFn)] = tests![
     node::the_operator_image_runs_as_a_restricted_pod,
     node::the_chart_runs_on_the_node_in_a_restricted_namespace,
     node::pods_on_the_node_call_sts_through_the_agent,
+    consumers_stale::stale_consumers_are_reported_and_restarted_before_expiry,
     release::a_release_installs_and_upgrades_from_a_registry,
     sources::each_mode_is_ready_with_working_credentials,
     sources::assume_role_from_user_then_role_chain,

@@ -7,6 +7,7 @@ const TEST_MODULES: &[(&str, &str)] = &[
     ("chains", include_str!("chains.rs")),
     ("chart", include_str!("chart.rs")),
     ("consumers", include_str!("consumers.rs")),
+    ("consumers_stale", include_str!("consumers_stale.rs")),
     ("endpoint", include_str!("endpoint.rs")),
     ("faults", include_str!("faults.rs")),
     ("grants", include_str!("grants.rs")),
