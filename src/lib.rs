@@ -14,6 +14,7 @@ pub mod allowlist;
 pub mod api;
 pub mod broker;
 pub mod cli;
+pub mod consumers;
 pub mod controller;
 pub mod credentials;
 pub mod failover;

@@ -265,6 +265,17 @@ impl Collector for BindingCollector {
                 ConstGauge::new(exp.0.as_second()).encode(expiry.encode_family(&labels)?)?;
             }
         }
+        {
+            let mut stale = encoder.encode_descriptor(
+                "podcreds_stale_consumers",
+                "Pods that read a binding's Secret once (env, envFrom, subPath) and will go stale when the credentials they captured expire, by namespace (with --watch-pods)",
+                None,
+                prometheus_client::metrics::MetricType::Gauge,
+            )?;
+            for (namespace, count) in stale_consumers(&bindings) {
+                ConstGauge::new(count).encode(stale.encode_family(&[("namespace", namespace)])?)?;
+            }
+        }
         let mut ready_counts = [0i64; 2];
         for b in &bindings {
             let ready = ready_condition(b.status.as_ref()).is_some_and(|c| c.status == "True");
@@ -283,9 +294,56 @@ impl Collector for BindingCollector {
     }
 }
 
+/// Pods that will go stale per namespace, as the bindings' `status.consumers` report them; only
+/// namespaces with a binding that reports consumers.
+fn stale_consumers(bindings: &[Arc<AWSRoleBinding>]) -> std::collections::BTreeMap<String, i64> {
+    let mut out = std::collections::BTreeMap::new();
+    for b in bindings {
+        if let Some(consumers) = b.status.as_ref().and_then(|s| s.consumers.as_ref()) {
+            *out.entry(b.metadata.namespace.clone().unwrap_or_default())
+                .or_insert(0) += i64::from(consumers.will_go_stale.max(0));
+        }
+    }
+    out
+}
+
 /// The text exposition of `registry`.
 pub fn encode(registry: &Registry) -> Result<String, std::fmt::Error> {
     let mut out = String::new();
     prometheus_client::encoding::text::encode(&mut out, registry)?;
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn binding(namespace: &str, stale: Option<i32>) -> Arc<AWSRoleBinding> {
+        let mut b: AWSRoleBinding = serde_json::from_value(serde_json::json!({
+            "apiVersion": "podcreds.dev/v1alpha1", "kind": "AWSRoleBinding",
+            "metadata": {"name": "b", "namespace": namespace},
+            "spec": {"serviceAccountName": "app", "roleArn": "arn:aws:iam::123456789012:role/app"},
+        }))
+        .expect("binding");
+        b.status = Some(crate::api::AWSRoleBindingStatus {
+            consumers: stale.map(|n| crate::api::ConsumersStatus {
+                will_go_stale: n,
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        Arc::new(b)
+    }
+
+    #[test]
+    fn stale_consumers_add_up_per_namespace() {
+        let bindings = [
+            binding("a", Some(2)),
+            binding("a", Some(1)),
+            binding("b", Some(0)),
+            binding("c", None),
+        ];
+        let counts: Vec<(String, i64)> = stale_consumers(&bindings).into_iter().collect();
+        assert_eq!(counts, [("a".to_string(), 3), ("b".to_string(), 0)]);
+    }
 }

@@ -365,7 +365,16 @@ pub async fn run(args: RunArgs) -> Result<(), StartError> {
         ),
         None => None,
     };
-    let shared = Arc::new(Shared::new(client, settings, metrics, leader_rx, parts));
+    let mut shared = Shared::new(client, settings, metrics, leader_rx, parts);
+    if shared.settings.watch_pods {
+        match eviction_client().await {
+            Ok(client) => shared.eviction_client = client,
+            Err(e) => {
+                tracing::warn!(error = %e, "no client without retries for evictions; a refused eviction is reported only after the client's own retries")
+            }
+        }
+    }
+    let shared = Arc::new(shared);
     // Controllers whose caches never synced (an unreachable apiserver) do not notice a graceful
     // shutdown; after a grace period, exit anyway rather than hang until SIGKILL.
     let grace = async {
@@ -388,6 +397,15 @@ pub async fn run(args: RunArgs) -> Result<(), StartError> {
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// A client like the operator's whose requests are not retried on `429`, `503` or `504`: the
+/// Eviction API answers a PodDisruptionBudget's refusal with `429` and `Retry-After`, which the
+/// default client would wait out for minutes.
+async fn eviction_client() -> Result<kube::Client, String> {
+    let mut config = kube::Config::infer().await.map_err(|e| e.to_string())?;
+    config.default_retry = false;
+    kube::Client::try_from(config).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

@@ -85,6 +85,9 @@ pub struct Settings {
     /// the process), recorded on every Secret it writes so that another operator writing the
     /// same Secrets (two installations serving the same bindings) is noticed.
     pub writer: String,
+    /// Watch pods (`--watch-pods`) to report the consumers of every binding's Secret and, for
+    /// bindings that ask for it, restart those that will go stale.
+    pub watch_pods: bool,
 }
 
 impl Default for Settings {
@@ -108,6 +111,7 @@ impl Default for Settings {
             revocation_grace: std::time::Duration::ZERO,
             installation: crate::installation::DEFAULT.to_string(),
             writer: format!("{}/test", crate::installation::DEFAULT),
+            watch_pods: false,
         }
     }
 }

@@ -257,6 +257,30 @@ pub struct AWSRoleBindingSpec {
     /// the binding's credentials, for kubelets that pull from ECR outside EKS.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image_pull_secret: Option<ImagePullSecret>,
+    /// Evict the pods that read this binding's Secret once (environment variables, `envFrom`, a
+    /// `subPath` mount) shortly before the credentials they captured expire, so that their
+    /// controller starts them again with the current ones. Pods that mount the Secret as a
+    /// volume see every refresh and are never touched. Evictions go through the Eviction API:
+    /// PodDisruptionBudgets hold (a refused eviction is reported in
+    /// `status.consumers.blockedEvictions` and retried), each pod is evicted at most once per
+    /// credential set, and evictions are rate-limited per namespace. Needs the operator to watch
+    /// pods and to be allowed to evict them (chart values `consumers.watchPods` and
+    /// `consumers.allowEviction`). Off when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restart_stale_consumers: Option<RestartStaleConsumers>,
+}
+
+/// When podcreds restarts the pods that will go stale (`spec.restartStaleConsumers`).
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct RestartStaleConsumers {
+    /// How long before the credentials a pod captured expire it is evicted, as a duration such
+    /// as `5m` (the default). A pod is evicted only once the Secret holds newer credentials,
+    /// so that its replacement starts with them: with a lead time longer than the renewal
+    /// margin (`renewBefore`), right after the refresh.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 32), regex(pattern = patterns::DURATION))]
+    pub lead_time: Option<String>,
 }
 
 /// Observed state of an `AWSRoleBinding`.
@@ -305,6 +329,11 @@ pub struct AWSRoleBindingStatus {
     /// The image-pull Secret of `spec.imagePullSecret`, as last written.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image_pull_secret: Option<ImagePullSecretStatus>,
+    /// The pods of this namespace that read the Secret, and whether they see its refreshes.
+    /// Reported only while the operator watches pods (`--watch-pods`, chart value
+    /// `consumers.watchPods`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consumers: Option<ConsumersStatus>,
 }
 
 /// The image-pull Secret podcreds keeps for the binding.
@@ -323,6 +352,44 @@ pub struct ImagePullSecretStatus {
     /// Whether the Secret is listed in the ServiceAccount's `imagePullSecrets`.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub added_to_service_account: bool,
+}
+
+/// The pods that read a binding's Secret, by whether they see its refreshes.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ConsumersStatus {
+    /// Pods whose every container that reads the Secret mounts it as a volume without
+    /// `subPath`: the kubelet updates the files and `credential_process` re-reads them.
+    #[serde(default)]
+    pub refreshing: i32,
+    /// Pods with a container that captured part of the Secret when it started (`env`,
+    /// `envFrom`, a `subPath` mount): it keeps those credentials until it restarts and fails once
+    /// they expire.
+    #[serde(default)]
+    pub will_go_stale: i32,
+    /// The first few of those pods, by name.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 5))]
+    pub stale_pods: Vec<String>,
+    /// With `spec.restartStaleConsumers`: the first few stale pods whose eviction the apiserver
+    /// refused (a PodDisruptionBudget allowing no disruption now, missing permission); retried.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 5))]
+    pub blocked_evictions: Vec<BlockedEviction>,
+}
+
+/// An eviction of a stale pod that the apiserver refused.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct BlockedEviction {
+    /// The pod's name.
+    pub pod: String,
+    /// `DisruptionBudget` (a PodDisruptionBudget allows no disruption now), `Forbidden` (the
+    /// operator may not evict pods: chart value `consumers.allowEviction`), `TooManyRequests`,
+    /// `Timeout` or `KubeApiError`.
+    pub reason: String,
+    /// What the apiserver said (at most 256 bytes).
+    pub message: String,
 }
 
 /// What STS answered for one `roleChain` hop.

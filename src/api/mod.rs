@@ -17,7 +17,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 pub use binding::{
-    AWSRoleBinding, AWSRoleBindingSpec, AWSRoleBindingStatus, ChainHopStatus, ImagePullSecretStatus,
+    AWSRoleBinding, AWSRoleBindingSpec, AWSRoleBindingStatus, BlockedEviction, ChainHopStatus,
+    ConsumersStatus, ImagePullSecretStatus, RestartStaleConsumers,
 };
 pub use credential_source::{
     AWSCredentialSource, AWSCredentialSourceSpec, AWSCredentialSourceStatus, CredentialSourceMode,

@@ -193,6 +193,13 @@ pub struct RunArgs {
     /// deleted) stay in its Secret before they are removed (0: at once). The Secret is kept.
     #[arg(long, env = "PODCREDS_REVOCATION_GRACE_PERIOD", default_value = "0s", value_parser = humantime::parse_duration)]
     pub revocation_grace_period: std::time::Duration,
+    /// Watch pods (needs RBAC to list and watch them; chart value consumers.watchPods) to report
+    /// in each binding's status.consumers which pods read its Secret once (env, envFrom,
+    /// subPath) and will go stale, with a Warning Event on each such pod and the
+    /// podcreds_stale_consumers metric. Bindings with spec.restartStaleConsumers need it (and
+    /// RBAC to create pods/eviction).
+    #[arg(long, env = "PODCREDS_WATCH_PODS")]
+    pub watch_pods: bool,
     /// Names of the ValidatingAdmissionPolicies (each with a binding of the same name) that guard
     /// podcreds: bindings, credential sources, status writes, the operator's own tokens and
     /// Secrets (comma separated, or repeated). podcreds checks that each exists and denies what
@@ -432,6 +439,7 @@ impl RunArgs {
             revocation_grace: self.revocation_grace_period,
             installation: self.installation.clone(),
             writer: self.writer(),
+            watch_pods: self.watch_pods,
         }
     }
 }

@@ -25,6 +25,9 @@ use crate::throttle::Throttle;
 /// State shared by every watched scope.
 pub struct Shared {
     pub client: Client,
+    /// The client evictions go through: one that does not retry a `429` itself, since a
+    /// PodDisruptionBudget's refusal is an answer to report, not congestion to wait out.
+    pub eviction_client: Client,
     pub settings: Settings,
     /// The exchange that turns a binding's identity into credentials.
     pub flow: Arc<dyn CredentialFlow>,
@@ -143,6 +146,7 @@ impl Shared {
         };
         Self {
             events: Events::start(client.clone(), reporter, metrics.clone()),
+            eviction_client: client.clone(),
             client,
             settings,
             flow: parts.flow,
@@ -176,4 +180,6 @@ pub struct Context {
     pub conflicts: Arc<ConflictWatches>,
     /// Fair shares of this scope's exchange slots between namespaces.
     pub shares: FairShares,
+    /// The pods of this scope that reference Secrets, with `--watch-pods`.
+    pub pods: Option<super::pods::PodCache>,
 }

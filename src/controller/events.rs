@@ -10,7 +10,7 @@ use futures::StreamExt;
 use governor::{Quota, RateLimiter};
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
-use kube::{Client, Resource, ResourceExt};
+use kube::{Client, Resource};
 use tracing::{debug, warn};
 
 use super::quota::Bound;
@@ -108,6 +108,18 @@ impl Events {
 
     /// Queues `announcement` about `binding`; drops it (and counts the drop) when the queue is full.
     pub fn announce(&self, binding: &AWSRoleBinding, announcement: Announcement) {
+        self.announce_to(binding.object_ref(&()), None, announcement);
+    }
+
+    /// Queues `announcement` about the object `reference` names (a binding's pod, say), with
+    /// the object it concerns too (`related`). Repeats of one reason about the same pair are
+    /// published as one Event with a count (its series).
+    pub fn announce_to(
+        &self,
+        reference: ObjectReference,
+        related: Option<ObjectReference>,
+        announcement: Announcement,
+    ) {
         let event = Event {
             type_: if announcement.warning {
                 EventType::Warning
@@ -117,11 +129,11 @@ impl Events {
             reason: announcement.reason.into(),
             note: Some(text::bounded(&announcement.note, text::MAX_EVENT_NOTE)),
             action: announcement.action.into(),
-            secondary: None,
+            secondary: related,
         };
-        let reference = binding.object_ref(&());
         // Counted under the namespace the publisher will give it back under.
         let namespace = reference.namespace.clone().unwrap_or_default();
+        let name = reference.name.clone().unwrap_or_default();
         let admitted = {
             let mut pending = lock(&self.pending);
             pending.take(&namespace)
@@ -132,7 +144,7 @@ impl Events {
         };
         if !admitted {
             self.metrics.events_dropped.inc();
-            debug!(binding = %binding.name_any(), "Event queue full; dropping an Event");
+            debug!(namespace = %namespace, object = %name, "Event queue full; dropping an Event");
         }
     }
 }

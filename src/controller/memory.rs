@@ -114,6 +114,9 @@ pub struct Memory {
     repairs: Mutex<HashMap<Uid, plan::Repairs>>,
     /// Bindings whose Secret another operator was seen writing, reported once each.
     overlaps: Mutex<std::collections::HashSet<Uid>>,
+    /// Bindings asking for `restartStaleConsumers` from an operator that does not watch pods,
+    /// reported once each.
+    unwatched_restarts: Mutex<std::collections::HashSet<Uid>>,
     /// Status writes the binding cache has not shown yet (see [`crate::status::known_status`]).
     status_writes: Mutex<HashMap<Uid, StatusWrite>>,
     /// Failed attempts in a row, and when the next may be made.
@@ -189,6 +192,11 @@ impl Memory {
     /// Records that another operator writes the binding's Secret; true the first time.
     pub fn first_overlap(&self, uid: &str) -> bool {
         lock(&self.overlaps).insert(uid.to_string())
+    }
+
+    /// Records that the binding asks for restarts this process cannot make; true the first time.
+    pub fn first_unwatched_restart(&self, uid: &str) -> bool {
+        lock(&self.unwatched_restarts).insert(uid.to_string())
     }
 
     /// The refreshes made lately because someone else wrote the binding's Secret.
@@ -288,6 +296,7 @@ impl Memory {
         lock(&self.secret_writes).remove(uid);
         lock(&self.repairs).remove(uid);
         lock(&self.overlaps).remove(uid);
+        lock(&self.unwatched_restarts).remove(uid);
         lock(&self.status_writes).remove(uid);
         lock(&self.failures).remove(uid);
         lock(&self.forced_refreshes).remove(uid);
@@ -295,9 +304,10 @@ impl Memory {
     }
 
     /// Entries per map, for tests and diagnostics.
-    pub fn sizes(&self) -> [(&'static str, usize); 7] {
+    pub fn sizes(&self) -> [(&'static str, usize); 8] {
         [
             ("overlaps", lock(&self.overlaps).len()),
+            ("unwatched_restarts", lock(&self.unwatched_restarts).len()),
             ("forced_refreshes", lock(&self.forced_refreshes).len()),
             ("secret_writes", lock(&self.secret_writes).len()),
             ("repairs", lock(&self.repairs).len()),
@@ -476,6 +486,7 @@ mod tests {
                 memory.remember_secret_write(uid, "1".into(), Some(&issued(i as i64)));
                 memory.count_repair(uid, Timestamp::now());
                 memory.first_overlap(uid);
+                memory.first_unwatched_restart(uid);
                 memory.remember_status_write(uid, "1", AWSRoleBindingStatus::default());
                 memory.record_failure(uid);
                 memory.remember_forced_refresh(uid, Timestamp::now());

@@ -12,11 +12,13 @@
 //! path.
 
 pub mod conflicts;
+pub mod consumers;
 pub mod context;
 pub mod events;
 pub mod fairness;
 pub mod memory;
 pub mod observe;
+pub mod pods;
 pub mod quota;
 pub mod refresh;
 pub mod report;
@@ -174,9 +176,10 @@ async fn pipeline(
                 _ => Reconciled::Invalid(error),
             };
             let result = reconciled.result();
+            let consumers = consumers::step(ctx, binding, key, &reconciled).await;
             return Ok((
                 result,
-                report::report(ctx, binding, key, reconciled, requested).await?,
+                report::report(ctx, binding, key, reconciled, requested, consumers).await?,
             ));
         }
     };
@@ -301,7 +304,8 @@ async fn pipeline(
         reconciled,
         Reconciled::Fresh { .. } | Reconciled::Refreshed { .. }
     );
-    let action = report::report(ctx, binding, key, reconciled, requested).await?;
+    let consumers = consumers::step(ctx, binding, key, &reconciled).await;
+    let action = report::report(ctx, binding, key, reconciled, requested, consumers).await?;
     if renamed {
         // An Endpoint-only binding keeps no Secret: one it had before goes.
         let current = spec.delivery.secret.then_some(spec.secret_name.as_str());

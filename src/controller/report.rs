@@ -12,6 +12,7 @@ use kube::runtime::reflector::ObjectRef;
 use tracing::{debug, info, warn};
 
 use super::BindingKey;
+use super::consumers::{ConsumersOutcome, ConsumersUpdate};
 use super::context::Context;
 use super::events::Announcement;
 use super::refresh::RefreshError;
@@ -343,6 +344,7 @@ pub async fn report(
     key: &BindingKey,
     reconciled: Reconciled<'_>,
     handled_request: Option<&str>,
+    consumers: ConsumersOutcome,
 ) -> Result<Action, ReportError> {
     let shared = &ctx.shared;
     let memory = &shared.memory;
@@ -408,6 +410,11 @@ pub async fn report(
         ctx.conflicts.stop(&key.uid);
     }
     let delay = requeue(&reconciled, attempt, &key.uid, now);
+    // An eviction due before then comes first.
+    let delay = match (delay, consumers.wake_at) {
+        (Some(d), Some(at)) => Some(d.min(plan::requeue_at(at, now))),
+        (d, _) => d,
+    };
     if let (Reconciled::Failed { spec, .. }, Some(delay)) = (&reconciled, delay)
         && let Ok(wait) = jiff::SignedDuration::try_from(delay)
     {
@@ -436,7 +443,12 @@ pub async fn report(
     }
     if let Some(outcome) = outcome(&reconciled) {
         let pull = pull_report(&reconciled);
-        write_status(ctx, binding, key, &outcome, pull, handled_request, now).await?;
+        let extras = StatusExtras {
+            pull,
+            handled_request,
+            consumers: consumers.update,
+        };
+        write_status(ctx, binding, key, &outcome, extras, now).await?;
     }
     Ok(match delay {
         Some(d) => Action::requeue(d),
@@ -517,6 +529,16 @@ impl<'a> Previous<'a> {
     }
 }
 
+/// What the status reports beside the credentials' outcome.
+struct StatusExtras<'a> {
+    /// The image-pull Secret, as this pass left it.
+    pull: PullReport<'a>,
+    /// The refresh request (annotation value) this pass acted on.
+    handled_request: Option<&'a str>,
+    /// The Secret's consumers, as the pod cache sees them.
+    consumers: ConsumersUpdate,
+}
+
 /// Applies the status `outcome` leads to, unless it is what the apiserver already holds (as far
 /// as this process knows: the cache lags behind our own writes).
 async fn write_status(
@@ -524,10 +546,14 @@ async fn write_status(
     binding: &AWSRoleBinding,
     key: &BindingKey,
     outcome: &Outcome<'_>,
-    pull: PullReport<'_>,
-    handled_request: Option<&str>,
+    extras: StatusExtras<'_>,
     now: Timestamp,
 ) -> Result<(), ReportError> {
+    let StatusExtras {
+        pull,
+        handled_request,
+        consumers,
+    } = extras;
     let memory = &ctx.shared.memory;
     let version = binding.metadata.resource_version.as_deref();
     let last_write = memory.status_write(&key.uid, version);
@@ -538,6 +564,7 @@ async fn write_status(
     if let Some(request) = handled_request {
         status.last_handled_refresh_request = Some(request.to_string());
     }
+    consumers.apply(&mut status.consumers);
     if current == Some(&status) {
         return Ok(());
     }

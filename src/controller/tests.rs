@@ -268,6 +268,7 @@ impl Harness {
                 namespaces_synced: synced,
                 conflicts: Arc::new(ConflictWatches::new(wake.clone())),
                 shares: FairShares::new(32, 8, wake),
+                pods: None,
             }),
             sts,
             ecr,
@@ -546,6 +547,7 @@ async fn a_standby_replica_touches_nothing() {
         namespaces_synced: harness.ctx.namespaces_synced.clone(),
         conflicts: harness.ctx.conflicts.clone(),
         shares: harness.ctx.shares.clone(),
+        pods: None,
     });
     let action = reconcile(Arc::new(binding()), ctx)
         .await

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{Namespace, Secret, ServiceAccount};
+use k8s_openapi::api::core::v1::{Namespace, Pod, Secret, ServiceAccount};
 use kube::api::Api;
 use kube::api::ObjectMeta;
 use kube::core::PartialObjectMeta;
@@ -296,6 +296,19 @@ pub async fn run(
             ),
         };
 
+        // Pods (`--watch-pods`): only how they reference Secrets. Reconciliations never wait for
+        // this cache (without pod RBAC it never fills): consumers are reported once it has.
+        let (pod_cache, pod_changes) = if shared.settings.watch_pods {
+            let pods: Api<Pod> = match &scope {
+                Some(ns) => Api::namespaced(shared.client.clone(), ns),
+                None => Api::all(shared.client.clone()),
+            };
+            let (cache, changes) = super::pods::watch(pods);
+            (Some(cache), retried_quietly(changes, "Pod").boxed())
+        } else {
+            (None, futures::stream::empty().boxed())
+        };
+
         let (secret_store, secret_writer) = reflector::store();
         let (secrets_listed, secrets_synced) = tokio::sync::watch::channel(false);
         let secret_stream = tell_when_listed(
@@ -351,6 +364,9 @@ pub async fn run(
 
         // Bindings to reconcile now: their conflict is gone, or a slot of their namespace freed.
         let (wake, woken) = tokio::sync::mpsc::unbounded_channel();
+        if let Some(pods) = &pod_cache {
+            pods.wake_through(wake.clone());
+        }
         let conflicts = Arc::new(ConflictWatches::new(wake.clone()));
         let shares = FairShares::new(
             usize::from(shared.settings.concurrency),
@@ -428,6 +444,7 @@ pub async fn run(
                 source_changes.subscribe(),
                 binding_store.clone(),
             ))
+            .reconcile_on(bindings_of_changed_pods(pod_changes, binding_store.clone()))
             .graceful_shutdown_on(shutdown.clone());
 
         let ctx = Arc::new(Context {
@@ -438,6 +455,7 @@ pub async fn run(
             namespaces_synced: namespaces_synced.clone(),
             conflicts,
             shares,
+            pods: pod_cache,
         });
         waits.push(Box::pin(async move {
             let _ = bindings_synced.clone().wait_for(|synced| *synced).await;
@@ -473,6 +491,39 @@ pub async fn run(
         runs.await;
     }
     source_watch.abort();
+}
+
+/// The bindings whose Secret the pods named on `changes` read (every binding after a relist).
+fn bindings_of_changed_pods(
+    changes: impl futures::Stream<Item = Result<super::pods::Changed, watcher::Error>> + Send,
+    bindings: Store<AWSRoleBinding>,
+) -> impl futures::Stream<Item = ObjectRef<AWSRoleBinding>> + Send {
+    changes.flat_map(move |changed| {
+        let refs: Vec<_> = match changed {
+            Ok(changed) => bindings
+                .state()
+                .iter()
+                .filter(|b| match &changed {
+                    super::pods::Changed::All => true,
+                    super::pods::Changed::In { namespace, secrets } => {
+                        b.metadata.namespace.as_deref() == Some(namespace.as_str())
+                            && binding_secret_names(b).any(|s| secrets.contains(s))
+                    }
+                })
+                .map(|b| ObjectRef::from_obj(b.as_ref()))
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+        futures::stream::iter(refs)
+    })
+}
+
+/// The names a binding's Secret may go by: the spec's (or the binding's own name) and, while
+/// a rename is under way, the one in its status.
+fn binding_secret_names(b: &AWSRoleBinding) -> impl Iterator<Item = &str> {
+    let spec = b.spec.secret_name.as_deref().or(b.metadata.name.as_deref());
+    let status = b.status.as_ref().and_then(|s| s.secret_name.as_deref());
+    spec.into_iter().chain(status)
 }
 
 /// The bindings of `bindings` that use a source named on `changes`. A lagging receiver (more

@@ -83,8 +83,9 @@ pub struct Options {
     pub node: bool,
     /// With `node`: what a chart's pods need. Pods on the node's bridge, the
     /// ServiceAccount admission plugin (token volumes), kube-scheduler, and the deployment,
-    /// replicaset, daemonset (the node agent), root-ca-cert-publisher and node lifecycle (it
-    /// lifts the node's `not-ready` taint) controllers.
+    /// replicaset, daemonset (the node agent), disruption (PodDisruptionBudgets),
+    /// root-ca-cert-publisher and node lifecycle (it lifts the node's `not-ready` taint)
+    /// controllers.
     pub pod_network: bool,
 }
 
@@ -276,7 +277,7 @@ impl ControlPlane {
                     ),
                     format!("--root-ca-file={}", root.join("ca.pem").display()),
                     if pods_networked {
-                        "--controllers=garbagecollector,namespace,serviceaccount,deployment,replicaset,daemonset,root-ca-cert-publisher,nodelifecycle".into()
+                        "--controllers=garbagecollector,namespace,serviceaccount,deployment,replicaset,daemonset,disruption,root-ca-cert-publisher,nodelifecycle".into()
                     } else {
                         "--controllers=garbagecollector,namespace,serviceaccount".into()
                     },

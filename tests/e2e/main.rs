@@ -24,6 +24,7 @@ macro_rules! tests {
 mod chains;
 mod chart;
 mod consumers;
+mod consumers_stale;
 mod ecr;
 mod endpoint;
 mod faults;
@@ -97,6 +98,7 @@ const TESTS_BY_MODULE: &[&[(&str, TestFn)]] = &[
     sources::TESTS,
     endpoint::TESTS,
     ecr::TESTS,
+    consumers_stale::TESTS,
 ];
 
 fn all_tests() -> impl Iterator<Item = &'static (&'static str, TestFn)> {

@@ -23,7 +23,7 @@ use crate::support::{Env, spec_with};
 
 /// The static client the pod runs (`testenv/pod-client`), built by `cargo xtask test`.
 const POD_CLIENT_VARIABLE: &str = "PODCREDS_POD_CLIENT";
-const MOUNT_PATH: &str = "/var/run/secrets/podcreds";
+pub(crate) const MOUNT_PATH: &str = "/var/run/secrets/podcreds";
 
 /// A control plane with a node, and an STS emulator trusting its issuer.
 async fn node_env() -> anyhow::Result<Env> {
@@ -41,7 +41,7 @@ async fn node_env() -> anyhow::Result<Env> {
     Ok(env)
 }
 
-fn pod_client_binary() -> anyhow::Result<PathBuf> {
+pub(crate) fn pod_client_binary() -> anyhow::Result<PathBuf> {
     let path = std::env::var_os(POD_CLIENT_VARIABLE)
         .map(PathBuf::from)
         .with_context(|| {

@@ -96,10 +96,26 @@ app.kubernetes.io/part-of: podcreds
 - apiGroups: [""]
   resources: ["secrets"]
   verbs: ["get", "list", "watch", "create", "patch", "delete"]
-# Events about bindings.
+# Events about bindings (and, with consumers.watchPods, about pods that will go stale).
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]
   verbs: ["create", "patch"]
+{{- if .Values.consumers.watchPods }}
+# consumers.watchPods: which pods read the credential Secrets (env, envFrom, volumes).
+- apiGroups: [""]
+  resources: ["pods"]
+  verbs: ["list", "watch"]
+{{- end }}
+{{- if .Values.consumers.allowEviction }}
+{{- if not .Values.consumers.watchPods }}
+{{- fail "consumers.allowEviction needs consumers.watchPods: the operator evicts only pods it watched go stale" }}
+{{- end }}
+# consumers.allowEviction: evict pods that will go stale (spec.restartStaleConsumers), through
+# the Eviction API, which PodDisruptionBudgets hold.
+- apiGroups: [""]
+  resources: ["pods/eviction"]
+  verbs: ["create"]
+{{- end }}
 {{- end }}
 
 {{/* The admission policies this release installs, which the operator checks are in force. */}}
