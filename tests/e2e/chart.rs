@@ -278,6 +278,11 @@ const RENDER_CASES: &[RenderCase] = &[
         check: renders_ha,
     },
     RenderCase {
+        name: "consumers",
+        sets: &["consumers.watchPods=true", "consumers.allowEviction=true"],
+        check: renders_pod_watching_and_eviction,
+    },
+    RenderCase {
         name: "monitoring",
         sets: &[
             "metrics.serviceMonitor.enabled=true",
@@ -705,6 +710,38 @@ fn renders_ha(docs: &[serde_json::Value]) -> anyhow::Result<()> {
     )));
     ensure!(of_kind(docs, "PodDisruptionBudget").len() == 1);
 
+    Ok(())
+}
+
+/// Watching pods (stale consumers) and evicting them: the flag and exactly those rights, only
+/// when asked for (the defaults grant no pod access at all).
+fn renders_pod_watching_and_eviction(docs: &[serde_json::Value]) -> anyhow::Result<()> {
+    ensure!(
+        operator_args(docs).contains("--watch-pods"),
+        "{}",
+        operator_args(docs)
+    );
+    let cluster_role = of_kind(docs, "ClusterRole")
+        .first()
+        .copied()
+        .context("ClusterRole")?;
+    let rules = &cluster_role["rules"];
+    for (resource, verb) in [
+        ("pods", "list"),
+        ("pods", "watch"),
+        ("pods/eviction", "create"),
+    ] {
+        ensure!(
+            rules_grant(rules, "", resource, verb),
+            "ClusterRole lacks {verb} {resource}"
+        );
+    }
+    for (resource, verb) in [("pods", "delete"), ("pods", "patch"), ("pods", "get")] {
+        ensure!(
+            !rules_grant(rules, "", resource, verb),
+            "ClusterRole grants {verb} {resource}"
+        );
+    }
     Ok(())
 }
 
