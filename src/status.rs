@@ -41,6 +41,8 @@ pub enum Outcome<'a> {
         holder: Holder<'a>,
         /// UID of the Secret, when this reconciliation created it.
         created_uid: Option<&'a str>,
+        /// This reconciliation issued them (rather than finding them in place).
+        just_issued: bool,
     },
     /// A refresh failed; `still_valid` holds the Secret's credentials if they have not expired.
     RefreshFailed {
@@ -318,6 +320,7 @@ pub fn build_status(
             issued,
             holder,
             created_uid,
+            just_issued,
         } => {
             track_secret(&mut status, holder.secret, *created_uid);
             status.expiration = Some(time(issued.expiration));
@@ -340,12 +343,13 @@ pub fn build_status(
             );
             // A failed refresh stays reported until credentials newer than the failure are in
             // the Secret: a forced refresh that failed leaves fresh-enough credentials behind,
-            // and the next look at them must not read as a success.
+            // and the next look at them must not read as a success. Both times are kept to the
+            // second, so credentials found in place count as newer only from the next second on.
             let failed_since = conditions
                 .iter()
                 .find(|c| c.type_ == CONDITION_DEGRADED && c.status == "True")
                 .map(|c| c.last_transition_time.0);
-            if failed_since.is_none_or(|since| issued.issued_at >= since) {
+            if *just_issued || failed_since.is_none_or(|since| issued.issued_at > since) {
                 set_condition(
                     &mut conditions,
                     CONDITION_DEGRADED,

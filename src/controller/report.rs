@@ -196,6 +196,7 @@ fn outcome<'a>(reconciled: &'a Reconciled<'a>) -> Option<Outcome<'a>> {
             issued,
             holder: holder(spec),
             created_uid: None,
+            just_issued: false,
         },
         Reconciled::Refreshed {
             spec,
@@ -206,6 +207,7 @@ fn outcome<'a>(reconciled: &'a Reconciled<'a>) -> Option<Outcome<'a>> {
             issued,
             holder: holder(spec),
             created_uid: created_uid.as_deref(),
+            just_issued: true,
         },
         Reconciled::Conflict { spec, owner } => Outcome::Blocked {
             category: REASON_CONFLICT,

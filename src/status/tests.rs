@@ -83,6 +83,7 @@ fn valid_credentials_make_the_binding_ready() {
                 endpoint: false,
             },
             created_uid: None,
+            just_issued: false,
         },
         t(1),
     );
@@ -113,6 +114,7 @@ fn the_endpoint_that_issued_the_credentials_is_reported_until_they_are_gone() {
                     endpoint: false,
                 },
                 created_uid: None,
+                just_issued: false,
             },
             t(1),
         )
@@ -167,6 +169,7 @@ fn transition_time_only_moves_when_status_flips() {
                 endpoint: false,
             },
             created_uid: None,
+            just_issued: false,
         },
         t(1),
     );
@@ -180,6 +183,7 @@ fn transition_time_only_moves_when_status_flips() {
                 endpoint: false,
             },
             created_uid: None,
+            just_issued: false,
         },
         t(50),
     );
@@ -219,6 +223,7 @@ fn transition_time_only_moves_when_status_flips() {
                 endpoint: false,
             },
             created_uid: None,
+            just_issued: false,
         },
         t(61),
     );
@@ -237,10 +242,31 @@ fn transition_time_only_moves_when_status_flips() {
                 endpoint: false,
             },
             created_uid: None,
+            just_issued: false,
         },
         t(70),
     );
     assert_eq!(cond(&refreshed, "Degraded").status, "False");
+
+    // Issued and refused within one second (both kept to the second): credentials found in
+    // place are not newer than the failure; credentials this pass issued are.
+    let same_second = IssuedMeta {
+        issued_at: t(60),
+        ..issued()
+    };
+    let valid = |just_issued| Outcome::Valid {
+        issued: &same_second,
+        holder: Holder {
+            secret: Some("s"),
+            endpoint: false,
+        },
+        created_uid: None,
+        just_issued,
+    };
+    let found = build_status(Some(&failed), Some(1), &valid(false), t(60));
+    assert_eq!(cond(&found, "Degraded").status, "True");
+    let issued_now = build_status(Some(&failed), Some(1), &valid(true), t(60));
+    assert_eq!(cond(&issued_now, "Degraded").status, "False");
 }
 
 #[test]
@@ -296,6 +322,7 @@ fn only_a_secret_podcreds_created_is_recorded_as_its_own() {
             endpoint: false,
         },
         created_uid: created,
+        just_issued: false,
     };
     let created = build_status(None, Some(1), &valid("s", Some("uid-s")), t(0));
     assert_eq!(created.secret_uid.as_deref(), Some("uid-s"));
@@ -314,6 +341,7 @@ fn only_a_secret_podcreds_created_is_recorded_as_its_own() {
             endpoint: true,
         },
         created_uid: None,
+        just_issued: false,
     };
     let served = build_status(Some(&created), Some(3), &endpoint, t(30));
     assert_eq!(served.secret_name, None);
@@ -358,6 +386,7 @@ fn role_chains_report_every_hop_the_clamp_and_the_packed_size() {
             endpoint: false,
         },
         created_uid: None,
+        just_issued: false,
     };
     let s = build_status(None, Some(1), &valid(&chained), t(1));
     assert_eq!(s.chain.len(), 2);
@@ -403,6 +432,7 @@ fn a_binding_no_longer_allowed_reports_its_revocation() {
             endpoint: false,
         },
         created_uid: None,
+        just_issued: false,
     };
     let ready = build_status(None, Some(1), &valid, t(0));
     let not_allowed = |revocation| Outcome::NotAllowed {
