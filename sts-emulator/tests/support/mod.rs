@@ -175,9 +175,16 @@ fn form(params: &[(&str, &str)]) -> String {
         .finish()
 }
 
-async fn post(url: &str, body: String, headers: Vec<(String, String)>) -> Answer {
-    let mut request =
-        http::Request::post(url).header("content-type", "application/x-www-form-urlencoded");
+const FORM: &str = "application/x-www-form-urlencoded";
+const JSON_1_1: &str = "application/x-amz-json-1.1";
+
+async fn post(
+    url: &str,
+    content_type: &str,
+    body: String,
+    headers: Vec<(String, String)>,
+) -> Answer {
+    let mut request = http::Request::post(url).header("content-type", content_type);
     for (k, v) in headers {
         request = request.header(k, v);
     }
@@ -199,7 +206,13 @@ async fn post(url: &str, body: String, headers: Vec<(String, String)>) -> Answer
 
 /// An unsigned call (`AssumeRoleWithWebIdentity`, `AssumeRoleWithSAML`).
 pub async fn call(emulator: &Emulator, params: &[(&str, &str)]) -> Answer {
-    post(&format!("{}/", emulator.url()), form(params), Vec::new()).await
+    post(
+        &format!("{}/", emulator.url()),
+        FORM,
+        form(params),
+        Vec::new(),
+    )
+    .await
 }
 
 /// How a signed call names its scope.
@@ -226,6 +239,18 @@ pub fn signature(
     credentials: &Credentials,
     scope: &Scope<'_>,
 ) -> Vec<(String, String)> {
+    signed_headers(url, body, &[("content-type", FORM)], credentials, scope)
+}
+
+/// The headers SigV4 adds to a POST of `body` to `url` that carries `headers` (besides `host`),
+/// signed with `credentials` in `scope`.
+fn signed_headers(
+    url: &str,
+    body: &str,
+    headers: &[(&str, &str)],
+    credentials: &Credentials,
+    scope: &Scope<'_>,
+) -> Vec<(String, String)> {
     let identity: aws_smithy_runtime_api::client::identity::Identity =
         aws_credential_types::Credentials::new(
             &credentials.access_key_id,
@@ -248,14 +273,12 @@ pub fn signature(
         .trim_start_matches("http://")
         .trim_end_matches('/')
         .to_string();
-    let headers = [
-        ("host", host.as_str()),
-        ("content-type", "application/x-www-form-urlencoded"),
-    ];
+    let mut unsigned = vec![("host", host.as_str())];
+    unsigned.extend_from_slice(headers);
     let signable = SignableRequest::new(
         "POST",
         url,
-        headers.iter().copied(),
+        unsigned.iter().copied(),
         SignableBody::Bytes(body.as_bytes()),
     )
     .expect("signable");
@@ -278,7 +301,7 @@ pub async fn signed_call_with(
     let body = form(params);
     let mut headers = signature(&url, &body, credentials, scope);
     tamper(&mut headers);
-    post(&url, body, headers).await
+    post(&url, FORM, body, headers).await
 }
 
 /// A call signed with `credentials` for `us-east-1`.
@@ -300,67 +323,15 @@ pub async fn ecr_call(
     tamper: impl FnOnce(&mut Vec<(String, String)>),
 ) -> Answer {
     let url = format!("{}/", emulator.url());
-    let identity: aws_smithy_runtime_api::client::identity::Identity =
-        aws_credential_types::Credentials::new(
-            &credentials.access_key_id,
-            &credentials.secret_access_key,
-            credentials.session_token.clone(),
-            None,
-            "test",
-        )
-        .into();
-    let params = SigningParams::builder()
-        .identity(&identity)
-        .region(scope.region)
-        .name(scope.service)
-        .time(scope.time)
-        .settings(SigningSettings::default())
-        .build()
-        .expect("params")
-        .into();
-    let host = url
-        .trim_start_matches("http://")
-        .trim_end_matches('/')
-        .to_string();
     let target = "AmazonEC2ContainerRegistry_V20150921.GetAuthorizationToken";
-    let unsigned = [
-        ("host", host.as_str()),
-        ("content-type", "application/x-amz-json-1.1"),
-        ("x-amz-target", target),
-    ];
-    let signable = SignableRequest::new(
-        "POST",
+    let mut headers = signed_headers(
         &url,
-        unsigned.iter().copied(),
-        SignableBody::Bytes(body.as_bytes()),
-    )
-    .expect("signable");
-    let (instructions, _) = sign(signable, &params).expect("sign").into_parts();
-    let mut headers: Vec<(String, String)> = instructions
-        .headers()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
+        body,
+        &[("content-type", JSON_1_1), ("x-amz-target", target)],
+        credentials,
+        scope,
+    );
     headers.push(("x-amz-target".into(), target.into()));
     tamper(&mut headers);
-    let mut request =
-        http::Request::post(&url).header("content-type", "application/x-amz-json-1.1");
-    for (k, v) in headers {
-        request = request.header(k, v);
-    }
-    let request = request
-        .body(Full::new(Bytes::from(body.to_string())))
-        .expect("request");
-    let client = Client::builder(TokioExecutor::new()).build_http();
-    let response = client.request(request).await.expect("response");
-    let status = response.status().as_u16();
-    let body = response
-        .into_body()
-        .collect()
-        .await
-        .expect("body")
-        .to_bytes();
-    Answer {
-        status,
-        body: String::from_utf8_lossy(&body).into_owned(),
-    }
+    post(&url, JSON_1_1, body.to_string(), headers).await
 }
