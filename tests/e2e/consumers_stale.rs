@@ -110,10 +110,10 @@ pub async fn stale_consumers_are_reported_and_restarted_before_expiry(
         .plane
         .node()
         .context("the control plane started without its node")?;
-    let image = podcreds_testenv::node::pod_client_image(client_binary)?;
-    let archive = node.dir().join("images/pod-client.tar");
-    image.write_archive(&archive)?;
-    node.import_image(&archive)?;
+    node.import_built_image(
+        "pod-client.tar",
+        &podcreds_testenv::node::pod_client_image(client_binary)?,
+    )?;
 
     let ns = node_env.namespace("stale").await?;
     node_env.service_account(&ns, "app").await?;

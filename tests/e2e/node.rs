@@ -97,10 +97,10 @@ pub async fn a_pod_reads_refreshed_credentials_through_a_secret_volume(
         .plane
         .node()
         .context("the control plane started without its node")?;
-    let image = podcreds_testenv::node::pod_client_image(client_binary)?;
-    let archive = node.dir().join("images/pod-client.tar");
-    image.write_archive(&archive)?;
-    node.import_image(&archive)?;
+    node.import_built_image(
+        "pod-client.tar",
+        &podcreds_testenv::node::pod_client_image(client_binary)?,
+    )?;
 
     let ns = node_env.namespace("node-app").await?;
     node_env.service_account(&ns, "app").await?;
@@ -742,9 +742,7 @@ pub async fn pods_on_the_node_call_sts_through_the_agent(_env: &Env) -> anyhow::
             ),
         ),
     ] {
-        let path = node.dir().join("images").join(name);
-        image.write_archive(&path)?;
-        node.import_image(&path)?;
+        node.import_built_image(name, &image)?;
     }
     let release_ns = "podcreds-system";
     restricted_namespace(&node_env, release_ns).await?;

@@ -163,9 +163,7 @@ async fn demo(keep: bool) -> anyhow::Result<()> {
     node.import_image(&archive)?;
     let operator_image = image::default_name()?;
     let client_binary = repo_root().join(crate::POD_CLIENT);
-    let app_archive = node.dir().join("images/pod-client.tar");
-    pod_client_image(client_binary)?.write_archive(&app_archive)?;
-    node.import_image(&app_archive)?;
+    node.import_built_image("pod-client.tar", &pod_client_image(client_binary)?)?;
     println!("    {operator_image}, {POD_CLIENT_IMAGE}");
 
     say("helm install: the operator as pods, in a namespace enforcing the restricted profile");

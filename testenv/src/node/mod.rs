@@ -390,6 +390,13 @@ impl Node {
             .map(|_| ())
     }
 
+    /// Writes `image` as `<node dir>/images/<file_name>` and imports it.
+    pub fn import_built_image(&self, file_name: &str, image: &Image) -> Result<(), Error> {
+        let archive = self.dir().join("images").join(file_name);
+        image.write_archive(&archive)?;
+        self.import_image(&archive)
+    }
+
     /// Lets the kubelet pull images from the registry at `host` (`127.0.0.1:<port>`) over plain
     /// HTTP: containerd's hosts file for that registry (`certs.d/<host>/hosts.toml`), the way a
     /// node is pointed at a mirror or a private registry. containerd reads it at every pull, so
