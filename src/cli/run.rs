@@ -269,21 +269,9 @@ fn secret_value(value: &str) -> Result<secrecy::SecretString, std::convert::Infa
 
 /// `<namespace>/<name>` of a ServiceAccount.
 pub fn parse_service_account(text: &str) -> Result<(String, String), String> {
-    let valid = |part: &str| {
-        !part.is_empty()
-            && part.len() <= 253
-            && part
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
-    };
-    match text.split_once('/') {
-        Some((namespace, name)) if valid(namespace) && valid(name) => {
-            Ok((namespace.to_string(), name.to_string()))
-        }
-        _ => Err(format!(
-            "{text:?} is not <namespace>/<name> of a ServiceAccount"
-        )),
-    }
+    crate::spec::parse_service_account_ref(text)
+        .map(|(namespace, name)| (namespace.to_string(), name.to_string()))
+        .ok_or_else(|| format!("{text:?} is not <namespace>/<name> of a ServiceAccount"))
 }
 
 fn parse_installation(name: &str) -> Result<String, String> {

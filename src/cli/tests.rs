@@ -214,3 +214,14 @@ fn the_proxy_flag_keeps_its_credentials_out_of_sight() {
     assert_eq!(proxy.shown(), "http://proxy.corp:3128");
     assert!(proxy.authenticated());
 }
+
+#[test]
+fn agent_service_accounts_are_namespace_and_name_as_the_apiserver_allows() {
+    assert_eq!(
+        parse_service_account("podcreds-node/podcreds-agent"),
+        Ok(("podcreds-node".into(), "podcreds-agent".into()))
+    );
+    for bad in ["podcreds-agent", "-ns/a", "ns/-a", "a.b/agent", "ns/", "/a", "NS/a"] {
+        assert!(parse_service_account(bad).is_err(), "{bad} accepted");
+    }
+}

@@ -23,7 +23,7 @@ pub use resolved::{
     Deliveries, FirstExchange, KUBERNETES_TAG_KEYS, PullRegistry, ResolvedHop, ResolvedPullSecret,
     ResolvedRolesAnywhere, ResolvedSaml, ResolvedSource, ResolvedSpec, SourceCall,
 };
-pub use rules::{SpecError, is_aws_endpoint};
+pub use rules::{SpecError, is_aws_endpoint, parse_service_account_ref};
 pub use session_name::{default_session_name, federation_name, workload_common_name};
 
 use crate::api::{AWSRoleBindingSpec, CredentialSourceMode, CredentialSourceRef, StsProvider};

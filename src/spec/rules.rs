@@ -93,6 +93,18 @@ fn compile(pattern: &str) -> Regex {
 
 pub(super) static DNS_SUBDOMAIN: LazyLock<Regex> =
     LazyLock::new(|| compile(patterns::DNS_SUBDOMAIN));
+static DNS_LABEL: LazyLock<Regex> = LazyLock::new(|| compile(patterns::DNS_LABEL));
+
+/// `<namespace>/<name>` of a ServiceAccount: a DNS label and a DNS subdomain, as the apiserver
+/// requires them.
+pub fn parse_service_account_ref(text: &str) -> Option<(&str, &str)> {
+    let (namespace, name) = text.split_once('/')?;
+    (namespace.len() <= 63
+        && DNS_LABEL.is_match(namespace.as_bytes())
+        && name.len() <= 253
+        && DNS_SUBDOMAIN.is_match(name.as_bytes()))
+    .then_some((namespace, name))
+}
 pub(super) static ROLE_ARN: LazyLock<Regex> = LazyLock::new(|| compile(patterns::ROLE_ARN));
 pub(super) static MINIO_ROLE_ARN: LazyLock<Regex> =
     LazyLock::new(|| compile(patterns::MINIO_ROLE_ARN));
