@@ -221,7 +221,15 @@ fn agent_service_accounts_are_namespace_and_name_as_the_apiserver_allows() {
         parse_service_account("podcreds-node/podcreds-agent"),
         Ok(("podcreds-node".into(), "podcreds-agent".into()))
     );
-    for bad in ["podcreds-agent", "-ns/a", "ns/-a", "a.b/agent", "ns/", "/a", "NS/a"] {
+    for bad in [
+        "podcreds-agent",
+        "-ns/a",
+        "ns/-a",
+        "a.b/agent",
+        "ns/",
+        "/a",
+        "NS/a",
+    ] {
         assert!(parse_service_account(bad).is_err(), "{bad} accepted");
     }
 }

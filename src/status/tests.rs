@@ -1,5 +1,11 @@
 use super::*;
 
+/// Credentials kept in Secret `s` only.
+const IN_SECRET_S: Holder<'static> = Holder {
+    secret: Some("s"),
+    endpoint: false,
+};
+
 fn t(secs: i64) -> Timestamp {
     Timestamp::from_second(1_800_000_000 + secs).expect("valid")
 }
@@ -78,10 +84,7 @@ fn valid_credentials_make_the_binding_ready() {
         Some(3),
         &Outcome::Valid {
             issued: &i,
-            holder: Holder {
-                secret: Some("s"),
-                endpoint: false,
-            },
+            holder: IN_SECRET_S,
             created_uid: None,
             just_issued: false,
         },
@@ -109,10 +112,7 @@ fn the_endpoint_that_issued_the_credentials_is_reported_until_they_are_gone() {
             Some(1),
             &Outcome::Valid {
                 issued: i,
-                holder: Holder {
-                    secret: Some("s"),
-                    endpoint: false,
-                },
+                holder: IN_SECRET_S,
                 created_uid: None,
                 just_issued: false,
             },
@@ -130,10 +130,7 @@ fn the_endpoint_that_issued_the_credentials_is_reported_until_they_are_gone() {
             category: "StsUnavailable",
             message: "down".into(),
             still_valid: Some(&b),
-            holder: Holder {
-                secret: Some("s"),
-                endpoint: false,
-            },
+            holder: IN_SECRET_S,
         },
         t(2),
     );
@@ -164,10 +161,7 @@ fn transition_time_only_moves_when_status_flips() {
         Some(1),
         &Outcome::Valid {
             issued: &i,
-            holder: Holder {
-                secret: Some("s"),
-                endpoint: false,
-            },
+            holder: IN_SECRET_S,
             created_uid: None,
             just_issued: false,
         },
@@ -178,10 +172,7 @@ fn transition_time_only_moves_when_status_flips() {
         Some(1),
         &Outcome::Valid {
             issued: &i,
-            holder: Holder {
-                secret: Some("s"),
-                endpoint: false,
-            },
+            holder: IN_SECRET_S,
             created_uid: None,
             just_issued: false,
         },
@@ -198,10 +189,7 @@ fn transition_time_only_moves_when_status_flips() {
             category: "StsUnavailable",
             message: "down".into(),
             still_valid: Some(&i),
-            holder: Holder {
-                secret: Some("s"),
-                endpoint: false,
-            },
+            holder: IN_SECRET_S,
         },
         t(60),
     );
@@ -218,10 +206,7 @@ fn transition_time_only_moves_when_status_flips() {
         Some(1),
         &Outcome::Valid {
             issued: &i,
-            holder: Holder {
-                secret: Some("s"),
-                endpoint: false,
-            },
+            holder: IN_SECRET_S,
             created_uid: None,
             just_issued: false,
         },
@@ -237,10 +222,7 @@ fn transition_time_only_moves_when_status_flips() {
         Some(1),
         &Outcome::Valid {
             issued: &newer,
-            holder: Holder {
-                secret: Some("s"),
-                endpoint: false,
-            },
+            holder: IN_SECRET_S,
             created_uid: None,
             just_issued: false,
         },
@@ -256,10 +238,7 @@ fn transition_time_only_moves_when_status_flips() {
     };
     let valid = |just_issued| Outcome::Valid {
         issued: &same_second,
-        holder: Holder {
-            secret: Some("s"),
-            endpoint: false,
-        },
+        holder: IN_SECRET_S,
         created_uid: None,
         just_issued,
     };
@@ -278,10 +257,7 @@ fn failure_without_valid_credentials_is_not_ready() {
             category: "StsAccessDenied",
             message: "not authorized".into(),
             still_valid: None,
-            holder: Holder {
-                secret: Some("s"),
-                endpoint: false,
-            },
+            holder: IN_SECRET_S,
         },
         t(0),
     );
@@ -381,10 +357,7 @@ fn role_chains_report_every_hop_the_clamp_and_the_packed_size() {
     });
     let valid = |i| Outcome::Valid {
         issued: i,
-        holder: Holder {
-            secret: Some("s"),
-            endpoint: false,
-        },
+        holder: IN_SECRET_S,
         created_uid: None,
         just_issued: false,
     };
