@@ -7,14 +7,17 @@ use jiff::Timestamp;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
-    FieldsV1, ManagedFieldsEntry, ObjectMeta, OwnerReference,
+    ManagedFieldsEntry, ObjectMeta, OwnerReference,
 };
-use kube::core::PartialObjectMeta;
 use secrecy::ExposeSecret;
 
 use crate::credentials::{ChainRecord, IssuedCredentials};
 use crate::spec::ResolvedSpec;
 use crate::time::rfc3339;
+
+mod record;
+
+pub use record::SecretRecord;
 
 /// The one server-side apply field manager podcreds writes with.
 pub const FIELD_MANAGER: &str = "podcreds";
@@ -341,7 +344,10 @@ fn parse_time(annotations: &BTreeMap<String, String>, key: &str) -> Option<Times
 
 /// Reads the issued-credentials annotations; `None` if any is missing or unparsable.
 pub fn issued_meta(meta: &ObjectMeta) -> Option<IssuedMeta> {
-    let annotations = meta.annotations.as_ref()?;
+    issued_from(meta.annotations.as_ref()?)
+}
+
+fn issued_from(annotations: &BTreeMap<String, String>) -> Option<IssuedMeta> {
     let issued_at = parse_time(annotations, ANNOTATION_ISSUED_AT)?;
     let expiration = parse_time(annotations, ANNOTATION_EXPIRATION)?;
     let renewal_time = parse_time(annotations, ANNOTATION_RENEWAL_TIME)?;
@@ -383,14 +389,6 @@ pub const ANNOTATIONS: [&str; 9] = [
     ANNOTATION_WRITTEN_BY,
 ];
 
-/// Who wrote the credentials of a Secret, as its annotation says (never trusted).
-pub fn written_by(meta: &ObjectMeta) -> Option<&str> {
-    meta.annotations
-        .as_ref()?
-        .get(ANNOTATION_WRITTEN_BY)
-        .map(String::as_str)
-}
-
 /// Longest annotation value podcreds writes (a role ARN); a longer one was not written by
 /// podcreds, and is not kept in memory.
 const MAX_ANNOTATION_VALUE: usize = 2048;
@@ -431,47 +429,6 @@ pub fn intact(meta: &ObjectMeta) -> bool {
         }
     }
     DATA_KEYS.iter().all(|k| ours.contains(k))
-}
-
-/// The managed-fields entry a cached Secret keeps when it is not [`intact`]: the verdict, not
-/// the tree (which is most of a Secret's metadata, and which anyone who may edit the Secret could
-/// make large).
-fn edited_marker() -> ManagedFieldsEntry {
-    ManagedFieldsEntry {
-        manager: Some("(edited by another field manager)".into()),
-        fields_v1: Some(FieldsV1(
-            serde_json::json!({ "f:data": { format!("f:{KEY_CREDENTIAL_PROCESS}"): {} } }),
-        )),
-        ..ManagedFieldsEntry::default()
-    }
-}
-
-/// Shrinks a cached Secret's metadata to what [`observe`] reads: name, namespace, UID, version,
-/// deletion timestamp, the annotations podcreds writes (bounded), the controller owner reference
-/// and the managed fields' verdict. Anything else on a labelled Secret (any annotation, any
-/// number of owner references, a large managed-fields tree) is someone else's and could be made
-/// arbitrarily large by whoever may edit the Secret: none of it is kept.
-pub fn compact_for_cache(meta: &mut ObjectMeta) {
-    let annotations: BTreeMap<String, String> = meta
-        .annotations
-        .take()
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|(k, v)| ANNOTATIONS.contains(&k.as_str()) && v.len() <= MAX_ANNOTATION_VALUE)
-        .collect();
-    let controller = controller_of(meta).cloned();
-    let verdict = (!intact(meta)).then(|| vec![edited_marker()]);
-    *meta = ObjectMeta {
-        name: meta.name.take(),
-        namespace: meta.namespace.take(),
-        uid: meta.uid.take(),
-        resource_version: meta.resource_version.take(),
-        deletion_timestamp: meta.deletion_timestamp.take(),
-        annotations: (!annotations.is_empty()).then_some(annotations),
-        owner_references: controller.map(|c| vec![c]),
-        managed_fields: verdict,
-        ..ObjectMeta::default()
-    };
 }
 
 /// Why a Secret a binding's status names is not deleted when the binding moved to another
@@ -529,26 +486,9 @@ pub fn deletable_as_left_behind(
     Ok(())
 }
 
-/// Classifies the binding's Secret as seen through a metadata-only read.
-pub fn observe(secret: Option<&PartialObjectMeta<Secret>>, binding_uid: &str) -> ObservedSecret {
-    let Some(secret) = secret else {
-        return ObservedSecret::Missing;
-    };
-    let meta = &secret.metadata;
-    if meta.deletion_timestamp.is_some() {
-        // Being deleted: treat as gone; the apply after it recreates the Secret.
-        return ObservedSecret::Missing;
-    }
-    match controller_of(meta) {
-        Some(owner) if owner.uid == binding_uid => ObservedSecret::Owned {
-            issued: issued_meta(meta),
-            intact: intact(meta),
-        },
-        Some(owner) => ObservedSecret::Foreign {
-            owner: Some(format!("{}/{}", owner.kind, owner.name)),
-        },
-        None => ObservedSecret::Foreign { owner: None },
-    }
+/// Classifies the binding's Secret (`None`: there is none) for the binding `binding_uid`.
+pub fn observe(secret: Option<&SecretRecord>, binding_uid: &str) -> ObservedSecret {
+    secret.map_or(ObservedSecret::Missing, |s| s.observe(binding_uid))
 }
 
 #[cfg(test)]

@@ -4,11 +4,10 @@
 
 use std::sync::{Arc, Mutex};
 
-use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::Client;
-use kube::core::PartialObjectMeta;
+use kube::api::ObjectMeta;
 use kube::runtime::events::Reporter;
-use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::reflector;
 
 use super::conflicts::ConflictWatches;
 use super::events::Events;
@@ -59,23 +58,23 @@ impl Context {
     /// The namespace's role allowlist annotation, if it has one.
     pub fn role_allowlist(&self, namespace: &str) -> Option<String> {
         self.namespaces
-            .get(&ObjectRef::new(namespace))
-            .and_then(|n| n.metadata.annotations.as_ref()?.get(ANNOTATION).cloned())
+            .get("", namespace)
+            .and_then(|n| n.role_allowlist.clone())
     }
 
     /// The namespace's labels (a credential source may select namespaces by label).
     pub fn namespace_labels(&self, namespace: &str) -> std::collections::BTreeMap<String, String> {
         self.namespaces
-            .get(&ObjectRef::new(namespace))
-            .and_then(|n| n.metadata.labels.clone())
+            .get("", namespace)
+            .map(|n| n.labels.clone())
             .unwrap_or_default()
     }
 
     /// Whether the namespace is being deleted.
     pub fn namespace_terminating(&self, namespace: &str) -> bool {
         self.namespaces
-            .get(&ObjectRef::new(namespace))
-            .is_some_and(|n| n.metadata.deletion_timestamp.is_some())
+            .get("", namespace)
+            .is_some_and(|n| n.terminating)
     }
 
     /// Waits until the caches a decision reads hold their initial lists; false if they never
@@ -166,15 +165,39 @@ impl Shared {
     }
 }
 
+/// What a reconciliation reads of a namespace. Only cluster admins set a namespace's labels and
+/// annotations, so the record keeps all its labels (credential sources select on them).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NamespaceRecord {
+    /// Its role allowlist annotation.
+    pub role_allowlist: Option<String>,
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// Whether it is being deleted.
+    pub terminating: bool,
+}
+
+impl NamespaceRecord {
+    pub fn read(meta: &ObjectMeta) -> Self {
+        Self {
+            role_allowlist: meta
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(ANNOTATION).cloned()),
+            labels: meta.labels.clone().unwrap_or_default(),
+            terminating: meta.deletion_timestamp.is_some(),
+        }
+    }
+}
+
 /// Per-scope context handed to every reconciliation.
 pub struct Context {
     pub shared: Arc<Shared>,
-    /// Metadata of the Secrets podcreds manages (label-selected, never their data).
-    pub secrets: Store<PartialObjectMeta<Secret>>,
+    /// What the Secrets podcreds manages (label-selected, never their data) say, a record each.
+    pub secrets: super::records::Records<crate::secret::SecretRecord>,
     /// True once `secrets` holds the whole initial list (see [`super::watches`]).
     pub secrets_synced: tokio::sync::watch::Receiver<bool>,
-    /// Metadata of the namespaces in scope: only their role allowlist annotation.
-    pub namespaces: Store<PartialObjectMeta<Namespace>>,
+    /// The namespaces in scope, a record each.
+    pub namespaces: super::records::Records<NamespaceRecord>,
     pub namespaces_synced: tokio::sync::watch::Receiver<bool>,
     /// Watches on the Secrets that block bindings of this scope.
     pub conflicts: Arc<ConflictWatches>,

@@ -20,6 +20,7 @@ pub mod memory;
 pub mod observe;
 pub mod pods;
 pub mod quota;
+pub mod records;
 pub mod refresh;
 pub mod report;
 pub mod revoke;
@@ -375,11 +376,7 @@ async fn pull_secret_is_ours(
 /// the Secret; a miss (rare: the Secret was deleted, or the cache lags behind its creation) is
 /// confirmed by the apiserver.
 async fn pull_secret_missing(ctx: &Context, key: &BindingKey, name: &str) -> Result<bool, Error> {
-    if ctx
-        .secrets
-        .get(&ObjectRef::new(name).within(&key.namespace))
-        .is_some()
-    {
+    if ctx.secrets.get(&key.namespace, name).is_some() {
         return Ok(false);
     }
     let api: kube::Api<k8s_openapi::api::core::v1::Secret> =

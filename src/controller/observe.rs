@@ -1,15 +1,16 @@
 //! Observe step: what the cluster and this process's memory say about a binding's Secret.
 
+use std::sync::Arc;
+
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::Api;
-use kube::runtime::reflector::ObjectRef;
 
 use super::BindingKey;
 use super::context::Context;
 use crate::api::AWSRoleBindingStatus;
 use crate::plan;
-use crate::secret::{self, ObservedSecret};
+use crate::secret::{self, ObservedSecret, SecretRecord};
 
 /// The binding's Secret, as far as this process can tell.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -61,11 +62,8 @@ pub async fn observe(
     status: Option<&AWSRoleBindingStatus>,
 ) -> Result<Observation, ObserveError> {
     let memory = &ctx.shared.memory;
-    let cached = ctx
-        .secrets
-        .get(&ObjectRef::new(secret_name).within(&key.namespace));
-    let meta = match cached {
-        Some(cached) => Some((*cached).clone()),
+    let record = match ctx.secrets.get(&key.namespace, secret_name) {
+        Some(cached) => Some(cached),
         None if plan::trust_cache_miss(memory.wrote_secret(&key.uid), reports_conflict) => None,
         None => {
             let api: Api<Secret> = Api::namespaced(ctx.shared.client.clone(), &key.namespace);
@@ -76,15 +74,17 @@ pub async fn observe(
                     name: secret_name.to_string(),
                     source,
                 })?
+                .map(|m| Arc::new(SecretRecord::read(&m.metadata)))
         }
     };
-    let version = meta
+    let version = record
         .as_ref()
-        .and_then(|m| m.metadata.resource_version.clone());
-    let observed = secret::observe(meta.as_ref(), &key.uid);
-    let written_by = meta
+        .and_then(|r| r.resource_version())
+        .map(str::to_string);
+    let observed = secret::observe(record.as_deref(), &key.uid);
+    let written_by = record
         .as_ref()
-        .and_then(|m| secret::written_by(&m.metadata))
+        .and_then(|r| r.written_by())
         .map(str::to_string);
     let own = memory.own_secret_write(&key.uid, version.as_deref());
     let provenance = plan::provenance(version.as_deref(), &observed, own.as_ref());

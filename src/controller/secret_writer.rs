@@ -162,8 +162,12 @@ impl<'a> SecretWriter<'a> {
             .get_metadata_opt(self.name)
             .await
             .map_err(|e| self.failed(&e))?;
+        let fresh = fresh.map(|m| secret::SecretRecord::read(&m.metadata));
         match secret::observe(fresh.as_ref(), self.uid) {
-            ObservedSecret::Owned { .. } => Ok(fresh.and_then(|m| m.metadata.resource_version)),
+            ObservedSecret::Owned { .. } => Ok(fresh
+                .as_ref()
+                .and_then(|r| r.resource_version())
+                .map(str::to_string)),
             ObservedSecret::Foreign { owner } => Err(SecretWriteError::Conflict {
                 name: self.name.to_string(),
                 owner,

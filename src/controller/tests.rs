@@ -14,7 +14,7 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::client::Body;
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::Action;
-use kube::runtime::reflector::{self, ObjectRef};
+use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Client, Resource};
 use secrecy::SecretString;
@@ -235,7 +235,6 @@ struct Harness {
     sts: Arc<FakeSts>,
     ecr: Arc<FakeEcr>,
     seen: Arc<Mutex<Vec<Seen>>>,
-    secrets: reflector::store::Writer<PartialObjectMeta<Secret>>,
     /// Kept so that the leader and cache-synced flags stay set.
     _flags: (
         tokio::sync::watch::Sender<bool>,
@@ -256,15 +255,14 @@ impl Harness {
         {
             feeds.listed.send_replace(true);
         }
-        let (store, secrets) = reflector::store();
         let (wake, _woken) = tokio::sync::mpsc::unbounded_channel();
         let (synced_tx, synced) = tokio::sync::watch::channel(true);
         Self {
             ctx: Arc::new(Context {
                 shared,
-                secrets: store,
+                secrets: Default::default(),
                 secrets_synced: synced.clone(),
-                namespaces: reflector::store().0,
+                namespaces: Default::default(),
                 namespaces_synced: synced,
                 conflicts: Arc::new(ConflictWatches::new(wake.clone())),
                 shares: FairShares::new(32, 8, wake),
@@ -273,7 +271,6 @@ impl Harness {
             sts,
             ecr,
             seen,
-            secrets,
             _flags: (leader_tx, synced_tx),
         }
     }
@@ -418,7 +415,7 @@ async fn a_stale_cache_after_our_own_write_causes_no_second_refresh_and_no_secon
 
 #[tokio::test]
 async fn fresh_credentials_in_the_cache_cost_one_status_write_then_nothing() {
-    let mut harness = Harness::new(Box::new(|call, _| match call {
+    let harness = Harness::new(Box::new(|call, _| match call {
         STATUS => (
             StatusCode::OK,
             serde_json::to_value(binding()).unwrap_or_default(),
@@ -463,8 +460,11 @@ async fn fresh_credentials_in_the_cache_cost_one_status_write_then_nothing() {
         serde_json::from_value(owned_secret_meta("7", annotations)).expect("meta");
     cached.metadata.namespace = Some(NS.into());
     harness
+        .ctx
         .secrets
-        .apply_watcher_event(&watcher::Event::Apply(cached));
+        .apply(&watcher::Event::Apply(cached), |s| {
+            crate::secret::SecretRecord::read(&s.metadata)
+        });
 
     // The binding's status (which only the operator writes) says the same about them: a
     // restarted operator takes them as they are.

@@ -16,11 +16,12 @@ use kube::runtime::{WatchStreamExt, watcher};
 use tracing::{debug, info, warn};
 
 use super::conflicts::ConflictWatches;
-use super::context::{Context, Shared};
+use super::context::{Context, NamespaceRecord, Shared};
 use super::fairness::FairShares;
+use super::records::Records;
 use super::{error_policy, reconcile};
 use crate::api::{AWSRoleBinding, MAX_REFRESH_REQUEST_LEN, REFRESH_REQUEST_ANNOTATION};
-use crate::secret::{self, MANAGED_SELECTOR};
+use crate::secret::{MANAGED_SELECTOR, SecretRecord};
 
 /// Passes a reflector's events on and sets `listed` once the initial list is in its store.
 ///
@@ -129,19 +130,15 @@ fn own_bindings(
     }
 }
 
-/// Keeps of a cached namespace only its name, whether it is being deleted, its role allowlist
-/// and its labels (which credential sources may select on; only cluster admins set them).
-fn compact_namespace(meta: &mut ObjectMeta) {
-    let allowlist = meta
-        .annotations
-        .take()
-        .and_then(|mut a| a.remove_entry(crate::allowlist::ANNOTATION));
+/// Keeps of a Secret's metadata only what maps it to the binding to reconcile: its name,
+/// namespace and controller owner reference. A tenant who may edit the Secret cannot make one
+/// change wake every binding of the namespace through owner references of its own.
+fn only_controller(meta: &mut ObjectMeta) {
+    let controller = crate::secret::controller_of(meta).cloned();
     *meta = ObjectMeta {
         name: meta.name.take(),
-        resource_version: meta.resource_version.take(),
-        deletion_timestamp: meta.deletion_timestamp.take(),
-        labels: meta.labels.take(),
-        annotations: allowlist.map(|entry| std::collections::BTreeMap::from([entry])),
+        namespace: meta.namespace.take(),
+        owner_references: controller.map(|c| vec![c]),
         ..ObjectMeta::default()
     };
 }
@@ -309,17 +306,22 @@ pub async fn run(
             (None, futures::stream::empty().boxed())
         };
 
-        let (secret_store, secret_writer) = reflector::store();
+        let secret_records = Records::default();
         let (secrets_listed, secrets_synced) = tokio::sync::watch::channel(false);
         let secret_stream = tell_when_listed(
-            reflector::reflector(
-                secret_writer,
-                watcher(secrets, watcher::Config::default().labels(MANAGED_SELECTOR))
-                    .modify(|s: &mut PartialObjectMeta<Secret>| {
-                        secret::compact_for_cache(&mut s.metadata)
-                    })
-                    .backoff(WatchBackoff::default()),
-            ),
+            watcher(secrets, watcher::Config::default().labels(MANAGED_SELECTOR))
+                .backoff(WatchBackoff::default())
+                .inspect({
+                    let records = secret_records.clone();
+                    move |event| {
+                        if let Ok(event) = event {
+                            records.apply(event, |s: &PartialObjectMeta<Secret>| {
+                                SecretRecord::read(&s.metadata)
+                            });
+                        }
+                    }
+                })
+                .modify(|s: &mut PartialObjectMeta<Secret>| only_controller(&mut s.metadata)),
             secrets_listed,
         )
         .touched_objects();
@@ -334,7 +336,7 @@ pub async fn run(
 
         // Namespaces: their role allowlist annotation, re-checked on every reconciliation; a
         // change wakes the namespace's bindings.
-        let (namespace_store, namespace_writer) = reflector::store();
+        let namespace_records = Records::default();
         let (namespaces_listed, namespaces_synced) = tokio::sync::watch::channel(false);
         let namespace_config = match &scope {
             Some(ns) => watcher::Config::default().fields(&format!("metadata.name={ns}")),
@@ -342,14 +344,18 @@ pub async fn run(
         };
         let namespace_api: Api<PartialObjectMeta<Namespace>> = Api::all(shared.client.clone());
         let namespace_stream = tell_when_listed(
-            reflector::reflector(
-                namespace_writer,
-                watcher(namespace_api, namespace_config)
-                    .modify(|n: &mut PartialObjectMeta<Namespace>| {
-                        compact_namespace(&mut n.metadata)
-                    })
-                    .backoff(WatchBackoff::default()),
-            ),
+            watcher(namespace_api, namespace_config)
+                .backoff(WatchBackoff::default())
+                .inspect({
+                    let records = namespace_records.clone();
+                    move |event| {
+                        if let Ok(event) = event {
+                            records.apply(event, |n: &PartialObjectMeta<Namespace>| {
+                                NamespaceRecord::read(&n.metadata)
+                            });
+                        }
+                    }
+                }),
             namespaces_listed,
         )
         // The initial list is no news: every binding is reconciled at start anyway.
@@ -449,9 +455,9 @@ pub async fn run(
 
         let ctx = Arc::new(Context {
             shared: shared.clone(),
-            secrets: secret_store,
+            secrets: secret_records,
             secrets_synced: secrets_synced.clone(),
-            namespaces: namespace_store,
+            namespaces: namespace_records,
             namespaces_synced: namespaces_synced.clone(),
             conflicts,
             shares,

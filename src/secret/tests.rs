@@ -1,5 +1,6 @@
 use super::*;
 use crate::spec::{StsPolicy, resolve};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::FieldsV1;
 use secrecy::SecretString;
 
 fn creds() -> IssuedCredentials {
@@ -127,13 +128,25 @@ fn env_keys_and_metadata_are_set() {
     assert_eq!(issued.expiration, creds().expiration);
 }
 
-fn observed_meta(mut meta: ObjectMeta) -> PartialObjectMeta<Secret> {
+fn observed_meta(mut meta: ObjectMeta) -> SecretRecord {
     meta.namespace = Some("ns".into());
-    PartialObjectMeta {
-        types: None,
-        metadata: meta,
-        _phantom: Default::default(),
+    SecretRecord::read(&meta)
+}
+
+/// What the Secret cache's record of `meta` says about the credentials, for the owner `uid-1`.
+fn cached_issued(meta: &ObjectMeta) -> Option<IssuedMeta> {
+    match SecretRecord::read(meta).observe("uid-1") {
+        ObservedSecret::Owned { issued, .. } => issued,
+        _ => None,
     }
+}
+
+/// Whether the Secret cache's record of `meta` finds it intact, for the owner `uid-1`.
+fn cached_intact(meta: &ObjectMeta) -> bool {
+    matches!(
+        SecretRecord::read(meta).observe("uid-1"),
+        ObservedSecret::Owned { intact: true, .. }
+    )
 }
 
 fn entry(manager: &str, operation: &str, keys: &[&str]) -> ManagedFieldsEntry {
@@ -291,7 +304,8 @@ fn the_cache_keeps_nothing_a_tenant_can_inflate() {
     if let Some(a) = meta.annotations.as_mut() {
         a.insert("podcreds.dev/junk".into(), big.clone());
         a.insert("example.com/junk".into(), big.clone());
-        a.insert(ANNOTATION_ROLE_ARN.into(), big.clone());
+        a.insert(ANNOTATION_ASSUMED_ROLE_ARN.into(), big.clone());
+        a.insert(ANNOTATION_WRITTEN_BY.into(), big.clone());
     }
     if let Some(owners) = meta.owner_references.as_mut() {
         for i in 0..100 {
@@ -307,22 +321,19 @@ fn the_cache_keeps_nothing_a_tenant_can_inflate() {
         entry("kubectl-edit", "Update", &[KEY_CREDENTIAL_PROCESS]),
         entry("someone", "Update", &[big.as_str()]),
     ]);
-    let mut compact = meta.clone();
-    compact_for_cache(&mut compact);
-    let size = serde_json::to_string(&compact)
-        .map(|s| s.len())
-        .unwrap_or(0);
-    assert!(size < 2_000, "{size} bytes cached");
-    assert_eq!(compact.owner_references.as_ref().map(Vec::len), Some(1));
-    assert_eq!(controller_of(&meta), controller_of(&compact));
-    assert!(!intact(&compact));
-    // The oversized role ARN annotation was not podcreds': it reads as unreadable.
+    let record = SecretRecord::read(&meta);
     assert!(
-        compact
-            .annotations
-            .as_ref()
-            .is_some_and(|a| !a.contains_key(ANNOTATION_ROLE_ARN))
+        record.retained_bytes() < 2_000,
+        "{} bytes kept",
+        record.retained_bytes()
     );
+    assert!(!cached_intact(&meta));
+    // Oversized values of podcreds' annotations were not written by podcreds and are not read;
+    // the record still knows whose Secret it is.
+    assert!(matches!(
+        record.observe("other-uid"),
+        ObservedSecret::Foreign { owner: Some(o) } if o == "AWSRoleBinding/b"
+    ));
 }
 
 proptest::proptest! {
@@ -349,7 +360,7 @@ proptest::proptest! {
 }
 
 #[test]
-fn compaction_keeps_every_decision_the_same() {
+fn the_cached_record_decides_as_the_metadata_would() {
     let mut meta = rendered().metadata;
     let full_entry = |manager: &str, keys: &[&str]| {
         let mut e = entry(manager, "Apply", keys);
@@ -371,16 +382,8 @@ fn compaction_keeps_every_decision_the_same() {
         ],
     ] {
         meta.managed_fields = Some(entries);
-        let mut compact = meta.clone();
-        compact_for_cache(&mut compact);
-        assert_eq!(intact(&meta), intact(&compact));
-        assert_eq!(issued_meta(&meta), issued_meta(&compact));
-        assert_eq!(controller_of(&meta), controller_of(&compact));
-        let before = serde_json::to_string(&meta).map(|s| s.len()).unwrap_or(0);
-        let after = serde_json::to_string(&compact)
-            .map(|s| s.len())
-            .unwrap_or(0);
-        assert!(after < before, "{after} >= {before}");
+        assert_eq!(intact(&meta), cached_intact(&meta));
+        assert_eq!(issued_meta(&meta), cached_issued(&meta));
     }
 }
 
@@ -436,8 +439,7 @@ fn a_role_chain_is_recorded_and_read_back_within_the_cache_bound() {
         renewal_time: Timestamp::from_second(1_800_002_400).expect("time"),
         writer: "default/test",
     });
-    compact_for_cache(&mut secret.metadata);
-    let read = issued_meta(&secret.metadata).expect("annotations");
+    let read = cached_issued(&secret.metadata).expect("annotations");
     assert_eq!(read.chain, Some(widest));
     // Without a chain there is no annotation, and an unreadable one only loses the report.
     assert!(
@@ -486,7 +488,7 @@ fn the_endpoint_that_issued_the_credentials_is_kept_for_the_status() {
         &StsPolicy::default(),
     )
     .expect("valid");
-    let mut secret = render(&Rendering {
+    let secret = render(&Rendering {
         namespace: "ns",
         owner: &owner(),
         spec: &spec,
@@ -497,9 +499,8 @@ fn the_endpoint_that_issued_the_credentials_is_kept_for_the_status() {
         writer: "default/test",
     });
     // The cache keeps it, and a revocation removes it with the credentials.
-    compact_for_cache(&mut secret.metadata);
     assert_eq!(
-        issued_meta(&secret.metadata)
+        cached_issued(&secret.metadata)
             .expect("annotations")
             .sts_endpoint
             .as_deref(),
