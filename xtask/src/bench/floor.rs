@@ -2,9 +2,10 @@
 //! time to Ready. The bare floor makes two apiserver requests per binding (TokenRequest, Secret
 //! create) and one STS call; the operator floor writes a Secret that holds usable credentials
 //! (key, secret, session token) and adds the status patch that any operator reporting status must
-//! make (three requests).
+//! make (three requests). A last floor writes podcreds' own Secret instead of the three keys: the
+//! difference is what podcreds' renderings of the credentials cost the apiserver.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Instant;
 
 use anyhow::Context;
@@ -38,6 +39,9 @@ pub enum FloorKind {
     /// The operator floor with the binding's create inside the clock, as podcreds' time has it:
     /// it says how much of podcreds' time is the client's own creates.
     OperatorWithCreate,
+    /// The operator floor writing the Secret exactly as podcreds renders it (every rendering of
+    /// the credentials, podcreds' annotations, label and owner): what the renderings cost.
+    OperatorPodcredsSecret,
 }
 
 impl FloorKind {
@@ -46,6 +50,7 @@ impl FloorKind {
             FloorKind::Bare => "bare floor",
             FloorKind::Operator => "operator floor",
             FloorKind::OperatorWithCreate => "operator floor + create",
+            FloorKind::OperatorPodcredsSecret => "operator floor, podcreds' Secret",
         }
     }
 
@@ -54,6 +59,7 @@ impl FloorKind {
             FloorKind::Bare => "floor",
             FloorKind::Operator => "opfloor",
             FloorKind::OperatorWithCreate => "opfloorc",
+            FloorKind::OperatorPodcredsSecret => "opfloorp",
         }
     }
 }
@@ -127,6 +133,35 @@ fn ready_status(secret: &str, secret_uid: &str, creds: &IssuedCredentials) -> se
     })
 }
 
+/// The Secret podcreds would write for binding `name` (UID `uid`) of `ns` holding `creds`.
+fn podcreds_secret(
+    ns: &str,
+    name: &str,
+    uid: Option<&String>,
+    creds: &IssuedCredentials,
+) -> anyhow::Result<Secret> {
+    let uid = uid.with_context(|| format!("binding {name} has no UID"))?;
+    let binding = binding(name, &format!("sa-{}", name.trim_start_matches('b')))?;
+    let spec = podcreds::spec::resolve(&binding.spec, ns, name, &Default::default())
+        .map_err(|e| anyhow::anyhow!("the benchmark's binding is invalid: {e}"))?;
+    let now = jiff::Timestamp::now();
+    Ok(podcreds::secret::render(&podcreds::secret::Rendering {
+        namespace: ns,
+        owner: &podcreds::secret::Owner {
+            api_version: "podcreds.dev/v1alpha1".into(),
+            kind: "AWSRoleBinding".into(),
+            name: name.into(),
+            uid: uid.clone(),
+        },
+        spec: &spec,
+        fingerprint: &spec.fingerprint(),
+        credentials: creds,
+        issued_at: now,
+        renewal_time: creds.expiration,
+        writer: "bench/floor",
+    }))
+}
+
 /// One timed run of `kind` for N bindings, `args.concurrency` at a time.
 pub async fn measure(
     plane: &ControlPlane,
@@ -144,11 +179,23 @@ pub async fn measure(
     let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), &ns);
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
     let bindings: Api<AWSRoleBinding> = Api::namespaced(client.clone(), &ns);
-    if kind == FloorKind::Operator {
-        // The objects exist before the clock starts: this floor times only what an operator
-        // does for an object it is told about.
+    // The objects exist before the clock starts: these floors time only what an operator does
+    // for an object it is told about.
+    let owners: HashMap<String, String> = if matches!(
+        kind,
+        FloorKind::Operator | FloorKind::OperatorPodcredsSecret
+    ) {
         create_bindings(client, &ns, n, concurrency).await?;
-    }
+        bindings
+            .list(&Default::default())
+            .await?
+            .items
+            .into_iter()
+            .filter_map(|b| Some((b.metadata.name?, b.metadata.uid?)))
+            .collect()
+    } else {
+        HashMap::new()
+    };
     let sts = AwsStsClient::new(StsTimeouts::default(), None);
     let profile = maybe_profile(
         args,
@@ -159,8 +206,8 @@ pub async fn measure(
     let started = Instant::now();
     futures::stream::iter(0..n)
         .map(|i| {
-            let (accounts, secrets, bindings, sts, ns) =
-                (&accounts, &secrets, &bindings, &sts, &ns);
+            let (accounts, secrets, bindings, sts, ns, owners) =
+                (&accounts, &secrets, &bindings, &sts, &ns, &owners);
             async move {
                 let name = format!("b{i}");
                 if kind == FloorKind::OperatorWithCreate {
@@ -213,15 +260,24 @@ pub async fn measure(
                         ByteString(creds.session_token.expose_secret().as_bytes().to_vec()),
                     );
                 }
-                let secret = Secret {
-                    metadata: ObjectMeta {
-                        name: Some(name.clone()),
-                        ..ObjectMeta::default()
-                    },
-                    data: Some(data),
-                    ..Secret::default()
+                let secret = if kind == FloorKind::OperatorPodcredsSecret {
+                    podcreds_secret(ns, &name, owners.get(&name), &creds)?
+                } else {
+                    Secret {
+                        metadata: ObjectMeta {
+                            name: Some(name.clone()),
+                            ..ObjectMeta::default()
+                        },
+                        data: Some(data),
+                        ..Secret::default()
+                    }
                 };
-                let created = secrets.create(&PostParams::default(), &secret).await?;
+                let post = PostParams {
+                    field_manager: (kind == FloorKind::OperatorPodcredsSecret)
+                        .then(|| podcreds::secret::FIELD_MANAGER.into()),
+                    ..PostParams::default()
+                };
+                let created = secrets.create(&post, &secret).await?;
                 if kind != FloorKind::Bare {
                     let uid = created.metadata.uid.unwrap_or_default();
                     bindings

@@ -154,6 +154,10 @@ fn print_results(r: &Report) {
                 "operator floor + create",
                 &s.operator_floor_with_create.phase,
             ),
+            (
+                "operator floor, podcreds' Secret",
+                &s.operator_floor_podcreds_secret.phase,
+            ),
             ("podcreds", &s.podcreds_phase),
         ] {
             println!(
@@ -317,6 +321,7 @@ fn print_side_by_side(r: &Report) {
             floor_row(&s.floor, n, op_floor),
             floor_row(&s.operator_floor, n, op_floor),
             floor_row(&s.operator_floor_with_create, n, op_floor),
+            floor_row(&s.operator_floor_podcreds_secret, n, op_floor),
             Row {
                 name: "podcreds".into(),
                 all_ready_seconds: s.all_ready_seconds,

@@ -60,6 +60,8 @@ pub struct ScaleResult {
     pub operator_floor: FloorResult,
     /// The operator floor with the client's binding create inside the clock.
     pub operator_floor_with_create: FloorResult,
+    /// The operator floor writing podcreds' Secret (every rendering) instead of three keys.
+    pub operator_floor_podcreds_secret: FloorResult,
     /// Time the benchmark client needed just to create the bindings.
     pub create_seconds: f64,
     pub all_ready_seconds: f64,
@@ -244,6 +246,15 @@ pub async fn burst(
         args,
     )
     .await?;
+    let operator_floor_podcreds_secret = floor::measure_runs(
+        plane,
+        &client,
+        emulator,
+        n,
+        FloorKind::OperatorPodcredsSecret,
+        args,
+    )
+    .await?;
 
     let ns = format!("bench-{n}");
     create_namespace(&client, &ns).await?;
@@ -318,6 +329,7 @@ pub async fn burst(
             floor,
             operator_floor,
             operator_floor_with_create,
+            operator_floor_podcreds_secret,
             create_seconds,
             all_ready_seconds,
             time_to_ready,
