@@ -121,3 +121,40 @@ async fn every_waiter_learns_that_the_initial_list_is_complete() {
         assert!(matches!(woken, Ok(Ok(true))), "a waiter was not woken");
     }
 }
+
+#[test]
+fn a_secret_change_wakes_only_its_controller() {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+    let owner = |name: &str, controller: Option<bool>| OwnerReference {
+        api_version: "podcreds.dev/v1alpha1".into(),
+        kind: "AWSRoleBinding".into(),
+        name: name.into(),
+        uid: format!("uid-{name}"),
+        controller,
+        ..OwnerReference::default()
+    };
+    let mut owners: Vec<OwnerReference> = (0..100)
+        .map(|i| owner(&format!("other-{i}"), None))
+        .collect();
+    owners.push(owner("b", Some(true)));
+    let mut meta = ObjectMeta {
+        name: Some("s".into()),
+        namespace: Some("ns".into()),
+        owner_references: Some(owners),
+        annotations: Some(std::collections::BTreeMap::from([(
+            "example.com/large".to_string(),
+            "x".repeat(10_000),
+        )])),
+        ..ObjectMeta::default()
+    };
+    only_controller(&mut meta);
+    assert_eq!(
+        meta,
+        ObjectMeta {
+            name: Some("s".into()),
+            namespace: Some("ns".into()),
+            owner_references: Some(vec![owner("b", Some(true))]),
+            ..ObjectMeta::default()
+        }
+    );
+}
