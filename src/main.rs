@@ -1,7 +1,9 @@
 use clap::Parser;
 
 /// jemalloc hands memory freed after a burst back and fragments less than glibc's allocator:
-/// 68.5 against 85.1 MiB RSS at 10,000 bindings (docs/performance.md).
+/// 68.5 against 85.1 MiB RSS at 10,000 bindings (docs/performance.md). Built without the
+/// `jemalloc` feature the operator uses glibc's allocator, which heap profilers can follow.
+#[cfg(feature = "jemalloc")]
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
