@@ -412,8 +412,8 @@ pub fn announce_blocked(previous_ready_reason: Option<&str>, category: &str) -> 
 /// How often a binding blocked by a Secret it does not own looks again (the foreign Secret is
 /// not labelled, so no watch event announces its removal).
 pub const CONFLICT_RECHECK: Duration = Duration::from_secs(120);
-/// How often a binding waiting for its namespace's share of exchange slots looks again, in case
-/// its wake-up was lost.
+/// How often the bindings waiting for their namespace's share of exchange slots are woken into
+/// slots that are free, in case a wake-up was lost.
 pub const PARKED_RECHECK: Duration = Duration::from_secs(30);
 /// Slack added to a requeue so the planner sees the renewal as due when it wakes up.
 pub const REQUEUE_SLACK: Duration = Duration::from_millis(250);

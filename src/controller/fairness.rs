@@ -5,9 +5,12 @@
 //! wait behind it. So a namespace may always run up to `share` exchanges at once, and more only
 //! while `share` slots stay free for the others. A binding over its namespace's share is parked
 //! (its worker is freed at once, with no I/O) and woken when a slot frees, taking namespaces in
-//! turn, so parking costs neither CPU nor apiserver requests.
+//! turn, so parking costs neither CPU nor apiserver requests. A parked binding is not requeued on
+//! a timer: with thousands parked, every recheck came at once and kept the workers from the
+//! bindings being woken. Instead [`FairShares::pump`] wakes as many as there are free slots now
+//! and then, in case a wake-up was lost.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use kube::runtime::reflector::ObjectRef;
@@ -21,6 +24,8 @@ struct Slots {
     by_namespace: HashMap<String, usize>,
     /// Parked bindings by namespace, and the order in which namespaces are served.
     parked: HashMap<String, VecDeque<ObjectRef<AWSRoleBinding>>>,
+    /// Every parked binding, so that parking one already parked costs no scan of the queue.
+    parked_set: HashSet<ObjectRef<AWSRoleBinding>>,
     turns: VecDeque<String>,
 }
 
@@ -46,9 +51,11 @@ impl Slots {
     }
 
     fn park(&mut self, namespace: &str, binding: ObjectRef<AWSRoleBinding>) {
-        let queue = self.parked.entry(namespace.to_string()).or_default();
-        if !queue.contains(&binding) {
-            queue.push_back(binding);
+        if self.parked_set.insert(binding.clone()) {
+            self.parked
+                .entry(namespace.to_string())
+                .or_default()
+                .push_back(binding);
         }
         if !self.turns.iter().any(|n| n == namespace) {
             self.turns.push_back(namespace.to_string());
@@ -65,6 +72,9 @@ impl Slots {
             }
             let queue = self.parked.get_mut(&namespace)?;
             let next = queue.pop_front();
+            if let Some(next) = &next {
+                self.parked_set.remove(next);
+            }
             if queue.is_empty() {
                 self.parked.remove(&namespace);
             } else {
@@ -158,12 +168,42 @@ impl FairShares {
     /// Forgets a parked binding (it was deleted).
     pub fn forget(&self, namespace: &str, binding: &ObjectRef<AWSRoleBinding>) {
         let mut slots = lock(&self.slots);
+        if !slots.parked_set.remove(binding) {
+            return;
+        }
         if let Some(queue) = slots.parked.get_mut(namespace) {
             queue.retain(|b| b != binding);
             if queue.is_empty() {
                 slots.parked.remove(namespace);
                 slots.turns.retain(|n| n != namespace);
             }
+        }
+    }
+
+    /// Wakes as many parked bindings as there are free slots: what the freeing of those slots
+    /// should already have done, should a wake-up have been lost (the woken binding's
+    /// reconciliation dropped, say). Returns how many were woken.
+    pub fn wake_free_slots(&self) -> usize {
+        let mut slots = lock(&self.slots);
+        let free = self.total.saturating_sub(slots.in_flight);
+        let mut woken = 0;
+        while woken < free {
+            let Some(next) = slots.next_to_wake(self.share, self.total) else {
+                break;
+            };
+            let _ = self.wake.send(next);
+            woken += 1;
+        }
+        woken
+    }
+
+    /// Calls [`Self::wake_free_slots`] every `period`, for ever.
+    pub async fn pump(self, period: std::time::Duration) {
+        let mut ticks = tokio::time::interval(period);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticks.tick().await;
+            self.wake_free_slots();
         }
     }
 
@@ -212,6 +252,39 @@ mod tests {
         assert_eq!(shares.load().1, 0);
         drop(held);
         assert_eq!(shares.load(), (0, 0));
+    }
+
+    #[test]
+    fn lost_wake_ups_are_made_good_into_free_slots_only() {
+        let (wake, mut woken) = tokio::sync::mpsc::unbounded_channel();
+        let shares = FairShares::new(4, 1, wake);
+        let held: Vec<Slot> = (0..3)
+            .map(|i| shares.enter("a", binding("a", i)).expect("slot"))
+            .collect();
+        for i in 3..10 {
+            assert!(shares.enter("a", binding("a", i)).is_none());
+        }
+        // Parking one already parked neither queues it twice nor scans the queue.
+        assert!(shares.enter("a", binding("a", 3)).is_none());
+        assert_eq!(shares.load(), (3, 7));
+        // Three slots free, their wake-ups lost (the receiver drained them).
+        drop(held);
+        while woken.try_recv().is_ok() {}
+        assert_eq!(shares.load(), (0, 4));
+        // The pump wakes one per free slot, in order, and no more.
+        assert_eq!(shares.wake_free_slots(), 4);
+        let pumped: Vec<_> = std::iter::from_fn(|| woken.try_recv().ok()).collect();
+        assert_eq!(pumped, (6..10).map(|i| binding("a", i)).collect::<Vec<_>>());
+        assert_eq!(shares.wake_free_slots(), 0);
+        // A deleted binding is forgotten, and parking it again queues it anew.
+        let _held: Vec<Slot> = (1..4)
+            .map(|i| shares.enter("a", binding("a", i)).expect("slot"))
+            .collect();
+        assert!(shares.enter("a", binding("a", 4)).is_none());
+        shares.forget("a", &binding("a", 4));
+        assert_eq!(shares.load().1, 0);
+        assert!(shares.enter("a", binding("a", 4)).is_none());
+        assert_eq!(shares.load().1, 1);
     }
 
     #[test]

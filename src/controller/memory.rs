@@ -109,7 +109,7 @@ struct Failures {
 pub struct Memory {
     /// What this process last wrote to each binding's Secret, and at which version (see
     /// [`plan::provenance`]).
-    secret_writes: Mutex<HashMap<Uid, plan::OwnWrite>>,
+    secret_writes: Mutex<Swept<HashMap<Uid, plan::OwnWrite>>>,
     /// Refreshes made because someone else wrote a binding's Secret (see [`plan::repair_wait`]).
     repairs: Mutex<HashMap<Uid, plan::Repairs>>,
     /// Bindings whose Secret another operator was seen writing, reported once each.
@@ -125,7 +125,37 @@ pub struct Memory {
     /// these instead of scanning every binding on every account event.
     waiting: Mutex<WaitingForAccounts>,
     /// When a refresh request last forced an exchange (see [`plan::refresh_request_wait`]).
-    forced_refreshes: Mutex<HashMap<Uid, Timestamp>>,
+    forced_refreshes: Mutex<Swept<HashMap<Uid, Timestamp>>>,
+}
+
+/// A map swept of stale entries every [`SWEEP_EVERY`] writes. The writes are counted rather than
+/// read off the map's size: a size that stays where it is (every binding refreshed in turn) at
+/// one less than a multiple would have swept the whole map on every write.
+#[derive(Default)]
+struct Swept<M> {
+    map: M,
+    writes: usize,
+}
+
+impl<M> Swept<M> {
+    /// Counts a write; true once every [`SWEEP_EVERY`] writes.
+    fn sweep_due(&mut self) -> bool {
+        self.writes = self.writes.wrapping_add(1);
+        self.writes.is_multiple_of(SWEEP_EVERY)
+    }
+}
+
+impl<M> std::ops::Deref for Swept<M> {
+    type Target = M;
+    fn deref(&self) -> &M {
+        &self.map
+    }
+}
+
+impl<M> std::ops::DerefMut for Swept<M> {
+    fn deref_mut(&mut self) -> &mut M {
+        &mut self.map
+    }
 }
 
 /// A poisoned lock only means another reconciliation panicked while holding it; the maps hold
@@ -163,7 +193,7 @@ impl Memory {
     /// have expired, so deleted bindings do not accumulate.
     pub fn remember_secret_write(&self, uid: &str, version: String, issued: Option<&IssuedMeta>) {
         let mut writes = lock(&self.secret_writes);
-        if writes.len() % SWEEP_EVERY == SWEEP_EVERY - 1 {
+        if writes.sweep_due() {
             let now = Timestamp::now();
             writes.retain(|_, w| w.issued.as_ref().is_some_and(|i| i.expiration > now));
         }
@@ -267,7 +297,7 @@ impl Memory {
     /// forgets records too old to delay anything.
     pub fn remember_forced_refresh(&self, uid: &str, at: Timestamp) {
         let mut forced = lock(&self.forced_refreshes);
-        if forced.len() % SWEEP_EVERY == SWEEP_EVERY - 1 {
+        if forced.sweep_due() {
             forced.retain(|_, t| plan::refresh_request_wait(Some(*t), at).is_some());
         }
         forced.insert(uid.to_string(), at);
@@ -350,6 +380,19 @@ mod tests {
             chain: None,
             sts_endpoint: None,
         }
+    }
+
+    #[test]
+    fn a_map_is_swept_every_so_many_writes_whatever_its_size() {
+        let mut map: Swept<HashMap<Uid, Timestamp>> = Swept::default();
+        // A size stuck at one less than a multiple of the period (the old trigger) sweeps no
+        // more often than any other.
+        for i in 0..SWEEP_EVERY - 1 {
+            map.insert(i.to_string(), Timestamp::UNIX_EPOCH);
+        }
+        let sweeps = (0..3 * SWEEP_EVERY).filter(|_| map.sweep_due()).count();
+        assert_eq!(map.len(), SWEEP_EVERY - 1);
+        assert_eq!(sweeps, 3);
     }
 
     #[test]

@@ -307,8 +307,9 @@ pub fn requeue(
             Some(plan::requeue_at(issued.renewal_time, now))
         }
         Reconciled::Conflict { .. } => Some(plan::CONFLICT_RECHECK),
-        // Woken when a slot frees; the recheck only guards against a lost wake-up.
-        Reconciled::Parked => Some(plan::PARKED_RECHECK),
+        // Woken when a slot frees, or by the shares' pump should that wake-up be lost: a timer
+        // per parked binding would fire for thousands at once.
+        Reconciled::Parked => None,
         Reconciled::BackingOff(wait) => Some(*wait),
         Reconciled::Failed {
             error, still_valid, ..

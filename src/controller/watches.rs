@@ -469,16 +469,19 @@ pub async fn run(
             let _ = namespaces_synced.clone().wait_for(|synced| *synced).await;
         }));
         let scope_name = scope.clone().unwrap_or_else(|| "all namespaces".into());
+        let pump = ctx.shares.clone().pump(crate::plan::PARKED_RECHECK);
         runs.push(async move {
             info!(scope = %scope_name, "controller started");
-            controller
+            let run = controller
                 .run(reconcile, error_policy, ctx)
                 .for_each(|result| async move {
                     if let Err(e) = result {
                         debug!(error = %e, "reconcile loop error");
                     }
-                })
-                .await;
+                });
+            // The pump runs for ever: it stops with the controller.
+            futures::pin_mut!(run, pump);
+            futures::future::select(run, pump).await;
         });
     }
     let readiness = async move {
