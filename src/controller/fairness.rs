@@ -180,21 +180,24 @@ impl FairShares {
         }
     }
 
-    /// Wakes as many parked bindings as there are free slots: what the freeing of those slots
+    /// Wakes as many parked bindings as may enter now: what the freeing of those slots
     /// should already have done, should a wake-up have been lost (the woken binding's
     /// reconciliation dropped, say). Returns how many were woken.
     pub fn wake_free_slots(&self) -> usize {
         let mut slots = lock(&self.slots);
-        let free = self.total.saturating_sub(slots.in_flight);
-        let mut woken = 0;
-        while woken < free {
-            let Some(next) = slots.next_to_wake(self.share, self.total) else {
-                break;
-            };
+        // Each binding woken counts as entered while choosing the next, so that no namespace is
+        // woken past what it may take (the extra would only park again, at the back).
+        let mut woken: Vec<String> = Vec::new();
+        while let Some(next) = slots.next_to_wake(self.share, self.total) {
+            let namespace = next.namespace.clone().unwrap_or_default();
+            slots.enter(&namespace);
+            woken.push(namespace);
             let _ = self.wake.send(next);
-            woken += 1;
         }
-        woken
+        for namespace in &woken {
+            slots.leave(namespace);
+        }
+        woken.len()
     }
 
     /// Calls [`Self::wake_free_slots`] every `period`, for ever.
@@ -271,11 +274,14 @@ mod tests {
         drop(held);
         while woken.try_recv().is_ok() {}
         assert_eq!(shares.load(), (0, 4));
-        // The pump wakes one per free slot, in order, and no more.
-        assert_eq!(shares.wake_free_slots(), 4);
+        // The pump wakes, in order, as many as the namespace may take now (three of the four
+        // slots: one stays for other namespaces), and no more.
+        assert_eq!(shares.wake_free_slots(), 3);
         let pumped: Vec<_> = std::iter::from_fn(|| woken.try_recv().ok()).collect();
-        assert_eq!(pumped, (6..10).map(|i| binding("a", i)).collect::<Vec<_>>());
-        assert_eq!(shares.wake_free_slots(), 0);
+        assert_eq!(pumped, (6..9).map(|i| binding("a", i)).collect::<Vec<_>>());
+        assert_eq!(shares.load(), (0, 1));
+        assert_eq!(shares.wake_free_slots(), 1);
+        assert_eq!(woken.try_recv().ok(), Some(binding("a", 9)));
         // A deleted binding is forgotten, and parking it again queues it anew.
         let _held: Vec<Slot> = (1..4)
             .map(|i| shares.enter("a", binding("a", i)).expect("slot"))

@@ -69,48 +69,58 @@ impl<R> Records<R> {
 
     /// Applies one watch event, reading each object it carries with `read`.
     pub fn apply<K: Resource>(&self, event: &watcher::Event<K>, read: impl Fn(&K) -> R) {
-        let key = |object: &K| {
+        let key = |object: &K| -> (Box<str>, Box<str>) {
             let meta = object.meta();
             (
                 meta.namespace.as_deref().unwrap_or_default().into(),
                 meta.name.as_deref().unwrap_or_default().into(),
             )
         };
+        // Records are read before the lock is taken: reading may walk what a tenant made large
+        // (a Secret's managed fields), and every reconciliation's lookup would wait for it.
+        let change = match event {
+            watcher::Event::Apply(object) => Change::Live(key(object), read(object)),
+            watcher::Event::InitApply(object) => Change::Listed(key(object), read(object)),
+            watcher::Event::Delete(object) => Change::Gone(key(object)),
+            watcher::Event::Init => Change::Relist,
+            watcher::Event::InitDone => Change::ListDone,
+        };
         let mut state = self.write_state();
-        match event {
-            watcher::Event::Apply(object) => {
-                let (namespace, name): (Box<str>, Box<str>) = key(object);
-                insert(&mut state.live, namespace, name, read(object));
+        match change {
+            Change::Live((namespace, name), record) => {
+                insert(&mut state.live, namespace, name, record);
             }
-            watcher::Event::Delete(object) => {
-                let meta = object.meta();
-                let namespace = meta.namespace.as_deref().unwrap_or_default();
-                let name = meta.name.as_deref().unwrap_or_default();
-                if let Some(names) = state.live.get_mut(namespace) {
-                    names.remove(name);
+            Change::Gone((namespace, name)) => {
+                if let Some(names) = state.live.get_mut(&namespace) {
+                    names.remove(&name);
                     if names.is_empty() {
-                        state.live.remove(namespace);
+                        state.live.remove(&namespace);
                     }
                 }
             }
-            watcher::Event::Init => state.relisting = Some(HashMap::new()),
-            watcher::Event::InitApply(object) => {
-                let (namespace, name) = key(object);
-                let record = read(object);
-                insert(
-                    state.relisting.get_or_insert_with(HashMap::new),
-                    namespace,
-                    name,
-                    record,
-                );
-            }
-            watcher::Event::InitDone => {
+            Change::Relist => state.relisting = Some(HashMap::new()),
+            Change::Listed((namespace, name), record) => insert(
+                state.relisting.get_or_insert_with(HashMap::new),
+                namespace,
+                name,
+                record,
+            ),
+            Change::ListDone => {
                 if let Some(listed) = state.relisting.take() {
                     state.live = listed;
                 }
             }
         }
     }
+}
+
+/// A watch event as it changes the records.
+enum Change<R> {
+    Live((Box<str>, Box<str>), R),
+    Gone((Box<str>, Box<str>)),
+    Relist,
+    Listed((Box<str>, Box<str>), R),
+    ListDone,
 }
 
 fn insert<R>(map: &mut ByNamespace<R>, namespace: Box<str>, name: Box<str>, record: R) {
