@@ -326,9 +326,11 @@ mod tests {
         }))
         .expect("binding");
         b.status = Some(crate::api::AWSRoleBindingStatus {
-            consumers: stale.map(|n| crate::api::ConsumersStatus {
-                will_go_stale: n,
-                ..Default::default()
+            consumers: stale.map(|n| {
+                Box::new(crate::api::ConsumersStatus {
+                    will_go_stale: n,
+                    ..Default::default()
+                })
             }),
             ..Default::default()
         });

@@ -17,6 +17,8 @@ use crate::patterns;
 /// podcreds requests a short-lived token for the ServiceAccount, exchanges it with AWS STS
 /// `AssumeRoleWithWebIdentity` and keeps the temporary credentials fresh in a Secret that
 /// workloads mount.
+// The optional sections of the spec and status are boxed: most bindings set none of them, and
+// every cached binding would otherwise carry their full size inline.
 // Each `printcolumn(...)` repeats the same keys, which clippy mistakes for duplicated attributes.
 #[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -213,20 +215,20 @@ pub struct AWSRoleBindingSpec {
 
     /// Per-binding STS settings overriding the operator's defaults.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sts: Option<StsSettings>,
+    pub sts: Option<Box<StsSettings>>,
 
     /// Exchange a SAML assertion podcreds signs (STS `AssumeRoleWithSAML`) instead of a
     /// ServiceAccount token: nothing about the cluster has to be public, IAM knows podcreds from
     /// the metadata `podcreds saml-metadata` prints. The assertion's subject (`SAML:sub`) is
     /// `system:serviceaccount:<namespace>:<serviceAccountName>`. Only with `sts.provider: AWS`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub saml: Option<SamlExchange>,
+    pub saml: Option<Box<SamlExchange>>,
 
     /// Derive the credentials from an IAM user's long-term access keys that the cluster admin
     /// keeps in an `AWSCredentialSource`, instead of the ServiceAccount's web identity. The keys
     /// never reach this namespace: only the temporary credentials STS issues from them do.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub credential_source: Option<CredentialSourceRef>,
+    pub credential_source: Option<Box<CredentialSourceRef>>,
 
     /// Exchange a short-lived X.509 certificate of the ServiceAccount, issued by podcreds'
     /// workload CA (`podcreds rolesanywhere trust-anchor` prints it for the trust anchor), with
@@ -234,7 +236,7 @@ pub struct AWSRoleBindingSpec {
     /// certificate's subject names the namespace and ServiceAccount (principal tags
     /// `x509Subject/OU` and `x509Subject/CN`). Only with `sts.provider: AWS`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub roles_anywhere: Option<RolesAnywhereExchange>,
+    pub roles_anywhere: Option<Box<RolesAnywhereExchange>>,
 
     /// How pods receive the credentials: `Secret` (the default) writes them into the Secret
     /// `secretName`; `Endpoint` serves them to the binding's pods through podcreds' node agent
@@ -256,7 +258,7 @@ pub struct AWSRoleBindingSpec {
     /// Also keep an Amazon ECR image-pull Secret (`kubernetes.io/dockerconfigjson`) fresh from
     /// the binding's credentials, for kubelets that pull from ECR outside EKS.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub image_pull_secret: Option<ImagePullSecret>,
+    pub image_pull_secret: Option<Box<ImagePullSecret>>,
     /// Evict the pods that read this binding's Secret once (environment variables, `envFrom`, a
     /// `subPath` mount) shortly before the credentials they captured expire, so that their
     /// controller starts them again with the current ones. Pods that mount the Secret as a
@@ -267,7 +269,7 @@ pub struct AWSRoleBindingSpec {
     /// pods and to be allowed to evict them (chart values `consumers.watchPods` and
     /// `consumers.allowEviction`). Off when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub restart_stale_consumers: Option<RestartStaleConsumers>,
+    pub restart_stale_consumers: Option<Box<RestartStaleConsumers>>,
 }
 
 /// When podcreds restarts the pods that will go stale (`spec.restartStaleConsumers`).
@@ -328,12 +330,12 @@ pub struct AWSRoleBindingStatus {
     pub last_handled_refresh_request: Option<String>,
     /// The image-pull Secret of `spec.imagePullSecret`, as last written.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub image_pull_secret: Option<ImagePullSecretStatus>,
+    pub image_pull_secret: Option<Box<ImagePullSecretStatus>>,
     /// The pods of this namespace that read the Secret, and whether they see its refreshes.
     /// Reported only while the operator watches pods (`--watch-pods`, chart value
     /// `consumers.watchPods`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub consumers: Option<ConsumersStatus>,
+    pub consumers: Option<Box<ConsumersStatus>>,
 }
 
 /// The image-pull Secret podcreds keeps for the binding.

@@ -62,11 +62,11 @@ pub enum ConsumersUpdate {
 
 impl ConsumersUpdate {
     /// `current` after this update.
-    pub fn apply(self, current: &mut Option<ConsumersStatus>) {
+    pub fn apply(self, current: &mut Option<Box<ConsumersStatus>>) {
         match self {
             ConsumersUpdate::Clear => *current = None,
             ConsumersUpdate::Keep => {}
-            ConsumersUpdate::Set(status) => *current = Some(status),
+            ConsumersUpdate::Set(status) => *current = Some(Box::new(status)),
         }
     }
 }
@@ -457,11 +457,11 @@ mod tests {
             refreshing: 1,
             ..ConsumersStatus::default()
         };
-        let mut current = Some(ConsumersStatus::default());
+        let mut current = Some(Box::default());
         ConsumersUpdate::Keep.apply(&mut current);
-        assert_eq!(current, Some(ConsumersStatus::default()));
+        assert_eq!(current, Some(Box::default()));
         ConsumersUpdate::Set(set.clone()).apply(&mut current);
-        assert_eq!(current, Some(set));
+        assert_eq!(current, Some(Box::new(set)));
         ConsumersUpdate::Clear.apply(&mut current);
         assert_eq!(current, None);
     }

@@ -563,7 +563,8 @@ async fn write_status(
     let current = known_status(version, binding.status.as_ref(), last_write.as_ref());
     let mut status = build_status(current, binding.metadata.generation, outcome, now);
     status.image_pull_secret =
-        status::pull_secret_status(current.and_then(|c| c.image_pull_secret.as_ref()), pull);
+        status::pull_secret_status(current.and_then(|c| c.image_pull_secret.as_deref()), pull)
+            .map(Box::new);
     if let Some(request) = handled_request {
         status.last_handled_refresh_request = Some(request.to_string());
     }

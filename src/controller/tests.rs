@@ -568,14 +568,14 @@ fn objects_without_identity_are_refused_with_a_category() {
 
 fn pulling_binding() -> AWSRoleBinding {
     let mut b = binding();
-    b.spec.image_pull_secret = Some(crate::api::ImagePullSecret {
+    b.spec.image_pull_secret = Some(Box::new(crate::api::ImagePullSecret {
         registries: vec![
             "123456789012.dkr.ecr.eu-west-1.amazonaws.com".into(),
             "registry.test:5000".into(),
         ],
         secret_name: None,
         add_to_service_account: false,
-    });
+    }));
     b
 }
 

@@ -48,7 +48,7 @@ pub fn resolve(
         253,
         "a ServiceAccount name in this namespace (DNS subdomain)",
     )?;
-    let sts = spec.sts.clone().unwrap_or_default();
+    let sts = spec.sts.as_deref().cloned().unwrap_or_default();
     let provider = sts.provider.unwrap_or_default();
     roles_anywhere::check_one_first_exchange(spec)?;
     let source = source::check_source(spec)?;

@@ -90,7 +90,13 @@ async fn events(
 }
 
 async fn consumers(bindings: &Api<AWSRoleBinding>) -> Option<ConsumersStatus> {
-    bindings.get("app").await.ok()?.status?.consumers
+    bindings
+        .get("app")
+        .await
+        .ok()?
+        .status?
+        .consumers
+        .map(|c| *c)
 }
 
 pub async fn stale_consumers_are_reported_and_restarted_before_expiry(

@@ -94,11 +94,11 @@ fn bad_pull_secrets_are_refused() {
     );
     let mut minio = pulling(serde_json::json!({"registries": ["a.test"]}));
     minio.role_arn = Some("arn:minio:iam:::role/abc".into());
-    minio.sts = Some(crate::api::StsSettings {
+    minio.sts = Some(Box::new(crate::api::StsSettings {
         provider: Some(crate::api::StsProvider::MinIo),
         endpoint: Some("https://minio.test".into()),
         ..Default::default()
-    });
+    }));
     let policy = StsPolicy {
         allowed_endpoints: vec!["https://minio.test".into()],
         ..StsPolicy::default()

@@ -84,11 +84,11 @@ fn role_arns_follow_the_providers_form() {
         let mut s = spec();
         s.role_arn = Some(arn.clone());
         s.audience = Some("local".into());
-        s.sts = Some(crate::api::StsSettings {
+        s.sts = Some(Box::new(crate::api::StsSettings {
             provider: Some(*provider),
             endpoint: Some("https://127.0.0.1:9000".into()),
             ..Default::default()
-        });
+        }));
         let result = resolve(&s, "ns", "n", &policy);
         if *accepted {
             let resolved = result.unwrap_or_else(|e| panic!("{provider:?} {arn}: {e}"));
@@ -119,7 +119,7 @@ fn compatible_providers_need_an_endpoint_that_is_not_aws() {
         ..Default::default()
     };
     // No endpoint at all: the AWS regional endpoint would receive the token.
-    s.sts = Some(ceph(None));
+    s.sts = Some(Box::new(ceph(None)));
     let err = resolve(&s, "ns", "n", &StsPolicy::default()).expect_err("no endpoint");
     assert!(err.to_string().contains("spec.sts.provider"), "{err}");
     // The operator's default endpoint counts.
@@ -134,7 +134,7 @@ fn compatible_providers_need_an_endpoint_that_is_not_aws() {
         allowed_endpoints: vec![aws.into()],
         ..StsPolicy::default()
     };
-    s.sts = Some(ceph(Some(aws)));
+    s.sts = Some(Box::new(ceph(Some(aws))));
     let err = resolve(&s, "ns", "n", &allowing_aws).expect_err("AWS endpoint");
     assert!(
         err.to_string().contains("cannot name an AWS endpoint"),
@@ -308,11 +308,11 @@ fn audiences_and_endpoints_need_the_admins_allowlist() {
         "AudienceNotAllowed"
     );
     s.audience = None;
-    s.sts = Some(crate::api::StsSettings {
+    s.sts = Some(Box::new(crate::api::StsSettings {
         region: Some("eu-west-1".into()),
         endpoint: Some("https://evil.example".into()),
         ..Default::default()
-    });
+    }));
     assert_eq!(
         resolve(&s, "ns", "n", &StsPolicy::default())
             .expect_err("endpoint")
@@ -336,12 +336,12 @@ fn plain_http_endpoints_need_the_admins_consent() {
     let mut s = spec();
     // Endpoints that are not AWS get tokens of their own audience only.
     s.audience = Some("minio".into());
-    s.sts = Some(crate::api::StsSettings {
+    s.sts = Some(Box::new(crate::api::StsSettings {
         provider: None,
         region: None,
         endpoint: Some("http://minio.storage:9000".into()),
         endpoints: None,
-    });
+    }));
     let mut policy = StsPolicy {
         allowed_endpoints: vec![
             "http://minio.storage:9000".into(),
@@ -362,12 +362,12 @@ fn plain_http_endpoints_need_the_admins_consent() {
         ["http://minio.storage:9000"]
     );
     // An endpoint outside the allowlist is refused for that first, whatever its scheme.
-    s.sts = Some(crate::api::StsSettings {
+    s.sts = Some(Box::new(crate::api::StsSettings {
         provider: None,
         region: None,
         endpoint: Some("http://elsewhere".into()),
         endpoints: None,
-    });
+    }));
     assert_eq!(
         resolve(&s, "ns", "n", &policy)
             .expect_err("not allowed")
@@ -375,20 +375,20 @@ fn plain_http_endpoints_need_the_admins_consent() {
         "EndpointNotAllowed"
     );
     // https is fine; plain HTTP with the admin's consent too.
-    s.sts = Some(crate::api::StsSettings {
+    s.sts = Some(Box::new(crate::api::StsSettings {
         provider: None,
         region: None,
         endpoint: Some("https://sts.example".into()),
         endpoints: None,
-    });
+    }));
     assert!(resolve(&s, "ns", "n", &policy).is_ok());
     policy.allow_insecure_endpoints = true;
-    s.sts = Some(crate::api::StsSettings {
+    s.sts = Some(Box::new(crate::api::StsSettings {
         provider: None,
         region: None,
         endpoint: Some("http://minio.storage:9000".into()),
         endpoints: None,
-    });
+    }));
     assert!(resolve(&s, "ns", "n", &policy).is_ok());
     assert!(policy.unusable_allowed_endpoints().is_empty());
 }
@@ -927,10 +927,10 @@ fn the_default_endpoint_list_serves_bindings_that_name_none() {
     // A binding may name the defaults (in another order) without the allowlist, with AWS's
     // audience: every default endpoint is trusted like AWS.
     let mut listed = spec();
-    listed.sts = Some(crate::api::StsSettings {
+    listed.sts = Some(Box::new(crate::api::StsSettings {
         endpoints: Some(vec![A.into(), X.into()]),
         ..Default::default()
-    });
+    }));
     let r = resolve(&listed, "ns", "b", &policy).expect("valid");
     assert_eq!(r.sts_endpoints().collect::<Vec<_>>(), [A, X]);
     assert_eq!(r.audience, AWS_STS_AUDIENCE);

@@ -95,11 +95,11 @@ fn hostile_saml_specs_are_refused() {
     }
     let mut minio = spec_with(serde_json::json!({}));
     minio.role_arn = Some("arn:minio:iam:::role/x".into());
-    minio.sts = Some(crate::api::StsSettings {
+    minio.sts = Some(Box::new(crate::api::StsSettings {
         provider: Some(StsProvider::MinIo),
         endpoint: Some("https://minio.example".into()),
         ..Default::default()
-    });
+    }));
     let policy = StsPolicy {
         allowed_endpoints: vec!["https://minio.example".into()],
         ..with_default()
