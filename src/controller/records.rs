@@ -11,7 +11,8 @@ use kube::runtime::watcher;
 type ByName<R> = HashMap<Box<str>, Arc<R>>;
 type ByNamespace<R> = HashMap<Box<str>, ByName<R>>;
 
-/// Records of type `R`, each read from one object by the function the cache was made with.
+/// Records of type `R`, each read from one object by the function its watch events are applied
+/// with.
 pub struct Records<R> {
     state: Arc<RwLock<State<R>>>,
 }
@@ -65,6 +66,19 @@ impl<R> Records<R> {
     /// Whether the cache holds no record.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// What a watch stream passes each event to (`inspect`): applies it, errors aside.
+    pub fn feed<K: Resource, E, F: Fn(&K) -> R>(
+        &self,
+        read: F,
+    ) -> impl Fn(&Result<watcher::Event<K>, E>) + use<K, E, F, R> {
+        let records = self.clone();
+        move |event| {
+            if let Ok(event) = event {
+                records.apply(event, &read);
+            }
+        }
     }
 
     /// Applies one watch event, reading each object it carries with `read`.
@@ -148,6 +162,10 @@ mod tests {
         }
     }
 
+    fn value(records: &Records<String>, namespace: &str, name: &str) -> Option<String> {
+        records.get(namespace, name).map(|v| v.to_string())
+    }
+
     fn version(object: &ConfigMap) -> String {
         object.metadata.resource_version.clone().unwrap_or_default()
     }
@@ -158,14 +176,8 @@ mod tests {
         records.apply(&watcher::Event::Apply(object("a", "x", "1")), version);
         records.apply(&watcher::Event::Apply(object("b", "x", "2")), version);
         records.apply(&watcher::Event::Apply(object("a", "x", "3")), version);
-        assert_eq!(
-            records.get("a", "x").as_deref().map(String::as_str),
-            Some("3")
-        );
-        assert_eq!(
-            records.get("b", "x").as_deref().map(String::as_str),
-            Some("2")
-        );
+        assert_eq!(value(&records, "a", "x"), Some("3".to_string()));
+        assert_eq!(value(&records, "b", "x"), Some("2".to_string()));
         assert_eq!(records.get("a", "y"), None);
         records.apply(&watcher::Event::Delete(object("a", "x", "3")), version);
         assert_eq!(records.get("a", "x"), None);
@@ -183,20 +195,11 @@ mod tests {
             version,
         );
         // Until the list is complete, readers see the records as they were.
-        assert_eq!(
-            records.get("a", "gone").as_deref().map(String::as_str),
-            Some("1")
-        );
-        assert_eq!(
-            records.get("a", "kept").as_deref().map(String::as_str),
-            Some("1")
-        );
+        assert_eq!(value(&records, "a", "gone"), Some("1".to_string()));
+        assert_eq!(value(&records, "a", "kept"), Some("1".to_string()));
         records.apply(&watcher::Event::<ConfigMap>::InitDone, version);
         assert_eq!(records.get("a", "gone"), None);
-        assert_eq!(
-            records.get("a", "kept").as_deref().map(String::as_str),
-            Some("2")
-        );
+        assert_eq!(value(&records, "a", "kept"), Some("2".to_string()));
         assert_eq!(records.len(), 1);
     }
 }

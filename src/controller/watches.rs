@@ -311,16 +311,10 @@ pub async fn run(
         let secret_stream = tell_when_listed(
             watcher(secrets, watcher::Config::default().labels(MANAGED_SELECTOR))
                 .backoff(WatchBackoff::default())
-                .inspect({
-                    let records = secret_records.clone();
-                    move |event| {
-                        if let Ok(event) = event {
-                            records.apply(event, |s: &PartialObjectMeta<Secret>| {
-                                SecretRecord::read(&s.metadata)
-                            });
-                        }
-                    }
-                })
+                .inspect(
+                    secret_records
+                        .feed(|s: &PartialObjectMeta<Secret>| SecretRecord::read(&s.metadata)),
+                )
                 .modify(|s: &mut PartialObjectMeta<Secret>| only_controller(&mut s.metadata)),
             secrets_listed,
         )
@@ -343,29 +337,23 @@ pub async fn run(
             None => watcher::Config::default(),
         };
         let namespace_api: Api<PartialObjectMeta<Namespace>> = Api::all(shared.client.clone());
-        let namespace_stream = tell_when_listed(
-            watcher(namespace_api, namespace_config)
-                .backoff(WatchBackoff::default())
-                .inspect({
-                    let records = namespace_records.clone();
-                    move |event| {
-                        if let Ok(event) = event {
-                            records.apply(event, |n: &PartialObjectMeta<Namespace>| {
-                                NamespaceRecord::read(&n.metadata)
-                            });
-                        }
-                    }
-                }),
-            namespaces_listed,
-        )
-        // The initial list is no news: every binding is reconciled at start anyway.
-        .filter_map(|event| async move {
-            match event {
-                Ok(watcher::Event::Apply(namespace)) => Some(Ok(namespace)),
-                Err(e) => Some(Err(e)),
-                Ok(_) => None,
-            }
-        });
+        let namespace_stream =
+            tell_when_listed(
+                watcher(namespace_api, namespace_config)
+                    .backoff(WatchBackoff::default())
+                    .inspect(namespace_records.feed(|n: &PartialObjectMeta<Namespace>| {
+                        NamespaceRecord::read(&n.metadata)
+                    })),
+                namespaces_listed,
+            )
+            // The initial list is no news: every binding is reconciled at start anyway.
+            .filter_map(|event| async move {
+                match event {
+                    Ok(watcher::Event::Apply(namespace)) => Some(Ok(namespace)),
+                    Err(e) => Some(Err(e)),
+                    Ok(_) => None,
+                }
+            });
         let namespace_stream = retried_quietly(namespace_stream, "Namespace");
 
         // Bindings to reconcile now: their conflict is gone, or a slot of their namespace freed.
